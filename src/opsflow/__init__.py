@@ -1,0 +1,3 @@
+"""opsflow: durable DAG workflows for operations teams."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,214 @@
+"""Plain data the engine reads and writes: the graph, the execution's state, and actions.
+
+This module is the contract between the pure engine (``decide``) and the runtime that applies
+its actions in database transactions. Everything here is frozen; times are float seconds on
+one clock chosen by the caller (the runtime passes epoch seconds), and durations are seconds.
+Nothing here imports the database, asyncio or the clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from opsflow.status import (
+    ExecutionStatus,
+    JobStatus,
+    Join,
+    Outcome,
+    StepStatus,
+    StepType,
+)
+
+# --------------------------------------------------------------------------- the graph
+
+
+@dataclass(frozen=True)
+class Edge:
+    """One entry of ``needs``: ``step`` must end with ``outcome`` (SUCCESS for a bare id)."""
+
+    step: str
+    outcome: Outcome = Outcome.SUCCESS
+
+
+@dataclass(frozen=True)
+class StepNode:
+    """What the engine needs to know about one step of the definition."""
+
+    id: str
+    type: StepType
+    needs: tuple[Edge, ...] = ()
+    join: Join = Join.ALL
+    retries: int = 0
+    retry_delay: float = 0.0
+    timeout: float | None = None  # per attempt; for an approval, how long it may wait
+    allow_skip: bool = False
+
+
+@dataclass(frozen=True)
+class Graph:
+    """A compiled, already validated workflow version (acyclic, ids unique, needs resolvable)."""
+
+    steps: tuple[StepNode, ...]
+    timeout: float | None = None  # whole execution, from started_at
+
+    def step(self, step_id: str) -> StepNode:
+        for node in self.steps:
+            if node.id == step_id:
+                return node
+        raise KeyError(step_id)
+
+
+# --------------------------------------------------------------------------- the state
+
+
+class CancelMode(StrEnum):
+    GRACEFUL = "graceful"  # in-flight jobs finish, nothing new starts
+    FORCE = "force"  # in-flight jobs are terminated
+    CLEANUP = "cleanup"  # graceful, then each step's cleanup action runs
+
+
+@dataclass(frozen=True)
+class CancelRequest:
+    mode: CancelMode
+    requested_at: float
+    reason: str = "cancelled"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One job: one try of a step on an agent. ``number`` counts from 1 for the step."""
+
+    number: int
+    status: JobStatus
+    created_at: float
+    started_at: float | None = None
+    ended_at: float | None = None
+    retryable: bool = True  # the executor's retry intent: False means do not retry
+    error: str | None = None
+    cancel_requested: bool = False  # a CancelJob was already issued for it
+
+
+@dataclass(frozen=True)
+class StepState:
+    """Where one step is. Only the engine changes ``status`` (through actions).
+
+    ``gate_result`` is how the outside world answers a gate: the runtime writes APPROVED or
+    REJECTED when people decide an approval (compare-and-set on ``waiting``), TRUE or FALSE
+    when it evaluates a condition, SUCCEEDED or FAILED when a child workflow ends; FAILED also
+    when a condition could not be evaluated. ``gate_reason`` says why (e.g. "timed out").
+
+    ``retry_base`` is the number of attempts made before the last manual retry reset the step,
+    so ``retries`` counts only attempts after it. ``user_skipped`` marks a step skipped by a
+    person: downstream treats it as a success.
+    """
+
+    status: StepStatus = StepStatus.PENDING
+    attempts: tuple[Attempt, ...] = ()
+    entered_at: float | None = None  # when the step entered its current status
+    retry_at: float | None = None  # set while WAITING for a retry delay
+    gate_result: Outcome | None = None
+    gate_reason: str | None = None
+    retry_base: int = 0
+    user_skipped: bool = False
+
+    @property
+    def last_attempt(self) -> Attempt | None:
+        return self.attempts[-1] if self.attempts else None
+
+
+@dataclass(frozen=True)
+class ExecutionState:
+    status: ExecutionStatus
+    created_at: float
+    started_at: float | None = None
+    steps: Mapping[str, StepState] = field(default_factory=dict)
+    cancel: CancelRequest | None = None
+
+
+# --------------------------------------------------------------------------- actions
+
+
+@dataclass(frozen=True)
+class SetExecutionStatus:
+    status: ExecutionStatus
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class SetStepStatus:
+    """Move a step to ``status``. ``retry_at`` is set when it goes WAITING for a retry."""
+
+    step: str
+    status: StepStatus
+    reason: str = ""
+    retry_at: float | None = None
+
+
+@dataclass(frozen=True)
+class StartJob:
+    """Queue attempt ``attempt`` of ``step`` for an agent; the step becomes RUNNING."""
+
+    step: str
+    attempt: int
+
+
+@dataclass(frozen=True)
+class CancelJob:
+    """Stop a running or queued attempt. ``as_status`` is CANCELLED or TIMEOUT."""
+
+    step: str
+    attempt: int
+    as_status: JobStatus = JobStatus.CANCELLED
+    force: bool = True
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class EvaluateCondition:
+    """The runtime renders the condition's ``if`` and writes ``gate_result`` TRUE/FALSE."""
+
+    step: str
+
+
+@dataclass(frozen=True)
+class OpenApproval:
+    """The runtime opens the approval gate (record, notifications); the step is WAITING."""
+
+    step: str
+
+
+@dataclass(frozen=True)
+class StartChildWorkflow:
+    """The runtime starts the child workflow; its end becomes ``gate_result``."""
+
+    step: str
+
+
+@dataclass(frozen=True)
+class Log:
+    """A line for the execution's engine log: every transition and its reason."""
+
+    message: str
+    step: str | None = None
+
+
+Action = (
+    SetExecutionStatus
+    | SetStepStatus
+    | StartJob
+    | CancelJob
+    | EvaluateCondition
+    | OpenApproval
+    | StartChildWorkflow
+    | Log
+)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do now, and when to look again (the earliest timer: retry delay, timeout)."""
+
+    actions: tuple[Action, ...]
+    wake_at: float | None = None
