@@ -1,0 +1,128 @@
+"""How results and errors reach the terminal.
+
+Results go to stdout (a Rich table or text for people, the API's JSON verbatim for scripts with
+``--output json``); errors go to stderr as ``error: ...`` lines. Every command failure is a
+:class:`CliError` raised anywhere below the command and printed once, by ``main``, so exit codes
+stay consistent: 1 when the command could not do its work, 2 when it was called wrongly.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import StrEnum
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from opsflow.errors import OpsflowError, Problem
+
+stdout = Console(highlight=False, soft_wrap=True)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class OutputFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+OutputOption = Annotated[
+    OutputFormat,
+    typer.Option(
+        "--output",
+        "-o",
+        case_sensitive=False,
+        help="text for people, json (the API's own JSON) for scripts.",
+    ),
+]
+
+
+class CliError(OpsflowError):
+    """The command could not do what was asked."""
+
+    exit_code = 1
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        problems: list[Problem] | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, problems=problems)
+        self.hint = hint
+
+
+class UsageError(CliError):
+    """The command was called wrongly."""
+
+    exit_code = 2
+
+
+def report_error(exc: CliError) -> None:
+    """Print ``error: <message>``, then each located problem, then a hint on how to fix it."""
+    lines = [f"error: {exc.message}"]
+    lines += [f"  {p.loc or '(root)'}: {p.msg}" for p in exc.problems]
+    if exc.hint:
+        lines.append(f"hint: {exc.hint}")
+    stderr.print("\n".join(lines), markup=False)
+
+
+def print_json(data: Any) -> None:
+    """Write JSON to stdout without Rich, so a script always reads exactly what the API sent."""
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def say(text: str) -> None:
+    """One line of plain text for people on stdout (no markup interpretation)."""
+    stdout.print(text, markup=False)
+
+
+def table(columns: list[str], rows: list[list[str]], *, title: str | None = None) -> None:
+    """Print rows as a Rich table; an empty list prints a single "(none)" line instead."""
+    if not rows:
+        say("(none)")
+        return
+    out = Table(title=title, header_style="bold", box=None, pad_edge=False)
+    for name in columns:
+        # fold, never truncate: an id cut to "prod-dep…" cannot be copied into the next command
+        out.add_column(name, overflow="fold")
+    for row in rows:
+        out.add_row(*(Text(value) for value in row))  # Text: values are data, not Rich markup
+    stdout.print(out)
+
+
+def cell(value: Any) -> str:
+    """A table cell: ``-`` for missing values, ``k=v`` pairs for mappings, commas for lists."""
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value) or "-"
+    return str(value)
+
+
+def confirm(question: str, *, yes: bool) -> None:
+    """Ask before a destructive action; without a terminal to ask on, require ``--yes``."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError(
+            f"{question} (not asked: stdin is not a terminal)",
+            hint="pass --yes to confirm without a prompt",
+        )
+    typer.confirm(question, abort=True)
+
+
+def items_of(body: Any) -> list[Any]:
+    """The rows of a list response, whether the API sent a bare list or ``{items: [...]}``."""
+    if isinstance(body, dict):
+        return list(body.get("items") or [])
+    return list(body or [])

@@ -1,0 +1,113 @@
+"""Offline commands: ``opsflow validate`` and ``opsflow schema``; neither needs a server.
+
+``validate`` uses the same loader as the server, so a file it accepts is a file the server
+accepts, and it prints each problem as ``file:line: loc: message`` so editors and CI logs link
+straight to the line. ``apply`` runs the same check before it sends anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from opsflow.cli.bundle import WorkflowSource, find_workflows
+from opsflow.cli.output import OutputFormat, OutputOption, print_json, say, stderr
+from opsflow.errors import Problem, SpecInvalid
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    """The result of loading one workflow file: its id when valid, every problem otherwise."""
+
+    source: WorkflowSource
+    workflow_id: str | None = None
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def valid(self) -> bool:
+        return not self.problems
+
+    def as_dict(self) -> dict[str, Any]:
+        """The ``--output json`` shape: ``{file, valid, errors: [{loc, msg, line, column}]}``."""
+        return {
+            "file": str(self.source.file),
+            "valid": self.valid,
+            "errors": [
+                {"loc": p.loc, "msg": p.msg, "line": p.line, "column": p.column}
+                for p in self.problems
+            ],
+        }
+
+
+def check_file(source: WorkflowSource) -> FileCheck:
+    """Load one workflow file with the real spec loader and collect every problem it has."""
+    # imported here so commands that never load YAML start without the whole spec model
+    from opsflow.spec.loader import load_workflow_file
+
+    try:
+        workflow = load_workflow_file(source.file)
+    except SpecInvalid as exc:
+        problems = exc.problems or [Problem(loc="", msg=exc.message)]
+        return FileCheck(source, problems=problems)
+    except OSError as exc:
+        return FileCheck(source, problems=[Problem(loc="", msg=f"cannot read: {exc.strerror}")])
+    return FileCheck(source, workflow_id=workflow.id)
+
+
+def check_paths(paths: list[Path]) -> list[FileCheck]:
+    """Check every workflow the paths name (files, workflow dirs, dirs of workflow dirs)."""
+    return [check_file(source) for path in paths for source in find_workflows(path)]
+
+
+def print_checks(checks: list[FileCheck], output: OutputFormat, *, quiet_ok: bool = False) -> None:
+    """Print results as ``file:line: loc: message`` lines (plus "ok" lines) or as JSON."""
+    if output is OutputFormat.JSON:
+        print_json([check.as_dict() for check in checks])
+        return
+    for check in checks:
+        if check.valid:
+            if not quiet_ok:
+                say(f"{check.source.file}: ok ({check.workflow_id})")
+            continue
+        for problem in check.problems:
+            say(problem.format(str(check.source.file)))
+    bad = [check for check in checks if not check.valid]
+    if bad:
+        count = sum(len(check.problems) for check in bad)
+        stderr.print(
+            f"{count} problem{'s' if count != 1 else ''} in {len(bad)} "
+            f"file{'s' if len(bad) != 1 else ''}",
+            markup=False,
+        )
+
+
+def validate(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Workflow YAML files, workflow directories, or directories of them.",
+            show_default=False,
+        ),
+    ],
+    output: OutputOption = OutputFormat.TEXT,
+) -> None:
+    """Check workflow definitions offline; exit 1 and list every problem if any is invalid."""
+    checks = check_paths(paths)
+    print_checks(checks, output)
+    if not all(check.valid for check in checks):
+        raise typer.Exit(1)
+
+
+def schema() -> None:
+    """Print the JSON Schema of workflow YAML, for editors that complete and check it."""
+    from opsflow.spec.schema import workflow_json_schema
+
+    print_json(workflow_json_schema())
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(validate)
+    app.command()(schema)
