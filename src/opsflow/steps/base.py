@@ -1,0 +1,114 @@
+"""The one interface every agent-side step executor implements.
+
+An agent hands an executor a fully rendered ``JobSpec`` (one attempt of one step), a ``LogSink``
+for the job's log lines and a ``CancelSignal``; the executor returns a ``StepResult``. Executors
+are asyncio-native and never block the event loop: a single agent runs many jobs at once on one
+loop, and the loop also carries its heartbeats and log batches.
+
+Retry *intent* is data (``StepResult.retryable``); whether and when to retry is the engine's
+decision, never the executor's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from opsflow.status import JobStatus, LogStream, StepType
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One attempt of one step, as the server sends it to an agent.
+
+    ``config`` holds the step's YAML fields with templates already rendered by the server (a
+    script's ``run`` body is never templated) and durations in seconds. ``workdir`` is a fresh
+    directory holding a copy of the workflow version's files. ``secrets`` lists values the
+    agent's log sink masks; executors only pass them through.
+    """
+
+    job_id: str
+    execution_id: str
+    step_id: str
+    attempt: int
+    type: StepType
+    config: Mapping[str, Any]
+    workdir: Path
+    timeout: float | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    secrets: tuple[str, ...] = ()
+
+
+class LogSink(Protocol):
+    """Where an executor sends the job's log, one line at a time (no trailing newline)."""
+
+    def write(self, stream: LogStream, text: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """How one attempt ended.
+
+    ``status`` is COMPLETED, FAILED, TIMEOUT or CANCELLED. ``error`` is a short human-readable
+    reason whenever the status is not COMPLETED. ``retryable`` is False when running the same
+    attempt again cannot help (bad configuration, an HTTP 4xx other than 429, a cancel).
+    """
+
+    status: JobStatus
+    outputs: Mapping[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    retryable: bool = True
+
+
+class CancelSignal:
+    """Set by the agent when the server asks to stop this job; awaited by the executor.
+
+    A graceful request lets the executor stop its work politely (SIGTERM, then SIGKILL after a
+    grace period); a forced one shortens that grace to well under two seconds. A graceful request
+    may later be upgraded to a forced one, and executors already waiting out the grace period
+    react to the upgrade (``wait_forced``). Call ``request`` from the event loop's thread.
+    """
+
+    def __init__(self) -> None:
+        self._requested = asyncio.Event()
+        self._forced = asyncio.Event()
+
+    def request(self, force: bool) -> None:
+        """Ask the job to stop; ``force`` asks it to stop now rather than cleanly."""
+        if force:
+            self._forced.set()
+        self._requested.set()
+
+    @property
+    def requested(self) -> bool:
+        """Whether a stop was asked for."""
+        return self._requested.is_set()
+
+    @property
+    def force(self) -> bool:
+        """Whether the stop must be quick (a forced cancel)."""
+        return self._forced.is_set()
+
+    async def wait(self) -> None:
+        """Return once a stop is requested."""
+        await self._requested.wait()
+
+    async def wait_forced(self) -> None:
+        """Return once a forced stop is requested (possibly after a graceful one)."""
+        await self._forced.wait()
+
+
+class Executor(Protocol):
+    """Runs one step type on an agent. Adding a step type is one module plus one registration."""
+
+    type: StepType
+
+    async def run(self, spec: JobSpec, log: LogSink, cancel: CancelSignal) -> StepResult: ...
+
+
+def format_seconds(seconds: float) -> str:
+    """``10.0 -> "10s"``, ``0.5 -> "0.5s"``: durations as users wrote them in error messages."""
+    return f"{seconds:g}s"

@@ -1,0 +1,217 @@
+"""Run a child process in its own process group, stream its output, and stop it for good.
+
+Used by every executor that runs a program (script today; terraform and ansible can share it).
+Why a process group: a step's script may start children and grandchildren (``sleep &``, a
+pipeline, a server); a timeout or a cancel must stop all of them, and so must the end of the
+step, so that nothing a job started outlives it. The group gets SIGTERM first so programs can
+clean up, then SIGKILL once the grace period is over.
+
+Why a custom protocol rather than ``asyncio.subprocess.Process``: ``Process.wait()`` only
+returns once the output pipes are closed, and a background grandchild holding them open would
+hide the exit of the main process. ``process_exited`` reports the exit itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+from opsflow.status import LogStream
+
+from .base import CancelSignal, LogSink, format_seconds
+from .lines import LineSplitter
+
+DEFAULT_GRACE = 5.0
+FORCE_GRACE = 0.5
+# After the process group is gone, how long to wait for pipes still held by a detached process
+# (one that left the group with setsid) before we stop reading them.
+PIPE_DRAIN_LIMIT = 2.0
+
+
+class Stop(Enum):
+    """Why the process did not simply run to its end."""
+
+    TIMEOUT = "timeout"
+    CANCEL = "cancel"
+
+
+@dataclass(frozen=True)
+class ProcessOutcome:
+    """How a supervised process ended.
+
+    ``returncode`` follows ``subprocess``: negative for death by a signal. ``stopped`` says
+    whether we stopped it (timeout or cancel), ``forced`` whether that stop was a forced cancel.
+    """
+
+    returncode: int
+    stopped: Stop | None = None
+    forced: bool = False
+
+
+class _Protocol(asyncio.SubprocessProtocol):
+    """Sends stdout/stderr bytes to line splitters and reports exit and pipe closure."""
+
+    def __init__(self, log: LogSink, loop: asyncio.AbstractEventLoop) -> None:
+        self.exited: asyncio.Future[None] = loop.create_future()
+        self.pipes_closed: asyncio.Future[None] = loop.create_future()
+        self._splitters = {
+            1: LineSplitter(LogStream.STDOUT, log),
+            2: LineSplitter(LogStream.STDERR, log),
+        }
+        self._open = {1, 2}
+
+    def pipe_data_received(self, fd: int, data: bytes | str) -> None:
+        self._splitters[fd].feed(data.encode() if isinstance(data, str) else data)
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        if fd in self._open:
+            self._open.discard(fd)
+            self._splitters[fd].close()
+        if not self._open and not self.pipes_closed.done():
+            self.pipes_closed.set_result(None)
+
+    def process_exited(self) -> None:
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+
+async def run_process(
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    log: LogSink,
+    cancel: CancelSignal,
+    timeout: float | None,
+    grace: float = DEFAULT_GRACE,
+    force_grace: float = FORCE_GRACE,
+) -> ProcessOutcome:
+    """Run ``argv`` until it exits, times out or is cancelled; stream its output to ``log``.
+
+    Raises ``OSError`` when the program cannot be started (not found, not executable). On
+    return, no process of the group is left running, whatever happened.
+    """
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.subprocess_exec(
+        lambda: _Protocol(log, loop),
+        *argv,
+        cwd=cwd,
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    pgid = transport.get_pid()  # leader of its own new session, so its pid is the group id
+    stopped: Stop | None = None
+    forced = False
+    finished = False
+    try:
+        cancel_wait = asyncio.ensure_future(cancel.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {protocol.exited, cancel_wait},
+                timeout=timeout,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            cancel_wait.cancel()
+        if not protocol.exited.done():
+            stopped = Stop.CANCEL if cancel_wait in done else Stop.TIMEOUT
+            if stopped is Stop.TIMEOUT:
+                assert timeout is not None
+                log.write(LogStream.SYSTEM, f"timed out after {format_seconds(timeout)}")
+            forced = await _stop_group(pgid, protocol, log, cancel, grace, force_grace)
+        else:
+            _kill_leftovers(pgid, log)
+        await _drain(protocol, transport, log)
+        finished = True
+    finally:
+        if not finished:  # this task itself was cancelled: leave nothing running behind
+            _signal_group(pgid, signal.SIGKILL)
+        transport.close()
+    returncode = transport.get_returncode()
+    assert returncode is not None
+    return ProcessOutcome(returncode, stopped, forced)
+
+
+async def _stop_group(
+    pgid: int,
+    protocol: _Protocol,
+    log: LogSink,
+    cancel: CancelSignal,
+    grace: float,
+    force_grace: float,
+) -> bool:
+    """SIGTERM the group, wait for the main process up to the grace period, then SIGKILL.
+
+    A forced cancel, from the start or arriving during the grace period, shortens the wait to
+    ``force_grace``. Returns whether the stop was forced.
+    """
+    forced = cancel.force
+    wait_for = force_grace if forced else grace
+    log.write(
+        LogStream.SYSTEM,
+        f"stopping the process group: SIGTERM, then SIGKILL after {format_seconds(wait_for)}",
+    )
+    _signal_group(pgid, signal.SIGTERM)
+    if not forced:
+        forced_wait = asyncio.ensure_future(cancel.wait_forced())
+        try:
+            done, _ = await asyncio.wait(
+                {protocol.exited, forced_wait}, timeout=grace, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            forced_wait.cancel()
+        if forced_wait in done and not protocol.exited.done():
+            forced = True
+            log.write(LogStream.SYSTEM, "forced cancel: shortening the grace period")
+    if forced and not protocol.exited.done():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(protocol.exited), force_grace)
+    if not protocol.exited.done():
+        log.write(LogStream.SYSTEM, "the process did not exit after SIGTERM; sending SIGKILL")
+    _signal_group(pgid, signal.SIGKILL)
+    await protocol.exited
+    return forced
+
+
+def _kill_leftovers(pgid: int, log: LogSink) -> None:
+    """SIGKILL whatever the main process left running in its group (``cmd &`` without wait)."""
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return
+    if _signal_group(pgid, signal.SIGKILL):
+        log.write(LogStream.SYSTEM, "stopped background processes the step left running")
+
+
+async def _drain(protocol: _Protocol, transport: asyncio.SubprocessTransport, log: LogSink) -> None:
+    """Read the output still in the pipes; give up on pipes held open by a detached process."""
+    try:
+        await asyncio.wait_for(asyncio.shield(protocol.pipes_closed), PIPE_DRAIN_LIMIT)
+    except TimeoutError:
+        log.write(
+            LogStream.SYSTEM,
+            "stopped reading output: a detached process still holds the step's stdout/stderr",
+        )
+        for fd in (1, 2):
+            pipe = transport.get_pipe_transport(fd)
+            if pipe is not None:
+                pipe.close()
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> bool:
+    """Send ``sig`` to the whole group; False if the group no longer exists."""
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
