@@ -1,0 +1,1 @@
+"""Who may do what: users' passwords, API tokens, roles and their permissions."""

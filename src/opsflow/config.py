@@ -1,0 +1,149 @@
+"""Server settings, read once at start from the environment and explicit overrides.
+
+`Settings.from_env(**overrides)` is the one way to build them: the CLI passes its flags as
+overrides, tests pass what they need, and everything else comes from ``OPSFLOW_*`` variables.
+Nothing reads the environment after start.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from opsflow.errors import InvalidInput
+
+DEFAULT_PORT = 8321
+DEFAULT_MAX_BUNDLE_BYTES = 20 * 1024 * 1024
+NOTIFY_ENV_PREFIX = "OPSFLOW_NOTIFY_"
+NOTIFY_FILE = "notify.yaml"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a server process needs to know; frozen so no part can change it under another.
+
+    ``db_url`` left empty becomes the embedded default, ``sqlite:///<data_dir>/opsflow.db``.
+    ``notify_channels`` maps a channel name used by `notify` steps to the
+    Apprise URLs it delivers to.
+    """
+
+    data_dir: Path = Path("./data")
+    db_url: str = ""
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    local_agent: bool = True
+    local_agent_concurrency: int = 4
+    admin_password: str | None = None
+    max_bundle_bytes: int = DEFAULT_MAX_BUNDLE_BYTES
+    notify_channels: dict[str, list[str]] = field(default_factory=dict)
+    demo: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.db_url:
+            default = f"sqlite:///{(Path(self.data_dir) / 'opsflow.db').resolve()}"
+            object.__setattr__(self, "db_url", default)
+
+    @property
+    def base_url(self) -> str:
+        """Where this server listens, as a browser or the CLI would spell it."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from ``OPSFLOW_*`` variables, then ``overrides`` (None values are ignored).
+
+        Variables: ``OPSFLOW_DATA_DIR``, ``OPSFLOW_DB``, ``OPSFLOW_HOST``, ``OPSFLOW_PORT``,
+        ``OPSFLOW_LOCAL_AGENT`` (true/false), ``OPSFLOW_LOCAL_AGENT_CONCURRENCY``,
+        ``OPSFLOW_ADMIN_PASSWORD``, ``OPSFLOW_MAX_BUNDLE_BYTES``, ``OPSFLOW_DEMO`` and one
+        ``OPSFLOW_NOTIFY_<NAME>`` per notify channel (comma- or space-separated Apprise URLs).
+        Channels also come from ``<data_dir>/notify.yaml`` (``{name: [url, ...]}``); the
+        environment wins for a name defined in both.
+        """
+        env = os.environ if env is None else env
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise TypeError(f"unknown settings: {', '.join(unknown)}")
+        values: dict[str, Any] = {}
+        if "OPSFLOW_DATA_DIR" in env:
+            values["data_dir"] = Path(env["OPSFLOW_DATA_DIR"])
+        if "OPSFLOW_DB" in env:
+            values["db_url"] = env["OPSFLOW_DB"]
+        if "OPSFLOW_HOST" in env:
+            values["host"] = env["OPSFLOW_HOST"]
+        if "OPSFLOW_PORT" in env:
+            values["port"] = _int(env, "OPSFLOW_PORT")
+        if "OPSFLOW_LOCAL_AGENT" in env:
+            values["local_agent"] = _bool(env, "OPSFLOW_LOCAL_AGENT")
+        if "OPSFLOW_LOCAL_AGENT_CONCURRENCY" in env:
+            values["local_agent_concurrency"] = _int(env, "OPSFLOW_LOCAL_AGENT_CONCURRENCY")
+        if env.get("OPSFLOW_ADMIN_PASSWORD"):
+            values["admin_password"] = env["OPSFLOW_ADMIN_PASSWORD"]
+        if "OPSFLOW_MAX_BUNDLE_BYTES" in env:
+            values["max_bundle_bytes"] = _int(env, "OPSFLOW_MAX_BUNDLE_BYTES")
+        if "OPSFLOW_DEMO" in env:
+            values["demo"] = _bool(env, "OPSFLOW_DEMO")
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if "data_dir" in values:
+            values["data_dir"] = Path(values["data_dir"])
+        values.setdefault("db_url", "")
+        settings = replace(cls(), **values)
+        if "notify_channels" not in overrides or overrides["notify_channels"] is None:
+            channels = _notify_file(settings.data_dir / NOTIFY_FILE)
+            channels.update(_notify_env(env))
+            settings = replace(settings, notify_channels=channels)
+        return settings
+
+
+def _int(env: Mapping[str, str], name: str) -> int:
+    try:
+        return int(env[name])
+    except ValueError:
+        raise InvalidInput(f"{name} must be an integer, got {env[name]!r}") from None
+
+
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    value = env[name].strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise InvalidInput(f"{name} must be true or false, got {env[name]!r}")
+
+
+def _notify_env(env: Mapping[str, str]) -> dict[str, list[str]]:
+    """``OPSFLOW_NOTIFY_DEPLOYS=slack://...`` defines the channel ``deploys``."""
+    channels: dict[str, list[str]] = {}
+    for key, value in env.items():
+        if key.startswith(NOTIFY_ENV_PREFIX) and len(key) > len(NOTIFY_ENV_PREFIX):
+            name = key[len(NOTIFY_ENV_PREFIX) :].lower().replace("_", "-")
+            channels[name] = value.replace(",", " ").split()
+    return channels
+
+
+def _notify_file(path: Path) -> dict[str, list[str]]:
+    """Channels from ``notify.yaml``: ``{name: url}`` or ``{name: [url, ...]}``."""
+    if not path.is_file():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise InvalidInput(f"{path}: not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise InvalidInput(f"{path}: expected a mapping of channel name to Apprise URLs")
+    channels: dict[str, list[str]] = {}
+    for name, urls in data.items():
+        if isinstance(urls, str):
+            urls = [urls]
+        if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+            raise InvalidInput(f"{path}: channel {name!r} must be a URL or a list of URLs")
+        channels[str(name)] = list(urls)
+    return channels

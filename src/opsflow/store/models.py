@@ -1,0 +1,12 @@
+"""The whole schema's ``MetaData``: importing this module registers every table.
+
+Alembic's environment and the "migrations equal models" test read `metadata` from here, so
+every module that defines tables is imported below (the runtime adds its own line).
+"""
+
+from __future__ import annotations
+
+import opsflow.store.tables  # noqa: F401  (registers the foundation's tables)
+from opsflow.store.base import Base
+
+metadata = Base.metadata
