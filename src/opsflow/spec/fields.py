@@ -1,0 +1,131 @@
+"""Field types shared by the workflow models: ids, names, text maps, paths, agent selection.
+
+Each type carries its own check and a message that says how to fix a bad value, so every model
+refuses the same mistakes with the same words, and the JSON Schema shows editors the same rule.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import PurePosixPath
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+
+WORKFLOW_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+STEP_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+KEY_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+
+
+class SpecModel(BaseModel):
+    """Base of every definition model: unknown fields are errors, so typos never pass silently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def matching(pattern: str, what: str, fix: str) -> AfterValidator:
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise ValueError(f"{value!r} is not a valid {what}: {fix}")
+        return value
+
+    return AfterValidator(check)
+
+
+WorkflowId = Annotated[
+    str,
+    matching(
+        WORKFLOW_ID_PATTERN,
+        "workflow id",
+        "use 1 to 63 lowercase letters, digits and '-', starting with a letter or digit",
+    ),
+    Field(json_schema_extra={"pattern": WORKFLOW_ID_PATTERN}),
+]
+
+StepId = Annotated[
+    str,
+    matching(
+        STEP_ID_PATTERN,
+        "step id",
+        "use 1 to 63 lowercase letters, digits, '-' and '_', starting with a letter or digit",
+    ),
+    Field(json_schema_extra={"pattern": STEP_ID_PATTERN}),
+]
+
+# Names that templates read as ``params.NAME`` or scripts as ``$NAME`` must be identifiers.
+Identifier = Annotated[
+    str,
+    matching(NAME_PATTERN, "name", "use letters, digits and '_', not starting with a digit"),
+    Field(json_schema_extra={"pattern": NAME_PATTERN}),
+]
+
+TriggerKey = Annotated[
+    str,
+    matching(KEY_PATTERN, "trigger key", "use 1 to 64 letters, digits, '-' and '_'"),
+    Field(json_schema_extra={"pattern": KEY_PATTERN}),
+]
+
+
+def _scalar_to_text(value: Any) -> Any:
+    """YAML reads ``PORT: 8080`` as a number and ``DEBUG: yes`` as true; both mean text here."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+Text = Annotated[str, BeforeValidator(_scalar_to_text)]
+"""A string field that also takes a YAML number or boolean and keeps its text."""
+
+TextMap = dict[str, Text]
+EnvMap = dict[Identifier, Text]
+
+
+def _relative_path(value: str) -> str:
+    path = PurePosixPath(value)
+    if not value.strip():
+        raise ValueError("the path is empty: give a path relative to the workflow directory")
+    if path.is_absolute() or ".." in path.parts:
+        raise ValueError(
+            f"{value!r} must be a path inside the workflow directory "
+            "(relative, without '..'): the workflow's files are copied for every job"
+        )
+    return value
+
+
+RelativePath = Annotated[str, AfterValidator(_relative_path)]
+"""A file or directory of the workflow's own files, relative to its directory."""
+
+
+def _nonblank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+NonBlank = Annotated[str, AfterValidator(_nonblank)]
+
+
+class AgentSelector(SpecModel):
+    """Where a job runs: an agent of ``pool`` that has every one of ``labels``."""
+
+    pool: NonBlank | None = Field(None, description="Agent pool; the local agent is 'default'.")
+    labels: TextMap = Field(
+        default_factory=dict, description="Labels the agent must have, e.g. {region: eu}."
+    )
+
+
+class FieldProblem(ValueError):
+    """A model-level check's complaint about one field, so the loader can point at that field.
+
+    Pydantic locates a model validator's error at the model; raising this instead names the
+    field (``steps[1].min_approvals`` rather than ``steps[1]``) and its line.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field

@@ -1,0 +1,48 @@
+"""Problems found while reading a definition, before they get their line and column.
+
+Every check (YAML reading, the models, the checks across steps) reports a ``Finding`` with a
+path into the document; the loader turns them all into located ``opsflow.errors.Problem`` at
+the end, from one source map, so every message points the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+Loc = tuple[str | int, ...]
+
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+@dataclass(frozen=True)
+class Position:
+    """1-based line and column in the YAML text."""
+
+    line: int
+    column: int
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem at ``loc``. ``at_key`` points at the key rather than its value (an unknown
+    field); ``position`` is set when the place is known without a path (YAML syntax)."""
+
+    loc: Loc
+    msg: str
+    at_key: bool = False
+    position: Position | None = None
+
+
+def format_loc(loc: Loc) -> str:
+    """``('steps', 2, 'needs', 0)`` -> ``steps[2].needs[0]``; odd keys are quoted: ``["a.b"]``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif _PLAIN_KEY.fullmatch(part):
+            out += f".{part}" if out else part
+        else:
+            out += f"[{json.dumps(part)}]"
+    return out

@@ -1,0 +1,204 @@
+"""Step declarations: the fields every step shares, and one model per step type.
+
+Executors come later, one module per type in ``steps/``; their configuration is checked here
+so a workflow with a wrong field is refused when it is applied, not when the step runs.
+Terraform and Ansible, the two larger configurations, live in ``spec/tool_steps.py``.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Literal, Self
+
+from pydantic import BeforeValidator, Field, field_validator, model_validator
+
+from opsflow.spec.duration import Duration
+from opsflow.spec.fields import (
+    AgentSelector,
+    EnvMap,
+    FieldProblem,
+    NonBlank,
+    RelativePath,
+    SpecModel,
+    StepId,
+    TextMap,
+    WorkflowId,
+    matching,
+)
+from opsflow.status import Join, StepType
+
+
+class StepBase(SpecModel):
+    """Fields every step has: identity, edges, retry policy, timeout, placement."""
+
+    # An approval's timeout of 0 means "wait for people forever"; elsewhere 0 is a mistake.
+    zero_timeout_waits_forever: ClassVar[bool] = False
+
+    id: StepId = Field(description="Unique id; other steps name it in needs and templates.")
+    name: str | None = Field(None, description="Display name; defaults to the id.")
+    description: str | None = Field(None, description="What the step is for.")
+    needs: list[str] = Field(
+        default_factory=list,
+        description="Steps this one waits for: 'id' (its success) or 'id.outcome' "
+        "(succeeded, failed, approved, rejected, true, false, always).",
+    )
+    join: Join = Field(
+        Join.ALL, description="'all': every need must be met; 'any': one met need is enough."
+    )
+    retries: int = Field(0, ge=0, le=100, description="Extra attempts after a failure.")
+    retry_delay: Duration = Field(0.0, description="Wait between attempts, e.g. 30s.")
+    timeout: Duration | None = Field(None, description="Limit for one attempt, e.g. 10m.")
+    allow_skip: bool = Field(False, description="People may skip this step while it waits.")
+    agent: AgentSelector | None = Field(None, description="Where the step's jobs run.")
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout_positive(cls, value: float | None) -> float | None:
+        if value == 0 and not cls.zero_timeout_waits_forever:
+            raise ValueError("a timeout of 0 would stop the step at once; leave it out for none")
+        return value
+
+
+class Shell(StrEnum):
+    BASH = "bash"
+    SH = "sh"
+    PYTHON = "python"
+    NODE = "node"
+
+
+class ScriptStep(StepBase):
+    """Run code on an agent. The body is never templated: values reach it through ``env``."""
+
+    type: Literal[StepType.SCRIPT]
+    shell: Shell = Field(Shell.BASH, description="Interpreter: bash, sh, python or node.")
+    run: str | None = Field(None, description="Inline code (not templated; use env).")
+    file: RelativePath | None = Field(None, description="Script in the workflow directory.")
+    env: EnvMap = Field(default_factory=dict, description="Environment variables (templated).")
+    workdir: RelativePath | None = Field(
+        None, description="Working directory, relative to the workflow directory."
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        if (self.run is None) == (self.file is None):
+            raise ValueError(
+                "give exactly one of 'run' (inline code) or 'file' (a script in the "
+                "workflow directory)"
+            )
+        return self
+
+
+class HttpMethod(StrEnum):
+    GET = "GET"
+    POST = "POST"
+    PUT = "PUT"
+    PATCH = "PATCH"
+    DELETE = "DELETE"
+    HEAD = "HEAD"
+    OPTIONS = "OPTIONS"
+
+
+def _upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
+def _check_url(value: str) -> str:
+    if "{{" not in value and not value.startswith(("http://", "https://")):
+        raise ValueError(f"{value!r} is not an http:// or https:// URL")
+    return value
+
+
+class HttpStep(StepBase):
+    """Call an HTTP endpoint; the step fails when the status is not expected."""
+
+    type: Literal[StepType.HTTP]
+    method: Annotated[HttpMethod, BeforeValidator(_upper)] = Field(
+        HttpMethod.GET, description="HTTP method."
+    )
+    url: NonBlank = Field(description="http(s) URL (templated).")
+    headers: TextMap = Field(default_factory=dict, description="Request headers (templated).")
+    body: str | None = Field(None, description="Raw request body (templated).")
+    json_body: Any = Field(
+        None, alias="json", description="JSON request body (strings inside are templated)."
+    )
+    expect_status: list[Annotated[int, Field(ge=100, le=599)]] = Field(
+        default_factory=list, description="Statuses that count as success; empty means 2xx."
+    )
+    follow_redirects: bool = Field(True, description="Follow 3xx redirects.")
+    verify_tls: bool = Field(True, description="Check the server's TLS certificate.")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _check_url(value)
+
+    @model_validator(mode="after")
+    def _one_body(self) -> Self:
+        if self.body is not None and self.json_body is not None:
+            raise FieldProblem("json", "give 'body' (raw text) or 'json' (a JSON value), not both")
+        return self
+
+
+_APPROVER = r"(team:[a-z0-9][a-z0-9_-]*|[A-Za-z0-9][A-Za-z0-9_.@-]*)"
+Approver = Annotated[
+    str,
+    matching(_APPROVER, "approver", "write a user name, or team:NAME for every member of a team"),
+]
+
+
+class ApprovalStep(StepBase):
+    """Wait until people approve or reject; rejection (or timing out) takes ``.rejected``."""
+
+    zero_timeout_waits_forever: ClassVar[bool] = True
+
+    type: Literal[StepType.APPROVAL]
+    message: str | None = Field(None, description="What people are asked (templated).")
+    approvers: list[Approver] = Field(
+        default_factory=list,
+        description="User names or team:NAME; empty means anyone allowed to respond.",
+    )
+    min_approvals: int = Field(1, ge=1, description="Approvals needed to pass.")
+    allow_self_approval: bool = Field(
+        True, description="Whether the person who started the run may approve it."
+    )
+
+    @model_validator(mode="after")
+    def _enough_approvers(self) -> Self:
+        users = [a for a in self.approvers if not a.startswith("team:")]
+        only_people = bool(self.approvers) and len(users) == len(self.approvers)
+        if only_people and self.min_approvals > len(users):
+            raise FieldProblem(
+                "min_approvals",
+                f"min_approvals is {self.min_approvals} but only {len(users)} approver(s) "
+                "are listed: list more people, add a team, or lower min_approvals",
+            )
+        return self
+
+
+class ConditionStep(StepBase):
+    """Branch: evaluate ``if`` and take the ``.true`` or ``.false`` edges."""
+
+    type: Literal[StepType.CONDITION]
+    if_: NonBlank = Field(
+        alias="if", description="Template whose result is true or false, e.g. {{ x > 1 }}."
+    )
+
+
+class NotifyStep(StepBase):
+    """Send a message to a channel (chat, e-mail; configured on the server)."""
+
+    type: Literal[StepType.NOTIFY]
+    channel: NonBlank | None = Field(
+        None, description="Channel name; defaults to the workflow's notify.channel."
+    )
+    message: NonBlank = Field(description="Message text (templated).")
+    title: str | None = Field(None, description="Title (templated).")
+
+
+class WorkflowStep(StepBase):
+    """Run another workflow; with ``wait`` the step ends when that run ends."""
+
+    type: Literal[StepType.WORKFLOW]
+    workflow: WorkflowId = Field(description="Id of the workflow to run.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Its params (templated).")
+    wait: bool = Field(True, description="Wait for the run to end and take its outcome.")

@@ -1,0 +1,102 @@
+"""Template checks at load time: syntax, and that every name a template reads can exist.
+
+A template may read the declared params, the outputs of steps upstream of it, and the other
+context roots (``opsflow.spec.template.CONTEXT_ROOTS``). Reading a step that has not run yet
+would fail at run time, maybe hours in; here it fails when the workflow is applied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import jinja2
+
+from opsflow.spec.findings import Finding, Loc
+from opsflow.spec.models import TEMPLATED_FIELDS
+from opsflow.spec.template import CONTEXT_ROOTS, is_template, parse, references
+from opsflow.status import StepType
+
+
+def template_strings(loc: Loc, value: Any) -> Iterator[tuple[Loc, str]]:
+    """Every string holding template markup inside ``value``, with its path."""
+    if isinstance(value, str):
+        if is_template(value):
+            yield loc, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from template_strings((*loc, key), item)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from template_strings((*loc, i), item)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a template at one place may read."""
+
+    step: str | None
+    upstream: frozenset[str]
+    known_steps: list[str]
+    declared_params: list[str]
+    roots: frozenset[str] = CONTEXT_ROOTS
+
+    @classmethod
+    def for_trigger(cls, roots: frozenset[str]) -> Scope:
+        """A trigger's params: set before any step runs, from the event and secrets."""
+        return cls(None, frozenset(), [], [], roots)
+
+    def check(self, loc: Loc, text: str) -> Iterator[Finding]:
+        """Problems of the template ``text`` found at ``loc``."""
+        try:
+            parse(text)
+        except jinja2.TemplateSyntaxError as exc:
+            where = f" (line {exc.lineno} of the template)" if "\n" in text.strip() else ""
+            yield Finding(loc, f"template syntax error: {exc.message}{where}")
+            return
+        except jinja2.TemplateError as exc:
+            yield Finding(loc, f"template error: {exc}")
+            return
+        for ref in references(text):
+            problem = self._reference_problem(ref.parts)
+            if problem:
+                yield Finding(loc, problem)
+
+    def _reference_problem(self, parts: tuple[str, ...]) -> str | None:
+        root = parts[0]
+        if root not in self.roots:
+            readable = ", ".join(sorted(self.roots))
+            return f"unknown name '{root}' in template; templates here can read: {readable}"
+        if root == "params" and len(parts) > 1 and parts[1] not in self.declared_params:
+            declared = ", ".join(self.declared_params)
+            if not declared:
+                return f"undeclared param '{parts[1]}': declare it under params"
+            return f"undeclared param '{parts[1]}'; declared params: {declared}"
+        if root == "nodes" and len(parts) > 1:
+            return self._step_problem(parts[1])
+        return None
+
+    def _step_problem(self, name: str) -> str | None:
+        if name == self.step:
+            return f"step '{name}' cannot read its own output"
+        if name not in self.known_steps:
+            dashed = [s for s in self.known_steps if s.startswith(f"{name}-")]
+            hint = f" (for '{dashed[0]}' write nodes['{dashed[0]}'])" if dashed else ""
+            known = ", ".join(self.known_steps) or "none"
+            return f"unknown step '{name}' in template{hint}; known steps: {known}"
+        if name not in self.upstream:
+            return (
+                f"step '{name}' is not upstream of '{self.step}', so its output may not exist "
+                f"yet: add it to needs"
+            )
+        return None
+
+
+def check_templates(loc: Loc, kind: StepType, raw: dict[str, Any], scope: Scope) -> list[Finding]:
+    """Problems in the templated fields of one step (script bodies are never templates)."""
+    out: list[Finding] = []
+    for name in TEMPLATED_FIELDS[kind]:
+        for where, text in template_strings((*loc, name), raw.get(name)):
+            out.extend(scope.check(where, text))
+    return out

@@ -1,0 +1,200 @@
+"""Trigger declarations: what starts a run besides a person (schedule, webhook, git, incident,
+another workflow). The ``triggers/`` package turns these into executions; here they are only
+declared and checked, so a bad cron line or time zone is refused when the workflow is applied.
+"""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from croniter import croniter
+from pydantic import AfterValidator, Field
+
+from opsflow.spec.fields import NonBlank, SpecModel, TriggerKey, WorkflowId, matching
+from opsflow.status import ExecutionStatus
+
+# A trigger's params: param name -> fixed value or a template over the trigger's payload.
+TriggerParams = dict[str, Any]
+
+_CRON_MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
+
+
+def _check_cron(value: str) -> str:
+    text = value.strip()
+    fields = text.split()
+    if text.lower() in _CRON_MACROS:
+        return text
+    if len(fields) != 5:
+        raise ValueError(
+            f"{value!r} has {len(fields)} fields; a cron line has five: "
+            "minute hour day-of-month month day-of-week (e.g. '0 3 * * 1-5'), or @daily"
+        )
+    if not croniter.is_valid(text):
+        raise ValueError(
+            f"{value!r} is not a valid cron line: use minute (0-59) hour (0-23) "
+            "day-of-month (1-31) month (1-12) day-of-week (0-6), with *, ranges, lists and /step"
+        )
+    return text
+
+
+def _check_timezone(value: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(
+            f"{value!r} is not a known IANA time zone: use a name such as "
+            "'UTC', 'Europe/Berlin' or 'America/New_York'"
+        ) from exc
+    return value
+
+
+class TriggerType(StrEnum):
+    SCHEDULE = "schedule"
+    WEBHOOK = "webhook"
+    GIT = "git"
+    INCIDENT = "incident"
+    WORKFLOW = "workflow"
+
+
+class MissedRuns(StrEnum):
+    """What the scheduler does with instants it missed while no server was running."""
+
+    SKIP = "skip"
+    RUN_ONCE = "run-once"
+
+
+class ScheduleTrigger(SpecModel):
+    """Run on a cron schedule, once per scheduled instant across all replicas."""
+
+    type: Literal[TriggerType.SCHEDULE]
+    cron: Annotated[str, AfterValidator(_check_cron)] = Field(
+        description="Five-field cron line (minute hour day-of-month month day-of-week) or @daily."
+    )
+    timezone: Annotated[str, AfterValidator(_check_timezone)] = Field(
+        "UTC", description="IANA time zone the cron line is read in, e.g. Europe/Berlin."
+    )
+    params: TriggerParams = Field(default_factory=dict, description="Params for each run.")
+    missed: MissedRuns = Field(
+        MissedRuns.SKIP,
+        description="Instants missed while the server was down: skip them, or run once.",
+    )
+
+
+class WebhookTrigger(SpecModel):
+    """Run on ``POST /hooks/<key>``, signed with the trigger's secret."""
+
+    type: Literal[TriggerType.WEBHOOK]
+    key: TriggerKey | None = Field(None, description="URL key; generated when left out.")
+    secret: NonBlank | None = Field(
+        None, description="Name of the opsflow secret that signs requests; generated if unset."
+    )
+    params: TriggerParams = Field(
+        default_factory=dict, description="Params for each run; may template over `trigger`."
+    )
+
+
+class GitProvider(StrEnum):
+    GITHUB = "github"
+    GITLAB = "gitlab"
+    GITEA = "gitea"
+
+
+class GitEvent(StrEnum):
+    PUSH = "push"
+    TAG = "tag"
+    PULL_REQUEST = "pull_request"
+
+
+class GitTrigger(SpecModel):
+    """Run when a repository receives a push (optionally only to some branches and paths)."""
+
+    type: Literal[TriggerType.GIT]
+    provider: GitProvider = Field(description="Who sends the webhook: github, gitlab or gitea.")
+    repository: Annotated[
+        str, matching(r"[\w.-]+(/[\w.-]+)+", "repository", "write owner/name, e.g. acme/infra")
+    ] = Field(description="owner/name of the repository (groups allowed: group/sub/name).")
+    branches: list[NonBlank] = Field(
+        default_factory=list, description="Branch globs to react to; empty means every branch."
+    )
+    paths: list[NonBlank] = Field(
+        default_factory=list, description="Path globs a push must touch; empty means any."
+    )
+    events: list[GitEvent] = Field(
+        default_factory=lambda: [GitEvent.PUSH], description="Events that start a run."
+    )
+    key: TriggerKey | None = Field(None, description="URL key; generated when left out.")
+    secret: NonBlank | None = Field(None, description="Name of the opsflow secret for signatures.")
+    params: TriggerParams = Field(
+        default_factory=dict, description="Params for each run; may template over `git`."
+    )
+
+
+def _check_patterns(value: dict[str, str]) -> dict[str, str]:
+    for label, pattern in value.items():
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(
+                f"label {label!r}: {pattern!r} is not a valid regular expression: {exc}"
+            ) from exc
+    return value
+
+
+class IncidentSource(StrEnum):
+    ALERTMANAGER = "alertmanager"
+
+
+class IncidentTrigger(SpecModel):
+    """Run when a firing alert's labels match every regular expression of ``match``."""
+
+    type: Literal[TriggerType.INCIDENT]
+    source: IncidentSource = Field(
+        IncidentSource.ALERTMANAGER, description="Who sends alerts: alertmanager."
+    )
+    match: Annotated[dict[str, str], AfterValidator(_check_patterns)] = Field(
+        default_factory=dict,
+        description="Alert label -> regular expression matched against the whole label value.",
+    )
+    key: TriggerKey | None = Field(None, description="URL key; generated when left out.")
+    secret: NonBlank | None = Field(None, description="Name of the opsflow secret for the token.")
+    params: TriggerParams = Field(
+        default_factory=dict, description="Params for each run; may template over `incident`."
+    )
+
+
+def _check_terminal(value: list[ExecutionStatus]) -> list[ExecutionStatus]:
+    for status in value:
+        if not status.terminal:
+            ends = ", ".join(s.value for s in ExecutionStatus if s.terminal)
+            raise ValueError(f"'{status.value}' is not how a run ends; use one of: {ends}")
+    return value
+
+
+class WorkflowTrigger(SpecModel):
+    """Run when another workflow's run ends with one of ``statuses``."""
+
+    type: Literal[TriggerType.WORKFLOW]
+    workflow: WorkflowId = Field(description="Id of the workflow to follow.")
+    statuses: Annotated[list[ExecutionStatus], AfterValidator(_check_terminal)] = Field(
+        default_factory=lambda: [ExecutionStatus.COMPLETED],
+        min_length=1,
+        description="End statuses of that workflow's runs that start this one.",
+    )
+    params: TriggerParams = Field(default_factory=dict, description="Params for each run.")
+
+
+Trigger = Annotated[
+    ScheduleTrigger | WebhookTrigger | GitTrigger | IncidentTrigger | WorkflowTrigger,
+    Field(discriminator="type"),
+]
+
+TRIGGER_MODELS: dict[TriggerType, type[SpecModel]] = {
+    TriggerType.SCHEDULE: ScheduleTrigger,
+    TriggerType.WEBHOOK: WebhookTrigger,
+    TriggerType.GIT: GitTrigger,
+    TriggerType.INCIDENT: IncidentTrigger,
+    TriggerType.WORKFLOW: WorkflowTrigger,
+}

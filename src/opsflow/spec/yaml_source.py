@@ -1,0 +1,215 @@
+"""Read workflow YAML into plain JSON-like data, remembering where every node came from.
+
+PyYAML composes the document into nodes that carry their marks; we build the data from those
+nodes ourselves instead of using its constructor, which lets us:
+
+- record the line and column of every path (``steps[2].needs[0]``) and of every key;
+- report duplicate keys, which PyYAML silently collapses;
+- keep mapping keys as written (``on:`` stays the text "on", not true) and timestamps as text,
+  so the data is always JSON-compatible;
+- refuse recursive aliases and alias bombs instead of looping or exhausting memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from opsflow.spec.findings import Finding, Loc, Position
+
+MAX_NODES = 100_000  # a workflow is a few hundred nodes; more means an alias bomb
+MAX_DEPTH = 64
+
+_TAG = "tag:yaml.org,2002:"
+_SCALAR_TAGS = {_TAG + t for t in ("str", "int", "float", "bool", "null")}
+_TEXT_TAGS = {_TAG + "timestamp"}  # kept as the text written, e.g. a date in a label
+
+
+@dataclass
+class SourceMap:
+    """Where each path of the document is, for pointing problems at lines."""
+
+    values: dict[Loc, Position] = field(default_factory=dict)
+    keys: dict[Loc, Position] = field(default_factory=dict)
+
+    def position(self, loc: Loc, *, key: bool = False) -> Position | None:
+        """Position of ``loc``; of its nearest existing parent when it is missing."""
+        if key and loc in self.keys:
+            return self.keys[loc]
+        while True:
+            if loc in self.values:
+                return self.values[loc]
+            if not loc:
+                return None
+            loc = loc[:-1]
+
+
+@dataclass
+class ParsedYaml:
+    data: Any
+    source: SourceMap
+    findings: list[Finding]
+
+
+class _Abort(Exception):
+    """The document cannot be read further; the finding says why."""
+
+
+def _pos(mark: Any) -> Position:
+    return Position(mark.line + 1, mark.column + 1)
+
+
+def read_yaml(text: str) -> ParsedYaml:
+    """Parse ``text``; syntax errors and unreadable values become findings, never exceptions."""
+    source = SourceMap()
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        return ParsedYaml(None, source, [_syntax_finding(exc)])
+    except yaml.YAMLError as exc:  # ReaderError: a character YAML does not allow
+        return ParsedYaml(None, source, [_reader_finding(exc, text)])
+    except RecursionError:
+        return ParsedYaml(None, source, [Finding((), "the YAML is nested too deeply")])
+    finally:
+        loader.dispose()
+    if node is None:
+        return ParsedYaml(
+            None,
+            source,
+            [
+                Finding(
+                    (),
+                    "the file is empty: a workflow needs an id and steps",
+                    position=Position(1, 1),
+                )
+            ],
+        )
+    builder = _Builder(loader, source)
+    try:
+        data = builder.build(node, (), 0)
+    except _Abort:
+        data = None
+    return ParsedYaml(data, source, builder.findings)
+
+
+def _syntax_finding(exc: yaml.MarkedYAMLError) -> Finding:
+    mark = exc.problem_mark or exc.context_mark
+    what = exc.problem or "invalid YAML"
+    if exc.context and "single document" in exc.context:
+        what = "the file holds more than one YAML document: put one workflow per file"
+    elif exc.context:
+        what = f"{what} ({exc.context})"
+    return Finding((), f"YAML syntax error: {what}", position=_pos(mark) if mark else None)
+
+
+def _reader_finding(exc: yaml.YAMLError, text: str) -> Finding:
+    offset = getattr(exc, "position", None)
+    position = None
+    if isinstance(offset, int):
+        before = text[:offset]
+        line = before.count("\n") + 1
+        position = Position(line, offset - (before.rfind("\n") + 1) + 1)
+    reason = str(exc).splitlines()[0] if str(exc) else "unreadable text"
+    return Finding((), f"YAML cannot hold this text: {reason}", position=position)
+
+
+class _Builder:
+    def __init__(self, loader: yaml.SafeLoader, source: SourceMap) -> None:
+        self.loader = loader
+        self.source = source
+        self.findings: list[Finding] = []
+        self.count = 0
+        self.open: set[int] = set()  # nodes being built: meeting one again is a recursive alias
+
+    def build(self, node: Node, loc: Loc, depth: int) -> Any:
+        self.count += 1
+        if self.count > MAX_NODES:
+            self.findings.append(
+                Finding((), f"the document expands to more than {MAX_NODES} values (aliases?)")
+            )
+            raise _Abort
+        self.source.values[loc] = _pos(node.start_mark)
+        if depth > MAX_DEPTH:
+            self.findings.append(Finding(loc, f"nested more than {MAX_DEPTH} levels deep"))
+            raise _Abort
+        if isinstance(node, ScalarNode):
+            return self._scalar(node, loc)
+        if id(node) in self.open:
+            self.findings.append(Finding(loc, "a YAML alias refers to itself: remove the loop"))
+            return None
+        self.open.add(id(node))
+        try:
+            if isinstance(node, SequenceNode) and node.tag == _TAG + "seq":
+                return [
+                    self.build(child, (*loc, i), depth + 1) for i, child in enumerate(node.value)
+                ]
+            if isinstance(node, MappingNode) and node.tag == _TAG + "map":
+                out: dict[str, Any] = {}
+                self._mapping(node, loc, depth, out)
+                return out
+            self.findings.append(Finding(loc, f"unsupported YAML tag {node.tag!r}"))
+            return None
+        finally:
+            self.open.discard(id(node))
+
+    def _mapping(self, node: MappingNode, loc: Loc, depth: int, out: dict[str, Any]) -> None:
+        # Merge keys (<<: *base) first, so the mapping's own keys override them, as in YAML.
+        for key_node, value_node in node.value:
+            if key_node.tag == _TAG + "merge":
+                self._merge(value_node, loc, depth, out)
+        first_line: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _TAG + "merge":
+                continue
+            if not isinstance(key_node, ScalarNode):
+                self.findings.append(
+                    Finding(
+                        loc, "a mapping key must be plain text", position=_pos(key_node.start_mark)
+                    )
+                )
+                continue
+            key = str(key_node.value)
+            key_pos = _pos(key_node.start_mark)
+            if key in first_line:
+                self.findings.append(
+                    Finding(
+                        (*loc, key),
+                        f"duplicate key '{key}' (first on line {first_line[key]}): keep one",
+                        position=key_pos,
+                    )
+                )
+            first_line.setdefault(key, key_pos.line)
+            self.source.keys[(*loc, key)] = key_pos
+            out[key] = self.build(value_node, (*loc, key), depth + 1)
+
+    def _merge(self, value: Node, loc: Loc, depth: int, out: dict[str, Any]) -> None:
+        sources = value.value if isinstance(value, SequenceNode) else [value]
+        for src in sources:
+            if not isinstance(src, MappingNode) or id(src) in self.open:
+                self.findings.append(Finding(loc, "'<<' must merge a mapping (or a list of them)"))
+                continue
+            self.open.add(id(src))
+            try:
+                self._mapping(src, loc, depth, out)
+            finally:
+                self.open.discard(id(src))
+
+    def _scalar(self, node: ScalarNode, loc: Loc) -> Any:
+        if node.tag in _TEXT_TAGS:
+            return str(node.value)
+        if node.tag not in _SCALAR_TAGS:
+            self.findings.append(
+                Finding(loc, f"unsupported YAML tag {node.tag!r}: write plain values")
+            )
+            return None
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except (yaml.YAMLError, ValueError, KeyError, TypeError) as exc:
+            self.findings.append(
+                Finding(loc, f"cannot read {node.value!r} as {node.tag.removeprefix(_TAG)}: {exc}")
+            )
+            return None
