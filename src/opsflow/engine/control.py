@@ -1,0 +1,131 @@
+"""Manual control of a run: retry a failed step (or retry from it), skip a failed step.
+
+These pure helpers compute the step states the runtime writes; they raise ``ValueError`` with a
+message for the person who asked when the request is not allowed. After writing the states the
+runtime puts the execution back to RUNNING (setting ``resumed_at = now`` when it had ended, so
+the workflow timeout counts afresh) and reconciles; ``decide`` then starts what can run.
+
+* ``retry_step``: only a FAILED step, in an execution that is running, paused or ended FAILED or
+  REJECTED, without a cancel request. The step goes back to PENDING keeping its attempts, with
+  ``retry_base = len(attempts)`` so its ``retries`` count afresh. ``from_here`` also resets
+  every step downstream of it (refused while one of them is running or waiting).
+* ``skip_step``: only a FAILED step whose definition has ``allow_skip``; it becomes SKIPPED with
+  ``user_skipped``, so downstream goes on as if it had succeeded.
+
+Either way, every other step that never got to finish (SKIPPED by the engine, or CANCELLED) is
+reset to PENDING when, after the change, its needs are no longer dead: the steps skipped because
+the failure blocked them get their chance, while the ones skipped for good reasons (a condition
+was false) stay as they are instead of being skipped again.
+"""
+
+from __future__ import annotations
+
+from opsflow.engine.edges import EdgeState, edge_state, join_state
+from opsflow.engine.model import ExecutionState, Graph, StepState
+from opsflow.engine.topology import downstream, topological_order, unknown_step_message
+from opsflow.status import ExecutionStatus, StepStatus
+
+__all__ = ["downstream", "retry_step", "skip_step"]
+
+_RESUMABLE = frozenset(
+    {
+        ExecutionStatus.RUNNING,
+        ExecutionStatus.PAUSED,
+        ExecutionStatus.FAILED,
+        ExecutionStatus.REJECTED,
+    }
+)
+
+
+def retry_step(
+    graph: Graph,
+    state: ExecutionState,
+    step: str,
+    from_here: bool = False,
+    *,
+    now: float | None = None,
+) -> dict[str, StepState]:
+    """The step states to write to run ``step`` again (and, ``from_here``, all after it)."""
+    current = _check(graph, state, step, "retry")
+    changes = {step: _fresh(current, now)}
+    if from_here:
+        for sid in sorted(downstream(graph, step)):
+            other = state.steps.get(sid, StepState())
+            if other.status in (StepStatus.RUNNING, StepStatus.WAITING):
+                raise ValueError(
+                    f"cannot retry from {step!r} while downstream step {sid!r} is "
+                    f"{other.status.value}; wait for it to finish or cancel the execution"
+                )
+            changes[sid] = _fresh(other, now)
+    return _reopen(graph, state, changes, now)
+
+
+def skip_step(
+    graph: Graph, state: ExecutionState, step: str, *, now: float | None = None
+) -> dict[str, StepState]:
+    """The step states to write to skip failed ``step`` so that downstream goes on."""
+    current = _check(graph, state, step, "skip")
+    if not graph.step(step).allow_skip:
+        raise ValueError(
+            f"step {step!r} does not allow skipping; set allow_skip: true on it in the "
+            "workflow to permit this"
+        )
+    skipped = StepState(
+        status=StepStatus.SKIPPED,
+        attempts=current.attempts,
+        entered_at=now,
+        gate_result=current.gate_result,
+        gate_reason=current.gate_reason,
+        retry_base=current.retry_base,
+        user_skipped=True,
+    )
+    return _reopen(graph, state, {step: skipped}, now)
+
+
+def _check(graph: Graph, state: ExecutionState, step: str, verb: str) -> StepState:
+    if all(node.id != step for node in graph.steps):
+        raise ValueError(unknown_step_message(graph, step))
+    if state.cancel is not None or state.status not in _RESUMABLE:
+        raise ValueError(
+            f"cannot {verb} step {step!r}: the execution is {state.status.value}"
+            + (" and being cancelled" if state.cancel is not None else "")
+            + "; start a new run instead"
+        )
+    current = state.steps.get(step, StepState())
+    if current.status != StepStatus.FAILED:
+        raise ValueError(
+            f"cannot {verb} step {step!r}: it is {current.status.value}; only a failed step "
+            f"can be {'retried' if verb == 'retry' else 'skipped'}"
+        )
+    return current
+
+
+def _fresh(current: StepState, now: float | None) -> StepState:
+    """``current`` back to PENDING, keeping its attempts as history."""
+    return StepState(
+        status=StepStatus.PENDING,
+        attempts=current.attempts,
+        entered_at=now,
+        retry_base=len(current.attempts),
+    )
+
+
+def _reopen(
+    graph: Graph, state: ExecutionState, changes: dict[str, StepState], now: float | None
+) -> dict[str, StepState]:
+    """Add to ``changes`` every unfinished step whose needs are no longer dead after them."""
+    nodes = {node.id: node for node in graph.steps}
+    for sid in topological_order(graph):
+        current = changes.get(sid) or state.steps.get(sid, StepState())
+        if sid in changes or current.user_skipped:
+            continue
+        if current.status not in (StepStatus.SKIPPED, StepStatus.CANCELLED):
+            continue
+        node = nodes[sid]
+        edges = {}
+        for edge in node.needs:
+            source = changes.get(edge.step) or state.steps.get(edge.step, StepState())
+            edges[edge] = edge_state(edge, nodes[edge.step], source.status, source)
+        if join_state(node, edges) != EdgeState.DEAD:
+            changes[sid] = _fresh(current, now)
+    return changes

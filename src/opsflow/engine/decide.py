@@ -1,0 +1,163 @@
+"""``decide(graph, state, now) -> Decision``: the whole of opsflow's DAG semantics, as a reducer.
+
+The runtime loads an execution's state, calls ``decide``, applies the returned actions in one
+transaction, writes the outside world's answers (job results into ``Attempt``; approval
+decisions, condition results and child results into ``StepState.gate_result``), and calls
+``decide`` again until it returns no actions; then it arms one timer at ``Decision.wake_at``.
+``decide`` is pure (no I/O, clock, randomness) and idempotent: on a state where its actions were
+applied it returns nothing until new facts arrive or ``now`` passes a due time. It raises
+``ValueError`` on a state that breaks the contract (the runtime then ends the execution ERROR).
+
+How the runtime applies each action (the engine relies on exactly this):
+
+* ``SetExecutionStatus`` sets the status; the first RUNNING also sets ``started_at = now``.
+* ``SetStepStatus`` sets ``status``, ``entered_at = now`` and ``retry_at`` (None clears it).
+* ``StartJob(step, n)`` creates attempt ``n`` (PENDING) and moves the step to RUNNING;
+  ``EvaluateCondition`` and ``StartChildWorkflow`` move it to RUNNING, ``OpenApproval`` to
+  WAITING (``entered_at = now`` in each case). The engine emits no ``SetStepStatus`` for these,
+  so each start is one write. Attempt numbers count every attempt: ``len(attempts) + 1``.
+* ``CancelJob`` ends a still PENDING attempt at once as ``as_status``; otherwise, when ``force``,
+  sets ``cancel_requested`` and has the agent stop the job, which then ends as ``as_status``;
+  a non-forced cancel of a picked-up job does nothing. The runtime reconciles when an attempt
+  starts running (``started_at``), which arms its timeout.
+
+One decision, in order:
+
+1. A PENDING execution (admitted by the runtime) becomes RUNNING (or, with a cancel request,
+   goes straight to CANCELLED without starting anything).
+2. *Stop*: a cancel request, or the workflow timeout (``now >= (resumed_at or started_at) +
+   graph.timeout``), which acts as a FORCE cancel whose outcome is FAILED "workflow timed out
+   after N". With both, the cancel's outcome wins and the timeout only forces it.
+3. Started steps settle their news (``results``: job results, retries, timeouts, gate answers).
+4. Pending steps, in topological order: under a stop they are CANCELLED. Otherwise a step whose
+   needs are dead is SKIPPED with a reason naming the dead edge ("needs build.succeeded but
+   build failed"), transitively; then every ready step starts, all in parallel, except that a
+   halting execution (``outcome``) starts only handlers; and when nothing is active any more,
+   the steps left pending can never run and are SKIPPED.
+5. The execution's status: with every step terminal, the outcome (stop's, else FAILED /
+   REJECTED / COMPLETED, see ``outcome``). Otherwise PAUSED when the only active steps are
+   approvals waiting for people (a job in flight or a retry waiting keeps it RUNNING), else
+   RUNNING; emitted only when it changes.
+
+CLEANUP cancels behave as GRACEFUL here; the runtime will run each step's cleanup action (e.g.
+Terraform destroy) after the execution ends CANCELLED with a CLEANUP request.
+"""
+
+from __future__ import annotations
+
+from opsflow.engine.draft import Draft
+from opsflow.engine.edges import EdgeState, is_handler
+from opsflow.engine.model import CancelMode, Decision, ExecutionState, Graph
+from opsflow.engine.outcome import unhandled
+from opsflow.engine.results import Stop, settle
+from opsflow.engine.wording import describe_result, format_duration, spell_edge
+from opsflow.status import ExecutionStatus, Join, StepStatus, StepType
+
+
+def decide(graph: Graph, state: ExecutionState, now: float) -> Decision:
+    """What to do now for one execution, and when to look again (see the module docstring)."""
+    if state.status.terminal:
+        return Decision(actions=())
+    draft = Draft(graph, state, now)
+    if draft.execution == ExecutionStatus.PENDING and state.cancel is None:
+        draft.set_execution(ExecutionStatus.RUNNING, "started")
+    stop = _stop(graph, state, draft)
+    settle(draft, stop)
+    _propagate(draft, stop)
+    _conclude(draft, stop)
+    if draft.execution.terminal:
+        return Decision(actions=tuple(draft.actions))
+    deadline = _deadline(graph, state, draft)
+    if deadline is not None and deadline > now:
+        draft.wake(deadline)  # also under a graceful cancel, which the timeout turns to force
+    return Decision(actions=tuple(draft.actions), wake_at=min(draft.due, default=None))
+
+
+def _deadline(graph: Graph, state: ExecutionState, draft: Draft) -> float | None:
+    if graph.timeout is None or graph.timeout <= 0:
+        return None
+    base = state.resumed_at if state.resumed_at is not None else draft.started_at
+    return None if base is None else base + graph.timeout
+
+
+def _stop(graph: Graph, state: ExecutionState, draft: Draft) -> Stop | None:
+    deadline = _deadline(graph, state, draft)
+    timed_out = deadline is not None and draft.now >= deadline
+    if state.cancel is not None:
+        force = state.cancel.mode == CancelMode.FORCE or timed_out
+        return Stop(force, ExecutionStatus.CANCELLED, state.cancel.reason or "cancelled")
+    if timed_out:
+        assert graph.timeout is not None
+        return Stop(
+            True,
+            ExecutionStatus.FAILED,
+            f"workflow timed out after {format_duration(graph.timeout)}",
+        )
+    return None
+
+
+def _propagate(draft: Draft, stop: Stop | None) -> None:
+    """Cancel, skip or start the pending steps (step 4 of the module docstring)."""
+    pending = [sid for sid in draft.order if draft.status[sid] == StepStatus.PENDING]
+    if stop is not None:
+        for sid in pending:
+            draft.set_step(sid, StepStatus.CANCELLED, f"{stop.reason} before it started")
+        return
+    for sid in pending:
+        if draft.readiness(draft.nodes[sid]) == EdgeState.DEAD:
+            draft.set_step(sid, StepStatus.SKIPPED, _skip_reason(draft, sid))
+    halting = unhandled(draft)
+    for sid in pending:
+        if draft.status[sid] != StepStatus.PENDING:
+            continue
+        node = draft.nodes[sid]
+        if draft.readiness(node) == EdgeState.MET and (not halting or is_handler(node)):
+            draft.start(sid)
+    if not draft.active():
+        status, reason = halting.verdict() if halting else (ExecutionStatus.FAILED, "")
+        ended = "failed" if status == ExecutionStatus.FAILED else "was rejected"
+        for sid in pending:
+            if draft.status[sid] == StepStatus.PENDING:
+                draft.set_step(
+                    sid, StepStatus.SKIPPED, f"never ran: the execution {ended} ({reason})"
+                )
+
+
+def _skip_reason(draft: Draft, sid: str) -> str:
+    node = draft.nodes[sid]
+    dead = [edge for edge, st in draft.edges(node).items() if st == EdgeState.DEAD]
+
+    def because(edge_index: int) -> str:
+        edge = dead[edge_index]
+        result = describe_result(
+            draft.nodes[edge.step], draft.status[edge.step], draft.states[edge.step]
+        )
+        return f"{edge.step} {result}"
+
+    if node.join == Join.ANY and len(node.needs) > 1:
+        reasons = ", ".join(because(i) for i in range(len(dead)))
+        return f"none of its needs can be met ({reasons})"
+    return f"needs {spell_edge(dead[0])} but {because(0)}"
+
+
+def _conclude(draft: Draft, stop: Stop | None) -> None:
+    """Set the execution's status (step 5 of the module docstring)."""
+    active = draft.active()
+    if not active:
+        if stop is not None:
+            draft.set_execution(stop.outcome, stop.reason)
+            return
+        halting = unhandled(draft)
+        if halting:
+            draft.set_execution(*halting.verdict())
+        else:
+            draft.set_execution(ExecutionStatus.COMPLETED, "every step finished")
+        return
+    waiting = [sid for sid in active if draft.nodes[sid].type == StepType.APPROVAL]
+    if len(waiting) == len(active):
+        if draft.execution != ExecutionStatus.PAUSED:
+            draft.set_execution(
+                ExecutionStatus.PAUSED, f"waiting for approval of {', '.join(waiting)}"
+            )
+    elif draft.execution != ExecutionStatus.RUNNING:
+        draft.set_execution(ExecutionStatus.RUNNING, "resumed")

@@ -1,0 +1,141 @@
+"""The decision being built: the execution as it will be once the actions so far are applied.
+
+``decide`` works in one pass over a ``Draft``. Every action it emits also updates the draft the
+way the runtime will update the stored state, so later rules in the same pass see the effect
+(a step that just succeeded lets its dependents start in the same decision) and applying the
+whole decision leaves nothing more to do.
+
+Every transition is emitted as its action followed by a ``Log`` line with the reason.
+"""
+
+from __future__ import annotations
+
+from opsflow.engine.edges import EdgeState, edge_state, join_state
+from opsflow.engine.model import (
+    Action,
+    CancelJob,
+    Edge,
+    EvaluateCondition,
+    ExecutionState,
+    Graph,
+    Log,
+    OpenApproval,
+    SetExecutionStatus,
+    SetStepStatus,
+    StartChildWorkflow,
+    StartJob,
+    StepNode,
+    StepState,
+)
+from opsflow.engine.topology import topological_order
+from opsflow.engine.wording import STATUS_VERB
+from opsflow.status import ExecutionStatus, JobStatus, StepStatus, StepType
+
+ACTIVE = frozenset({StepStatus.RUNNING, StepStatus.WAITING})
+
+
+class Draft:
+    """Working copy of step and execution statuses, plus the actions that produce them."""
+
+    def __init__(self, graph: Graph, state: ExecutionState, now: float) -> None:
+        self.graph = graph
+        self.now = now
+        self.order = topological_order(graph)
+        self.nodes: dict[str, StepNode] = {node.id: node for node in graph.steps}
+        unknown = sorted(set(state.steps) - set(self.nodes))
+        if unknown:
+            raise ValueError(f"state has steps the graph does not define: {', '.join(unknown)}")
+        self.states: dict[str, StepState] = {
+            sid: state.steps.get(sid, StepState()) for sid in self.order
+        }
+        self.status: dict[str, StepStatus] = {sid: st.status for sid, st in self.states.items()}
+        self.entered_at: dict[str, float | None] = {
+            sid: st.entered_at for sid, st in self.states.items()
+        }
+        self.retry_at: dict[str, float | None] = {
+            sid: st.retry_at for sid, st in self.states.items()
+        }
+        self.execution = state.status
+        self.started_at = state.started_at
+        self.actions: list[Action] = []
+        self.due: list[float] = []
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def edges(self, node: StepNode) -> dict[Edge, EdgeState]:
+        """The state of each of ``node``'s edges, as of this draft."""
+        return {
+            edge: edge_state(
+                edge, self.nodes[edge.step], self.status[edge.step], self.states[edge.step]
+            )
+            for edge in node.needs
+        }
+
+    def readiness(self, node: StepNode) -> EdgeState:
+        return join_state(node, self.edges(node))
+
+    def active(self) -> list[str]:
+        """Steps still doing something: running, or waiting for people or a retry delay."""
+        return [sid for sid in self.order if self.status[sid] in ACTIVE]
+
+    def wake(self, at: float) -> None:
+        """Remember a future due time; the earliest becomes ``Decision.wake_at``."""
+        self.due.append(at)
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def log(self, message: str, step: str | None = None) -> None:
+        self.actions.append(Log(message, step))
+
+    def set_step(
+        self, step: str, status: StepStatus, reason: str, retry_at: float | None = None
+    ) -> None:
+        self.actions.append(SetStepStatus(step, status, reason, retry_at))
+        self.status[step] = status
+        self.entered_at[step] = self.now
+        self.retry_at[step] = retry_at
+        self.log(f"step {step} {STATUS_VERB[status]}: {reason}", step)
+
+    def set_execution(self, status: ExecutionStatus, reason: str) -> None:
+        self.actions.append(SetExecutionStatus(status, reason))
+        self.execution = status
+        if status == ExecutionStatus.RUNNING and self.started_at is None:
+            self.started_at = self.now
+        self.log(f"execution {status.value}: {reason}")
+
+    def cancel_job(
+        self, step: str, attempt: int, as_status: JobStatus, force: bool, reason: str
+    ) -> None:
+        self.actions.append(CancelJob(step, attempt, as_status, force, reason))
+        verb = "stopping" if force else "withdrawing (not yet picked up)"
+        self.log(f"step {step}: {verb} attempt {attempt}: {reason}", step)
+
+    def start(self, step: str, why: str = "") -> None:
+        """Start ``step``: queue a job, evaluate a condition, open an approval or a child run.
+
+        The runtime moves the step to RUNNING (WAITING for an approval) when it applies the
+        start action, so no ``SetStepStatus`` is emitted alongside it.
+        """
+        node = self.nodes[step]
+        state = self.states[step]
+        suffix = f": {why}" if why else ""
+        if node.type == StepType.CONDITION:
+            self.actions.append(EvaluateCondition(step))
+            status, text = StepStatus.RUNNING, "evaluating its condition"
+        elif node.type == StepType.APPROVAL:
+            self.actions.append(OpenApproval(step))
+            status, text = StepStatus.WAITING, "is waiting for approval"
+        elif node.type == StepType.WORKFLOW:
+            self.actions.append(StartChildWorkflow(step))
+            status, text = StepStatus.RUNNING, "started its child workflow"
+        else:
+            number = len(state.attempts) + 1
+            self.actions.append(StartJob(step, number))
+            status, text = StepStatus.RUNNING, "started"
+            tries = number - state.retry_base
+            if tries > 1 or node.retries:
+                text += f" (attempt {tries} of {1 + node.retries})"
+        self.status[step] = status
+        self.entered_at[step] = self.now
+        self.retry_at[step] = None
+        self.log(f"step {step} {text}{suffix}", step)

@@ -1,0 +1,69 @@
+"""Failure handling and the execution's outcome.
+
+A FAILED step is *handled* while some step with a ``<id>.failed`` or ``<id>.always`` edge has
+not been skipped or cancelled (it may still run, or it ran); a REJECTED approval likewise with
+``<id>.rejected`` or ``<id>.always``. So a declared handler that ends up skipped (its other needs
+died) leaves the failure unhandled. A step skipped by a user counts as having run.
+
+While a failure or a rejection is unhandled the execution is *halting*: in-flight work finishes
+(running jobs, their retries, open approvals), nothing new starts except handlers (steps whose
+needs include a ``.failed``, ``.rejected`` or ``.always`` edge), and once nothing is active the
+steps that never ran are SKIPPED. The outcome is then FAILED (naming the failed steps), else
+REJECTED (naming the rejected approvals): failure wins over rejection. Otherwise, when every step
+is terminal, COMPLETED.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from opsflow.engine.draft import Draft
+from opsflow.engine.edges import FAILURE_HANDLERS, REJECTION_HANDLERS, handlers_of
+from opsflow.status import ExecutionStatus, Outcome, StepStatus
+
+_NOT_RUN = frozenset({StepStatus.SKIPPED, StepStatus.CANCELLED})
+
+
+@dataclass(frozen=True)
+class Unhandled:
+    """Steps whose failure or rejection nothing handles (definition order)."""
+
+    failed: tuple[str, ...]
+    rejected: tuple[str, ...]
+
+    def __bool__(self) -> bool:
+        return bool(self.failed or self.rejected)
+
+    def verdict(self) -> tuple[ExecutionStatus, str]:
+        """The execution's end when these are what went wrong; failure wins over rejection."""
+        if self.failed:
+            return ExecutionStatus.FAILED, _name("step", self.failed, "failed")
+        return ExecutionStatus.REJECTED, _name("approval", self.rejected, "was rejected")
+
+
+def _name(kind: str, ids: tuple[str, ...], verb: str) -> str:
+    if len(ids) == 1:
+        return f"{kind} {ids[0]} {verb}"
+    return f"{kind}s {', '.join(ids)} {verb.replace('was', 'were')}"
+
+
+def unhandled(draft: Draft) -> Unhandled:
+    """Which failures and rejections no live handler covers, as of ``draft``."""
+
+    def handled(source: str, kinds: frozenset[Outcome]) -> bool:
+        return any(
+            draft.status[h] not in _NOT_RUN or draft.states[h].user_skipped
+            for h in handlers_of(draft.graph.steps, source, kinds)
+        )
+
+    failed = tuple(
+        sid
+        for sid in draft.order
+        if draft.status[sid] == StepStatus.FAILED and not handled(sid, FAILURE_HANDLERS)
+    )
+    rejected = tuple(
+        sid
+        for sid in draft.order
+        if draft.status[sid] == StepStatus.REJECTED and not handled(sid, REJECTION_HANDLERS)
+    )
+    return Unhandled(failed, rejected)

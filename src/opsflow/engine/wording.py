@@ -1,0 +1,77 @@
+"""How the engine words its log lines: durations, edges, results and attempts.
+
+The engine log is what users read to learn why a run went the way it did, so every phrase is
+built here, once, in the user's words ("needs build.succeeded but build failed").
+"""
+
+from __future__ import annotations
+
+from opsflow.engine.model import Attempt, Edge, StepNode, StepState
+from opsflow.status import JobStatus, Outcome, StepStatus, StepType
+
+
+def format_duration(seconds: float) -> str:
+    """``90`` -> ``1m30s``; ``7200`` -> ``2h``; fractions below a minute keep their digits."""
+    if seconds < 60:
+        return f"{seconds:g}s"
+    whole = round(seconds)
+    parts: list[str] = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, whole = divmod(whole, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)
+
+
+def spell_edge(edge: Edge) -> str:
+    """An edge as the user wrote it in ``needs``: ``build`` or ``build.failed``."""
+    if edge.outcome == Outcome.SUCCESS:
+        return edge.step
+    return f"{edge.step}.{edge.outcome.value}"
+
+
+def describe_result(node: StepNode, status: StepStatus, state: StepState) -> str:
+    """What a step did, as a verb phrase: ``failed``, ``was rejected``, ``was false``."""
+    if status == StepStatus.SUCCEEDED and node.type == StepType.CONDITION:
+        return "was true" if state.gate_result == Outcome.TRUE else "was false"
+    if status == StepStatus.SKIPPED and state.user_skipped:
+        return "was skipped by a user"
+    return {
+        StepStatus.PENDING: "has not started",
+        StepStatus.WAITING: "is waiting",
+        StepStatus.RUNNING: "is running",
+        StepStatus.SUCCEEDED: "succeeded",
+        StepStatus.FAILED: "failed",
+        StepStatus.SKIPPED: "was skipped",
+        StepStatus.CANCELLED: "was cancelled",
+        StepStatus.APPROVED: "was approved",
+        StepStatus.REJECTED: "was rejected",
+    }[status]
+
+
+def describe_attempt(attempt: Attempt) -> str:
+    """How one attempt ended: ``attempt 2 failed: exit code 1``."""
+    what = {
+        JobStatus.COMPLETED: "completed",
+        JobStatus.FAILED: "failed",
+        JobStatus.TIMEOUT: "timed out",
+        JobStatus.CANCELLED: "was cancelled",
+    }.get(attempt.status, attempt.status.value)
+    text = f"attempt {attempt.number} {what}"
+    if attempt.error and attempt.status != JobStatus.COMPLETED:
+        text += f": {attempt.error}"
+    return text
+
+
+# How a log line names each status a step moves to: "step deploy <verb>: <reason>".
+STATUS_VERB: dict[StepStatus, str] = {
+    StepStatus.PENDING: "was reset",
+    StepStatus.WAITING: "is waiting",
+    StepStatus.RUNNING: "is running",
+    StepStatus.SUCCEEDED: "succeeded",
+    StepStatus.FAILED: "failed",
+    StepStatus.SKIPPED: "skipped",
+    StepStatus.CANCELLED: "cancelled",
+    StepStatus.APPROVED: "approved",
+    StepStatus.REJECTED: "rejected",
+}
