@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
+import subprocess
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -103,10 +105,11 @@ class Reply:
 class LoopbackServer:
     """A threaded HTTP/1.1 server on 127.0.0.1; tests set replies per path and read requests."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.received: list[Received] = []
         self.replies: dict[str, Reply] = {}
         self.release = threading.Event()
+        self._arrived = threading.Condition()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -115,9 +118,11 @@ class LoopbackServer:
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                server.received.append(
-                    Received(self.command, self.path, dict(self.headers.items()), body)
-                )
+                with server._arrived:
+                    server.received.append(
+                        Received(self.command, self.path, dict(self.headers.items()), body)
+                    )
+                    server._arrived.notify_all()
                 reply = server.replies.get(self.path.split("?")[0], Reply(404, b"no route"))
                 if reply.hold:
                     server.release.wait(30)
@@ -137,16 +142,45 @@ class LoopbackServer:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
         self.port = self._server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        # A short poll interval only makes shutdown() quick; requests are served immediately.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
         self._thread.start()
 
     def reply(self, path: str, reply: Reply) -> None:
         self.replies[path] = reply
+
+    def wait_for_requests(self, count: int, timeout: float = 10) -> None:
+        """Block until ``count`` requests have arrived (call through ``asyncio.to_thread``)."""
+        with self._arrived:
+            if not self._arrived.wait_for(lambda: len(self.received) >= count, timeout):
+                raise TimeoutError(f"{len(self.received)} of {count} requests arrived")
 
     def close(self) -> None:
         self.release.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(5)
+
+
+def self_signed_tls(directory: Path) -> ssl.SSLContext:
+    """A server TLS context with a fresh self-signed certificate for 127.0.0.1 (via openssl)."""
+    key, cert = directory / "key.pem", directory / "cert.pem"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+            "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+            "-addext", "subjectAltName=IP:127.0.0.1",
+            "-keyout", str(key), "-out", str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return context
