@@ -12,11 +12,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import jinja2
+from jinja2.defaults import DEFAULT_NAMESPACE
 
 from opsflow.spec.findings import Finding, Loc
 from opsflow.spec.models import TEMPLATED_FIELDS
 from opsflow.spec.template import CONTEXT_ROOTS, is_template, parse, references
 from opsflow.status import StepType
+
+# Names Jinja2 itself provides (range, dict, namespace, ...) and ``loop`` inside a for loop.
+_JINJA_NAMES = frozenset(DEFAULT_NAMESPACE) | {"loop"}
 
 
 def template_strings(loc: Loc, value: Any) -> Iterator[tuple[Loc, str]]:
@@ -65,6 +69,8 @@ class Scope:
 
     def _reference_problem(self, parts: tuple[str, ...]) -> str | None:
         root = parts[0]
+        if root in _JINJA_NAMES:
+            return None
         if root not in self.roots:
             readable = ", ".join(sorted(self.roots))
             return f"unknown name '{root}' in template; templates here can read: {readable}"

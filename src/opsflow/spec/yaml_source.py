@@ -103,6 +103,8 @@ def _syntax_finding(exc: yaml.MarkedYAMLError) -> Finding:
         what = "the file holds more than one YAML document: put one workflow per file"
     elif exc.context:
         what = f"{what} ({exc.context})"
+    if "mapping values are not allowed" in what:
+        what += ": a value holding ': ' must be quoted, or written as a block (|)"
     return Finding((), f"YAML syntax error: {what}", position=_pos(mark) if mark else None)
 
 

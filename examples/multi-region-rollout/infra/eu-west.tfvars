@@ -1,0 +1,2 @@
+region     = "eu-west"
+edge_nodes = 2

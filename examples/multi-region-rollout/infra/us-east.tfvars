@@ -1,0 +1,2 @@
+region     = "us-east"
+edge_nodes = 3
