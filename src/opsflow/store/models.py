@@ -6,6 +6,9 @@ every module that defines tables is imported below (the runtime adds its own lin
 
 from __future__ import annotations
 
+import opsflow.store.jobs
+import opsflow.store.logs
+import opsflow.store.runs
 import opsflow.store.tables  # noqa: F401  (registers the foundation's tables)
 from opsflow.store.base import Base
 

@@ -1,0 +1,122 @@
+"""The claim / run / report path, as an agent sees it.
+
+``Gateway`` is all an agent needs from a server. ``LocalGateway`` is the in-process one (the
+server's own agent calls the runtime directly, in worker threads so the event loop never
+blocks on the database); a remote agent's gateway speaks the same calls over HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Any, Protocol
+
+from opsflow.runtime.service import Runtime
+from opsflow.status import JobStatus
+from opsflow.store import bundles as bundles_store
+from opsflow.store.jobs import CancelNotice, Job
+from opsflow.store.logs import LogLine
+
+
+class Gateway(Protocol):
+    async def claim(
+        self, *, agent_id: str, pools: list[str], labels: dict[str, str], limit: int
+    ) -> list[Job]: ...
+    async def start(self, job: Job) -> CancelNotice: ...
+    async def heartbeat(self, job: Job) -> CancelNotice: ...
+    async def append_logs(self, job: Job, lines: list[LogLine]) -> None: ...
+    async def finish(
+        self,
+        job: Job,
+        *,
+        status: JobStatus,
+        outputs: dict[str, Any],
+        error: str | None,
+        retryable: bool,
+        exit_code: int | None,
+        lines: list[LogLine],
+    ) -> None: ...
+    async def materialize(self, bundle_digest: str, dest: Path) -> None: ...
+    async def wait_for_work(self, timeout: float) -> None: ...
+    def watch_cancel(self, job: Job) -> AbstractAsyncContextManager[Waiter]: ...
+
+
+class Waiter(Protocol):
+    async def wait(self, timeout: float) -> bool: ...
+
+
+class LocalGateway:
+    """The server's own agent: same calls, no network."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._jobs_sub: Any = None
+
+    async def open(self) -> None:
+        self._jobs_sub = self.runtime.bus.watch_jobs()
+        await self._jobs_sub.__aenter__()
+
+    async def close(self) -> None:
+        if self._jobs_sub is not None:
+            await self._jobs_sub.__aexit__(None, None, None)
+            self._jobs_sub = None
+
+    async def claim(
+        self, *, agent_id: str, pools: list[str], labels: dict[str, str], limit: int
+    ) -> list[Job]:
+        return await asyncio.to_thread(
+            self.runtime.claim, agent_id=agent_id, pools=pools, labels=labels, limit=limit
+        )
+
+    async def start(self, job: Job) -> CancelNotice:
+        assert job.lease_token is not None
+        return await asyncio.to_thread(self.runtime.start_job, job, job.lease_token)
+
+    async def heartbeat(self, job: Job) -> CancelNotice:
+        assert job.lease_token is not None
+        return await asyncio.to_thread(self.runtime.heartbeat, job.id, job.lease_token)
+
+    async def append_logs(self, job: Job, lines: list[LogLine]) -> None:
+        assert job.lease_token is not None
+        await asyncio.to_thread(self.runtime.append_logs, job, job.lease_token, lines)
+
+    async def finish(
+        self,
+        job: Job,
+        *,
+        status: JobStatus,
+        outputs: dict[str, Any],
+        error: str | None,
+        retryable: bool,
+        exit_code: int | None,
+        lines: list[LogLine],
+    ) -> None:
+        assert job.lease_token is not None
+        await asyncio.to_thread(
+            self.runtime.finish_job,
+            job,
+            job.lease_token,
+            status=status,
+            outputs=outputs,
+            error=error,
+            retryable=retryable,
+            exit_code=exit_code,
+            lines=lines,
+        )
+
+    async def materialize(self, bundle_digest: str, dest: Path) -> None:
+        def work() -> None:
+            with self.runtime.db.session() as session:
+                bundles_store.materialize_bundle(session, bundle_digest, dest)
+
+        await asyncio.to_thread(work)
+
+    async def wait_for_work(self, timeout: float) -> None:
+        if self._jobs_sub is None:
+            await self.open()
+        await self._jobs_sub.wait(timeout)
+
+    def watch_cancel(self, job: Job) -> AbstractAsyncContextManager[Waiter]:
+        """In-process, a cancel wakes the job at once instead of at its next heartbeat."""
+        return self.runtime.bus.watch_cancel(job.id)

@@ -1,0 +1,235 @@
+"""The agent's job loop, shared by the server's local agent and ``opsflow agent``.
+
+Claim what fits in the free slots, then for each job: take a fresh copy of its version's files,
+mark it running, run the executor while a side task heartbeats (which is how a cancel request
+arrives) and a flusher ships log batches, then report the end with the last log lines. The
+loop never polls on the hot path: the gateway wakes it when jobs are queued, and a finished job
+frees its slot at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+from opsflow.agent.gateway import Gateway
+from opsflow.agent.logsink import DEFAULT_CAP_BYTES, BatchingLogSink
+from opsflow.errors import StaleReport
+from opsflow.status import JobStatus, LogStream, StepType
+from opsflow.steps.base import CancelSignal, JobSpec, StepResult
+from opsflow.steps.registry import executor_for
+from opsflow.store.jobs import Job
+
+log = logging.getLogger(__name__)
+
+FLUSH_INTERVAL = 0.05
+FLUSH_LINES = 200
+
+
+class Agent:
+    def __init__(
+        self,
+        gateway: Gateway,
+        *,
+        agent_id: str | None = None,
+        pools: list[str] | None = None,
+        labels: dict[str, str] | None = None,
+        concurrency: int = 4,
+        work_root: Path | None = None,
+        heartbeat_interval: float = 5.0,
+        idle_poll: float = 1.0,
+        log_cap_bytes: int = DEFAULT_CAP_BYTES,
+    ) -> None:
+        self.gateway = gateway
+        self.agent_id = agent_id or f"agent-{uuid.uuid4().hex[:12]}"
+        self.pools = pools or ["default"]
+        self.labels = labels or {}
+        self.concurrency = concurrency
+        self.work_root = work_root or Path(tempfile.gettempdir()) / "opsflow-jobs"
+        self.heartbeat_interval = heartbeat_interval
+        self.idle_poll = idle_poll
+        self.log_cap_bytes = log_cap_bytes
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._slot_freed = asyncio.Event()
+        self._stopping = False
+        self._bundle_cache = self.work_root / "bundles"
+
+    async def run(self) -> None:
+        """Serve jobs until ``stop``; in-flight jobs are awaited on the way out."""
+        self.work_root.mkdir(parents=True, exist_ok=True)
+        try:
+            while not self._stopping:
+                free = self.concurrency - len(self._tasks)
+                jobs = []
+                if free > 0:
+                    try:
+                        jobs = await self.gateway.claim(
+                            agent_id=self.agent_id, pools=self.pools, labels=self.labels, limit=free
+                        )
+                    except Exception:  # the server may be restarting: back off, then retry
+                        log.exception("claiming jobs failed")
+                        await asyncio.sleep(self.idle_poll)
+                        continue
+                for job in jobs:
+                    task = asyncio.create_task(self._serve(job), name=f"job-{job.id}")
+                    self._tasks.add(task)
+                    task.add_done_callback(self._done)
+                if jobs and len(jobs) == free:
+                    continue  # there may be more: claim again as soon as a slot frees
+                await self._idle(free=len(self._tasks) < self.concurrency)
+        finally:
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._slot_freed.set()
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._slot_freed.set()
+
+    async def _idle(self, *, free: bool) -> None:
+        waits: list[asyncio.Task[Any]] = [asyncio.create_task(self._slot_freed.wait())]
+        if free:
+            waits.append(asyncio.create_task(self.gateway.wait_for_work(self.idle_poll)))
+        else:
+            waits.append(asyncio.create_task(asyncio.sleep(self.idle_poll)))
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+            self._slot_freed.clear()
+
+    # -- one job ---------------------------------------------------------------------------
+
+    async def _workdir(self, job: Job, bundle: str | None) -> Path:
+        workdir = self.work_root / job.id
+        if workdir.exists():
+            shutil.rmtree(workdir)
+        if not bundle:
+            workdir.mkdir(parents=True)
+            return workdir
+        cached = self._bundle_cache / bundle
+        if not cached.exists():
+            partial = self._bundle_cache / f".{bundle}.{uuid.uuid4().hex[:8]}"
+            await self.gateway.materialize(bundle, partial)
+            with contextlib.suppress(OSError):
+                partial.rename(cached)
+            if partial.exists():
+                shutil.rmtree(partial, ignore_errors=True)
+        await asyncio.to_thread(shutil.copytree, cached, workdir, symlinks=True)
+        return workdir
+
+    async def _serve(self, job: Job) -> None:
+        sink = BatchingLogSink(cap_bytes=self.log_cap_bytes)
+        cancel = CancelSignal()
+        workdir: Path | None = None
+        try:
+            spec_data = job.spec or {}
+            workdir = await self._workdir(job, spec_data.get("bundle"))
+            notice = await self.gateway.start(job)
+            if notice.requested:
+                cancel.request(notice.force)
+            spec = JobSpec(
+                job_id=job.id,
+                execution_id=job.execution_id,
+                step_id=job.step_id,
+                attempt=job.attempt,
+                type=StepType(job.type),
+                config=spec_data.get("config", {}),
+                workdir=workdir,
+                timeout=job.timeout,
+                env={
+                    "OPSFLOW_EXECUTION_ID": job.execution_id,
+                    "OPSFLOW_STEP_ID": job.step_id,
+                    "OPSFLOW_JOB_ID": job.id,
+                    "OPSFLOW_ATTEMPT": str(job.attempt),
+                },
+            )
+            result = await self._execute(job, spec, sink, cancel)
+        except StaleReport as exc:
+            log.warning("job %s is no longer ours: %s", job.id, exc.message)
+            return
+        except Exception as exc:  # an agent-side fault fails the attempt, visibly
+            log.exception("job %s crashed in the agent", job.id)
+            sink.write(LogStream.SYSTEM, f"[opsflow] agent error: {exc!r}")
+            result = StepResult(status=JobStatus.FAILED, error=f"agent error: {exc}")
+        finally:
+            if workdir is not None:
+                shutil.rmtree(workdir, ignore_errors=True)
+        outputs = dict(result.outputs)
+        exit_code = outputs.get("exit_code") if isinstance(outputs.get("exit_code"), int) else None
+        try:
+            await self.gateway.finish(
+                job,
+                status=result.status,
+                outputs=outputs,
+                error=result.error,
+                retryable=result.retryable,
+                exit_code=exit_code,
+                lines=sink.finish(),
+            )
+        except StaleReport as exc:
+            log.warning("report for job %s refused: %s", job.id, exc.message)
+
+    async def _execute(
+        self, job: Job, spec: JobSpec, sink: BatchingLogSink, cancel: CancelSignal
+    ) -> StepResult:
+        executor = executor_for(spec.type)
+        nudge = asyncio.Event()
+        sink.on_line = lambda: nudge.set() if sink.pending >= FLUSH_LINES else None
+        run = asyncio.create_task(executor.run(spec, sink, cancel))
+        side = [
+            asyncio.create_task(self._flush_loop(job, sink, nudge, run)),
+            asyncio.create_task(self._watch_loop(job, cancel, run)),
+        ]
+        try:
+            return await run
+        finally:
+            for t in side:
+                t.cancel()
+            await asyncio.gather(*side, return_exceptions=True)
+
+    async def _flush_loop(
+        self, job: Job, sink: BatchingLogSink, nudge: asyncio.Event, run: asyncio.Task[Any]
+    ) -> None:
+        while not run.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(nudge.wait(), FLUSH_INTERVAL)
+            nudge.clear()
+            batch = sink.take()
+            if batch:
+                try:
+                    await self.gateway.append_logs(job, batch)
+                except StaleReport:
+                    raise
+                except Exception:
+                    log.exception("shipping logs of job %s failed; they will show as a gap", job.id)
+
+    async def _watch_loop(self, job: Job, cancel: CancelSignal, run: asyncio.Task[Any]) -> None:
+        """Heartbeat the lease; the reply (or an in-process wake-up) carries cancel requests."""
+        async with self.gateway.watch_cancel(job) as sub:
+            while not run.done():
+                await sub.wait(self.heartbeat_interval)
+                try:
+                    notice = await self.gateway.heartbeat(job)
+                except StaleReport as exc:
+                    # Someone else owns this job now: stop working on it at once.
+                    log.warning("lost the lease of job %s: %s", job.id, exc.message)
+                    cancel.request(force=True)
+                    return
+                except Exception:
+                    log.exception("heartbeat of job %s failed", job.id)
+                    continue
+                if notice.requested and not (
+                    cancel.requested and (cancel.force or not notice.force)
+                ):
+                    cancel.request(notice.force)

@@ -1,0 +1,485 @@
+"""Runs and executions: start a run, list and inspect executions, their logs, live events,
+and cancel.
+
+Routes stay thin: they authorize, call the runtime or the store, and shape the answer. Times
+are ISO 8601 UTC strings (the store keeps epoch seconds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import PlainTextResponse, StreamingResponse
+from pydantic import BaseModel, Field
+
+from opsflow.api.security import require
+from opsflow.api.services import Services, services_of
+from opsflow.auth.credentials import Principal
+from opsflow.auth.permissions import Permission
+from opsflow.engine.model import CancelMode
+from opsflow.errors import InvalidInput
+from opsflow.runtime.host import RuntimeHost
+from opsflow.runtime.launch import run_request
+from opsflow.status import ExecutionStatus
+from opsflow.store import jobs as jobs_store
+from opsflow.store import logs as logs_store
+from opsflow.store import runs as runs_store
+from opsflow.store.jobs import Job
+from opsflow.store.runs import Execution, ExecutionFilter, Step
+
+router = APIRouter(prefix="/api/v1", tags=["executions"])
+
+
+def iso(ts: float | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+def _parse_time(value: str | None, name: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidInput(
+            f"{name}: {value!r} is not an ISO 8601 date or time, e.g. 2026-11-25T10:00:00Z"
+        ) from exc
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
+def host_of(services: Services) -> RuntimeHost:
+    host: RuntimeHost = services.extra["runtime"]
+    return host
+
+
+# --------------------------------------------------------------------------- shapes
+
+
+class RunBody(BaseModel):
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="Values for the workflow's params."
+    )
+    params_as_text: bool = Field(
+        False, description="Read string values as the declared types (CLI `-p k=v`)."
+    )
+    test: bool = Field(
+        False, description="Run the draft as a test run instead of a published version."
+    )
+    version: int | None = Field(
+        None, description="Pin this published version instead of the latest."
+    )
+
+
+class CancelBody(BaseModel):
+    mode: Literal["graceful", "force", "cleanup"] = Field(
+        "graceful",
+        description="graceful: in-flight jobs finish; force: terminate them; cleanup: graceful, "
+        "then each step's cleanup action runs.",
+    )
+    reason: str = ""
+
+
+class JobOut(BaseModel):
+    id: str
+    attempt: int
+    status: str
+    agent_id: str | None
+    created_at: str | None
+    dispatched_at: str | None
+    started_at: str | None
+    ended_at: str | None
+    duration_ms: float | None
+    exit_code: int | None
+    outputs: dict[str, Any]
+    error: str | None
+    retryable: bool
+
+    @classmethod
+    def of(cls, job: Job) -> JobOut:
+        duration = None
+        if job.started_at is not None and job.ended_at is not None:
+            duration = round((job.ended_at - job.started_at) * 1000, 3)
+        return cls(
+            id=job.id,
+            attempt=job.attempt,
+            status=job.status.value,
+            agent_id=job.agent_id,
+            created_at=iso(job.created_at),
+            dispatched_at=iso(job.dispatched_at),
+            started_at=iso(job.started_at),
+            ended_at=iso(job.ended_at),
+            duration_ms=duration,
+            exit_code=job.exit_code,
+            outputs=job.outputs,
+            error=job.error,
+            retryable=job.retryable,
+        )
+
+
+class StepOut(BaseModel):
+    id: str
+    type: str
+    status: str
+    started_at: str | None
+    ended_at: str | None
+    retry_at: str | None
+    outputs: dict[str, Any]
+    error: str | None
+    result: str | None = Field(
+        None, description="A gate's answer: approved, rejected, true, false."
+    )
+    jobs: list[JobOut]
+
+
+class EngineLogOut(BaseModel):
+    at: str | None
+    step: str | None
+    message: str
+
+
+class ExecutionSummary(BaseModel):
+    id: str
+    workflow_id: str
+    version: int | None
+    test_run: bool
+    status: str
+    status_reason: str
+    trigger_type: str
+    started_by: str | None
+    created_at: str | None
+    started_at: str | None
+    ended_at: str | None
+    duration_ms: float | None
+
+    @classmethod
+    def of(cls, ex: Execution) -> ExecutionSummary:
+        duration = None
+        if ex.started_at is not None and ex.ended_at is not None:
+            duration = round((ex.ended_at - ex.started_at) * 1000, 3)
+        return cls(
+            id=ex.id,
+            workflow_id=ex.workflow_id,
+            version=ex.version,
+            test_run=ex.test_run,
+            status=ex.status.value,
+            status_reason=ex.status_reason,
+            trigger_type=ex.trigger_type,
+            started_by=ex.started_by,
+            created_at=iso(ex.created_at),
+            started_at=iso(ex.started_at),
+            ended_at=iso(ex.ended_at),
+            duration_ms=duration,
+        )
+
+
+class ExecutionDetail(ExecutionSummary):
+    params: dict[str, Any]
+    trigger: dict[str, Any]
+    cancel: dict[str, Any] | None
+    steps: list[StepOut]
+    engine_log: list[EngineLogOut]
+
+
+class ExecutionPage(BaseModel):
+    items: list[ExecutionSummary]
+    total: int
+    limit: int
+    offset: int
+
+
+class LogLineOut(BaseModel):
+    id: int
+    step: str
+    job_id: str
+    seq: int
+    at: str | None
+    stream: str
+    text: str
+
+
+class LogPage(BaseModel):
+    items: list[LogLineOut]
+    next_after: int = Field(description="Pass as `after` to read the lines that follow.")
+
+
+def _detail(services: Services, execution_id: str) -> ExecutionDetail:
+    with services.session() as session:
+        ex = runs_store.get_execution(session, execution_id)
+        steps = runs_store.list_steps(session, execution_id)
+        jobs = jobs_store.jobs_of_execution(session, execution_id)
+        elog = runs_store.engine_log(session, execution_id)
+    by_step: dict[str, list[Job]] = {}
+    for job in jobs:
+        by_step.setdefault(job.step_id, []).append(job)
+
+    def step_out(s: Step) -> StepOut:
+        return StepOut(
+            id=s.step_id,
+            type=s.type,
+            status=s.status.value,
+            started_at=iso(s.started_at),
+            ended_at=iso(s.ended_at),
+            retry_at=iso(s.retry_at),
+            outputs=s.outputs,
+            error=s.error,
+            result=s.gate_result,
+            jobs=[
+                JobOut.of(j) for j in sorted(by_step.get(s.step_id, []), key=lambda j: j.attempt)
+            ],
+        )
+
+    summary = ExecutionSummary.of(ex)
+    return ExecutionDetail(
+        **summary.model_dump(),
+        params=ex.params,
+        trigger=ex.trigger,
+        cancel=(
+            {
+                "mode": ex.cancel_mode,
+                "requested_at": iso(ex.cancel_requested_at),
+                "reason": ex.cancel_reason,
+                "by": ex.cancel_by,
+            }
+            if ex.cancel_mode
+            else None
+        ),
+        steps=[step_out(s) for s in steps],
+        engine_log=[
+            EngineLogOut(at=iso(e["at"]), step=e["step_id"], message=e["message"]) for e in elog
+        ],
+    )
+
+
+# --------------------------------------------------------------------------- routes
+
+
+@router.post("/workflows/{workflow_id}/runs", status_code=201, response_model=ExecutionDetail)
+def start_run(
+    workflow_id: str,
+    body: RunBody,
+    request: Request,
+    principal: Principal = Depends(require(Permission.WORKFLOWS_RUN)),
+) -> ExecutionDetail:
+    """Start a run of the latest published version (or `version`, or the draft with `test`)."""
+    services = services_of(request)
+    if body.test:
+        from opsflow.api.security import ensure
+
+        ensure(principal, Permission.WORKFLOWS_UPDATE)  # a draft is the editors' work in progress
+    with services.session() as session:
+        req = run_request(
+            session,
+            workflow_id,
+            params=body.params,
+            params_as_text=body.params_as_text,
+            started_by=principal.name,
+            test=body.test,
+            version=body.version,
+        )
+    execution_id = host_of(services).runtime.start_execution(req)
+    return _detail(services, execution_id)
+
+
+@router.get("/executions", response_model=ExecutionPage)
+def list_executions(
+    request: Request,
+    workflow: str | None = Query(None, description="Only this workflow's executions."),
+    status: list[ExecutionStatus] | None = Query(None, description="One or more statuses."),
+    trigger: str | None = Query(None, description="Trigger type: manual, schedule, webhook, ..."),
+    started_by: str | None = Query(None, description="Who started it (user name)."),
+    since: str | None = Query(None, description="Created at or after (ISO 8601)."),
+    until: str | None = Query(None, description="Created before (ISO 8601)."),
+    sort: str = Query(
+        "-created_at",
+        description="created_at, started_at, ended_at, status, workflow_id; '-' for descending.",
+    ),
+    limit: int = Query(50, ge=1, le=500),
+    offset: int = Query(0, ge=0),
+    _p: Principal = Depends(require(Permission.EXECUTIONS_READ)),
+) -> ExecutionPage:
+    if sort.lstrip("-") not in runs_store.SORTABLE:
+        raise InvalidInput(
+            f"sort: unknown column {sort.lstrip('-')!r}; "
+            f"use one of {', '.join(sorted(runs_store.SORTABLE))}"
+        )
+    flt = ExecutionFilter(
+        workflow_id=workflow,
+        status=[s.value for s in status] if status else None,
+        trigger_type=trigger,
+        started_by=started_by,
+        since=_parse_time(since, "since"),
+        until=_parse_time(until, "until"),
+    )
+    with services_of(request).session() as session:
+        items, total = runs_store.list_executions(
+            session, flt, limit=limit, offset=offset, sort=sort
+        )
+    return ExecutionPage(
+        items=[ExecutionSummary.of(e) for e in items], total=total, limit=limit, offset=offset
+    )
+
+
+@router.get("/executions/{execution_id}", response_model=ExecutionDetail)
+def get_execution(
+    execution_id: str,
+    request: Request,
+    _p: Principal = Depends(require(Permission.EXECUTIONS_READ)),
+) -> ExecutionDetail:
+    return _detail(services_of(request), execution_id)
+
+
+@router.post("/executions/{execution_id}/cancel", response_model=ExecutionDetail)
+def cancel_execution(
+    execution_id: str,
+    request: Request,
+    body: CancelBody | None = None,
+    principal: Principal = Depends(require(Permission.EXECUTIONS_CANCEL)),
+) -> ExecutionDetail:
+    body = body or CancelBody()
+    services = services_of(request)
+    host_of(services).runtime.cancel(
+        execution_id, mode=CancelMode(body.mode), by=principal.name, reason=body.reason
+    )
+    return _detail(services, execution_id)
+
+
+@router.get("/executions/{execution_id}/logs", response_model=LogPage)
+def get_logs(
+    execution_id: str,
+    request: Request,
+    step: str | None = Query(None),
+    stream: Literal["stdout", "stderr", "system"] | None = Query(None),
+    q: str | None = Query(None, description="Only lines containing this text."),
+    after: int = Query(0, ge=0, description="Only lines after this id (from `next_after`)."),
+    limit: int = Query(1000, ge=1, le=10000),
+    _p: Principal = Depends(require(Permission.EXECUTIONS_READ)),
+) -> LogPage:
+    with services_of(request).session() as session:
+        runs_store.get_execution(session, execution_id)
+        rows = logs_store.query(
+            session, execution_id, step=step, stream=stream, text=q, after_id=after, limit=limit
+        )
+    items = [
+        LogLineOut(
+            id=r["id"],
+            step=r["step_id"],
+            job_id=r["job_id"],
+            seq=r["seq"],
+            at=iso(r["at"]),
+            stream=r["stream"],
+            text=r["text"],
+        )
+        for r in rows
+    ]
+    return LogPage(items=items, next_after=items[-1].id if items else after)
+
+
+@router.get("/executions/{execution_id}/logs/download", response_class=PlainTextResponse)
+def download_logs(
+    execution_id: str,
+    request: Request,
+    step: str | None = Query(None),
+    _p: Principal = Depends(require(Permission.EXECUTIONS_READ)),
+) -> PlainTextResponse:
+    services = services_of(request)
+    out: list[str] = []
+    after = 0
+    with services.session() as session:
+        runs_store.get_execution(session, execution_id)
+        while True:
+            rows = logs_store.query(session, execution_id, step=step, after_id=after, limit=5000)
+            if not rows:
+                break
+            for r in rows:
+                out.append(f"{iso(r['at'])} [{r['step_id']}] {r['stream']}: {r['text']}")
+            after = rows[-1]["id"]
+    return PlainTextResponse(
+        "\n".join(out) + ("\n" if out else ""),
+        headers={"Content-Disposition": f'attachment; filename="{execution_id}.log"'},
+    )
+
+
+def _cursor(value: str | None) -> tuple[int, int]:
+    if not value:
+        return 0, 0
+    try:
+        events, lines = value.split("-", 1)
+        return int(events), int(lines)
+    except ValueError as exc:
+        raise InvalidInput(f"Last-Event-ID: {value!r} is not an id this stream sent") from exc
+
+
+def _sse(event_id: str, kind: str, data: Any) -> str:
+    return f"id: {event_id}\nevent: {kind}\ndata: {json.dumps(data, default=str)}\n\n"
+
+
+@router.get("/executions/{execution_id}/events")
+async def stream_events(
+    execution_id: str,
+    request: Request,
+    last_event_id: str | None = Header(None, alias="Last-Event-ID"),
+    after: str | None = Query(None, description="Resume after this event id (as Last-Event-ID)."),
+    _p: Principal = Depends(require(Permission.EXECUTIONS_READ)),
+) -> StreamingResponse:
+    """Server-sent events: status changes, step and job updates, engine log entries and log
+    lines, in commit order; resumable with `Last-Event-ID`; closed when the run ends."""
+    services = services_of(request)
+    host = host_of(services)
+    cursor = _cursor(last_event_id or after)
+    with services.session() as session:
+        runs_store.get_execution(session, execution_id)
+
+    def read(
+        ev_after: int, line_after: int
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
+        with services.session() as session:
+            ex = runs_store.get_execution(session, execution_id)
+            events = runs_store.events_after(session, execution_id, ev_after, limit=1000)
+            lines = logs_store.query(session, execution_id, after_id=line_after, limit=1000)
+        return events, lines, ex.status.terminal
+
+    async def gen() -> AsyncIterator[str]:
+        ev_after, line_after = cursor
+        async with host.bus.watch_execution(execution_id) as sub:
+            while True:
+                events, lines, terminal = await asyncio.to_thread(read, ev_after, line_after)
+                for e in events:
+                    ev_after = e["id"]
+                    yield _sse(
+                        f"{ev_after}-{line_after}", e["kind"], {**e["data"], "at": iso(e["at"])}
+                    )
+                for r in lines:
+                    line_after = r["id"]
+                    yield _sse(
+                        f"{ev_after}-{line_after}",
+                        "log",
+                        {
+                            "step": r["step_id"],
+                            "job_id": r["job_id"],
+                            "seq": r["seq"],
+                            "at": iso(r["at"]),
+                            "stream": r["stream"],
+                            "text": r["text"],
+                        },
+                    )
+                if len(events) >= 1000 or len(lines) >= 1000:
+                    continue
+                if terminal:
+                    yield _sse(f"{ev_after}-{line_after}", "end", {"execution_id": execution_id})
+                    return
+                if await request.is_disconnected():
+                    return
+                if not await sub.wait(15.0):
+                    yield ": keep-alive\n\n"
+
+    return StreamingResponse(
+        gen(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

@@ -1,0 +1,300 @@
+"""``opsflow run``, ``executions``, ``logs`` and ``cancel``: start runs and watch them."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.text import Text
+
+from opsflow.cli.client import ApiClient, client_for
+from opsflow.cli.events import follow
+from opsflow.cli.output import (
+    OutputFormat,
+    OutputOption,
+    UsageError,
+    cell,
+    items_of,
+    print_json,
+    stdout,
+    table,
+)
+from opsflow.status import ExecutionStatus
+
+executions_app = typer.Typer(help="List and inspect executions.", no_args_is_help=True)
+
+STATUS_STYLE = {
+    "completed": "green",
+    "succeeded": "green",
+    "approved": "green",
+    "failed": "red",
+    "error": "red",
+    "rejected": "red",
+    "timeout": "red",
+    "cancelled": "yellow",
+    "skipped": "dim",
+    "paused": "yellow",
+    "waiting": "yellow",
+    "running": "cyan",
+    "pending": "dim",
+    "dispatched": "dim",
+}
+
+
+def _styled(status: str) -> Text:
+    return Text(status, style=STATUS_STYLE.get(status, ""))
+
+
+def _parse_params(values: list[str]) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(
+                f"-p {item!r} is not of the form key=value", hint="e.g. -p environment=staging"
+            )
+        params[key] = value
+    return params
+
+
+def _watch(
+    ctx: typer.Context, client: ApiClient, execution_id: str, *, step: str | None, logs: bool
+) -> str:
+    """Print step progress and log lines as they happen; returns the final status."""
+    connection = ctx.find_root().obj
+    status = "running"
+    for event in follow(connection, execution_id):
+        d = event.data
+        if event.kind == "execution":
+            status = d.get("status", status)
+            line = Text("execution ").append_text(_styled(status))
+            if d.get("reason"):
+                line.append(f": {d['reason']}", style="dim")
+            stdout.print(line)
+        elif event.kind == "step":
+            line = Text(f"  {d.get('step')} ").append_text(_styled(d.get("status", "")))
+            if d.get("reason"):
+                line.append(f"  {d['reason']}", style="dim")
+            stdout.print(line)
+        elif event.kind == "log" and logs and (step is None or d.get("step") == step):
+            style = (
+                "red"
+                if d.get("stream") == "stderr"
+                else ("dim" if d.get("stream") == "system" else "")
+            )
+            stdout.print(
+                Text(f"    [{d.get('step')}] ", style="dim").append(d.get("text", ""), style=style)
+            )
+    detail = client.get(f"/executions/{execution_id}")
+    return str(detail.get("status", status))
+
+
+def run(
+    ctx: typer.Context,
+    workflow: Annotated[str, typer.Argument(help="The workflow's id.", show_default=False)],
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="A param value k=v. Repeatable.")
+    ] = None,
+    follow_run: Annotated[
+        bool,
+        typer.Option(
+            "--follow", "-f", help="Show live progress and logs; exit code follows the outcome."
+        ),
+    ] = False,
+    test: Annotated[bool, typer.Option("--test", help="Run the draft as a test run.")] = False,
+    version: Annotated[int | None, typer.Option(help="Run this published version.")] = None,
+    output: OutputOption = OutputFormat.TEXT,
+) -> None:
+    """Start a run of a workflow."""
+    client = client_for(ctx)
+    body = client.post(
+        f"/workflows/{workflow}/runs",
+        json={
+            "params": _parse_params(param or []),
+            "params_as_text": True,
+            "test": test,
+            "version": version,
+        },
+    )
+    execution_id = body["id"]
+    if not follow_run:
+        if output is OutputFormat.JSON:
+            print_json(body)
+        else:
+            stdout.print(f"started execution {execution_id} of {workflow}")
+        return
+    if output is OutputFormat.TEXT:
+        stdout.print(f"started execution {execution_id} of {workflow}")
+    final = _watch(ctx, client, execution_id, step=None, logs=output is OutputFormat.TEXT)
+    if output is OutputFormat.JSON:
+        print_json(client.get(f"/executions/{execution_id}"))
+    sys.exit(0 if final == ExecutionStatus.COMPLETED.value else 1)
+
+
+@executions_app.command("list")
+def list_executions(
+    ctx: typer.Context,
+    workflow: Annotated[
+        str | None, typer.Option("--workflow", "-w", help="Only this workflow.")
+    ] = None,
+    status: Annotated[
+        list[ExecutionStatus] | None, typer.Option(help="Only these statuses. Repeatable.")
+    ] = None,
+    trigger: Annotated[str | None, typer.Option(help="Only this trigger type.")] = None,
+    started_by: Annotated[str | None, typer.Option(help="Only runs started by this user.")] = None,
+    since: Annotated[str | None, typer.Option(help="Created at or after (ISO 8601).")] = None,
+    until: Annotated[str | None, typer.Option(help="Created before (ISO 8601).")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
+    offset: Annotated[int, typer.Option(min=0)] = 0,
+    output: OutputOption = OutputFormat.TEXT,
+) -> None:
+    """List executions, newest first."""
+    body = client_for(ctx).get(
+        "/executions",
+        params={
+            "workflow": workflow,
+            "status": [s.value for s in status or []],
+            "trigger": trigger,
+            "started_by": started_by,
+            "since": since,
+            "until": until,
+            "limit": limit,
+            "offset": offset,
+        },
+    )
+    if output is OutputFormat.JSON:
+        print_json(body)
+        return
+    table(
+        ["ID", "WORKFLOW", "VERSION", "STATUS", "TRIGGER", "BY", "CREATED", "DURATION"],
+        [
+            [
+                cell(e["id"]),
+                cell(e["workflow_id"]),
+                cell(e["version"]),
+                cell(e["status"]),
+                cell(e["trigger_type"]),
+                cell(e["started_by"]),
+                cell(e["created_at"]),
+                cell(
+                    f"{e['duration_ms'] / 1000:.2f}s" if e.get("duration_ms") is not None else None
+                ),
+            ]
+            for e in items_of(body)
+        ],
+        title=f"{body.get('total', 0)} executions",
+    )
+
+
+@executions_app.command("show")
+def show_execution(
+    ctx: typer.Context,
+    execution_id: Annotated[str, typer.Argument(help="The execution's id.", show_default=False)],
+    output: OutputOption = OutputFormat.TEXT,
+) -> None:
+    """Show an execution: its steps, every job attempt, and the engine log."""
+    body = client_for(ctx).get(f"/executions/{execution_id}")
+    if output is OutputFormat.JSON:
+        print_json(body)
+        return
+    stdout.print(
+        Text(f"{body['id']}  {body['workflow_id']} v{body['version']}  ").append_text(
+            _styled(body["status"])
+        )
+    )
+    if body.get("status_reason"):
+        stdout.print(f"  {body['status_reason']}")
+    rows: list[list[str]] = []
+    for s in body["steps"]:
+        jobs: list[dict[str, Any]] = s["jobs"] or [{}]
+        for j in jobs:
+            rows.append(
+                [
+                    cell(s["id"]),
+                    cell(s["status"]),
+                    cell(j.get("attempt")),
+                    cell(j.get("status")),
+                    cell(
+                        f"{j['duration_ms'] / 1000:.2f}s"
+                        if j.get("duration_ms") is not None
+                        else None
+                    ),
+                    cell(j.get("exit_code")),
+                    cell(j.get("error") or s.get("error")),
+                ]
+            )
+    table(["STEP", "STATUS", "ATTEMPT", "JOB", "DURATION", "EXIT", "ERROR"], rows)
+    if body.get("engine_log"):
+        stdout.print("engine log:")
+        for e in body["engine_log"]:
+            stdout.print(Text(f"  {e['at']}  ", style="dim").append(e["message"]))
+
+
+def logs(
+    ctx: typer.Context,
+    execution_id: Annotated[str, typer.Argument(help="The execution's id.", show_default=False)],
+    follow_logs: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep streaming until the run ends.")
+    ] = False,
+    step: Annotated[str | None, typer.Option(help="Only this step's lines.")] = None,
+    stream: Annotated[str | None, typer.Option(help="stdout, stderr or system.")] = None,
+) -> None:
+    """Print an execution's log lines."""
+    client = client_for(ctx)
+    after = 0
+    while True:
+        page = client.get(
+            f"/executions/{execution_id}/logs",
+            params={"step": step, "stream": stream, "after": after, "limit": 5000},
+        )
+        for line in page["items"]:
+            stdout.print(Text(f"[{line['step']}] ", style="dim").append(line["text"]), markup=False)
+        after = page["next_after"]
+        if len(page["items"]) < 5000:
+            break
+    if not follow_logs:
+        return
+    detail = client.get(f"/executions/{execution_id}")
+    if ExecutionStatus(detail["status"]).terminal:
+        return
+    connection = ctx.find_root().obj
+    for event in follow(connection, execution_id):
+        d = event.data
+        if (
+            event.kind == "log"
+            and (step is None or d.get("step") == step)
+            and (stream is None or d.get("stream") == stream)
+        ):
+            stdout.print(Text(f"[{d['step']}] ", style="dim").append(d["text"]), markup=False)
+
+
+def cancel(
+    ctx: typer.Context,
+    execution_id: Annotated[str, typer.Argument(help="The execution's id.", show_default=False)],
+    force: Annotated[
+        bool, typer.Option(help="Terminate in-flight jobs (SIGTERM, then SIGKILL).")
+    ] = False,
+    cleanup: Annotated[
+        bool, typer.Option(help="Run each step's cleanup action after cancelling.")
+    ] = False,
+    output: OutputOption = OutputFormat.TEXT,
+) -> None:
+    """Cancel an execution."""
+    if force and cleanup:
+        raise UsageError("choose --force or --cleanup, not both")
+    mode = "force" if force else ("cleanup" if cleanup else "graceful")
+    body = client_for(ctx).post(f"/executions/{execution_id}/cancel", json={"mode": mode})
+    if output is OutputFormat.JSON:
+        print_json(body)
+    else:
+        stdout.print(
+            Text(f"cancel requested ({mode}); execution is ").append_text(_styled(body["status"]))
+        )
+
+
+def register(root: typer.Typer) -> None:
+    root.command("run")(run)
+    root.add_typer(executions_app, name="executions")
+    root.command("logs")(logs)
+    root.command("cancel")(cancel)

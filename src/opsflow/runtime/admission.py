@@ -1,0 +1,82 @@
+"""Applying a workflow's concurrency policy (the rule itself is ``engine.concurrency``).
+
+Admission holds the workflow's row lock, so two requests cannot both take the last slot. A
+queued execution stays PENDING and is never reconciled until ``admit_queued`` releases it,
+which happens in the same transaction in which one of the workflow's executions ends.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.orm import Session
+
+from opsflow.engine.concurrency import Verdict, admit, release
+from opsflow.status import ConcurrencyPolicy, ExecutionStatus
+from opsflow.store import runs as runs_store
+
+if TYPE_CHECKING:
+    from opsflow.runtime.reconciler import Changes
+    from opsflow.runtime.service import RunRequest, Runtime
+
+
+def _policy(definition: dict[str, Any]) -> tuple[ConcurrencyPolicy, int | None] | None:
+    conc = definition.get("concurrency")
+    if not conc or conc.get("limit") is None:
+        return None
+    return ConcurrencyPolicy(conc.get("policy") or ConcurrencyPolicy.QUEUE.value), int(
+        conc["limit"]
+    )
+
+
+def admit_new(
+    session: Session, request: RunRequest, execution_id: str, changes: Changes, runtime: Runtime
+) -> bool:
+    """True when the new execution may start now."""
+    rule = _policy(request.definition)
+    if rule is None:
+        return True
+    policy, limit = rule
+    runs_store.lock_workflow(session, request.workflow_id)
+    active = runs_store.active_of_workflow(session, request.workflow_id)
+    queued = [q for q in runs_store.queued(session, request.workflow_id) if q != execution_id]
+    verdict = admit(policy, limit, active, queued)
+    now = runtime.clock()
+    if verdict.verdict == Verdict.START:
+        return True
+    if verdict.verdict == Verdict.SKIP:
+        runs_store.end_unstarted(
+            session, execution_id, ExecutionStatus.CANCELLED, verdict.reason, now
+        )
+        return False
+    runs_store.update_execution(session, execution_id, status_reason=verdict.reason)
+    runs_store.add_engine_log(
+        session,
+        [{"execution_id": execution_id, "step_id": None, "at": now, "message": verdict.reason}],
+    )
+    for victim in verdict.cancel:
+        runs_store.update_execution(
+            session,
+            victim,
+            cancel_mode=verdict.cancel_mode.value,
+            cancel_requested_at=now,
+            cancel_reason=(
+                f"superseded by execution {execution_id} (concurrency policy cancel-running)"
+            ),
+            cancel_by=request.started_by,
+        )
+        runtime._reconcile(session, victim, changes)
+    return False
+
+
+def admit_queued(session: Session, finished_id: str) -> list[str]:
+    """Queued executions of the finished one's workflow that may start now."""
+    finished = runs_store.get_execution(session, finished_id)
+    rule = _policy(finished.definition)
+    if rule is None:
+        return []
+    _, limit = rule
+    runs_store.lock_workflow(session, finished.workflow_id)
+    active = runs_store.active_of_workflow(session, finished.workflow_id)
+    queued = runs_store.queued(session, finished.workflow_id)
+    return list(release(limit, active, queued))

@@ -1,0 +1,134 @@
+"""The event bus: wake-up calls after commits, never the data itself.
+
+What happened is always in the database (events, log lines, jobs); the bus only tells waiting
+readers *that* something changed, so they read it. A lost wake-up therefore costs latency,
+never data, and readers keep a slow fallback poll. Publishing happens after commit, from any
+thread; waiters are asyncio tasks or threads. Crossing processes (PostgreSQL LISTEN/NOTIFY
+between server replicas) is a second implementation of this same small interface.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Iterable
+
+ANY = "*"  # subscribe to every execution
+
+
+class _Waiter:
+    """One waiting reader: an asyncio event on its own loop, set thread-safely."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.event = asyncio.Event()
+
+    def wake(self) -> None:
+        with contextlib.suppress(RuntimeError):  # a closed loop: the reader is gone
+            self.loop.call_soon_threadsafe(self.event.set)
+
+    async def wait(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self.event.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self.event.clear()
+
+
+class EventBus:
+    """In-process wake-ups for three kinds of readers: live viewers of an execution, agents
+    waiting for jobs, and agents running a job that someone asked to cancel."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._executions: dict[str, set[_Waiter]] = {}
+        self._job_waiters: set[_Waiter] = set()
+        self._cancel_listeners: dict[str, set[_Waiter]] = {}
+        self._timer_wake = threading.Event()
+        self._planned_wake = 0.0  # when the timer thread means to look next
+
+    # -- producers (any thread, after commit) -------------------------------------------
+
+    def executions_changed(self, execution_ids: Iterable[str]) -> None:
+        with self._lock:
+            targets = [w for eid in (*execution_ids, ANY) for w in self._executions.get(eid, ())]
+        for w in targets:
+            w.wake()
+
+    def jobs_queued(self) -> None:
+        with self._lock:
+            targets = list(self._job_waiters)
+        for w in targets:
+            w.wake()
+
+    def cancel_requested(self, job_ids: Iterable[str]) -> None:
+        with self._lock:
+            targets = [w for jid in job_ids for w in self._cancel_listeners.get(jid, ())]
+        for w in targets:
+            w.wake()
+
+    def timer_set(self, due_at: float | None = None) -> None:
+        """A timer was set; wake the timer thread only if it is due before its next look."""
+        if due_at is None or due_at < self._planned_wake:
+            self._timer_wake.set()
+
+    # -- consumers ----------------------------------------------------------------------
+
+    def watch_execution(self, execution_id: str) -> _Subscription:
+        return _Subscription(self, self._executions, execution_id)
+
+    def watch_jobs(self) -> _Subscription:
+        return _Subscription(self, None, "")
+
+    def watch_cancel(self, job_id: str) -> _Subscription:
+        return _Subscription(self, self._cancel_listeners, job_id)
+
+    def wait_timers(self, timeout: float, now: float) -> None:
+        """Block the timer thread until an earlier timer is set or ``timeout`` passes."""
+        self._planned_wake = now + timeout
+        self._timer_wake.wait(timeout)
+        self._timer_wake.clear()
+        self._planned_wake = 0.0
+
+
+class _Subscription:
+    """``async with bus.watch_...() as sub: await sub.wait(timeout)``."""
+
+    def __init__(self, bus: EventBus, table: dict[str, set[_Waiter]] | None, key: str) -> None:
+        self._bus = bus
+        self._table = table
+        self._key = key
+        self._waiter: _Waiter | None = None
+
+    async def __aenter__(self) -> _Subscription:
+        self._waiter = _Waiter()
+        with self._bus._lock:
+            if self._table is None:
+                self._bus._job_waiters.add(self._waiter)
+            else:
+                self._table.setdefault(self._key, set()).add(self._waiter)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._waiter is not None
+        with self._bus._lock:
+            if self._table is None:
+                self._bus._job_waiters.discard(self._waiter)
+            else:
+                waiters = self._table.get(self._key)
+                if waiters is not None:
+                    waiters.discard(self._waiter)
+                    if not waiters:
+                        del self._table[self._key]
+
+    async def wait(self, timeout: float) -> bool:
+        """True when woken, False on timeout."""
+        assert self._waiter is not None
+        return await self._waiter.wait(timeout)
+
+    @property
+    def pending(self) -> bool:
+        return self._waiter is not None and self._waiter.event.is_set()

@@ -1,0 +1,96 @@
+"""What templates see during a run, and the rendering of one step into a job's config.
+
+The context is built from committed state only: params, the trigger's data (as values, never
+as template source), the outputs of finished steps, and facts about the execution and the
+workflow. Script bodies are never rendered; values reach scripts through ``env``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from opsflow.spec.template import render_value
+from opsflow.status import StepType
+from opsflow.store.runs import Execution, Step
+
+# Fields every step has: the engine reads them, executors never need them.
+COMMON_FIELDS = frozenset(
+    {
+        "id",
+        "name",
+        "description",
+        "type",
+        "needs",
+        "join",
+        "retries",
+        "retry_delay",
+        "timeout",
+        "allow_skip",
+        "agent",
+    }
+)
+
+# Fields that stay exactly as written (code, not templates).
+LITERAL_FIELDS: dict[StepType, frozenset[str]] = {
+    StepType.SCRIPT: frozenset({"run", "file", "shell", "workdir"}),
+}
+
+
+def template_context(execution: Execution, steps: Mapping[str, Step]) -> dict[str, Any]:
+    trigger = execution.trigger or {}
+    return {
+        "params": execution.params,
+        "trigger": trigger,
+        "incident": trigger.get("incident", {}) if isinstance(trigger, dict) else {},
+        "git": trigger.get("git", {}) if isinstance(trigger, dict) else {},
+        "nodes": {
+            sid: {"status": st.status.value, "output": st.outputs, "error": st.error}
+            for sid, st in steps.items()
+        },
+        "execution": {
+            "id": execution.id,
+            "started_by": execution.started_by,
+            "trigger_type": execution.trigger_type,
+            "created_at": execution.created_at,
+            "test_run": execution.test_run,
+        },
+        "workflow": {
+            "id": execution.workflow_id,
+            "name": execution.definition.get("name", execution.workflow_id),
+            "version": execution.version,
+        },
+        "secrets": {},
+    }
+
+
+def step_definition(execution: Execution, step_id: str) -> dict[str, Any]:
+    for raw in execution.definition.get("steps", []):
+        if raw.get("id") == step_id:
+            return dict(raw)
+    raise KeyError(step_id)
+
+
+def render_step_config(
+    step_type: StepType, raw: Mapping[str, Any], context: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The executor's config: the step's own fields, templates rendered (raises
+    TemplateError naming the field and the missing name)."""
+    literal = LITERAL_FIELDS.get(step_type, frozenset())
+    config: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in COMMON_FIELDS or value is None:
+            continue
+        config[key] = value if key in literal else render_value(value, context, where=key)
+    return config
+
+
+def agent_placement(
+    definition: Mapping[str, Any], raw: Mapping[str, Any]
+) -> tuple[str, dict[str, Any]]:
+    """Pool and labels for a step: its own ``agent`` over the workflow's default."""
+    base = definition.get("agent") or {}
+    own = raw.get("agent") or {}
+    pool = own.get("pool") or base.get("pool") or "default"
+    labels = {**(base.get("labels") or {}), **(own.get("labels") or {})}
+    return str(pool), labels

@@ -1,0 +1,66 @@
+"""The runtime pieces that live inside one server process, started and stopped together.
+
+``create_app`` builds one of these in its lifespan: the runtime (shared by API routes), the
+timer thread, and, unless disabled, the local agent, which serves jobs through the same
+claim / run / report path a remote agent uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+
+from opsflow.agent.gateway import LocalGateway
+from opsflow.agent.loop import Agent
+from opsflow.runtime.bus import EventBus
+from opsflow.runtime.clockwork import Clockwork
+from opsflow.runtime.service import Runtime
+from opsflow.store.db import Database
+
+log = logging.getLogger(__name__)
+
+
+class RuntimeHost:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        work_dir: Path,
+        local_agent: bool = True,
+        concurrency: int = 4,
+        lease_seconds: float = 15.0,
+        heartbeat_interval: float = 5.0,
+    ) -> None:
+        self.bus = EventBus()
+        self.runtime = Runtime(db, self.bus, lease_seconds=lease_seconds)
+        self.clockwork = Clockwork(self.runtime)
+        self.gateway = LocalGateway(self.runtime)
+        self.agent: Agent | None = None
+        if local_agent:
+            self.agent = Agent(
+                self.gateway,
+                agent_id="local",
+                concurrency=concurrency,
+                work_root=work_dir,
+                heartbeat_interval=heartbeat_interval,
+            )
+        self._agent_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        count = await asyncio.to_thread(self.runtime.reconcile_all_active)
+        if count:
+            log.info("resumed %d unfinished executions", count)
+        self.clockwork.start()
+        if self.agent is not None:
+            await self.gateway.open()
+            self._agent_task = asyncio.create_task(self.agent.run(), name="opsflow-local-agent")
+
+    async def stop(self) -> None:
+        if self.agent is not None and self._agent_task is not None:
+            self.agent.stop()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(self._agent_task, timeout=30)
+            await self.gateway.close()
+        await asyncio.to_thread(self.clockwork.stop)

@@ -1,0 +1,65 @@
+"""From "run this workflow" to a ``RunRequest``: which definition is pinned, and the params.
+
+A manual run pins the latest published version (or an explicit one); a paused workflow can
+still be run by hand (only triggers skip it); a draft can be run only as an explicit test run,
+which pins the draft's definition and files as they are now.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from opsflow.errors import Conflict
+from opsflow.runtime.service import RunRequest
+from opsflow.spec.loader import load_definition
+from opsflow.spec.params import resolve_params
+from opsflow.store import workflows as workflows_store
+
+
+def run_request(
+    session: Session,
+    workflow_id: str,
+    *,
+    params: Mapping[str, Any],
+    started_by: str | None,
+    test: bool = False,
+    version: int | None = None,
+    params_as_text: bool = False,
+    trigger_type: str = "manual",
+    trigger: dict[str, Any] | None = None,
+) -> RunRequest:
+    workflow = workflows_store.get_workflow(session, workflow_id)
+    if test:
+        definition = workflow.draft_definition
+        bundle = workflow.draft_bundle_digest
+        number = None
+    else:
+        if version is None:
+            latest = workflows_store.latest_version(session, workflow_id)
+            if latest is None:
+                raise Conflict(
+                    f"workflow {workflow_id!r} has no published version: publish it, "
+                    "or start a test run of the draft (test: true)"
+                )
+            pinned = latest
+        else:
+            pinned = workflows_store.get_version(session, workflow_id, version)
+        definition = pinned.definition
+        bundle = pinned.bundle_digest
+        number = pinned.number
+    model = load_definition(definition)
+    values = resolve_params(model.params, dict(params), from_text=params_as_text)
+    return RunRequest(
+        workflow_id=workflow_id,
+        definition=definition,
+        params=values,
+        version=number,
+        bundle_digest=bundle,
+        test_run=test,
+        trigger_type=trigger_type,
+        trigger=trigger,
+        started_by=started_by,
+    )

@@ -1,0 +1,376 @@
+"""The runtime's entry points: start and cancel executions, and the agents' claim / start /
+heartbeat / log / finish path.
+
+Every method is one transaction: it changes state, reconciles the executions it touched under
+their row locks, commits, and only then publishes wake-ups. The same methods serve the local
+agent (called in-process) and, through the API, remote agents.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy.orm import Session
+
+from opsflow.engine.model import CancelMode
+from opsflow.errors import Conflict, InvalidInput
+from opsflow.runtime.bus import EventBus
+from opsflow.runtime.reconciler import Changes, new_id, reconcile
+from opsflow.status import ExecutionStatus, JobStatus, StepStatus
+from opsflow.store import jobs as jobs_store
+from opsflow.store import logs as logs_store
+from opsflow.store import runs as runs_store
+from opsflow.store.db import Database
+from opsflow.store.jobs import CancelNotice, Job
+from opsflow.store.logs import LogLine
+from opsflow.store.runs import Execution
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """Everything needed to start one execution of a pinned definition."""
+
+    workflow_id: str
+    definition: dict[str, Any]
+    params: dict[str, Any]
+    version: int | None = None
+    bundle_digest: str | None = None
+    test_run: bool = False
+    trigger_type: str = "manual"
+    trigger: dict[str, Any] | None = None
+    started_by: str | None = None
+
+
+class Runtime:
+    """Applies the engine durably; any number of these may share one database."""
+
+    def __init__(
+        self,
+        db: Database,
+        bus: EventBus | None = None,
+        *,
+        lease_seconds: float = 15.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.db = db
+        self.bus = bus or EventBus()
+        self.lease_seconds = lease_seconds
+        self.clock = clock
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def transact(self, fn: Callable[[Session, Changes], T]) -> T:
+        changes = Changes()
+        with self.db.session() as session:
+            result = fn(session, changes)
+        self.publish(changes)
+        return result
+
+    def publish(self, changes: Changes) -> None:
+        if changes.executions:
+            self.bus.executions_changed(changes.executions)
+        if changes.jobs_queued:
+            self.bus.jobs_queued()
+        if changes.cancelled_jobs:
+            self.bus.cancel_requested(changes.cancelled_jobs)
+        if changes.earliest_timer is not None:
+            self.bus.timer_set(changes.earliest_timer)
+
+    def _reconcile(
+        self, session: Session, execution_id: str, changes: Changes, *, admit: bool = False
+    ) -> None:
+        now = self.clock()
+        result = reconcile(session, execution_id, now, admit=admit)
+        changes.merge(result)
+        for finished in result.finished:
+            self._admit_queued(session, finished, changes)
+
+    # -- executions ------------------------------------------------------------------------
+
+    def start_execution(self, request: RunRequest) -> str:
+        """Create the execution and start what can start, in one commit."""
+
+        def work(session: Session, changes: Changes) -> str:
+            now = self.clock()
+            execution_id = new_id()
+            steps = [
+                {
+                    "step_id": s["id"],
+                    "position": i,
+                    "type": s["type"],
+                    "status": StepStatus.PENDING.value,
+                    "retry_base": 0,
+                    "user_skipped": False,
+                    "outputs": {},
+                }
+                for i, s in enumerate(request.definition.get("steps", []))
+            ]
+            runs_store.insert_execution(
+                session,
+                {
+                    "id": execution_id,
+                    "workflow_id": request.workflow_id,
+                    "version": request.version,
+                    "test_run": request.test_run,
+                    "definition": request.definition,
+                    "bundle_digest": request.bundle_digest,
+                    "status": ExecutionStatus.PENDING.value,
+                    "status_reason": "",
+                    "trigger_type": request.trigger_type,
+                    "trigger": request.trigger or {},
+                    "params": request.params,
+                    "started_by": request.started_by,
+                    "created_at": now,
+                },
+                steps,
+            )
+            runs_store.add_events(
+                session,
+                [
+                    {
+                        "execution_id": execution_id,
+                        "at": now,
+                        "kind": "execution",
+                        "data": {"status": ExecutionStatus.PENDING.value, "reason": "created"},
+                    }
+                ],
+            )
+            changes.executions.add(execution_id)
+            if self._admit(session, request, execution_id, changes):
+                self._reconcile(session, execution_id, changes, admit=True)
+            return execution_id
+
+        return self.transact(work)
+
+    def _admit(
+        self, session: Session, request: RunRequest, execution_id: str, changes: Changes
+    ) -> bool:
+        """The workflow's concurrency policy: start now, or wait in its queue."""
+        from opsflow.runtime.admission import admit_new
+
+        return admit_new(session, request, execution_id, changes, self)
+
+    def _admit_queued(self, session: Session, finished_id: str, changes: Changes) -> None:
+        from opsflow.runtime.admission import admit_queued
+
+        for execution_id in admit_queued(session, finished_id):
+            self._reconcile(session, execution_id, changes, admit=True)
+
+    def cancel(
+        self, execution_id: str, *, mode: CancelMode, by: str | None, reason: str = ""
+    ) -> Execution:
+        """Record the cancel request (idempotent) and let the engine act on it at once."""
+
+        def work(session: Session, changes: Changes) -> Execution:
+            ex = runs_store.lock_execution(session, execution_id)
+            if ex.status.terminal:
+                raise Conflict(f"execution {execution_id} already ended as {ex.status.value}")
+            if ex.cancel_mode is None or (
+                mode == CancelMode.FORCE and ex.cancel_mode != CancelMode.FORCE.value
+            ):
+                runs_store.update_execution(
+                    session,
+                    execution_id,
+                    cancel_mode=mode.value,
+                    cancel_requested_at=self.clock(),
+                    cancel_reason=reason or (f"cancelled by {by}" if by else "cancelled"),
+                    cancel_by=by,
+                )
+            self._reconcile(session, execution_id, changes)
+            return runs_store.get_execution(session, execution_id)
+
+        return self.transact(work)
+
+    def reconcile_all_active(self) -> int:
+        """At start-up: bring every unfinished execution up to date (cheap, and it makes a
+        restart independent of which wake-ups were lost with the old process)."""
+        ids = self.transact(lambda s, c: runs_store.active_execution_ids(s))
+        for execution_id in ids:
+            self.transact(lambda s, c, eid=execution_id: self._reconcile(s, eid, c))  # type: ignore[misc]
+        return len(ids)
+
+    # -- timers and leases -----------------------------------------------------------------
+
+    def fire_due_timers(self) -> int:
+        now = self.clock()
+        due = self.transact(lambda s, c: runs_store.due_timers(s, now))
+        fired = 0
+        for kind, key, _ in due:
+
+            def work(session: Session, changes: Changes, kind: str = kind, key: str = key) -> bool:
+                if not runs_store.take_timer(session, kind, key, self.clock()):
+                    return False  # another replica fired it, or it moved
+                self._reconcile(session, key, changes)
+                return True
+
+            fired += int(self.transact(work))
+        return fired
+
+    def expire_leases(self) -> int:
+        """Jobs whose agent stopped heartbeating become failed attempts ("agent lost")."""
+        now = self.clock()
+        expired = self.transact(lambda s, c: jobs_store.expired_leases(s, now))
+        count = 0
+        for job_id, execution_id in expired:
+
+            def work(
+                session: Session, changes: Changes, job_id: str = job_id, eid: str = execution_id
+            ) -> bool:
+                runs_store.lock_execution(session, eid)
+                if not jobs_store.fail_lost_job(session, job_id, self.clock()):
+                    return False
+                self._reconcile(session, eid, changes)
+                return True
+
+            count += int(self.transact(work))
+        return count
+
+    def next_wake(self) -> float | None:
+        def work(session: Session, changes: Changes) -> float | None:
+            times = [
+                t
+                for t in (runs_store.next_timer_due(session), jobs_store.next_lease_expiry(session))
+                if t is not None
+            ]
+            return min(times) if times else None
+
+        return self.transact(work)
+
+    # -- the agent path --------------------------------------------------------------------
+
+    def claim(
+        self, *, agent_id: str, pools: list[str], labels: dict[str, str], limit: int
+    ) -> list[Job]:
+        if limit <= 0:
+            return []
+        return self.transact(
+            lambda s, c: jobs_store.claim_jobs(
+                s,
+                agent_id=agent_id,
+                pools=pools,
+                labels=labels,
+                limit=limit,
+                lease_seconds=self.lease_seconds,
+                now=self.clock(),
+            )
+        )
+
+    def start_job(self, job: Job, token: str) -> CancelNotice:
+        def work(session: Session, changes: Changes) -> CancelNotice:
+            if job.timeout is not None:
+                # Lock order is always execution, then job; the reconcile below arms the timeout.
+                runs_store.lock_execution(session, job.execution_id)
+            notice = jobs_store.start_job(
+                session, job.id, token, now=self.clock(), lease_seconds=self.lease_seconds
+            )
+            if job.timeout is not None:
+                self._reconcile(session, job.execution_id, changes)
+            runs_store.add_events(
+                session,
+                [
+                    {
+                        "execution_id": job.execution_id,
+                        "at": self.clock(),
+                        "kind": "job",
+                        "data": {
+                            "step": job.step_id,
+                            "attempt": job.attempt,
+                            "job_id": job.id,
+                            "status": JobStatus.RUNNING.value,
+                        },
+                    }
+                ],
+            )
+            changes.executions.add(job.execution_id)
+            return notice
+
+        return self.transact(work)
+
+    def heartbeat(self, job_id: str, token: str) -> CancelNotice:
+        return self.transact(
+            lambda s, c: jobs_store.heartbeat(
+                s, job_id, token, now=self.clock(), lease_seconds=self.lease_seconds
+            )
+        )
+
+    def append_logs(self, job: Job, token: str, lines: list[LogLine]) -> None:
+        def work(session: Session, changes: Changes) -> None:
+            if logs_store.append(
+                session,
+                job_id=job.id,
+                token=token,
+                execution_id=job.execution_id,
+                step_id=job.step_id,
+                lines=lines,
+            ):
+                changes.executions.add(job.execution_id)
+
+        self.transact(work)
+
+    def finish_job(
+        self,
+        job: Job,
+        token: str,
+        *,
+        status: JobStatus,
+        outputs: dict[str, Any] | None = None,
+        error: str | None = None,
+        retryable: bool = True,
+        exit_code: int | None = None,
+        lines: Iterable[LogLine] = (),
+    ) -> None:
+        """The final report (with the last log lines) and the reconcile it causes, one commit."""
+        if not status.terminal:
+            raise InvalidInput(
+                f"a job ends as completed, failed, timeout or cancelled, not {status.value}"
+            )
+
+        def work(session: Session, changes: Changes) -> None:
+            runs_store.lock_execution(session, job.execution_id)
+            batch = list(lines)
+            if batch:
+                logs_store.append(
+                    session,
+                    job_id=job.id,
+                    token=token,
+                    execution_id=job.execution_id,
+                    step_id=job.step_id,
+                    lines=batch,
+                )
+            ended = jobs_store.finish_job(
+                session,
+                job.id,
+                token,
+                status=status,
+                now=self.clock(),
+                outputs=outputs,
+                error=error,
+                retryable=retryable,
+                exit_code=exit_code,
+            )
+            runs_store.add_events(
+                session,
+                [
+                    {
+                        "execution_id": job.execution_id,
+                        "at": self.clock(),
+                        "kind": "job",
+                        "data": {
+                            "step": job.step_id,
+                            "attempt": job.attempt,
+                            "job_id": job.id,
+                            "status": ended.status.value,
+                            "error": ended.error,
+                        },
+                    }
+                ],
+            )
+            changes.executions.add(job.execution_id)
+            self._reconcile(session, job.execution_id, changes)
+
+        self.transact(work)

@@ -1,0 +1,343 @@
+"""The jobs table is the queue: pending -> dispatched -> running -> completed | failed |
+timeout | cancelled.
+
+Ownership of a dispatched job is a lease (a random token with an expiry), never a host name or
+a process id. Every report names the job and its lease token and is a compare-and-set on both,
+so an agent presumed dead that comes back cannot report over its successor. On PostgreSQL
+claims use ``FOR UPDATE SKIP LOCKED`` so any number of agents share the queue; on SQLite the
+write transaction already serializes claimers.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import (
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from opsflow.errors import NotFound, StaleReport
+from opsflow.status import JobStatus
+from opsflow.store.base import Base, JSONType
+
+IN_FLIGHT = (JobStatus.DISPATCHED.value, JobStatus.RUNNING.value)
+
+
+class JobRow(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        UniqueConstraint("execution_id", "step_id", "attempt"),
+        Index("ix_jobs_queue", "status", "pool", "created_at"),
+        Index("ix_jobs_lease", "status", "lease_expires_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    execution_id: Mapped[str] = mapped_column(
+        ForeignKey("executions.id", ondelete="CASCADE"), index=True
+    )
+    step_id: Mapped[str] = mapped_column(String(100))
+    attempt: Mapped[int] = mapped_column(Integer)
+    type: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    pool: Mapped[str] = mapped_column(String(100), default="default")
+    labels: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    timeout: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[float] = mapped_column(Float)
+    dispatched_at: Mapped[float | None] = mapped_column(Float)
+    started_at: Mapped[float | None] = mapped_column(Float)
+    ended_at: Mapped[float | None] = mapped_column(Float)
+    agent_id: Mapped[str | None] = mapped_column(String(100))
+    lease_token: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[float | None] = mapped_column(Float)
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    outputs: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    retryable: Mapped[bool] = mapped_column(Boolean, default=True)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    cancel_force: Mapped[bool] = mapped_column(Boolean, default=False)
+    cancel_as: Mapped[str | None] = mapped_column(String(16))
+    last_seq: Mapped[int] = mapped_column(Integer, default=0)
+
+
+JOBS: Table = cast(Table, JobRow.__table__)
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    execution_id: str
+    step_id: str
+    attempt: int
+    type: str
+    status: JobStatus
+    pool: str
+    labels: dict[str, Any]
+    spec: dict[str, Any]
+    timeout: float | None
+    created_at: float
+    dispatched_at: float | None
+    started_at: float | None
+    ended_at: float | None
+    agent_id: str | None
+    lease_token: str | None
+    lease_expires_at: float | None
+    exit_code: int | None
+    outputs: dict[str, Any]
+    error: str | None
+    retryable: bool
+    cancel_requested: bool
+    cancel_force: bool
+    cancel_as: str | None
+    last_seq: int
+
+    @classmethod
+    def from_row(cls, row: Any) -> Job:
+        m = dict(row._mapping)
+        m["status"] = JobStatus(m["status"])
+        m["labels"] = m["labels"] or {}
+        m["spec"] = m["spec"] or {}
+        m["outputs"] = m["outputs"] or {}
+        m["retryable"] = bool(m["retryable"])
+        m["cancel_requested"] = bool(m["cancel_requested"])
+        m["cancel_force"] = bool(m["cancel_force"])
+        return cls(**m)
+
+
+@dataclass(frozen=True)
+class CancelNotice:
+    """What a heartbeat tells the agent: stop this job, and how hard."""
+
+    requested: bool
+    force: bool
+
+
+def insert_job(session: Session, values: dict[str, Any]) -> None:
+    session.execute(insert(JOBS).values(**values))
+
+
+def jobs_of_execution(session: Session, execution_id: str) -> list[Job]:
+    rows = session.execute(
+        select(JOBS)
+        .where(JOBS.c.execution_id == execution_id)
+        .order_by(JOBS.c.created_at, JOBS.c.attempt)
+    )
+    return [Job.from_row(r) for r in rows]
+
+
+def get_job(session: Session, job_id: str) -> Job:
+    row = session.execute(select(JOBS).where(JOBS.c.id == job_id)).first()
+    if row is None:
+        raise NotFound(f"job {job_id!r} not found")
+    return Job.from_row(row)
+
+
+def _labels_match(wanted: dict[str, Any], have: dict[str, str]) -> bool:
+    return all(have.get(k) == str(v) for k, v in wanted.items())
+
+
+def claim_jobs(
+    session: Session,
+    *,
+    agent_id: str,
+    pools: list[str],
+    labels: dict[str, str],
+    limit: int,
+    lease_seconds: float,
+    now: float,
+) -> list[Job]:
+    """Lease up to ``limit`` pending jobs of the given pools whose labels this agent has."""
+    stmt = (
+        select(JOBS)
+        .where(JOBS.c.status == JobStatus.PENDING.value, JOBS.c.pool.in_(pools))
+        .order_by(JOBS.c.created_at)
+        .limit(max(limit * 4, 16))
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    claimed: list[Job] = []
+    for row in session.execute(stmt).all():
+        if len(claimed) >= limit:
+            break
+        job = Job.from_row(row)
+        if not _labels_match(job.labels, labels):
+            continue
+        token = secrets.token_hex(16)
+        values = {
+            "status": JobStatus.DISPATCHED.value,
+            "agent_id": agent_id,
+            "lease_token": token,
+            "dispatched_at": now,
+            "lease_expires_at": now + lease_seconds,
+        }
+        res = session.execute(
+            update(JOBS)
+            .where(JOBS.c.id == job.id, JOBS.c.status == JobStatus.PENDING.value)
+            .values(**values)
+        )
+        if res.rowcount:  # type: ignore[attr-defined]
+            claimed.append(Job(**{**job.__dict__, **values, "status": JobStatus.DISPATCHED}))
+    return claimed
+
+
+def _owned(job_id: str, token: str) -> Any:
+    return (JOBS.c.id == job_id) & (JOBS.c.lease_token == token) & JOBS.c.status.in_(IN_FLIGHT)
+
+
+def _refuse(session: Session, job_id: str, token: str) -> StaleReport:
+    row = session.execute(
+        select(JOBS.c.status, JOBS.c.lease_token).where(JOBS.c.id == job_id)
+    ).first()
+    if row is None:
+        return StaleReport(f"job {job_id!r} does not exist")
+    if row.lease_token != token:
+        return StaleReport(f"job {job_id!r}: lease token is not current (another agent owns it)")
+    return StaleReport(f"job {job_id!r} already ended as {row.status}")
+
+
+def start_job(
+    session: Session, job_id: str, token: str, *, now: float, lease_seconds: float
+) -> CancelNotice:
+    """dispatched -> running (idempotent for running): the agent has begun the work."""
+    res = session.execute(
+        update(JOBS)
+        .where(_owned(job_id, token))
+        .values(
+            status=JobStatus.RUNNING.value, started_at=now, lease_expires_at=now + lease_seconds
+        )
+    )
+    if not res.rowcount:  # type: ignore[attr-defined]
+        raise _refuse(session, job_id, token)
+    return _notice(session, job_id)
+
+
+def _notice(session: Session, job_id: str) -> CancelNotice:
+    row = session.execute(
+        select(JOBS.c.cancel_requested, JOBS.c.cancel_force).where(JOBS.c.id == job_id)
+    ).one()
+    return CancelNotice(bool(row.cancel_requested), bool(row.cancel_force))
+
+
+def heartbeat(
+    session: Session, job_id: str, token: str, *, now: float, lease_seconds: float
+) -> CancelNotice:
+    """Extend the lease; the reply carries any cancel request for the job."""
+    res = session.execute(
+        update(JOBS).where(_owned(job_id, token)).values(lease_expires_at=now + lease_seconds)
+    )
+    if not res.rowcount:  # type: ignore[attr-defined]
+        raise _refuse(session, job_id, token)
+    return _notice(session, job_id)
+
+
+def finish_job(
+    session: Session,
+    job_id: str,
+    token: str,
+    *,
+    status: JobStatus,
+    now: float,
+    outputs: dict[str, Any] | None = None,
+    error: str | None = None,
+    retryable: bool = True,
+    exit_code: int | None = None,
+) -> Job:
+    """The agent's final report; a stale lease or an already ended job is refused."""
+    row = session.execute(select(JOBS).where(_owned(job_id, token))).first()
+    if row is None:
+        raise _refuse(session, job_id, token)
+    job = Job.from_row(row)
+    if status == JobStatus.CANCELLED and job.cancel_as:
+        status = JobStatus(job.cancel_as)
+    values = {
+        "status": status.value,
+        "ended_at": now,
+        "outputs": outputs or {},
+        "error": error,
+        "retryable": retryable,
+        "exit_code": exit_code,
+        "lease_expires_at": None,
+    }
+    session.execute(update(JOBS).where(_owned(job_id, token)).values(**values))
+    return Job(**{**job.__dict__, **values, "status": status})
+
+
+def request_cancel(
+    session: Session, job_id: str, *, as_status: JobStatus, force: bool, reason: str, now: float
+) -> Job | None:
+    """Ask a job to stop. A job never dispatched ends at once (returned); an in-flight one is
+    flagged for its agent, which learns of it on its next heartbeat and reports the end."""
+    res = session.execute(
+        update(JOBS)
+        .where(JOBS.c.id == job_id, JOBS.c.status == JobStatus.PENDING.value)
+        .values(status=as_status.value, ended_at=now, error=reason, retryable=False)
+    )
+    if res.rowcount:  # type: ignore[attr-defined]
+        return get_job(session, job_id)
+    session.execute(
+        update(JOBS)
+        .where(JOBS.c.id == job_id, JOBS.c.status.in_(IN_FLIGHT))
+        .values(cancel_requested=True, cancel_force=force, cancel_as=as_status.value, error=reason)
+    )
+    return None
+
+
+def expired_leases(session: Session, now: float, limit: int = 100) -> list[tuple[str, str]]:
+    rows = session.execute(
+        select(JOBS.c.id, JOBS.c.execution_id)
+        .where(JOBS.c.status.in_(IN_FLIGHT), JOBS.c.lease_expires_at < now)
+        .limit(limit)
+    )
+    return [(r.id, r.execution_id) for r in rows]
+
+
+def fail_lost_job(session: Session, job_id: str, now: float) -> bool:
+    """An expired lease: the attempt failed ("agent lost"); its retry policy decides."""
+    res = session.execute(
+        update(JOBS)
+        .where(JOBS.c.id == job_id, JOBS.c.status.in_(IN_FLIGHT), JOBS.c.lease_expires_at < now)
+        .values(
+            status=JobStatus.FAILED.value,
+            ended_at=now,
+            error="agent lost: its lease expired without a report",
+            retryable=True,
+            lease_expires_at=None,
+        )
+    )
+    return bool(res.rowcount)  # type: ignore[attr-defined]
+
+
+def next_lease_expiry(session: Session) -> float | None:
+    from sqlalchemy import func
+
+    value = session.execute(
+        select(func.min(JOBS.c.lease_expires_at)).where(JOBS.c.status.in_(IN_FLIGHT))
+    ).scalar()
+    return float(value) if value is not None else None
+
+
+def bump_seq(session: Session, job_id: str, token: str, last_seq: int) -> int:
+    """Record the highest log seq stored; returns the previous one (to detect gaps)."""
+    row = session.execute(
+        select(JOBS.c.last_seq, JOBS.c.lease_token).where(JOBS.c.id == job_id)
+    ).first()
+    if row is None or row.lease_token != token:
+        raise _refuse(session, job_id, token)
+    session.execute(
+        update(JOBS).where(JOBS.c.id == job_id).values(last_seq=max(last_seq, row.last_seq))
+    )
+    return int(row.last_seq)

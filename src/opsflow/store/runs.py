@@ -1,0 +1,474 @@
+"""Executions, their steps, the engine log, events and timers.
+
+Runtime times are float epoch seconds, not timestamps: the engine reasons in seconds, timers
+compare due times numerically on both backends, and a float round-trips exactly through SQLite
+and PostgreSQL alike. The API turns them into ISO 8601 at its edge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from opsflow.errors import NotFound
+from opsflow.status import ExecutionStatus, StepStatus
+from opsflow.store.base import Base, JSONType
+
+# Autoincrementing 64-bit ids: SQLite only autoincrements INTEGER PRIMARY KEY.
+BigId = BigInteger().with_variant(Integer, "sqlite")
+
+
+class ExecutionRow(Base):
+    __tablename__ = "executions"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    workflow_id: Mapped[str] = mapped_column(String(63), index=True)
+    version: Mapped[int | None] = mapped_column(Integer)
+    test_run: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A copy of the pinned definition: versions are immutable, and a draft test run has none.
+    definition: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    bundle_digest: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    status_reason: Mapped[str] = mapped_column(Text, default="")
+    trigger_type: Mapped[str] = mapped_column(String(32), default="manual")
+    trigger: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    params: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    started_by: Mapped[str | None] = mapped_column(String(100), index=True)
+    created_at: Mapped[float] = mapped_column(Float, index=True)
+    started_at: Mapped[float | None] = mapped_column(Float)
+    ended_at: Mapped[float | None] = mapped_column(Float)
+    cancel_mode: Mapped[str | None] = mapped_column(String(16))
+    cancel_requested_at: Mapped[float | None] = mapped_column(Float)
+    cancel_reason: Mapped[str | None] = mapped_column(Text)
+    cancel_by: Mapped[str | None] = mapped_column(String(100))
+
+
+class StepRow(Base):
+    __tablename__ = "execution_steps"
+
+    execution_id: Mapped[str] = mapped_column(
+        ForeignKey("executions.id", ondelete="CASCADE"), primary_key=True
+    )
+    step_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+    type: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    entered_at: Mapped[float | None] = mapped_column(Float)
+    started_at: Mapped[float | None] = mapped_column(Float)
+    ended_at: Mapped[float | None] = mapped_column(Float)
+    retry_at: Mapped[float | None] = mapped_column(Float)
+    gate_result: Mapped[str | None] = mapped_column(String(16))
+    gate_reason: Mapped[str | None] = mapped_column(Text)
+    retry_base: Mapped[int] = mapped_column(Integer, default=0)
+    user_skipped: Mapped[bool] = mapped_column(Boolean, default=False)
+    outputs: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class EngineLogRow(Base):
+    __tablename__ = "engine_log"
+    __table_args__ = (Index("ix_engine_log_execution", "execution_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    execution_id: Mapped[str] = mapped_column(ForeignKey("executions.id", ondelete="CASCADE"))
+    step_id: Mapped[str | None] = mapped_column(String(100))
+    at: Mapped[float] = mapped_column(Float)
+    message: Mapped[str] = mapped_column(Text)
+
+
+class EventRow(Base):
+    """Everything a live viewer needs, in commit order; SSE resumes from an event id."""
+
+    __tablename__ = "execution_events"
+    __table_args__ = (Index("ix_execution_events_execution", "execution_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    execution_id: Mapped[str] = mapped_column(ForeignKey("executions.id", ondelete="CASCADE"))
+    at: Mapped[float] = mapped_column(Float)
+    kind: Mapped[str] = mapped_column(String(32))
+    data: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+
+
+class TimerRow(Base):
+    """A durable timer: ``(kind, key)`` is due at ``due_at``; at most one per pair."""
+
+    __tablename__ = "timers"
+    __table_args__ = (UniqueConstraint("kind", "key"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    key: Mapped[str] = mapped_column(String(200))
+    due_at: Mapped[float] = mapped_column(Float, index=True)
+
+
+# --------------------------------------------------------------------------- values
+
+
+@dataclass(frozen=True)
+class Execution:
+    id: str
+    workflow_id: str
+    version: int | None
+    test_run: bool
+    definition: dict[str, Any]
+    bundle_digest: str | None
+    status: ExecutionStatus
+    status_reason: str
+    trigger_type: str
+    trigger: dict[str, Any]
+    params: dict[str, Any]
+    started_by: str | None
+    created_at: float
+    started_at: float | None
+    ended_at: float | None
+    cancel_mode: str | None
+    cancel_requested_at: float | None
+    cancel_reason: str | None
+    cancel_by: str | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> Execution:
+        m = row._mapping
+        return cls(
+            id=m["id"],
+            workflow_id=m["workflow_id"],
+            version=m["version"],
+            test_run=bool(m["test_run"]),
+            definition=m["definition"],
+            bundle_digest=m["bundle_digest"],
+            status=ExecutionStatus(m["status"]),
+            status_reason=m["status_reason"] or "",
+            trigger_type=m["trigger_type"],
+            trigger=m["trigger"] or {},
+            params=m["params"] or {},
+            started_by=m["started_by"],
+            created_at=m["created_at"],
+            started_at=m["started_at"],
+            ended_at=m["ended_at"],
+            cancel_mode=m["cancel_mode"],
+            cancel_requested_at=m["cancel_requested_at"],
+            cancel_reason=m["cancel_reason"],
+            cancel_by=m["cancel_by"],
+        )
+
+
+@dataclass(frozen=True)
+class Step:
+    execution_id: str
+    step_id: str
+    position: int
+    type: str
+    status: StepStatus
+    entered_at: float | None
+    started_at: float | None
+    ended_at: float | None
+    retry_at: float | None
+    gate_result: str | None
+    gate_reason: str | None
+    retry_base: int
+    user_skipped: bool
+    outputs: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    @classmethod
+    def from_row(cls, row: Any) -> Step:
+        m = row._mapping
+        return cls(
+            execution_id=m["execution_id"],
+            step_id=m["step_id"],
+            position=m["position"],
+            type=m["type"],
+            status=StepStatus(m["status"]),
+            entered_at=m["entered_at"],
+            started_at=m["started_at"],
+            ended_at=m["ended_at"],
+            retry_at=m["retry_at"],
+            gate_result=m["gate_result"],
+            gate_reason=m["gate_reason"],
+            retry_base=m["retry_base"] or 0,
+            user_skipped=bool(m["user_skipped"]),
+            outputs=m["outputs"] or {},
+            error=m["error"],
+        )
+
+
+EX: Table = cast(Table, ExecutionRow.__table__)
+ST: Table = cast(Table, StepRow.__table__)
+ELOG: Table = cast(Table, EngineLogRow.__table__)
+EV: Table = cast(Table, EventRow.__table__)
+TM: Table = cast(Table, TimerRow.__table__)
+
+
+# --------------------------------------------------------------------------- queries
+
+
+def insert_execution(
+    session: Session, values: dict[str, Any], steps: Sequence[dict[str, Any]]
+) -> None:
+    session.execute(insert(EX).values(**values))
+    if steps:
+        session.execute(insert(ST), [dict(s, execution_id=values["id"]) for s in steps])
+
+
+def lock_execution(session: Session, execution_id: str) -> Execution:
+    """Read the execution holding its row lock for the rest of the transaction.
+
+    The row lock makes the caller the only one changing this execution until it commits. On
+    SQLite every write transaction already holds the database's single write lock.
+    """
+    stmt = select(EX).where(EX.c.id == execution_id)
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    row = session.execute(stmt).first()
+    if row is None:
+        raise NotFound(f"execution {execution_id!r} not found")
+    return Execution.from_row(row)
+
+
+def get_execution(session: Session, execution_id: str) -> Execution:
+    row = session.execute(select(EX).where(EX.c.id == execution_id)).first()
+    if row is None:
+        raise NotFound(f"execution {execution_id!r} not found")
+    return Execution.from_row(row)
+
+
+def update_execution(session: Session, execution_id: str, **values: Any) -> None:
+    session.execute(update(EX).where(EX.c.id == execution_id).values(**values))
+
+
+def list_steps(session: Session, execution_id: str) -> list[Step]:
+    rows = session.execute(
+        select(ST).where(ST.c.execution_id == execution_id).order_by(ST.c.position)
+    )
+    return [Step.from_row(r) for r in rows]
+
+
+def update_step(session: Session, execution_id: str, step_id: str, **values: Any) -> None:
+    session.execute(
+        update(ST)
+        .where(ST.c.execution_id == execution_id, ST.c.step_id == step_id)
+        .values(**values)
+    )
+
+
+def cas_step_status(
+    session: Session, execution_id: str, step_id: str, expect: StepStatus, **values: Any
+) -> bool:
+    """Compare-and-set: change the step only if it is still in ``expect``."""
+    res = session.execute(
+        update(ST)
+        .where(
+            ST.c.execution_id == execution_id,
+            ST.c.step_id == step_id,
+            ST.c.status == expect.value,
+        )
+        .values(**values)
+    )
+    return bool(res.rowcount)  # type: ignore[attr-defined]
+
+
+def add_engine_log(session: Session, entries: Iterable[dict[str, Any]]) -> None:
+    rows = list(entries)
+    if rows:
+        session.execute(insert(ELOG), rows)
+
+
+def engine_log(session: Session, execution_id: str) -> list[dict[str, Any]]:
+    rows = session.execute(
+        select(ELOG.c.id, ELOG.c.step_id, ELOG.c.at, ELOG.c.message)
+        .where(ELOG.c.execution_id == execution_id)
+        .order_by(ELOG.c.id)
+    )
+    return [dict(r._mapping) for r in rows]
+
+
+def add_events(session: Session, events: Iterable[dict[str, Any]]) -> None:
+    rows = list(events)
+    if rows:
+        session.execute(insert(EV), rows)
+
+
+def events_after(
+    session: Session, execution_id: str, after_id: int, limit: int = 500
+) -> list[dict[str, Any]]:
+    rows = session.execute(
+        select(EV.c.id, EV.c.at, EV.c.kind, EV.c.data)
+        .where(EV.c.execution_id == execution_id, EV.c.id > after_id)
+        .order_by(EV.c.id)
+        .limit(limit)
+    )
+    return [dict(r._mapping) for r in rows]
+
+
+def set_timer(session: Session, kind: str, key: str, due_at: float | None) -> None:
+    """Upsert (or with ``None`` delete) the one timer of ``(kind, key)``."""
+    if due_at is None:
+        session.execute(delete(TM).where(TM.c.kind == kind, TM.c.key == key))
+        return
+    dialect = session.get_bind().dialect.name
+    ins = pg_insert(TM) if dialect == "postgresql" else sqlite_insert(TM)
+    stmt = ins.values(kind=kind, key=key, due_at=due_at).on_conflict_do_update(
+        index_elements=["kind", "key"], set_={"due_at": due_at}
+    )
+    session.execute(stmt)
+
+
+def due_timers(session: Session, now: float, limit: int = 100) -> list[tuple[str, str, float]]:
+    rows = session.execute(
+        select(TM.c.kind, TM.c.key, TM.c.due_at)
+        .where(TM.c.due_at <= now)
+        .order_by(TM.c.due_at)
+        .limit(limit)
+    )
+    return [(r.kind, r.key, r.due_at) for r in rows]
+
+
+def next_timer_due(session: Session) -> float | None:
+    value = session.execute(select(func.min(TM.c.due_at))).scalar()
+    return float(value) if value is not None else None
+
+
+def take_timer(session: Session, kind: str, key: str, now: float) -> bool:
+    """Delete the timer if it is still due; True when this caller owns the firing."""
+    res = session.execute(delete(TM).where(TM.c.kind == kind, TM.c.key == key, TM.c.due_at <= now))
+    return bool(res.rowcount)  # type: ignore[attr-defined]
+
+
+def active_execution_ids(session: Session) -> list[str]:
+    rows = session.execute(
+        select(EX.c.id).where(
+            EX.c.status.in_(
+                [
+                    ExecutionStatus.RUNNING.value,
+                    ExecutionStatus.PAUSED.value,
+                    ExecutionStatus.PENDING.value,
+                ]
+            )
+        )
+    )
+    return [r.id for r in rows]
+
+
+@dataclass(frozen=True)
+class ExecutionFilter:
+    workflow_id: str | None = None
+    status: list[str] | None = None
+    trigger_type: str | None = None
+    started_by: str | None = None
+    since: float | None = None
+    until: float | None = None
+
+
+SORTABLE = {"created_at", "started_at", "ended_at", "status", "workflow_id"}
+
+
+def list_executions(
+    session: Session,
+    flt: ExecutionFilter,
+    *,
+    limit: int = 50,
+    offset: int = 0,
+    sort: str = "-created_at",
+) -> tuple[list[Execution], int]:
+    """A page of executions, newest first by default; ``sort`` is a column, ``-`` for descending."""
+    conds: list[Any] = []
+    if flt.workflow_id:
+        conds.append(EX.c.workflow_id == flt.workflow_id)
+    if flt.status:
+        conds.append(EX.c.status.in_(flt.status))
+    if flt.trigger_type:
+        conds.append(EX.c.trigger_type == flt.trigger_type)
+    if flt.started_by:
+        conds.append(EX.c.started_by == flt.started_by)
+    if flt.since is not None:
+        conds.append(EX.c.created_at >= flt.since)
+    if flt.until is not None:
+        conds.append(EX.c.created_at < flt.until)
+    total = session.execute(select(func.count()).select_from(EX).where(*conds)).scalar() or 0
+    column = EX.c[sort.lstrip("-")]
+    order = column.desc() if sort.startswith("-") else column.asc()
+    rows = session.execute(
+        select(EX).where(*conds).order_by(order, EX.c.id.desc()).limit(limit).offset(offset)
+    )
+    return [Execution.from_row(r) for r in rows], int(total)
+
+
+def active_of_workflow(session: Session, workflow_id: str) -> list[str]:
+    """Ids of the workflow's running or paused executions, oldest first."""
+    rows = session.execute(
+        select(EX.c.id)
+        .where(
+            EX.c.workflow_id == workflow_id,
+            EX.c.status.in_([ExecutionStatus.RUNNING.value, ExecutionStatus.PAUSED.value]),
+        )
+        .order_by(EX.c.created_at)
+    )
+    return [r.id for r in rows]
+
+
+def queued(session: Session, workflow_id: str) -> list[str]:
+    """Ids of the workflow's executions waiting for a concurrency slot, in arrival order."""
+    rows = session.execute(
+        select(EX.c.id)
+        .where(EX.c.workflow_id == workflow_id, EX.c.status == ExecutionStatus.PENDING.value)
+        .order_by(EX.c.created_at, EX.c.id)
+    )
+    return [r.id for r in rows]
+
+
+def lock_workflow(session: Session, workflow_id: str) -> None:
+    """Serialize admissions of one workflow's executions (its row lock on PostgreSQL)."""
+    from opsflow.store.tables import Workflow as WorkflowTable
+
+    stmt = select(WorkflowTable.__table__.c.id).where(WorkflowTable.__table__.c.id == workflow_id)
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    session.execute(stmt)
+
+
+def end_unstarted(
+    session: Session, execution_id: str, status: ExecutionStatus, reason: str, now: float
+) -> None:
+    """End an execution that never started: every step skipped, one event."""
+    update_execution(session, execution_id, status=status.value, status_reason=reason, ended_at=now)
+    session.execute(
+        update(ST)
+        .where(ST.c.execution_id == execution_id)
+        .values(status=StepStatus.SKIPPED.value, entered_at=now, ended_at=now, error=reason)
+    )
+    add_events(
+        session,
+        [
+            {
+                "execution_id": execution_id,
+                "at": now,
+                "kind": "execution",
+                "data": {"status": status.value, "reason": reason},
+            }
+        ],
+    )
+    add_engine_log(
+        session, [{"execution_id": execution_id, "step_id": None, "at": now, "message": reason}]
+    )
