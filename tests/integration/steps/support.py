@@ -126,6 +126,7 @@ class LoopbackServer:
                 reply = server.replies.get(self.path.split("?")[0], Reply(404, b"no route"))
                 if reply.hold:
                     server.release.wait(30)
+                    self.close_connection = True  # hang up without an answer
                     return
                 self.send_response(reply.status)
                 for name, value in reply.headers.items():

@@ -1,0 +1,150 @@
+"""The ``notify`` step: send a message through Apprise (Slack, Teams, Discord, email, webhooks...).
+
+Workflows name a channel (``channel: deploys``); the server resolves it to the channel's Apprise
+URLs and passes them as ``config["urls"]`` with the rendered ``message`` and optional ``title``,
+so channel credentials live in one place on the server and never in workflow files.
+
+Apprise is a blocking library: it runs in a worker thread so the agent's event loop stays free.
+A failure carries the reason Apprise logged for each channel URL that failed. Log lines name
+services ("Slack"), never the URLs, which hold tokens.
+
+Outputs: ``delivered`` (how many channel URLs accepted the message).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import apprise
+
+from opsflow.status import JobStatus, LogStream, StepType
+
+from .base import CancelSignal, JobSpec, LogSink, StepResult, format_seconds
+from .config import StepConfig, StepConfigError
+
+DEFAULT_TIMEOUT = 60.0
+# Extra time we wait beyond Apprise's own deadline before giving up on the worker thread.
+_DEADLINE_MARGIN = 2.0
+
+
+@dataclass(frozen=True)
+class _ServiceOutcome:
+    name: str
+    delivered: bool
+    timed_out: bool
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Delivery:
+    services: tuple[_ServiceOutcome, ...]
+    call_reasons: tuple[str, ...]
+
+
+class NotifyExecutor:
+    """Runs ``notify`` steps with Apprise in a worker thread."""
+
+    type = StepType.NOTIFY
+
+    async def run(self, spec: JobSpec, log: LogSink, cancel: CancelSignal) -> StepResult:
+        """Send the message to every channel URL; fail if any of them did not take it."""
+        try:
+            config = StepConfig(spec.config)
+            urls = config.string_list("urls", required=True)
+            message = config.required_text("message")
+            title = config.text("title", default="") or ""
+        except StepConfigError as exc:
+            log.write(LogStream.SYSTEM, str(exc))
+            return exc.result()
+        if cancel.requested:
+            return StepResult(JobStatus.CANCELLED, error="cancelled before start", retryable=False)
+        timeout = spec.timeout if spec.timeout is not None else DEFAULT_TIMEOUT
+        log.write(LogStream.SYSTEM, f"sending a notification to {len(urls)} channel URL(s)")
+        sending = asyncio.ensure_future(asyncio.to_thread(_deliver, urls, message, title, timeout))
+        cancelled = asyncio.ensure_future(cancel.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {sending, cancelled},
+                timeout=timeout + _DEADLINE_MARGIN,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            cancelled.cancel()
+            if not sending.done():
+                # The worker thread cannot be interrupted; Apprise's own deadline ends it.
+                sending.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sending
+        if sending not in done:
+            if cancelled in done:
+                return StepResult(JobStatus.CANCELLED, error="cancelled", retryable=False)
+            return _timed_out(timeout, log)
+        try:
+            delivery = sending.result()
+        except StepConfigError as exc:
+            log.write(LogStream.SYSTEM, str(exc))
+            return exc.result()
+        return _result(delivery, timeout, log)
+
+
+def _deliver(urls: list[str], message: str, title: str, timeout: float) -> _Delivery:
+    """Build the Apprise object and send (blocking; runs in a worker thread)."""
+    asset = apprise.AppriseAsset(
+        app_id="opsflow",
+        app_desc="opsflow workflow notification",
+        storage_mode="memory",  # agents keep no Apprise cache files
+    )
+    sender = apprise.Apprise(asset=asset)
+    for index, url in enumerate(urls):
+        if not sender.add(url):
+            scheme = urlsplit(url).scheme or "(none)"
+            raise StepConfigError(
+                f"urls[{index}]",
+                f"is not a valid Apprise URL (scheme {scheme!r}); fix the channel's URL in the "
+                "server's notification channels",
+            )
+    result = sender.notify(body=message, title=title, timeout=timeout)
+    services = tuple(
+        _ServiceOutcome(
+            name=service.name,
+            delivered=bool(service),
+            timed_out=service.status == apprise.AppriseResultStatus.TIMEOUT,
+            reasons=tuple(entry.message for entry in service.logs()),
+        )
+        for service in result.results
+    )
+    call_reasons = tuple(entry.message for entry in result.call_logs())
+    return _Delivery(services, call_reasons)
+
+
+def _result(delivery: _Delivery, timeout: float, log: LogSink) -> StepResult:
+    for service in delivery.services:
+        state = "delivered" if service.delivered else "not delivered"
+        log.write(LogStream.SYSTEM, f"{service.name}: {state}")
+        for reason in service.reasons:
+            log.write(LogStream.SYSTEM, f"{service.name}: {reason}")
+    for reason in delivery.call_reasons:
+        log.write(LogStream.SYSTEM, reason)
+    delivered = sum(1 for s in delivery.services if s.delivered)
+    outputs = {"delivered": delivered}
+    failed = [s for s in delivery.services if not s.delivered]
+    if delivery.services and not failed:
+        return StepResult(JobStatus.COMPLETED, outputs=outputs)
+    if failed and all(s.timed_out for s in failed):
+        return _timed_out(timeout, log)
+    reasons = [f"{s.name}: {' '.join(s.reasons) or 'no reason given'}" for s in failed]
+    reasons += list(delivery.call_reasons)
+    total = len(delivery.services)
+    error = f"notification failed for {len(failed)} of {total} channel URL(s): " + "; ".join(
+        reasons or ["Apprise sent nothing"]
+    )
+    return StepResult(JobStatus.FAILED, outputs=outputs, error=error)
+
+
+def _timed_out(timeout: float, log: LogSink) -> StepResult:
+    error = f"timed out after {format_seconds(timeout)}"
+    log.write(LogStream.SYSTEM, error)
+    return StepResult(JobStatus.TIMEOUT, error=error)
