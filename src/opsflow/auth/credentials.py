@@ -11,14 +11,13 @@ import binascii
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy.orm import Session
-
 from opsflow.auth.passwords import verify_password
 from opsflow.auth.permissions import Permission, Role, has_permission
 from opsflow.auth.tokens import TOKEN_PREFIX, hash_secret, new_secret
 from opsflow.errors import Unauthorized
 from opsflow.store import tokens as token_store
 from opsflow.store import users as user_store
+from opsflow.store.session import Session
 from opsflow.store.tokens import Token
 from opsflow.store.users import User
 

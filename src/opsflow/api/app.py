@@ -1,0 +1,98 @@
+"""`create_app(settings)`: the whole server, wired explicitly in one lifespan.
+
+Start-up order: open the database, migrate it, bootstrap the first admin, load the demo
+examples, then enter each extension (the runtime, the local agent, the scheduler) in order.
+Shutdown runs in reverse. Nothing starts as a side effect of an import.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from starlette.concurrency import run_in_threadpool
+
+import opsflow
+from opsflow.api import executions, health, people, problems, tokens, workflows
+from opsflow.api.demo import find_examples_dir, load_examples
+from opsflow.api.services import Services
+from opsflow.auth.bootstrap import bootstrap
+from opsflow.config import Settings
+from opsflow.runtime.host import runtime_extension
+from opsflow.store.db import Database
+from opsflow.store.migrate import upgrade
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+
+# An extension starts something when entered and stops it when exited, e.g.
+#   @asynccontextmanager
+#   async def runtime(services: Services) -> AsyncIterator[None]: ... start; yield; stop
+Extension = Callable[[Services], AbstractAsyncContextManager[Any]]
+
+# The routers under /api/v1, in the order OpenAPI lists them. The runtime's routers
+# (executions, runs, ...) are added here.
+API_ROUTERS: list[APIRouter] = [
+    workflows.router,
+    executions.router,
+    people.router,
+    tokens.router,
+    health.router,
+]
+
+# Extensions every server runs, after bootstrap, in this order. RUNTIME: the lead adds the
+# reconciler/timers and the local agent (when settings.local_agent) here.
+DEFAULT_EXTENSIONS: list[Extension] = [runtime_extension]
+
+
+def _open(settings: Settings) -> Services:
+    """Blocking start-up work, run off the event loop."""
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    upgrade(settings.db_url)
+    db = Database(settings.db_url)
+    services = Services(settings=settings, db=db)
+    services.bootstrap = bootstrap(db, settings)
+    if settings.demo:
+        examples = find_examples_dir()
+        if examples is None:
+            log.warning("demo: no examples/ directory found; starting without examples")
+        else:
+            services.extra["demo_workflows"] = load_examples(db, examples)
+    return services
+
+
+def create_app(settings: Settings, *, extensions: Sequence[Extension] | None = None) -> FastAPI:
+    """The opsflow ASGI app. ``extensions`` replaces `DEFAULT_EXTENSIONS` (tests pass ``[]``)."""
+    chosen = list(DEFAULT_EXTENSIONS if extensions is None else extensions)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = await run_in_threadpool(_open, settings)
+        app.state.services = services
+        try:
+            async with AsyncExitStack() as stack:
+                for extension in chosen:
+                    await stack.enter_async_context(extension(services))
+                yield
+        finally:
+            services.db.dispose()
+
+    app = FastAPI(
+        title="opsflow",
+        version=opsflow.__version__,
+        description="Durable DAG workflows for operations teams.",
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    problems.install(app)
+    app.include_router(health.probes)
+    for router in API_ROUTERS:
+        app.include_router(router, prefix=API_PREFIX)
+    return app

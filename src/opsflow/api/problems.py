@@ -1,0 +1,165 @@
+"""Every error the API returns, as ``application/problem+json`` (RFC 9457), from one table.
+
+Routes raise `OpsflowError` subclasses and never catch them; `PROBLEM_TYPES` gives each class
+its ``type`` and ``title``, found by walking the exception's class hierarchy, so a new subclass
+inherits its parent's entry until it gets its own. The HTTP status is the class's
+``status_code``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException
+
+from opsflow.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    OpsflowError,
+    PayloadTooLarge,
+    SpecInvalid,
+    StaleReport,
+    TemplateError,
+    Unauthorized,
+)
+
+log = logging.getLogger(__name__)
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+TYPE_BASE = "urn:opsflow:problem:"
+
+
+class UnsupportedMediaType(InvalidInput):
+    """The request body's Content-Type is not one this endpoint reads."""
+
+    status_code = 415
+
+
+PROBLEM_TYPES: dict[type[OpsflowError], tuple[str, str]] = {
+    OpsflowError: ("internal", "Internal error"),
+    SpecInvalid: ("spec-invalid", "The workflow definition is invalid"),
+    InvalidInput: ("invalid-input", "The request is invalid"),
+    UnsupportedMediaType: ("unsupported-media-type", "Unsupported Content-Type"),
+    NotFound: ("not-found", "Not found"),
+    Conflict: ("conflict", "Conflict with the current state"),
+    StaleReport: ("stale-report", "Stale report"),
+    Unauthorized: ("unauthorized", "Authentication required"),
+    Forbidden: ("forbidden", "Permission denied"),
+    PayloadTooLarge: ("payload-too-large", "Payload too large"),
+    TemplateError: ("template-error", "Template error"),
+}
+
+
+class ProblemItem(BaseModel):
+    loc: str
+    msg: str
+    line: int | None = None
+    column: int | None = None
+
+
+class ProblemDetails(BaseModel):
+    """The body of every error response."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[ProblemItem] = []
+
+
+def problem_type(exc: OpsflowError) -> tuple[str, str]:
+    """``(type, title)`` of the nearest class in ``exc``'s hierarchy that the table names."""
+    for cls in type(exc).__mro__:
+        if cls in PROBLEM_TYPES:
+            slug, title = PROBLEM_TYPES[cls]
+            return TYPE_BASE + slug, title
+    raise AssertionError("OpsflowError is in the table")  # pragma: no cover
+
+
+def problem_response(
+    status: int,
+    type_: str,
+    title: str,
+    detail: str,
+    errors: list[dict[str, Any]] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    body = {"type": type_, "title": title, "status": status, "detail": detail}
+    body["errors"] = errors or []
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+
+
+async def _opsflow_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, OpsflowError)
+    type_, title = problem_type(exc)
+    headers = {"WWW-Authenticate": 'Bearer realm="opsflow"'} if exc.status_code == 401 else None
+    if exc.status_code >= 500:
+        log.error("internal error: %s", exc.message, exc_info=exc)
+    return problem_response(
+        exc.status_code,
+        type_,
+        title,
+        exc.message,
+        [p.as_dict() for p in exc.problems],
+        headers,
+    )
+
+
+def _loc(parts: tuple[Any, ...] | list[Any]) -> str:
+    """``("body", "steps", 2, "id")`` -> ``body.steps[2].id``."""
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [{"loc": _loc(e.get("loc", ())), "msg": str(e.get("msg", ""))} for e in exc.errors()]
+    where = ", ".join(e["loc"] for e in errors[:5])
+    return problem_response(
+        422, TYPE_BASE + "invalid-input", "The request is invalid", f"invalid {where}", errors
+    )
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
+    slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http")
+    return problem_response(
+        exc.status_code, TYPE_BASE + slug, title, str(exc.detail), headers=exc.headers
+    )
+
+
+async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", exc_info=exc)
+    return problem_response(
+        500, TYPE_BASE + "internal", "Internal error", "an unexpected error happened; see the log"
+    )
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers: ours, FastAPI's request validation, Starlette's HTTP errors."""
+    app.add_exception_handler(OpsflowError, _opsflow_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)
+
+
+# For `responses=` in route declarations, so OpenAPI documents the error body.
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {
+        status: {"model": ProblemDetails, "content": {PROBLEM_MEDIA_TYPE: {}}}
+        for status in statuses
+    }

@@ -1,0 +1,61 @@
+"""Authentication and authorization for routes: every route declares `require(Permission.X)`
+(or `authenticated` where any signed-in user may act on their own things).
+
+401 means "we do not know who you are" and says why (no header, unknown, expired or revoked
+token, bad password); 403 means "we know, and your role does not allow this" and names the
+permission and the role.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPBasic, HTTPBearer
+
+from opsflow.api.services import services_of
+from opsflow.auth.credentials import Principal, authenticate_header
+from opsflow.auth.permissions import Permission
+from opsflow.errors import Forbidden
+from opsflow.store.base import utcnow
+
+# Declared for OpenAPI (the "Authorize" button and securitySchemes); we read the header ourselves
+# so that every failure gets our own 401 message.
+_bearer = HTTPBearer(auto_error=False, description="An API token: `Bearer opf_...`")
+_basic = HTTPBasic(auto_error=False, description="User name and password.")
+
+
+def _declare_schemes(_b: object = Depends(_bearer), _u: object = Depends(_basic)) -> None:
+    """Only here so OpenAPI lists both schemes on every protected route."""
+
+
+def authenticated(request: Request, _schemes: None = Depends(_declare_schemes)) -> Principal:
+    """The caller, or 401 saying why not."""
+    services = services_of(request)
+    with services.session() as session:
+        principal = authenticate_header(session, request.headers.get("authorization"), utcnow())
+    request.state.principal = principal
+    return principal
+
+
+authenticated.permission = None  # type: ignore[attr-defined]
+
+
+def require(permission: Permission) -> Callable[..., Principal]:
+    """A dependency that authenticates the caller and checks their role grants ``permission``."""
+
+    def check(principal: Principal = Depends(authenticated)) -> Principal:
+        if not principal.can(permission):
+            raise Forbidden(f"requires permission {permission}; your role is {principal.role}")
+        return principal
+
+    check.permission = permission  # type: ignore[attr-defined]
+    check.__name__ = f"require_{permission.replace(':', '_')}"
+    return check
+
+
+def ensure(principal: Principal, permission: Permission) -> None:
+    """The same check inside a route, for a permission that depends on the request's content
+    (acting on another user's tokens needs ``users:manage``)."""
+    if not principal.can(permission):
+        raise Forbidden(f"requires permission {permission}; your role is {principal.role}")

@@ -1,0 +1,41 @@
+"""`run_server(settings)`: what ``opsflow server`` runs (uvicorn, one process)."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from opsflow.api.app import create_app
+from opsflow.auth.bootstrap import PASSWORD_FILE, TOKEN_FILE
+from opsflow.config import Settings
+
+log = logging.getLogger("opsflow.server")
+
+
+def banner(settings: Settings) -> str:
+    """The start-up lines: where to point a browser and the CLI, and how to log in."""
+    data = settings.data_dir.resolve()
+    lines = [
+        f"opsflow listening on {settings.base_url}",
+        f"  API docs:  {settings.base_url}/api/v1/docs",
+        f"  database:  {settings.db_url.split('@')[-1]}",
+    ]
+    if settings.admin_password:
+        lines.append("  log in as admin with the password from OPSFLOW_ADMIN_PASSWORD")
+    else:
+        lines.append(f"  log in as admin with the password in {data / PASSWORD_FILE}")
+    lines.append(f"  API token for the CLI: {data / TOKEN_FILE} (found by itself on this machine)")
+    return "\n".join(lines)
+
+
+def run_server(settings: Settings) -> None:
+    """Serve until interrupted; the app's lifespan migrates, bootstraps and starts everything."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    app = create_app(settings)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info")
+    server = uvicorn.Server(config)
+    print(banner(settings), flush=True)
+    server.run()

@@ -1,0 +1,139 @@
+"""Workflows through the API: drafts, versions, status, duplicate, delete, on both databases."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from tests.integration.api.conftest import YAML, hello_yaml
+
+
+def test_publish_creates_numbered_versions_and_unchanged_publishes_nothing(
+    client: TestClient,
+) -> None:
+    created = client.post("/api/v1/workflows", content=hello_yaml(), headers=YAML)
+    assert created.status_code == 201, created.text
+    assert created.json()["workflow"]["status"] == "draft"
+    assert created.json()["version"] is None
+
+    first = client.post("/api/v1/workflows/hello/publish")
+    assert first.status_code == 201
+    assert first.json() == {
+        "workflow_id": "hello",
+        "version": 1,
+        "created": True,
+        "status": "active",
+    }
+
+    again = client.post("/api/v1/workflows/hello/publish")
+    assert again.status_code == 200
+    assert again.json()["created"] is False and again.json()["version"] == 1
+
+    # Same meaning, different formatting and comments: still unchanged.
+    reformatted = "# a comment\n" + hello_yaml().replace("name: Hello hello", "name: 'Hello hello'")
+    put = client.put("/api/v1/workflows/hello?publish=true", content=reformatted, headers=YAML)
+    assert put.status_code == 200
+    assert put.json()["created_version"] is False and put.json()["version"] == 1
+
+    changed = client.put(
+        "/api/v1/workflows/hello?publish=true", content=hello_yaml(echo="bye"), headers=YAML
+    )
+    assert changed.json()["created_version"] is True and changed.json()["version"] == 2
+    versions = client.get("/api/v1/workflows/hello/versions").json()
+    assert [v["number"] for v in versions] == [2, 1]
+
+
+def test_editing_the_draft_never_changes_a_published_version(client: TestClient) -> None:
+    client.put("/api/v1/workflows/hello?publish=true", content=hello_yaml(), headers=YAML)
+    edit = client.put("/api/v1/workflows/hello", content=hello_yaml(echo="draft"), headers=YAML)
+    assert edit.status_code == 200
+
+    detail = client.get("/api/v1/workflows/hello").json()
+    assert detail["latest_version"] == 1
+    assert detail["has_unpublished_changes"] is True
+    assert "echo draft" in detail["draft_yaml"]
+    v1 = client.get("/api/v1/workflows/hello/versions/1").json()
+    assert v1["definition"]["steps"][0]["run"] == "echo hi"
+    assert "echo hi" in v1["yaml"]
+    assert client.get("/api/v1/workflows/hello/versions/2").status_code == 404
+
+
+def test_status_follows_publish_pause_and_resume(client: TestClient) -> None:
+    client.post("/api/v1/workflows", content=hello_yaml(), headers=YAML)
+    refused = client.post("/api/v1/workflows/hello/resume")
+    assert refused.status_code == 409
+    assert "publish it first" in refused.json()["detail"]
+
+    client.post("/api/v1/workflows/hello/publish")
+    assert client.post("/api/v1/workflows/hello/pause").json()["status"] == "paused"
+    # Publishing a paused workflow does not unpause it.
+    client.put("/api/v1/workflows/hello?publish=true", content=hello_yaml(echo="2"), headers=YAML)
+    assert client.get("/api/v1/workflows/hello").json()["status"] == "paused"
+    assert client.post("/api/v1/workflows/hello/resume").json()["status"] == "active"
+
+
+def test_create_refuses_an_existing_id_and_put_updates_it(client: TestClient) -> None:
+    assert client.post("/api/v1/workflows", content=hello_yaml(), headers=YAML).status_code == 201
+    again = client.post("/api/v1/workflows", content=hello_yaml(), headers=YAML)
+    assert again.status_code == 409
+    assert again.headers["content-type"] == "application/problem+json"
+    assert "PUT /api/v1/workflows/hello" in again.json()["detail"]
+
+
+def test_json_definitions_are_accepted_like_yaml(client: TestClient) -> None:
+    definition = {
+        "id": "from-json",
+        "labels": {"team": "ops"},
+        "steps": [{"id": "a", "type": "script", "shell": "sh", "run": "true"}],
+    }
+    response = client.put("/api/v1/workflows/from-json", json=definition)
+    assert response.status_code == 201, response.text
+    detail = client.get("/api/v1/workflows/from-json").json()
+    assert detail["labels"] == {"team": "ops"}
+    assert "from-json" in detail["draft_yaml"]
+
+
+def test_duplicate_starts_a_draft_without_versions(client: TestClient) -> None:
+    client.put("/api/v1/workflows/hello?publish=true", content=hello_yaml(), headers=YAML)
+    copy = client.post(
+        "/api/v1/workflows/hello/duplicate", json={"new_id": "hello-copy", "name": "Copy"}
+    )
+    assert copy.status_code == 201, copy.text
+    body = copy.json()
+    assert (body["id"], body["name"], body["status"]) == ("hello-copy", "Copy", "draft")
+    assert body["latest_version"] is None
+    assert body["draft_yaml"].startswith("id: hello-copy\n")
+    assert client.get("/api/v1/workflows/hello-copy/versions").json() == []
+    taken = client.post("/api/v1/workflows/hello/duplicate", json={"new_id": "hello-copy"})
+    assert taken.status_code == 409
+
+
+def test_delete_hides_the_workflow_but_keeps_its_history(client: TestClient) -> None:
+    client.put("/api/v1/workflows/hello?publish=true", content=hello_yaml(), headers=YAML)
+    deleted = client.delete("/api/v1/workflows/hello")
+    assert deleted.status_code == 200 and deleted.json()["deleted_at"] is not None
+
+    assert client.get("/api/v1/workflows/hello").status_code == 404
+    assert client.get("/api/v1/workflows").json()["total"] == 0
+    listed = client.get("/api/v1/workflows?include_deleted=true").json()
+    assert [w["id"] for w in listed["items"]] == ["hello"]
+    assert client.get("/api/v1/workflows/hello?include_deleted=true").status_code == 200
+    assert [v["number"] for v in client.get("/api/v1/workflows/hello/versions").json()] == [1]
+
+    # Creating it again brings it back as a draft; numbering continues.
+    assert (
+        client.post("/api/v1/workflows", content=hello_yaml(echo="new"), headers=YAML).status_code
+        == 201
+    )
+    assert client.get("/api/v1/workflows/hello").json()["status"] == "draft"
+    assert client.post("/api/v1/workflows/hello/publish").json()["version"] == 2
+
+
+def test_changes_are_audited(client: TestClient) -> None:
+    client.put("/api/v1/workflows/hello?publish=true", content=hello_yaml(), headers=YAML)
+    client.post("/api/v1/workflows/hello/pause")
+    entries = client.get("/api/v1/audit?action=workflow.").json()["items"]
+    assert [(e["actor"], e["action"], e["target"]) for e in entries] == [
+        ("admin", "workflow.pause", "hello"),
+        ("admin", "workflow.publish", "hello"),
+        ("admin", "workflow.create", "hello"),
+    ]
