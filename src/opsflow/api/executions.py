@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -32,7 +32,7 @@ from opsflow.store import runs as runs_store
 from opsflow.store.jobs import Job
 from opsflow.store.runs import Execution, ExecutionFilter, Step
 
-router = APIRouter(prefix="/api/v1", tags=["executions"])
+router = APIRouter(tags=["executions"])
 
 
 def iso(ts: float | None) -> str | None:
@@ -415,6 +415,21 @@ def _cursor(value: str | None) -> tuple[int, int]:
         raise InvalidInput(f"Last-Event-ID: {value!r} is not an id this stream sent") from exc
 
 
+def _merge(
+    events: list[dict[str, Any]], lines: list[dict[str, Any]]
+) -> Iterator[tuple[bool, dict[str, Any]]]:
+    """Interleave events and log lines by time, so a step's lines come between its start and
+    its end, while each keeps its own id order (the resume cursor relies on it)."""
+    i = j = 0
+    while i < len(events) or j < len(lines):
+        if j >= len(lines) or (i < len(events) and events[i]["at"] <= lines[j]["at"]):
+            yield False, events[i]
+            i += 1
+        else:
+            yield True, lines[j]
+            j += 1
+
+
 def _sse(event_id: str, kind: str, data: Any) -> str:
     return f"id: {event_id}\nevent: {kind}\ndata: {json.dumps(data, default=str)}\n\n"
 
@@ -449,25 +464,22 @@ async def stream_events(
         async with host.bus.watch_execution(execution_id) as sub:
             while True:
                 events, lines, terminal = await asyncio.to_thread(read, ev_after, line_after)
-                for e in events:
-                    ev_after = e["id"]
-                    yield _sse(
-                        f"{ev_after}-{line_after}", e["kind"], {**e["data"], "at": iso(e["at"])}
-                    )
-                for r in lines:
-                    line_after = r["id"]
-                    yield _sse(
-                        f"{ev_after}-{line_after}",
-                        "log",
-                        {
-                            "step": r["step_id"],
-                            "job_id": r["job_id"],
-                            "seq": r["seq"],
-                            "at": iso(r["at"]),
-                            "stream": r["stream"],
-                            "text": r["text"],
-                        },
-                    )
+                for is_line, item in _merge(events, lines):
+                    if not is_line:
+                        ev_after = item["id"]
+                        data = {**item["data"], "at": iso(item["at"])}
+                        yield _sse(f"{ev_after}-{line_after}", item["kind"], data)
+                    else:
+                        line_after = item["id"]
+                        data = {
+                            "step": item["step_id"],
+                            "job_id": item["job_id"],
+                            "seq": item["seq"],
+                            "at": iso(item["at"]),
+                            "stream": item["stream"],
+                            "text": item["text"],
+                        }
+                        yield _sse(f"{ev_after}-{line_after}", "log", data)
                 if len(events) >= 1000 or len(lines) >= 1000:
                     continue
                 if terminal:

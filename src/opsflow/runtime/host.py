@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from opsflow.agent.gateway import LocalGateway
 from opsflow.agent.loop import Agent
@@ -18,6 +21,9 @@ from opsflow.runtime.bus import EventBus
 from opsflow.runtime.clockwork import Clockwork
 from opsflow.runtime.service import Runtime
 from opsflow.store.db import Database
+
+if TYPE_CHECKING:
+    from opsflow.api.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +38,12 @@ class RuntimeHost:
         concurrency: int = 4,
         lease_seconds: float = 15.0,
         heartbeat_interval: float = 5.0,
+        notify_channels: Mapping[str, list[str]] | None = None,
     ) -> None:
         self.bus = EventBus()
-        self.runtime = Runtime(db, self.bus, lease_seconds=lease_seconds)
+        self.runtime = Runtime(
+            db, self.bus, lease_seconds=lease_seconds, notify_channels=notify_channels
+        )
         self.clockwork = Clockwork(self.runtime)
         self.gateway = LocalGateway(self.runtime)
         self.agent: Agent | None = None
@@ -64,3 +73,22 @@ class RuntimeHost:
                 await asyncio.wait_for(self._agent_task, timeout=30)
             await self.gateway.close()
         await asyncio.to_thread(self.clockwork.stop)
+
+
+@asynccontextmanager
+async def runtime_extension(services: Services) -> AsyncIterator[RuntimeHost]:
+    """The server's runtime as an app extension: started after bootstrap, stopped first."""
+    settings = services.settings
+    host = RuntimeHost(
+        services.db,
+        work_dir=Path(settings.data_dir).resolve() / "work",
+        local_agent=settings.local_agent,
+        concurrency=settings.local_agent_concurrency,
+        notify_channels=settings.notify_channels,
+    )
+    services.extra["runtime"] = host
+    await host.start()
+    try:
+        yield host
+    finally:
+        await host.stop()

@@ -14,6 +14,7 @@ import dataclasses
 import logging
 import uuid
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,8 +112,15 @@ def _attempt(job: Job) -> m.Attempt:
 class _Run:
     """The in-memory mirror of one execution during a reconcile."""
 
-    def __init__(self, session: Session, execution: Execution, now: float) -> None:
+    def __init__(
+        self,
+        session: Session,
+        execution: Execution,
+        now: float,
+        channels: Mapping[str, list[str]],
+    ) -> None:
         self.session = session
+        self.channels = channels
         self.ex = execution
         self.now = now
         self.graph = graph_of(execution)
@@ -239,6 +247,8 @@ class _Run:
         }
         try:
             config = render_step_config(node.type, raw, template_context(self.ex, self.steps))
+            if node.type == StepType.NOTIFY:
+                config["urls"] = self._channel_urls(config)
             values["spec"] = {"config": config, "bundle": self.ex.bundle_digest}
             self.changes.jobs_queued = True
         except TemplateError as exc:
@@ -261,6 +271,23 @@ class _Run:
             )
             self.event("step", step=a.step, status=StepStatus.RUNNING.value, reason="")
         self.event("job", step=a.step, attempt=a.attempt, job_id=job_id, status=values["status"])
+
+    def _channel_urls(self, config: dict[str, Any]) -> list[str]:
+        """A notify step's channel (or the workflow's default one) as Apprise URLs."""
+        name = config.get("channel") or (self.ex.definition.get("notify") or {}).get("channel")
+        known = ", ".join(sorted(self.channels)) or "none"
+        if not name:
+            raise TemplateError(
+                f"notify step has no channel and the workflow sets no notify.channel; "
+                f"configured channels: {known}"
+            )
+        urls = self.channels.get(str(name))
+        if not urls:
+            raise TemplateError(
+                f"notify channel {name!r} is not configured on this server "
+                f"(set OPSFLOW_NOTIFY_{str(name).upper().replace('-', '_')}); configured: {known}"
+            )
+        return list(urls)
 
     def _on_CancelJob(self, a: m.CancelJob) -> None:
         job = self.jobs.get((a.step, a.attempt))
@@ -341,7 +368,14 @@ class _Run:
         self.events.clear()
 
 
-def reconcile(session: Session, execution_id: str, now: float, *, admit: bool = False) -> Changes:
+def reconcile(
+    session: Session,
+    execution_id: str,
+    now: float,
+    *,
+    admit: bool = False,
+    channels: Mapping[str, list[str]] | None = None,
+) -> Changes:
     """Bring one execution up to date with the engine; the caller holds the transaction.
 
     A PENDING execution is waiting for admission (its workflow's concurrency policy) and is
@@ -352,7 +386,7 @@ def reconcile(session: Session, execution_id: str, now: float, *, admit: bool = 
         return Changes()
     if execution.status == ExecutionStatus.PENDING and not (admit or execution.cancel_mode):
         return Changes()
-    run = _Run(session, execution, now)
+    run = _Run(session, execution, now, channels or {})
     decision = m.Decision(actions=())
     for _ in range(MAX_ROUNDS):
         decision = decide(run.graph, run.state(), now)

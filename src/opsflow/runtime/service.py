@@ -9,7 +9,7 @@ agent (called in-process) and, through the API, remote agents.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -56,8 +56,10 @@ class Runtime:
         *,
         lease_seconds: float = 15.0,
         clock: Callable[[], float] = time.time,
+        notify_channels: Mapping[str, list[str]] | None = None,
     ) -> None:
         self.db = db
+        self.notify_channels = dict(notify_channels or {})
         self.bus = bus or EventBus()
         self.lease_seconds = lease_seconds
         self.clock = clock
@@ -85,7 +87,7 @@ class Runtime:
         self, session: Session, execution_id: str, changes: Changes, *, admit: bool = False
     ) -> None:
         now = self.clock()
-        result = reconcile(session, execution_id, now, admit=admit)
+        result = reconcile(session, execution_id, now, admit=admit, channels=self.notify_channels)
         changes.merge(result)
         for finished in result.finished:
             self._admit_queued(session, finished, changes)
