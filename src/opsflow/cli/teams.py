@@ -7,17 +7,21 @@ from typing import Annotated, Any
 import typer
 
 from opsflow.cli.client import client_for
-from opsflow.cli.output import OutputFormat, OutputOption, cell, items_of, print_json, say, table
+from opsflow.cli.output import (
+    OutputFormat,
+    OutputOption,
+    cell,
+    confirm,
+    items_of,
+    print_json,
+    say,
+    table,
+)
 
 app = typer.Typer(help="Manage teams (approvers such as team:platform).", no_args_is_help=True)
 
 TeamName = Annotated[str, typer.Argument(help="The team's name.", show_default=False)]
 UserName = Annotated[str, typer.Argument(help="A user's login name.", show_default=False)]
-
-
-def _member_names(team: dict[str, Any]) -> list[str]:
-    members = team.get("members") or []
-    return [str(m.get("name") if isinstance(m, dict) else m) for m in members]
 
 
 @app.command("list")
@@ -30,7 +34,7 @@ def list_teams(ctx: typer.Context, output: OutputOption = OutputFormat.TEXT) -> 
     table(
         ["NAME", "MEMBERS", "CREATED"],
         [
-            [cell(t.get("name")), cell(_member_names(t)), cell(t.get("created_at"))]
+            [cell(t.get("name")), cell(t.get("members")), cell(t.get("created_at"))]
             for t in items_of(body)
         ],
     )
@@ -41,10 +45,14 @@ def create(
     ctx: typer.Context,
     name: TeamName,
     display_name: Annotated[str | None, typer.Option(help="Name shown in the UI.")] = None,
+    member: Annotated[
+        list[str] | None,
+        typer.Option("--member", "-m", help="A user to add. Repeatable.", show_default=False),
+    ] = None,
     output: OutputOption = OutputFormat.TEXT,
 ) -> None:
-    """Create a team."""
-    payload: dict[str, Any] = {"name": name}
+    """Create a team, optionally with its first members."""
+    payload: dict[str, Any] = {"name": name, "members": member or []}
     if display_name is not None:
         payload["display_name"] = display_name
     body = client_for(ctx).post("/teams", json=payload)
@@ -63,7 +71,8 @@ def add_member(
     if output is OutputFormat.JSON:
         print_json(body)
         return
-    say(f"{team}: added {user}")
+    already = isinstance(body, dict) and body.get("changed") is False
+    say(f"{team}: {user} was already a member" if already else f"{team}: added {user}")
 
 
 @app.command("remove-member")
@@ -76,6 +85,22 @@ def remove_member(
         print_json(body)
         return
     say(f"{team}: removed {user}")
+
+
+@app.command()
+def delete(
+    ctx: typer.Context,
+    team: TeamName,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    output: OutputOption = OutputFormat.TEXT,
+) -> None:
+    """Delete a team (approvals naming it then match nobody)."""
+    confirm(f"delete team {team}?", yes=yes)
+    body = client_for(ctx).delete(f"/teams/{team}")
+    if output is OutputFormat.JSON:
+        print_json(body)
+        return
+    say(f"{team}: deleted")
 
 
 def register(root: typer.Typer) -> None:

@@ -30,19 +30,32 @@ def _state(token: dict[str, Any]) -> str:
 
 
 @app.command("list")
-def list_tokens(ctx: typer.Context, output: OutputOption = OutputFormat.TEXT) -> None:
-    """List API tokens (yours; every user's for an admin)."""
-    body = client_for(ctx).get("/tokens")
+def list_tokens(
+    ctx: typer.Context,
+    user: Annotated[
+        str | None,
+        typer.Option(help="This user's tokens (admins only); default: yours.", show_default=False),
+    ] = None,
+    all_users: Annotated[
+        bool, typer.Option("--all", help="Every user's tokens (admins only).")
+    ] = False,
+    output: OutputOption = OutputFormat.TEXT,
+) -> None:
+    """List API tokens: yours, one user's, or everyone's."""
+    if user and all_users:
+        raise UsageError("give --user or --all, not both")
+    body = client_for(ctx).get("/tokens", params={"user": "*" if all_users else user})
     if output is OutputFormat.JSON:
         print_json(body)
         return
     table(
-        ["ID", "NAME", "USER", "STATE", "EXPIRES", "LAST USED"],
+        ["ID", "NAME", "USER", "PREFIX", "STATE", "EXPIRES", "LAST USED"],
         [
             [
                 cell(t.get("id")),
                 cell(t.get("name")),
                 cell(t.get("user")),
+                cell(t.get("prefix")),
                 _state(t),
                 cell(t.get("expires_at") or "never"),
                 cell(t.get("last_used_at") or "never"),
@@ -92,8 +105,9 @@ def create(
     if output is OutputFormat.JSON:
         print_json(body)
         return
-    say(f"created token {body.get('id')} for {body.get('user', user or 'you')}")
-    say(f"token: {body.get('token') or body.get('secret')}")
+    expires = body.get("expires_at") or "never"
+    say(f"created token {body.get('id')} for {body.get('user')} (expires: {expires})")
+    say(f"token: {body.get('token')}")
     say("(shown once: store it now, e.g. as OPSFLOW_TOKEN)")
 
 

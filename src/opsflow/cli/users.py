@@ -36,12 +36,13 @@ def list_users(ctx: typer.Context, output: OutputOption = OutputFormat.TEXT) -> 
         print_json(body)
         return
     table(
-        ["NAME", "ROLE", "ACTIVE", "EMAIL", "CREATED"],
+        ["NAME", "ROLE", "ACTIVE", "TEAMS", "EMAIL", "CREATED"],
         [
             [
                 cell(u.get("name")),
                 cell(u.get("role")),
                 cell(u.get("active")),
+                cell(u.get("teams")),
                 cell(u.get("email")),
                 cell(u.get("created_at")),
             ]

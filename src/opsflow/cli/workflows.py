@@ -119,6 +119,7 @@ def _print_workflow(body: dict[str, Any]) -> None:
         ("status", "status"),
         ("version", "number"),
         ("latest version", "latest_version"),
+        ("unpublished", "has_unpublished_changes"),
         ("labels", "labels"),
         ("description", "description"),
         ("created", "created_at"),
@@ -136,6 +137,11 @@ def _print_workflow(body: dict[str, Any]) -> None:
             needs = step.get("needs") or []
             after = f"  <- {', '.join(map(str, needs))}" if needs else ""
             say(f"  {step.get('id')} ({step.get('type')}){after}")
+    files = body.get("files")
+    if isinstance(files, list) and files:
+        say("files:")
+        for entry in files:
+            say(f"  {entry.get('path')} ({entry.get('size')} bytes, mode {entry.get('mode')})")
 
 
 @app.command()
@@ -161,7 +167,7 @@ def versions(
     )
 
 
-_PAST = {"publish": "published", "pause": "paused", "resume": "resumed"}
+_PAST = {"pause": "paused", "resume": "resumed"}
 
 
 def _action(ctx: typer.Context, workflow_id: str, action: str, output: OutputFormat) -> None:
@@ -169,9 +175,11 @@ def _action(ctx: typer.Context, workflow_id: str, action: str, output: OutputFor
     if output is OutputFormat.JSON:
         print_json(body)
         return
-    version = body.get("latest_version") if isinstance(body, dict) else None
-    suffix = f" (version {version})" if action == "publish" and version else ""
-    say(f"{workflow_id}: {_PAST[action]}{suffix}")
+    if action == "publish":  # PublishResult: {version, created}
+        what = "published version" if body.get("created") else "unchanged, version"
+        say(f"{workflow_id}: {what} {body.get('version')}")
+        return
+    say(f"{workflow_id}: {_PAST[action]}")
 
 
 @app.command()

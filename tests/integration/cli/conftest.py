@@ -1,0 +1,206 @@
+"""Fixtures for CLI tests: the installed ``opsflow`` script, and a real server it talks to.
+
+Every test runs the console script as a subprocess, exactly as a user would. The server is a
+real ``opsflow server`` subprocess on a free loopback port, started once per module and backend
+(SQLite and PostgreSQL), because a start costs a second or two and the budget is small.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import BACKENDS, _pg_admin, _pg_url
+
+
+def opsflow_executable() -> str:
+    """The installed console script: on PATH, or next to the running interpreter."""
+    beside = Path(sys.executable).parent / "opsflow"
+    found = str(beside) if beside.exists() else shutil.which("opsflow")
+    if not found:
+        pytest.fail("the `opsflow` console script is not installed: run `pip install -e .`")
+    return found
+
+
+@dataclass
+class Cli:
+    """Runs ``opsflow`` with a clean environment (no stray token, URL or data dir)."""
+
+    executable: str
+    cwd: Path
+    env: dict[str, str]
+
+    def __call__(
+        self, *args: str, input: str | None = None, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [self.executable, *args],
+            cwd=self.cwd,
+            env={**self.env, **(env or {})},
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+
+def _clean_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPSFLOW_")}
+    env["COLUMNS"] = "200"  # wide enough that Rich tables never fold a cell in assertions
+    return env
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    """``opsflow`` in an empty working directory, so no ``./data/admin-token`` is found."""
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    return Cli(opsflow_executable(), workdir, _clean_env())
+
+
+@dataclass
+class Server:
+    """A running ``opsflow server``; ``cli`` is pre-set with its URL and admin token."""
+
+    url: str
+    data_dir: Path
+    admin_token: str
+    backend: str
+    cli: Cli
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def server_db_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A migrated database of each backend, living as long as the module's server."""
+    if request.param == "sqlite":
+        template: Path = request.getfixturevalue("_sqlite_template")
+        path = tmp_path_factory.mktemp("cli-db") / "opsflow.db"
+        shutil.copyfile(template, path)
+        yield f"sqlite:///{path}"
+        return
+    template_name: str = request.getfixturevalue("_pg_template")
+    name = f"opsflow_cli_{uuid.uuid4().hex[:12]}"
+    with _pg_admin() as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_name}"')
+    yield _pg_url(name)
+    with _pg_admin() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"opsflow server exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)  # polling the health endpoint is the readiness event we have
+    pytest.fail(f"opsflow server did not become healthy within 60s:\n{log.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def server(server_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """``opsflow server --no-local-agent`` on a free port, healthy before the first test."""
+    data_dir = tmp_path_factory.mktemp("cli-data")
+    workdir = tmp_path_factory.mktemp("cli-cwd")
+    port = free_port()
+    log = data_dir / "server.log"
+    executable = opsflow_executable()
+    with log.open("wb") as log_file:
+        process = subprocess.Popen(
+            [
+                executable,
+                "server",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(data_dir),
+                "--db",
+                server_db_url,
+                "--no-local-agent",
+            ],
+            cwd=workdir,
+            env={**_clean_env(), "OPSFLOW_ADMIN_PASSWORD": "admin-pw-for-tests"},
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, process, log)
+        token = (data_dir / "admin-token").read_text().strip()
+        env = {**_clean_env(), "OPSFLOW_URL": url, "OPSFLOW_TOKEN": token}
+        backend = "postgresql" if server_db_url.startswith("postgresql") else "sqlite"
+        yield Server(url, data_dir, token, backend, Cli(executable, workdir, env))
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+WorkflowDir = Callable[..., Path]
+
+
+@pytest.fixture
+def workflow_dir(tmp_path: Path) -> WorkflowDir:
+    """Writes a workflow directory (``workflow.yaml`` plus files) and returns its path.
+
+    Without ``files`` it holds the ``finish.sh`` that :func:`simple_workflow` runs.
+    """
+
+    def write(name: str, yaml_text: str, files: dict[str, str] | None = None) -> Path:
+        directory = tmp_path / name
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "workflow.yaml").write_text(yaml_text)
+        if files is None:
+            files = {"finish.sh": "echo finished\n"}
+        for rel, content in files.items():
+            (directory / rel).parent.mkdir(parents=True, exist_ok=True)
+            (directory / rel).write_text(content)
+        return directory
+
+    return write
+
+
+def simple_workflow(workflow_id: str, *, message: str = "hello", label: str = "platform") -> str:
+    """A small valid workflow: a script step and a step that needs it."""
+    return f"""\
+id: {workflow_id}
+name: {workflow_id.replace("-", " ").title()}
+labels: {{team: {label}}}
+steps:
+  - id: greet
+    type: script
+    shell: bash
+    run: echo {message}
+  - id: done
+    type: script
+    needs: [greet]
+    shell: bash
+    file: finish.sh
+"""
