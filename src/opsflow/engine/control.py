@@ -2,8 +2,10 @@
 
 These pure helpers compute the step states the runtime writes; they raise ``ValueError`` with a
 message for the person who asked when the request is not allowed. After writing the states the
-runtime puts the execution back to RUNNING (setting ``resumed_at = now`` when it had ended, so
-the workflow timeout counts afresh) and reconciles; ``decide`` then starts what can run.
+runtime sets ``resumed_at = now``, puts the execution back to RUNNING if it had ended, and
+reconciles; ``decide`` then starts what can run. ``resumed_at`` makes the workflow timeout count
+afresh, and lets the run go on past failures the person has already seen (they still decide the
+outcome; see ``engine.outcome``).
 
 * ``retry_step``: only a FAILED step, in an execution that is running, paused or ended FAILED or
   REJECTED, without a cancel request. The step goes back to PENDING keeping its attempts, with

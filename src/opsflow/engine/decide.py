@@ -48,7 +48,7 @@ from __future__ import annotations
 from opsflow.engine.draft import Draft
 from opsflow.engine.edges import EdgeState, is_handler
 from opsflow.engine.model import CancelMode, Decision, ExecutionState, Graph
-from opsflow.engine.outcome import unhandled
+from opsflow.engine.outcome import halting, unhandled
 from opsflow.engine.results import Stop, settle
 from opsflow.engine.wording import describe_result, format_duration, spell_edge
 from opsflow.status import ExecutionStatus, Join, StepStatus, StepType
@@ -63,7 +63,7 @@ def decide(graph: Graph, state: ExecutionState, now: float) -> Decision:
         draft.set_execution(ExecutionStatus.RUNNING, "started")
     stop = _stop(graph, state, draft)
     settle(draft, stop)
-    _propagate(draft, stop)
+    _propagate(draft, stop, state.resumed_at)
     _conclude(draft, stop)
     if draft.execution.terminal:
         return Decision(actions=tuple(draft.actions))
@@ -96,7 +96,7 @@ def _stop(graph: Graph, state: ExecutionState, draft: Draft) -> Stop | None:
     return None
 
 
-def _propagate(draft: Draft, stop: Stop | None) -> None:
+def _propagate(draft: Draft, stop: Stop | None, resumed_at: float | None) -> None:
     """Cancel, skip or start the pending steps (step 4 of the module docstring)."""
     pending = [sid for sid in draft.order if draft.status[sid] == StepStatus.PENDING]
     if stop is not None:
@@ -106,15 +106,15 @@ def _propagate(draft: Draft, stop: Stop | None) -> None:
     for sid in pending:
         if draft.readiness(draft.nodes[sid]) == EdgeState.DEAD:
             draft.set_step(sid, StepStatus.SKIPPED, _skip_reason(draft, sid))
-    halting = unhandled(draft)
+    held = halting(draft, resumed_at)
     for sid in pending:
         if draft.status[sid] != StepStatus.PENDING:
             continue
         node = draft.nodes[sid]
-        if draft.readiness(node) == EdgeState.MET and (not halting or is_handler(node)):
+        if draft.readiness(node) == EdgeState.MET and (not held or is_handler(node)):
             draft.start(sid)
     if not draft.active():
-        status, reason = halting.verdict() if halting else (ExecutionStatus.FAILED, "")
+        status, reason = held.verdict() if held else (ExecutionStatus.FAILED, "")
         ended = "failed" if status == ExecutionStatus.FAILED else "was rejected"
         for sid in pending:
             if draft.status[sid] == StepStatus.PENDING:
@@ -147,9 +147,9 @@ def _conclude(draft: Draft, stop: Stop | None) -> None:
         if stop is not None:
             draft.set_execution(stop.outcome, stop.reason)
             return
-        halting = unhandled(draft)
-        if halting:
-            draft.set_execution(*halting.verdict())
+        found = unhandled(draft)
+        if found:
+            draft.set_execution(*found.verdict())
         else:
             draft.set_execution(ExecutionStatus.COMPLETED, "every step finished")
         return

@@ -125,8 +125,9 @@ class ExecutionState:
     started_at: float | None = None
     steps: Mapping[str, StepState] = field(default_factory=dict)
     cancel: CancelRequest | None = None
-    # When a manual retry or skip last put a finished execution back to running; the workflow
-    # timeout then counts from here instead of from ``started_at`` (None: never resumed).
+    # When a person last retried or skipped a step (None: never). The workflow timeout counts
+    # from here instead of from ``started_at``, and failures that ended before it no longer
+    # hold new steps back (they still decide the outcome).
     resumed_at: float | None = None
 
 

@@ -11,6 +11,11 @@ needs include a ``.failed``, ``.rejected`` or ``.always`` edge), and once nothin
 steps that never ran are SKIPPED. The outcome is then FAILED (naming the failed steps), else
 REJECTED (naming the rejected approvals): failure wins over rejection. Otherwise, when every step
 is terminal, COMPLETED.
+
+A person's retry or skip resumes the execution (``resumed_at``): failures and rejections that
+ended before it no longer hold new steps back, since the person has seen them and chose to go
+on, but they still decide the outcome. So retrying one of two failed steps lets it and its
+downstream run, and the run still ends FAILED for the other.
 """
 
 from __future__ import annotations
@@ -67,3 +72,16 @@ def unhandled(draft: Draft) -> Unhandled:
         if draft.status[sid] == StepStatus.REJECTED and not handled(sid, REJECTION_HANDLERS)
     )
     return Unhandled(failed, rejected)
+
+
+def halting(draft: Draft, resumed_at: float | None) -> Unhandled:
+    """The unhandled failures and rejections that hold new steps back: those since the resume."""
+    found = unhandled(draft)
+    if resumed_at is None:
+        return found
+
+    def recent(sid: str) -> bool:
+        ended = draft.entered_at[sid]
+        return ended is None or ended >= resumed_at
+
+    return Unhandled(tuple(filter(recent, found.failed)), tuple(filter(recent, found.rejected)))
