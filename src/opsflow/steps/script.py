@@ -129,7 +129,7 @@ def _prepare(spec: JobSpec, config: StepConfig, env: Mapping[str, str]) -> _Prog
         safe_step = re.sub(r"[^A-Za-z0-9_-]", "_", spec.step_id)
         inline_file = root / f".opsflow-{safe_step}-{spec.attempt}{_SUFFIX[shell]}"
         inline_file.write_text(body if body.endswith("\n") else body + "\n", encoding="utf-8")
-        script, what = inline_file, f"inline {shell} script ({body.count(chr(10)) + 1} lines)"
+        script, what = inline_file, f"inline {shell} script ({len(body.splitlines())} lines)"
     else:
         script = _inside(root, config.required_text("file"), "file")
         if not script.is_file():
