@@ -55,8 +55,11 @@ def _type_problem(kind: ParamType, value: Any) -> str | None:
     }[kind]
     if ok:
         return None
-    article = "an" if kind == ParamType.INTEGER else "a"
-    return f"{value!r} is not {article} {kind.value}"
+    return f"{value!r} is not {_a(kind)}"
+
+
+def _a(kind: ParamType) -> str:
+    return f"an {kind.value}" if kind == ParamType.INTEGER else f"a {kind.value}"
 
 
 class Param(SpecModel):
@@ -111,7 +114,7 @@ class Param(SpecModel):
                 wrong = _type_problem(self.type, choice)
                 if wrong:
                     raise FieldProblem(
-                        "choices", f"choice {wrong}: every choice must be a {self.type.value}"
+                        "choices", f"choice {wrong}: every choice must be {_a(self.type)}"
                     )
         if self.default is not None:
             wrong = self.problem(self.default)

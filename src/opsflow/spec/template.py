@@ -81,10 +81,14 @@ def _outermost_paths(node: jn.Node, inside_path: bool = False) -> Iterator[jn.No
     for child in node.iter_child_nodes():
         # Getattr/Getitem children that continue the same path are not separate references,
         # but a Getitem's subscript expression (x[y]) is.
-        continues = is_path and isinstance(child, (jn.Getattr, jn.Getitem, jn.Name)) and (
-            (isinstance(node, (jn.Getattr, jn.Getitem)) and child is node.node)
+        continues = (
+            is_path
+            and isinstance(child, (jn.Getattr, jn.Getitem, jn.Name))
+            and (isinstance(node, (jn.Getattr, jn.Getitem)) and child is node.node)
         )
-        yield from _outermost_paths(child, inside_path=continues or (is_path and inside_path and continues))
+        yield from _outermost_paths(
+            child, inside_path=continues or (is_path and inside_path and continues)
+        )
 
 
 def _path_of(node: jn.Node) -> tuple[str, ...]:
@@ -151,9 +155,7 @@ def render_value(value: Any, context: Mapping[str, Any], *, where: str = "") -> 
             for k, v in value.items()
         }
     if isinstance(value, (list, tuple)):
-        return [
-            render_value(v, context, where=f"{where}[{i}]") for i, v in enumerate(value)
-        ]
+        return [render_value(v, context, where=f"{where}[{i}]") for i, v in enumerate(value)]
     return value
 
 

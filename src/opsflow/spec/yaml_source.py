@@ -96,6 +96,11 @@ def read_yaml(text: str) -> ParsedYaml:
     return ParsedYaml(data, source, builder.findings)
 
 
+def _unsupported(tag: str) -> str:
+    shown = "!!" + tag.removeprefix(_TAG) if tag.startswith(_TAG) else tag
+    return f"unsupported YAML tag {shown}: write a plain value"
+
+
 def _syntax_finding(exc: yaml.MarkedYAMLError) -> Finding:
     mark = exc.problem_mark or exc.context_mark
     what = exc.problem or "invalid YAML"
@@ -145,16 +150,18 @@ class _Builder:
             return None
         self.open.add(id(node))
         try:
-            if isinstance(node, SequenceNode) and node.tag == _TAG + "seq":
+            # An odd tag (!!set, !!omap, !custom) is reported, and the value read as plain
+            # data so nothing else is reported twice for the same place.
+            if node.tag not in (_TAG + "seq", _TAG + "map"):
+                self.findings.append(Finding(loc, _unsupported(node.tag)))
+            if isinstance(node, SequenceNode):
                 return [
                     self.build(child, (*loc, i), depth + 1) for i, child in enumerate(node.value)
                 ]
-            if isinstance(node, MappingNode) and node.tag == _TAG + "map":
-                out: dict[str, Any] = {}
+            out: dict[str, Any] = {}
+            if isinstance(node, MappingNode):
                 self._mapping(node, loc, depth, out)
-                return out
-            self.findings.append(Finding(loc, f"unsupported YAML tag {node.tag!r}"))
-            return None
+            return out
         finally:
             self.open.discard(id(node))
 
@@ -204,14 +211,11 @@ class _Builder:
         if node.tag in _TEXT_TAGS:
             return str(node.value)
         if node.tag not in _SCALAR_TAGS:
-            self.findings.append(
-                Finding(loc, f"unsupported YAML tag {node.tag!r}: write plain values")
-            )
-            return None
+            self.findings.append(Finding(loc, _unsupported(node.tag)))
+            return str(node.value)
         try:
             return self.loader.construct_object(node, deep=True)
         except (yaml.YAMLError, ValueError, KeyError, TypeError) as exc:
-            self.findings.append(
-                Finding(loc, f"cannot read {node.value!r} as {node.tag.removeprefix(_TAG)}: {exc}")
-            )
-            return None
+            tag = node.tag.removeprefix(_TAG)
+            self.findings.append(Finding(loc, f"cannot read {node.value!r} as {tag}: {exc}"))
+            return str(node.value)
