@@ -65,7 +65,15 @@ def _pos(mark: Any) -> Position:
 def read_yaml(text: str) -> ParsedYaml:
     """Parse ``text``; syntax errors and unreadable values become findings, never exceptions."""
     source = SourceMap()
-    loader = yaml.SafeLoader(text)
+    try:
+        # The reader checks every character up front, so even building the loader may fail.
+        loader = yaml.SafeLoader(text)
+    except yaml.YAMLError as exc:
+        return ParsedYaml(None, source, [_reader_finding(exc, text)])
+    too_deep = _too_deep(text)
+    if too_deep is not None:
+        loader.dispose()
+        return ParsedYaml(None, source, [too_deep])
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
@@ -94,6 +102,28 @@ def read_yaml(text: str) -> ParsedYaml:
     except _Abort:
         data = None
     return ParsedYaml(data, source, builder.findings)
+
+
+def _too_deep(text: str) -> Finding | None:
+    """A finding when collections nest deeper than MAX_DEPTH. PyYAML's composer recurses per
+    level, so a hostile document could exhaust the stack; its event parser does not, so we
+    measure with it first."""
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    return Finding(
+                        (),
+                        f"the YAML is nested more than {MAX_DEPTH} levels deep",
+                        position=_pos(event.start_mark),
+                    )
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    except yaml.YAMLError:
+        return None  # composing reports it, with its place
+    return None
 
 
 def _unsupported(tag: str) -> str:
@@ -215,7 +245,8 @@ class _Builder:
             return str(node.value)
         try:
             return self.loader.construct_object(node, deep=True)
-        except (yaml.YAMLError, ValueError, KeyError, TypeError) as exc:
+        except (yaml.YAMLError, ValueError, KeyError, TypeError):
+            # PyYAML's own words add nothing here ("'maybe'", "invalid literal for int()").
             tag = node.tag.removeprefix(_TAG)
-            self.findings.append(Finding(loc, f"cannot read {node.value!r} as {tag}: {exc}"))
+            self.findings.append(Finding(loc, f"cannot read {node.value!r} as {tag}"))
             return str(node.value)

@@ -262,3 +262,43 @@ def test_a_bare_yes_or_no_where_text_belongs_gets_a_quoting_hint() -> None:
     assert problem.msg == (
         "expected text, got false (YAML reads a bare yes, no, on or off as true or false: quote it)"
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "msg"),
+    [
+        (
+            'id: x\nsteps:\n  - {id: a, type: script, run: "tr\x07ue"}\n',
+            3,
+            "YAML cannot hold this text: unacceptable character #x0007: "
+            "special characters are not allowed",
+        ),
+        (
+            "id: x\nlabels:\n" + "".join("  " * i + "a:\n" for i in range(1, 80)),
+            66,
+            "the YAML is nested more than 64 levels deep",
+        ),
+        (
+            "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+            + "".join(
+                f"{n}: &{n} [{', '.join([f'*{p}'] * 10)}]\n"
+                for p, n in zip("abcde", "bcdef", strict=True)
+            ),
+            1,
+            "the document expands to more than 100000 values (aliases?)",
+        ),
+        ("id: x\nsteps: !custom [1]\n", 2, "unsupported YAML tag !custom: write a plain value"),
+        ("# only a comment\n", 1, "the file is empty: a workflow needs an id and steps"),
+        (
+            "id: x\nsteps: []\n---\nid: y\n",
+            3,
+            "YAML syntax error: the file holds more than one YAML document: "
+            "put one workflow per file",
+        ),
+    ],
+    ids=["control-character", "too-deep", "alias-bomb", "custom-tag", "empty", "two-documents"],
+)
+def test_unreadable_yaml_is_a_located_problem(text: str, line: int, msg: str) -> None:
+    workflow, found = validate_text(text)
+    assert workflow is None
+    assert [(p.line, p.msg) for p in found] == [(line, msg)]
