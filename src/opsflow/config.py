@@ -38,6 +38,9 @@ class Settings:
     port: int = DEFAULT_PORT
     local_agent: bool = True
     local_agent_concurrency: int = 4
+    # How long a claimed job stays ours without a heartbeat, and how often agents heartbeat.
+    lease_seconds: float = 15.0
+    heartbeat_seconds: float = 5.0
     admin_password: str | None = None
     max_bundle_bytes: int = DEFAULT_MAX_BUNDLE_BYTES
     notify_channels: dict[str, list[str]] = field(default_factory=dict)
@@ -60,6 +63,7 @@ class Settings:
 
         Variables: ``OPSFLOW_DATA_DIR``, ``OPSFLOW_DB``, ``OPSFLOW_HOST``, ``OPSFLOW_PORT``,
         ``OPSFLOW_LOCAL_AGENT`` (true/false), ``OPSFLOW_LOCAL_AGENT_CONCURRENCY``,
+        ``OPSFLOW_LEASE_SECONDS``, ``OPSFLOW_HEARTBEAT_SECONDS``,
         ``OPSFLOW_ADMIN_PASSWORD``, ``OPSFLOW_MAX_BUNDLE_BYTES``, ``OPSFLOW_DEMO`` and one
         ``OPSFLOW_NOTIFY_<NAME>`` per notify channel (comma- or space-separated Apprise URLs).
         Channels also come from ``<data_dir>/notify.yaml`` (``{name: [url, ...]}``); the
@@ -83,6 +87,10 @@ class Settings:
             values["local_agent"] = _bool(env, "OPSFLOW_LOCAL_AGENT")
         if "OPSFLOW_LOCAL_AGENT_CONCURRENCY" in env:
             values["local_agent_concurrency"] = _int(env, "OPSFLOW_LOCAL_AGENT_CONCURRENCY")
+        if "OPSFLOW_LEASE_SECONDS" in env:
+            values["lease_seconds"] = _float(env, "OPSFLOW_LEASE_SECONDS")
+        if "OPSFLOW_HEARTBEAT_SECONDS" in env:
+            values["heartbeat_seconds"] = _float(env, "OPSFLOW_HEARTBEAT_SECONDS")
         if env.get("OPSFLOW_ADMIN_PASSWORD"):
             values["admin_password"] = env["OPSFLOW_ADMIN_PASSWORD"]
         if "OPSFLOW_MAX_BUNDLE_BYTES" in env:
@@ -99,6 +107,16 @@ class Settings:
             channels.update(_notify_env(env))
             settings = replace(settings, notify_channels=channels)
         return settings
+
+
+def _float(env: Mapping[str, str], name: str) -> float:
+    try:
+        value = float(env[name])
+    except ValueError:
+        raise InvalidInput(f"{name} must be a number of seconds, got {env[name]!r}") from None
+    if value <= 0:
+        raise InvalidInput(f"{name} must be positive, got {env[name]!r}")
+    return value
 
 
 def _int(env: Mapping[str, str], name: str) -> int:

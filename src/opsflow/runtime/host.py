@@ -85,6 +85,8 @@ async def runtime_extension(services: Services) -> AsyncIterator[RuntimeHost]:
         local_agent=settings.local_agent,
         concurrency=settings.local_agent_concurrency,
         notify_channels=settings.notify_channels,
+        lease_seconds=settings.lease_seconds,
+        heartbeat_interval=settings.heartbeat_seconds,
     )
     services.extra["runtime"] = host
     await host.start()
