@@ -193,7 +193,7 @@ def _check_cycles(d: _Definition) -> Iterator[Finding]:
         names = " -> ".join(by_index[i].id for i in [*path, start])
         closing = by_index[path[-1]].id
         step = by_index[start]
-        k = next(k for k, e in _needs(step) if e.partition(".")[0] == closing)
+        k = next((k for k, e in _needs(step) if e.partition(".")[0] == closing), 0)
         yield Finding(
             ("steps", start, "needs", k),
             f"needs form a cycle: {names}; remove one of these needs",
@@ -279,7 +279,9 @@ def _check_triggers(d: _Definition) -> Iterator[Finding]:
             where = (*loc, "params", name)
             if name not in d.params:
                 hint = _hint(name, list(d.params))
-                yield Finding(where, f"unknown param '{name}'{hint}; declared: {declared}", True)
+                yield Finding(
+                    where, f"unknown param '{name}'{hint}; declared: {declared}", at_key=True
+                )
             elif name in params and not (isinstance(value, str) and is_template(value)):
                 wrong = params[name].problem(value)
                 if wrong:
