@@ -12,7 +12,8 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, Protocol
 
-from opsflow.runtime.service import Runtime
+from opsflow.errors import StaleReport
+from opsflow.runtime.service import JobReport, Runtime
 from opsflow.status import JobStatus
 from opsflow.store import bundles as bundles_store
 from opsflow.store.jobs import CancelNotice, Job
@@ -52,6 +53,8 @@ class LocalGateway:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self._jobs_sub: Any = None
+        self._reports: list[tuple[JobReport, asyncio.Future[StaleReport | None]]] = []
+        self._reporter: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
         self._jobs_sub = self.runtime.bus.watch_jobs()
@@ -93,10 +96,9 @@ class LocalGateway:
         lines: list[LogLine],
     ) -> None:
         assert job.lease_token is not None
-        await asyncio.to_thread(
-            self.runtime.finish_job,
-            job,
-            job.lease_token,
+        report = JobReport(
+            job=job,
+            token=job.lease_token,
             status=status,
             outputs=outputs,
             error=error,
@@ -104,6 +106,30 @@ class LocalGateway:
             exit_code=exit_code,
             lines=lines,
         )
+        done: asyncio.Future[StaleReport | None] = asyncio.get_running_loop().create_future()
+        self._reports.append((report, done))
+        if self._reporter is None or self._reporter.done():
+            self._reporter = asyncio.create_task(self._report_all())
+        problem = await done
+        if problem is not None:
+            raise problem
+
+    async def _report_all(self) -> None:
+        """Write every waiting report in one transaction; repeat while more arrived meanwhile."""
+        while self._reports:
+            batch, self._reports = self._reports, []
+            try:
+                results = await asyncio.to_thread(
+                    self.runtime.finish_jobs, [report for report, _ in batch]
+                )
+            except Exception as exc:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            for (_, done), result in zip(batch, results, strict=True):
+                if not done.done():
+                    done.set_result(result)
 
     async def materialize(self, bundle_digest: str, dest: Path) -> None:
         def work() -> None:

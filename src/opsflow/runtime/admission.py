@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.orm import Session
 
 from opsflow.engine.concurrency import Verdict, admit, release
+from opsflow.spec.loader import load_definition
 from opsflow.status import ConcurrencyPolicy, ExecutionStatus
 from opsflow.store import runs as runs_store
 
@@ -20,13 +21,12 @@ if TYPE_CHECKING:
     from opsflow.runtime.service import RunRequest, Runtime
 
 
-def _policy(definition: dict[str, Any]) -> tuple[ConcurrencyPolicy, int | None] | None:
-    conc = definition.get("concurrency")
-    if not conc or conc.get("limit") is None:
+def _policy(definition: dict[str, Any]) -> tuple[ConcurrencyPolicy, int] | None:
+    # Read through the model: the stored canonical form leaves defaults (limit 1) out.
+    concurrency = load_definition(definition).concurrency
+    if concurrency is None:
         return None
-    return ConcurrencyPolicy(conc.get("policy") or ConcurrencyPolicy.QUEUE.value), int(
-        conc["limit"]
-    )
+    return concurrency.policy, concurrency.limit
 
 
 def admit_new(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from opsflow.spec.models import TEMPLATED_FIELDS
 from opsflow.spec.template import render_value
 from opsflow.status import StepType
 from opsflow.store.runs import Execution, Step
@@ -30,11 +31,6 @@ COMMON_FIELDS = frozenset(
         "agent",
     }
 )
-
-# Fields that stay exactly as written (code, not templates).
-LITERAL_FIELDS: dict[StepType, frozenset[str]] = {
-    StepType.SCRIPT: frozenset({"run", "file", "shell", "workdir"}),
-}
 
 
 def template_context(execution: Execution, steps: Mapping[str, Step]) -> dict[str, Any]:
@@ -76,12 +72,12 @@ def render_step_config(
 ) -> dict[str, Any]:
     """The executor's config: the step's own fields, templates rendered (raises
     TemplateError naming the field and the missing name)."""
-    literal = LITERAL_FIELDS.get(step_type, frozenset())
+    templated = TEMPLATED_FIELDS.get(step_type, ())
     config: dict[str, Any] = {}
     for key, value in raw.items():
         if key in COMMON_FIELDS or value is None:
             continue
-        config[key] = value if key in literal else render_value(value, context, where=key)
+        config[key] = render_value(value, context, where=key) if key in templated else value
     return config
 
 

@@ -262,7 +262,7 @@ class _Run:
             )
             self.engine_log(f"step {a.step}: {exc.message}", a.step)
         jobs_store.insert_job(self.session, values)
-        self.jobs[(a.step, a.attempt)] = jobs_store.get_job(self.session, job_id)
+        self.jobs[(a.step, a.attempt)] = jobs_store.Job.from_values(values)
         step = self.steps[a.step]
         if step.status != StepStatus.RUNNING:
             extra = {"started_at": self.now} if step.started_at is None else {}

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
 from opsflow.engine.model import CancelMode
-from opsflow.errors import Conflict, InvalidInput
+from opsflow.errors import Conflict, InvalidInput, StaleReport
 from opsflow.runtime.bus import EventBus
 from opsflow.runtime.reconciler import Changes, new_id, reconcile
 from opsflow.status import ExecutionStatus, JobStatus, StepStatus
@@ -29,6 +29,20 @@ from opsflow.store.logs import LogLine
 from opsflow.store.runs import Execution
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class JobReport:
+    """How one job ended, as its agent reports it, with the last log lines."""
+
+    job: Job
+    token: str
+    status: JobStatus
+    outputs: dict[str, Any]
+    error: str | None = None
+    retryable: bool = True
+    exit_code: int | None = None
+    lines: list[LogLine] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -327,52 +341,95 @@ class Runtime:
         lines: Iterable[LogLine] = (),
     ) -> None:
         """The final report (with the last log lines) and the reconcile it causes, one commit."""
-        if not status.terminal:
-            raise InvalidInput(
-                f"a job ends as completed, failed, timeout or cancelled, not {status.value}"
-            )
+        report = JobReport(
+            job=job,
+            token=token,
+            status=status,
+            outputs=outputs or {},
+            error=error,
+            retryable=retryable,
+            exit_code=exit_code,
+            lines=list(lines),
+        )
+        (problem,) = self.finish_jobs([report])
+        if problem is not None:
+            raise problem
 
-        def work(session: Session, changes: Changes) -> None:
-            runs_store.lock_execution(session, job.execution_id)
-            batch = list(lines)
-            if batch:
-                logs_store.append(
-                    session,
-                    job_id=job.id,
-                    token=token,
-                    execution_id=job.execution_id,
-                    step_id=job.step_id,
-                    lines=batch,
+    def finish_jobs(self, reports: list[JobReport]) -> list[StaleReport | None]:
+        """Several final reports in one transaction, each execution reconciled once.
+
+        Agents hand in whatever finished while their previous report was being written, so
+        under load one commit and one reconcile serve many jobs, and a lone job is still
+        reported at once. A stale report (an old lease, an already ended job) is refused on
+        its own without failing the others.
+        """
+        for report in reports:
+            if not report.status.terminal:
+                raise InvalidInput(
+                    "a job ends as completed, failed, timeout or cancelled, "
+                    f"not {report.status.value}"
                 )
-            ended = jobs_store.finish_job(
-                session,
-                job.id,
-                token,
-                status=status,
-                now=self.clock(),
-                outputs=outputs,
-                error=error,
-                retryable=retryable,
-                exit_code=exit_code,
-            )
-            runs_store.add_events(
-                session,
-                [
-                    {
-                        "execution_id": job.execution_id,
-                        "at": self.clock(),
-                        "kind": "job",
-                        "data": {
-                            "step": job.step_id,
-                            "attempt": job.attempt,
-                            "job_id": job.id,
-                            "status": ended.status.value,
-                            "error": ended.error,
-                        },
-                    }
-                ],
-            )
-            changes.executions.add(job.execution_id)
-            self._reconcile(session, job.execution_id, changes)
 
-        self.transact(work)
+        def work(session: Session, changes: Changes) -> list[StaleReport | None]:
+            results: list[StaleReport | None] = [None] * len(reports)
+            touched: list[str] = []
+            # Lock order: executions by id, then their jobs; so batches cannot deadlock.
+            order = sorted(range(len(reports)), key=lambda i: reports[i].job.execution_id)
+            for i in order:
+                report = reports[i]
+                job = report.job
+                if job.execution_id not in touched:
+                    runs_store.lock_execution(session, job.execution_id)
+                    touched.append(job.execution_id)
+                try:
+                    # Both checks (log lease, end CAS) refuse before writing anything.
+                    self._record_end(session, report)
+                except StaleReport as exc:
+                    results[i] = exc
+                    continue
+                changes.executions.add(job.execution_id)
+            for execution_id in touched:
+                self._reconcile(session, execution_id, changes)
+            return results
+
+        return self.transact(work)
+
+    def _record_end(self, session: Session, report: JobReport) -> None:
+        job = report.job
+        if report.lines:
+            logs_store.append(
+                session,
+                job_id=job.id,
+                token=report.token,
+                execution_id=job.execution_id,
+                step_id=job.step_id,
+                lines=report.lines,
+            )
+        ended = jobs_store.finish_job(
+            session,
+            job.id,
+            report.token,
+            status=report.status,
+            now=self.clock(),
+            outputs=report.outputs,
+            error=report.error,
+            retryable=report.retryable,
+            exit_code=report.exit_code,
+        )
+        runs_store.add_events(
+            session,
+            [
+                {
+                    "execution_id": job.execution_id,
+                    "at": self.clock(),
+                    "kind": "job",
+                    "data": {
+                        "step": job.step_id,
+                        "attempt": job.attempt,
+                        "job_id": job.id,
+                        "status": ended.status.value,
+                        "error": ended.error,
+                    },
+                }
+            ],
+        )

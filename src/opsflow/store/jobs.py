@@ -117,6 +117,39 @@ class Job:
         m["cancel_force"] = bool(m["cancel_force"])
         return cls(**m)
 
+    @staticmethod
+    def from_values(values: dict[str, Any]) -> Job:
+        return _from_values(values)
+
+
+_JOB_DEFAULTS: dict[str, Any] = {
+    "pool": "default",
+    "labels": {},
+    "spec": {},
+    "timeout": None,
+    "dispatched_at": None,
+    "started_at": None,
+    "ended_at": None,
+    "agent_id": None,
+    "lease_token": None,
+    "lease_expires_at": None,
+    "exit_code": None,
+    "outputs": {},
+    "error": None,
+    "retryable": True,
+    "cancel_requested": False,
+    "cancel_force": False,
+    "cancel_as": None,
+    "last_seq": 0,
+}
+
+
+def _from_values(values: dict[str, Any]) -> Job:
+    """The job as just inserted, without reading it back."""
+    merged = {**_JOB_DEFAULTS, **values}
+    merged["status"] = JobStatus(merged["status"])
+    return Job(**merged)
+
 
 @dataclass(frozen=True)
 class CancelNotice:
@@ -127,11 +160,11 @@ class CancelNotice:
 
 
 def insert_job(session: Session, values: dict[str, Any]) -> None:
-    session.execute(insert(JOBS).values(**values))
+    session.connection().execute(insert(JOBS).values(**values))
 
 
 def jobs_of_execution(session: Session, execution_id: str) -> list[Job]:
-    rows = session.execute(
+    rows = session.connection().execute(
         select(JOBS)
         .where(JOBS.c.execution_id == execution_id)
         .order_by(JOBS.c.created_at, JOBS.c.attempt)
@@ -140,7 +173,7 @@ def jobs_of_execution(session: Session, execution_id: str) -> list[Job]:
 
 
 def get_job(session: Session, job_id: str) -> Job:
-    row = session.execute(select(JOBS).where(JOBS.c.id == job_id)).first()
+    row = session.connection().execute(select(JOBS).where(JOBS.c.id == job_id)).first()
     if row is None:
         raise NotFound(f"job {job_id!r} not found")
     return Job.from_row(row)
@@ -170,7 +203,7 @@ def claim_jobs(
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
     claimed: list[Job] = []
-    for row in session.execute(stmt).all():
+    for row in session.connection().execute(stmt).all():
         if len(claimed) >= limit:
             break
         job = Job.from_row(row)
@@ -184,7 +217,7 @@ def claim_jobs(
             "dispatched_at": now,
             "lease_expires_at": now + lease_seconds,
         }
-        res = session.execute(
+        res = session.connection().execute(
             update(JOBS)
             .where(JOBS.c.id == job.id, JOBS.c.status == JobStatus.PENDING.value)
             .values(**values)
@@ -199,7 +232,7 @@ def _owned(job_id: str, token: str) -> Any:
 
 
 def _refuse(session: Session, job_id: str, token: str) -> StaleReport:
-    row = session.execute(
+    row = session.connection().execute(
         select(JOBS.c.status, JOBS.c.lease_token).where(JOBS.c.id == job_id)
     ).first()
     if row is None:
@@ -213,7 +246,7 @@ def start_job(
     session: Session, job_id: str, token: str, *, now: float, lease_seconds: float
 ) -> CancelNotice:
     """dispatched -> running (idempotent for running): the agent has begun the work."""
-    res = session.execute(
+    res = session.connection().execute(
         update(JOBS)
         .where(_owned(job_id, token))
         .values(
@@ -226,7 +259,7 @@ def start_job(
 
 
 def _notice(session: Session, job_id: str) -> CancelNotice:
-    row = session.execute(
+    row = session.connection().execute(
         select(JOBS.c.cancel_requested, JOBS.c.cancel_force).where(JOBS.c.id == job_id)
     ).one()
     return CancelNotice(bool(row.cancel_requested), bool(row.cancel_force))
@@ -236,7 +269,7 @@ def heartbeat(
     session: Session, job_id: str, token: str, *, now: float, lease_seconds: float
 ) -> CancelNotice:
     """Extend the lease; the reply carries any cancel request for the job."""
-    res = session.execute(
+    res = session.connection().execute(
         update(JOBS).where(_owned(job_id, token)).values(lease_expires_at=now + lease_seconds)
     )
     if not res.rowcount:  # type: ignore[attr-defined]
@@ -257,7 +290,7 @@ def finish_job(
     exit_code: int | None = None,
 ) -> Job:
     """The agent's final report; a stale lease or an already ended job is refused."""
-    row = session.execute(select(JOBS).where(_owned(job_id, token))).first()
+    row = session.connection().execute(select(JOBS).where(_owned(job_id, token))).first()
     if row is None:
         raise _refuse(session, job_id, token)
     job = Job.from_row(row)
@@ -272,7 +305,7 @@ def finish_job(
         "exit_code": exit_code,
         "lease_expires_at": None,
     }
-    session.execute(update(JOBS).where(_owned(job_id, token)).values(**values))
+    session.connection().execute(update(JOBS).where(_owned(job_id, token)).values(**values))
     return Job(**{**job.__dict__, **values, "status": status})
 
 
@@ -281,14 +314,14 @@ def request_cancel(
 ) -> Job | None:
     """Ask a job to stop. A job never dispatched ends at once (returned); an in-flight one is
     flagged for its agent, which learns of it on its next heartbeat and reports the end."""
-    res = session.execute(
+    res = session.connection().execute(
         update(JOBS)
         .where(JOBS.c.id == job_id, JOBS.c.status == JobStatus.PENDING.value)
         .values(status=as_status.value, ended_at=now, error=reason, retryable=False)
     )
     if res.rowcount:  # type: ignore[attr-defined]
         return get_job(session, job_id)
-    session.execute(
+    session.connection().execute(
         update(JOBS)
         .where(JOBS.c.id == job_id, JOBS.c.status.in_(IN_FLIGHT))
         .values(cancel_requested=True, cancel_force=force, cancel_as=as_status.value, error=reason)
@@ -297,7 +330,7 @@ def request_cancel(
 
 
 def expired_leases(session: Session, now: float, limit: int = 100) -> list[tuple[str, str]]:
-    rows = session.execute(
+    rows = session.connection().execute(
         select(JOBS.c.id, JOBS.c.execution_id)
         .where(JOBS.c.status.in_(IN_FLIGHT), JOBS.c.lease_expires_at < now)
         .limit(limit)
@@ -307,7 +340,7 @@ def expired_leases(session: Session, now: float, limit: int = 100) -> list[tuple
 
 def fail_lost_job(session: Session, job_id: str, now: float) -> bool:
     """An expired lease: the attempt failed ("agent lost"); its retry policy decides."""
-    res = session.execute(
+    res = session.connection().execute(
         update(JOBS)
         .where(JOBS.c.id == job_id, JOBS.c.status.in_(IN_FLIGHT), JOBS.c.lease_expires_at < now)
         .values(
@@ -324,7 +357,7 @@ def fail_lost_job(session: Session, job_id: str, now: float) -> bool:
 def next_lease_expiry(session: Session) -> float | None:
     from sqlalchemy import func
 
-    value = session.execute(
+    value = session.connection().execute(
         select(func.min(JOBS.c.lease_expires_at)).where(JOBS.c.status.in_(IN_FLIGHT))
     ).scalar()
     return float(value) if value is not None else None
@@ -332,12 +365,12 @@ def next_lease_expiry(session: Session) -> float | None:
 
 def bump_seq(session: Session, job_id: str, token: str, last_seq: int) -> int:
     """Record the highest log seq stored; returns the previous one (to detect gaps)."""
-    row = session.execute(
+    row = session.connection().execute(
         select(JOBS.c.last_seq, JOBS.c.lease_token).where(JOBS.c.id == job_id)
     ).first()
     if row is None or row.lease_token != token:
         raise _refuse(session, job_id, token)
-    session.execute(
+    session.connection().execute(
         update(JOBS).where(JOBS.c.id == job_id).values(last_seq=max(last_seq, row.last_seq))
     )
     return int(row.last_seq)

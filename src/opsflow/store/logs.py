@@ -65,22 +65,22 @@ def append(
         return 0
     previous = jobs_store.bump_seq(session, job_id, token, lines[-1].seq)
     rows: list[dict[str, Any]] = []
-    first = lines[0].seq
-    if first > previous + 1:
-        rows.append(
-            {
-                "execution_id": execution_id,
-                "job_id": job_id,
-                "step_id": step_id,
-                "seq": previous + 1,
-                "at": lines[0].at,
-                "stream": LogStream.SYSTEM.value,
-                "text": f"[opsflow] log lines {previous + 1}..{first - 1} were lost in transit",
-            }
-        )
+    expected = previous + 1
     for line in lines:
-        if line.seq <= previous:
-            continue  # a resent batch: already stored
+        if line.seq < expected:
+            continue  # a resent line: already stored
+        if line.seq > expected:
+            rows.append(
+                {
+                    "execution_id": execution_id,
+                    "job_id": job_id,
+                    "step_id": step_id,
+                    "seq": expected,
+                    "at": line.at,
+                    "stream": LogStream.SYSTEM.value,
+                    "text": f"[opsflow] log lines {expected}..{line.seq - 1} were lost in transit",
+                }
+            )
         rows.append(
             {
                 "execution_id": execution_id,
@@ -92,8 +92,9 @@ def append(
                 "text": line.text,
             }
         )
+        expected = line.seq + 1
     if rows:
-        session.execute(insert(LINES), rows)
+        session.connection().execute(insert(LINES), rows)
     return len(rows)
 
 
@@ -123,4 +124,4 @@ def query(
     if text:
         stmt = stmt.where(LINES.c.text.contains(text, autoescape=True))
     stmt = stmt.order_by(LINES.c.id).limit(limit)
-    return [dict(r._mapping) for r in session.execute(stmt)]
+    return [dict(r._mapping) for r in session.connection().execute(stmt)]

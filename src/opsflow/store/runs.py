@@ -227,9 +227,9 @@ TM: Table = cast(Table, TimerRow.__table__)
 def insert_execution(
     session: Session, values: dict[str, Any], steps: Sequence[dict[str, Any]]
 ) -> None:
-    session.execute(insert(EX).values(**values))
+    session.connection().execute(insert(EX).values(**values))
     if steps:
-        session.execute(insert(ST), [dict(s, execution_id=values["id"]) for s in steps])
+        session.connection().execute(insert(ST), [dict(s, execution_id=values["id"]) for s in steps])
 
 
 def lock_execution(session: Session, execution_id: str) -> Execution:
@@ -241,32 +241,32 @@ def lock_execution(session: Session, execution_id: str) -> Execution:
     stmt = select(EX).where(EX.c.id == execution_id)
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update()
-    row = session.execute(stmt).first()
+    row = session.connection().execute(stmt).first()
     if row is None:
         raise NotFound(f"execution {execution_id!r} not found")
     return Execution.from_row(row)
 
 
 def get_execution(session: Session, execution_id: str) -> Execution:
-    row = session.execute(select(EX).where(EX.c.id == execution_id)).first()
+    row = session.connection().execute(select(EX).where(EX.c.id == execution_id)).first()
     if row is None:
         raise NotFound(f"execution {execution_id!r} not found")
     return Execution.from_row(row)
 
 
 def update_execution(session: Session, execution_id: str, **values: Any) -> None:
-    session.execute(update(EX).where(EX.c.id == execution_id).values(**values))
+    session.connection().execute(update(EX).where(EX.c.id == execution_id).values(**values))
 
 
 def list_steps(session: Session, execution_id: str) -> list[Step]:
-    rows = session.execute(
+    rows = session.connection().execute(
         select(ST).where(ST.c.execution_id == execution_id).order_by(ST.c.position)
     )
     return [Step.from_row(r) for r in rows]
 
 
 def update_step(session: Session, execution_id: str, step_id: str, **values: Any) -> None:
-    session.execute(
+    session.connection().execute(
         update(ST)
         .where(ST.c.execution_id == execution_id, ST.c.step_id == step_id)
         .values(**values)
@@ -277,7 +277,7 @@ def cas_step_status(
     session: Session, execution_id: str, step_id: str, expect: StepStatus, **values: Any
 ) -> bool:
     """Compare-and-set: change the step only if it is still in ``expect``."""
-    res = session.execute(
+    res = session.connection().execute(
         update(ST)
         .where(
             ST.c.execution_id == execution_id,
@@ -292,11 +292,11 @@ def cas_step_status(
 def add_engine_log(session: Session, entries: Iterable[dict[str, Any]]) -> None:
     rows = list(entries)
     if rows:
-        session.execute(insert(ELOG), rows)
+        session.connection().execute(insert(ELOG), rows)
 
 
 def engine_log(session: Session, execution_id: str) -> list[dict[str, Any]]:
-    rows = session.execute(
+    rows = session.connection().execute(
         select(ELOG.c.id, ELOG.c.step_id, ELOG.c.at, ELOG.c.message)
         .where(ELOG.c.execution_id == execution_id)
         .order_by(ELOG.c.id)
@@ -307,13 +307,13 @@ def engine_log(session: Session, execution_id: str) -> list[dict[str, Any]]:
 def add_events(session: Session, events: Iterable[dict[str, Any]]) -> None:
     rows = list(events)
     if rows:
-        session.execute(insert(EV), rows)
+        session.connection().execute(insert(EV), rows)
 
 
 def events_after(
     session: Session, execution_id: str, after_id: int, limit: int = 500
 ) -> list[dict[str, Any]]:
-    rows = session.execute(
+    rows = session.connection().execute(
         select(EV.c.id, EV.c.at, EV.c.kind, EV.c.data)
         .where(EV.c.execution_id == execution_id, EV.c.id > after_id)
         .order_by(EV.c.id)
@@ -325,18 +325,18 @@ def events_after(
 def set_timer(session: Session, kind: str, key: str, due_at: float | None) -> None:
     """Upsert (or with ``None`` delete) the one timer of ``(kind, key)``."""
     if due_at is None:
-        session.execute(delete(TM).where(TM.c.kind == kind, TM.c.key == key))
+        session.connection().execute(delete(TM).where(TM.c.kind == kind, TM.c.key == key))
         return
     dialect = session.get_bind().dialect.name
     ins = pg_insert(TM) if dialect == "postgresql" else sqlite_insert(TM)
     stmt = ins.values(kind=kind, key=key, due_at=due_at).on_conflict_do_update(
         index_elements=["kind", "key"], set_={"due_at": due_at}
     )
-    session.execute(stmt)
+    session.connection().execute(stmt)
 
 
 def due_timers(session: Session, now: float, limit: int = 100) -> list[tuple[str, str, float]]:
-    rows = session.execute(
+    rows = session.connection().execute(
         select(TM.c.kind, TM.c.key, TM.c.due_at)
         .where(TM.c.due_at <= now)
         .order_by(TM.c.due_at)
@@ -346,18 +346,18 @@ def due_timers(session: Session, now: float, limit: int = 100) -> list[tuple[str
 
 
 def next_timer_due(session: Session) -> float | None:
-    value = session.execute(select(func.min(TM.c.due_at))).scalar()
+    value = session.connection().execute(select(func.min(TM.c.due_at))).scalar()
     return float(value) if value is not None else None
 
 
 def take_timer(session: Session, kind: str, key: str, now: float) -> bool:
     """Delete the timer if it is still due; True when this caller owns the firing."""
-    res = session.execute(delete(TM).where(TM.c.kind == kind, TM.c.key == key, TM.c.due_at <= now))
+    res = session.connection().execute(delete(TM).where(TM.c.kind == kind, TM.c.key == key, TM.c.due_at <= now))
     return bool(res.rowcount)  # type: ignore[attr-defined]
 
 
 def active_execution_ids(session: Session) -> list[str]:
-    rows = session.execute(
+    rows = session.connection().execute(
         select(EX.c.id).where(
             EX.c.status.in_(
                 [
@@ -406,10 +406,10 @@ def list_executions(
         conds.append(EX.c.created_at >= flt.since)
     if flt.until is not None:
         conds.append(EX.c.created_at < flt.until)
-    total = session.execute(select(func.count()).select_from(EX).where(*conds)).scalar() or 0
+    total = session.connection().execute(select(func.count()).select_from(EX).where(*conds)).scalar() or 0
     column = EX.c[sort.lstrip("-")]
     order = column.desc() if sort.startswith("-") else column.asc()
-    rows = session.execute(
+    rows = session.connection().execute(
         select(EX).where(*conds).order_by(order, EX.c.id.desc()).limit(limit).offset(offset)
     )
     return [Execution.from_row(r) for r in rows], int(total)
@@ -417,7 +417,7 @@ def list_executions(
 
 def active_of_workflow(session: Session, workflow_id: str) -> list[str]:
     """Ids of the workflow's running or paused executions, oldest first."""
-    rows = session.execute(
+    rows = session.connection().execute(
         select(EX.c.id)
         .where(
             EX.c.workflow_id == workflow_id,
@@ -430,7 +430,7 @@ def active_of_workflow(session: Session, workflow_id: str) -> list[str]:
 
 def queued(session: Session, workflow_id: str) -> list[str]:
     """Ids of the workflow's executions waiting for a concurrency slot, in arrival order."""
-    rows = session.execute(
+    rows = session.connection().execute(
         select(EX.c.id)
         .where(EX.c.workflow_id == workflow_id, EX.c.status == ExecutionStatus.PENDING.value)
         .order_by(EX.c.created_at, EX.c.id)
@@ -445,7 +445,7 @@ def lock_workflow(session: Session, workflow_id: str) -> None:
     stmt = select(WorkflowTable.__table__.c.id).where(WorkflowTable.__table__.c.id == workflow_id)
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update()
-    session.execute(stmt)
+    session.connection().execute(stmt)
 
 
 def end_unstarted(
@@ -453,7 +453,7 @@ def end_unstarted(
 ) -> None:
     """End an execution that never started: every step skipped, one event."""
     update_execution(session, execution_id, status=status.value, status_reason=reason, ended_at=now)
-    session.execute(
+    session.connection().execute(
         update(ST)
         .where(ST.c.execution_id == execution_id)
         .values(status=StepStatus.SKIPPED.value, entered_at=now, ended_at=now, error=reason)
