@@ -222,7 +222,7 @@ def claim_jobs(
             .where(JOBS.c.id == job.id, JOBS.c.status == JobStatus.PENDING.value)
             .values(**values)
         )
-        if res.rowcount:  # type: ignore[attr-defined]
+        if res.rowcount:
             claimed.append(Job(**{**job.__dict__, **values, "status": JobStatus.DISPATCHED}))
     return claimed
 
@@ -232,9 +232,11 @@ def _owned(job_id: str, token: str) -> Any:
 
 
 def _refuse(session: Session, job_id: str, token: str) -> StaleReport:
-    row = session.connection().execute(
-        select(JOBS.c.status, JOBS.c.lease_token).where(JOBS.c.id == job_id)
-    ).first()
+    row = (
+        session.connection()
+        .execute(select(JOBS.c.status, JOBS.c.lease_token).where(JOBS.c.id == job_id))
+        .first()
+    )
     if row is None:
         return StaleReport(f"job {job_id!r} does not exist")
     if row.lease_token != token:
@@ -253,15 +255,17 @@ def start_job(
             status=JobStatus.RUNNING.value, started_at=now, lease_expires_at=now + lease_seconds
         )
     )
-    if not res.rowcount:  # type: ignore[attr-defined]
+    if not res.rowcount:
         raise _refuse(session, job_id, token)
     return _notice(session, job_id)
 
 
 def _notice(session: Session, job_id: str) -> CancelNotice:
-    row = session.connection().execute(
-        select(JOBS.c.cancel_requested, JOBS.c.cancel_force).where(JOBS.c.id == job_id)
-    ).one()
+    row = (
+        session.connection()
+        .execute(select(JOBS.c.cancel_requested, JOBS.c.cancel_force).where(JOBS.c.id == job_id))
+        .one()
+    )
     return CancelNotice(bool(row.cancel_requested), bool(row.cancel_force))
 
 
@@ -272,7 +276,7 @@ def heartbeat(
     res = session.connection().execute(
         update(JOBS).where(_owned(job_id, token)).values(lease_expires_at=now + lease_seconds)
     )
-    if not res.rowcount:  # type: ignore[attr-defined]
+    if not res.rowcount:
         raise _refuse(session, job_id, token)
     return _notice(session, job_id)
 
@@ -319,7 +323,7 @@ def request_cancel(
         .where(JOBS.c.id == job_id, JOBS.c.status == JobStatus.PENDING.value)
         .values(status=as_status.value, ended_at=now, error=reason, retryable=False)
     )
-    if res.rowcount:  # type: ignore[attr-defined]
+    if res.rowcount:
         return get_job(session, job_id)
     session.connection().execute(
         update(JOBS)
@@ -351,23 +355,27 @@ def fail_lost_job(session: Session, job_id: str, now: float) -> bool:
             lease_expires_at=None,
         )
     )
-    return bool(res.rowcount)  # type: ignore[attr-defined]
+    return bool(res.rowcount)
 
 
 def next_lease_expiry(session: Session) -> float | None:
     from sqlalchemy import func
 
-    value = session.connection().execute(
-        select(func.min(JOBS.c.lease_expires_at)).where(JOBS.c.status.in_(IN_FLIGHT))
-    ).scalar()
+    value = (
+        session.connection()
+        .execute(select(func.min(JOBS.c.lease_expires_at)).where(JOBS.c.status.in_(IN_FLIGHT)))
+        .scalar()
+    )
     return float(value) if value is not None else None
 
 
 def bump_seq(session: Session, job_id: str, token: str, last_seq: int) -> int:
     """Record the highest log seq stored; returns the previous one (to detect gaps)."""
-    row = session.connection().execute(
-        select(JOBS.c.last_seq, JOBS.c.lease_token).where(JOBS.c.id == job_id)
-    ).first()
+    row = (
+        session.connection()
+        .execute(select(JOBS.c.last_seq, JOBS.c.lease_token).where(JOBS.c.id == job_id))
+        .first()
+    )
     if row is None or row.lease_token != token:
         raise _refuse(session, job_id, token)
     session.connection().execute(

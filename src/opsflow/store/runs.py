@@ -229,7 +229,9 @@ def insert_execution(
 ) -> None:
     session.connection().execute(insert(EX).values(**values))
     if steps:
-        session.connection().execute(insert(ST), [dict(s, execution_id=values["id"]) for s in steps])
+        session.connection().execute(
+            insert(ST), [dict(s, execution_id=values["id"]) for s in steps]
+        )
 
 
 def lock_execution(session: Session, execution_id: str) -> Execution:
@@ -286,7 +288,7 @@ def cas_step_status(
         )
         .values(**values)
     )
-    return bool(res.rowcount)  # type: ignore[attr-defined]
+    return bool(res.rowcount)
 
 
 def add_engine_log(session: Session, entries: Iterable[dict[str, Any]]) -> None:
@@ -352,8 +354,10 @@ def next_timer_due(session: Session) -> float | None:
 
 def take_timer(session: Session, kind: str, key: str, now: float) -> bool:
     """Delete the timer if it is still due; True when this caller owns the firing."""
-    res = session.connection().execute(delete(TM).where(TM.c.kind == kind, TM.c.key == key, TM.c.due_at <= now))
-    return bool(res.rowcount)  # type: ignore[attr-defined]
+    res = session.connection().execute(
+        delete(TM).where(TM.c.kind == kind, TM.c.key == key, TM.c.due_at <= now)
+    )
+    return bool(res.rowcount)
 
 
 def active_execution_ids(session: Session) -> list[str]:
@@ -406,7 +410,10 @@ def list_executions(
         conds.append(EX.c.created_at >= flt.since)
     if flt.until is not None:
         conds.append(EX.c.created_at < flt.until)
-    total = session.connection().execute(select(func.count()).select_from(EX).where(*conds)).scalar() or 0
+    total = (
+        session.connection().execute(select(func.count()).select_from(EX).where(*conds)).scalar()
+        or 0
+    )
     column = EX.c[sort.lstrip("-")]
     order = column.desc() if sort.startswith("-") else column.asc()
     rows = session.connection().execute(
