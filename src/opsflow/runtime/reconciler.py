@@ -128,7 +128,8 @@ class _Run:
             s.step_id: s for s in runs_store.list_steps(session, execution.id)
         }
         self.jobs: dict[tuple[str, int], Job] = {
-            (j.step_id, j.attempt): j for j in jobs_store.jobs_of_execution(session, execution.id)
+            (j.step_id, j.attempt): j
+            for j in jobs_store.attempts_of_execution(session, execution.id)
         }
         self.events: list[dict[str, Any]] = []
         self.logs: list[dict[str, Any]] = []

@@ -172,6 +172,16 @@ def jobs_of_execution(session: Session, execution_id: str) -> list[Job]:
     return [Job.from_row(r) for r in rows]
 
 
+_LIGHT = [c for c in JOBS.c if c.name not in ("spec", "labels")]
+
+
+def attempts_of_execution(session: Session, execution_id: str) -> list[Job]:
+    """Every job of an execution without its spec and labels: what a reconcile needs, read
+    on every job's end, so wide executions do not re-read every rendered spec each time."""
+    rows = session.connection().execute(select(*_LIGHT).where(JOBS.c.execution_id == execution_id))
+    return [_from_values(dict(r._mapping)) for r in rows]
+
+
 def get_job(session: Session, job_id: str) -> Job:
     row = session.connection().execute(select(JOBS).where(JOBS.c.id == job_id)).first()
     if row is None:
