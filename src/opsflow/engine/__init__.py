@@ -1,5 +1,5 @@
-"""The pure DAG engine: ``decide(graph, state, now) -> Decision`` (see ``engine.decide``)."""
+"""The pure DAG engine: ``decide(graph, state, now) -> Decision`` (see ``engine.reducer``)."""
 
-from opsflow.engine.decide import decide
+from opsflow.engine.reducer import decide
 
 __all__ = ["decide"]

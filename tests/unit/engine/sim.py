@@ -1,7 +1,7 @@
 """A stand-in for the runtime around the pure engine, for tests.
 
 ``Sim`` applies the engine's actions to an ``ExecutionState`` exactly the way the runtime does
-(see ``opsflow.engine.decide``'s docstring), reconciles until the engine has nothing more to
+(see ``opsflow.engine.reducer``'s docstring), reconciles until the engine has nothing more to
 say, and offers the outside world's events (a job starts or ends, people answer an approval, a
 condition is evaluated, a cancel is requested) as methods. A virtual clock (``now``) moves only
 when a test says so. Every action applied is recorded in ``history`` with its time.

@@ -1,0 +1,378 @@
+"""Property tests: random DAGs driven by a random outside world, checked against the rules.
+
+Each example builds a random graph (every step type, needs with random outcomes, joins,
+retries, delays, timeouts, a workflow timeout), then runs it through ``Sim`` on a virtual clock
+while Hypothesis decides how long each job takes and how it ends, what people answer (or that
+they never do), what each condition evaluates to, and whether and how the run is cancelled.
+The checks below re-state the rules independently of the engine's code.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from typing import Any
+
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from opsflow.engine import decide
+from opsflow.engine.model import (
+    Action,
+    CancelJob,
+    CancelMode,
+    Decision,
+    Edge,
+    EvaluateCondition,
+    ExecutionState,
+    Graph,
+    Log,
+    OpenApproval,
+    SetExecutionStatus,
+    SetStepStatus,
+    StartChildWorkflow,
+    StartJob,
+    StepNode,
+    StepState,
+)
+from opsflow.status import (
+    GATE_TYPES,
+    OUTCOMES_BY_TYPE,
+    ExecutionStatus,
+    JobStatus,
+    Join,
+    Outcome,
+    StepStatus,
+    StepType,
+)
+from tests.unit.engine.sim import Sim
+
+MAX_EVENTS = 600
+STARTS = (StartJob, EvaluateCondition, OpenApproval, StartChildWorkflow)
+NOT_RUN = (StepStatus.SKIPPED, StepStatus.CANCELLED)
+
+# -- the rules, stated again -----------------------------------------------------------------
+
+
+def met(edge: Edge, source: StepNode, st: StepState) -> bool:
+    """Whether ``edge`` is met by its source's (terminal) state."""
+    s, o = st.status, edge.outcome
+    if o == Outcome.ALWAYS:
+        ran = s in (StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.APPROVED)
+        return ran or s == StepStatus.REJECTED or (s == StepStatus.SKIPPED and st.user_skipped)
+    if s == StepStatus.SKIPPED and st.user_skipped:
+        own = {StepType.APPROVAL: Outcome.APPROVED, StepType.CONDITION: Outcome.TRUE}
+        return o in (Outcome.SUCCESS, own.get(source.type, Outcome.SUCCEEDED))
+    if o == Outcome.SUCCESS:
+        if source.type == StepType.CONDITION:
+            return s == StepStatus.SUCCEEDED and st.gate_result == Outcome.TRUE
+        return s in (StepStatus.SUCCEEDED, StepStatus.APPROVED)
+    if o in (Outcome.TRUE, Outcome.FALSE):
+        return s == StepStatus.SUCCEEDED and st.gate_result == o
+    return s.value == o.value  # succeeded, failed, approved, rejected
+
+
+def needs_met(g: Graph, state: ExecutionState, step: StepNode) -> bool:
+    nodes = {n.id: n for n in g.steps}
+    results = [met(e, nodes[e.step], state.steps[e.step]) for e in step.needs]
+    if not results:
+        return True
+    return any(results) if step.join == Join.ANY else all(results)
+
+
+def unhandled(g: Graph, state: ExecutionState, status: StepStatus, kind: Outcome) -> list[str]:
+    """Steps in ``status`` with no handler (a ``.kind``/``.always`` edge) that ran or may run."""
+    out = []
+    for sid, step_state in state.steps.items():
+        if step_state.status != status:
+            continue
+        handlers = [
+            n.id
+            for n in g.steps
+            if any(e.step == sid and e.outcome in (kind, Outcome.ALWAYS) for e in n.needs)
+        ]
+        live = [
+            h
+            for h in handlers
+            if state.steps[h].status not in NOT_RUN or state.steps[h].user_skipped
+        ]
+        if not live:
+            out.append(sid)
+    return out
+
+
+def needs_dead(g: Graph, state: ExecutionState, step: StepNode) -> bool:
+    """Whether ``step``'s needs can never be met: all-join one edge, any-join every edge dead."""
+    nodes = {n.id: n for n in g.steps}
+    dead = [
+        state.steps[e.step].status.terminal and not met(e, nodes[e.step], state.steps[e.step])
+        for e in step.needs
+    ]
+    return bool(dead) and (all(dead) if step.join == Join.ANY else any(dead))
+
+
+def halting(g: Graph, state: ExecutionState) -> bool:
+    """An unhandled failure or rejection holds new steps back."""
+    return bool(
+        unhandled(g, state, StepStatus.FAILED, Outcome.FAILED)
+        or unhandled(g, state, StepStatus.REJECTED, Outcome.REJECTED)
+    )
+
+
+def is_handler(step: StepNode) -> bool:
+    handling = (Outcome.FAILED, Outcome.REJECTED, Outcome.ALWAYS)
+    return any(e.outcome in handling for e in step.needs)
+
+
+def timed_out(g: Graph, state: ExecutionState, now: float) -> bool:
+    if not g.timeout or state.started_at is None:
+        return False
+    return now >= state.started_at + g.timeout
+
+
+# -- random graphs -----------------------------------------------------------------------------
+
+
+@st.composite
+def graphs(draw: st.DrawFn) -> Graph:
+    nodes: list[StepNode] = []
+    for i in range(draw(st.integers(1, 7))):
+        kind = draw(st.sampled_from(list(StepType)))
+        needs = []
+        for s in draw(st.lists(st.integers(0, i - 1), max_size=3, unique=True)) if i else []:
+            source = nodes[s]
+            choices = sorted({Outcome.SUCCESS, Outcome.ALWAYS} | OUTCOMES_BY_TYPE[source.type])
+            needs.append(Edge(source.id, draw(st.sampled_from(choices))))
+        job = kind not in GATE_TYPES
+        timed = job or kind == StepType.APPROVAL
+        nodes.append(
+            StepNode(
+                id=f"s{i}",
+                type=kind,
+                needs=tuple(needs),
+                join=draw(st.sampled_from(list(Join))),
+                retries=draw(st.integers(0, 2)) if job else 0,
+                retry_delay=draw(st.sampled_from([0.0, 3.0])) if job else 0.0,
+                timeout=draw(st.one_of(st.none(), st.sampled_from([2.0, 6.0]))) if timed else None,
+            )
+        )
+    return Graph(tuple(nodes), timeout=draw(st.one_of(st.none(), st.sampled_from([10.0, 40.0]))))
+
+
+# -- the outside world and the checks ------------------------------------------------------------
+
+
+@dataclass
+class World:
+    """Answers the engine's requests with Hypothesis draws, on a queue of timed events."""
+
+    sim: Sim
+    data: Any
+    events: list[tuple[float, int, str, tuple[Any, ...]]] = field(default_factory=list)
+    seq: int = 0
+    timers: set[float] = field(default_factory=set)
+    commands: set[Action] = field(default_factory=set)
+    started: set[str] = field(default_factory=set)
+    ended_at: float | None = None
+
+    def at(self, delay: float, kind: str, *args: Any) -> None:
+        self.seq += 1
+        heapq.heappush(self.events, (self.sim.now + delay, self.seq, kind, args))
+
+    def draw(self, strategy: st.SearchStrategy[Any]) -> Any:
+        return self.data.draw(strategy)
+
+    def react(self, actions: list[Action]) -> None:
+        nodes = {n.id: n for n in self.sim.graph.steps}
+        for a in actions:
+            if isinstance(a, StartJob):
+                begin = self.draw(st.sampled_from([0.0, 1.0, 2.0]))
+                status = self.draw(
+                    st.sampled_from(
+                        [JobStatus.COMPLETED] * 3
+                        + [JobStatus.FAILED] * 2
+                        + [JobStatus.TIMEOUT, JobStatus.CANCELLED]
+                    )
+                )
+                retryable = self.draw(st.sampled_from([True, True, True, False]))
+                self.at(begin, "running", a.step, a.attempt)
+                self.at(
+                    begin + self.draw(st.integers(0, 8)),
+                    "end",
+                    a.step,
+                    a.attempt,
+                    status,
+                    retryable,
+                )
+            elif isinstance(a, CancelJob) and a.force:
+                self.at(self.draw(st.sampled_from([0.0, 1.0])), "kill", a.step, a.attempt)
+            elif isinstance(a, EvaluateCondition):
+                result = self.draw(st.sampled_from([Outcome.TRUE, Outcome.FALSE, Outcome.FAILED]))
+                self.at(0.0, "answer", a.step, result)
+            elif isinstance(a, StartChildWorkflow):
+                result = self.draw(st.sampled_from([Outcome.SUCCEEDED, Outcome.FAILED]))
+                self.at(self.draw(st.integers(0, 5)), "answer", a.step, result)
+            elif isinstance(a, OpenApproval):
+                never = nodes[a.step].timeout is not None and self.draw(st.booleans())
+                if not never:
+                    result = self.draw(st.sampled_from([Outcome.APPROVED, Outcome.REJECTED]))
+                    self.at(self.draw(st.integers(0, 15)), "answer", a.step, result)
+
+    def happen(self, kind: str, args: tuple[Any, ...]) -> None:
+        sim = self.sim
+        if kind in ("running", "end", "kill"):
+            step, number = args[0], args[1]
+            attempt = sim.step(step).attempts[number - 1]
+            if attempt.status.terminal:
+                return
+            if kind == "running" and attempt.status == JobStatus.PENDING:
+                sim.job_running(step)
+            elif kind == "end":
+                sim.job_ends(step, args[2], retryable=args[3], error=f"{args[2].value}")
+            elif kind == "kill":
+                sim.killed(step)
+        elif kind == "answer":
+            st_ = sim.step(args[0])
+            if st_.status in (StepStatus.RUNNING, StepStatus.WAITING) and st_.gate_result is None:
+                sim.answer(args[0], args[1])
+        elif kind == "cancel":
+            sim.cancel(args[0])
+
+    # -- checks while the engine acts --------------------------------------------------------
+
+    def on_decision(self, sim: Sim, decision: Decision) -> None:
+        actions = decision.actions
+        assert decision == sim.decide(), "decide is not deterministic"
+        for i, a in enumerate(actions):
+            if not isinstance(a, Log):
+                assert i + 1 < len(actions) and isinstance(actions[i + 1], Log), a
+            if isinstance(a, (*STARTS, CancelJob)):
+                key = a if not isinstance(a, CancelJob) else CancelJob(a.step, a.attempt)
+                assert key not in self.commands, f"command repeated: {a}"
+                self.commands.add(key)
+
+    def before_apply(self, sim: Sim, a: Action) -> None:
+        g, state, nodes = sim.graph, sim.state, {n.id: n for n in sim.graph.steps}
+        if isinstance(a, Log):
+            return
+        assert not state.status.terminal, f"{a} after the execution ended"
+        if isinstance(a, STARTS):
+            step = nodes[a.step]
+            assert needs_met(g, state, step), f"{a.step} started before its needs were met"
+            assert state.cancel is None, f"{a.step} started after a cancel"
+            assert not timed_out(g, state, sim.now), f"{a.step} started after workflow timeout"
+            is_retry = isinstance(a, StartJob) and a.attempt > 1
+            assert is_retry or is_handler(step) or not halting(g, state), (
+                f"{a.step} started while halting"
+            )
+            if isinstance(a, StartJob):
+                assert a.attempt <= 1 + step.retries, f"{a.step} attempt {a.attempt} too many"
+            self.started.add(a.step)
+        elif isinstance(a, SetStepStatus):
+            current = state.steps[a.step].status
+            assert not current.terminal, f"{a.step} left terminal status {current} for {a.status}"
+            if a.status == StepStatus.SKIPPED:
+                assert a.step not in self.started, f"{a.step} skipped after it ran"
+                assert needs_dead(g, state, nodes[a.step]) or halting(g, state), (
+                    f"{a.step} skipped though its needs can still be met"
+                )
+        elif isinstance(a, SetExecutionStatus) and a.status.terminal:
+            self.ended_at = sim.now
+
+    def after_reconcile(self) -> None:
+        sim = self.sim
+        if sim.execution.terminal:
+            return
+        assert sim.wake_at is None or sim.wake_at > sim.now, "wake_at is not in the future"
+        # Nothing may fall due before wake_at: the runtime would not look again until then.
+        before_wake = (sim.now + sim.wake_at) / 2 if sim.wake_at is not None else sim.now + 1e4
+        assert not decide(sim.graph, sim.state, before_wake).actions, "missed a due time"
+        for n in sim.graph.steps:
+            for attempt in sim.step(n.id).attempts:
+                overdue = (
+                    n.timeout is not None
+                    and attempt.started_at is not None
+                    and sim.now >= attempt.started_at + n.timeout
+                )
+                if overdue and not attempt.status.terminal:
+                    assert attempt.cancel_requested, f"{n.id} ran past its timeout"
+        active = [
+            sid
+            for sid, s in sim.statuses().items()
+            if s in (StepStatus.RUNNING, StepStatus.WAITING)
+        ]
+        assert active, "a running execution with nothing active"
+        nodes = {n.id: n for n in sim.graph.steps}
+        only_people = all(
+            nodes[sid].type == StepType.APPROVAL and sim.step(sid).gate_result is None
+            for sid in active
+        )
+        expected = ExecutionStatus.PAUSED if only_people else ExecutionStatus.RUNNING
+        assert sim.execution == expected, f"{sim.execution} with active steps {active}"
+
+
+def expected_outcome(world: World) -> tuple[ExecutionStatus, str]:
+    """The outcome the rules give for the final state, and a phrase its reason must contain."""
+    g, state = world.sim.graph, world.sim.state
+    assert world.ended_at is not None
+    if state.cancel is not None:
+        return ExecutionStatus.CANCELLED, "cancelled"
+    if timed_out(g, state, world.ended_at):
+        return ExecutionStatus.FAILED, "workflow timed out"
+    failed = unhandled(g, state, StepStatus.FAILED, Outcome.FAILED)
+    if failed:
+        return ExecutionStatus.FAILED, failed[0]
+    rejected = unhandled(g, state, StepStatus.REJECTED, Outcome.REJECTED)
+    if rejected:
+        return ExecutionStatus.REJECTED, rejected[0]
+    return ExecutionStatus.COMPLETED, ""
+
+
+@settings(
+    max_examples=400,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(g=graphs(), data=st.data())
+def test_random_runs_follow_the_rules(g: Graph, data: st.DataObject) -> None:
+    sim = Sim(g)
+    world = World(sim, data)
+    sim.on_decision = world.on_decision
+    sim.before_apply = world.before_apply
+    cancel = data.draw(
+        st.one_of(st.none(), st.tuples(st.integers(0, 30), st.sampled_from(list(CancelMode))))
+    )
+    if cancel is not None:
+        world.at(cancel[0], "cancel", cancel[1])
+    world.react(sim.reconcile())
+    world.after_reconcile()
+    for _ in range(MAX_EVENTS):
+        if sim.execution.terminal:
+            break
+        if sim.wake_at is not None and sim.wake_at not in world.timers:
+            world.timers.add(sim.wake_at)
+            world.at(sim.wake_at - sim.now, "timer")
+        assert world.events, f"stuck: {sim.execution} with nothing due; steps {sim.statuses()}"
+        when, _, kind, args = heapq.heappop(world.events)
+        sim.now = max(sim.now, when)
+        world.happen(kind, args)
+        world.react(sim.reconcile())
+        world.after_reconcile()
+    else:
+        raise AssertionError(f"no end after {MAX_EVENTS} events")
+
+    statuses = sim.statuses()
+    assert all(s.terminal for s in statuses.values()), statuses
+    for sid, s in statuses.items():
+        if sid not in world.started:
+            assert s in NOT_RUN, f"{sid} never started but ended {s}"
+            assert s == StepStatus.SKIPPED or sim.state.cancel or timed_out(g, sim.state, sim.now)
+    for n in g.steps:
+        assert len(sim.step(n.id).attempts) <= 1 + n.retries
+    outcome, phrase = expected_outcome(world)
+    event(f"outcome: {outcome.value}" + (" (workflow timeout)" if "timed out" in phrase else ""))
+    event(f"steps that ran: {len(world.started)} of {len(g.steps)}")
+    final = [a for _, a in sim.history if isinstance(a, SetExecutionStatus)][-1]
+    assert (final.status, sim.execution) == (outcome, outcome), (final, statuses)
+    assert phrase in final.reason, (final, statuses)
+    assert sim.decide() == Decision(actions=())
