@@ -40,6 +40,13 @@ class JobSpec:
     timeout: float | None = None
     env: Mapping[str, str] = field(default_factory=dict)
     secrets: tuple[str, ...] = ()
+    # Files another step of the run produced (e.g. the plan a Terraform apply applies), placed
+    # on this agent by the agent before the run: name -> local path.
+    inputs: Mapping[str, Path] = field(default_factory=dict)
+    # How to reach the server from a step's process (Terraform's state backend): base URL,
+    # and credentials valid only while this job holds its lease.
+    server_url: str | None = None
+    job_credentials: tuple[str, str] | None = None  # (job id, lease token)
 
 
 class LogSink(Protocol):
@@ -61,6 +68,8 @@ class StepResult:
     outputs: Mapping[str, Any] = field(default_factory=dict)
     error: str | None = None
     retryable: bool = True
+    # Files to keep on the server for later steps (e.g. a saved plan): name -> local path.
+    artifacts: Mapping[str, Path] = field(default_factory=dict)
 
 
 class CancelSignal:
