@@ -10,7 +10,10 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from opsflow.errors import InvalidInput
 
 MIN_PASSWORD_LENGTH = 8
-_hasher = PasswordHasher()
+# OWASP's recommended argon2id settings (19 MiB, 2 passes, 1 lane): strong against offline
+# guessing, yet cheap enough that HTTP Basic auth on every CLI request stays fast. The hash
+# string records its parameters, so changing them later still verifies old hashes.
+_hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 
 
 def hash_password(password: str) -> str:
