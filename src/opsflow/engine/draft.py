@@ -132,9 +132,11 @@ class Draft:
             number = len(state.attempts) + 1
             self.actions.append(StartJob(step, number))
             status, text = StepStatus.RUNNING, "started"
-            tries = number - state.retry_base
-            if tries > 1 or node.retries:
+            tries = number - state.retry_base  # a person's retry starts the count afresh
+            if node.retries:
                 text += f" (attempt {tries} of {1 + node.retries})"
+            elif number > 1:
+                text += f" (attempt {number})"
         self.status[step] = status
         self.entered_at[step] = self.now
         self.retry_at[step] = None
