@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from opsflow.cli.bundle import WorkflowSource, pack_bundle
 from opsflow.cli.client import ApiClient, client_for
@@ -56,6 +55,8 @@ def apply(
         if len(checks) == 1:
             results.append(_apply_one(client, checks[0], draft=draft, output=output))
         else:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
             with Progress(
                 TextColumn("applying"),
                 BarColumn(),

@@ -15,10 +15,12 @@ import os
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-
-import pathspec
+from typing import TYPE_CHECKING
 
 from opsflow.cli.output import UsageError
+
+if TYPE_CHECKING:
+    import pathspec
 
 WORKFLOW_FILE = "workflow.yaml"
 IGNORE_FILES = (".gitignore", ".opsflowignore")
@@ -67,6 +69,8 @@ def find_workflows(target: Path) -> list[WorkflowSource]:
 
 def _ignore_spec(directory: Path) -> pathspec.GitIgnoreSpec:
     """The patterns of the bundle's own ``.gitignore`` and ``.opsflowignore`` (gitignore rules)."""
+    import pathspec  # only `apply` packs bundles; every other command starts without it
+
     lines: list[str] = []
     for name in IGNORE_FILES:
         path = directory / name

@@ -9,7 +9,9 @@ stay consistent: 1 when the command could not do its work, 2 when it was called 
 from __future__ import annotations
 
 import json
+import os
 import sys
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -20,7 +22,15 @@ from rich.text import Text
 
 from opsflow.errors import OpsflowError, Problem
 
-stdout = Console(highlight=False, soft_wrap=True)
+
+def _pipe_width() -> int | None:
+    """Rich assumes 80 columns off a terminal; a pipe has no width, so never fold tables there."""
+    if sys.stdout.isatty() or os.environ.get("COLUMNS"):
+        return None
+    return 10_000
+
+
+stdout = Console(highlight=False, soft_wrap=True, width=_pipe_width())
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
@@ -88,9 +98,12 @@ def table(columns: list[str], rows: list[list[str]], *, title: str | None = None
         say("(none)")
         return
     out = Table(title=title, header_style="bold", box=None, pad_edge=False)
-    for name in columns:
-        # fold, never truncate: an id cut to "prod-dep…" cannot be copied into the next command
-        out.add_column(name, overflow="fold")
+    for index, name in enumerate(columns):
+        # fold, never truncate: an id cut to "prod-dep…" cannot be copied into the next command;
+        # and the first column (the id) is never broken at all
+        first = index == 0
+        width = max(len(row[0]) for row in rows) if first else None
+        out.add_column(name, overflow="fold", no_wrap=first, min_width=width)
     for row in rows:
         out.add_row(*(Text(value) for value in row))  # Text: values are data, not Rich markup
     stdout.print(out)
@@ -107,6 +120,31 @@ def cell(value: Any) -> str:
     if isinstance(value, list):
         return ", ".join(str(v) for v in value) or "-"
     return str(value)
+
+
+def age(value: Any, *, now: datetime | None = None) -> str:
+    """An API timestamp as a table shows it: ``45s ago``, ``3h ago``, ``12d ago``, else a date."""
+    if not value:
+        return "-"
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return str(value)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    seconds = int(((now or datetime.now(UTC)) - moment).total_seconds())
+    if seconds < 0:
+        return f"in {_span(-seconds)}"
+    if seconds < 60 * 86400:
+        return f"{_span(seconds)} ago"
+    return moment.astimezone(UTC).strftime("%Y-%m-%d")
+
+
+def _span(seconds: int) -> str:
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "m")):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def confirm(question: str, *, yes: bool) -> None:

@@ -10,6 +10,7 @@ from opsflow.cli.client import client_for
 from opsflow.cli.output import (
     OutputFormat,
     OutputOption,
+    age,
     cell,
     confirm,
     items_of,
@@ -34,7 +35,7 @@ def list_teams(ctx: typer.Context, output: OutputOption = OutputFormat.TEXT) -> 
     table(
         ["NAME", "MEMBERS", "CREATED"],
         [
-            [cell(t.get("name")), cell(t.get("members")), cell(t.get("created_at"))]
+            [cell(t.get("name")), cell(t.get("members")), age(t.get("created_at"))]
             for t in items_of(body)
         ],
     )

@@ -11,6 +11,7 @@ from opsflow.cli.output import (
     OutputFormat,
     OutputOption,
     UsageError,
+    age,
     cell,
     items_of,
     print_json,
@@ -57,8 +58,8 @@ def list_tokens(
                 cell(t.get("user")),
                 cell(t.get("prefix")),
                 _state(t),
-                cell(t.get("expires_at") or "never"),
-                cell(t.get("last_used_at") or "never"),
+                age(t.get("expires_at")) if t.get("expires_at") else "never",
+                age(t.get("last_used_at")) if t.get("last_used_at") else "never",
             ]
             for t in items_of(body)
         ],

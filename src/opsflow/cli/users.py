@@ -14,6 +14,7 @@ from opsflow.cli.output import (
     OutputFormat,
     OutputOption,
     UsageError,
+    age,
     cell,
     confirm,
     items_of,
@@ -44,7 +45,7 @@ def list_users(ctx: typer.Context, output: OutputOption = OutputFormat.TEXT) -> 
                 cell(u.get("active")),
                 cell(u.get("teams")),
                 cell(u.get("email")),
-                cell(u.get("created_at")),
+                age(u.get("created_at")),
             ]
             for u in items_of(body)
         ],

@@ -11,6 +11,7 @@ from opsflow.cli.output import (
     OutputFormat,
     OutputOption,
     UsageError,
+    age,
     cell,
     confirm,
     items_of,
@@ -79,7 +80,7 @@ def list_workflows(
                 cell(w.get("status")),
                 cell(w.get("latest_version")),
                 cell(w.get("labels")),
-                cell(w.get("updated_at")),
+                age(w.get("updated_at")),
             ]
             for w in rows
         ],
@@ -158,7 +159,7 @@ def versions(
         [
             [
                 cell(v.get("number")),
-                cell(v.get("created_at")),
+                age(v.get("created_at")),
                 cell(v.get("created_by")),
                 cell(str(v.get("content_digest") or "")[:12]),
             ]

@@ -72,13 +72,27 @@ def cli(tmp_path: Path) -> Cli:
 
 @dataclass
 class Server:
-    """A running ``opsflow server``; ``cli`` is pre-set with its URL and admin token."""
+    """A running ``opsflow server``; ``cli`` is pre-set with its URL and admin token.
+
+    ``api`` (httpx, as admin) is for arranging state and checking results cheaply, so each test
+    spends its subprocess starts on the commands it is about.
+    """
 
     url: str
     data_dir: Path
     admin_token: str
-    backend: str
     cli: Cli
+    api: httpx.Client
+
+    def put_workflow(self, workflow_id: str, *, label: str = "platform") -> None:
+        """Create and publish a small workflow straight through the API."""
+        response = self.api.put(
+            f"/workflows/{workflow_id}",
+            params={"publish": "true"},
+            content=simple_workflow(workflow_id, label=label, inline=True),
+            headers={"Content-Type": "application/yaml"},
+        )
+        assert response.status_code in (200, 201), response.text
 
 
 def free_port() -> int:
@@ -152,8 +166,10 @@ def server(server_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         _wait_healthy(url, process, log)
         token = (data_dir / "admin-token").read_text().strip()
         env = {**_clean_env(), "OPSFLOW_URL": url, "OPSFLOW_TOKEN": token}
-        backend = "postgresql" if server_db_url.startswith("postgresql") else "sqlite"
-        yield Server(url, data_dir, token, backend, Cli(executable, workdir, env))
+        with httpx.Client(
+            base_url=f"{url}/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=30
+        ) as api:
+            yield Server(url, data_dir, token, Cli(executable, workdir, env), api)
     finally:
         process.terminate()
         try:
@@ -187,8 +203,10 @@ def workflow_dir(tmp_path: Path) -> WorkflowDir:
     return write
 
 
-def simple_workflow(workflow_id: str, *, message: str = "hello", label: str = "platform") -> str:
-    """A small valid workflow: a script step and a step that needs it."""
+def simple_workflow(workflow_id: str, *, label: str = "platform", inline: bool = False) -> str:
+    """A small valid workflow: a script step and one that needs it, running ``finish.sh`` from
+    the workflow directory (or inline code when ``inline``, for a definition without files)."""
+    last = "run: echo finished" if inline else "file: finish.sh"
     return f"""\
 id: {workflow_id}
 name: {workflow_id.replace("-", " ").title()}
@@ -197,10 +215,10 @@ steps:
   - id: greet
     type: script
     shell: bash
-    run: echo {message}
+    run: echo hello
   - id: done
     type: script
     needs: [greet]
     shell: bash
-    file: finish.sh
+    {last}
 """

@@ -1,0 +1,142 @@
+"""``opsflow apply`` and ``opsflow workflows ...`` against a real server, on both databases."""
+
+from __future__ import annotations
+
+import json
+
+from tests.integration.cli.conftest import Server, WorkflowDir, simple_workflow
+
+
+def test_apply_creates_a_version_then_reports_unchanged_then_a_new_version(
+    server: Server, workflow_dir: WorkflowDir
+) -> None:
+    cli = server.cli
+    directory = workflow_dir("deploy", simple_workflow("deploy"))
+
+    first = cli("apply", "-f", str(directory))
+    again = cli("apply", "-f", str(directory / "workflow.yaml"))
+    (directory / "finish.sh").write_text("echo finished, differently\n")  # only a file changes
+    changed = cli("apply", "-f", str(directory))
+
+    assert (first.returncode, first.stdout) == (0, "deploy: created version 1\n"), first.stderr
+    assert (again.returncode, again.stdout) == (0, "deploy: unchanged (version 1)\n"), again.stderr
+    assert (changed.returncode, changed.stdout) == (0, "deploy: created version 2\n"), (
+        changed.stderr
+    )
+    versions = cli("workflows", "versions", "deploy")
+    assert [row.split()[0] for row in versions.stdout.splitlines()] == ["VERSION", "2", "1"]
+    shown = json.loads(cli("workflows", "show", "deploy", "--version", "2", "-o", "json").stdout)
+    assert {f["path"] for f in shown["files"]} == {"finish.sh", "workflow.yaml"}
+
+
+def test_apply_leaves_ignored_files_out_of_the_bundle(
+    server: Server, workflow_dir: WorkflowDir
+) -> None:
+    directory = workflow_dir(
+        "ignoring",
+        simple_workflow("ignoring"),
+        {
+            "finish.sh": "echo done\n",
+            ".opsflowignore": "*.tfstate\nscratch/\n",
+            "terraform.tfstate": "{}",
+            "scratch/notes.txt": "mine",
+        },
+    )
+
+    result = server.cli("apply", "-f", str(directory))
+
+    assert result.returncode == 0, result.stderr
+    shown = server.api.get("/workflows/ignoring/versions/1").json()
+    assert {f["path"] for f in shown["files"]} == {".opsflowignore", "finish.sh", "workflow.yaml"}
+
+
+def test_apply_draft_saves_without_publishing_until_publish(
+    server: Server, workflow_dir: WorkflowDir
+) -> None:
+    cli = server.cli
+    directory = workflow_dir("drafty", simple_workflow("drafty"))
+
+    saved = cli("apply", "-f", str(directory), "--draft")
+    draft = json.loads(cli("workflows", "show", "drafty", "-o", "json").stdout)
+    published = cli("workflows", "publish", "drafty")
+
+    assert (saved.returncode, saved.stdout) == (0, "drafty: saved draft\n")
+    assert (draft["status"], draft["latest_version"]) == ("draft", None)
+    assert published.stdout == "drafty: published version 1\n"
+
+
+def test_apply_of_a_directory_of_workflows_applies_each_and_prints_json(
+    server: Server, workflow_dir: WorkflowDir
+) -> None:
+    first = workflow_dir("team/billing-sync", simple_workflow("billing-sync", label="payments"))
+    workflow_dir("team/ledger-close", simple_workflow("ledger-close", label="payments"))
+
+    result = server.cli("apply", "-f", str(first.parent), "-o", "json")
+
+    assert result.returncode == 0, result.stderr
+    results = json.loads(result.stdout)
+    assert [(r["workflow"]["id"], r["version"], r["created_version"]) for r in results] == [
+        ("billing-sync", 1, True),
+        ("ledger-close", 1, True),
+    ]
+
+
+def test_workflows_list_filters_by_label_and_search(server: Server) -> None:
+    for wid, label in [("pay-in", "payments"), ("pay-out", "payments"), ("dns-sync", "infra")]:
+        server.put_workflow(wid, label=label)
+
+    by_label = server.cli(
+        "workflows", "list", "--label", "team=payments", "-s", "pay", "-o", "json"
+    )
+    text = server.cli("workflows", "list", "--label", "team=infra")
+
+    page = json.loads(by_label.stdout)
+    assert sorted(w["id"] for w in page["items"]) == ["pay-in", "pay-out"]
+    assert page["total"] == 2
+    assert text.returncode == 0
+    header, *rows = text.stdout.strip().splitlines()
+    assert header.split() == ["ID", "NAME", "STATUS", "VERSION", "LABELS", "UPDATED"]
+    assert [row.split()[:3] for row in rows] == [["dns-sync", "Dns", "Sync"]]
+    assert "active" in rows[0]
+
+
+def test_pause_and_resume_change_the_status(server: Server) -> None:
+    server.put_workflow("nightly")
+
+    paused = server.cli("workflows", "pause", "nightly")
+    shown = server.cli("workflows", "show", "nightly")
+    resumed = server.cli("workflows", "resume", "nightly", "-o", "json")
+
+    assert (paused.returncode, paused.stdout) == (0, "nightly: paused\n")
+    assert "status:         paused" in shown.stdout.splitlines()
+    assert "  done (script)  <- greet" in shown.stdout.splitlines()
+    assert json.loads(resumed.stdout)["status"] == "active"
+
+
+def test_duplicate_then_delete(server: Server) -> None:
+    cli = server.cli
+    server.put_workflow("origin")
+
+    copied = cli(
+        "workflows", "duplicate", "origin", "origin-copy", "--name", "The copy", "-o", "json"
+    )
+    unconfirmed = cli("workflows", "delete", "origin-copy")
+    deleted = cli("workflows", "delete", "origin-copy", "--yes")
+    gone = cli("workflows", "show", "origin-copy")
+
+    copy = json.loads(copied.stdout)
+    assert (copy["id"], copy["name"], copy["status"]) == ("origin-copy", "The copy", "draft")
+    assert unconfirmed.returncode == 2
+    assert "pass --yes" in unconfirmed.stderr
+    assert (deleted.returncode, deleted.stdout) == (0, "origin-copy: deleted\n")
+    assert gone.returncode == 1
+    assert gone.stderr.startswith("error: Not found: ")
+    assert "origin-copy" in gone.stderr
+
+
+def test_api_validation_errors_are_listed_by_location(server: Server) -> None:
+    result = server.cli("workflows", "duplicate", "nightly", "Not Valid", "--name", "x")
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: The request is invalid: ")
+    assert "  body.new_id: " in result.stderr
