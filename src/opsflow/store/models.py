@@ -9,7 +9,8 @@ from __future__ import annotations
 import opsflow.store.jobs
 import opsflow.store.logs
 import opsflow.store.runs
-import opsflow.store.tables  # noqa: F401  (registers the foundation's tables)
+import opsflow.store.tables
+import opsflow.store.tfstate  # noqa: F401  (each import registers its module's tables)
 from opsflow.store.base import Base
 
 metadata = Base.metadata
