@@ -19,10 +19,24 @@ from opsflow.auth.permissions import Permission
 from opsflow.errors import Forbidden
 from opsflow.store.base import utcnow
 
-# Declared for OpenAPI (the "Authorize" button and securitySchemes); we read the header ourselves
-# so that every failure gets our own 401 message.
-_bearer = HTTPBearer(auto_error=False, description="An API token: `Bearer opf_...`")
-_basic = HTTPBasic(auto_error=False, description="User name and password.")
+
+class _DeclaredBearer(HTTPBearer):
+    """Listed in OpenAPI (securitySchemes, the "Authorize" button) but reads nothing: the header
+    is parsed by `authenticate_header`, so every failure gets our own 401 message."""
+
+    async def __call__(self, request: Request) -> None:  # type: ignore[override]
+        return None
+
+
+class _DeclaredBasic(HTTPBasic):
+    """See `_DeclaredBearer`."""
+
+    async def __call__(self, request: Request) -> None:  # type: ignore[override]
+        return None
+
+
+_bearer = _DeclaredBearer(scheme_name="token", description="An API token: `Bearer opf_...`")
+_basic = _DeclaredBasic(scheme_name="password", description="User name and password.")
 
 
 def _declare_schemes(_b: object = Depends(_bearer), _u: object = Depends(_basic)) -> None:

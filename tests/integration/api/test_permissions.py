@@ -94,6 +94,9 @@ def test_401_says_what_is_wrong_with_the_credentials(
     assert missing.headers["www-authenticate"].startswith("Bearer")
     assert "no credentials" in missing.json()["detail"]
 
+    garbled = client.get("/api/v1/me", headers={"Authorization": "Basic !!!"})
+    assert garbled.status_code == 401 and "malformed Basic" in garbled.json()["detail"]
+
     unknown = client.get("/api/v1/workflows", headers=auth("opf_not-a-real-token"))
     assert unknown.status_code == 401 and unknown.json()["detail"].startswith("invalid token")
 

@@ -96,8 +96,17 @@ def test_openapi_documents_every_route_with_response_models(client: TestClient) 
     }
     assert "application/problem+json" in put["responses"]["422"]["content"]
     assert "WorkflowDetail" in spec["components"]["schemas"]
+    assert set(spec["components"]["securitySchemes"]) == {"token", "password"}
 
 
 def test_the_workflow_schema_is_published(client: TestClient) -> None:
     schema = client.get("/api/v1/schema/workflow").json()
     assert "steps" in schema["properties"]
+
+
+def test_a_fresh_data_dir_gets_the_default_sqlite_database(tmp_path: Path) -> None:
+    settings = Settings.from_env(env={}, data_dir=tmp_path / "new" / "data")
+    with TestClient(create_app(settings, extensions=[])) as client:
+        token = (settings.data_dir / "admin-token").read_text().strip()
+        assert client.get("/api/v1/workflows", headers=auth(token)).json()["total"] == 0
+    assert (settings.data_dir / "opsflow.db").is_file()
