@@ -17,11 +17,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
-from tests.conftest import BACKENDS, _pg_admin, _pg_url
+from tests.conftest import BACKENDS, PG_ADMIN_URL, _pg_url
 
 
 def opsflow_executable() -> str:
@@ -95,6 +97,11 @@ class Server:
         assert response.status_code in (200, 201), response.text
 
 
+def _pg_admin_connection() -> psycopg.Connection[Any]:
+    """An autocommit connection to the PostgreSQL server the suite uses (CREATE DATABASE)."""
+    return psycopg.connect(PG_ADMIN_URL, autocommit=True)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -114,10 +121,10 @@ def server_db_url(
         return
     template_name: str = request.getfixturevalue("_pg_template")
     name = f"opsflow_cli_{uuid.uuid4().hex[:12]}"
-    with _pg_admin() as conn:
+    with _pg_admin_connection() as conn:
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_name}"')
     yield _pg_url(name)
-    with _pg_admin() as conn:
+    with _pg_admin_connection() as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
