@@ -9,6 +9,7 @@ The checks below re-state the rules independently of the engine's code.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from opsflow.engine import decide
+from opsflow.engine.control import retry_step, skip_step
 from opsflow.engine.model import (
     Action,
     CancelJob,
@@ -112,11 +114,12 @@ def needs_dead(g: Graph, state: ExecutionState, step: StepNode) -> bool:
 
 
 def halting(g: Graph, state: ExecutionState) -> bool:
-    """An unhandled failure or rejection holds new steps back."""
-    return bool(
-        unhandled(g, state, StepStatus.FAILED, Outcome.FAILED)
-        or unhandled(g, state, StepStatus.REJECTED, Outcome.REJECTED)
+    """An unhandled failure or rejection holds new steps back (unless a person resumed since)."""
+    found = unhandled(g, state, StepStatus.FAILED, Outcome.FAILED) + unhandled(
+        g, state, StepStatus.REJECTED, Outcome.REJECTED
     )
+    resumed = state.resumed_at
+    return any(resumed is None or (state.steps[sid].entered_at or 0.0) >= resumed for sid in found)
 
 
 def is_handler(step: StepNode) -> bool:
@@ -125,9 +128,10 @@ def is_handler(step: StepNode) -> bool:
 
 
 def timed_out(g: Graph, state: ExecutionState, now: float) -> bool:
-    if not g.timeout or state.started_at is None:
+    base = state.resumed_at if state.resumed_at is not None else state.started_at
+    if not g.timeout or base is None:
         return False
-    return now >= state.started_at + g.timeout
+    return now >= base + g.timeout
 
 
 # -- random graphs -----------------------------------------------------------------------------
@@ -240,6 +244,13 @@ class World:
 
     # -- checks while the engine acts --------------------------------------------------------
 
+    def resume(self, changes: dict[str, StepState]) -> None:
+        """A person reset these steps: they may start, be skipped or open a gate again."""
+        self.started -= set(changes)
+        self.commands = {c for c in self.commands if getattr(c, "step", None) not in changes}
+        self.ended_at = None
+        self.timers.clear()
+
     def on_decision(self, sim: Sim, decision: Decision) -> None:
         actions = decision.actions
         assert decision == sim.decide(), "decide is not deterministic"
@@ -261,12 +272,14 @@ class World:
             assert needs_met(g, state, step), f"{a.step} started before its needs were met"
             assert state.cancel is None, f"{a.step} started after a cancel"
             assert not timed_out(g, state, sim.now), f"{a.step} started after workflow timeout"
-            is_retry = isinstance(a, StartJob) and a.attempt > 1
+            base = state.steps[a.step].retry_base
+            is_retry = isinstance(a, StartJob) and a.attempt > base + 1
             assert is_retry or is_handler(step) or not halting(g, state), (
                 f"{a.step} started while halting"
             )
             if isinstance(a, StartJob):
-                assert a.attempt <= 1 + step.retries, f"{a.step} attempt {a.attempt} too many"
+                allowed = base + 1 + step.retries
+                assert a.attempt <= allowed, f"{a.step} attempt {a.attempt} too many"
             self.started.add(a.step)
         elif isinstance(a, SetStepStatus):
             current = state.steps[a.step].status
@@ -328,27 +341,14 @@ def expected_outcome(world: World) -> tuple[ExecutionStatus, str]:
     return ExecutionStatus.COMPLETED, ""
 
 
-@settings(
-    max_examples=400,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-@given(g=graphs(), data=st.data())
-def test_random_runs_follow_the_rules(g: Graph, data: st.DataObject) -> None:
-    sim = Sim(g)
-    world = World(sim, data)
-    sim.on_decision = world.on_decision
-    sim.before_apply = world.before_apply
-    cancel = data.draw(
-        st.one_of(st.none(), st.tuples(st.integers(0, 30), st.sampled_from(list(CancelMode))))
-    )
-    if cancel is not None:
-        world.at(cancel[0], "cancel", cancel[1])
+def drive(world: World) -> None:
+    """Run the world's events until the execution ends, checking the rules after each one."""
+    sim = world.sim
     world.react(sim.reconcile())
     world.after_reconcile()
     for _ in range(MAX_EVENTS):
         if sim.execution.terminal:
-            break
+            return
         if sim.wake_at is not None and sim.wake_at not in world.timers:
             world.timers.add(sim.wake_at)
             world.at(sim.wake_at - sim.now, "timer")
@@ -358,9 +358,12 @@ def test_random_runs_follow_the_rules(g: Graph, data: st.DataObject) -> None:
         world.happen(kind, args)
         world.react(sim.reconcile())
         world.after_reconcile()
-    else:
-        raise AssertionError(f"no end after {MAX_EVENTS} events")
+    raise AssertionError(f"no end after {MAX_EVENTS} events")
 
+
+def check_end(world: World) -> None:
+    """Every step terminal, attempts within bounds, and the outcome the rules give."""
+    sim, g = world.sim, world.sim.graph
     statuses = sim.statuses()
     assert all(s.terminal for s in statuses.values()), statuses
     for sid, s in statuses.items():
@@ -368,11 +371,76 @@ def test_random_runs_follow_the_rules(g: Graph, data: st.DataObject) -> None:
             assert s in NOT_RUN, f"{sid} never started but ended {s}"
             assert s == StepStatus.SKIPPED or sim.state.cancel or timed_out(g, sim.state, sim.now)
     for n in g.steps:
-        assert len(sim.step(n.id).attempts) <= 1 + n.retries
+        assert len(sim.step(n.id).attempts) <= sim.step(n.id).retry_base + 1 + n.retries
     outcome, phrase = expected_outcome(world)
     event(f"outcome: {outcome.value}" + (" (workflow timeout)" if "timed out" in phrase else ""))
-    event(f"steps that ran: {len(world.started)} of {len(g.steps)}")
     final = [a for _, a in sim.history if isinstance(a, SetExecutionStatus)][-1]
     assert (final.status, sim.execution) == (outcome, outcome), (final, statuses)
     assert phrase in final.reason, (final, statuses)
     assert sim.decide() == Decision(actions=())
+    if outcome == ExecutionStatus.COMPLETED:  # nothing held steps back: every skip was deserved
+        for n in g.steps:
+            st_ = sim.step(n.id)
+            if st_.status == StepStatus.SKIPPED and not st_.user_skipped:
+                assert needs_dead(g, sim.state, n), f"{n.id} skipped though its needs are met"
+
+
+def new_world(g: Graph, data: st.DataObject) -> World:
+    sim = Sim(g)
+    world = World(sim, data)
+    sim.on_decision = world.on_decision
+    sim.before_apply = world.before_apply
+    return world
+
+
+@settings(
+    max_examples=400,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(g=graphs(), data=st.data())
+def test_random_runs_follow_the_rules(g: Graph, data: st.DataObject) -> None:
+    world = new_world(g, data)
+    cancel = data.draw(
+        st.one_of(st.none(), st.tuples(st.integers(0, 30), st.sampled_from(list(CancelMode))))
+    )
+    if cancel is not None:
+        world.at(cancel[0], "cancel", cancel[1])
+    drive(world)
+    event(f"steps that ran: {len(world.started)} of {len(g.steps)}")
+    check_end(world)
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(g=graphs(), data=st.data())
+def test_manual_retry_and_skip_after_a_failure_follow_the_rules(
+    g: Graph, data: st.DataObject
+) -> None:
+    world = new_world(g, data)
+    sim = world.sim
+    drive(world)
+    for _ in range(2):  # up to two rounds of a person stepping in
+        failed = [sid for sid, s in sim.statuses().items() if s == StepStatus.FAILED]
+        if sim.execution not in (ExecutionStatus.FAILED, ExecutionStatus.REJECTED) or not failed:
+            break
+        step = data.draw(st.sampled_from(failed))
+        sim.now += 100.0  # a person looks at the failure, then acts
+        if data.draw(st.booleans()):
+            changes = skip_step_allowed(sim, step)
+        else:
+            changes = retry_step(g, sim.state, step, data.draw(st.booleans()), now=sim.now)
+        event("manual retry or skip")
+        world.resume(changes)
+        sim.write(changes, ExecutionStatus.RUNNING)
+        drive(world)
+    check_end(world)
+
+
+def skip_step_allowed(sim: Sim, step: str) -> dict[str, StepState]:
+    """Skip ``step`` as if its definition allowed it (random graphs leave allow_skip off)."""
+    nodes = tuple(dataclasses.replace(n, allow_skip=True) for n in sim.graph.steps)
+    return skip_step(Graph(nodes, sim.graph.timeout), sim.state, step, now=sim.now)
