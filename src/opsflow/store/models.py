@@ -9,6 +9,7 @@ from __future__ import annotations
 import opsflow.store.jobs
 import opsflow.store.logs
 import opsflow.store.runs
+import opsflow.store.secrets
 import opsflow.store.tables
 import opsflow.store.tfstate  # noqa: F401  (each import registers its module's tables)
 from opsflow.store.base import Base
