@@ -1,8 +1,10 @@
 """A real ``opsflow server`` that the crash tests kill with SIGKILL and start again.
 
-The server is the installed console script in a subprocess, on the test's fresh database
-(``db_url``: SQLite and PostgreSQL) and its own data dir, so a restart finds exactly what the
-dead process left: the database, the bundles and the admin token. Lease and heartbeat are
+Each server is its own process running the ``opsflow server`` command (the console script's
+entry point, forked from a warm interpreter by ``zygote.py`` so a restart costs the start-up,
+not seconds of imports), on the test's fresh database (``db_url``: SQLite and PostgreSQL) and
+its own data dir, so a restart finds exactly what the dead process left: the database, the
+bundles and the admin token. Lease and heartbeat are
 shortened through ``OPSFLOW_LEASE_SECONDS`` / ``OPSFLOW_HEARTBEAT_SECONDS`` so a lost job is
 noticed in seconds, not the default 15 s.
 
@@ -12,8 +14,9 @@ process can no longer change it, so what it shows is exactly what the kill inter
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -32,15 +35,6 @@ from opsflow.store.db import Database
 from opsflow.store.jobs import Job
 
 HEALTHY_WITHIN = 60.0
-
-
-def opsflow_executable() -> str:
-    """The installed console script: next to the running interpreter, or on PATH."""
-    beside = Path(sys.executable).parent / "opsflow"
-    found = str(beside) if beside.exists() else shutil.which("opsflow")
-    if not found:
-        pytest.fail("the `opsflow` console script is not installed: run `pip install -e .`")
-    return found
 
 
 def free_port() -> int:
@@ -102,10 +96,55 @@ class Api:
             time.sleep(0.02)
 
 
+class Zygote:
+    """The handle on ``zygote.py``: ``spawn`` returns the pid of a new ``opsflow`` process."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("zygote.py"))],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={k: v for k, v in os.environ.items() if not k.startswith("OPSFLOW_")},
+        )
+
+    def spawn(self, argv: list[str], env: dict[str, str], log: Path) -> int:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        request = json.dumps({"argv": argv, "env": env, "log": str(log)})
+        try:
+            self.process.stdin.write(request + "\n")
+            self.process.stdin.flush()
+            reply = self.process.stdout.readline()
+        except BrokenPipeError:
+            reply = ""
+        if not reply:
+            code = self.process.wait(timeout=10)
+            pytest.fail(f"the zygote exited with {code} (its traceback is on stderr)")
+        return int(reply)
+
+    def close(self) -> None:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        with contextlib.suppress(BrokenPipeError):  # it may have died; wait() reports how
+            self.process.stdin.close()
+        self.process.wait(timeout=10)
+        self.process.stdout.close()
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 class CrashServer:
     """One data dir and database; any number of server processes over time, one at a time."""
 
-    def __init__(self, db_url: str, data_dir: Path, *, lease: float, heartbeat: float) -> None:
+    def __init__(
+        self, zygote: Zygote, db_url: str, data_dir: Path, *, lease: float, heartbeat: float
+    ) -> None:
+        self.zygote = zygote
         self.db_url = db_url
         self.data_dir = data_dir
         self.port = free_port()
@@ -117,7 +156,7 @@ class CrashServer:
             "OPSFLOW_HEARTBEAT_SECONDS": str(heartbeat),
             "OPSFLOW_ADMIN_PASSWORD": "crash-test-admin-pw",
         }
-        self.process: subprocess.Popen[bytes] | None = None
+        self.pid: int | None = None
         self.api: Api | None = None
         self.starts = 0
         self.kills = 0
@@ -125,34 +164,18 @@ class CrashServer:
     def start(self) -> Api:
         """Start a server process and return its API once ``/healthz`` answers (the runtime
         has resumed every unfinished execution by then: uvicorn serves after the lifespan)."""
-        assert self.process is None, "a server is already running"
+        assert self.pid is None, "a server is already running"
         self.starts += 1
-        with self.log.open("ab") as log:
-            log.write(f"\n===== start {self.starts} at {time.time():.3f} =====\n".encode())
-            log.flush()
-            self.process = subprocess.Popen(
-                [
-                    opsflow_executable(),
-                    "server",
-                    "--db",
-                    self.db_url,
-                    "--data-dir",
-                    str(self.data_dir),
-                    "--port",
-                    str(self.port),
-                    "--concurrency",
-                    "6",
-                ],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        with self.log.open("a") as log:
+            log.write(f"\n===== start {self.starts} at {time.time():.3f} =====\n")
+        argv = ["server", "--db", self.db_url, "--data-dir", str(self.data_dir)]
+        argv += ["--port", str(self.port), "--concurrency", "6"]
+        self.pid = self.zygote.spawn(argv, self.env, self.log)
         deadline = time.monotonic() + HEALTHY_WITHIN
         while True:
-            if self.process.poll() is not None:
-                code = self.process.returncode
-                self.process = None
-                pytest.fail(f"opsflow server exited with {code}:\n{self.log_tail()}")
+            if not alive(self.pid):
+                self.pid = None
+                pytest.fail(f"opsflow server exited:\n{self.log_tail()}")
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
                     break
@@ -167,10 +190,14 @@ class CrashServer:
 
     def kill(self) -> None:
         """``kill -9``: no shutdown code runs; in-flight transactions die with the process."""
-        assert self.process is not None, "no server to kill"
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-        self.process = None
+        assert self.pid is not None, "no server to kill"
+        os.kill(self.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while alive(self.pid):  # gone once the kernel has reaped it: its sockets are closed
+            if time.monotonic() > deadline:
+                pytest.fail(f"server {self.pid} still alive 10s after SIGKILL")
+            time.sleep(0.005)
+        self.pid = None
         self.kills += 1
         if self.api is not None:
             self.api.close()
@@ -178,7 +205,7 @@ class CrashServer:
 
     def stop(self) -> None:
         """End of test: whatever is running goes, the same way."""
-        if self.process is not None:
+        if self.pid is not None:
             self.kill()
 
     def jobs(self, execution_ids: list[str]) -> list[Job]:
@@ -195,15 +222,24 @@ class CrashServer:
         return "\n".join(text.splitlines()[-lines:])
 
 
+@pytest.fixture(scope="session")
+def zygote() -> Iterator[Zygote]:
+    """One warm interpreter per session that forks server processes."""
+    z = Zygote()
+    yield z
+    z.close()
+
+
 @pytest.fixture
-def crash_server(db_url: str, tmp_path: Path) -> Iterator[Callable[..., CrashServer]]:
+def crash_server(
+    zygote: Zygote, db_url: str, tmp_path: Path
+) -> Iterator[Callable[..., CrashServer]]:
     """Make a :class:`CrashServer` on the test's fresh database; none outlives the test."""
     made: list[CrashServer] = []
 
     def make(*, lease: float, heartbeat: float) -> CrashServer:
-        server = CrashServer(
-            db_url, tmp_path / f"data{len(made)}", lease=lease, heartbeat=heartbeat
-        )
+        data_dir = tmp_path / f"data{len(made)}"
+        server = CrashServer(zygote, db_url, data_dir, lease=lease, heartbeat=heartbeat)
         made.append(server)
         return server
 
