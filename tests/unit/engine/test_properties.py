@@ -177,6 +177,7 @@ class World:
     timers: set[float] = field(default_factory=set)
     commands: set[Action] = field(default_factory=set)
     started: set[str] = field(default_factory=set)
+    left_cancelled: set[str] = field(default_factory=set)
     ended_at: float | None = None
 
     def at(self, delay: float, kind: str, *args: Any) -> None:
@@ -247,6 +248,13 @@ class World:
     def resume(self, changes: dict[str, StepState]) -> None:
         """A person reset these steps: they may start, be skipped or open a gate again."""
         self.started -= set(changes)
+        # Steps a workflow timeout cancelled stay so when their needs died (e.g. an approval
+        # the timeout closed); a resumed run may end with them still cancelled.
+        self.left_cancelled |= {
+            sid
+            for sid, s in self.sim.statuses().items()
+            if s == StepStatus.CANCELLED and sid not in changes
+        }
         self.commands = {c for c in self.commands if getattr(c, "step", None) not in changes}
         self.ended_at = None
         self.timers.clear()
@@ -369,7 +377,8 @@ def check_end(world: World) -> None:
     for sid, s in statuses.items():
         if sid not in world.started:
             assert s in NOT_RUN, f"{sid} never started but ended {s}"
-            assert s == StepStatus.SKIPPED or sim.state.cancel or timed_out(g, sim.state, sim.now)
+            stopped = sim.state.cancel or timed_out(g, sim.state, sim.now)
+            assert s == StepStatus.SKIPPED or stopped or sid in world.left_cancelled, sid
     for n in g.steps:
         assert len(sim.step(n.id).attempts) <= sim.step(n.id).retry_base + 1 + n.retries
     outcome, phrase = expected_outcome(world)
