@@ -17,7 +17,7 @@ from fastapi import APIRouter, FastAPI
 from starlette.concurrency import run_in_threadpool
 
 import opsflow
-from opsflow.api import executions, health, people, problems, tokens, workflows
+from opsflow.api import executions, health, people, problems, tfstate, tokens, workflows
 from opsflow.api.demo import find_examples_dir, load_examples
 from opsflow.api.services import Services
 from opsflow.auth.bootstrap import bootstrap
@@ -42,6 +42,7 @@ API_ROUTERS: list[APIRouter] = [
     executions.router,
     people.router,
     tokens.router,
+    tfstate.router,
     health.router,
 ]
 

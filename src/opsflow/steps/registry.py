@@ -62,5 +62,6 @@ def _builtin_executors() -> list[Executor]:
     from .http import HttpExecutor
     from .notify import NotifyExecutor
     from .script import ScriptExecutor
+    from .terraform import TerraformExecutor
 
-    return [ScriptExecutor(), HttpExecutor(), NotifyExecutor()]
+    return [ScriptExecutor(), HttpExecutor(), NotifyExecutor(), TerraformExecutor()]
