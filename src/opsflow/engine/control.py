@@ -124,10 +124,10 @@ def _reopen(
         if current.status not in (StepStatus.SKIPPED, StepStatus.CANCELLED):
             continue
         node = nodes[sid]
-        edges = {}
+        edges = []
         for edge in node.needs:
             source = changes.get(edge.step) or state.steps.get(edge.step, StepState())
-            edges[edge] = edge_state(edge, nodes[edge.step], source.status, source)
+            edges.append(edge_state(edge, nodes[edge.step], source.status, source))
         if join_state(node, edges) != EdgeState.DEAD:
             changes[sid] = _fresh(current, now)
     return changes

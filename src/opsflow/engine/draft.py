@@ -10,7 +10,7 @@ Every transition is emitted as its action followed by a ``Log`` line with the re
 
 from __future__ import annotations
 
-from opsflow.engine.edges import EdgeState, edge_state, join_state
+from opsflow.engine.edges import EdgeState, join_state, produced
 from opsflow.engine.model import (
     Action,
     CancelJob,
@@ -27,11 +27,13 @@ from opsflow.engine.model import (
     StepNode,
     StepState,
 )
-from opsflow.engine.topology import topological_order
+from opsflow.engine.topology import shape_of
 from opsflow.engine.wording import STATUS_VERB
-from opsflow.status import ExecutionStatus, JobStatus, StepStatus, StepType
+from opsflow.status import ExecutionStatus, JobStatus, Join, Outcome, StepStatus, StepType
 
 ACTIVE = frozenset({StepStatus.RUNNING, StepStatus.WAITING})
+TERMINAL = frozenset(status for status in StepStatus if status.terminal)
+_NEW = StepState()
 
 
 class Draft:
@@ -40,14 +42,13 @@ class Draft:
     def __init__(self, graph: Graph, state: ExecutionState, now: float) -> None:
         self.graph = graph
         self.now = now
-        self.order = topological_order(graph)
-        self.nodes: dict[str, StepNode] = {node.id: node for node in graph.steps}
-        unknown = sorted(set(state.steps) - set(self.nodes))
-        if unknown:
+        self.shape = shape_of(graph)
+        self.order = self.shape.order
+        self.nodes: dict[str, StepNode] = self.shape.nodes
+        if len(state.steps) > len(self.nodes) or not self.nodes.keys() >= state.steps.keys():
+            unknown = sorted(set(state.steps) - set(self.nodes))
             raise ValueError(f"state has steps the graph does not define: {', '.join(unknown)}")
-        self.states: dict[str, StepState] = {
-            sid: state.steps.get(sid, StepState()) for sid in self.order
-        }
+        self.states: dict[str, StepState] = {sid: state.steps.get(sid, _NEW) for sid in self.order}
         self.status: dict[str, StepStatus] = {sid: st.status for sid, st in self.states.items()}
         self.entered_at: dict[str, float | None] = {
             sid: st.entered_at for sid, st in self.states.items()
@@ -59,20 +60,44 @@ class Draft:
         self.started_at = state.started_at
         self.actions: list[Action] = []
         self.due: list[float] = []
+        self._produced: dict[str, frozenset[Outcome]] = {}
 
     # -- reading ---------------------------------------------------------------------------
 
-    def edges(self, node: StepNode) -> dict[Edge, EdgeState]:
-        """The state of each of ``node``'s edges, as of this draft."""
-        return {
-            edge: edge_state(
-                edge, self.nodes[edge.step], self.status[edge.step], self.states[edge.step]
-            )
-            for edge in node.needs
-        }
+    def edges(self, node: StepNode) -> list[tuple[Edge, EdgeState]]:
+        """Each of ``node``'s edges with its state, as of this draft."""
+        return [(edge, self.edge(edge)) for edge in node.needs]
+
+    def edge(self, edge: Edge) -> EdgeState:
+        """The state of one edge. What a terminal source produced is computed once per
+        decision (terminal statuses never change within one), which keeps wide joins cheap."""
+        source = edge.step
+        made = self._produced.get(source)
+        if made is None:
+            status = self.status[source]
+            if status not in TERMINAL:
+                return EdgeState.OPEN
+            made = produced(self.nodes[source], status, self.states[source])
+            self._produced[source] = made
+        return EdgeState.MET if edge.outcome in made else EdgeState.DEAD
 
     def readiness(self, node: StepNode) -> EdgeState:
-        return join_state(node, self.edges(node))
+        """MET when ``node`` may start, DEAD when it never will, OPEN otherwise."""
+        return join_state(node, [self.edge(edge) for edge in node.needs])
+
+    def ready(self, node: StepNode) -> bool:
+        """``readiness(node) == MET``, stopping at the first edge that settles it."""
+        met = (self.edge(edge) == EdgeState.MET for edge in node.needs)
+        if not node.needs:
+            return True
+        return any(met) if node.join == Join.ANY else all(met)
+
+    def dead(self, node: StepNode) -> bool:
+        """``readiness(node) == DEAD``, stopping at the first edge that settles it."""
+        dead = (self.edge(edge) == EdgeState.DEAD for edge in node.needs)
+        if not node.needs:
+            return False
+        return all(dead) if node.join == Join.ANY else any(dead)
 
     def active(self) -> list[str]:
         """Steps still doing something: running, or waiting for people or a retry delay."""
@@ -92,6 +117,7 @@ class Draft:
     ) -> None:
         self.actions.append(SetStepStatus(step, status, reason, retry_at))
         self.status[step] = status
+        self._produced.pop(step, None)
         self.entered_at[step] = self.now
         self.retry_at[step] = retry_at
         self.log(f"step {step} {STATUS_VERB[status]}: {reason}", step)

@@ -25,7 +25,7 @@ dead only when every edge is dead. A step without needs is ready at once.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Sequence
 from enum import Enum
 
 from opsflow.engine.model import Edge, StepNode, StepState
@@ -46,8 +46,6 @@ _OWN_SUCCESS = {
 
 # Outcomes whose edges mark a step as a handler: it may start while the execution is failing.
 HANDLER_OUTCOMES = frozenset({Outcome.FAILED, Outcome.REJECTED, Outcome.ALWAYS})
-FAILURE_HANDLERS = frozenset({Outcome.FAILED, Outcome.ALWAYS})
-REJECTION_HANDLERS = frozenset({Outcome.REJECTED, Outcome.ALWAYS})
 
 
 def produced(node: StepNode, status: StepStatus, state: StepState) -> frozenset[Outcome]:
@@ -77,9 +75,8 @@ def edge_state(edge: Edge, source: StepNode, status: StepStatus, state: StepStat
     return EdgeState.MET if edge.outcome in produced(source, status, state) else EdgeState.DEAD
 
 
-def join_state(node: StepNode, edges: Mapping[Edge, EdgeState]) -> EdgeState:
-    """Combine a step's edge states by its join: MET = ready to start, DEAD = never will be."""
-    states = [edges[edge] for edge in node.needs]
+def join_state(node: StepNode, states: Sequence[EdgeState]) -> EdgeState:
+    """Combine the states of ``node.needs`` (in order) by its join: MET = ready, DEAD = never."""
     if not states:
         return EdgeState.MET
     if node.join == Join.ANY:
@@ -94,12 +91,3 @@ def join_state(node: StepNode, edges: Mapping[Edge, EdgeState]) -> EdgeState:
 def is_handler(node: StepNode) -> bool:
     """A step whose needs include a ``.failed``, ``.rejected`` or ``.always`` edge."""
     return any(edge.outcome in HANDLER_OUTCOMES for edge in node.needs)
-
-
-def handlers_of(nodes: tuple[StepNode, ...], source: str, kinds: frozenset[Outcome]) -> list[str]:
-    """Ids of the steps with an edge from ``source`` whose outcome is one of ``kinds``."""
-    return [
-        node.id
-        for node in nodes
-        if any(edge.step == source and edge.outcome in kinds for edge in node.needs)
-    ]

@@ -23,8 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from opsflow.engine.draft import Draft
-from opsflow.engine.edges import FAILURE_HANDLERS, REJECTION_HANDLERS, handlers_of
-from opsflow.status import ExecutionStatus, Outcome, StepStatus
+from opsflow.status import ExecutionStatus, StepStatus
 
 _NOT_RUN = frozenset({StepStatus.SKIPPED, StepStatus.CANCELLED})
 
@@ -55,21 +54,22 @@ def _name(kind: str, ids: tuple[str, ...], verb: str) -> str:
 def unhandled(draft: Draft) -> Unhandled:
     """Which failures and rejections no live handler covers, as of ``draft``."""
 
-    def handled(source: str, kinds: frozenset[Outcome]) -> bool:
+    def handled(source: str, handlers: dict[str, tuple[str, ...]]) -> bool:
         return any(
             draft.status[h] not in _NOT_RUN or draft.states[h].user_skipped
-            for h in handlers_of(draft.graph.steps, source, kinds)
+            for h in handlers.get(source, ())
         )
 
+    shape = draft.shape
     failed = tuple(
         sid
         for sid in draft.order
-        if draft.status[sid] == StepStatus.FAILED and not handled(sid, FAILURE_HANDLERS)
+        if draft.status[sid] == StepStatus.FAILED and not handled(sid, shape.failure_handlers)
     )
     rejected = tuple(
         sid
         for sid in draft.order
-        if draft.status[sid] == StepStatus.REJECTED and not handled(sid, REJECTION_HANDLERS)
+        if draft.status[sid] == StepStatus.REJECTED and not handled(sid, shape.rejection_handlers)
     )
     return Unhandled(failed, rejected)
 

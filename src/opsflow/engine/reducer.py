@@ -104,14 +104,14 @@ def _propagate(draft: Draft, stop: Stop | None, resumed_at: float | None) -> Non
             draft.set_step(sid, StepStatus.CANCELLED, f"{stop.reason} before it started")
         return
     for sid in pending:
-        if draft.readiness(draft.nodes[sid]) == EdgeState.DEAD:
+        if draft.dead(draft.nodes[sid]):
             draft.set_step(sid, StepStatus.SKIPPED, _skip_reason(draft, sid))
     held = halting(draft, resumed_at)
     for sid in pending:
         if draft.status[sid] != StepStatus.PENDING:
             continue
         node = draft.nodes[sid]
-        if draft.readiness(node) == EdgeState.MET and (not held or is_handler(node)):
+        if (not held or is_handler(node)) and draft.ready(node):
             draft.start(sid)
     if not draft.active():
         status, reason = held.verdict() if held else (ExecutionStatus.FAILED, "")
@@ -125,7 +125,7 @@ def _propagate(draft: Draft, stop: Stop | None, resumed_at: float | None) -> Non
 
 def _skip_reason(draft: Draft, sid: str) -> str:
     node = draft.nodes[sid]
-    dead = [edge for edge, st in draft.edges(node).items() if st == EdgeState.DEAD]
+    dead = [edge for edge, st in draft.edges(node) if st == EdgeState.DEAD]
 
     def because(edge_index: int) -> str:
         edge = dead[edge_index]

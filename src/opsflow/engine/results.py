@@ -41,7 +41,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from opsflow.engine.draft import Draft
-from opsflow.engine.edges import FAILURE_HANDLERS, REJECTION_HANDLERS, handlers_of
 from opsflow.engine.model import Attempt, StepNode
 from opsflow.engine.wording import describe_attempt, format_duration
 from opsflow.status import ExecutionStatus, JobStatus, Outcome, StepStatus, StepType
@@ -88,8 +87,9 @@ def _timeout(node: StepNode) -> float | None:
 
 
 def _unhandled_note(draft: Draft, node: StepNode, status: StepStatus) -> str:
-    kinds = FAILURE_HANDLERS if status == StepStatus.FAILED else REJECTION_HANDLERS
-    if handlers_of(draft.graph.steps, node.id, kinds):
+    shape = draft.shape
+    handlers = shape.failure_handlers if status == StepStatus.FAILED else shape.rejection_handlers
+    if node.id in handlers:
         return ""
     what = "failure" if status == StepStatus.FAILED else "rejection"
     return f" (no step handles this {what}; only handlers will start from now on)"

@@ -1,10 +1,57 @@
-"""The shape of a graph: a stable topological order and what lies downstream of a step."""
+"""The shape of a graph: a stable topological order, handlers, what lies downstream of a step."""
 
 from __future__ import annotations
 
 import heapq
+from dataclasses import dataclass
 
-from opsflow.engine.model import Graph
+from opsflow.engine.model import Graph, StepNode
+from opsflow.status import Outcome
+
+_FAILURE_EDGES = frozenset({Outcome.FAILED, Outcome.ALWAYS})
+_REJECTION_EDGES = frozenset({Outcome.REJECTED, Outcome.ALWAYS})
+
+
+@dataclass(frozen=True)
+class Shape:
+    """Facts about a graph that every decision needs; computed once per graph object."""
+
+    order: tuple[str, ...]
+    nodes: dict[str, StepNode]
+    failure_handlers: dict[str, tuple[str, ...]]  # step -> steps with <step>.failed/.always
+    rejection_handlers: dict[str, tuple[str, ...]]  # step -> steps with <step>.rejected/.always
+
+
+# Keyed by id() and holding the graph itself, so an entry is only used for that very object;
+# the runtime keeps one Graph per execution, which makes repeated decisions cheap.
+_SHAPES: dict[int, tuple[Graph, Shape]] = {}
+_SHAPES_KEPT = 256
+
+
+def shape_of(graph: Graph) -> Shape:
+    """The graph's ``Shape`` (memoized; a pure function of the graph)."""
+    hit = _SHAPES.get(id(graph))
+    if hit is not None and hit[0] is graph:
+        return hit[1]
+    order = topological_order(graph)
+
+    def handlers(kinds: frozenset[Outcome]) -> dict[str, tuple[str, ...]]:
+        found: dict[str, list[str]] = {}
+        for node in graph.steps:
+            for source in dict.fromkeys(e.step for e in node.needs if e.outcome in kinds):
+                found.setdefault(source, []).append(node.id)
+        return {source: tuple(ids) for source, ids in found.items()}
+
+    shape = Shape(
+        order=order,
+        nodes={node.id: node for node in graph.steps},
+        failure_handlers=handlers(_FAILURE_EDGES),
+        rejection_handlers=handlers(_REJECTION_EDGES),
+    )
+    if len(_SHAPES) >= _SHAPES_KEPT:
+        _SHAPES.clear()  # one atomic step: safe when threads decide at once
+    _SHAPES[id(graph)] = (graph, shape)
+    return shape
 
 
 def topological_order(graph: Graph) -> tuple[str, ...]:
