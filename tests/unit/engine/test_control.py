@@ -201,3 +201,22 @@ def test_unknown_step_is_rejected_with_the_known_ones() -> None:
         retry_step(DEPLOY, sim.state, "nope")
     with pytest.raises(ValueError, match="unknown step 'nope'"):
         downstream(DEPLOY, "nope")
+
+
+def test_resumed_execution_is_not_held_back_by_failures_seen_before() -> None:
+    g = graph(node("a"), node("b"), node("after-b", needs=["b"]))
+    sim = Sim(g)
+    sim.reconcile()
+    sim.fail("a")
+    sim.fail("b")
+    sim.reconcile()
+    assert sim.execution == ExecutionStatus.FAILED
+    sim.advance(30)
+    sim.write(retry_step(g, sim.state, "b", now=sim.now), ExecutionStatus.RUNNING)
+    sim.reconcile()
+    sim.succeed("b")
+    sim.reconcile()
+    assert sim.status("after-b") == StepStatus.RUNNING  # a's failure was seen before the retry
+    sim.succeed("after-b")
+    sim.reconcile()
+    assert sim.execution == ExecutionStatus.FAILED  # ...and still decides the outcome

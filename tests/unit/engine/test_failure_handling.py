@@ -235,3 +235,16 @@ def test_paused_status_emitted_only_on_change() -> None:
     assert len(paused) == 1
     sim.advance(10)
     assert sim.reconcile() == []
+
+
+def test_open_approval_stays_open_while_execution_is_failing() -> None:
+    sim = Sim(graph(node("a"), node("approve", "approval"), node("apply", needs=["approve"])))
+    sim.reconcile()
+    sim.fail("a")
+    sim.reconcile()
+    assert sim.status("approve") == StepStatus.WAITING  # in flight, like a running job
+    assert sim.execution == ExecutionStatus.PAUSED
+    sim.approve("approve")
+    sim.reconcile()
+    assert sim.status("apply") == StepStatus.SKIPPED  # not a handler: held back, then skipped
+    assert sim.state.status == ExecutionStatus.FAILED
