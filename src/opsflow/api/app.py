@@ -8,6 +8,7 @@ Shutdown runs in reverse. Nothing starts as a side effect of an import.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -17,10 +18,11 @@ from fastapi import APIRouter, FastAPI
 from starlette.concurrency import run_in_threadpool
 
 import opsflow
-from opsflow.api import executions, health, people, problems, tfstate, tokens, workflows
+from opsflow.api import executions, health, people, problems, secrets, tfstate, tokens, workflows
 from opsflow.api.demo import find_examples_dir, load_examples
 from opsflow.api.services import Services
 from opsflow.auth.bootstrap import bootstrap
+from opsflow.auth.secrets import SecretBox, SecretVault, load_master_key
 from opsflow.config import Settings
 from opsflow.runtime.host import runtime_extension
 from opsflow.store.db import Database
@@ -42,6 +44,7 @@ API_ROUTERS: list[APIRouter] = [
     executions.router,
     people.router,
     tokens.router,
+    secrets.router,
     tfstate.router,
     health.router,
 ]
@@ -54,10 +57,12 @@ DEFAULT_EXTENSIONS: list[Extension] = [runtime_extension]
 def _open(settings: Settings) -> Services:
     """Blocking start-up work, run off the event loop."""
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    box = SecretBox(load_master_key(settings.data_dir, os.environ))  # a bad key stops us here
     upgrade(settings.db_url)
     db = Database(settings.db_url)
     services = Services(settings=settings, db=db)
     services.bootstrap = bootstrap(db, settings)
+    services.extra[secrets.VAULT_KEY] = SecretVault(db, box)
     if settings.demo:
         examples = find_examples_dir()
         if examples is None:

@@ -13,7 +13,18 @@ from typing import Annotated, Any
 import typer
 
 from opsflow import __version__
-from opsflow.cli import apply, runs, server, teams, tfstate, tokens, users, validate, workflows
+from opsflow.cli import (
+    apply,
+    runs,
+    secrets,
+    server,
+    teams,
+    tfstate,
+    tokens,
+    users,
+    validate,
+    workflows,
+)
 from opsflow.cli.client import DEFAULT_URL, Connection
 from opsflow.cli.output import CliError, report_error
 from opsflow.errors import OpsflowError
@@ -42,7 +53,7 @@ app = OpsflowApp(
 )
 
 # Every command module, in help order. Adding a command group means adding its module here.
-COMMAND_MODULES = (server, validate, apply, runs, workflows, users, teams, tokens, tfstate)
+COMMAND_MODULES = (server, validate, apply, runs, workflows, users, teams, tokens, secrets, tfstate)
 for _module in COMMAND_MODULES:
     _module.register(app)
 

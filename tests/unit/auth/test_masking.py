@@ -158,16 +158,20 @@ def test_masking_ten_thousand_lines_with_twenty_secrets_is_fast() -> None:
     for i in range(0, len(lines), 50):
         lines[i] += f" secret={secrets[i % 20]} b64={_b64(secrets[(i + 1) % 20].encode())}"
 
-    started = time.perf_counter()
+    # CPU time of this process, so that other work on a shared machine does not fail the test
+    started, wall = time.process_time(), time.perf_counter()
     masker = Masker(secrets)
-    built = time.perf_counter() - started
-    started = time.perf_counter()
+    built, built_wall = time.process_time() - started, time.perf_counter() - wall
+    started, wall = time.process_time(), time.perf_counter()
     masked = [masker.mask(line) for line in lines]
-    elapsed = time.perf_counter() - started
+    elapsed, elapsed_wall = time.process_time() - started, time.perf_counter() - wall
     size = sum(len(line) + 1 for line in lines)
 
-    print(f"\nmasker built in {built * 1000:.1f} ms; masked {len(lines)} lines ({size} bytes) "
-          f"with {len(secrets)} secrets in {elapsed * 1000:.1f} ms")
+    print(
+        f"\nmasker built in {built * 1000:.1f} ms CPU ({built_wall * 1000:.1f} ms wall); "
+        f"masked {len(lines)} lines ({size} bytes) with {len(secrets)} secrets in "
+        f"{elapsed * 1000:.1f} ms CPU ({elapsed_wall * 1000:.1f} ms wall)"
+    )
     assert elapsed < 0.5
     assert built < 0.5
     assert sum(line.count(MASK) for line in masked) == 2 * len(lines) // 50
