@@ -59,9 +59,16 @@ def _load_builtins() -> None:
 
 def _builtin_executors() -> list[Executor]:
     """One entry per built-in step type an agent runs."""
+    from .ansible import AnsibleExecutor
     from .http import HttpExecutor
     from .notify import NotifyExecutor
     from .script import ScriptExecutor
     from .terraform import TerraformExecutor
 
-    return [ScriptExecutor(), HttpExecutor(), NotifyExecutor(), TerraformExecutor()]
+    return [
+        ScriptExecutor(),
+        HttpExecutor(),
+        NotifyExecutor(),
+        AnsibleExecutor(),
+        TerraformExecutor(),
+    ]
