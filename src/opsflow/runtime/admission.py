@@ -17,7 +17,7 @@ from opsflow.status import ConcurrencyPolicy, ExecutionStatus
 from opsflow.store import runs as runs_store
 
 if TYPE_CHECKING:
-    from opsflow.runtime.reconciler import Changes
+    from opsflow.runtime.changes import Changes
     from opsflow.runtime.service import RunRequest, Runtime
 
 

@@ -46,6 +46,7 @@ class EventBus:
         self._lock = threading.Lock()
         self._executions: dict[str, set[_Waiter]] = {}
         self._job_waiters: set[_Waiter] = set()
+        self._notification_waiters: set[_Waiter] = set()
         self._cancel_listeners: dict[str, set[_Waiter]] = {}
         self._timer_wake = threading.Event()
         self._planned_wake = 0.0  # when the timer thread means to look next
@@ -69,6 +70,15 @@ class EventBus:
             targets = [w for jid in job_ids for w in self._cancel_listeners.get(jid, ())]
         for w in targets:
             w.wake()
+
+    def notifications_queued(self) -> None:
+        with self._lock:
+            targets = list(self._notification_waiters)
+        for w in targets:
+            w.wake()
+
+    def watch_notifications(self) -> _Subscription:
+        return _Subscription(self, None, "", notifications=True)
 
     def timer_set(self, due_at: float | None = None) -> None:
         """A timer was set; wake the timer thread only if it is due before its next look."""
@@ -97,9 +107,17 @@ class EventBus:
 class _Subscription:
     """``async with bus.watch_...() as sub: await sub.wait(timeout)``."""
 
-    def __init__(self, bus: EventBus, table: dict[str, set[_Waiter]] | None, key: str) -> None:
+    def __init__(
+        self,
+        bus: EventBus,
+        table: dict[str, set[_Waiter]] | None,
+        key: str,
+        *,
+        notifications: bool = False,
+    ) -> None:
         self._bus = bus
         self._table = table
+        self._flat = bus._notification_waiters if notifications else bus._job_waiters
         self._key = key
         self._waiter: _Waiter | None = None
 
@@ -107,7 +125,7 @@ class _Subscription:
         self._waiter = _Waiter()
         with self._bus._lock:
             if self._table is None:
-                self._bus._job_waiters.add(self._waiter)
+                self._flat.add(self._waiter)
             else:
                 self._table.setdefault(self._key, set()).add(self._waiter)
         return self
@@ -116,7 +134,7 @@ class _Subscription:
         assert self._waiter is not None
         with self._bus._lock:
             if self._table is None:
-                self._bus._job_waiters.discard(self._waiter)
+                self._flat.discard(self._waiter)
             else:
                 waiters = self._table.get(self._key)
                 if waiters is not None:

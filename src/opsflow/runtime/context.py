@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from opsflow.errors import TemplateError
 from opsflow.spec.models import TEMPLATED_FIELDS
 from opsflow.spec.template import render_value
 from opsflow.status import StepType
@@ -90,3 +91,50 @@ def agent_placement(
     pool = own.get("pool") or base.get("pool") or "default"
     labels = {**(base.get("labels") or {}), **(own.get("labels") or {})}
     return str(pool), labels
+
+
+def channel_urls(
+    definition: Mapping[str, Any], config: Mapping[str, Any], channels: Mapping[str, list[str]]
+) -> list[str]:
+    """A notify step's channel (or the workflow's default one) as Apprise URLs."""
+    name = config.get("channel") or (definition.get("notify") or {}).get("channel")
+    known = ", ".join(sorted(channels)) or "none"
+    if not name:
+        raise TemplateError(
+            "notify step has no channel and the workflow sets no notify.channel; "
+            f"configured channels: {known}"
+        )
+    urls = channels.get(str(name))
+    if not urls:
+        variable = "OPSFLOW_NOTIFY_" + str(name).upper().replace("-", "_")
+        raise TemplateError(
+            f"notify channel {name!r} is not configured on this server "
+            f"(set {variable}); configured: {known}"
+        )
+    return list(urls)
+
+
+def job_config(
+    execution: Execution,
+    step_type: StepType,
+    raw: Mapping[str, Any],
+    steps: Mapping[str, Step],
+    channels: Mapping[str, list[str]],
+) -> dict[str, Any]:
+    """Everything an agent needs to run one job of this step: the rendered fields, and what
+    the server knows that the YAML does not (notify URLs, the Terraform state's name)."""
+    config = render_step_config(step_type, raw, template_context(execution, steps))
+    if step_type == StepType.NOTIFY:
+        config["urls"] = channel_urls(execution.definition, config, channels)
+    if step_type == StepType.TERRAFORM:
+        config.setdefault("state_name", terraform_state_name(execution, raw))
+    return config
+
+
+def terraform_state_name(execution: Execution, raw: Mapping[str, Any]) -> str:
+    """One state per workflow, source and workspace, unless the step names its own."""
+    source = raw.get("source") or {}
+    where = source.get("dir") or source.get("path") or "."
+    workspace = raw.get("workspace") or "default"
+    path = str(where).strip("/").replace("/", "-") or "root"
+    return f"{execution.workflow_id}/{path}/{workspace}"

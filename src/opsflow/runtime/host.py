@@ -19,6 +19,7 @@ from opsflow.agent.gateway import LocalGateway
 from opsflow.agent.loop import Agent
 from opsflow.runtime.bus import EventBus
 from opsflow.runtime.clockwork import Clockwork
+from opsflow.runtime.outbox import OutboxSender, stop_task
 from opsflow.runtime.service import Runtime
 from opsflow.store.db import Database
 
@@ -56,17 +57,22 @@ class RuntimeHost:
                 heartbeat_interval=heartbeat_interval,
             )
         self._agent_task: asyncio.Task[None] | None = None
+        self.outbox = OutboxSender(self.runtime)
+        self._outbox_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         count = await asyncio.to_thread(self.runtime.reconcile_all_active)
         if count:
             log.info("resumed %d unfinished executions", count)
         self.clockwork.start()
+        self._outbox_task = asyncio.create_task(self.outbox.run(), name="opsflow-outbox")
         if self.agent is not None:
             await self.gateway.open()
             self._agent_task = asyncio.create_task(self.agent.run(), name="opsflow-local-agent")
 
     async def stop(self) -> None:
+        self.outbox.stop()
+        await stop_task(self._outbox_task)
         if self.agent is not None and self._agent_task is not None:
             self.agent.stop()
             with contextlib.suppress(asyncio.CancelledError):

@@ -15,17 +15,20 @@ import logging
 import uuid
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from opsflow.engine import decide
 from opsflow.engine import model as m
+from opsflow.engine.model import CancelMode
 from opsflow.errors import TemplateError
+from opsflow.runtime.approvals import close_gate, open_gate
+from opsflow.runtime.changes import Changes
+from opsflow.runtime.cleanup import advance_cleanup
 from opsflow.runtime.context import (
     agent_placement,
-    render_step_config,
+    job_config,
     step_definition,
     template_context,
 )
@@ -40,30 +43,9 @@ from opsflow.store.runs import Execution, Step
 
 log = logging.getLogger(__name__)
 
+
 EXECUTION_TIMER = "execution"
 MAX_ROUNDS = 10_000
-
-
-@dataclass
-class Changes:
-    """What a transaction changed, to publish after it commits."""
-
-    executions: set[str] = field(default_factory=set)
-    jobs_queued: bool = False
-    cancelled_jobs: set[str] = field(default_factory=set)
-    earliest_timer: float | None = None  # the earliest timer this transaction set
-    finished: set[str] = field(default_factory=set)  # executions that reached a terminal status
-
-    def note_timer(self, due_at: float | None) -> None:
-        if due_at is not None and (self.earliest_timer is None or due_at < self.earliest_timer):
-            self.earliest_timer = due_at
-
-    def merge(self, other: Changes) -> None:
-        self.executions |= other.executions
-        self.jobs_queued |= other.jobs_queued
-        self.cancelled_jobs |= other.cancelled_jobs
-        self.note_timer(other.earliest_timer)
-        self.finished |= other.finished
 
 
 class _GraphCache:
@@ -138,7 +120,8 @@ class _Run:
     def state(self) -> m.ExecutionState:
         attempts: dict[str, list[m.Attempt]] = {}
         for (sid, _), job in sorted(self.jobs.items(), key=lambda kv: kv[0][1]):
-            attempts.setdefault(sid, []).append(_attempt(job))
+            if job.purpose == "run":
+                attempts.setdefault(sid, []).append(_attempt(job))
         steps = {
             sid: m.StepState(
                 status=s.status,
@@ -165,6 +148,7 @@ class _Run:
             started_at=self.ex.started_at,
             steps=steps,
             cancel=cancel,
+            resumed_at=self.ex.resumed_at,
         )
 
     # -- writing -------------------------------------------------------------------------
@@ -210,6 +194,12 @@ class _Run:
 
     def _on_SetStepStatus(self, a: m.SetStepStatus) -> None:
         step = self.steps[a.step]
+        if step.type == StepType.APPROVAL and a.status in (
+            StepStatus.APPROVED,
+            StepStatus.REJECTED,
+        ):
+            close_gate(self, a.step, a.status, a.reason)
+            step = self.steps[a.step]
         values: dict[str, Any] = {"status": a.status.value, "entered_at": self.now}
         values["retry_at"] = a.retry_at
         if a.status == StepStatus.RUNNING and step.started_at is None:
@@ -247,9 +237,7 @@ class _Run:
             "created_at": self.now,
         }
         try:
-            config = render_step_config(node.type, raw, template_context(self.ex, self.steps))
-            if node.type == StepType.NOTIFY:
-                config["urls"] = self._channel_urls(config)
+            config = job_config(self.ex, node.type, raw, self.steps, self.channels)
             values["spec"] = {"config": config, "bundle": self.ex.bundle_digest}
             self.changes.jobs_queued = True
         except TemplateError as exc:
@@ -273,27 +261,12 @@ class _Run:
             self.event("step", step=a.step, status=StepStatus.RUNNING.value, reason="")
         self.event("job", step=a.step, attempt=a.attempt, job_id=job_id, status=values["status"])
 
-    def _channel_urls(self, config: dict[str, Any]) -> list[str]:
-        """A notify step's channel (or the workflow's default one) as Apprise URLs."""
-        name = config.get("channel") or (self.ex.definition.get("notify") or {}).get("channel")
-        known = ", ".join(sorted(self.channels)) or "none"
-        if not name:
-            raise TemplateError(
-                f"notify step has no channel and the workflow sets no notify.channel; "
-                f"configured channels: {known}"
-            )
-        urls = self.channels.get(str(name))
-        if not urls:
-            raise TemplateError(
-                f"notify channel {name!r} is not configured on this server "
-                f"(set OPSFLOW_NOTIFY_{str(name).upper().replace('-', '_')}); configured: {known}"
-            )
-        return list(urls)
-
     def _on_CancelJob(self, a: m.CancelJob) -> None:
         job = self.jobs.get((a.step, a.attempt))
         if job is None or job.status.terminal:
             return
+        if not a.force and job.status != JobStatus.PENDING:
+            return  # a graceful cancel withdraws only work no agent has picked up
         ended = jobs_store.request_cancel(
             self.session,
             job.id,
@@ -341,12 +314,18 @@ class _Run:
     def _on_OpenApproval(self, a: m.OpenApproval) -> None:
         if self.steps[a.step].status != StepStatus.WAITING:
             self.set_step(
-                a.step, status=StepStatus.WAITING.value, entered_at=self.now, started_at=self.now
+                a.step,
+                status=StepStatus.WAITING.value,
+                entered_at=self.now,
+                started_at=self.steps[a.step].started_at or self.now,
+                gate_result=None,
+                gate_reason=None,
             )
             self.event(
                 "step", step=a.step, status=StepStatus.WAITING.value, reason="approval opened"
             )
-        self.engine_log(f"approval {a.step} is waiting for a decision", a.step)
+        gate = open_gate(self, a.step)
+        self.event("approval", step=a.step, status="pending", approval_id=gate)
 
     def _on_StartChildWorkflow(self, a: m.StartChildWorkflow) -> None:
         # Child workflows arrive with the triggers issue; until then the step fails clearly.
@@ -369,6 +348,14 @@ class _Run:
         self.events.clear()
 
 
+def execution_state(
+    session: Session, execution: Execution, now: float
+) -> tuple[m.Graph, m.ExecutionState]:
+    """The graph and the engine's view of an execution, for manual control."""
+    run = _Run(session, execution, now, {})
+    return run.graph, run.state()
+
+
 def reconcile(
     session: Session,
     execution_id: str,
@@ -384,13 +371,21 @@ def reconcile(
     """
     execution = runs_store.lock_execution(session, execution_id)
     if execution.status.terminal:
+        if execution.cancel_mode == CancelMode.CLEANUP.value:
+            return advance_cleanup(session, execution, now)
         return Changes()
     if execution.status == ExecutionStatus.PENDING and not (admit or execution.cancel_mode):
         return Changes()
     run = _Run(session, execution, now, channels or {})
     decision = m.Decision(actions=())
     for _ in range(MAX_ROUNDS):
-        decision = decide(run.graph, run.state(), now)
+        try:
+            decision = decide(run.graph, run.state(), now)
+        except ValueError as exc:  # a state the engine refuses: end the run, loudly
+            log.exception("engine refused the state of execution %s", execution_id)
+            run.apply(m.SetExecutionStatus(ExecutionStatus.ERROR, f"engine error: {exc}"))
+            decision = m.Decision(actions=())
+            break
         if not decision.actions:
             break
         for action in decision.actions:
@@ -402,4 +397,6 @@ def reconcile(
     runs_store.set_timer(session, EXECUTION_TIMER, execution_id, wake)
     run.changes.note_timer(wake)
     run.flush()
+    if run.ex.status.terminal and run.ex.cancel_mode == CancelMode.CLEANUP.value:
+        run.changes.merge(advance_cleanup(session, run.ex, now))
     return run.changes

@@ -8,6 +8,7 @@ agent (called in-process) and, through the API, remote agents.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -15,20 +16,27 @@ from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
-from opsflow.engine.model import CancelMode
+from opsflow.engine import control
+from opsflow.engine.model import CancelMode, ExecutionState, Graph, StepState
 from opsflow.errors import Conflict, InvalidInput, StaleReport
+from opsflow.runtime import approvals
+from opsflow.runtime.approvals import Responder
 from opsflow.runtime.bus import EventBus
-from opsflow.runtime.reconciler import Changes, new_id, reconcile
+from opsflow.runtime.changes import Changes
+from opsflow.runtime.reconciler import execution_state, new_id, reconcile
 from opsflow.status import ExecutionStatus, JobStatus, StepStatus
 from opsflow.store import jobs as jobs_store
 from opsflow.store import logs as logs_store
 from opsflow.store import runs as runs_store
+from opsflow.store import users as users_store
+from opsflow.store.approvals import Approval
 from opsflow.store.db import Database
 from opsflow.store.jobs import CancelNotice, Job
 from opsflow.store.logs import LogLine
 from opsflow.store.runs import Execution
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -81,11 +89,24 @@ class Runtime:
     # -- plumbing --------------------------------------------------------------------------
 
     def transact(self, fn: Callable[[Session, Changes], T]) -> T:
-        changes = Changes()
-        with self.db.session() as session:
-            result = fn(session, changes)
-        self.publish(changes)
-        return result
+        """Run ``fn`` in one transaction, publish its changes after the commit.
+
+        A transaction the database aborted to break a deadlock (or a SQLite lock wait that
+        ran out) is run again from the start, a few times, before the error is let through.
+        """
+        for attempt in range(1, 4):
+            changes = Changes()
+            try:
+                with self.db.session() as session:
+                    result = fn(session, changes)
+            except Exception as exc:
+                if attempt < 3 and self.db.is_transient(exc):
+                    log.warning("transaction aborted (%s); retrying", exc.__class__.__name__)
+                    continue
+                raise
+            self.publish(changes)
+            return result
+        raise AssertionError("unreachable")
 
     def publish(self, changes: Changes) -> None:
         if changes.executions:
@@ -94,6 +115,8 @@ class Runtime:
             self.bus.jobs_queued()
         if changes.cancelled_jobs:
             self.bus.cancel_requested(changes.cancelled_jobs)
+        if changes.notifications:
+            self.bus.notifications_queued()
         if changes.earliest_timer is not None:
             self.bus.timer_set(changes.earliest_timer)
 
@@ -202,6 +225,137 @@ class Runtime:
 
         return self.transact(work)
 
+    # -- people's decisions ------------------------------------------------------------------
+
+    def respond(
+        self,
+        execution_id: str,
+        step_id: str,
+        *,
+        user: str,
+        approve: bool,
+        note: str | None = None,
+        via: str = "api",
+    ) -> tuple[Approval, bool]:
+        """Approve or reject a waiting gate; returns the gate and whether this answer decided it."""
+
+        def work(session: Session, changes: Changes) -> tuple[Approval, bool]:
+            who = Responder(user, frozenset(users_store.teams_of(session, user)))
+            return approvals.respond(
+                session,
+                execution_id,
+                step_id,
+                who,
+                approve=approve,
+                note=note,
+                via=via,
+                now=self.clock(),
+                reconcile=lambda: self._reconcile(session, execution_id, changes),
+            )
+
+        result = self.transact(work)
+        return result
+
+    def retry_step(
+        self, execution_id: str, step_id: str, *, by: str, from_here: bool = False
+    ) -> None:
+        """Run a failed step again (and, ``from_here``, everything after it)."""
+        verb = "retried" + (" from" if from_here else "")
+
+        def change(graph: Graph, state: ExecutionState, now: float) -> dict[str, StepState]:
+            return control.retry_step(graph, state, step_id, from_here, now=now)
+
+        self._manual(execution_id, step_id, by, change, verb)
+
+    def skip_step(self, execution_id: str, step_id: str, *, by: str) -> None:
+        """Mark a failed step skipped by a person; downstream goes on as if it succeeded."""
+
+        def change(graph: Graph, state: ExecutionState, now: float) -> dict[str, StepState]:
+            return control.skip_step(graph, state, step_id, now=now)
+
+        self._manual(execution_id, step_id, by, change, "skipped")
+
+    def _manual(
+        self,
+        execution_id: str,
+        step_id: str,
+        by: str,
+        change: Callable[[Graph, ExecutionState, float], dict[str, StepState]],
+        verb: str,
+    ) -> None:
+        def work(session: Session, changes: Changes) -> None:
+            now = self.clock()
+            ex = runs_store.lock_execution(session, execution_id)
+            graph, state = execution_state(session, ex, now)
+            try:
+                new_states = change(graph, state, now)
+            except ValueError as exc:
+                raise Conflict(str(exc)) from exc
+            for sid, st in new_states.items():
+                values: dict[str, Any] = {
+                    "status": st.status.value,
+                    "entered_at": now,
+                    "retry_at": None,
+                    "retry_base": st.retry_base,
+                    "user_skipped": st.user_skipped,
+                    "gate_result": st.gate_result.value if st.gate_result else None,
+                    "gate_reason": st.gate_reason,
+                }
+                if st.status == StepStatus.PENDING:
+                    values.update(ended_at=None, error=None, outputs={})
+                elif st.status.terminal:
+                    values["ended_at"] = now
+                runs_store.update_step(session, execution_id, sid, **values)
+                runs_store.add_events(
+                    session,
+                    [
+                        {
+                            "execution_id": execution_id,
+                            "at": now,
+                            "kind": "step",
+                            "data": {
+                                "step": sid,
+                                "status": st.status.value,
+                                "reason": f"{verb} by {by}",
+                            },
+                        }
+                    ],
+                )
+            update: dict[str, Any] = {"resumed_at": now}
+            if ex.status.terminal:
+                update.update(
+                    status=ExecutionStatus.RUNNING.value,
+                    ended_at=None,
+                    status_reason=f"resumed: {by} {verb} step {step_id}",
+                )
+                runs_store.add_events(
+                    session,
+                    [
+                        {
+                            "execution_id": execution_id,
+                            "at": now,
+                            "kind": "execution",
+                            "data": {
+                                "status": ExecutionStatus.RUNNING.value,
+                                "reason": f"resumed: {by} {verb} step {step_id}",
+                            },
+                        }
+                    ],
+                )
+            runs_store.update_execution(session, execution_id, **update)
+            others = sorted(set(new_states) - {step_id})
+            message = f"{by} {verb} step {step_id}" + (
+                f"; reset {', '.join(others)}" if others else ""
+            )
+            runs_store.add_engine_log(
+                session,
+                [{"execution_id": execution_id, "step_id": step_id, "at": now, "message": message}],
+            )
+            changes.executions.add(execution_id)
+            self._reconcile(session, execution_id, changes)
+
+        self.transact(work)
+
     def reconcile_all_active(self) -> int:
         """At start-up: bring every unfinished execution up to date (cheap, and it makes a
         restart independent of which wake-ups were lost with the old process)."""
@@ -219,6 +373,8 @@ class Runtime:
         for kind, key, _ in due:
 
             def work(session: Session, changes: Changes, kind: str = kind, key: str = key) -> bool:
+                # Lock order everywhere: the execution first, then its rows (timer, jobs).
+                runs_store.lock_execution(session, key)
                 if not runs_store.take_timer(session, kind, key, self.clock()):
                     return False  # another replica fired it, or it moved
                 self._reconcile(session, key, changes)

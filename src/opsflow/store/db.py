@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -71,6 +72,17 @@ class Database:
         """One transaction: commit on success, roll back on error."""
         with self._sessions() as session, session.begin():
             yield session
+
+    def is_transient(self, exc: BaseException) -> bool:
+        """A failure that running the same transaction again can cure: a deadlock or a
+        serialization failure on PostgreSQL, a lock wait that ran out on SQLite."""
+        if not isinstance(exc, OperationalError):
+            return False
+        orig = exc.orig
+        sqlstate = getattr(orig, "sqlstate", None)
+        if sqlstate in ("40P01", "40001", "55P03"):
+            return True
+        return self.is_sqlite and "database is locked" in str(orig)
 
     def dispose(self) -> None:
         self.engine.dispose()

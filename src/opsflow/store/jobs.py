@@ -72,6 +72,9 @@ class JobRow(Base):
     cancel_force: Mapped[bool] = mapped_column(Boolean, default=False)
     cancel_as: Mapped[str | None] = mapped_column(String(16))
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
+    # "run" for an attempt of the step; "cleanup" for the undo work after a cancel with
+    # cleanup (e.g. Terraform destroy). Cleanup jobs are not attempts in the engine's eyes.
+    purpose: Mapped[str] = mapped_column(String(16), default="run", server_default="run")
 
 
 JOBS: Table = cast(Table, JobRow.__table__)
@@ -104,6 +107,7 @@ class Job:
     cancel_force: bool
     cancel_as: str | None
     last_seq: int
+    purpose: str = "run"
 
     @classmethod
     def from_row(cls, row: Any) -> Job:
@@ -141,6 +145,7 @@ _JOB_DEFAULTS: dict[str, Any] = {
     "cancel_force": False,
     "cancel_as": None,
     "last_seq": 0,
+    "purpose": "run",
 }
 
 

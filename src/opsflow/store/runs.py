@@ -63,6 +63,9 @@ class ExecutionRow(Base):
     cancel_requested_at: Mapped[float | None] = mapped_column(Float)
     cancel_reason: Mapped[str | None] = mapped_column(Text)
     cancel_by: Mapped[str | None] = mapped_column(String(100))
+    # When a person last put the ended run back to running (retry, skip); the workflow
+    # timeout counts from here.
+    resumed_at: Mapped[float | None] = mapped_column(Float)
 
 
 class StepRow(Base):
@@ -147,6 +150,7 @@ class Execution:
     cancel_requested_at: float | None
     cancel_reason: str | None
     cancel_by: str | None
+    resumed_at: float | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> Execution:
@@ -171,6 +175,7 @@ class Execution:
             cancel_requested_at=m["cancel_requested_at"],
             cancel_reason=m["cancel_reason"],
             cancel_by=m["cancel_by"],
+            resumed_at=m["resumed_at"],
         )
 
 

@@ -1,0 +1,123 @@
+"""Sends queued notifications (approval requests and the like) through their channels.
+
+The outbox rows are written in the transaction that calls for them; this sender claims each
+due row (moving its due time out, so a crash while sending only delays it), sends it through
+the notify executor, and records the result. Failures are retried with a growing delay, a few
+times, and the last error stays on the row for people to see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import tempfile
+from pathlib import Path
+
+from opsflow.runtime.service import Runtime
+from opsflow.status import JobStatus, LogStream, StepType
+from opsflow.steps.base import CancelSignal, JobSpec
+from opsflow.steps.registry import executor_for
+from opsflow.store import approvals as approvals_store
+from opsflow.store.approvals import Notification
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 5
+SEND_TIMEOUT = 30.0
+
+
+class _Lines:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def write(self, stream: LogStream, text: str) -> None:
+        self.lines.append(text)
+
+
+class OutboxSender:
+    def __init__(self, runtime: Runtime, *, poll: float = 5.0) -> None:
+        self.runtime = runtime
+        self.poll = poll
+        self._stopping = False
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    async def run(self) -> None:
+        async with self.runtime.bus.watch_notifications() as sub:
+            while not self._stopping:
+                try:
+                    await self.send_due()
+                except Exception:
+                    log.exception("sending notifications failed; will retry")
+                await sub.wait(self.poll)
+
+    async def send_due(self) -> int:
+        now = self.runtime.clock()
+
+        def due() -> list[Notification]:
+            with self.runtime.db.session() as s:
+                return approvals_store.due_notifications(s, now)
+
+        sent = 0
+        for note in await asyncio.to_thread(due):
+            retry_at = now + SEND_TIMEOUT + 30.0 * (2**note.attempts)
+
+            def claim(note: Notification = note, retry_at: float = retry_at) -> bool:
+                with self.runtime.db.session() as s:
+                    return approvals_store.claim_notification(s, note.id, now, retry_at)
+
+            if not await asyncio.to_thread(claim):
+                continue
+            error = await self._send(note)
+            if error is not None and note.attempts + 1 >= MAX_ATTEMPTS:
+                # Give up: mark it done so it stops coming due, keeping the error to read.
+                closed, kept = self.runtime.clock(), f"gave up after {MAX_ATTEMPTS} tries: {error}"
+            elif error is not None:
+                closed, kept = None, error
+            else:
+                closed, kept = self.runtime.clock(), None
+
+            def finish(
+                note: Notification = note, sent: float | None = closed, err: str | None = kept
+            ) -> None:
+                with self.runtime.db.session() as s:
+                    approvals_store.finish_notification(s, note.id, sent_at=sent, error=err)
+
+            await asyncio.to_thread(finish)
+            if error is None:
+                sent += 1
+            else:
+                log.warning("notification %s to %s failed: %s", note.id, note.channel, error)
+        return sent
+
+    async def _send(self, note: Notification) -> str | None:
+        urls = self.runtime.notify_channels.get(note.channel)
+        if not urls:
+            known = ", ".join(sorted(self.runtime.notify_channels)) or "none"
+            return f"notify channel {note.channel!r} is not configured; configured: {known}"
+        with tempfile.TemporaryDirectory(prefix="opsflow-notify-") as tmp:
+            spec = JobSpec(
+                job_id=f"notification-{note.id}",
+                execution_id=note.execution_id or "",
+                step_id="notify",
+                attempt=note.attempts + 1,
+                type=StepType.NOTIFY,
+                config={"urls": urls, "message": note.message, "title": note.title},
+                workdir=Path(tmp),
+                timeout=SEND_TIMEOUT,
+            )
+            sink = _Lines()
+            result = await executor_for(StepType.NOTIFY).run(spec, sink, CancelSignal())
+        if result.status == JobStatus.COMPLETED:
+            return None
+        return result.error or "notification failed"
+
+
+async def stop_task(task: asyncio.Task[None] | None) -> None:
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
