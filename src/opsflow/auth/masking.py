@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import re
-from base64 import b64encode
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -84,13 +83,8 @@ def literal_variants(value: str) -> set[str]:
     if "\n" in value or "\r" in value:
         for line in value.splitlines():
             found.update((line, line.strip()))
-    for columns in _WRAP_COLUMNS:
-        encoded = b64encode(data).decode("ascii")
-        if len(encoded) > columns:
-            for start in range(0, len(encoded), columns):
-                chunk = encoded[start : start + columns]
-                found.update((chunk, chunk.rstrip("=")))
-    return {text for text in found if len(text) >= MIN_LENGTH}
+    # Blank variants (a line of spaces in a multi-line value) would mask indentation everywhere.
+    return {text for text in found if len(text) >= MIN_LENGTH and text.strip()}
 
 
 def base64_patterns(value: str) -> dict[str, _Edges]:
@@ -132,11 +126,30 @@ def base64_patterns(value: str) -> dict[str, _Edges]:
                 after = "".join(
                     alphabet[(int(known, 2) << unknown) | low] for low in range(2**unknown)
                 )
-            patterns[middle] = _Edges(
-                before=_union(patterns.get(middle, _Edges("", "")).before, before),
-                after=_union(patterns.get(middle, _Edges("", "")).after, after),
-            )
+            _merge(patterns, middle, _Edges(before, after))
+            if offset == 0:
+                _add_wrapped_lines(patterns, middle, after)
     return patterns
+
+
+def _add_wrapped_lines(patterns: dict[str, _Edges], middle: str, after: str) -> None:
+    """The lines of the aligned encoding wrapped as ``base64`` (76) and PEM (64) wrap it: each
+    full line is a literal; the last one may end in the value's partial character."""
+    for columns in _WRAP_COLUMNS:
+        if len(middle) <= columns:
+            continue
+        lines = [middle[i : i + columns] for i in range(0, len(middle), columns)]
+        for line in lines[:-1]:
+            _merge(patterns, line, _Edges("", ""))
+        if len(lines[-1]) >= MIN_LENGTH:
+            _merge(patterns, lines[-1], _Edges("", after))
+
+
+def _merge(patterns: dict[str, _Edges], middle: str, edges: _Edges) -> None:
+    known = patterns.get(middle)
+    if known is not None:
+        edges = _Edges(_union(known.before, edges.before), _union(known.after, edges.after))
+    patterns[middle] = edges
 
 
 def _union(a: str, b: str) -> str:
@@ -195,10 +208,7 @@ class Masker:
             whole.add(value)
             literals |= literal_variants(value)
             for middle, edge in base64_patterns(value).items():
-                known = edges.get(middle, _Edges("", ""))
-                edges[middle] = _Edges(
-                    _union(known.before, edge.before), _union(known.after, edge.after)
-                )
+                _merge(edges, middle, edge)
         literals |= edges.keys()
         self._whole = frozenset(whole)
         self._edges = edges

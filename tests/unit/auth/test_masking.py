@@ -92,13 +92,19 @@ def test_a_pem_key_printed_line_by_line_shows_none_of_its_lines() -> None:
     assert masker.mask(json.dumps({"key": PEM})) == '{"key": "***"}'
 
 
-def test_base64_wrapped_at_76_columns_shows_no_full_line() -> None:
+def test_echo_piped_to_base64_and_wrapped_shows_no_line_of_it() -> None:
     value = "x" * 40 + "-very-long-secret-value-" + "y" * 40
-    wrapped = _b64(value.encode())
     masker = Masker([value])
-    lines = [wrapped[i : i + 76] for i in range(0, len(wrapped), 76)]
-    assert len(lines) == 2
-    assert [masker.mask(line) for line in lines] == [MASK, MASK]
+    for columns in (76, 64):
+        # `echo "$SECRET" | base64` adds a newline and wraps; PEM wraps at 64
+        wrapped = _b64(f"{value}\n".encode())
+        lines = [wrapped[i : i + columns] for i in range(0, len(wrapped), columns)]
+        masked = [masker.mask(line) for line in lines]
+        assert len(lines) >= 2
+        assert masked[:-1] == [MASK] * (len(lines) - 1)
+        # what is left of the last line encodes the newline, not the value
+        assert masked[-1] == f"{MASK}K"
+        assert not _recoverable_from_base64("".join(masked), value[-8:])
 
 
 def test_short_values_are_masked_only_as_a_whole_line() -> None:
@@ -107,6 +113,12 @@ def test_short_values_are_masked_only_as_a_whole_line() -> None:
     assert masker.mask("x") == MASK
     assert masker.mask("abcdef and x") == "abcdef and x"
     assert literal_variants("abc") == set()
+
+
+def test_blank_lines_of_a_multi_line_secret_do_not_mask_indentation() -> None:
+    masker = Masker(["first-line\n        \nsecond-line"])
+    assert masker.mask("        indented code") == "        indented code"
+    assert masker.mask("  first-line") == f"  {MASK}"
 
 
 def test_text_without_secrets_is_returned_unchanged() -> None:
