@@ -18,7 +18,17 @@ from fastapi import APIRouter, FastAPI
 from starlette.concurrency import run_in_threadpool
 
 import opsflow
-from opsflow.api import executions, health, people, problems, secrets, tfstate, tokens, workflows
+from opsflow.api import (
+    approvals,
+    executions,
+    health,
+    people,
+    problems,
+    secrets,
+    tfstate,
+    tokens,
+    workflows,
+)
 from opsflow.api.demo import find_examples_dir, load_examples
 from opsflow.api.services import Services
 from opsflow.auth.bootstrap import bootstrap
@@ -42,6 +52,7 @@ Extension = Callable[[Services], AbstractAsyncContextManager[Any]]
 API_ROUTERS: list[APIRouter] = [
     workflows.router,
     executions.router,
+    approvals.router,
     people.router,
     tokens.router,
     secrets.router,

@@ -99,6 +99,7 @@ class JobOut(BaseModel):
     outputs: dict[str, Any]
     error: str | None
     retryable: bool
+    purpose: str = Field("run", description="run: an attempt of the step; cleanup: undo work.")
 
     @classmethod
     def of(cls, job: Job) -> JobOut:
@@ -119,6 +120,7 @@ class JobOut(BaseModel):
             outputs=job.outputs,
             error=job.error,
             retryable=job.retryable,
+            purpose=job.purpose,
         )
 
 

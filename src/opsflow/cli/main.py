@@ -15,6 +15,7 @@ import typer
 from opsflow import __version__
 from opsflow.cli import (
     apply,
+    control,
     runs,
     secrets,
     server,
@@ -53,7 +54,19 @@ app = OpsflowApp(
 )
 
 # Every command module, in help order. Adding a command group means adding its module here.
-COMMAND_MODULES = (server, validate, apply, runs, workflows, users, teams, tokens, secrets, tfstate)
+COMMAND_MODULES = (
+    server,
+    validate,
+    apply,
+    runs,
+    control,
+    workflows,
+    users,
+    teams,
+    tokens,
+    secrets,
+    tfstate,
+)
 for _module in COMMAND_MODULES:
     _module.register(app)
 

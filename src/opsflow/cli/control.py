@@ -1,0 +1,130 @@
+"""``opsflow approvals``, ``approve``, ``reject``, ``retry`` and ``skip``: people acting on runs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.text import Text
+
+from opsflow.cli.client import client_for
+from opsflow.cli.output import OutputFormat, OutputOption, cell, items_of, print_json, stdout, table
+
+approvals_app = typer.Typer(help="Approvals waiting for people, across all workflows.")
+
+ExecutionArg = Annotated[str, typer.Argument(help="The execution's id.", show_default=False)]
+StepArg = Annotated[str, typer.Argument(help="The step's id.", show_default=False)]
+NoteOption = Annotated[str | None, typer.Option("--note", "-n", help="Why; kept with the answer.")]
+
+
+@approvals_app.command("list")
+def list_approvals(
+    ctx: typer.Context,
+    status: Annotated[str, typer.Option(help="pending, approved or rejected.")] = "pending",
+    workflow: Annotated[str | None, typer.Option("--workflow", "-w")] = None,
+    output: OutputOption = OutputFormat.TEXT,
+) -> None:
+    """List approvals (pending ones by default) and whether you may answer each."""
+    body = client_for(ctx).get("/approvals", params={"status": status, "workflow": workflow})
+    if output is OutputFormat.JSON:
+        print_json(body)
+        return
+    table(
+        ["EXECUTION", "WORKFLOW", "STEP", "STATUS", "MESSAGE", "APPROVERS", "TIMEOUT", "YOU"],
+        [
+            [
+                cell(a["execution_id"]),
+                cell(a["workflow_id"]),
+                cell(a["step"]),
+                cell(a["status"]),
+                cell(a["message"]),
+                cell(", ".join(a["approvers"]) or "anyone"),
+                cell(a["timeout_at"]),
+                cell("can answer" if a["can_respond"] else a.get("why_not")),
+            ]
+            for a in items_of(body)
+        ],
+        title=f"{body.get('total', 0)} {status} approvals",
+    )
+
+
+def _answer(
+    ctx: typer.Context, execution: str, step: str, note: str | None, verb: str, output: OutputFormat
+) -> None:
+    body = client_for(ctx).post(
+        f"/executions/{execution}/steps/{step}/{verb}", json={"note": note, "via": "cli"}
+    )
+    if output is OutputFormat.JSON:
+        print_json(body)
+        return
+    approval = body["approval"]
+    if body["decided"]:
+        stdout.print(
+            Text(f"{step}: {approval['status']}; execution is {body['execution']['status']}")
+        )
+    else:
+        got = len([r for r in approval["responses"] if r["decision"] == "approve"])
+        stdout.print(f"{step}: your approval is recorded ({got} of {approval['min_approvals']})")
+
+
+def approve(
+    ctx: typer.Context,
+    execution: ExecutionArg,
+    step: StepArg,
+    note: NoteOption = None,
+    output: OutputOption = OutputFormat.TEXT,
+) -> None:
+    """Approve a waiting gate."""
+    _answer(ctx, execution, step, note, "approve", output)
+
+
+def reject(
+    ctx: typer.Context,
+    execution: ExecutionArg,
+    step: StepArg,
+    note: NoteOption = None,
+    output: OutputOption = OutputFormat.TEXT,
+) -> None:
+    """Reject a waiting gate."""
+    _answer(ctx, execution, step, note, "reject", output)
+
+
+def retry(
+    ctx: typer.Context,
+    execution: ExecutionArg,
+    step: StepArg,
+    from_here: Annotated[
+        bool, typer.Option("--from-here", help="Also rerun every step after it.")
+    ] = False,
+    output: OutputOption = OutputFormat.TEXT,
+) -> None:
+    """Run a failed step again (and, with --from-here, everything after it)."""
+    body = client_for(ctx).post(
+        f"/executions/{execution}/steps/{step}/retry", json={"from_here": from_here}
+    )
+    if output is OutputFormat.JSON:
+        print_json(body)
+    else:
+        stdout.print(f"retrying {step}; execution is {body['status']}")
+
+
+def skip(
+    ctx: typer.Context,
+    execution: ExecutionArg,
+    step: StepArg,
+    output: OutputOption = OutputFormat.TEXT,
+) -> None:
+    """Skip a failed step (where the workflow allows it); downstream goes on."""
+    body = client_for(ctx).post(f"/executions/{execution}/steps/{step}/skip")
+    if output is OutputFormat.JSON:
+        print_json(body)
+    else:
+        stdout.print(f"skipped {step}; execution is {body['status']}")
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(approvals_app, name="approvals")
+    root.command("approve")(approve)
+    root.command("reject")(reject)
+    root.command("retry")(retry)
+    root.command("skip")(skip)
