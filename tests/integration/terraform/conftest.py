@@ -1,0 +1,204 @@
+"""Fixtures: a real ``opsflow server`` per backend that keeps Terraform state, and jobs whose
+credentials Terraform uses to reach it.
+
+The server is one subprocess per database backend for the whole package (a start costs a few
+seconds). Tests stay independent by using their own state names. Jobs are written straight
+into the server's database in the ``running`` state with a lease token, which is exactly what
+the state routes check; the agent side is the executor, called directly.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from opsflow.errors import NotFound
+from opsflow.status import ExecutionStatus, JobStatus, StepType
+from opsflow.steps.terraform import TerraformExecutor
+from opsflow.store import jobs as jobs_store
+from opsflow.store import runs as runs_store
+from opsflow.store.db import Database
+from tests.conftest import BACKENDS, _pg_admin, _pg_url
+
+from .support import RecordingSink
+
+LEASE_SECONDS = 3600.0
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def sink() -> RecordingSink:
+    return RecordingSink()
+
+
+@pytest.fixture
+def executor(tmp_path: Path) -> TerraformExecutor:
+    """The executor with the embedded Terraform, a private git cache and a short grace."""
+    return TerraformExecutor(binary="embedded", git_cache=tmp_path / "git-cache", grace=10.0)
+
+
+@dataclass
+class StateServer:
+    """A running ``opsflow server``: its URL, an admin API client, and its database."""
+
+    url: str
+    admin_token: str
+    db: Database
+    api: httpx.Client
+    executable: str
+
+    @property
+    def admin_credentials(self) -> tuple[str, str]:
+        """What a person gives Terraform: their name and an API token as the password."""
+        return ("admin", self.admin_token)
+
+    def start_job(self, execution_id: str, step_id: str) -> tuple[str, str]:
+        """A running job of ``execution_id``/``step_id``; returns (job id, lease token)."""
+        now = time.time()
+        job_id, token = uuid.uuid4().hex, secrets.token_hex(16)
+        with self.db.session() as session:
+            try:
+                runs_store.get_execution(session, execution_id)
+            except NotFound:  # the first job of this execution
+                runs_store.insert_execution(
+                    session,
+                    {
+                        "id": execution_id,
+                        "workflow_id": "terraform-tests",
+                        "definition": {},
+                        "status": ExecutionStatus.RUNNING.value,
+                        "created_at": now,
+                    },
+                    [],
+                )
+            jobs_store.insert_job(
+                session,
+                {
+                    "id": job_id,
+                    "execution_id": execution_id,
+                    "step_id": step_id,
+                    "attempt": 1,
+                    "type": StepType.TERRAFORM.value,
+                    "status": JobStatus.RUNNING.value,
+                    "pool": "default",
+                    "labels": {},
+                    "spec": {},
+                    "created_at": now,
+                    "started_at": now,
+                    "lease_token": token,
+                    "lease_expires_at": now + LEASE_SECONDS,
+                },
+            )
+        return job_id, token
+
+    def end_job(self, job_id: str, token: str) -> None:
+        """Report the job completed: its credentials stop working."""
+        with self.db.session() as session:
+            jobs_store.finish_job(
+                session, job_id, token, status=JobStatus.COMPLETED, now=time.time()
+            )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def opsflow_executable() -> str:
+    beside = Path(sys.executable).parent / "opsflow"
+    found = str(beside) if beside.exists() else shutil.which("opsflow")
+    if not found:
+        pytest.fail("the `opsflow` console script is not installed: run `pip install -e .`")
+    return found
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("OPSFLOW_")}
+
+
+@pytest.fixture(scope="package", params=BACKENDS)
+def state_db_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A migrated database of each backend, living as long as the package's server."""
+    if request.param == "sqlite":
+        template: Path = request.getfixturevalue("_sqlite_template")
+        path = tmp_path_factory.mktemp("tf-db") / "opsflow.db"
+        shutil.copyfile(template, path)
+        yield f"sqlite:///{path}"
+        return
+    template_name: str = request.getfixturevalue("_pg_template")
+    name = f"opsflow_tf_{uuid.uuid4().hex[:12]}"
+    with _pg_admin() as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_name}"')
+    yield _pg_url(name)
+    with _pg_admin() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="package")
+def state_server(
+    state_db_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[StateServer]:
+    """``opsflow server --no-local-agent`` on a free port, healthy before the first test."""
+    data_dir = tmp_path_factory.mktemp("tf-data")
+    port = _free_port()
+    log = data_dir / "server.log"
+    executable = opsflow_executable()
+    argv = [executable, "server", "--port", str(port), "--data-dir", str(data_dir)]
+    with log.open("wb") as log_file:
+        process = subprocess.Popen(
+            [*argv, "--db", state_db_url, "--no-local-agent"],
+            cwd=data_dir,
+            env={**clean_env(), "OPSFLOW_ADMIN_PASSWORD": "admin-pw-for-tests"},
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    db = Database(state_db_url)
+    try:
+        _wait_healthy(url, process, log)
+        token = (data_dir / "admin-token").read_text().strip()
+        with httpx.Client(
+            base_url=f"{url}/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=30
+        ) as api:
+            yield StateServer(url, token, db, api, executable)
+    finally:
+        db.dispose()
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"opsflow server exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)  # polling the health endpoint is the readiness event we have
+    pytest.fail(f"opsflow server did not become healthy within 60s:\n{log.read_text()}")
