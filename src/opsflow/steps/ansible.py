@@ -39,16 +39,16 @@ import signal
 import stat
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from opsflow.status import JobStatus, LogStream, StepType
 
-from .ansible_events import EventReader, PlaybookProgress
+from .ansible_events import EventOutput, PlaybookProgress
 from .base import CancelSignal, JobSpec, LogSink, StepResult, format_seconds
 from .config import StepConfig, StepConfigError
 from .process import DEFAULT_GRACE, FORCE_GRACE, ProcessOutcome, Stop, run_process
@@ -59,9 +59,7 @@ INSTALL_HINT = (
 )
 _AGENT_ENV_PREFIX = "OPSFLOW_"
 _LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
-# Exit codes of ansible-playbook that mean "the playbook or options are wrong": running the same
-# attempt again cannot help. 4 is also "hosts unreachable"; that case is told apart by events.
-_CONFIG_EXIT_CODES = frozenset({4, 5})
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -99,12 +97,12 @@ class AnsibleExecutor:
             except StepConfigError as exc:
                 log.write(LogStream.SYSTEM, str(exc))
                 return exc.result()
-            except _NotInstalled as exc:
+            except _CannotRun as exc:
                 log.write(LogStream.SYSTEM, str(exc))
                 return StepResult(JobStatus.FAILED, error=str(exc), retryable=False)
             log.write(LogStream.SYSTEM, plan.description)
             progress = PlaybookProgress(log)
-            output = _EventOutput(log, progress, plan.events_dir)
+            output = EventOutput(log, progress, plan.events_dir)
             try:
                 outcome = await run_process(
                     plan.argv,
@@ -128,30 +126,8 @@ class AnsibleExecutor:
             shutil.rmtree(control_dir, ignore_errors=True)
 
 
-class _NotInstalled(Exception):
-    """ansible-runner or ansible-playbook is missing on this agent."""
-
-
-class _EventOutput:
-    """The LogSink the process writes to: output goes through event readers, notes go through."""
-
-    def __init__(self, log: LogSink, progress: PlaybookProgress, events_dir: Path) -> None:
-        self._log = log
-        self._readers = {
-            stream: EventReader(stream, events_dir, progress.event, progress.text)
-            for stream in (LogStream.STDOUT, LogStream.STDERR)
-        }
-
-    def write(self, stream: LogStream, text: str) -> None:
-        reader = self._readers.get(stream)
-        if reader is None:
-            self._log.write(stream, text)  # the supervisor's own notes (timeout, stopping)
-        else:
-            reader.line(text)
-
-    def close(self) -> None:
-        for reader in self._readers.values():
-            reader.close()
+class _CannotRun(Exception):
+    """Ansible is not installed on this agent, or ansible-runner refused to prepare the run."""
 
 
 def _prepare(
@@ -179,8 +155,9 @@ def _prepare(
     step_env = config.env_map("env")
     try:
         from ansible_runner import RunnerConfig
+        from ansible_runner.exceptions import ConfigurationError
     except ImportError as exc:
-        raise _NotInstalled(INSTALL_HINT) from exc
+        raise _CannotRun(INSTALL_HINT) from exc
     program = _ansible_playbook({**os.environ, **spec.env, **step_env}.get("PATH"))
 
     shutil.rmtree(private, ignore_errors=True)  # a leftover of an agent that died mid-run
@@ -204,29 +181,24 @@ def _prepare(
         ident="run",
         suppress_env_files=True,
     )
-    runner.prepare()
+    try:
+        runner.prepare()
+    except ConfigurationError as exc:
+        raise _CannotRun(f"ansible-runner could not prepare the run: {exc}") from exc
     argv = [program, *runner.command[1:]]
     env = {
         key: value
         for key, value in runner.env.items()
         if not key.startswith(_AGENT_ENV_PREFIX) or key in requested
     }
-    names = ", ".join(sorted(step_env)) or "none"
-    options = " ".join(
-        part
-        for part in (
-            flags and " ".join(flags),
-            limit and f"limit {limit}",
-            tags and f"tags {','.join(tags)}",
-            skip_tags and f"skip tags {','.join(skip_tags)}",
-            forks and f"forks {forks}",
-        )
-        if part
-    )
+    chosen = {"limit": limit, "tags": ",".join(tags), "skip_tags": ",".join(skip_tags)}
+    options = [*flags, *(f"{name} {value}" for name, value in chosen.items() if value)]
+    options += [f"forks {forks}"] if forks else []
     description = (
         f"running ansible-playbook {playbook.relative_to(root).as_posix()} on {inventory_text}"
-        f"{f' ({options})' if options else ''}; extra vars: "
-        f"{', '.join(sorted(map(str, extra_vars or {}))) or 'none'}; step env: {names}"
+        f" ({', '.join(options) or 'no options'}; extra vars: "
+        f"{', '.join(sorted(map(str, extra_vars or {}))) or 'none'}; "
+        f"step env: {', '.join(sorted(step_env)) or 'none'})"
     )
     return _Plan(argv, env, root, Path(runner.artifact_dir) / "job_events", description)
 
@@ -242,7 +214,7 @@ def _ansible_playbook(path: str | None) -> str:
         return str(sibling)
     found = shutil.which("ansible-playbook", path=path)
     if found is None:
-        raise _NotInstalled(f"ansible-playbook was not found; {INSTALL_HINT}")
+        raise _CannotRun(f"ansible-playbook was not found; {INSTALL_HINT}")
     return found
 
 
@@ -289,12 +261,13 @@ def _inventory(config: StepConfig, root: Path, private: Path, log: LogSink) -> t
             "inventory", "give exactly one of a file path, {hosts: [...]} or {script: PATH}"
         )
     kind = given[0]
+    inner = StepConfig(value)
     if kind == "hosts":
-        hosts = StepConfig(value).string_list("hosts", required=True)
+        hosts = _in_inventory(lambda: inner.string_list("hosts", required=True))
         path = private / "inventory.yml"
         path.write_text(yaml.safe_dump(_hosts_inventory(hosts)), encoding="utf-8")
         return str(path), f"hosts {', '.join(hosts)}"
-    relative = StepConfig(value).required_text(kind)
+    relative = _in_inventory(lambda: inner.required_text(kind))
     if kind == "file":
         if Path(relative).is_absolute():  # an inventory kept on the agent
             target = Path(relative)
@@ -314,6 +287,14 @@ def _inventory(config: StepConfig, root: Path, private: Path, log: LogSink) -> t
         script.chmod(mode | stat.S_IXUSR)
         log.write(LogStream.SYSTEM, f"made inventory script {relative} executable")
     return str(script), f"inventory script {relative}"
+
+
+def _in_inventory(read: Callable[[], _T]) -> _T:
+    """Read a field of ``inventory``, naming it ``inventory.<field>`` in errors."""
+    try:
+        return read()
+    except StepConfigError as exc:
+        raise StepConfigError(f"inventory.{exc.field}", exc.message) from None
 
 
 def _hosts_inventory(hosts: list[str]) -> dict[str, Any]:
@@ -423,28 +404,5 @@ def _result(
     log.write(LogStream.SYSTEM, f"ansible-playbook exit code {code}")
     if code == 0:
         return StepResult(JobStatus.COMPLETED, outputs=outputs)
-    failures = [entry for entry in progress.failed_tasks if entry not in progress.unreachable]
-    if failures:
-        first = failures[0]
-        error = f"task {first['task']!r} failed on {first['host']}: {first['msg']}"
-        more = len(progress.failed_tasks) - 1
-        return StepResult(JobStatus.FAILED, outputs=outputs, error=_and_more(error, more))
-    if progress.unreachable:
-        first = progress.unreachable[0]
-        message = first["msg"].removeprefix("unreachable: ")
-        error = f"host {first['host']} unreachable (task {first['task']!r}): {message}"
-        more = len(progress.unreachable) - 1
-        return StepResult(JobStatus.FAILED, outputs=outputs, error=_and_more(error, more))
-    reason = progress.errors[-1] if progress.errors else "see the step log"
-    return StepResult(
-        JobStatus.FAILED,
-        outputs=outputs,
-        error=f"ansible-playbook failed with exit code {code}: {reason}",
-        retryable=code not in _CONFIG_EXIT_CODES,
-    )
-
-
-def _and_more(error: str, more: int) -> str:
-    if more <= 0:
-        return error
-    return f"{error} (and {more} more failure{'s' if more > 1 else ''})"
+    error, retryable = progress.failure(code)
+    return StepResult(JobStatus.FAILED, outputs=outputs, error=error, retryable=retryable)

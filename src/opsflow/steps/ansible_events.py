@@ -39,6 +39,9 @@ _CHUNK_END = re.compile(r"\x1b\[\d+D")
 _TEXT_EVENTS = frozenset(
     {"verbose", "debug", "warning", "system_warning", "deprecated", "error", "runner_on_file_diff"}
 )
+# ansible-playbook's exit codes for a playbook (4, also used for unreachable hosts, which the
+# events tell apart) or options (5) it refused.
+_REFUSED_EXIT_CODES = frozenset({4, 5})
 _WARNING_PREFIXES = ("[WARNING]", "[DEPRECATION WARNING]")
 MAX_MESSAGE_CHARS = 1000
 STAT_KEYS = ("ok", "changed", "failed", "unreachable", "skipped")
@@ -127,6 +130,34 @@ class EventReader:
         return data if isinstance(data, dict) else {"event": "verbose"}
 
 
+class EventOutput:
+    """The LogSink ansible-playbook's process writes to.
+
+    Its stdout and stderr lines go through one ``EventReader`` each into ``progress``; the
+    supervisor's own notes (timed out, stopping the process group) go straight to ``log``.
+    """
+
+    def __init__(self, log: LogSink, progress: PlaybookProgress, events_dir: Path) -> None:
+        self._log = log
+        self._readers = {
+            stream: EventReader(stream, events_dir, progress.event, progress.text)
+            for stream in (LogStream.STDOUT, LogStream.STDERR)
+        }
+
+    def write(self, stream: LogStream, text: str) -> None:
+        """Take one line from the process supervisor."""
+        reader = self._readers.get(stream)
+        if reader is None:
+            self._log.write(stream, text)
+        else:
+            reader.line(text)
+
+    def close(self) -> None:
+        """The process has ended: deliver what the readers still hold."""
+        for reader in self._readers.values():
+            reader.close()
+
+
 def _decode(encoded: str) -> dict[str, Any]:
     try:
         value = json.loads(base64.b64decode(_CHUNK_END.sub("", encoded)).decode("utf-8"))
@@ -150,7 +181,7 @@ class PlaybookProgress:
     failed_tasks: list[dict[str, str]] = field(default_factory=list)
     unreachable: list[dict[str, str]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
-    _error_started: bool = False
+    _error_started: bool = field(default=False, init=False, repr=False)
 
     def event(self, event: AnsibleEvent) -> None:
         """Log ``event`` and record what it tells about the run."""
@@ -208,6 +239,28 @@ class PlaybookProgress:
         elif line.startswith(_WARNING_PREFIXES):
             self.log.write(LogStream.STDERR, line)
 
+    def failure(self, exit_code: int) -> tuple[str, bool]:
+        """The step's error for a non-zero exit, and whether another attempt might help.
+
+        A task failure names the task and host; otherwise an unreachable host is named;
+        otherwise Ansible's own error is quoted (a playbook or option it refused, which
+        running again cannot fix: exit codes 4 and 5).
+        """
+        failures = [entry for entry in self.failed_tasks if entry not in self.unreachable]
+        more = len(self.failed_tasks) - 1
+        if failures:
+            first = failures[0]
+            error = f"task {first['task']!r} failed on {first['host']}: {first['msg']}"
+            return _and_more(error, more), True
+        if self.unreachable:
+            first = self.unreachable[0]
+            message = first["msg"].removeprefix("unreachable: ")
+            error = f"host {first['host']} unreachable (task {first['task']!r}): {message}"
+            return _and_more(error, more), True
+        reason = self.errors[-1] if self.errors else "see the step log"
+        error = f"ansible-playbook failed with exit code {exit_code}: {reason}"
+        return error, exit_code not in _REFUSED_EXIT_CODES
+
     def _out(self, line: str) -> None:
         self.log.write(LogStream.STDOUT, line)
 
@@ -240,8 +293,11 @@ def failure_message(result: Mapping[str, Any]) -> str:
     if stderr and stderr not in message:
         last = stderr.splitlines()[-1].strip()
         message = f"{message}: {last}" if message else last
+    item = _failed_item_message(result)  # a loop: say which item failed and why
+    if item and item not in message:
+        message = f"{message} ({item})" if message else item
     if not message:
-        message = _failed_item_message(result) or "failed (Ansible gave no message)"
+        message = "failed (Ansible gave no message)"
     message = " ".join(message.split())  # one line in the log and in the error
     if len(message) > MAX_MESSAGE_CHARS:
         message = message[: MAX_MESSAGE_CHARS - 3] + "..."
@@ -251,7 +307,7 @@ def failure_message(result: Mapping[str, Any]) -> str:
 def _failed_item_message(result: Mapping[str, Any]) -> str | None:
     for item in _as_list(result.get("results")):
         if isinstance(item, Mapping) and item.get("failed"):
-            return failure_message(item)
+            return f"item={_label(item)}: {failure_message(item)}"
     return None
 
 
@@ -263,9 +319,12 @@ def _item(event_name: str, result: Mapping[str, Any]) -> str:
     """`` (item=...)`` for the per-item events of a loop."""
     if "_item_" not in event_name:
         return ""
+    return f" (item={_label(result)})"
+
+
+def _label(result: Mapping[str, Any]) -> str:
     label = result.get("_ansible_item_label", result.get("item"))
-    text = label if isinstance(label, str) else json.dumps(label, default=str)
-    return f" (item={text})"
+    return label if isinstance(label, str) else json.dumps(label, default=str)
 
 
 def _debug_message(data: Mapping[str, Any], result: Mapping[str, Any]) -> str:
@@ -280,3 +339,9 @@ def _debug_message(data: Mapping[str, Any], result: Mapping[str, Any]) -> str:
 
 def _as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, list | tuple) else []
+
+
+def _and_more(error: str, more: int) -> str:
+    if more <= 0:
+        return error
+    return f"{error} (and {more} more failure{'s' if more > 1 else ''})"

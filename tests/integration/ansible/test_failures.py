@@ -27,7 +27,8 @@ async def test_failing_task_fails_the_step_naming_task_and_host(
           gather_facts: false
           tasks:
             - name: Check disk
-              command: /bin/false
+              command: "{{ item }}"
+              loop: ["true", /bin/false]
               ignore_errors: true
             - name: Create config
               fail: {msg: "disk full on {{ inventory_hostname }}"}
@@ -46,7 +47,11 @@ async def test_failing_task_fails_the_step_naming_task_and_host(
     assert result.outputs["rc"] == 2
     assert result.retryable
     stdout = sink.text(LogStream.STDOUT)
-    assert "failed (ignored): [localhost]: non-zero return code (rc=1)" in stdout
+    assert "failed: [localhost] (item=/bin/false): non-zero return code (rc=1)" in stdout
+    assert (
+        "failed (ignored): [localhost]: One or more items failed "
+        "(item=/bin/false: non-zero return code (rc=1))"
+    ) in stdout
     assert "failed: [localhost]: disk full on localhost" in stdout
     assert not (out / "reached").exists()
 
@@ -111,6 +116,7 @@ async def test_playbook_that_does_not_parse_fails_with_ansibles_reason(
         ({"inventory": "nope.ini"}, "inventory.file: 'nope.ini' does not exist"),
         ({"inventory": {"hosts": ["a b"]}}, "inventory.hosts[0]: 'a b' is not a host"),
         ({"inventory": {"file": "x", "hosts": ["a"]}}, "inventory: give exactly one"),
+        ({"inventory": {"hosts": []}}, "inventory.hosts: must list at least one"),
         ({"extra_vars": {"bad-name": 1}}, "extra_vars.bad-name: is not a valid Ansible variable"),
         ({"forks": 0}, "forks: must be a whole number from 1 to 1000"),
         ({"limit": "--help"}, "limit: must be a host pattern"),
