@@ -37,8 +37,12 @@ class Gateway(Protocol):
         retryable: bool,
         exit_code: int | None,
         lines: list[LogLine],
+        artifacts: dict[str, bytes],
     ) -> None: ...
     async def materialize(self, bundle_digest: str, dest: Path) -> None: ...
+    async def fetch_artifact(self, job: Job, step_id: str, name: str) -> bytes: ...
+    @property
+    def server_url(self) -> str | None: ...
     async def wait_for_work(self, timeout: float) -> None: ...
     def watch_cancel(self, job: Job) -> AbstractAsyncContextManager[Waiter]: ...
 
@@ -50,8 +54,9 @@ class Waiter(Protocol):
 class LocalGateway:
     """The server's own agent: same calls, no network."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, server_url: str | None = None) -> None:
         self.runtime = runtime
+        self._server_url = server_url
         self._jobs_sub: Any = None
         self._reports: list[tuple[JobReport, asyncio.Future[StaleReport | None]]] = []
         self._reporter: asyncio.Task[None] | None = None
@@ -94,9 +99,11 @@ class LocalGateway:
         retryable: bool,
         exit_code: int | None,
         lines: list[LogLine],
+        artifacts: dict[str, bytes],
     ) -> None:
         assert job.lease_token is not None
         report = JobReport(
+            artifacts=artifacts,
             job=job,
             token=job.lease_token,
             status=status,
@@ -130,6 +137,16 @@ class LocalGateway:
             for (_, done), result in zip(batch, results, strict=True):
                 if not done.done():
                     done.set_result(result)
+
+    @property
+    def server_url(self) -> str | None:
+        return self._server_url
+
+    async def fetch_artifact(self, job: Job, step_id: str, name: str) -> bytes:
+        assert job.lease_token is not None
+        return await asyncio.to_thread(
+            self.runtime.fetch_artifact, job, job.lease_token, step_id, name
+        )
 
     async def materialize(self, bundle_digest: str, dest: Path) -> None:
         def work() -> None:

@@ -15,12 +15,15 @@ import logging
 import shutil
 import tempfile
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from opsflow.agent.gateway import Gateway
 from opsflow.agent.logsink import DEFAULT_CAP_BYTES, BatchingLogSink
+from opsflow.auth.masking import Masker
 from opsflow.errors import StaleReport
+from opsflow.runtime.secrets import VALUES_KEY
 from opsflow.status import JobStatus, LogStream, StepType
 from opsflow.steps.base import CancelSignal, JobSpec, StepResult
 from opsflow.steps.registry import executor_for
@@ -129,12 +132,18 @@ class Agent:
         return workdir
 
     async def _serve(self, job: Job) -> None:
-        sink = BatchingLogSink(cap_bytes=self.log_cap_bytes)
+        secrets: list[str] = list((job.spec or {}).get(VALUES_KEY) or [])
+        masker = Masker(secrets) if secrets else None
+        # Masking happens here, before a line or an output leaves this agent.
+        sink = BatchingLogSink(
+            cap_bytes=self.log_cap_bytes, mask=masker.mask if masker is not None else None
+        )
         cancel = CancelSignal()
         workdir: Path | None = None
         try:
             spec_data = job.spec or {}
             workdir = await self._workdir(job, spec_data.get("bundle"))
+            inputs = await self._inputs(job, workdir, spec_data.get("inputs") or {})
             notice = await self.gateway.start(job)
             if notice.requested:
                 cancel.request(notice.force)
@@ -153,32 +162,63 @@ class Agent:
                     "OPSFLOW_JOB_ID": job.id,
                     "OPSFLOW_ATTEMPT": str(job.attempt),
                 },
+                secrets=tuple(secrets),
+                inputs=inputs,
+                server_url=self.gateway.server_url,
+                job_credentials=(job.id, job.lease_token) if job.lease_token else None,
             )
             result = await self._execute(job, spec, sink, cancel)
         except StaleReport as exc:
             log.warning("job %s is no longer ours: %s", job.id, exc.message)
+            if workdir is not None:
+                shutil.rmtree(workdir, ignore_errors=True)
             return
         except Exception as exc:  # an agent-side fault fails the attempt, visibly
             log.exception("job %s crashed in the agent", job.id)
             sink.write(LogStream.SYSTEM, f"[opsflow] agent error: {exc!r}")
             result = StepResult(status=JobStatus.FAILED, error=f"agent error: {exc}")
-        finally:
-            if workdir is not None:
-                shutil.rmtree(workdir, ignore_errors=True)
+        artifacts, problem = _read_artifacts(result.artifacts)
+        if problem is not None:
+            sink.write(LogStream.SYSTEM, f"[opsflow] {problem}")
+            result = StepResult(status=JobStatus.FAILED, outputs=result.outputs, error=problem)
         outputs = dict(result.outputs)
+        error = result.error
+        if masker is not None:
+            outputs = masker.mask_value(outputs)
+            error = masker.mask(error) if error else error
         exit_code = outputs.get("exit_code") if isinstance(outputs.get("exit_code"), int) else None
         try:
             await self.gateway.finish(
                 job,
                 status=result.status,
                 outputs=outputs,
-                error=result.error,
+                error=error,
                 retryable=result.retryable,
                 exit_code=exit_code,
                 lines=sink.finish(),
+                artifacts=artifacts,
             )
         except StaleReport as exc:
             log.warning("report for job %s refused: %s", job.id, exc.message)
+        finally:
+            if workdir is not None:
+                shutil.rmtree(workdir, ignore_errors=True)
+
+    async def _inputs(
+        self, job: Job, workdir: Path, wanted: dict[str, dict[str, str]]
+    ) -> dict[str, Path]:
+        """Fetch the files earlier steps left for this job into the job's own directory."""
+        paths: dict[str, Path] = {}
+        if not wanted:
+            return paths
+        folder = workdir / ".opsflow-inputs"
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, ref in wanted.items():
+            data = await self.gateway.fetch_artifact(job, ref["step"], ref["name"])
+            path = folder / name
+            await asyncio.to_thread(path.write_bytes, data)
+            paths[name] = path
+        return paths
 
     async def _execute(
         self, job: Job, spec: JobSpec, sink: BatchingLogSink, cancel: CancelSignal
@@ -233,3 +273,20 @@ class Agent:
                     cancel.requested and (cancel.force or not notice.force)
                 ):
                     cancel.request(notice.force)
+
+
+MAX_ARTIFACT_BYTES = 256 * 1024 * 1024
+
+
+def _read_artifacts(wanted: Mapping[str, Path]) -> tuple[dict[str, bytes], str | None]:
+    """The files an executor asked to keep, or why they cannot be kept."""
+    out: dict[str, bytes] = {}
+    for name, path in wanted.items():
+        try:
+            size = path.stat().st_size
+            if size > MAX_ARTIFACT_BYTES:
+                return {}, f"artifact {name!r} is {size} bytes, over the {MAX_ARTIFACT_BYTES} limit"
+            out[name] = path.read_bytes()
+        except OSError as exc:
+            return {}, f"artifact {name!r} could not be read: {exc.strerror or exc}"
+    return out, None

@@ -7,10 +7,11 @@ workflow. Script bodies are never rendered; values reach scripts through ``env``
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from opsflow.errors import TemplateError
+from opsflow.runtime.secrets import check_whole, placeholders
 from opsflow.spec.models import TEMPLATED_FIELDS
 from opsflow.spec.template import render_value
 from opsflow.status import StepType
@@ -34,7 +35,9 @@ COMMON_FIELDS = frozenset(
 )
 
 
-def template_context(execution: Execution, steps: Mapping[str, Step]) -> dict[str, Any]:
+def template_context(
+    execution: Execution, steps: Mapping[str, Step], secret_names: Iterable[str] = ()
+) -> dict[str, Any]:
     trigger = execution.trigger or {}
     return {
         "params": execution.params,
@@ -57,7 +60,7 @@ def template_context(execution: Execution, steps: Mapping[str, Step]) -> dict[st
             "name": execution.definition.get("name", execution.workflow_id),
             "version": execution.version,
         },
-        "secrets": {},
+        "secrets": placeholders(secret_names),
     }
 
 
@@ -120,10 +123,14 @@ def job_config(
     raw: Mapping[str, Any],
     steps: Mapping[str, Step],
     channels: Mapping[str, list[str]],
+    secret_names: Iterable[str] = (),
 ) -> dict[str, Any]:
     """Everything an agent needs to run one job of this step: the rendered fields, and what
-    the server knows that the YAML does not (notify URLs, the Terraform state's name)."""
-    config = render_step_config(step_type, raw, template_context(execution, steps))
+    the server knows that the YAML does not (notify URLs, the Terraform state's name).
+    Secrets stay placeholders here; they are filled in when an agent claims the job."""
+    context = template_context(execution, steps, secret_names)
+    config = render_step_config(step_type, raw, context)
+    check_whole(config)
     if step_type == StepType.NOTIFY:
         config["urls"] = channel_urls(execution.definition, config, channels)
     if step_type == StepType.TERRAFORM:
@@ -138,3 +145,10 @@ def terraform_state_name(execution: Execution, raw: Mapping[str, Any]) -> str:
     workspace = raw.get("workspace") or "default"
     path = str(where).strip("/").replace("/", "-") or "root"
     return f"{execution.workflow_id}/{path}/{workspace}"
+
+
+def job_inputs(step_type: StepType, raw: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    """Files from earlier steps this job needs on its agent: name -> {step, name}."""
+    if step_type == StepType.TERRAFORM and raw.get("plan_from"):
+        return {"tfplan": {"step": str(raw["plan_from"]), "name": "tfplan"}}
+    return {}

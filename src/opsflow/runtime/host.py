@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from opsflow.agent.gateway import LocalGateway
 from opsflow.agent.loop import Agent
+from opsflow.auth.secrets import SecretVault
 from opsflow.runtime.bus import EventBus
 from opsflow.runtime.clockwork import Clockwork
 from opsflow.runtime.outbox import OutboxSender, stop_task
@@ -40,13 +41,19 @@ class RuntimeHost:
         lease_seconds: float = 15.0,
         heartbeat_interval: float = 5.0,
         notify_channels: Mapping[str, list[str]] | None = None,
+        server_url: str | None = None,
+        vault: SecretVault | None = None,
     ) -> None:
         self.bus = EventBus()
         self.runtime = Runtime(
-            db, self.bus, lease_seconds=lease_seconds, notify_channels=notify_channels
+            db,
+            self.bus,
+            lease_seconds=lease_seconds,
+            notify_channels=notify_channels,
+            vault=vault,
         )
         self.clockwork = Clockwork(self.runtime)
-        self.gateway = LocalGateway(self.runtime)
+        self.gateway = LocalGateway(self.runtime, server_url)
         self.agent: Agent | None = None
         if local_agent:
             self.agent = Agent(
@@ -93,6 +100,8 @@ async def runtime_extension(services: Services) -> AsyncIterator[RuntimeHost]:
         notify_channels=settings.notify_channels,
         lease_seconds=settings.lease_seconds,
         heartbeat_interval=settings.heartbeat_seconds,
+        server_url=settings.base_url,
+        vault=services.extra.get("secrets"),
     )
     services.extra["runtime"] = host
     await host.start()

@@ -14,7 +14,7 @@ import dataclasses
 import logging
 import uuid
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -29,6 +29,7 @@ from opsflow.runtime.cleanup import advance_cleanup
 from opsflow.runtime.context import (
     agent_placement,
     job_config,
+    job_inputs,
     step_definition,
     template_context,
 )
@@ -42,6 +43,8 @@ from opsflow.store.jobs import Job
 from opsflow.store.runs import Execution, Step
 
 log = logging.getLogger(__name__)
+
+SecretNames = Callable[[Session], Iterable[str]]
 
 
 EXECUTION_TIMER = "execution"
@@ -100,9 +103,12 @@ class _Run:
         execution: Execution,
         now: float,
         channels: Mapping[str, list[str]],
+        secret_names: SecretNames | None = None,
     ) -> None:
         self.session = session
         self.channels = channels
+        self._secret_names = secret_names
+        self._names: list[str] | None = None
         self.ex = execution
         self.now = now
         self.graph = graph_of(execution)
@@ -150,6 +156,12 @@ class _Run:
             cancel=cancel,
             resumed_at=self.ex.resumed_at,
         )
+
+    def secret_names(self) -> list[str]:
+        """Names of the defined secrets, read once per reconcile and only when rendering."""
+        if self._names is None:
+            self._names = list(self._secret_names(self.session)) if self._secret_names else []
+        return self._names
 
     # -- writing -------------------------------------------------------------------------
 
@@ -237,8 +249,14 @@ class _Run:
             "created_at": self.now,
         }
         try:
-            config = job_config(self.ex, node.type, raw, self.steps, self.channels)
-            values["spec"] = {"config": config, "bundle": self.ex.bundle_digest}
+            config = job_config(
+                self.ex, node.type, raw, self.steps, self.channels, self.secret_names()
+            )
+            values["spec"] = {
+                "config": config,
+                "bundle": self.ex.bundle_digest,
+                "inputs": job_inputs(node.type, raw),
+            }
             self.changes.jobs_queued = True
         except TemplateError as exc:
             # The attempt fails before any agent sees it; retrying cannot fix a template.
@@ -363,6 +381,7 @@ def reconcile(
     *,
     admit: bool = False,
     channels: Mapping[str, list[str]] | None = None,
+    secret_names: SecretNames | None = None,
 ) -> Changes:
     """Bring one execution up to date with the engine; the caller holds the transaction.
 
@@ -376,7 +395,7 @@ def reconcile(
         return Changes()
     if execution.status == ExecutionStatus.PENDING and not (admit or execution.cancel_mode):
         return Changes()
-    run = _Run(session, execution, now, channels or {})
+    run = _Run(session, execution, now, channels or {}, secret_names)
     decision = m.Decision(actions=())
     for _ in range(MAX_ROUNDS):
         try:

@@ -8,6 +8,7 @@ agent (called in-process) and, through the API, remote agents.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -16,15 +17,19 @@ from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
+from opsflow.auth.masking import Masker
+from opsflow.auth.secrets import SecretVault
 from opsflow.engine import control
 from opsflow.engine.model import CancelMode, ExecutionState, Graph, StepState
-from opsflow.errors import Conflict, InvalidInput, StaleReport
+from opsflow.errors import Conflict, InvalidInput, NotFound, StaleReport
 from opsflow.runtime import approvals
 from opsflow.runtime.approvals import Responder
 from opsflow.runtime.bus import EventBus
 from opsflow.runtime.changes import Changes
 from opsflow.runtime.reconciler import execution_state, new_id, reconcile
+from opsflow.runtime.secrets import VALUES_KEY, referenced, substitute
 from opsflow.status import ExecutionStatus, JobStatus, StepStatus
+from opsflow.store import bundles as bundles_store
 from opsflow.store import jobs as jobs_store
 from opsflow.store import logs as logs_store
 from opsflow.store import runs as runs_store
@@ -51,6 +56,7 @@ class JobReport:
     retryable: bool = True
     exit_code: int | None = None
     lines: list[LogLine] = field(default_factory=list)
+    artifacts: dict[str, bytes] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -79,9 +85,12 @@ class Runtime:
         lease_seconds: float = 15.0,
         clock: Callable[[], float] = time.time,
         notify_channels: Mapping[str, list[str]] | None = None,
+        vault: SecretVault | None = None,
     ) -> None:
         self.db = db
+        self.vault = vault
         self.notify_channels = dict(notify_channels or {})
+        self._maskers: dict[str, Masker] = {}
         self.bus = bus or EventBus()
         self.lease_seconds = lease_seconds
         self.clock = clock
@@ -124,7 +133,14 @@ class Runtime:
         self, session: Session, execution_id: str, changes: Changes, *, admit: bool = False
     ) -> None:
         now = self.clock()
-        result = reconcile(session, execution_id, now, admit=admit, channels=self.notify_channels)
+        result = reconcile(
+            session,
+            execution_id,
+            now,
+            admit=admit,
+            channels=self.notify_channels,
+            secret_names=self.vault.names if self.vault else None,
+        )
         changes.merge(result)
         for finished in result.finished:
             self._admit_queued(session, finished, changes)
@@ -418,11 +434,14 @@ class Runtime:
     def claim(
         self, *, agent_id: str, pools: list[str], labels: dict[str, str], limit: int
     ) -> list[Job]:
+        """Lease jobs to an agent. The copies handed over carry the secrets their specs refer
+        to, decrypted, and the values to mask; the stored specs keep placeholders."""
         if limit <= 0:
             return []
-        return self.transact(
-            lambda s, c: jobs_store.claim_jobs(
-                s,
+
+        def work(session: Session, changes: Changes) -> list[Job]:
+            jobs = jobs_store.claim_jobs(
+                session,
                 agent_id=agent_id,
                 pools=pools,
                 labels=labels,
@@ -430,7 +449,42 @@ class Runtime:
                 lease_seconds=self.lease_seconds,
                 now=self.clock(),
             )
-        )
+            return [self._with_secrets(session, job) for job in jobs]
+
+        return self.transact(work)
+
+    def _with_secrets(self, session: Session, job: Job) -> Job:
+        names = referenced(job.spec)
+        if not names:
+            return job
+        if self.vault is None:
+            raise InvalidInput("this server has no secret store, but the job refers to secrets")
+        values = self.vault.reveal(session, sorted(names))
+        spec = substitute(job.spec, values)
+        spec[VALUES_KEY] = sorted(values.values())
+        return dataclasses.replace(job, spec=spec)
+
+    def _masked_lines(self, session: Session, job_id: str, lines: list[LogLine]) -> list[LogLine]:
+        """Mask again on the server: an agent's own masking is not to be relied on alone."""
+        masker = self.masker_for(session, job_id) if lines else None
+        if masker is None:
+            return lines
+        return [dataclasses.replace(line, text=masker.mask(line.text)) for line in lines]
+
+    def masker_for(self, session: Session, job_id: str) -> Masker | None:
+        """The masker for a job's secrets (server-side, for what its agent sends back)."""
+        cached = self._maskers.get(job_id)
+        if cached is not None:
+            return cached
+        spec = jobs_store.get_job(session, job_id).spec
+        names = referenced(spec)
+        if not names or self.vault is None:
+            return None
+        masker = Masker(self.vault.reveal(session, sorted(names)).values())
+        if len(self._maskers) > 256:
+            self._maskers.clear()
+        self._maskers[job_id] = masker
+        return masker
 
     def start_job(self, job: Job, token: str) -> CancelNotice:
         def work(session: Session, changes: Changes) -> CancelNotice:
@@ -463,6 +517,24 @@ class Runtime:
 
         return self.transact(work)
 
+    def fetch_artifact(self, job: Job, token: str, step_id: str, name: str) -> bytes:
+        """A file an earlier step of the same execution left (e.g. the plan to apply),
+        for the agent that holds ``job``'s lease."""
+
+        def work(session: Session, changes: Changes) -> bytes:
+            jobs_store.heartbeat(
+                session, job.id, token, now=self.clock(), lease_seconds=self.lease_seconds
+            )
+            digest = jobs_store.artifact_digest(session, job.execution_id, step_id, name)
+            if digest is None:
+                raise NotFound(
+                    f"step {step_id!r} of execution {job.execution_id} left no {name!r}; "
+                    "did it complete?"
+                )
+            return bundles_store.read_blob(session, digest)
+
+        return self.transact(work)
+
     def heartbeat(self, job_id: str, token: str) -> CancelNotice:
         return self.transact(
             lambda s, c: jobs_store.heartbeat(
@@ -478,7 +550,7 @@ class Runtime:
                 token=token,
                 execution_id=job.execution_id,
                 step_id=job.step_id,
-                lines=lines,
+                lines=self._masked_lines(session, job.id, lines),
             ):
                 changes.executions.add(job.execution_id)
 
@@ -552,6 +624,7 @@ class Runtime:
 
     def _record_end(self, session: Session, report: JobReport) -> None:
         job = report.job
+        masker = self.masker_for(session, job.id)
         if report.lines:
             logs_store.append(
                 session,
@@ -559,16 +632,24 @@ class Runtime:
                 token=report.token,
                 execution_id=job.execution_id,
                 step_id=job.step_id,
-                lines=report.lines,
+                lines=self._masked_lines(session, job.id, report.lines),
             )
+        outputs, error = report.outputs, report.error
+        if masker is not None:
+            outputs = masker.mask_value(outputs)
+            error = masker.mask(error) if error else error
+        stored = {
+            name: bundles_store.store_blob(session, data) for name, data in report.artifacts.items()
+        }
         ended = jobs_store.finish_job(
             session,
             job.id,
             report.token,
+            artifacts=stored,
             status=report.status,
             now=self.clock(),
-            outputs=report.outputs,
-            error=report.error,
+            outputs=outputs,
+            error=error,
             retryable=report.retryable,
             exit_code=report.exit_code,
         )

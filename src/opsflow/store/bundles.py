@@ -150,3 +150,19 @@ def materialize_bundle(session: Session, digest: str, dest_dir: Path) -> None:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
         os.chmod(target, mode)
+
+
+def store_blob(session: Session, data: bytes) -> str:
+    """Keep one piece of content (an artifact such as a saved plan); returns its digest."""
+    digest = hashlib.sha256(data).hexdigest()
+    _insert_ignoring_duplicates(
+        session, t.Blob.__table__, [{"digest": digest, "size": len(data), "data": data}]
+    )
+    return digest
+
+
+def read_blob(session: Session, digest: str) -> bytes:
+    row = session.get(t.Blob, digest)
+    if row is None:
+        raise NotFound(f"content {digest[:12]} is not stored")
+    return bytes(row.data)

@@ -11,7 +11,7 @@ write transaction already serializes claimers.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -75,6 +75,8 @@ class JobRow(Base):
     # "run" for an attempt of the step; "cleanup" for the undo work after a cancel with
     # cleanup (e.g. Terraform destroy). Cleanup jobs are not attempts in the engine's eyes.
     purpose: Mapped[str] = mapped_column(String(16), default="run", server_default="run")
+    # Files the job left for later steps (e.g. a saved plan): name -> blob digest.
+    artifacts: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
 
 
 JOBS: Table = cast(Table, JobRow.__table__)
@@ -108,6 +110,7 @@ class Job:
     cancel_as: str | None
     last_seq: int
     purpose: str = "run"
+    artifacts: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_row(cls, row: Any) -> Job:
@@ -115,6 +118,7 @@ class Job:
         m["status"] = JobStatus(m["status"])
         m["labels"] = m["labels"] or {}
         m["spec"] = m["spec"] or {}
+        m["artifacts"] = m.get("artifacts") or {}
         m["outputs"] = m["outputs"] or {}
         m["retryable"] = bool(m["retryable"])
         m["cancel_requested"] = bool(m["cancel_requested"])
@@ -146,6 +150,7 @@ _JOB_DEFAULTS: dict[str, Any] = {
     "cancel_as": None,
     "last_seq": 0,
     "purpose": "run",
+    "artifacts": {},
 }
 
 
@@ -153,6 +158,7 @@ def _from_values(values: dict[str, Any]) -> Job:
     """The job as just inserted, without reading it back."""
     merged = {**_JOB_DEFAULTS, **values}
     merged["status"] = JobStatus(merged["status"])
+    merged["artifacts"] = merged["artifacts"] or {}
     return Job(**merged)
 
 
@@ -307,6 +313,7 @@ def finish_job(
     error: str | None = None,
     retryable: bool = True,
     exit_code: int | None = None,
+    artifacts: dict[str, str] | None = None,
 ) -> Job:
     """The agent's final report; a stale lease or an already ended job is refused."""
     row = session.connection().execute(select(JOBS).where(_owned(job_id, token))).first()
@@ -323,6 +330,7 @@ def finish_job(
         "retryable": retryable,
         "exit_code": exit_code,
         "lease_expires_at": None,
+        "artifacts": artifacts or {},
     }
     session.connection().execute(update(JOBS).where(_owned(job_id, token)).values(**values))
     return Job(**{**job.__dict__, **values, "status": status})
@@ -346,6 +354,25 @@ def request_cancel(
         .values(cancel_requested=True, cancel_force=force, cancel_as=as_status.value, error=reason)
     )
     return None
+
+
+def artifact_digest(session: Session, execution_id: str, step_id: str, name: str) -> str | None:
+    """The named artifact of the step's latest completed attempt."""
+    rows = session.connection().execute(
+        select(JOBS.c.artifacts)
+        .where(
+            JOBS.c.execution_id == execution_id,
+            JOBS.c.step_id == step_id,
+            JOBS.c.status == JobStatus.COMPLETED.value,
+            JOBS.c.purpose == "run",
+        )
+        .order_by(JOBS.c.attempt.desc())
+        .limit(1)
+    ).first()
+    if rows is None:
+        return None
+    value = (rows.artifacts or {}).get(name)
+    return str(value) if value else None
 
 
 def expired_leases(session: Session, now: float, limit: int = 100) -> list[tuple[str, str]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from pathlib import Path
@@ -179,14 +180,16 @@ steps:
         barrier = threading.Barrier(2)
         answer: list[object] = []
 
-        def approve(eid: str = eid, answer: list[object] = answer) -> None:
+        def approve(
+            eid: str = eid, answer: list[object] = answer, barrier: threading.Barrier = barrier
+        ) -> None:
             barrier.wait()
             try:
                 answer.append(runtime.respond(eid, "approve", user="bob", approve=True)[0].status)
             except Conflict as exc:
                 answer.append(exc)
 
-        def fire() -> None:
+        def fire(barrier: threading.Barrier = barrier) -> None:
             barrier.wait()
             runtime.fire_due_timers()
 
@@ -339,10 +342,8 @@ steps:
   - {id: next, type: script, needs: [fast], run: "true"}
 """
         )
-        try:
+        with contextlib.suppress(Conflict):  # it already ended: the cancel was told so
             await asyncio.to_thread(harness.runtime.cancel, eid, mode=CancelMode.FORCE, by="alice")
-        except Conflict:
-            pass  # it already ended: the cancel was told so
         ex = await harness.wait(eid)
         assert ex.status in (ExecutionStatus.CANCELLED, ExecutionStatus.COMPLETED)
         statuses = {s.status for s in harness.steps(eid).values()}

@@ -1,0 +1,112 @@
+"""Secrets reach a job's process and nothing else: stored specs, logs, outputs and errors
+never hold a value, in any common encoding."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from opsflow.auth.secrets import SecretBox, SecretVault
+from opsflow.runtime.host import RuntimeHost
+from opsflow.status import ExecutionStatus, JobStatus
+from opsflow.store import logs as logs_store
+from opsflow.store.db import Database
+
+from .conftest import Harness
+
+pytestmark = pytest.mark.anyio
+
+TOKEN = "s3cr3t-Tok3n-value-42"
+PEM = "-----BEGIN KEY-----\nMIIBOgIBAAJBAKj34GkxFhD9\n0mcWlJf2ZRQs4Dw1\n-----END KEY-----"
+
+
+@pytest.fixture
+async def vaulted(database: Database, tmp_path: Path) -> AsyncIterator[Harness]:
+    vault = SecretVault(database, SecretBox(b"k" * 32))
+    vault.set("API_TOKEN", TOKEN, actor="admin")
+    vault.set("PEM_KEY", PEM, actor="admin")
+    host = RuntimeHost(database, work_dir=tmp_path / "work", vault=vault)
+    await host.start()
+    try:
+        yield Harness(host)
+    finally:
+        await host.stop()
+
+
+LEAKY = """
+id: leaky
+steps:
+  - id: leak
+    type: script
+    shell: bash
+    env: {TOKEN: "{{ secrets.API_TOKEN }}", PEM: "{{ secrets.PEM_KEY }}"}
+    run: |
+      echo "plain: $TOKEN"
+      printf '%s' "$TOKEN" | base64
+      printf '%s' "$TOKEN" | od -A n -t x1 | tr -d ' \\n'; echo
+      echo "$PEM"
+      echo "${TOKEN:0:10}"
+      echo "${TOKEN:10}"
+      echo "token=$TOKEN" >> "$OPSFLOW_OUTPUT"
+      echo "about to fail with $TOKEN" >&2
+      exit 3
+"""
+
+
+def _forbidden() -> list[str]:
+    raw = TOKEN.encode()
+    return [
+        TOKEN,
+        base64.b64encode(raw).decode(),
+        raw.hex(),
+        *[line for line in PEM.splitlines() if len(line) >= 4],
+    ]
+
+
+async def test_a_script_echoing_secrets_never_shows_them(vaulted: Harness) -> None:
+    eid = await vaulted.start_async(LEAKY)
+    ex = await vaulted.wait(eid)
+    assert ex.status == ExecutionStatus.FAILED
+    (job,) = vaulted.jobs(eid)
+    assert job.status == JobStatus.FAILED
+    with vaulted.runtime.db.session() as s:
+        lines = [row["text"] for row in logs_store.query(s, eid)]
+    stored = "\n".join(lines) + repr(job.outputs) + repr(job.error) + repr(job.spec)
+    stored += "\n".join(vaulted.engine_log(eid)) + repr(vaulted.steps(eid)["leak"].outputs)
+    for value in _forbidden():
+        assert value not in stored, f"{value!r} leaked"
+    # The script did see the real values: its lines were there, masked.
+    assert "plain: ***" in lines
+    assert job.outputs["token"] == "***"
+    # The stored spec holds a placeholder, not the value; the agent got the value only
+    # inside the claimed copy.
+    assert "opsflow-secret:API_TOKEN" in repr(job.spec)
+
+
+async def test_an_unknown_secret_fails_the_step_naming_it(vaulted: Harness) -> None:
+    eid = await vaulted.start_async(
+        """
+id: unknown
+steps:
+  - {id: s, type: script, env: {X: "{{ secrets.NOPE }}"}, run: "true"}
+"""
+    )
+    assert (await vaulted.wait(eid)).status == ExecutionStatus.FAILED
+    (job,) = vaulted.jobs(eid)
+    assert "secrets.NOPE" in (job.error or "")
+
+
+async def test_a_transformed_secret_is_refused(vaulted: Harness) -> None:
+    eid = await vaulted.start_async(
+        """
+id: sliced
+steps:
+  - {id: s, type: script, env: {X: "{{ secrets.API_TOKEN[:4] }}"}, run: "true"}
+"""
+    )
+    assert (await vaulted.wait(eid)).status == ExecutionStatus.FAILED
+    (job,) = vaulted.jobs(eid)
+    assert "whole value" in (job.error or "")
