@@ -14,10 +14,15 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
+from opsflow.store.db import Database
+
 PG_ADMIN_URL = os.environ.get("OPSFLOW_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
-BACKENDS = [p.strip() for p in os.environ.get("OPSFLOW_TEST_BACKENDS", "sqlite,postgresql").split(",")]
+BACKENDS = [
+    p.strip() for p in os.environ.get("OPSFLOW_TEST_BACKENDS", "sqlite,postgresql").split(",")
+]
 
 
 def _pg_url(dbname: str) -> str:
@@ -25,10 +30,9 @@ def _pg_url(dbname: str) -> str:
     return f"{base}/{dbname}"
 
 
-def _pg_admin():  # type: ignore[no-untyped-def]
-    import psycopg
-
-    return psycopg.connect(PG_ADMIN_URL.replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
+def _pg_admin() -> psycopg.Connection[tuple[object, ...]]:
+    url = PG_ADMIN_URL.replace("postgresql+psycopg://", "postgresql://")
+    return psycopg.connect(url, autocommit=True)
 
 
 @pytest.fixture(scope="session")
@@ -79,10 +83,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def database(db_url: str) -> Iterator["object"]:
+def database(db_url: str) -> Iterator[Database]:
     """A ``Database`` on a fresh database of each backend."""
-    from opsflow.store.db import Database
-
     db = Database(db_url)
     yield db
     db.dispose()
