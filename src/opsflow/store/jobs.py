@@ -358,17 +358,21 @@ def request_cancel(
 
 def artifact_digest(session: Session, execution_id: str, step_id: str, name: str) -> str | None:
     """The named artifact of the step's latest completed attempt."""
-    rows = session.connection().execute(
-        select(JOBS.c.artifacts)
-        .where(
-            JOBS.c.execution_id == execution_id,
-            JOBS.c.step_id == step_id,
-            JOBS.c.status == JobStatus.COMPLETED.value,
-            JOBS.c.purpose == "run",
+    rows = (
+        session.connection()
+        .execute(
+            select(JOBS.c.artifacts)
+            .where(
+                JOBS.c.execution_id == execution_id,
+                JOBS.c.step_id == step_id,
+                JOBS.c.status == JobStatus.COMPLETED.value,
+                JOBS.c.purpose == "run",
+            )
+            .order_by(JOBS.c.attempt.desc())
+            .limit(1)
         )
-        .order_by(JOBS.c.attempt.desc())
-        .limit(1)
-    ).first()
+        .first()
+    )
     if rows is None:
         return None
     value = (rows.artifacts or {}).get(name)
