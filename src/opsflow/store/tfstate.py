@@ -185,8 +185,9 @@ def _insert_ignoring_duplicate(session: Session, table: Table, values: dict[str,
     atomically, so two replicas racing for one lock cannot both win."""
     dialect = session.get_bind().dialect.name
     stmt = (pg_insert if dialect == "postgresql" else sqlite_insert)(table).values(**values)
-    result = session.connection().execute(stmt.on_conflict_do_nothing())
-    return bool(result.rowcount)
+    # RETURNING, not rowcount: the drivers do not agree on a skipped row's rowcount.
+    returning = stmt.on_conflict_do_nothing().returning(*table.primary_key.columns)
+    return session.connection().execute(returning).first() is not None
 
 
 def get_lock(session: Session, name: str) -> StateLock | None:

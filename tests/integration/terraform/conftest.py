@@ -20,8 +20,10 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from opsflow.errors import NotFound
@@ -30,7 +32,7 @@ from opsflow.steps.terraform import TerraformExecutor
 from opsflow.store import jobs as jobs_store
 from opsflow.store import runs as runs_store
 from opsflow.store.db import Database
-from tests.conftest import BACKENDS, _pg_admin, _pg_url
+from tests.conftest import BACKENDS, PG_ADMIN_URL, _pg_url
 
 from .support import RecordingSink
 
@@ -115,6 +117,11 @@ class StateServer:
             )
 
 
+def _pg_admin_connection() -> psycopg.Connection[Any]:
+    """An autocommit connection to the suite's PostgreSQL server (CREATE DATABASE)."""
+    return psycopg.connect(PG_ADMIN_URL, autocommit=True)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -146,10 +153,10 @@ def state_db_url(
         return
     template_name: str = request.getfixturevalue("_pg_template")
     name = f"opsflow_tf_{uuid.uuid4().hex[:12]}"
-    with _pg_admin() as conn:
+    with _pg_admin_connection() as conn:
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_name}"')
     yield _pg_url(name)
-    with _pg_admin() as conn:
+    with _pg_admin_connection() as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 

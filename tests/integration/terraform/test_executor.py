@@ -71,10 +71,10 @@ async def test_timeout_stops_terraform_and_everything_it_started(
 ) -> None:
     marker = "37.25"
     write_module(tmp_path, "slow", SLOW_TF.replace("MARKER", marker), local_backend=True)
-    spec = job_spec(tmp_path, {"action": "apply", "source": {"dir": "slow"}}, timeout=8)
+    spec = job_spec(tmp_path, {"action": "apply", "source": {"dir": "slow"}}, timeout=6)
     result = await executor.run(spec, sink, CancelSignal())
     assert result.status is JobStatus.TIMEOUT
-    assert result.error == "timed out after 8s"
+    assert result.error == "timed out after 6s"
     assert "provisioning-started" in sink.text()
     assert processes_matching(f"sleep {marker}") == []
 

@@ -10,6 +10,7 @@ import json
 import shutil
 import subprocess
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -223,7 +224,7 @@ def test_every_version_is_kept_and_only_the_lock_holder_writes(
     for serial in (1, 2):
         assert job.post(url, params={"ID": "L"}, content=document(serial)).status_code == 200
     damaged = job.post(
-        "",
+        url,
         params={"ID": "L"},
         content=document(3),
         headers={"Content-MD5": base64.b64encode(b"0" * 16).decode()},
@@ -257,6 +258,18 @@ def test_every_version_is_kept_and_only_the_lock_holder_writes(
     )
     assert reserved.status_code == 422
     job.close()
+
+
+def test_concurrent_lock_requests_have_exactly_one_winner(state_server: StateServer) -> None:
+    url = f"{state_server.url}/api/v1/tfstate/{_state_name()}"
+    headers = _basic(*state_server.admin_credentials)
+
+    def lock(n: int) -> int:
+        return httpx.request("LOCK", url, json={"ID": f"racer-{n}"}, headers=headers).status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        codes = sorted(pool.map(lock, range(8)))
+    assert codes == [200] + [423] * 7
 
 
 def test_job_credentials_work_only_while_the_job_runs(state_server: StateServer) -> None:
