@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from opsflow.agent.gateway import Gateway
+from opsflow.agent.leftovers import MARK, reap
 from opsflow.agent.logsink import DEFAULT_CAP_BYTES, BatchingLogSink
 from opsflow.auth.masking import Masker
 from opsflow.errors import StaleReport
@@ -54,7 +55,7 @@ class Agent:
         self.pools = pools or ["default"]
         self.labels = labels or {}
         self.concurrency = concurrency
-        self.work_root = work_root or Path(tempfile.gettempdir()) / "opsflow-jobs"
+        self.work_root = (work_root or Path(tempfile.gettempdir()) / "opsflow-jobs").resolve()
         self.heartbeat_interval = heartbeat_interval
         self.idle_poll = idle_poll
         self.log_cap_bytes = log_cap_bytes
@@ -66,6 +67,7 @@ class Agent:
     async def run(self) -> None:
         """Serve jobs until ``stop``; in-flight jobs are awaited on the way out."""
         self.work_root.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(reap, self.work_root)
         try:
             while not self._stopping:
                 free = self.concurrency - len(self._tasks)
@@ -161,6 +163,8 @@ class Agent:
                     "OPSFLOW_STEP_ID": job.step_id,
                     "OPSFLOW_JOB_ID": job.id,
                     "OPSFLOW_ATTEMPT": str(job.attempt),
+                    # Lets a restarted agent find and stop this job's processes.
+                    MARK: str(self.work_root),
                 },
                 secrets=tuple(secrets),
                 inputs=inputs,
