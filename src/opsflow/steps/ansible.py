@@ -21,9 +21,11 @@ Isolation: each attempt gets ``<workdir>/.opsflow-ansible-<step>-<attempt>/`` ho
 files, ``ANSIBLE_HOME``, ``ANSIBLE_LOCAL_TEMP``, the fact cache and an empty ``ansible.cfg``
 (used unless the workflow ships its own ``ansible.cfg``), so nothing from the agent user's
 Ansible setup or from another job leaks in; it is removed afterwards because the extra-vars
-file may hold secrets. Retry files are off. Host key checking stays on (it only concerns SSH;
-``localhost`` entries use the local connection); set ``ANSIBLE_HOST_KEY_CHECKING`` in ``env``
-to change it.
+file may hold secrets. Without an inventory the playbook sees only the implicit localhost, not
+the agent's ``/etc/ansible/hosts``; an inventory that does not parse fails the step rather than
+running on no hosts. Retry files are off. Host key checking stays on (it only concerns SSH;
+``localhost`` entries use the local connection). The step's ``env`` overrides any of these
+``ANSIBLE_*`` settings.
 
 Extra vars go to Ansible as a file, every string marked ``!unsafe``: the server already rendered
 them, and they may carry data from outside (webhook payloads, params), which Ansible must not
