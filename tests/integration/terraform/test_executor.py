@@ -21,14 +21,13 @@ from .support import ITEMS_TF, SLOW_TF, RecordingSink, job_spec, processes_match
 pytestmark = pytest.mark.anyio
 
 
-async def test_apply_reports_outputs_with_sensitive_values_masked_and_destroy_counts(
+async def test_apply_in_a_workspace_reports_masked_outputs_and_destroy_counts(
     executor: TerraformExecutor, sink: RecordingSink, tmp_path: Path
 ) -> None:
     write_module(tmp_path, "infra", ITEMS_TF, local_backend=True)
+    config = {"source": {"dir": "infra"}, "vars": {"n": 3}, "workspace": "blue"}
     applied = await executor.run(
-        job_spec(tmp_path, {"action": "apply", "source": {"dir": "infra"}, "vars": {"n": 3}}),
-        sink,
-        CancelSignal(),
+        job_spec(tmp_path, {"action": "apply", **config}), sink, CancelSignal()
     )
     assert applied.status is JobStatus.COMPLETED, applied.error
     assert applied.outputs["changes"] == {"add": 3, "change": 0, "destroy": 0}
@@ -39,9 +38,10 @@ async def test_apply_reports_outputs_with_sensitive_values_masked_and_destroy_co
     assert "hunter2" not in sink.text()
     assert not (tmp_path / "infra" / OVERRIDE_FILE).exists(), "its own backend is kept"
     assert "state: the backend declared in the code" in sink.text()
+    assert (tmp_path / "infra" / "terraform.tfstate.d" / "blue" / "terraform.tfstate").is_file()
 
     destroyed = await executor.run(
-        job_spec(tmp_path, {"action": "destroy", "source": {"dir": "infra"}, "vars": {"n": 3}}),
+        job_spec(tmp_path, {"action": "destroy", **config}),
         RecordingSink(),
         CancelSignal(),
     )
