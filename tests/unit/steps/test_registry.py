@@ -36,9 +36,16 @@ def test_gate_types_are_refused_with_the_reason(gate: StepType) -> None:
 
 
 def test_type_without_an_installed_executor_names_what_is_available() -> None:
-    registry._executors.pop(StepType.TERRAFORM, None)
-    with pytest.raises(registry.NoExecutor, match=r"'terraform'.*available: http, notify, script"):
-        registry.executor_for(StepType.TERRAFORM)
+    registry.executor_for(StepType.SCRIPT)  # the built-ins are loaded now
+    removed = registry._executors.pop(StepType.TERRAFORM, None)
+    try:
+        with pytest.raises(
+            registry.NoExecutor, match=r"'terraform'.*available: ansible, http, notify, script"
+        ):
+            registry.executor_for(StepType.TERRAFORM)
+    finally:
+        if removed is not None:
+            registry._executors[StepType.TERRAFORM] = removed
 
 
 class FakeTerraform:
@@ -49,12 +56,18 @@ class FakeTerraform:
 
 
 def test_registering_adds_or_replaces_an_executor() -> None:
-    executor = FakeTerraform()
-    registry.register(executor)
-    assert registry.executor_for(StepType.TERRAFORM) is executor
-    replacement = ScriptExecutor(grace=1)
-    registry.register(replacement)
-    assert registry.executor_for(StepType.SCRIPT) is replacement
+    registry.executor_for(StepType.SCRIPT)  # the built-ins are loaded now
+    saved = dict(registry._executors)
+    try:
+        executor = FakeTerraform()
+        registry.register(executor)
+        assert registry.executor_for(StepType.TERRAFORM) is executor
+        replacement = ScriptExecutor(grace=1)
+        registry.register(replacement)
+        assert registry.executor_for(StepType.SCRIPT) is replacement
+    finally:
+        registry._executors.clear()
+        registry._executors.update(saved)
 
 
 def test_a_gate_type_cannot_be_registered() -> None:
