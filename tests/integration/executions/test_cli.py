@@ -1,0 +1,301 @@
+"""The run commands of the installed ``opsflow`` script against a real server subprocess
+(with its local agent): apply, run --follow, executions list/show, logs, cancel.
+
+One server per backend for the whole module, since a start costs a second or two.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import BACKENDS
+
+from .conftest import fresh_database
+
+pytestmark = pytest.mark.timeout(60)
+
+HELLO = """\
+id: cli-hello
+params:
+  who: {type: string, default: world}
+  times: {type: integer, default: 1}
+steps:
+  - id: greet
+    type: script
+    shell: sh
+    env: {WHO: "{{ params.who }}", TIMES: "{{ params.times }}"}
+    file: scripts/hello.sh
+  - id: wrap-up
+    type: script
+    shell: sh
+    needs: [greet]
+    run: echo "all done"
+"""
+HELLO_SCRIPT = """\
+i=0
+while [ $i -lt "$TIMES" ]; do echo "hello $WHO"; i=$((i+1)); done
+echo "a warning" >&2
+"""
+FAILING = """\
+id: cli-failing
+steps:
+  - {id: boom, type: script, shell: sh, run: "echo about to fail; exit 3"}
+  - {id: never, type: script, shell: sh, needs: [boom], run: "echo never"}
+"""
+SLEEPY = """\
+id: cli-sleepy
+steps:
+  - {id: nap, type: script, shell: sh, run: "echo napping; sleep 30"}
+"""
+
+
+def opsflow_executable() -> str:
+    """The installed console script, next to the running interpreter or on PATH."""
+    beside = Path(sys.executable).parent / "opsflow"
+    found = str(beside) if beside.exists() else shutil.which("opsflow")
+    if not found:
+        pytest.fail("the `opsflow` console script is not installed: run `pip install -e .`")
+    return found
+
+
+def clean_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPSFLOW_")}
+    env["COLUMNS"] = "200"  # wide enough that tables never fold a cell in assertions
+    return env
+
+
+@dataclass
+class Server:
+    """A running ``opsflow server`` and the environment that points the CLI at it."""
+
+    url: str
+    token: str
+    env: dict[str, str]
+    cwd: Path
+
+    def cli(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [opsflow_executable(), *args],
+            cwd=self.cwd,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def get(self, path: str) -> dict[str, object]:
+        response = httpx.get(
+            f"{self.url}/api/v1{path}", headers={"Authorization": f"Bearer {self.token}"}
+        )
+        assert response.status_code == 200, response.text
+        body: dict[str, object] = response.json()
+        return body
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"opsflow server exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)  # polling the health endpoint is the readiness event we have
+    pytest.fail(f"opsflow server did not become healthy within 60s:\n{log.read_text()}")
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def server_db_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """The server's own database (a second server on the API tests' one would take jobs)."""
+    yield from fresh_database(request, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def server(server_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """``opsflow server`` with its local agent on a free port, with the three workflows above
+    applied through ``opsflow apply -f DIR``."""
+    data_dir = tmp_path_factory.mktemp("cli-server-data")
+    cwd = tmp_path_factory.mktemp("cli-cwd")
+    port = free_port()
+    log = data_dir / "server.log"
+    with log.open("wb") as log_file:
+        process = subprocess.Popen(
+            [
+                opsflow_executable(),
+                "server",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(data_dir),
+                "--db",
+                server_db_url,
+            ],
+            cwd=cwd,
+            env={**clean_env(), "OPSFLOW_ADMIN_PASSWORD": "admin-pw-for-tests"},
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, process, log)
+        token = (data_dir / "admin-token").read_text().strip()
+        env = {**clean_env(), "OPSFLOW_URL": url, "OPSFLOW_TOKEN": token}
+        server = Server(url, token, env, cwd)
+        for name, yaml_text, files in (
+            ("hello", HELLO, {"scripts/hello.sh": HELLO_SCRIPT}),
+            ("failing", FAILING, {}),
+            ("sleepy", SLEEPY, {}),
+        ):
+            directory = cwd / "workflows" / name
+            (directory / "scripts").mkdir(parents=True)
+            (directory / "workflow.yaml").write_text(yaml_text)
+            for rel, content in files.items():
+                (directory / rel).write_text(content)
+        applied = server.cli("apply", "-f", str(cwd / "workflows"))
+        assert applied.returncode == 0, applied.stdout + applied.stderr
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def execution_id_in(output: str) -> str:
+    (line,) = [x for x in output.splitlines() if x.startswith("started execution ")]
+    return line.split()[2]
+
+
+@pytest.fixture(scope="module")
+def hello_run(server: Server) -> subprocess.CompletedProcess[str]:
+    """``opsflow run cli-hello -p who=ops -p times=2 --follow``, run once for the module."""
+    return server.cli("run", "cli-hello", "-p", "who=ops", "-p", "times=2", "--follow")
+
+
+def test_run_follow_shows_progress_and_logs_and_exits_zero(
+    server: Server, hello_run: subprocess.CompletedProcess[str]
+) -> None:
+    done = hello_run
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    execution_id = execution_id_in(out)
+    assert "greet running" in out and "greet succeeded" in out
+    assert "wrap-up succeeded" in out
+    assert out.count("[greet] hello ops") == 2, "the script from the applied files ran"
+    assert "[greet] a warning" in out and "[wrap-up] all done" in out
+    assert out.index("greet running") < out.index("[greet] hello ops")
+    assert out.index("[greet] hello ops") < out.index("wrap-up running")
+    assert out.rstrip().splitlines()[-1].startswith("execution completed")
+
+    detail = server.get(f"/executions/{execution_id}")
+    assert detail["status"] == "completed"
+    assert detail["params"] == {"who": "ops", "times": 2}
+
+
+def test_run_follow_of_a_failing_workflow_exits_one(server: Server) -> None:
+    failed = server.cli("run", "cli-failing", "--follow")
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "boom failed" in failed.stdout
+    assert "[boom] about to fail" in failed.stdout
+    assert "execution failed" in failed.stdout
+    assert server.get(f"/executions/{execution_id_in(failed.stdout)}")["status"] == "failed"
+
+
+def test_run_with_a_bad_param_says_which_param(server: Server) -> None:
+    refused = server.cli("run", "cli-hello", "-p", "times=many")
+    assert refused.returncode != 0
+    message = refused.stdout + refused.stderr
+    assert "params.times" in message and "not an integer" in message, message
+
+
+def test_executions_list_show_and_logs_of_a_step(
+    server: Server, hello_run: subprocess.CompletedProcess[str]
+) -> None:
+    execution_id = execution_id_in(hello_run.stdout)
+
+    listed = server.cli("executions", "list", "-w", "cli-hello", "-o", "json")
+    assert listed.returncode == 0, listed.stderr
+    body = json.loads(listed.stdout)
+    assert body["items"][0]["id"] == execution_id
+    assert {e["workflow_id"] for e in body["items"]} == {"cli-hello"}
+    assert body["items"][0]["status"] == "completed"
+
+    shown = server.cli("executions", "show", execution_id)
+    assert shown.returncode == 0, shown.stderr
+    assert "cli-hello v1" in shown.stdout and "completed" in shown.stdout
+    assert "greet" in shown.stdout and "wrap-up" in shown.stdout
+    assert "engine log:" in shown.stdout and "step greet started" in shown.stdout
+
+    only_greet = server.cli("logs", execution_id, "--step", "greet")
+    assert only_greet.returncode == 0, only_greet.stderr
+    lines = only_greet.stdout.splitlines()
+    assert lines.count("[greet] hello ops") == 2 and "[greet] a warning" in lines
+    assert all(line.startswith("[greet] ") for line in lines), lines
+
+
+def test_logs_follow_streams_until_the_run_ends_and_cancel_force_ends_it(
+    server: Server,
+) -> None:
+    started = httpx.post(
+        f"{server.url}/api/v1/workflows/cli-sleepy/runs",
+        json={},
+        headers={"Authorization": f"Bearer {server.token}"},
+    )
+    assert started.status_code == 201, started.text
+    execution_id = started.json()["id"]
+    follower = subprocess.Popen(
+        [opsflow_executable(), "logs", execution_id, "-f"],
+        cwd=server.cwd,
+        env=server.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert follower.stdout is not None
+        first = follower.stdout.readline()
+        while "napping" not in first:  # the follower's own output is the event we wait on
+            assert first, follower.stderr.read() if follower.stderr else ""
+            first = follower.stdout.readline()
+
+        began = time.monotonic()
+        cancelled = server.cli("cancel", execution_id, "--force")
+        assert cancelled.returncode == 0, cancelled.stdout + cancelled.stderr
+        assert "cancel requested (force)" in cancelled.stdout
+        _, err = follower.communicate(timeout=15)
+        assert follower.returncode == 0, err
+        assert time.monotonic() - began < 5, "logs -f returns when the run ends"
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+            follower.communicate()
+    assert server.get(f"/executions/{execution_id}")["status"] == "cancelled"
+
+    again = server.cli("cancel", execution_id)
+    assert again.returncode != 0
+    assert "already ended as cancelled" in again.stdout + again.stderr
