@@ -244,6 +244,7 @@ def _detail(services: Services, execution_id: str) -> ExecutionDetail:
         cancel=(
             {
                 "mode": ex.cancel_mode,
+                "cleanup": ex.cancel_cleanup,
                 "requested_at": iso(ex.cancel_requested_at),
                 "reason": ex.cancel_reason,
                 "by": ex.cancel_by,

@@ -1,6 +1,6 @@
 """Cancel with cleanup: undo what the run did, one visible cleanup job at a time.
 
-After an execution ends CANCELLED with ``cancel_mode: cleanup``, every step whose type knows
+After an execution ends CANCELLED with a cleanup request, every step whose type knows
 how to undo its work gets a cleanup job, newest first (reverse order of ending), one after the
 other: the next is queued when the previous one ends. Cleanup jobs are ordinary jobs with
 ``purpose = "cleanup"``: agents run them, their logs stream, and the execution detail lists

@@ -65,6 +65,18 @@ def template_context(
 
 
 def step_definition(execution: Execution, step_id: str) -> dict[str, Any]:
+    """The step as written, with what it takes over from the step it builds on: an apply
+    of a saved plan (``plan_from``) works on the plan's code, workspace, variables and state."""
+    raw = _raw_step(execution, step_id)
+    if raw.get("type") == StepType.TERRAFORM.value and raw.get("plan_from"):
+        plan = _raw_step(execution, str(raw["plan_from"]))
+        for key in ("source", "workspace", "vars", "var_files", "env", "state_name"):
+            if key in plan and key not in raw:
+                raw[key] = plan[key]
+    return raw
+
+
+def _raw_step(execution: Execution, step_id: str) -> dict[str, Any]:
     for raw in execution.definition.get("steps", []):
         if raw.get("id") == step_id:
             return dict(raw)

@@ -21,7 +21,6 @@ from sqlalchemy.orm import Session
 
 from opsflow.engine import decide
 from opsflow.engine import model as m
-from opsflow.engine.model import CancelMode
 from opsflow.errors import TemplateError
 from opsflow.runtime.approvals import close_gate, open_gate
 from opsflow.runtime.changes import Changes
@@ -390,7 +389,7 @@ def reconcile(
     """
     execution = runs_store.lock_execution(session, execution_id)
     if execution.status.terminal:
-        if execution.cancel_mode == CancelMode.CLEANUP.value:
+        if execution.cancel_cleanup:
             return advance_cleanup(session, execution, now)
         return Changes()
     if execution.status == ExecutionStatus.PENDING and not (admit or execution.cancel_mode):
@@ -416,6 +415,6 @@ def reconcile(
     runs_store.set_timer(session, EXECUTION_TIMER, execution_id, wake)
     run.changes.note_timer(wake)
     run.flush()
-    if run.ex.status.terminal and run.ex.cancel_mode == CancelMode.CLEANUP.value:
+    if run.ex.status.terminal and run.ex.cancel_cleanup:
         run.changes.merge(advance_cleanup(session, run.ex, now))
     return run.changes

@@ -219,23 +219,31 @@ class Runtime:
     def cancel(
         self, execution_id: str, *, mode: CancelMode, by: str | None, reason: str = ""
     ) -> Execution:
-        """Record the cancel request (idempotent) and let the engine act on it at once."""
+        """Record the cancel request and let the engine act on it at once.
+
+        Idempotent, and requests only ever strengthen: graceful may become forced, and a
+        request for cleanup stays even when a later one forces the cancel.
+        """
 
         def work(session: Session, changes: Changes) -> Execution:
             ex = runs_store.lock_execution(session, execution_id)
             if ex.status.terminal:
                 raise Conflict(f"execution {execution_id} already ended as {ex.status.value}")
-            if ex.cancel_mode is None or (
-                mode == CancelMode.FORCE and ex.cancel_mode != CancelMode.FORCE.value
-            ):
-                runs_store.update_execution(
-                    session,
-                    execution_id,
-                    cancel_mode=mode.value,
+            engine_mode = CancelMode.FORCE if mode == CancelMode.FORCE else CancelMode.GRACEFUL
+            values: dict[str, Any] = {}
+            if ex.cancel_mode is None:
+                values.update(
+                    cancel_mode=engine_mode.value,
                     cancel_requested_at=self.clock(),
                     cancel_reason=reason or (f"cancelled by {by}" if by else "cancelled"),
                     cancel_by=by,
                 )
+            elif engine_mode == CancelMode.FORCE and ex.cancel_mode != CancelMode.FORCE.value:
+                values["cancel_mode"] = CancelMode.FORCE.value
+            if mode == CancelMode.CLEANUP and not ex.cancel_cleanup:
+                values["cancel_cleanup"] = True
+            if values:
+                runs_store.update_execution(session, execution_id, **values)
             self._reconcile(session, execution_id, changes)
             return runs_store.get_execution(session, execution_id)
 

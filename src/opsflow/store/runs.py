@@ -59,7 +59,10 @@ class ExecutionRow(Base):
     created_at: Mapped[float] = mapped_column(Float, index=True)
     started_at: Mapped[float | None] = mapped_column(Float)
     ended_at: Mapped[float | None] = mapped_column(Float)
-    cancel_mode: Mapped[str | None] = mapped_column(String(16))
+    cancel_mode: Mapped[str | None] = mapped_column(String(16))  # graceful | force
+    # Undo what the run did once it has ended cancelled (a request, orthogonal to the mode:
+    # a cleanup cancel may later be forced and still clean up).
+    cancel_cleanup: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     cancel_requested_at: Mapped[float | None] = mapped_column(Float)
     cancel_reason: Mapped[str | None] = mapped_column(Text)
     cancel_by: Mapped[str | None] = mapped_column(String(100))
@@ -151,6 +154,7 @@ class Execution:
     cancel_reason: str | None
     cancel_by: str | None
     resumed_at: float | None = None
+    cancel_cleanup: bool = False
 
     @classmethod
     def from_row(cls, row: Any) -> Execution:
@@ -176,6 +180,7 @@ class Execution:
             cancel_reason=m["cancel_reason"],
             cancel_by=m["cancel_by"],
             resumed_at=m["resumed_at"],
+            cancel_cleanup=bool(m["cancel_cleanup"]),
         )
 
 
