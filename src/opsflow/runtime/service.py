@@ -472,18 +472,35 @@ class Runtime:
         spec[VALUES_KEY] = sorted(values.values())
         return dataclasses.replace(job, spec=spec)
 
-    def _masked_lines(self, session: Session, job_id: str, lines: list[LogLine]) -> list[LogLine]:
+    def _masked_lines(
+        self,
+        session: Session,
+        job_id: str,
+        lines: list[LogLine],
+        spec: Mapping[str, Any] | None = None,
+    ) -> list[LogLine]:
         """Mask again on the server: an agent's own masking is not to be relied on alone."""
-        masker = self.masker_for(session, job_id) if lines else None
+        masker = self.masker_for(session, job_id, spec) if lines else None
         if masker is None:
             return lines
         return [dataclasses.replace(line, text=masker.mask(line.text)) for line in lines]
 
-    def masker_for(self, session: Session, job_id: str) -> Masker | None:
-        """The masker for a job's secrets (server-side, for what its agent sends back)."""
+    def masker_for(
+        self, session: Session, job_id: str, spec: Mapping[str, Any] | None = None
+    ) -> Masker | None:
+        """The masker for a job's secrets (server-side, for what its agent sends back).
+
+        ``spec`` is the claimed copy when the caller has it (the local agent's reports):
+        it carries the values, so no read is needed; otherwise the stored spec says which
+        secrets the job got.
+        """
         cached = self._maskers.get(job_id)
         if cached is not None:
             return cached
+        if spec is not None and VALUES_KEY in spec:
+            return Masker(spec[VALUES_KEY])
+        if spec is not None and not referenced(spec):
+            return None
         spec = jobs_store.get_job(session, job_id).spec
         names = referenced(spec)
         if not names or self.vault is None:
@@ -558,7 +575,7 @@ class Runtime:
                 token=token,
                 execution_id=job.execution_id,
                 step_id=job.step_id,
-                lines=self._masked_lines(session, job.id, lines),
+                lines=self._masked_lines(session, job.id, lines, job.spec),
             ):
                 changes.executions.add(job.execution_id)
 
@@ -632,7 +649,7 @@ class Runtime:
 
     def _record_end(self, session: Session, report: JobReport) -> None:
         job = report.job
-        masker = self.masker_for(session, job.id)
+        masker = self.masker_for(session, job.id, job.spec)
         if report.lines:
             logs_store.append(
                 session,
@@ -640,7 +657,7 @@ class Runtime:
                 token=report.token,
                 execution_id=job.execution_id,
                 step_id=job.step_id,
-                lines=self._masked_lines(session, job.id, report.lines),
+                lines=self._masked_lines(session, job.id, report.lines, job.spec),
             )
         outputs, error = report.outputs, report.error
         if masker is not None:
@@ -649,7 +666,7 @@ class Runtime:
         stored = {
             name: bundles_store.store_blob(session, data) for name, data in report.artifacts.items()
         }
-        ended = jobs_store.finish_job(
+        ended_as = jobs_store.finish_job(
             session,
             job.id,
             report.token,
@@ -672,8 +689,8 @@ class Runtime:
                         "step": job.step_id,
                         "attempt": job.attempt,
                         "job_id": job.id,
-                        "status": ended.status.value,
-                        "error": ended.error,
+                        "status": ended_as.value,
+                        "error": error,
                     },
                 }
             ],

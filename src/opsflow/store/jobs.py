@@ -24,6 +24,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    case,
     insert,
     select,
     update,
@@ -269,24 +270,20 @@ def start_job(
     session: Session, job_id: str, token: str, *, now: float, lease_seconds: float
 ) -> CancelNotice:
     """dispatched -> running (idempotent for running): the agent has begun the work."""
-    res = session.connection().execute(
-        update(JOBS)
-        .where(_owned(job_id, token))
-        .values(
-            status=JobStatus.RUNNING.value, started_at=now, lease_expires_at=now + lease_seconds
-        )
-    )
-    if not res.rowcount:
-        raise _refuse(session, job_id, token)
-    return _notice(session, job_id)
-
-
-def _notice(session: Session, job_id: str) -> CancelNotice:
     row = (
         session.connection()
-        .execute(select(JOBS.c.cancel_requested, JOBS.c.cancel_force).where(JOBS.c.id == job_id))
-        .one()
+        .execute(
+            update(JOBS)
+            .where(_owned(job_id, token))
+            .values(
+                status=JobStatus.RUNNING.value, started_at=now, lease_expires_at=now + lease_seconds
+            )
+            .returning(JOBS.c.cancel_requested, JOBS.c.cancel_force)
+        )
+        .first()
     )
+    if row is None:
+        raise _refuse(session, job_id, token)
     return CancelNotice(bool(row.cancel_requested), bool(row.cancel_force))
 
 
@@ -294,12 +291,19 @@ def heartbeat(
     session: Session, job_id: str, token: str, *, now: float, lease_seconds: float
 ) -> CancelNotice:
     """Extend the lease; the reply carries any cancel request for the job."""
-    res = session.connection().execute(
-        update(JOBS).where(_owned(job_id, token)).values(lease_expires_at=now + lease_seconds)
+    row = (
+        session.connection()
+        .execute(
+            update(JOBS)
+            .where(_owned(job_id, token))
+            .values(lease_expires_at=now + lease_seconds)
+            .returning(JOBS.c.cancel_requested, JOBS.c.cancel_force)
+        )
+        .first()
     )
-    if not res.rowcount:
+    if row is None:
         raise _refuse(session, job_id, token)
-    return _notice(session, job_id)
+    return CancelNotice(bool(row.cancel_requested), bool(row.cancel_force))
 
 
 def finish_job(
@@ -314,26 +318,39 @@ def finish_job(
     retryable: bool = True,
     exit_code: int | None = None,
     artifacts: dict[str, str] | None = None,
-) -> Job:
-    """The agent's final report; a stale lease or an already ended job is refused."""
-    row = session.connection().execute(select(JOBS).where(_owned(job_id, token))).first()
+) -> JobStatus:
+    """The agent's final report; a stale lease or an already ended job is refused.
+
+    One statement: a job the server asked to stop as TIMEOUT ends so even when its agent
+    reports it cancelled. Returns the status the job ended with.
+    """
+    final = (
+        case((JOBS.c.cancel_as.is_not(None), JOBS.c.cancel_as), else_=status.value)
+        if status == JobStatus.CANCELLED
+        else status.value
+    )
+    row = (
+        session.connection()
+        .execute(
+            update(JOBS)
+            .where(_owned(job_id, token))
+            .values(
+                status=final,
+                ended_at=now,
+                outputs=outputs or {},
+                error=error,
+                retryable=retryable,
+                exit_code=exit_code,
+                lease_expires_at=None,
+                artifacts=artifacts or {},
+            )
+            .returning(JOBS.c.status)
+        )
+        .first()
+    )
     if row is None:
         raise _refuse(session, job_id, token)
-    job = Job.from_row(row)
-    if status == JobStatus.CANCELLED and job.cancel_as:
-        status = JobStatus(job.cancel_as)
-    values = {
-        "status": status.value,
-        "ended_at": now,
-        "outputs": outputs or {},
-        "error": error,
-        "retryable": retryable,
-        "exit_code": exit_code,
-        "lease_expires_at": None,
-        "artifacts": artifacts or {},
-    }
-    session.connection().execute(update(JOBS).where(_owned(job_id, token)).values(**values))
-    return Job(**{**job.__dict__, **values, "status": status})
+    return JobStatus(row.status)
 
 
 def request_cancel(
