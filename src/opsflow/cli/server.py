@@ -59,7 +59,7 @@ def server(
         bool, typer.Option("--demo", help="Load the example workflows on start.")
     ] = False,
 ) -> None:
-    """Start the opsflow server (API, web UI, scheduler and local agent)."""
+    """Start the opsflow server: the HTTP API, the durable runtime and the local agent."""
     # imported here: the server stack is heavy and every other command should start fast
     from opsflow.api.server import run_server
     from opsflow.config import Settings

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from opsflow.engine import model as m
 from opsflow.errors import Conflict, Forbidden, InvalidInput, TemplateError
 from opsflow.runtime.changes import Changes
-from opsflow.runtime.context import step_definition, template_context
+from opsflow.runtime.context import Wiring, step_definition, template_context
 from opsflow.spec.template import render
 from opsflow.status import Outcome, StepStatus, StepType
 from opsflow.store import approvals as approvals_store
@@ -41,6 +41,7 @@ class RunView(Protocol):
     changes: Changes
 
     def set_step(self, step_id: str, **values: Any) -> None: ...
+    def wiring(self) -> Wiring: ...
     def event(self, kind: str, **data: Any) -> None: ...
     def engine_log(self, message: str, step: str | None = None) -> None: ...
 
@@ -59,7 +60,7 @@ def open_gate(run: RunView, step_id: str) -> str:
     node = run.graph.step(step_id)
     source = str(raw.get("message") or f"Approve step {step_id} of {run.ex.workflow_id}?")
     try:
-        message = render(source, template_context(run.ex, run.steps), where="message")
+        message = render(source, template_context(run.ex, run.steps, run.wiring()), where="message")
     except TemplateError as exc:
         message = f"{source}\n(the message could not be rendered: {exc.message})"
         run.engine_log(f"approval {step_id}: {exc.message}", step_id)

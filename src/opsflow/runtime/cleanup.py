@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from opsflow.errors import TemplateError
 from opsflow.runtime.changes import Changes
-from opsflow.runtime.context import job_config, step_definition
+from opsflow.runtime.context import Wiring, job_config, step_definition
 from opsflow.status import JobStatus, StepStatus, StepType
 from opsflow.store import jobs as jobs_store
 from opsflow.store import runs as runs_store
@@ -41,7 +41,7 @@ UNDO: dict[StepType, Callable[[Mapping[str, Any]], dict[str, Any] | None]] = {
 DONE_MESSAGE = "cleanup finished"
 
 
-def advance_cleanup(session: Session, execution: Execution, now: float) -> Changes:
+def advance_cleanup(session: Session, execution: Execution, now: float, wiring: Wiring) -> Changes:
     """Queue the next cleanup job, or note that cleanup is complete."""
     changes = Changes()
     jobs = jobs_store.attempts_of_execution(session, execution.id)
@@ -77,7 +77,7 @@ def advance_cleanup(session: Session, execution: Execution, now: float) -> Chang
             "created_at": now,
         }
         try:
-            config = job_config(execution, StepType(step.type), undo, by_id, {})
+            config = job_config(execution, StepType(step.type), undo, by_id, wiring)
             values["spec"] = {"config": config, "bundle": execution.bundle_digest}
             changes.jobs_queued = True
             message = f"cleanup: undoing step {step.step_id} ({undo.get('action', 'undo')})"

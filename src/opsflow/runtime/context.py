@@ -8,6 +8,7 @@ workflow. Script bodies are never rendered; values reach scripts through ``env``
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from opsflow.errors import TemplateError
@@ -35,9 +36,22 @@ COMMON_FIELDS = frozenset(
 )
 
 
+@dataclass(frozen=True)
+class Wiring:
+    """What the server knows that a definition does not: where notify channels deliver,
+    which secrets exist (names only), and the server's own address."""
+
+    channels: Mapping[str, list[str]] = field(default_factory=dict)
+    secret_names: Iterable[str] = ()
+    server_url: str | None = None
+
+
 def template_context(
-    execution: Execution, steps: Mapping[str, Step], secret_names: Iterable[str] = ()
+    execution: Execution, steps: Mapping[str, Step], wiring: Wiring | None = None
 ) -> dict[str, Any]:
+    """The names a template may read; their fields are listed in ``spec.template.FIELDS``."""
+    wiring = wiring or Wiring()
+    base = (wiring.server_url or "").rstrip("/")
     trigger = execution.trigger or {}
     return {
         "params": execution.params,
@@ -54,13 +68,14 @@ def template_context(
             "trigger_type": execution.trigger_type,
             "created_at": execution.created_at,
             "test_run": execution.test_run,
+            "url": f"{base}/api/v1/executions/{execution.id}",
         },
         "workflow": {
             "id": execution.workflow_id,
             "name": execution.definition.get("name", execution.workflow_id),
             "version": execution.version,
         },
-        "secrets": placeholders(secret_names),
+        "secrets": placeholders(wiring.secret_names),
     }
 
 
@@ -134,17 +149,16 @@ def job_config(
     step_type: StepType,
     raw: Mapping[str, Any],
     steps: Mapping[str, Step],
-    channels: Mapping[str, list[str]],
-    secret_names: Iterable[str] = (),
+    wiring: Wiring,
 ) -> dict[str, Any]:
     """Everything an agent needs to run one job of this step: the rendered fields, and what
     the server knows that the YAML does not (notify URLs, the Terraform state's name).
     Secrets stay placeholders here; they are filled in when an agent claims the job."""
-    context = template_context(execution, steps, secret_names)
+    context = template_context(execution, steps, wiring)
     config = render_step_config(step_type, raw, context)
     check_whole(config)
     if step_type == StepType.NOTIFY:
-        config["urls"] = channel_urls(execution.definition, config, channels)
+        config["urls"] = channel_urls(execution.definition, config, wiring.channels)
     if step_type == StepType.TERRAFORM:
         config.setdefault("state_name", terraform_state_name(execution, raw))
     return config

@@ -51,6 +51,7 @@ class RuntimeHost:
             lease_seconds=lease_seconds,
             notify_channels=notify_channels,
             vault=vault,
+            server_url=server_url,
         )
         self.clockwork = Clockwork(self.runtime)
         self.gateway = LocalGateway(self.runtime, server_url)

@@ -15,6 +15,7 @@ import logging
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -26,6 +27,7 @@ from opsflow.runtime.approvals import close_gate, open_gate
 from opsflow.runtime.changes import Changes
 from opsflow.runtime.cleanup import advance_cleanup
 from opsflow.runtime.context import (
+    Wiring,
     agent_placement,
     job_config,
     job_inputs,
@@ -43,7 +45,23 @@ from opsflow.store.runs import Execution, Step
 
 log = logging.getLogger(__name__)
 
-SecretNames = Callable[[Session], Iterable[str]]
+
+@dataclass(frozen=True)
+class RunSettings:
+    """The server's side of a reconcile: notify channels, how to list secret names (read
+    only when a template is rendered), and the server's address."""
+
+    channels: Mapping[str, list[str]] = field(default_factory=dict)
+    secret_names: Callable[[Session], Iterable[str]] | None = None
+    server_url: str | None = None
+
+    def wiring(self, session: Session) -> Wiring:
+        names = self.secret_names
+        return Wiring(
+            channels=self.channels,
+            secret_names=list(names(session)) if names else [],
+            server_url=self.server_url,
+        )
 
 
 EXECUTION_TIMER = "execution"
@@ -101,13 +119,11 @@ class _Run:
         session: Session,
         execution: Execution,
         now: float,
-        channels: Mapping[str, list[str]],
-        secret_names: SecretNames | None = None,
+        settings: RunSettings,
     ) -> None:
         self.session = session
-        self.channels = channels
-        self._secret_names = secret_names
-        self._names: list[str] | None = None
+        self.settings = settings
+        self._wiring: Wiring | None = None
         self.ex = execution
         self.now = now
         self.graph = graph_of(execution)
@@ -156,11 +172,12 @@ class _Run:
             resumed_at=self.ex.resumed_at,
         )
 
-    def secret_names(self) -> list[str]:
-        """Names of the defined secrets, read once per reconcile and only when rendering."""
-        if self._names is None:
-            self._names = list(self._secret_names(self.session)) if self._secret_names else []
-        return self._names
+    def wiring(self) -> Wiring:
+        """What templates need from the server; secret names are read once per reconcile and
+        only when something is rendered."""
+        if self._wiring is None:
+            self._wiring = self.settings.wiring(self.session)
+        return self._wiring
 
     # -- writing -------------------------------------------------------------------------
 
@@ -248,9 +265,7 @@ class _Run:
             "created_at": self.now,
         }
         try:
-            config = job_config(
-                self.ex, node.type, raw, self.steps, self.channels, self.secret_names()
-            )
+            config = job_config(self.ex, node.type, raw, self.steps, self.wiring())
             values["spec"] = {
                 "config": config,
                 "bundle": self.ex.bundle_digest,
@@ -311,7 +326,7 @@ class _Run:
                 a.step, status=StepStatus.RUNNING.value, entered_at=self.now, started_at=self.now
             )
         try:
-            verdict = evaluate_condition(expr, template_context(self.ex, self.steps))
+            verdict = evaluate_condition(expr, template_context(self.ex, self.steps, self.wiring()))
         except TemplateError as exc:
             self.set_step(
                 a.step, gate_result=Outcome.FAILED.value, gate_reason=exc.message, error=exc.message
@@ -369,7 +384,7 @@ def execution_state(
     session: Session, execution: Execution, now: float
 ) -> tuple[m.Graph, m.ExecutionState]:
     """The graph and the engine's view of an execution, for manual control."""
-    run = _Run(session, execution, now, {})
+    run = _Run(session, execution, now, RunSettings())
     return run.graph, run.state()
 
 
@@ -379,8 +394,7 @@ def reconcile(
     now: float,
     *,
     admit: bool = False,
-    channels: Mapping[str, list[str]] | None = None,
-    secret_names: SecretNames | None = None,
+    settings: RunSettings | None = None,
 ) -> Changes:
     """Bring one execution up to date with the engine; the caller holds the transaction.
 
@@ -390,11 +404,13 @@ def reconcile(
     execution = runs_store.lock_execution(session, execution_id)
     if execution.status.terminal:
         if execution.cancel_cleanup:
-            return advance_cleanup(session, execution, now)
+            return advance_cleanup(
+                session, execution, now, (settings or RunSettings()).wiring(session)
+            )
         return Changes()
     if execution.status == ExecutionStatus.PENDING and not (admit or execution.cancel_mode):
         return Changes()
-    run = _Run(session, execution, now, channels or {}, secret_names)
+    run = _Run(session, execution, now, settings or RunSettings())
     decision = m.Decision(actions=())
     for _ in range(MAX_ROUNDS):
         try:
@@ -416,5 +432,5 @@ def reconcile(
     run.changes.note_timer(wake)
     run.flush()
     if run.ex.status.terminal and run.ex.cancel_cleanup:
-        run.changes.merge(advance_cleanup(session, run.ex, now))
+        run.changes.merge(advance_cleanup(session, run.ex, now, run.wiring()))
     return run.changes

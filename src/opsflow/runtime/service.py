@@ -26,7 +26,7 @@ from opsflow.runtime import approvals
 from opsflow.runtime.approvals import Responder
 from opsflow.runtime.bus import EventBus
 from opsflow.runtime.changes import Changes
-from opsflow.runtime.reconciler import execution_state, new_id, reconcile
+from opsflow.runtime.reconciler import RunSettings, execution_state, new_id, reconcile
 from opsflow.runtime.secrets import VALUES_KEY, referenced, substitute
 from opsflow.status import ExecutionStatus, JobStatus, StepStatus
 from opsflow.store import bundles as bundles_store
@@ -86,8 +86,10 @@ class Runtime:
         clock: Callable[[], float] = time.time,
         notify_channels: Mapping[str, list[str]] | None = None,
         vault: SecretVault | None = None,
+        server_url: str | None = None,
     ) -> None:
         self.db = db
+        self.server_url = server_url
         self.vault = vault
         self.notify_channels = dict(notify_channels or {})
         self._maskers: dict[str, Masker] = {}
@@ -138,8 +140,11 @@ class Runtime:
             execution_id,
             now,
             admit=admit,
-            channels=self.notify_channels,
-            secret_names=self.vault.names if self.vault else None,
+            settings=RunSettings(
+                channels=self.notify_channels,
+                secret_names=self.vault.names if self.vault else None,
+                server_url=self.server_url,
+            ),
         )
         changes.merge(result)
         for finished in result.finished:

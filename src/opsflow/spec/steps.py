@@ -48,7 +48,9 @@ class StepBase(SpecModel):
     retries: int = Field(0, ge=0, le=100, description="Extra attempts after a failure.")
     retry_delay: Duration = Field(0.0, description="Wait between attempts, e.g. 30s.")
     timeout: Duration | None = Field(None, description="Limit for one attempt, e.g. 10m.")
-    allow_skip: bool = Field(False, description="People may skip this step while it waits.")
+    allow_skip: bool = Field(
+        False, description="People may skip this step after it failed, so the run goes on."
+    )
     agent: AgentSelector | None = Field(None, description="Where the step's jobs run.")
 
     @field_validator("timeout")

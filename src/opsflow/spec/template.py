@@ -25,6 +25,14 @@ CONTEXT_ROOTS = frozenset(
     {"params", "trigger", "incident", "git", "nodes", "execution", "workflow", "secrets"}
 )
 
+# The fixed fields of the context's objects (the runtime builds exactly these), so a typo
+# such as ``execution.urll`` is refused when the workflow is validated, not when it runs.
+FIELDS: dict[str, frozenset[str]] = {
+    "execution": frozenset({"id", "started_by", "trigger_type", "created_at", "test_run", "url"}),
+    "workflow": frozenset({"id", "name", "version"}),
+}
+NODE_FIELDS = frozenset({"status", "output", "error"})
+
 _ENV = ImmutableSandboxedEnvironment(
     undefined=jinja2.StrictUndefined,
     autoescape=False,

@@ -16,7 +16,14 @@ from jinja2.defaults import DEFAULT_NAMESPACE
 
 from opsflow.spec.findings import Finding, Loc
 from opsflow.spec.models import TEMPLATED_FIELDS
-from opsflow.spec.template import CONTEXT_ROOTS, is_template, parse, references
+from opsflow.spec.template import (
+    CONTEXT_ROOTS,
+    FIELDS,
+    NODE_FIELDS,
+    is_template,
+    parse,
+    references,
+)
 from opsflow.status import StepType
 
 # Names Jinja2 itself provides (range, dict, namespace, ...) and ``loop`` inside a for loop.
@@ -79,8 +86,18 @@ class Scope:
             if not declared:
                 return f"undeclared param '{parts[1]}': declare it under params"
             return f"undeclared param '{parts[1]}'; declared params: {declared}"
+        if root in FIELDS and len(parts) > 1 and parts[1] not in FIELDS[root]:
+            known = ", ".join(sorted(FIELDS[root]))
+            return f"unknown field '{root}.{parts[1]}' in template; {root} has: {known}"
         if root == "nodes" and len(parts) > 1:
-            return self._step_problem(parts[1])
+            problem = self._step_problem(parts[1])
+            if problem is None and len(parts) > 2 and parts[2] not in NODE_FIELDS:
+                known = ", ".join(sorted(NODE_FIELDS))
+                return (
+                    f"unknown field '{parts[2]}' of step '{parts[1]}' in template; "
+                    f"a step has: {known} (outputs are under nodes.{parts[1]}.output)"
+                )
+            return problem
         return None
 
     def _step_problem(self, name: str) -> str | None:

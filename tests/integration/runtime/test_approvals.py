@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -348,3 +350,50 @@ steps:
         assert ex.status in (ExecutionStatus.CANCELLED, ExecutionStatus.COMPLETED)
         statuses = {s.status for s in harness.steps(eid).values()}
         assert all(s.terminal for s in statuses)
+
+
+class _Inbox(BaseHTTPRequestHandler):
+    received: list[dict[str, object]] = []
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        type(self).received.append(json.loads(self.rfile.read(length) or b"{}"))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+async def test_approvers_are_notified_through_the_workflow_channel(
+    database: Database, tmp_path: Path
+) -> None:
+    _Inbox.received = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Inbox)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    host = RuntimeHost(
+        database,
+        work_dir=tmp_path / "w",
+        notify_channels={"ops": [f"json://127.0.0.1:{server.server_address[1]}/approvals"]},
+    )
+    await host.start()
+    try:
+        harness = Harness(host)
+        eid = await harness.start_async(
+            "notify: {channel: ops}\n" + (GATE % 'approvers: ["team:platform"]'),
+            started_by="alice",
+        )
+        await _waiting(harness, eid)
+        deadline = time.monotonic() + 15
+        while not _Inbox.received:
+            assert time.monotonic() < deadline, "no notification arrived"
+            await asyncio.sleep(0.05)
+        (message,) = _Inbox.received
+        assert "Approval needed: gated / approve" in str(message.get("title"))
+        body = str(message.get("message"))
+        assert "Apply 3 changes?" in body and f"opsflow approve {eid} approve" in body
+        assert "team:platform" in body
+    finally:
+        await host.stop()
+        server.shutdown()
