@@ -231,24 +231,27 @@ class Agent:
         nudge = asyncio.Event()
         sink.on_line = lambda: nudge.set() if sink.pending >= FLUSH_LINES else None
         run = asyncio.create_task(executor.run(spec, sink, cancel))
-        side = [
-            asyncio.create_task(self._flush_loop(job, sink, nudge, run)),
-            asyncio.create_task(self._watch_loop(job, cancel, run)),
-        ]
+        flusher = asyncio.create_task(self._flush_loop(job, sink, nudge, run))
+        watcher = asyncio.create_task(self._watch_loop(job, cancel, run))
         try:
             return await run
         finally:
-            for t in side:
-                t.cancel()
-            await asyncio.gather(*side, return_exceptions=True)
+            # The flusher is never cut off mid-batch: a batch it took from the sink must be
+            # stored before the final report, or its lines would be lost (a visible gap).
+            nudge.set()
+            watcher.cancel()
+            await asyncio.gather(flusher, watcher, return_exceptions=True)
 
     async def _flush_loop(
         self, job: Job, sink: BatchingLogSink, nudge: asyncio.Event, run: asyncio.Task[Any]
     ) -> None:
-        while not run.done():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(nudge.wait(), FLUSH_INTERVAL)
+        while True:
+            if not run.done():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(nudge.wait(), FLUSH_INTERVAL)
             nudge.clear()
+            if run.done():
+                return  # what is left goes with the final report, in order
             batch = sink.take()
             if batch:
                 try:

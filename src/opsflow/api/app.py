@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 import opsflow
 from opsflow.api import (
     approvals,
+    events,
     executions,
     health,
     people,
@@ -52,6 +53,7 @@ Extension = Callable[[Services], AbstractAsyncContextManager[Any]]
 API_ROUTERS: list[APIRouter] = [
     workflows.router,
     executions.router,
+    events.router,
     approvals.router,
     people.router,
     tokens.router,

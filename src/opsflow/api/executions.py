@@ -7,14 +7,11 @@ are ISO 8601 UTC strings (the store keeps epoch seconds).
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Request
-from fastapi.responses import PlainTextResponse, StreamingResponse
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
 from opsflow.api.security import require
@@ -22,7 +19,7 @@ from opsflow.api.services import Services, services_of
 from opsflow.auth.credentials import Principal
 from opsflow.auth.permissions import Permission
 from opsflow.engine.model import CancelMode
-from opsflow.errors import InvalidInput
+from opsflow.errors import InvalidInput, Problem
 from opsflow.runtime.host import RuntimeHost
 from opsflow.runtime.launch import run_request
 from opsflow.status import ExecutionStatus
@@ -45,9 +42,8 @@ def _parse_time(value: str | None, name: str) -> float | None:
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as exc:
-        raise InvalidInput(
-            f"{name}: {value!r} is not an ISO 8601 date or time, e.g. 2026-11-25T10:00:00Z"
-        ) from exc
+        msg = f"{value!r} is not an ISO 8601 date or time, e.g. 2026-11-25T10:00:00Z"
+        raise InvalidInput(f"{name}: {msg}", problems=[Problem(f"query.{name}", msg)]) from exc
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.timestamp()
@@ -307,10 +303,11 @@ def list_executions(
     _p: Principal = Depends(require(Permission.EXECUTIONS_READ)),
 ) -> ExecutionPage:
     if sort.lstrip("-") not in runs_store.SORTABLE:
-        raise InvalidInput(
-            f"sort: unknown column {sort.lstrip('-')!r}; "
-            f"use one of {', '.join(sorted(runs_store.SORTABLE))}"
+        msg = (
+            f"unknown column {sort.lstrip('-')!r}; "
+            f"use one of {', '.join(sorted(runs_store.SORTABLE))} ('-' first for descending)"
         )
+        raise InvalidInput(f"sort: {msg}", problems=[Problem("query.sort", msg)])
     flt = ExecutionFilter(
         workflow_id=workflow,
         status=[s.value for s in status] if status else None,
@@ -405,96 +402,4 @@ def download_logs(
     return PlainTextResponse(
         "\n".join(out) + ("\n" if out else ""),
         headers={"Content-Disposition": f'attachment; filename="{execution_id}.log"'},
-    )
-
-
-def _cursor(value: str | None) -> tuple[int, int]:
-    if not value:
-        return 0, 0
-    try:
-        events, lines = value.split("-", 1)
-        return int(events), int(lines)
-    except ValueError as exc:
-        raise InvalidInput(f"Last-Event-ID: {value!r} is not an id this stream sent") from exc
-
-
-def _merge(
-    events: list[dict[str, Any]], lines: list[dict[str, Any]]
-) -> Iterator[tuple[bool, dict[str, Any]]]:
-    """Interleave events and log lines by time, so a step's lines come between its start and
-    its end, while each keeps its own id order (the resume cursor relies on it)."""
-    i = j = 0
-    while i < len(events) or j < len(lines):
-        if j >= len(lines) or (i < len(events) and events[i]["at"] <= lines[j]["at"]):
-            yield False, events[i]
-            i += 1
-        else:
-            yield True, lines[j]
-            j += 1
-
-
-def _sse(event_id: str, kind: str, data: Any) -> str:
-    return f"id: {event_id}\nevent: {kind}\ndata: {json.dumps(data, default=str)}\n\n"
-
-
-@router.get("/executions/{execution_id}/events")
-async def stream_events(
-    execution_id: str,
-    request: Request,
-    last_event_id: str | None = Header(None, alias="Last-Event-ID"),
-    after: str | None = Query(None, description="Resume after this event id (as Last-Event-ID)."),
-    _p: Principal = Depends(require(Permission.EXECUTIONS_READ)),
-) -> StreamingResponse:
-    """Server-sent events: status changes, step and job updates, engine log entries and log
-    lines, in commit order; resumable with `Last-Event-ID`; closed when the run ends."""
-    services = services_of(request)
-    host = host_of(services)
-    cursor = _cursor(last_event_id or after)
-    with services.session() as session:
-        runs_store.get_execution(session, execution_id)
-
-    def read(
-        ev_after: int, line_after: int
-    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
-        with services.session() as session:
-            ex = runs_store.get_execution(session, execution_id)
-            events = runs_store.events_after(session, execution_id, ev_after, limit=1000)
-            lines = logs_store.query(session, execution_id, after_id=line_after, limit=1000)
-        return events, lines, ex.status.terminal
-
-    async def gen() -> AsyncIterator[str]:
-        ev_after, line_after = cursor
-        async with host.bus.watch_execution(execution_id) as sub:
-            while True:
-                events, lines, terminal = await asyncio.to_thread(read, ev_after, line_after)
-                for is_line, item in _merge(events, lines):
-                    if not is_line:
-                        ev_after = item["id"]
-                        data = {**item["data"], "at": iso(item["at"])}
-                        yield _sse(f"{ev_after}-{line_after}", item["kind"], data)
-                    else:
-                        line_after = item["id"]
-                        data = {
-                            "step": item["step_id"],
-                            "job_id": item["job_id"],
-                            "seq": item["seq"],
-                            "at": iso(item["at"]),
-                            "stream": item["stream"],
-                            "text": item["text"],
-                        }
-                        yield _sse(f"{ev_after}-{line_after}", "log", data)
-                if len(events) >= 1000 or len(lines) >= 1000:
-                    continue
-                if terminal:
-                    yield _sse(f"{ev_after}-{line_after}", "end", {"execution_id": execution_id})
-                    return
-                if await request.is_disconnected():
-                    return
-                if not await sub.wait(15.0):
-                    yield ": keep-alive\n\n"
-
-    return StreamingResponse(
-        gen(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

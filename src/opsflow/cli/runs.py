@@ -199,9 +199,10 @@ def show_execution(
         print_json(body)
         return
     stdout.print(
-        Text(f"{body['id']}  {body['workflow_id']} v{body['version']}  ").append_text(
-            _styled(body["status"])
-        )
+        Text(
+            f"{body['id']}  {body['workflow_id']} "
+            + (f"v{body['version']}  " if body.get("version") is not None else "(test run)  ")
+        ).append_text(_styled(body["status"]))
     )
     if body.get("status_reason"):
         stdout.print(f"  {body['status_reason']}")

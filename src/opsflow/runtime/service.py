@@ -156,7 +156,9 @@ class Runtime:
         """Create the execution and start what can start, in one commit."""
 
         def work(session: Session, changes: Changes) -> str:
-            now = self.clock()
+            # Whole microseconds, so the time people see (ISO 8601) is the time stored and
+            # filtering by it finds the run.
+            now = round(self.clock(), 6)
             execution_id = new_id()
             steps = [
                 {

@@ -1,0 +1,162 @@
+"""Live events of an execution as server-sent events.
+
+Status changes, step and job updates, engine log entries and log lines, interleaved by time,
+resumable with ``Last-Event-ID`` (``<event id>-<line id>``), closed with an ``end`` event when
+the run has ended. Rows are read from the database, so a viewer misses nothing a commit
+recorded; the bus only says when to look.
+
+On PostgreSQL, ids come from sequences and two transactions can commit out of id order, so
+"everything after the last id sent" could skip a row that commits late. A live stream
+therefore re-reads a short window behind its position and skips the ids it already sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import StreamingResponse
+
+from opsflow.api.executions import host_of, iso
+from opsflow.api.security import require
+from opsflow.api.services import services_of
+from opsflow.auth.credentials import Principal
+from opsflow.auth.permissions import Permission
+from opsflow.errors import InvalidInput, Problem
+from opsflow.store import logs as logs_store
+from opsflow.store import runs as runs_store
+
+router = APIRouter(tags=["executions"])
+
+LOOKBACK_SECONDS = 5.0
+BATCH = 1000
+
+
+class _Window:
+    """The ids sent recently, and the floor below which everything was sent long enough
+    ago that no earlier id can still be committing."""
+
+    def __init__(self, after: int) -> None:
+        self.floor = after
+        self.top = after
+        self._recent: dict[int, float] = {}
+
+    def fresh(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [r for r in rows if r["id"] not in self._recent and r["id"] > self.floor]
+
+    def sent(self, row_id: int) -> None:
+        self._recent[row_id] = time.monotonic()
+        self.top = max(self.top, row_id)
+
+    def advance(self) -> None:
+        old = time.monotonic() - LOOKBACK_SECONDS
+        settled = [i for i, t in self._recent.items() if t < old]
+        if settled:
+            self.floor = max(self.floor, max(settled))
+            for i in [i for i in self._recent if i <= self.floor]:
+                del self._recent[i]
+
+
+def _cursor(value: str | None) -> tuple[int, int]:
+    if not value:
+        return 0, 0
+    try:
+        events, lines = value.split("-", 1)
+        return int(events), int(lines)
+    except ValueError as exc:
+        msg = f"{value!r} is not an id this stream sent (it looks like 12-34)"
+        raise InvalidInput(
+            f"Last-Event-ID: {msg}", problems=[Problem("header.Last-Event-ID", msg)]
+        ) from exc
+
+
+def _merge(
+    events: list[dict[str, Any]], lines: list[dict[str, Any]]
+) -> Iterator[tuple[bool, dict[str, Any]]]:
+    """Interleave events and log lines by time, so a step's lines come between its start and
+    its end, while each keeps its own id order."""
+    i = j = 0
+    while i < len(events) or j < len(lines):
+        if j >= len(lines) or (i < len(events) and events[i]["at"] <= lines[j]["at"]):
+            yield False, events[i]
+            i += 1
+        else:
+            yield True, lines[j]
+            j += 1
+
+
+def _sse(event_id: str, kind: str, data: Any) -> str:
+    return f"id: {event_id}\nevent: {kind}\ndata: {json.dumps(data, default=str)}\n\n"
+
+
+@router.get("/executions/{execution_id}/events")
+async def stream_events(
+    execution_id: str,
+    request: Request,
+    last_event_id: str | None = Header(None, alias="Last-Event-ID"),
+    after: str | None = Query(None, description="Resume after this event id (as Last-Event-ID)."),
+    _p: Principal = Depends(require(Permission.EXECUTIONS_READ)),
+) -> StreamingResponse:
+    """Server-sent events: status changes, step and job updates, engine log entries and log
+    lines, in commit order; resumable with `Last-Event-ID`; closed when the run ends."""
+    services = services_of(request)
+    host = host_of(services)
+    ev_start, line_start = _cursor(last_event_id or after)
+    with services.session() as session:
+        runs_store.get_execution(session, execution_id)
+
+    def read(
+        ev_floor: int, line_floor: int
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
+        with services.session() as session:
+            # The status first: once it reads terminal, every row of the run is committed.
+            ex = runs_store.get_execution(session, execution_id)
+            events = runs_store.events_after(session, execution_id, ev_floor, limit=BATCH)
+            lines = logs_store.query(session, execution_id, after_id=line_floor, limit=BATCH)
+        return events, lines, ex.status.terminal
+
+    async def gen() -> AsyncIterator[str]:
+        evw, lnw = _Window(ev_start), _Window(line_start)
+        async with host.bus.watch_execution(execution_id) as sub:
+            while True:
+                evw.advance()
+                lnw.advance()
+                events, lines, terminal = await asyncio.to_thread(read, evw.floor, lnw.floor)
+                full = len(events) >= BATCH or len(lines) >= BATCH
+                for is_line, item in _merge(evw.fresh(events), lnw.fresh(lines)):
+                    if not is_line:
+                        evw.sent(item["id"])
+                        data = {**item["data"], "at": iso(item["at"])}
+                        yield _sse(f"{evw.top}-{lnw.top}", item["kind"], data)
+                    else:
+                        lnw.sent(item["id"])
+                        data = {
+                            "step": item["step_id"],
+                            "job_id": item["job_id"],
+                            "seq": item["seq"],
+                            "at": iso(item["at"]),
+                            "stream": item["stream"],
+                            "text": item["text"],
+                        }
+                        yield _sse(f"{evw.top}-{lnw.top}", "log", data)
+                if full:
+                    # More than a batch behind: move the floors up to what was just sent.
+                    evw.floor, lnw.floor = evw.top, lnw.top
+                    continue
+                if terminal:
+                    yield _sse(f"{evw.top}-{lnw.top}", "end", {"execution_id": execution_id})
+                    return
+                if await request.is_disconnected():
+                    return
+                if not await sub.wait(15.0):
+                    yield ": keep-alive\n\n"
+
+    return StreamingResponse(
+        gen(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
