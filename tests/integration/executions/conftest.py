@@ -169,7 +169,7 @@ def api(package_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         data_dir=data_dir,
         db_url=package_db_url,
         admin_password="correct-horse-battery",
-        local_agent_concurrency=4,
+        local_agent_concurrency=16,
     )
     with TestClient(create_app(settings)) as client:
         token = (data_dir / "admin-token").read_text().strip()

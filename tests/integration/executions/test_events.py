@@ -226,15 +226,23 @@ PARALLEL_CHATTER = "id: parallel-chatter\nsteps:\n" + "".join(
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: agent/loop.py Agent._execute cancels the log flusher when the script "
-    "ends; a batch it already took from the sink is lost (or overtaken by the final report "
-    "and then dropped as a resend), leaving '[opsflow] log lines a..b were lost in transit'",
+LOST_BATCH = (
+    "src bug: agent/loop.py Agent._execute cancels the log flusher when the script ends; a "
+    "batch it already took from the sink is lost (or overtaken by the final report and then "
+    "dropped as a resend), leaving '[opsflow] log lines a..b were lost in transit'"
 )
-def test_every_line_of_jobs_running_side_by_side_is_stored(api: Api) -> None:
-    """Sixteen chatty jobs, four at a time; every line of every job must be stored. A race
-    decides whether a run loses lines, so up to three runs are tried."""
+
+
+def test_every_line_of_jobs_running_side_by_side_is_stored(
+    api: Api, request: pytest.FixtureRequest
+) -> None:
+    """Sixteen chatty jobs at once; every line of every job must be stored. A race decides
+    whether a run loses lines, so up to three runs are tried."""
+    services = api.client.app.state.services  # type: ignore[attr-defined]
+    # SQLite loses lines in about nine runs of ten, PostgreSQL in about half: strict there
+    # would fail one suite run in eight while the bug is open.
+    strict = not services.settings.db_url.startswith("postgresql")
+    request.applymarker(pytest.mark.xfail(strict=strict, reason=LOST_BATCH))
     api.publish(PARALLEL_CHATTER)
     for _ in range(3):
         detail = api.run("parallel-chatter")
