@@ -258,11 +258,6 @@ def test_executions_list_show_and_logs_of_a_step(
     assert all(line.startswith("[greet] ") for line in lines), lines
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: cli/runs.py show_execution prints f'v{version}', i.e. 'vNone' for a "
-    "test run of the draft, which has no version",
-)
 def test_show_of_a_test_run_does_not_claim_a_version(server: Server) -> None:
     started = httpx.post(
         f"{server.url}/api/v1/workflows/cli-failing/runs",

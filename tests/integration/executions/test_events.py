@@ -165,15 +165,6 @@ def test_a_follower_gets_a_line_that_commits_after_a_later_numbered_one(
     batches can; a follower connected throughout must still get both lines."""
     services = api.client.app.state.services  # type: ignore[attr-defined]
     postgresql = services.settings.db_url.startswith("postgresql")
-    if postgresql:
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="src bug: on PostgreSQL log line ids come from a sequence, so two "
-                "agents' batches can commit out of id order; the SSE cursor "
-                "(api/executions.py stream_events, `id > line_after`) skips the later commit",
-            )
-        )
     host: RuntimeHost = services.extra["runtime"]
     api.publish(TWO_SLEEPERS)
     execution_id = api.start("two-sleepers")["id"]
@@ -238,11 +229,6 @@ def test_every_line_of_jobs_running_side_by_side_is_stored(
 ) -> None:
     """Sixteen chatty jobs at once; every line of every job must be stored. A race decides
     whether a run loses lines, so up to three runs are tried."""
-    services = api.client.app.state.services  # type: ignore[attr-defined]
-    # SQLite loses lines in about nine runs of ten, PostgreSQL in about half: strict there
-    # would fail one suite run in eight while the bug is open.
-    strict = not services.settings.db_url.startswith("postgresql")
-    request.applymarker(pytest.mark.xfail(strict=strict, reason=LOST_BATCH))
     api.publish(PARALLEL_CHATTER)
     for _ in range(3):
         detail = api.run("parallel-chatter")

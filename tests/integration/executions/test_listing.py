@@ -114,11 +114,6 @@ def test_since_and_until_bound_the_creation_time(api: Api, history: History) -> 
     assert listed(api, since=zulu, until=history.until) == [a3, a2], "Z means UTC too"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: created_at is stored with sub-microsecond digits but shown rounded to "
-    "microseconds, so since=<created_at> misses the run when the rounding went up",
-)
 def test_a_run_is_within_since_its_own_created_at_and_outside_until_it(api: Api) -> None:
     """Filtering with the very ``created_at`` the API shows must find (since) or leave out
     (until) that run, whatever digits the server keeps beyond the microseconds it shows."""
@@ -158,20 +153,13 @@ def test_an_unknown_sort_column_is_refused_naming_sort(api: Api) -> None:
     assert "created_at" in detail and "workflow_id" in detail
 
 
-UNLOCATED = pytest.mark.xfail(
-    strict=True,
-    reason="src bug: api/executions.py raises InvalidInput for sort/since/until without a "
-    "Problem, so errors[] is empty instead of naming query.sort / query.since",
-)
-
-
 @pytest.mark.parametrize(
     ("params", "loc"),
     [
         ({"status": "sleeping"}, "query.status[0]"),
         ({"limit": 0}, "query.limit"),
-        pytest.param({"sort": "colour"}, "query.sort", marks=UNLOCATED),
-        pytest.param({"since": "last tuesday"}, "query.since", marks=UNLOCATED),
+        ({"sort": "colour"}, "query.sort"),
+        ({"since": "last tuesday"}, "query.since"),
     ],
     ids=["status", "limit", "sort", "since"],
 )
