@@ -24,6 +24,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    bindparam,
     case,
     insert,
     select,
@@ -172,7 +173,7 @@ class CancelNotice:
 
 
 def insert_job(session: Session, values: dict[str, Any]) -> None:
-    session.connection().execute(insert(JOBS).values(**values))
+    session.connection().execute(_INSERT_JOB, {**_JOB_DEFAULTS, **values})
 
 
 def jobs_of_execution(session: Session, execution_id: str) -> list[Job]:
@@ -187,10 +188,54 @@ def jobs_of_execution(session: Session, execution_id: str) -> list[Job]:
 _LIGHT = [c for c in JOBS.c if c.name not in ("spec", "labels")]
 
 
+# The hot path's statements are built once (building one costs more than running it).
+# ``with_for_update(skip_locked=True)`` renders nothing on SQLite.
+_INSERT_JOB = insert(JOBS)
+_ATTEMPTS = select(*_LIGHT).where(JOBS.c.execution_id == bindparam("b_execution"))
+_OWNED = (
+    (JOBS.c.id == bindparam("b_id"))
+    & (JOBS.c.lease_token == bindparam("b_token"))
+    & JOBS.c.status.in_(IN_FLIGHT)
+)
+_PENDING = (
+    select(JOBS)
+    .where(
+        JOBS.c.status == JobStatus.PENDING.value,
+        JOBS.c.pool.in_(bindparam("b_pools", expanding=True)),
+    )
+    .order_by(JOBS.c.created_at)
+    .limit(bindparam("b_limit"))
+    .with_for_update(skip_locked=True)
+)
+_DISPATCH = update(JOBS).where(
+    JOBS.c.id == bindparam("b_id"), JOBS.c.status == JobStatus.PENDING.value
+)
+_START = (
+    update(JOBS)
+    .where(_OWNED)
+    .values(status=JobStatus.RUNNING.value)
+    .returning(JOBS.c.cancel_requested, JOBS.c.cancel_force)
+)
+_HEARTBEAT = update(JOBS).where(_OWNED).returning(JOBS.c.cancel_requested, JOBS.c.cancel_force)
+_FINISH = update(JOBS).where(_OWNED).returning(JOBS.c.status)
+_FINISH_CANCELLED = (
+    update(JOBS)
+    .where(_OWNED)
+    .values(
+        status=case(
+            (JOBS.c.cancel_as.is_not(None), JOBS.c.cancel_as), else_=JobStatus.CANCELLED.value
+        )
+    )
+    .returning(JOBS.c.status)
+)
+_SEQ = select(JOBS.c.last_seq, JOBS.c.lease_token).where(JOBS.c.id == bindparam("b_id"))
+_SET_SEQ = update(JOBS).where(JOBS.c.id == bindparam("b_id"))
+
+
 def attempts_of_execution(session: Session, execution_id: str) -> list[Job]:
     """Every job of an execution without its spec and labels: what a reconcile needs, read
     on every job's end, so wide executions do not re-read every rendered spec each time."""
-    rows = session.connection().execute(select(*_LIGHT).where(JOBS.c.execution_id == execution_id))
+    rows = session.connection().execute(_ATTEMPTS, {"b_execution": execution_id})
     return [_from_values(dict(r._mapping)) for r in rows]
 
 
@@ -216,16 +261,11 @@ def claim_jobs(
     now: float,
 ) -> list[Job]:
     """Lease up to ``limit`` pending jobs of the given pools whose labels this agent has."""
-    stmt = (
-        select(JOBS)
-        .where(JOBS.c.status == JobStatus.PENDING.value, JOBS.c.pool.in_(pools))
-        .order_by(JOBS.c.created_at)
-        .limit(max(limit * 4, 16))
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update(skip_locked=True)
     claimed: list[Job] = []
-    for row in session.connection().execute(stmt).all():
+    found = session.connection().execute(
+        _PENDING, {"b_pools": pools, "b_limit": max(limit * 4, 16)}
+    )
+    for row in found.all():
         if len(claimed) >= limit:
             break
         job = Job.from_row(row)
@@ -239,18 +279,10 @@ def claim_jobs(
             "dispatched_at": now,
             "lease_expires_at": now + lease_seconds,
         }
-        res = session.connection().execute(
-            update(JOBS)
-            .where(JOBS.c.id == job.id, JOBS.c.status == JobStatus.PENDING.value)
-            .values(**values)
-        )
+        res = session.connection().execute(_DISPATCH, {**values, "b_id": job.id})
         if res.rowcount:
             claimed.append(Job(**{**job.__dict__, **values, "status": JobStatus.DISPATCHED}))
     return claimed
-
-
-def _owned(job_id: str, token: str) -> Any:
-    return (JOBS.c.id == job_id) & (JOBS.c.lease_token == token) & JOBS.c.status.in_(IN_FLIGHT)
 
 
 def _refuse(session: Session, job_id: str, token: str) -> StaleReport:
@@ -273,12 +305,13 @@ def start_job(
     row = (
         session.connection()
         .execute(
-            update(JOBS)
-            .where(_owned(job_id, token))
-            .values(
-                status=JobStatus.RUNNING.value, started_at=now, lease_expires_at=now + lease_seconds
-            )
-            .returning(JOBS.c.cancel_requested, JOBS.c.cancel_force)
+            _START,
+            {
+                "started_at": now,
+                "lease_expires_at": now + lease_seconds,
+                "b_id": job_id,
+                "b_token": token,
+            },
         )
         .first()
     )
@@ -294,10 +327,8 @@ def heartbeat(
     row = (
         session.connection()
         .execute(
-            update(JOBS)
-            .where(_owned(job_id, token))
-            .values(lease_expires_at=now + lease_seconds)
-            .returning(JOBS.c.cancel_requested, JOBS.c.cancel_force)
+            _HEARTBEAT,
+            {"lease_expires_at": now + lease_seconds, "b_id": job_id, "b_token": token},
         )
         .first()
     )
@@ -324,30 +355,21 @@ def finish_job(
     One statement: a job the server asked to stop as TIMEOUT ends so even when its agent
     reports it cancelled. Returns the status the job ended with.
     """
-    final = (
-        case((JOBS.c.cancel_as.is_not(None), JOBS.c.cancel_as), else_=status.value)
-        if status == JobStatus.CANCELLED
-        else status.value
-    )
-    row = (
-        session.connection()
-        .execute(
-            update(JOBS)
-            .where(_owned(job_id, token))
-            .values(
-                status=final,
-                ended_at=now,
-                outputs=outputs or {},
-                error=error,
-                retryable=retryable,
-                exit_code=exit_code,
-                lease_expires_at=None,
-                artifacts=artifacts or {},
-            )
-            .returning(JOBS.c.status)
-        )
-        .first()
-    )
+    values: dict[str, Any] = {
+        "ended_at": now,
+        "outputs": outputs or {},
+        "error": error,
+        "retryable": retryable,
+        "exit_code": exit_code,
+        "lease_expires_at": None,
+        "artifacts": artifacts or {},
+        "b_id": job_id,
+        "b_token": token,
+    }
+    if status == JobStatus.CANCELLED:
+        row = session.connection().execute(_FINISH_CANCELLED, values).first()
+    else:
+        row = session.connection().execute(_FINISH, {**values, "status": status.value}).first()
     if row is None:
         raise _refuse(session, job_id, token)
     return JobStatus(row.status)
@@ -434,14 +456,9 @@ def next_lease_expiry(session: Session) -> float | None:
 
 def bump_seq(session: Session, job_id: str, token: str, last_seq: int) -> int:
     """Record the highest log seq stored; returns the previous one (to detect gaps)."""
-    row = (
-        session.connection()
-        .execute(select(JOBS.c.last_seq, JOBS.c.lease_token).where(JOBS.c.id == job_id))
-        .first()
-    )
+    row = session.connection().execute(_SEQ, {"b_id": job_id}).first()
     if row is None or row.lease_token != token:
         raise _refuse(session, job_id, token)
-    session.connection().execute(
-        update(JOBS).where(JOBS.c.id == job_id).values(last_seq=max(last_seq, row.last_seq))
-    )
+    if last_seq > row.last_seq:
+        session.connection().execute(_SET_SEQ, {"last_seq": last_seq, "b_id": job_id})
     return int(row.last_seq)

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    bindparam,
     delete,
     func,
     insert,
@@ -244,44 +245,54 @@ def insert_execution(
         )
 
 
+# The hot path's statements are built once: building a statement costs more than running it.
+# ``with_for_update`` renders nothing on SQLite, whose write transaction locks everything.
+_LOCK_EXECUTION = select(EX).where(EX.c.id == bindparam("b_id")).with_for_update()
+_GET_EXECUTION = select(EX).where(EX.c.id == bindparam("b_id"))
+_LIST_STEPS = (
+    select(ST).where(ST.c.execution_id == bindparam("b_execution")).order_by(ST.c.position)
+)
+# No SET clause: the columns come from the parameters of each call.
+_UPDATE_STEP = update(ST).where(
+    ST.c.execution_id == bindparam("b_execution"), ST.c.step_id == bindparam("b_step")
+)
+_UPDATE_EXECUTION = update(EX).where(EX.c.id == bindparam("b_id"))
+_DELETE_TIMER = delete(TM).where(TM.c.kind == bindparam("b_kind"), TM.c.key == bindparam("b_key"))
+_INSERT_EVENT = insert(EV)
+_INSERT_ENGINE_LOG = insert(ELOG)
+
+
 def lock_execution(session: Session, execution_id: str) -> Execution:
     """Read the execution holding its row lock for the rest of the transaction.
 
     The row lock makes the caller the only one changing this execution until it commits. On
     SQLite every write transaction already holds the database's single write lock.
     """
-    stmt = select(EX).where(EX.c.id == execution_id)
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    row = session.connection().execute(stmt).first()
+    row = session.connection().execute(_LOCK_EXECUTION, {"b_id": execution_id}).first()
     if row is None:
         raise NotFound(f"execution {execution_id!r} not found")
     return Execution.from_row(row)
 
 
 def get_execution(session: Session, execution_id: str) -> Execution:
-    row = session.connection().execute(select(EX).where(EX.c.id == execution_id)).first()
+    row = session.connection().execute(_GET_EXECUTION, {"b_id": execution_id}).first()
     if row is None:
         raise NotFound(f"execution {execution_id!r} not found")
     return Execution.from_row(row)
 
 
 def update_execution(session: Session, execution_id: str, **values: Any) -> None:
-    session.connection().execute(update(EX).where(EX.c.id == execution_id).values(**values))
+    session.connection().execute(_UPDATE_EXECUTION, {**values, "b_id": execution_id})
 
 
 def list_steps(session: Session, execution_id: str) -> list[Step]:
-    rows = session.connection().execute(
-        select(ST).where(ST.c.execution_id == execution_id).order_by(ST.c.position)
-    )
+    rows = session.connection().execute(_LIST_STEPS, {"b_execution": execution_id})
     return [Step.from_row(r) for r in rows]
 
 
 def update_step(session: Session, execution_id: str, step_id: str, **values: Any) -> None:
     session.connection().execute(
-        update(ST)
-        .where(ST.c.execution_id == execution_id, ST.c.step_id == step_id)
-        .values(**values)
+        _UPDATE_STEP, {**values, "b_execution": execution_id, "b_step": step_id}
     )
 
 
@@ -304,7 +315,7 @@ def cas_step_status(
 def add_engine_log(session: Session, entries: Iterable[dict[str, Any]]) -> None:
     rows = list(entries)
     if rows:
-        session.connection().execute(insert(ELOG), rows)
+        session.connection().execute(_INSERT_ENGINE_LOG, rows)
 
 
 def engine_log(session: Session, execution_id: str) -> list[dict[str, Any]]:
@@ -319,7 +330,7 @@ def engine_log(session: Session, execution_id: str) -> list[dict[str, Any]]:
 def add_events(session: Session, events: Iterable[dict[str, Any]]) -> None:
     rows = list(events)
     if rows:
-        session.connection().execute(insert(EV), rows)
+        session.connection().execute(_INSERT_EVENT, rows)
 
 
 def events_after(
@@ -334,17 +345,22 @@ def events_after(
     return [dict(r._mapping) for r in rows]
 
 
+_UPSERT_TIMER = {
+    name: ins.on_conflict_do_update(
+        index_elements=["kind", "key"], set_={"due_at": ins.excluded.due_at}
+    )
+    for name, ins in (("postgresql", pg_insert(TM)), ("sqlite", sqlite_insert(TM)))
+}
+
+
 def set_timer(session: Session, kind: str, key: str, due_at: float | None) -> None:
     """Upsert (or with ``None`` delete) the one timer of ``(kind, key)``."""
     if due_at is None:
-        session.connection().execute(delete(TM).where(TM.c.kind == kind, TM.c.key == key))
+        session.connection().execute(_DELETE_TIMER, {"b_kind": kind, "b_key": key})
         return
-    dialect = session.get_bind().dialect.name
-    ins = pg_insert(TM) if dialect == "postgresql" else sqlite_insert(TM)
-    stmt = ins.values(kind=kind, key=key, due_at=due_at).on_conflict_do_update(
-        index_elements=["kind", "key"], set_={"due_at": due_at}
+    session.connection().execute(
+        _UPSERT_TIMER[session.get_bind().dialect.name], {"kind": kind, "key": key, "due_at": due_at}
     )
-    session.connection().execute(stmt)
 
 
 def due_timers(session: Session, now: float, limit: int = 100) -> list[tuple[str, str, float]]:
