@@ -102,12 +102,12 @@ async def run_once(host: RuntimeHost, req: RunRequest, timeout: float = 120) -> 
 
 
 def _get(host: RuntimeHost, execution_id: str) -> runs_store.Execution:
-    with host.runtime.db.session() as s:
+    with host.runtime.db.read() as s:
         return runs_store.get_execution(s, execution_id)
 
 
 def _jobs(host: RuntimeHost, execution_id: str) -> list[jobs_store.Job]:
-    with host.runtime.db.session() as s:
+    with host.runtime.db.read() as s:
         return jobs_store.jobs_of_execution(s, execution_id)
 
 

@@ -132,7 +132,7 @@ class AnswerOut(BaseModel):
 
 
 def _responder(request: Request, principal: Principal) -> Responder:
-    with services_of(request).session() as session:
+    with services_of(request).db.read() as session:
         return Responder(principal.name, frozenset(users_store.teams_of(session, principal.name)))
 
 
@@ -149,7 +149,7 @@ def list_approvals(
     """Approvals across all workflows (pending ones by default), each saying whether the
     caller may answer it."""
     who = _responder(request, principal)
-    with services_of(request).session() as session:
+    with services_of(request).db.read() as session:
         items, total = approvals_store.list_approvals(
             session,
             status=status,
@@ -173,7 +173,7 @@ def approval_context(
 ) -> ApprovalContext:
     """The gate, who started the run, its params and trigger, and the upstream outputs."""
     who = _responder(request, principal)
-    with services_of(request).session() as session:
+    with services_of(request).db.read() as session:
         ex = runs_store.get_execution(session, execution_id)
         approval = approvals_store.current(session, execution_id, step_id)
         steps = {s.step_id: s for s in runs_store.list_steps(session, execution_id)}

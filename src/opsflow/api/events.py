@@ -106,13 +106,13 @@ async def stream_events(
     services = services_of(request)
     host = host_of(services)
     ev_start, line_start = _cursor(last_event_id or after)
-    with services.session() as session:
+    with services.db.read() as session:
         runs_store.get_execution(session, execution_id)
 
     def read(
         ev_floor: int, line_floor: int
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
-        with services.session() as session:
+        with services.db.read() as session:
             # The status first: once it reads terminal, every row of the run is committed.
             ex = runs_store.get_execution(session, execution_id)
             events = runs_store.events_after(session, execution_id, ev_floor, limit=BATCH)

@@ -207,7 +207,7 @@ class LogPage(BaseModel):
 
 
 def _detail(services: Services, execution_id: str) -> ExecutionDetail:
-    with services.session() as session:
+    with services.db.read() as session:
         ex = runs_store.get_execution(session, execution_id)
         steps = runs_store.list_steps(session, execution_id)
         jobs = jobs_store.jobs_of_execution(session, execution_id)
@@ -271,7 +271,7 @@ def start_run(
         from opsflow.api.security import ensure
 
         ensure(principal, Permission.WORKFLOWS_UPDATE)  # a draft is the editors' work in progress
-    with services.session() as session:
+    with services.db.read() as session:
         req = run_request(
             session,
             workflow_id,
@@ -316,7 +316,7 @@ def list_executions(
         since=_parse_time(since, "since"),
         until=_parse_time(until, "until"),
     )
-    with services_of(request).session() as session:
+    with services_of(request).db.read() as session:
         items, total = runs_store.list_executions(
             session, flt, limit=limit, offset=offset, sort=sort
         )
@@ -360,7 +360,7 @@ def get_logs(
     limit: int = Query(1000, ge=1, le=10000),
     _p: Principal = Depends(require(Permission.EXECUTIONS_READ)),
 ) -> LogPage:
-    with services_of(request).session() as session:
+    with services_of(request).db.read() as session:
         runs_store.get_execution(session, execution_id)
         rows = logs_store.query(
             session, execution_id, step=step, stream=stream, text=q, after_id=after, limit=limit
@@ -390,7 +390,7 @@ def download_logs(
     services = services_of(request)
     out: list[str] = []
     after = 0
-    with services.session() as session:
+    with services.db.read() as session:
         runs_store.get_execution(session, execution_id)
         while True:
             rows = logs_store.query(session, execution_id, step=step, after_id=after, limit=5000)

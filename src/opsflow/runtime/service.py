@@ -399,7 +399,8 @@ class Runtime:
 
     def fire_due_timers(self) -> int:
         now = self.clock()
-        due = self.transact(lambda s, c: runs_store.due_timers(s, now))
+        with self.db.read() as session:
+            due = runs_store.due_timers(session, now)
         fired = 0
         for kind, key, _ in due:
 
@@ -417,7 +418,8 @@ class Runtime:
     def expire_leases(self) -> int:
         """Jobs whose agent stopped heartbeating become failed attempts ("agent lost")."""
         now = self.clock()
-        expired = self.transact(lambda s, c: jobs_store.expired_leases(s, now))
+        with self.db.read() as session:
+            expired = jobs_store.expired_leases(session, now)
         count = 0
         for job_id, execution_id in expired:
 
@@ -434,15 +436,16 @@ class Runtime:
         return count
 
     def next_wake(self) -> float | None:
-        def work(session: Session, changes: Changes) -> float | None:
+        with self.db.read() as session:
             times = [
                 t
-                for t in (runs_store.next_timer_due(session), jobs_store.next_lease_expiry(session))
+                for t in (
+                    runs_store.next_timer_due(session),
+                    jobs_store.next_lease_expiry(session),
+                )
                 if t is not None
             ]
-            return min(times) if times else None
-
-        return self.transact(work)
+        return min(times) if times else None
 
     # -- the agent path --------------------------------------------------------------------
 

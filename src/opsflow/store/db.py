@@ -41,7 +41,10 @@ def _tune_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Readers (``Database.read``) start deferred: in WAL mode they never wait for the
+        # writer, and the writer never waits for them.
+        read_only = conn.get_execution_options().get("opsflow_read_only", False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 class Database:
@@ -58,6 +61,9 @@ class Database:
         if self.is_sqlite:
             _tune_sqlite(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._readers = sessionmaker(
+            self.engine.execution_options(opsflow_read_only=True), expire_on_commit=False
+        )
 
     @property
     def is_sqlite(self) -> bool:
@@ -83,6 +89,13 @@ class Database:
         if sqlstate in ("40P01", "40001", "55P03"):
             return True
         return self.is_sqlite and "database is locked" in str(orig)
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A transaction that only reads: on SQLite it takes no write lock, so live viewers
+        and API reads never hold up the runtime."""
+        with self._readers() as session, session.begin():
+            yield session
 
     def dispose(self) -> None:
         self.engine.dispose()

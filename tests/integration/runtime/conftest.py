@@ -39,19 +39,19 @@ class Harness:
         return await asyncio.to_thread(self.start, yaml_text, params, **kw)
 
     def execution(self, execution_id: str) -> runs_store.Execution:
-        with self.runtime.db.session() as s:
+        with self.runtime.db.read() as s:
             return runs_store.get_execution(s, execution_id)
 
     def steps(self, execution_id: str) -> dict[str, runs_store.Step]:
-        with self.runtime.db.session() as s:
+        with self.runtime.db.read() as s:
             return {st.step_id: st for st in runs_store.list_steps(s, execution_id)}
 
     def jobs(self, execution_id: str) -> list[jobs_store.Job]:
-        with self.runtime.db.session() as s:
+        with self.runtime.db.read() as s:
             return jobs_store.jobs_of_execution(s, execution_id)
 
     def engine_log(self, execution_id: str) -> list[str]:
-        with self.runtime.db.session() as s:
+        with self.runtime.db.read() as s:
             return [e["message"] for e in runs_store.engine_log(s, execution_id)]
 
     async def wait(
