@@ -73,6 +73,10 @@ class LocalGateway:
     async def claim(
         self, *, agent_id: str, pools: list[str], labels: dict[str, str], limit: int
     ) -> list[Job]:
+        if self._jobs_sub is not None:
+            # Wake-ups sent before this claim began are answered by it: forget them, so the
+            # loop does not claim again for nothing. Later ones still wake it.
+            self._jobs_sub.clear()
         return await asyncio.to_thread(
             self.runtime.claim, agent_id=agent_id, pools=pools, labels=labels, limit=limit
         )

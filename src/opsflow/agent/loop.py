@@ -61,6 +61,7 @@ class Agent:
         self.log_cap_bytes = log_cap_bytes
         self._tasks: set[asyncio.Task[None]] = set()
         self._slot_freed = asyncio.Event()
+        self._stopped = asyncio.Event()
         self._stopping = False
         self._bundle_cache = self.work_root / "bundles"
 
@@ -94,17 +95,21 @@ class Agent:
 
     def stop(self) -> None:
         self._stopping = True
-        self._slot_freed.set()
+        self._stopped.set()
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         self._slot_freed.set()
 
     async def _idle(self, *, free: bool) -> None:
-        waits: list[asyncio.Task[Any]] = [asyncio.create_task(self._slot_freed.wait())]
+        """With a free slot, wait for news of queued work (a job's end that queued its
+        successor says so itself); when full, wait for a slot to free up."""
+        self._slot_freed.clear()
+        waits: list[asyncio.Task[Any]] = [asyncio.create_task(self._stopped.wait())]
         if free:
             waits.append(asyncio.create_task(self.gateway.wait_for_work(self.idle_poll)))
         else:
+            waits.append(asyncio.create_task(self._slot_freed.wait()))
             waits.append(asyncio.create_task(asyncio.sleep(self.idle_poll)))
         try:
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)

@@ -42,6 +42,7 @@ class RunView(Protocol):
 
     def set_step(self, step_id: str, **values: Any) -> None: ...
     def wiring(self) -> Wiring: ...
+    def full_steps(self) -> dict[str, Step]: ...
     def event(self, kind: str, **data: Any) -> None: ...
     def engine_log(self, message: str, step: str | None = None) -> None: ...
 
@@ -60,7 +61,9 @@ def open_gate(run: RunView, step_id: str) -> str:
     node = run.graph.step(step_id)
     source = str(raw.get("message") or f"Approve step {step_id} of {run.ex.workflow_id}?")
     try:
-        message = render(source, template_context(run.ex, run.steps, run.wiring()), where="message")
+        message = render(
+            source, template_context(run.ex, run.full_steps(), run.wiring()), where="message"
+        )
     except TemplateError as exc:
         message = f"{source}\n(the message could not be rendered: {exc.message})"
         run.engine_log(f"approval {step_id}: {exc.message}", step_id)

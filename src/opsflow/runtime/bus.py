@@ -15,6 +15,7 @@ import threading
 from collections.abc import Iterable
 
 ANY = "*"  # subscribe to every execution
+FINISHED = "finished:"  # key prefix of the end-of-execution wake-ups
 
 
 class _Waiter:
@@ -58,6 +59,13 @@ class EventBus:
             targets = [w for eid in (*execution_ids, ANY) for w in self._executions.get(eid, ())]
         for w in targets:
             w.wake()
+
+    def executions_finished(self, execution_ids: Iterable[str]) -> None:
+        """Executions that reached a terminal status: for waiters that want only the end."""
+        self.executions_changed([f"{FINISHED}{eid}" for eid in execution_ids])
+
+    def watch_finished(self, execution_id: str) -> _Subscription:
+        return _Subscription(self, self._executions, f"{FINISHED}{execution_id}")
 
     def jobs_queued(self) -> None:
         with self._lock:
@@ -146,6 +154,11 @@ class _Subscription:
         """True when woken, False on timeout."""
         assert self._waiter is not None
         return await self._waiter.wait(timeout)
+
+    def clear(self) -> None:
+        """Forget wake-ups received so far."""
+        if self._waiter is not None:
+            self._waiter.event.clear()
 
     @property
     def pending(self) -> bool:

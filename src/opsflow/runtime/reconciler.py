@@ -128,8 +128,9 @@ class _Run:
         self.now = now
         self.graph = graph_of(execution)
         self.steps: dict[str, Step] = {
-            s.step_id: s for s in runs_store.list_steps(session, execution.id)
+            s.step_id: s for s in runs_store.list_step_states(session, execution.id)
         }
+        self._outputs_loaded = False
         self.jobs: dict[tuple[str, int], Job] = {
             (j.step_id, j.attempt): j
             for j in jobs_store.attempts_of_execution(session, execution.id)
@@ -171,6 +172,16 @@ class _Run:
             cancel=cancel,
             resumed_at=self.ex.resumed_at,
         )
+
+    def full_steps(self) -> dict[str, Step]:
+        """The steps with their outputs, read once, when a template first needs them."""
+        if not self._outputs_loaded:
+            outputs = runs_store.step_outputs(self.session, self.ex.id)
+            for sid, step in self.steps.items():
+                if not step.outputs and outputs.get(sid):
+                    self.steps[sid] = dataclasses.replace(step, outputs=outputs[sid])
+            self._outputs_loaded = True
+        return self.steps
 
     def wiring(self) -> Wiring:
         """What templates need from the server; secret names are read once per reconcile and
@@ -236,7 +247,7 @@ class _Run:
             values["ended_at"] = self.now
             last = self._last_job(a.step)
             if last is not None and step.type not in (StepType.CONDITION, StepType.APPROVAL):
-                values["outputs"] = last.outputs
+                values["outputs"] = jobs_store.job_outputs(self.session, last.id)
                 values["error"] = last.error if a.status != StepStatus.SUCCEEDED else None
             elif a.status in (StepStatus.FAILED, StepStatus.REJECTED, StepStatus.SKIPPED):
                 values["error"] = a.reason or step.error
@@ -265,7 +276,7 @@ class _Run:
             "created_at": self.now,
         }
         try:
-            config = job_config(self.ex, node.type, raw, self.steps, self.wiring())
+            config = job_config(self.ex, node.type, raw, self.full_steps(), self.wiring())
             values["spec"] = {
                 "config": config,
                 "bundle": self.ex.bundle_digest,
@@ -326,7 +337,9 @@ class _Run:
                 a.step, status=StepStatus.RUNNING.value, entered_at=self.now, started_at=self.now
             )
         try:
-            verdict = evaluate_condition(expr, template_context(self.ex, self.steps, self.wiring()))
+            verdict = evaluate_condition(
+                expr, template_context(self.ex, self.full_steps(), self.wiring())
+            )
         except TemplateError as exc:
             self.set_step(
                 a.step, gate_result=Outcome.FAILED.value, gate_reason=exc.message, error=exc.message

@@ -122,6 +122,8 @@ class Runtime:
     def publish(self, changes: Changes) -> None:
         if changes.executions:
             self.bus.executions_changed(changes.executions)
+        if changes.finished:
+            self.bus.executions_finished(changes.finished)
         if changes.jobs_queued:
             self.bus.jobs_queued()
         if changes.cancelled_jobs:

@@ -191,7 +191,10 @@ _LIGHT = [c for c in JOBS.c if c.name not in ("spec", "labels")]
 # The hot path's statements are built once (building one costs more than running it).
 # ``with_for_update(skip_locked=True)`` renders nothing on SQLite.
 _INSERT_JOB = insert(JOBS)
-_ATTEMPTS = select(*_LIGHT).where(JOBS.c.execution_id == bindparam("b_execution"))
+_ATTEMPTS = select(*[c for c in _LIGHT if c.name not in ("outputs", "artifacts")]).where(
+    JOBS.c.execution_id == bindparam("b_execution")
+)
+_OUTPUTS = select(JOBS.c.outputs).where(JOBS.c.id == bindparam("b_id"))
 _OWNED = (
     (JOBS.c.id == bindparam("b_id"))
     & (JOBS.c.lease_token == bindparam("b_token"))
@@ -233,10 +236,16 @@ _SET_SEQ = update(JOBS).where(JOBS.c.id == bindparam("b_id"))
 
 
 def attempts_of_execution(session: Session, execution_id: str) -> list[Job]:
-    """Every job of an execution without its spec and labels: what a reconcile needs, read
-    on every job's end, so wide executions do not re-read every rendered spec each time."""
+    """Every job of an execution without its spec, labels, outputs and artifacts: what a
+    reconcile needs, read on every job's end, so wide executions stay cheap. ``outputs``
+    is empty here; ``job_outputs`` reads them."""
     rows = session.connection().execute(_ATTEMPTS, {"b_execution": execution_id})
     return [_from_values(dict(r._mapping)) for r in rows]
+
+
+def job_outputs(session: Session, job_id: str) -> dict[str, Any]:
+    row = session.connection().execute(_OUTPUTS, {"b_id": job_id}).first()
+    return dict(row.outputs or {}) if row is not None else {}
 
 
 def get_job(session: Session, job_id: str) -> Job:

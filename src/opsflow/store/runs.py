@@ -220,7 +220,7 @@ class Step:
             gate_reason=m["gate_reason"],
             retry_base=m["retry_base"] or 0,
             user_skipped=bool(m["user_skipped"]),
-            outputs=m["outputs"] or {},
+            outputs=m.get("outputs") or {},
             error=m["error"],
         )
 
@@ -251,6 +251,15 @@ _LOCK_EXECUTION = select(EX).where(EX.c.id == bindparam("b_id")).with_for_update
 _GET_EXECUTION = select(EX).where(EX.c.id == bindparam("b_id"))
 _LIST_STEPS = (
     select(ST).where(ST.c.execution_id == bindparam("b_execution")).order_by(ST.c.position)
+)
+# A reconcile reads every step each time; outputs are read only when a template needs them.
+_LIST_STEP_STATES = (
+    select(*[c for c in ST.c if c.name != "outputs"])
+    .where(ST.c.execution_id == bindparam("b_execution"))
+    .order_by(ST.c.position)
+)
+_STEP_OUTPUTS = select(ST.c.step_id, ST.c.outputs).where(
+    ST.c.execution_id == bindparam("b_execution")
 )
 # No SET clause: the columns come from the parameters of each call.
 _UPDATE_STEP = update(ST).where(
@@ -288,6 +297,17 @@ def update_execution(session: Session, execution_id: str, **values: Any) -> None
 def list_steps(session: Session, execution_id: str) -> list[Step]:
     rows = session.connection().execute(_LIST_STEPS, {"b_execution": execution_id})
     return [Step.from_row(r) for r in rows]
+
+
+def list_step_states(session: Session, execution_id: str) -> list[Step]:
+    """Every step without its outputs (``outputs`` is empty): what the engine needs."""
+    rows = session.connection().execute(_LIST_STEP_STATES, {"b_execution": execution_id})
+    return [Step.from_row(r) for r in rows]
+
+
+def step_outputs(session: Session, execution_id: str) -> dict[str, dict[str, Any]]:
+    rows = session.connection().execute(_STEP_OUTPUTS, {"b_execution": execution_id})
+    return {r.step_id: r.outputs or {} for r in rows}
 
 
 def update_step(session: Session, execution_id: str, step_id: str, **values: Any) -> None:
