@@ -311,3 +311,77 @@ def test_logs_follow_streams_until_the_run_ends_and_cancel_force_ends_it(
     again = server.cli("cancel", execution_id)
     assert again.returncode != 0
     assert "already ended as cancelled" in again.stdout + again.stderr
+
+
+GATED = """\
+id: cli-gated
+steps:
+  - {id: approve, type: approval, message: "Go ahead?"}
+  - {id: after, type: script, needs: [approve], run: "true"}
+  - {id: refused, type: script, needs: [approve.rejected], run: "true"}
+"""
+
+SKIPPABLE = """\
+id: cli-skippable
+steps:
+  - {id: flaky, type: script, shell: sh, run: "exit 4", allow_skip: true}
+  - {id: after, type: script, needs: [flaky], run: "true"}
+"""
+
+
+def _publish(server: Server, yaml_text: str) -> None:
+    workflow_id = yaml_text.split("id:", 1)[1].split("\n", 1)[0].strip()
+    response = httpx.put(
+        f"{server.url}/api/v1/workflows/{workflow_id}?publish=true",
+        content=yaml_text,
+        headers={"Authorization": f"Bearer {server.token}", "Content-Type": "application/yaml"},
+    )
+    assert response.status_code in (200, 201), response.text
+
+
+def _wait_status(server: Server, execution_id: str, wanted: set[str]) -> dict[str, object]:
+    deadline = time.monotonic() + 30
+    while True:
+        detail = server.get(f"/executions/{execution_id}")
+        if detail["status"] in wanted:
+            return detail
+        assert time.monotonic() < deadline, detail["status"]
+        time.sleep(0.1)  # the API is the only view a CLI user has
+
+
+def test_approvals_list_then_approve_and_reject_from_the_cli(server: Server) -> None:
+    _publish(server, GATED)
+    started = [execution_id_in(server.cli("run", "cli-gated").stdout) for _ in range(2)]
+    for execution_id in started:
+        _wait_status(server, execution_id, {"paused"})
+    listed = server.cli("approvals", "list", "-o", "json")
+    assert listed.returncode == 0, listed.stderr
+    pending = {a["execution_id"] for a in json.loads(listed.stdout)["items"]}
+    assert set(started) <= pending
+    approved = server.cli("approve", started[0], "approve", "--note", "checked")
+    assert approved.returncode == 0, approved.stderr
+    assert "approve: approved" in approved.stdout
+    rejected = server.cli("reject", started[1], "approve", "--note", "not now")
+    assert rejected.returncode == 0 and "approve: rejected" in rejected.stdout
+    done = _wait_status(server, started[0], {"completed", "failed"})
+    assert done["status"] == "completed"
+    again = server.cli("approve", started[1], "approve")
+    assert again.returncode == 1 and "already rejected by admin via cli" in again.stderr
+
+
+def test_retry_and_skip_from_the_cli(server: Server) -> None:
+    _publish(server, SKIPPABLE)
+    run = server.cli("run", "cli-skippable", "--follow")
+    assert run.returncode == 1
+    execution_id = execution_id_in(run.stdout)
+    retried = server.cli("retry", execution_id, "flaky")
+    assert retried.returncode == 0, retried.stderr
+    _wait_status(server, execution_id, {"failed"})
+    skipped = server.cli("skip", execution_id, "flaky")
+    assert skipped.returncode == 0, skipped.stderr
+    detail = _wait_status(server, execution_id, {"completed"})
+    steps = {s["id"]: s for s in detail["steps"]}  # type: ignore[attr-defined]
+    assert [j["attempt"] for j in steps["flaky"]["jobs"]] == [1, 2]
+    assert steps["after"]["status"] == "succeeded"
+    refused = server.cli("skip", execution_id, "after")
+    assert refused.returncode == 1 and "start a new run" in refused.stderr
