@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from opsflow.errors import StaleReport
-from opsflow.runtime.service import JobReport, Runtime
+from opsflow.runtime.agentpath import JobReport
+from opsflow.runtime.service import Runtime
 from opsflow.status import JobStatus
 from opsflow.store import bundles as bundles_store
 from opsflow.store.jobs import CancelNotice, Job

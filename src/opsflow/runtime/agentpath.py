@@ -1,0 +1,324 @@
+"""The agents' side of the runtime: claim, start, heartbeat, ship logs, fetch artifacts and
+report the end.
+
+Each call is one transaction and a compare-and-set on the job's lease, so a report from an
+agent whose lease has gone is refused. The local agent calls these in-process; remote agents
+will reach the same methods through the API. Secrets are filled into the claimed copy of a
+job only, and everything an agent sends back is masked again here before it is stored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from sqlalchemy.orm import Session
+
+from opsflow.auth.masking import Masker
+from opsflow.auth.secrets import SecretVault
+from opsflow.errors import InvalidInput, NotFound, StaleReport
+from opsflow.runtime.bus import EventBus
+from opsflow.runtime.changes import Changes
+from opsflow.runtime.secrets import VALUES_KEY, referenced, substitute
+from opsflow.status import JobStatus
+from opsflow.store import bundles as bundles_store
+from opsflow.store import jobs as jobs_store
+from opsflow.store import logs as logs_store
+from opsflow.store import runs as runs_store
+from opsflow.store.db import Database
+from opsflow.store.jobs import CancelNotice, Job
+from opsflow.store.logs import LogLine
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class JobReport:
+    """How one job ended, as its agent reports it, with the last log lines."""
+
+    job: Job
+    token: str
+    status: JobStatus
+    outputs: dict[str, Any]
+    error: str | None = None
+    retryable: bool = True
+    exit_code: int | None = None
+    lines: list[LogLine] = field(default_factory=list)
+    artifacts: dict[str, bytes] = field(default_factory=dict)
+
+
+class AgentPath:
+    """Mixed into ``Runtime``: the claim / run / report path."""
+
+    # Provided by ``Runtime``; declared here for the type checker only.
+    if TYPE_CHECKING:
+        db: Database
+        bus: EventBus
+        vault: SecretVault | None
+        lease_seconds: float
+        clock: Callable[[], float]
+        _maskers: dict[str, Masker]
+
+        def transact(self, fn: Callable[[Session, Changes], T]) -> T: ...
+        def _reconcile(
+            self, session: Session, execution_id: str, changes: Changes, *, admit: bool = False
+        ) -> None: ...
+
+    def claim(
+        self, *, agent_id: str, pools: list[str], labels: dict[str, str], limit: int
+    ) -> list[Job]:
+        """Lease jobs to an agent. The copies handed over carry the secrets their specs refer
+        to, decrypted, and the values to mask; the stored specs keep placeholders."""
+        if limit <= 0:
+            return []
+
+        def work(session: Session, changes: Changes) -> list[Job]:
+            jobs = jobs_store.claim_jobs(
+                session,
+                agent_id=agent_id,
+                pools=pools,
+                labels=labels,
+                limit=limit,
+                lease_seconds=self.lease_seconds,
+                now=self.clock(),
+            )
+            return [self._with_secrets(session, job) for job in jobs]
+
+        return self.transact(work)
+
+    def _with_secrets(self, session: Session, job: Job) -> Job:
+        names = referenced(job.spec)
+        if not names:
+            return job
+        if self.vault is None:
+            raise InvalidInput("this server has no secret store, but the job refers to secrets")
+        values = self.vault.reveal(session, sorted(names))
+        spec = substitute(job.spec, values)
+        spec[VALUES_KEY] = sorted(values.values())
+        return dataclasses.replace(job, spec=spec)
+
+    def _masked_lines(
+        self,
+        session: Session,
+        job_id: str,
+        lines: list[LogLine],
+        spec: Mapping[str, Any] | None = None,
+    ) -> list[LogLine]:
+        """Mask again on the server: an agent's own masking is not to be relied on alone."""
+        masker = self.masker_for(session, job_id, spec) if lines else None
+        if masker is None:
+            return lines
+        return [dataclasses.replace(line, text=masker.mask(line.text)) for line in lines]
+
+    def masker_for(
+        self, session: Session, job_id: str, spec: Mapping[str, Any] | None = None
+    ) -> Masker | None:
+        """The masker for a job's secrets (server-side, for what its agent sends back).
+
+        ``spec`` is the claimed copy when the caller has it (the local agent's reports):
+        it carries the values, so no read is needed; otherwise the stored spec says which
+        secrets the job got.
+        """
+        cached = self._maskers.get(job_id)
+        if cached is not None:
+            return cached
+        if spec is not None and VALUES_KEY in spec:
+            return Masker(spec[VALUES_KEY])
+        if spec is not None and not referenced(spec):
+            return None
+        spec = jobs_store.get_job(session, job_id).spec
+        names = referenced(spec)
+        if not names or self.vault is None:
+            return None
+        masker = Masker(self.vault.reveal(session, sorted(names)).values())
+        if len(self._maskers) > 256:
+            self._maskers.clear()
+        self._maskers[job_id] = masker
+        return masker
+
+    def start_job(self, job: Job, token: str) -> CancelNotice:
+        def work(session: Session, changes: Changes) -> CancelNotice:
+            if job.timeout is not None:
+                # Lock order is always execution, then job; the reconcile below arms the timeout.
+                runs_store.lock_execution(session, job.execution_id)
+            notice = jobs_store.start_job(
+                session, job.id, token, now=self.clock(), lease_seconds=self.lease_seconds
+            )
+            if job.timeout is not None:
+                self._reconcile(session, job.execution_id, changes)
+            runs_store.add_events(
+                session,
+                [
+                    {
+                        "execution_id": job.execution_id,
+                        "at": self.clock(),
+                        "kind": "job",
+                        "data": {
+                            "step": job.step_id,
+                            "attempt": job.attempt,
+                            "job_id": job.id,
+                            "status": JobStatus.RUNNING.value,
+                        },
+                    }
+                ],
+            )
+            changes.executions.add(job.execution_id)
+            return notice
+
+        return self.transact(work)
+
+    def fetch_artifact(self, job: Job, token: str, step_id: str, name: str) -> bytes:
+        """A file an earlier step of the same execution left (e.g. the plan to apply),
+        for the agent that holds ``job``'s lease."""
+
+        def work(session: Session, changes: Changes) -> bytes:
+            jobs_store.heartbeat(
+                session, job.id, token, now=self.clock(), lease_seconds=self.lease_seconds
+            )
+            digest = jobs_store.artifact_digest(session, job.execution_id, step_id, name)
+            if digest is None:
+                raise NotFound(
+                    f"step {step_id!r} of execution {job.execution_id} left no {name!r}; "
+                    "did it complete?"
+                )
+            return bundles_store.read_blob(session, digest)
+
+        return self.transact(work)
+
+    def heartbeat(self, job_id: str, token: str) -> CancelNotice:
+        return self.transact(
+            lambda s, c: jobs_store.heartbeat(
+                s, job_id, token, now=self.clock(), lease_seconds=self.lease_seconds
+            )
+        )
+
+    def append_logs(self, job: Job, token: str, lines: list[LogLine]) -> None:
+        def work(session: Session, changes: Changes) -> None:
+            if logs_store.append(
+                session,
+                job_id=job.id,
+                token=token,
+                execution_id=job.execution_id,
+                step_id=job.step_id,
+                lines=self._masked_lines(session, job.id, lines, job.spec),
+            ):
+                changes.executions.add(job.execution_id)
+
+        self.transact(work)
+
+    def finish_job(
+        self,
+        job: Job,
+        token: str,
+        *,
+        status: JobStatus,
+        outputs: dict[str, Any] | None = None,
+        error: str | None = None,
+        retryable: bool = True,
+        exit_code: int | None = None,
+        lines: Iterable[LogLine] = (),
+    ) -> None:
+        """The final report (with the last log lines) and the reconcile it causes, one commit."""
+        report = JobReport(
+            job=job,
+            token=token,
+            status=status,
+            outputs=outputs or {},
+            error=error,
+            retryable=retryable,
+            exit_code=exit_code,
+            lines=list(lines),
+        )
+        (problem,) = self.finish_jobs([report])
+        if problem is not None:
+            raise problem
+
+    def finish_jobs(self, reports: list[JobReport]) -> list[StaleReport | None]:
+        """Several final reports in one transaction, each execution reconciled once.
+
+        Agents hand in whatever finished while their previous report was being written, so
+        under load one commit and one reconcile serve many jobs, and a lone job is still
+        reported at once. A stale report (an old lease, an already ended job) is refused on
+        its own without failing the others.
+        """
+        for report in reports:
+            if not report.status.terminal:
+                raise InvalidInput(
+                    "a job ends as completed, failed, timeout or cancelled, "
+                    f"not {report.status.value}"
+                )
+
+        def work(session: Session, changes: Changes) -> list[StaleReport | None]:
+            results: list[StaleReport | None] = [None] * len(reports)
+            touched: list[str] = []
+            # Lock order: executions by id, then their jobs; so batches cannot deadlock.
+            order = sorted(range(len(reports)), key=lambda i: reports[i].job.execution_id)
+            for i in order:
+                report = reports[i]
+                job = report.job
+                if job.execution_id not in touched:
+                    runs_store.lock_execution(session, job.execution_id)
+                    touched.append(job.execution_id)
+                try:
+                    # Both checks (log lease, end CAS) refuse before writing anything.
+                    self._record_end(session, report)
+                except StaleReport as exc:
+                    results[i] = exc
+                    continue
+                changes.executions.add(job.execution_id)
+            for execution_id in touched:
+                self._reconcile(session, execution_id, changes)
+            return results
+
+        return self.transact(work)
+
+    def _record_end(self, session: Session, report: JobReport) -> None:
+        job = report.job
+        masker = self.masker_for(session, job.id, job.spec)
+        if report.lines:
+            logs_store.append(
+                session,
+                job_id=job.id,
+                token=report.token,
+                execution_id=job.execution_id,
+                step_id=job.step_id,
+                lines=self._masked_lines(session, job.id, report.lines, job.spec),
+            )
+        outputs, error = report.outputs, report.error
+        if masker is not None:
+            outputs = masker.mask_value(outputs)
+            error = masker.mask(error) if error else error
+        stored = {
+            name: bundles_store.store_blob(session, data) for name, data in report.artifacts.items()
+        }
+        ended_as = jobs_store.finish_job(
+            session,
+            job.id,
+            report.token,
+            artifacts=stored,
+            status=report.status,
+            now=self.clock(),
+            outputs=outputs,
+            error=error,
+            retryable=report.retryable,
+            exit_code=report.exit_code,
+        )
+        runs_store.add_events(
+            session,
+            [
+                {
+                    "execution_id": job.execution_id,
+                    "at": self.clock(),
+                    "kind": "job",
+                    "data": {
+                        "step": job.step_id,
+                        "attempt": job.attempt,
+                        "job_id": job.id,
+                        "status": ended_as.value,
+                        "error": error,
+                    },
+                }
+            ],
+        )

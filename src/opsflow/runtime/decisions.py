@@ -1,0 +1,175 @@
+"""People's decisions on a run: answer an approval, retry a failed step (or from it), skip
+it. Each is one transaction under the execution's row lock, checked by the engine's pure
+rules (``engine.control``), recorded in the engine log with who did it, then reconciled."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from sqlalchemy.orm import Session
+
+from opsflow.auth.masking import Masker
+from opsflow.auth.secrets import SecretVault
+from opsflow.engine import control
+from opsflow.engine.model import ExecutionState, Graph, StepState
+from opsflow.errors import Conflict
+from opsflow.runtime import approvals
+from opsflow.runtime.approvals import Responder
+from opsflow.runtime.bus import EventBus
+from opsflow.runtime.changes import Changes
+from opsflow.runtime.reconciler import execution_state
+from opsflow.status import ExecutionStatus, StepStatus
+from opsflow.store import runs as runs_store
+from opsflow.store import users as users_store
+from opsflow.store.approvals import Approval
+from opsflow.store.db import Database
+
+T = TypeVar("T")
+
+
+class Decisions:
+    """Mixed into ``Runtime``: approvals, retry and skip."""
+
+    # Provided by ``Runtime``; declared here for the type checker only.
+    if TYPE_CHECKING:
+        db: Database
+        bus: EventBus
+        vault: SecretVault | None
+        lease_seconds: float
+        clock: Callable[[], float]
+        _maskers: dict[str, Masker]
+
+        def transact(self, fn: Callable[[Session, Changes], T]) -> T: ...
+        def _reconcile(
+            self, session: Session, execution_id: str, changes: Changes, *, admit: bool = False
+        ) -> None: ...
+
+    def respond(
+        self,
+        execution_id: str,
+        step_id: str,
+        *,
+        user: str,
+        approve: bool,
+        note: str | None = None,
+        via: str = "api",
+    ) -> tuple[Approval, bool]:
+        """Approve or reject a waiting gate; returns the gate and whether this answer decided it."""
+
+        def work(session: Session, changes: Changes) -> tuple[Approval, bool]:
+            who = Responder(user, frozenset(users_store.teams_of(session, user)))
+            return approvals.respond(
+                session,
+                execution_id,
+                step_id,
+                who,
+                approve=approve,
+                note=note,
+                via=via,
+                now=self.clock(),
+                reconcile=lambda: self._reconcile(session, execution_id, changes),
+            )
+
+        result = self.transact(work)
+        return result
+
+    def retry_step(
+        self, execution_id: str, step_id: str, *, by: str, from_here: bool = False
+    ) -> None:
+        """Run a failed step again (and, ``from_here``, everything after it)."""
+        verb = "retried" + (" from" if from_here else "")
+
+        def change(graph: Graph, state: ExecutionState, now: float) -> dict[str, StepState]:
+            return control.retry_step(graph, state, step_id, from_here, now=now)
+
+        self._manual(execution_id, step_id, by, change, verb)
+
+    def skip_step(self, execution_id: str, step_id: str, *, by: str) -> None:
+        """Mark a failed step skipped by a person; downstream goes on as if it succeeded."""
+
+        def change(graph: Graph, state: ExecutionState, now: float) -> dict[str, StepState]:
+            return control.skip_step(graph, state, step_id, now=now)
+
+        self._manual(execution_id, step_id, by, change, "skipped")
+
+    def _manual(
+        self,
+        execution_id: str,
+        step_id: str,
+        by: str,
+        change: Callable[[Graph, ExecutionState, float], dict[str, StepState]],
+        verb: str,
+    ) -> None:
+        def work(session: Session, changes: Changes) -> None:
+            now = self.clock()
+            ex = runs_store.lock_execution(session, execution_id)
+            graph, state = execution_state(session, ex, now)
+            try:
+                new_states = change(graph, state, now)
+            except ValueError as exc:
+                raise Conflict(str(exc)) from exc
+            for sid, st in new_states.items():
+                values: dict[str, Any] = {
+                    "status": st.status.value,
+                    "entered_at": now,
+                    "retry_at": None,
+                    "retry_base": st.retry_base,
+                    "user_skipped": st.user_skipped,
+                    "gate_result": st.gate_result.value if st.gate_result else None,
+                    "gate_reason": st.gate_reason,
+                }
+                if st.status == StepStatus.PENDING:
+                    values.update(ended_at=None, error=None, outputs={})
+                elif st.status.terminal:
+                    values["ended_at"] = now
+                runs_store.update_step(session, execution_id, sid, **values)
+                runs_store.add_events(
+                    session,
+                    [
+                        {
+                            "execution_id": execution_id,
+                            "at": now,
+                            "kind": "step",
+                            "data": {
+                                "step": sid,
+                                "status": st.status.value,
+                                "reason": f"{verb} by {by}",
+                            },
+                        }
+                    ],
+                )
+            update: dict[str, Any] = {"resumed_at": now}
+            if ex.status.terminal:
+                update.update(
+                    status=ExecutionStatus.RUNNING.value,
+                    ended_at=None,
+                    status_reason=f"resumed: {by} {verb} step {step_id}",
+                )
+                runs_store.add_events(
+                    session,
+                    [
+                        {
+                            "execution_id": execution_id,
+                            "at": now,
+                            "kind": "execution",
+                            "data": {
+                                "status": ExecutionStatus.RUNNING.value,
+                                "reason": f"resumed: {by} {verb} step {step_id}",
+                            },
+                        }
+                    ],
+                )
+            runs_store.update_execution(session, execution_id, **update)
+            others = sorted(set(new_states) - {step_id})
+            message = f"{by} {verb} step {step_id}" + (
+                f"; reset {', '.join(others)}" if others else ""
+            )
+            runs_store.add_engine_log(
+                session,
+                [{"execution_id": execution_id, "step_id": step_id, "at": now, "message": message}],
+            )
+            changes.executions.add(execution_id)
+            self._reconcile(session, execution_id, changes)
+
+        self.transact(work)
