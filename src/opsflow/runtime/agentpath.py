@@ -21,6 +21,7 @@ from opsflow.auth.secrets import SecretVault
 from opsflow.errors import InvalidInput, NotFound, StaleReport
 from opsflow.runtime.bus import EventBus
 from opsflow.runtime.changes import Changes
+from opsflow.runtime.reconciler import Ended
 from opsflow.runtime.secrets import VALUES_KEY, referenced, substitute
 from opsflow.status import JobStatus
 from opsflow.store import bundles as bundles_store
@@ -30,6 +31,7 @@ from opsflow.store import runs as runs_store
 from opsflow.store.db import Database
 from opsflow.store.jobs import CancelNotice, Job
 from opsflow.store.logs import LogLine
+from opsflow.store.runs import Execution
 
 T = TypeVar("T")
 
@@ -63,7 +65,14 @@ class AgentPath:
 
         def transact(self, fn: Callable[[Session, Changes], T]) -> T: ...
         def _reconcile(
-            self, session: Session, execution_id: str, changes: Changes, *, admit: bool = False
+            self,
+            session: Session,
+            execution_id: str,
+            changes: Changes,
+            *,
+            admit: bool = False,
+            locked: Execution | None = None,
+            ended: Ended | None = None,
         ) -> None: ...
 
     def claim(
@@ -252,29 +261,34 @@ class AgentPath:
 
         def work(session: Session, changes: Changes) -> list[StaleReport | None]:
             results: list[StaleReport | None] = [None] * len(reports)
-            touched: list[str] = []
+            locked: dict[str, Execution] = {}
+            ended: dict[str, Ended] = {}
             # Lock order: executions by id, then their jobs; so batches cannot deadlock.
             order = sorted(range(len(reports)), key=lambda i: reports[i].job.execution_id)
             for i in order:
                 report = reports[i]
                 job = report.job
-                if job.execution_id not in touched:
-                    runs_store.lock_execution(session, job.execution_id)
-                    touched.append(job.execution_id)
+                if job.execution_id not in locked:
+                    locked[job.execution_id] = runs_store.lock_execution(session, job.execution_id)
+                    ended[job.execution_id] = Ended()
                 try:
                     # Both checks (log lease, end CAS) refuse before writing anything.
-                    self._record_end(session, report)
+                    self._record_end(session, report, ended[job.execution_id])
                 except StaleReport as exc:
                     results[i] = exc
                     continue
                 changes.executions.add(job.execution_id)
-            for execution_id in touched:
-                self._reconcile(session, execution_id, changes)
+            for execution_id, execution in locked.items():
+                # The reconcile writes the jobs' end events with its own, in one statement,
+                # and takes their outputs from here rather than reading them back.
+                self._reconcile(
+                    session, execution_id, changes, locked=execution, ended=ended[execution_id]
+                )
             return results
 
         return self.transact(work)
 
-    def _record_end(self, session: Session, report: JobReport) -> None:
+    def _record_end(self, session: Session, report: JobReport, ended: Ended) -> None:
         job = report.job
         masker = self.masker_for(session, job.id, job.spec)
         if report.lines:
@@ -305,20 +319,18 @@ class AgentPath:
             retryable=report.retryable,
             exit_code=report.exit_code,
         )
-        runs_store.add_events(
-            session,
-            [
-                {
-                    "execution_id": job.execution_id,
-                    "at": self.clock(),
-                    "kind": "job",
-                    "data": {
-                        "step": job.step_id,
-                        "attempt": job.attempt,
-                        "job_id": job.id,
-                        "status": ended_as.value,
-                        "error": error,
-                    },
-                }
-            ],
+        ended.outputs[job.id] = outputs
+        ended.events.append(
+            {
+                "execution_id": job.execution_id,
+                "at": self.clock(),
+                "kind": "job",
+                "data": {
+                    "step": job.step_id,
+                    "attempt": job.attempt,
+                    "job_id": job.id,
+                    "status": ended_as.value,
+                    "error": error,
+                },
+            }
         )

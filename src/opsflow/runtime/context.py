@@ -14,7 +14,7 @@ from typing import Any
 from opsflow.errors import TemplateError
 from opsflow.runtime.secrets import check_whole, placeholders
 from opsflow.spec.models import TEMPLATED_FIELDS
-from opsflow.spec.template import render_value
+from opsflow.spec.template import is_template, render_value
 from opsflow.status import StepType
 from opsflow.store.runs import Execution, Step
 
@@ -178,3 +178,18 @@ def job_inputs(step_type: StepType, raw: Mapping[str, Any]) -> dict[str, dict[st
     if step_type == StepType.TERRAFORM and raw.get("plan_from"):
         return {"tfplan": {"step": str(raw["plan_from"]), "name": "tfplan"}}
     return {}
+
+
+def _has_markup(value: Any) -> bool:
+    if isinstance(value, str):
+        return is_template(value)
+    if isinstance(value, Mapping):
+        return any(_has_markup(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_markup(v) for v in value)
+    return False
+
+
+def needs_outputs(step_type: StepType, raw: Mapping[str, Any]) -> bool:
+    """Whether rendering this step may read other steps' outputs (any template at all)."""
+    return any(_has_markup(raw.get(key)) for key in TEMPLATED_FIELDS.get(step_type, ()))

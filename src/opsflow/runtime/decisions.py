@@ -18,12 +18,13 @@ from opsflow.runtime import approvals
 from opsflow.runtime.approvals import Responder
 from opsflow.runtime.bus import EventBus
 from opsflow.runtime.changes import Changes
-from opsflow.runtime.reconciler import execution_state
+from opsflow.runtime.reconciler import Ended, execution_state
 from opsflow.status import ExecutionStatus, StepStatus
 from opsflow.store import runs as runs_store
 from opsflow.store import users as users_store
 from opsflow.store.approvals import Approval
 from opsflow.store.db import Database
+from opsflow.store.runs import Execution
 
 T = TypeVar("T")
 
@@ -42,7 +43,14 @@ class Decisions:
 
         def transact(self, fn: Callable[[Session, Changes], T]) -> T: ...
         def _reconcile(
-            self, session: Session, execution_id: str, changes: Changes, *, admit: bool = False
+            self,
+            session: Session,
+            execution_id: str,
+            changes: Changes,
+            *,
+            admit: bool = False,
+            locked: Execution | None = None,
+            ended: Ended | None = None,
         ) -> None: ...
 
     def respond(

@@ -31,6 +31,7 @@ from opsflow.runtime.context import (
     agent_placement,
     job_config,
     job_inputs,
+    needs_outputs,
     step_definition,
     template_context,
 )
@@ -44,6 +45,15 @@ from opsflow.store.jobs import Job
 from opsflow.store.runs import Execution, Step
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Ended:
+    """What the jobs' end reports of this transaction already know: their outputs (so the
+    reconcile need not read them back) and their events (written with the reconcile's)."""
+
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -120,8 +130,10 @@ class _Run:
         execution: Execution,
         now: float,
         settings: RunSettings,
+        ended: Ended | None = None,
     ) -> None:
         self.session = session
+        self.ended = ended or Ended()
         self.settings = settings
         self._wiring: Wiring | None = None
         self.ex = execution
@@ -247,7 +259,10 @@ class _Run:
             values["ended_at"] = self.now
             last = self._last_job(a.step)
             if last is not None and step.type not in (StepType.CONDITION, StepType.APPROVAL):
-                values["outputs"] = jobs_store.job_outputs(self.session, last.id)
+                known = self.ended.outputs.get(last.id)
+                values["outputs"] = (
+                    known if known is not None else jobs_store.job_outputs(self.session, last.id)
+                )
                 values["error"] = last.error if a.status != StepStatus.SUCCEEDED else None
             elif a.status in (StepStatus.FAILED, StepStatus.REJECTED, StepStatus.SKIPPED):
                 values["error"] = a.reason or step.error
@@ -276,7 +291,12 @@ class _Run:
             "created_at": self.now,
         }
         try:
-            config = job_config(self.ex, node.type, raw, self.full_steps(), self.wiring())
+            # Outputs and secret names are read only when a template may use them.
+            if needs_outputs(node.type, raw):
+                config = job_config(self.ex, node.type, raw, self.full_steps(), self.wiring())
+            else:
+                plain = Wiring(channels=self.settings.channels, server_url=self.settings.server_url)
+                config = job_config(self.ex, node.type, raw, self.steps, plain)
             values["spec"] = {
                 "config": config,
                 "bundle": self.ex.bundle_digest,
@@ -408,13 +428,21 @@ def reconcile(
     *,
     admit: bool = False,
     settings: RunSettings | None = None,
+    locked: Execution | None = None,
+    ended: Ended | None = None,
 ) -> Changes:
     """Bring one execution up to date with the engine; the caller holds the transaction.
 
     A PENDING execution is waiting for admission (its workflow's concurrency policy) and is
     left alone unless ``admit`` says it was just admitted, or someone cancelled it.
     """
-    execution = runs_store.lock_execution(session, execution_id)
+    # ``locked``: the caller already holds the row lock and has this row (unchanged since).
+    execution = locked if locked is not None else runs_store.lock_execution(session, execution_id)
+    early = execution.status.terminal or (
+        execution.status == ExecutionStatus.PENDING and not (admit or execution.cancel_mode)
+    )
+    if early and ended is not None and ended.events:
+        runs_store.add_events(session, ended.events)
     if execution.status.terminal:
         if execution.cancel_cleanup:
             return advance_cleanup(
@@ -423,7 +451,9 @@ def reconcile(
         return Changes()
     if execution.status == ExecutionStatus.PENDING and not (admit or execution.cancel_mode):
         return Changes()
-    run = _Run(session, execution, now, settings or RunSettings())
+    run = _Run(session, execution, now, settings or RunSettings(), ended)
+    # The jobs' end events go first, in the same statement as the reconcile's own.
+    run.events.extend(run.ended.events)
     decision = m.Decision(actions=())
     for _ in range(MAX_ROUNDS):
         try:

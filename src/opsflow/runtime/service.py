@@ -24,7 +24,7 @@ from opsflow.runtime.agentpath import AgentPath
 from opsflow.runtime.bus import EventBus
 from opsflow.runtime.changes import Changes
 from opsflow.runtime.decisions import Decisions
-from opsflow.runtime.reconciler import RunSettings, new_id, reconcile
+from opsflow.runtime.reconciler import Ended, RunSettings, new_id, reconcile
 from opsflow.status import ExecutionStatus, StepStatus
 from opsflow.store import jobs as jobs_store
 from opsflow.store import runs as runs_store
@@ -110,7 +110,14 @@ class Runtime(AgentPath, Decisions):
             self.bus.timer_set(changes.earliest_timer)
 
     def _reconcile(
-        self, session: Session, execution_id: str, changes: Changes, *, admit: bool = False
+        self,
+        session: Session,
+        execution_id: str,
+        changes: Changes,
+        *,
+        admit: bool = False,
+        locked: Execution | None = None,
+        ended: Ended | None = None,
     ) -> None:
         now = self.clock()
         result = reconcile(
@@ -118,6 +125,8 @@ class Runtime(AgentPath, Decisions):
             execution_id,
             now,
             admit=admit,
+            locked=locked,
+            ended=ended,
             settings=RunSettings(
                 channels=self.notify_channels,
                 secret_names=self.vault.names if self.vault else None,
