@@ -134,6 +134,7 @@ class _Run:
     ) -> None:
         self.session = session
         self.ended = ended or Ended()
+        self.new_facts = False
         self.settings = settings
         self._wiring: Wiring | None = None
         self.ex = execution
@@ -305,6 +306,7 @@ class _Run:
             self.changes.jobs_queued = True
         except TemplateError as exc:
             # The attempt fails before any agent sees it; retrying cannot fix a template.
+            self.new_facts = True
             values.update(
                 status=JobStatus.FAILED.value,
                 ended_at=self.now,
@@ -339,6 +341,7 @@ class _Run:
             now=self.now,
         )
         if ended is not None:
+            self.new_facts = True
             self.jobs[(a.step, a.attempt)] = ended
             self.event(
                 "job", step=a.step, attempt=a.attempt, job_id=job.id, status=ended.status.value
@@ -350,6 +353,7 @@ class _Run:
             self.changes.cancelled_jobs.add(job.id)
 
     def _on_EvaluateCondition(self, a: m.EvaluateCondition) -> None:
+        self.new_facts = True  # the answer is news to the engine
         raw = step_definition(self.ex, a.step)
         expr = str(raw.get("if", ""))
         if self.steps[a.step].status != StepStatus.RUNNING:
@@ -377,6 +381,7 @@ class _Run:
         )
 
     def _on_OpenApproval(self, a: m.OpenApproval) -> None:
+        self.new_facts = True  # the gate's clock starts now: the engine arms its timeout
         if self.steps[a.step].status != StepStatus.WAITING:
             self.set_step(
                 a.step,
@@ -393,6 +398,7 @@ class _Run:
         self.event("approval", step=a.step, status="pending", approval_id=gate)
 
     def _on_StartChildWorkflow(self, a: m.StartChildWorkflow) -> None:
+        self.new_facts = True
         # Child workflows arrive with the triggers issue; until then the step fails clearly.
         reason = "workflow steps (child runs) are not available in this version of opsflow"
         self.set_step(
@@ -465,8 +471,15 @@ def reconcile(
             break
         if not decision.actions:
             break
+        run.new_facts = False
         for action in decision.actions:
             run.apply(action)
+        if not run.new_facts:
+            # One decision works out every consequence of what it knew; asking again is
+            # needed only when applying it produced facts it could not know (a condition's
+            # answer, a job that failed before any agent saw it, a withdrawn attempt, the
+            # moment a gate opened).
+            break
     else:  # pragma: no cover - an engine bug; fail the run loudly rather than spin
         run.apply(m.SetExecutionStatus(ExecutionStatus.ERROR, "engine did not settle"))
         decision = m.Decision(actions=())

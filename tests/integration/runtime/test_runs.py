@@ -103,3 +103,21 @@ steps:
     (_, job_b) = harness.jobs(eid)
     assert job_b.status == JobStatus.FAILED
     assert "nodes.a.output.missing" in (job_b.error or "")
+
+
+async def test_workflow_timeout_stops_the_run_and_fails_it(harness: Harness) -> None:
+    eid = await harness.start_async(
+        """
+id: too-slow
+timeout: 0.5s
+steps:
+  - {id: sleepy, type: script, shell: sh, run: "sleep 30"}
+  - {id: after, type: script, needs: [sleepy], run: "true"}
+"""
+    )
+    ex = await harness.wait(eid, timeout=15)
+    assert ex.status == ExecutionStatus.FAILED
+    assert "timed out" in ex.status_reason
+    (job,) = harness.jobs(eid)
+    assert job.status in (JobStatus.CANCELLED, JobStatus.TIMEOUT)
+    assert harness.steps(eid)["after"].status in (StepStatus.CANCELLED, StepStatus.SKIPPED)
