@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,18 +15,13 @@ import pytest
 
 from opsflow.errors import SpecInvalid
 from opsflow.spec.loader import load_workflow_file
+from tests.servers import free_port as _free_port
 
 REPO = Path(__file__).resolve().parents[3]
 SERVER = (
     "from opsflow.api.server import run_server; from opsflow.config import Settings; "
     "run_server(Settings.from_env())"
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _valid_examples() -> set[str]:

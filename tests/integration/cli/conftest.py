@@ -8,31 +8,17 @@ real ``opsflow server`` subprocess on a free loopback port, started once per mod
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
-import sys
-import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
-import psycopg
 import pytest
 
-from tests.conftest import BACKENDS, PG_ADMIN_URL, _pg_url
-
-
-def opsflow_executable() -> str:
-    """The installed console script: on PATH, or next to the running interpreter."""
-    beside = Path(sys.executable).parent / "opsflow"
-    found = str(beside) if beside.exists() else shutil.which("opsflow")
-    if not found:
-        pytest.fail("the `opsflow` console script is not installed: run `pip install -e .`")
-    return found
+from tests.conftest import BACKENDS
+from tests.servers import free_port, fresh_database, opsflow_executable
+from tests.servers import wait_healthy as _wait_healthy
 
 
 @dataclass
@@ -97,49 +83,12 @@ class Server:
         assert response.status_code in (200, 201), response.text
 
 
-def _pg_admin_connection() -> psycopg.Connection[Any]:
-    """An autocommit connection to the PostgreSQL server the suite uses (CREATE DATABASE)."""
-    return psycopg.connect(PG_ADMIN_URL, autocommit=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module", params=BACKENDS)
 def server_db_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """A migrated database of each backend, living as long as the module's server."""
-    if request.param == "sqlite":
-        template: Path = request.getfixturevalue("_sqlite_template")
-        path = tmp_path_factory.mktemp("cli-db") / "opsflow.db"
-        shutil.copyfile(template, path)
-        yield f"sqlite:///{path}"
-        return
-    template_name: str = request.getfixturevalue("_pg_template")
-    name = f"opsflow_cli_{uuid.uuid4().hex[:12]}"
-    with _pg_admin_connection() as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_name}"')
-    yield _pg_url(name)
-    with _pg_admin_connection() as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def _wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"opsflow server exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)  # polling the health endpoint is the readiness event we have
-    pytest.fail(f"opsflow server did not become healthy within 60s:\n{log.read_text()}")
+    yield from fresh_database(request, tmp_path_factory, "cli")
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -33,14 +32,9 @@ import pytest
 from opsflow.store import jobs as jobs_store
 from opsflow.store.db import Database
 from opsflow.store.jobs import Job
+from tests.servers import free_port
 
 HEALTHY_WITHIN = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def epoch(iso: str | None) -> float | None:

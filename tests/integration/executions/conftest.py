@@ -10,8 +10,6 @@ sleeps for a fixed time.
 from __future__ import annotations
 
 import json
-import shutil
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,31 +22,12 @@ from httpx2 import Response
 from opsflow.api.app import create_app
 from opsflow.cli.bundle import pack_bundle
 from opsflow.config import Settings
-from tests.conftest import BACKENDS, _pg_admin, _pg_url
+from tests.conftest import BACKENDS
+from tests.servers import fresh_database
 
 # Every test here runs real processes; a stuck stream fails fast instead of at the global limit.
 TEST_TIMEOUT = 30
 YAML = {"Content-Type": "application/yaml"}
-
-
-def fresh_database(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    """A fresh migrated database of the backend ``request.param``, cloned from the session
-    templates of tests/conftest.py (as ``db_url`` does), dropped when the generator closes."""
-    if request.param == "sqlite":
-        template: Path = request.getfixturevalue("_sqlite_template")
-        path = tmp_path_factory.mktemp("executions-db") / "opsflow.db"
-        shutil.copyfile(template, path)
-        yield f"sqlite:///{path}"
-        return
-    template_name: str = request.getfixturevalue("_pg_template")
-    name = f"opsflow_ex_{uuid.uuid4().hex[:12]}"
-    with _pg_admin() as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_name}"')
-    yield _pg_url(name)
-    with _pg_admin() as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="package", params=BACKENDS)
@@ -56,7 +35,7 @@ def package_db_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """The database of the package's shared app, on each backend."""
-    yield from fresh_database(request, tmp_path_factory)
+    yield from fresh_database(request, tmp_path_factory, "ex")
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,7 @@ One server per backend for the whole module, since a start costs a second or two
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,8 +17,8 @@ import httpx
 import pytest
 
 from tests.conftest import BACKENDS
-
-from .conftest import fresh_database
+from tests.servers import clean_env as base_env
+from tests.servers import free_port, fresh_database, opsflow_executable, wait_healthy
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -61,17 +57,8 @@ steps:
 """
 
 
-def opsflow_executable() -> str:
-    """The installed console script, next to the running interpreter or on PATH."""
-    beside = Path(sys.executable).parent / "opsflow"
-    found = str(beside) if beside.exists() else shutil.which("opsflow")
-    if not found:
-        pytest.fail("the `opsflow` console script is not installed: run `pip install -e .`")
-    return found
-
-
 def clean_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OPSFLOW_")}
+    env = base_env()
     env["COLUMNS"] = "200"  # wide enough that tables never fold a cell in assertions
     return env
 
@@ -105,32 +92,12 @@ class Server:
         return body
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"opsflow server exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)  # polling the health endpoint is the readiness event we have
-    pytest.fail(f"opsflow server did not become healthy within 60s:\n{log.read_text()}")
-
-
 @pytest.fixture(scope="module", params=BACKENDS)
 def server_db_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """The server's own database (a second server on the API tests' one would take jobs)."""
-    yield from fresh_database(request, tmp_path_factory)
+    yield from fresh_database(request, tmp_path_factory, "excli")
 
 
 @pytest.fixture(scope="module")

@@ -15,12 +15,9 @@ import httpx
 import pytest
 
 from opsflow.cli.bundle import pack_bundle
-from tests.integration.terraform.conftest import (
-    _free_port,
-    _wait_healthy,
-    clean_env,
-    opsflow_executable,
-)
+from tests.servers import clean_env, opsflow_executable
+from tests.servers import free_port as _free_port
+from tests.servers import wait_healthy as _wait_healthy
 
 pytestmark = pytest.mark.slow
 

@@ -9,21 +9,15 @@ the state routes check; the agent side is the executor, called directly.
 
 from __future__ import annotations
 
-import os
 import secrets
-import shutil
-import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
-import psycopg
 import pytest
 
 from opsflow.errors import NotFound
@@ -32,7 +26,10 @@ from opsflow.steps.terraform import TerraformExecutor
 from opsflow.store import jobs as jobs_store
 from opsflow.store import runs as runs_store
 from opsflow.store.db import Database
-from tests.conftest import BACKENDS, PG_ADMIN_URL, _pg_url
+from tests.conftest import BACKENDS
+from tests.servers import clean_env, fresh_database, opsflow_executable
+from tests.servers import free_port as _free_port
+from tests.servers import wait_healthy as _wait_healthy
 
 from .support import RecordingSink
 
@@ -117,47 +114,12 @@ class StateServer:
             )
 
 
-def _pg_admin_connection() -> psycopg.Connection[Any]:
-    """An autocommit connection to the suite's PostgreSQL server (CREATE DATABASE)."""
-    return psycopg.connect(PG_ADMIN_URL, autocommit=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def opsflow_executable() -> str:
-    beside = Path(sys.executable).parent / "opsflow"
-    found = str(beside) if beside.exists() else shutil.which("opsflow")
-    if not found:
-        pytest.fail("the `opsflow` console script is not installed: run `pip install -e .`")
-    return found
-
-
-def clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("OPSFLOW_")}
-
-
 @pytest.fixture(scope="package", params=BACKENDS)
 def state_db_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """A migrated database of each backend, living as long as the package's server."""
-    if request.param == "sqlite":
-        template: Path = request.getfixturevalue("_sqlite_template")
-        path = tmp_path_factory.mktemp("tf-db") / "opsflow.db"
-        shutil.copyfile(template, path)
-        yield f"sqlite:///{path}"
-        return
-    template_name: str = request.getfixturevalue("_pg_template")
-    name = f"opsflow_tf_{uuid.uuid4().hex[:12]}"
-    with _pg_admin_connection() as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_name}"')
-    yield _pg_url(name)
-    with _pg_admin_connection() as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    yield from fresh_database(request, tmp_path_factory, "tf")
 
 
 @pytest.fixture(scope="package")
@@ -195,17 +157,3 @@ def state_server(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-
-
-def _wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"opsflow server exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)  # polling the health endpoint is the readiness event we have
-    pytest.fail(f"opsflow server did not become healthy within 60s:\n{log.read_text()}")

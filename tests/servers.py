@@ -1,0 +1,75 @@
+"""What the tests that start a real ``opsflow server`` share: a free port, the installed
+console script, an environment without the developer's ``OPSFLOW_*`` settings, waiting for
+health, and a fresh migrated database cloned from the session templates."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import _pg_admin, _pg_url
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def opsflow_executable() -> str:
+    """The installed console script, next to the running interpreter or on PATH."""
+    beside = Path(sys.executable).parent / "opsflow"
+    found = str(beside) if beside.exists() else shutil.which("opsflow")
+    if not found:
+        pytest.fail("the `opsflow` console script is not installed: run `pip install -e .`")
+    return found
+
+
+def clean_env() -> dict[str, str]:
+    """This process's environment without any ``OPSFLOW_*`` setting (no stray token or URL)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("OPSFLOW_")}
+
+
+def wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    """Until ``/healthz`` answers; fails with the server's log if it exits or never does."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"opsflow server exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)  # polling the health endpoint is the readiness event we have
+    pytest.fail(f"opsflow server did not become healthy within 60s:\n{log.read_text()}")
+
+
+def fresh_database(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, prefix: str
+) -> Iterator[str]:
+    """A fresh migrated database of the backend ``request.param``, cloned from the session
+    templates of tests/conftest.py (as ``db_url`` does), dropped when the generator closes."""
+    if request.param == "sqlite":
+        template: Path = request.getfixturevalue("_sqlite_template")
+        path = tmp_path_factory.mktemp(f"{prefix}-db") / "opsflow.db"
+        shutil.copyfile(template, path)
+        yield f"sqlite:///{path}"
+        return
+    template_name: str = request.getfixturevalue("_pg_template")
+    name = f"opsflow_{prefix}_{uuid.uuid4().hex[:12]}"
+    with _pg_admin() as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_name}"')
+    yield _pg_url(name)
+    with _pg_admin() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
