@@ -159,7 +159,3 @@ class _Subscription:
         """Forget wake-ups received so far."""
         if self._waiter is not None:
             self._waiter.event.clear()
-
-    @property
-    def pending(self) -> bool:
-        return self._waiter is not None and self._waiter.event.is_set()
