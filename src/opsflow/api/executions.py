@@ -7,6 +7,7 @@ are ISO 8601 UTC strings (the store keeps epoch seconds).
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -22,7 +23,8 @@ from opsflow.engine.model import CancelMode
 from opsflow.errors import InvalidInput, Problem
 from opsflow.runtime.host import RuntimeHost
 from opsflow.runtime.launch import run_request
-from opsflow.status import ExecutionStatus
+from opsflow.runtime.waiting import pending_reasons
+from opsflow.status import ExecutionStatus, JobStatus
 from opsflow.store import jobs as jobs_store
 from opsflow.store import logs as logs_store
 from opsflow.store import runs as runs_store
@@ -132,6 +134,12 @@ class StepOut(BaseModel):
     result: str | None = Field(
         None, description="A gate's answer: approved, rejected, true, false."
     )
+    pending_reason: str | None = Field(
+        None,
+        description="Why the step is not moving, e.g. 'no agent serves pool us-east', "
+        "'waiting for a free slot on pool default (4/4 busy)', 'waiting for needs: build', "
+        "'waiting for approval'; null when nothing holds it up.",
+    )
     jobs: list[JobOut]
 
 
@@ -207,11 +215,16 @@ class LogPage(BaseModel):
 
 
 def _detail(services: Services, execution_id: str) -> ExecutionDetail:
+    host: RuntimeHost | None = services.extra.get("runtime")
+    agents = host.runtime.roster.online(time.time()) if host is not None else []
     with services.db.read() as session:
         ex = runs_store.get_execution(session, execution_id)
         steps = runs_store.list_steps(session, execution_id)
         jobs = jobs_store.jobs_of_execution(session, execution_id)
         elog = runs_store.engine_log(session, execution_id)
+        queued = agents and any(j.status == JobStatus.PENDING for j in jobs)
+        busy = jobs_store.in_flight_by_agent(session) if queued else {}
+    reasons = pending_reasons(ex, steps, jobs, agents, busy)
     by_step: dict[str, list[Job]] = {}
     for job in jobs:
         by_step.setdefault(job.step_id, []).append(job)
@@ -227,6 +240,7 @@ def _detail(services: Services, execution_id: str) -> ExecutionDetail:
             outputs=s.outputs,
             error=s.error,
             result=s.gate_result,
+            pending_reason=reasons.get(s.step_id),
             jobs=[
                 JobOut.of(j) for j in sorted(by_step.get(s.step_id, []), key=lambda j: j.attempt)
             ],
@@ -294,6 +308,12 @@ def list_executions(
     started_by: str | None = Query(None, description="Who started it (user name)."),
     since: str | None = Query(None, description="Created at or after (ISO 8601)."),
     until: str | None = Query(None, description="Created before (ISO 8601)."),
+    id_prefix: str | None = Query(
+        None,
+        min_length=6,
+        description="Only executions whose id starts with this (at least 6 characters): "
+        "how a client resolves a short id.",
+    ),
     sort: str = Query(
         "-created_at",
         description="created_at, started_at, ended_at, status, workflow_id; '-' for descending.",
@@ -315,6 +335,7 @@ def list_executions(
         started_by=started_by,
         since=_parse_time(since, "since"),
         until=_parse_time(until, "until"),
+        id_prefix=id_prefix.lower() if id_prefix else None,
     )
     with services_of(request).db.read() as session:
         items, total = runs_store.list_executions(

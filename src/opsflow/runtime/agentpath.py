@@ -22,6 +22,7 @@ from opsflow.errors import InvalidInput, NotFound, StaleReport
 from opsflow.runtime.bus import EventBus
 from opsflow.runtime.changes import Changes
 from opsflow.runtime.reconciler import Ended
+from opsflow.runtime.roster import AgentRoster
 from opsflow.runtime.secrets import VALUES_KEY, referenced, substitute
 from opsflow.status import JobStatus
 from opsflow.store import bundles as bundles_store
@@ -61,6 +62,7 @@ class AgentPath:
         vault: SecretVault | None
         lease_seconds: float
         clock: Callable[[], float]
+        roster: AgentRoster
         _maskers: dict[str, Masker]
 
         def transact(self, fn: Callable[[Session, Changes], T]) -> T: ...
@@ -80,6 +82,7 @@ class AgentPath:
     ) -> list[Job]:
         """Lease jobs to an agent. The copies handed over carry the secrets their specs refer
         to, decrypted, and the values to mask; the stored specs keep placeholders."""
+        self.roster.seen(agent_id, pools, labels, self.clock())
         if limit <= 0:
             return []
 

@@ -21,6 +21,7 @@ from opsflow.auth.secrets import SecretVault
 from opsflow.runtime.bus import EventBus
 from opsflow.runtime.clockwork import Clockwork
 from opsflow.runtime.outbox import OutboxSender, stop_task
+from opsflow.runtime.roster import AgentPresence
 from opsflow.runtime.service import Runtime
 from opsflow.store.db import Database
 
@@ -28,6 +29,14 @@ if TYPE_CHECKING:
     from opsflow.api.services import Services
 
 log = logging.getLogger(__name__)
+
+LOCAL_AGENT_ID = "local"
+LOCAL_POOLS = ("default",)
+
+
+def local_agent_presence(concurrency: int) -> AgentPresence:
+    """The in-process agent as the roster sees it: pool default, no labels."""
+    return AgentPresence(LOCAL_AGENT_ID, LOCAL_POOLS, {}, capacity=concurrency)
 
 
 class RuntimeHost:
@@ -59,7 +68,8 @@ class RuntimeHost:
         if local_agent:
             self.agent = Agent(
                 self.gateway,
-                agent_id="local",
+                agent_id=LOCAL_AGENT_ID,
+                pools=list(LOCAL_POOLS),
                 concurrency=concurrency,
                 work_root=work_dir,
                 heartbeat_interval=heartbeat_interval,
@@ -75,6 +85,7 @@ class RuntimeHost:
         self.clockwork.start()
         self._outbox_task = asyncio.create_task(self.outbox.run(), name="opsflow-outbox")
         if self.agent is not None:
+            self.runtime.roster.serve(local_agent_presence(self.agent.concurrency))
             await self.gateway.open()
             self._agent_task = asyncio.create_task(self.agent.run(), name="opsflow-local-agent")
 
@@ -86,6 +97,7 @@ class RuntimeHost:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(self._agent_task, timeout=30)
             await self.gateway.close()
+            self.runtime.roster.leave(self.agent.agent_id)
         await asyncio.to_thread(self.clockwork.stop)
 
 

@@ -25,6 +25,7 @@ from opsflow.runtime.bus import EventBus
 from opsflow.runtime.changes import Changes
 from opsflow.runtime.decisions import Decisions
 from opsflow.runtime.reconciler import Ended, RunSettings, new_id, reconcile
+from opsflow.runtime.roster import AgentRoster
 from opsflow.status import ExecutionStatus, StepStatus
 from opsflow.store import jobs as jobs_store
 from opsflow.store import runs as runs_store
@@ -72,6 +73,7 @@ class Runtime(AgentPath, Decisions):
         self.bus = bus or EventBus()
         self.lease_seconds = lease_seconds
         self.clock = clock
+        self.roster = AgentRoster(ttl=max(30.0, 2 * lease_seconds))
 
     # -- plumbing --------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from sqlalchemy import (
     UniqueConstraint,
     bindparam,
     case,
+    func,
     insert,
     select,
     update,
@@ -253,6 +254,16 @@ def get_job(session: Session, job_id: str) -> Job:
     if row is None:
         raise NotFound(f"job {job_id!r} not found")
     return Job.from_row(row)
+
+
+def in_flight_by_agent(session: Session) -> dict[str, int]:
+    """How many jobs each agent holds now (dispatched or running), by agent id."""
+    rows = session.connection().execute(
+        select(JOBS.c.agent_id, func.count())
+        .where(JOBS.c.status.in_(IN_FLIGHT), JOBS.c.agent_id.is_not(None))
+        .group_by(JOBS.c.agent_id)
+    )
+    return {str(agent): int(count) for agent, count in rows}
 
 
 def _labels_match(wanted: dict[str, Any], have: dict[str, str]) -> bool:

@@ -429,6 +429,7 @@ class ExecutionFilter:
     started_by: str | None = None
     since: float | None = None
     until: float | None = None
+    id_prefix: str | None = None
 
 
 SORTABLE = {"created_at", "started_at", "ended_at", "status", "workflow_id"}
@@ -456,6 +457,8 @@ def list_executions(
         conds.append(EX.c.created_at >= flt.since)
     if flt.until is not None:
         conds.append(EX.c.created_at < flt.until)
+    if flt.id_prefix:
+        conds.append(EX.c.id.startswith(flt.id_prefix, autoescape=True))
     total = (
         session.connection().execute(select(func.count()).select_from(EX).where(*conds)).scalar()
         or 0

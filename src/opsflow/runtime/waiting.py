@@ -1,0 +1,86 @@
+"""Why a step that has not ended is not moving: ``steps[].pending_reason`` of an execution.
+
+A queued job is matched against the agents online now (``roster``): none serving its pool,
+none with its labels, or every slot of those that do busy. The other reasons come from the
+step itself: unfinished needs, an open approval, a retry delay. ``None`` means nothing holds
+the step up (it runs, or an agent is about to take it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from opsflow.runtime.roster import AgentPresence
+from opsflow.status import JobStatus, StepStatus
+from opsflow.store.jobs import Job
+from opsflow.store.runs import Execution, Step
+
+
+def needs_of(definition: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Each step's needs as the ids of the steps it waits for (``a.failed`` -> ``a``)."""
+    out: dict[str, list[str]] = {}
+    for raw in definition.get("steps") or []:
+        sources = [str(n).split(".", 1)[0] for n in raw.get("needs") or []]
+        out[str(raw.get("id"))] = list(dict.fromkeys(sources))
+    return out
+
+
+def approvers_of(definition: Mapping[str, Any], step_id: str) -> list[str]:
+    for raw in definition.get("steps") or []:
+        if raw.get("id") == step_id:
+            return [str(a) for a in raw.get("approvers") or []]
+    return []
+
+
+def queued_reason(job: Job, agents: Sequence[AgentPresence], busy: Mapping[str, int]) -> str | None:
+    """Why a pending job has no agent yet; ``busy`` counts in-flight jobs per agent id."""
+    serving = [a for a in agents if a.serves(job.pool, job.labels)]
+    if not serving:
+        if job.labels and any(job.pool in a.pools for a in agents):
+            wanted = ", ".join(f"{k}={v}" for k, v in sorted(job.labels.items()))
+            return f"no agent of pool {job.pool} has the labels {wanted}"
+        return f"no agent serves pool {job.pool}"
+    if any(a.capacity is None for a in serving):
+        return None  # a remote agent's slots are its own business: it claims when it can
+    capacity = sum(a.capacity or 0 for a in serving)
+    used = sum(busy.get(a.agent_id, 0) for a in serving)
+    if used >= capacity:
+        return f"waiting for a free slot on pool {job.pool} ({used}/{capacity} busy)"
+    return None
+
+
+def pending_reasons(
+    execution: Execution,
+    steps: Sequence[Step],
+    jobs: Sequence[Job],
+    agents: Sequence[AgentPresence],
+    busy: Mapping[str, int],
+) -> dict[str, str | None]:
+    """The pending reason of every step of ``execution``, by step id."""
+    reasons: dict[str, str | None] = {s.step_id: None for s in steps}
+    if execution.status.terminal:
+        return reasons
+    status = {s.step_id: s.status for s in steps}
+    needs = needs_of(execution.definition)
+    queued: dict[str, Job] = {}
+    for job in jobs:
+        if job.status == JobStatus.PENDING:
+            queued.setdefault(job.step_id, job)
+    for step in steps:
+        if step.status == StepStatus.PENDING:
+            unmet = [n for n in needs.get(step.step_id, []) if not status[n].terminal]
+            if unmet:
+                reasons[step.step_id] = f"waiting for needs: {', '.join(unmet)}"
+        elif step.status == StepStatus.WAITING and step.retry_at is not None:
+            at = datetime.fromtimestamp(step.retry_at, UTC).strftime("%H:%M:%S UTC")
+            reasons[step.step_id] = f"waiting to retry at {at}"
+        elif step.status == StepStatus.WAITING:
+            who = approvers_of(execution.definition, step.step_id)
+            reasons[step.step_id] = "waiting for approval" + (
+                f" by {', '.join(who)}" if who else ""
+            )
+        elif step.status == StepStatus.RUNNING and step.step_id in queued:
+            reasons[step.step_id] = queued_reason(queued[step.step_id], agents, busy)
+    return reasons

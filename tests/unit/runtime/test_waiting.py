@@ -1,0 +1,70 @@
+"""Why a queued job waits, judged against the agents online: pure rules, no database."""
+
+from __future__ import annotations
+
+from opsflow.runtime.roster import AgentPresence, AgentRoster
+from opsflow.runtime.waiting import queued_reason
+from opsflow.status import JobStatus
+from opsflow.store.jobs import Job
+
+
+def job(pool: str = "default", labels: dict[str, str] | None = None) -> Job:
+    return Job.from_values(
+        {
+            "id": "j1",
+            "execution_id": "e1",
+            "step_id": "build",
+            "attempt": 1,
+            "type": "script",
+            "status": JobStatus.PENDING,
+            "pool": pool,
+            "labels": labels or {},
+            "created_at": 0.0,
+        }
+    )
+
+
+LOCAL = AgentPresence("local", ("default",), {}, capacity=16)
+
+
+def test_every_slot_of_the_serving_agents_busy_says_how_many() -> None:
+    reason = queued_reason(job(), [LOCAL], {"local": 16})
+    assert reason == "waiting for a free slot on pool default (16/16 busy)"
+
+
+def test_a_free_slot_means_nothing_holds_the_job_up() -> None:
+    assert queued_reason(job(), [LOCAL], {"local": 15}) is None
+
+
+def test_slots_add_up_over_every_agent_that_serves_the_pool() -> None:
+    eu = AgentPresence("eu-1", ("default", "eu-west"), {"region": "eu"}, capacity=2)
+    busy = {"local": 16, "eu-1": 2}
+    assert queued_reason(job(), [LOCAL, eu], busy) == (
+        "waiting for a free slot on pool default (18/18 busy)"
+    )
+    assert queued_reason(job("eu-west"), [LOCAL, eu], busy) == (
+        "waiting for a free slot on pool eu-west (2/2 busy)"
+    )
+    assert queued_reason(job("eu-west", {"region": "us"}), [LOCAL, eu], busy) == (
+        "no agent of pool eu-west has the labels region=us"
+    )
+
+
+def test_no_agent_at_all_names_the_pool() -> None:
+    assert queued_reason(job("db-hosts"), [], {}) == "no agent serves pool db-hosts"
+    assert queued_reason(job("db-hosts"), [LOCAL], {}) == "no agent serves pool db-hosts"
+
+
+def test_an_agent_that_did_not_say_its_slots_is_not_called_busy() -> None:
+    remote = AgentPresence("r1", ("us-east",), {})
+    assert queued_reason(job("us-east"), [remote], {"r1": 40}) is None
+
+
+def test_a_remote_agent_is_online_only_while_it_keeps_claiming() -> None:
+    roster = AgentRoster(ttl=30)
+    roster.serve(LOCAL)
+    roster.seen("r1", ["us-east"], {"zone": "a"}, now=100.0)
+    assert [a.agent_id for a in roster.online(now=120.0)] == ["local", "r1"]
+    assert [a.agent_id for a in roster.online(now=131.0)] == ["local"]
+    roster.leave("local")
+    assert roster.online(now=131.0) == []
