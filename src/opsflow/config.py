@@ -41,6 +41,9 @@ class Settings:
     # How long a claimed job stays ours without a heartbeat, and how often agents heartbeat.
     lease_seconds: float = 15.0
     heartbeat_seconds: float = 5.0
+    # Seconds a stopped job's processes get between SIGTERM and SIGKILL (a timeout or a
+    # graceful stop); None: each step type's default (5 s for scripts).
+    stop_grace_seconds: float | None = None
     admin_password: str | None = None
     max_bundle_bytes: int = DEFAULT_MAX_BUNDLE_BYTES
     notify_channels: dict[str, list[str]] = field(default_factory=dict)
@@ -63,7 +66,7 @@ class Settings:
 
         Variables: ``OPSFLOW_DATA_DIR``, ``OPSFLOW_DB``, ``OPSFLOW_HOST``, ``OPSFLOW_PORT``,
         ``OPSFLOW_LOCAL_AGENT`` (true/false), ``OPSFLOW_LOCAL_AGENT_CONCURRENCY``,
-        ``OPSFLOW_LEASE_SECONDS``, ``OPSFLOW_HEARTBEAT_SECONDS``,
+        ``OPSFLOW_LEASE_SECONDS``, ``OPSFLOW_HEARTBEAT_SECONDS``, ``OPSFLOW_STOP_GRACE_SECONDS``,
         ``OPSFLOW_ADMIN_PASSWORD``, ``OPSFLOW_MAX_BUNDLE_BYTES``, ``OPSFLOW_DEMO`` and one
         ``OPSFLOW_NOTIFY_<NAME>`` per notify channel (comma- or space-separated Apprise URLs).
         Channels also come from ``<data_dir>/notify.yaml`` (``{name: [url, ...]}``); the
@@ -91,6 +94,8 @@ class Settings:
             values["lease_seconds"] = _float(env, "OPSFLOW_LEASE_SECONDS")
         if "OPSFLOW_HEARTBEAT_SECONDS" in env:
             values["heartbeat_seconds"] = _float(env, "OPSFLOW_HEARTBEAT_SECONDS")
+        if "OPSFLOW_STOP_GRACE_SECONDS" in env:
+            values["stop_grace_seconds"] = _float(env, "OPSFLOW_STOP_GRACE_SECONDS")
         if env.get("OPSFLOW_ADMIN_PASSWORD"):
             values["admin_password"] = env["OPSFLOW_ADMIN_PASSWORD"]
         if "OPSFLOW_MAX_BUNDLE_BYTES" in env:

@@ -28,7 +28,7 @@ from opsflow.runtime.secrets import VALUES_KEY
 from opsflow.status import JobStatus, LogStream, StepType
 from opsflow.steps.base import CancelSignal, JobSpec, StepResult
 from opsflow.steps.registry import executor_for
-from opsflow.store.jobs import Job
+from opsflow.store.jobs import CancelNotice, Job
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,7 @@ class Agent:
         heartbeat_interval: float = 5.0,
         idle_poll: float = 1.0,
         log_cap_bytes: int = DEFAULT_CAP_BYTES,
+        stop_grace: float | None = None,
     ) -> None:
         self.gateway = gateway
         self.agent_id = agent_id or f"agent-{uuid.uuid4().hex[:12]}"
@@ -59,6 +60,8 @@ class Agent:
         self.heartbeat_interval = heartbeat_interval
         self.idle_poll = idle_poll
         self.log_cap_bytes = log_cap_bytes
+        # Seconds between SIGTERM and SIGKILL when a job is stopped; None: each executor's own.
+        self.stop_grace = stop_grace
         self._tasks: set[asyncio.Task[None]] = set()
         self._slot_freed = asyncio.Event()
         self._stopped = asyncio.Event()
@@ -151,9 +154,7 @@ class Agent:
             spec_data = job.spec or {}
             workdir = await self._workdir(job, spec_data.get("bundle"))
             inputs = await self._inputs(job, workdir, spec_data.get("inputs") or {})
-            notice = await self.gateway.start(job)
-            if notice.requested:
-                cancel.request(notice.force)
+            _obey(cancel, await self.gateway.start(job))
             spec = JobSpec(
                 job_id=job.id,
                 execution_id=job.execution_id,
@@ -175,6 +176,7 @@ class Agent:
                 inputs=inputs,
                 server_url=self.gateway.server_url,
                 job_credentials=(job.id, job.lease_token) if job.lease_token else None,
+                grace=self.stop_grace,
             )
             result = await self._execute(job, spec, sink, cancel)
         except StaleReport as exc:
@@ -281,10 +283,17 @@ class Agent:
                 except Exception:
                     log.exception("heartbeat of job %s failed", job.id)
                     continue
-                if notice.requested and not (
-                    cancel.requested and (cancel.force or not notice.force)
-                ):
-                    cancel.request(notice.force)
+                _obey(cancel, notice)
+
+
+def _obey(cancel: CancelSignal, notice: CancelNotice) -> None:
+    """Pass the server's stop request on to the executor; requests only ever strengthen."""
+    if not notice.requested:
+        return
+    if notice.timed_out:
+        cancel.time_out()
+    elif not cancel.requested or (notice.force and not cancel.force):
+        cancel.request(notice.force)
 
 
 MAX_ARTIFACT_BYTES = 256 * 1024 * 1024

@@ -88,6 +88,9 @@ class Attempt:
     retryable: bool = True  # the executor's retry intent: False means do not retry
     error: str | None = None
     cancel_requested: bool = False  # a CancelJob was already issued for it
+    # That CancelJob was the step's timeout (the job is stopping with the normal grace); a
+    # forced cancel of the execution still cuts it short.
+    stopping_for_timeout: bool = False
 
 
 @dataclass(frozen=True)

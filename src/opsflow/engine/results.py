@@ -14,7 +14,9 @@ Job steps (script, http, terraform, ansible, notify):
   failing: a step that has started is in flight until its retry policy is spent;
 * while an attempt has ``started_at`` and ``timeout`` has passed: ``CancelJob(as_status=TIMEOUT,
   force=True)``, once (never while ``cancel_requested`` is set). A timed-out attempt is retried
-  like a failed one. A ``timeout`` of None or 0 means none.
+  like a failed one. A ``timeout`` of None or 0 means none. The agent stops a timed-out job
+  with the normal grace; a FORCE stop arriving meanwhile issues ``CancelJob(CANCELLED,
+  force=True)`` for it once more, so the grace is cut short.
 
 Conditions end SUCCEEDED when ``gate_result`` is TRUE or FALSE (the result stays in
 ``gate_result`` and decides which edges are met) and FAILED when it is FAILED (the ``if`` could
@@ -151,6 +153,9 @@ def _job_ended(draft: Draft, node: StepNode, attempt: Attempt, stop: Stop | None
 
 def _job_in_flight(draft: Draft, node: StepNode, attempt: Attempt, stop: Stop | None) -> None:
     if attempt.cancel_requested:
+        if stop is not None and stop.force and attempt.stopping_for_timeout:
+            # A timeout stops with the normal grace; a forced cancel must not wait it out.
+            draft.cancel_job(node.id, attempt.number, JobStatus.CANCELLED, True, stop.reason)
         return  # a cancel is under way; the job's end will be reported
     timeout = _timeout(node)
     if timeout is not None and attempt.started_at is not None:

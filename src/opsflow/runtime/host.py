@@ -49,6 +49,7 @@ class RuntimeHost:
         concurrency: int = 4,
         lease_seconds: float = 15.0,
         heartbeat_interval: float = 5.0,
+        stop_grace: float | None = None,
         notify_channels: Mapping[str, list[str]] | None = None,
         server_url: str | None = None,
         vault: SecretVault | None = None,
@@ -73,6 +74,7 @@ class RuntimeHost:
                 concurrency=concurrency,
                 work_root=work_dir,
                 heartbeat_interval=heartbeat_interval,
+                stop_grace=stop_grace,
             )
         self._agent_task: asyncio.Task[None] | None = None
         self.outbox = OutboxSender(self.runtime)
@@ -113,6 +115,7 @@ async def runtime_extension(services: Services) -> AsyncIterator[RuntimeHost]:
         notify_channels=settings.notify_channels,
         lease_seconds=settings.lease_seconds,
         heartbeat_interval=settings.heartbeat_seconds,
+        stop_grace=settings.stop_grace_seconds,
         server_url=settings.base_url,
         vault=services.extra.get("secrets"),
     )

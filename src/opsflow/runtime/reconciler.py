@@ -118,6 +118,7 @@ def _attempt(job: Job) -> m.Attempt:
         retryable=job.retryable,
         error=job.error,
         cancel_requested=job.cancel_requested,
+        stopping_for_timeout=job.cancel_requested and job.cancel_as == JobStatus.TIMEOUT,
     )
 
 
@@ -348,7 +349,7 @@ class _Run:
             )
         else:
             self.jobs[(a.step, a.attempt)] = dataclasses.replace(
-                job, cancel_requested=True, cancel_force=a.force
+                job, cancel_requested=True, cancel_force=a.force, cancel_as=a.as_status.value
             )
             self.changes.cancelled_jobs.add(job.id)
 

@@ -47,6 +47,9 @@ class JobSpec:
     # and credentials valid only while this job holds its lease.
     server_url: str | None = None
     job_credentials: tuple[str, str] | None = None  # (job id, lease token)
+    # Seconds a stopped step's processes get between SIGTERM and SIGKILL; None: the
+    # executor's own default (5 s for scripts, as documented).
+    grace: float | None = None
 
 
 class LogSink(Protocol):
@@ -78,18 +81,32 @@ class CancelSignal:
     A graceful request lets the executor stop its work politely (SIGTERM, then SIGKILL after a
     grace period); a forced one shortens that grace to well under two seconds. A graceful request
     may later be upgraded to a forced one, and executors already waiting out the grace period
-    react to the upgrade (``wait_forced``). Call ``request`` from the event loop's thread.
+    react to the upgrade (``wait_forced``). ``time_out`` is a graceful stop because the step's
+    timeout has passed by the server's clock: the attempt ends as timed out, not cancelled.
+    Call ``request`` and ``time_out`` from the event loop's thread.
     """
 
     def __init__(self) -> None:
         self._requested = asyncio.Event()
         self._forced = asyncio.Event()
+        self._timed_out = False
 
     def request(self, force: bool) -> None:
         """Ask the job to stop; ``force`` asks it to stop now rather than cleanly."""
         if force:
             self._forced.set()
         self._requested.set()
+
+    def time_out(self) -> None:
+        """Stop because the step's timeout has passed (with the normal grace)."""
+        if not self._requested.is_set():
+            self._timed_out = True
+        self._requested.set()
+
+    @property
+    def timed_out(self) -> bool:
+        """Whether the stop is the step's timeout rather than a cancel."""
+        return self._timed_out
 
     @property
     def requested(self) -> bool:

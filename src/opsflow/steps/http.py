@@ -91,9 +91,9 @@ class HttpExecutor:
                 with contextlib.suppress(asyncio.CancelledError):
                     await sending
         if sending not in done:
-            if cancelled in done:
+            if cancelled in done and not cancel.timed_out:
                 return StepResult(JobStatus.CANCELLED, error="cancelled", retryable=False)
-            return _timed_out(timeout, log)
+            return _timed_out(timeout, log)  # our clock, or the server's (a timed-out stop)
         try:
             response = sending.result()
         except httpx.TimeoutException:

@@ -124,10 +124,12 @@ async def run_process(
         finally:
             cancel_wait.cancel()
         if not protocol.exited.done():
-            stopped = Stop.CANCEL if cancel_wait in done else Stop.TIMEOUT
+            cancelled = cancel_wait in done and not cancel.timed_out
+            stopped = Stop.CANCEL if cancelled else Stop.TIMEOUT
             if stopped is Stop.TIMEOUT:
-                assert timeout is not None
-                log.write(LogStream.SYSTEM, f"timed out after {format_seconds(timeout)}")
+                # Our own clock, or the server's (its stop arrives as a timed-out cancel).
+                after = f" after {format_seconds(timeout)}" if timeout is not None else ""
+                log.write(LogStream.SYSTEM, f"timed out{after}")
             forced = await _stop_group(pgid, protocol, log, cancel, grace, force_grace)
         else:
             _kill_leftovers(pgid, log)

@@ -86,7 +86,7 @@ class ScriptExecutor:
                     log=log,
                     cancel=cancel,
                     timeout=spec.timeout,
-                    grace=self.grace,
+                    grace=self.grace if spec.grace is None else spec.grace,
                     force_grace=self.force_grace,
                 )
             except OSError as exc:

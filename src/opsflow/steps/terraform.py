@@ -348,7 +348,7 @@ class _Job:
                 log=self.log,
                 cancel=self.stopper.signal,
                 timeout=None,
-                grace=self.executor.grace,
+                grace=self.executor.grace if self.spec.grace is None else self.spec.grace,
                 force_grace=self.executor.force_grace,
             )
         except OSError as exc:

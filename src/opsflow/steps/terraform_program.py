@@ -109,6 +109,7 @@ class StepStop:
         self.signal = CancelSignal()
         self.timed_out = False
         self._log = log
+        self._timeout = timeout
         self._tasks = [
             asyncio.ensure_future(self._forward(cancel, force=False)),
             asyncio.ensure_future(self._forward(cancel, force=True)),
@@ -118,7 +119,10 @@ class StepStop:
 
     async def _forward(self, cancel: CancelSignal, *, force: bool) -> None:
         await (cancel.wait_forced() if force else cancel.wait())
-        self.signal.request(force)
+        if cancel.timed_out and not force and self._timeout is not None:
+            self._expire(self._timeout)  # the server's clock passed the step's timeout first
+        else:
+            self.signal.request(force)
 
     def _expire(self, timeout: float) -> None:
         if not self.signal.requested:

@@ -167,10 +167,21 @@ def _from_values(values: dict[str, Any]) -> Job:
 
 @dataclass(frozen=True)
 class CancelNotice:
-    """What a heartbeat tells the agent: stop this job, and how hard."""
+    """What a heartbeat tells the agent: stop this job, and how hard.
+
+    ``timed_out`` says the stop is the step's own timeout (the server's clock passed it): the
+    agent stops the job with the normal grace and reports it timed out, never as a forced
+    cancel, whatever ``cancel_force`` the engine stored to have an in-flight job stopped.
+    """
 
     requested: bool
     force: bool
+    timed_out: bool = False
+
+    @classmethod
+    def from_row(cls, row: Any) -> CancelNotice:
+        timed_out = bool(row.cancel_requested) and row.cancel_as == JobStatus.TIMEOUT.value
+        return cls(bool(row.cancel_requested), bool(row.cancel_force) and not timed_out, timed_out)
 
 
 def insert_job(session: Session, values: dict[str, Any]) -> None:
@@ -214,21 +225,22 @@ _PENDING = (
 _DISPATCH = update(JOBS).where(
     JOBS.c.id == bindparam("b_id"), JOBS.c.status == JobStatus.PENDING.value
 )
-_START = (
-    update(JOBS)
-    .where(_OWNED)
-    .values(status=JobStatus.RUNNING.value)
-    .returning(JOBS.c.cancel_requested, JOBS.c.cancel_force)
-)
-_HEARTBEAT = update(JOBS).where(_OWNED).returning(JOBS.c.cancel_requested, JOBS.c.cancel_force)
+_NOTICE = (JOBS.c.cancel_requested, JOBS.c.cancel_force, JOBS.c.cancel_as)
+_START = update(JOBS).where(_OWNED).values(status=JobStatus.RUNNING.value).returning(*_NOTICE)
+_HEARTBEAT = update(JOBS).where(_OWNED).returning(*_NOTICE)
 _FINISH = update(JOBS).where(_OWNED).returning(JOBS.c.status)
+_TIMED_OUT = JOBS.c.cancel_as == JobStatus.TIMEOUT.value
+# A job the server stopped for its timeout ends as a timeout: with the server's reason
+# ("timed out after 2s") and retryable like a failure, whatever the agent called its stop.
 _FINISH_CANCELLED = (
     update(JOBS)
     .where(_OWNED)
     .values(
         status=case(
             (JOBS.c.cancel_as.is_not(None), JOBS.c.cancel_as), else_=JobStatus.CANCELLED.value
-        )
+        ),
+        error=case((_TIMED_OUT, JOBS.c.error), else_=bindparam("b_error")),
+        retryable=case((_TIMED_OUT, True), else_=bindparam("b_retryable")),
     )
     .returning(JOBS.c.status)
 )
@@ -337,7 +349,7 @@ def start_job(
     )
     if row is None:
         raise _refuse(session, job_id, token)
-    return CancelNotice(bool(row.cancel_requested), bool(row.cancel_force))
+    return CancelNotice.from_row(row)
 
 
 def heartbeat(
@@ -354,7 +366,7 @@ def heartbeat(
     )
     if row is None:
         raise _refuse(session, job_id, token)
-    return CancelNotice(bool(row.cancel_requested), bool(row.cancel_force))
+    return CancelNotice.from_row(row)
 
 
 def finish_job(
@@ -373,7 +385,8 @@ def finish_job(
     """The agent's final report; a stale lease or an already ended job is refused.
 
     One statement: a job the server asked to stop as TIMEOUT ends so even when its agent
-    reports it cancelled. Returns the status the job ended with.
+    reports it cancelled (with the server's reason, retryable). Returns the status the job
+    ended with.
     """
     values: dict[str, Any] = {
         "ended_at": now,
@@ -387,7 +400,9 @@ def finish_job(
         "b_token": token,
     }
     if status == JobStatus.CANCELLED:
-        row = session.connection().execute(_FINISH_CANCELLED, values).first()
+        cancelled = {k: v for k, v in values.items() if k not in ("error", "retryable")}
+        cancelled |= {"b_error": error, "b_retryable": retryable}
+        row = session.connection().execute(_FINISH_CANCELLED, cancelled).first()
     else:
         row = session.connection().execute(_FINISH, {**values, "status": status.value}).first()
     if row is None:

@@ -203,6 +203,28 @@ async def test_script_ignoring_sigterm_is_killed_after_the_grace_period(
     assert any("sending SIGKILL" in line for line in sink.text(LogStream.SYSTEM))
 
 
+async def test_server_side_timeout_stops_with_the_default_5s_grace_and_reports_a_timeout(
+    workdir: Path, sink: RecordingSink
+) -> None:
+    """The server's clock passed the step's timeout: SIGTERM, 5 s (the documented default) for a
+    script that traps it, then SIGKILL; the attempt timed out (retryable), it was not cancelled."""
+    body = "trap 'echo got TERM' TERM\necho ready\nwhile true; do sleep 0.05 || true; done"
+    cancel = CancelSignal()
+    task = asyncio.create_task(ScriptExecutor().run(script(workdir, body, timeout=2), sink, cancel))
+    await sink.wait_for("ready")
+    cancel.time_out()
+    await sink.wait_for("got TERM", LogStream.STDOUT)
+    termed = time.monotonic()
+    result = await task
+    assert 4.8 <= time.monotonic() - termed < 8
+    assert result.status is JobStatus.TIMEOUT
+    assert result.error == "timed out after 2s"
+    assert result.retryable
+    system = sink.text(LogStream.SYSTEM)
+    assert "timed out after 2s" in system
+    assert any("SIGKILL after 5s" in line for line in system), system
+
+
 async def test_forced_cancel_cuts_a_long_grace_period_short(
     workdir: Path, sink: RecordingSink
 ) -> None:
