@@ -32,7 +32,20 @@ class AnswerBody(BaseModel):
 
 
 class RetryBody(BaseModel):
-    from_here: bool = Field(False, description="Also run again every step after this one.")
+    from_here: bool = Field(
+        False,
+        description="Also run again every step after this one, approvals included; with it, "
+        "a succeeded step may be run again too (e.g. re-plan after a failed apply).",
+    )
+
+
+class RetryOut(ExecutionDetail):
+    """The execution after the retry, and what the retry reset besides its step."""
+
+    reset: list[str] = Field(
+        description="The other steps set back to pending by this retry, in definition order "
+        "(with from_here: every step after it; approvals among them are asked again)."
+    )
 
 
 class ResponseOut(BaseModel):
@@ -232,20 +245,22 @@ def reject(
     return _answer(request, principal, execution_id, step_id, body or AnswerBody(), False)
 
 
-@router.post("/executions/{execution_id}/steps/{step_id}/retry", response_model=ExecutionDetail)
+@router.post("/executions/{execution_id}/steps/{step_id}/retry", response_model=RetryOut)
 def retry(
     execution_id: str,
     step_id: str,
     request: Request,
     body: RetryBody | None = None,
     principal: Principal = Depends(require(Permission.EXECUTIONS_RETRY)),
-) -> ExecutionDetail:
-    """Run a failed step again as a new attempt (``from_here``: and every step after it)."""
+) -> RetryOut:
+    """Run a failed step again as a new attempt (``from_here``: and every step after it,
+    approvals included; a succeeded step only from here). 409 says why a retry is refused,
+    e.g. an apply whose saved plan is stale, and what to do instead."""
     services = services_of(request)
-    host_of(services).runtime.retry_step(
+    reset = host_of(services).runtime.retry_step(
         execution_id, step_id, by=principal.name, from_here=(body or RetryBody()).from_here
     )
-    return _detail(services, execution_id)
+    return RetryOut(**_detail(services, execution_id).model_dump(), reset=reset)
 
 
 @router.post("/executions/{execution_id}/steps/{step_id}/skip", response_model=ExecutionDetail)

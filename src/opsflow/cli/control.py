@@ -94,18 +94,32 @@ def retry(
     execution: ExecutionArg,
     step: StepArg,
     from_here: Annotated[
-        bool, typer.Option("--from-here", help="Also rerun every step after it.")
+        bool,
+        typer.Option(
+            "--from-here",
+            help="Also rerun every step after it, approvals included (allowed on a succeeded "
+            "step too).",
+        ),
     ] = False,
     output: OutputOption = OutputFormat.TEXT,
 ) -> None:
-    """Run a failed step again (and, with --from-here, everything after it)."""
+    """Run a failed step again (and, with --from-here, everything after it, approvals
+    included; from here, a succeeded step too: re-plan after a failed apply)."""
     body = client_for(ctx).post(
         f"/executions/{execution}/steps/{step}/retry", json={"from_here": from_here}
     )
     if output is OutputFormat.JSON:
         print_json(body)
-    else:
-        stdout.print(f"retrying {step}; execution is {body['status']}")
+        return
+    reset: list[str] = body.get("reset") or []
+    text = f"retrying {step}" + (" from here" if from_here else "")
+    if reset:
+        text += f"; reset {', '.join(reset)}"
+        kinds = {s["id"]: s["type"] for s in body.get("steps", [])}
+        gates = [sid for sid in reset if kinds.get(sid) == "approval"]
+        if gates:
+            text += f" (approval {', '.join(gates)} will be asked again)"
+    stdout.print(Text(f"{text}; execution is {body['status']}"))
 
 
 def skip(

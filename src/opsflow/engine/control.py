@@ -7,10 +7,14 @@ reconciles; ``decide`` then starts what can run. ``resumed_at`` makes the workfl
 afresh, and lets the run go on past failures the person has already seen (they still decide the
 outcome; see ``engine.outcome``).
 
-* ``retry_step``: only a FAILED step, in an execution that is running, paused or ended FAILED or
+* ``retry_step``: a FAILED step, in an execution that is running, paused or ended FAILED or
   REJECTED, without a cancel request. The step goes back to PENDING keeping its attempts, with
   ``retry_base = len(attempts)`` so its ``retries`` count afresh. ``from_here`` also resets
-  every step downstream of it (refused while one of them is running or waiting).
+  every step downstream of it, approvals included (refused while one of them is running or
+  waiting), and may start from a SUCCEEDED step too: that is how a failed apply of a saved plan
+  is re-planned (retry the plan step from here, approve again, apply). A step that applies a
+  saved plan (``plan_from``) whose last attempt found the plan stale is refused with a pointer
+  to the plan step, since running the same plan again cannot work.
 * ``skip_step``: only a FAILED step whose definition has ``allow_skip``; it becomes SKIPPED with
   ``user_skipped``, so downstream goes on as if it had succeeded.
 
@@ -27,7 +31,10 @@ from opsflow.engine.model import ExecutionState, Graph, StepState
 from opsflow.engine.topology import downstream, topological_order, unknown_step_message
 from opsflow.status import ExecutionStatus, StepStatus
 
-__all__ = ["downstream", "retry_step", "skip_step"]
+__all__ = ["STALE_PLAN", "downstream", "retry_step", "skip_step"]
+
+# Terraform's own words when asked to apply a plan made against an older state.
+STALE_PLAN = "Saved plan is stale"
 
 _RESUMABLE = frozenset(
     {
@@ -47,8 +54,14 @@ def retry_step(
     *,
     now: float | None = None,
 ) -> dict[str, StepState]:
-    """The step states to write to run ``step`` again (and, ``from_here``, all after it)."""
-    current = _check(graph, state, step, "retry")
+    """The step states to write to run ``step`` again (and, ``from_here``, all after it).
+
+    Raises ``ValueError`` (the message is for the person who asked) when the retry is not
+    allowed; see the module docstring.
+    """
+    allowed = (StepStatus.FAILED, StepStatus.SUCCEEDED) if from_here else (StepStatus.FAILED,)
+    current = _check(graph, state, step, "retry", allowed)
+    _refuse_stale_plan(graph, current, step)
     changes = {step: _fresh(current, now)}
     if from_here:
         for sid in sorted(downstream(graph, step)):
@@ -66,7 +79,7 @@ def skip_step(
     graph: Graph, state: ExecutionState, step: str, *, now: float | None = None
 ) -> dict[str, StepState]:
     """The step states to write to skip failed ``step`` so that downstream goes on."""
-    current = _check(graph, state, step, "skip")
+    current = _check(graph, state, step, "skip", (StepStatus.FAILED,))
     if not graph.step(step).allow_skip:
         raise ValueError(
             f"step {step!r} does not allow skipping; set allow_skip: true on it in the "
@@ -84,7 +97,13 @@ def skip_step(
     return _reopen(graph, state, {step: skipped}, now)
 
 
-def _check(graph: Graph, state: ExecutionState, step: str, verb: str) -> StepState:
+def _check(
+    graph: Graph,
+    state: ExecutionState,
+    step: str,
+    verb: str,
+    allowed: tuple[StepStatus, ...],
+) -> StepState:
     if all(node.id != step for node in graph.steps):
         raise ValueError(unknown_step_message(graph, step))
     if state.cancel is not None or state.status not in _RESUMABLE:
@@ -94,12 +113,32 @@ def _check(graph: Graph, state: ExecutionState, step: str, verb: str) -> StepSta
             + "; start a new run instead"
         )
     current = state.steps.get(step, StepState())
-    if current.status != StepStatus.FAILED:
-        raise ValueError(
-            f"cannot {verb} step {step!r}: it is {current.status.value}; only a failed step "
-            f"can be {'retried' if verb == 'retry' else 'skipped'}"
-        )
+    if current.status not in allowed:
+        if verb == "skip":
+            hint = "only a failed step can be skipped"
+        elif StepStatus.SUCCEEDED in allowed:
+            hint = "only a failed or succeeded step can be retried from here"
+        elif current.status is StepStatus.SUCCEEDED:
+            hint = "only a failed step can be retried (a succeeded one only from here)"
+        else:
+            hint = "only a failed step can be retried"
+        raise ValueError(f"cannot {verb} step {step!r}: it is {current.status.value}; {hint}")
     return current
+
+
+def _refuse_stale_plan(graph: Graph, current: StepState, step: str) -> None:
+    """An apply whose saved plan Terraform found stale needs a new plan, not another try."""
+    plan_from = graph.step(step).plan_from
+    last = current.last_attempt
+    if plan_from is None or last is None or STALE_PLAN not in (last.error or ""):
+        return
+    raise ValueError(
+        f"cannot retry step {step!r}: the plan it applies (saved by step {plan_from!r}) is "
+        "stale, because the state changed since the plan was made (by this step's earlier "
+        f"attempt or another run), so Terraform refuses it; make a new plan by retrying step "
+        f"{plan_from!r} from here (`opsflow retry EXECUTION {plan_from} --from-here`), which "
+        "also runs every step after it again, approvals included"
+    )
 
 
 def _fresh(current: StepState, now: float | None) -> StepState:

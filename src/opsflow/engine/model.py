@@ -44,6 +44,7 @@ class StepNode:
     retry_delay: float = 0.0
     timeout: float | None = None  # per attempt; for an approval, how long it may wait
     allow_skip: bool = False
+    plan_from: str | None = None  # a terraform apply of the plan this step saved
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from opsflow.runtime.approvals import Responder
 from opsflow.runtime.bus import EventBus
 from opsflow.runtime.changes import Changes
 from opsflow.runtime.reconciler import Ended, execution_state
-from opsflow.status import ExecutionStatus, StepStatus
+from opsflow.status import ExecutionStatus, StepStatus, StepType
 from opsflow.store import runs as runs_store
 from opsflow.store import users as users_store
 from opsflow.store.approvals import Approval
@@ -84,14 +84,16 @@ class Decisions:
 
     def retry_step(
         self, execution_id: str, step_id: str, *, by: str, from_here: bool = False
-    ) -> None:
-        """Run a failed step again (and, ``from_here``, everything after it)."""
+    ) -> list[str]:
+        """Run a failed step again (and, ``from_here``, everything after it; from here, a
+        succeeded step may be run again too). Returns the other steps reset to pending, in
+        definition order. Raises `Conflict` when the engine's rules refuse (with why)."""
         verb = "retried" + (" from" if from_here else "")
 
         def change(graph: Graph, state: ExecutionState, now: float) -> dict[str, StepState]:
             return control.retry_step(graph, state, step_id, from_here, now=now)
 
-        self._manual(execution_id, step_id, by, change, verb)
+        return self._manual(execution_id, step_id, by, change, verb)
 
     def skip_step(self, execution_id: str, step_id: str, *, by: str) -> None:
         """Mark a failed step skipped by a person; downstream goes on as if it succeeded."""
@@ -108,8 +110,8 @@ class Decisions:
         by: str,
         change: Callable[[Graph, ExecutionState, float], dict[str, StepState]],
         verb: str,
-    ) -> None:
-        def work(session: Session, changes: Changes) -> None:
+    ) -> list[str]:
+        def work(session: Session, changes: Changes) -> list[str]:
             now = self.clock()
             ex = runs_store.lock_execution(session, execution_id)
             graph, state = execution_state(session, ex, now)
@@ -169,15 +171,26 @@ class Decisions:
                     ],
                 )
             runs_store.update_execution(session, execution_id, **update)
-            others = sorted(set(new_states) - {step_id})
-            message = f"{by} {verb} step {step_id}" + (
-                f"; reset {', '.join(others)}" if others else ""
-            )
+            others = [n.id for n in graph.steps if n.id in new_states and n.id != step_id]
+            message = f"{by} {verb} step {step_id}" + reset_note(graph, others)
             runs_store.add_engine_log(
                 session,
                 [{"execution_id": execution_id, "step_id": step_id, "at": now, "message": message}],
             )
             changes.executions.add(execution_id)
             self._reconcile(session, execution_id, changes)
+            return others
 
-        self.transact(work)
+        return self.transact(work)
+
+
+def reset_note(graph: Graph, reset: list[str]) -> str:
+    """What a manual retry reset besides its step, in words ("" when nothing): the steps, and
+    the approvals among them, which people must answer again."""
+    if not reset:
+        return ""
+    gates = [sid for sid in reset if graph.step(sid).type is StepType.APPROVAL]
+    text = f"; reset {', '.join(reset)}"
+    if gates:
+        text += f" (approval {', '.join(gates)} will be asked again)"
+    return text

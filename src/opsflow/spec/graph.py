@@ -38,6 +38,7 @@ def to_graph(workflow: Workflow) -> Graph:
             retry_delay=step.retry_delay,
             timeout=_timeout(step),
             allow_skip=step.allow_skip,
+            plan_from=getattr(step, "plan_from", None),
         )
         for step in workflow.steps
     )

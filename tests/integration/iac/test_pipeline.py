@@ -58,9 +58,23 @@ steps:
 
 
 class Server:
-    def __init__(self, url: str, api: httpx.Client) -> None:
+    def __init__(self, url: str, api: httpx.Client, token: str) -> None:
         self.url = url
         self.api = api
+        self.token = token
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """The installed ``opsflow`` command pointed at this server."""
+        env = {**clean_env(), "OPSFLOW_URL": self.url, "OPSFLOW_TOKEN": self.token}
+        env["COLUMNS"] = "400"  # no folded lines in what the tests read
+        return subprocess.run(
+            [opsflow_executable(), *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
 
     def apply(self, workflow_dir: Path, wf_id: str) -> None:
         files = {
@@ -122,7 +136,7 @@ def server(db_url: str, tmp_path: Path) -> Iterator[Server]:
         with httpx.Client(
             base_url=f"{url}/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=30
         ) as api:
-            yield Server(url, api)
+            yield Server(url, api, token)
     finally:
         process.terminate()
         try:
@@ -197,3 +211,77 @@ def test_cancel_with_cleanup_destroys_what_was_applied(server: Server, tmp_path:
     cleanup = [j for s in ex["steps"] for j in s["jobs"] if j["purpose"] == "cleanup"]
     assert [j["status"] for j in cleanup] == ["completed"], cleanup
     assert _resources(server, state_name) == []
+
+
+# The web server's provisioner fails until the file named by ``flag`` exists: an apply that
+# fails after it changed the state (the resource is created, then tainted).
+FLAKY_TF = """
+variable "flag" {
+  type = string
+}
+resource "terraform_data" "web" {
+  input = "web"
+  provisioner "local-exec" {
+    command = "test -f ${var.flag}"
+  }
+}
+output "web" {
+  value = terraform_data.web.output
+}
+"""
+
+
+def test_failed_apply_is_replanned_and_applied_in_the_same_run(
+    server: Server, tmp_path: Path
+) -> None:
+    flag = tmp_path / "provisioner-may-pass"
+    root = tmp_path / "replan"
+    (root / "infra").mkdir(parents=True)
+    (root / "infra" / "main.tf").write_text(FLAKY_TF)
+    (root / "workflow.yaml").write_text(
+        (PIPELINE % {"id": "replan", "tail": ""}).replace(
+            "vars: {size: 3}", f"vars: {{flag: {str(flag)!r}}}"
+        )
+    )
+    server.apply(root, "iac-replan")
+    eid = server.run("iac-replan")
+    server.wait(eid, lambda e: e["status"] == "paused")
+    server.api.post(f"/executions/{eid}/steps/approve/approve", json={})
+    ex = server.wait(eid, lambda e: e["status"] in ("completed", "failed"))
+    assert ex["status"] == "failed", ex["engine_log"]
+
+    # Trying the same plan again: the first failure changed the state, so Terraform calls the
+    # plan stale; from then on, a retry of the apply says why and where to go instead.
+    r = server.api.post(f"/executions/{eid}/steps/apply/retry", json={})
+    assert r.status_code == 200, r.text
+    ex = server.wait(eid, lambda e: e["status"] in ("completed", "failed"))
+    apply = next(s for s in ex["steps"] if s["id"] == "apply")
+    assert "Saved plan is stale" in apply["error"], apply
+    r = server.api.post(f"/executions/{eid}/steps/apply/retry", json={})
+    assert r.status_code == 409, r.text
+    assert "opsflow retry EXECUTION plan --from-here" in r.json()["detail"]
+    refused = server.cli("retry", eid, "apply")
+    assert refused.returncode != 0
+    assert "stale" in refused.stderr + refused.stdout
+
+    # Re-plan in the same run: plan, approval and apply start over.
+    flag.write_text("ok")
+    done = server.cli("retry", eid, "plan", "--from-here")
+    assert done.returncode == 0, done.stderr
+    assert "reset approve, apply (approval approve will be asked again)" in done.stdout
+    ex = server.wait(eid, lambda e: e["status"] == "paused")
+    assert any(
+        "retried from step plan; reset approve, apply" in line["message"]
+        for line in ex["engine_log"]
+    ), ex["engine_log"]
+    approvals = server.api.get(f"/executions/{eid}/approvals/approve").json()
+    assert approvals["status"] == "pending"
+    r = server.api.post(f"/executions/{eid}/steps/approve/approve", json={"note": "again"})
+    assert r.status_code == 200, r.text
+    ex = server.wait(eid, lambda e: e["status"] in ("completed", "failed"))
+    assert ex["status"] == "completed", ex["engine_log"]
+    apply = next(s for s in ex["steps"] if s["id"] == "apply")
+    assert [j["status"] for j in apply["jobs"]] == ["failed", "failed", "completed"]
+    assert apply["outputs"]["outputs"]["web"] == "web"
+    plan = next(s for s in ex["steps"] if s["id"] == "plan")
+    assert len(plan["jobs"]) == 2

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from opsflow.engine.control import downstream, retry_step, skip_step
+from opsflow.engine.control import STALE_PLAN, downstream, retry_step, skip_step
 from opsflow.engine.model import CancelMode, StartJob
-from opsflow.status import ExecutionStatus, StepStatus
+from opsflow.status import ExecutionStatus, StepStatus, StepType
 from tests.unit.engine.sim import Sim, graph, node
 
 DEPLOY = graph(
@@ -220,3 +220,64 @@ def test_resumed_execution_is_not_held_back_by_failures_seen_before() -> None:
     sim.succeed("after-b")
     sim.reconcile()
     assert sim.execution == ExecutionStatus.FAILED  # ...and still decides the outcome
+
+
+IAC = graph(
+    node("plan", StepType.TERRAFORM),
+    node("approve", StepType.APPROVAL, needs=["plan"]),
+    node("apply", StepType.TERRAFORM, needs=["approve"], plan_from="plan"),
+)
+
+
+def failed_apply(error: str) -> Sim:
+    """plan succeeds, approve is approved, apply fails with ``error``: the run ends FAILED."""
+    sim = Sim(IAC)
+    sim.reconcile()
+    sim.succeed("plan")
+    sim.reconcile()
+    sim.approve("approve")
+    sim.reconcile()
+    sim.fail("apply", retryable=STALE_PLAN not in error, error=error)
+    sim.reconcile()
+    assert sim.execution == ExecutionStatus.FAILED
+    sim.advance(60)
+    return sim
+
+
+def test_retry_from_here_on_a_succeeded_step_replans_and_asks_the_approval_again() -> None:
+    sim = failed_apply("Error: creating the web server: quota exceeded")
+    changes = retry_step(IAC, sim.state, "plan", from_here=True, now=sim.now)
+    assert set(changes) == {"plan", "approve", "apply"}
+    assert all(st.status == StepStatus.PENDING for st in changes.values())
+    assert len(changes["plan"].attempts) == 1 and changes["plan"].retry_base == 1
+    sim.write(changes, ExecutionStatus.RUNNING)
+    assert StartJob("plan", 2) in sim.reconcile()
+    sim.succeed("plan")
+    sim.reconcile()
+    assert sim.status("approve") == StepStatus.WAITING  # asked again, not the old answer
+    sim.approve("approve")
+    assert StartJob("apply", 2) in sim.reconcile()
+    sim.succeed("apply")
+    sim.reconcile()
+    assert sim.execution == ExecutionStatus.COMPLETED
+
+
+def test_retry_of_a_succeeded_step_without_from_here_is_refused_with_the_way_on() -> None:
+    sim = failed_apply("boom")
+    with pytest.raises(ValueError, match="a succeeded one only from here"):
+        retry_step(IAC, sim.state, "plan")
+
+
+def test_retry_of_an_apply_whose_saved_plan_is_stale_points_to_the_plan_step() -> None:
+    sim = failed_apply("Error: Saved plan is stale")
+    for from_here in (False, True):
+        with pytest.raises(ValueError) as refused:
+            retry_step(IAC, sim.state, "apply", from_here, now=sim.now)
+        message = str(refused.value)
+        assert "is stale" in message
+        assert "opsflow retry EXECUTION plan --from-here" in message
+
+
+def test_retry_of_an_apply_that_failed_for_another_reason_is_allowed() -> None:
+    sim = failed_apply("Error: creating the web server: quota exceeded")
+    assert set(retry_step(IAC, sim.state, "apply", now=sim.now)) == {"apply"}

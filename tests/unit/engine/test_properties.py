@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from opsflow.engine import decide
-from opsflow.engine.control import retry_step, skip_step
+from opsflow.engine.control import downstream, retry_step, skip_step
 from opsflow.engine.model import (
     Action,
     CancelJob,
@@ -436,12 +436,22 @@ def test_manual_retry_and_skip_after_a_failure_follow_the_rules(
         failed = [sid for sid, s in sim.statuses().items() if s == StepStatus.FAILED]
         if sim.execution not in (ExecutionStatus.FAILED, ExecutionStatus.REJECTED) or not failed:
             break
-        step = data.draw(st.sampled_from(failed))
         sim.now += 100.0  # a person looks at the failure, then acts
         if data.draw(st.booleans()):
-            changes = skip_step_allowed(sim, step)
+            changes = skip_step_allowed(sim, data.draw(st.sampled_from(failed)))
+        elif data.draw(st.booleans()):
+            changes = retry_step(g, sim.state, data.draw(st.sampled_from(failed)), now=sim.now)
         else:
-            changes = retry_step(g, sim.state, step, data.draw(st.booleans()), now=sim.now)
+            # From here: from the failed step, or from a succeeded one before it (a re-plan).
+            succeeded = [sid for sid, s in sim.statuses().items() if s == StepStatus.SUCCEEDED]
+            busy = {StepStatus.RUNNING, StepStatus.WAITING}
+            candidates = failed + [
+                sid
+                for sid in succeeded
+                if not any(sim.status(d) in busy for d in downstream(g, sid))
+            ]
+            step = data.draw(st.sampled_from(candidates))
+            changes = retry_step(g, sim.state, step, True, now=sim.now)
         event("manual retry or skip")
         world.resume(changes)
         sim.write(changes, ExecutionStatus.RUNNING)
