@@ -319,7 +319,10 @@ steps:
     assert (await harness.wait(eid)).status == ExecutionStatus.FAILED  # 'other' failed
     before = harness.steps(eid)
     assert before["handler"].status == before["report"].status == StepStatus.SUCCEEDED
-    await asyncio.to_thread(harness.runtime.retry_step, eid, "b", by="alice", from_here=True)
+    reset = await asyncio.to_thread(
+        harness.runtime.retry_step, eid, "b", by="alice", from_here=True
+    )
+    assert reset == ["handler", "report", "other"]  # in definition order
     # Everything after b was reset; b now succeeds, so the failure path is skipped this time.
     assert (await harness.wait(eid)).status == ExecutionStatus.COMPLETED
     after = harness.steps(eid)
@@ -331,7 +334,7 @@ steps:
         counts[j.step_id] = counts.get(j.step_id, 0) + 1
     assert counts == {"a": 1, "b": 2, "handler": 1, "report": 1, "other": 1}
     log = harness.engine_log(eid)
-    assert any("alice retried from step b; reset handler, other, report" in m for m in log)
+    assert any("alice retried from step b; reset handler, report, other" in m for m in log)
 
 
 async def test_cancel_racing_a_job_that_finishes(harness: Harness) -> None:
