@@ -8,7 +8,8 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
-from opsflow.api.executions import ExecutionDetail, _detail, host_of, iso
+from opsflow.api.execution_models import ExecutionDetail, iso
+from opsflow.api.executions import _detail, host_of
 from opsflow.api.security import require
 from opsflow.api.services import services_of
 from opsflow.auth.credentials import Principal

@@ -21,7 +21,8 @@ from typing import Any
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
-from opsflow.api.executions import host_of, iso
+from opsflow.api.execution_models import iso
+from opsflow.api.executions import host_of
 from opsflow.api.security import require
 from opsflow.api.services import services_of
 from opsflow.auth.credentials import Principal

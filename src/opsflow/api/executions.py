@@ -15,6 +15,18 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
+from opsflow.api.execution_models import (
+    CancelRequest,
+    EngineLogOut,
+    ExecutionDetail,
+    ExecutionPage,
+    ExecutionSummary,
+    JobOut,
+    LogLineOut,
+    LogPage,
+    StepOut,
+    iso,
+)
 from opsflow.api.security import require
 from opsflow.api.services import Services, services_of
 from opsflow.auth.credentials import Principal
@@ -24,18 +36,15 @@ from opsflow.errors import InvalidInput, Problem
 from opsflow.runtime.host import RuntimeHost
 from opsflow.runtime.launch import run_request
 from opsflow.runtime.waiting import pending_reasons
-from opsflow.status import ExecutionStatus, JobStatus
+from opsflow.status import ExecutionStatus, JobStatus, StepType
 from opsflow.store import jobs as jobs_store
 from opsflow.store import logs as logs_store
 from opsflow.store import runs as runs_store
 from opsflow.store.jobs import Job
-from opsflow.store.runs import Execution, ExecutionFilter, Step
+from opsflow.store.overview import step_counts
+from opsflow.store.runs import ExecutionFilter, Step
 
 router = APIRouter(tags=["executions"])
-
-
-def iso(ts: float | None) -> str | None:
-    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
 
 
 def _parse_time(value: str | None, name: str) -> float | None:
@@ -83,137 +92,6 @@ class CancelBody(BaseModel):
     reason: str = ""
 
 
-class JobOut(BaseModel):
-    id: str
-    attempt: int
-    status: str
-    agent_id: str | None
-    created_at: str | None
-    dispatched_at: str | None
-    started_at: str | None
-    ended_at: str | None
-    duration_ms: float | None
-    exit_code: int | None
-    outputs: dict[str, Any]
-    error: str | None
-    retryable: bool
-    purpose: str = Field("run", description="run: an attempt of the step; cleanup: undo work.")
-
-    @classmethod
-    def of(cls, job: Job) -> JobOut:
-        duration = None
-        if job.started_at is not None and job.ended_at is not None:
-            duration = round((job.ended_at - job.started_at) * 1000, 3)
-        return cls(
-            id=job.id,
-            attempt=job.attempt,
-            status=job.status.value,
-            agent_id=job.agent_id,
-            created_at=iso(job.created_at),
-            dispatched_at=iso(job.dispatched_at),
-            started_at=iso(job.started_at),
-            ended_at=iso(job.ended_at),
-            duration_ms=duration,
-            exit_code=job.exit_code,
-            outputs=job.outputs,
-            error=job.error,
-            retryable=job.retryable,
-            purpose=job.purpose,
-        )
-
-
-class StepOut(BaseModel):
-    id: str
-    type: str
-    status: str
-    started_at: str | None
-    ended_at: str | None
-    retry_at: str | None
-    outputs: dict[str, Any]
-    error: str | None
-    result: str | None = Field(
-        None, description="A gate's answer: approved, rejected, true, false."
-    )
-    pending_reason: str | None = Field(
-        None,
-        description="Why the step is not moving, e.g. 'no agent serves pool us-east', "
-        "'waiting for a free slot on pool default (4/4 busy)', 'waiting for needs: build', "
-        "'waiting for approval'; null when nothing holds it up.",
-    )
-    jobs: list[JobOut]
-
-
-class EngineLogOut(BaseModel):
-    at: str | None
-    step: str | None
-    message: str
-
-
-class ExecutionSummary(BaseModel):
-    id: str
-    workflow_id: str
-    version: int | None
-    test_run: bool
-    status: str
-    status_reason: str
-    trigger_type: str
-    started_by: str | None
-    created_at: str | None
-    started_at: str | None
-    ended_at: str | None
-    duration_ms: float | None
-
-    @classmethod
-    def of(cls, ex: Execution) -> ExecutionSummary:
-        duration = None
-        if ex.started_at is not None and ex.ended_at is not None:
-            duration = round((ex.ended_at - ex.started_at) * 1000, 3)
-        return cls(
-            id=ex.id,
-            workflow_id=ex.workflow_id,
-            version=ex.version,
-            test_run=ex.test_run,
-            status=ex.status.value,
-            status_reason=ex.status_reason,
-            trigger_type=ex.trigger_type,
-            started_by=ex.started_by,
-            created_at=iso(ex.created_at),
-            started_at=iso(ex.started_at),
-            ended_at=iso(ex.ended_at),
-            duration_ms=duration,
-        )
-
-
-class ExecutionDetail(ExecutionSummary):
-    params: dict[str, Any]
-    trigger: dict[str, Any]
-    cancel: dict[str, Any] | None
-    steps: list[StepOut]
-    engine_log: list[EngineLogOut]
-
-
-class ExecutionPage(BaseModel):
-    items: list[ExecutionSummary]
-    total: int
-    limit: int
-    offset: int
-
-
-class LogLineOut(BaseModel):
-    id: int
-    step: str
-    job_id: str
-    seq: int
-    at: str | None
-    stream: str
-    text: str
-
-
-class LogPage(BaseModel):
-    items: list[LogLineOut]
-    next_after: int = Field(description="Pass as `after` to read the lines that follow.")
-
-
 def _detail(services: Services, execution_id: str) -> ExecutionDetail:
     host: RuntimeHost | None = services.extra.get("runtime")
     agents = host.runtime.roster.online(time.time()) if host is not None else []
@@ -224,7 +102,9 @@ def _detail(services: Services, execution_id: str) -> ExecutionDetail:
         elog = runs_store.engine_log(session, execution_id)
         queued = agents and any(j.status == JobStatus.PENDING for j in jobs)
         busy = jobs_store.in_flight_by_agent(session) if queued else {}
+        counts = step_counts(session, [execution_id])[execution_id]
     reasons = pending_reasons(ex, steps, jobs, agents, busy)
+    definitions = {d["id"]: d for d in ex.definition.get("steps", [])}
     by_step: dict[str, list[Job]] = {}
     for job in jobs:
         by_step.setdefault(job.step_id, []).append(job)
@@ -232,8 +112,8 @@ def _detail(services: Services, execution_id: str) -> ExecutionDetail:
     def step_out(s: Step) -> StepOut:
         return StepOut(
             id=s.step_id,
-            type=s.type,
-            status=s.status.value,
+            type=StepType(s.type),
+            status=s.status,
             started_at=iso(s.started_at),
             ended_at=iso(s.ended_at),
             retry_at=iso(s.retry_at),
@@ -242,23 +122,24 @@ def _detail(services: Services, execution_id: str) -> ExecutionDetail:
             result=s.gate_result,
             pending_reason=reasons.get(s.step_id),
             jobs=[
-                JobOut.of(j) for j in sorted(by_step.get(s.step_id, []), key=lambda j: j.attempt)
+                JobOut.of(j, definitions.get(s.step_id, {}))
+                for j in sorted(by_step.get(s.step_id, []), key=lambda j: j.attempt)
             ],
         )
 
-    summary = ExecutionSummary.of(ex)
+    summary = ExecutionSummary.of(ex, counts)
     return ExecutionDetail(
-        **summary.model_dump(),
+        **dict(summary),
         params=ex.params,
-        trigger=ex.trigger,
+        trigger_data=ex.trigger,
         cancel=(
-            {
-                "mode": ex.cancel_mode,
-                "cleanup": ex.cancel_cleanup,
-                "requested_at": iso(ex.cancel_requested_at),
-                "reason": ex.cancel_reason,
-                "by": ex.cancel_by,
-            }
+            CancelRequest(
+                mode=ex.cancel_mode,
+                cleanup=ex.cancel_cleanup,
+                requested_at=iso(ex.cancel_requested_at),
+                reason=ex.cancel_reason,
+                by=ex.cancel_by,
+            )
             if ex.cancel_mode
             else None
         ),
@@ -341,8 +222,12 @@ def list_executions(
         items, total = runs_store.list_executions(
             session, flt, limit=limit, offset=offset, sort=sort
         )
+        counts = step_counts(session, [e.id for e in items])
     return ExecutionPage(
-        items=[ExecutionSummary.of(e) for e in items], total=total, limit=limit, offset=offset
+        items=[ExecutionSummary.of(e, counts[e.id]) for e in items],
+        total=total,
+        limit=limit,
+        offset=offset,
     )
 
 

@@ -7,11 +7,38 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from opsflow.status import WorkflowStatus
+from opsflow.api.execution_models import iso
+from opsflow.spec.triggers import RunTrigger
+from opsflow.status import ExecutionStatus, WorkflowStatus
 from opsflow.store.bundles import BundleEntry
+from opsflow.store.overview import RunStats
 from opsflow.store.workflows import Workflow, WorkflowVersion
 
 WORKFLOW_ID_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?$"
+
+# How many of a workflow's most recent ended runs its success rate counts.
+SUCCESS_WINDOW = 50
+
+
+class LastRun(BaseModel):
+    """A workflow's newest execution (test runs of the draft excluded)."""
+
+    id: str
+    status: ExecutionStatus
+    created_at: str | None
+    started_at: str | None
+    ended_at: str | None
+
+
+def trigger_types(triggers: list[dict[str, Any]]) -> list[RunTrigger]:
+    """``manual`` first (anyone allowed can run any workflow by hand), then each trigger type
+    the definition declares, once, in the order of the definition."""
+    kinds = [RunTrigger.MANUAL]
+    for trigger in triggers:
+        kind = RunTrigger(trigger["type"])
+        if kind not in kinds:
+            kinds.append(kind)
+    return kinds
 
 
 class WorkflowSummary(BaseModel):
@@ -25,9 +52,32 @@ class WorkflowSummary(BaseModel):
     updated_at: datetime
     created_by: str | None
     deleted_at: datetime | None
+    trigger_types: list[RunTrigger] = Field(
+        description="manual, then the trigger types of the latest version (of the draft "
+        "while nothing is published)."
+    )
+    last_run: LastRun | None = Field(description="The newest execution; null if none.")
+    success_rate: float | None = Field(
+        ge=0,
+        le=1,
+        description=f"Share of the last {SUCCESS_WINDOW} ended executions (test runs excluded) "
+        "that completed, 0 to 1; null when none has ended.",
+    )
+    ended_runs: int = Field(
+        description=f"How many ended executions `success_rate` counts (at most {SUCCESS_WINDOW})."
+    )
 
     @classmethod
-    def of(cls, wf: Workflow) -> WorkflowSummary:
+    def of(
+        cls, wf: Workflow, stats: RunStats, published_triggers: list[dict[str, Any]] | None
+    ) -> WorkflowSummary:
+        """``published_triggers``: the latest version's triggers; None if never published."""
+        triggers = (
+            published_triggers
+            if published_triggers is not None
+            else list(wf.draft_definition.get("triggers") or [])
+        )
+        last = stats.last
         return cls(
             id=wf.id,
             name=wf.name,
@@ -39,6 +89,20 @@ class WorkflowSummary(BaseModel):
             updated_at=wf.updated_at,
             created_by=wf.created_by,
             deleted_at=wf.deleted_at,
+            trigger_types=trigger_types(triggers),
+            last_run=(
+                LastRun(
+                    id=last.id,
+                    status=last.status,
+                    created_at=iso(last.created_at),
+                    started_at=iso(last.started_at),
+                    ended_at=iso(last.ended_at),
+                )
+                if last is not None
+                else None
+            ),
+            success_rate=stats.success_rate,
+            ended_runs=stats.ended,
         )
 
 
@@ -55,16 +119,17 @@ class WorkflowDetail(WorkflowSummary):
     )
 
     @classmethod
-    def build(cls, wf: Workflow, latest: WorkflowVersion | None) -> WorkflowDetail:
+    def build(cls, wf: Workflow, latest: WorkflowVersion | None, stats: RunStats) -> WorkflowDetail:
         source = latest.definition if latest is not None else wf.draft_definition
+        triggers = list(source.get("triggers") or [])
         return cls(
-            **WorkflowSummary.of(wf).model_dump(),
+            **dict(WorkflowSummary.of(wf, stats, triggers if latest is not None else None)),
             draft_definition=wf.draft_definition,
             draft_yaml=wf.draft_yaml,
             draft_bundle_digest=wf.draft_bundle_digest,
             draft_digest=wf.draft_digest,
             has_unpublished_changes=latest is None or latest.content_digest != wf.draft_digest,
-            triggers=list(source.get("triggers") or []),
+            triggers=triggers,
         )
 
 

@@ -19,6 +19,7 @@ from opsflow.api.problems import error_responses
 from opsflow.api.security import require
 from opsflow.api.services import Services, services_of
 from opsflow.api.workflow_models import (
+    SUCCESS_WINDOW,
     WORKFLOW_ID_PATTERN,
     BundleFileOut,
     DuplicateRequest,
@@ -35,9 +36,10 @@ from opsflow.auth.credentials import Principal
 from opsflow.auth.permissions import Permission
 from opsflow.errors import InvalidInput, Problem
 from opsflow.status import WorkflowStatus
-from opsflow.store import audit, bundles
+from opsflow.store import audit, bundles, overview
 from opsflow.store import workflows as store
 from opsflow.store.session import Session
+from opsflow.store.workflows import Workflow
 
 router = APIRouter(prefix="/workflows", tags=["workflows"])
 
@@ -50,7 +52,17 @@ PublishFlag = Annotated[bool, Query(description="Also publish the draft as a new
 
 def _detail(session: Session, workflow_id: str, include_deleted: bool = False) -> WorkflowDetail:
     wf = store.get_workflow(session, workflow_id, include_deleted=include_deleted)
-    return WorkflowDetail.build(wf, store.latest_version(session, workflow_id))
+    stats = overview.workflow_run_stats(session, [wf.id], SUCCESS_WINDOW)[wf.id]
+    return WorkflowDetail.build(wf, store.latest_version(session, workflow_id), stats)
+
+
+def _summaries(session: Session, workflows: list[Workflow]) -> list[WorkflowSummary]:
+    """The list's rows with their last run, success rate and trigger types (three queries for
+    the whole page)."""
+    ids = [w.id for w in workflows]
+    stats = overview.workflow_run_stats(session, ids, SUCCESS_WINDOW)
+    published = overview.published_triggers(session, ids)
+    return [WorkflowSummary.of(w, stats[w.id], published.get(w.id)) for w in workflows]
 
 
 def _save(
@@ -132,8 +144,9 @@ def list_workflows(
             limit=limit,
             offset=offset,
         )
+        items = _summaries(session, page.items)
     return WorkflowPage(
-        items=[WorkflowSummary.of(w) for w in page.items],
+        items=items,
         total=page.total,
         limit=page.limit,
         offset=page.offset,
@@ -203,7 +216,8 @@ def delete_workflow(
     with services_of(request).session() as session:
         wf = store.delete(session, workflow_id)
         audit.record(session, principal.name, "workflow.delete", workflow_id)
-    return WorkflowSummary.of(wf)
+        (summary,) = _summaries(session, [wf])
+    return summary
 
 
 @router.post(
@@ -242,7 +256,8 @@ def pause_workflow(request: Request, workflow_id: WorkflowId, principal: Editor)
     with services_of(request).session() as session:
         wf = store.pause(session, workflow_id)
         audit.record(session, principal.name, "workflow.pause", workflow_id)
-    return WorkflowSummary.of(wf)
+        (summary,) = _summaries(session, [wf])
+    return summary
 
 
 @router.post(
@@ -257,7 +272,8 @@ def resume_workflow(
     with services_of(request).session() as session:
         wf = store.resume(session, workflow_id)
         audit.record(session, principal.name, "workflow.resume", workflow_id)
-    return WorkflowSummary.of(wf)
+        (summary,) = _summaries(session, [wf])
+    return summary
 
 
 @router.post(

@@ -7,6 +7,7 @@ Terraform and Ansible, the two larger configurations, live in ``spec/tool_steps.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal, Self
 
@@ -204,3 +205,30 @@ class WorkflowStep(StepBase):
     workflow: WorkflowId = Field(description="Id of the workflow to run.")
     params: dict[str, Any] = Field(default_factory=dict, description="Its params (templated).")
     wait: bool = Field(True, description="Wait for the run to end and take its outcome.")
+
+
+def step_action(step_type: StepType, config: Mapping[str, Any]) -> str:
+    """What one job of a step does, as ``type.verb``: ``script.bash`` (the shell),
+    ``http.request``, ``terraform.plan|apply|destroy``, ``ansible.playbook``, ``notify.send``;
+    gates give ``approval.wait``, ``condition.evaluate``, ``workflow.run``.
+
+    ``config`` is the job's rendered configuration (or the step's definition): a Terraform
+    cleanup job's own ``action`` is ``destroy`` whatever the step did.
+    """
+    match StepType(step_type):
+        case StepType.SCRIPT:
+            return f"script.{config.get('shell') or Shell.BASH.value}"
+        case StepType.TERRAFORM:
+            return f"terraform.{config.get('action') or 'plan'}"
+        case StepType.HTTP:
+            return "http.request"
+        case StepType.ANSIBLE:
+            return "ansible.playbook"
+        case StepType.NOTIFY:
+            return "notify.send"
+        case StepType.APPROVAL:
+            return "approval.wait"
+        case StepType.CONDITION:
+            return "condition.evaluate"
+        case StepType.WORKFLOW:
+            return "workflow.run"

@@ -59,6 +59,18 @@ class TriggerType(StrEnum):
     WORKFLOW = "workflow"
 
 
+class RunTrigger(StrEnum):
+    """How an execution was started: by a person (``manual``; every workflow can be run by
+    hand) or by one of the `TriggerType` a definition declares."""
+
+    MANUAL = "manual"
+    SCHEDULE = TriggerType.SCHEDULE.value
+    WEBHOOK = TriggerType.WEBHOOK.value
+    GIT = TriggerType.GIT.value
+    INCIDENT = TriggerType.INCIDENT.value
+    WORKFLOW = TriggerType.WORKFLOW.value
+
+
 class MissedRuns(StrEnum):
     """What the scheduler does with instants it missed while no server was running."""
 

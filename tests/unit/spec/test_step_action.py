@@ -1,0 +1,22 @@
+"""Every step type names what its jobs do as ``type.verb``."""
+
+from __future__ import annotations
+
+from opsflow.spec.steps import step_action
+from opsflow.spec.triggers import RunTrigger, TriggerType
+from opsflow.status import StepType
+
+
+def test_each_step_type_has_an_action_name() -> None:
+    assert step_action(StepType.SCRIPT, {}) == "script.bash"
+    assert step_action(StepType.SCRIPT, {"shell": "python"}) == "script.python"
+    assert step_action(StepType.HTTP, {"url": "http://x"}) == "http.request"
+    assert step_action(StepType.TERRAFORM, {"action": "apply"}) == "terraform.apply"
+    assert step_action(StepType.ANSIBLE, {}) == "ansible.playbook"
+    assert step_action(StepType.NOTIFY, {}) == "notify.send"
+    names = {step_action(t, {}) for t in StepType}
+    assert len(names) == len(StepType) and all("." in n for n in names)
+
+
+def test_a_run_is_started_by_hand_or_by_any_trigger_type() -> None:
+    assert {t.value for t in RunTrigger} == {"manual"} | {t.value for t in TriggerType}
