@@ -10,7 +10,10 @@ Outputs: ``status``, ``headers`` (lower-case names, repeated headers joined with
 Outputs are filled on an unexpected status too, so a ``.failed`` handler can read the response.
 
 Retry intent: 5xx, 429, connection errors and timeouts may be retried; any other unexpected
-status (a 4xx) or a bad configuration will not get better by trying again.
+status (a 4xx), a certificate the agent does not trust, or a bad configuration will not get
+better by trying again. A request that got no answer says why in words ("connection refused
+(db:5432)", "name not resolved (api.example.invalid)", "TLS verification failed (...):
+self-signed certificate", "timed out after 30s").
 """
 
 from __future__ import annotations
@@ -18,8 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import ssl
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -30,12 +31,12 @@ from opsflow.status import JobStatus, LogStream, StepType
 
 from .base import CancelSignal, JobSpec, LogSink, StepResult, format_seconds
 from .config import StepConfig, StepConfigError
+from .network import TIMED_OUT, TLS_VERIFICATION_FAILED, NetworkCause, cause_of, without_errno
 
 DEFAULT_TIMEOUT = 60.0
 MAX_BODY_BYTES = 1024 * 1024
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 _RETRYABLE_4XX = frozenset({408, 425, 429})
-_CERT_FAILED = "certificate verification failed"
 
 
 @dataclass(frozen=True)
@@ -102,14 +103,8 @@ class HttpExecutor:
             return _failed(log, f"too many redirects: {exc}", retryable=False)
         except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
             return StepConfigError("url", str(exc)).result()
-        except httpx.ConnectError as exc:
-            reason = _reason(exc)
-            if reason.startswith(_CERT_FAILED):
-                hint = "; set verify_tls: false only for a server you trust"
-                return _failed(log, f"TLS {reason}{hint}", retryable=False)
-            return _failed(log, f"connection failed: {reason}", retryable=True)
         except httpx.HTTPError as exc:
-            return _failed(log, f"request failed: {_reason(exc)}", retryable=True)
+            return _network_failure(exc, request.url, timeout, log)
         return _result(request, response, log)
 
 
@@ -237,15 +232,18 @@ def _failed(log: LogSink, error: str, *, retryable: bool) -> StepResult:
     return StepResult(JobStatus.FAILED, error=error, retryable=retryable)
 
 
-def _reason(exc: httpx.HTTPError) -> str:
-    """The socket-level reason when there is one ("Connection refused"), else httpx's message."""
-    cause: BaseException | None = exc
-    while cause is not None:
-        if isinstance(cause, ssl.SSLCertVerificationError):
-            return f"{_CERT_FAILED}: {cause.verify_message}"
-        if isinstance(cause, ssl.SSLError):
-            return str(cause)
-        if isinstance(cause, OSError) and cause.errno:
-            return os.strerror(cause.errno)
-        cause = cause.__cause__ or cause.__context__
-    return str(exc) or type(exc).__name__
+def _network_failure(
+    exc: httpx.HTTPError, url: httpx.URL, timeout: float, log: LogSink
+) -> StepResult:
+    """The request got no answer: say why in words, and where it was going."""
+    cause = cause_of(exc)
+    if cause is not None and cause.words == TIMED_OUT:
+        return _timed_out(timeout, log)
+    if cause is None:
+        # No socket-level cause: the server broke the protocol (closed early, bad answer).
+        cause = NetworkCause("the server did not answer properly", without_errno(str(exc)))
+    where = f"{url.host}:{url.port}" if url.port else url.host
+    error = f"{cause.words} ({where})" + (f": {cause.detail}" if cause.detail else "")
+    if cause.words == TLS_VERIFICATION_FAILED:
+        error += "; set verify_tls: false only for a server you trust"
+    return _failed(log, error, retryable=cause.retryable)

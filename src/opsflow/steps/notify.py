@@ -5,8 +5,9 @@ URLs and passes them as ``config["urls"]`` with the rendered ``message`` and opt
 so channel credentials live in one place on the server and never in workflow files.
 
 Apprise is a blocking library: it runs in a worker thread so the agent's event loop stays free.
-A failure carries the reason Apprise logged for each channel URL that failed. Log lines name
-services ("Slack"), never the URLs, which hold tokens.
+A failure carries, for each channel URL that failed, the cause of a network failure in words
+("connection refused", "name not resolved", "TLS verification failed", "timed out") and what
+Apprise warned. Log lines name services ("Slack"), never the URLs, which hold tokens.
 
 Outputs: ``delivered`` (how many channel URLs accepted the message).
 """
@@ -15,15 +16,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import apprise
+from apprise.logger import LOGGER_NAME as APPRISE_LOGGER
 
 from opsflow.status import JobStatus, LogStream, StepType
 
 from .base import CancelSignal, JobSpec, LogSink, StepResult, format_seconds
 from .config import StepConfig, StepConfigError
+from .network import NetworkCause, cause_in_text
 
 DEFAULT_TIMEOUT = 60.0
 # Extra time we wait beyond Apprise's own deadline before giving up on the worker thread.
@@ -35,7 +39,8 @@ class _ServiceOutcome:
     name: str
     delivered: bool
     timed_out: bool
-    reasons: tuple[str, ...]
+    reasons: tuple[str, ...]  # what Apprise warned about (never its DEBUG lines: they hold URLs)
+    cause: NetworkCause | None = None  # a network failure's cause, from any of its lines
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,9 @@ class NotifyExecutor:
     """Runs ``notify`` steps with Apprise in a worker thread."""
 
     type = StepType.NOTIFY
+
+    def __init__(self) -> None:
+        _let_apprise_say_why()
 
     async def run(self, spec: JobSpec, log: LogSink, cancel: CancelSignal) -> StepResult:
         """Send the message to every channel URL; fail if any of them did not take it."""
@@ -106,18 +114,55 @@ def _deliver(urls: list[str], message: str, title: str, timeout: float) -> _Deli
                 f"is not a valid Apprise URL (scheme {scheme!r}); fix the channel's URL in the "
                 "server's notification channels",
             )
-    result = sender.notify(body=message, title=title, timeout=timeout)
-    services = tuple(
-        _ServiceOutcome(
-            name=service.name,
-            delivered=bool(service),
-            timed_out=service.status == apprise.AppriseResultStatus.TIMEOUT,
-            reasons=tuple(entry.message for entry in service.logs()),
+    # DEBUG is captured only to learn a failure's cause ("Socket Exception: ... [Errno 111]
+    # Connection refused"); those lines name channel URLs and are never shown.
+    result = sender.notify(body=message, title=title, timeout=timeout, log_level=logging.DEBUG)
+    services = []
+    for service in result.results:
+        entries = list(service.logs())
+        cause = None
+        if not service:
+            cause = next((c for e in entries if (c := cause_in_text(e.message)) is not None), None)
+        services.append(
+            _ServiceOutcome(
+                name=service.name,
+                delivered=bool(service),
+                timed_out=service.status == apprise.AppriseResultStatus.TIMEOUT,
+                reasons=tuple(e.message for e in entries if _shown(e.level)),
+                cause=cause,
+            )
         )
-        for service in result.results
-    )
-    call_reasons = tuple(entry.message for entry in result.call_logs())
-    return _Delivery(services, call_reasons)
+    call_reasons = tuple(e.message for e in result.call_logs() if _shown(e.level))
+    return _Delivery(tuple(services), call_reasons)
+
+
+def _shown(level: str) -> bool:
+    return logging.getLevelName(level) in (logging.WARNING, logging.ERROR, logging.CRITICAL)
+
+
+class _Onward(logging.Handler):
+    """Hands Apprise's WARNING-and-above records on to the server's own log handlers."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        parent = logging.getLogger(APPRISE_LOGGER).parent
+        if parent is not None:
+            parent.handle(record)
+
+
+def _let_apprise_say_why() -> None:
+    """Apprise states a network failure's cause only at DEBUG, and captures for a delivery only
+    what its logger lets through. Let it produce DEBUG records for the capture, but hand only
+    WARNING and above on to the server's log: DEBUG lines carry channel URLs and tokens."""
+    logger = logging.getLogger(APPRISE_LOGGER)
+    if any(isinstance(h, _Onward) for h in logger.handlers):
+        return
+    logger.addHandler(_Onward())
+    logger.propagate = False
+    if logger.getEffectiveLevel() > logging.DEBUG:
+        logger.setLevel(logging.DEBUG)
 
 
 def _result(delivery: _Delivery, timeout: float, log: LogSink) -> StepResult:
@@ -135,13 +180,22 @@ def _result(delivery: _Delivery, timeout: float, log: LogSink) -> StepResult:
         return StepResult(JobStatus.COMPLETED, outputs=outputs)
     if failed and all(s.timed_out for s in failed):
         return _timed_out(timeout, log)
-    reasons = [f"{s.name}: {' '.join(s.reasons) or 'no reason given'}" for s in failed]
+    reasons = [_why(s) for s in failed]
     reasons += list(delivery.call_reasons)
     total = len(delivery.services)
     error = f"notification failed for {len(failed)} of {total} channel URL(s): " + "; ".join(
         reasons or ["Apprise sent nothing"]
     )
-    return StepResult(JobStatus.FAILED, outputs=outputs, error=error)
+    retryable = all(s.cause is None or s.cause.retryable for s in failed)
+    return StepResult(JobStatus.FAILED, outputs=outputs, error=error, retryable=retryable)
+
+
+def _why(service: _ServiceOutcome) -> str:
+    """``"JSON: connection refused (A Connection error occurred sending ... to db.)"``."""
+    said = " ".join(service.reasons)
+    if service.cause is None:
+        return f"{service.name}: {said or 'no reason given'}"
+    return f"{service.name}: {service.cause}" + (f" ({said})" if said else "")
 
 
 def _timed_out(timeout: float, log: LogSink) -> StepResult:
