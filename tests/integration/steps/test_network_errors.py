@@ -109,18 +109,36 @@ async def test_notify_step_says_why_the_channel_got_nothing(
         assert "self-signed certificate" in (result.error or "")
 
 
+class _Kept(logging.Handler):
+    """A handler on the root logger, as the server's own log handler is."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
 async def test_apprise_debug_lines_never_reach_the_server_log(
-    workdir: Path, sink: RecordingSink, caplog: pytest.LogCaptureFixture
+    workdir: Path, sink: RecordingSink
 ) -> None:
     """The cause is read from Apprise's DEBUG lines, which name the channel URL and its token;
-    the server's own log still gets Apprise's warnings only."""
-    caplog.set_level(logging.DEBUG)
-    url = f"json://deployer:t0ken-s3cret@127.0.0.1:{_closed_port()}/hook"
-    spec = job(workdir, StepType.NOTIFY, {"urls": [url], "message": "hello"}, timeout=2)
-    result = await NotifyExecutor().run(spec, sink, CancelSignal())
+    the server's own log (handlers on the root logger) still gets Apprise's warnings only."""
+    root = logging.getLogger()
+    kept, level = _Kept(), root.level
+    root.addHandler(kept)
+    root.setLevel(logging.DEBUG)
+    try:
+        url = f"json://deployer:t0ken-s3cret@127.0.0.1:{_closed_port()}/hook"
+        spec = job(workdir, StepType.NOTIFY, {"urls": [url], "message": "hello"}, timeout=2)
+        result = await NotifyExecutor().run(spec, sink, CancelSignal())
+    finally:
+        root.removeHandler(kept)
+        root.setLevel(level)
     assert result.error is not None and "connection refused" in result.error
-    apprise_records = [r for r in caplog.records if r.name.startswith("apprise")]
+    apprise_records = [r for r in kept.records if r.name.startswith("apprise")]
     assert apprise_records, "Apprise's warning should still reach the server log"
     assert all(r.levelno >= logging.WARNING for r in apprise_records), apprise_records
-    assert not any("t0ken-s3cret" in r.getMessage() for r in caplog.records)
+    assert not any("t0ken-s3cret" in r.getMessage() for r in kept.records)
     assert not any("t0ken-s3cret" in text for _, text in sink.lines)
