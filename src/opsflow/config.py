@@ -48,8 +48,17 @@ class Settings:
     max_bundle_bytes: int = DEFAULT_MAX_BUNDLE_BYTES
     notify_channels: dict[str, list[str]] = field(default_factory=dict)
     demo: bool = False
+    # The web UI's production build (index.html and assets/); None: the one inside the
+    # package (src/opsflow/web_dist, written by `npm --prefix web run build`).
+    web_dir: Path | None = None
+    # How long a browser's login session lasts (seconds) before it must log in again.
+    session_seconds: float = 12 * 3600.0
 
     def __post_init__(self) -> None:
+        if self.session_seconds <= 0:
+            raise InvalidInput(
+                f"OPSFLOW_SESSION_SECONDS must be more than 0, not {self.session_seconds}"
+            )
         if not self.db_url:
             default = f"sqlite:///{(Path(self.data_dir) / 'opsflow.db').resolve()}"
             object.__setattr__(self, "db_url", default)
@@ -67,7 +76,8 @@ class Settings:
         Variables: ``OPSFLOW_DATA_DIR``, ``OPSFLOW_DB``, ``OPSFLOW_HOST``, ``OPSFLOW_PORT``,
         ``OPSFLOW_LOCAL_AGENT`` (true/false), ``OPSFLOW_LOCAL_AGENT_CONCURRENCY``,
         ``OPSFLOW_LEASE_SECONDS``, ``OPSFLOW_HEARTBEAT_SECONDS``, ``OPSFLOW_STOP_GRACE_SECONDS``,
-        ``OPSFLOW_ADMIN_PASSWORD``, ``OPSFLOW_MAX_BUNDLE_BYTES``, ``OPSFLOW_DEMO`` and one
+        ``OPSFLOW_ADMIN_PASSWORD``, ``OPSFLOW_MAX_BUNDLE_BYTES``, ``OPSFLOW_DEMO``,
+        ``OPSFLOW_WEB_DIR``, ``OPSFLOW_SESSION_SECONDS`` and one
         ``OPSFLOW_NOTIFY_<NAME>`` per notify channel (comma- or space-separated Apprise URLs).
         Channels also come from ``<data_dir>/notify.yaml`` (``{name: [url, ...]}``); the
         environment wins for a name defined in both.
@@ -102,6 +112,10 @@ class Settings:
             values["max_bundle_bytes"] = _int(env, "OPSFLOW_MAX_BUNDLE_BYTES")
         if "OPSFLOW_DEMO" in env:
             values["demo"] = _bool(env, "OPSFLOW_DEMO")
+        if env.get("OPSFLOW_WEB_DIR"):
+            values["web_dir"] = Path(env["OPSFLOW_WEB_DIR"])
+        if "OPSFLOW_SESSION_SECONDS" in env:
+            values["session_seconds"] = _float(env, "OPSFLOW_SESSION_SECONDS")
         values.update({k: v for k, v in overrides.items() if v is not None})
         if "data_dir" in values:
             values["data_dir"] = Path(values["data_dir"])

@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 import opsflow
 from opsflow.api import (
+    apidocs,
     approvals,
     events,
     executions,
@@ -28,6 +29,7 @@ from opsflow.api import (
     secrets,
     tfstate,
     tokens,
+    webui,
     workflows,
 )
 from opsflow.api.demo import find_examples_dir, load_examples
@@ -106,7 +108,7 @@ def create_app(settings: Settings, *, extensions: Sequence[Extension] | None = N
         version=opsflow.__version__,
         description="Durable DAG workflows for operations teams.",
         openapi_url=f"{API_PREFIX}/openapi.json",
-        docs_url=f"{API_PREFIX}/docs",
+        docs_url=None,  # apidocs serves Swagger UI from the package, not a CDN
         redoc_url=None,
         lifespan=lifespan,
     )
@@ -114,4 +116,7 @@ def create_app(settings: Settings, *, extensions: Sequence[Extension] | None = N
     app.include_router(health.probes)
     for router in API_ROUTERS:
         app.include_router(router, prefix=API_PREFIX)
+    apidocs.install(app, API_PREFIX)
+    # Last: the web UI answers every GET no route above claimed (its client-side routes).
+    app.include_router(webui.router)
     return app
