@@ -7,7 +7,7 @@ references only same-origin assets.
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
@@ -20,8 +20,8 @@ def install(app: FastAPI, prefix: str) -> None:
     assets = f"{docs}/assets"
     app.mount(assets, StaticFiles(directory=swagger_ui_path), name="swagger-ui")
 
-    @app.get(docs, include_in_schema=False)
-    def swagger_ui() -> HTMLResponse:
+    # Plain routes (as FastAPI's own docs_url): pages for people, not API operations.
+    async def swagger_ui(_request: Request) -> HTMLResponse:
         return get_swagger_ui_html(
             openapi_url=f"{prefix}/openapi.json",
             title=f"{app.title} API",
@@ -31,6 +31,8 @@ def install(app: FastAPI, prefix: str) -> None:
             oauth2_redirect_url=f"{docs}/oauth2-redirect",
         )
 
-    @app.get(f"{docs}/oauth2-redirect", include_in_schema=False)
-    def swagger_ui_redirect() -> HTMLResponse:
+    async def swagger_ui_redirect(_request: Request) -> HTMLResponse:
         return get_swagger_ui_oauth2_redirect_html()
+
+    app.add_route(docs, swagger_ui, include_in_schema=False)
+    app.add_route(f"{docs}/oauth2-redirect", swagger_ui_redirect, include_in_schema=False)
