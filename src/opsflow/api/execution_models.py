@@ -182,7 +182,9 @@ class ExecutionSummary(BaseModel):
 
 
 class CancelRequest(BaseModel):
-    mode: str = Field(description="graceful or force.")
+    mode: str | None = Field(
+        description="graceful or force; null for a cleanup asked after the execution ended."
+    )
     cleanup: bool = Field(description="Each step's cleanup action runs after the cancel.")
     requested_at: str | None
     reason: str | None

@@ -27,7 +27,7 @@ from opsflow.api.execution_models import (
     StepOut,
     iso,
 )
-from opsflow.api.security import require
+from opsflow.api.security import ensure, require
 from opsflow.api.services import Services, services_of
 from opsflow.auth.credentials import Principal
 from opsflow.auth.permissions import Permission
@@ -87,7 +87,8 @@ class CancelBody(BaseModel):
     mode: Literal["graceful", "force", "cleanup"] = Field(
         "graceful",
         description="graceful: in-flight jobs finish; force: terminate them; cleanup: graceful, "
-        "then each step's cleanup action runs.",
+        "then each step's cleanup action runs (also accepted after the execution ended, to "
+        "undo what it applied; needs executions:cleanup).",
     )
     reason: str = ""
 
@@ -140,7 +141,7 @@ def _detail(services: Services, execution_id: str) -> ExecutionDetail:
                 reason=ex.cancel_reason,
                 by=ex.cancel_by,
             )
-            if ex.cancel_mode
+            if ex.cancel_mode or ex.cancel_cleanup
             else None
         ),
         steps=[step_out(s) for s in steps],
@@ -163,8 +164,6 @@ def start_run(
     """Start a run of the latest published version (or `version`, or the draft with `test`)."""
     services = services_of(request)
     if body.test:
-        from opsflow.api.security import ensure
-
         ensure(principal, Permission.WORKFLOWS_UPDATE)  # a draft is the editors' work in progress
     with services.db.read() as session:
         req = run_request(
@@ -248,6 +247,8 @@ def cancel_execution(
     principal: Principal = Depends(require(Permission.EXECUTIONS_CANCEL)),
 ) -> ExecutionDetail:
     body = body or CancelBody()
+    if body.mode == "cleanup":
+        ensure(principal, Permission.EXECUTIONS_CLEANUP)
     services = services_of(request)
     host_of(services).runtime.cancel(
         execution_id, mode=CancelMode(body.mode), by=principal.name, reason=body.reason

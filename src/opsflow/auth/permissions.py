@@ -17,6 +17,7 @@ class Permission(StrEnum):
     EXECUTIONS_READ = "executions:read"
     EXECUTIONS_CANCEL = "executions:cancel"
     EXECUTIONS_RETRY = "executions:retry"
+    EXECUTIONS_CLEANUP = "executions:cleanup"  # undo what a run applied (terraform destroy)
     APPROVALS_RESPOND = "approvals:respond"
     AGENTS_MANAGE = "agents:manage"
     SECRETS_MANAGE = "secrets:manage"
@@ -38,6 +39,7 @@ _OPERATOR = _VIEWER | {
     Permission.WORKFLOWS_RUN,
     Permission.EXECUTIONS_CANCEL,
     Permission.EXECUTIONS_RETRY,
+    Permission.EXECUTIONS_CLEANUP,
     Permission.APPROVALS_RESPOND,
 }
 _EDITOR = _OPERATOR | {Permission.WORKFLOWS_UPDATE}

@@ -277,17 +277,29 @@ def cancel(
         bool, typer.Option(help="Terminate in-flight jobs (SIGTERM, then SIGKILL).")
     ] = False,
     cleanup: Annotated[
-        bool, typer.Option(help="Run each step's cleanup action after cancelling.")
+        bool,
+        typer.Option(
+            help="Run each step's cleanup action after cancelling; on an execution that has "
+            "ended, undo what it applied (terraform destroy, newest first)."
+        ),
     ] = False,
     output: OutputOption = OutputFormat.TEXT,
 ) -> None:
-    """Cancel an execution."""
+    """Cancel an execution; with --cleanup, also (or, once it ended, only) undo what it
+    applied."""
     if force and cleanup:
         raise UsageError("choose --force or --cleanup, not both")
     mode = "force" if force else ("cleanup" if cleanup else "graceful")
     body = client_for(ctx).post(f"/executions/{execution_id}/cancel", json={"mode": mode})
     if output is OutputFormat.JSON:
         print_json(body)
+    elif cleanup and body["status"] not in ("pending", "running", "paused", "cancelled"):
+        stdout.print(
+            Text("cleanup requested: undoing what the run applied, newest first (see ")
+            .append(f"opsflow executions show {execution_id}")
+            .append("); execution stays ")
+            .append_text(_styled(body["status"]))
+        )
     else:
         stdout.print(
             Text(f"cancel requested ({mode}); execution is ").append_text(_styled(body["status"]))

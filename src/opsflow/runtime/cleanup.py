@@ -1,6 +1,7 @@
-"""Cancel with cleanup: undo what the run did, one visible cleanup job at a time.
+"""Cleanup: undo what the run did, one visible cleanup job at a time.
 
-After an execution ends CANCELLED with a cleanup request, every step whose type knows
+After an execution ends CANCELLED with a cleanup request, or when cleanup is asked for after
+it ended (failed, completed, rejected...), every step whose type knows
 how to undo its work gets a cleanup job, newest first (reverse order of ending), one after the
 other: the next is queued when the previous one ends. Cleanup jobs are ordinary jobs with
 ``purpose = "cleanup"``: agents run them, their logs stream, and the execution detail lists
@@ -22,7 +23,7 @@ from opsflow.runtime.context import Wiring, job_config, step_definition
 from opsflow.status import JobStatus, StepStatus, StepType
 from opsflow.store import jobs as jobs_store
 from opsflow.store import runs as runs_store
-from opsflow.store.runs import Execution
+from opsflow.store.runs import Execution, Step
 
 
 def _terraform_undo(raw: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -41,6 +42,22 @@ UNDO: dict[StepType, Callable[[Mapping[str, Any]], dict[str, Any] | None]] = {
 DONE_MESSAGE = "cleanup finished"
 
 
+def undoable_steps(execution: Execution, steps: list[Step]) -> list[Step]:
+    """Those of the execution's ``steps`` cleanup undoes, newest first: every step with an
+    undo (``UNDO``) that started and ended succeeded, failed or cancelled (a partial apply
+    is undone too)."""
+    ran = [
+        s
+        for s in steps
+        if StepType(s.type) in UNDO
+        and s.started_at is not None
+        and s.status in (StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.CANCELLED)
+        and UNDO[StepType(s.type)](step_definition(execution, s.step_id)) is not None
+    ]
+    ran.sort(key=lambda s: s.ended_at or 0.0, reverse=True)
+    return ran
+
+
 def advance_cleanup(session: Session, execution: Execution, now: float, wiring: Wiring) -> Changes:
     """Queue the next cleanup job, or note that cleanup is complete."""
     changes = Changes()
@@ -50,16 +67,8 @@ def advance_cleanup(session: Session, execution: Execution, now: float, wiring: 
         return changes  # one at a time, in order
     handled = {j.step_id for j in cleanup}
     steps = runs_store.list_steps(session, execution.id)
-    ran = [
-        s
-        for s in steps
-        if StepType(s.type) in UNDO
-        and s.started_at is not None
-        and s.status in (StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.CANCELLED)
-    ]
-    ran.sort(key=lambda s: s.ended_at or 0.0, reverse=True)
     by_id = {s.step_id: s for s in steps}
-    for step in ran:
+    for step in undoable_steps(execution, steps):
         if step.step_id in handled:
             continue
         undo = UNDO[StepType(step.type)](step_definition(execution, step.step_id))

@@ -114,6 +114,11 @@ class Decisions:
         def work(session: Session, changes: Changes) -> list[str]:
             now = self.clock()
             ex = runs_store.lock_execution(session, execution_id)
+            if ex.cancel_cleanup:
+                raise Conflict(
+                    f"cannot change step {step_id!r}: cleanup was requested for execution "
+                    f"{execution_id} (what it applied is being or was undone); start a new run"
+                )
             graph, state = execution_state(session, ex, now)
             try:
                 new_states = change(graph, state, now)

@@ -20,6 +20,7 @@ from opsflow.auth.masking import Masker
 from opsflow.auth.secrets import SecretVault
 from opsflow.engine.model import CancelMode
 from opsflow.errors import Conflict
+from opsflow.runtime import cleanup
 from opsflow.runtime.agentpath import AgentPath
 from opsflow.runtime.bus import EventBus
 from opsflow.runtime.changes import Changes
@@ -218,13 +219,23 @@ class Runtime(AgentPath, Decisions):
         """Record the cancel request and let the engine act on it at once.
 
         Idempotent, and requests only ever strengthen: graceful may become forced, and a
-        request for cleanup stays even when a later one forces the cancel.
+        request for cleanup stays even when a later one forces the cancel. On an execution
+        that has ended, only ``CLEANUP`` is accepted: nothing is left to cancel, and the
+        cleanup jobs start at once (see `request_cleanup_after_end`). Raises `Conflict` for
+        any other mode on an ended execution.
         """
 
         def work(session: Session, changes: Changes) -> Execution:
             ex = runs_store.lock_execution(session, execution_id)
             if ex.status.terminal:
-                raise Conflict(f"execution {execution_id} already ended as {ex.status.value}")
+                if mode != CancelMode.CLEANUP:
+                    raise Conflict(
+                        f"execution {execution_id} already ended as {ex.status.value}; "
+                        "to undo what it applied, ask for cleanup (opsflow cancel "
+                        f"{execution_id} --cleanup)"
+                    )
+                self._cleanup_after_end(session, ex, by, reason, changes)
+                return runs_store.get_execution(session, execution_id)
             engine_mode = CancelMode.FORCE if mode == CancelMode.FORCE else CancelMode.GRACEFUL
             values: dict[str, Any] = {}
             if ex.cancel_mode is None:
@@ -244,6 +255,49 @@ class Runtime(AgentPath, Decisions):
             return runs_store.get_execution(session, execution_id)
 
         return self.transact(work)
+
+    def _cleanup_after_end(
+        self,
+        session: Session,
+        ex: Execution,
+        by: str | None,
+        reason: str,
+        changes: Changes,
+    ) -> None:
+        """Cleanup of an ended execution: the undo jobs of its applied steps, newest first.
+
+        Idempotent; refused (`Conflict`) when no step of the execution has anything to undo.
+        """
+        if ex.cancel_cleanup:
+            return  # asked before: the cleanup jobs are queued or done
+        if not cleanup.undoable_steps(ex, runs_store.list_steps(session, ex.id)):
+            raise Conflict(
+                f"execution {ex.id} has nothing to clean up: no step that can be undone "
+                "(a terraform apply) started"
+            )
+        now = self.clock()
+        values: dict[str, Any] = {"cancel_cleanup": True}
+        if ex.cancel_requested_at is None:
+            values.update(
+                cancel_requested_at=now,
+                cancel_reason=reason or (f"cleanup requested by {by}" if by else "cleanup"),
+                cancel_by=by,
+            )
+        runs_store.update_execution(session, ex.id, **values)
+        runs_store.add_engine_log(
+            session,
+            [
+                {
+                    "execution_id": ex.id,
+                    "step_id": None,
+                    "at": now,
+                    "message": f"cleanup requested by {by or 'someone'} after the execution "
+                    f"ended {ex.status.value}",
+                }
+            ],
+        )
+        changes.executions.add(ex.id)
+        self._reconcile(session, ex.id, changes)
 
     def reconcile_all_active(self) -> int:
         """At start-up: bring every unfinished execution up to date (cheap, and it makes a

@@ -141,3 +141,14 @@ def test_an_unknown_cancel_mode_is_refused_naming_mode(api: Api) -> None:
     response = cancel(api, "no-such-execution", mode="gentle")
     assert response.status_code == 422, response.text
     assert [e["loc"] for e in response.json()["errors"]] == ["body.mode"]
+
+
+def test_cleanup_of_an_ended_run_with_nothing_to_undo_says_so(api: Api) -> None:
+    api.publish(workflow("nothing-to-undo", 0))
+    detail = api.run("nothing-to-undo")
+    assert detail["status"] == ExecutionStatus.COMPLETED
+    response = cancel(api, detail["id"], mode="cleanup")
+    assert response.status_code == 409, response.text
+    assert "nothing to clean up" in response.json()["detail"]
+    after = api.detail(detail["id"])
+    assert after["status"] == ExecutionStatus.COMPLETED and after["cancel"] is None

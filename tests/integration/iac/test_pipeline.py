@@ -285,3 +285,40 @@ def test_failed_apply_is_replanned_and_applied_in_the_same_run(
     assert apply["outputs"]["outputs"]["web"] == "web"
     plan = next(s for s in ex["steps"] if s["id"] == "plan")
     assert len(plan["jobs"]) == 2
+
+
+def test_cleanup_after_the_end_destroys_what_a_failed_run_applied(
+    server: Server, tmp_path: Path
+) -> None:
+    tail = """  - {id: smoke, type: script, needs: [apply], shell: sh, run: "exit 3"}"""
+    server.apply(_workflow(tmp_path, "afterwards", tail), "iac-afterwards")
+    eid = server.run("iac-afterwards")
+    server.wait(eid, lambda e: e["status"] == "paused")
+    server.api.post(f"/executions/{eid}/steps/approve/approve", json={})
+    ex = server.wait(eid, lambda e: e["status"] in ("completed", "failed"))
+    assert ex["status"] == "failed", ex["engine_log"]
+    state_name = next(s for s in ex["steps"] if s["id"] == "apply")["outputs"]["state_name"]
+    assert len(_resources(server, state_name)) == 2
+
+    asked = server.cli("cancel", eid, "--cleanup")
+    assert asked.returncode == 0, asked.stderr
+    assert "cleanup requested" in asked.stdout
+    ex = server.wait(
+        eid, lambda e: any("cleanup finished" in line["message"] for line in e["engine_log"])
+    )
+    assert ex["status"] == "failed"  # the outcome stays what it was
+    assert ex["cancel"]["cleanup"] is True
+    cleanup = [
+        (s["id"], j["status"]) for s in ex["steps"] for j in s["jobs"] if j["purpose"] == "cleanup"
+    ]
+    assert cleanup == [("apply", "completed")], cleanup
+    assert _resources(server, state_name) == []
+    assert any(
+        "cleanup requested by admin after the execution ended failed" in line["message"]
+        for line in ex["engine_log"]
+    ), ex["engine_log"]
+    # Asking again changes nothing; the run can no longer be retried.
+    again = server.api.post(f"/executions/{eid}/cancel", json={"mode": "cleanup"})
+    assert again.status_code == 200, again.text
+    retry = server.api.post(f"/executions/{eid}/steps/smoke/retry", json={})
+    assert retry.status_code == 409 and "cleanup was requested" in retry.json()["detail"]

@@ -18,6 +18,7 @@ def test_each_role_grants_exactly_its_permissions() -> None:
         "workflows:run",
         "executions:cancel",
         "executions:retry",
+        "executions:cleanup",
         "approvals:respond",
     }
     editor = operator | {"workflows:update"}
