@@ -86,6 +86,10 @@ class Forbidden(OpsflowError):
     status_code = 403
 
 
+class CsrfRefused(Forbidden):
+    """A change made with the session cookie did not carry the session's CSRF token."""
+
+
 class PayloadTooLarge(OpsflowError):
     """The upload is too large."""
 

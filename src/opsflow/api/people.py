@@ -41,10 +41,13 @@ def me(request: Request, principal: Annotated[Principal, Depends(authenticated)]
     """The caller: user, role, teams and the permissions the role grants."""
     with services_of(request).session() as session:
         out = _user_out(session, principal.name)
+    browser = principal.browser_session
     return Me(
         **out.model_dump(),
         permissions=sorted(ROLE_PERMISSIONS[principal.role]),
         token_id=principal.token_id,
+        session_expires_at=browser.expires_at if browser is not None else None,
+        csrf_token=browser.csrf_token if browser is not None else None,
     )
 
 

@@ -39,8 +39,18 @@ class UserOut(BaseModel):
 
 
 class Me(UserOut):
-    permissions: list[Permission]
+    permissions: list[Permission] = Field(
+        description="What the role allows; the UI hides what is not here (the server enforces)."
+    )
     token_id: str | None = Field(description="The token this request used; null for a password.")
+    session_expires_at: datetime | None = Field(
+        None, description="When the browser session this request used ends; null otherwise."
+    )
+    csrf_token: str | None = Field(
+        None,
+        description="The browser session's CSRF token: send it as the X-CSRF-Token header on "
+        "every change made with the session cookie; null without a session.",
+    )
 
 
 class UserCreate(BaseModel):
@@ -138,11 +148,23 @@ class TokenCreated(BaseModel):
 class LoginRequest(BaseModel):
     username: str
     password: str
-    expires_in: str | None = Field(None, description="Token lifetime; default 24h.")
+    expires_in: str | None = Field(
+        None, description="Token lifetime; default 24h (not with `session`)."
+    )
+    session: bool = Field(
+        False,
+        description="true (the web UI): open a browser session, set as an HttpOnly cookie with "
+        "its CSRF token in the `opsflow_csrf` cookie, instead of issuing a token.",
+    )
 
 
 class LoginResult(BaseModel):
-    token: str
-    token_id: str
-    expires_at: datetime | None
+    token: str | None = Field(description="The new API token; null with `session`.")
+    token_id: str | None = Field(description="Its id; null with `session`.")
+    expires_at: datetime | None = Field(description="When the token or session expires.")
     user: UserOut
+    csrf_token: str | None = Field(
+        None,
+        description="With `session`: send it as the X-CSRF-Token header on every change "
+        "(also in the `opsflow_csrf` cookie and in GET /me).",
+    )

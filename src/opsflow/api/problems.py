@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException
 
 from opsflow.errors import (
     Conflict,
+    CsrfRefused,
     Forbidden,
     InvalidInput,
     NotFound,
@@ -53,6 +54,7 @@ PROBLEM_TYPES: dict[type[OpsflowError], tuple[str, str]] = {
     StaleReport: ("stale-report", "Stale report"),
     Unauthorized: ("unauthorized", "Authentication required"),
     Forbidden: ("forbidden", "Permission denied"),
+    CsrfRefused: ("csrf", "Cross-site request refused"),
     PayloadTooLarge: ("payload-too-large", "Payload too large"),
     TemplateError: ("template-error", "Template error"),
 }

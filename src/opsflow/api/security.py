@@ -14,6 +14,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPBasic, HTTPBearer
 
 from opsflow.api.services import services_of
+from opsflow.auth.browser import CSRF_HEADER, SESSION_COOKIE, authenticate_cookie, check_csrf
 from opsflow.auth.credentials import Principal, authenticate_header
 from opsflow.auth.permissions import Permission
 from opsflow.errors import Forbidden
@@ -44,10 +45,21 @@ def _declare_schemes(_b: object = Depends(_bearer), _u: object = Depends(_basic)
 
 
 def authenticated(request: Request, _schemes: None = Depends(_declare_schemes)) -> Principal:
-    """The caller, or 401 saying why not."""
+    """The caller, or 401 saying why not.
+
+    An ``Authorization`` header wins; without one, the browser's session cookie is read, and
+    a change made with it must carry the session's CSRF token (403 otherwise).
+    """
     services = services_of(request)
+    header = request.headers.get("authorization")
+    cookie = request.cookies.get(SESSION_COOKIE)
     with services.session() as session:
-        principal = authenticate_header(session, request.headers.get("authorization"), utcnow())
+        if header or not cookie:
+            principal = authenticate_header(session, header, utcnow())
+        else:
+            principal = authenticate_cookie(session, cookie, utcnow())
+    if principal.browser_session is not None:
+        check_csrf(request.method, request.headers.get(CSRF_HEADER), principal.browser_session)
     request.state.principal = principal
     return principal
 

@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 
 from opsflow.api.people_models import (
     LoginRequest,
@@ -18,10 +19,20 @@ from opsflow.api.people_models import (
 from opsflow.api.problems import error_responses
 from opsflow.api.security import authenticated, ensure
 from opsflow.api.services import services_of
+from opsflow.auth.browser import (
+    CSRF_COOKIE,
+    CSRF_HEADER,
+    SESSION_COOKIE,
+    authenticate_cookie,
+    check_csrf,
+    open_session,
+)
 from opsflow.auth.credentials import Principal, authenticate_password, issue_token
 from opsflow.auth.permissions import Permission
 from opsflow.auth.tokens import expiry
+from opsflow.errors import InvalidInput, Problem, Unauthorized
 from opsflow.store import audit
+from opsflow.store import browser_sessions as session_store
 from opsflow.store import tokens as store
 from opsflow.store import users as user_store
 from opsflow.store.base import utcnow
@@ -85,8 +96,11 @@ def revoke_token(request: Request, token_id: str, principal: SignedIn) -> TokenO
 
 
 @router.post("/auth/login", response_model=LoginResult, responses=error_responses(401, 422))
-def login(request: Request, body: LoginRequest) -> LoginResult:
-    """Trade a user name and password for a token (default lifetime 24h), for the web UI."""
+def login(request: Request, response: Response, body: LoginRequest) -> LoginResult:
+    """Trade a user name and password for a token (default lifetime 24h) or, with
+    ``session: true``, for a browser session: an HttpOnly cookie plus its CSRF token."""
+    if body.session:
+        return _open_browser_session(request, response, body)
     expires_at = expiry(utcnow(), body.expires_in or LOGIN_LIFETIME, None)
     with services_of(request).session() as session:
         principal = authenticate_password(session, body.username, body.password)
@@ -99,3 +113,78 @@ def login(request: Request, body: LoginRequest) -> LoginResult:
         expires_at=token.expires_at,
         user=UserOut.of(principal.user, teams),
     )
+
+
+def _open_browser_session(request: Request, response: Response, body: LoginRequest) -> LoginResult:
+    if body.expires_in is not None:
+        msg = "a browser session lasts OPSFLOW_SESSION_SECONDS; leave expires_in out"
+        raise InvalidInput(f"expires_in: {msg}", problems=[Problem("body.expires_in", msg)])
+    services = services_of(request)
+    lifetime = timedelta(seconds=services.settings.session_seconds)
+    with services.session() as session:
+        principal = authenticate_password(session, body.username, body.password)
+        opened = open_session(session, principal.name, lifetime, utcnow())
+        audit.record(session, principal.name, "auth.login", opened.session.id, {"via": "session"})
+        teams = user_store.teams_of(session, principal.name)
+    secure = request.url.scheme == "https"
+    max_age = int(lifetime.total_seconds())
+    response.set_cookie(
+        SESSION_COOKIE,
+        opened.secret,
+        max_age=max_age,
+        path="/",
+        httponly=True,
+        secure=secure,
+        samesite="lax",
+    )
+    response.set_cookie(
+        CSRF_COOKIE,
+        opened.session.csrf_token,
+        max_age=max_age,
+        path="/",
+        httponly=False,  # the page reads it to send X-CSRF-Token
+        secure=secure,
+        samesite="lax",
+    )
+    return LoginResult(
+        token=None,
+        token_id=None,
+        expires_at=opened.session.expires_at,
+        user=UserOut.of(principal.user, teams),
+        csrf_token=opened.session.csrf_token,
+    )
+
+
+def _session_cookie_dependency() -> None:
+    """Logout reads the session cookie itself (an ended session may still log out)."""
+
+
+_session_cookie_dependency.permission = None  # type: ignore[attr-defined]
+
+
+@router.post(
+    "/auth/logout",
+    status_code=204,
+    responses=error_responses(403),
+    dependencies=[Depends(_session_cookie_dependency)],
+)
+def logout(request: Request) -> Response:
+    """End the browser session and clear its cookies (204 also when it had already ended).
+    Needs the session's X-CSRF-Token, like every change made with the cookie."""
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        with services_of(request).session() as session:
+            try:
+                principal = authenticate_cookie(session, cookie, utcnow())
+            except Unauthorized:
+                principal = None  # expired or unknown: only the cookies are left to clear
+            if principal is not None and principal.browser_session is not None:
+                browser = principal.browser_session
+                check_csrf(request.method, request.headers.get(CSRF_HEADER), browser)
+                session_store.delete_session(session, browser.id)
+                audit.record(session, principal.name, "auth.logout", browser.id)
+    response = Response(status_code=204)
+    secure = request.url.scheme == "https"
+    for name, httponly in ((SESSION_COOKIE, True), (CSRF_COOKIE, False)):
+        response.delete_cookie(name, path="/", secure=secure, httponly=httponly, samesite="lax")
+    return response

@@ -17,6 +17,7 @@ from opsflow.auth.tokens import TOKEN_PREFIX, hash_secret, new_secret
 from opsflow.errors import Unauthorized
 from opsflow.store import tokens as token_store
 from opsflow.store import users as user_store
+from opsflow.store.browser_sessions import BrowserSession
 from opsflow.store.session import Session
 from opsflow.store.tokens import Token
 from opsflow.store.users import User
@@ -27,10 +28,12 @@ LAST_USED_PRECISION = timedelta(minutes=1)
 
 @dataclass(frozen=True)
 class Principal:
-    """An authenticated caller: the user, and the token they used (None for a password)."""
+    """An authenticated caller: the user, and the token or browser session they used (both
+    None for a password)."""
 
     user: User
     token_id: str | None = None
+    browser_session: BrowserSession | None = None
 
     @property
     def name(self) -> str:
