@@ -3,11 +3,13 @@
 Protocol (``/tfstate/{name}``, names may contain ``/``): GET the current state (404 when
 none), POST a new version (``?ID=`` the lock ID while locked), DELETE the current state,
 LOCK (200 when taken; 423 with the holder's lock info, which Terraform prints) and UNLOCK
-(409 when another lock holds the state). Terraform authenticates with HTTP Basic: a terraform
-step uses its job id and lease token, valid only while the job runs; a person uses their name
-and password or API token and needs ``workflows:run``.
+(409 when another lock holds the state; no body is ``terraform force-unlock``, for those who
+may force-unlock). Terraform authenticates with HTTP Basic: a terraform step uses its job id
+and lease token, valid only while the job runs and only for the job's own state; a person uses
+their name and password or API token and needs ``workflows:run``.
 
-People read the list, the history and any version with ``workflows:read``; an admin
+People read the list and the history (who wrote what, no documents) with ``workflows:read``;
+a version's document, like the current one, needs ``workflows:run``. An admin
 (``agents:manage``) may force-unlock a state whose holder is gone.
 """
 
@@ -17,7 +19,6 @@ import base64
 import binascii
 import hashlib
 import json
-import re
 import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -34,6 +35,7 @@ from opsflow.auth.credentials import Principal, authenticate_header, authenticat
 from opsflow.auth.permissions import Permission
 from opsflow.auth.tokens import TOKEN_PREFIX
 from opsflow.errors import Forbidden, InvalidInput, NotFound, PayloadTooLarge
+from opsflow.spec.state_names import name_problem
 from opsflow.store import audit
 from opsflow.store import tfstate as store
 from opsflow.store.base import utcnow
@@ -41,32 +43,21 @@ from opsflow.store.base import utcnow
 router = APIRouter(tags=["terraform state"])
 
 MAX_STATE_BYTES = 64 * 1024 * 1024
-_SEGMENT = r"[A-Za-z0-9][A-Za-z0-9._-]*"
-_NAME = re.compile(rf"{_SEGMENT}(/{_SEGMENT})*\Z")
-# Path words of the read API: a state name may not contain them as a segment, so every URL
-# has one meaning.
-_RESERVED = {"versions", "force-unlock"}
 _STATE = "/tfstate/{name:path}"
 
 
 def checked_name(name: str) -> str:
     """``name`` if it is a valid state name; ``InvalidInput`` saying what is allowed."""
-    if len(name) > store.NAME_LENGTH or not _NAME.match(name):
-        raise InvalidInput(
-            f"invalid state name {name!r}: use segments of letters, digits, '.', '_' and '-' "
-            f"separated by '/', at most {store.NAME_LENGTH} characters"
-        )
-    if _RESERVED & set(name.split("/")):
-        raise InvalidInput(
-            f"invalid state name {name!r}: 'versions' and 'force-unlock' are "
-            "reserved words of the API and cannot be a segment"
-        )
+    problem = name_problem(name)
+    if problem is not None:
+        raise InvalidInput(problem)
     return name
 
 
-def state_caller(request: Request) -> store.StateWriter:
-    """Who calls the protocol routes: a running job (Basic job id : lease token), or a person
-    allowed to run workflows (bearer token, or Basic with a password or an API token)."""
+def state_caller(request: Request, name: str) -> store.StateWriter:
+    """Who calls the protocol routes on the state ``name``: a running job (Basic job id :
+    lease token), which reaches only its own state, or a person allowed to run workflows
+    (bearer token, or Basic with a password or an API token), who reaches any."""
     header = request.headers.get("authorization") or ""
     scheme, _, value = header.strip().partition(" ")
     services = services_of(request)
@@ -76,6 +67,12 @@ def state_caller(request: Request) -> store.StateWriter:
             user, password = _basic(value.strip())
             writer = store.job_writer(session, user, password)
             if writer is not None:
+                if not writer.may_use(checked_name(name)):
+                    own = f"only its own state {writer.state_name!r}"
+                    raise Forbidden(
+                        f"job {writer.job_id} ({writer.describe()}) may use "
+                        f"{own if writer.state_name else 'no state'}, not {name!r}"
+                    )
                 return writer
             if password.startswith(TOKEN_PREFIX):  # Terraform can only send Basic credentials
                 principal = authenticate_token(session, password, utcnow())
@@ -130,6 +127,10 @@ class LockOut(BaseModel):
 
 
 class VersionOut(BaseModel):
+    """One version's facts; who wrote it: ``execution_id``, ``step_id`` and ``job_id`` of the
+    terraform step's job, or none of them for a person, and ``written_by`` in words
+    (``execution E, step S`` or the person's name)."""
+
     version: int
     serial: int
     lineage: str
@@ -138,12 +139,17 @@ class VersionOut(BaseModel):
     created_at: datetime
     execution_id: str | None
     step_id: str | None
+    job_id: str | None
     written_by: str | None
 
     @classmethod
     def of(cls, version: store.StateVersion) -> VersionOut:
-        facts = {k: getattr(version, k) for k in cls.model_fields if k != "created_at"}
-        return cls(**facts, created_at=_when(version.created_at))
+        skip = {"created_at", "written_by"}
+        facts = {k: getattr(version, k) for k in cls.model_fields if k not in skip}
+        writer = version.written_by
+        if version.execution_id is not None:
+            writer = f"execution {version.execution_id}, step {version.step_id}"
+        return cls(**facts, created_at=_when(version.created_at), written_by=writer)
 
 
 class StateOut(BaseModel):
@@ -175,6 +181,7 @@ class UnlockOut(BaseModel):
 
 
 Reader = Depends(require(Permission.WORKFLOWS_READ))
+StateReader = Depends(require(Permission.WORKFLOWS_RUN))
 
 
 @router.get("/tfstate", response_model=list[StateOut], responses=error_responses(401, 403))
@@ -201,9 +208,10 @@ def list_versions(request: Request, name: str, _: Principal = Reader) -> list[Ve
     responses=error_responses(401, 403, 404, 422),
 )
 def get_version(
-    request: Request, name: str, version: int, _: Principal = Reader
+    request: Request, name: str, version: int, _: Principal = StateReader
 ) -> VersionDocument:
-    """One version of a state, with its document."""
+    """One version of a state, with its document: the same data as the protocol's GET, so the
+    same permission (``workflows:run``; a state holds resource attributes, secrets too)."""
     with services_of(request).session() as session:
         found, data = store.get_version(session, checked_name(name), version)
     return VersionDocument(
@@ -223,16 +231,21 @@ def force_unlock(
 ) -> UnlockOut:
     """Remove a state's lock whoever holds it: for a holder that is gone for good."""
     name = checked_name(name)
+    released = _force_unlock(request, name, principal, via="api")
+    return UnlockOut(name=name, released=LockOut.of(released) if released else None)
+
+
+def _force_unlock(
+    request: Request, name: str, principal: Principal, *, via: str
+) -> store.StateLock | None:
+    """Remove whatever lock ``name`` has and audit it (``via``: api or terraform)."""
     with services_of(request).session() as session:
         released = store.force_unlock(session, name)
-        audit.record(
-            session,
-            principal.name,
-            "tfstate.force_unlock",
-            name,
-            {"lock": released.lock_id, "holder": released.holder} if released else {},
-        )
-    return UnlockOut(name=name, released=LockOut.of(released) if released else None)
+        details: dict[str, Any] = {"via": via}
+        if released is not None:
+            details.update(lock=released.lock_id, holder=released.holder)
+        audit.record(session, principal.name, "tfstate.force_unlock", name, details)
+    return released
 
 
 # -- Terraform's HTTP backend protocol ------------------------------------------------------
@@ -309,9 +322,26 @@ async def lock_state(request: Request, name: str, caller: Caller) -> JSONRespons
 
 @router.api_route(_STATE, methods=["UNLOCK"], include_in_schema=False)
 async def unlock_state(request: Request, name: str, caller: Caller) -> JSONResponse:
-    """Release the lock whose ID the body names (409 when another lock holds the state)."""
+    """Release the lock whose ID the body names (409 when another lock holds the state).
+
+    No body is what ``terraform force-unlock`` sends: a force unlock, allowed to a person who
+    may force-unlock (``agents:manage``) and audited; anyone else is told what to do instead.
+    """
     name = checked_name(name)
-    info = _lock_info(await _body(request))
+    data = await _body(request)
+    if not data.strip():
+        principal: Principal | None = getattr(request.state, "principal", None)
+        if caller.job_id is not None or principal is None:
+            raise InvalidInput('UNLOCK needs the lock info Terraform sent with LOCK (its "ID")')
+        if not principal.can(Permission.AGENTS_MANAGE):
+            raise Forbidden(
+                f"an UNLOCK without lock info (terraform force-unlock) removes any holder's "
+                f"lock and requires permission {Permission.AGENTS_MANAGE}; your role is "
+                f"{principal.role}. Ask an admin to run `opsflow tfstate unlock {name}`"
+            )
+        released = await run_in_threadpool(_force_unlock, request, name, principal, via="terraform")
+        return JSONResponse({"name": name, "unlocked": released.lock_id if released else None})
+    info = _lock_info(data)
 
     def unlock() -> None:
         with services_of(request).session() as session:

@@ -14,6 +14,7 @@ from typing import Any
 from opsflow.errors import TemplateError
 from opsflow.runtime.secrets import check_whole, placeholders
 from opsflow.spec.models import TEMPLATED_FIELDS
+from opsflow.spec.state_names import state_name
 from opsflow.spec.template import is_template, render_value
 from opsflow.status import StepType
 from opsflow.store.runs import Execution, Step
@@ -85,7 +86,7 @@ def step_definition(execution: Execution, step_id: str) -> dict[str, Any]:
     raw = _raw_step(execution, step_id)
     if raw.get("type") == StepType.TERRAFORM.value and raw.get("plan_from"):
         plan = _raw_step(execution, str(raw["plan_from"]))
-        for key in ("source", "workspace", "vars", "var_files", "env", "state_name"):
+        for key in ("source", "workspace", "vars", "var_files", "env"):
             if key in plan and key not in raw:
                 raw[key] = plan[key]
     return raw
@@ -160,17 +161,13 @@ def job_config(
     if step_type == StepType.NOTIFY:
         config["urls"] = channel_urls(execution.definition, config, wiring.channels)
     if step_type == StepType.TERRAFORM:
-        config.setdefault("state_name", terraform_state_name(execution, raw))
+        # From the rendered fields: a templated workspace names the state it renders to.
+        try:
+            name = state_name(execution.workflow_id, config.get("source"), config.get("workspace"))
+        except ValueError as exc:
+            raise TemplateError(f"workspace: {exc}") from None
+        config["state_name"] = name
     return config
-
-
-def terraform_state_name(execution: Execution, raw: Mapping[str, Any]) -> str:
-    """One state per workflow, source and workspace, unless the step names its own."""
-    source = raw.get("source") or {}
-    where = source.get("dir") or source.get("path") or "."
-    workspace = raw.get("workspace") or "default"
-    path = str(where).strip("/").replace("/", "-") or "root"
-    return f"{execution.workflow_id}/{path}/{workspace}"
 
 
 def job_inputs(step_type: StepType, raw: Mapping[str, Any]) -> dict[str, dict[str, str]]:

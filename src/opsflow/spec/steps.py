@@ -26,6 +26,7 @@ from opsflow.spec.fields import (
     WorkflowId,
     matching,
 )
+from opsflow.spec.template import is_template
 from opsflow.status import Join, StepType
 
 
@@ -106,7 +107,8 @@ def _upper(value: Any) -> Any:
 
 
 def _check_url(value: str) -> str:
-    if "{{" not in value and not value.startswith(("http://", "https://")):
+    # A templated URL is checked once rendered, by the http step.
+    if not is_template(value) and not value.startswith(("http://", "https://")):
         raise ValueError(f"{value!r} is not an http:// or https:// URL")
     return value
 

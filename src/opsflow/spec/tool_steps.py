@@ -5,10 +5,12 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from opsflow.spec.fields import EnvMap, FieldProblem, NonBlank, RelativePath, SpecModel, StepId
+from opsflow.spec.state_names import workspace_problem
 from opsflow.spec.steps import StepBase
+from opsflow.spec.template import is_template
 from opsflow.status import StepType
 
 
@@ -62,6 +64,16 @@ class TerraformStep(StepBase):
         description="Apply exactly the plan saved by this upstream terraform plan step.",
     )
 
+    @field_validator("workspace")
+    @classmethod
+    def _workspace_usable(cls, value: str | None) -> str | None:
+        # A templated workspace is checked once rendered, when its job is made.
+        if value is not None and not is_template(value):
+            problem = workspace_problem(value)
+            if problem is not None:
+                raise ValueError(problem)
+        return value
+
     @model_validator(mode="after")
     def _plan_from_fits(self) -> Self:
         if self.plan_from is not None:
@@ -69,10 +81,21 @@ class TerraformStep(StepBase):
                 raise FieldProblem(
                     "plan_from", f"plan_from only goes with action apply, not {self.action.value}"
                 )
-            if self.source is not None:
-                raise FieldProblem(
-                    "source", "an apply with plan_from uses the plan's source: remove 'source'"
-                )
+            # The saved plan fixes the code, the state (workspace) and the variables; a field
+            # here would be ignored or, for workspace, apply the plan into another state.
+            taken = {
+                "source": self.source is not None,
+                "workspace": self.workspace is not None,
+                "vars": bool(self.vars),
+                "var_files": bool(self.var_files),
+            }
+            for field, given in taken.items():
+                if given:
+                    raise FieldProblem(
+                        field,
+                        f"an apply with plan_from uses the plan's {field}: remove '{field}' "
+                        f"here and set it on step '{self.plan_from}'",
+                    )
         return self
 
 

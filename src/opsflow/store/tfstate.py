@@ -33,11 +33,10 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from opsflow.errors import Conflict, InvalidInput, NotFound, Unauthorized
+from opsflow.spec.state_names import MAX_LENGTH as NAME_LENGTH
 from opsflow.store.base import Base, JSONType
 from opsflow.store.jobs import IN_FLIGHT, JOBS
 
-# State names may contain "/" (workflow/workspace/path); long enough for deep source paths.
-NAME_LENGTH = 300
 _BigIntKey = BigInteger().with_variant(Integer(), "sqlite")
 
 
@@ -106,18 +105,27 @@ class StateLocked(Conflict):
 
 @dataclass(frozen=True)
 class StateWriter:
-    """Who reads, writes or locks a state: a job (while it runs) or a person."""
+    """Who reads, writes or locks a state: a job (while it runs) or a person.
+
+    A job's credentials reach one state only, ``state_name``, the one the server named in the
+    job's config (None: the job has no state of ours and may use none); a person may use any.
+    """
 
     execution_id: str | None = None
     step_id: str | None = None
     job_id: str | None = None
     user: str | None = None
+    state_name: str | None = None
 
     def describe(self) -> str:
         """``execution X, step Y`` or ``user NAME``: how the lock holder reads in messages."""
         if self.execution_id is not None:
             return f"execution {self.execution_id}, step {self.step_id}"
         return f"user {self.user}"
+
+    def may_use(self, name: str) -> bool:
+        """Whether this caller may read, write, lock or delete the state ``name``."""
+        return self.job_id is None or self.state_name == name
 
 
 @dataclass(frozen=True)
@@ -452,9 +460,13 @@ def job_writer(session: Session, job_id: str, token: str) -> StateWriter | None:
     row = (
         session.connection()
         .execute(
-            select(JOBS.c.execution_id, JOBS.c.step_id, JOBS.c.status, JOBS.c.lease_token).where(
-                JOBS.c.id == job_id
-            )
+            select(
+                JOBS.c.execution_id,
+                JOBS.c.step_id,
+                JOBS.c.status,
+                JOBS.c.lease_token,
+                JOBS.c.spec,
+            ).where(JOBS.c.id == job_id)
         )
         .first()
     )
@@ -467,4 +479,11 @@ def job_writer(session: Session, job_id: str, token: str) -> StateWriter | None:
             f"job {job_id} is {row.status}: its credentials ended with it "
             "(they are valid only while the job is dispatched or running)"
         )
-    return StateWriter(execution_id=row.execution_id, step_id=row.step_id, job_id=job_id)
+    config = (row.spec or {}).get("config") if isinstance(row.spec, dict) else None
+    name = config.get("state_name") if isinstance(config, dict) else None
+    return StateWriter(
+        execution_id=row.execution_id,
+        step_id=row.step_id,
+        job_id=job_id,
+        state_name=name if isinstance(name, str) else None,
+    )

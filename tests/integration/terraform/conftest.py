@@ -67,8 +67,12 @@ class StateServer:
         """What a person gives Terraform: their name and an API token as the password."""
         return ("admin", self.admin_token)
 
-    def start_job(self, execution_id: str, step_id: str) -> tuple[str, str]:
-        """A running job of ``execution_id``/``step_id``; returns (job id, lease token)."""
+    def start_job(
+        self, execution_id: str, step_id: str, state_name: str | None = None
+    ) -> tuple[str, str]:
+        """A running job of ``execution_id``/``step_id`` whose config names ``state_name`` as
+        its state, as the server names it for a terraform step; returns (job id, lease token).
+        """
         now = time.time()
         job_id, token = uuid.uuid4().hex, secrets.token_hex(16)
         with self.db.session() as session:
@@ -97,7 +101,7 @@ class StateServer:
                     "status": JobStatus.RUNNING.value,
                     "pool": "default",
                     "labels": {},
-                    "spec": {},
+                    "spec": {"config": {"state_name": state_name}} if state_name else {},
                     "created_at": now,
                     "started_at": now,
                     "lease_token": token,
