@@ -247,6 +247,8 @@ def _check_steps(d: _Definition) -> Iterator[Finding]:
                 yield Finding(
                     where, f"step '{source}' is not upstream of '{step.id}': add it to needs"
                 )
+            else:
+                yield from _saved_plan_fields(loc, raw, plan.raw, source)
         if step.type == StepType.NOTIFY and raw.get("channel") is None and not d.notify_channel:
             yield Finding(
                 (*loc, "channel"),
@@ -254,6 +256,29 @@ def _check_steps(d: _Definition) -> Iterator[Finding]:
             )
         if step.type == StepType.WORKFLOW and raw.get("workflow") == d.id:
             yield Finding((*loc, "workflow"), "a workflow step cannot run its own workflow")
+
+
+# What a saved plan fixes: an apply of it works on the plan's workspace (its state), variables
+# and var files. The same value written again is harmless; another one would be ignored, or,
+# for the workspace, apply the plan into another state.
+_PLAN_FIXES = ("workspace", "vars", "var_files")
+
+
+def _saved_plan_fields(
+    loc: tuple[str | int, ...], apply: dict[str, Any], plan: dict[str, Any], plan_id: str
+) -> Iterator[Finding]:
+    for name in _PLAN_FIXES:
+        if name in apply and (apply[name] or None) != (plan.get(name) or None):
+            yield Finding(
+                (*loc, name),
+                f"an apply with plan_from uses the plan's {name} (step '{plan_id}' has "
+                f"{_shown(plan.get(name))}): remove '{name}' here, or set it on step "
+                f"'{plan_id}'",
+            )
+
+
+def _shown(value: Any) -> str:
+    return "none" if value is None else repr(value)
 
 
 def _params(d: _Definition) -> dict[str, Param]:

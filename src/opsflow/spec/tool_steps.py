@@ -81,21 +81,11 @@ class TerraformStep(StepBase):
                 raise FieldProblem(
                     "plan_from", f"plan_from only goes with action apply, not {self.action.value}"
                 )
-            # The saved plan fixes the code, the state (workspace) and the variables; a field
-            # here would be ignored or, for workspace, apply the plan into another state.
-            taken = {
-                "source": self.source is not None,
-                "workspace": self.workspace is not None,
-                "vars": bool(self.vars),
-                "var_files": bool(self.var_files),
-            }
-            for field, given in taken.items():
-                if given:
-                    raise FieldProblem(
-                        field,
-                        f"an apply with plan_from uses the plan's {field}: remove '{field}' "
-                        f"here and set it on step '{self.plan_from}'",
-                    )
+            if self.source is not None:
+                raise FieldProblem(
+                    "source", "an apply with plan_from uses the plan's source: remove 'source'"
+                )
+            # workspace, vars and var_files are compared with the plan's in spec.checks.
         return self
 
 

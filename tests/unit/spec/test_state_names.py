@@ -66,33 +66,49 @@ PLAN_AND_APPLY = """
 id: t
 params: {env: {type: string, default: staging}}
 steps:
-  - {id: plan, type: terraform, action: plan, workspace: "{{ params.env }}"}
+  - id: plan
+    type: terraform
+    action: plan
+    workspace: "{{ params.env }}"
+    vars: {n: 2}
+    var_files: [a.tfvars]
   - {id: apply, type: terraform, action: apply, needs: [plan], plan_from: plan, %s}
 """
 
 
 @pytest.mark.parametrize(
-    ("field", "value"),
+    ("field", "value", "plans"),
     [
-        ("workspace", "production"),
-        ("workspace", "'{{ params.env }}'"),
-        ("vars", "{n: 1}"),
-        ("var_files", "[x.tfvars]"),
-        ("source", "{dir: infra}"),
+        ("workspace", "production", "'{{ params.env }}'"),
+        ("workspace", "'{{ params.env }}-2'", "'{{ params.env }}'"),
+        ("vars", "{n: 1}", "{'n': 2}"),
+        ("var_files", "[b.tfvars]", "['a.tfvars']"),
     ],
 )
-def test_an_apply_of_a_saved_plan_takes_no_field_the_plan_fixes(field: str, value: str) -> None:
+def test_an_apply_of_a_saved_plan_refuses_another_value_than_the_plans(
+    field: str, value: str, plans: str
+) -> None:
     assert _problems(PLAN_AND_APPLY % f"{field}: {value}") == [
         (
             f"steps[1].{field}",
-            f"an apply with plan_from uses the plan's {field}: remove '{field}' here and set "
-            "it on step 'plan'",
+            f"an apply with plan_from uses the plan's {field} (step 'plan' has {plans}): "
+            f"remove '{field}' here, or set it on step 'plan'",
         )
     ]
 
 
-def test_an_apply_of_a_saved_plan_may_set_its_own_env() -> None:
-    load_workflow(PLAN_AND_APPLY % "env: {TF_LOG: info}")
+def test_an_apply_of_a_saved_plan_refuses_its_own_source() -> None:
+    assert _problems(PLAN_AND_APPLY % "source: {dir: infra}") == [
+        ("steps[1].source", "an apply with plan_from uses the plan's source: remove 'source'")
+    ]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    ["env: {TF_LOG: info}", "workspace: '{{ params.env }}'", "vars: {n: 2}", "retries: 1"],
+)
+def test_an_apply_of_a_saved_plan_may_repeat_the_plans_values_and_set_env(fields: str) -> None:
+    load_workflow(PLAN_AND_APPLY % fields)
 
 
 def test_a_literal_workspace_is_checked_when_the_workflow_is_applied() -> None:
