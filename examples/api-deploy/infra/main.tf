@@ -25,6 +25,12 @@ resource "terraform_data" "dns" {
   input = "api.${var.environment}.example.internal"
 }
 
+variable "endpoint" {
+  type        = string
+  default     = ""
+  description = "Where the API answers; empty: https://api.<environment>.example.internal. Set TF_VAR_endpoint on the agent to point the health check elsewhere (a local stand-in)."
+}
+
 output "api_endpoint" {
-  value = "https://${terraform_data.dns.output}"
+  value = var.endpoint != "" ? var.endpoint : "https://${terraform_data.dns.output}"
 }
