@@ -377,9 +377,7 @@ async def test_job_credentials_reach_only_the_jobs_own_state(
     detail = httpx.get(their_url, headers=creds).json()["detail"]
     assert f"may use only its own state {mine!r}, not {theirs!r}" in detail
     # Y's state is untouched: one version, current, not locked.
-    assert [v["version"] for v in state_server.api.get(f"/tfstate/{theirs}/versions").json()] == [
-        1
-    ]
+    assert [v["version"] for v in state_server.api.get(f"/tfstate/{theirs}/versions").json()] == [1]
     assert _state(state_server, theirs)["lock"] is None
     assert _state(state_server, theirs)["current"]["version"] == 1
     # Its own state: every call works.
@@ -503,8 +501,9 @@ def test_terraform_force_unlock_works_for_admins_and_tells_others_what_to_do(
         "/users", json={"name": operator, "role": "operator", "password": "pw-operator"}
     )
     assert made.status_code == 201, made.text
-    assert _terraform(directory, url, operator, "pw-operator", "init", "-no-color").startswith("exit 0")
-    refused = _terraform(directory, url, operator, "pw-operator", "force-unlock", "-force", "held-1")
+    password = "pw-operator"
+    assert _terraform(directory, url, operator, password, "init", "-no-color").startswith("exit 0")
+    refused = _terraform(directory, url, operator, password, "force-unlock", "-force", "held-1")
     assert refused.startswith("exit 1"), refused
     answer = httpx.request("UNLOCK", url, headers=_basic(operator, "pw-operator"))
     assert answer.status_code == 403
