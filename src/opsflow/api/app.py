@@ -21,9 +21,11 @@ import opsflow
 from opsflow.api import (
     apidocs,
     approvals,
+    definitions,
     events,
     executions,
     health,
+    limits,
     people,
     problems,
     secrets,
@@ -87,6 +89,21 @@ def _open(settings: Settings) -> Services:
     return services
 
 
+def _uploads(settings: Settings) -> list[limits.Upload]:
+    """The routes that take more than `limits.MAX_BODY_BYTES`, and how much each takes."""
+    bundle = settings.max_bundle_bytes + definitions.FORM_OVERHEAD_BYTES
+    definition_routes: dict[Callable[..., Any], int] = {
+        workflows.validate: bundle,
+        workflows.create_workflow: bundle,
+        workflows.put_workflow: bundle,
+    }
+    state_routes: dict[Callable[..., Any], int] = {tfstate.post_state: tfstate.MAX_STATE_BYTES}
+    return [
+        *limits.uploads(workflows.router, API_PREFIX, definition_routes),
+        *limits.uploads(tfstate.router, API_PREFIX, state_routes),
+    ]
+
+
 def create_app(settings: Settings, *, extensions: Sequence[Extension] | None = None) -> FastAPI:
     """The opsflow ASGI app. ``extensions`` replaces `DEFAULT_EXTENSIONS` (tests pass ``[]``)."""
     chosen = list(DEFAULT_EXTENSIONS if extensions is None else extensions)
@@ -119,4 +136,6 @@ def create_app(settings: Settings, *, extensions: Sequence[Extension] | None = N
     apidocs.install(app, API_PREFIX)
     # Last: the web UI answers every GET no route above claimed (its client-side routes).
     app.include_router(webui.router)
+    problems.declare_errors(app)
+    app.add_middleware(limits.RequestLimits, uploads=_uploads(settings))
     return app

@@ -6,10 +6,12 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from opsflow.api.execution_models import ExecutionDetail, iso
 from opsflow.api.executions import _detail, host_of
+from opsflow.api.limits import INT_MAX
+from opsflow.api.problems import error_responses
 from opsflow.api.security import require
 from opsflow.api.services import services_of
 from opsflow.auth.credentials import Principal
@@ -33,7 +35,7 @@ class AnswerBody(BaseModel):
 
 
 class RetryBody(BaseModel):
-    from_here: bool = Field(
+    from_here: StrictBool = Field(
         False,
         description="Also run again every step after this one, approvals included; with it, "
         "a succeeded step may be run again too (e.g. re-plan after a failed apply).",
@@ -157,7 +159,7 @@ def list_approvals(
     workflow: str | None = Query(None),
     execution: str | None = Query(None),
     limit: int = Query(100, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=INT_MAX),
     principal: Principal = Depends(require(Permission.EXECUTIONS_READ)),
 ) -> ApprovalPage:
     """Approvals across all workflows (pending ones by default), each saying whether the
@@ -222,7 +224,11 @@ def _answer(
     )
 
 
-@router.post("/executions/{execution_id}/steps/{step_id}/approve", response_model=AnswerOut)
+@router.post(
+    "/executions/{execution_id}/steps/{step_id}/approve",
+    response_model=AnswerOut,
+    responses=error_responses(409),
+)
 def approve(
     execution_id: str,
     step_id: str,
@@ -234,7 +240,11 @@ def approve(
     return _answer(request, principal, execution_id, step_id, body or AnswerBody(), True)
 
 
-@router.post("/executions/{execution_id}/steps/{step_id}/reject", response_model=AnswerOut)
+@router.post(
+    "/executions/{execution_id}/steps/{step_id}/reject",
+    response_model=AnswerOut,
+    responses=error_responses(409),
+)
 def reject(
     execution_id: str,
     step_id: str,
@@ -246,7 +256,11 @@ def reject(
     return _answer(request, principal, execution_id, step_id, body or AnswerBody(), False)
 
 
-@router.post("/executions/{execution_id}/steps/{step_id}/retry", response_model=RetryOut)
+@router.post(
+    "/executions/{execution_id}/steps/{step_id}/retry",
+    response_model=RetryOut,
+    responses=error_responses(409),
+)
 def retry(
     execution_id: str,
     step_id: str,
@@ -264,7 +278,11 @@ def retry(
     return RetryOut(**_detail(services, execution_id).model_dump(), reset=reset)
 
 
-@router.post("/executions/{execution_id}/steps/{step_id}/skip", response_model=ExecutionDetail)
+@router.post(
+    "/executions/{execution_id}/steps/{step_id}/skip",
+    response_model=ExecutionDetail,
+    responses=error_responses(409),
+)
 def skip(
     execution_id: str,
     step_id: str,

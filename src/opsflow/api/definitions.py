@@ -29,6 +29,8 @@ YAML_TYPES = frozenset(
 JSON_TYPES = frozenset({"application/json"})
 FORM_TYPES = frozenset({"multipart/form-data"})
 REQUEST_FILENAME = "<request>"
+# A request may exceed max_bundle_bytes by this much: the definition and the form's framing.
+FORM_OVERHEAD_BYTES = 1024 * 1024
 
 # For OpenAPI: the three body forms of create and update.
 DEFINITION_BODY: dict[str, Any] = {
@@ -97,7 +99,7 @@ def _decode(data: bytes, what: str) -> str:
 async def read_submission(request: Request, max_bytes: int) -> Submission:
     """The definition (and files) in the request body, validated; raises located problems."""
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_bytes + 1024 * 1024:
+    if declared and declared.isdigit() and int(declared) > max_bytes + FORM_OVERHEAD_BYTES:
         raise PayloadTooLarge(
             f"the request is {declared} bytes; the limit is {max_bytes} bytes "
             "(server setting max_bundle_bytes)"

@@ -23,6 +23,7 @@ from fastapi.responses import StreamingResponse
 
 from opsflow.api.execution_models import iso
 from opsflow.api.executions import host_of
+from opsflow.api.limits import INT_MAX
 from opsflow.api.security import require
 from opsflow.api.services import services_of
 from opsflow.auth.credentials import Principal
@@ -66,8 +67,10 @@ def _cursor(value: str | None) -> tuple[int, int]:
     if not value:
         return 0, 0
     try:
-        events, lines = value.split("-", 1)
-        return int(events), int(lines)
+        events, lines = (int(part) for part in value.split("-", 1))
+        if not (0 <= events <= INT_MAX and 0 <= lines <= INT_MAX):
+            raise ValueError(value)
+        return events, lines
     except ValueError as exc:
         msg = f"{value!r} is not an id this stream sent (it looks like 12-34)"
         raise InvalidInput(
@@ -104,9 +107,9 @@ async def stream_events(
 ) -> StreamingResponse:
     """Server-sent events: status changes, step and job updates, engine log entries and log
     lines, in commit order; resumable with `Last-Event-ID`; closed when the run ends."""
+    ev_start, line_start = _cursor(last_event_id or after)
     services = services_of(request)
     host = host_of(services)
-    ev_start, line_start = _cursor(last_event_id or after)
     with services.db.read() as session:
         runs_store.get_execution(session, execution_id)
 

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import PlainTextResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from opsflow.api.execution_models import (
     CancelRequest,
@@ -27,6 +27,8 @@ from opsflow.api.execution_models import (
     StepOut,
     iso,
 )
+from opsflow.api.limits import INT_MAX, StrictPositive
+from opsflow.api.problems import error_responses
 from opsflow.api.security import ensure, require
 from opsflow.api.services import Services, services_of
 from opsflow.auth.credentials import Principal
@@ -72,13 +74,13 @@ class RunBody(BaseModel):
     params: dict[str, Any] = Field(
         default_factory=dict, description="Values for the workflow's params."
     )
-    params_as_text: bool = Field(
+    params_as_text: StrictBool = Field(
         False, description="Read string values as the declared types (CLI `-p k=v`)."
     )
-    test: bool = Field(
+    test: StrictBool = Field(
         False, description="Run the draft as a test run instead of a published version."
     )
-    version: int | None = Field(
+    version: StrictPositive | None = Field(
         None, description="Pin this published version instead of the latest."
     )
 
@@ -154,7 +156,12 @@ def _detail(services: Services, execution_id: str) -> ExecutionDetail:
 # --------------------------------------------------------------------------- routes
 
 
-@router.post("/workflows/{workflow_id}/runs", status_code=201, response_model=ExecutionDetail)
+@router.post(
+    "/workflows/{workflow_id}/runs",
+    status_code=201,
+    response_model=ExecutionDetail,
+    responses=error_responses(409),
+)
 def start_run(
     workflow_id: str,
     body: RunBody,
@@ -199,7 +206,7 @@ def list_executions(
         description="created_at, started_at, ended_at, status, workflow_id; '-' for descending.",
     ),
     limit: int = Query(50, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=INT_MAX),
     _p: Principal = Depends(require(Permission.EXECUTIONS_READ)),
 ) -> ExecutionPage:
     if sort.lstrip("-") not in runs_store.SORTABLE:
@@ -239,7 +246,11 @@ def get_execution(
     return _detail(services_of(request), execution_id)
 
 
-@router.post("/executions/{execution_id}/cancel", response_model=ExecutionDetail)
+@router.post(
+    "/executions/{execution_id}/cancel",
+    response_model=ExecutionDetail,
+    responses=error_responses(409),
+)
 def cancel_execution(
     execution_id: str,
     request: Request,
@@ -263,7 +274,9 @@ def get_logs(
     step: str | None = Query(None),
     stream: Literal["stdout", "stderr", "system"] | None = Query(None),
     q: str | None = Query(None, description="Only lines containing this text."),
-    after: int = Query(0, ge=0, description="Only lines after this id (from `next_after`)."),
+    after: int = Query(
+        0, ge=0, le=INT_MAX, description="Only lines after this id (from `next_after`)."
+    ),
     limit: int = Query(1000, ge=1, le=10000),
     _p: Principal = Depends(require(Permission.EXECUTIONS_READ)),
 ) -> LogPage:

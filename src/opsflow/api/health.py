@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from opsflow.api.limits import INT_MAX
 from opsflow.api.problems import error_responses
 from opsflow.api.security import require
 from opsflow.api.services import services_of
@@ -69,7 +70,7 @@ def list_audit(
     action: Annotated[str | None, Query(description="Prefix, e.g. `workflow.`")] = None,
     target: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=INT_MAX)] = 0,
 ) -> AuditPage:
     """Who changed what, newest first."""
     with services_of(request).session() as session:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from opsflow.auth.permissions import Permission, Role
 from opsflow.store.tokens import Token
@@ -66,7 +66,7 @@ class UserPatch(BaseModel):
     password: str | None = None
     display_name: str | None = Field(None, max_length=200)
     email: str | None = Field(None, max_length=320)
-    active: bool | None = None
+    active: StrictBool | None = None
 
 
 class TeamOut(BaseModel):

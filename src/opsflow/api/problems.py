@@ -159,9 +159,76 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected)
 
 
-# For `responses=` in route declarations, so OpenAPI documents the error body.
+STATUS_DESCRIPTIONS = {
+    400: "Bad request",
+    401: "Authentication required",
+    403: "Permission denied",
+    404: "Not found",
+    409: "Conflict with the current state",
+    413: "Payload too large",
+    415: "Unsupported Content-Type",
+    422: "The request is invalid",
+    423: "Locked",
+}
+
+
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {
-        status: {"model": ProblemDetails, "content": {PROBLEM_MEDIA_TYPE: {}}}
-        for status in statuses
-    }
+    """For ``responses=`` of a route: the error statuses only this route answers (409, 415,
+    ...). `declare_errors` adds the ones every route of its kind answers and gives every error
+    status its problem+json body."""
+    return {s: {"description": STATUS_DESCRIPTIONS.get(s, "Error")} for s in statuses}
+
+
+def _statuses_of(operation: dict[str, Any]) -> set[int]:
+    """The error statuses an operation answers because of what it takes: a credential (401,
+    403), path parameters (404), parameters or a body (422), a body (413, the size limit), a
+    form (400 when it cannot be parsed)."""
+    params = operation.get("parameters", [])
+    out: set[int] = set()
+    if operation.get("security"):
+        out |= {401, 403}
+    if any(p.get("in") == "path" for p in params):
+        out.add(404)
+    if params or "requestBody" in operation:
+        out.add(422)
+    if "requestBody" in operation:
+        out.add(413)
+    if "multipart/form-data" in operation.get("requestBody", {}).get("content", {}):
+        out.add(400)  # a form Starlette cannot parse
+    return out
+
+
+def declare_errors(app: FastAPI) -> None:
+    """Make OpenAPI tell the truth about errors: every operation lists the error statuses it
+    can answer (those `_statuses_of` derives, plus the route's own `error_responses`), each as
+    ``application/problem+json`` with the `ProblemDetails` schema; FastAPI's own
+    ``HTTPValidationError`` is never what we send."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        fresh = app.openapi_schema is None
+        schema = generate()
+        if fresh:
+            _problem_bodies(schema)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _problem_bodies(schema: dict[str, Any]) -> None:
+    """Every 4xx response of every operation: problem+json with the ProblemDetails schema."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    problem = ProblemDetails.model_json_schema(ref_template="#/components/schemas/{model}")
+    components.update(problem.pop("$defs", {}))
+    components["ProblemDetails"] = problem
+    body = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}}
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            for status in sorted(_statuses_of(operation)):
+                responses.setdefault(str(status), {"description": STATUS_DESCRIPTIONS[status]})
+            for status, response in responses.items():
+                if str(status).startswith("4"):
+                    response["content"] = dict(body)
+    for unused in ("HTTPValidationError", "ValidationError"):
+        components.pop(unused, None)

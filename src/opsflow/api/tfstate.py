@@ -23,11 +23,12 @@ import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from opsflow.api.limits import INT_MAX
 from opsflow.api.problems import error_responses
 from opsflow.api.security import require
 from opsflow.api.services import services_of
@@ -208,7 +209,10 @@ def list_versions(request: Request, name: str, _: Principal = Reader) -> list[Ve
     responses=error_responses(401, 403, 404, 422),
 )
 def get_version(
-    request: Request, name: str, version: int, _: Principal = StateReader
+    request: Request,
+    name: str,
+    version: Annotated[int, Path(ge=1, le=INT_MAX)],
+    _: Principal = StateReader,
 ) -> VersionDocument:
     """One version of a state, with its document: the same data as the protocol's GET, so the
     same permission (``workflows:run``; a state holds resource attributes, secrets too)."""

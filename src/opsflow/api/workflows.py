@@ -15,6 +15,7 @@ from opsflow.api.definitions import (
     read_submission,
     renamed,
 )
+from opsflow.api.limits import INT_MAX
 from opsflow.api.problems import error_responses
 from opsflow.api.security import require
 from opsflow.api.services import Services, services_of
@@ -121,7 +122,7 @@ def list_workflows(
     label: Annotated[list[str], Query(description="k=v; repeat to require several.")] = [],  # noqa: B006
     q: Annotated[str | None, Query(description="Text in the id, name or description.")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=INT_MAX)] = 0,
     include_deleted: bool = False,
 ) -> WorkflowPage:
     """Workflows by id, filtered and paginated; deleted ones only with ``include_deleted``."""
@@ -321,7 +322,7 @@ def list_versions(request: Request, workflow_id: WorkflowId, _p: Reader) -> list
 def get_version(
     request: Request,
     workflow_id: WorkflowId,
-    number: Annotated[int, Path(ge=1)],
+    number: Annotated[int, Path(ge=1, le=INT_MAX)],
     _p: Reader,
 ) -> VersionDetail:
     """One version: its definition, YAML and the manifest of its files."""

@@ -7,6 +7,7 @@ rules cannot drift apart.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Mapping
@@ -28,6 +29,13 @@ class ParamType(StrEnum):
 
 
 Scalar = str | int | float | bool
+
+# What one run's params may hold, as JSON: a run form's values, not a data transfer.
+MAX_PARAMS_BYTES = 256 * 1024
+# Every integer opsflow accepts lies in the range I-JSON (RFC 7493) names: numbers every JSON
+# client, JavaScript included, keeps exactly, and that fit every database column.
+INT_MAX = 2**53 - 1
+INT_MIN = -INT_MAX
 
 
 def _scalar(value: Any) -> Any:
@@ -53,9 +61,17 @@ def _type_problem(kind: ParamType, value: Any) -> str | None:
         ParamType.BOOLEAN: isinstance(value, bool),
         ParamType.CHOICE: isinstance(value, Scalar),
     }[kind]
+    if ok and kind == ParamType.INTEGER and not INT_MIN <= value <= INT_MAX:
+        return f"{value} is out of range: an integer lies between {INT_MIN} and {INT_MAX}"
     if ok:
         return None
-    return f"{value!r} is not {_a(kind)}"
+    return f"{_shown(value)} is not {_a(kind)}"
+
+
+def _shown(value: Any) -> str:
+    """``repr(value)``, cut to a readable length (a refused value may be megabytes long)."""
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."
 
 
 def _a(kind: ParamType) -> str:
@@ -129,13 +145,13 @@ class Param(SpecModel):
             return wrong
         if self.choices is not None and value not in self.choices:
             listed = ", ".join(str(c) for c in self.choices)
-            return f"{value!r} is not one of the choices: {listed}"
+            return f"{_shown(value)} is not one of the choices: {listed}"
         if self.minimum is not None and value < self.minimum:
             return f"{value!r} is below the minimum {self.minimum:g}"
         if self.maximum is not None and value > self.maximum:
             return f"{value!r} is above the maximum {self.maximum:g}"
         if self.pattern is not None and not re.fullmatch(self.pattern, value):
-            return f"{value!r} does not match the pattern {self.pattern!r}"
+            return f"{_shown(value)} does not match the pattern {self.pattern!r}"
         return None
 
     def from_text(self, text: str) -> Any:
@@ -173,6 +189,13 @@ def resolve_params(
     values) at once. With ``from_text`` string values are read as the declared type first, as
     the CLI and HTML forms send everything as text.
     """
+    size = len(json.dumps(dict(given), default=str, ensure_ascii=False).encode())
+    if size > MAX_PARAMS_BYTES:
+        msg = (
+            f"the params take {size} bytes as JSON; a run's params may take at most "
+            f"{MAX_PARAMS_BYTES} bytes: pass large data as a file or a URL instead"
+        )
+        raise InvalidInput(msg, problems=[Problem("params", msg)])
     problems: list[Problem] = []
     out: dict[str, Any] = {}
     for name in given:
