@@ -8,11 +8,14 @@ import typer
 from rich.text import Text
 
 from opsflow.cli.client import client_for
+from opsflow.cli.ids import execution_id
 from opsflow.cli.output import OutputFormat, OutputOption, cell, items_of, print_json, stdout, table
 
 approvals_app = typer.Typer(help="Approvals waiting for people, across all workflows.")
 
-ExecutionArg = Annotated[str, typer.Argument(help="The execution's id.", show_default=False)]
+ExecutionArg = Annotated[
+    str, typer.Argument(help="The execution's id, or its first 6+ characters.", show_default=False)
+]
 StepArg = Annotated[str, typer.Argument(help="The step's id.", show_default=False)]
 NoteOption = Annotated[str | None, typer.Option("--note", "-n", help="Why; kept with the answer.")]
 
@@ -51,7 +54,9 @@ def list_approvals(
 def _answer(
     ctx: typer.Context, execution: str, step: str, note: str | None, verb: str, output: OutputFormat
 ) -> None:
-    body = client_for(ctx).post(
+    client = client_for(ctx)
+    execution = execution_id(client, execution)
+    body = client.post(
         f"/executions/{execution}/steps/{step}/{verb}", json={"note": note, "via": "cli"}
     )
     if output is OutputFormat.JSON:
@@ -105,9 +110,9 @@ def retry(
 ) -> None:
     """Run a failed step again (and, with --from-here, everything after it, approvals
     included; from here, a succeeded step too: re-plan after a failed apply)."""
-    body = client_for(ctx).post(
-        f"/executions/{execution}/steps/{step}/retry", json={"from_here": from_here}
-    )
+    client = client_for(ctx)
+    execution = execution_id(client, execution)
+    body = client.post(f"/executions/{execution}/steps/{step}/retry", json={"from_here": from_here})
     if output is OutputFormat.JSON:
         print_json(body)
         return
@@ -129,7 +134,9 @@ def skip(
     output: OutputOption = OutputFormat.TEXT,
 ) -> None:
     """Skip a failed step (where the workflow allows it); downstream goes on."""
-    body = client_for(ctx).post(f"/executions/{execution}/steps/{step}/skip")
+    client = client_for(ctx)
+    execution = execution_id(client, execution)
+    body = client.post(f"/executions/{execution}/steps/{step}/skip")
     if output is OutputFormat.JSON:
         print_json(body)
     else:

@@ -22,12 +22,22 @@ class Event:
     data: dict[str, Any]
 
 
-def follow(connection: Connection, execution_id: str, *, retries: int = 20) -> Iterator[Event]:
-    """Every event until the stream says ``end``; reconnects with ``Last-Event-ID``."""
+IDLE = "idle"
+
+
+def follow(
+    connection: Connection, execution_id: str, *, after_line: int = 0, retries: int = 20
+) -> Iterator[Event]:
+    """Every event until the stream says ``end``; reconnects with ``Last-Event-ID``.
+
+    ``after_line`` skips the log lines up to that id (those a caller already printed). While
+    the run is quiet the server sends keep-alives; each is yielded as an ``idle`` event, so a
+    watcher can look at what the run waits for.
+    """
     headers = {"Accept": "text/event-stream", "User-Agent": f"opsflow-cli/{__version__}"}
     if connection.token:
         headers["Authorization"] = f"Bearer {connection.token}"
-    last_id = ""
+    last_id = f"0-{after_line}" if after_line else ""
     failures = 0
     url = f"{connection.url}/api/v1/executions/{execution_id}/events"
     while True:
@@ -54,7 +64,7 @@ def follow(connection: Connection, execution_id: str, *, retries: int = 20) -> I
                             yield event
                         kind, data, eid = "message", "", ""
                     elif line.startswith(":"):
-                        continue
+                        yield Event("", IDLE, {})
                     else:
                         field, _, value = line.partition(":")
                         value = value[1:] if value.startswith(" ") else value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Annotated, Any
 
@@ -9,7 +10,8 @@ import typer
 from rich.text import Text
 
 from opsflow.cli.client import ApiClient, client_for
-from opsflow.cli.events import follow
+from opsflow.cli.events import IDLE, follow
+from opsflow.cli.ids import execution_id as resolve_id
 from opsflow.cli.output import (
     OutputFormat,
     OutputOption,
@@ -20,7 +22,7 @@ from opsflow.cli.output import (
     stdout,
     table,
 )
-from opsflow.status import ExecutionStatus
+from opsflow.status import ExecutionStatus, StepStatus
 
 executions_app = typer.Typer(help="List and inspect executions.", no_args_is_help=True)
 
@@ -58,12 +60,24 @@ def _parse_params(values: list[str]) -> dict[str, str]:
     return params
 
 
+def _reason_news(client: ApiClient, execution_id: str, shown: dict[str, str]) -> None:
+    """Print each step's pending reason that is new since the last look."""
+    detail = client.get(f"/executions/{execution_id}")
+    for step in detail.get("steps", []):
+        reason = step.get("pending_reason")
+        if reason and shown.get(step["id"]) != reason:
+            shown[step["id"]] = reason
+            stdout.print(Text(f"  {step['id']} ").append(reason, style="yellow"))
+
+
 def _watch(
     ctx: typer.Context, client: ApiClient, execution_id: str, *, step: str | None, logs: bool
 ) -> str:
-    """Print step progress and log lines as they happen; returns the final status."""
+    """Print step progress, why a step waits, and log lines as they happen; returns the final
+    status."""
     connection = ctx.find_root().obj
     status = "running"
+    shown: dict[str, str] = {}
     for event in follow(connection, execution_id):
         d = event.data
         if event.kind == "execution":
@@ -77,6 +91,10 @@ def _watch(
             if d.get("reason"):
                 line.append(f"  {d['reason']}", style="dim")
             stdout.print(line)
+            if d.get("status") in (StepStatus.RUNNING, StepStatus.WAITING):
+                _reason_news(client, execution_id, shown)
+        elif event.kind == IDLE:
+            _reason_news(client, execution_id, shown)
         elif event.kind == "log" and logs and (step is None or d.get("step") == step):
             style = (
                 "red"
@@ -187,17 +205,68 @@ def list_executions(
     )
 
 
+ExecutionArg = Annotated[
+    str,
+    typer.Argument(help="The execution's id, or its first 6+ characters.", show_default=False),
+]
+
+
+def _seconds(ms: float | None) -> str | None:
+    return f"{ms / 1000:.2f}s" if ms is not None else None
+
+
+def _value(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def step_outputs(step: dict[str, Any]) -> str | None:
+    """A step's outputs in one line: plan changes, who answered a gate and why, or key=value."""
+    out: dict[str, Any] = step.get("outputs") or {}
+    if not out:
+        return None
+    parts: list[str] = []
+    changes = out.get("changes")
+    if isinstance(changes, dict):
+        parts.append(
+            f"changes +{changes.get('add', 0)} ~{changes.get('change', 0)} "
+            f"-{changes.get('destroy', 0)}"
+        )
+    if out.get("responded_by"):
+        answer = "approved" if out.get("approved") else "rejected"
+        via = f" via {out['responded_via']}" if out.get("responded_via") else ""
+        note = f': "{out["response_note"]}"' if out.get("response_note") else ""
+        parts.append(f"{answer} by {out['responded_by']}{via}{note}")
+    shown = {"changes", "approved", "responded_by", "responded_via", "response_note"}
+    shown |= {"responded_at", "exit_code"}
+    parts += [f"{k}={_value(v)}" for k, v in out.items() if k not in shown and v not in ({}, [])]
+    return "; ".join(parts) or None
+
+
+def _attempt_label(job: dict[str, Any]) -> str:
+    if job.get("purpose", "run") != "run":
+        return f"  {job['purpose']}"
+    return f"  attempt {job.get('attempt')}"
+
+
 @executions_app.command("show")
 def show_execution(
     ctx: typer.Context,
-    execution_id: Annotated[str, typer.Argument(help="The execution's id.", show_default=False)],
+    execution_id: ExecutionArg,
     output: OutputOption = OutputFormat.TEXT,
 ) -> None:
-    """Show an execution: its steps, every job attempt, and the engine log."""
-    body = client_for(ctx).get(f"/executions/{execution_id}")
+    """Show an execution: its steps with why they wait, every job (attempts and cleanup) with
+    its own status, each step's outputs, and the engine log."""
+    client = client_for(ctx)
+    body = client.get(f"/executions/{resolve_id(client, execution_id)}")
     if output is OutputFormat.JSON:
         print_json(body)
         return
+    print_detail(body)
+
+
+def print_detail(body: dict[str, Any]) -> None:
+    """An execution detail (the API's JSON) for people: a row per step, then a row per job."""
     stdout.print(
         Text(
             f"{body['id']}  {body['workflow_id']} "
@@ -208,24 +277,32 @@ def show_execution(
         stdout.print(f"  {body['status_reason']}")
     rows: list[list[str]] = []
     for s in body["steps"]:
-        jobs: list[dict[str, Any]] = s["jobs"] or [{}]
-        for j in jobs:
+        rows.append(
+            [
+                cell(s["id"]),
+                cell(s["status"]),
+                cell(None),
+                cell(None),
+                cell(s.get("pending_reason") or s.get("error")),
+            ]
+        )
+        for j in s["jobs"] or []:
             rows.append(
                 [
-                    cell(s["id"]),
-                    cell(s["status"]),
-                    cell(j.get("attempt")),
-                    cell(j.get("status")),
-                    cell(
-                        f"{j['duration_ms'] / 1000:.2f}s"
-                        if j.get("duration_ms") is not None
-                        else None
-                    ),
+                    _attempt_label(j),
+                    cell(j["status"]),
+                    cell(_seconds(j.get("duration_ms"))),
                     cell(j.get("exit_code")),
-                    cell(j.get("error") or s.get("error")),
+                    cell(j.get("error")),
                 ]
             )
-    table(["STEP", "STATUS", "ATTEMPT", "JOB", "DURATION", "EXIT", "ERROR"], rows)
+    table(["STEP / JOB", "STATUS", "DURATION", "EXIT", "WAITING FOR / ERROR"], rows)
+    outputs = [(s["id"], step_outputs(s)) for s in body["steps"]]
+    if any(text for _, text in outputs):
+        stdout.print("outputs:")
+        for step_id, text in outputs:
+            if text:
+                stdout.print(Text(f"  {step_id}: ", style="dim").append(text))
     if body.get("engine_log"):
         stdout.print("engine log:")
         for e in body["engine_log"]:
@@ -234,15 +311,22 @@ def show_execution(
 
 def logs(
     ctx: typer.Context,
-    execution_id: Annotated[str, typer.Argument(help="The execution's id.", show_default=False)],
+    execution_id: ExecutionArg,
     follow_logs: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep streaming until the run ends.")
     ] = False,
     step: Annotated[str | None, typer.Option(help="Only this step's lines.")] = None,
     stream: Annotated[str | None, typer.Option(help="stdout, stderr or system.")] = None,
 ) -> None:
-    """Print an execution's log lines."""
+    """Print an execution's log lines; with -f, go on with the lines that follow them."""
     client = client_for(ctx)
+    execution_id = resolve_id(client, execution_id)
+    # The status first: once it reads ended, every line of the run is committed, so the
+    # backlog below is all of it; read after the backlog, lines could end the run unseen.
+    ended = True
+    if follow_logs:
+        detail = client.get(f"/executions/{execution_id}")
+        ended = ExecutionStatus(detail["status"]).terminal
     after = 0
     while True:
         page = client.get(
@@ -254,13 +338,11 @@ def logs(
         after = page["next_after"]
         if len(page["items"]) < 5000:
             break
-    if not follow_logs:
-        return
-    detail = client.get(f"/executions/{execution_id}")
-    if ExecutionStatus(detail["status"]).terminal:
+    if ended:
         return
     connection = ctx.find_root().obj
-    for event in follow(connection, execution_id):
+    # The stream starts after the last line printed above: nothing is shown twice.
+    for event in follow(connection, execution_id, after_line=after):
         d = event.data
         if (
             event.kind == "log"
@@ -272,7 +354,7 @@ def logs(
 
 def cancel(
     ctx: typer.Context,
-    execution_id: Annotated[str, typer.Argument(help="The execution's id.", show_default=False)],
+    execution_id: ExecutionArg,
     force: Annotated[
         bool, typer.Option(help="Terminate in-flight jobs (SIGTERM, then SIGKILL).")
     ] = False,
@@ -290,7 +372,9 @@ def cancel(
     if force and cleanup:
         raise UsageError("choose --force or --cleanup, not both")
     mode = "force" if force else ("cleanup" if cleanup else "graceful")
-    body = client_for(ctx).post(f"/executions/{execution_id}/cancel", json={"mode": mode})
+    client = client_for(ctx)
+    execution_id = resolve_id(client, execution_id)
+    body = client.post(f"/executions/{execution_id}/cancel", json={"mode": mode})
     if output is OutputFormat.JSON:
         print_json(body)
     elif cleanup and body["status"] not in ("pending", "running", "paused", "cancelled"):

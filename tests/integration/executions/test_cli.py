@@ -104,6 +104,24 @@ def server_db_url(
 def server(server_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """``opsflow server`` with its local agent on a free port, with the three workflows above
     applied through ``opsflow apply -f DIR``."""
+    yield from start_server(
+        server_db_url,
+        tmp_path_factory,
+        {
+            "hello": (HELLO, {"scripts/hello.sh": HELLO_SCRIPT}),
+            "failing": (FAILING, {}),
+            "sleepy": (SLEEPY, {}),
+        },
+    )
+
+
+def start_server(
+    db_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    workflows: dict[str, tuple[str, dict[str, str]]],
+) -> Iterator[Server]:
+    """Run ``opsflow server`` on ``db_url`` and apply ``workflows`` (name -> YAML and files)
+    with ``opsflow apply -f DIR``; stops the server when the generator closes."""
     data_dir = tmp_path_factory.mktemp("cli-server-data")
     cwd = tmp_path_factory.mktemp("cli-cwd")
     port = free_port()
@@ -118,7 +136,7 @@ def server(server_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
                 "--data-dir",
                 str(data_dir),
                 "--db",
-                server_db_url,
+                db_url,
             ],
             cwd=cwd,
             env={**clean_env(), "OPSFLOW_ADMIN_PASSWORD": "admin-pw-for-tests"},
@@ -131,11 +149,7 @@ def server(server_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         token = (data_dir / "admin-token").read_text().strip()
         env = {**clean_env(), "OPSFLOW_URL": url, "OPSFLOW_TOKEN": token}
         server = Server(url, token, env, cwd)
-        for name, yaml_text, files in (
-            ("hello", HELLO, {"scripts/hello.sh": HELLO_SCRIPT}),
-            ("failing", FAILING, {}),
-            ("sleepy", SLEEPY, {}),
-        ):
+        for name, (yaml_text, files) in workflows.items():
             directory = cwd / "workflows" / name
             (directory / "scripts").mkdir(parents=True)
             (directory / "workflow.yaml").write_text(yaml_text)

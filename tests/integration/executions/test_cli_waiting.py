@@ -1,0 +1,163 @@
+"""The CLI on a real server: `run --follow` and `executions show` say why a step waits,
+`logs -f` prints every line once, and execution ids may be shortened to a unique prefix."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import insert, select
+
+from opsflow.store.db import Database
+from opsflow.store.runs import EX
+from tests.conftest import BACKENDS
+from tests.servers import fresh_database, opsflow_executable
+
+from .test_cli import Server, execution_id_in, start_server
+
+pytestmark = pytest.mark.timeout(90)
+
+REMOTE = """\
+id: cli-remote
+steps:
+  - {id: plan-us, type: script, shell: sh, run: "true", agent: {pool: us-east}}
+  - {id: after, type: script, shell: sh, run: "true", needs: [plan-us]}
+"""
+GATED = """\
+id: cli-gated
+params:
+  gate: {type: string, required: true}
+steps:
+  - id: talk
+    type: script
+    shell: sh
+    env: {GATE: "{{ params.gate }}"}
+    run: |
+      for n in 1 2 3; do echo "line $n"; done
+      while [ ! -e "$GATE" ]; do sleep 0.05; done
+      echo "line 4"
+"""
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def db_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    yield from fresh_database(request, tmp_path_factory, "clwait")
+
+
+@pytest.fixture(scope="module")
+def server(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    yield from start_server(
+        db_url, tmp_path_factory, {"remote": (REMOTE, {}), "gated": (GATED, {})}
+    )
+
+
+def _read_until(process: subprocess.Popen[str], text: str) -> list[str]:
+    """The lines ``process`` printed up to and including the first one holding ``text``."""
+    assert process.stdout is not None
+    seen: list[str] = []
+    for line in process.stdout:
+        seen.append(line)
+        if text in line:
+            return seen
+    process.wait(timeout=10)
+    pytest.fail(f"{text!r} never came; the output was:\n{''.join(seen)}")
+
+
+def _popen(server: Server, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [opsflow_executable(), *args],
+        cwd=server.cwd,
+        env=server.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_run_follow_says_no_agent_serves_the_pool_and_cancel_takes_a_short_id(
+    server: Server,
+) -> None:
+    follow = _popen(server, "run", "cli-remote", "--follow")
+    try:
+        seen = _read_until(follow, "no agent serves pool us-east")
+        execution_id = execution_id_in("".join(seen))
+
+        shown = server.cli("executions", "show", execution_id[:7])
+        assert shown.returncode == 0, shown.stdout + shown.stderr
+        (plan_row,) = [x for x in shown.stdout.splitlines() if x.startswith("plan-us ")]
+        assert "running" in plan_row and "no agent serves pool us-east" in plan_row
+        (after_row,) = [x for x in shown.stdout.splitlines() if x.startswith("after ")]
+        assert "waiting for needs: plan-us" in after_row
+
+        cancelled = server.cli("cancel", execution_id[:6])
+        assert cancelled.returncode == 0, cancelled.stdout + cancelled.stderr
+        rest, _ = follow.communicate(timeout=30)
+    finally:
+        follow.kill() if follow.poll() is None else None
+    assert follow.returncode == 1, rest
+    assert rest.rstrip().splitlines()[-1].startswith("execution cancelled")
+
+
+def test_logs_follow_prints_each_line_once(server: Server, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    started = server.cli("run", "cli-gated", "-p", f"gate={gate}")
+    assert started.returncode == 0, started.stderr
+    execution_id = execution_id_in(started.stdout)
+    # Wait for the first lines through the stream itself, then read them back with -f.
+    ready = _popen(server, "logs", execution_id, "-f")
+    try:
+        _read_until(ready, "line 3")
+    finally:
+        ready.kill()
+        ready.wait()
+
+    logs = _popen(server, "logs", execution_id[:10], "-f")
+    try:
+        printed = _read_until(logs, "line 3")
+        gate.touch()  # only now does the step print its last line: it must come from the stream
+        rest, _ = logs.communicate(timeout=30)
+    finally:
+        logs.kill() if logs.poll() is None else None
+    lines = [x.strip() for x in [*printed, *rest.splitlines()] if x.strip()]
+    said = [x for x in lines if "] line " in x]
+    assert said == ["[talk] line 1", "[talk] line 2", "[talk] line 3", "[talk] line 4"], lines
+    assert len(set(lines)) == len(lines), f"a line was printed twice: {lines}"
+    assert lines[-1] == "[talk] exit code 0"
+    assert logs.returncode == 0
+
+
+def test_short_ids_too_short_unknown_and_ambiguous_say_so(server: Server, db_url: str) -> None:
+    gate_done = server.cli("run", "cli-remote")
+    execution_id = execution_id_in(gate_done.stdout)
+    server.cli("cancel", execution_id)
+
+    too_short = server.cli("executions", "show", execution_id[:5])
+    assert too_short.returncode == 2
+    assert "too short" in too_short.stderr and "at least its first 6" in too_short.stderr
+
+    unknown = server.cli("executions", "show", "ffffff" if execution_id[0] != "f" else "000000")
+    assert unknown.returncode == 1
+    assert "no execution id starts with" in unknown.stderr
+
+    # Two executions whose ids share a prefix: copies of this one's row under chosen ids.
+    twins = ["abcdef0" + "1" * 25, "abcdef0" + "2" * 25]
+    database = Database(db_url)
+    try:
+        with database.session() as session:
+            row = session.connection().execute(select(EX).where(EX.c.id == execution_id))
+            values = dict(row.mappings().one())
+            for twin in twins:
+                session.connection().execute(insert(EX).values({**values, "id": twin}))
+    finally:
+        database.dispose()
+    ambiguous = server.cli("executions", "show", "abcdef0")
+    assert ambiguous.returncode == 1
+    assert "ambiguous" in ambiguous.stderr
+    assert twins[0] in ambiguous.stderr and twins[1] in ambiguous.stderr
+    one = server.cli("executions", "show", "abcdef01", "-o", "json")
+    assert one.returncode == 0, one.stderr
+    assert twins[0] in one.stdout
