@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
@@ -22,6 +21,7 @@ from opsflow.api.bundle_archive import read_bundle_archive
 from opsflow.api.problems import UnsupportedMediaType
 from opsflow.errors import InvalidInput, PayloadTooLarge, Problem, SpecInvalid
 from opsflow.spec.loader import canonical, load_definition, load_workflow
+from opsflow.spec.yaml_source import dump_yaml
 
 YAML_TYPES = frozenset(
     {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain"}
@@ -85,7 +85,7 @@ def from_object(obj: Any) -> Submission:
             problems=[Problem("", f"expected an object, got {type(obj).__name__}")],
         )
     definition = canonical(load_definition(obj))
-    text = yaml.safe_dump(definition, sort_keys=False, allow_unicode=True)
+    text = dump_yaml(definition)
     return Submission(definition, text, None)
 
 

@@ -70,7 +70,8 @@ TriggerKey = Annotated[
 
 
 def _scalar_to_text(value: Any) -> Any:
-    """YAML reads ``PORT: 8080`` as a number and ``DEBUG: yes`` as true; both mean text here."""
+    """A JSON number or boolean where text belongs becomes its JSON spelling. (From YAML the
+    loader hands over the text as written instead: ``VERSION: 1.10`` stays ``1.10``.)"""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
@@ -79,7 +80,7 @@ def _scalar_to_text(value: Any) -> Any:
 
 
 Text = Annotated[str, BeforeValidator(_scalar_to_text)]
-"""A string field that also takes a YAML number or boolean and keeps its text."""
+"""A string field that also takes a number or boolean and keeps its text."""
 
 TextMap = dict[str, Text]
 EnvMap = dict[Identifier, Text]

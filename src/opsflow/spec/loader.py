@@ -8,6 +8,7 @@ All findings are gathered, located at their line and column, and raised together
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +17,13 @@ from pydantic import ValidationError
 from opsflow.errors import Problem, SpecInvalid
 from opsflow.spec.checks import check_definition
 from opsflow.spec.files import check_files
-from opsflow.spec.findings import Finding, format_loc
+from opsflow.spec.findings import Finding, Loc, format_loc
 from opsflow.spec.messages import findings_from_validation
 from opsflow.spec.models import Workflow
-from opsflow.spec.yaml_source import SourceMap, read_yaml
+from opsflow.spec.yaml_source import LEADING_ZERO, SourceMap, read_yaml
 
 WORKFLOW_FILENAMES = ("workflow.yaml", "workflow.yml")
+_MISSING = object()
 
 
 def validate_text(
@@ -34,9 +36,25 @@ def validate_text(
     parsed = read_yaml(text)
     if parsed.data is None and parsed.findings:
         return None, _located(parsed.findings, parsed.source)
-    return validate_data(
+    workflow, problems = validate_data(
         parsed.data, source=parsed.source, early=parsed.findings, base_dir=base_dir
     )
+    if workflow is None:
+        return workflow, problems
+    # A text field given an unquoted number or boolean gets the text as written (``1.10``,
+    # ``0755``, ``TRUE``), not the number's spelling; other places must not hold a number
+    # that YAML versions read differently.
+    data = _as_written(parsed.data, workflow, parsed.source)
+    if data is not parsed.data:
+        workflow, problems = validate_data(
+            data, source=parsed.source, early=parsed.findings, base_dir=base_dir
+        )
+    if workflow is None:
+        return workflow, problems
+    ambiguous = _ambiguous_numbers(workflow, parsed.source)
+    if ambiguous:
+        return None, _located(ambiguous, parsed.source)
+    return workflow, problems
 
 
 def validate_data(
@@ -56,6 +74,8 @@ def validate_data(
     findings += check_definition(data)
     if base_dir is not None:
         findings += check_files(data, base_dir)
+    if source is not None:
+        findings = [_quoting_source(f, source) for f in findings]
     problems = _located(findings, source or SourceMap())
     return (None if problems else workflow), problems
 
@@ -118,6 +138,79 @@ def _or_raise(workflow: Workflow | None, problems: list[Problem], filename: str)
         count = f"{len(problems)} problems" if len(problems) != 1 else "1 problem"
         raise SpecInvalid(f"invalid workflow ({count}); first: {first}", problems=problems)
     return workflow
+
+
+def _quoting_source(finding: Finding, source: SourceMap) -> Finding:
+    """A type complaint about an unquoted scalar quotes the text as written and says how YAML
+    read it, so ``message: 1.10`` is not reported as a mysterious 1.1."""
+    text = source.plain.get(finding.loc)
+    if text is None or not finding.msg.startswith("expected "):
+        return finding
+    hint = f" (the unquoted {text or 'empty value'} is not text in YAML: quote it, '{text}')"
+    return Finding(finding.loc, finding.msg + hint, finding.at_key, finding.position)
+
+
+def _at(data: Any, loc: Loc) -> Any:
+    """The value at ``loc`` in nested dicts and lists; ``_MISSING`` when there is none."""
+    for part in loc:
+        if not isinstance(data, dict | list):
+            return _MISSING
+        try:
+            data = data[part]  # type: ignore[index]
+        except (KeyError, IndexError, TypeError):
+            return _MISSING
+    return data
+
+
+def _replaced(data: Any, loc: Loc, value: Any) -> Any:
+    """A copy of ``data`` with ``value`` at ``loc`` (copying only the containers on the way)."""
+    if not loc:
+        return value
+    head, rest = loc[0], loc[1:]
+    if isinstance(data, dict):
+        return {**data, head: _replaced(data[head], rest, value)}
+    index = int(head)
+    copy = list(data)
+    copy[index] = _replaced(copy[index], rest, value)
+    return copy
+
+
+def _as_written(data: Any, workflow: Workflow, source: SourceMap) -> Any:
+    """``data`` with each unquoted scalar that became text in ``workflow`` set to its text as
+    written; ``data`` itself when every such text already reads the same."""
+    dumped = workflow.model_dump(by_alias=True)
+    for loc, text in source.plain.items():
+        value = _at(dumped, loc)
+        if isinstance(value, str) and value != text:
+            data = _replaced(data, loc, text)
+    return data
+
+
+def _ambiguous_numbers(workflow: Workflow, source: SourceMap) -> list[Finding]:
+    """Unquoted numbers that stayed numbers but would not reach a step as the file says them:
+    a leading zero (YAML 1.2 reads ``0755`` as 755, YAML 1.1 tools as octal 493) and the
+    infinities and NaN, which JSON cannot hold."""
+    dumped = workflow.model_dump(by_alias=True)
+    found: list[Finding] = []
+    for loc, text in source.plain.items():
+        value = _at(dumped, loc)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if LEADING_ZERO.fullmatch(text):
+            digits = text.lstrip("+-").lstrip("0") or "0"
+            found.append(
+                Finding(
+                    loc,
+                    f"{text} has a leading zero, which YAML versions read differently "
+                    f"(YAML 1.2: {value}; YAML 1.1: octal): write {digits} for the number, "
+                    f"0o{digits} for octal, or quote it ('{text}') for text",
+                )
+            )
+        elif isinstance(value, float) and not math.isfinite(value):
+            found.append(
+                Finding(loc, f"{text} is not a finite number: quote it ('{text}') for text")
+            )
+    return found
 
 
 def _not_under(findings: list[Finding], earlier: list[Finding]) -> list[Finding]:

@@ -103,10 +103,7 @@ def _translate(err: ErrorDetails, loc: Loc, data: Any) -> Finding:
     if kind == "value_error" and error is not None:
         return Finding(loc, str(error))
     if kind in _EXPECTED:
-        msg = f"expected {_EXPECTED[kind]}, got {describe(given)}"
-        if kind == "string_type" and isinstance(given, bool):
-            msg += " (YAML reads a bare yes, no, on or off as true or false: quote it)"
-        return Finding(loc, msg)
+        return Finding(loc, f"expected {_EXPECTED[kind]}, got {describe(given)}")
     if kind == "too_short":
         if loc == ("steps",):
             return Finding(loc, "a workflow needs at least one step")

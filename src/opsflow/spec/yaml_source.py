@@ -5,13 +5,22 @@ nodes ourselves instead of using its constructor, which lets us:
 
 - record the line and column of every path (``steps[2].needs[0]``) and of every key;
 - report duplicate keys, which PyYAML silently collapses;
-- keep mapping keys as written (``on:`` stays the text "on", not true) and timestamps as text,
-  so the data is always JSON-compatible;
+- keep mapping keys as written (``on:`` stays the text "on", not true), so the data is always
+  JSON-compatible;
 - refuse recursive aliases and alias bombs instead of looping or exhausting memory.
+
+Plain scalars are resolved by the YAML 1.2 core schema (the spec's section 10.3.2), which the
+web UI's YAML library uses too, not by PyYAML's YAML 1.1 rules: ``no``, ``yes``, ``on``,
+``off``, ``y``, ``n`` and dates stay text; only ``true``/``false`` (any of three casings) are
+booleans, ``null``/``~``/empty is null, ``0o755`` and ``0x1F`` are octal and hex. Every plain
+scalar read as a number, boolean or null is remembered with its text as written
+(``SourceMap.plain``), so the loader can give a text field exactly what the file says.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +34,79 @@ MAX_DEPTH = 64
 
 _TAG = "tag:yaml.org,2002:"
 _SCALAR_TAGS = {_TAG + t for t in ("str", "int", "float", "bool", "null")}
-_TEXT_TAGS = {_TAG + "timestamp"}  # kept as the text written, e.g. a date in a label
+
+# The YAML 1.2 core schema's tag resolution, as the spec (and the `yaml` npm package) words it.
+CORE_SCHEMA: list[tuple[str, str, str]] = [
+    ("null", r"null|Null|NULL|~|", "nN~"),
+    ("bool", r"true|True|TRUE|false|False|FALSE", "tTfF"),
+    ("int", r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+", "-+0123456789"),
+    (
+        "float",
+        r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?"
+        r"|[-+]?(\.inf|\.Inf|\.INF)|\.nan|\.NaN|\.NAN",
+        "-+.0123456789",
+    ),
+]
+LEADING_ZERO = re.compile(r"[-+]?0[0-9]+")
+
+
+class CoreLoader(yaml.SafeLoader):
+    """PyYAML's reader, parser and composer with YAML 1.2 core tag resolution (plus ``<<``
+    merge keys, which the UI's library offers as an option)."""
+
+
+class CoreDumper(yaml.SafeDumper):
+    """Writes YAML that both YAML 1.1 and 1.2 readers read back unchanged: a string either
+    schema would take for something else (``no``, ``1e3``, ``0o7``) is quoted."""
+
+
+def _install_resolvers() -> None:
+    merge = ("merge", r"<<", "<")
+    CoreLoader.yaml_implicit_resolvers = {}
+    for name, pattern, first in [*CORE_SCHEMA, merge]:
+        compiled = re.compile(f"^(?:{pattern})$")
+        starts: list[str | None] = [*first, ""] if name == "null" else list(first)
+        CoreLoader.add_implicit_resolver(_TAG + name, compiled, starts)
+    for name, pattern, first in CORE_SCHEMA:
+        starts = [*first, ""] if name == "null" else list(first)
+        CoreDumper.add_implicit_resolver(_TAG + name, re.compile(f"^(?:{pattern})$"), starts)
+
+
+_install_resolvers()
+
+
+def dump_yaml(data: Any) -> str:
+    """``data`` as YAML text that reads back as the same data under YAML 1.2 and 1.1 alike."""
+    return yaml.dump(data, Dumper=CoreDumper, sort_keys=False, allow_unicode=True)
+
+
+_CORE_PATTERNS = {name: re.compile(f"(?:{pattern})") for name, pattern, _ in CORE_SCHEMA}
+
+
+def core_value(tag: str, text: str) -> Any:
+    """The value of a scalar of ``tag`` under the core schema; ValueError when ``text`` is not
+    of that kind (an explicit ``!!int maybe``)."""
+    kind = tag.removeprefix(_TAG)
+    if kind in _CORE_PATTERNS and not _CORE_PATTERNS[kind].fullmatch(text):
+        raise ValueError(f"{text!r} is not {kind}")
+    if kind == "null":
+        return None
+    if kind == "bool":
+        return text.lower() == "true"
+    if kind == "int":
+        if text.startswith("0o"):
+            return int(text[2:], 8)
+        if text.startswith("0x"):
+            return int(text[2:], 16)
+        return int(text, 10)
+    if kind == "float":
+        lowered = text.lower()
+        if lowered.endswith(".inf"):
+            return -math.inf if text.startswith("-") else math.inf
+        if lowered == ".nan":
+            return math.nan
+        return float(text)
+    return text
 
 
 @dataclass
@@ -34,6 +115,8 @@ class SourceMap:
 
     values: dict[Loc, Position] = field(default_factory=dict)
     keys: dict[Loc, Position] = field(default_factory=dict)
+    plain: dict[Loc, str] = field(default_factory=dict)
+    """The text as written of each plain scalar read as a number, boolean or null."""
 
     def position(self, loc: Loc, *, key: bool = False) -> Position | None:
         """Position of ``loc``; of its nearest existing parent when it is missing."""
@@ -67,7 +150,7 @@ def read_yaml(text: str) -> ParsedYaml:
     source = SourceMap()
     try:
         # The reader checks every character up front, so even building the loader may fail.
-        loader = yaml.SafeLoader(text)
+        loader = CoreLoader(text)
     except yaml.YAMLError as exc:
         return ParsedYaml(None, source, [_reader_finding(exc, text)])
     too_deep = _too_deep(text)
@@ -110,7 +193,7 @@ def _too_deep(text: str) -> Finding | None:
     measure with it first."""
     depth = 0
     try:
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        for event in yaml.parse(text, Loader=CoreLoader):
             if isinstance(event, yaml.CollectionStartEvent):
                 depth += 1
                 if depth > MAX_DEPTH:
@@ -155,7 +238,7 @@ def _reader_finding(exc: yaml.YAMLError, text: str) -> Finding:
 
 
 class _Builder:
-    def __init__(self, loader: yaml.SafeLoader, source: SourceMap) -> None:
+    def __init__(self, loader: CoreLoader, source: SourceMap) -> None:
         self.loader = loader
         self.source = source
         self.findings: list[Finding] = []
@@ -238,15 +321,19 @@ class _Builder:
                 self.open.discard(id(src))
 
     def _scalar(self, node: ScalarNode, loc: Loc) -> Any:
-        if node.tag in _TEXT_TAGS:
-            return str(node.value)
         if node.tag not in _SCALAR_TAGS:
             self.findings.append(Finding(loc, _unsupported(node.tag)))
             return str(node.value)
+        text = str(node.value)
+        if node.tag == _TAG + "str":
+            return text
         try:
-            return self.loader.construct_object(node, deep=True)
-        except (yaml.YAMLError, ValueError, KeyError, TypeError):
-            # PyYAML's own words add nothing here ("'maybe'", "invalid literal for int()").
+            value = core_value(node.tag, text)
+        except ValueError:
+            # An explicit tag on text that is not of its kind (!!int maybe).
             tag = node.tag.removeprefix(_TAG)
-            self.findings.append(Finding(loc, f"cannot read {node.value!r} as {tag}"))
-            return str(node.value)
+            self.findings.append(Finding(loc, f"cannot read {text!r} as {tag}"))
+            return text
+        if node.style is None:
+            self.source.plain[loc] = text
+        return value

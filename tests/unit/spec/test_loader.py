@@ -122,7 +122,7 @@ def test_anchors_and_merge_keys_work_and_keys_stay_text() -> None:
           - {<<: *base, id: b, needs: [a]}
         """
     )
-    assert workflow.labels == {"on": "true", "1": "two"}
+    assert workflow.labels == {"on": "yes", "1": "two"}
     assert [(s.id, s.retries) for s in workflow.steps] == [("a", 2), ("b", 2)]
 
 
@@ -251,16 +251,16 @@ def test_canonical_form_loads_back_to_the_same_workflow() -> None:
     assert again == workflow
 
 
-def test_a_bare_yes_or_no_where_text_belongs_gets_a_quoting_hint() -> None:
+def test_a_bare_boolean_where_only_text_belongs_gets_a_hint_quoting_the_source() -> None:
     [problem] = problems(
         """
         id: words
         steps:
-          - {id: a, type: notify, channel: ops, message: no}
+          - {id: a, type: notify, channel: ops, message: TRUE}
         """
     )
     assert problem.msg == (
-        "expected text, got false (YAML reads a bare yes, no, on or off as true or false: quote it)"
+        "expected text, got true (the unquoted TRUE is not text in YAML: quote it, 'TRUE')"
     )
 
 
