@@ -12,7 +12,14 @@ from typing import Annotated, Any
 
 import typer
 
-from opsflow.cli.bundle import WorkflowSource, pack_bundle
+from opsflow.cli.bundle import (
+    WARN_BYTES,
+    BundlePlan,
+    WorkflowSource,
+    human_size,
+    pack_bundle,
+    plan_bundle,
+)
 from opsflow.cli.client import ApiClient, client_for
 from opsflow.cli.output import (
     CliError,
@@ -33,8 +40,9 @@ def apply(
         typer.Option(
             "--file",
             "-f",
-            help="A workflow YAML file (its directory is uploaded with it), a workflow "
-            "directory, or a directory of workflow directories. Repeatable.",
+            help="A workflow directory (its workflow.yaml and every file beside it are "
+            "uploaded), a directory of them, or a YAML file (uploaded with the files its steps "
+            "name). Repeatable.",
             show_default=False,
         ),
     ],
@@ -49,11 +57,20 @@ def apply(
         print_checks([c for c in checks if not c.valid], output)
         raise typer.Exit(1)
     _refuse_duplicate_ids(checks)
+    # Every bundle is measured before anything is sent: one too big stops them all.
+    plans = [plan_bundle(check.source) for check in checks]
+    for check, plan in zip(checks, plans, strict=True):
+        if plan.total_bytes > WARN_BYTES:
+            stderr.print(
+                f"warning: {check.source.file}: uploading {human_size(plan.total_bytes)} "
+                f"in {len(plan.files)} files",
+                markup=False,
+            )
     client = client_for(ctx)
     results: list[dict[str, Any]] = []
     try:
         if len(checks) == 1:
-            results.append(_apply_one(client, checks[0], draft=draft, output=output))
+            results.append(_apply_one(client, checks[0], plans[0], draft=draft, output=output))
         else:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -66,9 +83,9 @@ def apply(
                 transient=True,
             ) as progress:
                 task = progress.add_task("", total=len(checks))
-                for check in checks:
+                for check, plan in zip(checks, plans, strict=True):
                     progress.update(task, description=str(check.workflow_id))
-                    results.append(_apply_one(client, check, draft=draft, output=output))
+                    results.append(_apply_one(client, check, plan, draft=draft, output=output))
                     progress.advance(task)
     finally:
         if output is OutputFormat.JSON and results:
@@ -86,14 +103,25 @@ def _refuse_duplicate_ids(checks: list[FileCheck]) -> None:
         )
 
 
+def sent_files(plan: BundlePlan, shown: int = 10) -> str:
+    """``3 files (2.1 KiB): a.sh, infra/main.tf, ...`` for the apply report."""
+    if not plan.files:
+        return "no files"
+    names = ", ".join(plan.files[:shown])
+    more = f" and {len(plan.files) - shown} more" if len(plan.files) > shown else ""
+    count = "1 file" if len(plan.files) == 1 else f"{len(plan.files)} files"
+    return f"{count} ({human_size(plan.total_bytes)}): {names}{more}"
+
+
 def _apply_one(
-    client: ApiClient, check: FileCheck, *, draft: bool, output: OutputFormat
+    client: ApiClient, check: FileCheck, plan: BundlePlan, *, draft: bool, output: OutputFormat
 ) -> dict[str, Any]:
-    """Upload one definition with its bundle; print what happened unless printing JSON."""
+    """Upload one definition with its bundle; print what happened and what was sent unless
+    printing JSON."""
     source: WorkflowSource = check.source
     workflow_id = str(check.workflow_id)
     definition = source.file.read_text(encoding="utf-8")
-    bundle = pack_bundle(source.directory)
+    bundle = pack_bundle(source.directory, plan.files)
     try:
         result = client.request(
             "PUT",
@@ -110,6 +138,7 @@ def _apply_one(
         raise CliError(f"{source.file}: unexpected answer from the server: {result!r}")
     if output is OutputFormat.TEXT:
         say(f"{workflow_id}: {describe_apply(result, draft=draft)}")
+        say(f"  sent {source.file.name} with {sent_files(plan)}")
     return result
 
 

@@ -14,7 +14,7 @@ from opsflow.spec.findings import Finding, Loc
 from opsflow.status import StepType
 
 
-def _named_files(data: dict[str, Any]) -> Iterator[tuple[Loc, str, bool]]:
+def named_files(data: dict[str, Any]) -> Iterator[tuple[Loc, str, bool]]:
     """(loc, relative path, is a directory) for every workflow file the steps name."""
     steps = data.get("steps")
     for i, step in enumerate(steps if isinstance(steps, list) else []):
@@ -49,7 +49,7 @@ def check_files(data: Any, base_dir: Path) -> list[Finding]:
     if not isinstance(data, dict):
         return []
     out: list[Finding] = []
-    for loc, name, is_dir in _named_files(data):
+    for loc, name, is_dir in named_files(data):
         path = PurePosixPath(name)
         if path.is_absolute() or ".." in path.parts or not name.strip():
             continue  # refused by the models, or a path on the agent

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from opsflow.cli.bundle import bundle_files, find_workflows, pack_bundle
+from opsflow.cli.bundle import bundle_files, find_workflows, pack_bundle, plan_bundle
 from opsflow.cli.output import UsageError
 
 
@@ -98,3 +98,54 @@ def test_a_directory_without_any_workflow_is_a_usage_error(tmp_path: Path) -> No
 
     with pytest.raises(UsageError, match=r"no workflow\.yaml in this directory"):
         find_workflows(tmp_path / "empty")
+
+
+LONE = """\
+id: lone
+steps:
+  - {id: run, type: script, file: scripts/run.sh}
+  - {id: plan, type: terraform, action: plan, source: {dir: infra}, var_files: [vars/eu.tfvars]}
+"""
+
+
+def test_a_lone_yaml_file_sends_only_the_files_its_steps_name(tmp_path: Path) -> None:
+    home = _tree(
+        tmp_path / "home",
+        {
+            "deploy.yaml": LONE,
+            "scripts/run.sh": "echo run\n",
+            "scripts/other.sh": "echo not named\n",
+            "infra/main.tf": "",
+            "infra/modules/net/main.tf": "",
+            "vars/eu.tfvars": "",
+            "vars/us.tfvars": "",
+            "opsflow.db": "a database beside the file",
+            ".ssh/id_ed25519": "a key",
+            "Documents/taxes.pdf": "private",
+        },
+    )
+    [source] = find_workflows(home / "deploy.yaml")
+    assert source.only == ("infra", "scripts/run.sh", "vars/eu.tfvars")
+    assert plan_bundle(source).files == [
+        "infra/main.tf",
+        "infra/modules/net/main.tf",
+        "scripts/run.sh",
+        "vars/eu.tfvars",
+    ]
+
+
+def test_a_workflow_yaml_file_sends_its_whole_workflow_directory(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "wf", {"workflow.yaml": "id: wf\n", "lib/helper.sh": ""})
+    [source] = find_workflows(root / "workflow.yaml")
+    assert source.only is None
+    assert plan_bundle(source).files == ["lib/helper.sh", "workflow.yaml"]
+
+
+def test_files_past_the_limit_are_refused_before_anything_is_read(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "wf", {"workflow.yaml": "id: wf\n", "a.bin": "x" * 600})
+    _tree(root, {"b.bin": "y" * 600})
+    [source] = find_workflows(root)
+    with pytest.raises(UsageError, match=r"pass 1\.0 KiB") as info:
+        plan_bundle(source, limit=1024)
+    assert ".opsflowignore" in str(info.value.hint)
+    assert plan_bundle(source, limit=4096).total_bytes == 1200 + len("id: wf\n")

@@ -161,3 +161,29 @@ def test_short_ids_too_short_unknown_and_ambiguous_say_so(server: Server, db_url
     one = server.cli("executions", "show", "abcdef01", "-o", "json")
     assert one.returncode == 0, one.stderr
     assert twins[0] in one.stdout
+
+
+def test_apply_of_a_lone_file_sends_only_the_files_it_names_and_lists_them(
+    server: Server, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    (home / "scripts").mkdir(parents=True)
+    (home / "deploy.yaml").write_text(
+        "id: cli-lone\nsteps:\n  - {id: run, type: script, shell: sh, file: scripts/run.sh}\n"
+    )
+    (home / "scripts" / "run.sh").write_text("echo from the named file\n")
+    (home / "scripts" / "unrelated.sh").write_text("echo never sent\n")
+    (home / "opsflow.db").write_bytes(b"\0" * 4096)
+    (home / ".ssh").mkdir()
+    (home / ".ssh" / "id_ed25519").write_text("private key")
+
+    applied = server.cli("apply", "-f", str(home / "deploy.yaml"))
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert "cli-lone: created version 1" in applied.stdout
+    assert "sent deploy.yaml with 1 file (25 bytes): scripts/run.sh" in applied.stdout
+
+    version = server.get("/workflows/cli-lone/versions/1")
+    assert [f["path"] for f in version["files"]] == ["scripts/run.sh"]  # type: ignore[union-attr]
+    ran = server.cli("run", "cli-lone", "--follow")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "[run] from the named file" in ran.stdout
