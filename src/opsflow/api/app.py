@@ -37,6 +37,7 @@ from opsflow.api import (
 from opsflow.api.demo import find_examples_dir, load_examples
 from opsflow.api.services import Services
 from opsflow.auth.bootstrap import bootstrap
+from opsflow.auth.logmask import SERVER_LOG_FILTER
 from opsflow.auth.secrets import SecretBox, SecretVault, load_master_key
 from opsflow.config import Settings
 from opsflow.runtime.host import runtime_extension
@@ -79,7 +80,10 @@ def _open(settings: Settings) -> Services:
     db = Database(settings.db_url)
     services = Services(settings=settings, db=db)
     services.bootstrap = bootstrap(db, settings)
-    services.extra[secrets.VAULT_KEY] = SecretVault(db, box)
+    # The vault tells the process's log filter every value it holds, sets or reveals.
+    vault = SecretVault(db, box, learn=SERVER_LOG_FILTER.learn)
+    vault.learn_all()
+    services.extra[secrets.VAULT_KEY] = vault
     if settings.demo:
         examples = find_examples_dir()
         if examples is None:

@@ -8,6 +8,7 @@ import uvicorn
 
 from opsflow.api.app import create_app
 from opsflow.auth.bootstrap import PASSWORD_FILE, TOKEN_FILE
+from opsflow.auth.logmask import SERVER_LOG_FILTER
 from opsflow.config import Settings
 
 log = logging.getLogger("opsflow.server")
@@ -30,12 +31,17 @@ def banner(settings: Settings) -> str:
 
 
 def run_server(settings: Settings) -> None:
-    """Serve until interrupted; the app's lifespan migrates, bootstraps and starts everything."""
+    """Serve until interrupted; the app's lifespan migrates, bootstraps and starts everything.
+
+    Every log handler (ours and uvicorn's) masks every secret value the server knows, and the
+    HTTP libraries' per-request lines are off (see `opsflow.auth.logmask`).
+    """
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     app = create_app(settings)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info")
+    SERVER_LOG_FILTER.install()  # after uvicorn's own logging set-up, so its handlers too
     server = uvicorn.Server(config)
     print(banner(settings), flush=True)
     server.run()

@@ -243,15 +243,24 @@ class SecretVault:
     secrets in the same transaction that renders a job.
     """
 
-    def __init__(self, db: Database | SessionFactory, box: SecretBox) -> None:
+    def __init__(
+        self,
+        db: Database | SessionFactory,
+        box: SecretBox,
+        *,
+        learn: Callable[[Iterable[str]], None] | None = None,
+    ) -> None:
         self._session: SessionFactory = db.session if isinstance(db, Database) else db
         self.box = box
+        # Told every plaintext this vault sets or reveals (the server's log filter).
+        self._learn = learn or (lambda values: None)
 
     def set(self, name: str, value: str, actor: str, description: str | None = None) -> SecretMeta:
         """Create the secret or replace its value (``description=None`` keeps the old one)."""
         check_secret_name(name)
         check_secret_value(value)
         blob = self.box.encrypt(name, value)
+        self._learn([value])
         with self._session() as session:
             meta = store.put_secret(session, name, blob, actor, description)
             action = "secret.create" if meta.created else "secret.update"
@@ -275,7 +284,44 @@ class SecretVault:
         missing = [n for n in wanted if n not in blobs]
         if missing:
             raise UnknownSecret(missing, store.secret_names(session))
-        return {name: self.box.decrypt(name, blob) for name, blob in blobs.items()}
+        values = {name: self.box.decrypt(name, blob) for name, blob in blobs.items()}
+        self._learn(values.values())
+        return values
+
+    def reveal_versions(
+        self, session: Session, names: Iterable[str]
+    ) -> tuple[dict[str, str], dict[str, int]]:
+        """As `reveal`, with the version of each value (what a job was handed, for the record)."""
+        wanted = sorted(set(names))
+        current = store.get_current(session, wanted)
+        missing = [n for n in wanted if n not in current]
+        if missing:
+            raise UnknownSecret(missing, store.secret_names(session))
+        values = {name: self.box.decrypt(name, blob) for name, (_, blob) in current.items()}
+        self._learn(values.values())
+        return values, {name: version for name, (version, _) in current.items()}
+
+    def masking_values(self, session: Session, names: Iterable[str]) -> frozenset[str]:
+        """Every value of ``names`` a run may have seen or may print: the current ones and the
+        kept previous ones (see `opsflow.store.secrets`). Names no longer defined are left
+        out, as is a previous value this server's keys cannot read (logged)."""
+        wanted = sorted(set(names))
+        found = {
+            self.box.decrypt(name, blob)
+            for name, (_, blob) in store.get_current(session, wanted).items()
+        }
+        for name, blob in store.previous_ciphertexts(session, wanted):
+            try:
+                found.add(self.box.decrypt(name, blob))
+            except SecretUndecryptable as exc:
+                log.warning("a previous value of secret %r is not masked: %s", name, exc.message)
+        self._learn(found)
+        return frozenset(found)
+
+    def learn_all(self) -> int:
+        """Tell the log filter every stored value (at start-up); returns how many."""
+        with self._session() as session:
+            return len(self.masking_values(session, store.secret_names(session)))
 
     def names(self, session: Session) -> list[str]:
         """Every defined secret's name, sorted (for template checks and error messages)."""

@@ -29,6 +29,7 @@ from opsflow.store import bundles as bundles_store
 from opsflow.store import jobs as jobs_store
 from opsflow.store import logs as logs_store
 from opsflow.store import runs as runs_store
+from opsflow.store import secrets as secrets_store
 from opsflow.store.db import Database
 from opsflow.store.jobs import CancelNotice, Job
 from opsflow.store.logs import LogLine
@@ -81,7 +82,8 @@ class AgentPath:
         self, *, agent_id: str, pools: list[str], labels: dict[str, str], limit: int
     ) -> list[Job]:
         """Lease jobs to an agent. The copies handed over carry the secrets their specs refer
-        to, decrypted, and the values to mask; the stored specs keep placeholders."""
+        to, decrypted, and the values to mask (see `_with_secrets`); the stored specs keep
+        placeholders."""
         self.roster.seen(agent_id, pools, labels, self.clock())
         if limit <= 0:
             return []
@@ -96,19 +98,35 @@ class AgentPath:
                 lease_seconds=self.lease_seconds,
                 now=self.clock(),
             )
-            return [self._with_secrets(session, job) for job in jobs]
+            if self.vault is None:
+                if any(referenced(job.spec) for job in jobs):
+                    raise InvalidInput(
+                        "this server has no secret store, but the job refers to secrets"
+                    )
+                return jobs
+            handed = secrets_store.names_handed(session, {job.execution_id for job in jobs})
+            return [self._with_secrets(session, job, handed) for job in jobs]
 
         return self.transact(work)
 
-    def _with_secrets(self, session: Session, job: Job) -> Job:
+    def _with_secrets(self, session: Session, job: Job, handed: dict[str, set[str]]) -> Job:
+        """The claimed copy of ``job``: its secrets substituted (and recorded as handed to it,
+        with their versions), and under `VALUES_KEY` every value to mask in what it sends
+        back: those of every secret any job of the execution was handed so far, current and
+        previous values alike. Upstream jobs are claimed before a downstream job exists, so a
+        step that prints (or recombines) an upstream step's secret is masked for it too."""
+        assert self.vault is not None
         names = referenced(job.spec)
-        if not names:
+        earlier = handed.setdefault(job.execution_id, set())
+        if not names and not earlier:
             return job
-        if self.vault is None:
-            raise InvalidInput("this server has no secret store, but the job refers to secrets")
-        values = self.vault.reveal(session, sorted(names))
-        spec = substitute(job.spec, values)
-        spec[VALUES_KEY] = sorted(values.values())
+        spec = dict(job.spec)
+        if names:
+            values, versions = self.vault.reveal_versions(session, names)
+            secrets_store.record_handed(session, job.execution_id, job.id, versions)
+            spec = substitute(job.spec, values)
+            earlier |= names  # the next job of this claim, in the same execution, sees them
+        spec[VALUES_KEY] = sorted(self.vault.masking_values(session, earlier))
         return dataclasses.replace(job, spec=spec)
 
     def _masked_lines(
@@ -127,24 +145,28 @@ class AgentPath:
     def masker_for(
         self, session: Session, job_id: str, spec: Mapping[str, Any] | None = None
     ) -> Masker | None:
-        """The masker for a job's secrets (server-side, for what its agent sends back).
+        """The masker for what a job's agent sends back (server-side): every value of every
+        secret the execution's jobs were handed up to this job's claim, current and previous.
 
-        ``spec`` is the claimed copy when the caller has it (the local agent's reports):
-        it carries the values, so no read is needed; otherwise the stored spec says which
-        secrets the job got.
+        ``spec`` is the claimed copy when the caller has it (the local agent's reports): it
+        carries the values (`VALUES_KEY`), or none when there was nothing to mask, so no read
+        is needed; otherwise the execution's record of handed secrets is read.
         """
         cached = self._maskers.get(job_id)
         if cached is not None:
             return cached
         if spec is not None and VALUES_KEY in spec:
-            return Masker(spec[VALUES_KEY])
-        if spec is not None and not referenced(spec):
+            masker = Masker(spec[VALUES_KEY])
+        elif spec is not None and not referenced(spec):
             return None
-        spec = jobs_store.get_job(session, job_id).spec
-        names = referenced(spec)
-        if not names or self.vault is None:
-            return None
-        masker = Masker(self.vault.reveal(session, sorted(names)).values())
+        else:
+            if self.vault is None:
+                return None
+            execution_id = jobs_store.get_job(session, job_id).execution_id
+            names = secrets_store.names_handed(session, [execution_id]).get(execution_id)
+            if not names:
+                return None
+            masker = Masker(self.vault.masking_values(session, names))
         if len(self._maskers) > 256:
             self._maskers.clear()
         self._maskers[job_id] = masker

@@ -322,3 +322,47 @@ def test_cleanup_after_the_end_destroys_what_a_failed_run_applied(
     assert again.status_code == 200, again.text
     retry = server.api.post(f"/executions/{eid}/steps/smoke/retry", json={})
     assert retry.status_code == 409 and "cleanup was requested" in retry.json()["detail"]
+
+
+DOOR_TF = """
+variable "door" {
+  type = string
+}
+resource "terraform_data" "door" {
+  input = var.door
+}
+"""
+
+
+def test_a_terraform_diff_never_shows_an_earlier_value_of_a_changed_secret(
+    server: Server, tmp_path: Path
+) -> None:
+    root = tmp_path / "door"
+    (root / "infra").mkdir(parents=True)
+    (root / "infra" / "main.tf").write_text(DOOR_TF)
+    (root / "workflow.yaml").write_text(
+        """
+id: iac-door
+steps:
+  - id: apply
+    type: terraform
+    action: apply
+    source: {dir: infra}
+    vars: {door: "{{ secrets.DOOR }}"}
+"""
+    )
+    server.apply(root, "iac-door")
+    old, new = "closed-door-v1", "open-door-v2"
+    assert server.api.put("/secrets/DOOR", json={"value": old}).status_code == 201
+    first = server.wait(server.run("iac-door"), lambda e: e["status"] in ("completed", "failed"))
+    assert first["status"] == "completed", first["engine_log"]
+    assert server.api.put("/secrets/DOOR", json={"value": new}).status_code == 200
+    eid = server.run("iac-door")
+    second = server.wait(eid, lambda e: e["status"] in ("completed", "failed"))
+    assert second["status"] == "completed", second["engine_log"]
+    logs = server.api.get(f"/executions/{eid}/logs/download").text
+    # Terraform shows the change as ``~ input = "<old>" -> "<new>"``: both are the secret.
+    assert '"***" -> "***"' in logs, logs
+    shown = logs + repr(second["steps"])
+    for value in (old, new):
+        assert value not in shown, f"{value!r} leaked"

@@ -110,3 +110,78 @@ steps:
     assert (await vaulted.wait(eid)).status == ExecutionStatus.FAILED
     (job,) = vaulted.jobs(eid)
     assert "whole value" in (job.error or "")
+
+
+async def test_a_secret_recombined_downstream_is_still_masked(vaulted: Harness) -> None:
+    # a reverses the secret (which no masker recognises) into its output; b, which was handed
+    # no secret at all, reverses it back and prints it: still the secret, so still masked.
+    eid = await vaulted.start_async(
+        """
+id: recombined
+steps:
+  - id: a
+    type: script
+    shell: bash
+    env: {TOKEN: "{{ secrets.API_TOKEN }}"}
+    run: echo "reversed=$(printf '%s' "$TOKEN" | rev)" >> "$OPSFLOW_OUTPUT"
+  - id: b
+    type: script
+    shell: bash
+    needs: [a]
+    env: {REVERSED: "{{ nodes.a.output.reversed }}"}
+    run: |
+      plain=$(printf '%s' "$REVERSED" | rev)
+      echo "recombined: $plain"
+      echo "again=$plain" >> "$OPSFLOW_OUTPUT"
+      echo "failing over $plain" >&2
+      exit 4
+"""
+    )
+    assert (await vaulted.wait(eid)).status == ExecutionStatus.FAILED
+    jobs = {job.step_id: job for job in vaulted.jobs(eid)}
+    assert jobs["a"].outputs["reversed"] == TOKEN[::-1]  # the script really had the value
+    with vaulted.runtime.db.session() as s:
+        lines = [row["text"] for row in logs_store.query(s, eid, step="b")]
+    assert "recombined: ***" in lines
+    assert jobs["b"].outputs["again"] == "***"
+    stored = "\n".join(lines) + repr(jobs["b"].outputs) + repr(jobs["b"].error)
+    stored += repr(vaulted.steps(eid)["b"].outputs) + "\n".join(vaulted.engine_log(eid))
+    for value in _forbidden():
+        assert value not in stored, f"{value!r} leaked"
+
+
+async def test_an_earlier_value_of_a_changed_secret_is_masked(
+    vaulted: Harness, tmp_path: Path
+) -> None:
+    # Like a Terraform state: the first run leaves the value it was handed where the second
+    # run prints it next to the new one (``~ input = "closed" -> "***"``).
+    state = tmp_path / "state"
+    flow = (
+        """
+id: remembers
+steps:
+  - id: apply
+    type: script
+    shell: bash
+    env: {TOKEN: "{{ secrets.API_TOKEN }}", STATE: "STATE_FILE"}
+    run: |
+      if [ -e "$STATE" ]; then
+        echo "~ input = \\"$(cat "$STATE")\\" -> \\"$TOKEN\\""
+        printf '%s' "$(cat "$STATE")" | base64
+      fi
+      printf '%s' "$TOKEN" > "$STATE"
+"""
+    ).replace("STATE_FILE", str(state))
+    first = await vaulted.start_async(flow)
+    assert (await vaulted.wait(first)).status == ExecutionStatus.COMPLETED
+    vault = vaulted.host.runtime.vault
+    assert vault is not None
+    vault.set("API_TOKEN", "closed-door-2", actor="admin")
+    second = await vaulted.start_async(flow)
+    assert (await vaulted.wait(second)).status == ExecutionStatus.COMPLETED
+    with vaulted.runtime.db.session() as s:
+        lines = [row["text"] for row in logs_store.query(s, second)]
+    assert '~ input = "***" -> "***"' in lines, lines
+    text = "\n".join(lines)
+    for value in (*_forbidden(), "closed-door-2"):
+        assert value not in text, f"{value!r} leaked"
