@@ -1,0 +1,139 @@
+// The workflow graph of an execution: React Flow with a layered left-to-right layout (dagre),
+// each node showing its step's status icon, colour, name and duration; edges labelled by the
+// outcome they wait for. Loaded lazily, so the other screens do not carry it.
+import dagre from "@dagrejs/dagre";
+import {
+  Background,
+  Controls,
+  Handle,
+  MarkerType,
+  MiniMap,
+  Position,
+  ReactFlow,
+  type Edge,
+  type Node,
+  type NodeProps,
+} from "@xyflow/react";
+import "@xyflow/react/dist/style.css";
+import { memo, useMemo } from "react";
+import type { StepSpec } from "../api/types";
+import { formatDuration } from "../components/format";
+import { StatusIcon, statusStyle } from "../components/status";
+
+export type DagStep = {
+  id: string;
+  name: string;
+  type: string;
+  status: string;
+  durationMs: number | null;
+};
+
+type StepNodeData = DagStep & { selected: boolean };
+type StepNode = Node<StepNodeData, "step">;
+
+const WIDTH = 190;
+const HEIGHT = 52;
+
+const StepNodeView = memo(function StepNodeView({ data }: NodeProps<StepNode>) {
+  const style = statusStyle(data.status);
+  return (
+    <div className={`dag-node tone-${style.tone}${data.status === "running" ? " is-running" : ""}${data.selected ? " is-selected" : ""}`} title={`${data.name}: ${style.label}`}>
+      <Handle type="target" position={Position.Left} isConnectable={false} />
+      <div className="dag-node-row">
+        <StatusIcon status={data.status} />
+        <span className="dag-node-name">{data.name}</span>
+      </div>
+      <div className="dag-node-meta">
+        <span>{style.label}</span>
+        <span>{data.durationMs !== null ? formatDuration(data.durationMs) : data.type}</span>
+      </div>
+      <Handle type="source" position={Position.Right} isConnectable={false} />
+    </div>
+  );
+});
+
+const nodeTypes = { step: StepNodeView };
+
+/** Splits `needs` entries such as `plan`, `approve.rejected`, `is-long.true`. */
+export function parseNeed(need: string, known: Set<string>): { from: string; outcome: string | null } {
+  if (known.has(need)) return { from: need, outcome: null };
+  const dot = need.lastIndexOf(".");
+  if (dot > 0 && known.has(need.slice(0, dot))) return { from: need.slice(0, dot), outcome: need.slice(dot + 1) };
+  return { from: need, outcome: null };
+}
+
+export function layout(specs: StepSpec[], steps: Map<string, DagStep>, selected: string | null): { nodes: StepNode[]; edges: Edge[] } {
+  const g = new dagre.graphlib.Graph();
+  g.setGraph({ rankdir: "LR", nodesep: 24, ranksep: 70, marginx: 10, marginy: 10 });
+  g.setDefaultEdgeLabel(() => ({}));
+  const known = new Set(specs.map((s) => s.id));
+  for (const s of specs) g.setNode(s.id, { width: WIDTH, height: HEIGHT });
+  const edges: Edge[] = [];
+  for (const s of specs) {
+    for (const need of s.needs ?? []) {
+      const { from, outcome } = parseNeed(need, known);
+      if (!known.has(from)) continue;
+      g.setEdge(from, s.id);
+      const failing = outcome === "failed" || outcome === "rejected" || outcome === "false";
+      edges.push({
+        id: `${from}->${s.id}:${outcome ?? ""}`,
+        source: from,
+        target: s.id,
+        label: outcome ?? undefined,
+        className: failing ? "edge-failing" : undefined,
+        markerEnd: { type: MarkerType.ArrowClosed },
+        animated: steps.get(s.id)?.status === "running",
+      });
+    }
+  }
+  dagre.layout(g);
+  const nodes: StepNode[] = specs.map((s) => {
+    const pos = g.node(s.id);
+    const data = steps.get(s.id) ?? { id: s.id, name: s.name || s.id, type: s.type, status: "pending", durationMs: null };
+    return {
+      id: s.id,
+      type: "step",
+      position: { x: (pos?.x ?? 0) - WIDTH / 2, y: (pos?.y ?? 0) - HEIGHT / 2 },
+      data: { ...data, selected: s.id === selected },
+      draggable: false,
+      connectable: false,
+      ariaLabel: `Step ${data.name}, ${statusStyle(data.status).label}`,
+    };
+  });
+  return { nodes, edges };
+}
+
+export default function Dag({
+  specs,
+  steps,
+  selected,
+  onSelect,
+}: {
+  specs: StepSpec[];
+  steps: Map<string, DagStep>;
+  selected: string | null;
+  onSelect: (id: string) => void;
+}) {
+  const { nodes, edges } = useMemo(() => layout(specs, steps, selected), [specs, steps, selected]);
+  return (
+    <div className="dag" data-testid="dag">
+      <ReactFlow
+        nodes={nodes}
+        edges={edges}
+        nodeTypes={nodeTypes}
+        onNodeClick={(_, node) => onSelect(node.id)}
+        fitView
+        fitViewOptions={{ padding: 0.15, maxZoom: 1.2 }}
+        minZoom={0.05}
+        nodesDraggable={false}
+        nodesConnectable={false}
+        onlyRenderVisibleElements={specs.length > 200}
+        proOptions={{ hideAttribution: true }}
+      >
+        <Background gap={16} />
+        <Controls showInteractive={false} />
+        {specs.length > 6 && <MiniMap pannable zoomable ariaLabel="Overview of the graph" />}
+      </ReactFlow>
+    </div>
+  );
+}

@@ -1,0 +1,198 @@
+import { lazy, Suspense, useMemo, useState } from "react";
+import { Link, useParams, useSearchParams } from "react-router-dom";
+import { API } from "../api/client";
+import type { StepSpec } from "../api/types";
+import { useCan } from "../auth/session";
+import { ErrorMessage } from "../components/ErrorMessage";
+import { elapsed, exactTime, formatDuration, relativeTime } from "../components/format";
+import { useNow } from "../components/hooks";
+import { ACTIVE_EXECUTION, StatusBadge, triggerLabel, TriggerIcon } from "../components/status";
+import { useDefinition } from "../workflows/api";
+import { stepTimes, useExecution, type ExecutionView } from "./api";
+import { CancelDialog } from "./CancelDialog";
+import type { DagStep } from "./Dag";
+import { LogPanel } from "./LogPanel";
+import { StepList } from "./StepList";
+import { EngineLogTab, OutputsTab, TimelineTab, VariablesTab } from "./Tabs";
+import { useExecutionStream } from "./useExecutionStream";
+
+const Dag = lazy(() => import("./Dag"));
+
+const TABS = [
+  ["logs", "Logs"],
+  ["outputs", "Outputs"],
+  ["variables", "Variables"],
+  ["engine", "Engine log"],
+  ["timeline", "Timeline"],
+] as const;
+type Tab = (typeof TABS)[number][0];
+
+export default function ExecutionPage() {
+  const { id } = useParams();
+  const [search, setSearch] = useSearchParams();
+  const selected = search.get("step");
+  const tab = (TABS.find(([t]) => t === search.get("tab"))?.[0] ?? "logs") as Tab;
+  const execution = useExecution(id);
+  const stream = useExecutionStream(id);
+  const ex = execution.data;
+  const definition = useDefinition(ex?.workflow_id, ex ? ex.version : undefined);
+
+  const setParam = (key: string, value: string | null) => {
+    const next = new URLSearchParams(search);
+    if (value) next.set(key, value);
+    else next.delete(key);
+    setSearch(next, { replace: true });
+  };
+
+  const specs: StepSpec[] = useMemo(() => {
+    const fromDefinition = definition.data?.steps;
+    if (fromDefinition && fromDefinition.length) return fromDefinition;
+    return (ex?.steps ?? []).map((s) => ({ id: s.id, type: s.type }));
+  }, [definition.data, ex?.steps]);
+
+  const dagSteps = useMemo(() => {
+    const map = new Map<string, DagStep>();
+    const names = new Map(specs.map((s) => [s.id, s.name || s.id]));
+    for (const s of ex?.steps ?? []) {
+      const t = stepTimes(s);
+      map.set(s.id, { id: s.id, name: names.get(s.id) ?? s.id, type: s.type, status: s.status, durationMs: t.start ? elapsed(t.start, t.end) : null });
+    }
+    return map;
+  }, [ex?.steps, specs]);
+
+  if (execution.isError) return <ErrorMessage error={execution.error} onRetry={() => void execution.refetch()} />;
+  if (!ex) return <p className="muted">Loading execution…</p>;
+
+  const active = ACTIVE_EXECUTION.has(ex.status);
+  const downloadHref = `${API}/executions/${encodeURIComponent(ex.id)}/logs/download${selected ? `?step=${encodeURIComponent(selected)}` : ""}`;
+
+  return (
+    <section className="execution" aria-labelledby="ex-title">
+      <Banner ex={ex} workflowName={definition.data?.name} />
+      <div className="execution-grid">
+        <details className="dag-pane card" open>
+          <summary>Graph</summary>
+          <Suspense fallback={<div className="dag muted">Loading graph…</div>}>
+            <Dag specs={specs} steps={dagSteps} selected={selected} onSelect={(s) => setParam("step", s === selected ? null : s)} />
+          </Suspense>
+        </details>
+        <div className="steps-pane card">
+          <StepList ex={ex} specs={specs} selected={selected} onSelect={(s) => setParam("step", s)} />
+        </div>
+      </div>
+      <div className="card tabs-card">
+        <div className="tabs" role="tablist" aria-label="Execution details">
+          {TABS.map(([key, label]) => (
+            <button
+              key={key}
+              type="button"
+              role="tab"
+              id={`tab-${key}`}
+              aria-selected={tab === key}
+              aria-controls={`panel-${key}`}
+              tabIndex={tab === key ? 0 : -1}
+              className={tab === key ? "tab on" : "tab"}
+              onClick={() => setParam("tab", key === "logs" ? null : key)}
+              onKeyDown={(e) => {
+                const i = TABS.findIndex(([t]) => t === tab);
+                if (e.key === "ArrowRight" || e.key === "ArrowLeft") {
+                  const next = TABS[(i + (e.key === "ArrowRight" ? 1 : TABS.length - 1)) % TABS.length]![0];
+                  setParam("tab", next === "logs" ? null : next);
+                  document.getElementById(`tab-${next}`)?.focus();
+                }
+              }}
+            >
+              {label}
+            </button>
+          ))}
+          {selected && (
+            <span className="tab-step">
+              Step <strong>{selected}</strong>{" "}
+              <button type="button" className="link-button small" onClick={() => setParam("step", null)}>
+                show all
+              </button>
+            </span>
+          )}
+        </div>
+        <div role="tabpanel" id={`panel-${tab}`} aria-labelledby={`tab-${tab}`} className="tab-panel">
+          {tab === "logs" && <LogPanel entries={stream.store.entries} version={stream.version} step={selected} downloadHref={downloadHref} live={active && stream.state === "live"} />}
+          {tab === "outputs" && <OutputsTab ex={ex} selected={selected} />}
+          {tab === "variables" && <VariablesTab ex={ex} />}
+          {tab === "engine" && <EngineLogTab ex={ex} selected={selected} />}
+          {tab === "timeline" && <TimelineTab ex={ex} onSelect={(s) => setParam("step", s)} />}
+        </div>
+        {stream.state === "reconnecting" && active && (
+          <p className="muted small" role="status">
+            Connection lost; reconnecting and resuming where it stopped…
+          </p>
+        )}
+      </div>
+    </section>
+  );
+}
+
+function Banner({ ex, workflowName }: { ex: ExecutionView; workflowName: string | undefined }) {
+  const active = ACTIVE_EXECUTION.has(ex.status);
+  const now = useNow(active);
+  const canCancel = useCan("executions:cancel");
+  const [cancelling, setCancelling] = useState(false);
+  const duration = ex.duration_ms ?? elapsed(ex.started_at, ex.ended_at, now);
+  const triggerType = (ex.trigger?.type as string | undefined) ?? ex.trigger_type;
+  const actor = (ex.trigger?.actor as string | undefined) ?? ex.started_by;
+  const source = ex.trigger?.source as string | undefined;
+  return (
+    <header className={`banner tone-border-${ex.status}`}>
+      <div className="banner-main">
+        <StatusBadge status={ex.status} />
+        <h1 id="ex-title">
+          <Link to={`/workflows/${ex.workflow_id}`}>{workflowName || ex.workflow_id}</Link>{" "}
+          <span className="muted">{ex.test_run ? "test run" : `v${ex.version}`}</span>
+        </h1>
+        {ex.cancel && active && <span className="muted small">cancelling ({String(ex.cancel.mode ?? "graceful")})…</span>}
+      </div>
+      <dl className="banner-facts">
+        <div>
+          <dt>Trigger</dt>
+          <dd>
+            <TriggerIcon type={triggerType} withLabel />
+            {source ? <span className="muted small"> {source}</span> : null}
+          </dd>
+        </div>
+        <div>
+          <dt>Started by</dt>
+          <dd>{actor || "—"}</dd>
+        </div>
+        <div>
+          <dt>Started</dt>
+          <dd title={exactTime(ex.started_at ?? ex.created_at)}>{relativeTime(ex.started_at ?? ex.created_at, now)}</dd>
+        </div>
+        <div>
+          <dt>Duration</dt>
+          <dd data-testid="duration">{ex.started_at ? formatDuration(duration) : "not started"}</dd>
+        </div>
+        {ex.jobs_total !== undefined && (
+          <div>
+            <dt>Jobs</dt>
+            <dd>
+              {ex.jobs_done ?? 0} / {ex.jobs_total}
+            </dd>
+          </div>
+        )}
+        <div className="banner-id">
+          <dt>Execution</dt>
+          <dd>
+            <code>{ex.id}</code>
+          </dd>
+        </div>
+      </dl>
+      {ex.status_reason && <p className="banner-reason">{ex.status_reason}</p>}
+      {canCancel && active && (
+        <button type="button" className="danger banner-cancel" onClick={() => setCancelling(true)}>
+          Cancel…
+        </button>
+      )}
+      {cancelling && <CancelDialog executionId={ex.id} label={`${workflowName || ex.workflow_id} (${ex.id})`} onClose={() => setCancelling(false)} />}
+      <span className="visually-hidden">trigger {triggerLabel(triggerType)}</span>
+    </header>
+  );
+}

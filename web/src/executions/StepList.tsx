@@ -1,0 +1,196 @@
+import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
+import { useRef, useState } from "react";
+import { api, call } from "../api/client";
+import type { StepSpec } from "../api/types";
+import { AnswerDialog } from "../approvals/AnswerDialog";
+import { useCan } from "../auth/session";
+import { ConfirmDialog } from "../components/Dialog";
+import { elapsed, formatDuration } from "../components/format";
+import { useNow, useRowKeys } from "../components/hooks";
+import { StatusBadge } from "../components/status";
+import { useToast } from "../components/Toast";
+import { stepTimes, type ExecutionView, type JobRow, type StepRow } from "./api";
+
+const RETRYABLE = new Set(["failed", "cancelled", "rejected"]);
+
+export function useApprovalContext(executionId: string, step: string, enabled: boolean) {
+  return useQuery({
+    queryKey: ["approvals", "context", executionId, step],
+    enabled,
+    queryFn: () => call(api.GET("/api/v1/executions/{execution_id}/approvals/{step_id}", { params: { path: { execution_id: executionId, step_id: step } } })),
+  });
+}
+
+export function StepList({ ex, specs, selected, onSelect }: { ex: ExecutionView; specs: StepSpec[]; selected: string | null; onSelect: (id: string) => void }) {
+  const list = useRef<HTMLUListElement>(null);
+  useRowKeys(list);
+  const byId = new Map((ex.steps as StepRow[]).map((s) => [s.id, s]));
+  const ordered = specs.map((s) => ({ spec: s, step: byId.get(s.id) }));
+  const running = ex.steps.some((s) => s.status === "running");
+  const now = useNow(running);
+  return (
+    <>
+      <h2 className="pane-title">Steps</h2>
+      <ul className="step-list" ref={list}>
+        {ordered.map(({ spec, step }) => (
+          <StepItem key={spec.id} ex={ex} spec={spec} step={step} selected={selected === spec.id} onSelect={() => onSelect(spec.id)} now={now} />
+        ))}
+      </ul>
+    </>
+  );
+}
+
+function StepItem({ ex, spec, step, selected, onSelect, now }: { ex: ExecutionView; spec: StepSpec; step: StepRow | undefined; selected: boolean; onSelect: () => void; now: number }) {
+  const status = step?.status ?? "pending";
+  const [open, setOpen] = useState(false);
+  const [confirm, setConfirm] = useState<null | "retry" | "from_here" | "skip">(null);
+  const [answer, setAnswer] = useState<null | "approve" | "reject">(null);
+  const canRetry = useCan("executions:retry");
+  const canAnswer = useCan("approvals:respond");
+  const client = useQueryClient();
+  const toast = useToast();
+  const times = step ? stepTimes(step) : { start: null, end: null };
+  const duration = times.start ? elapsed(times.start, times.end, now) : null;
+  const attempts = step?.jobs.filter((j) => j.purpose !== "cleanup").length ?? 0;
+  const waitingGate = status === "waiting" && spec.type === "approval";
+  const context = useApprovalContext(ex.id, spec.id, waitingGate && canAnswer);
+
+  const act = useMutation({
+    mutationFn: (what: "retry" | "from_here" | "skip") => {
+      const path = { params: { path: { execution_id: ex.id, step_id: spec.id } } };
+      if (what === "skip") return call(api.POST("/api/v1/executions/{execution_id}/steps/{step_id}/skip", path));
+      return call(api.POST("/api/v1/executions/{execution_id}/steps/{step_id}/retry", { ...path, body: { from_here: what === "from_here" } }));
+    },
+    onSuccess: (_, what) => {
+      toast.ok(what === "skip" ? `Skipped ${spec.id}` : `Retrying ${spec.id}${what === "from_here" ? " and the steps after it" : ""}`);
+      setConfirm(null);
+      void client.invalidateQueries({ queryKey: ["executions"] });
+    },
+    onError: (err, what) => {
+      setConfirm(null);
+      toast.error(err, what === "skip" ? "Skip" : "Retry");
+    },
+  });
+
+  const retryable = step && RETRYABLE.has(status);
+  return (
+    <li className={`step-item${selected ? " selected" : ""}`}>
+      <div className="step-row">
+        <button type="button" className="step-select" onClick={onSelect} aria-pressed={selected} data-row data-step={spec.id}>
+          <StatusBadge status={status} />
+          <span className="step-name">{spec.name || spec.id}</span>
+        </button>
+        <span className="step-time muted small">{duration !== null ? formatDuration(duration) : ""}</span>
+        {attempts > 1 && <span className="muted small" title="attempts">×{attempts}</span>}
+        <button type="button" className="icon-button small" aria-expanded={open} aria-label={`Details of ${spec.id}`} onClick={() => setOpen((o) => !o)}>
+          {open ? "▾" : "▸"}
+        </button>
+      </div>
+      {step?.pending_reason && status !== "succeeded" && <div className="muted small step-reason">{step.pending_reason}</div>}
+      {step?.error && <div className="step-error small">{step.error}</div>}
+      <div className="step-actions">
+        {canRetry && retryable && (
+          <>
+            <button type="button" className="small" onClick={() => setConfirm("retry")}>
+              Retry step
+            </button>
+            <button type="button" className="small" onClick={() => setConfirm("from_here")}>
+              Retry from here
+            </button>
+            {spec.allow_skip && status === "failed" && (
+              <button type="button" className="small" onClick={() => setConfirm("skip")}>
+                Skip
+              </button>
+            )}
+          </>
+        )}
+        {waitingGate && canAnswer && context.data?.can_respond && (
+          <>
+            <button type="button" className="small primary" onClick={() => setAnswer("approve")}>
+              Approve
+            </button>
+            <button type="button" className="small danger" onClick={() => setAnswer("reject")}>
+              Reject
+            </button>
+          </>
+        )}
+        {waitingGate && (!canAnswer || (context.data && !context.data.can_respond)) && (
+          <span className="muted small">You cannot answer: {context.data?.why_not ?? "your role lacks approvals:respond"}</span>
+        )}
+      </div>
+      {open && step && <JobDetails jobs={step.jobs as JobRow[]} result={step.result} />}
+      {open && !step && <p className="muted small">Not started.</p>}
+      {confirm && (
+        <ConfirmDialog
+          title={confirm === "skip" ? `Skip ${spec.id}?` : `Retry ${spec.id}${confirm === "from_here" ? " and everything after it" : ""}?`}
+          confirmLabel={confirm === "skip" ? "Skip step" : "Retry"}
+          danger={false}
+          busy={act.isPending}
+          onConfirm={() => act.mutate(confirm)}
+          onClose={() => setConfirm(null)}
+        >
+          <p>
+            {confirm === "skip"
+              ? "The step counts as skipped and the steps after it go on."
+              : confirm === "from_here"
+                ? "This step runs again, and so does every step that depends on it."
+                : "This step runs again as a new attempt; steps after it wait for the result."}
+          </p>
+        </ConfirmDialog>
+      )}
+      {answer && <AnswerDialog executionId={ex.id} step={spec.id} decision={answer} message={context.data?.message} onClose={() => setAnswer(null)} />}
+    </li>
+  );
+}
+
+function JobDetails({ jobs, result }: { jobs: JobRow[]; result: string | null | undefined }) {
+  if (jobs.length === 0) return <p className="muted small">{result ? `Result: ${result}` : "No job ran for this step."}</p>;
+  return (
+    <div className="job-details">
+      {jobs.map((j) => {
+        const response = (j.outputs as Record<string, unknown>).status_code ?? (j.outputs as Record<string, unknown>).status;
+        return (
+          <dl key={j.id} className="job">
+            <div>
+              <dt>Attempt</dt>
+              <dd>
+                {j.attempt}
+                {j.purpose === "cleanup" ? " (cleanup)" : ""} <StatusBadge status={j.status} />
+              </dd>
+            </div>
+            {j.action && (
+              <div>
+                <dt>Action</dt>
+                <dd><code>{j.action}</code></dd>
+              </div>
+            )}
+            <div>
+              <dt>Agent</dt>
+              <dd>{j.agent_id ?? "—"}</dd>
+            </div>
+            <div>
+              <dt>Duration</dt>
+              <dd>{formatDuration(j.duration_ms)}</dd>
+            </div>
+            <div>
+              <dt>Exit code</dt>
+              <dd>{j.exit_code ?? "—"}</dd>
+            </div>
+            {response !== undefined && (
+              <div>
+                <dt>HTTP status</dt>
+                <dd>{String(response)}</dd>
+              </div>
+            )}
+            {j.error && (
+              <div className="job-error">
+                <dt>Error</dt>
+                <dd>{j.error}</dd>
+              </div>
+            )}
+          </dl>
+        );
+      })}
+    </div>
+  );
+}

@@ -1,0 +1,131 @@
+import { elapsed, exactTime, formatDuration } from "../components/format";
+import { JsonView } from "../components/JsonView";
+import { statusStyle } from "../components/status";
+import type { ExecutionView } from "./api";
+
+interface Changes {
+  add?: number;
+  change?: number;
+  destroy?: number;
+}
+
+/** Terraform's change counts as +add ~change −destroy, when a step's outputs carry them. */
+export function PlanSummary({ outputs }: { outputs: Record<string, unknown> }) {
+  const changes = outputs.changes as Changes | undefined;
+  const text = (outputs.plan_text ?? outputs.plan) as unknown;
+  if (!changes && typeof text !== "string") return null;
+  return (
+    <div className="plan">
+      {changes && (
+        <p className="plan-counts">
+          <span className="plan-add">+{changes.add ?? 0} to add</span> <span className="plan-change">~{changes.change ?? 0} to change</span>{" "}
+          <span className="plan-destroy">−{changes.destroy ?? 0} to destroy</span>
+        </p>
+      )}
+      {typeof text === "string" && (
+        <details>
+          <summary>Plan</summary>
+          <pre className="json">{text}</pre>
+        </details>
+      )}
+    </div>
+  );
+}
+
+export function OutputsTab({ ex, selected }: { ex: ExecutionView; selected: string | null }) {
+  const steps = ex.steps.filter((s) => (!selected || s.id === selected) && Object.keys(s.outputs).length > 0);
+  if (steps.length === 0) return <p className="muted">{selected ? `${selected} has no outputs.` : "No step has outputs yet."}</p>;
+  return (
+    <div className="outputs">
+      {steps.map((s) => (
+        <section key={s.id}>
+          <h3>{s.id}</h3>
+          <PlanSummary outputs={s.outputs} />
+          <JsonView value={s.outputs} label={`Outputs of ${s.id}`} />
+        </section>
+      ))}
+    </div>
+  );
+}
+
+export function VariablesTab({ ex }: { ex: ExecutionView }) {
+  return (
+    <div className="variables">
+      <section>
+        <h3>Params</h3>
+        <JsonView value={ex.params} label="Params" />
+      </section>
+      <section>
+        <h3>Trigger</h3>
+        <JsonView value={ex.trigger} label="Trigger data" />
+      </section>
+    </div>
+  );
+}
+
+export function EngineLogTab({ ex, selected }: { ex: ExecutionView; selected: string | null }) {
+  const rows = ex.engine_log.filter((e) => !selected || e.step === selected);
+  if (rows.length === 0) return <p className="muted">No engine decisions recorded{selected ? ` for ${selected}` : ""}.</p>;
+  return (
+    <table className="table compact">
+      <thead>
+        <tr>
+          <th scope="col">Time</th>
+          <th scope="col">Step</th>
+          <th scope="col">Decision</th>
+        </tr>
+      </thead>
+      <tbody>
+        {rows.map((e, i) => (
+          <tr key={i}>
+            <td className="nowrap small">{e.at ? new Date(e.at).toLocaleTimeString() : ""}</td>
+            <td>{e.step ?? "—"}</td>
+            <td>{e.message}</td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
+}
+
+/** A Gantt chart of every attempt: one bar per job, placed by start and end. */
+export function TimelineTab({ ex, onSelect }: { ex: ExecutionView; onSelect: (step: string) => void }) {
+  const bars = ex.steps.flatMap((s) =>
+    s.jobs
+      .filter((j) => j.started_at)
+      .map((j) => ({ step: s.id, attempt: j.attempt, purpose: j.purpose, status: j.status, start: Date.parse(j.started_at!), end: j.ended_at ? Date.parse(j.ended_at) : Date.now() })),
+  );
+  if (bars.length === 0) return <p className="muted">No attempt has started yet.</p>;
+  const t0 = Math.min(...bars.map((b) => b.start));
+  const t1 = Math.max(...bars.map((b) => b.end), t0 + 1);
+  const span = t1 - t0;
+  return (
+    <div className="timeline" role="list" aria-label="Attempts over time">
+      <div className="timeline-axis muted small">
+        <span>{exactTime(new Date(t0).toISOString())}</span>
+        <span>{formatDuration(elapsed(new Date(t0).toISOString(), new Date(t1).toISOString()))} total</span>
+      </div>
+      {bars.map((b, i) => {
+        const style = statusStyle(b.status);
+        return (
+          <div key={i} className="timeline-row" role="listitem">
+            <button type="button" className="link-button timeline-label" onClick={() => onSelect(b.step)}>
+              {b.step} #{b.attempt}
+              {b.purpose === "cleanup" ? " cleanup" : ""}
+            </button>
+            <div className="timeline-track">
+              <div
+                className={`timeline-bar tone-${style.tone}`}
+                style={{ left: `${((b.start - t0) / span) * 100}%`, width: `${Math.max(0.5, ((b.end - b.start) / span) * 100)}%` }}
+                title={`${style.label}, ${formatDuration(b.end - b.start)}`}
+              />
+            </div>
+            <span className="small muted nowrap">
+              {style.label} · {formatDuration(b.end - b.start)}
+            </span>
+          </div>
+        );
+      })}
+    </div>
+  );
+}

@@ -1,0 +1,103 @@
+// The log of one execution as the panel holds it: lines in arrival order, gap markers where a
+// job's sequence numbers skip, and the pure filters and search the panel applies.
+import { stripAnsi } from "./ansi";
+
+export interface LogLineEntry {
+  kind: "line";
+  id: number;
+  step: string;
+  job_id: string;
+  seq: number;
+  at: string | null;
+  stream: string;
+  text: string;
+  plain: string;
+}
+
+export interface GapEntry {
+  kind: "gap";
+  id: string;
+  step: string;
+  job_id: string;
+  missing: number;
+  text: string;
+}
+
+export type LogEntry = LogLineEntry | GapEntry;
+
+const LOST = /^\[opsflow\] log lines (\d+)\.\.(\d+) were lost/;
+const DROPPED = /^\[opsflow\] (\d+) more log lines were not stored/;
+
+export type LogFilter = "all" | "output" | "errors";
+
+const ERROR_WORDS = /\b(error|errors|fatal|failed|failure|panic|exception|traceback|warn|warning)\b/i;
+
+/** Whether an entry shows under a filter: Output is stdout, Errors is stderr plus lines that
+ *  read as an error or warning; gap markers always show. */
+export function passesFilter(entry: LogEntry, filter: LogFilter): boolean {
+  if (entry.kind === "gap" || filter === "all") return true;
+  if (filter === "output") return entry.stream === "stdout";
+  return entry.stream === "stderr" || ERROR_WORDS.test(entry.plain);
+}
+
+export function visibleEntries(entries: readonly LogEntry[], filter: LogFilter, step: string | null): LogEntry[] {
+  if (filter === "all" && !step) return entries as LogEntry[];
+  return entries.filter((e) => (!step || e.step === step) && passesFilter(e, filter));
+}
+
+/** Indexes (into `entries`) of the lines containing `query`, case-insensitively. */
+export function searchEntries(entries: readonly LogEntry[], query: string): number[] {
+  const needle = query.toLowerCase();
+  if (!needle) return [];
+  const hits: number[] = [];
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i]!;
+    if (e.kind === "line" && e.plain.toLowerCase().includes(needle)) hits.push(i);
+  }
+  return hits;
+}
+
+/** An append-only log with gap markers by (job, seq); ignores lines it already holds. */
+export class LogStore {
+  entries: LogEntry[] = [];
+  private seen = new Set<string>();
+  private counter = 0;
+  private lastSeq = new Map<string, number>();
+
+  add(input: { step: string; job_id: string; seq: number; at?: string | null; stream: string; text: string }): boolean {
+    const key = `${input.job_id}:${input.seq}`;
+    if (this.seen.has(key)) return false;
+    this.seen.add(key);
+    const line = { ...input, id: ++this.counter };
+    if (line.stream === "system") {
+      // The server's own markers: lines lost between agent and server, or a truncated log.
+      const lost = LOST.exec(line.text);
+      const dropped = DROPPED.exec(line.text);
+      if (lost || dropped) {
+        const missing = lost ? Number(lost[2]) - Number(lost[1]) + 1 : Number(dropped![1]);
+        this.entries.push({ kind: "gap", id: `gap-${line.id}`, step: line.step, job_id: line.job_id, missing, text: line.text.replace(/^\[opsflow\]\s*/, "") });
+        this.lastSeq.set(line.job_id, lost ? Number(lost[2]) : line.seq);
+        return true;
+      }
+    }
+    const prev = this.lastSeq.get(line.job_id);
+    const expected = prev === undefined ? 1 : prev + 1;
+    if (line.seq > expected && (prev !== undefined || line.seq > 1)) {
+      const missing = line.seq - expected;
+      this.entries.push({ kind: "gap", id: `gap-${line.id}`, step: line.step, job_id: line.job_id, missing, text: `${missing} log line${missing === 1 ? "" : "s"} missing here` });
+    }
+    if (prev === undefined || line.seq > prev) this.lastSeq.set(line.job_id, line.seq);
+    this.entries.push({
+      kind: "line",
+      id: line.id,
+      step: line.step,
+      job_id: line.job_id,
+      seq: line.seq,
+      at: line.at ?? null,
+      stream: line.stream,
+      text: line.text,
+      plain: stripAnsi(line.text),
+    });
+    return true;
+  }
+}
