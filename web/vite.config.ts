@@ -9,9 +9,13 @@ const outDir = fileURLToPath(new URL("../src/opsflow/web_dist", import.meta.url)
 export default defineConfig({
   plugins: [react()],
   build: { outDir, emptyOutDir: true, chunkSizeWarningLimit: 800 },
-  server: { proxy: { "/api": "http://127.0.0.1:8321" } },
+  // `npm run dev` / `vite preview` talk to a server at OPSFLOW_URL (default: opsflow server).
+  server: { proxy: { "/api": process.env.OPSFLOW_URL ?? "http://127.0.0.1:8321" } },
+  preview: { proxy: { "/api": process.env.OPSFLOW_URL ?? "http://127.0.0.1:8321" } },
   test: {
     environment: "jsdom",
+    globals: true,
+    testTimeout: 20_000,
     setupFiles: ["./src/test/setup.ts"],
     include: ["src/**/*.test.{ts,tsx}"],
   },

@@ -151,7 +151,12 @@ const TRIGGER_LABEL: Record<string, string> = {
 };
 
 const TRIGGER_PATH: Record<string, ReactElement> = {
-  manual: <path d="M6 2v7M6 9V4.5a1 1 0 0 1 2 0V8m0-1a1 1 0 0 1 2 0v1.5m0-.5a1 1 0 0 1 2 0V11c0 2-1.5 3.5-3.5 3.5H7.5C6 14.5 5 13.5 4 12L2.5 9.5a1 1 0 0 1 1.7-1L6 10" fill="none" stroke="currentColor" strokeWidth="1.2" />,
+  manual: (
+    <g fill="none" stroke="currentColor" strokeWidth="1.5">
+      <circle cx="8" cy="5" r="2.8" />
+      <path d="M2.5 14.5c.6-3 2.8-4.5 5.5-4.5s4.9 1.5 5.5 4.5" />
+    </g>
+  ),
   schedule: (
     <g fill="none" stroke="currentColor" strokeWidth="1.5">
       <circle cx="8" cy="8" r="6" />

@@ -64,7 +64,7 @@ export function parseNeed(need: string, known: Set<string>): { from: string; out
 
 export function layout(specs: StepSpec[], steps: Map<string, DagStep>, selected: string | null): { nodes: StepNode[]; edges: Edge[] } {
   const g = new dagre.graphlib.Graph();
-  g.setGraph({ rankdir: "LR", nodesep: 24, ranksep: 70, marginx: 10, marginy: 10 });
+  g.setGraph({ rankdir: "LR", nodesep: 24, ranksep: 50, marginx: 10, marginy: 10 });
   g.setDefaultEdgeLabel(() => ({}));
   const known = new Set(specs.map((s) => s.id));
   for (const s of specs) g.setNode(s.id, { width: WIDTH, height: HEIGHT });

@@ -151,7 +151,7 @@ export function LogPanel({
           </button>
         </form>
         <button type="button" className="small" onClick={() => setFollow((f) => !f)} aria-pressed={!follow}>
-          {follow ? "⏸ Pause" : "▶ Resume"}
+          {follow ? "Pause" : "Resume"}
         </button>
         {downloadHref && (
           <a className="button small" href={downloadHref} download>

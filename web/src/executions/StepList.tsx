@@ -87,7 +87,7 @@ function StepItem({ ex, spec, step, selected, onSelect, now }: { ex: ExecutionVi
         </button>
       </div>
       {step?.pending_reason && status !== "succeeded" && <div className="muted small step-reason">{step.pending_reason}</div>}
-      {step?.error && <div className="step-error small">{step.error}</div>}
+      {step?.error && <div className={`small ${status === "skipped" ? "muted step-reason" : "step-error"}`}>{step.error}</div>}
       <div className="step-actions">
         {canRetry && retryable && (
           <>

@@ -181,7 +181,8 @@ function WorkflowRowView({ wf, canRun, canEdit, onRun }: { wf: WorkflowRow; canR
           <span title={`of the last ${wf.ended_runs ?? "?"} ended runs`}>{Math.round(wf.success_rate * 100)}%</span>
         )}
       </td>
-      <td className="actions">
+      <td>
+        <div className="actions">
         {canRun && (
           <button type="button" className="primary small" onClick={onRun} disabled={wf.latest_version === null} title={wf.latest_version === null ? "Publish a version first" : undefined} aria-label={`Run ${wf.name}`}>
             ▶ Run
@@ -213,6 +214,7 @@ function WorkflowRowView({ wf, canRun, canEdit, onRun }: { wf: WorkflowRow; canR
           </ConfirmDialog>
         )}
         {duplicating && <DuplicateDialog wf={wf} onClose={() => setDuplicating(false)} />}
+        </div>
       </td>
     </tr>
   );

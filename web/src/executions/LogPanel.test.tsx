@@ -1,0 +1,64 @@
+import { render, screen } from "@testing-library/react";
+import userEvent from "@testing-library/user-event";
+import { LogPanel } from "./LogPanel";
+import { LogStore } from "./logs";
+
+function bigLog(n: number) {
+  const s = new LogStore();
+  for (let i = 1; i <= n; i++) {
+    s.add({ step: "load", job_id: "j", seq: i, stream: i % 10 === 0 ? "stderr" : "stdout", text: i % 1000 === 0 ? `checkpoint ${i}` : `line ${i}` });
+  }
+  return s;
+}
+
+// jsdom lays nothing out: give the scrolling box a size, as a browser would.
+beforeAll(() => {
+  vi.spyOn(HTMLElement.prototype, "getBoundingClientRect").mockImplementation(
+    () => ({ x: 0, y: 0, top: 0, left: 0, right: 800, bottom: 400, width: 800, height: 400, toJSON: () => ({}) }) as DOMRect,
+  );
+  Object.defineProperty(HTMLElement.prototype, "clientHeight", { configurable: true, get: () => 400 });
+  Object.defineProperty(HTMLElement.prototype, "clientWidth", { configurable: true, get: () => 800 });
+});
+
+describe("LogPanel", () => {
+  it("keeps only a window of a long log in the DOM", () => {
+    const s = bigLog(20_000);
+    render(<LogPanel entries={s.entries} version={1} step={null} />);
+    expect(screen.getByText("20,000 lines")).toBeInTheDocument();
+    const rendered = document.querySelectorAll(".log-line").length;
+    expect(rendered).toBeGreaterThan(0);
+    expect(rendered).toBeLessThan(200);
+  });
+
+  it("counts matches and moves between them with next and previous", async () => {
+    const user = userEvent.setup();
+    const s = bigLog(5000);
+    render(<LogPanel entries={s.entries} version={1} step={null} />);
+    await user.click(screen.getByRole("searchbox", { name: "Search the log" }));
+    await user.paste("checkpoint");
+    expect(screen.getByTestId("search-count")).toHaveTextContent("1 of 5");
+    await user.click(screen.getByRole("button", { name: "Next match" }));
+    expect(screen.getByTestId("search-count")).toHaveTextContent("2 of 5");
+    await user.click(screen.getByRole("button", { name: "Previous match" }));
+    await user.click(screen.getByRole("button", { name: "Previous match" }));
+    expect(screen.getByTestId("search-count")).toHaveTextContent("5 of 5");
+  });
+
+  it("filters to errors and says when nothing matches", async () => {
+    const user = userEvent.setup();
+    const s = bigLog(100);
+    render(<LogPanel entries={s.entries} version={1} step={null} />);
+    await user.click(screen.getByRole("radio", { name: "Errors" }));
+    expect(screen.getByText("10 lines")).toBeInTheDocument();
+    await user.click(screen.getByRole("searchbox", { name: "Search the log" }));
+    await user.paste("nothing like this");
+    expect(screen.getByTestId("search-count")).toHaveTextContent("no match");
+  });
+
+  it("pauses and resumes following the tail", async () => {
+    const user = userEvent.setup();
+    render(<LogPanel entries={bigLog(10).entries} version={1} step={null} live />);
+    await user.click(screen.getByRole("button", { name: "Pause" }));
+    expect(screen.getByRole("button", { name: "Resume" })).toHaveAttribute("aria-pressed", "true");
+  });
+});

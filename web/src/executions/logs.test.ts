@@ -1,0 +1,71 @@
+import { parseAnsi, stripAnsi } from "./ansi";
+import { LogStore, searchEntries, visibleEntries } from "./logs";
+
+function store() {
+  const s = new LogStore();
+  let seq = 0;
+  const add = (stream: string, text: string, step = "build", job = "j1") => s.add({ step, job_id: job, seq: ++seq, stream, text });
+  add("system", "running inline sh script");
+  add("stdout", "compiling module a");
+  add("stderr", "warning: deprecated flag");
+  add("stdout", "Error: disk full");
+  add("stdout", "\u001b[32mok\u001b[0m done");
+  s.add({ step: "test", job_id: "j2", seq: 1, stream: "stdout", text: "tests pass" });
+  return s;
+}
+
+describe("log filters", () => {
+  it("All shows everything; Output shows stdout; Errors shows stderr and error or warning lines", () => {
+    const s = store();
+    expect(visibleEntries(s.entries, "all", null)).toHaveLength(6);
+    expect(visibleEntries(s.entries, "output", null).map((e) => e.kind === "line" && e.plain)).toEqual(["compiling module a", "Error: disk full", "ok done", "tests pass"]);
+    expect(visibleEntries(s.entries, "errors", null).map((e) => e.kind === "line" && e.plain)).toEqual(["warning: deprecated flag", "Error: disk full"]);
+  });
+
+  it("narrows to the selected step", () => {
+    const s = store();
+    expect(visibleEntries(s.entries, "all", "test").map((e) => e.kind === "line" && e.plain)).toEqual(["tests pass"]);
+  });
+
+  it("searches case-insensitively on the text without colour codes", () => {
+    const s = store();
+    const all = visibleEntries(s.entries, "all", null);
+    expect(searchEntries(all, "ERROR")).toEqual([3]);
+    expect(searchEntries(all, "ok d")).toEqual([4]);
+    expect(searchEntries(all, "")).toEqual([]);
+  });
+});
+
+describe("LogStore", () => {
+  it("marks a gap where a job's sequence skips, and ignores a line it already has", () => {
+    const s = new LogStore();
+    s.add({ step: "a", job_id: "j", seq: 1, stream: "stdout", text: "one" });
+    expect(s.add({ step: "a", job_id: "j", seq: 1, stream: "stdout", text: "one" })).toBe(false);
+    s.add({ step: "a", job_id: "j", seq: 5, stream: "stdout", text: "five" });
+    expect(s.entries.map((e) => e.kind)).toEqual(["line", "gap", "line"]);
+    const gap = s.entries[1]!;
+    expect(gap.kind === "gap" && gap.missing).toBe(3);
+  });
+
+  it("turns the server's lost-lines notice into one gap marker", () => {
+    const s = new LogStore();
+    s.add({ step: "a", job_id: "j", seq: 1, stream: "stdout", text: "one" });
+    s.add({ step: "a", job_id: "j", seq: 2, stream: "system", text: "[opsflow] log lines 2..9 were lost in transit" });
+    s.add({ step: "a", job_id: "j", seq: 10, stream: "stdout", text: "ten" });
+    expect(s.entries.map((e) => e.kind)).toEqual(["line", "gap", "line"]);
+    const gap = s.entries[1]!;
+    expect(gap.kind === "gap" && gap.missing).toBe(8);
+  });
+});
+
+describe("ANSI", () => {
+  it("turns SGR colours into styled segments and drops other escapes", () => {
+    const segs = parseAnsi("\u001b[1;31mred\u001b[0m plain \u001b[38;5;46mgreen\u001b[2K");
+    expect(segs.map((s) => s.text)).toEqual(["red", " plain ", "green"]);
+    expect(segs[0]!.bold).toBe(true);
+    expect(segs[0]!.fg).toBeDefined();
+    expect(segs[1]!.fg).toBeUndefined();
+    expect(segs[2]!.fg).toMatch(/^rgb/);
+    expect(stripAnsi("\u001b[32mok\u001b[0m")).toBe("ok");
+  });
+});
