@@ -1,10 +1,13 @@
-# The two commands of the README: `make run` and `make test`. Both set everything up first.
+# The two commands of the README: `make run` and `make test`. Both set everything up first,
+# the web UI included (npm ci, API client generated from the app's OpenAPI, vite build into
+# src/opsflow/web_dist, which `opsflow server` serves at /).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+WEB_DEPS := web/node_modules/.installed-$(shell cat web/package-lock.json | cksum | cut -d' ' -f1)
 
-.PHONY: setup run test lint typecheck unit integration bench
+.PHONY: setup web run test lint typecheck unit integration bench
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -15,7 +18,16 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-run: setup
+$(WEB_DEPS): web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+	rm -f web/node_modules/.installed-*
+	touch $(WEB_DEPS)
+
+# Always rebuilt: the API client is generated from the app, so a changed route fails here.
+web: setup $(WEB_DEPS)
+	cd web && PYTHON=$(abspath $(BIN)/python) npm run build
+
+run: web
 	$(BIN)/opsflow server --demo --data-dir ./data
 
 lint: setup
@@ -25,7 +37,9 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-test: lint typecheck
+# vitest first; pytest (with the browser tests in tests/e2e) last, so its summary ends the output.
+test: lint typecheck web
+	cd web && npx vitest run
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 bench: setup

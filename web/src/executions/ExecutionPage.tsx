@@ -14,7 +14,7 @@ import type { DagStep } from "./Dag";
 import { LogPanel } from "./LogPanel";
 import { StepList } from "./StepList";
 import { EngineLogTab, OutputsTab, TimelineTab, VariablesTab } from "./Tabs";
-import { useExecutionStream } from "./useExecutionStream";
+import { ReopenStream, useExecutionStream } from "./useExecutionStream";
 
 const Dag = lazy(() => import("./Dag"));
 
@@ -33,8 +33,8 @@ export default function ExecutionPage() {
   const selected = search.get("step");
   const tab = (TABS.find(([t]) => t === search.get("tab"))?.[0] ?? "logs") as Tab;
   const execution = useExecution(id);
-  const stream = useExecutionStream(id);
   const ex = execution.data;
+  const stream = useExecutionStream(id, { active: !!ex && ACTIVE_EXECUTION.has(ex.status) });
   const definition = useDefinition(ex?.workflow_id, ex ? ex.version : undefined);
 
   const setParam = (key: string, value: string | null) => {
@@ -67,6 +67,7 @@ export default function ExecutionPage() {
   const downloadHref = `${API}/executions/${encodeURIComponent(ex.id)}/logs/download${selected ? `?step=${encodeURIComponent(selected)}` : ""}`;
 
   return (
+    <ReopenStream.Provider value={stream.reopen}>
     <section className="execution" aria-labelledby="ex-title">
       <Banner ex={ex} workflowName={definition.data?.name} />
       <div className="execution-grid">
@@ -128,6 +129,7 @@ export default function ExecutionPage() {
         )}
       </div>
     </section>
+    </ReopenStream.Provider>
   );
 }
 
@@ -137,9 +139,9 @@ function Banner({ ex, workflowName }: { ex: ExecutionView; workflowName: string 
   const canCancel = useCan("executions:cancel");
   const [cancelling, setCancelling] = useState(false);
   const duration = ex.duration_ms ?? elapsed(ex.started_at, ex.ended_at, now);
-  const triggerType = (ex.trigger?.type as string | undefined) ?? ex.trigger_type;
-  const actor = (ex.trigger?.actor as string | undefined) ?? ex.started_by;
-  const source = ex.trigger?.source as string | undefined;
+  const triggerType = ex.trigger.type;
+  const actor = ex.trigger.actor ?? ex.started_by;
+  const source = ex.trigger.source;
   return (
     <header className={`banner tone-border-${ex.status}`}>
       <div className="banner-main">
@@ -170,14 +172,12 @@ function Banner({ ex, workflowName }: { ex: ExecutionView; workflowName: string 
           <dt>Duration</dt>
           <dd data-testid="duration">{ex.started_at ? formatDuration(duration) : "not started"}</dd>
         </div>
-        {ex.jobs_total !== undefined && (
-          <div>
-            <dt>Jobs</dt>
-            <dd>
-              {ex.jobs_done ?? 0} / {ex.jobs_total}
-            </dd>
-          </div>
-        )}
+        <div>
+          <dt>Steps done</dt>
+          <dd>
+            {ex.progress.done} / {ex.progress.total}
+          </dd>
+        </div>
         <div className="banner-id">
           <dt>Execution</dt>
           <dd>

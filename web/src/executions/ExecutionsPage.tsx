@@ -18,7 +18,7 @@ type ExecutionStatusName = (typeof STATUSES)[number];
 const TRIGGERS = ["manual", "schedule", "webhook", "git", "incident", "workflow"];
 const RANGES: Record<string, number> = { "24h": 86_400_000, "7d": 7 * 86_400_000, "30d": 30 * 86_400_000 };
 
-type Row = ExecutionSummary & { jobs_done?: number; jobs_total?: number; trigger?: { type?: string; actor?: string | null } };
+type Row = ExecutionSummary;
 
 /** The `since`/`until` the API takes for the URL's range (`24h`, `7d`, `30d`, `custom`). */
 export function rangeOf(search: URLSearchParams, now = Date.now()): { since?: string; until?: string } {
@@ -173,7 +173,7 @@ export default function ExecutionsPage() {
       {pages.isError && <ErrorMessage error={pages.error} onRetry={() => void pages.refetch()} />}
       <div className="grid-table" role="table" aria-label="Executions" aria-rowcount={total + 1}>
         <div className="grid-row grid-head" role="row">
-          {["Workflow", "Status", "Trigger", "Started", "Duration", "Jobs", "By"].map((h) => (
+          {["Workflow", "Status", "Trigger", "Started", "Duration", "Steps done", "By"].map((h) => (
             <span key={h} role="columnheader">
               {h}
             </span>
@@ -186,7 +186,7 @@ export default function ExecutionsPage() {
             {items.map((item) => {
               const r = rows[item.index]!;
               const duration = r.duration_ms ?? elapsed(r.started_at, r.ended_at, now);
-              const triggerType = r.trigger?.type ?? r.trigger_type;
+              const triggerType = r.trigger.type;
               return (
                 <div
                   key={r.id}
@@ -214,8 +214,10 @@ export default function ExecutionsPage() {
                     {relativeTime(r.started_at ?? r.created_at, now)}
                   </span>
                   <span role="cell">{r.started_at ? formatDuration(duration) : "—"}</span>
-                  <span role="cell">{r.jobs_total !== undefined ? `${r.jobs_done ?? 0}/${r.jobs_total}` : "—"}</span>
-                  <span role="cell">{r.trigger?.actor ?? r.started_by ?? "—"}</span>
+                  <span role="cell">
+                    {r.progress.done}/{r.progress.total}
+                  </span>
+                  <span role="cell">{r.trigger.actor ?? r.started_by ?? "—"}</span>
                 </div>
               );
             })}

@@ -1,5 +1,5 @@
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
-import { useRef, useState } from "react";
+import { useContext, useRef, useState } from "react";
 import { api, call } from "../api/client";
 import type { StepSpec } from "../api/types";
 import { AnswerDialog } from "../approvals/AnswerDialog";
@@ -10,6 +10,7 @@ import { useNow, useRowKeys } from "../components/hooks";
 import { StatusBadge } from "../components/status";
 import { useToast } from "../components/Toast";
 import { stepTimes, type ExecutionView, type JobRow, type StepRow } from "./api";
+import { ReopenStream } from "./useExecutionStream";
 
 const RETRYABLE = new Set(["failed", "cancelled", "rejected"]);
 
@@ -49,6 +50,7 @@ function StepItem({ ex, spec, step, selected, onSelect, now }: { ex: ExecutionVi
   const canAnswer = useCan("approvals:respond");
   const client = useQueryClient();
   const toast = useToast();
+  const reopen = useContext(ReopenStream);
   const times = step ? stepTimes(step) : { start: null, end: null };
   const duration = times.start ? elapsed(times.start, times.end, now) : null;
   const attempts = step?.jobs.filter((j) => j.purpose !== "cleanup").length ?? 0;
@@ -64,6 +66,7 @@ function StepItem({ ex, spec, step, selected, onSelect, now }: { ex: ExecutionVi
     onSuccess: (_, what) => {
       toast.ok(what === "skip" ? `Skipped ${spec.id}` : `Retrying ${spec.id}${what === "from_here" ? " and the steps after it" : ""}`);
       setConfirm(null);
+      reopen();
       void client.invalidateQueries({ queryKey: ["executions"] });
     },
     onError: (err, what) => {

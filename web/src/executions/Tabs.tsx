@@ -57,7 +57,7 @@ export function VariablesTab({ ex }: { ex: ExecutionView }) {
       </section>
       <section>
         <h3>Trigger</h3>
-        <JsonView value={ex.trigger} label="Trigger data" />
+        <JsonView value={{ ...ex.trigger, data: ex.trigger_data }} label="Trigger data" />
       </section>
     </div>
   );

@@ -4,13 +4,9 @@ import type { ExecutionDetail, JobOut, StepOut } from "../api/types";
 import { ACTIVE_EXECUTION } from "../components/status";
 import { executionKey } from "./useExecutionStream";
 
-export type StepRow = StepOut & { pending_reason?: string | null };
-export type JobRow = JobOut & { action?: string | null };
-export type ExecutionView = ExecutionDetail & {
-  jobs_done?: number;
-  jobs_total?: number;
-  trigger?: Record<string, unknown> & { type?: string; source?: string | null; actor?: string | null };
-};
+export type StepRow = StepOut;
+export type JobRow = JobOut;
+export type ExecutionView = ExecutionDetail;
 
 export function useExecution(id: string | undefined) {
   return useQuery({

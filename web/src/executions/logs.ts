@@ -62,9 +62,10 @@ export class LogStore {
   entries: LogEntry[] = [];
   private seen = new Set<string>();
   private counter = 0;
+
   private lastSeq = new Map<string, number>();
 
-  add(input: { step: string; job_id: string; seq: number; at?: string | null; stream: string; text: string }): boolean {
+  add(input: { id?: number; step: string; job_id: string; seq: number; at?: string | null; stream: string; text: string }): boolean {
     const key = `${input.job_id}:${input.seq}`;
     if (this.seen.has(key)) return false;
     this.seen.add(key);

@@ -1,11 +1,17 @@
-// The one live feed of an execution: `GET /executions/{id}/events` over SSE. Log lines go to
-// a LogStore (re-rendered at most once a frame); status events refetch the execution.
-// The browser resumes a dropped stream with Last-Event-ID; after an error that closed it,
-// we reconnect with `?after=` the last id we saw.
+// The one live feed of an execution. The log so far comes in pages from `GET .../logs`
+// (10,000 lines a request: a long log loads in seconds), then `GET .../events` over SSE
+// carries everything after it: log lines go to a LogStore (re-rendered at most once a frame)
+// and status events refetch the execution. The browser resumes a dropped stream with
+// Last-Event-ID; after an error that closed it, we reconnect with `?after=` the last id seen.
 import { useQueryClient } from "@tanstack/react-query";
-import { useEffect, useRef, useState } from "react";
-import { API } from "../api/client";
+import { createContext, useCallback, useEffect, useRef, useState } from "react";
+import { API, api, call } from "../api/client";
 import { LogStore } from "./logs";
+
+const HISTORY_PAGE = 10_000;
+
+/** Lets actions on the page (retry, skip, approve) reopen the page's stream. */
+export const ReopenStream = createContext<() => void>(() => undefined);
 
 export type StreamState = "connecting" | "live" | "reconnecting" | "ended";
 
@@ -13,19 +19,34 @@ export function executionKey(id: string) {
   return ["executions", "detail", id] as const;
 }
 
-export function useExecutionStream(id: string | undefined, { logs = true }: { logs?: boolean } = {}) {
+/**
+ * `active`: whether the execution is running; when an ended run becomes active again (a retry),
+ * the stream reopens from where it stopped.
+ */
+export function useExecutionStream(id: string | undefined, { logs = true, active = false }: { logs?: boolean; active?: boolean } = {}) {
   const client = useQueryClient();
   const storeRef = useRef<LogStore>(new LogStore());
+  const cursor = useRef({ id: "", lastId: "" });
   const [version, setVersion] = useState(0);
   const [state, setState] = useState<StreamState>("connecting");
+  const [epoch, setEpoch] = useState(0);
+
+  useEffect(() => {
+    if (active && state === "ended") setEpoch((e) => e + 1);
+  }, [active, state]);
 
   useEffect(() => {
     if (!id || typeof EventSource === "undefined") return;
-    const store = new LogStore();
-    storeRef.current = store;
-    setVersion((v) => v + 1);
+    const resuming = cursor.current.id === id && cursor.current.lastId !== "";
+    if (!resuming) {
+      storeRef.current = new LogStore();
+      cursor.current = { id, lastId: "" };
+      setVersion((v) => v + 1);
+    }
+    setState("connecting");
+    const store = storeRef.current;
     let source: EventSource | null = null;
-    let lastId = "";
+    let lastId = cursor.current.lastId;
     let frame = 0;
     let refetchTimer: number | undefined;
     let retryTimer: number | undefined;
@@ -49,12 +70,34 @@ export function useExecutionStream(id: string | undefined, { logs = true }: { lo
         now ? 0 : 150,
       );
     };
+    const loadHistory = async () => {
+      let after = 0;
+      for (;;) {
+        const page = await call(
+          api.GET("/api/v1/executions/{execution_id}/logs", { params: { path: { execution_id: id }, query: { after, limit: HISTORY_PAGE } } }),
+        );
+        if (closed) return;
+        for (const line of page.items) store.add(line);
+        bump();
+        const done = page.items.length < HISTORY_PAGE || page.next_after <= after;
+        after = Math.max(after, page.next_after);
+        if (done) break;
+      }
+      // Every event from the start (they are few), log lines only after those we have.
+      if (!lastId) {
+        lastId = `0-${after}`;
+        cursor.current.lastId = lastId;
+      }
+    };
     const connect = () => {
       const url = `${API}/executions/${encodeURIComponent(id)}/events${lastId ? `?after=${encodeURIComponent(lastId)}` : ""}`;
       source = new EventSource(url, { withCredentials: true });
       source.onopen = () => setState("live");
       const remember = (e: MessageEvent) => {
-        if (e.lastEventId) lastId = e.lastEventId;
+        if (e.lastEventId) {
+          lastId = e.lastEventId;
+          cursor.current.lastId = lastId;
+        }
       };
       if (logs) {
         source.addEventListener("log", (e) => {
@@ -86,7 +129,13 @@ export function useExecutionStream(id: string | undefined, { logs = true }: { lo
         }
       };
     };
-    connect();
+    if (logs && !resuming) {
+      loadHistory()
+        .catch(() => undefined) // the stream below still carries the whole log
+        .finally(() => {
+          if (!closed) connect();
+        });
+    } else connect();
     return () => {
       closed = true;
       source?.close();
@@ -94,7 +143,14 @@ export function useExecutionStream(id: string | undefined, { logs = true }: { lo
       if (refetchTimer !== undefined) window.clearTimeout(refetchTimer);
       if (retryTimer !== undefined) window.clearTimeout(retryTimer);
     };
-  }, [id, logs, client]);
+  }, [id, logs, client, epoch]);
 
-  return { store: storeRef.current, version, state };
+  /** Opens the stream again after it ended (a retry revived the run); a no-op while open. */
+  const stateRef = useRef(state);
+  stateRef.current = state;
+  const reopen = useCallback(() => {
+    if (stateRef.current === "ended") setEpoch((e) => e + 1);
+  }, []);
+
+  return { store: storeRef.current, version, state, reopen };
 }

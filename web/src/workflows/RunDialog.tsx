@@ -1,6 +1,6 @@
 // Run a workflow: the params form, then the run's live progress in the same dialog.
 import { useMutation } from "@tanstack/react-query";
-import { useMemo, useState } from "react";
+import { useState } from "react";
 import { Link, useNavigate } from "react-router-dom";
 import { ApiError, api, call } from "../api/client";
 import type { ParamSpec } from "../api/types";
@@ -8,7 +8,7 @@ import { AnswerDialog } from "../approvals/AnswerDialog";
 import { Dialog } from "../components/Dialog";
 import { ErrorMessage } from "../components/ErrorMessage";
 import { JsonView } from "../components/JsonView";
-import { ACTIVE_EXECUTION, StatusBadge, TERMINAL_STEP } from "../components/status";
+import { ACTIVE_EXECUTION, StatusBadge } from "../components/status";
 import { useExecution } from "../executions/api";
 import { useApprovalContext } from "../executions/StepList";
 import { useExecutionStream } from "../executions/useExecutionStream";
@@ -107,14 +107,10 @@ function RunForm({
 
 function RunProgress({ title, executionId, onClose, onAgain }: { title: string; executionId: string; onClose: () => void; onAgain: () => void }) {
   const execution = useExecution(executionId);
-  useExecutionStream(executionId, { logs: false });
   const navigate = useNavigate();
   const ex = execution.data;
-  const progress = useMemo(() => {
-    if (!ex || ex.steps.length === 0) return 0;
-    const done = ex.steps.filter((s) => TERMINAL_STEP.has(s.status)).length;
-    return Math.round((done / ex.steps.length) * 100);
-  }, [ex]);
+  useExecutionStream(executionId, { logs: false, active: !!ex && ACTIVE_EXECUTION.has(ex.status) });
+  const progress = ex && ex.progress.total > 0 ? Math.round((ex.progress.done / ex.progress.total) * 100) : 0;
   const ended = ex ? !ACTIVE_EXECUTION.has(ex.status) : false;
   const results = ex ? Object.fromEntries(ex.steps.filter((s) => Object.keys(s.outputs).length).map((s) => [s.id, s.outputs])) : {};
   return (

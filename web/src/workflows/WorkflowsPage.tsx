@@ -44,7 +44,7 @@ export default function WorkflowsPage() {
         }),
       ),
     refetchInterval: (query) =>
-      (query.state.data?.items as WorkflowRow[] | undefined)?.some((w) => w.last_run && ["pending", "running", "paused"].includes(w.last_run.status))
+      query.state.data?.items.some((w) => w.last_run && ["pending", "running", "paused"].includes(w.last_run.status))
         ? 5000
         : false,
   });
@@ -92,7 +92,7 @@ export default function WorkflowsPage() {
               </tr>
             </thead>
             <tbody ref={list}>
-              {(workflows.data.items as WorkflowRow[]).map((wf) => (
+              {workflows.data.items.map((wf) => (
                 <WorkflowRowView key={wf.id} wf={wf} canRun={canRun} canEdit={canEdit} onRun={() => setParam("run", wf.id)} />
               ))}
             </tbody>
@@ -133,7 +133,7 @@ function WorkflowRowView({ wf, canRun, canEdit, onRun }: { wf: WorkflowRow; canR
     onError: (err) => toast.error(err, "Delete"),
   });
 
-  const triggers = wf.trigger_types ?? ["manual"];
+  const triggers = wf.trigger_types;
   const last = wf.last_run;
   return (
     <tr>
@@ -175,10 +175,10 @@ function WorkflowRowView({ wf, canRun, canEdit, onRun }: { wf: WorkflowRow; canR
         )}
       </td>
       <td>
-        {wf.success_rate === null || wf.success_rate === undefined ? (
+        {wf.success_rate === null ? (
           <span className="muted">—</span>
         ) : (
-          <span title={`of the last ${wf.ended_runs ?? "?"} ended runs`}>{Math.round(wf.success_rate * 100)}%</span>
+          <span title={`of the last ${wf.ended_runs} ended runs`}>{Math.round(wf.success_rate * 100)}%</span>
         )}
       </td>
       <td>

@@ -2,13 +2,7 @@ import { useQuery } from "@tanstack/react-query";
 import { api, call } from "../api/client";
 import type { Definition, WorkflowDetail, WorkflowSummary } from "../api/types";
 
-/** The summary fields the list screens read beyond the base shape. */
-export type WorkflowRow = WorkflowSummary & {
-  trigger_types?: string[];
-  last_run?: { id: string; status: string; created_at: string | null; started_at: string | null; ended_at: string | null } | null;
-  success_rate?: number | null;
-  ended_runs?: number;
-};
+export type WorkflowRow = WorkflowSummary;
 
 export function useWorkflow(id: string | undefined) {
   return useQuery({
