@@ -24,7 +24,7 @@ export default function LoginPage() {
     setBusy(true);
     setError(null);
     try {
-      await call(api.POST("/api/v1/auth/login", { body: { username, password } }));
+      await call(api.POST("/api/v1/auth/login", { body: { username, password, session: true } }));
       await client.invalidateQueries({ queryKey: ME_KEY });
       navigate(safeNext, { replace: true });
     } catch (err) {

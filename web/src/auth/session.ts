@@ -1,7 +1,7 @@
 // Who is signed in and what they may do. The server enforces permissions; the UI only uses
 // them to decide what to show and enable.
 import { useQuery, useQueryClient } from "@tanstack/react-query";
-import { API, ApiError, api, call, csrfToken, CSRF_HEADER } from "../api/client";
+import { ApiError, api, call } from "../api/client";
 import type { Me } from "../api/types";
 
 export const ME_KEY = ["me"] as const;
@@ -31,10 +31,7 @@ export function useCan(permission: string): boolean {
 export function useLogout() {
   const client = useQueryClient();
   return async () => {
-    const headers: Record<string, string> = {};
-    const token = csrfToken();
-    if (token) headers[CSRF_HEADER] = token;
-    await fetch(`${API}/auth/logout`, { method: "POST", credentials: "same-origin", headers }).catch(() => undefined);
+    await api.POST("/api/v1/auth/logout").catch(() => undefined);
     client.setQueryData(ME_KEY, null);
     client.removeQueries({ predicate: (q) => q.queryKey[0] !== ME_KEY[0] });
   };

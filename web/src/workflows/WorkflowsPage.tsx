@@ -25,7 +25,8 @@ export function parseSearch(text: string): { q: string; labels: string[] } {
 
 export default function WorkflowsPage() {
   const [search, setSearch] = useSearchParams();
-  const text = search.get("q") ?? "";
+  // The box is the source while typing; the URL follows it (shareable, survives a reload).
+  const [text, setText] = useState(() => search.get("q") ?? "");
   const running = search.get("run");
   const searchBox = useRef<HTMLInputElement>(null);
   const list = useRef<HTMLTableSectionElement>(null);
@@ -67,7 +68,10 @@ export default function WorkflowsPage() {
             type="search"
             placeholder="Search by name, or label=value  ( / )"
             value={text}
-            onChange={(e) => setParam("q", e.target.value || null)}
+            onChange={(e) => {
+              setText(e.target.value);
+              setParam("q", e.target.value || null);
+            }}
           />
         </label>
       </div>

@@ -1,0 +1,160 @@
+"""The web UI in a real browser: Debian's Chromium driven by Playwright against a real
+``opsflow server`` (SQLite, temp data dir) that serves the production build at ``/``.
+
+One server and one browser for the package (a start costs seconds); each test gets its own
+browser context (fresh cookies) and its own workflows, and leaves a screenshot in
+``tests/e2e/artifacts/``. `axe_scan` injects axe-core (from ``web/node_modules``) and fails on
+serious or critical violations.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
+
+import opsflow
+from tests.servers import clean_env, free_port, fresh_database, opsflow_executable, wait_healthy
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+CHROMIUM = "/usr/bin/chromium"
+AXE = ROOT / "web" / "node_modules" / "axe-core" / "axe.min.js"
+BUILD = Path(opsflow.__file__).parent / "web_dist"
+ADMIN_PASSWORD = "admin-pw-for-e2e"
+PASSWORDS = {"admin": ADMIN_PASSWORD, "olga": "operator-pw-123", "vera": "viewer-pw-123"}
+
+expect.set_options(timeout=30_000)
+
+
+@dataclass
+class UiServer:
+    url: str
+    api: httpx.Client
+    data_dir: Path
+
+    def put_workflow(self, yaml_text: str, workflow_id: str) -> None:
+        """Create (or replace) a workflow from YAML (its ``id:`` set to ``workflow_id``) and
+        publish it."""
+        yaml_text = re.sub(r"(?m)^id: .*$", f"id: {workflow_id}", yaml_text, count=1)
+        response = self.api.put(
+            f"/workflows/{workflow_id}",
+            params={"publish": "true"},
+            content=yaml_text.encode(),
+            headers={"Content-Type": "application/yaml"},
+        )
+        assert response.status_code in (200, 201), response.text
+
+    def run(self, workflow_id: str, params: dict[str, object] | None = None) -> str:
+        response = self.api.post(f"/workflows/{workflow_id}/runs", json={"params": params or {}})
+        assert response.status_code == 201, response.text
+        return str(response.json()["id"])
+
+    def execution(self, execution_id: str) -> dict[str, object]:
+        response = self.api.get(f"/executions/{execution_id}")
+        assert response.status_code == 200, response.text
+        data: dict[str, object] = response.json()
+        return data
+
+
+@pytest.fixture(scope="package", params=["sqlite"])
+def e2e_db_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    yield from fresh_database(request, tmp_path_factory, "e2e")
+
+
+@pytest.fixture(scope="package")
+def ui_server(e2e_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiServer]:
+    """``opsflow server`` with its local agent, an admin, an operator and a viewer."""
+    if not (BUILD / "index.html").is_file():
+        pytest.fail(f"the web UI is not built in {BUILD}: run `make web` (or `make test`)")
+    data_dir = tmp_path_factory.mktemp("e2e-data")
+    port = free_port()
+    log = data_dir / "server.log"
+    argv = [opsflow_executable(), "server", "--port", str(port), "--data-dir", str(data_dir)]
+    with log.open("wb") as log_file:
+        process = subprocess.Popen(
+            [*argv, "--db", e2e_db_url, "--concurrency", "4"],
+            cwd=data_dir,
+            env={**clean_env(), "OPSFLOW_ADMIN_PASSWORD": ADMIN_PASSWORD},
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, process, log)
+        token = (data_dir / "admin-token").read_text().strip()
+        with httpx.Client(
+            base_url=f"{url}/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=30
+        ) as api:
+            for name, role in (("olga", "operator"), ("vera", "viewer")):
+                created = api.post(
+                    "/users", json={"name": name, "role": role, "password": PASSWORDS[name]}
+                )
+                assert created.status_code == 201, created.text
+            yield UiServer(url, api, data_dir)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="package")
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as pw:
+        yield pw
+
+
+@pytest.fixture(scope="package")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: `apt-get install chromium` (.ci/run does it)")
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+    yield browser
+    browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser, ui_server: UiServer, request: pytest.FixtureRequest) -> Iterator[Page]:
+    """A fresh browser context at 1280x860; a screenshot of the last screen when the test ends."""
+    context = browser.new_context(viewport={"width": 1280, "height": 860}, base_url=ui_server.url)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield page
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+    context.close()
+    assert not errors, f"uncaught errors in the page: {errors}"
+
+
+def sign_in(page: Page, user: str = "admin") -> None:
+    """Log in through the form, as a person does."""
+    page.goto("/login")
+    page.get_by_label("Username").fill(user)
+    page.get_by_label("Password").fill(PASSWORDS[user])
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Workflows")).to_be_visible()
+
+
+def axe_scan(page: Page, screen: str) -> None:
+    """No serious or critical accessibility violation on the current screen."""
+    page.add_script_tag(path=str(AXE))
+    result = page.evaluate(
+        "async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
+        ".map(v => ({id: v.id, impact: v.impact, help: v.help,"
+        " nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))}))"
+    )
+    bad = [v for v in result if v["impact"] in ("serious", "critical")]
+    assert not bad, f"axe on {screen}:\n{json.dumps(bad, indent=2)}"

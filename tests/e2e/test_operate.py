@@ -1,0 +1,271 @@
+"""An operator's day in the browser: log in, run with params and watch the log, approve,
+cancel, retry, filter the history; a viewer cannot run; a 100,000-line log stays usable."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+from playwright.sync_api import Page, expect
+
+from tests.e2e.conftest import UiServer, axe_scan, sign_in
+
+GREET = """
+id: e2e-greet
+name: Greeting with a gate
+description: Prints a greeting line by line, asks for approval, then finishes.
+labels: {suite: e2e}
+params:
+  who: {type: string, required: true, description: Who to greet.}
+  lines: {type: integer, default: 5, minimum: 1, maximum: 50, description: Lines to print.}
+steps:
+  - id: greet
+    type: script
+    shell: sh
+    env: {WHO: "{{ params.who }}", LINES: "{{ params.lines }}"}
+    run: |
+      i=1
+      while [ $i -le "$LINES" ]; do echo "hello $WHO line $i"; i=$((i+1)); sleep 0.3; done
+  - id: gate
+    type: approval
+    needs: [greet]
+    message: "Send the greeting to {{ params.who }}?"
+  - id: finish
+    type: script
+    shell: sh
+    needs: [gate]
+    run: echo "all done"
+"""
+
+SLOW = """
+id: e2e-slow
+name: Slow job
+steps:
+  - id: wait
+    type: script
+    shell: sh
+    run: |
+      echo "waiting for a long time"
+      sleep 300
+"""
+
+FLAKY = """
+id: e2e-flaky
+name: Fails once
+steps:
+  - id: flaky
+    type: script
+    shell: sh
+    env: {MARK: "MARK_PATH"}
+    run: |
+      if [ -f "$MARK" ]; then echo "second try works"; exit 0; fi
+      touch "$MARK"
+      echo "first try fails" >&2
+      exit 3
+"""
+
+FLOOD = """
+id: e2e-flood
+name: Long log
+steps:
+  - id: flood
+    type: script
+    shell: sh
+    run: seq 1 100000 | sed 's/^/row /'
+"""
+
+
+def wait_status(server: UiServer, execution_id: str, *wanted: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    status = None
+    while time.monotonic() < deadline:
+        status = server.execution(execution_id)["status"]
+        if status in wanted:
+            return
+        time.sleep(0.2)  # polling the API is the only signal a test process has here
+    raise AssertionError(f"{execution_id} is {status}, not {wanted}")
+
+
+def banner(page: Page):  # type: ignore[no-untyped-def]
+    return page.locator("header.banner .badge").first
+
+
+def test_login_shows_errors_then_the_workflows(page: Page, ui_server: UiServer) -> None:
+    ui_server.put_workflow(GREET, "e2e-greet")
+    page.goto("/workflows")
+    expect(page).to_have_url(re.compile(r"/login\?next="))
+    axe_scan(page, "login")
+    page.get_by_label("Username").fill("admin")
+    page.get_by_label("Password").fill("wrong password")
+    page.get_by_role("button", name="Sign in").click()
+    alert = page.get_by_role("alert")
+    expect(alert).to_be_visible()
+    expect(alert).not_to_contain_text("{")
+    sign_in(page, "admin")
+    row = page.get_by_role("row").filter(has_text="Greeting with a gate")
+    expect(row.get_by_text("Active")).to_be_visible()
+    expect(row.get_by_role("img", name="Manual")).to_be_visible()
+    page.keyboard.press("/")
+    expect(page.get_by_role("searchbox", name="Search workflows")).to_be_focused()
+    page.keyboard.type("suite=e2e")
+    expect(page).to_have_url(re.compile(r"q=suite"))
+    expect(page.get_by_role("row")).to_have_count(2)
+    axe_scan(page, "workflows")
+    page.reload()  # the session is a cookie: a reload stays signed in, the search stays
+    expect(page.get_by_role("searchbox", name="Search workflows")).to_have_value("suite=e2e")
+
+
+def test_run_from_the_dialog_watch_logs_approve_and_complete(
+    page: Page, ui_server: UiServer
+) -> None:
+    ui_server.put_workflow(GREET, "e2e-greet")
+    sign_in(page, "olga")
+    page.get_by_role("button", name="Run Greeting with a gate").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog.get_by_label("lines")).to_have_value("5")
+    dialog.get_by_label("lines").fill("99")
+    dialog.get_by_role("button", name="Start").click()
+    expect(dialog.get_by_text("Required: enter a value.")).to_be_visible()
+    expect(dialog.get_by_text("Must be at most 50.")).to_be_visible()
+    axe_scan(page, "run dialog")
+    dialog.get_by_label("who").fill("Ada")
+    dialog.get_by_label("lines").fill("12")
+    dialog.get_by_role("button", name="Start").click()
+    expect(dialog.get_by_role("progressbar")).to_be_visible()
+    expect(dialog.locator(".run-status .badge")).to_have_attribute(
+        "data-status", re.compile("pending|running")
+    )
+    dialog.get_by_role("button", name="View details").click()
+
+    expect(page).to_have_url(re.compile(r"/executions/[0-9a-f]+"))
+    log = page.get_by_test_id("log-lines")
+    expect(log).to_contain_text("hello Ada line 1")
+    # the log grows while the page is open: lines arrive over the live stream
+    expect(log).to_contain_text("hello Ada line 12")
+    expect(banner(page)).to_have_attribute("data-status", "running")
+    gate = page.locator(".step-item").filter(has=page.locator('[data-step="gate"]'))
+    expect(gate.get_by_text("Waiting")).to_be_visible()
+    axe_scan(page, "execution detail")
+    gate.get_by_role("button", name="Approve").click()
+    page.get_by_role("dialog").get_by_label("Note (optional)").fill("fine by me")
+    page.get_by_role("dialog").get_by_role("button", name="Approve").click()
+    expect(banner(page)).to_have_attribute("data-status", "completed")
+    expect(page.get_by_test_id("log-lines")).to_contain_text("all done")
+    page.get_by_role("tab", name="Engine log").click()
+    expect(page.get_by_role("tabpanel")).to_contain_text("gate")
+    page.get_by_role("tab", name="Timeline").click()
+    expect(page.get_by_role("tabpanel").get_by_role("listitem")).to_have_count(2)
+
+
+def test_approve_in_place_on_the_approvals_page(page: Page, ui_server: UiServer) -> None:
+    ui_server.put_workflow(GREET, "e2e-greet")
+    execution_id = ui_server.run("e2e-greet", {"who": "Grace", "lines": 1})
+    sign_in(page, "olga")
+    page.get_by_role("link", name="Approvals").click()
+    card = page.locator("li.approval").filter(has_text="Send the greeting to Grace?")
+    expect(card).to_be_visible()
+    axe_scan(page, "approvals")
+    card.get_by_role("button", name="Approve").click()
+    page.get_by_role("dialog").get_by_role("button", name="Approve").click()
+    expect(card).to_have_count(0)
+    wait_status(ui_server, execution_id, "completed")
+
+
+def test_cancel_a_running_execution(page: Page, ui_server: UiServer) -> None:
+    ui_server.put_workflow(SLOW, "e2e-slow")
+    execution_id = ui_server.run("e2e-slow")
+    sign_in(page, "olga")
+    page.goto(f"/executions/{execution_id}")
+    expect(page.get_by_test_id("log-lines")).to_contain_text("waiting for a long time")
+    page.get_by_role("button", name="Cancel…").click()
+    dialog = page.get_by_role("dialog", name="Cancel this execution?")
+    expect(dialog.get_by_role("button", name="Keep running")).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(dialog).to_have_count(0)
+    page.get_by_role("button", name="Cancel…").click()
+    dialog.get_by_label(re.compile("^Force")).check()
+    dialog.get_by_role("button", name="Cancel execution").click()
+    expect(banner(page)).to_have_attribute("data-status", "cancelled")
+
+
+def test_retry_a_failed_step_and_see_it_succeed(
+    page: Page, ui_server: UiServer, tmp_path: Path
+) -> None:
+    ui_server.put_workflow(FLAKY.replace("MARK_PATH", str(tmp_path / "mark")), "e2e-flaky")
+    execution_id = ui_server.run("e2e-flaky")
+    wait_status(ui_server, execution_id, "failed")
+    sign_in(page, "olga")
+    page.goto(f"/executions/{execution_id}")
+    expect(banner(page)).to_have_attribute("data-status", "failed")
+    page.get_by_role("radio", name="Errors").click()
+    expect(page.get_by_test_id("log-lines")).to_contain_text("first try fails")
+    page.get_by_role("button", name="Retry step").click()
+    page.get_by_role("dialog").get_by_role("button", name="Retry").click()
+    expect(banner(page)).to_have_attribute("data-status", "completed")
+    page.get_by_role("radio", name="All").click()
+    expect(page.get_by_test_id("log-lines")).to_contain_text("second try works")
+
+
+def test_filter_history_by_status_and_date(page: Page, ui_server: UiServer, tmp_path: Path) -> None:
+    ui_server.put_workflow(FLAKY.replace("MARK_PATH", str(tmp_path / "never")), "e2e-fails")
+    ui_server.put_workflow(GREET, "e2e-greet")
+    failed = ui_server.run("e2e-fails")
+    wait_status(ui_server, failed, "failed")
+    sign_in(page, "olga")
+    page.get_by_role("link", name="Executions").click()
+    page.get_by_role("checkbox", name="Failed").click()
+    expect(page.get_by_role("checkbox", name="Failed")).to_be_checked()
+    expect(page).to_have_url(re.compile(r"status=failed"))
+    page.get_by_label("Since").select_option("24h")
+    expect(page).to_have_url(re.compile(r"since=24h"))
+    rows = page.locator(".grid-body [role=row]")
+    expect(rows.first).to_be_visible()
+    for status in rows.locator(".badge").all():
+        expect(status).to_have_attribute("data-status", "failed")
+    axe_scan(page, "executions")
+    page.reload()  # the filters live in the URL
+    expect(page.get_by_role("checkbox", name="Failed")).to_be_checked()
+    expect(page.get_by_label("Since")).to_have_value("24h")
+    rows.filter(has_text="e2e-fails").first.get_by_role("link").click()
+    expect(page).to_have_url(re.compile(rf"/executions/{failed}"))
+    page.go_back()
+    expect(page.get_by_role("checkbox", name="Failed")).to_be_checked()
+
+
+def test_a_viewer_cannot_run_or_change_anything(
+    page: Page, ui_server: UiServer, tmp_path: Path
+) -> None:
+    ui_server.put_workflow(FLAKY.replace("MARK_PATH", str(tmp_path / "none")), "e2e-viewer")
+    failed = ui_server.run("e2e-viewer")
+    wait_status(ui_server, failed, "failed")
+    sign_in(page, "vera")
+    expect(page.get_by_role("row").filter(has_text="Fails once").first).to_be_visible()
+    expect(page.get_by_role("button", name=re.compile("^Run "))).to_have_count(0)
+    expect(page.get_by_role("button", name=re.compile("^Delete "))).to_have_count(0)
+    page.goto(f"/executions/{failed}")
+    expect(banner(page)).to_have_attribute("data-status", "failed")
+    expect(page.get_by_role("button", name="Retry step")).to_have_count(0)
+    expect(page.get_by_role("button", name="Cancel…")).to_have_count(0)
+
+
+def test_a_100000_line_log_scrolls_and_searches(page: Page, ui_server: UiServer) -> None:
+    ui_server.put_workflow(FLOOD, "e2e-flood")
+    execution_id = ui_server.run("e2e-flood")
+    wait_status(ui_server, execution_id, "completed", timeout=120)
+    sign_in(page, "olga")
+    page.goto(f"/executions/{execution_id}")
+    log = page.get_by_test_id("log-lines")
+    expect(log).to_contain_text("row 100000", timeout=90_000)
+    expect(page.get_by_text(re.compile(r"^100,00\d lines"))).to_be_visible()
+    assert log.locator(".log-line").count() < 300  # only what is on screen is in the DOM
+    page.get_by_role("searchbox", name="Search the log").fill("row 77777")
+    expect(page.get_by_test_id("search-count")).to_have_text("1 of 1")
+    expect(log.locator(".current-hit")).to_contain_text("row 77777")
+    page.get_by_role("searchbox", name="Search the log").fill("row 5000")
+    expect(page.get_by_test_id("search-count")).to_have_text("1 of 11")
+    page.get_by_role("button", name="Next match").click()
+    expect(page.get_by_test_id("search-count")).to_have_text("2 of 11")
+    expect(log.locator(".current-hit")).to_contain_text("row 50000")
+    log.evaluate("el => { el.scrollTop = 0; }")
+    expect(log).to_contain_text("row 1")
