@@ -4,7 +4,9 @@ Job processes run in their own process groups (so a cancel can stop a whole tree
 also means a SIGKILL of the agent does not reach them. Their attempts end as "agent lost"
 once the lease expires, and a retry may start, so the old processes must not go on: when an
 agent starts, it kills every process that carries its work root in its environment (each
-job's processes inherit ``OPSFLOW_WORK_ROOT``) and removes the old jobs' directories.
+job's processes inherit ``OPSFLOW_WORK_ROOT``), and everything in the step cgroups of agent
+processes that are gone (which holds also what left the session and cleared its environment),
+and removes the old jobs' directories.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import os
 import shutil
 import signal
 from pathlib import Path
+
+from opsflow.steps.scope import reap_stale_cgroups
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +60,7 @@ def reap(work_root: Path) -> tuple[int, int]:
             log.warning("cannot kill leftover job process %s", pid)
             continue
         killed += 1
+    killed += reap_stale_cgroups()
     removed = 0
     if work_root.is_dir():
         for entry in work_root.iterdir():

@@ -134,7 +134,7 @@ class EventOutput:
     """The LogSink ansible-playbook's process writes to.
 
     Its stdout and stderr lines go through one ``EventReader`` each into ``progress``; the
-    supervisor's own notes (timed out, stopping the process group) go straight to ``log``.
+    supervisor's own notes (timed out, stopping the step's processes) go straight to ``log``.
     """
 
     def __init__(self, log: LogSink, progress: PlaybookProgress, events_dir: Path) -> None:

@@ -3,8 +3,10 @@
 Used by every executor that runs a program (script today; terraform and ansible can share it).
 Why a process group: a step's script may start children and grandchildren (``sleep &``, a
 pipeline, a server); a timeout or a cancel must stop all of them, and so must the end of the
-step, so that nothing a job started outlives it. The group gets SIGTERM first so programs can
-clean up, then SIGKILL once the grace period is over.
+step, so that nothing a job started outlives it. Processes that leave the group (``setsid``,
+daemons) are held by the step's scope (``opsflow.steps.scope``: a cgroup, or a child subreaper
+sweep). Everything gets SIGTERM first so programs can clean up, then SIGKILL once the grace
+period is over.
 
 Why a custom protocol rather than ``asyncio.subprocess.Process``: ``Process.wait()`` only
 returns once the output pipes are closed, and a background grandchild holding them open would
@@ -27,6 +29,7 @@ from opsflow.status import LogStream
 
 from .base import CancelSignal, LogSink, format_seconds
 from .lines import LineSplitter
+from .scope import Scope, Tracking, open_scope
 
 DEFAULT_GRACE = 5.0
 FORCE_GRACE = 0.5
@@ -92,24 +95,33 @@ async def run_process(
     timeout: float | None,
     grace: float = DEFAULT_GRACE,
     force_grace: float = FORCE_GRACE,
+    tracking: Tracking = Tracking.AUTO,
 ) -> ProcessOutcome:
     """Run ``argv`` until it exits, times out or is cancelled; stream its output to ``log``.
 
-    Raises ``OSError`` when the program cannot be started (not found, not executable). On
-    return, no process of the group is left running, whatever happened.
+    Raises ``OSError`` when the program cannot be started (not found, not executable), and
+    ``ScopeUnavailable`` when ``tracking`` names a means this machine lacks. On return, no
+    process the program started is left running, whatever happened: not in its group, and not
+    one that left the group (``setsid``, a double-forking daemon), tracked by ``tracking``.
     """
     loop = asyncio.get_running_loop()
-    transport, protocol = await loop.subprocess_exec(
-        lambda: _Protocol(log, loop),
-        *argv,
-        cwd=cwd,
-        env=dict(env),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
+    scope = await asyncio.to_thread(open_scope, tracking)
+    try:
+        transport, protocol = await loop.subprocess_exec(
+            lambda: _Protocol(log, loop),
+            *scope.command(argv, env),
+            cwd=cwd,
+            env=scope.environment(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+    except BaseException:
+        await asyncio.to_thread(scope.close)
+        raise
     pgid = transport.get_pid()  # leader of its own new session, so its pid is the group id
+    scope.started(pgid)
     stopped: Stop | None = None
     forced = False
     finished = False
@@ -130,29 +142,36 @@ async def run_process(
                 # Our own clock, or the server's (its stop arrives as a timed-out cancel).
                 after = f" after {format_seconds(timeout)}" if timeout is not None else ""
                 log.write(LogStream.SYSTEM, f"timed out{after}")
-            forced = await _stop_group(pgid, protocol, log, cancel, grace, force_grace)
+            forced = await _stop(pgid, scope, protocol, log, cancel, grace, force_grace)
         else:
-            _kill_leftovers(pgid, log)
+            await _kill_leftovers(pgid, scope, log)
         await _drain(protocol, transport, log)
         finished = True
     finally:
         if not finished:  # this task itself was cancelled: leave nothing running behind
             _signal_group(pgid, signal.SIGKILL)
+            scope.kill_all()
         transport.close()
+        if finished:
+            await asyncio.to_thread(scope.close)
+        else:
+            scope.close()
     returncode = transport.get_returncode()
     assert returncode is not None
     return ProcessOutcome(returncode, stopped, forced)
 
 
-async def _stop_group(
+async def _stop(
     pgid: int,
+    scope: Scope,
     protocol: _Protocol,
     log: LogSink,
     cancel: CancelSignal,
     grace: float,
     force_grace: float,
 ) -> bool:
-    """SIGTERM the group, wait for the main process up to the grace period, then SIGKILL.
+    """SIGTERM every process of the step, wait for the main process up to the grace period,
+    then SIGKILL all of them.
 
     A forced cancel, from the start or arriving during the grace period, shortens the wait to
     ``force_grace``. Returns whether the stop was forced.
@@ -161,9 +180,10 @@ async def _stop_group(
     wait_for = force_grace if forced else grace
     log.write(
         LogStream.SYSTEM,
-        f"stopping the process group: SIGTERM, then SIGKILL after {format_seconds(wait_for)}",
+        f"stopping the step's processes: SIGTERM, then SIGKILL after {format_seconds(wait_for)}",
     )
     _signal_group(pgid, signal.SIGTERM)
+    await asyncio.to_thread(scope.signal_all, signal.SIGTERM)
     if not forced:
         forced_wait = asyncio.ensure_future(cancel.wait_forced())
         try:
@@ -181,18 +201,26 @@ async def _stop_group(
     if not protocol.exited.done():
         log.write(LogStream.SYSTEM, "the process did not exit after SIGTERM; sending SIGKILL")
     _signal_group(pgid, signal.SIGKILL)
+    await asyncio.to_thread(scope.kill_all)
     await protocol.exited
     return forced
 
 
-def _kill_leftovers(pgid: int, log: LogSink) -> None:
-    """SIGKILL whatever the main process left running in its group (``cmd &`` without wait)."""
+async def _kill_leftovers(pgid: int, scope: Scope, log: LogSink) -> None:
+    """SIGKILL whatever the main process left running: in its group (``cmd &`` without wait)
+    and anywhere else in its scope (``setsid cmd &``, daemons)."""
+    in_group = _group_exists(pgid) and _signal_group(pgid, signal.SIGKILL)
+    elsewhere = await asyncio.to_thread(scope.kill_all)
+    if in_group or elsewhere:
+        log.write(LogStream.SYSTEM, "stopped background processes the step left running")
+
+
+def _group_exists(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
     except (ProcessLookupError, PermissionError):
-        return
-    if _signal_group(pgid, signal.SIGKILL):
-        log.write(LogStream.SYSTEM, "stopped background processes the step left running")
+        return False
+    return True
 
 
 async def _drain(protocol: _Protocol, transport: asyncio.SubprocessTransport, log: LogSink) -> None:

@@ -32,6 +32,7 @@ from .base import CancelSignal, JobSpec, LogSink, StepResult, format_seconds
 from .config import StepConfig, StepConfigError
 from .outputs import OutputFileError, read_outputs
 from .process import DEFAULT_GRACE, FORCE_GRACE, ProcessOutcome, Stop, run_process
+from .scope import Tracking
 
 SHELLS = ("bash", "sh", "python", "node")
 _SUFFIX = {"bash": ".sh", "sh": ".sh", "python": ".py", "node": ".js"}
@@ -52,14 +53,22 @@ class ScriptExecutor:
     """Runs ``script`` steps as child processes in their own process group.
 
     ``grace`` is how long a stopped script gets between SIGTERM and SIGKILL (``force_grace`` for
-    a forced cancel).
+    a forced cancel); ``tracking`` how the script's processes are held (see
+    ``opsflow.steps.scope``).
     """
 
     type = StepType.SCRIPT
 
-    def __init__(self, *, grace: float = DEFAULT_GRACE, force_grace: float = FORCE_GRACE) -> None:
+    def __init__(
+        self,
+        *,
+        grace: float = DEFAULT_GRACE,
+        force_grace: float = FORCE_GRACE,
+        tracking: Tracking = Tracking.AUTO,
+    ) -> None:
         self.grace = grace
         self.force_grace = force_grace
+        self.tracking = tracking
 
     async def run(self, spec: JobSpec, log: LogSink, cancel: CancelSignal) -> StepResult:
         """Run the script; see the module docstring for fields and outputs."""
@@ -88,6 +97,7 @@ class ScriptExecutor:
                     timeout=spec.timeout,
                     grace=self.grace if spec.grace is None else spec.grace,
                     force_grace=self.force_grace,
+                    tracking=self.tracking,
                 )
             except OSError as exc:
                 message = f"could not start {program.argv[0]}: {exc.strerror or exc}"

@@ -234,7 +234,7 @@ async def test_forced_cancel_cuts_a_long_grace_period_short(
     task = asyncio.create_task(executor.run(script(workdir, body), sink, cancel))
     await sink.wait_for("ready")
     cancel.request(force=False)
-    await sink.wait_for("stopping the process group", LogStream.SYSTEM)
+    await sink.wait_for("stopping the step's processes", LogStream.SYSTEM)
     started = time.monotonic()
     cancel.request(force=True)
     result = await task

@@ -1,0 +1,147 @@
+"""Nothing a script step started outlives the step, not even processes that left its process
+group: ``setsid sleep 300 &`` and a daemon that forks twice, after a normal exit, a timeout and
+a cancel, with each means of tracking this machine offers (a cgroup v2, a child subreaper)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+from opsflow.status import JobStatus, StepType
+from opsflow.steps.base import CancelSignal, StepResult
+from opsflow.steps.scope import CGROUP_PREFIX, Tracking, available, own_cgroup_dir
+from opsflow.steps.script import ScriptExecutor
+
+from .support import RecordingSink, job
+
+pytestmark = pytest.mark.anyio
+
+DAEMON = """import os, sys
+if os.fork():
+    sys.exit(0)
+os.setsid()
+if os.fork():
+    os._exit(0)
+os.execvp("sleep", ["sleep", sys.argv[1]])
+"""
+
+
+def processes_running(argument: str) -> list[int]:
+    """Live processes (not zombies) whose command line has ``argument``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if argument.encode() in cmdline and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def body(loose: list[str], then: str) -> str:
+    """A bash script that starts a setsid child and a double-forked daemon, then ``then``."""
+    setsid, daemon = loose[0], loose[1]
+    return f'setsid sleep {setsid} &\npython3 "$DAEMON_PY" {daemon}\necho ready\n{then}\n'
+
+
+@pytest.fixture(params=[Tracking.CGROUP, Tracking.SUBREAPER], ids=["cgroup", "subreaper"])
+def tracking(request: pytest.FixtureRequest) -> Tracking:
+    kind: Tracking = request.param
+    assert available(kind), f"this machine should offer {kind.value} tracking"
+    return kind
+
+
+@pytest.fixture
+def loose() -> list[str]:
+    """Unique sleep durations, so the test finds exactly its own processes."""
+    base = random.randint(10_000, 99_999)
+    return [f"300.{base}1", f"300.{base}2", f"300.{base}3"]
+
+
+async def run_script(
+    workdir: Path,
+    tracking: Tracking,
+    script: str,
+    *,
+    timeout: float | None = None,
+    cancel: CancelSignal | None = None,
+    sink: RecordingSink,
+) -> StepResult:
+    (workdir / "daemon.py").write_text(DAEMON)
+    spec = job(
+        workdir,
+        StepType.SCRIPT,
+        {"run": script, "env": {"DAEMON_PY": str(workdir / "daemon.py")}},
+        timeout=timeout,
+    )
+    executor = ScriptExecutor(grace=0.5, tracking=tracking)
+    return await executor.run(spec, sink, cancel or CancelSignal())
+
+
+def assert_none_left(loose: list[str]) -> None:
+    left = {arg: processes_running(arg) for arg in loose if processes_running(arg)}
+    assert not left, f"processes outlived the step: {left}"
+
+
+async def test_detached_processes_end_with_a_step_that_exits(
+    workdir: Path, sink: RecordingSink, tracking: Tracking, loose: list[str]
+) -> None:
+    # The setsid child holds the step's stdout open: the step still ends at once.
+    result = await run_script(workdir, tracking, body(loose, "exit 0"), sink=sink)
+    assert result.status is JobStatus.COMPLETED, sink.lines
+    assert_none_left(loose)
+
+
+async def test_detached_processes_end_with_a_step_that_times_out(
+    workdir: Path, sink: RecordingSink, tracking: Tracking, loose: list[str]
+) -> None:
+    script = body(loose, "sleep 60")
+    result = await run_script(workdir, tracking, script, timeout=1.5, sink=sink)
+    assert result.status is JobStatus.TIMEOUT, sink.lines
+    assert_none_left(loose)
+
+
+async def test_detached_processes_end_with_a_cancelled_step(
+    workdir: Path, sink: RecordingSink, tracking: Tracking, loose: list[str]
+) -> None:
+    cancel = CancelSignal()
+    task = asyncio.create_task(
+        run_script(workdir, tracking, body(loose, "sleep 60"), cancel=cancel, sink=sink)
+    )
+    await sink.wait_for("ready")
+    assert all(processes_running(arg) for arg in loose[:2]), "the test's processes never ran"
+    cancel.request(force=False)
+    result = await task
+    assert result.status is JobStatus.CANCELLED
+    assert_none_left(loose)
+
+
+async def test_a_process_that_clears_its_environment_cannot_leave_the_cgroup(
+    workdir: Path, sink: RecordingSink, loose: list[str]
+) -> None:
+    script = f"env -i setsid sleep {loose[2]} &\necho ready\n"
+    result = await run_script(workdir, Tracking.CGROUP, script, sink=sink)
+    assert result.status is JobStatus.COMPLETED
+    assert_none_left(loose)
+
+
+async def test_the_step_cgroup_is_removed_afterwards(
+    workdir: Path, sink: RecordingSink, loose: list[str]
+) -> None:
+    script = 'echo "cgroup=$(grep ^0:: /proc/self/cgroup)"\n' + body(loose, "exit 0")
+    result = await run_script(workdir, Tracking.CGROUP, script, sink=sink)
+    assert result.status is JobStatus.COMPLETED
+    [line] = [text for _, text in sink.lines if text.startswith("cgroup=")]
+    name = line.rsplit("/", 1)[1]
+    assert name.startswith(f"{CGROUP_PREFIX}{os.getpid()}-"), line
+    parent = own_cgroup_dir()
+    assert parent is not None
+    assert not (parent / name).exists(), "the step's cgroup was left behind"
