@@ -25,6 +25,7 @@ class Gateway(Protocol):
     async def claim(
         self, *, agent_id: str, pools: list[str], labels: dict[str, str], limit: int
     ) -> list[Job]: ...
+    async def declare_lost(self, agent_id: str) -> int: ...
     async def start(self, job: Job) -> CancelNotice: ...
     async def heartbeat(self, job: Job) -> CancelNotice: ...
     async def append_logs(self, job: Job, lines: list[LogLine]) -> None: ...
@@ -81,6 +82,9 @@ class LocalGateway:
         return await asyncio.to_thread(
             self.runtime.claim, agent_id=agent_id, pools=pools, labels=labels, limit=limit
         )
+
+    async def declare_lost(self, agent_id: str) -> int:
+        return await asyncio.to_thread(self.runtime.declare_lost, agent_id)
 
     async def start(self, job: Job) -> CancelNotice:
         assert job.lease_token is not None

@@ -72,6 +72,7 @@ class Agent:
         """Serve jobs until ``stop``; in-flight jobs are awaited on the way out."""
         self.work_root.mkdir(parents=True, exist_ok=True)
         await asyncio.to_thread(reap, self.work_root)
+        await self._declare_lost()
         try:
             while not self._stopping:
                 free = self.concurrency - len(self._tasks)
@@ -95,6 +96,26 @@ class Agent:
         finally:
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _declare_lost(self) -> None:
+        """What is still leased to our id was our previous process's, whose leftovers ``reap``
+        has just stopped: fail those attempts now so their retries need not wait out the
+        leases. Runs before the first claim, so nothing of ours is caught."""
+        while not self._stopping:
+            try:
+                lost = await self.gateway.declare_lost(self.agent_id)
+            except Exception:  # the server may be restarting: back off, then retry
+                log.exception("declaring the previous process's attempts lost failed")
+                await asyncio.sleep(self.idle_poll)
+                continue
+            if lost:
+                log.warning(
+                    "agent %s restarted: %d attempt(s) of its previous process failed as "
+                    "'agent lost'",
+                    self.agent_id,
+                    lost,
+                )
+            return
 
     def stop(self) -> None:
         self._stopping = True

@@ -221,6 +221,29 @@ class AgentPath:
 
         return self.transact(work)
 
+    def declare_lost(self, agent_id: str) -> int:
+        """Fail every attempt still leased to ``agent_id`` as "agent lost", now rather than when
+        its lease expires: the agent says its previous process is gone (it restarted, and has
+        stopped that process's leftovers). Each execution is reconciled, so retries start at
+        once. Returns how many attempts were failed."""
+        with self.db.read() as session:
+            held = jobs_store.held_by_agent(session, agent_id)
+        count = 0
+        for job_id, execution_id in held:
+
+            def work(
+                session: Session, changes: Changes, job_id: str = job_id, eid: str = execution_id
+            ) -> bool:
+                runs_store.lock_execution(session, eid)  # lock order: execution, then job
+                if not jobs_store.fail_abandoned_job(session, job_id, agent_id, self.clock()):
+                    return False
+                changes.executions.add(eid)
+                self._reconcile(session, eid, changes)
+                return True
+
+            count += int(self.transact(work))
+        return count
+
     def heartbeat(self, job_id: str, token: str) -> CancelNotice:
         return self.transact(
             lambda s, c: jobs_store.heartbeat(

@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from opsflow.agent.gateway import LocalGateway
+from opsflow.agent.identity import persistent_agent_id
 from opsflow.agent.loop import Agent
 from opsflow.auth.secrets import SecretVault
 from opsflow.runtime.bus import EventBus
@@ -30,13 +32,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-LOCAL_AGENT_ID = "local"
 LOCAL_POOLS = ("default",)
 
 
-def local_agent_presence(concurrency: int) -> AgentPresence:
+def local_agent_presence(agent_id: str, concurrency: int) -> AgentPresence:
     """The in-process agent as the roster sees it: pool default, no labels."""
-    return AgentPresence(LOCAL_AGENT_ID, LOCAL_POOLS, {}, capacity=concurrency)
+    return AgentPresence(agent_id, LOCAL_POOLS, {}, capacity=concurrency)
 
 
 class RuntimeHost:
@@ -46,6 +47,7 @@ class RuntimeHost:
         *,
         work_dir: Path,
         local_agent: bool = True,
+        agent_id: str | None = None,
         concurrency: int = 4,
         lease_seconds: float = 15.0,
         heartbeat_interval: float = 5.0,
@@ -69,7 +71,8 @@ class RuntimeHost:
         if local_agent:
             self.agent = Agent(
                 self.gateway,
-                agent_id=LOCAL_AGENT_ID,
+                # The server's own id (kept in its data dir); a fresh one when none is given.
+                agent_id=agent_id or f"local-{uuid.uuid4().hex[:12]}",
                 pools=list(LOCAL_POOLS),
                 concurrency=concurrency,
                 work_root=work_dir,
@@ -87,7 +90,9 @@ class RuntimeHost:
         self.clockwork.start()
         self._outbox_task = asyncio.create_task(self.outbox.run(), name="opsflow-outbox")
         if self.agent is not None:
-            self.runtime.roster.serve(local_agent_presence(self.agent.concurrency))
+            self.runtime.roster.serve(
+                local_agent_presence(self.agent.agent_id, self.agent.concurrency)
+            )
             await self.gateway.open()
             self._agent_task = asyncio.create_task(self.agent.run(), name="opsflow-local-agent")
 
@@ -107,10 +112,13 @@ class RuntimeHost:
 async def runtime_extension(services: Services) -> AsyncIterator[RuntimeHost]:
     """The server's runtime as an app extension: started after bootstrap, stopped first."""
     settings = services.settings
+    data_dir = Path(settings.data_dir).resolve()
     host = RuntimeHost(
         services.db,
-        work_dir=Path(settings.data_dir).resolve() / "work",
+        work_dir=data_dir / "work",
         local_agent=settings.local_agent,
+        # This server's own: a restart declares lost only the attempts it held itself.
+        agent_id=await asyncio.to_thread(persistent_agent_id, data_dir),
         concurrency=settings.local_agent_concurrency,
         notify_channels=settings.notify_channels,
         lease_seconds=settings.lease_seconds,

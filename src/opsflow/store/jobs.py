@@ -478,6 +478,33 @@ def fail_lost_job(session: Session, job_id: str, now: float) -> bool:
     return bool(res.rowcount)
 
 
+def held_by_agent(session: Session, agent_id: str) -> list[tuple[str, str]]:
+    """(job id, execution id) of every job still leased to ``agent_id``."""
+    rows = session.connection().execute(
+        select(JOBS.c.id, JOBS.c.execution_id).where(
+            JOBS.c.status.in_(IN_FLIGHT), JOBS.c.agent_id == agent_id
+        )
+    )
+    return [(r.id, r.execution_id) for r in rows]
+
+
+def fail_abandoned_job(session: Session, job_id: str, agent_id: str, now: float) -> bool:
+    """The agent holding the job restarted: the attempt failed ("agent lost") without waiting
+    for its lease; its retry policy decides. False when the job is no longer that agent's."""
+    res = session.connection().execute(
+        update(JOBS)
+        .where(JOBS.c.id == job_id, JOBS.c.status.in_(IN_FLIGHT), JOBS.c.agent_id == agent_id)
+        .values(
+            status=JobStatus.FAILED.value,
+            ended_at=now,
+            error="agent lost: its agent restarted while the attempt ran",
+            retryable=True,
+            lease_expires_at=None,
+        )
+    )
+    return bool(res.rowcount)
+
+
 def next_lease_expiry(session: Session) -> float | None:
     from sqlalchemy import func
 

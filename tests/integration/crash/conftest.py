@@ -136,9 +136,17 @@ class CrashServer:
     """One data dir and database; any number of server processes over time, one at a time."""
 
     def __init__(
-        self, zygote: Zygote, db_url: str, data_dir: Path, *, lease: float, heartbeat: float
+        self,
+        zygote: Zygote,
+        db_url: str,
+        data_dir: Path,
+        *,
+        lease: float,
+        heartbeat: float,
+        concurrency: int = 6,
     ) -> None:
         self.zygote = zygote
+        self.concurrency = concurrency
         self.db_url = db_url
         self.data_dir = data_dir
         self.port = free_port()
@@ -163,7 +171,7 @@ class CrashServer:
         with self.log.open("a") as log:
             log.write(f"\n===== start {self.starts} at {time.time():.3f} =====\n")
         argv = ["server", "--db", self.db_url, "--data-dir", str(self.data_dir)]
-        argv += ["--port", str(self.port), "--concurrency", "6"]
+        argv += ["--port", str(self.port), "--concurrency", str(self.concurrency)]
         self.pid = self.zygote.spawn(argv, self.env, self.log)
         deadline = time.monotonic() + HEALTHY_WITHIN
         while True:
@@ -231,9 +239,11 @@ def crash_server(
     """Make a :class:`CrashServer` on the test's fresh database; none outlives the test."""
     made: list[CrashServer] = []
 
-    def make(*, lease: float, heartbeat: float) -> CrashServer:
+    def make(*, lease: float, heartbeat: float, concurrency: int = 6) -> CrashServer:
         data_dir = tmp_path / f"data{len(made)}"
-        server = CrashServer(zygote, db_url, data_dir, lease=lease, heartbeat=heartbeat)
+        server = CrashServer(
+            zygote, db_url, data_dir, lease=lease, heartbeat=heartbeat, concurrency=concurrency
+        )
         made.append(server)
         return server
 
