@@ -4,7 +4,8 @@ What a user relies on (ARCHITECTURE.md §5): a server may die at any line and, o
 again on the same database, every execution goes on; a job that was running on the dead local
 agent becomes a failed attempt ("agent lost") once the server restarts (or its lease expires,
 whichever comes first), and the step's retry policy decides; timers that fell due while the
-server was down fire at once; and nothing is lost or doubled (each step's attempts are numbered 1..n, at most one completed).
+server was down fire at once; and nothing is lost or doubled (each step's attempts are
+numbered 1..n, at most one completed).
 
 The random schedule is seeded; the seed is printed, and ``OPSFLOW_CRASH_SEED`` replays one.
 """
