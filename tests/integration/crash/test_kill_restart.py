@@ -78,7 +78,9 @@ steps:
 MIX_RETRIES = {"prepare": 3, "left": 3, "right": 3, "flaky": 3, "join": 3, "finish": 1}
 FAILS_ON_PURPOSE = {("flaky", 1)}
 KILLS = 10
-MAX_RUNS = 10
+# Room for one new run before every kill: a restart fails its lost attempts at once (no lease
+# to wait out), so runs end sooner and an aimed kill must always find work in flight.
+MAX_RUNS = 3 + KILLS
 
 # The first attempt blocks until the test releases it, so the kill surely lands mid-job.
 HOLD = 'while [ ! -e "$MARKS/release" ]; do sleep 0.1; done'

@@ -96,7 +96,9 @@ def test_restart_fails_its_own_attempt_at_once_and_the_retry_starts_within_2s(
         detached = f"300.{random.randint(10_000, 99_999)}"
         run = api.run("held", {"marks": str(marks), "detached": detached})
         api.wait_for("attempt 1 running", lambda: running(api, run, 1), timeout=20)
-        api.wait_for("the detached process running", lambda: bool(running_sleeps(detached)), 10)
+        api.wait_for(
+            "the detached process running", lambda: bool(running_sleeps(detached)), timeout=10
+        )
         before = jobs(api, run)[0]["agent_id"]
         api, delay = restart_and_time_the_retry(server, run)
         assert delay <= WITHIN, f"the retry started {delay:.2f}s after the restart"
