@@ -155,7 +155,11 @@ class Sim:
                 cancel_requested=True,
             )
         elif action.force:
-            attempts[index] = dataclasses.replace(attempt, cancel_requested=True)
+            attempts[index] = dataclasses.replace(
+                attempt,
+                cancel_requested=True,
+                stopping_for_timeout=action.as_status == JobStatus.TIMEOUT,
+            )
             self.kill_as[(action.step, action.attempt)] = action.as_status
         else:
             return

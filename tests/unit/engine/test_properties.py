@@ -266,7 +266,20 @@ class World:
             if not isinstance(a, Log):
                 assert i + 1 < len(actions) and isinstance(actions[i + 1], Log), a
             if isinstance(a, (*STARTS, CancelJob)):
-                key = a if not isinstance(a, CancelJob) else CancelJob(a.step, a.attempt)
+                key: Action = a
+                if isinstance(a, CancelJob):
+                    # One stop per attempt, except that a forced stop may cut short the normal
+                    # grace of a stop for its timeout (once: it is keyed CANCELLED).
+                    key = CancelJob(a.step, a.attempt, a.as_status)
+                    earlier = {
+                        c.as_status
+                        for c in self.commands
+                        if isinstance(c, CancelJob) and (c.step, c.attempt) == (a.step, a.attempt)
+                    }
+                    upgrade = a.force and a.as_status == JobStatus.CANCELLED
+                    assert not earlier or (earlier == {JobStatus.TIMEOUT} and upgrade), (
+                        f"stop repeated: {a}"
+                    )
                 assert key not in self.commands, f"command repeated: {a}"
                 self.commands.add(key)
 

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from opsflow.engine.model import CancelJob, SetExecutionStatus, SetStepStatus, StartJob
+import dataclasses
+
+from opsflow.engine.model import (
+    CancelJob,
+    CancelMode,
+    SetExecutionStatus,
+    SetStepStatus,
+    StartJob,
+)
 from opsflow.status import ExecutionStatus, JobStatus, StepStatus
 from tests.unit.engine.sim import Sim, graph, node
 
@@ -111,6 +119,25 @@ def test_attempt_timeout_not_repeated_once_cancel_requested() -> None:
     sim.advance(5)
     assert sim.reconcile() == []
     assert sim.wake_at is None
+
+
+def test_forced_cancel_cuts_short_a_job_stopping_for_its_timeout() -> None:
+    """A timeout stops the job with the normal grace; a forced cancel must not wait it out,
+    and asks once; a graceful cancel lets the timeout's stop finish."""
+    sim = Sim(graph(node("slow", timeout=30.0)))
+    sim.reconcile()
+    sim.job_running("slow")
+    sim.advance(30)
+    sim.reconcile()
+    sim.cancel(CancelMode.GRACEFUL)
+    assert not [a for a in sim.reconcile() if isinstance(a, CancelJob)]
+    sim.cancel(CancelMode.FORCE)
+    sim.state = dataclasses.replace(
+        sim.state, cancel=dataclasses.replace(sim.state.cancel, mode=CancelMode.FORCE)
+    )
+    actions = sim.reconcile()
+    assert CancelJob("slow", 1, JobStatus.CANCELLED, True, "cancelled") in actions
+    assert not [a for a in sim.reconcile() if isinstance(a, CancelJob)]
 
 
 def test_attempt_timeout_waits_for_the_job_to_start() -> None:
