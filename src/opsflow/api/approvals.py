@@ -62,7 +62,7 @@ class ResponseOut(BaseModel):
 class ApprovalOut(BaseModel):
     id: str
     execution_id: str
-    workflow_id: str | None
+    workflow_id: str
     step: str
     round: int
     status: str

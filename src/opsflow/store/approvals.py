@@ -121,15 +121,15 @@ class Approval:
     decided_by: str | None
     decided_via: str | None
     note: str | None
+    workflow_id: str
     responses: list[Response] = field(default_factory=list)
-    workflow_id: str | None = None
 
     @property
     def approved_by(self) -> list[str]:
         return [r.user for r in self.responses if r.decision == "approve"]
 
 
-def _approval(row: Any, responses: list[Response], workflow_id: str | None = None) -> Approval:
+def _approval(row: Any, responses: list[Response], workflow_id: str) -> Approval:
     m = row._mapping
     return Approval(
         id=m["id"],
@@ -182,10 +182,12 @@ def open_approval(session: Session, values: dict[str, Any]) -> int:
 
 
 def current(session: Session, execution_id: str, step_id: str) -> Approval:
+    """The newest round of the step's gate, with its workflow's id; NotFound without one."""
     row = (
         session.connection()
         .execute(
-            select(AP)
+            select(AP, EX.c.workflow_id)
+            .join(EX, EX.c.id == AP.c.execution_id)
             .where(AP.c.execution_id == execution_id, AP.c.step_id == step_id)
             .order_by(AP.c.round.desc())
             .limit(1)
@@ -194,7 +196,7 @@ def current(session: Session, execution_id: str, step_id: str) -> Approval:
     )
     if row is None:
         raise NotFound(f"step {step_id!r} of execution {execution_id} has no approval gate")
-    return _approval(row, _responses(session, [row.id])[row.id])
+    return _approval(row, _responses(session, [row.id])[row.id], row.workflow_id)
 
 
 def find_current(session: Session, execution_id: str, step_id: str) -> Approval | None:

@@ -43,6 +43,7 @@ def test_pending_approvals_context_and_two_answers(api: Api) -> None:
     context = api.client.get(f"/api/v1/executions/{execution_id}/approvals/approve").json()
     assert context["upstream"]["build"]["output"]["version"] == "1.2.3"
     assert context["requested_by"] == "admin"
+    assert context["workflow_id"] == "api-gate"
 
     viewer = {"Authorization": f"Bearer {api.token_for('viewer')}"}
     refused = api.client.post(
@@ -55,6 +56,7 @@ def test_pending_approvals_context_and_two_answers(api: Api) -> None:
         f"/api/v1/executions/{execution_id}/steps/approve/approve", json={"note": "lgtm"}
     )
     assert first.status_code == 200 and first.json()["decided"] is False
+    assert first.json()["approval"]["workflow_id"] == "api-gate"
     again = api.client.post(f"/api/v1/executions/{execution_id}/steps/approve/approve", json={})
     assert again.status_code == 409 and "nobody counts twice" in again.json()["detail"]
     operator = {"Authorization": f"Bearer {api.token_for('operator')}"}
