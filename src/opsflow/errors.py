@@ -90,6 +90,10 @@ class CsrfRefused(Forbidden):
     """A change made with the session cookie did not carry the session's CSRF token."""
 
 
+class GateRefused(Forbidden):
+    """This approval gate does not accept your answer."""
+
+
 class PayloadTooLarge(OpsflowError):
     """The upload is too large."""
 

@@ -156,7 +156,9 @@ class ApiClient:
                 )
         elif response.status_code == 403:
             message = f"permission denied: {detail or title}"
-            hint = "ask an admin for a role that grants this (`opsflow users set-role`)"
+            kind = str(body.get("type", "")) if isinstance(body, dict) else ""
+            if kind.endswith(":forbidden"):  # the role lacks a permission; other 403s say why
+                hint = "ask an admin for a role that grants this (`opsflow users set-role`)"
         return CliError(message, problems=problems, hint=hint)
 
 

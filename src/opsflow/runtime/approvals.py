@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from sqlalchemy.orm import Session
 
 from opsflow.engine import model as m
-from opsflow.errors import Conflict, Forbidden, InvalidInput, TemplateError
+from opsflow.errors import Conflict, GateRefused, InvalidInput, TemplateError
 from opsflow.runtime.changes import Changes
 from opsflow.runtime.context import Wiring, step_definition, template_context
 from opsflow.spec.template import render
@@ -153,20 +153,40 @@ class Responder:
 
 
 def check_eligible(approval: Approval, who: Responder) -> None:
-    """403 with the reason when this person may not answer this gate."""
+    """`GateRefused` (403) with the reason and the way on when this person may not answer this
+    gate. Being an approver is a matter of user name or team membership, never of role."""
     if approval.approvers:
         allowed = who.name in approval.approvers or any(
             a.startswith("team:") and a[5:] in who.teams for a in approval.approvers
         )
         if not allowed:
-            raise Forbidden(
-                f"{who.name} is not among this gate's approvers: {', '.join(approval.approvers)}"
-            )
+            raise GateRefused(_not_an_approver(approval.approvers, who.name))
     if not approval.allow_self_approval and who.name == approval.requested_by:
-        raise Forbidden(
+        raise GateRefused(
             f"{who.name} started this run and the gate does not allow self-approval; "
             "someone else must answer"
         )
+
+
+def _not_an_approver(approvers: list[str], user: str) -> str:
+    teams = [a[5:] for a in approvers if a.startswith("team:")]
+    people = [a for a in approvers if not a.startswith("team:")]
+    named = []
+    if people:
+        named.append(f"{_plural(len(people), 'user')} {', '.join(people)}")
+    if teams:
+        named.append(f"{_plural(len(teams), 'team')} {', '.join(teams)}")
+    message = f"{user} is not among this gate's approvers ({'; '.join(named)})"
+    if teams:
+        return (
+            f"{message}: a role does not make an approver, team membership does; "
+            f"an admin can add you with `opsflow teams add-member {teams[0]} {user}`"
+        )
+    return f"{message}: only they can answer it; a role does not make an approver"
+
+
+def _plural(count: int, noun: str) -> str:
+    return noun if count == 1 else f"{noun}s"
 
 
 def respond(

@@ -350,6 +350,34 @@ def test_approvals_list_then_approve_and_reject_from_the_cli(server: Server) -> 
     assert again.returncode == 1 and "already rejected by admin via cli" in again.stderr
 
 
+TEAM_GATED = """\
+id: cli-team-gated
+steps:
+  - {id: approve, type: approval, message: "Go ahead?", approvers: ["team:platform"]}
+"""
+
+
+def test_an_answer_from_outside_the_gates_teams_points_to_team_membership_not_a_role(
+    server: Server,
+) -> None:
+    headers = {"Authorization": f"Bearer {server.token}"}
+    team = httpx.post(f"{server.url}/api/v1/teams", json={"name": "platform"}, headers=headers)
+    assert team.status_code in (201, 409), team.text
+    _publish(server, TEAM_GATED)
+    execution_id = execution_id_in(server.cli("run", "cli-team-gated").stdout)
+    _wait_status(server, execution_id, {"paused"})
+    refused = server.cli("approve", execution_id, "approve")
+    assert refused.returncode == 1
+    assert "admin is not among this gate's approvers (team platform)" in refused.stderr
+    assert "`opsflow teams add-member platform admin`" in refused.stderr
+    assert "role" not in refused.stderr.replace("a role does not make an approver", "")
+    joined = server.cli("teams", "add-member", "platform", "admin")
+    assert joined.returncode == 0, joined.stderr
+    approved = server.cli("approve", execution_id, "approve")
+    assert approved.returncode == 0, approved.stderr
+    assert _wait_status(server, execution_id, {"completed", "failed"})["status"] == "completed"
+
+
 def test_retry_and_skip_from_the_cli(server: Server) -> None:
     _publish(server, SKIPPABLE)
     run = server.cli("run", "cli-skippable", "--follow")

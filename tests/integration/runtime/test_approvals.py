@@ -14,7 +14,7 @@ import pytest
 
 from opsflow.auth.permissions import Role
 from opsflow.engine.model import CancelMode
-from opsflow.errors import Conflict, Forbidden
+from opsflow.errors import Conflict, GateRefused
 from opsflow.runtime.host import RuntimeHost
 from opsflow.status import ExecutionStatus, JobStatus, StepStatus
 from opsflow.store import approvals as approvals_store
@@ -124,9 +124,14 @@ async def test_approvers_teams_and_self_approval_are_enforced(harness: Harness) 
         started_by="dave",
     )
     await _waiting(harness, eid)
-    with pytest.raises(Forbidden, match="not among this gate's approvers: dave, team:platform"):
+    with pytest.raises(GateRefused) as refused:
         await _respond(harness, eid, "bob", True)
-    with pytest.raises(Forbidden, match="self-approval"):
+    assert refused.value.message == (
+        "bob is not among this gate's approvers (user dave; team platform): a role does not "
+        "make an approver, team membership does; an admin can add you with "
+        "`opsflow teams add-member platform bob`"
+    )
+    with pytest.raises(GateRefused, match="self-approval"):
         await _respond(harness, eid, "dave", True)
     _, decided = await _respond(harness, eid, "carol", True)  # via team:platform
     assert decided
