@@ -139,6 +139,12 @@ def page(browser: Browser, ui_server: UiServer, request: pytest.FixtureRequest) 
     assert not errors, f"uncaught errors in the page: {errors}"
 
 
+def shot(page: Page, name: str) -> None:
+    """A screenshot of the current screen as an artifact (beside the one taken at the end)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
 def sign_in(page: Page, user: str = "admin") -> None:
     """Log in through the form, as a person does."""
     page.goto("/login")

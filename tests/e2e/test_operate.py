@@ -9,7 +9,7 @@ from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import UiServer, axe_scan, sign_in
+from tests.e2e.conftest import UiServer, axe_scan, shot, sign_in
 
 GREET = """
 id: e2e-greet
@@ -23,10 +23,13 @@ steps:
   - id: greet
     type: script
     shell: sh
-    env: {WHO: "{{ params.who }}", LINES: "{{ params.lines }}"}
+    env: {WHO: "{{ params.who }}", LINES: "{{ params.lines }}", GO: "GO_PATH"}
     run: |
       i=1
-      while [ $i -le "$LINES" ]; do echo "hello $WHO line $i"; i=$((i+1)); sleep 0.3; done
+      while [ $i -le "$LINES" ]; do echo "hello $WHO line $i"; i=$((i+1)); done
+      n=0
+      while [ ! -e "$GO" ] && [ $n -lt 600 ]; do sleep 0.1; n=$((n+1)); done
+      echo "released"
   - id: gate
     type: approval
     needs: [greet]
@@ -76,6 +79,11 @@ steps:
 """
 
 
+def greet(go: Path) -> str:
+    """The gated greeting; its first step ends once the file ``go`` exists."""
+    return GREET.replace("GO_PATH", str(go))
+
+
 def wait_status(server: UiServer, execution_id: str, *wanted: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     status = None
@@ -91,8 +99,10 @@ def banner(page: Page):  # type: ignore[no-untyped-def]
     return page.locator("header.banner .badge").first
 
 
-def test_login_shows_errors_then_the_workflows(page: Page, ui_server: UiServer) -> None:
-    ui_server.put_workflow(GREET, "e2e-greet")
+def test_login_shows_errors_then_the_workflows(
+    page: Page, ui_server: UiServer, tmp_path: Path
+) -> None:
+    ui_server.put_workflow(greet(tmp_path), "e2e-greet")
     page.goto("/workflows")
     expect(page).to_have_url(re.compile(r"/login\?next="))
     axe_scan(page, "login")
@@ -117,9 +127,10 @@ def test_login_shows_errors_then_the_workflows(page: Page, ui_server: UiServer) 
 
 
 def test_run_from_the_dialog_watch_logs_approve_and_complete(
-    page: Page, ui_server: UiServer
+    page: Page, ui_server: UiServer, tmp_path: Path
 ) -> None:
-    ui_server.put_workflow(GREET, "e2e-greet")
+    go = tmp_path / "go"
+    ui_server.put_workflow(greet(go), "e2e-greet")
     sign_in(page, "olga")
     page.get_by_role("button", name="Run Greeting with a gate").click()
     dialog = page.get_by_role("dialog")
@@ -129,24 +140,29 @@ def test_run_from_the_dialog_watch_logs_approve_and_complete(
     expect(dialog.get_by_text("Required: enter a value.")).to_be_visible()
     expect(dialog.get_by_text("Must be at most 50.")).to_be_visible()
     axe_scan(page, "run dialog")
+    shot(page, "run-dialog-field-errors")
     dialog.get_by_label("who").fill("Ada")
-    dialog.get_by_label("lines").fill("12")
+    dialog.get_by_label("lines").fill("6")
     dialog.get_by_role("button", name="Start").click()
     expect(dialog.get_by_role("progressbar")).to_be_visible()
-    expect(dialog.locator(".run-status .badge")).to_have_attribute(
-        "data-status", re.compile("pending|running")
-    )
+    expect(dialog.locator(".run-status .badge")).to_have_attribute("data-status", "running")
+    expect(
+        dialog.locator(".run-steps li").filter(has_text="greet").locator(".badge")
+    ).to_have_attribute("data-status", "running")
+    shot(page, "run-dialog-live")
     dialog.get_by_role("button", name="View details").click()
 
     expect(page).to_have_url(re.compile(r"/executions/[0-9a-f]+"))
     log = page.get_by_test_id("log-lines")
-    expect(log).to_contain_text("hello Ada line 1")
-    # the log grows while the page is open: lines arrive over the live stream
-    expect(log).to_contain_text("hello Ada line 12")
-    expect(banner(page)).to_have_attribute("data-status", "running")
+    expect(log).to_contain_text("hello Ada line 6")
+    expect(log).not_to_contain_text("released")
+    go.touch()  # the step prints its last line now, while the page is open: it streams in
+    expect(log).to_contain_text("released")
     gate = page.locator(".step-item").filter(has=page.locator('[data-step="gate"]'))
-    expect(gate.get_by_text("Waiting")).to_be_visible()
+    expect(gate.get_by_text("Waiting", exact=True)).to_be_visible()
+    expect(banner(page)).to_have_attribute("data-status", re.compile("running|paused"))
     axe_scan(page, "execution detail")
+    shot(page, "execution-waiting-at-gate")
     gate.get_by_role("button", name="Approve").click()
     page.get_by_role("dialog").get_by_label("Note (optional)").fill("fine by me")
     page.get_by_role("dialog").get_by_role("button", name="Approve").click()
@@ -158,14 +174,17 @@ def test_run_from_the_dialog_watch_logs_approve_and_complete(
     expect(page.get_by_role("tabpanel").get_by_role("listitem")).to_have_count(2)
 
 
-def test_approve_in_place_on_the_approvals_page(page: Page, ui_server: UiServer) -> None:
-    ui_server.put_workflow(GREET, "e2e-greet")
+def test_approve_in_place_on_the_approvals_page(
+    page: Page, ui_server: UiServer, tmp_path: Path
+) -> None:
+    ui_server.put_workflow(greet(tmp_path), "e2e-greet")
     execution_id = ui_server.run("e2e-greet", {"who": "Grace", "lines": 1})
     sign_in(page, "olga")
     page.get_by_role("link", name="Approvals").click()
     card = page.locator("li.approval").filter(has_text="Send the greeting to Grace?")
     expect(card).to_be_visible()
     axe_scan(page, "approvals")
+    shot(page, "approvals")
     card.get_by_role("button", name="Approve").click()
     page.get_by_role("dialog").get_by_role("button", name="Approve").click()
     expect(card).to_have_count(0)
@@ -187,6 +206,8 @@ def test_cancel_a_running_execution(page: Page, ui_server: UiServer) -> None:
     dialog.get_by_label(re.compile("^Force")).check()
     dialog.get_by_role("button", name="Cancel execution").click()
     expect(banner(page)).to_have_attribute("data-status", "cancelled")
+    page.set_viewport_size({"width": 420, "height": 900})  # a narrow window stacks the panes
+    expect(page.get_by_role("heading", name="Steps")).to_be_visible()
 
 
 def test_retry_a_failed_step_and_see_it_succeed(
@@ -209,7 +230,6 @@ def test_retry_a_failed_step_and_see_it_succeed(
 
 def test_filter_history_by_status_and_date(page: Page, ui_server: UiServer, tmp_path: Path) -> None:
     ui_server.put_workflow(FLAKY.replace("MARK_PATH", str(tmp_path / "never")), "e2e-fails")
-    ui_server.put_workflow(GREET, "e2e-greet")
     failed = ui_server.run("e2e-fails")
     wait_status(ui_server, failed, "failed")
     sign_in(page, "olga")
@@ -224,6 +244,7 @@ def test_filter_history_by_status_and_date(page: Page, ui_server: UiServer, tmp_
     for status in rows.locator(".badge").all():
         expect(status).to_have_attribute("data-status", "failed")
     axe_scan(page, "executions")
+    shot(page, "executions-filtered")
     page.reload()  # the filters live in the URL
     expect(page.get_by_role("checkbox", name="Failed")).to_be_checked()
     expect(page.get_by_label("Since")).to_have_value("24h")

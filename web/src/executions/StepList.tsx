@@ -27,7 +27,7 @@ export function StepList({ ex, specs, selected, onSelect }: { ex: ExecutionView;
   useRowKeys(list);
   const byId = new Map((ex.steps as StepRow[]).map((s) => [s.id, s]));
   const ordered = specs.map((s) => ({ spec: s, step: byId.get(s.id) }));
-  const running = ex.steps.some((s) => s.status === "running");
+  const running = ex.steps.some((s) => s.status === "running" || s.status === "waiting");
   const now = useNow(running);
   return (
     <>
