@@ -10,6 +10,8 @@ from opsflow.api.people_models import (
     NAME_PATTERN,
     Me,
     MembershipOut,
+    PasswordChange,
+    PasswordChanged,
     TeamCreate,
     TeamOut,
     UserCreate,
@@ -19,11 +21,15 @@ from opsflow.api.people_models import (
 from opsflow.api.problems import error_responses
 from opsflow.api.security import authenticated, require
 from opsflow.api.services import services_of
-from opsflow.auth.credentials import Principal
-from opsflow.auth.passwords import hash_password
+from opsflow.auth.credentials import LOGIN_TOKEN_NAME, Principal
+from opsflow.auth.passwords import hash_password, verify_password
 from opsflow.auth.permissions import ROLE_PERMISSIONS, Permission
+from opsflow.errors import Conflict, InvalidInput, Problem
 from opsflow.store import audit
+from opsflow.store import browser_sessions as sessions_store
+from opsflow.store import tokens as tokens_store
 from opsflow.store import users as store
+from opsflow.store.base import utcnow
 from opsflow.store.session import Session
 
 router = APIRouter(tags=["users"])
@@ -49,6 +55,45 @@ def me(request: Request, principal: Annotated[Principal, Depends(authenticated)]
         session_expires_at=browser.expires_at if browser is not None else None,
         csrf_token=browser.csrf_token if browser is not None else None,
     )
+
+
+@router.patch("/me", response_model=PasswordChanged, responses=error_responses(409))
+def change_own_password(
+    request: Request,
+    body: PasswordChange,
+    principal: Annotated[Principal, Depends(authenticated)],
+) -> PasswordChanged:
+    """Change your own password (argon2id), proven by the current one. Your other browser
+    sessions and log-in tokens end, since they were opened with the old password; the
+    credential this request used and API tokens stay valid."""
+    new_hash = hash_password(body.password)
+    with services_of(request).session() as session:
+        stored = store.password_hash_of(session, principal.name)
+        if stored is None:
+            raise Conflict(
+                f"{principal.name} has no password (a token-only user): an admin gives the "
+                f"first one with PATCH /api/v1/users/{principal.name} and a `password`"
+            )
+        if not verify_password(stored, body.current_password):
+            msg = "this is not your current password"
+            raise InvalidInput(
+                f"current_password: {msg}", problems=[Problem("body.current_password", msg)]
+            )
+        store.update_user(session, principal.name, password_hash=new_hash)
+        now = utcnow()
+        keep_session = principal.browser_session.id if principal.browser_session else None
+        ended = sessions_store.delete_sessions_of(session, principal.user.id, keep=keep_session)
+        revoked = tokens_store.revoke_named(
+            session, principal.user.id, LOGIN_TOKEN_NAME, now, keep=principal.token_id
+        )
+        audit.record(
+            session,
+            principal.name,
+            "user.password",
+            principal.name,
+            {"sessions_ended": ended, "login_tokens_revoked": revoked},
+        )
+    return PasswordChanged(user=principal.name, sessions_ended=ended, login_tokens_revoked=revoked)
 
 
 @router.get("/users", response_model=list[UserOut], responses=error_responses(401, 403))

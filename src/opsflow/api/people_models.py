@@ -61,6 +61,22 @@ class UserCreate(BaseModel):
     email: str | None = Field(None, max_length=320)
 
 
+class PasswordChange(BaseModel):
+    """``PATCH /me``: your own new password, proven by the current one."""
+
+    current_password: str = Field(description="Your password now.")
+    password: str = Field(description="The new password, at least 8 characters.")
+
+
+class PasswordChanged(BaseModel):
+    user: str
+    sessions_ended: int = Field(description="Your other browser sessions, now signed out.")
+    login_tokens_revoked: int = Field(
+        description="Your other log-in tokens (from POST /auth/login), now revoked; API tokens "
+        "made with `opsflow tokens create` stay valid."
+    )
+
+
 class UserPatch(BaseModel):
     role: Role | None = None
     password: str | None = None

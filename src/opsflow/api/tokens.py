@@ -27,7 +27,12 @@ from opsflow.auth.browser import (
     check_csrf,
     open_session,
 )
-from opsflow.auth.credentials import Principal, authenticate_password, issue_token
+from opsflow.auth.credentials import (
+    LOGIN_TOKEN_NAME,
+    Principal,
+    authenticate_password,
+    issue_token,
+)
 from opsflow.auth.permissions import Permission
 from opsflow.auth.tokens import expiry
 from opsflow.errors import InvalidInput, Problem, Unauthorized
@@ -104,7 +109,7 @@ def login(request: Request, response: Response, body: LoginRequest) -> LoginResu
     expires_at = expiry(utcnow(), body.expires_in or LOGIN_LIFETIME, None)
     with services_of(request).session() as session:
         principal = authenticate_password(session, body.username, body.password)
-        token, secret = issue_token(session, principal.name, "login", expires_at)
+        token, secret = issue_token(session, principal.name, LOGIN_TOKEN_NAME, expires_at)
         audit.record(session, principal.name, "auth.login", token.id)
         teams = user_store.teams_of(session, principal.name)
     return LoginResult(

@@ -22,6 +22,8 @@ from opsflow.store.session import Session
 from opsflow.store.tokens import Token
 from opsflow.store.users import User
 
+# The name of the tokens `POST /auth/login` issues; a password change revokes them.
+LOGIN_TOKEN_NAME = "login"
 # Recording every use would make every read a write; a minute's precision is plenty.
 LAST_USED_PRECISION = timedelta(minutes=1)
 

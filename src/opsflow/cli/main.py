@@ -16,6 +16,7 @@ from opsflow import __version__
 from opsflow.cli import (
     apply,
     control,
+    me,
     runs,
     secrets,
     server,
@@ -64,6 +65,7 @@ COMMAND_MODULES = (
     users,
     teams,
     tokens,
+    me,
     secrets,
     tfstate,
 )

@@ -95,7 +95,7 @@ def create(
     say(f"created user {name} ({role.value})")
     if generated:
         say(f"password: {password}")
-        say("(shown once: store it now; the user can change it after signing in)")
+        say("(shown once: store it now; the user can change it with `opsflow me set-password`)")
 
 
 def _patch(

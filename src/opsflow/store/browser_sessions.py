@@ -74,3 +74,12 @@ def delete_expired(session: Session, now: datetime) -> int:
     """Forget every session that has expired; returns how many."""
     result = session.execute(delete(t.BrowserSession).where(t.BrowserSession.expires_at <= now))
     return int(getattr(result, "rowcount", 0))
+
+
+def delete_sessions_of(session: Session, user_id: int, *, keep: str | None = None) -> int:
+    """End every browser session of the user except the one whose id is ``keep``."""
+    query = delete(t.BrowserSession).where(t.BrowserSession.user_id == user_id)
+    if keep is not None:
+        query = query.where(t.BrowserSession.id != keep)
+    result = session.execute(query)
+    return int(getattr(result, "rowcount", 0))

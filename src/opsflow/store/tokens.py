@@ -114,3 +114,17 @@ def revoke_token(session: Session, token_id: str, at: datetime) -> Token:
 def touch_token(session: Session, token_id: str, at: datetime) -> None:
     """Record a use of the token."""
     session.execute(update(t.ApiToken).where(t.ApiToken.id == token_id).values(last_used_at=at))
+
+
+def revoke_named(
+    session: Session, user_id: int, name: str, at: datetime, *, keep: str | None = None
+) -> int:
+    """Revoke every live token of the user with this ``name`` (e.g. the log-in tokens), except
+    the one whose id is ``keep``; returns how many."""
+    query = update(t.ApiToken).where(
+        t.ApiToken.user_id == user_id, t.ApiToken.name == name, t.ApiToken.revoked_at.is_(None)
+    )
+    if keep is not None:
+        query = query.where(t.ApiToken.id != keep)
+    result = session.execute(query.values(revoked_at=at))
+    return int(getattr(result, "rowcount", 0))

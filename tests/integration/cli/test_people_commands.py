@@ -130,3 +130,37 @@ def test_without_a_token_the_admin_token_in_the_data_dir_is_used(server: Server)
     assert missing.returncode == 1
     assert missing.stderr.startswith("error: not authenticated: ")
     assert "pass --token or set OPSFLOW_TOKEN" in missing.stderr
+
+
+def test_a_user_changes_their_own_password_with_me_set_password(server: Server) -> None:
+    cli = server.cli
+    created = cli(
+        "users", "create", "petra", "--role", "operator", "--password-stdin", input="old-pass-123\n"
+    )
+    assert created.returncode == 0, created.stderr
+    login = httpx.post(
+        f"{server.url}/api/v1/auth/login", json={"username": "petra", "password": "old-pass-123"}
+    )
+    as_petra = {"OPSFLOW_TOKEN": login.json()["token"]}
+
+    wrong = cli("me", "set-password", "--stdin", input="not-it-123\nnew-pass-456\n", env=as_petra)
+    changed = cli(
+        "me", "set-password", "--stdin", input="old-pass-123\nnew-pass-456\n", env=as_petra
+    )
+
+    assert wrong.returncode == 1
+    assert "body.current_password: this is not your current password" in wrong.stderr
+    assert changed.returncode == 0, changed.stderr
+    assert changed.stdout.startswith("password changed for petra; signed out 0 other browser ")
+    me = f"{server.url}/api/v1/me"
+    assert httpx.get(me, auth=("petra", "new-pass-456")).status_code == 200
+    assert httpx.get(me, auth=("petra", "old-pass-123")).status_code == 401
+    shown = cli("me", "show", env=as_petra)  # the token this change used stays valid
+    assert (shown.returncode, shown.stdout) == (0, "petra (operator); teams: none\n")
+
+
+def test_users_create_points_to_the_command_that_changes_a_password(server: Server) -> None:
+    created = server.cli("users", "create", "quinn", "--role", "viewer")
+    assert created.returncode == 0, created.stderr
+    assert "`opsflow me set-password`" in created.stdout
+    assert "set-password" in server.cli("me", "--help").stdout
