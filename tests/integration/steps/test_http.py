@@ -263,3 +263,22 @@ async def test_bad_configuration_fails_without_retry_naming_the_field(
     assert result.status is JobStatus.FAILED
     assert result.retryable is False
     assert result.error is not None and result.error.startswith(error)
+
+
+async def test_the_servers_timeout_stop_ends_the_request_as_timed_out(
+    workdir: Path, sink: RecordingSink, server: LoopbackServer
+) -> None:
+    """The server's clock passed the step's timeout first: a timeout, retryable, not a cancel."""
+    server.reply("/slow", Reply(hold=True))
+    cancel = CancelSignal()
+    task = asyncio.create_task(
+        call(workdir, sink, {"url": f"{server.url}/slow"}, timeout=2, cancel=cancel)
+    )
+    await asyncio.to_thread(server.wait_for_requests, 1)
+    cancel.time_out()
+    result = await task
+    assert (result.status, result.error, result.retryable) == (
+        JobStatus.TIMEOUT,
+        "timed out after 2s",
+        True,
+    )

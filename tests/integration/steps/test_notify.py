@@ -172,3 +172,22 @@ async def test_channel_that_does_not_answer_times_out(
     assert result.status is JobStatus.TIMEOUT
     assert result.error == "timed out after 0.5s"
     server.release.set()
+
+
+async def test_the_servers_timeout_stop_ends_the_delivery_as_timed_out(
+    workdir: Path, sink: RecordingSink, server: LoopbackServer
+) -> None:
+    """The server's clock passed the step's timeout first: a timeout, retryable, not a cancel."""
+    server.reply("/hooks/slow", Reply(hold=True))
+    cancel = CancelSignal()
+    config = {"urls": [f"json://127.0.0.1:{server.port}/hooks/slow"], "message": "x"}
+    task = asyncio.create_task(notify(workdir, sink, config, timeout=2, cancel=cancel))
+    await asyncio.to_thread(server.wait_for_requests, 1)
+    cancel.time_out()
+    result = await task
+    assert (result.status, result.error, result.retryable) == (
+        JobStatus.TIMEOUT,
+        "timed out after 2s",
+        True,
+    )
+    server.release.set()

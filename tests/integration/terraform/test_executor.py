@@ -5,6 +5,7 @@ These need no opsflow server: a module that declares its own backend is left alo
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 from pathlib import Path
 
@@ -76,6 +77,26 @@ async def test_timeout_stops_terraform_and_everything_it_started(
     assert result.status is JobStatus.TIMEOUT
     assert result.error == "timed out after 6s"
     assert "provisioning-started" in sink.text()
+    assert processes_matching(f"sleep {marker}") == []
+
+
+async def test_the_servers_timeout_stop_ends_terraform_as_timed_out(
+    executor: TerraformExecutor, sink: RecordingSink, tmp_path: Path
+) -> None:
+    """The server's clock passed the step's timeout first: a timeout, not a cancel."""
+    marker = "37.75"
+    write_module(tmp_path, "slow", SLOW_TF.replace("MARKER", marker), local_backend=True)
+    spec = job_spec(tmp_path, {"action": "apply", "source": {"dir": "slow"}}, timeout=60)
+    cancel = CancelSignal()
+    task = asyncio.create_task(executor.run(spec, sink, cancel))
+    await sink.wait_for("provisioning-started")
+    cancel.time_out()
+    result = await task
+    assert (result.status, result.error, result.retryable) == (
+        JobStatus.TIMEOUT,
+        "timed out after 60s",
+        True,
+    )
     assert processes_matching(f"sleep {marker}") == []
 
 
