@@ -2,11 +2,11 @@
 
 Job processes run in their own process groups (so a cancel can stop a whole tree), which
 also means a SIGKILL of the agent does not reach them. Their attempts end as "agent lost"
-once the lease expires, and a retry may start, so the old processes must not go on: when an
-agent starts, it kills every process that carries its work root in its environment (each
-job's processes inherit ``OPSFLOW_WORK_ROOT``), and everything in the step cgroups of agent
-processes that are gone (which holds also what left the session and cleared its environment),
-and removes the old jobs' directories.
+(once the restarted agent says so, or the lease expires) and a retry may start, so the old
+processes must not go on: when an agent starts, it kills every process that carries its work
+root in its environment (each job's processes inherit ``OPSFLOW_WORK_ROOT``) and everything in
+the step cgroups made for this work root (which also holds what left the session and cleared
+its environment), and removes the old jobs' directories.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ import shutil
 import signal
 from pathlib import Path
 
-from opsflow.steps.scope import reap_stale_cgroups
+from opsflow.steps.scope import OWNER_ENV, reap_stale_cgroups
 
 log = logging.getLogger(__name__)
 
-MARK = "OPSFLOW_WORK_ROOT"
+MARK = OWNER_ENV
 KEEP = frozenset({"bundles"})
 
 
@@ -60,7 +60,7 @@ def reap(work_root: Path) -> tuple[int, int]:
             log.warning("cannot kill leftover job process %s", pid)
             continue
         killed += 1
-    killed += reap_stale_cgroups()
+    killed += reap_stale_cgroups(work_root)
     removed = 0
     if work_root.is_dir():
         for entry in work_root.iterdir():

@@ -29,7 +29,7 @@ from opsflow.status import LogStream
 
 from .base import CancelSignal, LogSink, format_seconds
 from .lines import LineSplitter
-from .scope import Scope, Tracking, open_scope
+from .scope import OWNER_ENV, Scope, Tracking, open_scope
 
 DEFAULT_GRACE = 5.0
 FORCE_GRACE = 0.5
@@ -105,7 +105,7 @@ async def run_process(
     one that left the group (``setsid``, a double-forking daemon), tracked by ``tracking``.
     """
     loop = asyncio.get_running_loop()
-    scope = await asyncio.to_thread(open_scope, tracking)
+    scope = await asyncio.to_thread(open_scope, tracking, env.get(OWNER_ENV, ""))
     try:
         transport, protocol = await loop.subprocess_exec(
             lambda: _Protocol(log, loop),

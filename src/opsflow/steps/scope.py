@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import hashlib
 import logging
 import os
 import shutil
@@ -37,6 +38,9 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 SCOPE_MARK = "OPSFLOW_PROCESS_SCOPE"
+# Every job's environment carries its agent's work root; it names whose a step cgroup is, so an
+# agent restarted on the same data dir finds its predecessor's cgroups, and only those.
+OWNER_ENV = "OPSFLOW_WORK_ROOT"
 CGROUP_PREFIX = "opsflow-"
 _PR_SET_CHILD_SUBREAPER = 36
 _EMPTY_WITHIN = 5.0  # how long a killed scope may take to be empty
@@ -114,10 +118,10 @@ class CgroupScope(Scope):
         self.path = path
 
     @classmethod
-    def create(cls, parent: Path) -> CgroupScope:
-        """A new, empty cgroup under ``parent``, named after this process (``OSError`` if the
-        kernel refuses)."""
-        path = parent / f"{CGROUP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}"
+    def create(cls, parent: Path, owner: str) -> CgroupScope:
+        """A new, empty cgroup under ``parent``, named after its ``owner`` (the agent's work
+        root); ``OSError`` if the kernel refuses."""
+        path = parent / f"{_owner_prefix(owner)}{uuid.uuid4().hex[:12]}"
         path.mkdir()
         return cls(path)
 
@@ -184,20 +188,23 @@ class CgroupScope(Scope):
             log.warning("could not remove cgroup %s: %s", self.path, exc.strerror or exc)
 
 
-def reap_stale_cgroups() -> int:
-    """Kill and remove the step cgroups of agent processes that are gone (a ``kill -9``):
+def _owner_prefix(owner: str) -> str:
+    return f"{CGROUP_PREFIX}{hashlib.sha256(owner.encode()).hexdigest()[:12]}-"
+
+
+def reap_stale_cgroups(work_root: Path) -> int:
+    """Kill and remove the step cgroups a previous agent on ``work_root`` left (a ``kill -9``):
     what is left in them would otherwise run on, even a process that cleared its environment.
-    Returns how many processes were killed (blocking)."""
+    Only that agent's: another server's jobs on this machine are not touched. Call it before
+    this agent starts any job. Returns how many processes were killed (blocking)."""
     parent = own_cgroup_dir()
     if parent is None or not parent.is_dir():
         return 0
+    prefix = _owner_prefix(str(work_root))
     killed = 0
     for entry in parent.iterdir():
-        owner = entry.name[len(CGROUP_PREFIX) :].split("-", 1)[0]
-        if not entry.name.startswith(CGROUP_PREFIX) or not owner.isdigit():
+        if not entry.name.startswith(prefix):
             continue
-        if int(owner) == os.getpid() or Path(f"/proc/{owner}").exists():
-            continue  # a live agent's (this one's, or another server's on this machine)
         stale = CgroupScope(entry)
         killed += stale.kill_all()
         stale.close()
@@ -346,15 +353,16 @@ def available(kind: Tracking) -> bool:
     return kind is Tracking.GROUP
 
 
-def open_scope(kind: Tracking = Tracking.AUTO) -> Scope:
-    """A new scope of ``kind`` (blocking: call it from a worker thread).
+def open_scope(kind: Tracking = Tracking.AUTO, owner: str = "") -> Scope:
+    """A new scope of ``kind`` for a job of the agent whose work root is ``owner`` (blocking:
+    call it from a worker thread).
 
     Raises ``ScopeUnavailable`` when a kind other than AUTO is asked for and not available.
     """
     if kind is Tracking.AUTO:
         for choice in (Tracking.CGROUP, Tracking.SUBREAPER):
             if available(choice):
-                return open_scope(choice)
+                return open_scope(choice, owner)
         global _warned
         if not _warned:
             _warned = True
@@ -368,7 +376,7 @@ def open_scope(kind: Tracking = Tracking.AUTO) -> Scope:
     if kind is Tracking.CGROUP:
         assert isinstance(_cgroup_parent, Path)
         try:
-            return CgroupScope.create(_cgroup_parent)
+            return CgroupScope.create(_cgroup_parent, owner)
         except OSError as exc:
             raise ScopeUnavailable(f"cannot create a cgroup: {exc.strerror or exc}") from exc
     if kind is Tracking.SUBREAPER:

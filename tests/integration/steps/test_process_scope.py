@@ -5,15 +5,23 @@ a cancel, with each means of tracking this machine offers (a cgroup v2, a child 
 from __future__ import annotations
 
 import asyncio
-import os
 import random
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from opsflow.status import JobStatus, StepType
 from opsflow.steps.base import CancelSignal, StepResult
-from opsflow.steps.scope import CGROUP_PREFIX, Tracking, available, own_cgroup_dir
+from opsflow.steps.scope import (
+    CGROUP_PREFIX,
+    CgroupScope,
+    Tracking,
+    available,
+    open_scope,
+    own_cgroup_dir,
+    reap_stale_cgroups,
+)
 from opsflow.steps.script import ScriptExecutor
 
 from .support import RecordingSink, job
@@ -141,7 +149,34 @@ async def test_the_step_cgroup_is_removed_afterwards(
     assert result.status is JobStatus.COMPLETED
     [line] = [text for _, text in sink.lines if text.startswith("cgroup=")]
     name = line.rsplit("/", 1)[1]
-    assert name.startswith(f"{CGROUP_PREFIX}{os.getpid()}-"), line
+    assert name.startswith(CGROUP_PREFIX), line
     parent = own_cgroup_dir()
     assert parent is not None
     assert not (parent / name).exists(), "the step's cgroup was left behind"
+
+
+def test_a_restart_reaps_only_the_cgroups_of_its_own_work_root(
+    tmp_path: Path, loose: list[str]
+) -> None:
+    """What a killed agent's step cgroups still hold is stopped by the next agent on the same
+    work root, never by another server's agent on this machine."""
+    mine, theirs = tmp_path / "mine" / "work", tmp_path / "theirs" / "work"
+    scope = open_scope(Tracking.CGROUP, str(mine))
+    assert isinstance(scope, CgroupScope)
+    argv = ["sh", "-c", f"echo ready; exec env -i sleep {loose[0]}"]
+    child = subprocess.Popen(
+        scope.command(argv, {"PATH": "/usr/bin:/bin"}), stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "ready\n"
+        assert reap_stale_cgroups(theirs) == 0
+        assert processes_running(loose[0]), "another work root's restart killed our process"
+        assert reap_stale_cgroups(mine) == 1
+        child.wait(timeout=10)
+        assert_none_left(loose)
+        assert not scope.path.exists()
+    finally:
+        child.kill()
+        child.wait(timeout=10)
+        if child.stdout is not None:
+            child.stdout.close()
