@@ -132,6 +132,10 @@ class CgroupScope(Scope):
             if found is None:  # the same error as starting it directly would give
                 raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
             program = found
+        elif not os.path.isfile(program):
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
+        elif not os.access(program, os.X_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), program)
         # The shell moves itself into the cgroup, then becomes the program (same pid), so
         # every process the program starts is born inside.
         enter = 'echo $$ > "$1" || exit 125; shift; exec "$@"'

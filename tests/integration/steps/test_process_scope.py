@@ -13,6 +13,7 @@ import pytest
 
 from opsflow.status import JobStatus, StepType
 from opsflow.steps.base import CancelSignal, StepResult
+from opsflow.steps.process import run_process
 from opsflow.steps.scope import (
     CGROUP_PREFIX,
     CgroupScope,
@@ -180,3 +181,26 @@ def test_a_restart_reaps_only_the_cgroups_of_its_own_work_root(
         child.wait(timeout=10)
         if child.stdout is not None:
             child.stdout.close()
+
+
+async def test_a_program_that_cannot_start_is_refused_as_before(
+    workdir: Path, sink: RecordingSink, tracking: Tracking
+) -> None:
+    """Entering the scope first must not turn "cannot start" into an exit code."""
+    not_executable = workdir / "tool"
+    not_executable.write_text("#!/bin/sh\n")
+    for argv, error in (
+        (["opsflow-no-such-program"], FileNotFoundError),
+        ([str(workdir / "missing")], FileNotFoundError),
+        ([str(not_executable)], PermissionError),
+    ):
+        with pytest.raises(error):
+            await run_process(
+                argv,
+                cwd=workdir,
+                env={"PATH": "/usr/bin:/bin"},
+                log=sink,
+                cancel=CancelSignal(),
+                timeout=5,
+                tracking=tracking,
+            )
