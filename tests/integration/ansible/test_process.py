@@ -132,3 +132,24 @@ async def test_timeout_stops_the_playbook_and_the_task_it_was_running(
     assert await still_running([sleep_pid]) == []
     assert "TASK [Sleep]" in sink.text(LogStream.STDOUT)
     assert "timed out after 8s" in sink.text(LogStream.SYSTEM)
+
+
+async def test_the_servers_timeout_stop_ends_the_playbook_as_timed_out(
+    workdir: Path, out: Path, sink: RecordingSink
+) -> None:
+    """The server's clock passed the step's timeout first: a timeout (retryable), not a cancel."""
+    write(workdir, "site.yml", SLEEPER)
+    spec = ansible_job(
+        workdir, {"playbook": "site.yml", "extra_vars": {"out": str(out)}}, timeout=60
+    )
+    cancel = CancelSignal()
+    task = asyncio.create_task(run(spec, sink, cancel, executor=AnsibleExecutor(grace=2)))
+    await sink.wait_for("TASK [Sleep]")
+    cancel.time_out()
+    result = await task
+    assert (result.status, result.error, result.retryable) == (
+        JobStatus.TIMEOUT,
+        "timed out after 60s",
+        True,
+    )
+    assert "timed out after 60s" in sink.text(LogStream.SYSTEM)
