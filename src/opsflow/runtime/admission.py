@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.orm import Session
 
 from opsflow.engine.concurrency import Verdict, admit, release
-from opsflow.spec.loader import load_definition
+from opsflow.spec.models import Workflow
 from opsflow.status import ConcurrencyPolicy, ExecutionStatus
 from opsflow.store import runs as runs_store
 
@@ -22,8 +22,10 @@ if TYPE_CHECKING:
 
 
 def _policy(definition: dict[str, Any]) -> tuple[ConcurrencyPolicy, int] | None:
-    # Read through the model: the stored canonical form leaves defaults (limit 1) out.
-    concurrency = load_definition(definition).concurrency
+    # Read through the model: the stored canonical form leaves defaults (limit 1) out. Only
+    # the shape is read: the definition was validated when saved, and this runs inside the
+    # transaction that creates or ends a run, which a rule added since must not break.
+    concurrency = Workflow.model_validate(definition).concurrency
     if concurrency is None:
         return None
     return concurrency.policy, concurrency.limit

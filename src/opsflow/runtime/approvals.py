@@ -61,9 +61,10 @@ def open_gate(run: RunView, step_id: str) -> str:
     node = run.graph.step(step_id)
     source = str(raw.get("message") or f"Approve step {step_id} of {run.ex.workflow_id}?")
     try:
-        message = render(
-            source, template_context(run.ex, run.full_steps(), run.wiring()), where="message"
+        context = template_context(
+            run.ex, run.full_steps(), run.wiring(), secrets_for="an approval message"
         )
+        message = render(source, context, where="message")
     except TemplateError as exc:
         message = f"{source}\n(the message could not be rendered: {exc.message})"
         run.engine_log(f"approval {step_id}: {exc.message}", step_id)

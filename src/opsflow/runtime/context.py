@@ -13,9 +13,11 @@ from typing import Any
 
 from opsflow.errors import TemplateError
 from opsflow.runtime.secrets import check_whole, placeholders
-from opsflow.spec.models import TEMPLATED_FIELDS
+from opsflow.spec.findings import format_loc
+from opsflow.spec.models import SECRET_FIELDS, TEMPLATED_FIELDS
 from opsflow.spec.state_names import state_name
-from opsflow.spec.template import is_template, render_value
+from opsflow.spec.template import is_template, render_value, secret_problem
+from opsflow.spec.template_checks import template_strings
 from opsflow.status import StepType
 from opsflow.store.runs import Execution, Step
 
@@ -47,10 +49,41 @@ class Wiring:
     server_url: str | None = None
 
 
+class SecretsRefused:
+    """``secrets`` where no job receives the values (a condition, an approval message): any
+    use fails the render, naming the secret, instead of reading a placeholder."""
+
+    def __init__(self, where: str) -> None:
+        self._where = where
+
+    def _refuse(self, name: str) -> TemplateError:
+        return TemplateError(
+            f"secrets.{name} cannot be used in {self._where}: a secret is only filled in for "
+            "the job whose values use it"
+        )
+
+    def __getattr__(self, name: str) -> Any:
+        raise self._refuse(name)
+
+    def __getitem__(self, name: str) -> Any:
+        raise self._refuse(name)
+
+    def __str__(self) -> str:
+        raise self._refuse("*")
+
+
 def template_context(
-    execution: Execution, steps: Mapping[str, Step], wiring: Wiring | None = None
+    execution: Execution,
+    steps: Mapping[str, Step],
+    wiring: Wiring | None = None,
+    *,
+    secrets_for: str | None = None,
 ) -> dict[str, Any]:
-    """The names a template may read; their fields are listed in ``spec.template.FIELDS``."""
+    """The names a template may read; their fields are listed in ``spec.template.FIELDS``.
+
+    ``secrets_for``: None when what is rendered goes to a job (secrets are placeholders the
+    claim fills in), else the place rendered (``"a condition"``), where secrets are refused.
+    """
     wiring = wiring or Wiring()
     base = (wiring.server_url or "").rstrip("/")
     trigger = execution.trigger or {}
@@ -76,7 +109,9 @@ def template_context(
             "name": execution.definition.get("name", execution.workflow_id),
             "version": execution.version,
         },
-        "secrets": placeholders(wiring.secret_names),
+        "secrets": (
+            SecretsRefused(secrets_for) if secrets_for else placeholders(wiring.secret_names)
+        ),
     }
 
 
@@ -109,8 +144,21 @@ def render_step_config(
     for key, value in raw.items():
         if key in COMMON_FIELDS or value is None:
             continue
-        config[key] = render_value(value, context, where=key) if key in templated else value
+        if key in templated:
+            _check_secret_uses(step_type, key, value)
+            config[key] = render_value(value, context, where=key)
+        else:
+            config[key] = value
     return config
+
+
+def _check_secret_uses(step_type: StepType, key: str, value: Any) -> None:
+    """The load-time rule on secrets, again for definitions stored before it existed."""
+    allowed = key in SECRET_FIELDS.get(step_type, ())
+    for loc, text in template_strings((key,), value):
+        problem = secret_problem(text, allowed=allowed)
+        if problem:
+            raise TemplateError(f"{format_loc(loc)}: {problem}")
 
 
 def agent_placement(

@@ -36,7 +36,7 @@ from opsflow.runtime.context import (
     template_context,
 )
 from opsflow.spec.graph import to_graph
-from opsflow.spec.loader import load_definition
+from opsflow.spec.models import Workflow
 from opsflow.spec.template import evaluate_condition
 from opsflow.status import ExecutionStatus, JobStatus, Outcome, StepStatus, StepType
 from opsflow.store import jobs as jobs_store
@@ -88,7 +88,9 @@ class _GraphCache:
     def get(self, execution: Execution) -> m.Graph:
         graph = self._items.get(execution.id)
         if graph is None:
-            graph = to_graph(load_definition(execution.definition))
+            # The definition was validated when it was saved; only its shape is read again,
+            # so a rule added since (on templates, say) never stops a run already under way.
+            graph = to_graph(Workflow.model_validate(execution.definition))
             self._items[execution.id] = graph
             if len(self._items) > self._size:
                 self._items.popitem(last=False)
@@ -362,9 +364,10 @@ class _Run:
                 a.step, status=StepStatus.RUNNING.value, entered_at=self.now, started_at=self.now
             )
         try:
-            verdict = evaluate_condition(
-                expr, template_context(self.ex, self.full_steps(), self.wiring())
+            context = template_context(
+                self.ex, self.full_steps(), self.wiring(), secrets_for="a condition"
             )
+            verdict = evaluate_condition(expr, context)
         except TemplateError as exc:
             self.set_step(
                 a.step, gate_result=Outcome.FAILED.value, gate_reason=exc.message, error=exc.message

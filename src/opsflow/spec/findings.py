@@ -7,8 +7,10 @@ the end, from one source map, so every message points the same way.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
+from collections.abc import Iterable, Sized
 from dataclasses import dataclass
 
 Loc = tuple[str | int, ...]
@@ -46,3 +48,13 @@ def format_loc(loc: Loc) -> str:
         else:
             out += f"[{json.dumps(part)}]"
     return out
+
+
+def listing(names: Iterable[str], limit: int = 20) -> str:
+    """``a, b, c``, or the first ``limit`` names and how many more: a message stays short
+    however big the definition."""
+    shown = list(itertools.islice(names, limit + 1))
+    if len(shown) <= limit:
+        return ", ".join(shown) or "none"
+    total = len(names) if isinstance(names, Sized) else limit + 1
+    return f"{', '.join(shown[:limit])} and {total - limit:,} more"

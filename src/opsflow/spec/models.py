@@ -97,6 +97,11 @@ STEP_MODELS: dict[StepType, type[StepBase]] = {
     StepType.WORKFLOW: WorkflowStep,
 }
 
+# The most steps one workflow may have; a larger definition is refused before anything else
+# is checked (docs/reference/workflow-yaml.md). Split bigger processes into workflows that
+# trigger each other.
+MAX_STEPS = 5_000
+
 # The fields (YAML names) whose strings are Jinja2 templates, per step type. Executors render
 # exactly these with ``opsflow.spec.template.render_value``; everything else is taken as
 # written. Script ``run`` bodies are never templated: values reach scripts through ``env``.
@@ -109,6 +114,19 @@ TEMPLATED_FIELDS: dict[StepType, tuple[str, ...]] = {
     StepType.CONDITION: ("if",),
     StepType.NOTIFY: ("message", "title"),
     StepType.WORKFLOW: ("params",),
+}
+
+
+# The templated fields whose values reach a job as data (environment, request, variables,
+# message): the only places ``secrets.*`` may be used, and only written out whole. Elsewhere
+# (a condition, an approval message, a child's params, a Terraform workspace, which names the
+# state, an Ansible host limit, which is a command-line argument) a secret is refused.
+SECRET_FIELDS: dict[StepType, tuple[str, ...]] = {
+    StepType.SCRIPT: ("env",),
+    StepType.HTTP: ("url", "headers", "body", "json"),
+    StepType.TERRAFORM: ("vars", "env"),
+    StepType.ANSIBLE: ("extra_vars", "env"),
+    StepType.NOTIFY: ("message", "title"),
 }
 
 

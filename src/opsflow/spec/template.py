@@ -3,12 +3,18 @@
 Untrusted data (webhook payloads, incident labels, git messages) is only ever a *value* in the
 context, never template source: templates come from workflow definitions alone. Rendering runs
 in ``ImmutableSandboxedEnvironment`` so a template cannot mutate the context or reach
-interpreter internals, and ``StrictUndefined`` so a missing name is an error that names it,
-never a silent empty string.
+interpreter internals, with the bounds of ``opsflow.spec.sandbox`` on what one render may
+build and spend, and ``StrictUndefined`` so a missing name is an error that names it, never a
+silent empty string. Values written into text use JSON's spellings (``true``, ``null``).
+
+Any exception raised while rendering, not only Jinja's own (``{{ 1/0 }}``), becomes one
+``TemplateError`` naming the field: the caller fails the step being rendered with it and
+nothing else.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -16,9 +22,9 @@ from typing import Any
 
 import jinja2
 from jinja2 import nodes as jn
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from opsflow.errors import TemplateError
+from opsflow.spec.sandbox import BoundedEnvironment, LimitExceeded, budget, check_value
 
 # Names a template may start from (ARCHITECTURE.md §2).
 CONTEXT_ROOTS = frozenset(
@@ -33,7 +39,7 @@ FIELDS: dict[str, frozenset[str]] = {
 }
 NODE_FIELDS = frozenset({"status", "output", "error"})
 
-_ENV = ImmutableSandboxedEnvironment(
+_ENV = BoundedEnvironment(
     undefined=jinja2.StrictUndefined,
     autoescape=False,
     keep_trailing_newline=True,
@@ -52,8 +58,64 @@ def _compile(source: str) -> jinja2.Template:
 
 @lru_cache(maxsize=4096)
 def parse(source: str) -> jn.Template:
-    """Parse template source; raises ``jinja2.TemplateSyntaxError`` on bad syntax."""
-    return _ENV.parse(source)
+    """Parse template source; raises ``jinja2.TemplateSyntaxError`` on bad syntax.
+
+    The common shape, text around ``{{ a.b['c'] }}`` paths, is read directly into the tree
+    Jinja2 would build (its parser costs about a millisecond per template, which adds up to
+    seconds in a workflow of thousands of steps); anything else goes to Jinja2.
+    """
+    return _simple_tree(source) or _ENV.parse(source)
+
+
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+_PART = rf"\.{_IDENT}|\[(?:'[^'\\]*'|\"[^\"\\]*\"|[0-9]+)\]"
+_SIMPLE = re.compile(rf"\{{\{{[ ]*({_IDENT}(?:{_PART})*)[ ]*\}}\}}")
+_NAME = re.compile(_IDENT)
+_PART_RE = re.compile(_PART)
+# Words Jinja2 reads as constants or operators, never as names: left to its parser.
+_NOT_NAMES = frozenset(
+    {"true", "false", "none", "True", "False", "None", "and", "or", "not", "in", "is", "if"}
+)
+
+
+def _simple_tree(source: str) -> jn.Template | None:
+    """The tree of a template made only of text (without braces) and ``{{ path }}``."""
+    nodes: list[jn.Expr] = []
+    pos = 0
+    for match in _SIMPLE.finditer(source):
+        text = source[pos : match.start()]
+        if "{" in text:
+            return None
+        if text:
+            nodes.append(jn.TemplateData(text))
+        path = _path_node(match.group(1))
+        if path is None:
+            return None
+        nodes.append(path)
+        pos = match.end()
+    tail = source[pos:]
+    if pos == 0 or "{" in tail:
+        return None
+    if tail:
+        nodes.append(jn.TemplateData(tail))
+    return jn.Template([jn.Output(nodes)])
+
+
+def _path_node(path: str) -> jn.Expr | None:
+    """``a.b['c'][0]`` as Jinja2's Name/Getattr/Getitem nodes; None for a constant word."""
+    name = _NAME.match(path)
+    if name is None or name.group(0) in _NOT_NAMES:
+        return None
+    node: jn.Expr = jn.Name(name.group(0), "load")
+    for match in _PART_RE.finditer(path, name.end()):
+        part = match.group(0)
+        if part.startswith("."):
+            node = jn.Getattr(node, part[1:], "load")
+        else:
+            inner = part[1:-1]
+            key: str | int = inner[1:-1] if inner[0] in "'\"" else int(inner)
+            node = jn.Getitem(node, jn.Const(key), "load")
+    return node
 
 
 @dataclass(frozen=True)
@@ -115,6 +177,61 @@ def _path_of(node: jn.Node) -> tuple[str, ...]:
     return ()
 
 
+def secret_problem(source: str, *, allowed: bool) -> str | None:
+    """Why ``secrets.*`` may not be used as ``source`` uses it, or None when it may.
+
+    Templates see a secret as a placeholder that only becomes the value in the copy of a job
+    handed to its agent. So a secret may appear only where its whole text is written out, in a
+    field whose value reaches a job (``allowed``): compared, tested, filtered or read anywhere
+    else (a condition, an approval message) it would be the placeholder, a silent wrong answer.
+    """
+    if "secrets" not in source:
+        return None
+    for dotted, whole in _secret_uses(parse(source), value=False):
+        if not allowed:
+            return (
+                f"'{dotted}' cannot be used here: secrets are only filled in for the jobs that "
+                "use them (script env, http url/headers/body/json, terraform vars/env, ansible "
+                "extra_vars/env, notify message/title), never in conditions, approval "
+                "messages or params"
+            )
+        if not whole:
+            return (
+                f"'{dotted}' can only be written out whole, as {{{{ secrets.NAME }}}}: a secret "
+                "cannot be compared, tested, filtered or stored in a variable, because the "
+                "template sees a placeholder, not its value"
+            )
+    return None
+
+
+def _secret_uses(node: jn.Node, *, value: bool) -> Iterator[tuple[str, bool]]:
+    """(dotted path, written out whole) of every reference to ``secrets`` under ``node``."""
+    if isinstance(node, (jn.Name, jn.Getattr, jn.Getitem)):
+        parts = _path_of(node)
+        if parts and parts[0] == "secrets":
+            yield ".".join(parts), value and len(parts) == 2 and _static_path(node)
+            return
+    for child in node.iter_child_nodes():
+        if isinstance(node, jn.Output):
+            child_value = True
+        elif isinstance(node, jn.Concat):
+            child_value = value
+        elif isinstance(node, jn.CondExpr):
+            child_value = value and child is not node.test
+        else:
+            child_value = False
+        yield from _secret_uses(child, value=child_value)
+
+
+def _static_path(node: jn.Node) -> bool:
+    """A path of names and constant keys only (``secrets['A']``, not ``secrets[x]``)."""
+    while isinstance(node, (jn.Getattr, jn.Getitem)):
+        if isinstance(node, jn.Getitem) and not isinstance(node.arg, jn.Const):
+            return False
+        node = node.node
+    return isinstance(node, jn.Name)
+
+
 def resolve(parts: tuple[str, ...], context: Mapping[str, Any]) -> tuple[bool, Any]:
     """Follow a dotted path through mappings and sequences; (found, value)."""
     cur: Any = context
@@ -137,20 +254,38 @@ def _missing_name(source: str, context: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _failure(exc: Exception, source: str, context: Mapping[str, Any]) -> str:
+    """The words for an exception raised while evaluating ``source``."""
+    if isinstance(exc, jinja2.UndefinedError):
+        missing = _missing_name(source, context)
+        return f"undefined name '{missing}'" if missing else str(exc)
+    if isinstance(exc, LimitExceeded):
+        return exc.message
+    if isinstance(exc, TemplateError):
+        return exc.message
+    if isinstance(exc, jinja2.TemplateError):
+        return f"{exc}"
+    if isinstance(exc, RecursionError):
+        return "the template recurses too deeply"
+    detail = str(exc) or type(exc).__name__
+    return f"{detail} ({type(exc).__name__})"
+
+
 def render(source: str, context: Mapping[str, Any], *, where: str = "") -> str:
-    """Render one template string; a missing name raises TemplateError naming it."""
+    """Render one template string into text of at most ``sandbox.MAX_TEXT`` characters.
+
+    Raises TemplateError, prefixed with ``where`` (the field), for any failure: a missing name
+    (named), a syntax error, a bound of the sandbox, or any exception the expression raised.
+    """
     if not is_template(source):
         return source
     try:
-        return _compile(source).render(dict(context))
-    except jinja2.UndefinedError as exc:
-        missing = _missing_name(source, context)
-        what = f"undefined name '{missing}'" if missing else str(exc)
+        with budget():
+            return _compile(source).render(dict(context))
+    except Exception as exc:  # every failure of the template is the step's, never the caller's
         prefix = f"{where}: " if where else ""
-        raise TemplateError(f"{prefix}{what} in template {source!r}") from exc
-    except jinja2.TemplateError as exc:
-        prefix = f"{where}: " if where else ""
-        raise TemplateError(f"{prefix}{exc} in template {source!r}") from exc
+        message = _failure(exc, source, context)
+        raise TemplateError(f"{prefix}{message} in template {source!r}") from exc
 
 
 def render_value(value: Any, context: Mapping[str, Any], *, where: str = "") -> Any:
@@ -183,30 +318,69 @@ def _strip_braces(source: str) -> str:
     return ""
 
 
+TRUE_WORDS = frozenset({"true", "yes", "on", "1"})
+FALSE_WORDS = frozenset({"false", "no", "off", "0", "", "none", "null"})
+
+
+def truth(value: Any) -> bool:
+    """A condition's answer from the value its ``if`` produced.
+
+    Step outputs are text, so text is read by words, case-insensitively: ``true``/``yes``/
+    ``on``/``1`` and ``false``/``no``/``off``/``0``/empty/``none``/``null``. Booleans are
+    themselves, ``None`` and empty lists or mappings are false, the numbers 0 and 1 are false
+    and true. Anything else raises ValueError saying why: a condition never guesses.
+    """
+    if isinstance(value, bool):
+        return value
+    if value is None:
+        return False
+    if isinstance(value, (int, float)):
+        if value in (0, 1):
+            return bool(value)
+        raise ValueError(f"the number {value!r} is neither 0 nor 1; compare it (e.g. > 0)")
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in TRUE_WORDS:
+            return True
+        if word in FALSE_WORDS:
+            return False
+        shown = value if len(value) <= 80 else value[:77] + "..."
+        raise ValueError(
+            f"the text {shown!r} is not a truth word "
+            "(true/yes/on/1 or false/no/off/0/empty); compare it instead (e.g. == 'ready')"
+        )
+    if isinstance(value, (list, tuple, dict, set, frozenset)):
+        if not value:
+            return False
+        raise ValueError(
+            f"a {type(value).__name__} with {len(value)} item(s) is not a truth value; "
+            "test it instead (e.g. | length > 0)"
+        )
+    raise ValueError(f"a {type(value).__name__} is not a truth value")
+
+
 def evaluate_condition(source: str, context: Mapping[str, Any]) -> ConditionResult:
-    """Evaluate a condition's ``if``: a single ``{{ expr }}`` is evaluated natively,
-    anything else is rendered and read as a boolean word (true/false/yes/no/1/0)."""
+    """Evaluate a condition's ``if``: a single ``{{ expr }}`` is evaluated natively, anything
+    else is rendered; either way the answer follows ``truth``. Raises TemplateError naming
+    the value when there is no clear answer, or for any failure of the expression."""
     reads: dict[str, Any] = {}
     for ref in references(source):
         found, value = resolve(ref.parts, context)
         reads[ref.dotted] = value if found else "<undefined>"
     expr = _strip_braces(source)
+    if expr:
+        try:
+            with budget():
+                value = _ENV.compile_expression(expr, undefined_to_none=False)(**dict(context))
+                if isinstance(value, jinja2.Undefined):
+                    bool(value)  # StrictUndefined raises here, naming nothing; caught below
+                check_value(value)
+        except Exception as exc:  # the condition fails, never the reconcile around it
+            message = _failure(exc, source, context)
+            raise TemplateError(f"if: {message} in condition {source!r}") from exc
+    else:
+        value = render(source, context, where="if")
     try:
-        if expr:
-            value = _ENV.compile_expression(expr, undefined_to_none=False)(**dict(context))
-            if isinstance(value, jinja2.Undefined):
-                bool(value)  # StrictUndefined raises here, naming nothing; caught below
-            return ConditionResult(source, bool(value), reads)
-    except jinja2.UndefinedError as exc:
-        missing = _missing_name(source, context)
-        raise TemplateError(
-            f"undefined name '{missing}' in condition {source!r}" if missing else str(exc)
-        ) from exc
-    except jinja2.TemplateError as exc:
-        raise TemplateError(f"{exc} in condition {source!r}") from exc
-    text = render(source, context).strip().lower()
-    if text in ("true", "yes", "1", "on"):
-        return ConditionResult(source, True, reads)
-    if text in ("false", "no", "0", "off", "", "none"):
-        return ConditionResult(source, False, reads)
-    raise TemplateError(f"condition {source!r} rendered {text!r}, which is not true or false")
+        return ConditionResult(source, truth(value), reads)
+    except ValueError as exc:
+        raise TemplateError(f"if: condition {source!r} has no clear answer: {exc}") from exc

@@ -7,15 +7,15 @@ would fail at run time, maybe hours in; here it fails when the workflow is appli
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Collection, Container, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import jinja2
 from jinja2.defaults import DEFAULT_NAMESPACE
 
-from opsflow.spec.findings import Finding, Loc
-from opsflow.spec.models import TEMPLATED_FIELDS
+from opsflow.spec.findings import Finding, Loc, listing
+from opsflow.spec.models import SECRET_FIELDS, TEMPLATED_FIELDS
 from opsflow.spec.template import (
     CONTEXT_ROOTS,
     FIELDS,
@@ -23,6 +23,7 @@ from opsflow.spec.template import (
     is_template,
     parse,
     references,
+    secret_problem,
 )
 from opsflow.status import StepType
 
@@ -48,18 +49,20 @@ class Scope:
     """What a template at one place may read."""
 
     step: str | None
-    upstream: frozenset[str]
-    known_steps: list[str]
+    upstream: Container[str]
+    known_steps: Collection[str]  # a dict or set: membership is asked once per reference
     declared_params: list[str]
     roots: frozenset[str] = CONTEXT_ROOTS
+    dashed: Mapping[str, str] = field(default_factory=dict)  # 'roll' -> 'roll-back'
 
     @classmethod
     def for_trigger(cls, roots: frozenset[str]) -> Scope:
         """A trigger's params: set before any step runs, from the event and secrets."""
         return cls(None, frozenset(), [], [], roots)
 
-    def check(self, loc: Loc, text: str) -> Iterator[Finding]:
-        """Problems of the template ``text`` found at ``loc``."""
+    def check(self, loc: Loc, text: str, *, secrets: bool = False) -> Iterator[Finding]:
+        """Problems of the template ``text`` found at ``loc``; ``secrets``: whether the field
+        reaches a job, the only place a secret may be written out."""
         try:
             parse(text)
         except jinja2.TemplateSyntaxError as exc:
@@ -73,6 +76,9 @@ class Scope:
             problem = self._reference_problem(ref.parts)
             if problem:
                 yield Finding(loc, problem)
+        problem = secret_problem(text, allowed=secrets)
+        if problem:
+            yield Finding(loc, problem)
 
     def _reference_problem(self, parts: tuple[str, ...]) -> str | None:
         root = parts[0]
@@ -104,10 +110,11 @@ class Scope:
         if name == self.step:
             return f"step '{name}' cannot read its own output"
         if name not in self.known_steps:
-            dashed = [s for s in self.known_steps if s.startswith(f"{name}-")]
-            hint = f" (for '{dashed[0]}' write nodes['{dashed[0]}'])" if dashed else ""
-            known = ", ".join(self.known_steps) or "none"
-            return f"unknown step '{name}' in template{hint}; known steps: {known}"
+            dashed = self.dashed.get(name)
+            hint = f" (for '{dashed}' write nodes['{dashed}'])" if dashed else ""
+            return (
+                f"unknown step '{name}' in template{hint}; known steps: {listing(self.known_steps)}"
+            )
         if name not in self.upstream:
             return (
                 f"step '{name}' is not upstream of '{self.step}', so its output may not exist "
@@ -120,6 +127,7 @@ def check_templates(loc: Loc, kind: StepType, raw: dict[str, Any], scope: Scope)
     """Problems in the templated fields of one step (script bodies are never templates)."""
     out: list[Finding] = []
     for name in TEMPLATED_FIELDS[kind]:
+        secrets = name in SECRET_FIELDS.get(kind, ())
         for where, text in template_strings((*loc, name), raw.get(name)):
-            out.extend(scope.check(where, text))
+            out.extend(scope.check(where, text, secrets=secrets))
     return out

@@ -3,14 +3,19 @@ never hold a value, in any common encoding."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from opsflow.auth.secrets import SecretBox, SecretVault
+from opsflow.errors import SpecInvalid
 from opsflow.runtime.host import RuntimeHost
+from opsflow.runtime.service import RunRequest
+from opsflow.spec.loader import load_workflow
 from opsflow.status import ExecutionStatus, JobStatus
 from opsflow.store import logs as logs_store
 from opsflow.store.db import Database
@@ -99,17 +104,29 @@ steps:
     assert "secrets.NOPE" in (job.error or "")
 
 
-async def test_a_transformed_secret_is_refused(vaulted: Harness) -> None:
-    eid = await vaulted.start_async(
-        """
+SLICED = """
 id: sliced
 steps:
   - {id: s, type: script, env: {X: "{{ secrets.API_TOKEN[:4] }}"}, run: "true"}
 """
+
+
+async def test_a_transformed_secret_is_refused(vaulted: Harness) -> None:
+    with pytest.raises(SpecInvalid) as refused:
+        load_workflow(SLICED)
+    (problem,) = refused.value.problems
+    assert (problem.loc, problem.line) == ("steps[0].env.X", 4)
+    assert "secrets.API_TOKEN' can only be written out whole" in problem.msg
+    # A definition stored before that rule existed is refused when its job is rendered.
+    definition = yaml.safe_load(SLICED)
+    eid = await asyncio.to_thread(
+        vaulted.runtime.start_execution,
+        RunRequest(workflow_id="sliced", definition=definition, params={}),
     )
     assert (await vaulted.wait(eid)).status == ExecutionStatus.FAILED
     (job,) = vaulted.jobs(eid)
-    assert "whole value" in (job.error or "")
+    assert job.error is not None and job.error.startswith("env.X: 'secrets.API_TOKEN'")
+    assert job.spec == {}
 
 
 async def test_a_secret_recombined_downstream_is_still_masked(vaulted: Harness) -> None:
