@@ -6,9 +6,15 @@ with the same located problems. The id in the URL must match the definition's.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import multiprocessing
 import re
 import tempfile
+import threading
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +25,7 @@ from starlette.datastructures import UploadFile
 
 from opsflow.api.bundle_archive import read_bundle_archive
 from opsflow.api.problems import UnsupportedMediaType
-from opsflow.errors import InvalidInput, PayloadTooLarge, Problem, SpecInvalid
+from opsflow.errors import InvalidInput, OpsflowError, PayloadTooLarge, Problem, SpecInvalid
 from opsflow.spec.loader import canonical, load_definition, load_workflow
 from opsflow.spec.yaml_source import dump_yaml
 
@@ -106,16 +112,18 @@ async def read_submission(request: Request, max_bytes: int) -> Submission:
         )
     media = _media_type(request)
     if media in YAML_TYPES:
-        return from_yaml(_decode(await request.body(), "the body"))
+        text = _decode(await request.body(), "the body")
+        return await _validated(len(text), from_yaml, text)
     if media in JSON_TYPES:
+        body = await request.body()
         try:
-            obj = json.loads(await request.body())
+            obj = json.loads(body)
         except json.JSONDecodeError as exc:
             raise InvalidInput(
                 f"the body is not valid JSON: {exc}",
                 problems=[Problem("", exc.msg, line=exc.lineno, column=exc.colno)],
             ) from None
-        return from_object(obj)
+        return await _validated(len(body), from_object, obj)
     if media in FORM_TYPES:
         return await _from_form(request, max_bytes)
     raise UnsupportedMediaType(
@@ -146,8 +154,63 @@ async def _from_form(request: Request, max_bytes: int) -> Submission:
                 problems=[Problem("bundle", "send the .tar.gz as a file part, not a text field")],
             )
     if data is None:
-        return from_yaml(text)
-    return await run_in_threadpool(_with_files, text, data, max_bytes)
+        return await _validated(len(text), from_yaml, text)
+    return await _validated(len(text), _with_files, text, data, max_bytes)
+
+
+# Reading and checking a definition is CPU work in proportion to its size (up to MAX_STEPS
+# steps, a few seconds of CPU). In a thread of the server it would contend for the GIL with
+# the event loop, and on a busy machine every hand-over of the GIL waits for the scheduler:
+# `/healthz` stalled for seconds. So a large definition is validated in a helper process,
+# a small one (most of them, milliseconds of work) in a worker thread.
+ISOLATE_CHARS = 64 * 1024
+
+_isolated: ProcessPoolExecutor | None = None
+_isolated_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class _Refusal:
+    """An OpsflowError as it crosses back from the helper process, problems included."""
+
+    kind: type[OpsflowError]
+    message: str
+    problems: list[Problem]
+
+
+def _refusal_or(fn: Callable[..., Submission], *args: Any) -> Submission | _Refusal:
+    try:
+        return fn(*args)
+    except OpsflowError as exc:
+        return _Refusal(type(exc), exc.message, exc.problems)
+
+
+def _helper() -> ProcessPoolExecutor:
+    global _isolated
+    with _isolated_lock:
+        if _isolated is None:
+            # spawn, never fork: the server has threads (and their locks) a fork would copy.
+            _isolated = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        return _isolated
+
+
+async def _validated(size: int, fn: Callable[..., Submission], *args: Any) -> Submission:
+    """``fn(*args)`` off the event loop: in the helper process when ``size`` (characters of
+    the definition) is at least ISOLATE_CHARS, else in a worker thread."""
+    if size < ISOLATE_CHARS:
+        return await run_in_threadpool(fn, *args)
+    pool = _helper()
+    try:
+        result = await asyncio.get_running_loop().run_in_executor(pool, _refusal_or, fn, *args)
+    except BrokenProcessPool:
+        global _isolated
+        with _isolated_lock:
+            if _isolated is pool:
+                _isolated = None  # the next large definition gets a new helper
+        raise
+    if isinstance(result, _Refusal):
+        raise result.kind(result.message, problems=result.problems)
+    return result
 
 
 def _with_files(text: str, data: bytes, max_bytes: int) -> Submission:

@@ -16,7 +16,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from opsflow.spec.findings import Finding
+from opsflow.spec.findings import Finding, Position, listing
+from opsflow.spec.models import MAX_STEPS
 from opsflow.spec.params import Param
 from opsflow.spec.template import is_template
 from opsflow.spec.template_checks import Scope, check_templates, template_strings
@@ -50,7 +51,8 @@ class _Step:
     id: str
     type: StepType | None
     raw: dict[str, Any]
-    deps: list[int] = field(default_factory=list)  # indexes of the steps it needs
+    pos: int  # position in _Definition.steps (``index`` counts every entry of the YAML)
+    deps: list[int] = field(default_factory=list)  # positions of the steps it needs
 
 
 @dataclass
@@ -63,12 +65,74 @@ class _Definition:
     params: dict[str, Any]
     triggers: list[Any]
     notify_channel: object
+    hints_left: int = 50  # did-you-mean costs a scan of every id: only for the first findings
+    _ancestors: list[int] | None = None
+
+    def ancestors(self) -> list[int]:
+        """Per step index, the set of steps upstream of it as the bits of one integer.
+
+        Computed once over the strongly connected components in topological order (one OR per
+        need), so "is A upstream of B" is one bit test instead of a walk per step.
+        """
+        if self._ancestors is None:
+            bits = [0] * len(self.steps)
+            for component in _components(self):
+                mask = 0
+                for i in component:
+                    for dep in self.steps[i].deps:
+                        mask |= bits[dep] | (1 << dep)
+                for i in component:
+                    bits[i] = mask
+            self._ancestors = bits
+        return self._ancestors
+
+    def upstream(self, ancestor: _Step, step: _Step) -> bool:
+        return ancestor.pos != step.pos and bool(self.ancestors()[step.pos] >> ancestor.pos & 1)
+
+
+class _Upstream:
+    """``name in upstream``: whether step ``name`` is upstream of one step (a bit test)."""
+
+    def __init__(self, d: _Definition, step: _Step) -> None:
+        self._d = d
+        self._step = step
+
+    def __contains__(self, name: object) -> bool:
+        other = self._d.by_id.get(name) if isinstance(name, str) else None
+        return other is not None and self._d.upstream(other, self._step)
+
+
+def too_many_steps(data: Any) -> Finding | None:
+    """The finding for a definition with more than ``MAX_STEPS`` steps, checked before
+    anything else so that a huge definition costs no more than counting its steps."""
+    steps = data.get("steps") if isinstance(data, dict) else None
+    if isinstance(steps, list) and len(steps) > MAX_STEPS:
+        return steps_limit_finding(len(steps))
+    return None
+
+
+def steps_limit_finding(count: int, position: Position | None = None) -> Finding:
+    """The finding for a definition with ``count`` (or at least ``count``) steps, more than
+    ``MAX_STEPS``."""
+    return Finding(
+        ("steps",),
+        f"the workflow has more than {MAX_STEPS:,} steps (the limit): split it into "
+        "workflows that trigger each other (a workflow trigger or a workflow step)",
+        position=position,
+    )
 
 
 def check_definition(data: Any) -> list[Finding]:
-    """Every cross-step problem of the definition ``data`` (the parsed YAML or JSON)."""
+    """Every cross-step problem of the definition ``data`` (the parsed YAML or JSON).
+
+    Linear in the size of the definition (upstream questions are one bit test each), so a
+    definition of ``MAX_STEPS`` steps is checked in well under a second.
+    """
     if not isinstance(data, dict):
         return []
+    limit = too_many_steps(data)
+    if limit is not None:
+        return [limit]
     d = _read(data)
     out: list[Finding] = []
     out += _check_ids(d)
@@ -77,11 +141,15 @@ def check_definition(data: Any) -> list[Finding]:
     out += _check_steps(d)
     out += _check_triggers(d)
     declared = sorted(d.params)
-    known = [s.id for s in d.steps if d.by_id[s.id] is s]
+    known = {s.id: None for s in d.steps if d.by_id[s.id] is s}
+    dashed: dict[str, str] = {}
+    for sid in known:
+        if "-" in sid:
+            dashed.setdefault(sid.split("-", 1)[0], sid)
     for step in d.steps:
         if step.type is None:
             continue
-        scope = Scope(step.id, frozenset(_ancestors(d, step)), known, declared)
+        scope = Scope(step.id, _Upstream(d, step), known, declared, dashed=dashed)
         out += check_templates(("steps", step.index), step.type, step.raw, scope)
     return out
 
@@ -93,7 +161,7 @@ def _read(data: dict[str, Any]) -> _Definition:
         if isinstance(raw, dict) and isinstance(raw.get("id"), str):
             kind = raw.get("type")
             typed = StepType(kind) if isinstance(kind, str) and kind in set(StepType) else None
-            steps.append(_Step(i, raw["id"], typed, raw))
+            steps.append(_Step(i, raw["id"], typed, raw, len(steps)))
     by_id: dict[str, _Step] = {}
     for step in steps:
         by_id.setdefault(step.id, step)
@@ -110,13 +178,17 @@ def _read(data: dict[str, Any]) -> _Definition:
     )
 
 
-def _hint(word: str, options: list[str]) -> str:
+def _hint(word: str, options: list[str], d: _Definition | None = None) -> str:
+    if d is not None:
+        if d.hints_left <= 0:
+            return ""
+        d.hints_left -= 1
     match = difflib.get_close_matches(word, options, n=1)
     return f" (did you mean '{match[0]}'?)" if match else ""
 
 
 def _known(d: _Definition) -> str:
-    return ", ".join(d.by_id) or "none"
+    return listing(d.by_id)
 
 
 def _check_ids(d: _Definition) -> Iterator[Finding]:
@@ -152,7 +224,7 @@ def _check_needs(d: _Definition) -> Iterator[Finding]:
             if target == step.id:
                 yield Finding(loc, f"step '{step.id}' cannot need itself")
             elif target not in d.by_id:
-                hint = _hint(target, list(d.by_id))
+                hint = _hint(target, list(d.by_id), d)
                 yield Finding(loc, f"unknown step '{target}'{hint}; known steps: {_known(d)}")
             elif parsed is None:
                 allowed = ", ".join(NAMED_OUTCOMES)
@@ -172,36 +244,35 @@ def _check_needs(d: _Definition) -> Iterator[Finding]:
                         f"step '{target}' is a {other.type} step and has no outcome "
                         f"'{outcome}'; it can be: {can}",
                     )
-                step.deps.append(other.index)
+                step.deps.append(other.pos)
 
 
 def _check_cycles(d: _Definition) -> Iterator[Finding]:
-    by_index = {s.index: s for s in d.steps if d.by_id[s.id] is s}
-    after: dict[int, list[int]] = {i: [] for i in by_index}  # step -> steps that need it
-    for step in by_index.values():
-        for dep in step.deps:
-            if dep != step.index and dep in after:
-                after[dep].append(step.index)
-    reported: set[int] = set()
-    for start in sorted(by_index):
-        if start in reported:
-            continue
-        path = _path_back(start, after)
-        if path is None:
-            continue
-        reported.update(path)
-        names = " -> ".join(by_index[i].id for i in [*path, start])
-        closing = by_index[path[-1]].id
-        step = by_index[start]
+    """One finding per group of steps that need each other in a circle, showing one cycle."""
+    for component in _components(d):
+        if len(component) == 1:
+            continue  # no cycle (a step needing itself is reported by _check_needs)
+        members = set(component)
+        start = component[0]
+        path = _cycle_from(d, start, members)
+        names = " -> ".join(d.steps[i].id for i in [*path, start])
+        step = d.steps[start]
+        closing = d.steps[path[-1]].id
         k = next((k for k, e in _needs(step) if e.partition(".")[0] == closing), 0)
         yield Finding(
-            ("steps", start, "needs", k),
+            ("steps", step.index, "needs", k),
             f"needs form a cycle: {names}; remove one of these needs",
         )
 
 
-def _path_back(start: int, after: dict[int, list[int]]) -> list[int] | None:
-    """Shortest path start -> ... -> last with an edge last -> start, as [start, ..., last]."""
+def _cycle_from(d: _Definition, start: int, members: set[int]) -> list[int]:
+    """Shortest path start -> ... -> last inside one component with last needing start,
+    as positions [start, ..., last] (breadth-first over "is needed by" edges)."""
+    after: dict[int, list[int]] = {i: [] for i in members}
+    for i in members:
+        for dep in d.steps[i].deps:
+            if dep in members and dep != i:
+                after[dep].append(i)
     parent: dict[int, int] = {}
     queue = deque([start])
     while queue:
@@ -215,20 +286,57 @@ def _path_back(start: int, after: dict[int, list[int]]) -> list[int] | None:
             if nxt not in parent:
                 parent[nxt] = node
                 queue.append(nxt)
-    return None
+    return [start]  # pragma: no cover - a component of two or more always has a cycle
 
 
-def _ancestors(d: _Definition, step: _Step) -> set[str]:
-    by_index = {s.index: s for s in d.steps}
-    seen: set[int] = set()
-    todo = list(step.deps)
-    while todo:
-        i = todo.pop()
-        if i not in seen:
-            seen.add(i)
-            todo.extend(by_index[i].deps)
-    seen.discard(step.index)
-    return {by_index[i].id for i in seen}
+def _components(d: _Definition) -> list[list[int]]:
+    """Strongly connected components of the needs graph (positions in ``d.steps``), each
+    after every component it needs: Tarjan's algorithm, iterative, linear."""
+    n = len(d.steps)
+    order = [-1] * n
+    low = [0] * n
+    on_stack = [False] * n
+    stack: list[int] = []
+    out: list[list[int]] = []
+    counter = 0
+    for root in range(n):
+        if order[root] != -1:
+            continue
+        work = [(root, 0)]
+        while work:
+            node, child = work.pop()
+            if child == 0:
+                order[node] = low[node] = counter
+                counter += 1
+                stack.append(node)
+                on_stack[node] = True
+            deps = d.steps[node].deps
+            recursed = False
+            while child < len(deps):
+                nxt = deps[child]
+                child += 1
+                if order[nxt] == -1:
+                    work.append((node, child))
+                    work.append((nxt, 0))
+                    recursed = True
+                    break
+                if on_stack[nxt]:
+                    low[node] = min(low[node], order[nxt])
+            if recursed:
+                continue
+            if low[node] == order[node]:
+                component = []
+                while True:
+                    top = stack.pop()
+                    on_stack[top] = False
+                    component.append(top)
+                    if top == node:
+                        break
+                out.append(sorted(component))
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+    return out
 
 
 def _check_steps(d: _Definition) -> Iterator[Finding]:
@@ -243,7 +351,7 @@ def _check_steps(d: _Definition) -> Iterator[Finding]:
                 yield Finding(where, f"unknown step '{source}'; known steps: {_known(d)}")
             elif plan.type != StepType.TERRAFORM or plan.raw.get("action") != "plan":
                 yield Finding(where, f"step '{source}' is not a terraform step with action plan")
-            elif source not in _ancestors(d, step):
+            elif not d.upstream(plan, step):
                 yield Finding(
                     where, f"step '{source}' is not upstream of '{step.id}': add it to needs"
                 )

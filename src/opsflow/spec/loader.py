@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from opsflow.errors import Problem, SpecInvalid
-from opsflow.spec.checks import check_definition
+from opsflow.spec.checks import check_definition, too_many_steps
 from opsflow.spec.files import check_files
 from opsflow.spec.findings import Finding, Loc, format_loc
 from opsflow.spec.messages import findings_from_validation
@@ -66,6 +66,9 @@ def validate_data(
 ) -> tuple[Workflow | None, list[Problem]]:
     """Validate already parsed data (JSON, or YAML read by ``read_yaml``); never raises."""
     findings = list(early or [])
+    limit = too_many_steps(data)
+    if limit is not None:  # checked first: a huge definition costs no more than counting
+        return None, _located([*findings, limit], source or SourceMap())
     workflow: Workflow | None = None
     try:
         workflow = Workflow.model_validate(data)

@@ -22,12 +22,16 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import yaml
+from yaml.composer import Composer
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.resolver import Resolver
 
+from opsflow.spec.checks import steps_limit_finding
 from opsflow.spec.findings import Finding, Loc, Position
+from opsflow.spec.models import MAX_STEPS
 
 MAX_NODES = 100_000  # a workflow is a few hundred nodes; more means an alias bomb
 MAX_DEPTH = 64
@@ -73,6 +77,37 @@ def _install_resolvers() -> None:
 
 
 _install_resolvers()
+
+
+def _event_loader() -> type[Any]:
+    """libyaml's scanner and parser, when PyYAML was built with it (five times faster on big
+    files), under PyYAML's own composer with ``CoreLoader``'s resolution, so the nodes are the
+    same. libyaml's own composer is not used: it builds the whole document in one C call that
+    holds the GIL, stalling every other thread of the server for as long as it takes."""
+    c_parser = getattr(getattr(yaml, "_yaml", None), "CParser", None)
+    if c_parser is None:
+        return CoreLoader
+
+    class EventLoader(c_parser, Composer, Resolver):  # type: ignore[misc, valid-type]
+        yaml_implicit_resolvers = CoreLoader.yaml_implicit_resolvers
+        yaml_path_resolvers = CoreLoader.yaml_path_resolvers
+
+        def __init__(self, stream: str) -> None:
+            cast(Any, super()).__init__(stream)  # libyaml's parser, first in the order
+            Composer.__init__(self)
+            Resolver.__init__(self)
+
+        get_single_node = Composer.get_single_node
+        check_node = Composer.check_node
+        get_node = Composer.get_node
+        compose_document = Composer.compose_document
+        compose_node = Composer.compose_node
+
+    return EventLoader
+
+
+_LOADER = _event_loader()
+_ITEM_EVENTS = (yaml.ScalarEvent, yaml.AliasEvent)
 
 
 def dump_yaml(data: Any) -> str:
@@ -149,8 +184,9 @@ def read_yaml(text: str) -> ParsedYaml:
     """Parse ``text``; syntax errors and unreadable values become findings, never exceptions."""
     source = SourceMap()
     try:
-        # The reader checks every character up front, so even building the loader may fail.
-        loader = CoreLoader(text)
+        # PyYAML's reader checks every character up front, so even building it may fail.
+        CoreLoader(text).dispose()
+        loader = _LOADER(text)
     except yaml.YAMLError as exc:
         return ParsedYaml(None, source, [_reader_finding(exc, text)])
     too_deep = _too_deep(text)
@@ -160,7 +196,7 @@ def read_yaml(text: str) -> ParsedYaml:
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
-        return ParsedYaml(None, source, [_syntax_finding(exc)])
+        return ParsedYaml(None, source, [_syntax_finding(_python_error(text, exc))])
     except yaml.YAMLError as exc:  # ReaderError: a character YAML does not allow
         return ParsedYaml(None, source, [_reader_finding(exc, text)])
     except RecursionError:
@@ -188,13 +224,30 @@ def read_yaml(text: str) -> ParsedYaml:
 
 
 def _too_deep(text: str) -> Finding | None:
-    """A finding when collections nest deeper than MAX_DEPTH. PyYAML's composer recurses per
-    level, so a hostile document could exhaust the stack; its event parser does not, so we
-    measure with it first."""
+    """A finding when collections nest deeper than MAX_DEPTH, or ``steps`` holds more than
+    ``MAX_STEPS`` entries. PyYAML's composer recurses per level, so a hostile document could
+    exhaust the stack; its event parser does not, so we measure with it first. It also stops
+    at the step limit, so a huge definition is refused without being read whole."""
     depth = 0
+    expect_key = True  # at depth 1: the next event is a key of the top-level mapping
+    steps_at: Position | None = None  # where the key `steps` was, while reading its items
+    in_steps = False
+    count = 0
     try:
-        for event in yaml.parse(text, Loader=CoreLoader):
-            if isinstance(event, yaml.CollectionStartEvent):
+        for event in yaml.parse(text, Loader=_LOADER):
+            starts = isinstance(event, yaml.CollectionStartEvent)
+            if in_steps and depth == 2 and (starts or isinstance(event, _ITEM_EVENTS)):
+                count += 1
+                if count > MAX_STEPS:
+                    return steps_limit_finding(count, steps_at)
+            if depth == 1 and (starts or isinstance(event, _ITEM_EVENTS)):
+                if expect_key:
+                    is_steps = isinstance(event, yaml.ScalarEvent) and event.value == "steps"
+                    steps_at = _pos(event.start_mark) if is_steps else None
+                else:
+                    in_steps = steps_at is not None and isinstance(event, yaml.SequenceStartEvent)
+                expect_key = not expect_key
+            if starts:
                 depth += 1
                 if depth > MAX_DEPTH:
                     return Finding(
@@ -204,9 +257,26 @@ def _too_deep(text: str) -> Finding | None:
                     )
             elif isinstance(event, yaml.CollectionEndEvent):
                 depth -= 1
+                if depth == 1:
+                    in_steps = False
     except yaml.YAMLError:
         return None  # composing reports it, with its place
     return None
+
+
+def _python_error(text: str, exc: yaml.MarkedYAMLError) -> yaml.MarkedYAMLError:
+    """The same syntax error in the words of PyYAML's own parser (libyaml words it otherwise);
+    only a broken file pays for reading it twice."""
+    if _LOADER is CoreLoader:
+        return exc
+    loader = CoreLoader(text)
+    try:
+        loader.get_single_node()
+    except yaml.MarkedYAMLError as again:
+        return again
+    finally:
+        loader.dispose()
+    return exc
 
 
 def _unsupported(tag: str) -> str:
@@ -238,7 +308,7 @@ def _reader_finding(exc: yaml.YAMLError, text: str) -> Finding:
 
 
 class _Builder:
-    def __init__(self, loader: CoreLoader, source: SourceMap) -> None:
+    def __init__(self, loader: Any, source: SourceMap) -> None:
         self.loader = loader
         self.source = source
         self.findings: list[Finding] = []
