@@ -15,6 +15,7 @@ from opsflow.errors import TemplateError
 from opsflow.runtime.secrets import check_whole, placeholders
 from opsflow.spec.findings import format_loc
 from opsflow.spec.models import SECRET_FIELDS, TEMPLATED_FIELDS
+from opsflow.spec.sandbox import budget
 from opsflow.spec.state_names import state_name
 from opsflow.spec.template import is_template, render_value, secret_problem
 from opsflow.spec.template_checks import template_strings
@@ -141,14 +142,15 @@ def render_step_config(
     TemplateError naming the field and the missing name)."""
     templated = TEMPLATED_FIELDS.get(step_type, ())
     config: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key in COMMON_FIELDS or value is None:
-            continue
-        if key in templated:
-            _check_secret_uses(step_type, key, value)
-            config[key] = render_value(value, context, where=key)
-        else:
-            config[key] = value
+    with budget():  # one CPU budget for all the fields of the step, not one per field
+        for key, value in raw.items():
+            if key in COMMON_FIELDS or value is None:
+                continue
+            if key in templated:
+                _check_secret_uses(step_type, key, value)
+                config[key] = render_value(value, context, where=key)
+            else:
+                config[key] = value
     return config
 
 

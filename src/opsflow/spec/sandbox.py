@@ -62,7 +62,13 @@ _budget: ContextVar[_Budget | None] = ContextVar("opsflow_template_budget", defa
 
 @contextmanager
 def budget() -> Iterator[None]:
-    """Count one render's work against ``MAX_CPU_SECONDS`` of this thread's CPU time."""
+    """Count one render's work against ``MAX_CPU_SECONDS`` of this thread's CPU time.
+
+    Nested uses share the outermost budget: every field of one step renders on one budget.
+    """
+    if _budget.get() is not None:
+        yield
+        return
     token = _budget.set(_Budget(time.thread_time() + MAX_CPU_SECONDS))
     try:
         yield

@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 
 from opsflow.errors import TemplateError
+from opsflow.runtime.context import render_step_config
 from opsflow.spec.sandbox import MAX_CPU_SECONDS, MAX_ITEMS, MAX_TEXT
 from opsflow.spec.template import evaluate_condition, render, secret_problem, truth
+from opsflow.status import StepType
 
 CONTEXT: dict[str, Any] = {
     "params": {"n": 3, "word": "false"},
@@ -108,6 +110,31 @@ def test_a_render_stops_after_its_cpu_time(source: str) -> None:
     message, cpu = _failure(source)
     assert f"more than {MAX_CPU_SECONDS:g} s of CPU time" in message, message
     assert cpu < MAX_CPU_SECONDS + 0.5
+
+
+def _loops(outer: int) -> str:
+    inner = "{% for j in range(1000) %}{% endfor %}"
+    return f"{{% for i in range({outer}) %}}{inner}{{% endfor %}}"
+
+
+def test_all_fields_of_a_step_share_one_cpu_budget() -> None:
+    # Calibrate a field that costs about 60% of the budget on this machine: alone it renders,
+    # but three of them in one step go past the budget together.
+    outer, spent = 1, 0.0
+    while spent < 0.05:
+        outer *= 2
+        start = time.thread_time()
+        render(_loops(outer), {})
+        spent = time.thread_time() - start
+    field = _loops(max(1, int(outer * 0.6 * MAX_CPU_SECONDS / spent)))
+    render(field, {})
+    raw = {"env": {"A": field, "B": field, "C": field}, "run": "true"}
+    start = time.thread_time()
+    with pytest.raises(TemplateError) as info:
+        render_step_config(StepType.SCRIPT, raw, {})
+    assert info.value.message.startswith(("env.B: ", "env.C: ")), info.value.message[:80]
+    assert "CPU time" in info.value.message
+    assert time.thread_time() - start < MAX_CPU_SECONDS + 0.5
 
 
 @pytest.mark.parametrize(
