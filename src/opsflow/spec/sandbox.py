@@ -277,7 +277,7 @@ _STRUCTURE_FILTERS = frozenset(
         "abs", "attr", "batch", "bool", "count", "d", "default", "dictsort", "first", "float",
         "groupby", "int", "items", "join", "last", "length", "list", "map", "max", "min",
         "random", "reject", "rejectattr", "reverse", "round", "select", "selectattr", "slice",
-        "sort", "string", "sum", "tojson", "unique", "pprint",
+        "sort", "string", "sum", "tojson", "unique",
     }
 )  # fmt: skip
 

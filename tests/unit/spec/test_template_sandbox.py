@@ -73,6 +73,7 @@ def test_any_exception_while_rendering_is_a_template_error_naming_the_field(
         ("{{ (['x' * 10**6] * 100) | tojson }}", "more than the limit of 1,048,576"),
         ("{{ (['x' * 10**6] * 100) | string }}", "more than the limit of 1,048,576"),
         ("{{ (['x' * 10**6] * 100) | upper }}", "the value given to 'upper'"),
+        ("{{ (['x' * 10**6] * 100) | pprint }}", "the value given to 'pprint'"),
         ("{{ '%s' % ((['x' * 10**6] * 100),) }}", "more than the limit of 1,048,576"),
         ("{{ ([[1] * 1000] * 1000) | sum(start=[]) }}", "a list would have 101,000 items"),
         ("{{ [1] | batch(10**9, 0) | list }}", "a list would have 1,000,000,000 items"),
