@@ -404,6 +404,6 @@ class _Builder:
             tag = node.tag.removeprefix(_TAG)
             self.findings.append(Finding(loc, f"cannot read {text!r} as {tag}"))
             return text
-        if node.style is None:
+        if not node.style:  # plain: None from PyYAML's parser, "" from libyaml's
             self.source.plain[loc] = text
         return value
