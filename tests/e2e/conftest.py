@@ -21,6 +21,7 @@ import pytest
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
 import opsflow
+from tests.conftest import BACKENDS
 from tests.servers import clean_env, free_port, fresh_database, opsflow_executable, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,7 +74,21 @@ def e2e_db_url(
 
 @pytest.fixture(scope="package")
 def ui_server(e2e_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiServer]:
-    """``opsflow server`` with its local agent, an admin, an operator and a viewer."""
+    """``opsflow server`` on SQLite with its local agent, an admin, an operator and a viewer."""
+    yield from serve(e2e_db_url, tmp_path_factory)
+
+
+@pytest.fixture(scope="package", params=[b for b in BACKENDS if b == "postgresql"])
+def pg_ui_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[UiServer]:
+    """The same on PostgreSQL (for one smoke test)."""
+    for url in fresh_database(request, tmp_path_factory, "e2epg"):
+        yield from serve(url, tmp_path_factory)
+
+
+def serve(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiServer]:
+    """Start ``opsflow server`` on ``db_url`` with the users of `PASSWORDS`; stop it after."""
     if not (BUILD / "index.html").is_file():
         pytest.fail(f"the web UI is not built in {BUILD}: run `make web` (or `make test`)")
     data_dir = tmp_path_factory.mktemp("e2e-data")
@@ -82,7 +97,7 @@ def ui_server(e2e_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
     argv = [opsflow_executable(), "server", "--port", str(port), "--data-dir", str(data_dir)]
     with log.open("wb") as log_file:
         process = subprocess.Popen(
-            [*argv, "--db", e2e_db_url, "--concurrency", "4"],
+            [*argv, "--db", db_url, "--concurrency", "4"],
             cwd=data_dir,
             env={**clean_env(), "OPSFLOW_ADMIN_PASSWORD": ADMIN_PASSWORD},
             stdout=log_file,
@@ -126,9 +141,12 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
 
 
 @pytest.fixture
-def page(browser: Browser, ui_server: UiServer, request: pytest.FixtureRequest) -> Iterator[Page]:
-    """A fresh browser context at 1280x860; a screenshot of the last screen when the test ends."""
-    context = browser.new_context(viewport={"width": 1280, "height": 860}, base_url=ui_server.url)
+def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
+    """A fresh browser context at 1280x860 on the test's server (``pg_ui_server`` when the test
+    asks for it, else ``ui_server``); a screenshot of the last screen when the test ends."""
+    fixture = "pg_ui_server" if "pg_ui_server" in request.fixturenames else "ui_server"
+    server: UiServer = request.getfixturevalue(fixture)
+    context = browser.new_context(viewport={"width": 1280, "height": 860}, base_url=server.url)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))

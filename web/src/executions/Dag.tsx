@@ -62,18 +62,52 @@ export function parseNeed(need: string, known: Set<string>): { from: string; out
   return { from: need, outcome: null };
 }
 
+// Above this many steps dagre's crossing minimisation takes too long for a page: a plain
+// layered layout (rank = longest path from a root, parents' mean order within a rank) instead.
+const DAGRE_LIMIT = 300;
+const RANK_GAP = 50;
+const NODE_GAP = 24;
+
+/** Node centres by longest-path layering, in linear time. Specs come in definition order. */
+function layeredPositions(specs: StepSpec[], parents: Map<string, string[]>): Map<string, { x: number; y: number }> {
+  const rank = new Map<string, number>();
+  const visit = (id: string, depth: number): number => {
+    const known = rank.get(id);
+    if (known !== undefined) return known;
+    if (depth > specs.length) return 0; // a cycle, which validation forbids: do not loop
+    let r = 0;
+    for (const p of parents.get(id) ?? []) r = Math.max(r, visit(p, depth + 1) + 1);
+    rank.set(id, r);
+    return r;
+  };
+  for (const s of specs) visit(s.id, 0);
+  const byRank: string[][] = [];
+  for (const s of specs) (byRank[rank.get(s.id)!] ??= []).push(s.id);
+  const order = new Map<string, number>();
+  const pos = new Map<string, { x: number; y: number }>();
+  byRank.forEach((ids, r) => {
+    const key = (id: string) => {
+      const ps = parents.get(id) ?? [];
+      return ps.length ? ps.reduce((sum, p) => sum + (order.get(p) ?? 0), 0) / ps.length : 0;
+    };
+    const sorted = r === 0 ? ids : [...ids].sort((a, b) => key(a) - key(b));
+    sorted.forEach((id, i) => {
+      order.set(id, i);
+      pos.set(id, { x: r * (WIDTH + RANK_GAP) + WIDTH / 2, y: i * (HEIGHT + NODE_GAP) + HEIGHT / 2 });
+    });
+  });
+  return pos;
+}
+
 export function layout(specs: StepSpec[], steps: Map<string, DagStep>, selected: string | null): { nodes: StepNode[]; edges: Edge[] } {
-  const g = new dagre.graphlib.Graph();
-  g.setGraph({ rankdir: "LR", nodesep: 24, ranksep: 50, marginx: 10, marginy: 10 });
-  g.setDefaultEdgeLabel(() => ({}));
   const known = new Set(specs.map((s) => s.id));
-  for (const s of specs) g.setNode(s.id, { width: WIDTH, height: HEIGHT });
+  const parents = new Map<string, string[]>();
   const edges: Edge[] = [];
   for (const s of specs) {
     for (const need of s.needs ?? []) {
       const { from, outcome } = parseNeed(need, known);
       if (!known.has(from)) continue;
-      g.setEdge(from, s.id);
+      (parents.get(s.id) ?? parents.set(s.id, []).get(s.id)!).push(from);
       const failing = outcome === "failed" || outcome === "rejected" || outcome === "false";
       edges.push({
         id: `${from}->${s.id}:${outcome ?? ""}`,
@@ -86,9 +120,21 @@ export function layout(specs: StepSpec[], steps: Map<string, DagStep>, selected:
       });
     }
   }
-  dagre.layout(g);
+  let place: (id: string) => { x: number; y: number } | undefined;
+  if (specs.length > DAGRE_LIMIT) {
+    const positions = layeredPositions(specs, parents);
+    place = (id) => positions.get(id);
+  } else {
+    const g = new dagre.graphlib.Graph();
+    g.setGraph({ rankdir: "LR", nodesep: NODE_GAP, ranksep: RANK_GAP, marginx: 10, marginy: 10 });
+    g.setDefaultEdgeLabel(() => ({}));
+    for (const s of specs) g.setNode(s.id, { width: WIDTH, height: HEIGHT });
+    for (const [child, ps] of parents) for (const p of ps) g.setEdge(p, child);
+    dagre.layout(g);
+    place = (id) => g.node(id);
+  }
   const nodes: StepNode[] = specs.map((s) => {
-    const pos = g.node(s.id);
+    const pos = place(s.id);
     const data = steps.get(s.id) ?? { id: s.id, name: s.name || s.id, type: s.type, status: "pending", durationMs: null };
     return {
       id: s.id,

@@ -1,0 +1,44 @@
+import type { StepSpec } from "../api/types";
+import { layout, parseNeed, type DagStep } from "./Dag";
+
+describe("DAG layout", () => {
+  it("labels edges by the outcome they wait for and lays the graph out left to right", () => {
+    const specs: StepSpec[] = [
+      { id: "plan", type: "terraform" },
+      { id: "approve", type: "approval", needs: ["plan"] },
+      { id: "apply", type: "terraform", needs: ["approve"] },
+      { id: "announce-rejection", type: "notify", needs: ["approve.rejected"] },
+      { id: "roll-back", type: "script", needs: ["apply.failed"] },
+    ];
+    const steps = new Map<string, DagStep>([["plan", { id: "plan", name: "plan", type: "terraform", status: "succeeded", durationMs: 1200 }]]);
+    const { nodes, edges } = layout(specs, steps, "apply");
+    expect(edges.map((e) => [e.source, e.target, e.label ?? null])).toEqual([
+      ["plan", "approve", null],
+      ["approve", "apply", null],
+      ["approve", "announce-rejection", "rejected"],
+      ["apply", "roll-back", "failed"],
+    ]);
+    expect(edges.find((e) => e.label === "failed")!.className).toBe("edge-failing");
+    const x = Object.fromEntries(nodes.map((n) => [n.id, n.position.x]));
+    expect(x.plan!).toBeLessThan(x.approve!);
+    expect(x.approve!).toBeLessThan(x.apply!);
+    expect(x.apply!).toBeLessThan(x["roll-back"]!);
+    expect(nodes.find((n) => n.id === "plan")!.data.status).toBe("succeeded");
+    expect(nodes.find((n) => n.id === "apply")!.data).toMatchObject({ status: "pending", selected: true });
+  });
+
+  it("tells a step id with a dot from an outcome", () => {
+    const known = new Set(["is-long", "v1.2"]);
+    expect(parseNeed("is-long.true", known)).toEqual({ from: "is-long", outcome: "true" });
+    expect(parseNeed("v1.2", known)).toEqual({ from: "v1.2", outcome: null });
+  });
+
+  it("places every node of a 2,000-step graph with parallel branches", () => {
+    const specs: StepSpec[] = [{ id: "s0", type: "script" }];
+    for (let i = 1; i < 2000; i++) specs.push({ id: `s${i}`, type: "script", needs: [`s${Math.floor((i - 1) / 4) * 4}`] });
+    const { nodes, edges } = layout(specs, new Map(), null);
+    expect(nodes).toHaveLength(2000);
+    expect(edges).toHaveLength(1999);
+    expect(new Set(nodes.map((n) => `${n.position.x},${n.position.y}`)).size).toBe(2000);
+  });
+});
