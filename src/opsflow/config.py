@@ -53,6 +53,8 @@ class Settings:
     web_dir: Path | None = None
     # How long a browser's login session lasts (seconds) before it must log in again.
     session_seconds: float = 12 * 3600.0
+    # How often a quiet live stream (SSE) sends a keep-alive comment and re-checks its caller.
+    stream_keepalive_seconds: float = 15.0
 
     def __post_init__(self) -> None:
         if self.session_seconds <= 0:
@@ -77,7 +79,8 @@ class Settings:
         ``OPSFLOW_LOCAL_AGENT`` (true/false), ``OPSFLOW_LOCAL_AGENT_CONCURRENCY``,
         ``OPSFLOW_LEASE_SECONDS``, ``OPSFLOW_HEARTBEAT_SECONDS``, ``OPSFLOW_STOP_GRACE_SECONDS``,
         ``OPSFLOW_ADMIN_PASSWORD``, ``OPSFLOW_MAX_BUNDLE_BYTES``, ``OPSFLOW_DEMO``,
-        ``OPSFLOW_WEB_DIR``, ``OPSFLOW_SESSION_SECONDS`` and one
+        ``OPSFLOW_WEB_DIR``, ``OPSFLOW_SESSION_SECONDS``, ``OPSFLOW_STREAM_KEEPALIVE_SECONDS``
+        and one
         ``OPSFLOW_NOTIFY_<NAME>`` per notify channel (comma- or space-separated Apprise URLs).
         Channels also come from ``<data_dir>/notify.yaml`` (``{name: [url, ...]}``); the
         environment wins for a name defined in both.
@@ -116,6 +119,8 @@ class Settings:
             values["web_dir"] = Path(env["OPSFLOW_WEB_DIR"])
         if "OPSFLOW_SESSION_SECONDS" in env:
             values["session_seconds"] = _float(env, "OPSFLOW_SESSION_SECONDS")
+        if "OPSFLOW_STREAM_KEEPALIVE_SECONDS" in env:
+            values["stream_keepalive_seconds"] = _float(env, "OPSFLOW_STREAM_KEEPALIVE_SECONDS")
         values.update({k: v for k, v in overrides.items() if v is not None})
         if "data_dir" in values:
             values["data_dir"] = Path(values["data_dir"])

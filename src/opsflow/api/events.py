@@ -38,7 +38,7 @@ LOOKBACK_SECONDS = 5.0
 BATCH = 1000
 
 
-class _Window:
+class Window:
     """The ids sent recently, and the floor below which everything was sent long enough
     ago that no earlier id can still be committing."""
 
@@ -63,7 +63,8 @@ class _Window:
                 del self._recent[i]
 
 
-def _cursor(value: str | None) -> tuple[int, int]:
+def parse_cursor(value: str | None) -> tuple[int, int]:
+    """``<a>-<b>`` (an SSE id this server sent) as two ids; (0, 0) when absent."""
     if not value:
         return 0, 0
     try:
@@ -93,7 +94,8 @@ def _merge(
             j += 1
 
 
-def _sse(event_id: str, kind: str, data: Any) -> str:
+def sse(event_id: str, kind: str, data: Any) -> str:
+    """One server-sent event."""
     return f"id: {event_id}\nevent: {kind}\ndata: {json.dumps(data, default=str)}\n\n"
 
 
@@ -107,7 +109,7 @@ async def stream_events(
 ) -> StreamingResponse:
     """Server-sent events: status changes, step and job updates, engine log entries and log
     lines, in commit order; resumable with `Last-Event-ID`; closed when the run ends."""
-    ev_start, line_start = _cursor(last_event_id or after)
+    ev_start, line_start = parse_cursor(last_event_id or after)
     services = services_of(request)
     host = host_of(services)
     with services.db.read() as session:
@@ -124,7 +126,7 @@ async def stream_events(
         return events, lines, ex.status.terminal
 
     async def gen() -> AsyncIterator[str]:
-        evw, lnw = _Window(ev_start), _Window(line_start)
+        evw, lnw = Window(ev_start), Window(line_start)
         async with host.bus.watch_execution(execution_id) as sub:
             while True:
                 evw.advance()
@@ -135,7 +137,7 @@ async def stream_events(
                     if not is_line:
                         evw.sent(item["id"])
                         data = {**item["data"], "at": iso(item["at"])}
-                        yield _sse(f"{evw.top}-{lnw.top}", item["kind"], data)
+                        yield sse(f"{evw.top}-{lnw.top}", item["kind"], data)
                     else:
                         lnw.sent(item["id"])
                         data = {
@@ -146,13 +148,13 @@ async def stream_events(
                             "stream": item["stream"],
                             "text": item["text"],
                         }
-                        yield _sse(f"{evw.top}-{lnw.top}", "log", data)
+                        yield sse(f"{evw.top}-{lnw.top}", "log", data)
                 if full:
                     # More than a batch behind: move the floors up to what was just sent.
                     evw.floor, lnw.floor = evw.top, lnw.top
                     continue
                 if terminal:
-                    yield _sse(f"{evw.top}-{lnw.top}", "end", {"execution_id": execution_id})
+                    yield sse(f"{evw.top}-{lnw.top}", "end", {"execution_id": execution_id})
                     return
                 if await request.is_disconnected():
                     return

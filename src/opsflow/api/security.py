@@ -13,7 +13,7 @@ from collections.abc import Callable
 from fastapi import Depends, Request
 from fastapi.security import HTTPBasic, HTTPBearer
 
-from opsflow.api.services import services_of
+from opsflow.api.services import Services, services_of
 from opsflow.auth.browser import CSRF_HEADER, SESSION_COOKIE, authenticate_cookie, check_csrf
 from opsflow.auth.credentials import Principal, authenticate_header
 from opsflow.auth.permissions import Permission
@@ -44,20 +44,26 @@ def _declare_schemes(_b: object = Depends(_bearer), _u: object = Depends(_basic)
     """Only here so OpenAPI lists both schemes on every protected route."""
 
 
+def identify(services: Services, authorization: str | None, cookie: str | None) -> Principal:
+    """The caller named by an ``Authorization`` header or, without one, by the browser's
+    session cookie; `Unauthorized` saying why not."""
+    with services.session() as session:
+        if authorization or not cookie:
+            return authenticate_header(session, authorization, utcnow())
+        return authenticate_cookie(session, cookie, utcnow())
+
+
 def authenticated(request: Request, _schemes: None = Depends(_declare_schemes)) -> Principal:
     """The caller, or 401 saying why not.
 
     An ``Authorization`` header wins; without one, the browser's session cookie is read, and
     a change made with it must carry the session's CSRF token (403 otherwise).
     """
-    services = services_of(request)
-    header = request.headers.get("authorization")
-    cookie = request.cookies.get(SESSION_COOKIE)
-    with services.session() as session:
-        if header or not cookie:
-            principal = authenticate_header(session, header, utcnow())
-        else:
-            principal = authenticate_cookie(session, cookie, utcnow())
+    principal = identify(
+        services_of(request),
+        request.headers.get("authorization"),
+        request.cookies.get(SESSION_COOKIE),
+    )
     if principal.browser_session is not None:
         check_csrf(request.method, request.headers.get(CSRF_HEADER), principal.browser_session)
     request.state.principal = principal

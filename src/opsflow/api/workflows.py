@@ -3,6 +3,7 @@ duplicate, delete, versions. Each change and its audit entry commit in one trans
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
@@ -42,7 +43,18 @@ from opsflow.store import workflows as store
 from opsflow.store.session import Session
 from opsflow.store.workflows import Workflow
 
-router = APIRouter(prefix="/workflows", tags=["workflows"])
+
+def _announce(request: Request) -> Iterator[None]:
+    """After a route changed workflows (its transaction committed), wake the global live
+    stream, which reads the change from the audit log."""
+    yield
+    if request.method not in ("GET", "HEAD"):
+        host = services_of(request).extra.get("runtime")
+        if host is not None:
+            host.bus.workflows_changed()
+
+
+router = APIRouter(prefix="/workflows", tags=["workflows"], dependencies=[Depends(_announce)])
 
 WorkflowId = Annotated[str, Path(pattern=WORKFLOW_ID_PATTERN, description="The workflow's id.")]
 Reader = Annotated[Principal, Depends(require(Permission.WORKFLOWS_READ))]

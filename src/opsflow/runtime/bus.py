@@ -60,6 +60,11 @@ class EventBus:
         for w in targets:
             w.wake()
 
+    def workflows_changed(self) -> None:
+        """A workflow was created, changed or deleted: wake the readers of every change (the
+        global live stream watches `ANY`)."""
+        self.executions_changed(())
+
     def executions_finished(self, execution_ids: Iterable[str]) -> None:
         """Executions that reached a terminal status: for waiters that want only the end."""
         self.executions_changed([f"{FINISHED}{eid}" for eid in execution_ids])
