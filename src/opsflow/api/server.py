@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 
 import uvicorn
 
@@ -30,8 +31,23 @@ def banner(settings: Settings) -> str:
     return "\n".join(lines)
 
 
+class _AnnouncingServer(uvicorn.Server):
+    """uvicorn's server that prints the banner once it listens: after the lifespan (migrations,
+    bootstrap, runtime) has started and the socket is bound, never before."""
+
+    def __init__(self, config: uvicorn.Config, announcement: str) -> None:
+        super().__init__(config)
+        self.announcement = announcement
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if not self.should_exit:
+            print(self.announcement, flush=True)
+
+
 def run_server(settings: Settings) -> None:
-    """Serve until interrupted; the app's lifespan migrates, bootstraps and starts everything.
+    """Serve until interrupted; the app's lifespan migrates, bootstraps and starts everything,
+    and the banner says "listening" only when requests are answered.
 
     Every log handler (ours and uvicorn's) masks every secret value the server knows, and the
     HTTP libraries' per-request lines are off (see `opsflow.auth.logmask`).
@@ -42,6 +58,4 @@ def run_server(settings: Settings) -> None:
     app = create_app(settings)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info")
     SERVER_LOG_FILTER.install()  # after uvicorn's own logging set-up, so its handlers too
-    server = uvicorn.Server(config)
-    print(banner(settings), flush=True)
-    server.run()
+    _AnnouncingServer(config, banner(settings)).run()

@@ -59,9 +59,10 @@ def server(db_url: str, tmp_path: Path) -> Iterator[tuple[str, Path, list[str]]]
     assert proc.stdout is not None
     for line in proc.stdout:  # wait for the event, not for a fixed time
         printed.append(line.rstrip())
-        if "Application startup complete" in line or "Traceback" in line:
+        # The banner, printed once the server listens, ends with the CLI's token line.
+        if "API token for the CLI" in line or "Traceback" in line:
             break
-    assert "Application startup complete" in printed[-1], "\n".join(printed)
+    assert "API token for the CLI" in printed[-1], "\n".join(printed)
     try:
         yield f"http://127.0.0.1:{port}", data_dir, printed
     finally:
