@@ -29,6 +29,7 @@ from opsflow.status import JobStatus, LogStream, StepType
 from opsflow.steps.base import CancelSignal, JobSpec, StepResult
 from opsflow.steps.registry import executor_for
 from opsflow.store.jobs import CancelNotice, Job
+from opsflow.store.logs import LogLine
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +148,7 @@ class Agent:
     async def _workdir(self, job: Job, bundle: str | None) -> Path:
         workdir = self.work_root / job.id
         if workdir.exists():
-            shutil.rmtree(workdir)
+            await asyncio.to_thread(shutil.rmtree, workdir)
         if not bundle:
             workdir.mkdir(parents=True)
             return workdir
@@ -158,7 +159,7 @@ class Agent:
             with contextlib.suppress(OSError):
                 partial.rename(cached)
             if partial.exists():
-                shutil.rmtree(partial, ignore_errors=True)
+                await asyncio.to_thread(shutil.rmtree, partial, ignore_errors=True)
         await asyncio.to_thread(shutil.copytree, cached, workdir, symlinks=True)
         return workdir
 
@@ -203,7 +204,7 @@ class Agent:
         except StaleReport as exc:
             log.warning("job %s is no longer ours: %s", job.id, exc.message)
             if workdir is not None:
-                shutil.rmtree(workdir, ignore_errors=True)
+                await asyncio.to_thread(shutil.rmtree, workdir, ignore_errors=True)
             return
         except Exception as exc:  # an agent-side fault fails the attempt, visibly
             log.exception("job %s crashed in the agent", job.id)
@@ -219,7 +220,10 @@ class Agent:
             outputs = masker.mask_value(outputs)
             error = masker.mask(error) if error else error
         exit_code = outputs.get("exit_code") if isinstance(outputs.get("exit_code"), int) else None
+        *earlier, last = sink.finish()
         try:
+            for batch in earlier:  # bounded batches; the last one goes with the final report
+                await self._ship(job, batch)
             await self.gateway.finish(
                 job,
                 status=result.status,
@@ -227,14 +231,15 @@ class Agent:
                 error=error,
                 retryable=result.retryable,
                 exit_code=exit_code,
-                lines=sink.finish(),
+                lines=last,
                 artifacts=artifacts,
             )
         except StaleReport as exc:
             log.warning("report for job %s refused: %s", job.id, exc.message)
         finally:
             if workdir is not None:
-                shutil.rmtree(workdir, ignore_errors=True)
+                # Removing a big tree takes a while: never on the event loop.
+                await asyncio.to_thread(shutil.rmtree, workdir, ignore_errors=True)
 
     async def _inputs(
         self, job: Job, workdir: Path, wanted: dict[str, dict[str, str]]
@@ -273,8 +278,10 @@ class Agent:
     async def _flush_loop(
         self, job: Job, sink: BatchingLogSink, nudge: asyncio.Event, run: asyncio.Task[Any]
     ) -> None:
+        """Ship a batch whenever enough lines wait (or every ``FLUSH_INTERVAL``), whole batches
+        back to back while the step prints faster than one batch per round trip."""
         while True:
-            if not run.done():
+            if not run.done() and not sink.full:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(nudge.wait(), FLUSH_INTERVAL)
             nudge.clear()
@@ -282,12 +289,15 @@ class Agent:
                 return  # what is left goes with the final report, in order
             batch = sink.take()
             if batch:
-                try:
-                    await self.gateway.append_logs(job, batch)
-                except StaleReport:
-                    raise
-                except Exception:
-                    log.exception("shipping logs of job %s failed; they will show as a gap", job.id)
+                await self._ship(job, batch)
+
+    async def _ship(self, job: Job, batch: list[LogLine]) -> None:
+        try:
+            await self.gateway.append_logs(job, batch)
+        except StaleReport:
+            raise
+        except Exception:
+            log.exception("shipping logs of job %s failed; they will show as a gap", job.id)
 
     async def _watch_loop(self, job: Job, cancel: CancelSignal, run: asyncio.Task[Any]) -> None:
         """Heartbeat the lease; the reply (or an in-process wake-up) carries cancel requests."""

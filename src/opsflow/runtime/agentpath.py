@@ -140,7 +140,7 @@ class AgentPath:
         masker = self.masker_for(session, job_id, spec) if lines else None
         if masker is None:
             return lines
-        return [dataclasses.replace(line, text=masker.mask(line.text)) for line in lines]
+        return [line._replace(text=masker.mask(line.text)) for line in lines]
 
     def masker_for(
         self, session: Session, job_id: str, spec: Mapping[str, Any] | None = None

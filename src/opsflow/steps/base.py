@@ -12,10 +12,10 @@ decision, never the executor's.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from opsflow.status import JobStatus, LogStream, StepType
 
@@ -56,6 +56,27 @@ class LogSink(Protocol):
     """Where an executor sends the job's log, one line at a time (no trailing newline)."""
 
     def write(self, stream: LogStream, text: str) -> None: ...
+
+
+@runtime_checkable
+class BulkLogSink(Protocol):
+    """A sink that takes many lines of one stream at once (cheaper than a call per line)."""
+
+    def write(self, stream: LogStream, text: str) -> None: ...
+
+    def write_lines(self, stream: LogStream, texts: list[str]) -> None: ...
+
+
+@runtime_checkable
+class FlowControl(Protocol):
+    """A sink that can fall behind says so: an executor reading a process's output pauses
+    reading while ``congested`` and resumes when ``when_drained`` calls back, so a step that
+    prints faster than its lines are stored waits in its pipe instead of in memory."""
+
+    @property
+    def congested(self) -> bool: ...
+
+    def when_drained(self, callback: Callable[[], None]) -> None: ...
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import codecs
 
 from opsflow.status import LogStream
 
-from .base import LogSink
+from .base import BulkLogSink, LogSink
 
 MAX_LINE_CHARS = 16 * 1024
 
@@ -35,7 +35,7 @@ class LineSplitter:
         """End of stream: flush a partial character and a last line without a newline."""
         self._push(self._decoder.decode(b"", final=True))
         if self._pending:
-            self._emit(self._pending)
+            self._emit([self._pending])
             self._pending = ""
 
     def _push(self, text: str) -> None:
@@ -43,14 +43,26 @@ class LineSplitter:
             return
         buffer = self._pending + text
         *complete, self._pending = buffer.split("\n")
-        for line in complete:
-            self._emit(line)
+        if complete:
+            self._emit(complete)
         while len(self._pending) > self._max_line:
             self._log.write(self._stream, self._pending[: self._max_line])
             self._pending = self._pending[self._max_line :]
 
-    def _emit(self, line: str) -> None:
-        if line.endswith("\r"):
-            line = line[:-1]
-        for start in range(0, max(len(line), 1), self._max_line):
-            self._log.write(self._stream, line[start : start + self._max_line])
+    def _emit(self, lines: list[str]) -> None:
+        """Write complete lines, all at once when the sink takes lines in bulk (one read of
+        a chatty process carries thousands of them)."""
+        out: list[str] = []
+        limit = self._max_line
+        for line in lines:
+            if line.endswith("\r"):
+                line = line[:-1]
+            if len(line) <= limit:
+                out.append(line)
+            else:
+                out.extend(line[start : start + limit] for start in range(0, len(line), limit))
+        if isinstance(self._log, BulkLogSink):
+            self._log.write_lines(self._stream, out)
+        else:
+            for line in out:
+                self._log.write(self._stream, line)

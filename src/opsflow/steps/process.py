@@ -24,10 +24,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
+from typing import cast
 
 from opsflow.status import LogStream
 
-from .base import CancelSignal, LogSink, format_seconds
+from .base import CancelSignal, FlowControl, LogSink, format_seconds
 from .lines import LineSplitter
 from .scope import OWNER_ENV, Scope, Tracking, open_scope
 
@@ -69,9 +70,39 @@ class _Protocol(asyncio.SubprocessProtocol):
             2: LineSplitter(LogStream.STDERR, log),
         }
         self._open = {1, 2}
+        self._flow = log if isinstance(log, FlowControl) else None
+        self._transport: asyncio.SubprocessTransport | None = None
+        self.paused = False
+        self.was_paused = False  # since the drain began waiting (see ``_drain``)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.SubprocessTransport)
+        self._transport = transport
 
     def pipe_data_received(self, fd: int, data: bytes | str) -> None:
         self._splitters[fd].feed(data.encode() if isinstance(data, str) else data)
+        if self._flow is not None and not self.paused and self._flow.congested:
+            # Backpressure: the output waits in the pipe (and the process blocks on a full
+            # pipe) until the log's backlog has been stored.
+            self.paused = self.was_paused = True
+            self._pipes(pause=True)
+            self._flow.when_drained(self._resume)
+
+    def _resume(self) -> None:
+        self.paused = False
+        self._pipes(pause=False)
+
+    def _pipes(self, *, pause: bool) -> None:
+        if self._transport is None:
+            return
+        for fd in self._open:
+            pipe = self._transport.get_pipe_transport(fd)
+            if pipe is None or pipe.is_closing():
+                continue
+            if pause:
+                cast(asyncio.ReadTransport, pipe).pause_reading()
+            else:
+                cast(asyncio.ReadTransport, pipe).resume_reading()
 
     def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
         if fd in self._open:
@@ -225,9 +256,14 @@ def _group_exists(pgid: int) -> bool:
 
 async def _drain(protocol: _Protocol, transport: asyncio.SubprocessTransport, log: LogSink) -> None:
     """Read the output still in the pipes; give up on pipes held open by a detached process."""
-    try:
-        await asyncio.wait_for(asyncio.shield(protocol.pipes_closed), PIPE_DRAIN_LIMIT)
-    except TimeoutError:
+    while True:
+        protocol.was_paused = protocol.paused
+        try:
+            await asyncio.wait_for(asyncio.shield(protocol.pipes_closed), PIPE_DRAIN_LIMIT)
+            return
+        except TimeoutError:
+            if protocol.was_paused:
+                continue  # we held the pipes ourselves while the log caught up: not detached
         log.write(
             LogStream.SYSTEM,
             "stopped reading output: a detached process still holds the step's stdout/stderr",
@@ -236,6 +272,7 @@ async def _drain(protocol: _Protocol, transport: asyncio.SubprocessTransport, lo
             pipe = transport.get_pipe_transport(fd)
             if pipe is not None:
                 pipe.close()
+        return
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> bool:

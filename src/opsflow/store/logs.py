@@ -7,12 +7,13 @@ execution and is what live viewers resume from.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, cast
+from collections.abc import Sequence
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Float, ForeignKey, Index, Integer, String, Table, Text, insert, select
+from sqlalchemy import Float, ForeignKey, Index, Integer, String, Table, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from opsflow.errors import InvalidInput
 from opsflow.status import LogStream
 from opsflow.store import jobs as jobs_store
 from opsflow.store.base import Base
@@ -39,12 +40,31 @@ class LogLineRow(Base):
 LINES: Table = cast(Table, LogLineRow.__table__)
 
 
-@dataclass(frozen=True)
-class LogLine:
+# A batch of log lines is one transaction: at most this many lines and this many bytes of
+# text, so a chatty step never holds the writer for long nor builds a huge statement. Agents
+# cut their batches to these limits; ``append`` refuses a batch over them.
+MAX_BATCH_LINES = 5000
+MAX_BATCH_BYTES = 1024 * 1024
+
+_COLUMNS = ("execution_id", "job_id", "step_id", "seq", "at", "stream", "text")
+_SQLITE_INSERT = (
+    f"INSERT INTO log_lines ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+)
+_PG_COPY = f"COPY log_lines ({', '.join(_COLUMNS)}) FROM STDIN"
+
+
+class LogLine(NamedTuple):
+    """One line as an agent numbered it: ``seq`` per job from 1, ``at`` in epoch seconds."""
+
     seq: int
     at: float
     stream: LogStream
     text: str
+
+
+def batch_bytes(lines: Sequence[LogLine]) -> int:
+    """What a batch weighs against ``MAX_BATCH_BYTES``: its text in UTF-8, a byte per line."""
+    return sum(len(line.text.encode("utf-8", "replace")) + 1 for line in lines)
 
 
 def append(
@@ -54,48 +74,67 @@ def append(
     token: str,
     execution_id: str,
     step_id: str,
-    lines: list[LogLine],
+    lines: Sequence[LogLine],
 ) -> int:
     """Store a batch from the job's current lease holder; returns how many lines were stored.
 
     A batch whose first seq does not follow the last stored one gets a system line saying
-    which lines are missing, so the reader sees the gap.
+    which lines are missing, so the reader sees the gap. The rows go in as one bulk write
+    (``COPY`` on PostgreSQL, ``executemany`` of one prepared ``INSERT`` on SQLite), never as
+    ORM objects. Raises ``InvalidInput`` for a batch over ``MAX_BATCH_LINES`` or
+    ``MAX_BATCH_BYTES`` and ``StaleReport`` when ``token`` is not the job's lease.
     """
     if not lines:
         return 0
-    previous = jobs_store.bump_seq(session, job_id, token, lines[-1].seq)
-    rows: list[dict[str, Any]] = []
-    expected = previous + 1
-    for line in lines:
-        if line.seq < expected:
-            continue  # a resent line: already stored
-        if line.seq > expected:
-            rows.append(
-                {
-                    "execution_id": execution_id,
-                    "job_id": job_id,
-                    "step_id": step_id,
-                    "seq": expected,
-                    "at": line.at,
-                    "stream": LogStream.SYSTEM.value,
-                    "text": f"[opsflow] log lines {expected}..{line.seq - 1} were lost in transit",
-                }
-            )
-        rows.append(
-            {
-                "execution_id": execution_id,
-                "job_id": job_id,
-                "step_id": step_id,
-                "seq": line.seq,
-                "at": line.at,
-                "stream": line.stream.value,
-                "text": line.text,
-            }
+    if len(lines) > MAX_BATCH_LINES:
+        raise InvalidInput(
+            f"lines: a log batch holds at most {MAX_BATCH_LINES} lines, this one {len(lines)}; "
+            "send it in several batches"
         )
-        expected = line.seq + 1
+    size = batch_bytes(lines)
+    if size > MAX_BATCH_BYTES:
+        raise InvalidInput(
+            f"lines: a log batch holds at most {MAX_BATCH_BYTES} bytes, this one {size}; "
+            "send it in several batches"
+        )
+    previous = jobs_store.bump_seq(session, job_id, token, lines[-1].seq)
+    rows: list[tuple[str, str, str, int, float, str, str]] = []
+    expected = previous + 1
+    for seq, at, stream, text in lines:
+        if seq < expected:
+            continue  # a resent line: already stored
+        if seq > expected:
+            rows.append(
+                (
+                    execution_id,
+                    job_id,
+                    step_id,
+                    expected,
+                    at,
+                    LogStream.SYSTEM.value,
+                    f"[opsflow] log lines {expected}..{seq - 1} were lost in transit",
+                )
+            )
+        rows.append((execution_id, job_id, step_id, seq, at, stream.value, text))
+        expected = seq + 1
     if rows:
-        session.connection().execute(insert(LINES), rows)
+        _bulk_insert(session, rows)
     return len(rows)
+
+
+def _bulk_insert(session: Session, rows: list[tuple[str, str, str, int, float, str, str]]) -> None:
+    connection = session.connection()
+    driver = connection.connection.driver_connection
+    if connection.dialect.name == "postgresql":
+        with driver.cursor() as cursor, cursor.copy(_PG_COPY) as copy:  # type: ignore[union-attr]
+            for row in rows:
+                copy.write_row(row)
+        return
+    cursor = driver.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.executemany(_SQLITE_INSERT, rows)
+    finally:
+        cursor.close()
 
 
 def query(
