@@ -10,12 +10,13 @@ import {
   MiniMap,
   Position,
   ReactFlow,
+  useReactFlow,
   type Edge,
   type Node,
   type NodeProps,
 } from "@xyflow/react";
 import "@xyflow/react/dist/style.css";
-import { memo, useMemo } from "react";
+import { memo, useEffect, useMemo, useRef, type RefObject } from "react";
 import type { StepSpec } from "../api/types";
 import { formatDuration } from "../components/format";
 import { StatusIcon, statusStyle } from "../components/status";
@@ -149,6 +150,27 @@ export function layout(specs: StepSpec[], steps: Map<string, DagStep>, selected:
   return { nodes, edges };
 }
 
+/** Fits the graph to the pane again when the pane's width changes (a narrowed window). */
+function FitOnResize({ pane, count }: { pane: RefObject<HTMLDivElement | null>; count: number }) {
+  const flow = useReactFlow();
+  useEffect(() => {
+    const el = pane.current;
+    if (!el || typeof ResizeObserver === "undefined") return;
+    let width = el.clientWidth;
+    const observer = new ResizeObserver(() => {
+      if (Math.abs(el.clientWidth - width) < 40) return;
+      width = el.clientWidth;
+      void flow.fitView({ padding: 0.15, maxZoom: 1.2 });
+    });
+    observer.observe(el);
+    return () => observer.disconnect();
+  }, [flow, pane]);
+  useEffect(() => {
+    void flow.fitView({ padding: 0.15, maxZoom: 1.2 });
+  }, [flow, count]);
+  return null;
+}
+
 export default function Dag({
   specs,
   steps,
@@ -161,8 +183,9 @@ export default function Dag({
   onSelect: (id: string) => void;
 }) {
   const { nodes, edges } = useMemo(() => layout(specs, steps, selected), [specs, steps, selected]);
+  const pane = useRef<HTMLDivElement>(null);
   return (
-    <div className="dag" data-testid="dag">
+    <div className="dag" data-testid="dag" ref={pane}>
       <ReactFlow
         nodes={nodes}
         edges={edges}
@@ -176,6 +199,7 @@ export default function Dag({
         onlyRenderVisibleElements={specs.length > 200}
         proOptions={{ hideAttribution: true }}
       >
+        <FitOnResize pane={pane} count={specs.length} />
         <Background gap={16} />
         <Controls showInteractive={false} />
         {specs.length > 6 && <MiniMap pannable zoomable ariaLabel="Overview of the graph" />}
