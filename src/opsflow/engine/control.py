@@ -31,7 +31,12 @@ from opsflow.engine.model import ExecutionState, Graph, StepState
 from opsflow.engine.topology import downstream, topological_order, unknown_step_message
 from opsflow.status import ExecutionStatus, StepStatus
 
-__all__ = ["STALE_PLAN", "downstream", "retry_step", "skip_step"]
+__all__ = ["STALE_PLAN", "UnknownStep", "downstream", "retry_step", "skip_step"]
+
+
+class UnknownStep(ValueError):
+    """The request names a step the workflow does not have (the API answers 404, not 409)."""
+
 
 # Terraform's own words when asked to apply a plan made against an older state.
 STALE_PLAN = "Saved plan is stale"
@@ -105,7 +110,7 @@ def _check(
     allowed: tuple[StepStatus, ...],
 ) -> StepState:
     if all(node.id != step for node in graph.steps):
-        raise ValueError(unknown_step_message(graph, step))
+        raise UnknownStep(unknown_step_message(graph, step))
     if state.cancel is not None or state.status not in _RESUMABLE:
         raise ValueError(
             f"cannot {verb} step {step!r}: the execution is {state.status.value}"

@@ -12,8 +12,9 @@ from sqlalchemy.orm import Session
 from opsflow.auth.masking import Masker
 from opsflow.auth.secrets import SecretVault
 from opsflow.engine import control
+from opsflow.engine.control import UnknownStep
 from opsflow.engine.model import ExecutionState, Graph, StepState
-from opsflow.errors import Conflict
+from opsflow.errors import Conflict, NotFound
 from opsflow.runtime import approvals
 from opsflow.runtime.approvals import Responder
 from opsflow.runtime.bus import EventBus
@@ -122,6 +123,8 @@ class Decisions:
             graph, state = execution_state(session, ex, now)
             try:
                 new_states = change(graph, state, now)
+            except UnknownStep as exc:
+                raise NotFound(str(exc)) from exc
             except ValueError as exc:
                 raise Conflict(str(exc)) from exc
             for sid, st in new_states.items():

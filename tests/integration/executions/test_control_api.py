@@ -137,3 +137,15 @@ steps:
         assert SECRET not in text and encoded not in text
     assert "token is ***" in download
     assert step_of(detail, "leak")["outputs"]["t"] == "***"
+
+
+def test_retry_or_skip_of_a_step_the_workflow_lacks_is_not_found(api: Api, tmp_path: Path) -> None:
+    api.publish(FLAKY % (tmp_path / "mark-unknown"))
+    failed = api.run("api-flaky")
+    assert failed["status"] == "failed"
+    for action in ("retry", "skip"):
+        response = api.client.post(f"/api/v1/executions/{failed['id']}/steps/nosuch/{action}")
+        assert response.status_code == 404, response.text
+        assert response.json()["detail"] == (
+            "unknown step 'nosuch'; this workflow's steps are: first, second"
+        )
