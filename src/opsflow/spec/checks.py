@@ -178,6 +178,11 @@ def _read(data: dict[str, Any]) -> _Definition:
     )
 
 
+def _a(kind: StepType) -> str:
+    """``a script``, ``an approval``."""
+    return f"an {kind}" if str(kind)[0] in "aeiou" else f"a {kind}"
+
+
 def _hint(word: str, options: list[str], d: _Definition | None = None) -> str:
     if d is not None:
         if d.hints_left <= 0:
@@ -227,21 +232,26 @@ def _check_needs(d: _Definition) -> Iterator[Finding]:
                 hint = _hint(target, list(d.by_id), d)
                 yield Finding(loc, f"unknown step '{target}'{hint}; known steps: {_known(d)}")
             elif parsed is None:
-                allowed = ", ".join(NAMED_OUTCOMES)
-                yield Finding(loc, f"unknown outcome '{word}' in '{entry}'; use one of: {allowed}")
+                kind = d.by_id[target].type
+                options = [str(o) for o in (outcomes_of(kind) if kind else NAMED_OUTCOMES)]
+                hint = _hint(word, options, d)
+                can = ", ".join(options)
+                where = f"step '{target}' is {_a(kind)} step and can be" if kind else "use one of"
+                yield Finding(loc, f"unknown outcome '{word}' in '{entry}'{hint}; {where}: {can}")
             else:
                 other = d.by_id[target]
                 outcome = parsed[1]
                 possible = OUTCOMES_BY_TYPE[other.type] if other.type else None
                 if (
-                    possible is not None
+                    other.type is not None
+                    and possible is not None
                     and outcome not in (Outcome.SUCCESS, Outcome.ALWAYS)
                     and outcome not in possible
                 ):
-                    can = ", ".join(outcomes_of(other.type) if other.type else [])
+                    can = ", ".join(outcomes_of(other.type))
                     yield Finding(
                         loc,
-                        f"step '{target}' is a {other.type} step and has no outcome "
+                        f"step '{target}' is {_a(other.type)} step and has no outcome "
                         f"'{outcome}'; it can be: {can}",
                     )
                 step.deps.append(other.pos)

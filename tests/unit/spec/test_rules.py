@@ -191,8 +191,24 @@ CASES = [
         """,
         "steps[1].needs[0]",
         6,
-        "unknown outcome 'broken' in 'a.broken'; use one of: succeeded, failed, approved, "
-        "rejected, true, false, always",
+        "unknown outcome 'broken' in 'a.broken'; step 'a' is a script step and can be: "
+        "succeeded, failed, always",
+    ),
+    Case(
+        "needs-misspelled-outcome",
+        """
+        id: w
+        steps:
+          - {id: a, type: approval}
+          - id: b
+            type: script
+            needs: [a.aproved]
+            run: "true"
+        """,
+        "steps[1].needs[0]",
+        6,
+        "unknown outcome 'aproved' in 'a.aproved' (did you mean 'approved'?); step 'a' is an "
+        "approval step and can be: approved, rejected, always",
     ),
     Case(
         "needs-impossible-outcome",
