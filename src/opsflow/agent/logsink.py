@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 from opsflow.status import LogStream
 from opsflow.store.logs import MAX_BATCH_BYTES, MAX_BATCH_LINES, LogLine
+from opsflow.words import counted
 
 DEFAULT_CAP_BYTES = 10 * 1024 * 1024
 
@@ -115,8 +116,11 @@ class BatchingLogSink:
         """Every line not yet shipped, as batches within the limits (at least one, maybe
         empty), with the count of dropped lines when the log was truncated."""
         if self._truncated and self._dropped > 1:
+            dropped = self._dropped - 1
             self._append(
-                LogStream.SYSTEM, f"[opsflow] {self._dropped - 1} more log lines were not stored"
+                LogStream.SYSTEM,
+                f"[opsflow] {counted(dropped, 'more log line')} "
+                f"{'was' if dropped == 1 else 'were'} not stored",
             )
         batches = [self.take()]
         while self._pending:

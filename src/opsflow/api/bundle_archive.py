@@ -12,6 +12,7 @@ import tarfile
 from io import BytesIO
 
 from opsflow.errors import InvalidInput, PayloadTooLarge, Problem
+from opsflow.words import counted
 
 MAX_FILES = 10_000
 
@@ -102,6 +103,7 @@ def read_bundle_archive(data: bytes, max_bytes: int) -> dict[str, tuple[bytes, i
         files[path] = files[target]
     if problems:
         raise InvalidInput(
-            f"the workflow files are refused: {len(problems)} problem(s)", problems=problems
+            f"the workflow files are refused: {counted(len(problems), 'problem')}",
+            problems=problems,
         )
     return files

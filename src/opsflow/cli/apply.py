@@ -31,6 +31,7 @@ from opsflow.cli.output import (
     stderr,
 )
 from opsflow.cli.validate import FileCheck, check_paths, print_checks
+from opsflow.words import counted
 
 
 def apply(
@@ -63,7 +64,7 @@ def apply(
         if plan.total_bytes > WARN_BYTES:
             stderr.print(
                 f"warning: {check.source.file}: uploading {human_size(plan.total_bytes)} "
-                f"in {len(plan.files)} files",
+                f"in {counted(len(plan.files), 'file')}",
                 markup=False,
             )
     client = client_for(ctx)
@@ -109,7 +110,7 @@ def sent_files(plan: BundlePlan, shown: int = 10) -> str:
         return "no files"
     names = ", ".join(plan.files[:shown])
     more = f" and {len(plan.files) - shown} more" if len(plan.files) > shown else ""
-    count = "1 file" if len(plan.files) == 1 else f"{len(plan.files)} files"
+    count = counted(len(plan.files), "file")
     return f"{count} ({human_size(plan.total_bytes)}): {names}{more}"
 
 

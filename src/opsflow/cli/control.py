@@ -10,6 +10,7 @@ from rich.text import Text
 from opsflow.cli.client import client_for
 from opsflow.cli.ids import execution_id
 from opsflow.cli.output import OutputFormat, OutputOption, cell, items_of, print_json, stdout, table
+from opsflow.words import counted
 
 approvals_app = typer.Typer(help="Approvals waiting for people, across all workflows.")
 
@@ -47,7 +48,7 @@ def list_approvals(
             ]
             for a in items_of(body)
         ],
-        title=f"{body.get('total', 0)} {status} approvals",
+        title=counted(int(body.get("total", 0)), f"{status} approval"),
     )
 
 

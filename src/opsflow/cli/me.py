@@ -9,6 +9,7 @@ import typer
 
 from opsflow.cli.client import client_for
 from opsflow.cli.output import OutputFormat, OutputOption, UsageError, print_json, say
+from opsflow.words import counted
 
 app = typer.Typer(help="Your own account.", no_args_is_help=True)
 
@@ -59,16 +60,12 @@ def set_password(
     if output is OutputFormat.JSON:
         print_json(body)
         return
+    sessions = counted(int(body.get("sessions_ended", 0)), "other browser session")
+    tokens = counted(int(body.get("login_tokens_revoked", 0)), "log-in token")
     say(
-        f"password changed for {body.get('user')}; signed out {body.get('sessions_ended')} "
-        f"other browser {_plural(body.get('sessions_ended'), 'session')}, revoked "
-        f"{body.get('login_tokens_revoked')} log-in "
-        f"{_plural(body.get('login_tokens_revoked'), 'token')} (API tokens stay valid)"
+        f"password changed for {body.get('user')}; signed out {sessions}, revoked {tokens} "
+        "(API tokens stay valid)"
     )
-
-
-def _plural(count: object, noun: str) -> str:
-    return noun if count == 1 else f"{noun}s"
 
 
 def register(root: typer.Typer) -> None:

@@ -23,6 +23,7 @@ from opsflow.cli.output import (
     table,
 )
 from opsflow.status import ExecutionStatus, StepStatus
+from opsflow.words import counted
 
 executions_app = typer.Typer(help="List and inspect executions.", no_args_is_help=True)
 
@@ -201,7 +202,7 @@ def list_executions(
             ]
             for e in items_of(body)
         ],
-        title=f"{body.get('total', 0)} executions",
+        title=counted(int(body.get("total", 0)), "execution"),
     )
 
 

@@ -16,6 +16,7 @@ import typer
 from opsflow.cli.bundle import WorkflowSource, find_workflows
 from opsflow.cli.output import OutputFormat, OutputOption, print_json, say, stderr
 from opsflow.errors import Problem, SpecInvalid
+from opsflow.words import counted
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,7 @@ def print_checks(checks: list[FileCheck], output: OutputFormat, *, quiet_ok: boo
     if bad:
         count = sum(len(check.problems) for check in bad)
         stderr.print(
-            f"{count} problem{'s' if count != 1 else ''} in {len(bad)} "
-            f"file{'s' if len(bad) != 1 else ''}",
+            f"{counted(count, 'problem')} in {counted(len(bad), 'file')}",
             markup=False,
         )
 

@@ -24,6 +24,7 @@ from enum import StrEnum
 
 from opsflow.engine.model import CancelMode
 from opsflow.status import ConcurrencyPolicy
+from opsflow.words import counted
 
 
 class Verdict(StrEnum):
@@ -68,7 +69,7 @@ def admit(
         return Admission(Verdict.QUEUE, f"queued at {where}: {busy}")
     if policy == ConcurrencyPolicy.SKIP:
         if len(active) < limit:
-            busy = f"{len(queued)} executions are already queued"
+            busy = f"{counted(len(queued), 'execution')} already queued"
         return Admission(Verdict.SKIP, f"skipped by concurrency policy skip: {busy}")
     excess = max(0, len(active) - limit + 1)
     victims = tuple(active[:excess]) + tuple(queued)

@@ -26,6 +26,7 @@ from opsflow.store import approvals as approvals_store
 from opsflow.store import runs as runs_store
 from opsflow.store.approvals import Approval, Response
 from opsflow.store.runs import Execution, Step
+from opsflow.words import counted
 
 VIAS = ("web", "cli", "api")
 
@@ -89,7 +90,8 @@ def open_gate(run: RunView, step_id: str) -> str:
     )
     deadline = f", until {iso(timeout_at)}" if timeout_at else ", with no time limit"
     run.engine_log(
-        f"approval {step_id} is waiting for {minimum} approval(s) from {_who(approvers)}{deadline}",
+        f"approval {step_id} is waiting for {counted(minimum, 'approval')} from {_who(approvers)}"
+        f"{deadline}",
         step_id,
     )
     channel = (run.ex.definition.get("notify") or {}).get("channel")
@@ -174,9 +176,9 @@ def _not_an_approver(approvers: list[str], user: str) -> str:
     people = [a for a in approvers if not a.startswith("team:")]
     named = []
     if people:
-        named.append(f"{_plural(len(people), 'user')} {', '.join(people)}")
+        named.append(f"{'user' if len(people) == 1 else 'users'} {', '.join(people)}")
     if teams:
-        named.append(f"{_plural(len(teams), 'team')} {', '.join(teams)}")
+        named.append(f"{'team' if len(teams) == 1 else 'teams'} {', '.join(teams)}")
     message = f"{user} is not among this gate's approvers ({'; '.join(named)})"
     if teams:
         return (
@@ -184,10 +186,6 @@ def _not_an_approver(approvers: list[str], user: str) -> str:
             f"an admin can add you with `opsflow teams add-member {teams[0]} {user}`"
         )
     return f"{message}: only they can answer it; a role does not make an approver"
-
-
-def _plural(count: int, noun: str) -> str:
-    return noun if count == 1 else f"{noun}s"
 
 
 def respond(

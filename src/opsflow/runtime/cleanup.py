@@ -24,6 +24,7 @@ from opsflow.status import JobStatus, StepStatus, StepType
 from opsflow.store import jobs as jobs_store
 from opsflow.store import runs as runs_store
 from opsflow.store.runs import Execution, Step
+from opsflow.words import counted
 
 
 def _terraform_undo(raw: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -103,7 +104,7 @@ def advance_cleanup(session: Session, execution: Execution, now: float, wiring: 
         e["message"].startswith(DONE_MESSAGE) for e in runs_store.engine_log(session, execution.id)
     ):
         failed = [j.step_id for j in cleanup if j.status != JobStatus.COMPLETED]
-        text = f"{DONE_MESSAGE}: {len(cleanup)} step(s) undone"
+        text = f"{DONE_MESSAGE}: {counted(len(cleanup), 'step')} undone"
         if failed:
             text += f"; failed for {', '.join(failed)} (see their cleanup jobs)"
         _note(session, execution.id, now, text, None)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from opsflow.status import JobStatus, LogStream, StepType
+from opsflow.words import counted
 
 from .base import CancelSignal, JobSpec, LogSink, StepResult, format_seconds
 from .config import StepConfig, StepConfigError
@@ -139,7 +140,10 @@ def _prepare(spec: JobSpec, config: StepConfig, env: Mapping[str, str]) -> _Prog
         safe_step = re.sub(r"[^A-Za-z0-9_-]", "_", spec.step_id)
         inline_file = root / f".opsflow-{safe_step}-{spec.attempt}{_SUFFIX[shell]}"
         inline_file.write_text(body if body.endswith("\n") else body + "\n", encoding="utf-8")
-        script, what = inline_file, f"inline {shell} script ({len(body.splitlines())} lines)"
+        script, what = (
+            inline_file,
+            f"inline {shell} script ({counted(len(body.splitlines()), 'line')})",
+        )
     else:
         script = _inside(root, config.required_text("file"), "file")
         if not script.is_file():

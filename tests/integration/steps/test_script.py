@@ -125,8 +125,16 @@ async def test_stdout_and_stderr_lines_keep_their_streams(
     assert result.status is JobStatus.COMPLETED
     assert sink.text(LogStream.STDOUT) == ["to-out", "again-out"]
     assert sink.text(LogStream.STDERR) == ["to-err"]
-    assert sink.text(LogStream.SYSTEM)[0].startswith("running inline bash script")
+    assert sink.text(LogStream.SYSTEM)[0].startswith("running inline bash script (3 lines)")
     assert sink.text(LogStream.SYSTEM)[-1] == "exit code 0"
+
+
+async def test_a_one_line_script_is_described_as_one_line(
+    workdir: Path, sink: RecordingSink
+) -> None:
+    result = await run(script(workdir, "echo hi"), sink)
+    assert result.status is JobStatus.COMPLETED
+    assert sink.text(LogStream.SYSTEM)[0].startswith("running inline bash script (1 line) ")
 
 
 async def test_non_zero_exit_fails_with_the_exit_code_and_keeps_outputs(
