@@ -76,8 +76,8 @@ class _Protocol(asyncio.SubprocessProtocol):
         self.was_paused = False  # since the drain began waiting (see ``_drain``)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.SubprocessTransport)
-        self._transport = transport
+        # uvloop's subprocess transport is not an asyncio.SubprocessTransport subclass.
+        self._transport = cast(asyncio.SubprocessTransport, transport)
 
     def pipe_data_received(self, fd: int, data: bytes | str) -> None:
         self._splitters[fd].feed(data.encode() if isinstance(data, str) else data)

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import uvloop
 
 from opsflow.agent.logsink import BatchingLogSink
 from opsflow.status import LogStream
@@ -50,13 +52,19 @@ def test_finish_hands_back_bounded_batches_with_the_truncation_count() -> None:
     assert lines[-1].text == f"[opsflow] {1000 - 5000 // 11 - 1} more log lines were not stored"
 
 
-@pytest.mark.anyio
-async def test_a_fast_printer_waits_in_its_pipe_while_the_log_is_slow_to_ship(
-    tmp_path: Path,
+@pytest.mark.parametrize("loop_factory", [asyncio.new_event_loop, uvloop.new_event_loop])
+def test_a_fast_printer_waits_in_its_pipe_while_the_log_is_slow_to_ship(
+    tmp_path: Path, loop_factory: Callable[[], asyncio.AbstractEventLoop]
 ) -> None:
     """500,000 lines (3.4 MB) into a sink drained 16 KiB at a time, slower than the process
     prints: the backlog never holds more than two batches plus one pipe read (256 KiB), and
-    no line is lost or reordered."""
+    no line is lost or reordered; on the standard loop and on uvloop (whose transports are
+    not asyncio's classes)."""
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(_fast_printer(tmp_path))
+
+
+async def _fast_printer(tmp_path: Path) -> None:
     total = 500_000
     sink = BatchingLogSink(batch_lines=2000, batch_bytes=16 * 1024)
     most = 0
