@@ -99,7 +99,16 @@ def sse(event_id: str, kind: str, data: Any) -> str:
     return f"id: {event_id}\nevent: {kind}\ndata: {json.dumps(data, default=str)}\n\n"
 
 
-@router.get("/executions/{execution_id}/events")
+@router.get(
+    "/executions/{execution_id}/events",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "description": "Server-sent events until the run ends (then an `end` event).",
+        }
+    },
+)
 async def stream_events(
     execution_id: str,
     request: Request,

@@ -76,3 +76,8 @@ def test_every_integer_a_request_carries_is_bounded_to_64_bits(document: dict[st
         for integer in _integers(inputs, schemas, set()):
             assert integer.get("maximum", INT_MAX + 1) <= INT_MAX, (name, integer)
             assert "minimum" in integer, (name, integer)
+
+
+def test_event_streams_are_documented_as_server_sent_events(document: dict[str, Any]) -> None:
+    stream = document["paths"]["/api/v1/executions/{execution_id}/events"]["get"]
+    assert list(stream["responses"]["200"]["content"]) == ["text/event-stream"]
