@@ -27,7 +27,7 @@ from opsflow.errors import StaleReport
 from opsflow.runtime.secrets import VALUES_KEY
 from opsflow.status import JobStatus, LogStream, StepType
 from opsflow.steps.base import CancelSignal, JobSpec, StepResult
-from opsflow.steps.registry import executor_for
+from opsflow.steps.registry import executor_for, load_builtins
 from opsflow.store.jobs import CancelNotice, Job
 from opsflow.store.logs import LogLine
 
@@ -73,6 +73,7 @@ class Agent:
         """Serve jobs until ``stop``; in-flight jobs are awaited on the way out."""
         self.work_root.mkdir(parents=True, exist_ok=True)
         await asyncio.to_thread(reap, self.work_root)
+        await asyncio.to_thread(load_builtins)
         await self._declare_lost()
         try:
             while not self._stopping:

@@ -8,12 +8,15 @@ runtime resolves them, and asking for their executor is a programming error that
 
 from __future__ import annotations
 
+import threading
+
 from opsflow.status import GATE_TYPES, StepType
 
 from .base import Executor
 
 _executors: dict[StepType, Executor] = {}
 _builtins_loaded = False
+_loading = threading.Lock()
 
 
 class NoExecutor(LookupError):
@@ -48,13 +51,23 @@ def executor_for(step_type: StepType) -> Executor:
         ) from None
 
 
+def load_builtins() -> None:
+    """Load every built-in executor now (their modules import Apprise, httpx and more: about a
+    second). An agent calls it in a worker thread before its first claim, so no job it holds
+    waits, with its lease running, while the event loop imports them."""
+    _load_builtins()
+
+
 def _load_builtins() -> None:
     global _builtins_loaded
     if _builtins_loaded:
         return
-    _builtins_loaded = True
-    for executor in _builtin_executors():
-        _executors.setdefault(executor.type, executor)
+    with _loading:  # a worker thread may be loading them while the event loop asks
+        if _builtins_loaded:
+            return
+        for executor in _builtin_executors():
+            _executors.setdefault(executor.type, executor)
+        _builtins_loaded = True
 
 
 def _builtin_executors() -> list[Executor]:
