@@ -14,6 +14,14 @@ from opsflow.config import Settings
 
 log = logging.getLogger("opsflow.server")
 
+# The event loop ``opsflow server`` runs on, picked explicitly rather than left to uvicorn
+# (which takes uvloop when it is installed). Measured through the real server on this
+# workload (benchmarks/server_bench.py, see benchmarks/README.md): starting a step's process
+# under uvloop blocks the loop for milliseconds (libuv forks the whole server and waits for the
+# child's exec; the standard loop uses vfork), and the standard loop ran the 40-step chain
+# faster on SQLite (2.3-3.1 s against 3.7-5.3 s on a loaded machine) and as fast on PostgreSQL.
+EVENT_LOOP = "asyncio"
+
 
 def banner(settings: Settings) -> str:
     """The start-up lines: where to point a browser and the CLI, and how to log in."""
@@ -56,6 +64,8 @@ def run_server(settings: Settings) -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     app = create_app(settings)
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info")
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level="info", loop=EVENT_LOOP
+    )
     SERVER_LOG_FILTER.install()  # after uvicorn's own logging set-up, so its handlers too
     _AnnouncingServer(config, banner(settings)).run()
