@@ -41,7 +41,7 @@ from opsflow.auth.bootstrap import bootstrap
 from opsflow.auth.logmask import SERVER_LOG_FILTER
 from opsflow.auth.secrets import SecretBox, SecretVault, load_master_key
 from opsflow.config import Settings
-from opsflow.runtime.host import runtime_extension
+from opsflow.runtime.host import local_agent_presence, runtime_extension
 from opsflow.store.db import Database
 from opsflow.store.migrate import upgrade
 
@@ -91,7 +91,12 @@ def _open(settings: Settings) -> Services:
         if examples is None:
             log.warning("demo: no examples/ directory found; starting without examples")
         else:
-            services.extra["demo_workflows"] = load_examples(db, examples)
+            agents = (
+                [local_agent_presence("local", settings.local_agent_concurrency)]
+                if settings.local_agent
+                else None  # remote agents may serve any pool: load every example
+            )
+            services.extra["demo_workflows"] = load_examples(db, examples, agents)
     return services
 
 

@@ -1,13 +1,19 @@
-"""The demo: apply and publish every example workflow that validates, at server start."""
+"""The demo: apply and publish every example workflow that validates and that the local agent
+can run, at server start. Examples whose steps need another pool (regional agents, database
+hosts) are left out with a line saying why, rather than loaded to hang with queued jobs."""
 
 from __future__ import annotations
 
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 from opsflow.api.definitions import from_yaml
 from opsflow.errors import OpsflowError
+from opsflow.runtime.context import agent_placement
+from opsflow.runtime.roster import AgentPresence
+from opsflow.status import GATE_TYPES
 from opsflow.store import audit, bundles
 from opsflow.store import workflows as store
 from opsflow.store.db import Database
@@ -50,12 +56,36 @@ def _sources(examples: Path) -> list[tuple[Path, Path | None]]:
     return found
 
 
-def load_examples(db: Database, examples: Path) -> list[str]:
-    """Apply and publish each example; returns the ids loaded. Invalid ones are logged, skipped."""
+def unserved(definition: dict[str, Any], agents: list[AgentPresence]) -> list[str]:
+    """Why ``definition`` cannot run on ``agents``: one line per step no agent would take."""
+    out: list[str] = []
+    for raw in definition.get("steps") or []:
+        if raw.get("type") in GATE_TYPES:
+            continue
+        pool, labels = agent_placement(definition, raw)
+        if not any(a.serves(pool, labels) for a in agents):
+            wanted = "".join(f" {k}={v}" for k, v in sorted(labels.items()))
+            out.append(f"step {raw.get('id')} needs an agent of pool {pool}{wanted}")
+    return out
+
+
+def load_examples(
+    db: Database, examples: Path, agents: list[AgentPresence] | None = None
+) -> list[str]:
+    """Apply and publish each example that ``agents`` can run (all when None); returns the ids
+    loaded. Invalid ones and ones no agent could run are logged and left out."""
     loaded: list[str] = []
     for yaml_file, directory in _sources(examples):
         try:
             submission = from_yaml(yaml_file.read_text(encoding="utf-8"))
+            missing = unserved(submission.definition, agents) if agents is not None else []
+            if missing:
+                log.warning(
+                    "demo: left out %s: no agent of this server can run it (%s)",
+                    submission.definition.get("id"),
+                    "; ".join(missing),
+                )
+                continue
             with db.session() as session:
                 digest = bundles.store_bundle(session, _files(directory)) if directory else None
                 wf, created = store.save_draft(

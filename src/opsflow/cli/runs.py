@@ -62,25 +62,29 @@ def _parse_params(values: list[str]) -> dict[str, str]:
 
 
 def _reason_news(client: ApiClient, execution_id: str, shown: dict[str, str]) -> None:
-    """Print each step's pending reason that is new since the last look."""
+    """Print the pending reason of each started step (running or waiting: not the ones that
+    only wait for their needs) that is new since the last look."""
     detail = client.get(f"/executions/{execution_id}")
     for step in detail.get("steps", []):
         reason = step.get("pending_reason")
-        if reason and shown.get(step["id"]) != reason:
+        started = step.get("status") in (StepStatus.RUNNING, StepStatus.WAITING)
+        if reason and started and shown.get(step["id"]) != reason:
             shown[step["id"]] = reason
             stdout.print(Text(f"  {step['id']} ").append(reason, style="yellow"))
 
 
 def _watch(
-    ctx: typer.Context, client: ApiClient, execution_id: str, *, step: str | None, logs: bool
+    ctx: typer.Context, client: ApiClient, execution_id: str, *, step: str | None, show: bool
 ) -> str:
-    """Print step progress, why a step waits, and log lines as they happen; returns the final
-    status."""
+    """Print step progress, why a step waits, and log lines as they happen (nothing when
+    ``show`` is off: JSON output); returns the final status."""
     connection = ctx.find_root().obj
     status = "running"
     shown: dict[str, str] = {}
     for event in follow(connection, execution_id):
         d = event.data
+        if not show:
+            continue
         if event.kind == "execution":
             status = d.get("status", status)
             line = Text("execution ").append_text(_styled(status))
@@ -96,7 +100,7 @@ def _watch(
                 _reason_news(client, execution_id, shown)
         elif event.kind == IDLE:
             _reason_news(client, execution_id, shown)
-        elif event.kind == "log" and logs and (step is None or d.get("step") == step):
+        elif event.kind == "log" and (step is None or d.get("step") == step):
             style = (
                 "red"
                 if d.get("stream") == "stderr"
@@ -145,7 +149,7 @@ def run(
         return
     if output is OutputFormat.TEXT:
         stdout.print(f"started execution {execution_id} of {workflow}")
-    final = _watch(ctx, client, execution_id, step=None, logs=output is OutputFormat.TEXT)
+    final = _watch(ctx, client, execution_id, step=None, show=output is OutputFormat.TEXT)
     if output is OutputFormat.JSON:
         print_json(client.get(f"/executions/{execution_id}"))
     sys.exit(0 if final == ExecutionStatus.COMPLETED.value else 1)
