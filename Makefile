@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 WEB_DEPS := web/node_modules/.installed-$(shell cat web/package-lock.json | cksum | cut -d' ' -f1)
 
-.PHONY: setup web run test lint typecheck unit integration bench
+.PHONY: setup web browser run test lint typecheck unit integration bench
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -37,8 +37,15 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
+# The browser tests drive Debian's Chromium (Playwright downloads no browser here).
+browser:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	  else echo "install Debian's chromium (apt-get install chromium) for tests/e2e" >&2; exit 1; fi; }
+
 # vitest first; pytest (with the browser tests in tests/e2e) last, so its summary ends the output.
-test: lint typecheck web
+test: lint typecheck web browser
 	cd web && npx vitest run
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
