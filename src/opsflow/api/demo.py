@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from opsflow.api.definitions import from_yaml
+from opsflow.auth.bootstrap import ADMIN_USER
 from opsflow.errors import OpsflowError
 from opsflow.runtime.context import agent_placement
 from opsflow.runtime.roster import AgentPresence
 from opsflow.status import GATE_TYPES
-from opsflow.store import audit, bundles
+from opsflow.store import audit, bundles, users
 from opsflow.store import workflows as store
 from opsflow.store.db import Database
 
@@ -105,5 +106,28 @@ def load_examples(
             log.warning("demo: skipped %s: %s", yaml_file, details)
             continue
         loaded.append(wf.id)
+        _admin_joins_approver_teams(db, submission.definition)
     log.info("demo: loaded %d example workflows from %s", len(loaded), examples)
     return loaded
+
+
+def _admin_joins_approver_teams(db: Database, definition: dict[str, Any]) -> None:
+    """Create each team a demo gate names (``team:NAME`` approvers) and put the bootstrap
+    ``admin`` in it, so that whoever tries the demo can answer its approvals. Only the demo does
+    this: a real installation decides its teams itself."""
+    teams = {
+        approver[5:]
+        for raw in definition.get("steps") or []
+        for approver in raw.get("approvers") or []
+        if isinstance(approver, str) and approver.startswith("team:")
+    }
+    for team in sorted(teams):
+        with db.session() as session:
+            if users.find_user(session, ADMIN_USER) is None:
+                return
+            if team not in {t.name for t in users.list_teams(session)}:
+                users.create_team(session, team)
+                audit.record(session, DEMO_ACTOR, "team.create", team, {"members": []})
+            if users.add_member(session, team, ADMIN_USER):
+                audit.record(session, DEMO_ACTOR, "team.member.add", team, {"user": ADMIN_USER})
+                log.info("demo: %s joins team %s to answer the demo's approvals", ADMIN_USER, team)

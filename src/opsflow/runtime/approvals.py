@@ -183,7 +183,8 @@ def _not_an_approver(approvers: list[str], user: str) -> str:
     if teams:
         return (
             f"{message}: a role does not make an approver, team membership does; "
-            f"an admin can add you with `opsflow teams add-member {teams[0]} {user}`"
+            f"an admin can add you with `opsflow teams add-member {teams[0]} {user}` "
+            f"(or, if there is no such team yet, `opsflow teams create {teams[0]} -m {user}`)"
         )
     return f"{message}: only they can answer it; a role does not make an approver"
 

@@ -90,5 +90,7 @@ def test_server_prints_how_to_log_in_and_serves_the_demo(
         demo = {w["id"] for w in listed["items"]}
         assert demo == _valid_examples() and demo
         assert {w["status"] for w in listed["items"]} == {"active"}
+        # The demo's gates name team platform: the admin is in it, so the demo can be approved.
+        assert "admin" in http.get("/api/v1/teams/platform").json()["members"]
         assert http.get("/api/v1/workflows").status_code == 200
         assert httpx.get(f"{url}/api/v1/workflows").status_code == 401

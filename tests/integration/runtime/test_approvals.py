@@ -129,7 +129,8 @@ async def test_approvers_teams_and_self_approval_are_enforced(harness: Harness) 
     assert refused.value.message == (
         "bob is not among this gate's approvers (user dave; team platform): a role does not "
         "make an approver, team membership does; an admin can add you with "
-        "`opsflow teams add-member platform bob`"
+        "`opsflow teams add-member platform bob` (or, if there is no such team yet, "
+        "`opsflow teams create platform -m bob`)"
     )
     with pytest.raises(GateRefused, match="self-approval"):
         await _respond(harness, eid, "dave", True)
