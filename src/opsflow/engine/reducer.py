@@ -135,7 +135,8 @@ def _skip_reason(draft: Draft, sid: str) -> str:
         return f"{edge.step} {result}"
 
     if node.join == Join.ANY and len(node.needs) > 1:
-        reasons = ", ".join(because(i) for i in range(len(dead)))
+        # Two dead edges from one step (a.false and a.failed) give one reason, not two.
+        reasons = ", ".join(dict.fromkeys(because(i) for i in range(len(dead))))
         return f"none of its needs can be met ({reasons})"
     return f"needs {spell_edge(dead[0])} but {because(0)}"
 

@@ -93,6 +93,8 @@ def _handler(stand_in: StandIn) -> type[BaseHTTPRequestHandler]:
             )
             if self.path.startswith("/site/") and self.path.endswith("/version"):
                 status, payload = 200, RELEASE
+            if self.path.startswith("/prom/") and 'namespace="down"' in str(body):
+                status, payload = 503, {"status": "error", "error": "unavailable"}
             data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
             self.send_response(status)
             self.send_header(
@@ -367,6 +369,16 @@ def test_incident_autoscale_scales_out_a_saturated_service_and_says_so(
     assert "went from 4 to 6 replicas" in told.body["message"]
     assert "Alert: no summary" in told.body["message"]  # run by hand: no alert annotations
     assert _step(detail, "needs-a-human")["status"] == "skipped"
+
+
+def test_incident_autoscale_tells_a_person_when_prometheus_cannot_be_read(
+    demo: Demo, stand_in: StandIn
+) -> None:
+    detail = demo.run("incident-autoscale", "service=checkout", "namespace=down")
+    assert _step(detail, "diagnose")["status"] == "failed"
+    assert _step(detail, "needs-a-human")["status"] == "succeeded", _why(detail)
+    [told] = [s for s in stand_in.to("/notify/sre-oncall") if "not scaled" in str(s.body)]
+    assert told.body["title"] == "checkout is slow and was not scaled"
 
 
 @pytest.mark.parametrize(

@@ -363,3 +363,20 @@ def test_running_job_step_without_attempt_is_rejected() -> None:
     )
     with pytest.raises(ValueError, match="no attempt"):
         decide(graph(node("a")), state, 0.0)
+
+
+def test_join_any_skip_reason_names_each_dead_step_once() -> None:
+    g = graph(
+        node("a"),
+        node("b", needs=["a"]),
+        node("h", needs=["a.succeeded", "b.failed", "b.succeeded"], join="any"),
+    )
+    sim = Sim(g)
+    sim.reconcile()
+    sim.fail("a")
+    sim.reconcile()
+    assert sim.status("h") == StepStatus.SKIPPED
+    reason = next(
+        a.reason for a in sim.actions_since(0) if isinstance(a, SetStepStatus) and a.step == "h"
+    )
+    assert reason == "none of its needs can be met (a failed, b was skipped)"
