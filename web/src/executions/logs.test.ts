@@ -69,3 +69,29 @@ describe("ANSI", () => {
     expect(stripAnsi("\u001b[32mok\u001b[0m")).toBe("ok");
   });
 });
+
+describe("errors filter on executor lines", () => {
+  it("shows the executor's failure lines (stream system) and stderr, not its progress lines", () => {
+    const s = new LogStore();
+    let seq = 0;
+    const add = (stream: string, text: string) => s.add({ step: "call", job_id: "j1", seq: ++seq, stream, text });
+    add("system", "GET https://api.example.invalid/health");
+    add("system", "name not resolved (api.example.invalid)");
+    add("system", "redirect 301 from https://a.example/");
+    add("system", "response 503 Service Unavailable in 12 ms");
+    add("system", "expected 200, got 503");
+    add("system", "exit code 0");
+    add("system", "exit code 2");
+    add("system", "timed out after 5s");
+    add("system", "[opsflow] agent error: RuntimeError('boom')");
+    add("stderr", "curl: (6) could not resolve host");
+    expect(visibleEntries(s.entries, "errors", null).map((e) => e.kind === "line" && e.plain)).toEqual([
+      "name not resolved (api.example.invalid)",
+      "expected 200, got 503",
+      "exit code 2",
+      "timed out after 5s",
+      "[opsflow] agent error: RuntimeError('boom')",
+      "curl: (6) could not resolve host",
+    ]);
+  });
+});

@@ -32,12 +32,40 @@ export type LogFilter = "all" | "output" | "errors";
 
 const ERROR_WORDS = /\b(error|errors|fatal|failed|failure|panic|exception|traceback|warn|warning)\b/i;
 
-/** Whether an entry shows under a filter: Output is stdout, Errors is stderr plus lines that
- *  read as an error or warning; gap markers always show. */
+// The executors' own failure lines (stream "system"): network causes in words (steps/network.py),
+// a non-zero exit or a signal, a timeout, an unexpected HTTP status, the agent's "[opsflow] …".
+const SYSTEM_FAILURE = new RegExp(
+  [
+    String.raw`\bnot resolved\b`,
+    String.raw`\bconnection (refused|reset|aborted|closed)\b`,
+    String.raw`\b(network|host) unreachable\b`,
+    String.raw`\baddress not available\b`,
+    String.raw`\bdid not (answer|exit)\b`,
+    String.raw`\bTLS\b`,
+    String.raw`\btimed out\b`,
+    String.raw`\btoo many redirects\b`,
+    String.raw`\bexit code [1-9]\d*\b`,
+    String.raw`\bkilled by signal\b`,
+    String.raw`^expected .+, got \d+`,
+    String.raw`\b(is not|must|cannot|can't|missing|not found|denied|refused)\b`,
+    String.raw`^\[opsflow\]`,
+  ].join("|"),
+  "i",
+);
+
+/** Whether a log line reports a problem: stderr, an executor's failure line, or a line that reads
+ *  as an error or warning. */
+export function isErrorLine(entry: LogLineEntry): boolean {
+  if (entry.stream === "stderr" || ERROR_WORDS.test(entry.plain)) return true;
+  return entry.stream === "system" && SYSTEM_FAILURE.test(entry.plain);
+}
+
+/** Whether an entry shows under a filter: Output is stdout, Errors is stderr, the executor's
+ *  failure lines and lines that read as an error or warning; gap markers always show. */
 export function passesFilter(entry: LogEntry, filter: LogFilter): boolean {
   if (entry.kind === "gap" || filter === "all") return true;
   if (filter === "output") return entry.stream === "stdout";
-  return entry.stream === "stderr" || ERROR_WORDS.test(entry.plain);
+  return isErrorLine(entry);
 }
 
 export function visibleEntries(entries: readonly LogEntry[], filter: LogFilter, step: string | null): LogEntry[] {
