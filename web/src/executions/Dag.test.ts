@@ -1,5 +1,5 @@
 import type { StepSpec } from "../api/types";
-import { layout, parseNeed, type DagStep } from "./Dag";
+import { layout, miniMapColor, parseNeed, showMiniMap, type DagStep } from "./Dag";
 
 describe("DAG layout", () => {
   it("labels edges by the outcome they wait for and lays the graph out left to right", () => {
@@ -40,5 +40,24 @@ describe("DAG layout", () => {
     expect(nodes).toHaveLength(2000);
     expect(edges).toHaveLength(1999);
     expect(new Set(nodes.map((n) => `${n.position.x},${n.position.y}`)).size).toBe(2000);
+  });
+});
+
+describe("DAG overview map", () => {
+  it("shows only for large graphs in a wide pane, never over a narrow one", () => {
+    expect(showMiniMap(7, 1200)).toBe(false);
+    expect(showMiniMap(30, 1200)).toBe(false);
+    expect(showMiniMap(31, 1200)).toBe(true);
+    expect(showMiniMap(500, 420)).toBe(false);
+    expect(showMiniMap(500, 699)).toBe(false);
+  });
+
+  it("colours each node by its status and gives it a size before it is measured", () => {
+    expect(miniMapColor("failed")).toBe("var(--red)");
+    expect(miniMapColor("succeeded")).toBe("var(--green)");
+    expect(miniMapColor("skipped")).toBe("var(--gray)");
+    expect(miniMapColor("timeout")).toBe("var(--red)");
+    const { nodes } = layout([{ id: "a", type: "script" }], new Map(), null);
+    expect([nodes[0]!.width, nodes[0]!.height]).toEqual([190, 52]);
   });
 });

@@ -16,7 +16,7 @@ import {
   type NodeProps,
 } from "@xyflow/react";
 import "@xyflow/react/dist/style.css";
-import { memo, useEffect, useMemo, useRef, type RefObject } from "react";
+import { memo, useEffect, useMemo, useRef, useState, type RefObject } from "react";
 import type { StepSpec } from "../api/types";
 import { formatDuration } from "../components/format";
 import { StatusIcon, statusStyle } from "../components/status";
@@ -54,6 +54,41 @@ const StepNodeView = memo(function StepNodeView({ data }: NodeProps<StepNode>) {
 });
 
 const nodeTypes = { step: StepNodeView };
+
+/** The overview map only pays off on a graph too large to read at a glance, and it must never sit
+ *  over the nodes of a narrow pane (it is 200 × 150 px). */
+export const MINIMAP_MIN_STEPS = 31;
+export const MINIMAP_MIN_PANE_WIDTH = 700;
+
+export function showMiniMap(stepCount: number, paneWidth: number): boolean {
+  return stepCount >= MINIMAP_MIN_STEPS && paneWidth >= MINIMAP_MIN_PANE_WIDTH;
+}
+
+/** A step's colour in the overview map: its status tone, solid (the CSS variable of the tone). */
+export function miniMapColor(status: string): string {
+  const tone = statusStyle(status).tone;
+  const base = tone === "graydashed" ? "gray" : tone === "redoutline" ? "red" : tone;
+  return `var(--${base})`;
+}
+
+function miniMapNodeColor(node: Node): string {
+  return miniMapColor((node.data as StepNodeData).status);
+}
+
+/** The pane's width in CSS px, kept current as the window is resized. */
+function usePaneWidth(pane: RefObject<HTMLDivElement | null>): number {
+  const [width, setWidth] = useState(0);
+  useEffect(() => {
+    const el = pane.current;
+    if (!el) return;
+    setWidth(el.clientWidth);
+    if (typeof ResizeObserver === "undefined") return;
+    const observer = new ResizeObserver(() => setWidth(el.clientWidth));
+    observer.observe(el);
+    return () => observer.disconnect();
+  }, [pane]);
+  return width;
+}
 
 /** Splits `needs` entries such as `plan`, `approve.rejected`, `is-long.true`. */
 export function parseNeed(need: string, known: Set<string>): { from: string; outcome: string | null } {
@@ -141,6 +176,9 @@ export function layout(specs: StepSpec[], steps: Map<string, DagStep>, selected:
       id: s.id,
       type: "step",
       position: { x: (pos?.x ?? 0) - WIDTH / 2, y: (pos?.y ?? 0) - HEIGHT / 2 },
+      // Known sizes: the overview map draws the nodes before React Flow has measured them.
+      width: WIDTH,
+      height: HEIGHT,
       data: { ...data, selected: s.id === selected },
       draggable: false,
       connectable: false,
@@ -184,6 +222,7 @@ export default function Dag({
 }) {
   const { nodes, edges } = useMemo(() => layout(specs, steps, selected), [specs, steps, selected]);
   const pane = useRef<HTMLDivElement>(null);
+  const paneWidth = usePaneWidth(pane);
   return (
     <div className="dag" data-testid="dag" ref={pane}>
       <ReactFlow
@@ -202,7 +241,17 @@ export default function Dag({
         <FitOnResize pane={pane} count={specs.length} />
         <Background gap={16} />
         <Controls showInteractive={false} />
-        {specs.length > 6 && <MiniMap pannable zoomable ariaLabel="Overview of the graph" />}
+        {showMiniMap(specs.length, paneWidth) && (
+          <MiniMap
+            pannable
+            zoomable
+            ariaLabel="Overview of the graph"
+            nodeColor={miniMapNodeColor}
+            nodeStrokeColor={miniMapNodeColor}
+            nodeStrokeWidth={2}
+            nodeBorderRadius={8}
+          />
+        )}
       </ReactFlow>
     </div>
   );
