@@ -112,6 +112,8 @@ def test_login_shows_errors_then_the_workflows(
     alert = page.get_by_role("alert")
     expect(alert).to_be_visible()
     expect(alert).not_to_contain_text("{")
+    expect(alert).to_have_text("Wrong user name or password.")  # one message, not two
+    expect(page.get_by_text("Authentication required")).to_have_count(0)
     sign_in(page, "admin")
     row = page.get_by_role("row").filter(has_text="Greeting with a gate")
     expect(row.get_by_text("Active")).to_be_visible()

@@ -1,9 +1,20 @@
 import { useQueryClient } from "@tanstack/react-query";
 import { useState, type FormEvent } from "react";
 import { Navigate, useLocation, useNavigate } from "react-router-dom";
-import { api, call } from "../api/client";
-import { ErrorMessage } from "../components/ErrorMessage";
+import { ApiError, api, call } from "../api/client";
 import { ME_KEY, useMe } from "./session";
+
+/** One sentence for a failed sign-in: a refused password says so (the 401's generic title
+ *  "Authentication required" would only repeat it); any other failure keeps its own words. */
+export function signInFailure(error: unknown): string {
+  if (error instanceof ApiError) {
+    if (error.status === 401) return "Wrong user name or password.";
+    const raw = error.detail || error.title;
+    const text = raw.charAt(0).toUpperCase() + raw.slice(1);
+    return /[.!?]$/.test(text) ? text : `${text}.`;
+  }
+  return error instanceof Error ? error.message : "Signing in failed.";
+}
 
 export default function LoginPage() {
   const [username, setUsername] = useState("");
@@ -49,7 +60,11 @@ export default function LoginPage() {
           <span>Password</span>
           <input name="password" type="password" autoComplete="current-password" value={password} onChange={(e) => setPassword(e.target.value)} required />
         </label>
-        {error !== null && <ErrorMessage error={error} />}
+        {error !== null && (
+          <div className="error-box" role="alert">
+            {signInFailure(error)}
+          </div>
+        )}
         <button type="submit" className="primary" disabled={busy}>
           {busy ? "Signing in…" : "Sign in"}
         </button>
