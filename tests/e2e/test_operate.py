@@ -128,6 +128,59 @@ def test_login_shows_errors_then_the_workflows(
     expect(page.get_by_role("searchbox", name="Search workflows")).to_have_value("suite=e2e")
 
 
+def test_the_workflows_list_fits_a_420px_window(
+    page: Page, ui_server: UiServer, tmp_path: Path
+) -> None:
+    ui_server.put_workflow(greet(tmp_path), "e2e-greet")
+    page.set_viewport_size({"width": 420, "height": 900})
+    sign_in(page, "admin")
+    run = page.get_by_role("button", name="Run Greeting with a gate")
+    expect(run).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 420
+    box = run.bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 420, box
+    shot(page, "workflows-420")
+    run.click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog.get_by_role("textbox").first).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 420
+    assert page.evaluate("window.scrollX") == 0
+    shot(page, "workflows-420-run")
+
+
+def layered(count: int, width: int = 8) -> str:
+    """A workflow of ``count`` quick script steps in ranks of ``width``, each needing the step
+    one rank before it."""
+    steps = [
+        f"  - id: s{i}\n    type: script\n    shell: sh\n    run: 'true'\n"
+        + (f"    needs: [s{i - width}]\n" if i > width else "")
+        for i in range(1, count + 1)
+    ]
+    return f"id: e2e-graph-{count}\nname: Graph of {count}\nsteps:\n" + "".join(steps)
+
+
+def test_the_graph_overview_map_only_for_large_graphs_in_wide_panes(
+    page: Page, ui_server: UiServer
+) -> None:
+    ui_server.put_workflow(layered(40), "e2e-graph-40")
+    ui_server.put_workflow(layered(5), "e2e-graph-5")
+    large = ui_server.run("e2e-graph-40")
+    small = ui_server.run("e2e-graph-5")
+    sign_in(page, "admin")
+    page.goto(f"/executions/{small}")
+    expect(page.get_by_role("group", name="Step s5")).to_be_visible()
+    expect(page.locator(".react-flow__minimap")).to_have_count(0)
+    page.goto(f"/executions/{large}")
+    minimap_nodes = page.locator(".react-flow__minimap-node")
+    expect(minimap_nodes).to_have_count(40)  # node shapes, not an empty box
+    fill = minimap_nodes.first.evaluate("n => getComputedStyle(n).fill")
+    assert fill not in ("", "none", "rgb(226, 226, 226)"), fill  # a status colour, not the grey
+    shot(page, "graph-minimap-wide")
+    page.set_viewport_size({"width": 420, "height": 900})
+    expect(page.locator(".react-flow__minimap")).to_have_count(0)
+    shot(page, "graph-minimap-narrow")
+
+
 def test_run_from_the_dialog_watch_logs_approve_and_complete(
     page: Page, ui_server: UiServer, tmp_path: Path
 ) -> None:

@@ -84,7 +84,7 @@ export default function WorkflowsPage() {
       )}
       {workflows.data && workflows.data.items.length > 0 && (
         <div className="table-wrap">
-          <table className="table">
+          <table className="table stack-narrow">
             <thead>
               <tr>
                 <th scope="col">Workflow</th>
@@ -156,17 +156,17 @@ function WorkflowRowView({ wf, canRun, canEdit, onRun }: { wf: WorkflowRow; canR
           </div>
         )}
       </td>
-      <td>
+      <td data-label="Status">
         <StatusBadge status={wf.status} kind="workflow" />
       </td>
-      <td>
+      <td data-label="Triggers">
         <span className="trigger-list" aria-label={`Triggers: ${triggers.join(", ")}`}>
           {triggers.map((t) => (
             <TriggerIcon key={t} type={t} />
           ))}
         </span>
       </td>
-      <td>
+      <td data-label="Last run">
         {last ? (
           <Link to={`/executions/${last.id}`} className="last-run">
             <StatusBadge status={last.status} />
@@ -178,14 +178,14 @@ function WorkflowRowView({ wf, canRun, canEdit, onRun }: { wf: WorkflowRow; canR
           <span className="muted">Never run</span>
         )}
       </td>
-      <td>
+      <td data-label="Success">
         {wf.success_rate === null ? (
           <span className="muted">—</span>
         ) : (
           <span title={`of the last ${wf.ended_runs} ended runs`}>{Math.round(wf.success_rate * 100)}%</span>
         )}
       </td>
-      <td>
+      <td className="cell-actions">
         <div className="actions">
         {canRun && (
           <button type="button" className="primary small" onClick={onRun} disabled={wf.latest_version === null} title={wf.latest_version === null ? "Publish a version first" : undefined} aria-label={`Run ${wf.name}`}>
