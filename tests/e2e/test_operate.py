@@ -114,6 +114,7 @@ def test_login_shows_errors_then_the_workflows(
     expect(alert).not_to_contain_text("{")
     expect(alert).to_have_text("Wrong user name or password.")  # one message, not two
     expect(page.get_by_text("Authentication required")).to_have_count(0)
+    shot(page, "login-wrong-password")
     sign_in(page, "admin")
     row = page.get_by_role("row").filter(has_text="Greeting with a gate")
     expect(row.get_by_text("Active")).to_be_visible()
@@ -281,6 +282,31 @@ def test_retry_a_failed_step_and_see_it_succeed(
     expect(banner(page)).to_have_attribute("data-status", "completed")
     page.get_by_role("radio", name="All").click()
     expect(page.get_by_test_id("log-lines")).to_contain_text("second try works")
+
+
+UNRESOLVED = """
+id: e2e-unresolved
+name: Calls a host that does not exist
+steps:
+  - id: call
+    type: http
+    url: http://api.example.invalid/health
+"""
+
+
+def test_errors_filter_shows_the_executors_failure_line(page: Page, ui_server: UiServer) -> None:
+    ui_server.put_workflow(UNRESOLVED, "e2e-unresolved")
+    execution_id = ui_server.run("e2e-unresolved")
+    wait_status(ui_server, execution_id, "failed")
+    sign_in(page, "olga")
+    page.goto(f"/executions/{execution_id}")
+    lines = page.get_by_test_id("log-lines")
+    expect(lines).to_contain_text("GET http://api.example.invalid/health")
+    page.get_by_role("radio", name="Errors").click()
+    expect(lines).to_contain_text("name not resolved (api.example.invalid)")
+    expect(lines).not_to_contain_text("GET http://")  # the request line is progress, not an error
+    expect(lines).not_to_contain_text("No line matches this filter")
+    shot(page, "logs-errors-filter")
 
 
 def test_filter_history_by_status_and_date(page: Page, ui_server: UiServer, tmp_path: Path) -> None:
