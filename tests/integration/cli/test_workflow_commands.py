@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
 from tests.integration.cli.conftest import Server, WorkflowDir, simple_workflow
+
+
+def said(result: subprocess.CompletedProcess[str]) -> str:
+    """The first line `apply` prints: what happened (the files it sent follow)."""
+    return result.stdout.splitlines()[0] if result.stdout else ""
 
 
 def test_apply_creates_a_version_then_reports_unchanged_then_a_new_version(
@@ -18,11 +24,11 @@ def test_apply_creates_a_version_then_reports_unchanged_then_a_new_version(
     (directory / "finish.sh").write_text("echo finished, differently\n")  # only a file changes
     changed = cli("apply", "-f", str(directory))
 
-    assert (first.returncode, first.stdout) == (0, "deploy: created version 1\n"), first.stderr
-    assert (again.returncode, again.stdout) == (0, "deploy: unchanged (version 1)\n"), again.stderr
-    assert (changed.returncode, changed.stdout) == (0, "deploy: created version 2\n"), (
-        changed.stderr
-    )
+    assert (first.returncode, said(first)) == (0, "deploy: created version 1"), first.stderr
+    assert (again.returncode, said(again)) == (0, "deploy: unchanged (version 1)"), again.stderr
+    assert (changed.returncode, said(changed)) == (0, "deploy: created version 2"), changed.stderr
+    # Each apply lists what it sent.
+    assert "  sent workflow.yaml with 2 files" in first.stdout
     versions = cli("workflows", "versions", "deploy")
     assert [row.split()[0] for row in versions.stdout.splitlines()] == ["VERSION", "2", "1"]
     shown = json.loads(cli("workflows", "show", "deploy", "--version", "2", "-o", "json").stdout)
@@ -60,7 +66,7 @@ def test_apply_draft_saves_without_publishing_until_publish(
     draft = json.loads(cli("workflows", "show", "drafty", "-o", "json").stdout)
     published = cli("workflows", "publish", "drafty")
 
-    assert (saved.returncode, saved.stdout) == (0, "drafty: saved draft\n")
+    assert (saved.returncode, said(saved)) == (0, "drafty: saved draft")
     assert (draft["status"], draft["latest_version"]) == ("draft", None)
     assert published.stdout == "drafty: published version 1\n"
 
