@@ -12,6 +12,8 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -53,6 +55,54 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
             pass
         time.sleep(0.05)  # polling the health endpoint is the readiness event we have
     pytest.fail(f"opsflow server did not become healthy within 60s:\n{log.read_text()}")
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    """A started, healthy ``opsflow server``: its URL, data dir, log file, pid and the admin
+    token it wrote."""
+
+    url: str
+    data_dir: Path
+    log: Path
+    pid: int
+    token: str
+
+
+@contextmanager
+def run_server(
+    db_url: str,
+    data_dir: Path,
+    *args: str,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> Iterator[RunningServer]:
+    """``opsflow server --port P --data-dir D --db URL *args`` on a free port, healthy before
+    it yields; stopped (SIGTERM, then SIGKILL after 15 s) when the block ends. ``env`` defaults
+    to `clean_env` with a fixed admin password."""
+    port = free_port()
+    log = data_dir / "server.log"
+    argv = [opsflow_executable(), "server", "--port", str(port), "--data-dir", str(data_dir)]
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [*argv, "--db", db_url, *args],
+            cwd=cwd or data_dir,
+            env=env or {**clean_env(), "OPSFLOW_ADMIN_PASSWORD": "admin-pw-for-tests"},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, process, log)
+        token = (data_dir / "admin-token").read_text().strip()
+        yield RunningServer(url, data_dir, log, process.pid, token)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def fresh_database(

@@ -10,7 +10,6 @@ out: they would turn every later request into a 401.
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -23,7 +22,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.servers import clean_env, free_port, fresh_database, opsflow_executable, wait_healthy
+from tests.servers import clean_env, fresh_database, run_server
 
 # Per operation. The suite's budget on a 2-core machine: ~3 minutes for all operations.
 MAX_EXAMPLES = 10
@@ -55,37 +54,9 @@ def fuzz_server(
     """``opsflow server`` (no local agent: the fuzzer tests the API, not jobs); its URL and
     the admin token it wrote."""
     data_dir = tmp_path_factory.mktemp("fuzz-data")
-    port = free_port()
-    log = data_dir / "server.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                opsflow_executable(),
-                "server",
-                "--port",
-                str(port),
-                "--data-dir",
-                str(data_dir),
-                "--db",
-                fuzz_db_url,
-                "--no-local-agent",
-            ],
-            cwd=data_dir,
-            env={**clean_env(), "OPSFLOW_ADMIN_PASSWORD": "fuzz-admin-password"},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, process, log)
-        yield url, (data_dir / "admin-token").read_text().strip()
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    env = {**clean_env(), "OPSFLOW_ADMIN_PASSWORD": "fuzz-admin-password"}
+    with run_server(fuzz_db_url, data_dir, "--no-local-agent", env=env) as server:
+        yield server.url, server.token
 
 
 @pytest.fixture(scope="module")

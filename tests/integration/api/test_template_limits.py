@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ import pytest
 
 from opsflow.api.definitions import ISOLATE_CHARS
 from tests.conftest import BACKENDS
-from tests.servers import clean_env, free_port, fresh_database, opsflow_executable, wait_healthy
+from tests.servers import fresh_database, run_server
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -76,29 +75,8 @@ def server_db_url(
 def server(server_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """``opsflow server`` with its local agent on a free port."""
     data_dir = tmp_path_factory.mktemp("limits-data")
-    port = free_port()
-    log = data_dir / "server.log"
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(
-            [
-                opsflow_executable(),
-                "server",
-                "--port",
-                str(port),
-                "--data-dir",
-                str(data_dir),
-                "--db",
-                server_db_url,
-            ],
-            env={**clean_env(), "OPSFLOW_ADMIN_PASSWORD": "admin-pw-for-tests"},
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, process, log)
-        token = (data_dir / "admin-token").read_text().strip()
-        server = Server(url, token, process.pid)
+    with run_server(server_db_url, data_dir) as running:
+        server = Server(running.url, running.token, running.pid)
         with server.client() as client:
             # Large definitions are validated in a helper process that starts on first use
             # (a second or two of CPU, once): start it before anything is measured.
@@ -106,13 +84,6 @@ def server(server_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
             warm = client.post("/workflows/validate", content=chain(1_000), headers=YAML)
             assert warm.status_code == 200, warm.text[:500]
         yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @dataclass

@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from tests.conftest import BACKENDS
-from tests.servers import clean_env, free_port, fresh_database, opsflow_executable, wait_healthy
+from tests.servers import clean_env, free_port, fresh_database, opsflow_executable, run_server
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -256,7 +256,6 @@ def demo(
     (bin_dir / "kubectl").write_text(KUBECTL)
     (bin_dir / "kubectl").chmod(0o755)
     data_dir = tmp_path_factory.mktemp("demo-data")
-    port = free_port()
     env = {
         **clean_env(),
         "PATH": f"{bin_dir}:{clean_env().get('PATH', '')}",
@@ -268,40 +267,9 @@ def demo(
             for channel in ("web", "releases", "sre-oncall")
         },
     }
-    log = data_dir / "server.log"
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(
-            [
-                opsflow_executable(),
-                "server",
-                "--demo",
-                "--port",
-                str(port),
-                "--data-dir",
-                str(data_dir),
-                "--db",
-                db_url,
-                "--concurrency",
-                "8",
-            ],
-            cwd=cwd,
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, process, log)
-        token = (data_dir / "admin-token").read_text().strip()
-        cli_env = {**clean_env(), "OPSFLOW_URL": url, "OPSFLOW_TOKEN": token}
-        yield Demo(url, token, log, cli_env, examples, web_root)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with run_server(db_url, data_dir, "--demo", "--concurrency", "8", cwd=cwd, env=env) as server:
+        cli_env = {**clean_env(), "OPSFLOW_URL": server.url, "OPSFLOW_TOKEN": server.token}
+        yield Demo(server.url, server.token, server.log, cli_env, examples, web_root)
 
 
 def _why(detail: dict[str, Any]) -> list[tuple[str, str, str | None]]:

@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import BACKENDS
 from tests.servers import clean_env as base_env
-from tests.servers import free_port, fresh_database, opsflow_executable, wait_healthy
+from tests.servers import fresh_database, opsflow_executable, run_server
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -124,31 +124,9 @@ def start_server(
     with ``opsflow apply -f DIR``; stops the server when the generator closes."""
     data_dir = tmp_path_factory.mktemp("cli-server-data")
     cwd = tmp_path_factory.mktemp("cli-cwd")
-    port = free_port()
-    log = data_dir / "server.log"
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(
-            [
-                opsflow_executable(),
-                "server",
-                "--port",
-                str(port),
-                "--data-dir",
-                str(data_dir),
-                "--db",
-                db_url,
-            ],
-            cwd=cwd,
-            env={**clean_env(), "OPSFLOW_ADMIN_PASSWORD": "admin-pw-for-tests"},
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, process, log)
-        token = (data_dir / "admin-token").read_text().strip()
-        env = {**clean_env(), "OPSFLOW_URL": url, "OPSFLOW_TOKEN": token}
-        server = Server(url, token, env, cwd)
+    with run_server(db_url, data_dir, cwd=cwd) as running:
+        env = {**clean_env(), "OPSFLOW_URL": running.url, "OPSFLOW_TOKEN": running.token}
+        server = Server(running.url, running.token, env, cwd)
         for name, (yaml_text, files) in workflows.items():
             directory = cwd / "workflows" / name
             (directory / "scripts").mkdir(parents=True)
@@ -158,13 +136,6 @@ def start_server(
         applied = server.cli("apply", "-f", str(cwd / "workflows"))
         assert applied.returncode == 0, applied.stdout + applied.stderr
         yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def execution_id_in(output: str) -> str:
