@@ -12,7 +12,6 @@ fork of the server's process (uvloop's spawn) a few ms per step.
 from __future__ import annotations
 
 import asyncio
-import gc
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import pytest
 
 from opsflow.status import ExecutionStatus
+from tests.timing import collector_held
 
 from .conftest import Harness
 
@@ -51,14 +51,12 @@ def callback_cpu() -> Iterator[list[tuple[float, str]]]:
     # A full collection of the whole test session's heap (tens of ms once the suite has run
     # for a while) would land in whichever callback triggers it: it is not the loop blocking
     # on I/O, which is what this measures, so the collector waits until the probe is off.
-    gc.collect()
-    gc.disable()
-    asyncio.events.Handle._run = timed  # type: ignore[method-assign]
-    try:
-        yield seen
-    finally:
-        asyncio.events.Handle._run = original  # type: ignore[method-assign]
-        gc.enable()
+    with collector_held():
+        asyncio.events.Handle._run = timed  # type: ignore[method-assign,assignment]
+        try:
+            yield seen
+        finally:
+            asyncio.events.Handle._run = original  # type: ignore[method-assign]
 
 
 @pytest.mark.anyio
