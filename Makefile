@@ -27,8 +27,9 @@ $(WEB_DEPS): web/package-lock.json
 web: setup $(WEB_DEPS)
 	cd web && PYTHON=$(abspath $(BIN)/python) npm run build
 
+# `make run PORT=9000` listens on another port (OPSFLOW_PORT works too; PORT wins).
 run: web
-	$(BIN)/opsflow server --demo --data-dir ./data
+	$(BIN)/opsflow server --demo --data-dir ./data $(if $(PORT),--port $(PORT))
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from opsflow.words import counted
+from opsflow.words import counted, did_you_mean
 
 
 def test_one_is_singular_and_every_other_count_plural() -> None:
@@ -11,3 +11,11 @@ def test_one_is_singular_and_every_other_count_plural() -> None:
     assert counted(1, "entry", "entries") == "1 entry"
     assert counted(3, "entry", "entries") == "3 entries"
     assert counted(1, "pending approval") == "1 pending approval"
+
+
+def test_a_typo_gets_the_close_names_and_a_stranger_gets_none() -> None:
+    known = ["hello", "api-deploy", "nightly-db-backup", "help-desk"]
+    assert did_you_mean("helo", known) == "; did you mean 'hello'?"
+    assert did_you_mean("api-deplyo", known) == "; did you mean 'api-deploy'?"
+    assert did_you_mean("zzz", known) == ""
+    assert did_you_mean("x", []) == ""

@@ -9,7 +9,16 @@ from rich.text import Text
 
 from opsflow.cli.client import client_for
 from opsflow.cli.ids import execution_id
-from opsflow.cli.output import OutputFormat, OutputOption, cell, items_of, print_json, stdout, table
+from opsflow.cli.output import (
+    OutputFormat,
+    OutputOption,
+    age,
+    cell,
+    items_of,
+    print_json,
+    stdout,
+    table,
+)
 from opsflow.words import counted
 
 approvals_app = typer.Typer(help="Approvals waiting for people, across all workflows.")
@@ -34,7 +43,17 @@ def list_approvals(
         print_json(body)
         return
     table(
-        ["EXECUTION", "WORKFLOW", "STEP", "STATUS", "MESSAGE", "APPROVERS", "TIMEOUT", "YOU"],
+        [
+            "EXECUTION",
+            "WORKFLOW",
+            "STEP",
+            "STATUS",
+            "MESSAGE",
+            "APPROVERS",
+            "ASKED",
+            "TIMES OUT",
+            "YOU",
+        ],
         [
             [
                 cell(a["execution_id"]),
@@ -43,7 +62,8 @@ def list_approvals(
                 cell(a["status"]),
                 cell(a["message"]),
                 cell(", ".join(a["approvers"]) or "anyone"),
-                cell(a["timeout_at"]),
+                age(a.get("opened_at")),
+                age(a["timeout_at"]) if a["timeout_at"] else "never",
                 cell("can answer" if a["can_respond"] else a.get("why_not")),
             ]
             for a in items_of(body)

@@ -123,7 +123,12 @@ def cell(value: Any) -> str:
 
 
 def age(value: Any, *, now: datetime | None = None) -> str:
-    """An API timestamp as a table shows it: ``45s ago``, ``3h ago``, ``12d ago``, else a date."""
+    """An API timestamp as people read it: relative within a day (``just now``, ``45 s ago``,
+    ``2 min ago``, ``in 3 h``), else the local date and time (``2026-11-28 14:05``).
+
+    The API sends UTC ISO 8601 (and ``-o json`` passes it on verbatim); a table shows the
+    reader's own clock, since a raw ``2026-11-30T14:03:12.345678+00:00`` has to be decoded.
+    """
     if not value:
         return "-"
     try:
@@ -133,18 +138,35 @@ def age(value: Any, *, now: datetime | None = None) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     seconds = int(((now or datetime.now(UTC)) - moment).total_seconds())
-    if seconds < 0:
-        return f"in {_span(-seconds)}"
-    if seconds < 60 * 86400:
-        return f"{_span(seconds)} ago"
-    return moment.astimezone(UTC).strftime("%Y-%m-%d")
+    if abs(seconds) >= 86400:
+        return local_time(moment)
+    if abs(seconds) < 5:
+        return "just now"
+    return f"in {_span(-seconds)}" if seconds < 0 else f"{_span(seconds)} ago"
+
+
+def local_time(moment: datetime) -> str:
+    """``2026-11-28 14:05`` in the reader's local time zone."""
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M")
+
+
+def clock(value: Any) -> str:
+    """An API timestamp as the local time of day with seconds (``14:05:09``), for log lines
+    whose date the reader already knows."""
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return str(value)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone().strftime("%H:%M:%S")
 
 
 def _span(seconds: int) -> str:
-    for size, unit in ((86400, "d"), (3600, "h"), (60, "m")):
+    for size, unit in ((3600, "h"), (60, "min")):
         if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"
 
 
 def confirm(question: str, *, yes: bool) -> None:

@@ -16,14 +16,17 @@ from opsflow.cli.output import (
     OutputFormat,
     OutputOption,
     UsageError,
+    age,
     cell,
+    clock,
     items_of,
     print_json,
+    say,
     stdout,
     table,
 )
 from opsflow.status import ExecutionStatus, StepStatus
-from opsflow.words import counted
+from opsflow.words import counted, did_you_mean
 
 executions_app = typer.Typer(help="List and inspect executions.", no_args_is_help=True)
 
@@ -199,7 +202,7 @@ def list_executions(
                 cell(e["status"]),
                 cell(e["trigger_type"]),
                 cell(e["started_by"]),
-                cell(e["created_at"]),
+                age(e["created_at"]),
                 cell(
                     f"{e['duration_ms'] / 1000:.2f}s" if e.get("duration_ms") is not None else None
                 ),
@@ -220,32 +223,79 @@ def _seconds(ms: float | None) -> str | None:
     return f"{ms / 1000:.2f}s" if ms is not None else None
 
 
-def _value(value: Any) -> str:
+SHOWN_WIDTH = 120
+
+
+def _value(value: Any) -> tuple[str, bool]:
+    """A value on one line in JSON spelling, and whether it had to be cut to get there."""
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-    return text if len(text) <= 120 else text[:117] + "..."
+    first, _, rest = text.partition("\n")
+    if isinstance(value, list) and len(text) > SHOWN_WIDTH:
+        return f"[{counted(len(value), 'item')}]", True
+    if isinstance(value, dict) and len(text) > SHOWN_WIDTH:
+        return "{" + counted(len(value), "key") + "}", True
+    if rest or len(first) > SHOWN_WIDTH:
+        lines = counted(text.count("\n") + 1, "line")
+        return f"{first[: SHOWN_WIDTH - 3]}... ({lines}, {len(text)} characters)", True
+    return first, False
 
 
-def step_outputs(step: dict[str, Any]) -> str | None:
-    """A step's outputs in one line: plan changes, who answered a gate and why, or key=value."""
+def step_outputs(step: dict[str, Any]) -> tuple[str | None, bool]:
+    """A step's outputs in one line (plan changes, who answered a gate and why, or key=value),
+    and whether any value was cut short (``executions show --step`` prints it whole).
+
+    A Terraform plan's text is summarised by its changes, never printed inline: a plan runs to
+    hundreds of lines and would bury the rest of the execution.
+    """
     out: dict[str, Any] = step.get("outputs") or {}
     if not out:
-        return None
+        return None, False
     parts: list[str] = []
+    cut = False
     changes = out.get("changes")
     if isinstance(changes, dict):
         parts.append(
             f"changes +{changes.get('add', 0)} ~{changes.get('change', 0)} "
             f"-{changes.get('destroy', 0)}"
         )
+    plan = out.get("plan_text")
+    if isinstance(plan, str):
+        lines = counted(plan.count("\n") + (0 if plan.endswith("\n") else 1), "line")
+        parts.append(f"plan_text of {lines}")
+        cut = True
     if out.get("responded_by"):
         answer = "approved" if out.get("approved") else "rejected"
         via = f" via {out['responded_via']}" if out.get("responded_via") else ""
         note = f': "{out["response_note"]}"' if out.get("response_note") else ""
         parts.append(f"{answer} by {out['responded_by']}{via}{note}")
-    shown = {"changes", "approved", "responded_by", "responded_via", "response_note"}
-    shown |= {"responded_at", "exit_code"}
-    parts += [f"{k}={_value(v)}" for k, v in out.items() if k not in shown and v not in ({}, [])]
-    return "; ".join(parts) or None
+    shown = {"changes", "plan_text", "approved", "responded_by", "responded_via"}
+    shown |= {"response_note", "responded_at", "exit_code"}
+    for key, value in out.items():
+        if key in shown or value in ({}, []):
+            continue
+        text, was_cut = _value(value)
+        parts.append(f"{key}={text}")
+        cut = cut or was_cut
+    return "; ".join(parts) or None, cut
+
+
+def print_step_outputs(step: dict[str, Any]) -> None:
+    """Every output of one step in full: short values as ``key: value``, multi-line text (a
+    Terraform plan) as a block of its own lines, structures as indented JSON."""
+    out: dict[str, Any] = step.get("outputs") or {}
+    if not out:
+        say(f"step {step['id']} has no outputs")
+        return
+    for key, value in out.items():
+        if isinstance(value, str) and "\n" not in value:
+            say(f"{key}: {value}")
+        elif isinstance(value, str):
+            say(f"{key}:")
+            sys.stdout.write(value if value.endswith("\n") else value + "\n")
+        else:
+            text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
+            say(f"{key}: {text}")
+    sys.stdout.flush()
 
 
 def _attempt_label(job: dict[str, Any]) -> str:
@@ -258,12 +308,34 @@ def _attempt_label(job: dict[str, Any]) -> str:
 def show_execution(
     ctx: typer.Context,
     execution_id: ExecutionArg,
+    step: Annotated[
+        str | None,
+        typer.Option(
+            "--step",
+            "-s",
+            help="Print this step's outputs in full (a Terraform plan's whole text), nothing else.",
+        ),
+    ] = None,
     output: OutputOption = OutputFormat.TEXT,
 ) -> None:
     """Show an execution: its steps with why they wait, every job (attempts and cleanup) with
-    its own status, each step's outputs, and the engine log."""
+    its own status, each step's outputs in a line (long ones cut short), and the engine log;
+    with --step, one step's outputs in full."""
     client = client_for(ctx)
     body = client.get(f"/executions/{resolve_id(client, execution_id)}")
+    if step is not None:
+        found = [s for s in body["steps"] if s["id"] == step]
+        if not found:
+            ids = [str(s["id"]) for s in body["steps"]]
+            raise UsageError(
+                f"execution {body['id']} has no step {step!r}{did_you_mean(step, ids)}",
+                hint=f"its steps: {', '.join(ids)}",
+            )
+        if output is OutputFormat.JSON:
+            print_json(found[0].get("outputs") or {})
+        else:
+            print_step_outputs(found[0])
+        return
     if output is OutputFormat.JSON:
         print_json(body)
         return
@@ -302,16 +374,24 @@ def print_detail(body: dict[str, Any]) -> None:
                 ]
             )
     table(["STEP / JOB", "STATUS", "DURATION", "EXIT", "WAITING FOR / ERROR"], rows)
-    outputs = [(s["id"], step_outputs(s)) for s in body["steps"]]
-    if any(text for _, text in outputs):
+    outputs = [(s["id"], *step_outputs(s)) for s in body["steps"]]
+    if any(text for _, text, _ in outputs):
         stdout.print("outputs:")
-        for step_id, text in outputs:
+        for step_id, text, cut in outputs:
             if text:
                 stdout.print(Text(f"  {step_id}: ", style="dim").append(text))
+            if cut:
+                stdout.print(
+                    Text(
+                        f"    (cut short; in full: opsflow executions show {body['id']} "
+                        f"--step {step_id})",
+                        style="dim",
+                    )
+                )
     if body.get("engine_log"):
         stdout.print("engine log:")
         for e in body["engine_log"]:
-            stdout.print(Text(f"  {e['at']}  ", style="dim").append(e["message"]))
+            stdout.print(Text(f"  {clock(e['at'])}  ", style="dim").append(e["message"]))
 
 
 def logs(

@@ -12,6 +12,7 @@ from opsflow.auth.permissions import Role
 from opsflow.errors import Conflict, NotFound
 from opsflow.store import tables as t
 from opsflow.store.integrity import conflict_on_duplicate
+from opsflow.words import did_you_mean
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,8 @@ def _active_admins(session: Session) -> int:
 def _team_row(session: Session, name: str) -> t.Team:
     row = session.scalar(select(t.Team).where(t.Team.name == name))
     if row is None:
-        raise NotFound(f"team {name!r} not found")
+        known = session.scalars(select(t.Team.name))
+        raise NotFound(f"team {name!r} not found{did_you_mean(name, known)}")
     return row
 
 

@@ -23,6 +23,7 @@ from opsflow.store import tables as t
 from opsflow.store.base import utcnow
 from opsflow.store.integrity import conflict_on_duplicate
 from opsflow.store.paging import Page
+from opsflow.words import did_you_mean
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,9 @@ def _row(
 ) -> t.Workflow:
     row = session.get(t.Workflow, workflow_id, with_for_update=lock)
     if row is None or (row.deleted_at is not None and not include_deleted):
-        raise NotFound(f"workflow {workflow_id!r} not found")
+        # a typo is the likely cause: name the close ids (one query, on the error path only)
+        known = session.scalars(select(t.Workflow.id).where(t.Workflow.deleted_at.is_(None)))
+        raise NotFound(f"workflow {workflow_id!r} not found{did_you_mean(workflow_id, known)}")
     return row
 
 

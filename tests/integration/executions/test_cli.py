@@ -7,6 +7,7 @@ One server per backend for the whole module, since a start costs a second or two
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -365,3 +366,88 @@ def test_retry_and_skip_from_the_cli(server: Server) -> None:
     assert steps["after"]["status"] == "succeeded"
     refused = server.cli("skip", execution_id, "after")
     assert refused.returncode == 1 and "start a new run" in refused.stderr
+
+
+ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d")
+
+
+def test_lists_show_times_in_words_while_json_keeps_iso(
+    server: Server, hello_run: subprocess.CompletedProcess[str]
+) -> None:
+    listed = server.cli("executions", "list", "-w", "cli-hello")
+    assert listed.returncode == 0, listed.stderr
+    assert not ISO_TIME.search(listed.stdout), listed.stdout
+    row = next(x for x in listed.stdout.splitlines() if execution_id_in(hello_run.stdout) in x)
+    assert re.search(r"(just now|\d+ s ago|\d+ min ago)", row), row
+    as_json = json.loads(server.cli("executions", "list", "-w", "cli-hello", "-o", "json").stdout)
+    assert ISO_TIME.match(as_json["items"][0]["created_at"])
+
+    _publish(server, TIMED_GATE)
+    execution_id = execution_id_in(server.cli("run", "cli-timed-gate").stdout)
+    _wait_status(server, execution_id, {"paused"})
+    approvals = server.cli("approvals", "list", "-w", "cli-timed-gate")
+    assert approvals.returncode == 0, approvals.stderr
+    assert "ASKED" in approvals.stdout and "TIMES OUT" in approvals.stdout
+    assert not ISO_TIME.search(approvals.stdout), approvals.stdout
+    assert re.search(r"(just now|\d+ s ago).*in (59|60) min", approvals.stdout), approvals.stdout
+    raw = server.cli("approvals", "list", "-w", "cli-timed-gate", "-o", "json")
+    assert ISO_TIME.match(json.loads(raw.stdout)["items"][0]["timeout_at"])
+    server.cli("reject", execution_id, "approve")
+
+
+TIMED_GATE = """\
+id: cli-timed-gate
+steps:
+  - {id: approve, type: approval, message: "Within the hour?", timeout: 1h}
+"""
+
+
+def test_an_unknown_workflow_id_gets_a_did_you_mean(server: Server) -> None:
+    refused = server.cli("run", "cli-helo")
+    assert refused.returncode == 1
+    assert "workflow 'cli-helo' not found; did you mean 'cli-hello'?" in refused.stderr
+    shown = server.cli("workflows", "show", "cli-sleepyy")
+    assert "did you mean 'cli-sleepy'?" in shown.stderr
+    nothing_close = server.cli("run", "quarterly-report")
+    assert nothing_close.returncode == 1
+    assert "not found" in nothing_close.stderr and "did you mean" not in nothing_close.stderr
+
+
+REPORTING = """\
+id: cli-reporting
+steps:
+  - id: report
+    type: script
+    shell: sh
+    run: |
+      {
+        echo 'report<<END'
+        i=0; while [ $i -lt 50 ]; do echo "line $i of the report"; i=$((i+1)); done
+        echo END
+        echo 'version=1.4.2'
+      } > "$OPSFLOW_OUTPUT"
+"""
+
+
+def test_show_cuts_a_long_output_and_says_how_to_see_it_whole(server: Server) -> None:
+    _publish(server, REPORTING)
+    run = server.cli("run", "cli-reporting", "--follow")
+    assert run.returncode == 0, run.stdout + run.stderr
+    execution_id = execution_id_in(run.stdout)
+
+    shown = server.cli("executions", "show", execution_id)
+    assert shown.returncode == 0, shown.stderr
+    assert "line 0 of the report... (50 lines," in shown.stdout
+    assert "line 1 of the report" not in shown.stdout
+    assert "version=1.4.2" in shown.stdout
+    assert f"in full: opsflow executions show {execution_id} --step report" in shown.stdout
+
+    whole = server.cli("executions", "show", execution_id[:8], "--step", "report")
+    assert whole.returncode == 0, whole.stderr
+    lines = whole.stdout.splitlines()
+    assert lines[0] == "report:" and lines[1:51] == [f"line {i} of the report" for i in range(50)]
+    assert "version: 1.4.2" in lines
+
+    typo = server.cli("executions", "show", execution_id, "--step", "reprot")
+    assert typo.returncode == 2
+    assert "has no step 'reprot'; did you mean 'report'?" in typo.stderr

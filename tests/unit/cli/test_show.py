@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from opsflow.cli.runs import print_detail, step_outputs
+from opsflow.cli.runs import print_detail, print_step_outputs, step_outputs
 
 
 def job(attempt: int, status: str, **extra: Any) -> dict[str, Any]:
@@ -107,5 +107,62 @@ def test_outputs_show_plan_changes_and_the_approver_with_the_note(shown: list[st
 
 def test_other_outputs_are_key_value_pairs_in_json_spelling() -> None:
     step = {"outputs": {"exit_code": 0, "greeting": "hi", "ok": True, "n": None}}
-    assert step_outputs(step) == "greeting=hi; ok=true; n=null"
-    assert step_outputs({"outputs": {}}) is None
+    assert step_outputs(step) == ("greeting=hi; ok=true; n=null", False)
+    assert step_outputs({"outputs": {}}) == (None, False)
+
+
+PLAN_TEXT = "\n".join(
+    ["Terraform will perform the following actions:"]
+    + [f'  # n[{i}] will be created\n  + resource "null_resource" "n"' for i in range(40)]
+    + ["Plan: 40 to add, 0 to change, 0 to destroy."]
+)
+PLANNED: dict[str, Any] = {
+    **DETAIL,
+    "status": "paused",
+    "status_reason": None,
+    "steps": [
+        {
+            "id": "plan",
+            "status": "succeeded",
+            "pending_reason": None,
+            "error": None,
+            "outputs": {
+                "changes": {"add": 40, "change": 0, "destroy": 0},
+                "resource_changes": [
+                    {"address": f"null_resource.n[{i}]", "action": "create"} for i in range(40)
+                ],
+                "plan_text": PLAN_TEXT,
+                "has_changes": True,
+            },
+            "jobs": [job(1, "completed", exit_code=0)],
+        }
+    ],
+}
+
+
+def test_a_plan_shows_its_changes_and_how_to_see_it_whole_not_its_text(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    print_detail(PLANNED)
+    out = capsys.readouterr().out
+    assert "plan: changes +40 ~0 -0; plan_text of 82 lines; resource_changes=[40 items]" in out
+    assert "will be created" not in out, "the plan's text is not printed inline"
+    assert f"opsflow executions show {DETAIL['id']} --step plan" in out
+    assert max(len(line) for line in out.splitlines()) < 400
+
+
+def test_a_long_text_output_is_cut_with_its_size() -> None:
+    text, cut = step_outputs({"outputs": {"report": "x" * 300 + "\nsecond line"}})
+    assert cut and text is not None
+    assert text.startswith("report=xxx") and text.endswith("... (2 lines, 312 characters)")
+    assert len(text) < 160
+
+
+def test_a_steps_outputs_in_full_print_the_plan_line_by_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    print_step_outputs(PLANNED["steps"][0])
+    out = capsys.readouterr().out
+    assert PLAN_TEXT in out
+    assert "has_changes: True" not in out and "has_changes: true" in out
+    assert '"address": "null_resource.n[39]"' in out
