@@ -11,8 +11,9 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from croniter import croniter
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, model_validator
 
+from opsflow.spec.duration import Duration, format_duration
 from opsflow.spec.fields import NonBlank, SpecModel, TriggerKey, WorkflowId, matching
 from opsflow.status import ExecutionStatus
 
@@ -115,21 +116,62 @@ class GitProvider(StrEnum):
 
 
 class GitEvent(StrEnum):
+    """What happened to a ref. ``push``: new commits on a branch (a new branch included);
+    ``tag``: a tag created or moved; ``delete``: a branch or tag removed."""
+
     PUSH = "push"
     TAG = "tag"
+    DELETE = "delete"
     PULL_REQUEST = "pull_request"
 
 
+# Shortest poll interval: ``git ls-remote`` against a hosted remote more often than this is
+# rude to the host and rarely what anyone wants.
+MIN_POLL_SECONDS = 10.0
+DEFAULT_POLL_SECONDS = 60.0
+
+
 class GitTrigger(SpecModel):
-    """Run when a repository receives a push (optionally only to some branches and paths)."""
+    """Run when a repository receives a push (optionally only to some branches and paths).
+
+    Two modes: the provider calls ``POST /hooks/<key>`` on each push (``provider`` and
+    ``repository`` name who sends it), or opsflow polls any remote itself (``url`` and
+    ``poll``) with ``git ls-remote``.
+    """
 
     type: Literal[TriggerType.GIT]
-    provider: GitProvider = Field(description="Who sends the webhook: github, gitlab or gitea.")
-    repository: Annotated[
-        str, matching(r"[\w.-]+(/[\w.-]+)+", "repository", "write owner/name, e.g. acme/infra")
-    ] = Field(description="owner/name of the repository (groups allowed: group/sub/name).")
+    provider: GitProvider | None = Field(
+        None,
+        description="Who sends the webhook: github, gitlab or gitea (Forgejo too). "
+        "Required unless `url` polls a remote.",
+    )
+    repository: (
+        Annotated[
+            str,
+            matching(r"[\w.-]+(/[\w.-]+)+", "repository", "write owner/name, e.g. acme/infra"),
+        ]
+        | None
+    ) = Field(
+        None,
+        description="owner/name of the repository (groups allowed: group/sub/name). "
+        "Required unless `url` polls a remote.",
+    )
+    url: NonBlank | None = Field(
+        None, description="Remote to poll with `git ls-remote` (https://, ssh:// or a path)."
+    )
+    poll: Duration | None = Field(
+        None, description="How often to poll `url`, e.g. 60s (default 60s, at least 10s)."
+    )
+    credentials: NonBlank | None = Field(
+        None,
+        description="Name of the opsflow secret holding `user:token` for an https `url`.",
+    )
     branches: list[NonBlank] = Field(
         default_factory=list, description="Branch globs to react to; empty means every branch."
+    )
+    tags: list[NonBlank] = Field(
+        default_factory=list,
+        description="Tag globs to react to (with the `tag` event); empty means every tag.",
     )
     paths: list[NonBlank] = Field(
         default_factory=list, description="Path globs a push must touch; empty means any."
@@ -142,6 +184,43 @@ class GitTrigger(SpecModel):
     params: TriggerParams = Field(
         default_factory=dict, description="Params for each run; may template over `git`."
     )
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> GitTrigger:
+        if self.url is None:
+            missing = [n for n in ("provider", "repository") if getattr(self, n) is None]
+            if missing:
+                raise ValueError(
+                    f"a git trigger needs {' and '.join(missing)} (the webhook's sender), "
+                    "or `url` to poll a remote instead"
+                )
+            if self.poll is not None:
+                raise ValueError("`poll` needs `url`: the remote to poll")
+            if self.credentials is not None:
+                raise ValueError("`credentials` are for polling `url`; a webhook uses `secret`")
+            return self
+        if self.poll is not None and self.poll < MIN_POLL_SECONDS:
+            raise ValueError(
+                f"poll every {format_duration(self.poll)} is too often: "
+                f"use {format_duration(MIN_POLL_SECONDS)} or more"
+            )
+        if self.paths:
+            raise ValueError(
+                "`paths` needs the provider's webhook (it lists the files each push changed); "
+                "polling sees only where each branch points: drop `url` or `paths`"
+            )
+        if GitEvent.PULL_REQUEST in self.events:
+            raise ValueError("polling sees branches and tags, not pull requests")
+        return self
+
+    @property
+    def polls(self) -> bool:
+        """True when opsflow polls ``url`` instead of waiting for the provider's webhook."""
+        return self.url is not None
+
+    @property
+    def poll_seconds(self) -> float:
+        return self.poll if self.poll is not None else DEFAULT_POLL_SECONDS
 
 
 def _check_patterns(value: dict[str, str]) -> dict[str, str]:
@@ -159,8 +238,19 @@ class IncidentSource(StrEnum):
     ALERTMANAGER = "alertmanager"
 
 
+class AlertStatus(StrEnum):
+    """An alert's state in an Alertmanager notification."""
+
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
 class IncidentTrigger(SpecModel):
-    """Run when a firing alert's labels match every regular expression of ``match``."""
+    """Run when a firing alert's labels match every regular expression of ``match``.
+
+    One run per alert (its fingerprint) while it keeps firing; with ``on: [firing, resolved]``
+    one more when it resolves.
+    """
 
     type: Literal[TriggerType.INCIDENT]
     source: IncidentSource = Field(
@@ -169,6 +259,15 @@ class IncidentTrigger(SpecModel):
     match: Annotated[dict[str, str], AfterValidator(_check_patterns)] = Field(
         default_factory=dict,
         description="Alert label -> regular expression matched against the whole label value.",
+    )
+    annotations: Annotated[dict[str, str], AfterValidator(_check_patterns)] = Field(
+        default_factory=dict,
+        description="Alert annotation -> regular expression matched against the whole value.",
+    )
+    on: list[AlertStatus] = Field(
+        default_factory=lambda: [AlertStatus.FIRING],
+        min_length=1,
+        description="Alert states that start a run: [firing] (default) or [firing, resolved].",
     )
     key: TriggerKey | None = Field(None, description="URL key; generated when left out.")
     secret: NonBlank | None = Field(None, description="Name of the opsflow secret for the token.")

@@ -7,7 +7,7 @@ composition root hands this table to the ingress route.
 from __future__ import annotations
 
 from opsflow.spec.triggers import TriggerType
-from opsflow.triggers import webhook
+from opsflow.triggers import git, incident, webhook
 from opsflow.triggers.ingress import HookSource
 
 
@@ -15,4 +15,6 @@ def hook_sources() -> dict[TriggerType, HookSource]:
     """Every trigger type that has a hook URL, and the source that reads its deliveries."""
     return {
         TriggerType.WEBHOOK: webhook.WebhookSource(),
+        TriggerType.GIT: git.GitSource(),
+        TriggerType.INCIDENT: incident.AlertmanagerSource(),
     }
