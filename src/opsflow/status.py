@@ -81,6 +81,21 @@ _TERMINAL_JOB = frozenset(
 )
 
 
+class JobPurpose(StrEnum):
+    """Why a job exists: an attempt of its step, or undoing the step's work (cleanup)."""
+
+    RUN = "run"
+    CLEANUP = "cleanup"
+
+
+class ApprovalStatus(StrEnum):
+    """Where one round of an approval gate is."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
 class WorkflowStatus(StrEnum):
     DRAFT = "draft"
     ACTIVE = "active"

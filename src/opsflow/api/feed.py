@@ -33,6 +33,7 @@ from opsflow.auth.credentials import Principal
 from opsflow.auth.permissions import Permission
 from opsflow.errors import Unauthorized
 from opsflow.runtime.bus import ANY
+from opsflow.runtime.events import CREATED_REASON, EventKind
 from opsflow.status import ExecutionStatus
 from opsflow.store import feed
 
@@ -42,8 +43,6 @@ BATCH = 500
 # A client further behind than this many execution events is told to refetch (``reset``)
 # instead of being replayed the backlog.
 MAX_BACKLOG = 10_000
-# The reason the runtime gives the first event of a new execution (Runtime.start_execution).
-CREATED_REASON = "created"
 
 
 class ExecutionChange(BaseModel):
@@ -99,7 +98,7 @@ def execution_message(row: dict[str, Any]) -> tuple[str, BaseModel]:
     """The event a row of `feed.execution_events_after` becomes."""
     data: dict[str, Any] = row["data"] or {}
     at = iso(row["at"])
-    if row["kind"] == "approval":
+    if row["kind"] == EventKind.APPROVAL:
         return "approval", ApprovalChange(
             execution_id=row["execution_id"],
             workflow_id=row["workflow_id"],
@@ -107,7 +106,7 @@ def execution_message(row: dict[str, Any]) -> tuple[str, BaseModel]:
             status=data["status"],
             at=at,
         )
-    status = ExecutionStatus(data["status"]) if row["kind"] == "execution" else None
+    status = ExecutionStatus(data["status"]) if row["kind"] == EventKind.EXECUTION else None
     change: Literal["created", "changed", "ended"] = "changed"
     if status is not None and status.terminal:
         change = "ended"

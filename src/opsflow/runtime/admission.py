@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.orm import Session
 
 from opsflow.engine.concurrency import Verdict, admit, release
+from opsflow.runtime import events
 from opsflow.spec.models import Workflow
 from opsflow.status import ConcurrencyPolicy, ExecutionStatus
 from opsflow.store import runs as runs_store
@@ -49,6 +50,12 @@ def admit_new(
     if verdict.verdict == Verdict.SKIP:
         runs_store.end_unstarted(
             session, execution_id, ExecutionStatus.CANCELLED, verdict.reason, now
+        )
+        events.write_one(
+            session,
+            execution_id,
+            now,
+            events.ExecutionChanged(ExecutionStatus.CANCELLED, verdict.reason),
         )
         return False
     runs_store.update_execution(session, execution_id, status_reason=verdict.reason)

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from opsflow.auth.masking import Masker
 from opsflow.auth.secrets import SecretVault
 from opsflow.errors import InvalidInput, NotFound, StaleReport
+from opsflow.runtime import events
 from opsflow.runtime.bus import EventBus
 from opsflow.runtime.changes import Changes
 from opsflow.runtime.reconciler import Ended
@@ -182,21 +183,11 @@ class AgentPath:
             )
             if job.timeout is not None:
                 self._reconcile(session, job.execution_id, changes)
-            runs_store.add_events(
+            events.write_one(
                 session,
-                [
-                    {
-                        "execution_id": job.execution_id,
-                        "at": self.clock(),
-                        "kind": "job",
-                        "data": {
-                            "step": job.step_id,
-                            "attempt": job.attempt,
-                            "job_id": job.id,
-                            "status": JobStatus.RUNNING.value,
-                        },
-                    }
-                ],
+                job.execution_id,
+                self.clock(),
+                events.JobChanged(job.step_id, job.attempt, job.id, JobStatus.RUNNING),
             )
             changes.executions.add(job.execution_id)
             return notice
@@ -369,16 +360,9 @@ class AgentPath:
         )
         ended.outputs[job.id] = outputs
         ended.events.append(
-            {
-                "execution_id": job.execution_id,
-                "at": self.clock(),
-                "kind": "job",
-                "data": {
-                    "step": job.step_id,
-                    "attempt": job.attempt,
-                    "job_id": job.id,
-                    "status": ended_as.value,
-                    "error": error,
-                },
-            }
+            events.Stamped(
+                job.execution_id,
+                self.clock(),
+                events.JobEnded(job.step_id, job.attempt, job.id, ended_as, error),
+            )
         )

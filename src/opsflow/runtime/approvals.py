@@ -18,10 +18,11 @@ from sqlalchemy.orm import Session
 
 from opsflow.engine import model as m
 from opsflow.errors import Conflict, GateRefused, InvalidInput, TemplateError
+from opsflow.runtime import events
 from opsflow.runtime.changes import Changes
 from opsflow.runtime.context import Wiring, step_definition, template_context
 from opsflow.spec.template import render
-from opsflow.status import Outcome, StepStatus, StepType
+from opsflow.status import ApprovalStatus, Outcome, StepStatus, StepType
 from opsflow.store import approvals as approvals_store
 from opsflow.store import runs as runs_store
 from opsflow.store.approvals import Approval, Response
@@ -44,7 +45,7 @@ class RunView(Protocol):
     def set_step(self, step_id: str, **values: Any) -> None: ...
     def wiring(self) -> Wiring: ...
     def full_steps(self) -> dict[str, Step]: ...
-    def event(self, kind: str, **data: Any) -> None: ...
+    def event(self, event: events.Event) -> None: ...
     def engine_log(self, message: str, step: str | None = None) -> None: ...
 
 
@@ -118,13 +119,15 @@ def close_gate(run: RunView, step_id: str, status: StepStatus, reason: str) -> N
     approval = approvals_store.find_current(run.session, run.ex.id, step_id)
     if approval is None:
         return
-    if approval.status == "pending":
+    if approval.status == ApprovalStatus.PENDING:
         # Nobody answered: the engine decided (a timeout, or the run was cancelled).
         via = "cancel" if run.ex.cancel_mode else "timeout"
         approvals_store.decide(
             run.session,
             approval.id,
-            status="approved" if status == StepStatus.APPROVED else "rejected",
+            status=ApprovalStatus.APPROVED
+            if status == StepStatus.APPROVED
+            else ApprovalStatus.REJECTED,
             at=run.now,
             by=None,
             via=via,
@@ -133,12 +136,13 @@ def close_gate(run: RunView, step_id: str, status: StepStatus, reason: str) -> N
         run.engine_log(f"approval {step_id} rejected via {via}: {reason or via}", step_id)
         approval = approvals_store.current(run.session, run.ex.id, step_id)
     run.set_step(step_id, outputs=gate_outputs(approval))
-    run.event("approval", step=step_id, status=approval.status, via=approval.decided_via)
+    decided = ApprovalStatus(approval.status)
+    run.event(events.ApprovalDecided(step_id, decided, approval.decided_via))
 
 
 def gate_outputs(approval: Approval) -> dict[str, Any]:
     return {
-        "approved": approval.status == "approved",
+        "approved": approval.status == ApprovalStatus.APPROVED,
         "responded_by": approval.decided_by,
         "response_note": approval.note,
         "responded_via": approval.decided_via,
@@ -210,13 +214,13 @@ def respond(
     runs_store.lock_execution(session, execution_id)
     approval = approvals_store.current(session, execution_id, step_id)
     if (
-        approval.status == "pending"
+        approval.status == ApprovalStatus.PENDING
         and approval.timeout_at is not None
         and now >= approval.timeout_at
     ):
         reconcile()  # the deadline passed before this answer: let the timeout decide first
         approval = approvals_store.current(session, execution_id, step_id)
-    if approval.status != "pending":
+    if approval.status != ApprovalStatus.PENDING:
         by = f" by {approval.decided_by}" if approval.decided_by else ""
         raise Conflict(
             f"approval {step_id} was already {approval.status}{by} via {approval.decided_via} "
@@ -250,24 +254,14 @@ def respond(
                 }
             ],
         )
-        runs_store.add_events(
+        events.write_one(
             session,
-            [
-                {
-                    "execution_id": execution_id,
-                    "at": now,
-                    "kind": "approval",
-                    "data": {
-                        "step": step_id,
-                        "status": "pending",
-                        "by": who.name,
-                        "needed": approvals_needed,
-                    },
-                }
-            ],
+            execution_id,
+            now,
+            events.ApprovalAnswered(step_id, who.name, approvals_needed),
         )
         return approval, False
-    status = "approved" if approve else "rejected"
+    status = ApprovalStatus.APPROVED if approve else ApprovalStatus.REJECTED
     approvals_store.decide(
         session, approval.id, status=status, at=now, by=who.name, via=via, note=note
     )

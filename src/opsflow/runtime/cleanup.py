@@ -18,9 +18,10 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from opsflow.errors import TemplateError
+from opsflow.runtime import events
 from opsflow.runtime.changes import Changes
 from opsflow.runtime.context import Wiring, job_config, step_definition
-from opsflow.status import JobStatus, StepStatus, StepType
+from opsflow.status import JobPurpose, JobStatus, StepStatus, StepType
 from opsflow.store import jobs as jobs_store
 from opsflow.store import runs as runs_store
 from opsflow.store.runs import Execution, Step
@@ -63,7 +64,7 @@ def advance_cleanup(session: Session, execution: Execution, now: float, wiring: 
     """Queue the next cleanup job, or note that cleanup is complete."""
     changes = Changes()
     jobs = jobs_store.attempts_of_execution(session, execution.id)
-    cleanup = [j for j in jobs if j.purpose == "cleanup"]
+    cleanup = [j for j in jobs if j.purpose == JobPurpose.CLEANUP]
     if any(not j.status.terminal for j in cleanup):
         return changes  # one at a time, in order
     handled = {j.step_id for j in cleanup}
@@ -83,7 +84,7 @@ def advance_cleanup(session: Session, execution: Execution, now: float, wiring: 
             "attempt": attempt,
             "type": step.type,
             "status": JobStatus.PENDING.value,
-            "purpose": "cleanup",
+            "purpose": JobPurpose.CLEANUP.value,
             "created_at": now,
         }
         try:
@@ -123,27 +124,15 @@ def _note(
     runs_store.add_engine_log(
         session, [{"execution_id": execution_id, "step_id": step, "at": now, "message": message}]
     )
-    events: list[dict[str, Any]] = [
-        {
-            "execution_id": execution_id,
-            "at": now,
-            "kind": "engine",
-            "data": {"step": step, "message": message},
-        }
-    ]
+    noted: list[events.Event] = [events.EngineNote(step, message)]
     if job is not None:
-        events.append(
-            {
-                "execution_id": execution_id,
-                "at": now,
-                "kind": "job",
-                "data": {
-                    "step": job["step_id"],
-                    "attempt": job["attempt"],
-                    "job_id": job["id"],
-                    "status": job["status"],
-                    "purpose": "cleanup",
-                },
-            }
+        noted.append(
+            events.JobChanged(
+                job["step_id"],
+                job["attempt"],
+                job["id"],
+                JobStatus(job["status"]),
+                JobPurpose.CLEANUP,
+            )
         )
-    runs_store.add_events(session, events)
+    events.write(session, [events.Stamped(execution_id, now, e) for e in noted])

@@ -15,7 +15,7 @@ from opsflow.engine import control
 from opsflow.engine.control import UnknownStep
 from opsflow.engine.model import ExecutionState, Graph, StepState
 from opsflow.errors import Conflict, NotFound
-from opsflow.runtime import approvals
+from opsflow.runtime import approvals, events
 from opsflow.runtime.approvals import Responder
 from opsflow.runtime.bus import EventBus
 from opsflow.runtime.changes import Changes
@@ -142,21 +142,8 @@ class Decisions:
                 elif st.status.terminal:
                     values["ended_at"] = now
                 runs_store.update_step(session, execution_id, sid, **values)
-                runs_store.add_events(
-                    session,
-                    [
-                        {
-                            "execution_id": execution_id,
-                            "at": now,
-                            "kind": "step",
-                            "data": {
-                                "step": sid,
-                                "status": st.status.value,
-                                "reason": f"{verb} by {by}",
-                            },
-                        }
-                    ],
-                )
+                changed = events.StepChanged(sid, st.status, f"{verb} by {by}")
+                events.write_one(session, execution_id, now, changed)
             update: dict[str, Any] = {"resumed_at": now}
             if ex.status.terminal:
                 update.update(
@@ -164,19 +151,13 @@ class Decisions:
                     ended_at=None,
                     status_reason=f"resumed: {by} {verb} step {step_id}",
                 )
-                runs_store.add_events(
+                events.write_one(
                     session,
-                    [
-                        {
-                            "execution_id": execution_id,
-                            "at": now,
-                            "kind": "execution",
-                            "data": {
-                                "status": ExecutionStatus.RUNNING.value,
-                                "reason": f"resumed: {by} {verb} step {step_id}",
-                            },
-                        }
-                    ],
+                    execution_id,
+                    now,
+                    events.ExecutionChanged(
+                        ExecutionStatus.RUNNING, f"resumed: {by} {verb} step {step_id}"
+                    ),
                 )
             runs_store.update_execution(session, execution_id, **update)
             others = [n.id for n in graph.steps if n.id in new_states and n.id != step_id]

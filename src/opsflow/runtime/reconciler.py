@@ -16,13 +16,14 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, assert_never
 
 from sqlalchemy.orm import Session
 
 from opsflow.engine import decide
 from opsflow.engine import model as m
 from opsflow.errors import TemplateError
+from opsflow.runtime import events
 from opsflow.runtime.approvals import close_gate, open_gate
 from opsflow.runtime.changes import Changes
 from opsflow.runtime.cleanup import advance_cleanup
@@ -38,7 +39,7 @@ from opsflow.runtime.context import (
 from opsflow.spec.graph import to_graph
 from opsflow.spec.models import Workflow
 from opsflow.spec.template import evaluate_condition
-from opsflow.status import ExecutionStatus, JobStatus, Outcome, StepStatus, StepType
+from opsflow.status import ExecutionStatus, JobPurpose, JobStatus, Outcome, StepStatus, StepType
 from opsflow.store import jobs as jobs_store
 from opsflow.store import runs as runs_store
 from opsflow.store.jobs import Job
@@ -53,7 +54,7 @@ class Ended:
     reconcile need not read them back) and their events (written with the reconcile's)."""
 
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
-    events: list[dict[str, Any]] = field(default_factory=list)
+    events: list[events.Stamped] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -151,14 +152,14 @@ class _Run:
             (j.step_id, j.attempt): j
             for j in jobs_store.attempts_of_execution(session, execution.id)
         }
-        self.events: list[dict[str, Any]] = []
+        self.events: list[events.Stamped] = []
         self.logs: list[dict[str, Any]] = []
         self.changes = Changes()
 
     def state(self) -> m.ExecutionState:
         attempts: dict[str, list[m.Attempt]] = {}
         for (sid, _), job in sorted(self.jobs.items(), key=lambda kv: kv[0][1]):
-            if job.purpose == "run":
+            if job.purpose == JobPurpose.RUN:
                 attempts.setdefault(sid, []).append(_attempt(job))
         steps = {
             sid: m.StepState(
@@ -208,14 +209,14 @@ class _Run:
 
     # -- writing -------------------------------------------------------------------------
 
-    def event(self, kind: str, **data: Any) -> None:
-        self.events.append({"execution_id": self.ex.id, "at": self.now, "kind": kind, "data": data})
+    def event(self, event: events.Event) -> None:
+        self.events.append(events.Stamped(self.ex.id, self.now, event))
 
     def engine_log(self, message: str, step: str | None = None) -> None:
         self.logs.append(
             {"execution_id": self.ex.id, "step_id": step, "at": self.now, "message": message}
         )
-        self.event("engine", step=step, message=message)
+        self.event(events.EngineNote(step, message))
 
     def set_step(self, step_id: str, **values: Any) -> None:
         runs_store.update_step(self.session, self.ex.id, step_id, **values)
@@ -224,13 +225,31 @@ class _Run:
         self.steps[step_id] = dataclasses.replace(self.steps[step_id], **values)
 
     def apply(self, action: m.Action) -> None:
-        handler = getattr(self, "_on_" + type(action).__name__)
-        handler(action)
+        """Write one of the engine's actions (see ``engine.reducer`` for what each means)."""
+        match action:
+            case m.Log():
+                self._on_log(action)
+            case m.SetExecutionStatus():
+                self._on_set_execution_status(action)
+            case m.SetStepStatus():
+                self._on_set_step_status(action)
+            case m.StartJob():
+                self._on_start_job(action)
+            case m.CancelJob():
+                self._on_cancel_job(action)
+            case m.EvaluateCondition():
+                self._on_evaluate_condition(action)
+            case m.OpenApproval():
+                self._on_open_approval(action)
+            case m.StartChildWorkflow():
+                self._on_start_child_workflow(action)
+            case _:
+                assert_never(action)
 
-    def _on_Log(self, a: m.Log) -> None:
+    def _on_log(self, a: m.Log) -> None:
         self.engine_log(a.message, a.step)
 
-    def _on_SetExecutionStatus(self, a: m.SetExecutionStatus) -> None:
+    def _on_set_execution_status(self, a: m.SetExecutionStatus) -> None:
         values: dict[str, Any] = {"status": a.status.value, "status_reason": a.reason}
         if a.status == ExecutionStatus.RUNNING and self.ex.started_at is None:
             values["started_at"] = self.now
@@ -245,9 +264,9 @@ class _Run:
             started_at=values.get("started_at", self.ex.started_at),
             ended_at=values.get("ended_at", self.ex.ended_at),
         )
-        self.event("execution", status=a.status.value, reason=a.reason)
+        self.event(events.ExecutionChanged(a.status, a.reason))
 
-    def _on_SetStepStatus(self, a: m.SetStepStatus) -> None:
+    def _on_set_step_status(self, a: m.SetStepStatus) -> None:
         step = self.steps[a.step]
         if step.type == StepType.APPROVAL and a.status in (
             StepStatus.APPROVED,
@@ -271,13 +290,13 @@ class _Run:
             elif a.status in (StepStatus.FAILED, StepStatus.REJECTED, StepStatus.SKIPPED):
                 values["error"] = a.reason or step.error
         self.set_step(a.step, **values)
-        self.event("step", step=a.step, status=a.status.value, reason=a.reason)
+        self.event(events.StepChanged(a.step, a.status, a.reason))
 
     def _last_job(self, step_id: str) -> Job | None:
         mine = [j for (sid, _), j in self.jobs.items() if sid == step_id]
         return max(mine, key=lambda j: j.attempt) if mine else None
 
-    def _on_StartJob(self, a: m.StartJob) -> None:
+    def _on_start_job(self, a: m.StartJob) -> None:
         node = self.graph.step(a.step)
         raw = step_definition(self.ex, a.step)
         pool, labels = agent_placement(self.ex.definition, raw)
@@ -326,10 +345,10 @@ class _Run:
             self.set_step(
                 a.step, status=StepStatus.RUNNING.value, entered_at=self.now, retry_at=None, **extra
             )
-            self.event("step", step=a.step, status=StepStatus.RUNNING.value, reason="")
-        self.event("job", step=a.step, attempt=a.attempt, job_id=job_id, status=values["status"])
+            self.event(events.StepChanged(a.step, StepStatus.RUNNING, ""))
+        self.event(events.JobChanged(a.step, a.attempt, job_id, JobStatus(values["status"])))
 
-    def _on_CancelJob(self, a: m.CancelJob) -> None:
+    def _on_cancel_job(self, a: m.CancelJob) -> None:
         job = self.jobs.get((a.step, a.attempt))
         if job is None or job.status.terminal:
             return
@@ -346,16 +365,14 @@ class _Run:
         if ended is not None:
             self.new_facts = True
             self.jobs[(a.step, a.attempt)] = ended
-            self.event(
-                "job", step=a.step, attempt=a.attempt, job_id=job.id, status=ended.status.value
-            )
+            self.event(events.JobChanged(a.step, a.attempt, job.id, ended.status))
         else:
             self.jobs[(a.step, a.attempt)] = dataclasses.replace(
                 job, cancel_requested=True, cancel_force=a.force, cancel_as=a.as_status.value
             )
             self.changes.cancelled_jobs.add(job.id)
 
-    def _on_EvaluateCondition(self, a: m.EvaluateCondition) -> None:
+    def _on_evaluate_condition(self, a: m.EvaluateCondition) -> None:
         self.new_facts = True  # the answer is news to the engine
         raw = step_definition(self.ex, a.step)
         expr = str(raw.get("if", ""))
@@ -384,7 +401,7 @@ class _Run:
             outputs={"result": verdict.result},
         )
 
-    def _on_OpenApproval(self, a: m.OpenApproval) -> None:
+    def _on_open_approval(self, a: m.OpenApproval) -> None:
         self.new_facts = True  # the gate's clock starts now: the engine arms its timeout
         if self.steps[a.step].status != StepStatus.WAITING:
             self.set_step(
@@ -395,13 +412,11 @@ class _Run:
                 gate_result=None,
                 gate_reason=None,
             )
-            self.event(
-                "step", step=a.step, status=StepStatus.WAITING.value, reason="approval opened"
-            )
+            self.event(events.StepChanged(a.step, StepStatus.WAITING, "approval opened"))
         gate = open_gate(self, a.step)
-        self.event("approval", step=a.step, status="pending", approval_id=gate)
+        self.event(events.ApprovalOpened(a.step, gate))
 
-    def _on_StartChildWorkflow(self, a: m.StartChildWorkflow) -> None:
+    def _on_start_child_workflow(self, a: m.StartChildWorkflow) -> None:
         self.new_facts = True
         # Child workflows arrive with the triggers issue; until then the step fails clearly.
         reason = "workflow steps (child runs) are not available in this version of opsflow"
@@ -416,7 +431,7 @@ class _Run:
 
     def flush(self) -> None:
         runs_store.add_engine_log(self.session, self.logs)
-        runs_store.add_events(self.session, self.events)
+        events.write(self.session, self.events)
         if self.events:
             self.changes.executions.add(self.ex.id)
         self.logs.clear()
@@ -452,7 +467,7 @@ def reconcile(
         execution.status == ExecutionStatus.PENDING and not (admit or execution.cancel_mode)
     )
     if early and ended is not None and ended.events:
-        runs_store.add_events(session, ended.events)
+        events.write(session, ended.events)
     if execution.status.terminal:
         if execution.cancel_cleanup:
             return advance_cleanup(

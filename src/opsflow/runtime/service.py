@@ -20,7 +20,7 @@ from opsflow.auth.masking import Masker
 from opsflow.auth.secrets import SecretVault
 from opsflow.engine.model import CancelMode
 from opsflow.errors import Conflict
-from opsflow.runtime import cleanup
+from opsflow.runtime import cleanup, events
 from opsflow.runtime.agentpath import AgentPath
 from opsflow.runtime.bus import EventBus
 from opsflow.runtime.changes import Changes
@@ -181,16 +181,11 @@ class Runtime(AgentPath, Decisions):
                 },
                 steps,
             )
-            runs_store.add_events(
+            events.write_one(
                 session,
-                [
-                    {
-                        "execution_id": execution_id,
-                        "at": now,
-                        "kind": "execution",
-                        "data": {"status": ExecutionStatus.PENDING.value, "reason": "created"},
-                    }
-                ],
+                execution_id,
+                now,
+                events.ExecutionChanged(ExecutionStatus.PENDING, events.CREATED_REASON),
             )
             changes.executions.add(execution_id)
             if self._admit(session, request, execution_id, changes):

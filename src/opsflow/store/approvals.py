@@ -29,6 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from opsflow.errors import NotFound
+from opsflow.status import ApprovalStatus
 from opsflow.store.base import Base, JSONType
 from opsflow.store.runs import EX, BigId
 
@@ -177,7 +178,9 @@ def open_approval(session: Session, values: dict[str, Any]) -> int:
         .scalar()
     )
     round_ = int(current or 0) + 1
-    session.connection().execute(insert(AP).values(**values, round=round_, status="pending"))
+    session.connection().execute(
+        insert(AP).values(**values, round=round_, status=ApprovalStatus.PENDING.value)
+    )
     return round_
 
 
@@ -223,7 +226,7 @@ def decide(
     session: Session,
     approval_id: str,
     *,
-    status: str,
+    status: ApprovalStatus,
     at: float,
     by: str | None,
     via: str,
@@ -232,8 +235,8 @@ def decide(
     """Close a pending approval (compare-and-set on ``pending``)."""
     res = session.connection().execute(
         update(AP)
-        .where(AP.c.id == approval_id, AP.c.status == "pending")
-        .values(status=status, decided_at=at, decided_by=by, decided_via=via, note=note)
+        .where(AP.c.id == approval_id, AP.c.status == ApprovalStatus.PENDING.value)
+        .values(status=status.value, decided_at=at, decided_by=by, decided_via=via, note=note)
     )
     return bool(res.rowcount)
 

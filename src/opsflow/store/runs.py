@@ -507,23 +507,13 @@ def lock_workflow(session: Session, workflow_id: str) -> None:
 def end_unstarted(
     session: Session, execution_id: str, status: ExecutionStatus, reason: str, now: float
 ) -> None:
-    """End an execution that never started: every step skipped, one event."""
+    """End an execution that never started: every step skipped, one engine log line (the
+    caller writes its event)."""
     update_execution(session, execution_id, status=status.value, status_reason=reason, ended_at=now)
     session.connection().execute(
         update(ST)
         .where(ST.c.execution_id == execution_id)
         .values(status=StepStatus.SKIPPED.value, entered_at=now, ended_at=now, error=reason)
-    )
-    add_events(
-        session,
-        [
-            {
-                "execution_id": execution_id,
-                "at": now,
-                "kind": "execution",
-                "data": {"status": status.value, "reason": reason},
-            }
-        ],
     )
     add_engine_log(
         session, [{"execution_id": execution_id, "step_id": None, "at": now, "message": reason}]
