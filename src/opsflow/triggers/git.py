@@ -509,7 +509,9 @@ def summary(push: Push, verdict: Verdict) -> str:
             text = f"tag {push.short_ref} at {push.after[:12]}"
         case GitEvent.PUSH:
             count = push.total_commits if push.total_commits is not None else len(push.commits)
-            text = f"push to {push.short_ref} at {push.after[:12]} ({count} commits)"
+            text = f"push to {push.short_ref} at {push.after[:12]}"
+            if count:
+                text += f" ({count} commits)"
     if push.pusher:
         text += f" by {push.pusher}"
     return f"{text}; {verdict.note}" if verdict.note else text

@@ -1,0 +1,118 @@
+"""Polling with the real ``git ls-remote`` against a local bare repository: a new commit on a
+matching branch is one start, no new commit is none, credentials never reach the command line."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import TypeAdapter
+
+from opsflow.spec.triggers import GitTrigger, Trigger
+from opsflow.triggers import git_poll
+from opsflow.triggers.ingress import Skip, Start
+
+
+def git(*args: str, cwd: Path) -> str:
+    env = {
+        "GIT_AUTHOR_NAME": "Ada",
+        "GIT_AUTHOR_EMAIL": "ada@example.com",
+        "GIT_COMMITTER_NAME": "Ada",
+        "GIT_COMMITTER_EMAIL": "ada@example.com",
+        "HOME": str(cwd),
+        "PATH": "/usr/bin:/bin",
+    }
+    done = subprocess.run(
+        ["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
+    )
+    return done.stdout.strip()
+
+
+class Remote:
+    """A bare repository and a clone that pushes to it."""
+
+    def __init__(self, root: Path) -> None:
+        self.bare = root / "remote.git"
+        self.work = root / "work"
+        git("init", "--bare", "--initial-branch=main", str(self.bare), cwd=root)
+        git("clone", str(self.bare), str(self.work), cwd=root)
+        git("checkout", "-b", "main", cwd=self.work)
+        self.commit("first")
+
+    def commit(self, message: str, branch: str = "main") -> str:
+        git("checkout", "-B", branch, cwd=self.work)
+        (self.work / "file.txt").write_text(message)
+        git("add", "file.txt", cwd=self.work)
+        git("commit", "-m", message, cwd=self.work)
+        git("push", "-f", "origin", branch, cwd=self.work)
+        return git("rev-parse", "HEAD", cwd=self.work)
+
+
+@pytest.fixture
+def remote(tmp_path: Path) -> Remote:
+    return Remote(tmp_path)
+
+
+def trigger(**fields: Any) -> GitTrigger:
+    spec = TypeAdapter(Trigger).validate_python({"type": "git", **fields})
+    assert isinstance(spec, GitTrigger)
+    return spec
+
+
+def test_a_new_commit_on_a_matching_branch_is_one_start(remote: Remote) -> None:
+    spec = trigger(url=str(remote.bare), branches=["main"])
+    first = asyncio.run(git_poll.ls_remote(str(remote.bare)))
+    assert git_poll.changes(spec, None, first) == []  # the first poll only looks
+    assert git_poll.changes(spec, first, asyncio.run(git_poll.ls_remote(str(remote.bare)))) == []
+
+    sha = remote.commit("second")
+    now = asyncio.run(git_poll.ls_remote(str(remote.bare)))
+    [start] = git_poll.changes(spec, first, now)
+    assert isinstance(start, Start)
+    assert start.dedupe_key == f"refs/heads/main@{sha}"
+    assert start.trigger["git"]["commit"] == sha
+    assert start.trigger["git"]["branch"] == "main"
+    assert start.trigger["git"]["url"] == str(remote.bare)
+
+
+def test_other_branches_tags_and_deletions_follow_the_filters(remote: Remote) -> None:
+    spec = trigger(url=str(remote.bare), branches=["main"])
+    before = asyncio.run(git_poll.ls_remote(str(remote.bare)))
+    remote.commit("work", branch="feature/x")
+    git("tag", "v1.0", cwd=remote.work)
+    git("push", "origin", "v1.0", cwd=remote.work)
+    now = asyncio.run(git_poll.ls_remote(str(remote.bare)))
+    items = git_poll.changes(spec, before, now)
+    assert all(isinstance(i, Skip) for i in items)
+    assert [i.reason for i in items if isinstance(i, Skip)] == [
+        "branch feature/x matches none of ['main']",
+        "tag push v1.0: the trigger's events are [push]",
+    ]
+    tags = trigger(url=str(remote.bare), events=["tag", "delete"], tags=["v*"])
+    git("push", "origin", "--delete", "feature/x", cwd=remote.work)
+    later = asyncio.run(git_poll.ls_remote(str(remote.bare)))
+    starts = [i for i in git_poll.changes(tags, now, later) if isinstance(i, Start)]
+    assert [s.trigger["git"]["event"] for s in starts] == ["delete"]
+    starts = [i for i in git_poll.changes(tags, before, now) if isinstance(i, Start)]
+    assert [s.trigger["git"]["tag"] for s in starts] == ["v1.0"]
+
+
+def test_a_remote_that_fails_says_why_without_the_credentials(tmp_path: Path) -> None:
+    url = "https://ada:hunter2@127.0.0.1:9/nothing.git"
+    with pytest.raises(git_poll.PollFailed) as failed:
+        asyncio.run(git_poll.ls_remote(url, "ada:tok-123", timeout=20))
+    message = str(failed.value)
+    assert "https://***@127.0.0.1:9/nothing.git" in message
+    assert "hunter2" not in message and "tok-123" not in message
+
+
+def test_credentials_travel_in_the_environment_only() -> None:
+    env = git_poll.git_env("ada:tok-123", base={"PATH": "/usr/bin"})
+    assert env["GIT_CONFIG_KEY_0"] == "http.extraHeader"
+    assert env["GIT_CONFIG_VALUE_0"] == "Authorization: Basic YWRhOnRvay0xMjM="
+    assert env["GIT_TERMINAL_PROMPT"] == "0"
+    bare = git_poll.git_env("tok-123", base={})
+    assert bare["GIT_CONFIG_VALUE_0"] == "Authorization: Basic b3BzZmxvdzp0b2stMTIz"
