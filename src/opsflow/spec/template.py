@@ -36,6 +36,44 @@ CONTEXT_ROOTS = frozenset(
 FIELDS: dict[str, frozenset[str]] = {
     "execution": frozenset({"id", "started_by", "trigger_type", "created_at", "test_run", "url"}),
     "workflow": frozenset({"id", "name", "version"}),
+    # What a git or incident trigger records (opsflow.triggers.git / .incident build them).
+    "git": frozenset(
+        {
+            "provider",
+            "repository",
+            "event",
+            "ref",
+            "branch",
+            "tag",
+            "commit",
+            "before",
+            "message",
+            "author",
+            "pusher",
+            "changed_files",
+            "truncated",
+            "compare_url",
+            "url",
+        }
+    ),
+    "incident": frozenset(
+        {
+            "id",
+            "title",
+            "status",
+            "severity",
+            "labels",
+            "annotations",
+            "starts_at",
+            "ends_at",
+            "fingerprint",
+            "source",
+            "generator_url",
+            "external_url",
+            "receiver",
+            "group_key",
+        }
+    ),
 }
 NODE_FIELDS = frozenset({"status", "output", "error"})
 

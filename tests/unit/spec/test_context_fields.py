@@ -63,3 +63,18 @@ steps:
     run: "true"
 """
     )
+
+
+def test_unknown_git_and_incident_fields_are_refused() -> None:
+    problems = _problems(
+        """
+id: t
+params: {r: {type: string, default: x}}
+triggers:
+  - {type: git, provider: github, repository: a/b, params: {r: "{{ git.brnch }}"}}
+steps:
+  - {id: a, type: script, env: {X: "{{ incident.titel }}"}, run: "true"}
+"""
+    )
+    assert [loc for loc, _ in problems] == ["triggers[0].params.r", "steps[0].env.X"]
+    assert problems[0][1].startswith("unknown field 'git.brnch' in template; git has: author,")

@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
+from opsflow.spec.template import FIELDS
 from opsflow.spec.triggers import GitProvider, GitTrigger, Trigger
 from opsflow.triggers import git
 from opsflow.triggers.ingress import NotAuthenticated, Skip, Start
@@ -387,3 +388,9 @@ def test_github_form_encoded_deliveries_are_read() -> None:
     body = urlencode({"payload": json.dumps(payload("github_push"))}).encode()
     headers = {**lower(GITHUB), "content-type": "application/x-www-form-urlencoded"}
     assert len(git.GitSource().read(SPEC, headers, body).starts) == 1
+
+
+def test_every_git_variable_is_a_field_templates_may_name() -> None:
+    push = read(GitProvider.GITHUB, GITHUB, payload("github_push"))
+    assert isinstance(push, git.Push)
+    assert set(git.variables(push)) | {"url"} == FIELDS["git"]

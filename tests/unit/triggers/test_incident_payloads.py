@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from opsflow.spec.template import FIELDS
 from opsflow.triggers import incident
 from opsflow.triggers.ingress import BodyInvalid, NotAuthenticated, Skip, Start
 
@@ -174,3 +175,9 @@ def test_truncated_groups_are_said_in_the_summary() -> None:
 def test_what_is_not_a_notification_is_refused(raw: bytes, message: str) -> None:
     with pytest.raises(BodyInvalid, match=message):
         read(SPEC, raw)
+
+
+def test_every_incident_variable_is_a_field_templates_may_name() -> None:
+    [start, *_] = read(SPEC, body())
+    assert isinstance(start, Start)
+    assert set(start.trigger["incident"]) == FIELDS["incident"]
