@@ -32,6 +32,7 @@ from opsflow.api import (
     secrets,
     tfstate,
     tokens,
+    triggers,
     webui,
     workflows,
 )
@@ -58,6 +59,7 @@ Extension = Callable[[Services], AbstractAsyncContextManager[Any]]
 # (executions, runs, ...) are added here.
 API_ROUTERS: list[APIRouter] = [
     workflows.router,
+    triggers.router,
     executions.router,
     events.router,
     feed.router,
@@ -96,7 +98,7 @@ def _open(settings: Settings) -> Services:
                 if settings.local_agent
                 else None  # remote agents may serve any pool: load every example
             )
-            services.extra["demo_workflows"] = load_examples(db, examples, agents)
+            services.extra["demo_workflows"] = load_examples(db, examples, box, agents)
     return services
 
 

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 from opsflow.api.definitions import from_yaml
 from opsflow.auth.bootstrap import ADMIN_USER
+from opsflow.auth.secrets import SecretBox
 from opsflow.errors import OpsflowError
 from opsflow.runtime.context import agent_placement
 from opsflow.runtime.roster import AgentPresence
@@ -18,6 +20,7 @@ from opsflow.status import GATE_TYPES
 from opsflow.store import audit, bundles, users
 from opsflow.store import workflows as store
 from opsflow.store.db import Database
+from opsflow.triggers import sync as triggers_sync
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +74,7 @@ def unserved(definition: dict[str, Any], agents: list[AgentPresence]) -> list[st
 
 
 def load_examples(
-    db: Database, examples: Path, agents: list[AgentPresence] | None = None
+    db: Database, examples: Path, box: SecretBox, agents: list[AgentPresence] | None = None
 ) -> list[str]:
     """Apply and publish each example that ``agents`` can run (all when None); returns the ids
     loaded. Invalid ones and ones no agent could run are logged and left out."""
@@ -96,7 +99,7 @@ def load_examples(
                     bundle_digest=digest,
                     actor=DEMO_ACTOR,
                 )
-                version, new = store.publish(session, wf.id, DEMO_ACTOR)
+                version, new = triggers_sync.publish(session, wf.id, DEMO_ACTOR, box, time.time())
                 if created or new:
                     audit.record(
                         session, DEMO_ACTOR, "workflow.publish", wf.id, {"version": version.number}

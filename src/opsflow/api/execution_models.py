@@ -104,6 +104,11 @@ class TriggerRecord(BaseModel):
     """How the execution started."""
 
     type: RunTrigger = Field(description="manual, or the trigger type that started it.")
+    name: str | None = Field(
+        None,
+        description="The trigger's name in its workflow (its YAML `key`, else `<type>-<n>`); "
+        "null for a manual run.",
+    )
     source: str | None = Field(
         description="Which trigger: the schedule, webhook, repository, incident source or "
         "parent execution; null for a manual run."
@@ -115,8 +120,10 @@ class TriggerRecord(BaseModel):
     @classmethod
     def of(cls, ex: Execution) -> TriggerRecord:
         source = ex.trigger.get("source")
+        name = ex.trigger.get("name")
         return cls(
             type=RunTrigger(ex.trigger_type),
+            name=str(name) if name is not None else None,
             source=str(source) if source is not None else None,
             actor=ex.started_by,
         )

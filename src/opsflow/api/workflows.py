@@ -20,6 +20,7 @@ from opsflow.api.limits import INT_MAX
 from opsflow.api.problems import error_responses
 from opsflow.api.security import require
 from opsflow.api.services import Services, services_of
+from opsflow.api.triggers import publish_with_triggers, wake_scheduler
 from opsflow.api.workflow_models import (
     SUCCESS_WINDOW,
     WORKFLOW_ID_PATTERN,
@@ -102,10 +103,12 @@ def _save(
         audit.record(session, actor, action, wf.id, {"draft_digest": wf.draft_digest})
         created_version = False
         if publish:
-            version, created_version = store.publish(session, wf.id, actor)
+            version, created_version = publish_with_triggers(session, wf.id, actor, services)
             if created_version:
                 audit.record(session, actor, "workflow.publish", wf.id, {"version": version.number})
         detail = _detail(session, wf.id)
+    if publish:
+        wake_scheduler(services)
     return SaveResult(
         workflow=detail,
         created=created,
@@ -242,8 +245,9 @@ def publish_workflow(
     request: Request, response: Response, workflow_id: WorkflowId, principal: Editor
 ) -> PublishResult:
     """Make the draft version N+1 (201), or 200 with ``created: false`` if it is unchanged."""
-    with services_of(request).session() as session:
-        version, created = store.publish(session, workflow_id, principal.name)
+    services = services_of(request)
+    with services.session() as session:
+        version, created = publish_with_triggers(session, workflow_id, principal.name, services)
         if created:
             audit.record(
                 session,
@@ -253,6 +257,7 @@ def publish_workflow(
                 {"version": version.number},
             )
         status = store.get_workflow(session, workflow_id).status
+    wake_scheduler(services)
     response.status_code = 201 if created else 200
     return PublishResult(
         workflow_id=workflow_id, version=version.number, created=created, status=status
@@ -282,10 +287,12 @@ def resume_workflow(
     request: Request, workflow_id: WorkflowId, principal: Editor
 ) -> WorkflowSummary:
     """Back to active (409 if nothing was ever published)."""
-    with services_of(request).session() as session:
+    services = services_of(request)
+    with services.session() as session:
         wf = store.resume(session, workflow_id)
         audit.record(session, principal.name, "workflow.resume", workflow_id)
         (summary,) = _summaries(session, [wf])
+    wake_scheduler(services)
     return summary
 
 

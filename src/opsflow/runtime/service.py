@@ -144,55 +144,64 @@ class Runtime(AgentPath, Decisions):
 
     def start_execution(self, request: RunRequest) -> str:
         """Create the execution and start what can start, in one commit."""
+        return self.transact(lambda session, changes: self.start_in(session, changes, request))
 
-        def work(session: Session, changes: Changes) -> str:
-            # Whole microseconds, so the time people see (ISO 8601) is the time stored and
-            # filtering by it finds the run.
-            now = round(self.clock(), 6)
-            execution_id = new_id()
-            steps = [
-                {
-                    "step_id": s["id"],
-                    "position": i,
-                    "type": s["type"],
-                    "status": StepStatus.PENDING.value,
-                    "retry_base": 0,
-                    "user_skipped": False,
-                    "outputs": {},
-                }
-                for i, s in enumerate(request.definition.get("steps", []))
-            ]
-            runs_store.insert_execution(
-                session,
-                {
-                    "id": execution_id,
-                    "workflow_id": request.workflow_id,
-                    "version": request.version,
-                    "test_run": request.test_run,
-                    "definition": request.definition,
-                    "bundle_digest": request.bundle_digest,
-                    "status": ExecutionStatus.PENDING.value,
-                    "status_reason": "",
-                    "trigger_type": request.trigger_type,
-                    "trigger": request.trigger or {},
-                    "params": request.params,
-                    "started_by": request.started_by,
-                    "created_at": now,
-                },
-                steps,
-            )
-            events.write_one(
-                session,
-                execution_id,
-                now,
-                events.ExecutionChanged(ExecutionStatus.PENDING, events.CREATED_REASON),
-            )
-            changes.executions.add(execution_id)
-            if self._admit(session, request, execution_id, changes):
-                self._reconcile(session, execution_id, changes, admit=True)
-            return execution_id
-
-        return self.transact(work)
+    def start_in(
+        self,
+        session: Session,
+        changes: Changes,
+        request: RunRequest,
+        *,
+        execution_id: str | None = None,
+    ) -> str:
+        """`start_execution` inside the caller's transaction (from `transact`), so a trigger
+        can commit the execution together with the row that deduplicates its firing (whose
+        ``execution_id``, from `new_id`, the caller wrote first)."""
+        # Whole microseconds, so the time people see (ISO 8601) is the time stored and
+        # filtering by it finds the run.
+        now = round(self.clock(), 6)
+        execution_id = execution_id or new_id()
+        steps = [
+            {
+                "step_id": s["id"],
+                "position": i,
+                "type": s["type"],
+                "status": StepStatus.PENDING.value,
+                "retry_base": 0,
+                "user_skipped": False,
+                "outputs": {},
+            }
+            for i, s in enumerate(request.definition.get("steps", []))
+        ]
+        runs_store.insert_execution(
+            session,
+            {
+                "id": execution_id,
+                "workflow_id": request.workflow_id,
+                "version": request.version,
+                "test_run": request.test_run,
+                "definition": request.definition,
+                "bundle_digest": request.bundle_digest,
+                "status": ExecutionStatus.PENDING.value,
+                "status_reason": "",
+                "trigger_type": request.trigger_type,
+                "trigger": request.trigger or {},
+                "params": request.params,
+                "started_by": request.started_by,
+                "created_at": now,
+            },
+            steps,
+        )
+        events.write_one(
+            session,
+            execution_id,
+            now,
+            events.ExecutionChanged(ExecutionStatus.PENDING, events.CREATED_REASON),
+        )
+        changes.executions.add(execution_id)
+        if self._admit(session, request, execution_id, changes):
+            self._reconcile(session, execution_id, changes, admit=True)
+        return execution_id
 
     def _admit(
         self, session: Session, request: RunRequest, execution_id: str, changes: Changes

@@ -412,10 +412,20 @@ def _params(d: _Definition) -> dict[str, Param]:
 def _check_triggers(d: _Definition) -> Iterator[Finding]:
     params = _params(d)
     declared = ", ".join(d.params) or "none"
+    keys: dict[str, int] = {}
     for t, trigger in enumerate(d.triggers):
         if not isinstance(trigger, dict):
             continue
         loc = ("triggers", t)
+        key = trigger.get("key")
+        if isinstance(key, str):
+            if key in keys:
+                yield Finding(
+                    (*loc, "key"),
+                    f"key '{key}' is also the key of triggers[{keys[key]}]: a key names one "
+                    "trigger (and its URL); choose another",
+                )
+            keys.setdefault(key, t)
         given = trigger.get("params")
         given = given if isinstance(given, dict) else {}
         for name, value in given.items():

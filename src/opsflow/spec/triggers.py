@@ -77,6 +77,7 @@ class MissedRuns(StrEnum):
 
     SKIP = "skip"
     RUN_ONCE = "run-once"
+    ALL = "all"  # each missed instant, up to the scheduler's cap (100)
 
 
 class ScheduleTrigger(SpecModel):
@@ -92,7 +93,8 @@ class ScheduleTrigger(SpecModel):
     params: TriggerParams = Field(default_factory=dict, description="Params for each run.")
     missed: MissedRuns = Field(
         MissedRuns.SKIP,
-        description="Instants missed while the server was down: skip them, or run once.",
+        description="Instants missed while no server was running: skip them, run once for "
+        "all of them, or run each (at most the last 100).",
     )
 
 

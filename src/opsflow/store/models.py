@@ -12,7 +12,8 @@ import opsflow.store.logs
 import opsflow.store.runs
 import opsflow.store.secrets
 import opsflow.store.tables
-import opsflow.store.tfstate  # noqa: F401  (each import registers its module's tables)
+import opsflow.store.tfstate
+import opsflow.store.triggers  # noqa: F401  (each import registers its module's tables)
 from opsflow.store.base import Base
 
 metadata = Base.metadata

@@ -1,0 +1,121 @@
+"""Schedule triggers: which instants to fire now, by the ``missed`` policy (pure).
+
+The scheduler keeps one wake time per schedule, ``next_due_at``: the first instant not yet
+handled. When it comes, every instant from there to now is due. The last one of them that
+is at most `LATE_AFTER` seconds old is simply on time (a busy server is a little late, not
+down); older ones were *missed* while no server was running, and ``missed`` decides:
+
+- ``skip``: none of them runs;
+- ``run-once``: one run, for the latest missed instant;
+- ``all``: one run each, at most the latest `CATCH_UP_CAP`, with a note in the first run's
+  engine log saying how many were left out.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from opsflow.spec.triggers import MissedRuns
+from opsflow.triggers.cron import instants, next_instant
+
+if TYPE_CHECKING:
+    from opsflow.store.triggers import Trigger
+
+# An instant older than this when the scheduler handles it was missed (no server was up).
+LATE_AFTER = 60.0
+# At most this many missed instants run under ``missed: all``.
+CATCH_UP_CAP = 100
+# Counting missed instants stops here (a year of a per-minute schedule is 525,600).
+_COUNT_LIMIT = 100_000
+
+
+def first_due(old: Trigger | None, spec: Mapping[str, Any], now: float) -> float:
+    """A new, changed or revived schedule starts with the first instant after now: what
+    happened before it was declared is not "missed"."""
+    return next_instant(str(spec["cron"]), str(spec.get("timezone") or "UTC"), now)
+
+
+def local_time(instant: float, timezone: str) -> str:
+    """An instant as ISO 8601 in the schedule's zone, e.g. 2026-03-29T03:00:00+02:00."""
+    return datetime.fromtimestamp(instant, UTC).astimezone(ZoneInfo(timezone)).isoformat()
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to do for one due schedule: fire ``fire`` (in order), then wake at
+    ``next_due_at``. ``notes`` go to the engine log of the first run fired."""
+
+    fire: list[float]
+    next_due_at: float
+    missed: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def plan(spec: Mapping[str, Any], due_at: float, now: float) -> Plan:
+    """The instants due from ``due_at`` (the schedule's ``next_due_at``) up to ``now``."""
+    cron = str(spec["cron"])
+    timezone = str(spec.get("timezone") or "UTC")
+    policy = MissedRuns(spec.get("missed") or MissedRuns.SKIP)
+    window: list[float] = []  # the latest CATCH_UP_CAP + 1 due instants
+    count = 0
+    for instant in itertools.chain([due_at], instants(cron, timezone, due_at)):
+        if instant > now:
+            next_due = instant
+            break
+        count += 1
+        window.append(instant)
+        if len(window) > CATCH_UP_CAP + 1:
+            window.pop(0)
+        if count >= _COUNT_LIMIT:
+            # Years behind: start again a short way back, enough for the cap.
+            next_due = next_instant(cron, timezone, now)
+            window = _upto(cron, timezone, now)
+            break
+    else:  # pragma: no cover - instants() is endless
+        raise AssertionError("unreachable")
+    if not window:
+        return Plan([], next_due)
+    on_time = [window[-1]] if now - window[-1] <= LATE_AFTER else []
+    missed = window[: len(window) - len(on_time)]
+    missed_count = count - len(on_time)
+    if not missed:
+        return Plan(on_time, next_due)
+    first, last = missed[0], missed[-1]
+    span = f"{local_time(first, timezone)} to {local_time(last, timezone)}"
+    if missed_count == 1:
+        span = local_time(first, timezone)
+    if policy == MissedRuns.SKIP:
+        note = (
+            f"missed {missed_count} instant(s) ({span}) while no server ran: skipped (missed: skip)"
+        )
+        return Plan(on_time, next_due, missed_count, [note] if on_time else [])
+    if policy == MissedRuns.RUN_ONCE:
+        fire = on_time or [last]
+        note = (
+            f"missed {missed_count} instant(s) ({span}) while no server ran: "
+            "this one run stands for them (missed: run-once)"
+        )
+        return Plan(fire, next_due, missed_count, [note])
+    kept = missed[-CATCH_UP_CAP:]
+    note = f"missed {missed_count} instant(s) ({span}) while no server ran: each runs (missed: all)"
+    if missed_count > len(kept):
+        note = (
+            f"missed {missed_count} instant(s) ({span}) while no server ran: only the last "
+            f"{len(kept)} run (missed: all runs at most {CATCH_UP_CAP})"
+        )
+    return Plan([*kept, *on_time], next_due, missed_count, [note])
+
+
+def _upto(cron: str, timezone: str, now: float) -> list[float]:
+    """The latest CATCH_UP_CAP + 1 instants up to ``now``, looking back at most a week."""
+    found: list[float] = []
+    for instant in instants(cron, timezone, now - 7 * 86400):
+        if instant > now:
+            break
+        found.append(instant)
+    return found[-(CATCH_UP_CAP + 1) :]

@@ -1,0 +1,142 @@
+"""Triggers follow published versions: names, URL keys and secrets survive re-publishing, a
+key another workflow holds is refused whole, one trigger can be disabled, and a fired trigger
+starts a run that records where it came from (only while the workflow is Active)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from opsflow.store import triggers as triggers_store
+from opsflow.store.db import Database
+from opsflow.store.triggers import Trigger
+from tests.integration.triggers.conftest import YAML
+
+STEPS = "steps:\n  - {id: wait, type: approval, approvers: [admin]}\n"
+
+
+def workflow(workflow_id: str, triggers: str, params: str = "") -> str:
+    return f"id: {workflow_id}\n{params}triggers:\n{triggers}{STEPS}"
+
+
+def apply(client: TestClient, text: str) -> Any:
+    response = client.put(
+        f"/api/v1/workflows/{text.split()[1]}?publish=true", content=text, headers=YAML
+    )
+    assert response.status_code in (200, 201, 409), response.text
+    return response
+
+
+def rows(database: Database, workflow_id: str, retired: bool = False) -> dict[str, Trigger]:
+    with database.read() as session:
+        found = triggers_store.list_for_workflow(session, workflow_id, include_retired=retired)
+    return {t.name: t for t in found}
+
+
+FIVE = (
+    "  - {type: schedule, cron: '0 3 * * *'}\n"
+    "  - {type: webhook}\n"
+    "  - {type: schedule, cron: '@hourly', timezone: Europe/Berlin}\n"
+    "  - {type: webhook, key: deploy-hook}\n"
+    "  - {type: git, provider: github, repository: acme/infra}\n"
+)
+
+
+def test_names_keys_and_secrets_survive_republishing(
+    client: TestClient, database: Database
+) -> None:
+    assert apply(client, workflow("deploy", FIVE)).status_code in (200, 201)
+    first = rows(database, "deploy")
+    assert list(first) == ["schedule-1", "webhook-1", "schedule-2", "deploy-hook", "git-1"]
+    assert first["deploy-hook"].hook_key == "deploy-hook"
+    generated = first["webhook-1"].hook_key
+    assert generated and len(generated) >= 32
+    assert first["schedule-1"].hook_key is None and first["schedule-1"].next_due_at
+    assert first["git-1"].secret_ciphertext and first["webhook-1"].secret_ciphertext
+    # A new version (one trigger gone, one changed) keeps what the others had.
+    changed = FIVE.replace("0 3 * * *", "0 4 * * *").replace(
+        "  - {type: git, provider: github, repository: acme/infra}\n", ""
+    )
+    response = apply(client, workflow("deploy", changed))
+    assert response.status_code == 200, response.text
+    second = rows(database, "deploy")
+    assert list(second) == ["schedule-1", "webhook-1", "schedule-2", "deploy-hook"]
+    assert second["webhook-1"].hook_key == generated
+    assert second["webhook-1"].secret_ciphertext == first["webhook-1"].secret_ciphertext
+    assert second["schedule-2"].next_due_at == first["schedule-2"].next_due_at
+    assert second["schedule-1"].spec["cron"] == "0 4 * * *"
+    assert rows(database, "deploy", retired=True)["git-1"].retired_at is not None
+    # Declared again, the retired trigger comes back with its URL key.
+    apply(client, workflow("deploy", FIVE))
+    assert rows(database, "deploy")["git-1"].hook_key == first["git-1"].hook_key
+
+
+def test_a_key_another_workflow_holds_is_refused_and_nothing_is_written(
+    client: TestClient, database: Database
+) -> None:
+    apply(client, workflow("one", "  - {type: webhook, key: shared}\n"))
+    both = "  - {type: schedule, cron: '@daily'}\n  - {type: webhook, key: shared}\n"
+    response = apply(client, workflow("two", both))
+    assert response.status_code == 409, response.text
+    assert [e["loc"] for e in response.json()["errors"]] == ["triggers[1].key"]
+    assert "'one'" in response.json()["errors"][0]["msg"]
+    # The draft, its version and its triggers were one transaction: none of it is there.
+    assert client.get("/api/v1/workflows/two").status_code == 404
+    assert rows(database, "two") == {}
+    # Once the first workflow lets go of the key, the second may take it.
+    apply(client, workflow("one", "  - {type: webhook}\n"))
+    assert apply(client, workflow("two", "  - {type: webhook, key: shared}\n")).status_code in (
+        200,
+        201,
+    )
+    assert rows(database, "two")["shared"].hook_key == "shared"
+
+
+SCHEDULED = workflow(
+    "report",
+    "  - {type: schedule, cron: '0 2 * * *', params: "
+    "{size: '{{ trigger.name | length }}', who: '{{ execution.started_by }}'}}\n",
+    params="params:\n  size: {type: integer}\n  who: {type: string}\n",
+)
+
+
+def test_a_fired_schedule_records_its_trigger_and_renders_params(client: TestClient) -> None:
+    apply(client, SCHEDULED)
+    response = client.post("/api/v1/workflows/report/triggers/schedule-1/fire")
+    assert response.status_code == 201, response.text
+    execution = client.get(f"/api/v1/executions/{response.json()['execution_id']}").json()
+    assert execution["trigger"]["type"] == "schedule"
+    assert execution["trigger"]["actor"] == "admin"
+    assert "schedule-1" in execution["trigger"]["source"]
+    assert execution["trigger_data"]["name"] == "schedule-1"
+    assert execution["params"] == {"size": 10, "who": "admin"}
+
+
+def test_paused_workflows_and_disabled_triggers_do_not_fire(client: TestClient) -> None:
+    apply(client, SCHEDULED)
+    fire = "/api/v1/workflows/report/triggers/schedule-1/fire"
+    client.post("/api/v1/workflows/report/pause")
+    refused = client.post(fire)
+    assert refused.status_code == 409 and "paused" in refused.json()["detail"]
+    client.post("/api/v1/workflows/report/resume")
+    disabled = client.post("/api/v1/workflows/report/triggers/schedule-1/disable")
+    assert disabled.status_code == 200 and disabled.json()["enabled"] is False
+    assert disabled.json()["next_due_at"] is None
+    refused = client.post(fire)
+    assert refused.status_code == 409 and "disabled" in refused.json()["detail"]
+    enabled = client.post("/api/v1/workflows/report/triggers/schedule-1/enable")
+    assert enabled.json()["enabled"] is True and enabled.json()["next_due_at"]
+    assert client.post(fire).status_code == 201
+    # Re-publishing keeps a trigger disabled.
+    client.post("/api/v1/workflows/report/triggers/schedule-1/disable")
+    apply(client, SCHEDULED.replace("0 2 * * *", "0 3 * * *"))
+    assert client.post(fire).status_code == 409
+    assert client.post("/api/v1/workflows/report/triggers/nope/disable").status_code == 404
+
+
+def test_params_that_do_not_suit_the_workflow_are_refused_by_name(client: TestClient) -> None:
+    apply(client, SCHEDULED.replace("trigger.name | length", "trigger.name"))
+    response = client.post("/api/v1/workflows/report/triggers/schedule-1/fire")
+    assert response.status_code == 422, response.text
+    assert [e["loc"] for e in response.json()["errors"]] == ["params.size"]
