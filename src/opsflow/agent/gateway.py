@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from opsflow.errors import StaleReport
-from opsflow.runtime.agentpath import JobReport
+from opsflow.runtime.agent_jobs import JobReport
 from opsflow.runtime.service import Runtime
 from opsflow.status import JobStatus
 from opsflow.store import bundles as bundles_store

@@ -20,7 +20,7 @@ from opsflow.engine import model as m
 from opsflow.errors import Conflict, GateRefused, InvalidInput, TemplateError
 from opsflow.runtime import events
 from opsflow.runtime.changes import Changes
-from opsflow.runtime.context import Wiring, step_definition, template_context
+from opsflow.runtime.context import ServerFacts, step_definition, template_context
 from opsflow.spec.template import render
 from opsflow.status import ApprovalStatus, Outcome, StepStatus, StepType
 from opsflow.store import approvals as approvals_store
@@ -43,7 +43,7 @@ class RunView(Protocol):
     changes: Changes
 
     def set_step(self, step_id: str, **values: Any) -> None: ...
-    def wiring(self) -> Wiring: ...
+    def server_facts(self) -> ServerFacts: ...
     def full_steps(self) -> dict[str, Step]: ...
     def event(self, event: events.Event) -> None: ...
     def engine_log(self, message: str, step: str | None = None) -> None: ...
@@ -64,7 +64,7 @@ def open_gate(run: RunView, step_id: str) -> str:
     source = str(raw.get("message") or f"Approve step {step_id} of {run.ex.workflow_id}?")
     try:
         context = template_context(
-            run.ex, run.full_steps(), run.wiring(), secrets_for="an approval message"
+            run.ex, run.full_steps(), run.server_facts(), secrets_for="an approval message"
         )
         message = render(source, context, where="message")
     except TemplateError as exc:

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from opsflow.errors import TemplateError
 from opsflow.runtime import events
 from opsflow.runtime.changes import Changes
-from opsflow.runtime.context import Wiring, job_config, step_definition
+from opsflow.runtime.context import ServerFacts, job_config, step_definition
 from opsflow.status import JobPurpose, JobStatus, StepStatus, StepType
 from opsflow.store import jobs as jobs_store
 from opsflow.store import runs as runs_store
@@ -60,7 +60,9 @@ def undoable_steps(execution: Execution, steps: list[Step]) -> list[Step]:
     return ran
 
 
-def advance_cleanup(session: Session, execution: Execution, now: float, wiring: Wiring) -> Changes:
+def advance_cleanup(
+    session: Session, execution: Execution, now: float, facts: ServerFacts
+) -> Changes:
     """Queue the next cleanup job, or note that cleanup is complete."""
     changes = Changes()
     jobs = jobs_store.attempts_of_execution(session, execution.id)
@@ -88,7 +90,7 @@ def advance_cleanup(session: Session, execution: Execution, now: float, wiring: 
             "created_at": now,
         }
         try:
-            config = job_config(execution, StepType(step.type), undo, by_id, wiring)
+            config = job_config(execution, StepType(step.type), undo, by_id, facts)
             values["spec"] = {"config": config, "bundle": execution.bundle_digest}
             changes.jobs_queued = True
             message = f"cleanup: undoing step {step.step_id} ({undo.get('action', 'undo')})"

@@ -41,7 +41,7 @@ COMMON_FIELDS = frozenset(
 
 
 @dataclass(frozen=True)
-class Wiring:
+class ServerFacts:
     """What the server knows that a definition does not: where notify channels deliver,
     which secrets exist (names only), and the server's own address."""
 
@@ -76,7 +76,7 @@ class SecretsRefused:
 def template_context(
     execution: Execution,
     steps: Mapping[str, Step],
-    wiring: Wiring | None = None,
+    facts: ServerFacts | None = None,
     *,
     secrets_for: str | None = None,
 ) -> dict[str, Any]:
@@ -85,8 +85,8 @@ def template_context(
     ``secrets_for``: None when what is rendered goes to a job (secrets are placeholders the
     claim fills in), else the place rendered (``"a condition"``), where secrets are refused.
     """
-    wiring = wiring or Wiring()
-    base = (wiring.server_url or "").rstrip("/")
+    facts = facts or ServerFacts()
+    base = (facts.server_url or "").rstrip("/")
     trigger = execution.trigger or {}
     return {
         "params": execution.params,
@@ -111,7 +111,7 @@ def template_context(
             "version": execution.version,
         },
         "secrets": (
-            SecretsRefused(secrets_for) if secrets_for else placeholders(wiring.secret_names)
+            SecretsRefused(secrets_for) if secrets_for else placeholders(facts.secret_names)
         ),
     }
 
@@ -200,16 +200,16 @@ def job_config(
     step_type: StepType,
     raw: Mapping[str, Any],
     steps: Mapping[str, Step],
-    wiring: Wiring,
+    facts: ServerFacts,
 ) -> dict[str, Any]:
     """Everything an agent needs to run one job of this step: the rendered fields, and what
     the server knows that the YAML does not (notify URLs, the Terraform state's name).
     Secrets stay placeholders here; they are filled in when an agent claims the job."""
-    context = template_context(execution, steps, wiring)
+    context = template_context(execution, steps, facts)
     config = render_step_config(step_type, raw, context)
     check_whole(config)
     if step_type == StepType.NOTIFY:
-        config["urls"] = channel_urls(execution.definition, config, wiring.channels)
+        config["urls"] = channel_urls(execution.definition, config, facts.channels)
     if step_type == StepType.TERRAFORM:
         # From the rendered fields: a templated workspace names the state it renders to.
         try:

@@ -21,10 +21,10 @@ from opsflow.agent.identity import persistent_agent_id
 from opsflow.agent.loop import Agent
 from opsflow.auth.secrets import SecretVault
 from opsflow.runtime.bus import EventBus
-from opsflow.runtime.clockwork import Clockwork
 from opsflow.runtime.outbox import OutboxSender, stop_task
 from opsflow.runtime.roster import AgentPresence
 from opsflow.runtime.service import Runtime
+from opsflow.runtime.timers import TimerThread
 from opsflow.store.db import Database
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ class RuntimeHost:
             vault=vault,
             server_url=server_url,
         )
-        self.clockwork = Clockwork(self.runtime)
+        self.timers = TimerThread(self.runtime)
         self.gateway = LocalGateway(self.runtime, server_url)
         self.agent: Agent | None = None
         if local_agent:
@@ -87,7 +87,7 @@ class RuntimeHost:
         count = await asyncio.to_thread(self.runtime.reconcile_all_active)
         if count:
             log.info("resumed %d unfinished executions", count)
-        self.clockwork.start()
+        self.timers.start()
         self._outbox_task = asyncio.create_task(self.outbox.run(), name="opsflow-outbox")
         if self.agent is not None:
             self.runtime.roster.serve(
@@ -105,7 +105,7 @@ class RuntimeHost:
                 await asyncio.wait_for(self._agent_task, timeout=30)
             await self.gateway.close()
             self.runtime.roster.leave(self.agent.agent_id)
-        await asyncio.to_thread(self.clockwork.stop)
+        await asyncio.to_thread(self.timers.stop)
 
 
 @asynccontextmanager

@@ -28,7 +28,7 @@ from opsflow.runtime.approvals import close_gate, open_gate
 from opsflow.runtime.changes import Changes
 from opsflow.runtime.cleanup import advance_cleanup
 from opsflow.runtime.context import (
-    Wiring,
+    ServerFacts,
     agent_placement,
     job_config,
     job_inputs,
@@ -66,9 +66,9 @@ class RunSettings:
     secret_names: Callable[[Session], Iterable[str]] | None = None
     server_url: str | None = None
 
-    def wiring(self, session: Session) -> Wiring:
+    def server_facts(self, session: Session) -> ServerFacts:
         names = self.secret_names
-        return Wiring(
+        return ServerFacts(
             channels=self.channels,
             secret_names=list(names(session)) if names else [],
             server_url=self.server_url,
@@ -140,7 +140,7 @@ class _Run:
         self.ended = ended or Ended()
         self.new_facts = False
         self.settings = settings
-        self._wiring: Wiring | None = None
+        self._server_facts: ServerFacts | None = None
         self.ex = execution
         self.now = now
         self.graph = graph_of(execution)
@@ -200,12 +200,12 @@ class _Run:
             self._outputs_loaded = True
         return self.steps
 
-    def wiring(self) -> Wiring:
+    def server_facts(self) -> ServerFacts:
         """What templates need from the server; secret names are read once per reconcile and
         only when something is rendered."""
-        if self._wiring is None:
-            self._wiring = self.settings.wiring(self.session)
-        return self._wiring
+        if self._server_facts is None:
+            self._server_facts = self.settings.server_facts(self.session)
+        return self._server_facts
 
     # -- writing -------------------------------------------------------------------------
 
@@ -316,9 +316,11 @@ class _Run:
         try:
             # Outputs and secret names are read only when a template may use them.
             if needs_outputs(node.type, raw):
-                config = job_config(self.ex, node.type, raw, self.full_steps(), self.wiring())
+                config = job_config(self.ex, node.type, raw, self.full_steps(), self.server_facts())
             else:
-                plain = Wiring(channels=self.settings.channels, server_url=self.settings.server_url)
+                plain = ServerFacts(
+                    channels=self.settings.channels, server_url=self.settings.server_url
+                )
                 config = job_config(self.ex, node.type, raw, self.steps, plain)
             values["spec"] = {
                 "config": config,
@@ -382,7 +384,7 @@ class _Run:
             )
         try:
             context = template_context(
-                self.ex, self.full_steps(), self.wiring(), secrets_for="a condition"
+                self.ex, self.full_steps(), self.server_facts(), secrets_for="a condition"
             )
             verdict = evaluate_condition(expr, context)
         except TemplateError as exc:
@@ -471,7 +473,7 @@ def reconcile(
     if execution.status.terminal:
         if execution.cancel_cleanup:
             return advance_cleanup(
-                session, execution, now, (settings or RunSettings()).wiring(session)
+                session, execution, now, (settings or RunSettings()).server_facts(session)
             )
         return Changes()
     if execution.status == ExecutionStatus.PENDING and not (admit or execution.cancel_mode):
@@ -507,5 +509,5 @@ def reconcile(
     run.changes.note_timer(wake)
     run.flush()
     if run.ex.status.terminal and run.ex.cancel_cleanup:
-        run.changes.merge(advance_cleanup(session, run.ex, now, run.wiring()))
+        run.changes.merge(advance_cleanup(session, run.ex, now, run.server_facts()))
     return run.changes

@@ -1,5 +1,5 @@
 """The runtime's entry points: start and cancel executions, timers and leases; with the
-agents' path (``agentpath``) and people's decisions (``decisions``) mixed in.
+agents' jobs (``agent_jobs``) and people's control of a run (``control``) mixed in.
 
 Every method is one transaction: it changes state, reconciles the executions it touched under
 their row locks, commits, and only then publishes wake-ups. The same methods serve the local
@@ -21,10 +21,10 @@ from opsflow.auth.secrets import SecretVault
 from opsflow.engine.model import CancelMode
 from opsflow.errors import Conflict
 from opsflow.runtime import cleanup, events
-from opsflow.runtime.agentpath import AgentPath
+from opsflow.runtime.agent_jobs import AgentJobs
 from opsflow.runtime.bus import EventBus
 from opsflow.runtime.changes import Changes
-from opsflow.runtime.decisions import Decisions
+from opsflow.runtime.control import RunControl
 from opsflow.runtime.reconciler import Ended, RunSettings, new_id, reconcile
 from opsflow.runtime.roster import AgentRoster
 from opsflow.status import ExecutionStatus, StepStatus
@@ -52,7 +52,7 @@ class RunRequest:
     started_by: str | None = None
 
 
-class Runtime(AgentPath, Decisions):
+class Runtime(AgentJobs, RunControl):
     """Applies the engine durably; any number of these may share one database."""
 
     def __init__(

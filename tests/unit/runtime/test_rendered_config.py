@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from opsflow.runtime.context import Wiring, job_config, step_definition
+from opsflow.runtime.context import ServerFacts, job_config, step_definition
 from opsflow.spec.loader import load_workflow
 from opsflow.spec.models import TEMPLATED_FIELDS
 from opsflow.spec.template import is_template
@@ -80,8 +80,8 @@ def test_a_jobs_config_holds_no_template_markup_outside_script_bodies(step_id: s
     execution = _execution()
     raw = step_definition(execution, step_id)
     step_type = StepType(raw["type"])
-    wiring = Wiring(channels={"ops": ["json://127.0.0.1/"]})
-    config = job_config(execution, step_type, raw, {}, wiring)
+    facts = ServerFacts(channels={"ops": ["json://127.0.0.1/"]})
+    config = job_config(execution, step_type, raw, {}, facts)
     leftovers = [p for p in _markup(config) if p != ".run"]
     assert leftovers == [], f"unrendered after rendering: {leftovers}"
     if step_type == StepType.TERRAFORM:

@@ -30,7 +30,7 @@ from opsflow.store.runs import Execution
 T = TypeVar("T")
 
 
-class Decisions:
+class RunControl:
     """Mixed into ``Runtime``: approvals, retry and skip."""
 
     # Provided by ``Runtime``; declared here for the type checker only.

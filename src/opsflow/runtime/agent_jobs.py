@@ -54,7 +54,7 @@ class JobReport:
     artifacts: dict[str, bytes] = field(default_factory=dict)
 
 
-class AgentPath:
+class AgentJobs:
     """Mixed into ``Runtime``: the claim / run / report path."""
 
     # Provided by ``Runtime``; declared here for the type checker only.

@@ -16,7 +16,9 @@ from opsflow.runtime.service import Runtime
 log = logging.getLogger(__name__)
 
 
-class Clockwork:
+class TimerThread:
+    """The thread that fires due timers and expires lost leases (see the module docstring)."""
+
     def __init__(self, runtime: Runtime, *, max_sleep: float = 1.0) -> None:
         self.runtime = runtime
         self.max_sleep = max_sleep
@@ -24,7 +26,7 @@ class Clockwork:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="opsflow-clockwork", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="opsflow-timers", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
