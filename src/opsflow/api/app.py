@@ -11,6 +11,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ from opsflow.api import (
     webui,
     workflows,
 )
-from opsflow.api.demo import find_examples_dir, load_examples
+from opsflow.api.demo import find_examples_dir, load_examples, stand_in_channels
 from opsflow.api.services import Services
 from opsflow.auth.bootstrap import bootstrap
 from opsflow.auth.logmask import SERVER_LOG_FILTER
@@ -99,6 +100,15 @@ def _open(settings: Settings) -> Services:
                 else None  # remote agents may serve any pool: load every example
             )
             services.extra["demo_workflows"] = load_examples(db, examples, box, agents)
+            channels = stand_in_channels(examples, settings.notify_channels)
+            if channels:
+                log.info(
+                    "demo: notify channel(s) %s write to this log (set OPSFLOW_NOTIFY_<NAME> "
+                    "to send them elsewhere)",
+                    ", ".join(channels),
+                )
+                merged = {**channels, **settings.notify_channels}
+                services.settings = replace(settings, notify_channels=merged)
     return services
 
 

@@ -1,12 +1,17 @@
 """The demo: apply and publish every example workflow that validates and that the local agent
 can run, at server start. Examples whose steps need another pool (regional agents, database
-hosts) are left out with a line saying why, rather than loaded to hang with queued jobs."""
+hosts) are left out with a line saying why, rather than loaded to hang with queued jobs.
+
+Each notify channel the examples name and the server lacks becomes a stand-in the demo owns:
+``opsflowlog://NAME``, which writes the message to the server's log. What else an example
+needs (a CDN, Prometheus, hosts to deploy to, secrets) its description says."""
 
 from __future__ import annotations
 
 import logging
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +32,9 @@ log = logging.getLogger(__name__)
 WORKFLOW_FILE = "workflow.yaml"
 SKIPPED_DIRS = frozenset({".git", "__pycache__"})
 DEMO_ACTOR = "system"
+# steps.notify's own Apprise scheme; not imported from there, since the server imports Apprise
+# only in the agent's worker thread (it is slow to import), and the demo's test runs it.
+LOG_CHANNEL = "opsflowlog://{name}"
 
 
 def find_examples_dir() -> Path | None:
@@ -71,6 +79,21 @@ def unserved(definition: dict[str, Any], agents: list[AgentPresence]) -> list[st
             wanted = "".join(f" {k}={v}" for k, v in sorted(labels.items()))
             out.append(f"step {raw.get('id')} needs an agent of pool {pool}{wanted}")
     return out
+
+
+def stand_in_channels(examples: Path, configured: Mapping[str, list[str]]) -> dict[str, list[str]]:
+    """A log-writing stand-in (``opsflowlog://NAME``) for each notify channel the examples
+    name (the workflow's ``notify.channel``, a step's ``channel``) that is not ``configured``."""
+    named: set[str] = set()
+    for yaml_file, _ in _sources(examples):
+        try:
+            definition = from_yaml(yaml_file.read_text(encoding="utf-8")).definition
+        except OpsflowError:
+            continue  # load_examples says why it skips this one
+        named.add(str((definition.get("notify") or {}).get("channel") or ""))
+        named |= {str(raw.get("channel") or "") for raw in definition.get("steps") or []}
+    missing = sorted(name for name in named if name and name not in configured)
+    return {name: [LOG_CHANNEL.format(name=name)] for name in missing}
 
 
 def load_examples(

@@ -9,6 +9,11 @@ A failure carries, for each channel URL that failed, the cause of a network fail
 ("connection refused", "name not resolved", "TLS verification failed", "timed out") and what
 Apprise warned. Log lines name services ("Slack"), never the URLs, which hold tokens.
 
+One scheme is opsflow's own: ``opsflowlog://CHANNEL`` writes the message to the agent
+process's log (for the local agent, the server's log). The demo points the channels its
+examples name at it when the server has no real ones, so a bare demo's notifications land
+somewhere a person can read them.
+
 Outputs: ``delivered`` (how many channel URLs accepted the message).
 """
 
@@ -18,9 +23,11 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import apprise
+import apprise.decorators
 from apprise.logger import LOGGER_NAME as APPRISE_LOGGER
 
 from opsflow.status import JobStatus, LogStream, StepType
@@ -32,6 +39,10 @@ from .network import NetworkCause, cause_in_text
 DEFAULT_TIMEOUT = 60.0
 # Extra time we wait beyond Apprise's own deadline before giving up on the worker thread.
 _DEADLINE_MARGIN = 2.0
+LOG_SCHEME = "opsflowlog"
+LOG_SERVICE = "opsflow log"
+
+log_channel = logging.getLogger("opsflow.notify")
 
 
 @dataclass(frozen=True)
@@ -56,6 +67,7 @@ class NotifyExecutor:
 
     def __init__(self) -> None:
         _let_apprise_say_why()
+        _register_log_scheme()
 
     async def run(self, spec: JobSpec, log: LogSink, cancel: CancelSignal) -> StepResult:
         """Send the message to every channel URL; fail if any of them did not take it."""
@@ -163,6 +175,26 @@ def _let_apprise_say_why() -> None:
     logger.propagate = False
     if logger.getEffectiveLevel() > logging.DEBUG:
         logger.setLevel(logging.DEBUG)
+
+
+_log_scheme_registered = False
+
+
+def _register_log_scheme() -> None:
+    """Teach Apprise ``opsflowlog://CHANNEL`` (once per process: Apprise keeps schemes global
+    and warns on a second registration)."""
+    global _log_scheme_registered
+    if _log_scheme_registered:
+        return
+    apprise.decorators.notify(on=LOG_SCHEME, name=LOG_SERVICE)(_write_to_log)  # type: ignore[no-untyped-call]
+    _log_scheme_registered = True
+
+
+def _write_to_log(body: str, title: str, notify_type: str, meta: dict[str, Any], **_: Any) -> bool:
+    """Deliver a message to this process's log: ``notify channel deploys: <title>: <body>``."""
+    heading = f"{title}: " if title else ""
+    log_channel.info("notify channel %s: %s%s", meta.get("host") or "?", heading, body)
+    return True
 
 
 def _result(delivery: _Delivery, timeout: float, log: LogSink) -> StepResult:

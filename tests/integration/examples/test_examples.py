@@ -6,7 +6,8 @@ CDN, the web site, Prometheus and the chat channels (the examples' URLs are poin
 a copy of ``examples/`` the demo loads), and a ``kubectl`` stub answers the scale-out script.
 Examples started by webhooks or alerts are run by hand with the params their trigger would
 give. Examples whose steps need remote agent pools end, on this machine, with a clear
-``pending_reason``, and the demo leaves them out. (``api-deploy`` has its own test.)
+``pending_reason``, and the demo leaves them out. A notify channel the examples name and the
+server lacks writes to the server's log. (``api-deploy`` has its own test.)
 """
 
 from __future__ import annotations
@@ -295,6 +296,31 @@ def test_the_demo_loads_what_its_agent_can_run_and_says_what_it_left_out(demo: D
     assert "demo: left out multi-region-rollout" in startup
     assert "step plan-us needs an agent of pool us-east" in startup
     assert "step apply-eu needs an agent of pool eu-west" in startup
+
+
+ANNOUNCING = """\
+id: demo-announcing
+notify: {channel: deploys}
+steps:
+  - {id: announce, type: notify, title: "Demo check", message: "hello from the demo"}
+"""
+
+
+def test_the_demo_writes_the_channels_its_examples_name_and_it_lacks_to_its_log(
+    demo: Demo,
+) -> None:
+    # web, releases and sre-oncall are set in the environment (to the stand-in): those stay
+    startup = demo.log.read_text()
+    assert "demo: notify channel(s) data-oncall, deploys write to this log" in startup
+    published = httpx.put(
+        f"{demo.url}/api/v1/workflows/demo-announcing?publish=true",
+        content=ANNOUNCING,
+        headers={"Authorization": f"Bearer {demo.token}", "Content-Type": "application/yaml"},
+    )
+    assert published.status_code in (200, 201), published.text
+    detail = demo.run("demo-announcing")
+    assert detail["status"] == "completed", _why(detail)
+    assert "notify channel deploys: Demo check: hello from the demo" in demo.log.read_text()
 
 
 def test_hello_runs_to_completion_through_the_short_branch(demo: Demo) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,23 @@ def test_hello_uses_only_local_scripts_params_a_condition_and_outputs() -> None:
     assert any("OPSFLOW_OUTPUT" in (s.run or "") for s in scripts)
     assert any("nodes." in value for s in scripts for value in s.env.values())
     assert any(isinstance(s, ConditionStep) for s in hello.steps)
+
+
+@pytest.mark.parametrize(
+    "directory",
+    [d for d in EXAMPLE_DIRS if d.name != "hello"],
+    ids=[d.name for d in EXAMPLE_DIRS if d.name != "hello"],
+)
+def test_an_example_that_needs_outside_things_says_which_in_its_description(
+    directory: Path,
+) -> None:
+    """The description is what the UI and `opsflow workflows show` put first: a newcomer on a
+    bare demo learns there what to set up before a run can reach its end."""
+    workflow = load_workflow_file(directory)
+    text = (directory / "workflow.yaml").read_text()
+    assert workflow.description and "Needs before it runs:" in workflow.description
+    needs = " ".join(workflow.description.split("Needs before it runs:", 1)[1].split())
+    for secret in re.findall(r"secrets\.([A-Z][A-Z0-9_]*)|secret: ([A-Z][A-Z0-9_]*)", text):
+        assert f"secret {''.join(secret)}" in needs or "".join(secret) in needs
+    channels = re.findall(r"channel: ([a-z][a-z0-9-]*)", text)
+    assert channels and all(f"channel {c}" in needs for c in channels)
