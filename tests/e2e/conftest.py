@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ import pytest
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
 import opsflow
+from opsflow.cli.bundle import pack_bundle
 from tests.conftest import BACKENDS
 from tests.servers import clean_env, free_port, fresh_database, opsflow_executable, wait_healthy
 
@@ -50,6 +52,18 @@ class UiServer:
             params={"publish": "true"},
             content=yaml_text.encode(),
             headers={"Content-Type": "application/yaml"},
+        )
+        assert response.status_code in (200, 201), response.text
+
+    def put_bundle(self, workflow_dir: Path, workflow_id: str) -> None:
+        """Create and publish a workflow from a directory: its ``workflow.yaml`` and the files
+        beside it (a Terraform module, scripts) as the workflow's bundle."""
+        files = {
+            "definition": (None, (workflow_dir / "workflow.yaml").read_text()),
+            "bundle": ("bundle.tar.gz", pack_bundle(workflow_dir), "application/gzip"),
+        }
+        response = self.api.put(
+            f"/workflows/{workflow_id}", params={"publish": "true"}, files=files
         )
         assert response.status_code in (200, 201), response.text
 
@@ -170,6 +184,18 @@ def sign_in(page: Page, user: str = "admin") -> None:
     page.get_by_label("Password").fill(PASSWORDS[user])
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("heading", name="Workflows")).to_be_visible()
+
+
+def wait_status(server: UiServer, execution_id: str, *wanted: str, timeout: float = 60) -> None:
+    """Wait until the execution's status is one of ``wanted`` (read from the API)."""
+    deadline = time.monotonic() + timeout
+    status = None
+    while time.monotonic() < deadline:
+        status = server.execution(execution_id)["status"]
+        if status in wanted:
+            return
+        time.sleep(0.2)  # polling the API is the only signal a test process has here
+    raise AssertionError(f"{execution_id} is {status}, not {wanted}")
 
 
 def axe_scan(page: Page, screen: str) -> None:

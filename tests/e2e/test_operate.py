@@ -4,12 +4,11 @@ cancel, retry, filter the history; a viewer cannot run; a 100,000-line log stays
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import UiServer, axe_scan, shot, sign_in
+from tests.e2e.conftest import UiServer, axe_scan, shot, sign_in, wait_status
 
 GREET = """
 id: e2e-greet
@@ -84,17 +83,6 @@ def greet(go: Path) -> str:
     return GREET.replace("GO_PATH", str(go))
 
 
-def wait_status(server: UiServer, execution_id: str, *wanted: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    status = None
-    while time.monotonic() < deadline:
-        status = server.execution(execution_id)["status"]
-        if status in wanted:
-            return
-        time.sleep(0.2)  # polling the API is the only signal a test process has here
-    raise AssertionError(f"{execution_id} is {status}, not {wanted}")
-
-
 def banner(page: Page):  # type: ignore[no-untyped-def]
     return page.locator("header.banner .badge").first
 
@@ -160,10 +148,22 @@ def layered(count: int, width: int = 8) -> str:
     return f"id: e2e-graph-{count}\nname: Graph of {count}\nsteps:\n" + "".join(steps)
 
 
+NO_NODE_UNDER_THE_MAP = """() => {
+  const map = document.querySelector('.react-flow__minimap');
+  if (!map) return false;
+  const m = map.getBoundingClientRect();
+  const nodes = [...document.querySelectorAll('.react-flow__node')];
+  return nodes.length > 0 && nodes.every((n) => {
+    const r = n.getBoundingClientRect();
+    return r.right <= m.left || r.left >= m.right || r.bottom <= m.top || r.top >= m.bottom;
+  });
+}"""
+
+
 def test_the_graph_overview_map_only_for_large_graphs_in_wide_panes(
     page: Page, ui_server: UiServer
 ) -> None:
-    ui_server.put_workflow(layered(40), "e2e-graph-40")
+    ui_server.put_workflow(layered(40, width=4), "e2e-graph-40")  # wide: it fills the pane
     ui_server.put_workflow(layered(5), "e2e-graph-5")
     large = ui_server.run("e2e-graph-40")
     small = ui_server.run("e2e-graph-5")
@@ -177,6 +177,17 @@ def test_the_graph_overview_map_only_for_large_graphs_in_wide_panes(
     fill = minimap_nodes.first.evaluate("n => getComputedStyle(n).fill")
     assert fill not in ("", "none", "rgb(226, 226, 226)"), fill  # a status colour, not the grey
     shot(page, "graph-minimap-wide")
+    # At 1600 px the fitted graph is wide enough to reach the map's corner: the fit leaves the
+    # map a gutter, so no node lies under it (waits for the refit that follows the resize).
+    viewport = page.locator(".react-flow__viewport")
+    fitted_at_1280 = viewport.evaluate("v => v.style.transform")
+    page.set_viewport_size({"width": 1600, "height": 900})
+    page.wait_for_function(
+        "t => document.querySelector('.react-flow__viewport').style.transform !== t",
+        arg=fitted_at_1280,
+    )
+    assert page.evaluate(NO_NODE_UNDER_THE_MAP), "a node lies under the overview map"
+    shot(page, "graph-minimap-1600")
     page.set_viewport_size({"width": 420, "height": 900})
     expect(page.locator(".react-flow__minimap")).to_have_count(0)
     shot(page, "graph-minimap-narrow")

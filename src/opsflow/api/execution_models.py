@@ -133,10 +133,15 @@ class StepProgress(BaseModel):
     """How far the execution's steps have come (the UI's "jobs done / total")."""
 
     total: int = Field(description="Steps in the execution.")
-    done: int = Field(description="Steps that ended (succeeded, failed, skipped, ...).")
+    done: int = Field(
+        description="Steps that ended, whether they ran or not (succeeded, failed, approved, "
+        "rejected, skipped, cancelled); `done - skipped - cancelled` ran to an end."
+    )
     running: int = Field(description="Steps running now.")
     waiting: int = Field(description="Steps waiting for an approval or a retry delay.")
     failed: int = Field(description="Steps that ended failed.")
+    skipped: int = Field(description="Steps that ended skipped (never ran, or skipped by hand).")
+    cancelled: int = Field(description="Steps that ended cancelled, most before they ran.")
 
     @classmethod
     def of(cls, counts: StepCounts) -> StepProgress:
@@ -146,6 +151,8 @@ class StepProgress(BaseModel):
             running=counts.running,
             waiting=counts.waiting,
             failed=counts.failed,
+            skipped=counts.skipped,
+            cancelled=counts.cancelled,
         )
 
 

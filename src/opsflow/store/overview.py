@@ -128,6 +128,8 @@ class StepCounts:
     running: int = 0
     waiting: int = 0
     failed: int = 0
+    skipped: int = 0
+    cancelled: int = 0
 
 
 def step_counts(session: Session, execution_ids: Sequence[str]) -> dict[str, StepCounts]:
@@ -155,4 +157,6 @@ def _counts(by_status: dict[str, int]) -> StepCounts:
         running=n(StepStatus.RUNNING),
         waiting=n(StepStatus.WAITING),
         failed=n(StepStatus.FAILED),
+        skipped=n(StepStatus.SKIPPED),
+        cancelled=n(StepStatus.CANCELLED),
     )

@@ -77,9 +77,17 @@ def test_workflow_list_shows_last_run_success_rate_and_trigger_types(api: Api) -
 def test_execution_says_who_started_it_and_how_far_it_came(api: Api) -> None:
     api.publish(FLAKY)
     done = api.run("overview-flaky", params={"outcome": "fail"})
-    assert done["trigger"] == {"type": "manual", "source": None, "actor": "admin"}
+    assert done["trigger"] == {"type": "manual", "name": None, "source": None, "actor": "admin"}
     assert done["trigger_data"] == {}
-    assert done["progress"] == {"total": 2, "done": 2, "running": 0, "waiting": 0, "failed": 1}
+    assert done["progress"] == {
+        "total": 2,
+        "done": 2,
+        "running": 0,
+        "waiting": 0,
+        "failed": 1,
+        "skipped": 1,
+        "cancelled": 0,
+    }
     assert step_of(done, "report")["status"] == StepStatus.SKIPPED
     response = api.client.get("/api/v1/executions", params={"workflow": "overview-flaky"})
     row = next(e for e in response.json()["items"] if e["id"] == done["id"])

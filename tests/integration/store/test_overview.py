@@ -79,10 +79,12 @@ def test_step_counts_group_each_executions_steps_by_status(database: Database) -
         "wf",
         ExecutionStatus.RUNNING,
         1.0,
-        steps=[s.SUCCEEDED, s.SKIPPED, s.FAILED, s.RUNNING, s.WAITING, s.PENDING],
+        steps=[s.SUCCEEDED, s.SKIPPED, s.FAILED, s.RUNNING, s.WAITING, s.PENDING, s.CANCELLED],
     )
     empty = add_execution(database, "wf", ExecutionStatus.PENDING, 2.0)
     with database.read() as session:
         counts = overview.step_counts(session, [one, empty])
-    assert counts[one] == overview.StepCounts(total=6, done=3, running=1, waiting=1, failed=1)
+    assert counts[one] == overview.StepCounts(
+        total=7, done=4, running=1, waiting=1, failed=1, skipped=1, cancelled=1
+    )
     assert counts[empty] == overview.StepCounts()

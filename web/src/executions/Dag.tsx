@@ -12,6 +12,7 @@ import {
   ReactFlow,
   useReactFlow,
   type Edge,
+  type FitViewOptions,
   type Node,
   type NodeProps,
 } from "@xyflow/react";
@@ -62,6 +63,19 @@ export const MINIMAP_MIN_PANE_WIDTH = 700;
 
 export function showMiniMap(stepCount: number, paneWidth: number): boolean {
   return stepCount >= MINIMAP_MIN_STEPS && paneWidth >= MINIMAP_MIN_PANE_WIDTH;
+}
+
+const MINIMAP_WIDTH = 200;
+const MINIMAP_HEIGHT = 150;
+const MINIMAP_MARGIN = 15;
+
+/** How much room "fit to view" leaves around the graph. With the overview map shown, a gutter as
+ *  wide as the map on the right, so the fitted graph ends left of it and the map never covers the
+ *  bottom-right nodes (a wide pane otherwise fits the graph right under it). */
+export function fitPadding(miniMap: boolean): NonNullable<FitViewOptions["padding"]> {
+  if (!miniMap) return 0.15;
+  const edge = "24px";
+  return { top: edge, bottom: edge, left: edge, right: `${MINIMAP_WIDTH + 2 * MINIMAP_MARGIN}px` };
 }
 
 /** A step's colour in the overview map: its status tone, solid (the CSS variable of the tone). */
@@ -189,8 +203,9 @@ export function layout(specs: StepSpec[], steps: Map<string, DagStep>, selected:
 }
 
 /** Fits the graph to the pane again when the pane's width changes (a narrowed window). */
-function FitOnResize({ pane, count }: { pane: RefObject<HTMLDivElement | null>; count: number }) {
+function FitOnResize({ pane, count, miniMap }: { pane: RefObject<HTMLDivElement | null>; count: number; miniMap: boolean }) {
   const flow = useReactFlow();
+  const padding = fitPadding(miniMap);
   useEffect(() => {
     const el = pane.current;
     if (!el || typeof ResizeObserver === "undefined") return;
@@ -198,14 +213,16 @@ function FitOnResize({ pane, count }: { pane: RefObject<HTMLDivElement | null>; 
     const observer = new ResizeObserver(() => {
       if (Math.abs(el.clientWidth - width) < 40) return;
       width = el.clientWidth;
-      void flow.fitView({ padding: 0.15, maxZoom: 1.2 });
+      void flow.fitView({ padding, maxZoom: 1.2 });
     });
     observer.observe(el);
     return () => observer.disconnect();
-  }, [flow, pane]);
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [flow, pane, miniMap]);
   useEffect(() => {
-    void flow.fitView({ padding: 0.15, maxZoom: 1.2 });
-  }, [flow, count]);
+    void flow.fitView({ padding, maxZoom: 1.2 });
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [flow, count, miniMap]);
   return null;
 }
 
@@ -223,6 +240,7 @@ export default function Dag({
   const { nodes, edges } = useMemo(() => layout(specs, steps, selected), [specs, steps, selected]);
   const pane = useRef<HTMLDivElement>(null);
   const paneWidth = usePaneWidth(pane);
+  const miniMap = showMiniMap(specs.length, paneWidth);
   return (
     <div className="dag" data-testid="dag" ref={pane}>
       <ReactFlow
@@ -231,18 +249,19 @@ export default function Dag({
         nodeTypes={nodeTypes}
         onNodeClick={(_, node) => onSelect(node.id)}
         fitView
-        fitViewOptions={{ padding: 0.15, maxZoom: 1.2 }}
+        fitViewOptions={{ padding: fitPadding(miniMap), maxZoom: 1.2 }}
         minZoom={0.05}
         nodesDraggable={false}
         nodesConnectable={false}
         onlyRenderVisibleElements={specs.length > 200}
         proOptions={{ hideAttribution: true }}
       >
-        <FitOnResize pane={pane} count={specs.length} />
+        <FitOnResize pane={pane} count={specs.length} miniMap={miniMap} />
         <Background gap={16} />
         <Controls showInteractive={false} />
-        {showMiniMap(specs.length, paneWidth) && (
+        {miniMap && (
           <MiniMap
+            style={{ width: MINIMAP_WIDTH, height: MINIMAP_HEIGHT, margin: MINIMAP_MARGIN }}
             pannable
             zoomable
             ariaLabel="Overview of the graph"

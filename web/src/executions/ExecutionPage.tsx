@@ -10,6 +10,7 @@ import { ACTIVE_EXECUTION, StatusBadge, triggerLabel, TriggerIcon } from "../com
 import { useDefinition } from "../workflows/api";
 import { stepTimes, useExecution, type ExecutionView } from "./api";
 import { CancelDialog } from "./CancelDialog";
+import { progressWords } from "./progress";
 import type { DagStep } from "./Dag";
 import { LogPanel } from "./LogPanel";
 import { StepList } from "./StepList";
@@ -37,12 +38,15 @@ export default function ExecutionPage() {
   const stream = useExecutionStream(id, { active: !!ex && ACTIVE_EXECUTION.has(ex.status) });
   const definition = useDefinition(ex?.workflow_id, ex ? ex.version : undefined);
 
-  const setParam = (key: string, value: string | null) => {
+  const setParams = (values: Record<string, string | null>) => {
     const next = new URLSearchParams(search);
-    if (value) next.set(key, value);
-    else next.delete(key);
+    for (const [key, value] of Object.entries(values)) {
+      if (value) next.set(key, value);
+      else next.delete(key);
+    }
     setSearch(next, { replace: true });
   };
+  const setParam = (key: string, value: string | null) => setParams({ [key]: value });
 
   const specs: StepSpec[] = useMemo(() => {
     const fromDefinition = definition.data?.steps;
@@ -78,7 +82,7 @@ export default function ExecutionPage() {
           </Suspense>
         </details>
         <div className="steps-pane card">
-          <StepList ex={ex} specs={specs} selected={selected} onSelect={(s) => setParam("step", s)} />
+          <StepList ex={ex} specs={specs} selected={selected} onSelect={(s) => setParam("step", s)} onViewPlan={(s) => setParams({ step: s, tab: "outputs" })} />
         </div>
       </div>
       <div className="card tabs-card">
@@ -142,6 +146,7 @@ function Banner({ ex, workflowName }: { ex: ExecutionView; workflowName: string 
   const triggerType = ex.trigger.type;
   const actor = ex.trigger.actor ?? ex.started_by;
   const source = ex.trigger.source;
+  const steps = progressWords(ex.progress);
   return (
     <header className={`banner tone-border-${ex.status}`}>
       <div className="banner-main">
@@ -174,8 +179,9 @@ function Banner({ ex, workflowName }: { ex: ExecutionView; workflowName: string 
         </div>
         <div>
           <dt>Steps done</dt>
-          <dd>
-            {ex.progress.done} / {ex.progress.total}
+          <dd data-testid="steps-done">
+            {steps.done}
+            {steps.others && <span className="muted small"> · {steps.others}</span>}
           </dd>
         </div>
         <div className="banner-id">

@@ -10,6 +10,7 @@ import { ErrorMessage } from "../components/ErrorMessage";
 import { elapsed, exactTime, formatDuration, relativeTime } from "../components/format";
 import { useNow } from "../components/hooks";
 import { ACTIVE_EXECUTION, StatusBadge, TriggerIcon, statusStyle } from "../components/status";
+import { progressWords, type StepProgress } from "./progress";
 
 const PAGE = 100;
 const ROW = 44;
@@ -215,7 +216,7 @@ export default function ExecutionsPage() {
                   </span>
                   <span role="cell">{r.started_at ? formatDuration(duration) : "—"}</span>
                   <span role="cell">
-                    {r.progress.done}/{r.progress.total}
+                    <StepsDone progress={r.progress} />
                   </span>
                   <span role="cell">{r.trigger.actor ?? r.started_by ?? "—"}</span>
                 </div>
@@ -226,5 +227,15 @@ export default function ExecutionsPage() {
         </div>
       </div>
     </section>
+  );
+}
+
+function StepsDone({ progress }: { progress: StepProgress }) {
+  const words = progressWords(progress);
+  return (
+    <>
+      {words.done}
+      {words.others && <span className="muted small"> · {words.others}</span>}
+    </>
   );
 }

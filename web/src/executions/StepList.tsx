@@ -14,6 +14,11 @@ import { ReopenStream } from "./useExecutionStream";
 
 const RETRYABLE = new Set(["failed", "cancelled", "rejected"]);
 
+/** Whether a step's outputs hold a Terraform plan (its change counts or text) to show. */
+function hasPlan(outputs: Record<string, unknown>): boolean {
+  return typeof outputs.plan_text === "string" || (typeof outputs.changes === "object" && outputs.changes !== null);
+}
+
 export function useApprovalContext(executionId: string, step: string, enabled: boolean) {
   return useQuery({
     queryKey: ["approvals", "context", executionId, step],
@@ -22,7 +27,19 @@ export function useApprovalContext(executionId: string, step: string, enabled: b
   });
 }
 
-export function StepList({ ex, specs, selected, onSelect }: { ex: ExecutionView; specs: StepSpec[]; selected: string | null; onSelect: (id: string) => void }) {
+export function StepList({
+  ex,
+  specs,
+  selected,
+  onSelect,
+  onViewPlan,
+}: {
+  ex: ExecutionView;
+  specs: StepSpec[];
+  selected: string | null;
+  onSelect: (id: string) => void;
+  onViewPlan: (id: string) => void;
+}) {
   const list = useRef<HTMLUListElement>(null);
   useRowKeys(list);
   const byId = new Map((ex.steps as StepRow[]).map((s) => [s.id, s]));
@@ -34,14 +51,30 @@ export function StepList({ ex, specs, selected, onSelect }: { ex: ExecutionView;
       <h2 className="pane-title">Steps</h2>
       <ul className="step-list" ref={list}>
         {ordered.map(({ spec, step }) => (
-          <StepItem key={spec.id} ex={ex} spec={spec} step={step} selected={selected === spec.id} onSelect={() => onSelect(spec.id)} now={now} />
+          <StepItem key={spec.id} ex={ex} spec={spec} step={step} selected={selected === spec.id} onSelect={() => onSelect(spec.id)} onViewPlan={() => onViewPlan(spec.id)} now={now} />
         ))}
       </ul>
     </>
   );
 }
 
-function StepItem({ ex, spec, step, selected, onSelect, now }: { ex: ExecutionView; spec: StepSpec; step: StepRow | undefined; selected: boolean; onSelect: () => void; now: number }) {
+function StepItem({
+  ex,
+  spec,
+  step,
+  selected,
+  onSelect,
+  onViewPlan,
+  now,
+}: {
+  ex: ExecutionView;
+  spec: StepSpec;
+  step: StepRow | undefined;
+  selected: boolean;
+  onSelect: () => void;
+  onViewPlan: () => void;
+  now: number;
+}) {
   const status = step?.status ?? "pending";
   const [open, setOpen] = useState(false);
   const [confirm, setConfirm] = useState<null | "retry" | "from_here" | "skip">(null);
@@ -92,6 +125,11 @@ function StepItem({ ex, spec, step, selected, onSelect, now }: { ex: ExecutionVi
       {step?.pending_reason && status !== "succeeded" && <div className="muted small step-reason">{step.pending_reason}</div>}
       {step?.error && <div className={`small ${status === "skipped" ? "muted step-reason" : "step-error"}`}>{step.error}</div>}
       <div className="step-actions">
+        {step && hasPlan(step.outputs) && (
+          <button type="button" className="small" onClick={onViewPlan}>
+            {typeof step.outputs.plan_text === "string" ? "View plan" : "View changes"}
+          </button>
+        )}
         {canRetry && retryable && (
           <>
             <button type="button" className="small" onClick={() => setConfirm("retry")}>

@@ -32,6 +32,14 @@ export function PlanSummary({ outputs }: { outputs: Record<string, unknown> }) {
   );
 }
 
+/** The outputs without the plan text, which the plan block above shows as it reads (in JSON it
+ *  is one very long line of escaped newlines). */
+function withoutPlanText(outputs: Record<string, unknown>): Record<string, unknown> {
+  if (typeof outputs.plan_text !== "string") return outputs;
+  const { plan_text: _shown, ...rest } = outputs;
+  return rest;
+}
+
 export function OutputsTab({ ex, selected }: { ex: ExecutionView; selected: string | null }) {
   const steps = ex.steps.filter((s) => (!selected || s.id === selected) && Object.keys(s.outputs).length > 0);
   if (steps.length === 0) return <p className="muted">{selected ? `${selected} has no outputs.` : "No step has outputs yet."}</p>;
@@ -41,7 +49,7 @@ export function OutputsTab({ ex, selected }: { ex: ExecutionView; selected: stri
         <section key={s.id}>
           <h3>{s.id}</h3>
           <PlanSummary outputs={s.outputs} />
-          <JsonView value={s.outputs} label={`Outputs of ${s.id}`} />
+          <JsonView value={withoutPlanText(s.outputs)} label={`Outputs of ${s.id}`} />
         </section>
       ))}
     </div>

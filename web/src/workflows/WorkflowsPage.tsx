@@ -169,8 +169,12 @@ function WorkflowRowView({ wf, canRun, canEdit, onRun }: { wf: WorkflowRow; canR
       <td data-label="Last run">
         {last ? (
           <Link to={`/executions/${last.id}`} className="last-run">
+            <span className="visually-hidden">Last run: </span>
             <StatusBadge status={last.status} />
             <span className="muted small" title={exactTime(last.created_at)}>
+              {/* An execution pauses only at an approval gate; said in words, so a "Paused" run
+                  beside an "Active" workflow does not read as the workflow being paused. */}
+              {last.status === "paused" ? "waiting for approval · " : ""}
               {relativeTime(last.created_at)}
             </span>
           </Link>
