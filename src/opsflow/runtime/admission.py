@@ -7,19 +7,17 @@ which happens in the same transaction in which one of the workflow's executions 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from opsflow.engine.concurrency import Verdict, admit, release
 from opsflow.runtime import events
+from opsflow.runtime.launch import RunRequest
 from opsflow.spec.models import Workflow
 from opsflow.status import ConcurrencyPolicy, ExecutionStatus
 from opsflow.store import runs as runs_store
-
-if TYPE_CHECKING:
-    from opsflow.runtime.changes import Changes
-    from opsflow.runtime.service import RunRequest, Runtime
 
 
 def _policy(definition: dict[str, Any]) -> tuple[ConcurrencyPolicy, int] | None:
@@ -32,21 +30,27 @@ def _policy(definition: dict[str, Any]) -> tuple[ConcurrencyPolicy, int] | None:
     return concurrency.policy, concurrency.limit
 
 
-def admit_new(
-    session: Session, request: RunRequest, execution_id: str, changes: Changes, runtime: Runtime
-) -> bool:
-    """True when the new execution may start now."""
+@dataclass(frozen=True)
+class Admission:
+    """The policy's answer for a new execution: whether it starts now, and the running
+    executions it supersedes (their cancel requested; the caller reconciles them)."""
+
+    start: bool
+    superseded: tuple[str, ...] = ()
+
+
+def admit_new(session: Session, request: RunRequest, execution_id: str, now: float) -> Admission:
+    """Whether the new execution may start now (see `Admission`)."""
     rule = _policy(request.definition)
     if rule is None:
-        return True
+        return Admission(start=True)
     policy, limit = rule
     runs_store.lock_workflow(session, request.workflow_id)
     active = runs_store.active_of_workflow(session, request.workflow_id)
     queued = [q for q in runs_store.queued(session, request.workflow_id) if q != execution_id]
     verdict = admit(policy, limit, active, queued)
-    now = runtime.clock()
     if verdict.verdict == Verdict.START:
-        return True
+        return Admission(start=True)
     if verdict.verdict == Verdict.SKIP:
         runs_store.end_unstarted(
             session, execution_id, ExecutionStatus.CANCELLED, verdict.reason, now
@@ -57,7 +61,7 @@ def admit_new(
             now,
             events.ExecutionChanged(ExecutionStatus.CANCELLED, verdict.reason),
         )
-        return False
+        return Admission(start=False)
     runs_store.update_execution(session, execution_id, status_reason=verdict.reason)
     runs_store.add_engine_log(
         session,
@@ -74,8 +78,7 @@ def admit_new(
             ),
             cancel_by=request.started_by,
         )
-        runtime._reconcile(session, victim, changes)
-    return False
+    return Admission(start=False, superseded=tuple(verdict.cancel))
 
 
 def admit_queued(session: Session, finished_id: str) -> list[str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -20,11 +20,10 @@ from opsflow.auth.masking import Masker
 from opsflow.auth.secrets import SecretVault
 from opsflow.errors import InvalidInput, NotFound, StaleReport
 from opsflow.runtime import events
-from opsflow.runtime.bus import EventBus
-from opsflow.runtime.changes import Changes
-from opsflow.runtime.reconciler import Ended
+from opsflow.runtime.reconciler import Ended, Reconciler
 from opsflow.runtime.roster import AgentRoster
 from opsflow.runtime.secrets import VALUES_KEY, referenced, substitute
+from opsflow.runtime.transaction import Transaction, Transactions
 from opsflow.status import JobStatus
 from opsflow.store import bundles as bundles_store
 from opsflow.store import jobs as jobs_store
@@ -35,8 +34,6 @@ from opsflow.store.db import Database
 from opsflow.store.jobs import CancelNotice, Job
 from opsflow.store.logs import LogLine
 from opsflow.store.runs import Execution
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -55,29 +52,27 @@ class JobReport:
 
 
 class AgentJobs:
-    """Mixed into ``Runtime``: the claim / run / report path."""
+    """The claim / run / report path of the jobs agents run."""
 
-    # Provided by ``Runtime``; declared here for the type checker only.
-    if TYPE_CHECKING:
-        db: Database
-        bus: EventBus
-        vault: SecretVault | None
-        lease_seconds: float
-        clock: Callable[[], float]
-        roster: AgentRoster
-        _maskers: dict[str, Masker]
-
-        def transact(self, fn: Callable[[Session, Changes], T]) -> T: ...
-        def _reconcile(
-            self,
-            session: Session,
-            execution_id: str,
-            changes: Changes,
-            *,
-            admit: bool = False,
-            locked: Execution | None = None,
-            ended: Ended | None = None,
-        ) -> None: ...
+    def __init__(
+        self,
+        db: Database,
+        transactions: Transactions,
+        reconciler: Reconciler,
+        *,
+        vault: SecretVault | None,
+        roster: AgentRoster,
+        lease_seconds: float,
+        clock: Callable[[], float],
+    ) -> None:
+        self.db = db
+        self.transactions = transactions
+        self.reconciler = reconciler
+        self.vault = vault
+        self.roster = roster
+        self.lease_seconds = lease_seconds
+        self.clock = clock
+        self._maskers: dict[str, Masker] = {}
 
     def claim(
         self, *, agent_id: str, pools: list[str], labels: dict[str, str], limit: int
@@ -89,7 +84,8 @@ class AgentJobs:
         if limit <= 0:
             return []
 
-        def work(session: Session, changes: Changes) -> list[Job]:
+        def work(tx: Transaction) -> list[Job]:
+            session = tx.session
             jobs = jobs_store.claim_jobs(
                 session,
                 agent_id=agent_id,
@@ -108,7 +104,7 @@ class AgentJobs:
             handed = secrets_store.names_handed(session, {job.execution_id for job in jobs})
             return [self._with_secrets(session, job, handed) for job in jobs]
 
-        return self.transact(work)
+        return self.transactions.run(work)
 
     def _with_secrets(self, session: Session, job: Job, handed: dict[str, set[str]]) -> Job:
         """The claimed copy of ``job``: its secrets substituted (and recorded as handed to it,
@@ -174,7 +170,8 @@ class AgentJobs:
         return masker
 
     def start_job(self, job: Job, token: str) -> CancelNotice:
-        def work(session: Session, changes: Changes) -> CancelNotice:
+        def work(tx: Transaction) -> CancelNotice:
+            session = tx.session
             if job.timeout is not None:
                 # Lock order is always execution, then job; the reconcile below arms the timeout.
                 runs_store.lock_execution(session, job.execution_id)
@@ -182,23 +179,24 @@ class AgentJobs:
                 session, job.id, token, now=self.clock(), lease_seconds=self.lease_seconds
             )
             if job.timeout is not None:
-                self._reconcile(session, job.execution_id, changes)
+                self.reconciler.reconcile(tx, job.execution_id)
             events.write_one(
                 session,
                 job.execution_id,
                 self.clock(),
                 events.JobChanged(job.step_id, job.attempt, job.id, JobStatus.RUNNING),
             )
-            changes.executions.add(job.execution_id)
+            tx.changes.executions.add(job.execution_id)
             return notice
 
-        return self.transact(work)
+        return self.transactions.run(work)
 
     def fetch_artifact(self, job: Job, token: str, step_id: str, name: str) -> bytes:
         """A file an earlier step of the same execution left (e.g. the plan to apply),
         for the agent that holds ``job``'s lease."""
 
-        def work(session: Session, changes: Changes) -> bytes:
+        def work(tx: Transaction) -> bytes:
+            session = tx.session
             jobs_store.heartbeat(
                 session, job.id, token, now=self.clock(), lease_seconds=self.lease_seconds
             )
@@ -210,7 +208,7 @@ class AgentJobs:
                 )
             return bundles_store.read_blob(session, digest)
 
-        return self.transact(work)
+        return self.transactions.run(work)
 
     def declare_lost(self, agent_id: str) -> int:
         """Fail every attempt still leased to ``agent_id`` as "agent lost", now rather than when
@@ -222,28 +220,27 @@ class AgentJobs:
         count = 0
         for job_id, execution_id in held:
 
-            def work(
-                session: Session, changes: Changes, job_id: str = job_id, eid: str = execution_id
-            ) -> bool:
-                runs_store.lock_execution(session, eid)  # lock order: execution, then job
-                if not jobs_store.fail_abandoned_job(session, job_id, agent_id, self.clock()):
+            def work(tx: Transaction, job_id: str = job_id, eid: str = execution_id) -> bool:
+                runs_store.lock_execution(tx.session, eid)  # lock order: execution, then job
+                if not jobs_store.fail_abandoned_job(tx.session, job_id, agent_id, self.clock()):
                     return False
-                changes.executions.add(eid)
-                self._reconcile(session, eid, changes)
+                tx.changes.executions.add(eid)
+                self.reconciler.reconcile(tx, eid)
                 return True
 
-            count += int(self.transact(work))
+            count += int(self.transactions.run(work))
         return count
 
     def heartbeat(self, job_id: str, token: str) -> CancelNotice:
-        return self.transact(
-            lambda s, c: jobs_store.heartbeat(
-                s, job_id, token, now=self.clock(), lease_seconds=self.lease_seconds
+        return self.transactions.run(
+            lambda tx: jobs_store.heartbeat(
+                tx.session, job_id, token, now=self.clock(), lease_seconds=self.lease_seconds
             )
         )
 
     def append_logs(self, job: Job, token: str, lines: list[LogLine]) -> None:
-        def work(session: Session, changes: Changes) -> None:
+        def work(tx: Transaction) -> None:
+            session = tx.session
             if logs_store.append(
                 session,
                 job_id=job.id,
@@ -252,9 +249,9 @@ class AgentJobs:
                 step_id=job.step_id,
                 lines=self._masked_lines(session, job.id, lines, job.spec),
             ):
-                changes.executions.add(job.execution_id)
+                tx.changes.executions.add(job.execution_id)
 
-        self.transact(work)
+        self.transactions.run(work)
 
     def finish_job(
         self,
@@ -298,7 +295,8 @@ class AgentJobs:
                     f"not {report.status.value}"
                 )
 
-        def work(session: Session, changes: Changes) -> list[StaleReport | None]:
+        def work(tx: Transaction) -> list[StaleReport | None]:
+            session = tx.session
             results: list[StaleReport | None] = [None] * len(reports)
             locked: dict[str, Execution] = {}
             ended: dict[str, Ended] = {}
@@ -316,16 +314,16 @@ class AgentJobs:
                 except StaleReport as exc:
                     results[i] = exc
                     continue
-                changes.executions.add(job.execution_id)
+                tx.changes.executions.add(job.execution_id)
             for execution_id, execution in locked.items():
                 # The reconcile writes the jobs' end events with its own, in one statement,
                 # and takes their outputs from here rather than reading them back.
-                self._reconcile(
-                    session, execution_id, changes, locked=execution, ended=ended[execution_id]
+                self.reconciler.reconcile(
+                    tx, execution_id, locked=execution, ended=ended[execution_id]
                 )
             return results
 
-        return self.transact(work)
+        return self.transactions.run(work)
 
     def _record_end(self, session: Session, report: JobReport, ended: Ended) -> None:
         job = report.job

@@ -5,54 +5,34 @@ rules (``engine.control``), recorded in the engine log with who did it, then rec
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
-from sqlalchemy.orm import Session
-
-from opsflow.auth.masking import Masker
-from opsflow.auth.secrets import SecretVault
 from opsflow.engine import control
 from opsflow.engine.control import UnknownStep
 from opsflow.engine.model import ExecutionState, Graph, StepState
 from opsflow.errors import Conflict, NotFound
 from opsflow.runtime import approvals, events
 from opsflow.runtime.approvals import Responder
-from opsflow.runtime.bus import EventBus
-from opsflow.runtime.changes import Changes
-from opsflow.runtime.reconciler import Ended, execution_state
+from opsflow.runtime.reconciler import Reconciler, execution_state
+from opsflow.runtime.transaction import Transaction, Transactions
 from opsflow.status import ExecutionStatus, StepStatus, StepType
 from opsflow.store import runs as runs_store
 from opsflow.store import users as users_store
 from opsflow.store.approvals import Approval
-from opsflow.store.db import Database
-from opsflow.store.runs import Execution
-
-T = TypeVar("T")
 
 
 class RunControl:
-    """Mixed into ``Runtime``: approvals, retry and skip."""
+    """People's control of a run: approvals, retry and skip."""
 
-    # Provided by ``Runtime``; declared here for the type checker only.
-    if TYPE_CHECKING:
-        db: Database
-        bus: EventBus
-        vault: SecretVault | None
-        lease_seconds: float
-        clock: Callable[[], float]
-        _maskers: dict[str, Masker]
-
-        def transact(self, fn: Callable[[Session, Changes], T]) -> T: ...
-        def _reconcile(
-            self,
-            session: Session,
-            execution_id: str,
-            changes: Changes,
-            *,
-            admit: bool = False,
-            locked: Execution | None = None,
-            ended: Ended | None = None,
-        ) -> None: ...
+    def __init__(
+        self,
+        transactions: Transactions,
+        reconciler: Reconciler,
+        clock: Callable[[], float],
+    ) -> None:
+        self.transactions = transactions
+        self.reconciler = reconciler
+        self.clock = clock
 
     def respond(
         self,
@@ -66,10 +46,10 @@ class RunControl:
     ) -> tuple[Approval, bool]:
         """Approve or reject a waiting gate; returns the gate and whether this answer decided it."""
 
-        def work(session: Session, changes: Changes) -> tuple[Approval, bool]:
-            who = Responder(user, frozenset(users_store.teams_of(session, user)))
+        def work(tx: Transaction) -> tuple[Approval, bool]:
+            who = Responder(user, frozenset(users_store.teams_of(tx.session, user)))
             return approvals.respond(
-                session,
+                tx.session,
                 execution_id,
                 step_id,
                 who,
@@ -77,11 +57,10 @@ class RunControl:
                 note=note,
                 via=via,
                 now=self.clock(),
-                reconcile=lambda: self._reconcile(session, execution_id, changes),
+                reconcile=lambda: self.reconciler.reconcile(tx, execution_id),
             )
 
-        result = self.transact(work)
-        return result
+        return self.transactions.run(work)
 
     def retry_step(
         self, execution_id: str, step_id: str, *, by: str, from_here: bool = False
@@ -112,7 +91,8 @@ class RunControl:
         change: Callable[[Graph, ExecutionState, float], dict[str, StepState]],
         verb: str,
     ) -> list[str]:
-        def work(session: Session, changes: Changes) -> list[str]:
+        def work(tx: Transaction) -> list[str]:
+            session = tx.session
             now = self.clock()
             ex = runs_store.lock_execution(session, execution_id)
             if ex.cancel_cleanup:
@@ -166,11 +146,11 @@ class RunControl:
                 session,
                 [{"execution_id": execution_id, "step_id": step_id, "at": now, "message": message}],
             )
-            changes.executions.add(execution_id)
-            self._reconcile(session, execution_id, changes)
+            tx.changes.executions.add(execution_id)
+            self.reconciler.reconcile(tx, execution_id)
             return others
 
-        return self.transact(work)
+        return self.transactions.run(work)
 
 
 def reset_note(graph: Graph, reset: list[str]) -> str:

@@ -65,7 +65,7 @@ class RuntimeHost:
             vault=vault,
             server_url=server_url,
         )
-        self.timers = TimerThread(self.runtime)
+        self.timers = TimerThread(self.runtime.timers, self.bus)
         self.gateway = LocalGateway(self.runtime, server_url)
         self.agent: Agent | None = None
         if local_agent:

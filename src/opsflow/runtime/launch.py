@@ -8,15 +8,30 @@ which pins the draft's definition and files as they are now.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from opsflow.errors import Conflict
-from opsflow.runtime.service import RunRequest
 from opsflow.spec.loader import load_definition
 from opsflow.spec.params import resolve_params
 from opsflow.store import workflows as workflows_store
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """Everything needed to start one execution of a pinned definition."""
+
+    workflow_id: str
+    definition: dict[str, Any]
+    params: dict[str, Any]
+    version: int | None = None
+    bundle_digest: str | None = None
+    test_run: bool = False
+    trigger_type: str = "manual"
+    trigger: dict[str, Any] | None = None
+    started_by: str | None = None
 
 
 def run_request(
@@ -31,6 +46,7 @@ def run_request(
     trigger_type: str = "manual",
     trigger: dict[str, Any] | None = None,
 ) -> RunRequest:
+    """The request to run ``workflow_id``: its pinned definition and checked params."""
     workflow = workflows_store.get_workflow(session, workflow_id)
     if test:
         definition = workflow.draft_definition

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from opsflow.engine import decide
 from opsflow.engine import model as m
 from opsflow.errors import TemplateError
-from opsflow.runtime import events
+from opsflow.runtime import admission, events
 from opsflow.runtime.approvals import close_gate, open_gate
 from opsflow.runtime.changes import Changes
 from opsflow.runtime.cleanup import advance_cleanup
@@ -36,6 +36,7 @@ from opsflow.runtime.context import (
     step_definition,
     template_context,
 )
+from opsflow.runtime.transaction import Transaction
 from opsflow.spec.graph import to_graph
 from opsflow.spec.models import Workflow
 from opsflow.spec.template import evaluate_condition
@@ -511,3 +512,37 @@ def reconcile(
     if run.ex.status.terminal and run.ex.cancel_cleanup:
         run.changes.merge(advance_cleanup(session, run.ex, now, run.server_facts()))
     return run.changes
+
+
+class Reconciler:
+    """``reconcile`` as a service: the server's settings and clock bound, the transaction
+    handed in; and when an execution ends, the queued executions of its workflow that may
+    start now (its concurrency policy) are admitted and reconciled in the same transaction."""
+
+    def __init__(self, settings: RunSettings, clock: Callable[[], float]) -> None:
+        self.settings = settings
+        self.clock = clock
+
+    def reconcile(
+        self,
+        tx: Transaction,
+        execution_id: str,
+        *,
+        admit: bool = False,
+        locked: Execution | None = None,
+        ended: Ended | None = None,
+    ) -> None:
+        """Bring ``execution_id`` up to date (see `reconcile`) inside ``tx``."""
+        result = reconcile(
+            tx.session,
+            execution_id,
+            self.clock(),
+            admit=admit,
+            locked=locked,
+            ended=ended,
+            settings=self.settings,
+        )
+        tx.changes.merge(result)
+        for finished in result.finished:
+            for queued in admission.admit_queued(tx.session, finished):
+                self.reconcile(tx, queued, admit=True)

@@ -1,4 +1,5 @@
-"""The timer thread: fires due timers and expires lost leases.
+"""What falls due: execution timers (retry delays, timeouts) and the leases of lost agents;
+and the thread that fires them.
 
 Timers are rows with a due time, so a timer that fell due while the server was down fires at
 the next start. The thread sleeps until the earliest due time (timer or lease expiry), capped
@@ -10,17 +11,90 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
-from opsflow.runtime.service import Runtime
+from opsflow.runtime.bus import EventBus
+from opsflow.runtime.reconciler import Reconciler
+from opsflow.runtime.transaction import Transaction, Transactions
+from opsflow.store import jobs as jobs_store
+from opsflow.store import runs as runs_store
+from opsflow.store.db import Database
 
 log = logging.getLogger(__name__)
+
+
+class Timers:
+    """Fires due timers and expires lost leases, each in its own transaction."""
+
+    def __init__(
+        self,
+        db: Database,
+        transactions: Transactions,
+        reconciler: Reconciler,
+        clock: Callable[[], float],
+    ) -> None:
+        self.db = db
+        self.transactions = transactions
+        self.reconciler = reconciler
+        self.clock = clock
+
+    def fire_due_timers(self) -> int:
+        """Reconcile every execution whose timer is due; returns how many fired here."""
+        now = self.clock()
+        with self.db.read() as session:
+            due = runs_store.due_timers(session, now)
+        fired = 0
+        for kind, key, _ in due:
+
+            def work(tx: Transaction, kind: str = kind, key: str = key) -> bool:
+                # Lock order everywhere: the execution first, then its rows (timer, jobs).
+                runs_store.lock_execution(tx.session, key)
+                if not runs_store.take_timer(tx.session, kind, key, self.clock()):
+                    return False  # another replica fired it, or it moved
+                self.reconciler.reconcile(tx, key)
+                return True
+
+            fired += int(self.transactions.run(work))
+        return fired
+
+    def expire_leases(self) -> int:
+        """Jobs whose agent stopped heartbeating become failed attempts ("agent lost")."""
+        now = self.clock()
+        with self.db.read() as session:
+            expired = jobs_store.expired_leases(session, now)
+        count = 0
+        for job_id, execution_id in expired:
+
+            def work(tx: Transaction, job_id: str = job_id, eid: str = execution_id) -> bool:
+                runs_store.lock_execution(tx.session, eid)
+                if not jobs_store.fail_lost_job(tx.session, job_id, self.clock()):
+                    return False
+                self.reconciler.reconcile(tx, eid)
+                return True
+
+            count += int(self.transactions.run(work))
+        return count
+
+    def next_wake(self) -> float | None:
+        """The earliest time something falls due (a timer or a lease), if any."""
+        with self.db.read() as session:
+            times = [
+                t
+                for t in (
+                    runs_store.next_timer_due(session),
+                    jobs_store.next_lease_expiry(session),
+                )
+                if t is not None
+            ]
+        return min(times) if times else None
 
 
 class TimerThread:
     """The thread that fires due timers and expires lost leases (see the module docstring)."""
 
-    def __init__(self, runtime: Runtime, *, max_sleep: float = 1.0) -> None:
-        self.runtime = runtime
+    def __init__(self, timers: Timers, bus: EventBus, *, max_sleep: float = 1.0) -> None:
+        self.timers = timers
+        self.bus = bus
         self.max_sleep = max_sleep
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -31,18 +105,18 @@ class TimerThread:
 
     def stop(self) -> None:
         self._stop.set()
-        self.runtime.bus.timer_set()
+        self.bus.timer_set()
         if self._thread is not None:
             self._thread.join(timeout=10)
 
     def tick(self) -> float:
         """Fire what is due; return how long to sleep."""
-        self.runtime.fire_due_timers()
-        self.runtime.expire_leases()
-        wake = self.runtime.next_wake()
+        self.timers.fire_due_timers()
+        self.timers.expire_leases()
+        wake = self.timers.next_wake()
         if wake is None:
             return self.max_sleep
-        return max(0.0, min(self.max_sleep, wake - self.runtime.clock()))
+        return max(0.0, min(self.max_sleep, wake - self.timers.clock()))
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -52,4 +126,4 @@ class TimerThread:
                 log.exception("timer tick failed; retrying")
                 delay = self.max_sleep
             if delay > 0:
-                self.runtime.bus.wait_timers(delay, self.runtime.clock())
+                self.bus.wait_timers(delay, self.timers.clock())
