@@ -55,8 +55,14 @@ class Settings:
     session_seconds: float = 12 * 3600.0
     # How often a quiet live stream (SSE) sends a keep-alive comment and re-checks its caller.
     stream_keepalive_seconds: float = 15.0
+    # Deliveries one hook key (``POST /hooks/{key}``) takes per minute across all replicas.
+    hook_rate_per_minute: int = 120
 
     def __post_init__(self) -> None:
+        if self.hook_rate_per_minute < 1:
+            raise InvalidInput(
+                f"OPSFLOW_HOOK_RATE_PER_MINUTE must be at least 1, not {self.hook_rate_per_minute}"
+            )
         if self.session_seconds <= 0:
             raise InvalidInput(
                 f"OPSFLOW_SESSION_SECONDS must be more than 0, not {self.session_seconds}"
@@ -79,8 +85,8 @@ class Settings:
         ``OPSFLOW_LOCAL_AGENT`` (true/false), ``OPSFLOW_LOCAL_AGENT_CONCURRENCY``,
         ``OPSFLOW_LEASE_SECONDS``, ``OPSFLOW_HEARTBEAT_SECONDS``, ``OPSFLOW_STOP_GRACE_SECONDS``,
         ``OPSFLOW_ADMIN_PASSWORD``, ``OPSFLOW_MAX_BUNDLE_BYTES``, ``OPSFLOW_DEMO``,
-        ``OPSFLOW_WEB_DIR``, ``OPSFLOW_SESSION_SECONDS``, ``OPSFLOW_STREAM_KEEPALIVE_SECONDS``
-        and one
+        ``OPSFLOW_WEB_DIR``, ``OPSFLOW_SESSION_SECONDS``, ``OPSFLOW_STREAM_KEEPALIVE_SECONDS``,
+        ``OPSFLOW_HOOK_RATE_PER_MINUTE`` and one
         ``OPSFLOW_NOTIFY_<NAME>`` per notify channel (comma- or space-separated Apprise URLs).
         Channels also come from ``<data_dir>/notify.yaml`` (``{name: [url, ...]}``); the
         environment wins for a name defined in both.
@@ -121,6 +127,8 @@ class Settings:
             values["session_seconds"] = _float(env, "OPSFLOW_SESSION_SECONDS")
         if "OPSFLOW_STREAM_KEEPALIVE_SECONDS" in env:
             values["stream_keepalive_seconds"] = _float(env, "OPSFLOW_STREAM_KEEPALIVE_SECONDS")
+        if "OPSFLOW_HOOK_RATE_PER_MINUTE" in env:
+            values["hook_rate_per_minute"] = _int(env, "OPSFLOW_HOOK_RATE_PER_MINUTE")
         values.update({k: v for k, v in overrides.items() if v is not None})
         if "data_dir" in values:
             values["data_dir"] = Path(values["data_dir"])

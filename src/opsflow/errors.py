@@ -100,6 +100,16 @@ class PayloadTooLarge(OpsflowError):
     status_code = 413
 
 
+class RateLimited(OpsflowError):
+    """Too many requests; try again after ``retry_after`` seconds."""
+
+    status_code = 429
+
+    def __init__(self, message: str | None = None, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class TemplateError(OpsflowError):
     """A template could not be rendered."""
 

@@ -23,10 +23,12 @@ from opsflow.api import (
     apidocs,
     approvals,
     definitions,
+    deliveries,
     events,
     executions,
     feed,
     health,
+    hooks,
     limits,
     people,
     problems,
@@ -61,6 +63,7 @@ Extension = Callable[[Services], AbstractAsyncContextManager[Any]]
 API_ROUTERS: list[APIRouter] = [
     workflows.router,
     triggers.router,
+    deliveries.router,
     executions.router,
     events.router,
     feed.router,
@@ -74,7 +77,7 @@ API_ROUTERS: list[APIRouter] = [
 
 # Extensions every server runs, after bootstrap, in this order. RUNTIME: the lead adds the
 # reconciler/timers and the local agent (when settings.local_agent) here.
-DEFAULT_EXTENSIONS: list[Extension] = [runtime_extension]
+DEFAULT_EXTENSIONS: list[Extension] = [runtime_extension, hooks.hook_ingress]
 
 
 def _open(settings: Settings) -> Services:
@@ -154,11 +157,14 @@ def create_app(settings: Settings, *, extensions: Sequence[Extension] | None = N
     )
     problems.install(app)
     app.include_router(health.probes)
+    app.include_router(hooks.router)  # /hooks/{key}, outside /api/v1 (ARCHITECTURE.md section 4)
     for router in API_ROUTERS:
         app.include_router(router, prefix=API_PREFIX)
     apidocs.install(app, API_PREFIX)
     # Last: the web UI answers every GET no route above claimed (its client-side routes).
     app.include_router(webui.router)
     problems.declare_errors(app)
-    app.add_middleware(limits.RequestLimits, uploads=_uploads(settings))
+    app.add_middleware(
+        limits.RequestLimits, uploads=_uploads(settings), own_limits=(hooks.PATH_PREFIX,)
+    )
     return app

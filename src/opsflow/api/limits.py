@@ -49,6 +49,14 @@ def json_depth(body: bytes) -> int:
     return max(accumulate(b if b == 1 else -1 for b in brackets))
 
 
+def check_json_depth(body: bytes) -> None:
+    """Refuse (422) a JSON body nested deeper than `MAX_JSON_DEPTH`, before it is parsed."""
+    depth = json_depth(body)
+    if depth > MAX_JSON_DEPTH:
+        msg = f"the JSON nests {depth} levels deep; at most {MAX_JSON_DEPTH} are accepted"
+        raise InvalidInput(msg, problems=[Problem("body", msg)])
+
+
 def _is_json(scope: Scope) -> bool:
     for key, value in scope.get("headers", []):
         if key == b"content-type":
@@ -88,9 +96,14 @@ class RequestLimits:
     """Pure ASGI middleware: refuses a body over its route's limit (413) and a JSON body
     nested deeper than `MAX_JSON_DEPTH` (422), before any route or parser reads it."""
 
-    def __init__(self, app: ASGIApp, uploads: list[Upload]) -> None:
+    def __init__(
+        self, app: ASGIApp, uploads: list[Upload], own_limits: tuple[str, ...] = ()
+    ) -> None:
         self.app = app
         self.uploads = uploads
+        # Path prefixes whose routes read and bound their bodies themselves (``/hooks/``
+        # authenticates a sender before it reads a byte of the body, then caps it per type).
+        self.own_limits = own_limits
 
     def _limit(self, scope: Scope) -> int:
         for upload in self.uploads:
@@ -99,7 +112,7 @@ class RequestLimits:
         return MAX_BODY_BYTES
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"].startswith(self.own_limits):
             await self.app(scope, receive, send)
             return
         limit = self._limit(scope)

@@ -27,6 +27,7 @@ from opsflow.errors import (
     NotFound,
     OpsflowError,
     PayloadTooLarge,
+    RateLimited,
     SpecInvalid,
     StaleReport,
     TemplateError,
@@ -58,6 +59,7 @@ PROBLEM_TYPES: dict[type[OpsflowError], tuple[str, str]] = {
     GateRefused: ("gate-refused", "The approval gate refuses your answer"),
     CsrfRefused: ("csrf", "Cross-site request refused"),
     PayloadTooLarge: ("payload-too-large", "Payload too large"),
+    RateLimited: ("rate-limited", "Too many requests"),
     TemplateError: ("template-error", "Template error"),
 }
 
@@ -105,6 +107,8 @@ async def _opsflow_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, OpsflowError)
     type_, title = problem_type(exc)
     headers = {"WWW-Authenticate": 'Bearer realm="opsflow"'} if exc.status_code == 401 else None
+    if isinstance(exc, RateLimited):
+        headers = {"Retry-After": str(exc.retry_after)}
     if exc.status_code >= 500:
         log.error("internal error: %s", exc.message, exc_info=exc)
     return problem_response(
@@ -171,6 +175,7 @@ STATUS_DESCRIPTIONS = {
     415: "Unsupported Content-Type",
     422: "The request is invalid",
     423: "Locked",
+    429: "Too many requests",
 }
 
 

@@ -38,6 +38,8 @@ def web_ui(request: Request, path: str) -> Response:
     """A file of the build, or ``index.html`` for any other path the API does not own."""
     if path == "api" or path.startswith("api/"):
         raise NotFound(f"no API route {request.url.path}; see /api/v1/docs")
+    if path == "hooks" or path.startswith("hooks/"):
+        raise NotFound(f"{request.url.path} takes deliveries by POST only")
     root = build_dir(request).resolve()
     index = root / "index.html"
     if not index.is_file():

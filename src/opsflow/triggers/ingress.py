@@ -15,8 +15,9 @@ source, in this order:
 
 Sources are pure: the headers (lower-case names), the raw body, the trigger's declared spec
 and secret, and ``now`` go in; verdicts come out as values or as `NotAuthenticated` /
-`BodyInvalid`. Starting executions, deduplicating and recording deliveries happen in the
-route, the same way for every type. `opsflow.triggers.sources` names each type's source.
+`BodyInvalid`. Starting executions (`opsflow.triggers.fire`), deduplicating and recording
+deliveries happen in ``triggers/delivery.py``, the same way for every type.
+`opsflow.triggers.sources` names each type's source.
 """
 
 from __future__ import annotations
@@ -49,17 +50,20 @@ class Start:
     """One execution a delivery asks for.
 
     ``dedupe_key`` makes a repeat recognisable (kept 7 days per trigger); None never
-    deduplicates. ``params`` are the delivery's own (the route checks them against the
-    workflow's params and puts them over the trigger's declared ``params``). ``trigger`` is
-    the source's part of the execution's trigger record: what templates read as ``trigger``
-    (``trigger.body`` for a webhook; ``git`` and ``incident`` sub-objects for those types).
-    ``summary`` is one line for the delivery log (``push to main by ada``).
+    deduplicates. ``params`` are the delivery's own (the trigger's declared ``params`` are
+    rendered over them and win; the result is checked against the workflow's params).
+    ``trigger`` is the source's part of the execution's trigger record: ``body`` becomes
+    ``trigger.body``, ``git`` and ``incident`` become the template names of those types, any
+    other key (``delivery_id``) is kept in the record as it is. ``summary`` is one line for the
+    delivery log (``push to main by ada``); ``source`` says which event it was on the
+    execution (``github acme/infra@1a2b3c``), the summary when left empty.
     """
 
     dedupe_key: str | None
     params: dict[str, Any] = field(default_factory=dict)
     trigger: dict[str, Any] = field(default_factory=dict)
     summary: str = ""
+    source: str = ""
 
 
 @dataclass(frozen=True)

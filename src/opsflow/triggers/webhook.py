@@ -237,6 +237,7 @@ class WebhookSource:
                     params=parsed.params,
                     trigger={"body": parsed.body, "delivery_id": key},
                     summary=summary,
+                    source=f"webhook {summary}",
                 )
             ]
         )

@@ -199,6 +199,7 @@ def test_idempotency_key_wins_over_webhook_id() -> None:
     assert isinstance(start, Start)
     assert start.dedupe_key == "deploy-42"
     assert start.trigger["body"]["variables"] == {"sha": "abc"}
+    assert start.params == {"replicas": 3}
     (plain,) = source.read({}, {}, b"{}").items
     assert isinstance(plain, Start) and plain.dedupe_key is None
     with pytest.raises(BodyInvalid, match="longer than"):
