@@ -316,7 +316,7 @@ def merge_state(session: Session, trigger_id: int, **values: Any) -> None:
 
 
 _CLAIM = {
-    name: ins.on_conflict_do_nothing(index_elements=["trigger_id", "instant"])
+    name: ins.on_conflict_do_nothing(index_elements=["trigger_id", "instant"]).returning(FIRES.c.id)
     for name, ins in (
         ("postgresql", pg_insert(FIRES)),
         ("sqlite", sqlite_insert(FIRES)),
@@ -339,17 +339,23 @@ def claim_fire(
     On PostgreSQL a concurrent claim of the same instant waits for the first one's commit and
     then finds its row; no lock outlives a transaction, so none can be lost.
     """
-    result = session.connection().execute(
-        _CLAIM[session.get_bind().dialect.name],
-        {
-            "trigger_id": trigger_id,
-            "instant": instant,
-            "execution_id": execution_id,
-            "fired_at": fired_at,
-            "kind": kind,
-        },
+    # RETURNING, not rowcount: psycopg reports -1 (true) for an INSERT ... ON CONFLICT DO
+    # NOTHING that inserted nothing, which would claim an instant twice.
+    claimed = (
+        session.connection()
+        .execute(
+            _CLAIM[session.get_bind().dialect.name],
+            {
+                "trigger_id": trigger_id,
+                "instant": instant,
+                "execution_id": execution_id,
+                "fired_at": fired_at,
+                "kind": kind,
+            },
+        )
+        .first()
     )
-    if result.rowcount:
+    if claimed is not None:
         return None
     existing = session.scalar(
         select(TriggerFireRow.execution_id).where(
