@@ -11,10 +11,11 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import httpx
 import pytest
@@ -42,7 +43,7 @@ def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("OPSFLOW_")}
 
 
-def wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+def wait_healthy(url: str, process: ServerProcess, log: Path) -> None:
     """Until ``/healthz`` answers; fails with the server's log if it exits or never does."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -57,6 +58,19 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
     pytest.fail(f"opsflow server did not become healthy within 60s:\n{log.read_text()}")
 
 
+def wait_printed(text: str, process: ServerProcess, log: Path) -> None:
+    """Until the server's output (in ``log``) holds ``text``; fails with the log if it exits
+    or never prints it."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if text in log.read_text(errors="replace"):
+            return
+        if process.poll() is not None:
+            pytest.fail(f"opsflow server exited with {process.returncode}:\n{log.read_text()}")
+        time.sleep(0.05)  # the log file is the only view of the output a test has
+    pytest.fail(f"opsflow server did not print {text!r} within 60s:\n{log.read_text()}")
+
+
 @dataclass(frozen=True)
 class RunningServer:
     """A started, healthy ``opsflow server``: its URL, data dir, log file, pid and the admin
@@ -69,6 +83,34 @@ class RunningServer:
     token: str
 
 
+class ServerProcess(Protocol):
+    """What `run_server` needs of a started server process (``subprocess.Popen`` is one)."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def returncode(self) -> int | Any: ...
+
+    def poll(self) -> int | None: ...
+
+    def terminate(self) -> None: ...
+
+    def kill(self) -> None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+
+# (argv, env, cwd, log) -> the started process, its stdout and stderr appended to log.
+Launcher = Callable[[list[str], dict[str, str], Path, Path], ServerProcess]
+
+
+def popen(argv: list[str], env: dict[str, str], cwd: Path, log: Path) -> ServerProcess:
+    """The default `Launcher`: the console script as a child process."""
+    with log.open("ab") as out:
+        return subprocess.Popen(argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
 @contextmanager
 def run_server(
     db_url: str,
@@ -76,24 +118,36 @@ def run_server(
     *args: str,
     cwd: Path | None = None,
     env: dict[str, str] | None = None,
+    ready_when_printed: str | None = None,
+    port: int | None = None,
+    log: Path | None = None,
+    launch: Launcher = popen,
 ) -> Iterator[RunningServer]:
     """``opsflow server --port P --data-dir D --db URL *args`` on a free port, healthy before
     it yields; stopped (SIGTERM, then SIGKILL after 15 s) when the block ends. ``env`` defaults
-    to `clean_env` with a fixed admin password."""
-    port = free_port()
-    log = data_dir / "server.log"
+    to `clean_env` with a fixed admin password.
+
+    Its stdout and stderr are appended to ``log`` (default ``D/server.log``). With
+    ``ready_when_printed``, it yields as soon as the output holds that text, without asking
+    ``/healthz`` first (for tests of what the server says when). ``port`` fixes the port (a
+    restarted server on the one its clients know); ``launch`` starts the process another way
+    (the crash tests fork it from a warm interpreter).
+    """
+    port = port or free_port()
+    log = log or data_dir / "server.log"
     argv = [opsflow_executable(), "server", "--port", str(port), "--data-dir", str(data_dir)]
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [*argv, "--db", db_url, *args],
-            cwd=cwd or data_dir,
-            env=env or {**clean_env(), "OPSFLOW_ADMIN_PASSWORD": "admin-pw-for-tests"},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    process = launch(
+        [*argv, "--db", db_url, *args],
+        env or {**clean_env(), "OPSFLOW_ADMIN_PASSWORD": "admin-pw-for-tests"},
+        cwd or data_dir,
+        log,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_healthy(url, process, log)
+        if ready_when_printed is None:
+            wait_healthy(url, process, log)
+        else:
+            wait_printed(ready_when_printed, process, log)
         token = (data_dir / "admin-token").read_text().strip()
         yield RunningServer(url, data_dir, log, process.pid, token)
     finally:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import queue
-import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ import httpx
 import pytest
 
 from tests.conftest import BACKENDS
-from tests.servers import clean_env, free_port, fresh_database, opsflow_executable, wait_healthy
+from tests.servers import clean_env, fresh_database, run_server
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -133,34 +132,13 @@ def server_db_url(
 def server(server_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """``opsflow server`` with its local agent, keep-alives every second."""
     data_dir = tmp_path_factory.mktemp("feed-data")
-    port = free_port()
-    log = data_dir / "server.log"
     env = {
         **clean_env(),
         "OPSFLOW_ADMIN_PASSWORD": PASSWORD,
         "OPSFLOW_STREAM_KEEPALIVE_SECONDS": "1",
     }
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(
-            [
-                *(opsflow_executable(), "server", "--port", str(port)),
-                *("--data-dir", str(data_dir), "--db", server_db_url),
-            ],
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, process, log)
-        yield Server(url, (data_dir / "admin-token").read_text().strip())
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with run_server(server_db_url, data_dir, env=env) as running:
+        yield Server(running.url, running.token)
 
 
 def test_lists_hear_of_workflows_runs_and_approvals(server: Server) -> None:

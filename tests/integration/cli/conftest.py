@@ -7,7 +7,6 @@ real ``opsflow server`` subprocess on a free loopback port, started once per mod
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,8 +16,7 @@ import httpx
 import pytest
 
 from tests.conftest import BACKENDS
-from tests.servers import free_port, fresh_database, opsflow_executable
-from tests.servers import wait_healthy as _wait_healthy
+from tests.servers import clean_env, fresh_database, opsflow_executable, run_server
 
 
 @dataclass
@@ -45,9 +43,8 @@ class Cli:
 
 
 def _clean_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OPSFLOW_")}
-    env["COLUMNS"] = "200"  # wide enough that Rich tables never fold a cell in assertions
-    return env
+    # wide enough that Rich tables never fold a cell in assertions
+    return {**clean_env(), "COLUMNS": "200"}
 
 
 @pytest.fixture
@@ -96,43 +93,17 @@ def server(server_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
     """``opsflow server --no-local-agent`` on a free port, healthy before the first test."""
     data_dir = tmp_path_factory.mktemp("cli-data")
     workdir = tmp_path_factory.mktemp("cli-cwd")
-    port = free_port()
-    log = data_dir / "server.log"
-    executable = opsflow_executable()
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(
-            [
-                executable,
-                "server",
-                "--port",
-                str(port),
-                "--data-dir",
-                str(data_dir),
-                "--db",
-                server_db_url,
-                "--no-local-agent",
-            ],
-            cwd=workdir,
-            env={**_clean_env(), "OPSFLOW_ADMIN_PASSWORD": "admin-pw-for-tests"},
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, process, log)
-        token = (data_dir / "admin-token").read_text().strip()
-        env = {**_clean_env(), "OPSFLOW_URL": url, "OPSFLOW_TOKEN": token}
-        with httpx.Client(
-            base_url=f"{url}/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=30
-        ) as api:
-            yield Server(url, data_dir, token, Cli(executable, workdir, env), api)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with (
+        run_server(server_db_url, data_dir, "--no-local-agent", cwd=workdir) as running,
+        httpx.Client(
+            base_url=f"{running.url}/api/v1",
+            headers={"Authorization": f"Bearer {running.token}"},
+            timeout=30,
+        ) as api,
+    ):
+        env = {**_clean_env(), "OPSFLOW_URL": running.url, "OPSFLOW_TOKEN": running.token}
+        cli = Cli(opsflow_executable(), workdir, env)
+        yield Server(running.url, data_dir, running.token, cli, api)
 
 
 WorkflowDir = Callable[..., Path]

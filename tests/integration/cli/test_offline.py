@@ -7,7 +7,8 @@ import re
 import socket
 from pathlib import Path
 
-from tests.integration.cli.conftest import Cli, WorkflowDir, free_port, simple_workflow
+from tests.integration.cli.conftest import Cli, WorkflowDir, simple_workflow
+from tests.servers import free_port
 
 LOCATED = re.compile(r"^(?P<file>[^:]+):(?P<line>\d+): (?P<loc>[^:]+): (?P<msg>.+)$")
 

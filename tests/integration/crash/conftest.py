@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -32,9 +33,7 @@ import pytest
 from opsflow.store import jobs as jobs_store
 from opsflow.store.db import Database
 from opsflow.store.jobs import Job
-from tests.servers import free_port
-
-HEALTHY_WITHIN = 60.0
+from tests.servers import free_port, run_server
 
 
 def epoch(iso: str | None) -> float | None:
@@ -102,9 +101,10 @@ class Zygote:
             env={k: v for k, v in os.environ.items() if not k.startswith("OPSFLOW_")},
         )
 
-    def spawn(self, argv: list[str], env: dict[str, str], log: Path) -> int:
+    def launch(self, argv: list[str], env: dict[str, str], cwd: Path, log: Path) -> ForkedServer:
+        """A `tests.servers.Launcher`: fork ``opsflow ARGV[1:]`` from the warm interpreter."""
         assert self.process.stdin is not None and self.process.stdout is not None
-        request = json.dumps({"argv": argv, "env": env, "log": str(log)})
+        request = json.dumps({"argv": argv[1:], "env": env, "cwd": str(cwd), "log": str(log)})
         try:
             self.process.stdin.write(request + "\n")
             self.process.stdin.flush()
@@ -114,7 +114,7 @@ class Zygote:
         if not reply:
             code = self.process.wait(timeout=10)
             pytest.fail(f"the zygote exited with {code} (its traceback is on stderr)")
-        return int(reply)
+        return ForkedServer(int(reply))
 
     def close(self) -> None:
         assert self.process.stdin is not None and self.process.stdout is not None
@@ -130,6 +130,40 @@ def alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+class ForkedServer:
+    """A server the zygote forked, as `tests.servers.run_server` handles one. It is the
+    zygote's child, reaped by the kernel, so it is watched by its pid and its exit code is
+    never known (``-1``)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None and not alive(self.pid):
+            self.returncode = -1
+        return self.returncode
+
+    def terminate(self) -> None:
+        self._signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL)
+
+    def _signal(self, number: int) -> None:
+        with contextlib.suppress(ProcessLookupError):  # gone already (a test killed it)
+            os.kill(self.pid, number)
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Until the pid is gone (once the kernel has reaped it, its sockets are closed)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout or 0)
+            time.sleep(0.005)
+        return -1
 
 
 class CrashServer:
@@ -158,6 +192,8 @@ class CrashServer:
             "OPSFLOW_HEARTBEAT_SECONDS": str(heartbeat),
             "OPSFLOW_ADMIN_PASSWORD": "crash-test-admin-pw",
         }
+        self.data_dir.mkdir(parents=True, exist_ok=True)  # the server's working directory
+        self.running: ExitStack | None = None
         self.pid: int | None = None
         self.api: Api | None = None
         self.starts = 0
@@ -166,39 +202,36 @@ class CrashServer:
     def start(self) -> Api:
         """Start a server process and return its API once ``/healthz`` answers (the runtime
         has resumed every unfinished execution by then: uvicorn serves after the lifespan)."""
-        assert self.pid is None, "a server is already running"
+        assert self.running is None, "a server is already running"
         self.starts += 1
         with self.log.open("a") as log:
             log.write(f"\n===== start {self.starts} at {time.time():.3f} =====\n")
-        argv = ["server", "--db", self.db_url, "--data-dir", str(self.data_dir)]
-        argv += ["--port", str(self.port), "--concurrency", str(self.concurrency)]
-        self.pid = self.zygote.spawn(argv, self.env, self.log)
-        deadline = time.monotonic() + HEALTHY_WITHIN
-        while True:
-            if not alive(self.pid):
-                self.pid = None
-                pytest.fail(f"opsflow server exited:\n{self.log_tail()}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"server not healthy within {HEALTHY_WITHIN}s:\n{self.log_tail()}")
-            time.sleep(0.02)
-        token = (self.data_dir / "admin-token").read_text().strip()
-        self.api = Api(self.url, token)
+        stack = ExitStack()
+        started = stack.enter_context(
+            run_server(
+                *(self.db_url, self.data_dir, "--concurrency", str(self.concurrency)),
+                port=self.port,
+                env=self.env,
+                log=self.log,
+                launch=self.zygote.launch,
+            )
+        )
+        self.running = stack
+        self.pid = started.pid
+        self.api = Api(self.url, started.token)
         return self.api
 
     def kill(self) -> None:
         """``kill -9``: no shutdown code runs; in-flight transactions die with the process."""
-        assert self.pid is not None, "no server to kill"
+        assert self.running is not None and self.pid is not None, "no server to kill"
         os.kill(self.pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
         while alive(self.pid):  # gone once the kernel has reaped it: its sockets are closed
             if time.monotonic() > deadline:
                 pytest.fail(f"server {self.pid} still alive 10s after SIGKILL")
             time.sleep(0.005)
+        self.running.close()  # run_server's own stop finds nothing left to stop
+        self.running = None
         self.pid = None
         self.kills += 1
         if self.api is not None:

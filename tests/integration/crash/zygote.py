@@ -6,7 +6,8 @@ nothing about crash safety. This process imports them once; each request forks a
 runs the real console-script entry point (``opsflow.cli.main:app``) with the requested argv and
 environment, as its own process: the test kills it with SIGKILL like any other.
 
-Protocol: one JSON object per line on stdin, ``{"argv": [...], "env": {...}, "log": path}``;
+Protocol: one JSON object per line on stdin,
+``{"argv": [...], "env": {...}, "cwd": path, "log": path}``;
 the reply is the child's pid on one line of stdout. End of stdin ends the zygote. Children are
 reaped by the kernel (SIGCHLD ignored here), so the test waits for a pid to vanish.
 """
@@ -27,9 +28,11 @@ import opsflow.store.migrate
 from opsflow.cli.main import app
 
 
-def serve(argv: list[str], env: dict[str, str], log: str) -> int:
-    """The child: its own environment and log, then the CLI exactly as the script runs it."""
+def serve(argv: list[str], env: dict[str, str], cwd: str, log: str) -> int:
+    """The child: its own environment, directory and log, then the CLI exactly as the script
+    runs it."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the server waits for its jobs' processes
+    os.chdir(cwd)
     os.environ.clear()
     os.environ.update(env)
     out = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -54,7 +57,7 @@ def main() -> None:
         if pid == 0:
             code = 1
             try:
-                code = serve(request["argv"], request["env"], request["log"])
+                code = serve(request["argv"], request["env"], request["cwd"], request["log"])
             except BaseException:
                 traceback.print_exc()
             finally:

@@ -9,6 +9,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import httpx
 import pytest
 
 from opsflow.cli.bundle import pack_bundle
-from tests.servers import clean_env, free_port, opsflow_executable, wait_healthy
+from tests.servers import clean_env, opsflow_executable, run_server
 
 
 class Server:
@@ -77,45 +78,24 @@ class Server:
 @pytest.fixture
 def start_server(db_url: str, tmp_path: Path) -> Iterator[Callable[[dict[str, str]], Server]]:
     """Start ``opsflow server`` (local agent on) with extra environment; stopped afterwards."""
-    processes: list[subprocess.Popen[bytes]] = []
-    clients: list[httpx.Client] = []
+    with ExitStack() as stack:  # stops the servers (and closes their clients) in reverse
+        servers: list[Server] = []
 
-    def start(env: dict[str, str]) -> Server:
-        data_dir = tmp_path / f"data-{len(processes)}"
-        data_dir.mkdir()
-        port = free_port()
-        log = data_dir / "server.log"
-        argv = [opsflow_executable(), "server", "--port", str(port), "--data-dir", str(data_dir)]
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [*argv, "--db", db_url],
-                cwd=data_dir,
-                env={**clean_env(), **env},
-                stdout=out,
-                stderr=subprocess.STDOUT,
+        def start(env: dict[str, str]) -> Server:
+            data_dir = tmp_path / f"data-{len(servers)}"
+            data_dir.mkdir()
+            running = stack.enter_context(run_server(db_url, data_dir, env={**clean_env(), **env}))
+            api = stack.enter_context(
+                httpx.Client(
+                    base_url=f"{running.url}/api/v1",
+                    headers={"Authorization": f"Bearer {running.token}"},
+                    timeout=30,
+                )
             )
-        processes.append(process)
-        url = f"http://127.0.0.1:{port}"
-        wait_healthy(url, process, log)
-        token = (data_dir / "admin-token").read_text().strip()
-        api = httpx.Client(
-            base_url=f"{url}/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=30
-        )
-        clients.append(api)
-        return Server(url, token, api, data_dir)
+            servers.append(Server(running.url, running.token, api, data_dir))
+            return servers[-1]
 
-    try:
         yield start
-    finally:
-        for client in clients:
-            client.close()
-        for process in processes:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 @pytest.fixture

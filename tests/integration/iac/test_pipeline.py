@@ -15,9 +15,7 @@ import httpx
 import pytest
 
 from opsflow.cli.bundle import pack_bundle
-from tests.servers import clean_env, opsflow_executable
-from tests.servers import free_port as _free_port
-from tests.servers import wait_healthy as _wait_healthy
+from tests.servers import clean_env, opsflow_executable, run_server
 
 pytestmark = pytest.mark.slow
 
@@ -110,40 +108,15 @@ class Server:
 def server(db_url: str, tmp_path: Path) -> Iterator[Server]:
     data_dir = tmp_path / "data"
     data_dir.mkdir()
-    port = _free_port()
-    log = data_dir / "server.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                opsflow_executable(),
-                "server",
-                "--port",
-                str(port),
-                "--data-dir",
-                str(data_dir),
-                "--db",
-                db_url,
-            ],
-            cwd=data_dir,
-            env=clean_env(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, process, log)
-        token = (data_dir / "admin-token").read_text().strip()
-        with httpx.Client(
-            base_url=f"{url}/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=30
-        ) as api:
-            yield Server(url, api, token)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with (
+        run_server(db_url, data_dir, env=clean_env()) as running,
+        httpx.Client(
+            base_url=f"{running.url}/api/v1",
+            headers={"Authorization": f"Bearer {running.token}"},
+            timeout=30,
+        ) as api,
+    ):
+        yield Server(running.url, api, running.token)
 
 
 def _workflow(tmp_path: Path, wf: str, tail: str = "") -> Path:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import http.server
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ import httpx
 import pytest
 
 from opsflow.auth.masking import literal_variants
-from tests.servers import clean_env, free_port, opsflow_executable, wait_healthy
+from tests.servers import clean_env, run_server
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -73,29 +72,18 @@ def test_the_server_log_never_shows_a_secret_an_http_step_sends(
 ) -> None:
     data_dir = tmp_path / "data"
     data_dir.mkdir()
-    port = free_port()
-    out_path, err_path = data_dir / "stdout.log", data_dir / "stderr.log"
-    with out_path.open("wb") as out, err_path.open("wb") as err:
-        process = subprocess.Popen(
-            [
-                *(opsflow_executable(), "server", "--port", str(port)),
-                *("--data-dir", str(data_dir), "--db", db_url),
-            ],
-            cwd=data_dir,
-            env=clean_env(),
-            stdout=out,
-            stderr=err,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, process, err_path)
-        token = (data_dir / "admin-token").read_text().strip()
-        with httpx.Client(
-            base_url=f"{url}/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=30
-        ) as api:
-            r = api.put("/secrets/CALL_TOKEN", json={"value": TOKEN})
-            assert r.status_code == 201, r.text
-            flow = f"""
+    # stdout and stderr both go to the one log run_server keeps; no admin password is set
+    with (
+        run_server(db_url, data_dir, env=clean_env()) as server,
+        httpx.Client(
+            base_url=f"{server.url}/api/v1",
+            headers={"Authorization": f"Bearer {server.token}"},
+            timeout=30,
+        ) as api,
+    ):
+        r = api.put("/secrets/CALL_TOKEN", json={"value": TOKEN})
+        assert r.status_code == 201, r.text
+        flow = f"""
 id: calls-out
 steps:
   - id: call
@@ -103,30 +91,23 @@ steps:
     url: "{target}/start?token={{{{ secrets.CALL_TOKEN }}}}"
     expect_status: [200]
 """
-            r = api.put("/workflows/calls-out?publish=true", content=flow, headers=YAML)
-            assert r.status_code in (200, 201), r.text
-            r = api.post("/workflows/calls-out/runs", json={})
-            assert r.status_code == 201, r.text
-            eid = r.json()["id"]
-            deadline = time.monotonic() + 60
-            while (ex := api.get(f"/executions/{eid}").json())["status"] not in (
-                "completed",
-                "failed",
-            ):
-                assert time.monotonic() < deadline, ex
-                time.sleep(0.1)  # polling the execution is the event this client has
-            assert ex["status"] == "completed", ex["engine_log"]
-            # The step really called with the value and followed the redirect.
-            call = next(s for s in ex["steps"] if s["id"] == "call")
-            assert call["outputs"]["status"] == 200
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    printed = out_path.read_text() + err_path.read_text()
+        r = api.put("/workflows/calls-out?publish=true", content=flow, headers=YAML)
+        assert r.status_code in (200, 201), r.text
+        r = api.post("/workflows/calls-out/runs", json={})
+        assert r.status_code == 201, r.text
+        eid = r.json()["id"]
+        deadline = time.monotonic() + 60
+        while (ex := api.get(f"/executions/{eid}").json())["status"] not in (
+            "completed",
+            "failed",
+        ):
+            assert time.monotonic() < deadline, ex
+            time.sleep(0.1)  # polling the execution is the event this client has
+        assert ex["status"] == "completed", ex["engine_log"]
+        # The step really called with the value and followed the redirect.
+        call = next(s for s in ex["steps"] if s["id"] == "call")
+        assert call["outputs"]["status"] == 200
+    printed = (data_dir / "server.log").read_text()
     assert "Application startup complete" in printed  # the log was captured at all
     # Its first part too: whatever encoding a library chose, that part stays as it is.
     for value in (*_forbidden(TOKEN), TOKEN.split("/")[0]):

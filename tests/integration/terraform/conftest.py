@@ -10,7 +10,6 @@ the state routes check; the agent side is the executor, called directly.
 from __future__ import annotations
 
 import secrets
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,9 +26,7 @@ from opsflow.store import jobs as jobs_store
 from opsflow.store import runs as runs_store
 from opsflow.store.db import Database
 from tests.conftest import BACKENDS
-from tests.servers import clean_env, fresh_database, opsflow_executable
-from tests.servers import free_port as _free_port
-from tests.servers import wait_healthy as _wait_healthy
+from tests.servers import fresh_database, opsflow_executable, run_server
 
 from .support import RecordingSink
 
@@ -132,32 +129,16 @@ def state_server(
 ) -> Iterator[StateServer]:
     """``opsflow server --no-local-agent`` on a free port, healthy before the first test."""
     data_dir = tmp_path_factory.mktemp("tf-data")
-    port = _free_port()
-    log = data_dir / "server.log"
-    executable = opsflow_executable()
-    argv = [executable, "server", "--port", str(port), "--data-dir", str(data_dir)]
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(
-            [*argv, "--db", state_db_url, "--no-local-agent"],
-            cwd=data_dir,
-            env={**clean_env(), "OPSFLOW_ADMIN_PASSWORD": "admin-pw-for-tests"},
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
     db = Database(state_db_url)
     try:
-        _wait_healthy(url, process, log)
-        token = (data_dir / "admin-token").read_text().strip()
-        with httpx.Client(
-            base_url=f"{url}/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=30
-        ) as api:
-            yield StateServer(url, token, db, api, executable)
+        with (
+            run_server(state_db_url, data_dir, "--no-local-agent") as running,
+            httpx.Client(
+                base_url=f"{running.url}/api/v1",
+                headers={"Authorization": f"Bearer {running.token}"},
+                timeout=30,
+            ) as api,
+        ):
+            yield StateServer(running.url, running.token, db, api, opsflow_executable())
     finally:
         db.dispose()
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()

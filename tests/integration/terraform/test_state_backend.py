@@ -22,8 +22,9 @@ from opsflow.steps.base import CancelSignal
 from opsflow.steps.terraform import TerraformExecutor
 from opsflow.steps.terraform_program import EMBEDDED, find_terraform
 from opsflow.steps.terraform_source import write_backend_override
+from tests.servers import clean_env
 
-from .conftest import StateServer, clean_env
+from .conftest import StateServer
 from .support import (
     ITEMS_TF,
     SLOW_TF,
