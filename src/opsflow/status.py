@@ -157,3 +157,16 @@ class LogStream(StrEnum):
     STDOUT = "stdout"
     STDERR = "stderr"
     SYSTEM = "system"
+
+
+class LogLevel(StrEnum):
+    """How serious one of opsflow's own log lines (stream ``system``) is, as the executor that
+    wrote it says: ``info`` for progress (the command it runs, the request it sends), ``warn``
+    for something the reader should notice that did not fail the step (a forced kill, a
+    truncated log, lost lines), ``error`` for why the step failed (exit code, timeout, name not
+    resolved). Program output (stdout, stderr) has no level: opsflow does not judge a
+    program's lines by their words."""
+
+    INFO = "info"
+    WARN = "warn"
+    ERROR = "error"

@@ -316,6 +316,8 @@ def test_errors_filter_shows_the_executors_failure_line(page: Page, ui_server: U
     page.get_by_role("radio", name="Errors").click()
     expect(lines).to_contain_text("name not resolved (api.example.invalid)")
     expect(lines).not_to_contain_text("GET http://")  # the request line is progress, not an error
+    # the server says the line's level (error), and the panel marks it as such
+    expect(lines.locator(".log-line.level-error")).to_contain_text("name not resolved")
     expect(lines).not_to_contain_text("No line matches this filter")
     shot(page, "logs-errors-filter")
 

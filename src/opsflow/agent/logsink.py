@@ -15,8 +15,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from opsflow.status import LogStream
-from opsflow.store.logs import MAX_BATCH_BYTES, MAX_BATCH_LINES, LogLine
+from opsflow.status import LogLevel, LogStream
+from opsflow.store.logs import MAX_BATCH_BYTES, MAX_BATCH_LINES, LogLine, level_of
 from opsflow.words import counted
 
 DEFAULT_CAP_BYTES = 10 * 1024 * 1024
@@ -49,11 +49,15 @@ class BatchingLogSink:
         self._drained: list[Callable[[], None]] = []
         self.on_line: Callable[[], None] | None = None  # the flusher's nudge
 
-    def write(self, stream: LogStream, text: str) -> None:
-        self.write_lines(stream, [text])
+    def write(self, stream: LogStream, text: str, level: LogLevel | None = None) -> None:
+        self.write_lines(stream, [text], level)
 
-    def write_lines(self, stream: LogStream, texts: list[str]) -> None:
-        """Number and keep lines of one stream (masked first), up to the cap."""
+    def write_lines(
+        self, stream: LogStream, texts: list[str], level: LogLevel | None = None
+    ) -> None:
+        """Number and keep lines of one stream (masked first), up to the cap; ``level`` is
+        kept on system lines only (``info`` when not given)."""
+        level = level_of(stream, level)
         at = self._clock()  # lines of one read arrive together
         mask = self._mask
         pending, sizes = self._pending, self._sizes
@@ -72,11 +76,11 @@ class BatchingLogSink:
                     f"[opsflow] log truncated: this job reached its {self._cap} byte log "
                     "limit; later lines are not stored"
                 )
-                stream, size = LogStream.SYSTEM, len(text) + 1
+                stream, level, size = LogStream.SYSTEM, LogLevel.WARN, len(text) + 1
             else:
                 stored += size
             seq += 1
-            pending.append(LogLine(seq, at, stream, text))
+            pending.append(LogLine(seq, at, stream, text, level))
             sizes.append(size)
             added += size
         self._seq, self._bytes = seq, stored
@@ -84,10 +88,12 @@ class BatchingLogSink:
         if self.on_line is not None:
             self.on_line()
 
-    def _append(self, stream: LogStream, text: str) -> None:
+    def _append(self, stream: LogStream, text: str, level: LogLevel | None = None) -> None:
         size = len(text.encode("utf-8", "replace")) + 1
         self._seq += 1
-        self._pending.append(LogLine(self._seq, self._clock(), stream, text))
+        self._pending.append(
+            LogLine(self._seq, self._clock(), stream, text, level_of(stream, level))
+        )
         self._sizes.append(size)
         self._pending_bytes += size
         if self.on_line is not None:
@@ -121,6 +127,7 @@ class BatchingLogSink:
                 LogStream.SYSTEM,
                 f"[opsflow] {counted(dropped, 'more log line')} "
                 f"{'was' if dropped == 1 else 'were'} not stored",
+                LogLevel.WARN,
             )
         batches = [self.take()]
         while self._pending:

@@ -25,7 +25,7 @@ from opsflow.agent.logsink import DEFAULT_CAP_BYTES, BatchingLogSink
 from opsflow.auth.masking import Masker
 from opsflow.errors import StaleReport
 from opsflow.runtime.secrets import VALUES_KEY
-from opsflow.status import JobStatus, LogStream, StepType
+from opsflow.status import JobStatus, LogLevel, LogStream, StepType
 from opsflow.steps.base import CancelSignal, JobSpec, StepResult
 from opsflow.steps.registry import executor_for, load_builtins
 from opsflow.store.jobs import CancelNotice, Job
@@ -209,11 +209,11 @@ class Agent:
             return
         except Exception as exc:  # an agent-side fault fails the attempt, visibly
             log.exception("job %s crashed in the agent", job.id)
-            sink.write(LogStream.SYSTEM, f"[opsflow] agent error: {exc!r}")
+            sink.write(LogStream.SYSTEM, f"[opsflow] agent error: {exc!r}", LogLevel.ERROR)
             result = StepResult(status=JobStatus.FAILED, error=f"agent error: {exc}")
         artifacts, problem = _read_artifacts(result.artifacts)
         if problem is not None:
-            sink.write(LogStream.SYSTEM, f"[opsflow] {problem}")
+            sink.write(LogStream.SYSTEM, f"[opsflow] {problem}", LogLevel.ERROR)
             result = StepResult(status=JobStatus.FAILED, outputs=result.outputs, error=problem)
         outputs = dict(result.outputs)
         error = result.error

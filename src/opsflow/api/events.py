@@ -21,7 +21,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
-from opsflow.api.execution_models import iso
+from opsflow.api.execution_models import LogLineOut, iso
 from opsflow.api.executions import host_of
 from opsflow.api.limits import INT_MAX
 from opsflow.api.security import require
@@ -105,7 +105,8 @@ def sse(event_id: str, kind: str, data: Any) -> str:
     responses={
         200: {
             "content": {"text/event-stream": {"schema": {"type": "string"}}},
-            "description": "Server-sent events until the run ends (then an `end` event).",
+            "description": "Server-sent events until the run ends (then an `end` event); "
+            "a `log` event's data is a LogLineOut (with its `stream` and `level`).",
         }
     },
 )
@@ -149,15 +150,8 @@ async def stream_events(
                         yield sse(f"{evw.top}-{lnw.top}", item["kind"], data)
                     else:
                         lnw.sent(item["id"])
-                        data = {
-                            "step": item["step_id"],
-                            "job_id": item["job_id"],
-                            "seq": item["seq"],
-                            "at": iso(item["at"]),
-                            "stream": item["stream"],
-                            "text": item["text"],
-                        }
-                        yield sse(f"{evw.top}-{lnw.top}", "log", data)
+                        line = LogLineOut.of(item).model_dump(mode="json")
+                        yield sse(f"{evw.top}-{lnw.top}", "log", line)
                 if full:
                     # More than a batch behind: move the floors up to what was just sent.
                     evw.floor, lnw.floor = evw.top, lnw.top

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 
 from opsflow.spec.steps import step_action
 from opsflow.spec.triggers import RunTrigger
-from opsflow.status import ExecutionStatus, JobStatus, StepStatus, StepType
+from opsflow.status import ExecutionStatus, JobStatus, LogLevel, LogStream, StepStatus, StepType
 from opsflow.store.jobs import Job
 from opsflow.store.overview import StepCounts
 from opsflow.store.runs import Execution
@@ -223,13 +223,38 @@ class ExecutionPage(BaseModel):
 
 
 class LogLineOut(BaseModel):
+    """One log line; also the data of a ``log`` event on an execution's event stream."""
+
     id: int
     step: str
     job_id: str
     seq: int
     at: str | None
-    stream: str
+    stream: LogStream = Field(
+        description="stdout or stderr of the step's program, or system: opsflow's own line "
+        "(the command it runs, the request it sends, why the step failed)."
+    )
+    level: LogLevel | None = Field(
+        description="How serious a system line is, as the executor that wrote it says: info "
+        "(progress), warn (worth noticing, did not fail the step), error (why the step "
+        "failed). Null for program output, whose words opsflow does not judge, and for "
+        "system lines stored before levels existed."
+    )
     text: str
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any]) -> LogLineOut:
+        """From a row of ``store.logs.query``."""
+        return cls(
+            id=row["id"],
+            step=row["step_id"],
+            job_id=row["job_id"],
+            seq=row["seq"],
+            at=iso(row["at"]),
+            stream=row["stream"],
+            level=row["level"],
+            text=row["text"],
+        )
 
 
 class LogPage(BaseModel):

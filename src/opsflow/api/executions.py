@@ -285,18 +285,7 @@ def get_logs(
         rows = logs_store.query(
             session, execution_id, step=step, stream=stream, text=q, after_id=after, limit=limit
         )
-    items = [
-        LogLineOut(
-            id=r["id"],
-            step=r["step_id"],
-            job_id=r["job_id"],
-            seq=r["seq"],
-            at=iso(r["at"]),
-            stream=r["stream"],
-            text=r["text"],
-        )
-        for r in rows
-    ]
+    items = [LogLineOut.of(r) for r in rows]
     return LogPage(items=items, next_after=items[-1].id if items else after)
 
 

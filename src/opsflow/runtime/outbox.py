@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from opsflow.runtime.service import Runtime
-from opsflow.status import JobStatus, LogStream, StepType
+from opsflow.status import JobStatus, LogLevel, LogStream, StepType
 from opsflow.steps.base import CancelSignal, JobSpec
 from opsflow.steps.registry import executor_for
 from opsflow.store import approvals as approvals_store
@@ -31,7 +31,7 @@ class _Lines:
     def __init__(self) -> None:
         self.lines: list[str] = []
 
-    def write(self, stream: LogStream, text: str) -> None:
+    def write(self, stream: LogStream, text: str, level: LogLevel | None = None) -> None:
         self.lines.append(text)
 
 

@@ -48,7 +48,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from opsflow.status import JobStatus, LogStream, StepType
+from opsflow.status import JobStatus, LogLevel, LogStream, StepType
 
 from .ansible_events import EventOutput, PlaybookProgress
 from .base import CancelSignal, JobSpec, LogSink, StepResult, format_seconds
@@ -97,10 +97,10 @@ class AnsibleExecutor:
             try:
                 plan = _prepare(spec, StepConfig(spec.config), private, control_dir, log)
             except StepConfigError as exc:
-                log.write(LogStream.SYSTEM, str(exc))
+                log.write(LogStream.SYSTEM, str(exc), LogLevel.ERROR)
                 return exc.result()
             except _CannotRun as exc:
-                log.write(LogStream.SYSTEM, str(exc))
+                log.write(LogStream.SYSTEM, str(exc), LogLevel.ERROR)
                 return StepResult(JobStatus.FAILED, error=str(exc), retryable=False)
             log.write(LogStream.SYSTEM, plan.description)
             progress = PlaybookProgress(log)
@@ -118,7 +118,7 @@ class AnsibleExecutor:
                 )
             except OSError as exc:
                 message = f"could not start {plan.argv[0]}: {exc.strerror or exc}"
-                log.write(LogStream.SYSTEM, message)
+                log.write(LogStream.SYSTEM, message, LogLevel.ERROR)
                 return StepResult(JobStatus.FAILED, error=message, retryable=False)
             finally:
                 output.close()
@@ -399,11 +399,15 @@ def _result(
     code = outcome.returncode
     if code < 0:
         name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
-        log.write(LogStream.SYSTEM, f"ansible-playbook killed by signal {name}")
+        log.write(LogStream.SYSTEM, f"ansible-playbook killed by signal {name}", LogLevel.ERROR)
         return StepResult(
             JobStatus.FAILED, outputs=outputs, error=f"ansible-playbook killed by signal {name}"
         )
-    log.write(LogStream.SYSTEM, f"ansible-playbook exit code {code}")
+    log.write(
+        LogStream.SYSTEM,
+        f"ansible-playbook exit code {code}",
+        LogLevel.INFO if code == 0 else LogLevel.ERROR,
+    )
     if code == 0:
         return StepResult(JobStatus.COMPLETED, outputs=outputs)
     error, retryable = progress.failure(code)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from opsflow.status import LogStream
+from opsflow.status import LogLevel, LogStream
 
 from .base import LogSink
 
@@ -144,11 +144,11 @@ class EventOutput:
             for stream in (LogStream.STDOUT, LogStream.STDERR)
         }
 
-    def write(self, stream: LogStream, text: str) -> None:
+    def write(self, stream: LogStream, text: str, level: LogLevel | None = None) -> None:
         """Take one line from the process supervisor."""
         reader = self._readers.get(stream)
         if reader is None:
-            self._log.write(stream, text)
+            self._log.write(stream, text, level)
         else:
             reader.line(text)
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from opsflow.status import JobStatus, LogStream, StepType
+from opsflow.status import JobStatus, LogLevel, LogStream, StepType
 
 
 @dataclass(frozen=True)
@@ -53,16 +53,20 @@ class JobSpec:
 
 
 class LogSink(Protocol):
-    """Where an executor sends the job's log, one line at a time (no trailing newline)."""
+    """Where an executor sends the job's log, one line at a time (no trailing newline).
 
-    def write(self, stream: LogStream, text: str) -> None: ...
+    ``level`` says how serious one of the executor's own lines (``LogStream.SYSTEM``) is:
+    ``ERROR`` for why the step failed, ``WARN`` for what the reader should notice, ``INFO``
+    (the default) for progress. Program output (stdout, stderr) takes none."""
+
+    def write(self, stream: LogStream, text: str, level: LogLevel | None = None) -> None: ...
 
 
 @runtime_checkable
 class BulkLogSink(Protocol):
     """A sink that takes many lines of one stream at once (cheaper than a call per line)."""
 
-    def write(self, stream: LogStream, text: str) -> None: ...
+    def write(self, stream: LogStream, text: str, level: LogLevel | None = None) -> None: ...
 
     def write_lines(self, stream: LogStream, texts: list[str]) -> None: ...
 

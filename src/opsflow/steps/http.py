@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx
 
-from opsflow.status import JobStatus, LogStream, StepType
+from opsflow.status import JobStatus, LogLevel, LogStream, StepType
 
 from .base import CancelSignal, JobSpec, LogSink, StepResult, format_seconds
 from .config import StepConfig, StepConfigError
@@ -73,7 +73,7 @@ class HttpExecutor:
         try:
             request = _read_request(StepConfig(spec.config))
         except StepConfigError as exc:
-            log.write(LogStream.SYSTEM, str(exc))
+            log.write(LogStream.SYSTEM, str(exc), LogLevel.ERROR)
             return exc.result()
         if cancel.requested:
             return StepResult(JobStatus.CANCELLED, error="cancelled before start", retryable=False)
@@ -201,6 +201,7 @@ def _result(request: _Request, response: _Response, log: LogSink) -> StepResult:
             LogStream.SYSTEM,
             f"the response body is larger than {MAX_BODY_BYTES} bytes; "
             "outputs.body keeps the first part as text",
+            LogLevel.WARN,
         )
     outputs = {
         "status": response.status,
@@ -217,18 +218,18 @@ def _result(request: _Request, response: _Response, log: LogSink) -> StepResult:
         wanted = "a 2xx status"
     error = f"expected {wanted}, got {response.status}"
     retryable = response.status >= 500 or response.status in _RETRYABLE_4XX
-    log.write(LogStream.SYSTEM, error)
+    log.write(LogStream.SYSTEM, error, LogLevel.ERROR)
     return StepResult(JobStatus.FAILED, outputs=outputs, error=error, retryable=retryable)
 
 
 def _timed_out(timeout: float, log: LogSink) -> StepResult:
     error = f"timed out after {format_seconds(timeout)}"
-    log.write(LogStream.SYSTEM, error)
+    log.write(LogStream.SYSTEM, error, LogLevel.ERROR)
     return StepResult(JobStatus.TIMEOUT, error=error)
 
 
 def _failed(log: LogSink, error: str, *, retryable: bool) -> StepResult:
-    log.write(LogStream.SYSTEM, error)
+    log.write(LogStream.SYSTEM, error, LogLevel.ERROR)
     return StepResult(JobStatus.FAILED, error=error, retryable=retryable)
 
 

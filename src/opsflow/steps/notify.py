@@ -30,7 +30,7 @@ import apprise
 import apprise.decorators
 from apprise.logger import LOGGER_NAME as APPRISE_LOGGER
 
-from opsflow.status import JobStatus, LogStream, StepType
+from opsflow.status import JobStatus, LogLevel, LogStream, StepType
 
 from .base import CancelSignal, JobSpec, LogSink, StepResult, format_seconds
 from .config import StepConfig, StepConfigError
@@ -77,7 +77,7 @@ class NotifyExecutor:
             message = config.required_text("message")
             title = config.text("title", default="") or ""
         except StepConfigError as exc:
-            log.write(LogStream.SYSTEM, str(exc))
+            log.write(LogStream.SYSTEM, str(exc), LogLevel.ERROR)
             return exc.result()
         if cancel.requested:
             return StepResult(JobStatus.CANCELLED, error="cancelled before start", retryable=False)
@@ -105,7 +105,7 @@ class NotifyExecutor:
         try:
             delivery = sending.result()
         except StepConfigError as exc:
-            log.write(LogStream.SYSTEM, str(exc))
+            log.write(LogStream.SYSTEM, str(exc), LogLevel.ERROR)
             return exc.result()
         return _result(delivery, timeout, log)
 
@@ -200,11 +200,12 @@ def _write_to_log(body: str, title: str, notify_type: str, meta: dict[str, Any],
 def _result(delivery: _Delivery, timeout: float, log: LogSink) -> StepResult:
     for service in delivery.services:
         state = "delivered" if service.delivered else "not delivered"
-        log.write(LogStream.SYSTEM, f"{service.name}: {state}")
+        level = LogLevel.INFO if service.delivered else LogLevel.ERROR
+        log.write(LogStream.SYSTEM, f"{service.name}: {state}", level)
         for reason in service.reasons:
-            log.write(LogStream.SYSTEM, f"{service.name}: {reason}")
+            log.write(LogStream.SYSTEM, f"{service.name}: {reason}", level)
     for reason in delivery.call_reasons:
-        log.write(LogStream.SYSTEM, reason)
+        log.write(LogStream.SYSTEM, reason, LogLevel.WARN)
     delivered = sum(1 for s in delivery.services if s.delivered)
     outputs = {"delivered": delivered}
     failed = [s for s in delivery.services if not s.delivered]
@@ -232,5 +233,5 @@ def _why(service: _ServiceOutcome) -> str:
 
 def _timed_out(timeout: float, log: LogSink) -> StepResult:
     error = f"timed out after {format_seconds(timeout)}"
-    log.write(LogStream.SYSTEM, error)
+    log.write(LogStream.SYSTEM, error, LogLevel.ERROR)
     return StepResult(JobStatus.TIMEOUT, error=error)

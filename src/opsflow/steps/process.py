@@ -26,7 +26,7 @@ from enum import Enum
 from pathlib import Path
 from typing import cast
 
-from opsflow.status import LogStream
+from opsflow.status import LogLevel, LogStream
 
 from .base import CancelSignal, FlowControl, LogSink, format_seconds
 from .lines import LineSplitter
@@ -172,7 +172,7 @@ async def run_process(
             if stopped is Stop.TIMEOUT:
                 # Our own clock, or the server's (its stop arrives as a timed-out cancel).
                 after = f" after {format_seconds(timeout)}" if timeout is not None else ""
-                log.write(LogStream.SYSTEM, f"timed out{after}")
+                log.write(LogStream.SYSTEM, f"timed out{after}", LogLevel.ERROR)
             forced = await _stop(pgid, scope, protocol, log, cancel, grace, force_grace)
         else:
             await _kill_leftovers(pgid, scope, log)
@@ -212,6 +212,7 @@ async def _stop(
     log.write(
         LogStream.SYSTEM,
         f"stopping the step's processes: SIGTERM, then SIGKILL after {format_seconds(wait_for)}",
+        LogLevel.WARN,
     )
     _signal_group(pgid, signal.SIGTERM)
     await asyncio.to_thread(scope.signal_all, signal.SIGTERM)
@@ -225,12 +226,16 @@ async def _stop(
             forced_wait.cancel()
         if forced_wait in done and not protocol.exited.done():
             forced = True
-            log.write(LogStream.SYSTEM, "forced cancel: shortening the grace period")
+            log.write(LogStream.SYSTEM, "forced cancel: shortening the grace period", LogLevel.WARN)
     if forced and not protocol.exited.done():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(protocol.exited), force_grace)
     if not protocol.exited.done():
-        log.write(LogStream.SYSTEM, "the process did not exit after SIGTERM; sending SIGKILL")
+        log.write(
+            LogStream.SYSTEM,
+            "the process did not exit after SIGTERM; sending SIGKILL",
+            LogLevel.WARN,
+        )
     _signal_group(pgid, signal.SIGKILL)
     await asyncio.to_thread(scope.kill_all)
     await protocol.exited
@@ -243,7 +248,9 @@ async def _kill_leftovers(pgid: int, scope: Scope, log: LogSink) -> None:
     in_group = _group_exists(pgid) and _signal_group(pgid, signal.SIGKILL)
     elsewhere = await asyncio.to_thread(scope.kill_all)
     if in_group or elsewhere:
-        log.write(LogStream.SYSTEM, "stopped background processes the step left running")
+        log.write(
+            LogStream.SYSTEM, "stopped background processes the step left running", LogLevel.WARN
+        )
 
 
 def _group_exists(pgid: int) -> bool:
@@ -267,6 +274,7 @@ async def _drain(protocol: _Protocol, transport: asyncio.SubprocessTransport, lo
         log.write(
             LogStream.SYSTEM,
             "stopped reading output: a detached process still holds the step's stdout/stderr",
+            LogLevel.WARN,
         )
         for fd in (1, 2):
             pipe = transport.get_pipe_transport(fd)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from opsflow.status import JobStatus, LogStream, StepType
+from opsflow.status import JobStatus, LogLevel, LogStream, StepType
 from opsflow.words import counted
 
 from .base import CancelSignal, JobSpec, LogSink, StepResult, format_seconds
@@ -85,7 +85,7 @@ class ScriptExecutor:
                 env = _environment(spec, config, output_file)
                 program = _prepare(spec, config, env)
             except StepConfigError as exc:
-                log.write(LogStream.SYSTEM, str(exc))
+                log.write(LogStream.SYSTEM, str(exc), LogLevel.ERROR)
                 return exc.result()
             log.write(LogStream.SYSTEM, program.description)
             try:
@@ -102,7 +102,7 @@ class ScriptExecutor:
                 )
             except OSError as exc:
                 message = f"could not start {program.argv[0]}: {exc.strerror or exc}"
-                log.write(LogStream.SYSTEM, message)
+                log.write(LogStream.SYSTEM, message, LogLevel.ERROR)
                 return StepResult(JobStatus.FAILED, error=message, retryable=False)
             return _result(outcome, output_file, spec, log)
         finally:
@@ -210,12 +210,12 @@ def _result(outcome: ProcessOutcome, output_file: Path, spec: JobSpec, log: LogS
         code = 128 - code
     elif code != 0:
         error = f"exit code {code}"
-    log.write(LogStream.SYSTEM, error or "exit code 0")
+    log.write(LogStream.SYSTEM, error or "exit code 0", LogLevel.ERROR if error else LogLevel.INFO)
     outputs: dict[str, Any] = {}
     try:
         outputs = read_outputs(output_file)
     except OutputFileError as exc:
-        log.write(LogStream.SYSTEM, str(exc))
+        log.write(LogStream.SYSTEM, str(exc), LogLevel.ERROR)
         if error is None:
             return StepResult(
                 JobStatus.FAILED, outputs={"exit_code": code}, error=str(exc), retryable=False

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from opsflow.status import JobStatus, LogStream, StepType
+from opsflow.status import JobStatus, LogLevel, LogStream, StepType
 
 from .base import CancelSignal, JobSpec, LogSink, StepResult, format_seconds
 from .config import StepConfig, StepConfigError
@@ -108,14 +108,14 @@ class TerraformExecutor:
         try:
             return await _Job(self, spec, recorder, stopper).run()
         except StepConfigError as exc:
-            log.write(LogStream.SYSTEM, str(exc))
+            log.write(LogStream.SYSTEM, str(exc), LogLevel.ERROR)
             return exc.result()
         except SourceUnavailable as exc:
-            log.write(LogStream.SYSTEM, str(exc))
+            log.write(LogStream.SYSTEM, str(exc), LogLevel.ERROR)
             return StepResult(JobStatus.FAILED, error=str(exc), retryable=True)
         except _Halt as halt:
             if halt.result.status is JobStatus.FAILED and halt.result.error:
-                log.write(LogStream.SYSTEM, halt.result.error)
+                log.write(LogStream.SYSTEM, halt.result.error, LogLevel.ERROR)
             return halt.result
         finally:
             stopper.close()

@@ -19,7 +19,7 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from opsflow.status import LogStream
+from opsflow.status import LogLevel, LogStream
 
 from .base import CancelSignal, LogSink, format_seconds
 from .config import StepConfigError
@@ -93,8 +93,8 @@ class OutputTail:
         self.stdout.clear()
         self.stderr.clear()
 
-    def write(self, stream: LogStream, text: str) -> None:
-        self._log.write(stream, text)
+    def write(self, stream: LogStream, text: str, level: LogLevel | None = None) -> None:
+        self._log.write(stream, text, level)
         if stream is LogStream.STDOUT:
             self.stdout.append(text)
         elif stream is LogStream.STDERR:
@@ -127,7 +127,9 @@ class StepStop:
     def _expire(self, timeout: float) -> None:
         if not self.signal.requested:
             self.timed_out = True
-            self._log.write(LogStream.SYSTEM, f"timed out after {format_seconds(timeout)}")
+            self._log.write(
+                LogStream.SYSTEM, f"timed out after {format_seconds(timeout)}", LogLevel.ERROR
+            )
             self.signal.request(False)
 
     def close(self) -> None:

@@ -1,4 +1,5 @@
-"""Step log lines: every stdout/stderr/system line with its per-job sequence number.
+"""Step log lines: every stdout/stderr/system line with its per-job sequence number, and for
+opsflow's own (system) lines the level its writer gave (info, warn, error).
 
 Lines carry ``seq`` numbered by the agent per job, so a gap between batches (a lost batch) is
 stored as a visible system line instead of passing silently. ``id`` orders all lines of an
@@ -14,7 +15,7 @@ from sqlalchemy import Float, ForeignKey, Index, Integer, String, Table, Text, s
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from opsflow.errors import InvalidInput
-from opsflow.status import LogStream
+from opsflow.status import LogLevel, LogStream
 from opsflow.store import jobs as jobs_store
 from opsflow.store.base import Base
 from opsflow.store.runs import BigId
@@ -34,6 +35,8 @@ class LogLineRow(Base):
     seq: Mapped[int] = mapped_column(Integer)
     at: Mapped[float] = mapped_column(Float)
     stream: Mapped[str] = mapped_column(String(8))
+    # LogLevel of a system line; null for program output (and for lines stored before 0012).
+    level: Mapped[str | None] = mapped_column(String(5), nullable=True)
     text: Mapped[str] = mapped_column(Text)
 
 
@@ -46,7 +49,7 @@ LINES: Table = cast(Table, LogLineRow.__table__)
 MAX_BATCH_LINES = 5000
 MAX_BATCH_BYTES = 1024 * 1024
 
-_COLUMNS = ("execution_id", "job_id", "step_id", "seq", "at", "stream", "text")
+_COLUMNS = ("execution_id", "job_id", "step_id", "seq", "at", "stream", "level", "text")
 _SQLITE_INSERT = (
     f"INSERT INTO log_lines ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 )
@@ -54,12 +57,26 @@ _PG_COPY = f"COPY log_lines ({', '.join(_COLUMNS)}) FROM STDIN"
 
 
 class LogLine(NamedTuple):
-    """One line as an agent numbered it: ``seq`` per job from 1, ``at`` in epoch seconds."""
+    """One line as an agent numbered it: ``seq`` per job from 1, ``at`` in epoch seconds;
+    ``level`` only on system lines (`level_of` fills the default)."""
 
     seq: int
     at: float
     stream: LogStream
     text: str
+    level: LogLevel | None = None
+
+
+def level_of(stream: LogStream, level: LogLevel | None) -> LogLevel | None:
+    """The level a line is stored with: a system line's own, ``info`` when its writer gave
+    none; program output never has one."""
+    if stream is not LogStream.SYSTEM:
+        return None
+    return level or LogLevel.INFO
+
+
+# execution_id, job_id, step_id, seq, at, stream, level, text (the order of _COLUMNS)
+_Row = tuple[str, str, str, int, float, str, str | None, str]
 
 
 def batch_bytes(lines: Sequence[LogLine]) -> int:
@@ -98,9 +115,9 @@ def append(
             "send it in several batches"
         )
     previous = jobs_store.bump_seq(session, job_id, token, lines[-1].seq)
-    rows: list[tuple[str, str, str, int, float, str, str]] = []
+    rows: list[_Row] = []
     expected = previous + 1
-    for seq, at, stream, text in lines:
+    for seq, at, stream, text, level in lines:
         if seq < expected:
             continue  # a resent line: already stored
         if seq > expected:
@@ -112,17 +129,30 @@ def append(
                     expected,
                     at,
                     LogStream.SYSTEM.value,
+                    LogLevel.WARN.value,
                     f"[opsflow] log lines {expected}..{seq - 1} were lost in transit",
                 )
             )
-        rows.append((execution_id, job_id, step_id, seq, at, stream.value, text))
+        stored_level = level_of(stream, level)
+        rows.append(
+            (
+                execution_id,
+                job_id,
+                step_id,
+                seq,
+                at,
+                stream.value,
+                stored_level.value if stored_level else None,
+                text,
+            )
+        )
         expected = seq + 1
     if rows:
         _bulk_insert(session, rows)
     return len(rows)
 
 
-def _bulk_insert(session: Session, rows: list[tuple[str, str, str, int, float, str, str]]) -> None:
+def _bulk_insert(session: Session, rows: list[_Row]) -> None:
     connection = session.connection()
     driver = connection.connection.driver_connection
     if connection.dialect.name == "postgresql":
@@ -154,6 +184,7 @@ def query(
         LINES.c.seq,
         LINES.c.at,
         LINES.c.stream,
+        LINES.c.level,
         LINES.c.text,
     ).where(LINES.c.execution_id == execution_id, LINES.c.id > after_id)
     if step:

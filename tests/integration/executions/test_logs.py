@@ -171,6 +171,8 @@ def test_a_job_past_the_log_cap_stops_storing_lines_with_a_visible_marker(api: A
         "later lines are not stored"
     ], system
     assert any(t.endswith("more log lines were not stored") for t in system), system
+    markers = [x for x in api.logs(eid, stream="system") if "not stored" in x["text"]]
+    assert [x["level"] for x in markers] == ["warn", "warn"], "worth noticing, not a failure"
     assert api.logs(eid, q="the end of the flood") == []
 
     stdout_lines = api.client.get(
@@ -180,3 +182,36 @@ def test_a_job_past_the_log_cap_stops_storing_lines_with_a_visible_marker(api: A
     assert DEFAULT_CAP_BYTES - (LINE_CHARS + 1) < stored <= DEFAULT_CAP_BYTES
     seqs = [line["seq"] for line in api.logs(eid, step="flood", limit=10000)]
     assert seqs == list(range(1, len(seqs) + 1)), "the marker is numbered like any line"
+
+
+FAILING = """\
+id: failing-with-levels
+steps:
+  - id: build
+    type: script
+    shell: sh
+    run: |
+      echo "compiling"
+      echo "warning: deprecated flag" >&2
+      exit 3
+"""
+
+
+def test_each_line_says_its_stream_and_opsflows_own_lines_their_level(api: Api) -> None:
+    api.publish(FAILING)
+    detail = api.run("failing-with-levels")
+    assert detail["status"] == ExecutionStatus.FAILED
+    lines = api.logs(detail["id"])
+    by_text = {line["text"]: (line["stream"], line["level"]) for line in lines}
+    # Program output has no level: stderr is not an error because of where it was written.
+    assert by_text["compiling"] == ("stdout", None)
+    assert by_text["warning: deprecated flag"] == ("stderr", None)
+    # The executor says how serious its own lines are: progress is info, the failure error.
+    assert by_text["exit code 3"] == ("system", "error")
+    starts = [line for line in lines if line["text"].startswith("running inline sh script")]
+    assert [(s["stream"], s["level"]) for s in starts] == [("system", "info")]
+    # The live stream carries the same field on each log event.
+    streamed = {
+        e.data["text"]: e.data["level"] for e in api.events(detail["id"]) if e.kind == "log"
+    }
+    assert streamed == {line["text"]: line["level"] for line in lines}

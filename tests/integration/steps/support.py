@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from opsflow.status import LogStream, StepType
+from opsflow.status import LogLevel, LogStream, StepType
 from opsflow.steps.base import JobSpec
 
 
@@ -26,11 +26,13 @@ class RecordingSink:
 
     def __init__(self) -> None:
         self.lines: list[tuple[LogStream, str]] = []
+        self.levels: dict[str, LogLevel | None] = {}  # a line's text -> the level written
         self._waiters: list[tuple[Callable[[LogStream, str], bool], asyncio.Future[str]]] = []
 
-    def write(self, stream: LogStream, text: str) -> None:
+    def write(self, stream: LogStream, text: str, level: LogLevel | None = None) -> None:
         assert "\n" not in text, "a log line must not contain a newline"
         self.lines.append((stream, text))
+        self.levels[text] = level
         for waiter in list(self._waiters):
             matches, future = waiter
             if not future.done() and matches(stream, text):

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from opsflow.status import JobStatus, LogStream, StepType
+from opsflow.status import JobStatus, LogLevel, LogStream, StepType
 from opsflow.steps.base import CancelSignal, StepResult
 from opsflow.steps.http import MAX_BODY_BYTES, HttpExecutor
 
@@ -107,6 +107,9 @@ async def test_unexpected_status_fails_with_retry_intent(
     assert result.retryable is retryable
     assert result.outputs["status"] == status  # a .failed handler can read the response
     assert result.outputs["body"] == {"error": "busy"}
+    # the request and response lines are progress; the line saying why it failed is an error
+    assert sink.levels[f"GET {server.url}/svc"] is None  # the default: stored as info
+    assert sink.levels[error] is LogLevel.ERROR
 
 
 async def test_listed_non_2xx_status_is_success(
@@ -183,6 +186,7 @@ async def test_connection_refused_fails_and_may_be_retried(
     assert result.status is JobStatus.FAILED
     assert result.error == f"connection refused (127.0.0.1:{closed_port})"
     assert result.retryable is True
+    assert sink.levels[result.error] is LogLevel.ERROR
 
 
 async def test_credentials_in_the_url_are_sent_but_never_logged(

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from opsflow.status import LogStream, StepType
+from opsflow.status import LogLevel, LogStream, StepType
 from opsflow.steps.base import JobSpec
 
 # terraform_data needs no provider download: the tests run without internet.
@@ -66,7 +66,7 @@ class RecordingSink:
         self.lines: list[tuple[LogStream, str]] = []
         self._waiters: list[tuple[str, asyncio.Future[str]]] = []
 
-    def write(self, stream: LogStream, text: str) -> None:
+    def write(self, stream: LogStream, text: str, level: LogLevel | None = None) -> None:
         assert "\n" not in text, "a log line must not contain a newline"
         self.lines.append((stream, text))
         for needle, future in list(self._waiters):

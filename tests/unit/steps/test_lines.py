@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from opsflow.status import LogStream
+from opsflow.status import LogLevel, LogStream
 from opsflow.steps.lines import LineSplitter
 
 
@@ -10,7 +10,7 @@ class Lines:
     def __init__(self) -> None:
         self.got: list[str] = []
 
-    def write(self, stream: LogStream, text: str) -> None:
+    def write(self, stream: LogStream, text: str, level: LogLevel | None = None) -> None:
         assert stream is LogStream.STDERR
         self.got.append(text)
 

@@ -7,6 +7,12 @@ import { parseAnsi } from "./ansi";
 import { searchEntries, visibleEntries, type LogEntry, type LogFilter } from "./logs";
 
 const ROW = 20;
+
+const FILTER_HELP: Record<LogFilter, string> = {
+  all: "Every line",
+  output: "What the step's program wrote to stdout",
+  errors: "What the program wrote to stderr, and opsflow's own warnings and errors",
+};
 const PIN_THRESHOLD = 40;
 
 function highlight(text: string, query: string): ReactNode {
@@ -110,7 +116,15 @@ export function LogPanel({
       <div className="log-toolbar" role="toolbar" aria-label="Log controls">
         <div className="segmented" role="radiogroup" aria-label="Show">
           {(["all", "output", "errors"] as const).map((f) => (
-            <button key={f} type="button" role="radio" aria-checked={filter === f} className={filter === f ? "on" : ""} onClick={() => setFilter(f)}>
+            <button
+              key={f}
+              type="button"
+              role="radio"
+              aria-checked={filter === f}
+              className={filter === f ? "on" : ""}
+              onClick={() => setFilter(f)}
+              title={FILTER_HELP[f]}
+            >
               {f === "all" ? "All" : f === "output" ? "Output" : "Errors"}
             </button>
           ))}
@@ -180,7 +194,7 @@ export function LogPanel({
                 );
               }
               return (
-                <div key={entry.id} className={`log-line stream-${entry.stream}${row.index === currentLine ? " current-hit" : ""}`} style={style} data-index={row.index}>
+                <div key={entry.id} className={`log-line stream-${entry.stream}${entry.level ? ` level-${entry.level}` : ""}${row.index === currentLine ? " current-hit" : ""}`} style={style} data-index={row.index}>
                   <span className="ln" aria-hidden="true">
                     {row.index + 1}
                   </span>

@@ -1,11 +1,14 @@
 import { parseAnsi, stripAnsi } from "./ansi";
 import { LogStore, searchEntries, visibleEntries } from "./logs";
 
+type Level = "info" | "warn" | "error" | null;
+type Stream = "stdout" | "stderr" | "system";
+
 function store() {
   const s = new LogStore();
   let seq = 0;
-  const add = (stream: string, text: string, step = "build", job = "j1") => s.add({ step, job_id: job, seq: ++seq, stream, text });
-  add("system", "running inline sh script");
+  const add = (stream: Stream, text: string, level: Level = null) => s.add({ step: "build", job_id: "j1", seq: ++seq, stream, text, level });
+  add("system", "running inline sh script", "info");
   add("stdout", "compiling module a");
   add("stderr", "warning: deprecated flag");
   add("stdout", "Error: disk full");
@@ -15,11 +18,11 @@ function store() {
 }
 
 describe("log filters", () => {
-  it("All shows everything; Output shows stdout; Errors shows stderr and error or warning lines", () => {
+  it("All shows everything; Output shows stdout; Errors shows stderr, never a stdout line for its words", () => {
     const s = store();
     expect(visibleEntries(s.entries, "all", null)).toHaveLength(6);
     expect(visibleEntries(s.entries, "output", null).map((e) => e.kind === "line" && e.plain)).toEqual(["compiling module a", "Error: disk full", "ok done", "tests pass"]);
-    expect(visibleEntries(s.entries, "errors", null).map((e) => e.kind === "line" && e.plain)).toEqual(["warning: deprecated flag", "Error: disk full"]);
+    expect(visibleEntries(s.entries, "errors", null).map((e) => e.kind === "line" && e.plain)).toEqual(["warning: deprecated flag"]);
   });
 
   it("narrows to the selected step", () => {
@@ -71,27 +74,31 @@ describe("ANSI", () => {
 });
 
 describe("errors filter on executor lines", () => {
-  it("shows the executor's failure lines (stream system) and stderr, not its progress lines", () => {
+  it("shows opsflow's own lines by the level the server gave them, not by their words", () => {
     const s = new LogStore();
     let seq = 0;
-    const add = (stream: string, text: string) => s.add({ step: "call", job_id: "j1", seq: ++seq, stream, text });
-    add("system", "GET https://api.example.invalid/health");
-    add("system", "name not resolved (api.example.invalid)");
-    add("system", "redirect 301 from https://a.example/");
-    add("system", "response 503 Service Unavailable in 12 ms");
-    add("system", "expected 200, got 503");
-    add("system", "exit code 0");
-    add("system", "exit code 2");
-    add("system", "timed out after 5s");
-    add("system", "[opsflow] agent error: RuntimeError('boom')");
-    add("stderr", "curl: (6) could not resolve host");
+    const add = (stream: Stream, text: string, level: Level) => s.add({ step: "call", job_id: "j1", seq: ++seq, stream, text, level });
+    add("system", "GET https://api.example.invalid/health", "info");
+    add("system", "name not resolved (api.example.invalid)", "error");
+    add("system", "response 503 Service Unavailable in 12 ms", "info");
+    add("system", "expected 200, got 503", "error");
+    add("system", "exit code 0", "info");
+    add("system", "the process did not exit after SIGTERM; sending SIGKILL", "warn");
+    add("system", "a line stored before levels existed: exit code 2", null);
+    add("stderr", "curl: (6) could not resolve host", null);
+    add("stdout", "FATAL error: words alone do not make an error line", null);
     expect(visibleEntries(s.entries, "errors", null).map((e) => e.kind === "line" && e.plain)).toEqual([
       "name not resolved (api.example.invalid)",
       "expected 200, got 503",
-      "exit code 2",
-      "timed out after 5s",
-      "[opsflow] agent error: RuntimeError('boom')",
+      "the process did not exit after SIGTERM; sending SIGKILL",
       "curl: (6) could not resolve host",
     ]);
+  });
+
+  it("keeps the level of each line for the panel to colour", () => {
+    const s = new LogStore();
+    s.add({ step: "a", job_id: "j", seq: 1, stream: "system", text: "exit code 3", level: "error" });
+    s.add({ step: "a", job_id: "j", seq: 2, stream: "stdout", text: "out" });
+    expect(s.entries.map((e) => e.kind === "line" && e.level)).toEqual(["error", null]);
   });
 });

@@ -1,6 +1,11 @@
 // The log of one execution as the panel holds it: lines in arrival order, gap markers where a
 // job's sequence numbers skip, and the pure filters and search the panel applies.
+import type { LogLine } from "../api/types";
 import { stripAnsi } from "./ansi";
+
+/** A line as the API sends it (a page of `GET .../logs`, or a `log` event's data); the id is
+ *  the server's and not needed here (the store numbers its entries itself). */
+export type LogLineInput = Pick<LogLine, "step" | "job_id" | "seq" | "stream" | "text"> & Partial<Pick<LogLine, "at" | "level">>;
 
 export interface LogLineEntry {
   kind: "line";
@@ -9,7 +14,8 @@ export interface LogLineEntry {
   job_id: string;
   seq: number;
   at: string | null;
-  stream: string;
+  stream: LogLine["stream"];
+  level: LogLine["level"];
   text: string;
   plain: string;
 }
@@ -30,38 +36,15 @@ const DROPPED = /^\[opsflow\] (\d+) more log lines were not stored/;
 
 export type LogFilter = "all" | "output" | "errors";
 
-const ERROR_WORDS = /\b(error|errors|fatal|failed|failure|panic|exception|traceback|warn|warning)\b/i;
-
-// The executors' own failure lines (stream "system"): network causes in words (steps/network.py),
-// a non-zero exit or a signal, a timeout, an unexpected HTTP status, the agent's "[opsflow] …".
-const SYSTEM_FAILURE = new RegExp(
-  [
-    String.raw`\bnot resolved\b`,
-    String.raw`\bconnection (refused|reset|aborted|closed)\b`,
-    String.raw`\b(network|host) unreachable\b`,
-    String.raw`\baddress not available\b`,
-    String.raw`\bdid not (answer|exit)\b`,
-    String.raw`\bTLS\b`,
-    String.raw`\btimed out\b`,
-    String.raw`\btoo many redirects\b`,
-    String.raw`\bexit code [1-9]\d*\b`,
-    String.raw`\bkilled by signal\b`,
-    String.raw`^expected .+, got \d+`,
-    String.raw`\b(is not|must|cannot|can't|missing|not found|denied|refused)\b`,
-    String.raw`^\[opsflow\]`,
-  ].join("|"),
-  "i",
-);
-
-/** Whether a log line reports a problem: stderr, an executor's failure line, or a line that reads
- *  as an error or warning. */
+/** Whether a log line reports a problem, as the server says, never guessed from its words: what
+ *  the program wrote to stderr, and opsflow's own lines (stream system) whose executor gave them
+ *  the level error (why the step failed) or warn (a forced kill, a truncated log). */
 export function isErrorLine(entry: LogLineEntry): boolean {
-  if (entry.stream === "stderr" || ERROR_WORDS.test(entry.plain)) return true;
-  return entry.stream === "system" && SYSTEM_FAILURE.test(entry.plain);
+  return entry.stream === "stderr" || entry.level === "error" || entry.level === "warn";
 }
 
-/** Whether an entry shows under a filter: Output is stdout, Errors is stderr, the executor's
- *  failure lines and lines that read as an error or warning; gap markers always show. */
+/** Whether an entry shows under a filter: Output is stdout, Errors is what `isErrorLine` says;
+ *  gap markers always show. */
 export function passesFilter(entry: LogEntry, filter: LogFilter): boolean {
   if (entry.kind === "gap" || filter === "all") return true;
   if (filter === "output") return entry.stream === "stdout";
@@ -93,7 +76,7 @@ export class LogStore {
 
   private lastSeq = new Map<string, number>();
 
-  add(input: { id?: number; step: string; job_id: string; seq: number; at?: string | null; stream: string; text: string }): boolean {
+  add(input: LogLineInput): boolean {
     const key = `${input.job_id}:${input.seq}`;
     if (this.seen.has(key)) return false;
     this.seen.add(key);
@@ -124,6 +107,7 @@ export class LogStore {
       seq: line.seq,
       at: line.at ?? null,
       stream: line.stream,
+      level: line.level ?? null,
       text: line.text,
       plain: stripAnsi(line.text),
     });

@@ -6,6 +6,7 @@
 import { useQueryClient } from "@tanstack/react-query";
 import { createContext, useCallback, useEffect, useRef, useState } from "react";
 import { API, api, call } from "../api/client";
+import type { LogLine } from "../api/types";
 import { LogStore } from "./logs";
 
 const HISTORY_PAGE = 10_000;
@@ -102,7 +103,7 @@ export function useExecutionStream(id: string | undefined, { logs = true, active
       if (logs) {
         source.addEventListener("log", (e) => {
           remember(e);
-          const data = JSON.parse(e.data) as { step: string; job_id: string; seq: number; at?: string; stream: string; text: string };
+          const data = JSON.parse(e.data) as LogLine;
           if (store.add(data)) bump();
         });
       }
