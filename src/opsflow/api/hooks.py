@@ -30,7 +30,9 @@ from opsflow.api.services import Services, services_of
 from opsflow.auth.secrets import SecretVault
 from opsflow.errors import PayloadTooLarge
 from opsflow.runtime.service import Runtime
+from opsflow.spec.triggers import TriggerType
 from opsflow.store.deliveries import DeliveryOutcome
+from opsflow.triggers import incident_record
 from opsflow.triggers.delivery import Arrival, DeliveryDesk, Opened, Settled
 from opsflow.triggers.sources import hook_sources
 
@@ -71,6 +73,7 @@ async def hook_ingress(services: Services) -> AsyncIterator[DeliveryDesk]:
         hook_sources(),
         body_check=check_json_depth,
         rate_per_minute=services.settings.hook_rate_per_minute,
+        observers={TriggerType.INCIDENT: incident_record.observe},
     )
     services.extra[DESK_KEY] = desk
     yield desk

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import opsflow.store.approvals
 import opsflow.store.deliveries
+import opsflow.store.incidents
 import opsflow.store.jobs
 import opsflow.store.logs
 import opsflow.store.runs

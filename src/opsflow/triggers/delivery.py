@@ -88,6 +88,12 @@ class Arrival:
         return datetime.fromtimestamp(self.received_at, UTC)
 
 
+# What a trigger type keeps of a settled delivery beyond the delivery log (the incidents an
+# Alertmanager notification carried): the session, the trigger, the raw body, what came of each
+# item the source read (in its order) and when it arrived. Its own transaction, after the runs.
+Observer = Callable[[Session, "HookTarget", bytes, "list[Settled]", float], None]
+
+
 @dataclass(frozen=True)
 class Opened:
     """A delivery whose trigger is found: whether its headers authenticated it already (else
@@ -120,6 +126,7 @@ class DeliveryDesk:
         body_check: Callable[[bytes], None] = lambda _body: None,
         rate_per_minute: int = DEFAULT_RATE_PER_MINUTE,
         clock: Callable[[], float] = time.time,
+        observers: Mapping[TriggerType, Observer] | None = None,
     ) -> None:
         self.runtime = runtime
         self.db = runtime.db
@@ -131,6 +138,7 @@ class DeliveryDesk:
         self.body_check = body_check
         self.rate_per_minute = rate_per_minute
         self.clock = clock
+        self.observers = dict(observers or {})
         self._pruned_at = -math.inf
 
     def open(self, key: str, headers: Headers, arrival: Arrival) -> Opened:
@@ -173,7 +181,12 @@ class DeliveryDesk:
         except InvalidInput as exc:
             self.refuse(target, arrival, exc, authenticated=True)
             raise
-        return self.settle(target, arrival, reading)
+        settled = self.settle(target, arrival, reading)
+        observer = self.observers.get(TriggerType(target.type))
+        if observer is not None:
+            with self.db.session() as session:
+                observer(session, target, body, settled, arrival.received_at)
+        return settled
 
     def target(self, key: str) -> HookTarget:
         """The trigger behind ``key``; `NotFound` when no hook trigger has it."""

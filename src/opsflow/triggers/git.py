@@ -495,9 +495,16 @@ class GitSource:
                             dedupe_key=key or f"{push.ref}@{push.after}",
                             trigger={"git": verdict.variables, "delivery_id": key},
                             summary=summary(push, verdict),
+                            source=source(push),
                         )
                     ]
                 )
+
+
+def source(push: Push) -> str:
+    """Which event started a run, for its trigger record: ``github acme/infra@0d1a26e67d8f``."""
+    where = push.ref if push.deleted else push.after[:12]
+    return f"{push.provider} {push.repository}@{where}"
 
 
 def summary(push: Push, verdict: Verdict) -> str:

@@ -20,10 +20,14 @@ import base64
 import os
 import re
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from opsflow.spec.triggers import GitTrigger
-from opsflow.triggers.git import ZERO_SHA, Push, decide, summary
+from opsflow.triggers.git import ZERO_SHA, Push, decide, source, summary
 from opsflow.triggers.ingress import Skip, Start
+
+if TYPE_CHECKING:
+    from opsflow.store.triggers import Trigger
 
 LS_REMOTE_TIMEOUT = 30.0
 _CREDENTIALS_IN_URL = re.compile(r"(?<=://)[^/@\s]+@")
@@ -125,6 +129,13 @@ def changes(
                 dedupe_key=key,
                 trigger={"git": variables},
                 summary=summary(push, verdict) + " (polled)",
+                source=source(push),
             )
         )
     return items
+
+
+def first_due(old: Trigger | None, spec: Mapping[str, Any], now: float) -> float | None:
+    """A polling git trigger is first looked at right away (to record where its refs are);
+    a webhook-mode one is never polled."""
+    return now if spec.get("url") else None

@@ -235,6 +235,7 @@ def read(trigger: IncidentTrigger, notification: Notification) -> Reading:
                 dedupe_key=key,
                 trigger={"incident": variables(alert, notification)},
                 summary=summary,
+                source=f"alertmanager {alert.fingerprint} {alert.status}",
             )
         )
     return Reading(items)

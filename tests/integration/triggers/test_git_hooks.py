@@ -1,0 +1,235 @@
+"""Git pushes on ``POST /hooks/{key}`` of a real server, on each backend: GitHub, GitLab and
+Gitea deliveries in their documented formats (tests/unit/triggers/payloads), signed as each
+provider signs, through the branch and path filters, with tag pushes, pings, redeliveries and
+forged signatures. One server per backend (``trigger_server``); each test publishes its own
+workflow."""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from opsflow.spec.triggers import GitProvider
+from opsflow.triggers.git import sign
+from tests.integration.triggers.conftest import GIT_SECRET as SECRET
+from tests.integration.triggers.conftest import TriggerServer
+
+pytestmark = pytest.mark.timeout(120)
+
+PAYLOADS = Path(__file__).parents[2] / "unit" / "triggers" / "payloads"
+
+
+def payload(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((PAYLOADS / f"{name}.json").read_text())
+    return data
+
+
+@dataclass
+class Hook:
+    workflow_id: str
+    url: str
+
+
+@dataclass
+class Server:
+    url: str
+    api: httpx.Client
+
+    def hook(self, trigger: str) -> Hook:
+        """Publish a workflow whose one trigger is ``trigger`` (YAML flow mapping fields)."""
+        workflow_id = f"git-{uuid.uuid4().hex[:10]}"
+        text = f"""\
+id: {workflow_id}
+params:
+  ref: {{type: string, default: none}}
+triggers:
+  - {{type: git, secret: GIT_SECRET, {trigger}, params: {{ref: "{{{{ git.ref }}}}"}}}}
+steps:
+  - id: show
+    type: script
+    shell: sh
+    env: {{BRANCH: "{{{{ git.branch }}}}", FILES: "{{{{ git.changed_files | join(',') }}}}"}}
+    run: 'echo "branch=$BRANCH files=$FILES"'
+"""
+        answer = self.api.put(
+            f"/workflows/{workflow_id}",
+            params={"publish": "true"},
+            content=text,
+            headers={"Content-Type": "application/yaml"},
+        )
+        assert answer.status_code in (200, 201), answer.text
+        (trigger_out,) = self.api.get(f"/workflows/{workflow_id}/triggers").json()
+        return Hook(workflow_id, trigger_out["url"])
+
+    def executions(self, hook: Hook) -> list[dict[str, Any]]:
+        answer = self.api.get("/executions", params={"workflow": hook.workflow_id})
+        assert answer.status_code == 200, answer.text
+        return list(answer.json()["items"])
+
+    def deliveries(self, hook: Hook) -> list[dict[str, Any]]:
+        answer = self.api.get(f"/workflows/{hook.workflow_id}/triggers/git-1/deliveries")
+        assert answer.status_code == 200, answer.text
+        return list(answer.json()["items"])
+
+
+@pytest.fixture
+def server(trigger_server: TriggerServer) -> Server:
+    return Server(trigger_server.url, trigger_server.api)
+
+
+def send(
+    hook: Hook,
+    provider: GitProvider,
+    event: str,
+    body: dict[str, Any],
+    *,
+    secret: str = SECRET,
+    delivery: str | None = None,
+) -> httpx.Response:
+    """Deliver ``body`` as ``provider`` does: its event, delivery id and signature headers."""
+    raw = json.dumps(body).encode()
+    delivery = delivery or str(uuid.uuid4())
+    headers = {"Content-Type": "application/json", **sign(provider, secret, raw)}
+    match provider:
+        case GitProvider.GITHUB:
+            headers |= {"X-GitHub-Event": event, "X-GitHub-Delivery": delivery}
+        case GitProvider.GITLAB:
+            headers |= {"X-Gitlab-Event": event, "X-Gitlab-Event-UUID": delivery}
+            headers |= {"Idempotency-Key": delivery}
+        case GitProvider.GITEA:
+            headers |= {"X-Gitea-Event": event, "X-Gitea-Delivery": delivery}
+            headers |= {"X-GitHub-Event": event, "X-GitHub-Delivery": delivery}
+    return httpx.post(hook.url, content=raw, headers=headers, timeout=30)
+
+
+def wait_ended(server: Server, execution_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        detail: dict[str, Any] = server.api.get(f"/executions/{execution_id}").json()
+        if detail["status"] in ("completed", "failed", "error", "cancelled"):
+            return detail
+        time.sleep(0.1)  # the run is on the local agent; its status is what we wait for
+    pytest.fail(f"execution {execution_id} did not end within 60 s")
+
+
+def test_a_github_push_to_a_matching_branch_and_path_starts_one_run(server: Server) -> None:
+    hook = server.hook(
+        'provider: github, repository: acme/infra, branches: [main], paths: ["infra/**"]'
+    )
+    delivery = str(uuid.uuid4())
+    answer = send(hook, GitProvider.GITHUB, "push", payload("github_push"), delivery=delivery)
+    assert answer.status_code == 202, answer.text
+    execution_id = answer.json()["execution_id"]
+    detail = wait_ended(server, execution_id)
+    assert detail["status"] == "completed"
+    assert detail["params"] == {"ref": "refs/heads/main"}
+    git = detail["trigger_data"]["git"]
+    assert (git["provider"], git["repository"], git["branch"]) == ("github", "acme/infra", "main")
+    assert git["commit"] == "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c"
+    assert detail["trigger"]["source"] == "github acme/infra@0d1a26e67d8f"
+    logs = server.api.get(f"/executions/{execution_id}/logs").text
+    assert "branch=main files=infra/api/main.tf,docs/limits.md,README.md" in logs
+
+    again = send(hook, GitProvider.GITHUB, "push", payload("github_push"), delivery=delivery)
+    assert again.status_code == 200, again.text
+    assert again.json()["execution_id"] == execution_id
+    assert [e["id"] for e in server.executions(hook)] == [execution_id]
+
+
+def test_pushes_the_filters_leave_out_start_nothing_and_say_why(server: Server) -> None:
+    hook = server.hook(
+        'provider: github, repository: acme/infra, branches: [main], paths: ["infra/**"]'
+    )
+    other_branch = payload("github_push") | {"ref": "refs/heads/dev"}
+    other_paths = copy.deepcopy(payload("github_push"))
+    other_paths["commits"] = other_paths["commits"][1:]  # docs only
+    other_repo = copy.deepcopy(payload("github_push"))
+    other_repo["repository"]["full_name"] = "acme/web"
+    for body in (other_branch, other_paths, other_repo, payload("github_tag")):
+        answer = send(hook, GitProvider.GITHUB, "push", body)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["outcome"] == "filtered"
+    reasons = [d["reason"] for d in reversed(server.deliveries(hook))]
+    assert reasons == [
+        "branch dev matches none of ['main']",
+        "none of the 3 changed files matches ['infra/**']",
+        "repository acme/web is not acme/infra",
+        "tag push v1.4.0: the trigger's events are [push]",
+    ]
+    assert server.executions(hook) == []
+
+
+def test_a_ping_answers_200_and_starts_nothing(server: Server) -> None:
+    hook = server.hook("provider: github, repository: acme/infra")
+    answer = send(hook, GitProvider.GITHUB, "ping", payload("github_ping"))
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["items"][0]["reason"].startswith("ping:")
+    assert server.executions(hook) == []
+
+
+def test_a_forged_signature_is_refused_and_recorded(server: Server) -> None:
+    hook = server.hook("provider: github, repository: acme/infra")
+    answer = send(hook, GitProvider.GITHUB, "push", payload("github_push"), secret="guess")
+    assert answer.status_code == 401, answer.text
+    unsigned = httpx.post(
+        hook.url,
+        content=json.dumps(payload("github_push")),
+        headers={"X-GitHub-Event": "push", "Content-Type": "application/json"},
+    )
+    assert unsigned.status_code == 401, unsigned.text
+    assert [d["outcome"] for d in server.deliveries(hook)] == ["refused", "refused"]
+    assert server.executions(hook) == []
+
+
+def test_a_tag_push_runs_when_tags_are_asked_for(server: Server) -> None:
+    hook = server.hook(
+        'provider: gitlab, repository: platform/edge/stack, events: [push, tag], tags: ["v*"]'
+    )
+    answer = send(hook, GitProvider.GITLAB, "Tag Push Hook", payload("gitlab_tag"))
+    assert answer.status_code == 202, answer.text
+    detail = wait_ended(server, answer.json()["execution_id"])
+    assert detail["params"] == {"ref": "refs/tags/v2.3.0"}
+    assert detail["trigger_data"]["git"]["tag"] == "v2.3.0"
+
+
+def test_a_gitlab_push_with_a_truncated_commit_list_counts_as_a_path_match(
+    server: Server,
+) -> None:
+    hook = server.hook(
+        'provider: gitlab, repository: platform/edge/stack, branches: ["release/*"], '
+        'paths: ["charts/**"]'
+    )
+    body = payload("gitlab_push")
+    body["total_commits_count"] = 35  # GitLab lists at most 20 of them
+    answer = send(hook, GitProvider.GITLAB, "Push Hook", body)
+    assert answer.status_code == 202, answer.text
+    (delivery,) = server.deliveries(hook)
+    assert delivery["outcome"] == "started"
+    assert delivery["reason"].endswith(
+        "the provider listed 2 of 35 commits: paths counted as matched"
+    )
+    wrong_token = httpx.post(
+        hook.url,
+        content=json.dumps(body),
+        headers={"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": "guess"},
+    )
+    assert wrong_token.status_code == 401
+
+
+def test_a_gitea_push_is_verified_with_its_own_signature(server: Server) -> None:
+    hook = server.hook('provider: gitea, repository: gitea/webhooks, paths: ["deploy/**"]')
+    answer = send(hook, GitProvider.GITEA, "push", payload("gitea_push"))
+    assert answer.status_code == 202, answer.text
+    detail = wait_ended(server, answer.json()["execution_id"])
+    assert detail["trigger_data"]["git"]["changed_files"] == ["deploy/values.yaml"]
+    deletion = send(hook, GitProvider.GITEA, "delete", payload("gitea_delete"))
+    assert deletion.status_code == 200
+    assert "was deleted" in deletion.json()["items"][0]["reason"]
