@@ -9,7 +9,7 @@ from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import UiServer, shot, sign_in, wait_status
+from tests.e2e.conftest import UiServer, axe_scan, shot, sign_in, wait_status
 
 GATED = """
 id: e2e-gated
@@ -120,6 +120,7 @@ def test_approve_a_gate_inside_the_run_dialog(page: Page, ui_server: UiServer) -
     answer = page.get_by_role("dialog", name="Approve gate")
     expect(answer).to_contain_text("Deploy to production?")
     answer.get_by_label("Note (optional)").fill("go ahead")
+    axe_scan(page, "approve dialog over the run dialog")
     shot(page, "run-dialog-approve-note")
     answer.get_by_role("button", name="Approve").click()
     expect(answer).to_have_count(0)
@@ -177,6 +178,10 @@ def test_a_run_cancelled_before_any_step_ran_counts_no_step_as_done(
     steps_done = page.get_by_test_id("steps-done")
     expect(steps_done).to_have_text("0/3 · 3 cancelled")
     shot(page, "execution-cancelled-before-any-step")
+    page.goto("/executions?workflow=e2e-stranded")
+    row = page.locator(".grid-body [role=row]").filter(has_text="e2e-stranded").first
+    expect(row).to_contain_text("0/3 · 3 cancelled")
+    shot(page, "executions-cancelled-before-any-step")
 
 
 def test_skip_a_failed_step_and_the_run_goes_on(page: Page, ui_server: UiServer) -> None:
@@ -241,6 +246,7 @@ def test_terraform_plan_counts_and_text(page: Page, ui_server: UiServer, tmp_pat
     plan_text = page.get_by_role("tabpanel").locator(".plan pre")
     expect(plan_text).to_contain_text("terraform_data.web will be created")
     expect(plan_text).to_contain_text("Plan: 2 to add, 0 to change, 0 to destroy.")
+    axe_scan(page, "terraform plan in the outputs tab")
     shot(page, "execution-terraform-plan")
 
 
@@ -268,6 +274,7 @@ def test_duplicate_a_workflow(page: Page, ui_server: UiServer) -> None:
     dialog = page.get_by_role("dialog", name="Duplicate Build with outputs")
     expect(dialog.get_by_label("New id")).to_have_value("e2e-dup-source-copy")
     dialog.get_by_label("Name").fill("Build with outputs, second")
+    axe_scan(page, "duplicate dialog")
     shot(page, "workflow-duplicate-dialog")
     dialog.get_by_role("button", name="Duplicate").click()
     expect(dialog).to_have_count(0)

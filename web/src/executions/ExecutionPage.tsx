@@ -86,30 +86,32 @@ export default function ExecutionPage() {
         </div>
       </div>
       <div className="card tabs-card">
-        <div className="tabs" role="tablist" aria-label="Execution details">
-          {TABS.map(([key, label]) => (
-            <button
-              key={key}
-              type="button"
-              role="tab"
-              id={`tab-${key}`}
-              aria-selected={tab === key}
-              aria-controls={`panel-${key}`}
-              tabIndex={tab === key ? 0 : -1}
-              className={tab === key ? "tab on" : "tab"}
-              onClick={() => setParam("tab", key === "logs" ? null : key)}
-              onKeyDown={(e) => {
-                const i = TABS.findIndex(([t]) => t === tab);
-                if (e.key === "ArrowRight" || e.key === "ArrowLeft") {
-                  const next = TABS[(i + (e.key === "ArrowRight" ? 1 : TABS.length - 1)) % TABS.length]![0];
-                  setParam("tab", next === "logs" ? null : next);
-                  document.getElementById(`tab-${next}`)?.focus();
-                }
-              }}
-            >
-              {label}
-            </button>
-          ))}
+        <div className="tabs">
+          <div className="tab-list" role="tablist" aria-label="Execution details">
+            {TABS.map(([key, label]) => (
+              <button
+                key={key}
+                type="button"
+                role="tab"
+                id={`tab-${key}`}
+                aria-selected={tab === key}
+                aria-controls={`panel-${key}`}
+                tabIndex={tab === key ? 0 : -1}
+                className={tab === key ? "tab on" : "tab"}
+                onClick={() => setParam("tab", key === "logs" ? null : key)}
+                onKeyDown={(e) => {
+                  const i = TABS.findIndex(([t]) => t === tab);
+                  if (e.key === "ArrowRight" || e.key === "ArrowLeft") {
+                    const next = TABS[(i + (e.key === "ArrowRight" ? 1 : TABS.length - 1)) % TABS.length]![0];
+                    setParam("tab", next === "logs" ? null : next);
+                    document.getElementById(`tab-${next}`)?.focus();
+                  }
+                }}
+              >
+                {label}
+              </button>
+            ))}
+          </div>
           {selected && (
             <span className="tab-step">
               Step <strong>{selected}</strong>{" "}

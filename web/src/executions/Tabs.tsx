@@ -25,7 +25,9 @@ export function PlanSummary({ outputs }: { outputs: Record<string, unknown> }) {
       {typeof text === "string" && (
         <details>
           <summary>Plan</summary>
-          <pre className="json">{text}</pre>
+          <pre className="json" tabIndex={0} aria-label="Plan text">
+            {text}
+          </pre>
         </details>
       )}
     </div>
