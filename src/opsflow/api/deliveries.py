@@ -47,6 +47,7 @@ class DeliveryOut(BaseModel):
     """One delivery (or one item of it: an Alertmanager group of three alerts is three)."""
 
     id: int
+    trigger_name: str
     request_id: str = Field(description="Shared by the items of one HTTP request.")
     received_at: datetime
     source_address: str = Field(description="The sender's address as the server saw it.")
@@ -60,6 +61,7 @@ class DeliveryOut(BaseModel):
     def of(cls, d: Delivery) -> DeliveryOut:
         return cls(
             id=d.id,
+            trigger_name=d.trigger_name,
             request_id=d.request_id,
             received_at=d.received_at,
             source_address=d.source_address,
@@ -130,6 +132,44 @@ def list_triggers(
     ]
 
 
+Limit = Annotated[int, Query(ge=1, le=500, description="How many, newest first.")]
+Before = Annotated[int | None, Query(ge=1, le=INT_MAX, description="Older than this delivery id.")]
+
+
+def _page(
+    request: Request, workflow_id: str, name: str | None, limit: int, before: int | None
+) -> DeliveryPage:
+    with services_of(request).db.read() as session:
+        if name is None:
+            workflows_store.get_workflow(session, workflow_id)  # 404 for an unknown workflow
+        else:
+            triggers_store.get(session, workflow_id, name)  # 404 naming the triggers it has
+        found = log_store.list_deliveries(
+            session, workflow_id, name, limit=limit + 1, before_id=before
+        )
+    page = found[:limit]
+    return DeliveryPage(
+        items=[DeliveryOut.of(d) for d in page],
+        next_before=page[-1].id if len(found) > limit else None,
+    )
+
+
+@router.get(
+    "/workflows/{workflow_id}/deliveries",
+    response_model=DeliveryPage,
+    responses=error_responses(401, 403, 404),
+)
+def list_workflow_deliveries(
+    request: Request,
+    workflow_id: WorkflowId,
+    _principal: Reader,
+    limit: Limit = 50,
+    before: Before = None,
+) -> DeliveryPage:
+    """The deliveries of all the workflow's triggers in the last 7 days, newest first."""
+    return _page(request, workflow_id, None, limit, before)
+
+
 @router.get(
     "/workflows/{workflow_id}/triggers/{name}/deliveries",
     response_model=DeliveryPage,
@@ -140,20 +180,11 @@ def list_deliveries(
     workflow_id: WorkflowId,
     name: TriggerName,
     _principal: Reader,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    before: Annotated[int | None, Query(ge=1, le=INT_MAX, description="A delivery id.")] = None,
+    limit: Limit = 50,
+    before: Before = None,
 ) -> DeliveryPage:
     """The trigger's deliveries of the last 7 days, newest first."""
-    with services_of(request).db.read() as session:
-        triggers_store.get(session, workflow_id, name)  # 404 naming the triggers it has
-        found = log_store.list_deliveries(
-            session, workflow_id, name, limit=limit + 1, before_id=before
-        )
-    page = found[:limit]
-    return DeliveryPage(
-        items=[DeliveryOut.of(d) for d in page],
-        next_before=page[-1].id if len(found) > limit else None,
-    )
+    return _page(request, workflow_id, name, limit, before)
 
 
 @router.post(

@@ -72,32 +72,42 @@ def list_triggers(
 def deliveries(
     ctx: typer.Context,
     workflow: WorkflowArgument,
-    trigger: TriggerArgument,
+    trigger: Annotated[
+        str | None,
+        typer.Argument(
+            help="Only this trigger's (its name, see `triggers list`); all when left out.",
+            show_default=False,
+        ),
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, max=500, help="How many, newest first.")] = 20,
     output: OutputOption = OutputFormat.TEXT,
 ) -> None:
-    """Show what reached a trigger in the last 7 days and what came of it."""
-    body = client_for(ctx).get(
-        f"/workflows/{workflow}/triggers/{trigger}/deliveries", params={"limit": limit}
-    )
+    """Show what reached a workflow's triggers in the last 7 days and what came of it."""
+    path = f"/workflows/{workflow}/deliveries"
+    if trigger is not None:
+        path = f"/workflows/{workflow}/triggers/{trigger}/deliveries"
+    body = client_for(ctx).get(path, params={"limit": limit})
     if output is OutputFormat.JSON:
         print_json(body)
         return
-    table(
-        ["RECEIVED", "FROM", "OUTCOME", "STATUS", "EXECUTION", "KEY", "REASON"],
+    columns = ["RECEIVED", "FROM", "OUTCOME", "STATUS", "EXECUTION", "KEY", "REASON"]
+    rows = [
         [
-            [
-                age(d.get("received_at")),
-                cell(d.get("source_address")),
-                cell(d.get("outcome")),
-                cell(d.get("status_code")),
-                cell(d.get("execution_id")),
-                cell(d.get("delivery_key")),
-                cell(d.get("reason")),
-            ]
-            for d in items_of(body)
-        ],
-    )
+            age(d.get("received_at")),
+            cell(d.get("source_address")),
+            cell(d.get("outcome")),
+            cell(d.get("status_code")),
+            cell(d.get("execution_id")),
+            cell(d.get("delivery_key")),
+            cell(d.get("reason")),
+        ]
+        for d in items_of(body)
+    ]
+    if trigger is None:
+        columns.insert(1, "TRIGGER")
+        for row, d in zip(rows, items_of(body), strict=True):
+            row.insert(1, cell(d.get("trigger_name")))
+    table(columns, rows)
 
 
 @app.command("rotate-secret")

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     delete,
     func,
+    insert,
     select,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -147,23 +148,25 @@ class NewDelivery:
 
 def record(session: Session, deliveries: list[NewDelivery]) -> None:
     """Record ``deliveries`` (the items of one request, usually one)."""
-    session.add_all(
-        TriggerDelivery(
-            request_id=d.request_id,
-            workflow_id=d.workflow_id,
-            trigger_name=d.trigger_name,
-            trigger_type=d.trigger_type,
-            received_at=d.received_at,
-            source_address=d.source_address[:64],
-            outcome=d.outcome.value,
-            status_code=d.status_code,
-            reason=d.reason,
-            delivery_key=d.delivery_key,
-            execution_id=d.execution_id,
-        )
-        for d in deliveries
+    session.execute(
+        insert(TriggerDelivery),
+        [
+            {
+                "request_id": d.request_id,
+                "workflow_id": d.workflow_id,
+                "trigger_name": d.trigger_name,
+                "trigger_type": d.trigger_type,
+                "received_at": d.received_at,
+                "source_address": d.source_address[:64],
+                "outcome": d.outcome.value,
+                "status_code": d.status_code,
+                "reason": d.reason,
+                "delivery_key": d.delivery_key,
+                "execution_id": d.execution_id,
+            }
+            for d in deliveries
+        ],
     )
-    session.flush()
 
 
 def list_deliveries(
@@ -219,11 +222,11 @@ def claim_key(
     On PostgreSQL a concurrent claim of the same key waits for the first one's commit (the
     unique index), then finds its row; no lock outlives a transaction."""
     dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    dialect_insert = pg_insert if dialect == "postgresql" else sqlite_insert
     # RETURNING, not rowcount: an ORM-executed INSERT reports no reliable rowcount on
     # psycopg (it said 1 for a conflict that inserted nothing).
     claimed = session.execute(
-        insert(HookDeliveryKey)
+        dialect_insert(HookDeliveryKey)
         .values(trigger_id=trigger_id, key=key, execution_id=execution_id, created_at=now)
         .on_conflict_do_nothing(index_elements=["trigger_id", "key"])
         .returning(HookDeliveryKey.key)
@@ -245,9 +248,9 @@ def count_in_window(session: Session, hook_key: str, window: int, kind: str) -> 
     their own number, and the row lock of the update is held only until the commit.
     """
     dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    dialect_insert = pg_insert if dialect == "postgresql" else sqlite_insert
     statement = (
-        insert(HookRateWindow)
+        dialect_insert(HookRateWindow)
         .values(hook_key=hook_key, window=window, kind=kind, count=1)
         .on_conflict_do_update(
             index_elements=["hook_key", "window", "kind"],

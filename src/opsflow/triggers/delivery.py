@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from opsflow.auth.logmask import SERVER_LOG_FILTER
-from opsflow.auth.secrets import SecretBox, SecretVault
+from opsflow.auth.secrets import SecretBox, SecretVault, UnknownSecret
 from opsflow.errors import (
     Conflict,
     InvalidInput,
@@ -68,7 +68,9 @@ class HookTarget:
     type: str
     hook_key: str
     spec: dict[str, object]
-    secret: str = field(repr=False)
+    # None: the opsflow secret the YAML names is not defined (`missing_secret` says which).
+    secret: str | None = field(repr=False)
+    missing_secret: str | None = None
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,20 @@ class DeliveryDesk:
         source = self.sources.get(TriggerType(target.type))
         if source is None:
             raise NotFound(f"{target.type} triggers take no deliveries on a hook URL")
+        if target.secret is None:
+            # The owner reads which secret is missing in the delivery log; the sender, who
+            # may be anyone with the URL, learns no secret's name.
+            name = target.missing_secret
+            self.refuse(
+                target,
+                arrival,
+                Conflict(
+                    f"the trigger's secret {name} is not defined: an admin sets it with "
+                    f"`opsflow secrets set {name}`"
+                ),
+                authenticated=False,
+            )
+            raise Conflict("this trigger cannot take deliveries yet: its secret is not set")
         try:
             authenticated = source.authenticate(target.secret, headers)
         except NotAuthenticated as exc:
@@ -167,6 +183,7 @@ class DeliveryDesk:
         """Check the body's signature when the headers did not authenticate, read the body
         with the trigger type's source, and start and record what it asks for."""
         target, source = opened.target, opened.source
+        assert target.secret is not None  # `open` refused the delivery otherwise
         if not opened.authenticated:
             try:
                 source.check_body(target.secret, headers, body, arrival.received_at)
@@ -194,14 +211,20 @@ class DeliveryDesk:
             trigger = triggers_store.get_by_hook_key(session, key)
             if trigger is None or trigger.type not in HOOK_TYPES:
                 raise NotFound(f"no trigger has the hook key {key!r}")
+            secret: str | None = None
             if trigger.secret_name:
-                secret = self.vault.reveal(session, [trigger.secret_name])[trigger.secret_name]
+                try:
+                    revealed = self.vault.reveal(session, [trigger.secret_name])
+                    secret = revealed[trigger.secret_name]
+                except UnknownSecret:
+                    pass  # `open` refuses, naming it only in the delivery log
             else:
                 generated = generated_secret(self.box, trigger)
                 if generated is None:  # sync gives every hook trigger one
                     raise Conflict(f"trigger {trigger.name!r} has no secret: rotate it")
                 secret = generated
-        SERVER_LOG_FILTER.learn([secret])
+        if secret is not None:
+            SERVER_LOG_FILTER.learn([secret])
         return HookTarget(
             trigger_id=trigger.id,
             workflow_id=trigger.workflow_id,
@@ -210,6 +233,7 @@ class DeliveryDesk:
             hook_key=key,
             spec=trigger.spec,
             secret=secret,
+            missing_secret=trigger.secret_name if secret is None else None,
         )
 
     def refuse(

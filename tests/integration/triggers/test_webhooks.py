@@ -11,6 +11,7 @@ their rate counters and deliveries do not mix.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 import uuid
@@ -28,18 +29,22 @@ from tests.servers import clean_env, fresh_database, opsflow_executable, run_ser
 
 pytestmark = pytest.mark.timeout(120)
 
+DOCS = Path(__file__).resolve().parents[3] / "docs"
 RATE = 60  # the module server's deliveries per key and minute
 NAMED_SECRET = "hook-secret-for-tests-0123456789"
 
 
-def workflow_yaml(workflow_id: str, *, named: bool = False, key: str | None = None) -> str:
-    secret = ", secret: HOOK_SECRET" if named else ""
+def workflow_yaml(
+    workflow_id: str, *, named: bool = False, key: str | None = None, secret_name: str = ""
+) -> str:
+    secret = f", secret: {secret_name or 'HOOK_SECRET'}" if named else ""
     key_part = f", key: {key}" if key else ""
     return f"""\
 id: {workflow_id}
 params:
   replicas: {{type: integer, default: 1}}
   who: {{type: string, default: nobody}}
+  environment: {{type: string, default: staging}}
 triggers:
   - {{type: webhook{key_part}{secret}}}
 steps:
@@ -68,14 +73,14 @@ class Server:
     env: dict[str, str]
     cwd: Path
 
-    def hook(self, *, named: bool = False) -> Hook:
+    def hook(self, *, named: bool = False, secret_name: str = "") -> Hook:
         """Publish a fresh workflow with a webhook trigger; a generated secret is read the
         one way there is: rotating it."""
         workflow_id = f"hook-{uuid.uuid4().hex[:10]}"
         response = self.api.put(
             f"/workflows/{workflow_id}",
             params={"publish": "true"},
-            content=workflow_yaml(workflow_id, named=named),
+            content=workflow_yaml(workflow_id, named=named, secret_name=secret_name),
             headers={"Content-Type": "application/yaml"},
         )
         assert response.status_code in (200, 201), response.text
@@ -84,7 +89,7 @@ class Server:
         assert trigger["name"] == "webhook-1"
         assert trigger["url"].startswith(f"{self.url}/hooks/")
         if named:
-            assert trigger["secret"] == "secret HOOK_SECRET"
+            assert trigger["secret"] == f"secret {secret_name or 'HOOK_SECRET'}"
             return Hook(workflow_id, trigger["name"], trigger["url"], NAMED_SECRET)
         assert trigger["secret"] == "generated"
         rotated = self.api.post(f"/workflows/{workflow_id}/triggers/webhook-1/rotate-secret")
@@ -323,6 +328,17 @@ def test_a_disabled_trigger_refuses_with_409(server: Server) -> None:
     assert "disabled" in delivery["reason"]
 
 
+def test_a_named_secret_not_yet_set_refuses_without_naming_it_to_the_sender(
+    server: Server,
+) -> None:
+    hook = server.hook(named=True, secret_name="NOT_SET_YET")
+    response = httpx.post(hook.url, content=BODY, headers=bearer("anything"))
+    assert response.status_code == 409, response.text
+    assert "NOT_SET_YET" not in response.text and "HOOK_SECRET" not in response.text
+    (delivery,) = server.deliveries(hook)
+    assert "opsflow secrets set NOT_SET_YET" in delivery["reason"]
+
+
 def test_an_unknown_key_is_404(server: Server) -> None:
     response = httpx.post(f"{server.url}/hooks/no-such-key", content=BODY, headers=bearer("x"))
     assert response.status_code == 404
@@ -360,6 +376,8 @@ def test_the_cli_lists_triggers_and_deliveries_and_rotates_a_secret_once(
     shown = server.cli("triggers", "deliveries", hook.workflow_id, hook.name)
     assert shown.returncode == 0, shown.stderr
     assert "started" in shown.stdout and "127.0.0.1" in shown.stdout
+    every = server.cli("triggers", "deliveries", hook.workflow_id, "-o", "json")
+    assert [d["trigger_name"] for d in json.loads(every.stdout)["items"]] == [hook.name]
     rotated = server.cli("triggers", "rotate-secret", hook.workflow_id, hook.name, "--yes")
     assert rotated.returncode == 0, rotated.stderr
     new_secret = rotated.stdout.strip()
@@ -379,3 +397,20 @@ def test_rotating_a_named_secret_is_refused_naming_it(server: Server) -> None:
     response = server.api.post(f"/workflows/{hook.workflow_id}/triggers/{hook.name}/rotate-secret")
     assert response.status_code == 409
     assert "opsflow secrets set HOOK_SECRET" in response.json()["detail"]
+
+
+def test_the_documented_openssl_recipe_signs_a_delivery_the_server_accepts(
+    server: Server,
+) -> None:
+    hook = server.hook()
+    howto = (DOCS / "triggers" / "webhook.md").read_text()
+    (recipe,) = [b for b in re.findall(r"```bash\n(.*?)```", howto, re.S) if "openssl dgst" in b]
+    script = re.sub(r"^SECRET=.*$", f"SECRET='{hook.secret}'", recipe, flags=re.M)
+    script = script.replace("https://ops.example.com/hooks/deploy-hook", hook.url)
+    assert hook.url in script
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["outcome"] == "started", answer
+    detail = server.api.get(f"/executions/{answer['execution_id']}").json()
+    assert detail["params"]["environment"] == "staging"
