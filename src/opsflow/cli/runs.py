@@ -48,6 +48,17 @@ STATUS_STYLE = {
 }
 
 
+# How a log line looks when followed: stderr red; opsflow's own lines dim, by their level
+# (yellow for warn, bold red for the error that failed the step).
+_LOG_STYLE: dict[tuple[object, object], str] = {
+    ("stderr", None): "red",
+    ("system", None): "dim",
+    ("system", "info"): "dim",
+    ("system", "warn"): "yellow",
+    ("system", "error"): "bold red",
+}
+
+
 def _styled(status: str) -> Text:
     return Text(status, style=STATUS_STYLE.get(status, ""))
 
@@ -104,11 +115,7 @@ def _watch(
         elif event.kind == IDLE:
             _reason_news(client, execution_id, shown)
         elif event.kind == "log" and (step is None or d.get("step") == step):
-            style = (
-                "red"
-                if d.get("stream") == "stderr"
-                else ("dim" if d.get("stream") == "system" else "")
-            )
+            style = _LOG_STYLE.get((d.get("stream"), d.get("level")), "")
             stdout.print(
                 Text(f"    [{d.get('step')}] ", style="dim").append(d.get("text", ""), style=style)
             )
