@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwrig
 import opsflow
 from opsflow.cli.bundle import pack_bundle
 from tests.conftest import BACKENDS
-from tests.servers import clean_env, free_port, fresh_database, opsflow_executable, wait_healthy
+from tests.servers import clean_env, fresh_database, run_server
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -106,37 +105,21 @@ def serve(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiS
     if not (BUILD / "index.html").is_file():
         pytest.fail(f"the web UI is not built in {BUILD}: run `make web` (or `make test`)")
     data_dir = tmp_path_factory.mktemp("e2e-data")
-    port = free_port()
-    log = data_dir / "server.log"
-    argv = [opsflow_executable(), "server", "--port", str(port), "--data-dir", str(data_dir)]
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(
-            [*argv, "--db", db_url, "--concurrency", "4"],
-            cwd=data_dir,
-            env={**clean_env(), "OPSFLOW_ADMIN_PASSWORD": ADMIN_PASSWORD},
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, process, log)
-        token = (data_dir / "admin-token").read_text().strip()
-        with httpx.Client(
-            base_url=f"{url}/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=30
-        ) as api:
-            for name, role in (("olga", "operator"), ("vera", "viewer")):
-                created = api.post(
-                    "/users", json={"name": name, "role": role, "password": PASSWORDS[name]}
-                )
-                assert created.status_code == 201, created.text
-            yield UiServer(url, api, data_dir)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    env = {**clean_env(), "OPSFLOW_ADMIN_PASSWORD": ADMIN_PASSWORD}
+    with (
+        run_server(db_url, data_dir, "--concurrency", "4", env=env) as running,
+        httpx.Client(
+            base_url=f"{running.url}/api/v1",
+            headers={"Authorization": f"Bearer {running.token}"},
+            timeout=30,
+        ) as api,
+    ):
+        for name, role in (("olga", "operator"), ("vera", "viewer")):
+            created = api.post(
+                "/users", json={"name": name, "role": role, "password": PASSWORDS[name]}
+            )
+            assert created.status_code == 201, created.text
+        yield UiServer(running.url, api, data_dir)
 
 
 @pytest.fixture(scope="package")
