@@ -57,6 +57,10 @@ class Settings:
     stream_keepalive_seconds: float = 15.0
     # Deliveries one hook key (``POST /hooks/{key}``) takes per minute across all replicas.
     hook_rate_per_minute: int = 120
+    # A test clock for schedules, ``START[,RATE[,ANCHOR]]`` (see triggers.scheduler's
+    # SchedulerClock): the scheduler's time starts at START and runs RATE times as fast. For
+    # tests and benchmarks; None: real time.
+    scheduler_clock: str | None = None
 
     def __post_init__(self) -> None:
         if self.hook_rate_per_minute < 1:
@@ -86,7 +90,8 @@ class Settings:
         ``OPSFLOW_LEASE_SECONDS``, ``OPSFLOW_HEARTBEAT_SECONDS``, ``OPSFLOW_STOP_GRACE_SECONDS``,
         ``OPSFLOW_ADMIN_PASSWORD``, ``OPSFLOW_MAX_BUNDLE_BYTES``, ``OPSFLOW_DEMO``,
         ``OPSFLOW_WEB_DIR``, ``OPSFLOW_SESSION_SECONDS``, ``OPSFLOW_STREAM_KEEPALIVE_SECONDS``,
-        ``OPSFLOW_HOOK_RATE_PER_MINUTE`` and one
+        ``OPSFLOW_HOOK_RATE_PER_MINUTE``,
+        ``OPSFLOW_SCHEDULER_CLOCK`` (tests only) and one
         ``OPSFLOW_NOTIFY_<NAME>`` per notify channel (comma- or space-separated Apprise URLs).
         Channels also come from ``<data_dir>/notify.yaml`` (``{name: [url, ...]}``); the
         environment wins for a name defined in both.
@@ -129,6 +134,8 @@ class Settings:
             values["stream_keepalive_seconds"] = _float(env, "OPSFLOW_STREAM_KEEPALIVE_SECONDS")
         if "OPSFLOW_HOOK_RATE_PER_MINUTE" in env:
             values["hook_rate_per_minute"] = _int(env, "OPSFLOW_HOOK_RATE_PER_MINUTE")
+        if env.get("OPSFLOW_SCHEDULER_CLOCK"):
+            values["scheduler_clock"] = env["OPSFLOW_SCHEDULER_CLOCK"]
         values.update({k: v for k, v in overrides.items() if v is not None})
         if "data_dir" in values:
             values["data_dir"] = Path(values["data_dir"])

@@ -33,6 +33,7 @@ from opsflow.api import (
     limits,
     people,
     problems,
+    schedules,
     secrets,
     tfstate,
     tokens,
@@ -49,6 +50,7 @@ from opsflow.config import Settings
 from opsflow.runtime.host import local_agent_presence, runtime_extension
 from opsflow.store.db import Database
 from opsflow.store.migrate import upgrade
+from opsflow.triggers.scheduler import scheduler_extension
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,7 @@ API_ROUTERS: list[APIRouter] = [
     workflows.router,
     triggers.router,
     deliveries.router,
+    schedules.router,
     executions.router,
     incidents.router,
     events.router,
@@ -79,7 +82,7 @@ API_ROUTERS: list[APIRouter] = [
 
 # Extensions every server runs, after bootstrap, in this order. RUNTIME: the lead adds the
 # reconciler/timers and the local agent (when settings.local_agent) here.
-DEFAULT_EXTENSIONS: list[Extension] = [runtime_extension, hooks.hook_ingress]
+DEFAULT_EXTENSIONS: list[Extension] = [runtime_extension, hooks.hook_ingress, scheduler_extension]
 
 
 def _open(settings: Settings) -> Services:

@@ -31,10 +31,10 @@ from opsflow.store.triggers import Trigger
 from opsflow.store.workflows import WorkflowVersion
 from opsflow.triggers import sync
 from opsflow.triggers.fire import Event, fire
+from opsflow.triggers.scheduler import SCHEDULER_KEY, Scheduler
 
 router = APIRouter(tags=["triggers"])
 
-SCHEDULER_KEY = "scheduler"  # services.extra[SCHEDULER_KEY]: the server's Scheduler, if any
 
 WorkflowId = Annotated[str, Path(pattern=WORKFLOW_ID_PATTERN, description="The workflow's id.")]
 TriggerName = Annotated[
@@ -71,6 +71,12 @@ class FireOut(BaseModel):
     url: str = Field(description="The execution's API URL.")
 
 
+def schedule_now(services: Services) -> float:
+    """Now, as the scheduler counts time (a test clock when the server runs one)."""
+    scheduler: Scheduler | None = services.extra.get(SCHEDULER_KEY)
+    return scheduler.clock.now() if scheduler is not None else time.time()
+
+
 def wake_scheduler(services: Services) -> None:
     """A trigger's wake time may have moved (publish, resume, enable): look again now rather
     than at the time the scheduler planned. Call after the commit."""
@@ -85,13 +91,13 @@ def publish_with_triggers(
     """Publish the draft and sync its triggers in the caller's transaction (the caller calls
     `wake_scheduler` after it commits)."""
     vault: SecretVault = services.extra[VAULT_KEY]
-    return sync.publish(session, workflow_id, actor, vault.box, time.time())
+    return sync.publish(session, workflow_id, actor, vault.box, schedule_now(services))
 
 
 def _switch(request: Request, workflow_id: str, name: str, enabled: bool, actor: str) -> Trigger:
     services = services_of(request)
     with services.session() as session:
-        trigger = sync.set_enabled(session, workflow_id, name, enabled, time.time())
+        trigger = sync.set_enabled(session, workflow_id, name, enabled, schedule_now(services))
         action = "trigger.enable" if enabled else "trigger.disable"
         audit.record(session, actor, action, f"{workflow_id}/{name}")
     wake_scheduler(services)

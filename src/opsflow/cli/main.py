@@ -18,6 +18,7 @@ from opsflow.cli import (
     control,
     me,
     runs,
+    schedules,
     secrets,
     server,
     teams,
@@ -69,6 +70,7 @@ COMMAND_MODULES = (
     tokens,
     me,
     secrets,
+    schedules,
     tfstate,
 )
 for _module in COMMAND_MODULES:

@@ -1,9 +1,9 @@
 """Schedule triggers: which instants to fire now, by the ``missed`` policy (pure).
 
 The scheduler keeps one wake time per schedule, ``next_due_at``: the first instant not yet
-handled. When it comes, every instant from there to now is due. The last one of them that
-is at most `LATE_AFTER` seconds old is simply on time (a busy server is a little late, not
-down); older ones were *missed* while no server was running, and ``missed`` decides:
+handled. When it comes, every instant from there to now is due. Those at most `LATE_AFTER`
+seconds old are on time and fire (a busy server is a little late, not down); older ones were
+*missed* while no server was running, and ``missed`` decides:
 
 - ``skip``: none of them runs;
 - ``run-once``: one run, for the latest missed instant;
@@ -14,6 +14,7 @@ down); older ones were *missed* while no server was running, and ``missed`` deci
 from __future__ import annotations
 
 import itertools
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -56,63 +57,58 @@ class Plan:
     notes: list[str] = field(default_factory=list)
 
 
-def plan(spec: Mapping[str, Any], due_at: float, now: float) -> Plan:
-    """The instants due from ``due_at`` (the schedule's ``next_due_at``) up to ``now``."""
+def plan(
+    spec: Mapping[str, Any], due_at: float, now: float, *, late_after: float = LATE_AFTER
+) -> Plan:
+    """The instants due from ``due_at`` (the schedule's ``next_due_at``) up to ``now``: those
+    at most ``late_after`` seconds old are on time and fire; older ones were missed."""
     cron = str(spec["cron"])
     timezone = str(spec.get("timezone") or "UTC")
     policy = MissedRuns(spec.get("missed") or MissedRuns.SKIP)
-    window: list[float] = []  # the latest CATCH_UP_CAP + 1 due instants
-    count = 0
+    missed: deque[float] = deque(maxlen=CATCH_UP_CAP)  # the latest missed instants
+    missed_count = 0
+    first_missed: float | None = None
+    on_time: list[float] = []
+    next_due = due_at
     for instant in itertools.chain([due_at], instants(cron, timezone, due_at)):
         if instant > now:
             next_due = instant
             break
-        count += 1
-        window.append(instant)
-        if len(window) > CATCH_UP_CAP + 1:
-            window.pop(0)
-        if count >= _COUNT_LIMIT:
+        if now - instant <= late_after:
+            on_time.append(instant)
+            continue
+        missed_count += 1
+        first_missed = instant if first_missed is None else first_missed
+        missed.append(instant)
+        if missed_count >= _COUNT_LIMIT:
             # Years behind: start again a short way back, enough for the cap.
+            recent = [i for i in _upto(cron, timezone, now) if now - i > late_after]
+            missed = deque(recent, maxlen=CATCH_UP_CAP)
+            on_time = [i for i in _upto(cron, timezone, now) if now - i <= late_after]
             next_due = next_instant(cron, timezone, now)
-            window = _upto(cron, timezone, now)
             break
-    else:  # pragma: no cover - instants() is endless
-        raise AssertionError("unreachable")
-    if not window:
-        return Plan([], next_due)
-    on_time = [window[-1]] if now - window[-1] <= LATE_AFTER else []
-    missed = window[: len(window) - len(on_time)]
-    missed_count = count - len(on_time)
-    if not missed:
+    if not missed_count:
         return Plan(on_time, next_due)
-    first, last = missed[0], missed[-1]
-    span = f"{local_time(first, timezone)} to {local_time(last, timezone)}"
-    if missed_count == 1:
-        span = local_time(first, timezone)
+    assert first_missed is not None
+    last = missed[-1]
+    span = local_time(first_missed, timezone)
+    if missed_count > 1:
+        span = f"{span} to {local_time(last, timezone)}"
+    lead = f"missed {missed_count} instant(s) ({span}) while no server ran: "
     if policy == MissedRuns.SKIP:
-        note = (
-            f"missed {missed_count} instant(s) ({span}) while no server ran: skipped (missed: skip)"
-        )
-        return Plan(on_time, next_due, missed_count, [note] if on_time else [])
+        return Plan(on_time, next_due, missed_count, [lead + "skipped (missed: skip)"])
     if policy == MissedRuns.RUN_ONCE:
-        fire = on_time or [last]
-        note = (
-            f"missed {missed_count} instant(s) ({span}) while no server ran: "
-            "this one run stands for them (missed: run-once)"
-        )
-        return Plan(fire, next_due, missed_count, [note])
-    kept = missed[-CATCH_UP_CAP:]
-    note = f"missed {missed_count} instant(s) ({span}) while no server ran: each runs (missed: all)"
-    if missed_count > len(kept):
-        note = (
-            f"missed {missed_count} instant(s) ({span}) while no server ran: only the last "
-            f"{len(kept)} run (missed: all runs at most {CATCH_UP_CAP})"
-        )
-    return Plan([*kept, *on_time], next_due, missed_count, [note])
+        note = lead + "one run stands for them (missed: run-once)"
+        return Plan(on_time or [last], next_due, missed_count, [note])
+    note = lead + "each runs (missed: all)"
+    if missed_count > len(missed):
+        note = lead + f"only the last {len(missed)} run (missed: all runs at most {CATCH_UP_CAP})"
+    return Plan([*missed, *on_time], next_due, missed_count, [note])
 
 
 def _upto(cron: str, timezone: str, now: float) -> list[float]:
-    """The latest CATCH_UP_CAP + 1 instants up to ``now``, looking back at most a week."""
+    """The latest CATCH_UP_CAP + 1 instants up to ``now``, looking back at most a week (for a
+    schedule years behind)."""
     found: list[float] = []
     for instant in instants(cron, timezone, now - 7 * 86400):
         if instant > now:

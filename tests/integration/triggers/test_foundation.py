@@ -140,3 +140,13 @@ def test_params_that_do_not_suit_the_workflow_are_refused_by_name(client: TestCl
     response = client.post("/api/v1/workflows/report/triggers/schedule-1/fire")
     assert response.status_code == 422, response.text
     assert [e["loc"] for e in response.json()["errors"]] == ["params.size"]
+
+
+def test_an_instant_is_claimed_once(client: TestClient, database: Database) -> None:
+    apply(client, SCHEDULED)
+    trigger = rows(database, "report")["schedule-1"]
+    with database.session() as session:
+        assert triggers_store.claim_fire(session, trigger.id, 60.0, "first", 1.0) is None
+    with database.session() as session:
+        assert triggers_store.claim_fire(session, trigger.id, 60.0, "second", 2.0) == "first"
+        assert triggers_store.claim_fire(session, trigger.id, 120.0, "third", 2.0) is None
