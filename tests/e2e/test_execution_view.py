@@ -262,7 +262,8 @@ def test_download_the_log(page: Page, ui_server: UiServer) -> None:
     download = info.value
     assert download.suggested_filename == f"{execution_id}.log"
     text = Path(download.path()).read_text()
-    assert "building" in text, text
+    assert "[build] stdout: building\n" in text, text
+    assert "[build] system info: exit code 0\n" in text, text
 
 
 def test_duplicate_a_workflow(page: Page, ui_server: UiServer) -> None:

@@ -306,7 +306,9 @@ def download_logs(
             if not rows:
                 break
             for r in rows:
-                out.append(f"{iso(r['at'])} [{r['step_id']}] {r['stream']}: {r['text']}")
+                # "system error: exit code 3": a system line's level follows its stream
+                said = f"{r['stream']} {r['level']}" if r["level"] else r["stream"]
+                out.append(f"{iso(r['at'])} [{r['step_id']}] {said}: {r['text']}")
             after = rows[-1]["id"]
     return PlainTextResponse(
         "\n".join(out) + ("\n" if out else ""),

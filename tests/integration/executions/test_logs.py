@@ -215,3 +215,7 @@ def test_each_line_says_its_stream_and_opsflows_own_lines_their_level(api: Api) 
         e.data["text"]: e.data["level"] for e in api.events(detail["id"]) if e.kind == "log"
     }
     assert streamed == {line["text"]: line["level"] for line in lines}
+    # and so does the downloaded text, after the stream of a system line
+    download = api.client.get(f"/api/v1/executions/{detail['id']}/logs/download").text
+    assert "[build] system error: exit code 3\n" in download
+    assert "[build] stderr: warning: deprecated flag\n" in download
