@@ -18,7 +18,7 @@ from opsflow.auth.credentials import Principal
 from opsflow.auth.permissions import Permission
 from opsflow.errors import Forbidden
 from opsflow.runtime.approvals import Responder, check_eligible, upstream_outputs
-from opsflow.runtime.reconciler import graph_of
+from opsflow.runtime.definitions import graph_of
 from opsflow.store import approvals as approvals_store
 from opsflow.store import runs as runs_store
 from opsflow.store import users as users_store

@@ -1,5 +1,5 @@
 """The pure DAG engine: ``decide(graph, state, now) -> Decision`` (see ``engine.reducer``)."""
 
-from opsflow.engine.reducer import decide
+from opsflow.engine.reducer import can_wake, decide
 
-__all__ = ["decide"]
+__all__ = ["can_wake", "decide"]

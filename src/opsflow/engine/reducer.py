@@ -73,6 +73,19 @@ def decide(graph: Graph, state: ExecutionState, now: float) -> Decision:
     return Decision(actions=tuple(draft.actions), wake_at=min(draft.due, default=None))
 
 
+def can_wake(graph: Graph) -> bool:
+    """Whether any decision on ``graph`` may ask to be woken (``Decision.wake_at``): only a
+    workflow timeout, a step timeout or a retry delay sets a due time. When not, the runtime
+    knows no timer of the execution exists and need not clear one."""
+    if graph.timeout is not None and graph.timeout > 0:
+        return True
+    return any(
+        (node.timeout is not None and node.timeout > 0)
+        or (node.retries > 0 and node.retry_delay > 0)
+        for node in graph.steps
+    )
+
+
 def _deadline(graph: Graph, state: ExecutionState, draft: Draft) -> float | None:
     if graph.timeout is None or graph.timeout <= 0:
         return None

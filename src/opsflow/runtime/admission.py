@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 
 from opsflow.engine.concurrency import Verdict, admit, release
 from opsflow.runtime import events
+from opsflow.runtime.definitions import workflow_model
 from opsflow.runtime.launch import RunRequest
-from opsflow.spec.models import Workflow
 from opsflow.status import ConcurrencyPolicy, ExecutionStatus
 from opsflow.store import runs as runs_store
 
@@ -24,7 +24,7 @@ def _policy(definition: dict[str, Any]) -> tuple[ConcurrencyPolicy, int] | None:
     # Read through the model: the stored canonical form leaves defaults (limit 1) out. Only
     # the shape is read: the definition was validated when saved, and this runs inside the
     # transaction that creates or ends a run, which a rule added since must not break.
-    concurrency = Workflow.model_validate(definition).concurrency
+    concurrency = workflow_model(definition).concurrency
     if concurrency is None:
         return None
     return concurrency.policy, concurrency.limit

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opsflow.errors import TemplateError
+from opsflow.runtime.definitions import raw_step
 from opsflow.runtime.secrets import check_whole, placeholders
 from opsflow.spec.findings import format_loc
 from opsflow.spec.models import SECRET_FIELDS, TEMPLATED_FIELDS
@@ -129,10 +130,7 @@ def step_definition(execution: Execution, step_id: str) -> dict[str, Any]:
 
 
 def _raw_step(execution: Execution, step_id: str) -> dict[str, Any]:
-    for raw in execution.definition.get("steps", []):
-        if raw.get("id") == step_id:
-            return dict(raw)
-    raise KeyError(step_id)
+    return dict(raw_step(execution, step_id))
 
 
 def render_step_config(

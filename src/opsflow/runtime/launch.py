@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from opsflow.errors import Conflict
+from opsflow.runtime.definitions import workflow_model
 from opsflow.spec.loader import load_definition
 from opsflow.spec.params import resolve_params
 from opsflow.store import workflows as workflows_store
@@ -66,7 +67,9 @@ def run_request(
         definition = pinned.definition
         bundle = pinned.bundle_digest
         number = pinned.number
-    model = load_definition(definition)
+    # A draft is checked now (it may not be valid yet); a published version was checked when
+    # it was published, and its parse is shared by every run of it.
+    model = load_definition(definition) if test else workflow_model(definition)
     values = resolve_params(model.params, dict(params), from_text=params_as_text)
     return RunRequest(
         workflow_id=workflow_id,

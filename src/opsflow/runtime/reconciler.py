@@ -13,14 +13,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, assert_never
 
 from sqlalchemy.orm import Session
 
-from opsflow.engine import decide
+from opsflow.engine import can_wake, decide
 from opsflow.engine import model as m
 from opsflow.errors import TemplateError
 from opsflow.runtime import admission, events
@@ -36,9 +35,8 @@ from opsflow.runtime.context import (
     step_definition,
     template_context,
 )
+from opsflow.runtime.definitions import graph_of
 from opsflow.runtime.transaction import Transaction
-from opsflow.spec.graph import to_graph
-from opsflow.spec.models import Workflow
 from opsflow.spec.template import evaluate_condition
 from opsflow.status import ExecutionStatus, JobPurpose, JobStatus, Outcome, StepStatus, StepType
 from opsflow.store import jobs as jobs_store
@@ -78,34 +76,6 @@ class RunSettings:
 
 EXECUTION_TIMER = "execution"
 MAX_ROUNDS = 10_000
-
-
-class _GraphCache:
-    """Compiled graphs by execution id; a definition pinned by an execution never changes."""
-
-    def __init__(self, size: int = 512) -> None:
-        self._items: OrderedDict[str, m.Graph] = OrderedDict()
-        self._size = size
-
-    def get(self, execution: Execution) -> m.Graph:
-        graph = self._items.get(execution.id)
-        if graph is None:
-            # The definition was validated when it was saved; only its shape is read again,
-            # so a rule added since (on templates, say) never stops a run already under way.
-            graph = to_graph(Workflow.model_validate(execution.definition))
-            self._items[execution.id] = graph
-            if len(self._items) > self._size:
-                self._items.popitem(last=False)
-        else:
-            self._items.move_to_end(execution.id)
-        return graph
-
-
-_graphs = _GraphCache()
-
-
-def graph_of(execution: Execution) -> m.Graph:
-    return _graphs.get(execution)
 
 
 def new_id() -> str:
@@ -506,7 +476,8 @@ def reconcile(
         run.apply(m.SetExecutionStatus(ExecutionStatus.ERROR, "engine did not settle"))
         decision = m.Decision(actions=())
     wake = None if run.ex.status.terminal else decision.wake_at
-    runs_store.set_timer(session, EXECUTION_TIMER, execution_id, wake)
+    if wake is not None or can_wake(run.graph):  # else no timer of it exists to clear
+        runs_store.set_timer(session, EXECUTION_TIMER, execution_id, wake)
     run.changes.note_timer(wake)
     run.flush()
     if run.ex.status.terminal and run.ex.cancel_cleanup:

@@ -252,8 +252,9 @@ def attempts_of_execution(session: Session, execution_id: str) -> list[Job]:
     """Every job of an execution without its spec, labels, outputs and artifacts: what a
     reconcile needs, read on every job's end, so wide executions stay cheap. ``outputs``
     is empty here; ``job_outputs`` reads them."""
-    rows = session.connection().execute(_ATTEMPTS, {"b_execution": execution_id})
-    return [_from_values(dict(r._mapping)) for r in rows]
+    result = session.connection().execute(_ATTEMPTS, {"b_execution": execution_id})
+    names = tuple(result.keys())  # plain tuples: see ``runs.list_step_states``
+    return [_from_values(dict(zip(names, values, strict=True))) for values in result]
 
 
 def job_outputs(session: Session, job_id: str) -> dict[str, Any]:

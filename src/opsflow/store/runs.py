@@ -300,9 +300,20 @@ def list_steps(session: Session, execution_id: str) -> list[Step]:
 
 
 def list_step_states(session: Session, execution_id: str) -> list[Step]:
-    """Every step without its outputs (``outputs`` is empty): what the engine needs."""
-    rows = session.connection().execute(_LIST_STEP_STATES, {"b_execution": execution_id})
-    return [Step.from_row(r) for r in rows]
+    """Every step without its outputs (``outputs`` is empty): what the engine needs.
+
+    Read on every reconcile, so rows are taken as plain tuples (a row's mapping view costs
+    several times more per row, which a wide execution pays on every job's end)."""
+    result = session.connection().execute(_LIST_STEP_STATES, {"b_execution": execution_id})
+    names = tuple(result.keys())
+    steps = []
+    for values in result:
+        m = dict(zip(names, values, strict=True))
+        m["status"] = StepStatus(m["status"])
+        m["retry_base"] = m["retry_base"] or 0
+        m["user_skipped"] = bool(m["user_skipped"])
+        steps.append(Step(**m))
+    return steps
 
 
 def step_outputs(session: Session, execution_id: str) -> dict[str, dict[str, Any]]:

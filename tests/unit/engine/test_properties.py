@@ -17,7 +17,7 @@ from typing import Any
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from opsflow.engine import decide
+from opsflow.engine import can_wake, decide
 from opsflow.engine.control import downstream, retry_step, skip_step
 from opsflow.engine.model import (
     Action,
@@ -318,6 +318,7 @@ class World:
         if sim.execution.terminal:
             return
         assert sim.wake_at is None or sim.wake_at > sim.now, "wake_at is not in the future"
+        assert sim.wake_at is None or can_wake(sim.graph), "a due time can_wake did not foresee"
         # Nothing may fall due before wake_at: the runtime would not look again until then.
         before_wake = (sim.now + sim.wake_at) / 2 if sim.wake_at is not None else sim.now + 1e4
         assert not decide(sim.graph, sim.state, before_wake).actions, "missed a due time"

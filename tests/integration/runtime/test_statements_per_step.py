@@ -1,0 +1,99 @@
+"""How many SQL statements and transactions one step of a chain costs, so a regression shows.
+
+A step's path is its agent's claim, its start, and its end report, which also queues the next
+step's job in the same commit. The counts are printed (``pytest -s``) and held to a budget: a
+change that adds a round trip to every step fails here, and one that removes some should
+lower the budget.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import event
+
+from opsflow.runtime.service import RunRequest, Runtime
+from opsflow.spec.loader import canonical, load_workflow
+from opsflow.status import ExecutionStatus, JobStatus
+from opsflow.store import runs as runs_store
+from opsflow.store.db import Database
+
+STEPS = 6
+CHAIN = "id: counted\nsteps:\n" + "\n".join(
+    f"  - {{id: s{i}, type: script, shell: sh, run: 'true'"
+    + (f", needs: [s{i - 1}]" if i else "")
+    + "}"
+    for i in range(STEPS)
+)
+
+# Per middle step of the chain (measured: see the printed counts); SQLite's count includes
+# its three explicit BEGIN IMMEDIATE statements.
+STATEMENT_BUDGET = {"sqlite": 16, "postgresql": 13}
+TRANSACTION_BUDGET = 3
+
+
+class Tally:
+    def __init__(self) -> None:
+        self.statements: Counter[str] = Counter()
+        self.transactions = 0
+
+    def total(self) -> int:
+        return sum(self.statements.values())
+
+
+@contextmanager
+def counting(db: Database) -> Iterator[Tally]:
+    tally = Tally()
+
+    def on_statement(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        words = statement.split()
+        verb = words[0].upper() if words else "?"
+        table = next(
+            (words[i + 1] for i, w in enumerate(words[:-1]) if w.upper() in ("INTO", "FROM")),
+            "",
+        )
+        if verb == "UPDATE" and len(words) > 1:
+            table = words[1]
+        tally.statements[f"{verb} {table}".strip()] += 1
+
+    def on_begin(conn: Any) -> None:
+        tally.transactions += 1
+
+    event.listen(db.engine, "before_cursor_execute", on_statement)
+    event.listen(db.engine, "begin", on_begin)
+    try:
+        yield tally
+    finally:
+        event.remove(db.engine, "before_cursor_execute", on_statement)
+        event.remove(db.engine, "begin", on_begin)
+
+
+def test_a_chain_step_costs_a_bounded_number_of_statements(database: Database) -> None:
+    runtime = Runtime(database)
+    workflow = load_workflow(CHAIN)
+    execution_id = runtime.start_execution(
+        RunRequest(workflow_id=workflow.id, definition=canonical(workflow), params={})
+    )
+    per_step: list[Tally] = []
+    for _ in range(STEPS):
+        with counting(database) as tally:
+            (job,) = runtime.claim(agent_id="counter", pools=["default"], labels={}, limit=1)
+            assert job.lease_token is not None
+            runtime.start_job(job, job.lease_token)
+            runtime.finish_job(job, job.lease_token, status=JobStatus.COMPLETED, exit_code=0)
+        per_step.append(tally)
+    with database.read() as session:
+        assert runs_store.get_execution(session, execution_id).status == ExecutionStatus.COMPLETED
+
+    middle = per_step[1:-1]  # the first and last steps also start or end the execution
+    worst = max(middle, key=Tally.total)
+    print(
+        f"\n[{database.dialect}] per chain step: {worst.total()} statements in "
+        f"{worst.transactions} transactions: "
+        + ", ".join(f"{name} x{n}" for name, n in sorted(worst.statements.items()))
+    )
+    assert worst.total() <= STATEMENT_BUDGET[database.dialect], worst.statements
+    assert worst.transactions <= TRANSACTION_BUDGET
