@@ -32,6 +32,7 @@ from opsflow.errors import NotFound
 from opsflow.status import ApprovalStatus
 from opsflow.store.base import Base, JSONType
 from opsflow.store.runs import EX, BigId
+from opsflow.words import did_you_mean
 
 
 class ApprovalRow(Base):
@@ -198,7 +199,13 @@ def current(session: Session, execution_id: str, step_id: str) -> Approval:
         .first()
     )
     if row is None:
-        raise NotFound(f"step {step_id!r} of execution {execution_id} has no approval gate")
+        gates = session.connection().execute(
+            select(AP.c.step_id).where(AP.c.execution_id == execution_id).distinct()
+        )
+        raise NotFound(
+            f"step {step_id!r} of execution {execution_id} has no approval gate"
+            + did_you_mean(step_id, [str(gate) for (gate,) in gates])
+        )
     return _approval(row, _responses(session, [row.id])[row.id], row.workflow_id)
 
 

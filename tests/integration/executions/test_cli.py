@@ -320,6 +320,9 @@ def test_approvals_list_then_approve_and_reject_from_the_cli(server: Server) -> 
     assert done["status"] == "completed"
     again = server.cli("approve", started[1], "approve")
     assert again.returncode == 1 and "already rejected by admin via cli" in again.stderr
+    typo = server.cli("approve", started[1], "aprove")
+    assert typo.returncode == 1
+    assert "has no approval gate; did you mean 'approve'?" in typo.stderr, typo.stderr
 
 
 TEAM_GATED = """\
