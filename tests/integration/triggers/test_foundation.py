@@ -150,3 +150,17 @@ def test_an_instant_is_claimed_once(client: TestClient, database: Database) -> N
     with database.session() as session:
         assert triggers_store.claim_fire(session, trigger.id, 60.0, "second", 2.0) == "first"
         assert triggers_store.claim_fire(session, trigger.id, 120.0, "third", 2.0) is None
+
+
+def test_the_schedule_list_shows_next_fire_and_a_preview(client: TestClient) -> None:
+    berlin = "timezone: Europe/Berlin"
+    apply(client, workflow("backup", f"  - {{type: schedule, cron: '30 2 * * *', {berlin}}}\n"))
+    (listed,) = client.get("/api/v1/schedules").json()
+    assert listed["workflow_id"] == "backup" and listed["name"] == "schedule-1"
+    assert listed["missed"] == "skip" and listed["last_fire"] is None
+    assert listed["next_fire_at"] == listed["preview"][0]
+    assert len(listed["preview"]) == 5
+    assert all("T02:30:00+0" in instant for instant in listed["preview"])
+    client.post("/api/v1/workflows/backup/pause")
+    (paused,) = client.get("/api/v1/schedules").json()
+    assert paused["next_fire_at"] is None and paused["workflow_status"] == "paused"
