@@ -237,6 +237,21 @@ def test_unauthenticated_deliveries_are_refused_and_start_nothing(
     assert why in delivery["reason"]
 
 
+def test_a_flood_of_forged_deliveries_records_only_the_first_ten_a_minute(
+    server: Server,
+) -> None:
+    hook = server.hook()
+    for _attempt in range(2):  # a flood across a minute boundary counts in two windows: again
+        window = int(time.time() // 60)
+        with httpx.Client(headers=bearer("forged"), timeout=30) as client:
+            statuses = {client.post(hook.url, content=BODY).status_code for _ in range(12)}
+        if int(time.time() // 60) == window:
+            break
+        hook = server.hook()
+    assert statuses == {401}
+    assert len(server.deliveries(hook)) == 10
+
+
 def test_fifty_concurrent_replays_of_one_delivery_start_one_run(server: Server) -> None:
     hook = server.hook()
     body = BODY.encode()
