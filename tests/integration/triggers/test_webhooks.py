@@ -191,6 +191,27 @@ def test_good_bearer_starts_a_run_that_sees_the_body_and_params(server: Server) 
     assert delivery["source_address"] == "127.0.0.1"
 
 
+def test_the_triggers_own_params_render_over_the_body_and_win(server: Server) -> None:
+    workflow_id = f"hook-{uuid.uuid4().hex[:10]}"
+    text = workflow_yaml(workflow_id).replace(
+        "  - {type: webhook}", '  - {type: webhook, params: {who: "{{ trigger.body.user }}"}}'
+    )
+    put = server.api.put(
+        f"/workflows/{workflow_id}",
+        params={"publish": "true"},
+        content=text,
+        headers={"Content-Type": "application/yaml"},
+    )
+    assert put.status_code == 201, put.text
+    rotated = server.api.post(f"/workflows/{workflow_id}/triggers/webhook-1/rotate-secret")
+    url, secret = rotated.json()["url"], rotated.json()["secret"]
+    body = json.dumps({"user": "grace", "params": {"who": "ada", "replicas": 2}})
+    response = httpx.post(url, content=body, headers=bearer(secret))
+    assert response.status_code == 202, response.text
+    detail = server.api.get(f"/executions/{response.json()['execution_id']}").json()
+    assert (detail["params"]["who"], detail["params"]["replicas"]) == ("grace", 2)
+
+
 def test_good_signature_with_a_named_secret_starts_a_run(server: Server) -> None:
     hook = server.hook(named=True)
     body = BODY.encode()
