@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import replace
@@ -50,6 +51,7 @@ from opsflow.config import Settings
 from opsflow.runtime.host import local_agent_presence, runtime_extension
 from opsflow.store.db import Database
 from opsflow.store.migrate import upgrade
+from opsflow.triggers import sync as triggers_sync
 from opsflow.triggers.scheduler import scheduler_extension
 
 log = logging.getLogger(__name__)
@@ -97,6 +99,9 @@ def _open(settings: Settings) -> Services:
     vault = SecretVault(db, box, learn=SERVER_LOG_FILTER.learn)
     vault.learn_all()
     services.extra[secrets.VAULT_KEY] = vault
+    synced = triggers_sync.sync_unsynced(db, box, time.time())
+    if synced:
+        log.info("triggers: gave %d published workflows their trigger rows", synced)
     if settings.demo:
         examples = find_examples_dir()
         if examples is None:

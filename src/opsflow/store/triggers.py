@@ -205,14 +205,16 @@ def get_by_hook_key(session: Session, hook_key: str) -> Trigger | None:
 
 def due(session: Session, now: float, *, types: tuple[str, ...], limit: int = 100) -> list[Trigger]:
     """Triggers of ``types`` whose ``next_due_at`` has come, earliest first (retired and
-    disabled ones never have one)."""
+    disabled ones never have one; those of deleted workflows are left out)."""
     rows = session.scalars(
         select(TriggerRow)
+        .join(WorkflowRow, WorkflowRow.id == TriggerRow.workflow_id)
         .where(
             TriggerRow.next_due_at <= now,
             TriggerRow.type.in_(types),
             TriggerRow.retired_at.is_(None),
             TriggerRow.enabled.is_(True),
+            WorkflowRow.deleted_at.is_(None),
         )
         .order_by(TriggerRow.next_due_at)
         .limit(limit)
@@ -223,13 +225,31 @@ def due(session: Session, now: float, *, types: tuple[str, ...], limit: int = 10
 def next_due(session: Session, *, types: tuple[str, ...]) -> float | None:
     """The earliest ``next_due_at`` of a live trigger of ``types``, or None."""
     value = session.scalar(
-        select(func.min(TriggerRow.next_due_at)).where(
+        select(func.min(TriggerRow.next_due_at))
+        .join(WorkflowRow, WorkflowRow.id == TriggerRow.workflow_id)
+        .where(
             TriggerRow.type.in_(types),
             TriggerRow.retired_at.is_(None),
             TriggerRow.enabled.is_(True),
+            WorkflowRow.deleted_at.is_(None),
         )
     )
     return float(value) if value is not None else None
+
+
+def published_without_rows(session: Session) -> list[str]:
+    """Ids of published, not deleted workflows that have no trigger rows at all (published
+    before triggers were kept in their own table)."""
+    has_rows = select(TriggerRow.id).where(TriggerRow.workflow_id == WorkflowRow.id).exists()
+    return list(
+        session.scalars(
+            select(WorkflowRow.id).where(
+                WorkflowRow.latest_version.is_not(None),
+                WorkflowRow.deleted_at.is_(None),
+                ~has_rows,
+            )
+        )
+    )
 
 
 def hook_key_holders(session: Session, keys: list[str]) -> dict[str, tuple[str, str]]:

@@ -26,6 +26,7 @@ from opsflow.spec.triggers import TriggerType
 from opsflow.store import triggers as store
 from opsflow.store import workflows as workflows_store
 from opsflow.store.base import utcnow
+from opsflow.store.db import Database
 from opsflow.store.triggers import Trigger
 from opsflow.store.workflows import WorkflowVersion
 from opsflow.triggers import schedule
@@ -138,7 +139,14 @@ def sync(
             values["hook_key"] = None
         first_due = FIRST_DUE.get(d.type)
         if first_due is not None:
-            unchanged = old is not None and old.retired_at is None and _same_timing(old, d)
+            # A wake time long past (the workflow was deleted and is back) starts afresh:
+            # what passed meanwhile was not "missed".
+            unchanged = (
+                old is not None
+                and old.retired_at is None
+                and _same_timing(old, d)
+                and (old.next_due_at is None or old.next_due_at >= now - schedule.LATE_AFTER)
+            )
             if not unchanged:
                 values["next_due_at"] = (
                     first_due(old, d.spec, now) if (old is None or old.enabled) else None
@@ -191,3 +199,19 @@ def set_enabled(
     if enabled and first_due is not None:
         next_due = first_due(trigger, trigger.spec, now)
     return store.update_trigger(session, trigger.id, enabled=enabled, next_due_at=next_due)
+
+
+def sync_unsynced(db: Database, box: SecretBox, now: float) -> int:
+    """At start-up: give the published workflows that have no trigger rows yet (published by
+    a version of opsflow before this table) their rows; returns how many were synced."""
+    with db.read() as session:
+        ids = store.published_without_rows(session)
+    synced = 0
+    for workflow_id in ids:
+        with db.session() as session:
+            latest = workflows_store.latest_version(session, workflow_id)
+            if latest is None or not latest.definition.get("triggers"):
+                continue
+            sync(session, workflow_id, latest.definition, box, now)
+            synced += 1
+    return synced

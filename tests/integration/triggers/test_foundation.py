@@ -7,7 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
+from opsflow.api.app import create_app
+from opsflow.config import Settings
 from opsflow.store import triggers as triggers_store
 from opsflow.store.db import Database
 from opsflow.store.triggers import Trigger
@@ -164,3 +167,19 @@ def test_the_schedule_list_shows_next_fire_and_a_preview(client: TestClient) -> 
     client.post("/api/v1/workflows/backup/pause")
     (paused,) = client.get("/api/v1/schedules").json()
     assert paused["next_fire_at"] is None and paused["workflow_status"] == "paused"
+
+
+def test_workflows_published_before_trigger_rows_get_them_at_start(
+    client: TestClient, settings: Settings, database: Database
+) -> None:
+    apply(client, workflow("older", FIVE))
+    with database.session() as session:  # as a database from before the triggers table was
+        session.execute(text("DELETE FROM triggers"))
+    with TestClient(create_app(settings)):
+        assert list(rows(database, "older")) == [
+            "schedule-1",
+            "webhook-1",
+            "schedule-2",
+            "deploy-hook",
+            "git-1",
+        ]
