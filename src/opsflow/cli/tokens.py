@@ -106,7 +106,7 @@ def create(
     if output is OutputFormat.JSON:
         print_json(body)
         return
-    expires = body.get("expires_at") or "never"
+    expires = age(body["expires_at"]) if body.get("expires_at") else "never"
     say(f"created token {body.get('id')} for {body.get('user')} (expires: {expires})")
     say(f"token: {body.get('token')}")
     say("(shown once: store it now, e.g. as OPSFLOW_TOKEN)")

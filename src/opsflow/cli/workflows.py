@@ -129,7 +129,8 @@ def _print_workflow(body: dict[str, Any]) -> None:
     ]
     for title, key in keys:
         if key in body and body[key] not in (None, "", {}):
-            say(f"{title + ':':<16}{cell(body[key])}")
+            value = age(body[key]) if key.endswith("_at") else cell(body[key])
+            say(f"{title + ':':<16}{value}")
     definition = body.get("definition") or body.get("draft_definition")
     steps = definition.get("steps") if isinstance(definition, dict) else None
     if isinstance(steps, list) and steps:

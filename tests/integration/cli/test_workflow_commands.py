@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 from tests.integration.cli.conftest import Server, WorkflowDir, simple_workflow
@@ -116,6 +117,8 @@ def test_pause_and_resume_change_the_status(server: Server) -> None:
     assert (paused.returncode, paused.stdout) == (0, "nightly: paused\n")
     assert "status:         paused" in shown.stdout.splitlines()
     assert "  done (script)  <- greet" in shown.stdout.splitlines()
+    created = next(x for x in shown.stdout.splitlines() if x.startswith("created:"))
+    assert re.fullmatch(r"created: +(just now|\d+ s ago)", created), created
     assert json.loads(resumed.stdout)["status"] == "active"
 
 
