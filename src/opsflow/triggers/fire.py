@@ -22,10 +22,10 @@ from sqlalchemy.orm import Session
 from opsflow.errors import Conflict, InvalidInput, Problem, TemplateError
 from opsflow.runtime.changes import Changes
 from opsflow.runtime.context import SecretsRefused
+from opsflow.runtime.definitions import workflow_model
 from opsflow.runtime.launch import run_request
 from opsflow.runtime.reconciler import new_id
 from opsflow.runtime.service import Runtime
-from opsflow.spec.loader import load_definition
 from opsflow.spec.params import Param
 from opsflow.spec.sandbox import budget
 from opsflow.spec.template import is_template, render_value
@@ -33,6 +33,7 @@ from opsflow.status import WorkflowStatus
 from opsflow.store import runs as runs_store
 from opsflow.store import triggers as store
 from opsflow.store import workflows as workflows_store
+from opsflow.store.workflows import Workflow
 
 # Claims the event's deduplication row for the new execution (whose id it is given) in the
 # transaction that creates it. Returns None when the row is now this transaction's, or the id
@@ -111,7 +112,7 @@ def fire(runtime: Runtime, trigger_id: int, event: Event, *, claim: Claim | None
             if earlier is not None:
                 return Fired(earlier, created=False)
         trigger = store.get_by_id(session, trigger_id)  # as of the lock
-        _check_may_fire(session, trigger)
+        workflow = _check_may_fire(session, trigger)
         actor = event.actor or f"{trigger.type}:{trigger.name}"
         seen: dict[str, Any] = {
             **event.details,
@@ -121,8 +122,8 @@ def fire(runtime: Runtime, trigger_id: int, event: Event, *, claim: Claim | None
             "body": event.body,
             "params": dict(event.params),
         }
-        context = _context(session, trigger.workflow_id, seen, event, execution_id, actor)
-        declared = _declared_params(session, trigger.workflow_id)
+        context = _context(workflow, seen, event, execution_id, actor)
+        declared = _declared_params(session, workflow)
         rendered = _render_params(trigger.spec.get("params") or {}, context, declared)
         params = {**event.params, **rendered}
         record = {**seen, **{name: dict(value) for name, value in event.context.items()}}
@@ -131,6 +132,7 @@ def fire(runtime: Runtime, trigger_id: int, event: Event, *, claim: Claim | None
             trigger.workflow_id,
             params=params,
             started_by=actor,
+            version=workflow.latest_version,
             trigger_type=trigger.type,
             trigger=record,
         )
@@ -149,7 +151,8 @@ def fire(runtime: Runtime, trigger_id: int, event: Event, *, claim: Claim | None
     return runtime.transact(work)
 
 
-def _check_may_fire(session: Session, trigger: store.Trigger) -> None:
+def _check_may_fire(session: Session, trigger: store.Trigger) -> Workflow:
+    """The trigger's workflow, if the trigger may fire now; else `TriggerRefused`."""
     where = f"trigger {trigger.name!r} of workflow {trigger.workflow_id!r}"
     workflow = workflows_store.get_workflow(session, trigger.workflow_id, include_deleted=True)
     if workflow.deleted_at is not None:
@@ -171,18 +174,17 @@ def _check_may_fire(session: Session, trigger: store.Trigger) -> None:
             f"{trigger.workflow_id}/triggers/{trigger.name}/enable",
             "disabled",
         )
+    return workflow
 
 
 def _context(
-    session: Session,
-    workflow_id: str,
+    workflow: Workflow,
     seen: Mapping[str, Any],
     event: Event,
     execution_id: str,
     actor: str,
 ) -> dict[str, Any]:
     """What a trigger's ``params`` templates may read (the names ``spec.checks`` allows)."""
-    workflow = workflows_store.get_workflow(session, workflow_id)
     return {
         "trigger": dict(seen),
         "git": dict(event.context.get("git") or {}),
@@ -203,9 +205,11 @@ def _context(
     }
 
 
-def _declared_params(session: Session, workflow_id: str) -> Mapping[str, Param]:
-    latest = workflows_store.latest_version(session, workflow_id)
-    return load_definition(latest.definition).params if latest is not None else {}
+def _declared_params(session: Session, workflow: Workflow) -> Mapping[str, Param]:
+    if workflow.latest_version is None:
+        return {}
+    pinned = workflows_store.get_version(session, workflow.id, workflow.latest_version)
+    return workflow_model(pinned.definition).params  # parsed once per definition
 
 
 def _render_params(
