@@ -52,6 +52,7 @@ from opsflow.runtime.host import local_agent_presence, runtime_extension
 from opsflow.store.db import Database
 from opsflow.store.migrate import upgrade
 from opsflow.triggers import sync as triggers_sync
+from opsflow.triggers.git_poller import git_poller_extension
 from opsflow.triggers.scheduler import scheduler_extension
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,12 @@ API_ROUTERS: list[APIRouter] = [
 
 # Extensions every server runs, after bootstrap, in this order. RUNTIME: the lead adds the
 # reconciler/timers and the local agent (when settings.local_agent) here.
-DEFAULT_EXTENSIONS: list[Extension] = [runtime_extension, hooks.hook_ingress, scheduler_extension]
+DEFAULT_EXTENSIONS: list[Extension] = [
+    runtime_extension,
+    hooks.hook_ingress,
+    scheduler_extension,
+    git_poller_extension,  # after the ingress: it starts runs through the hook desk
+]
 
 
 def _open(settings: Settings) -> Services:

@@ -103,8 +103,8 @@ def _hook_url(request: Request, key: str | None) -> str | None:
 
 
 def _secret_label(trigger: triggers_store.Trigger) -> str | None:
-    if trigger.type not in HOOK_TYPES:
-        return None
+    if trigger.type not in HOOK_TYPES or trigger.hook_key is None:
+        return None  # no URL (a git trigger that polls), so no secret
     return f"secret {trigger.secret_name}" if trigger.secret_name else "generated"
 
 

@@ -35,6 +35,7 @@ from opsflow.triggers.scheduler import SCHEDULER_KEY, Scheduler
 
 router = APIRouter(tags=["triggers"])
 
+POLLER_KEY = "git_poller"  # services.extra[POLLER_KEY]: the server's GitPoller, if any
 
 WorkflowId = Annotated[str, Path(pattern=WORKFLOW_ID_PATTERN, description="The workflow's id.")]
 TriggerName = Annotated[
@@ -80,9 +81,10 @@ def schedule_now(services: Services) -> float:
 def wake_scheduler(services: Services) -> None:
     """A trigger's wake time may have moved (publish, resume, enable): look again now rather
     than at the time the scheduler planned. Call after the commit."""
-    scheduler = services.extra.get(SCHEDULER_KEY)
-    if scheduler is not None:
-        scheduler.wake()
+    for key in (SCHEDULER_KEY, POLLER_KEY):
+        waker = services.extra.get(key)
+        if waker is not None:
+            waker.wake()
 
 
 def publish_with_triggers(

@@ -206,6 +206,11 @@ class GitTrigger(SpecModel):
                 f"poll every {format_duration(self.poll)} is too often: "
                 f"use {format_duration(MIN_POLL_SECONDS)} or more"
             )
+        if self.key is not None or self.secret is not None:
+            raise ValueError(
+                "a git trigger that polls its `url` has no hook URL: drop `key` and `secret` "
+                "(`credentials` names the secret git reads the remote with)"
+            )
         if self.paths:
             raise ValueError(
                 "`paths` needs the provider's webhook (it lists the files each push changed); "

@@ -29,7 +29,7 @@ from opsflow.store.base import utcnow
 from opsflow.store.db import Database
 from opsflow.store.triggers import Trigger
 from opsflow.store.workflows import WorkflowVersion
-from opsflow.triggers import schedule
+from opsflow.triggers import git_poll, schedule
 
 # Trigger types reached at ``POST /hooks/{key}``: they get a URL key and a secret.
 HOOK_TYPES = frozenset({TriggerType.WEBHOOK, TriggerType.GIT, TriggerType.INCIDENT})
@@ -38,7 +38,10 @@ HOOK_TYPES = frozenset({TriggerType.WEBHOOK, TriggerType.GIT, TriggerType.INCIDE
 # it was (None when new, or its spec changed, or it comes back from retirement), the declared
 # spec and now, the first ``next_due_at``. Types not listed have none.
 FirstDue = Callable[[Trigger | None, Mapping[str, Any], float], float | None]
-FIRST_DUE: dict[str, FirstDue] = {TriggerType.SCHEDULE: schedule.first_due}
+FIRST_DUE: dict[str, FirstDue] = {
+    TriggerType.SCHEDULE: schedule.first_due,
+    TriggerType.GIT: git_poll.first_due,  # only a trigger that polls its `url` has one
+}
 
 
 @dataclass(frozen=True)
@@ -127,7 +130,8 @@ def sync(
     for d in wanted:
         old = existing.get(d.name)
         values: dict[str, Any] = {"type": d.type, "spec": d.spec, "retired_at": None}
-        if d.type in HOOK_TYPES:
+        # A git trigger that polls its `url` takes no deliveries: no URL key, no secret.
+        if d.type in HOOK_TYPES and not (d.type == TriggerType.GIT and d.spec.get("url")):
             key = str(d.spec["key"]) if d.spec.get("key") else (old.hook_key if old else None)
             key = key or new_hook_key()
             store.release_hook_key(session, key, old.id if old else None)

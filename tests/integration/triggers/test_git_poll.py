@@ -13,7 +13,7 @@ from pydantic import TypeAdapter
 from opsflow.spec.triggers import GitTrigger, Trigger
 from opsflow.triggers import git_poll
 from opsflow.triggers.ingress import Skip, Start
-from tests.integration.triggers.gitrepo import Remote, git
+from tests.integration.triggers.gitrepo import Remote, git, smart_http
 
 
 @pytest.fixture
@@ -81,3 +81,14 @@ def test_credentials_travel_in_the_environment_only() -> None:
     assert env["GIT_TERMINAL_PROMPT"] == "0"
     bare = git_poll.git_env("tok-123", base={})
     assert bare["GIT_CONFIG_VALUE_0"] == "Authorization: Basic b3BzZmxvdzp0b2stMTIz"
+
+
+def test_credentials_from_the_secret_open_an_https_remote(remote: Remote) -> None:
+    with smart_http(remote.bare.parent, "ada:tok-123") as (base, seen):
+        url = f"{base}/{remote.bare.name}"
+        refs = asyncio.run(git_poll.ls_remote(url, "ada:tok-123"))
+        assert refs["refs/heads/main"] == git("rev-parse", "HEAD", cwd=remote.work)
+        with pytest.raises(git_poll.PollFailed) as refused:
+            asyncio.run(git_poll.ls_remote(url, "ada:wrong"))
+    assert "tok-123" not in str(refused.value) and "wrong" not in str(refused.value)
+    assert "Basic YWRhOnRvay0xMjM=" in seen

@@ -394,3 +394,8 @@ def test_every_git_variable_is_a_field_templates_may_name() -> None:
     push = read(GitProvider.GITHUB, GITHUB, payload("github_push"))
     assert isinstance(push, git.Push)
     assert set(git.variables(push)) | {"url"} == FIELDS["git"]
+
+
+def test_a_polling_trigger_has_no_hook_key_or_secret() -> None:
+    with pytest.raises(ValidationError, match="has no hook URL: drop `key` and `secret`"):
+        trigger(url="/srv/x.git", key="infra-push")
