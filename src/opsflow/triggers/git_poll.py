@@ -22,6 +22,7 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from opsflow.errors import OpsflowError
 from opsflow.spec.triggers import GitTrigger
 from opsflow.triggers.git import ZERO_SHA, Push, decide, source, summary
 from opsflow.triggers.ingress import Skip, Start
@@ -35,8 +36,10 @@ _LINE = re.compile(r"^([0-9a-f]{40}|[0-9a-f]{64})\t(refs/(?:heads|tags)/\S+)$")
 DEFAULT_USER = "opsflow"  # GitHub, GitLab and Gitea accept any user name with a token
 
 
-class PollFailed(Exception):
+class PollFailed(OpsflowError):
     """``git ls-remote`` did not list the remote's refs; the message says why (no secrets)."""
+
+    status_code = 502  # the remote, not the request, failed
 
 
 def shown_url(url: str) -> str:

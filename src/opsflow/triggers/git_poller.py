@@ -18,7 +18,7 @@ from opsflow.store import triggers as store
 from opsflow.store.session import Session
 from opsflow.store.triggers import Trigger
 from opsflow.triggers.delivery import Arrival, DeliveryDesk, HookTarget
-from opsflow.triggers.git_poll import PollFailed, changes, ls_remote
+from opsflow.triggers.git_poll import changes, ls_remote
 from opsflow.triggers.ingress import Reading, Skip, Start
 from opsflow.triggers.scheduler import SchedulerClock
 
@@ -119,10 +119,15 @@ class GitPoller:
         try:
             credentials = await asyncio.to_thread(self._credentials, spec.credentials)
             refs = await ls_remote(url, credentials)
-        except (PollFailed, OpsflowError) as exc:
-            message = str(exc)
-            log.warning("git trigger %s of %s: %s", trigger.name, trigger.workflow_id, message)
-            await asyncio.to_thread(self._remember, trigger, last_poll_at=now, last_error=message)
+        except OpsflowError as exc:  # PollFailed, or the credentials secret is missing
+            log.warning("git trigger %s of %s: %s", trigger.name, trigger.workflow_id, exc.message)
+            if exc.message != (trigger.state or {}).get("last_error"):
+                # The delivery log says when polling starts failing (or fails differently),
+                # not once a minute while it keeps failing the same way.
+                await asyncio.to_thread(self._refuse, trigger, exc)
+            await asyncio.to_thread(
+                self._remember, trigger, last_poll_at=now, last_error=exc.message
+            )
             return
         state = trigger.state or {}
         before = state.get("refs") if state.get("url") == url else None
@@ -153,8 +158,8 @@ class GitPoller:
         with self.db.session() as session:
             store.merge_state(session, trigger.id, **values)
 
-    def _settle(self, trigger: Trigger, items: list[Start | Skip]) -> None:
-        target = HookTarget(
+    def _target(self, trigger: Trigger) -> HookTarget:
+        return HookTarget(
             trigger_id=trigger.id,
             workflow_id=trigger.workflow_id,
             name=trigger.name,
@@ -163,8 +168,13 @@ class GitPoller:
             spec=trigger.spec,
             secret="",
         )
+
+    def _refuse(self, trigger: Trigger, error: OpsflowError) -> None:
+        self.desk.refuse(self._target(trigger), Arrival.now("poll"), error, authenticated=True)
+
+    def _settle(self, trigger: Trigger, items: list[Start | Skip]) -> None:
         try:
-            self.desk.settle(target, Arrival.now("poll"), Reading(items))
+            self.desk.settle(self._target(trigger), Arrival.now("poll"), Reading(items))
         except OpsflowError as exc:  # paused, disabled, bad params: recorded by the desk
             log.info("git trigger %s of %s: %s", trigger.name, trigger.workflow_id, exc.message)
 

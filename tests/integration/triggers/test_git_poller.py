@@ -87,3 +87,42 @@ steps:
     deliveries = api.get(f"/workflows/{workflow_id}/triggers/git-1/deliveries").json()
     reasons = [d["reason"] for d in deliveries["items"]]
     assert "branch feature/x matches none of ['main']" in reasons
+
+
+@pytest.mark.timeout(120)
+def test_a_remote_that_cannot_be_read_is_in_the_delivery_log_once(
+    trigger_server: TriggerServer, tmp_path: Path
+) -> None:
+    api = trigger_server.api
+    workflow_id = f"unreadable-{uuid.uuid4().hex[:8]}"
+    missing = tmp_path / "no-such-repo.git"
+    text = f"""\
+id: {workflow_id}
+triggers:
+  - {{type: git, url: "{missing}", poll: 10s}}
+steps:
+  - {{id: show, type: script, shell: sh, run: 'true'}}
+"""
+    answer = api.put(
+        f"/workflows/{workflow_id}",
+        params={"publish": "true"},
+        content=text,
+        headers={"Content-Type": "application/yaml"},
+    )
+    assert answer.status_code in (200, 201), answer.text
+
+    def polls() -> float:
+        state = trigger_state(trigger_server.db_url, workflow_id)
+        return float(state.get("last_poll_at") or 0)
+
+    wait_for("the first poll", lambda: polls() > 0)
+    first = polls()
+    wait_for("two more polls", lambda: polls() > first + 15)
+    deliveries = api.get(f"/workflows/{workflow_id}/triggers/git-1/deliveries").json()["items"]
+    assert len(deliveries) == 1  # the same failure is recorded when it starts, not every poll
+    (refused,) = deliveries
+    assert (refused["outcome"], refused["status_code"]) == ("refused", 502)
+    assert refused["reason"].startswith(f"git ls-remote {missing} failed (exit 128)")
+    assert refused["source_address"] == "poll"
+    state = trigger_state(trigger_server.db_url, workflow_id)
+    assert state["last_error"] == refused["reason"]
