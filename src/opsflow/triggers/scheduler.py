@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 SCHEDULER_KEY = "scheduler"  # services.extra[SCHEDULER_KEY]: the server's Scheduler
 
 TYPES = (TriggerType.SCHEDULE.value,)
+RETRY_AFTER = 5.0  # real seconds before a schedule whose handling failed is tried again
 
 
 @dataclass(frozen=True)
@@ -125,13 +126,23 @@ class Scheduler:
         now = self.clock.now()
         with self.runtime.db.read() as session:
             due = store.due(session, now, types=TYPES)
+        failed = False
         for trigger in due:
-            self._handle(trigger, now)
+            try:
+                self._handle(trigger, now)
+            except Exception:
+                # One schedule's failure (the database gone for a moment) must not hold up
+                # the others; it stays due and is tried again after a pause.
+                log.exception(
+                    "schedule %s of workflow %s failed", trigger.name, trigger.workflow_id
+                )
+                failed = True
         with self.runtime.db.read() as session:
             wake = store.next_due(session, types=TYPES)
         if wake is None:
             return self.max_sleep
-        return max(0.0, min(self.max_sleep, self.clock.real_seconds(wake - self.clock.now())))
+        delay = max(0.0, min(self.max_sleep, self.clock.real_seconds(wake - self.clock.now())))
+        return max(delay, RETRY_AFTER) if failed else delay
 
     def _handle(self, trigger: Trigger, now: float) -> None:
         assert trigger.next_due_at is not None

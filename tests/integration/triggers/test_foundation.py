@@ -183,3 +183,18 @@ def test_workflows_published_before_trigger_rows_get_them_at_start(
             "deploy-hook",
             "git-1",
         ]
+
+
+def test_a_schedule_that_overlaps_its_last_run_follows_concurrency(client: TestClient) -> None:
+    apply(
+        client,
+        workflow("single", "  - {type: schedule, cron: '@hourly'}\n").replace(
+            "triggers:", "concurrency: {limit: 1, policy: skip}\ntriggers:"
+        ),
+    )
+    fire = "/api/v1/workflows/single/triggers/schedule-1/fire"
+    first = client.post(fire).json()["execution_id"]
+    second = client.post(fire).json()["execution_id"]
+    assert client.get(f"/api/v1/executions/{first}").json()["status"] in ("running", "paused")
+    skipped = client.get(f"/api/v1/executions/{second}").json()
+    assert skipped["status"] == "cancelled" and "concurrency" in skipped["status_reason"]
