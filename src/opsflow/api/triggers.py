@@ -161,6 +161,14 @@ def fire_trigger(
         ),
         claim=lambda s, eid: triggers_store.claim_fire(s, trigger.id, now, eid, now, kind="manual"),
     )
+    with services.session() as session:  # the schedule's "last fire" is this one now
+        triggers_store.merge_state(
+            session,
+            trigger.id,
+            last_instant=now,
+            last_execution_id=fired.execution_id,
+            last_error=None,
+        )
     base = (services.settings.base_url or "").rstrip("/")
     return FireOut(
         execution_id=fired.execution_id,

@@ -1,9 +1,12 @@
 """The instants a cron line names in a time zone, correct across daylight-saving changes.
 
 croniter walks the local wall clock; the wall clock is what a cron line speaks about, but it
-skips an hour in spring and repeats one in autumn. Given timezone-aware datetimes croniter
-has had several DST bugs, so it is only ever handed naive wall-clock times here, and this
-module maps each wall-clock match to real instants itself, by two rules:
+skips an hour in spring and repeats one in autumn. Handed timezone-aware datetimes, croniter
+7.0 gets the skipped hour and the elapsed-time lines right but fires a fixed time twice in
+the repeated hour (``30 2 * * *`` at 02:30+02:00 and again at 02:30+01:00 on Berlin's
+fall-back day), and its DST handling has changed between releases. So it is only ever handed
+naive wall-clock times here, and this module maps each wall-clock match to real instants
+itself, by two rules:
 
 - a line whose hour field is fixed (``30 2 * * *``, ``@daily``) means a time of day: on the
   repeated hour it fires once (the first occurrence); on the skipped hour it fires once, at

@@ -114,6 +114,9 @@ def test_a_fired_schedule_records_its_trigger_and_renders_params(client: TestCli
     assert "schedule-1" in execution["trigger"]["source"]
     assert execution["trigger_data"]["name"] == "schedule-1"
     assert execution["params"] == {"size": 10, "who": "admin"}
+    (listed,) = client.get("/api/v1/schedules").json()
+    assert listed["last_fire"]["execution_id"] == execution["id"]
+    assert listed["last_fire"]["status"] == execution["status"]
 
 
 def test_paused_workflows_and_disabled_triggers_do_not_fire(client: TestClient) -> None:
