@@ -26,6 +26,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -239,6 +240,16 @@ def claim_key(
         )
     )
     return str(earlier) if earlier is not None else None
+
+
+def touch_key(session: Session, trigger_id: int, key: str, now: datetime) -> None:
+    """Keep the trigger's delivery ``key`` another `KEEP_DAYS` from ``now``: an alert that
+    keeps firing for longer than that must still not start a second run."""
+    session.execute(
+        update(HookDeliveryKey)
+        .where(HookDeliveryKey.trigger_id == trigger_id, HookDeliveryKey.key == key)
+        .values(created_at=now)
+    )
 
 
 def count_in_window(session: Session, hook_key: str, window: int, kind: str) -> int:

@@ -10,14 +10,22 @@ not this.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
 
 from opsflow.runtime.reconciler import new_id
 from opsflow.spec.triggers import IncidentTrigger
+from opsflow.store import deliveries as deliveries_store
 from opsflow.store import incidents as incidents_store
 from opsflow.triggers.delivery import HookTarget, Settled
-from opsflow.triggers.incident import Notification, mismatch, read_notification, variables
+from opsflow.triggers.incident import (
+    Notification,
+    dedupe_key,
+    mismatch,
+    read_notification,
+    variables,
+)
 
 
 def record(
@@ -48,6 +56,11 @@ def record(
         )
         if execution_id is not None:
             incidents_store.link(session, incident, execution_id, alert.status, now)
+            # While the alert keeps firing, its dedupe key must outlive the delivery log's
+            # seven days: a repeat notification a week on is still the same incident.
+            deliveries_store.touch_key(
+                session, trigger_id, dedupe_key(alert), datetime.fromtimestamp(now, UTC)
+            )
 
 
 def observe(

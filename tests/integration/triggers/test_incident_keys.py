@@ -1,0 +1,54 @@
+"""An alert that keeps firing for longer than the delivery log's seven days is still one
+incident: each notification that carries it keeps its dedupe key alive."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+from sqlalchemy import select, update
+
+from opsflow.store import deliveries as log_store
+from opsflow.store.db import Database
+from opsflow.store.deliveries import HookDeliveryKey
+from tests.integration.triggers.conftest import YAML
+
+NOTIFICATION = Path(__file__).parents[2] / "unit/triggers/payloads/alertmanager_group.json"
+WORKFLOW = """\
+id: paged
+triggers:
+  - {type: incident, match: {service: "checkout-api"}}
+steps:
+  - {id: wait, type: approval, approvers: [admin]}
+"""
+
+
+def test_a_repeat_notification_keeps_the_alerts_dedupe_key(
+    client: TestClient, database: Database
+) -> None:
+    put = client.put("/api/v1/workflows/paged?publish=true", content=WORKFLOW, headers=YAML)
+    assert put.status_code in (200, 201), put.text
+    (trigger,) = client.get("/api/v1/workflows/paged/triggers").json()
+    secret = client.post("/api/v1/workflows/paged/triggers/incident-1/rotate-secret").json()
+    hook = {"Authorization": f"Bearer {secret['secret']}"}
+    body = NOTIFICATION.read_bytes()
+    path = trigger["url"].split("/hooks/", 1)[1]
+
+    first = client.post(f"/hooks/{path}", content=body, headers=hook)
+    assert first.status_code == 202, first.text
+    with database.session() as session:  # the key is six days old by now
+        session.execute(
+            update(HookDeliveryKey).values(created_at=datetime.now(UTC) - timedelta(days=6))
+        )
+
+    repeat = client.post(f"/hooks/{path}", content=body, headers=hook)
+    assert repeat.status_code == 200, repeat.text
+    assert repeat.json()["execution_id"] == first.json()["execution_id"]
+
+    later = datetime.now(UTC) + timedelta(days=2)
+    with database.session() as session:
+        log_store.prune(session, later, int(later.timestamp() // 60))
+        keys = list(session.scalars(select(HookDeliveryKey.key)))
+    assert keys == [json.loads(body)["alerts"][0]["fingerprint"] + "-20261130140107:firing"]
