@@ -52,6 +52,12 @@ class EventBus:
         self._timer_wake = threading.Event()
         self._planned_wake = 0.0  # when the timer thread means to look next
 
+    def start(self) -> None:
+        """Begin crossing processes (nothing to do in-process)."""
+
+    def stop(self) -> None:
+        """Stop crossing processes (nothing to do in-process)."""
+
     # -- producers (any thread, after commit) -------------------------------------------
 
     def executions_changed(self, execution_ids: Iterable[str]) -> None:
@@ -92,6 +98,20 @@ class EventBus:
 
     def watch_notifications(self) -> _Subscription:
         return _Subscription(self, None, "", notifications=True)
+
+    def wake_everyone(self) -> None:
+        """Wake every waiter of every kind: after wake-ups may have been lost (a reconnect),
+        each reader looks again and finds what it missed in the database."""
+        with self._lock:
+            targets = [
+                *(w for waiters in self._executions.values() for w in waiters),
+                *self._job_waiters,
+                *self._notification_waiters,
+                *(w for waiters in self._cancel_listeners.values() for w in waiters),
+            ]
+        for w in targets:
+            w.wake()
+        self._timer_wake.set()
 
     def timer_set(self, due_at: float | None = None) -> None:
         """A timer was set; wake the timer thread only if it is due before its next look."""

@@ -20,8 +20,8 @@ from opsflow.agent.gateway import LocalGateway
 from opsflow.agent.identity import persistent_agent_id
 from opsflow.agent.loop import Agent
 from opsflow.auth.secrets import SecretVault
-from opsflow.runtime.bus import EventBus
 from opsflow.runtime.outbox import OutboxSender, stop_task
+from opsflow.runtime.pg_bus import bus_for
 from opsflow.runtime.roster import AgentPresence
 from opsflow.runtime.service import Runtime
 from opsflow.runtime.timers import TimerThread
@@ -56,7 +56,8 @@ class RuntimeHost:
         server_url: str | None = None,
         vault: SecretVault | None = None,
     ) -> None:
-        self.bus = EventBus()
+        # Across replicas through LISTEN/NOTIFY on PostgreSQL; in-process on SQLite.
+        self.bus = bus_for(db.dialect, db.url)
         self.runtime = Runtime(
             db,
             self.bus,
@@ -84,6 +85,7 @@ class RuntimeHost:
         self._outbox_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        self.bus.start()
         count = await asyncio.to_thread(self.runtime.reconcile_all_active)
         if count:
             log.info("resumed %d unfinished executions", count)
@@ -106,6 +108,7 @@ class RuntimeHost:
             await self.gateway.close()
             self.runtime.roster.leave(self.agent.agent_id)
         await asyncio.to_thread(self.timers.stop)
+        await asyncio.to_thread(self.bus.stop)
 
 
 @asynccontextmanager

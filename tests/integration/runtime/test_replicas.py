@@ -1,0 +1,101 @@
+"""Several ``opsflow server`` processes on one PostgreSQL database act as one: wake-ups cross
+replicas through LISTEN/NOTIFY, so a live viewer on one replica sees what another did, and a
+run started on one is carried out by another's agent."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import BACKENDS, _pg_admin, _pg_url
+from tests.integration.api.test_live_feed import Feed
+from tests.servers import RunningServer, run_server
+
+pytestmark = [
+    pytest.mark.timeout(120),
+    pytest.mark.skipif("postgresql" not in BACKENDS, reason="replicas share a PostgreSQL"),
+]
+
+FLOW = "id: replicated\nsteps:\n  - {id: a, type: script, shell: sh, run: 'echo a'}\n" + (
+    "  - {id: b, type: script, shell: sh, needs: [a], run: 'echo b'}\n"
+)
+YAML = {"Content-Type": "application/yaml"}
+
+
+@pytest.fixture
+def blank_pg() -> Iterator[str]:
+    """An empty PostgreSQL database: the replicas migrate it themselves."""
+    name = f"opsflow_replicas_{uuid.uuid4().hex[:12]}"
+    with _pg_admin() as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield _pg_url(name)
+    with _pg_admin() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def call(server: RunningServer, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {server.token}", **kwargs.pop("headers", {})}
+    return httpx.request(method, f"{server.url}/api/v1{path}", headers=headers, **kwargs)
+
+
+def start_run(server: RunningServer) -> str:
+    started = call(server, "POST", "/workflows/replicated/runs", json={})
+    assert started.status_code == 201, started.text
+    return str(started.json()["id"])
+
+
+def wait_status(server: RunningServer, execution_id: str, timeout: float = 30) -> str:
+    deadline = time.monotonic() + timeout
+    status = ""
+    while time.monotonic() < deadline:
+        status = call(server, "GET", f"/executions/{execution_id}").json()["status"]
+        if status in ("completed", "failed", "cancelled"):
+            return str(status)
+        time.sleep(0.1)  # the test's own view; the servers wait on events
+    return status
+
+
+def replica_dirs(tmp_path: Path, *names: str) -> list[Path]:
+    dirs = [tmp_path / name for name in names]
+    for d in dirs:
+        d.mkdir()
+    return dirs
+
+
+def test_replicas_share_live_events_and_work(blank_pg: str, tmp_path: Path) -> None:
+    a_dir, b_dir = replica_dirs(tmp_path, "a", "b")
+    with ExitStack() as stack:
+        # A migrates the empty database; B finds it migrated (the migration lock makes either
+        # order safe).
+        a = stack.enter_context(run_server(blank_pg, a_dir, "--no-local-agent"))
+        b = stack.enter_context(run_server(blank_pg, b_dir))
+        saved = call(a, "PUT", "/workflows/replicated?publish=true", content=FLOW, headers=YAML)
+        assert saved.status_code == 201, saved.text
+
+        feed = Feed(f"{a.url}/api/v1/events", {"Authorization": f"Bearer {a.token}"})
+        stack.callback(feed.close)
+        feed.next("ready")
+
+        # A run started on B: A's live stream hears of it within a second, and of its end.
+        sent = time.monotonic()
+        on_b = start_run(b)
+        feed.next("execution", lambda d: d["execution_id"] == on_b)
+        heard = time.monotonic() - sent
+        assert heard < 1.0, f"replica A heard of B's run after {heard:.2f}s"
+        is_end = lambda d: d["execution_id"] == on_b and d["change"] == "ended"  # noqa: E731
+        ended = feed.next("execution", is_end)
+        assert ended.data["status"] == "completed"
+
+        # A run started on A (no agent of its own): B's agent hears of the job and runs it.
+        sent = time.monotonic()
+        on_a = start_run(a)
+        assert wait_status(a, on_a) == "completed"
+        took = time.monotonic() - sent
+        assert took < 10, f"the run on A took {took:.1f}s through B's agent"
