@@ -61,6 +61,9 @@ class Settings:
     # SchedulerClock): the scheduler's time starts at START and runs RATE times as fast. For
     # tests and benchmarks; None: real time.
     scheduler_clock: str | None = None
+    # How deep runs may start runs (workflow triggers and workflow steps); a loop of
+    # workflows stops here with an error naming it.
+    chain_depth: int = 10
 
     def __post_init__(self) -> None:
         if self.hook_rate_per_minute < 1:
@@ -71,6 +74,8 @@ class Settings:
             raise InvalidInput(
                 f"OPSFLOW_SESSION_SECONDS must be more than 0, not {self.session_seconds}"
             )
+        if self.chain_depth < 1:
+            raise InvalidInput(f"OPSFLOW_CHAIN_DEPTH must be at least 1, not {self.chain_depth}")
         if not self.db_url:
             default = f"sqlite:///{(Path(self.data_dir) / 'opsflow.db').resolve()}"
             object.__setattr__(self, "db_url", default)
@@ -91,7 +96,7 @@ class Settings:
         ``OPSFLOW_ADMIN_PASSWORD``, ``OPSFLOW_MAX_BUNDLE_BYTES``, ``OPSFLOW_DEMO``,
         ``OPSFLOW_WEB_DIR``, ``OPSFLOW_SESSION_SECONDS``, ``OPSFLOW_STREAM_KEEPALIVE_SECONDS``,
         ``OPSFLOW_HOOK_RATE_PER_MINUTE``,
-        ``OPSFLOW_SCHEDULER_CLOCK`` (tests only) and one
+        ``OPSFLOW_SCHEDULER_CLOCK`` (tests only), ``OPSFLOW_CHAIN_DEPTH`` and one
         ``OPSFLOW_NOTIFY_<NAME>`` per notify channel (comma- or space-separated Apprise URLs).
         Channels also come from ``<data_dir>/notify.yaml`` (``{name: [url, ...]}``); the
         environment wins for a name defined in both.
@@ -136,6 +141,8 @@ class Settings:
             values["hook_rate_per_minute"] = _int(env, "OPSFLOW_HOOK_RATE_PER_MINUTE")
         if env.get("OPSFLOW_SCHEDULER_CLOCK"):
             values["scheduler_clock"] = env["OPSFLOW_SCHEDULER_CLOCK"]
+        if "OPSFLOW_CHAIN_DEPTH" in env:
+            values["chain_depth"] = _int(env, "OPSFLOW_CHAIN_DEPTH")
         values.update({k: v for k, v in overrides.items() if v is not None})
         if "data_dir" in values:
             values["data_dir"] = Path(values["data_dir"])

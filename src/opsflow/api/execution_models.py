@@ -205,8 +205,27 @@ class CancelRequest(BaseModel):
     by: str | None
 
 
+class ParentStep(BaseModel):
+    """The workflow step whose child this execution is."""
+
+    execution_id: str
+    step: str
+
+
 class ExecutionDetail(ExecutionSummary):
     params: dict[str, Any]
+    outputs: dict[str, Any] = Field(
+        description="The workflow's `outputs`, rendered when the run completed; {} until then "
+        "(and for a run that did not complete)."
+    )
+    parent: ParentStep | None = Field(
+        None, description="The workflow step that started this run as its child; null otherwise."
+    )
+    chain: list[str] = Field(
+        default_factory=list,
+        description="The workflows whose runs led to this one through workflow triggers and "
+        "workflow steps, first one first; [] for a run nobody's run started.",
+    )
     trigger_data: dict[str, Any] = Field(
         description="What the trigger delivered (webhook fields, schedule time); {} when manual."
     )

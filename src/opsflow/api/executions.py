@@ -24,6 +24,7 @@ from opsflow.api.execution_models import (
     JobOut,
     LogLineOut,
     LogPage,
+    ParentStep,
     StepOut,
     iso,
 )
@@ -134,6 +135,13 @@ def _detail(services: Services, execution_id: str) -> ExecutionDetail:
     return ExecutionDetail(
         **dict(summary),
         params=ex.params,
+        outputs=ex.outputs,
+        parent=(
+            ParentStep(execution_id=ex.parent_execution_id, step=ex.parent_step_id)
+            if ex.parent_execution_id and ex.parent_step_id
+            else None
+        ),
+        chain=list(ex.chain),
         trigger_data=ex.trigger,
         cancel=(
             CancelRequest(

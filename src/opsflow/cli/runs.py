@@ -395,6 +395,18 @@ def print_detail(body: dict[str, Any]) -> None:
                         style="dim",
                     )
                 )
+    if body.get("outputs"):
+        stdout.print("workflow outputs:")
+        for name, value in body["outputs"].items():
+            shown = value if isinstance(value, str) else json.dumps(value)
+            stdout.print(Text(f"  {name} = ", style="dim").append(shown))
+    parent = body.get("parent")
+    if parent:
+        stdout.print(
+            Text("started by step ", style="dim").append(
+                f"{parent['step']} of execution {parent['execution_id']}"
+            )
+        )
     if body.get("engine_log"):
         stdout.print("engine log:")
         for e in body["engine_log"]:

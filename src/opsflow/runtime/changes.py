@@ -3,6 +3,29 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from opsflow.engine.model import CancelMode
+    from opsflow.runtime.launch import RunRequest
+
+
+@dataclass(frozen=True)
+class ChildStart:
+    """A child run a workflow step asked for; its parent step already holds its id."""
+
+    execution_id: str
+    request: RunRequest
+
+
+@dataclass(frozen=True)
+class ChildCancel:
+    """The child run of a workflow step that was cancelled with its parent."""
+
+    execution_id: str
+    mode: CancelMode
+    by: str | None
+    reason: str
 
 
 @dataclass
@@ -15,6 +38,10 @@ class Changes:
     earliest_timer: float | None = None  # the earliest timer this transaction set
     finished: set[str] = field(default_factory=set)  # executions that reached a terminal status
     notifications: bool = False  # the outbox has something to send
+    # Work for the same transaction, done by the reconciler's followers right after the
+    # reconcile that asked for it (never merged: each reconcile's own list is done once).
+    child_starts: list[ChildStart] = field(default_factory=list)
+    child_cancels: list[ChildCancel] = field(default_factory=list)
 
     def note_timer(self, due_at: float | None) -> None:
         if due_at is not None and (self.earliest_timer is None or due_at < self.earliest_timer):

@@ -238,3 +238,17 @@ def _has_markup(value: Any) -> bool:
 def needs_outputs(step_type: StepType, raw: Mapping[str, Any]) -> bool:
     """Whether rendering this step may read other steps' outputs (any template at all)."""
     return any(_has_markup(raw.get(key)) for key in TEMPLATED_FIELDS.get(step_type, ()))
+
+
+def run_outputs(
+    execution: Execution, steps: Mapping[str, Step], facts: ServerFacts | None = None
+) -> dict[str, Any]:
+    """The workflow's ``outputs`` rendered over the finished run (secrets refused: outputs
+    are stored and shown). Raises `TemplateError` naming ``outputs.<name>``."""
+    templates = execution.definition.get("outputs") or {}
+    context = template_context(execution, steps, facts, secrets_for="a workflow's outputs")
+    with budget():
+        return {
+            name: render_value(value, context, where=f"outputs.{name}")
+            for name, value in templates.items()
+        }

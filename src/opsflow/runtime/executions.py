@@ -75,6 +75,10 @@ class Executions:
                 "params": request.params,
                 "started_by": request.started_by,
                 "created_at": now,
+                "chain": list(request.chain),
+                "parent_execution_id": request.parent_execution_id,
+                "parent_step_id": request.parent_step_id,
+                "outputs": {},
             },
             steps,
         )
@@ -104,37 +108,47 @@ class Executions:
         cleanup jobs start at once (see `_cleanup_after_end`). Raises `Conflict` for any
         other mode on an ended execution.
         """
+        return self.transactions.run(
+            lambda tx: self.cancel_in(tx, execution_id, mode=mode, by=by, reason=reason)
+        )
 
-        def work(tx: Transaction) -> Execution:
-            ex = runs_store.lock_execution(tx.session, execution_id)
-            if ex.status.terminal:
-                if mode != CancelMode.CLEANUP:
-                    raise Conflict(
-                        f"execution {execution_id} already ended as {ex.status.value}; "
-                        "to undo what it applied, ask for cleanup (opsflow cancel "
-                        f"{execution_id} --cleanup)"
-                    )
-                self._cleanup_after_end(tx, ex, by, reason)
-                return runs_store.get_execution(tx.session, execution_id)
-            engine_mode = CancelMode.FORCE if mode == CancelMode.FORCE else CancelMode.GRACEFUL
-            values: dict[str, Any] = {}
-            if ex.cancel_mode is None:
-                values.update(
-                    cancel_mode=engine_mode.value,
-                    cancel_requested_at=self.clock(),
-                    cancel_reason=reason or (f"cancelled by {by}" if by else "cancelled"),
-                    cancel_by=by,
+    def cancel_in(
+        self,
+        tx: Transaction,
+        execution_id: str,
+        *,
+        mode: CancelMode,
+        by: str | None,
+        reason: str = "",
+    ) -> Execution:
+        """`cancel` inside the caller's transaction (a parent's cancel reaching its child)."""
+        ex = runs_store.lock_execution(tx.session, execution_id)
+        if ex.status.terminal:
+            if mode != CancelMode.CLEANUP:
+                raise Conflict(
+                    f"execution {execution_id} already ended as {ex.status.value}; "
+                    "to undo what it applied, ask for cleanup (opsflow cancel "
+                    f"{execution_id} --cleanup)"
                 )
-            elif engine_mode == CancelMode.FORCE and ex.cancel_mode != CancelMode.FORCE.value:
-                values["cancel_mode"] = CancelMode.FORCE.value
-            if mode == CancelMode.CLEANUP and not ex.cancel_cleanup:
-                values["cancel_cleanup"] = True
-            if values:
-                runs_store.update_execution(tx.session, execution_id, **values)
-            self.reconciler.reconcile(tx, execution_id)
+            self._cleanup_after_end(tx, ex, by, reason)
             return runs_store.get_execution(tx.session, execution_id)
-
-        return self.transactions.run(work)
+        engine_mode = CancelMode.FORCE if mode == CancelMode.FORCE else CancelMode.GRACEFUL
+        values: dict[str, Any] = {}
+        if ex.cancel_mode is None:
+            values.update(
+                cancel_mode=engine_mode.value,
+                cancel_requested_at=self.clock(),
+                cancel_reason=reason or (f"cancelled by {by}" if by else "cancelled"),
+                cancel_by=by,
+            )
+        elif engine_mode == CancelMode.FORCE and ex.cancel_mode != CancelMode.FORCE.value:
+            values["cancel_mode"] = CancelMode.FORCE.value
+        if mode == CancelMode.CLEANUP and not ex.cancel_cleanup:
+            values["cancel_cleanup"] = True
+        if values:
+            runs_store.update_execution(tx.session, execution_id, **values)
+        self.reconciler.reconcile(tx, execution_id)
+        return runs_store.get_execution(tx.session, execution_id)
 
     def _cleanup_after_end(
         self, tx: Transaction, ex: Execution, by: str | None, reason: str

@@ -20,12 +20,14 @@ from opsflow.agent.gateway import LocalGateway
 from opsflow.agent.identity import persistent_agent_id
 from opsflow.agent.loop import Agent
 from opsflow.auth.secrets import SecretVault
+from opsflow.engine.chains import DEFAULT_DEPTH_LIMIT
 from opsflow.runtime.outbox import OutboxSender, stop_task
 from opsflow.runtime.pg_bus import bus_for
 from opsflow.runtime.roster import AgentPresence
 from opsflow.runtime.service import Runtime
 from opsflow.runtime.timers import TimerThread
 from opsflow.store.db import Database
+from opsflow.triggers.chain import Chains
 
 if TYPE_CHECKING:
     from opsflow.api.services import Services
@@ -55,6 +57,7 @@ class RuntimeHost:
         notify_channels: Mapping[str, list[str]] | None = None,
         server_url: str | None = None,
         vault: SecretVault | None = None,
+        chain_depth: int = DEFAULT_DEPTH_LIMIT,
     ) -> None:
         # Across replicas through LISTEN/NOTIFY on PostgreSQL; in-process on SQLite.
         self.bus = bus_for(db.dialect, db.url)
@@ -65,7 +68,10 @@ class RuntimeHost:
             notify_channels=notify_channels,
             vault=vault,
             server_url=server_url,
+            chain_depth=chain_depth,
         )
+        # Workflow triggers fire in the transaction in which the run they follow ends.
+        self.runtime.reconciler.follow(Chains(self.runtime))
         self.timers = TimerThread(self.runtime.timers, self.bus)
         self.gateway = LocalGateway(self.runtime, server_url)
         self.agent: Agent | None = None
@@ -129,6 +135,7 @@ async def runtime_extension(services: Services) -> AsyncIterator[RuntimeHost]:
         stop_grace=settings.stop_grace_seconds,
         server_url=settings.base_url,
         vault=services.extra.get("secrets"),
+        chain_depth=settings.chain_depth,
     )
     services.extra["runtime"] = host
     await host.start()

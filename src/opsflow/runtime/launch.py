@@ -33,6 +33,11 @@ class RunRequest:
     trigger_type: str = "manual"
     trigger: dict[str, Any] | None = None
     started_by: str | None = None
+    # A run started by another run (a workflow step's child, a workflow trigger's follower):
+    # the workflows that led here, first one first, and for a child its parent step.
+    chain: tuple[str, ...] = ()
+    parent_execution_id: str | None = None
+    parent_step_id: str | None = None
 
 
 def run_request(
@@ -46,6 +51,8 @@ def run_request(
     params_as_text: bool = False,
     trigger_type: str = "manual",
     trigger: dict[str, Any] | None = None,
+    chain: tuple[str, ...] = (),
+    parent: tuple[str, str] | None = None,
 ) -> RunRequest:
     """The request to run ``workflow_id``: its pinned definition and checked params."""
     workflow = workflows_store.get_workflow(session, workflow_id)
@@ -81,4 +88,7 @@ def run_request(
         trigger_type=trigger_type,
         trigger=trigger,
         started_by=started_by,
+        chain=chain,
+        parent_execution_id=parent[0] if parent else None,
+        parent_step_id=parent[1] if parent else None,
     )

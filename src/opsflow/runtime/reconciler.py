@@ -21,10 +21,12 @@ from sqlalchemy.orm import Session
 
 from opsflow.engine import can_wake, decide
 from opsflow.engine import model as m
+from opsflow.engine.chains import DEFAULT_DEPTH_LIMIT
 from opsflow.errors import TemplateError
 from opsflow.runtime import admission, events
 from opsflow.runtime.approvals import close_gate, open_gate
 from opsflow.runtime.changes import Changes
+from opsflow.runtime.children import cancel_child, start_child
 from opsflow.runtime.cleanup import advance_cleanup
 from opsflow.runtime.context import (
     ServerFacts,
@@ -32,6 +34,7 @@ from opsflow.runtime.context import (
     job_config,
     job_inputs,
     needs_outputs,
+    run_outputs,
     step_definition,
     template_context,
 )
@@ -64,6 +67,8 @@ class RunSettings:
     channels: Mapping[str, list[str]] = field(default_factory=dict)
     secret_names: Callable[[Session], Iterable[str]] | None = None
     server_url: str | None = None
+    # How deep runs may start runs (workflow steps and workflow triggers).
+    chain_depth: int = DEFAULT_DEPTH_LIMIT
 
     def server_facts(self, session: Session) -> ServerFacts:
         names = self.secret_names
@@ -222,6 +227,15 @@ class _Run:
 
     def _on_set_execution_status(self, a: m.SetExecutionStatus) -> None:
         values: dict[str, Any] = {"status": a.status.value, "status_reason": a.reason}
+        if a.status == ExecutionStatus.COMPLETED and self.ex.definition.get("outputs"):
+            try:
+                values["outputs"] = run_outputs(self.ex, self.full_steps(), self.server_facts())
+            except TemplateError as exc:
+                # Followers read the outputs: a run whose outputs cannot be rendered did not
+                # deliver what it promised.
+                a = m.SetExecutionStatus(ExecutionStatus.FAILED, exc.message)
+                values = {"status": a.status.value, "status_reason": a.reason}
+                self.engine_log(f"execution failed: {exc.message}")
         if a.status == ExecutionStatus.RUNNING and self.ex.started_at is None:
             values["started_at"] = self.now
         if a.status.terminal:
@@ -262,6 +276,8 @@ class _Run:
                 values["error"] = a.reason or step.error
         self.set_step(a.step, **values)
         self.event(events.StepChanged(a.step, a.status, a.reason))
+        if step.type == StepType.WORKFLOW and a.status == StepStatus.CANCELLED:
+            cancel_child(self, a.step)
 
     def _last_job(self, step_id: str) -> Job | None:
         mine = [j for (sid, _), j in self.jobs.items() if sid == step_id]
@@ -390,17 +406,8 @@ class _Run:
         self.event(events.ApprovalOpened(a.step, gate))
 
     def _on_start_child_workflow(self, a: m.StartChildWorkflow) -> None:
-        self.new_facts = True
-        # Child workflows arrive with the triggers issue; until then the step fails clearly.
-        reason = "workflow steps (child runs) are not available in this version of opsflow"
-        self.set_step(
-            a.step,
-            status=StepStatus.RUNNING.value,
-            entered_at=self.now,
-            gate_result=Outcome.FAILED.value,
-            gate_reason=reason,
-            error=reason,
-        )
+        self.new_facts = True  # the step may have its answer at once (failed, or wait: false)
+        start_child(self, a.step, self.settings.chain_depth)
 
     def flush(self) -> None:
         runs_store.add_engine_log(self.session, self.logs)
@@ -485,6 +492,10 @@ def reconcile(
     return run.changes
 
 
+# Work that follows a reconcile in its transaction (see `Reconciler.follow`).
+Follower = Callable[[Transaction, Changes], None]
+
+
 class Reconciler:
     """``reconcile`` as a service: the server's settings and clock bound, the transaction
     handed in; and when an execution ends, the queued executions of its workflow that may
@@ -493,6 +504,12 @@ class Reconciler:
     def __init__(self, settings: RunSettings, clock: Callable[[], float]) -> None:
         self.settings = settings
         self.clock = clock
+        self.followers: list[Follower] = []
+
+    def follow(self, follower: Follower) -> None:
+        """Call ``follower`` after every reconcile, in its transaction, with what it changed
+        (child runs of workflow steps, workflow triggers of runs that ended)."""
+        self.followers.append(follower)
 
     def reconcile(
         self,
@@ -517,3 +534,5 @@ class Reconciler:
         for finished in result.finished:
             for queued in admission.admit_queued(tx.session, finished):
                 self.reconcile(tx, queued, admit=True)
+        for follower in self.followers:
+            follower(tx, result)

@@ -17,9 +17,11 @@ from typing import TypeVar
 from sqlalchemy.orm import Session
 
 from opsflow.auth.secrets import SecretVault
+from opsflow.engine.chains import DEFAULT_DEPTH_LIMIT
 from opsflow.runtime.agent_jobs import AgentJobs
 from opsflow.runtime.bus import EventBus
 from opsflow.runtime.changes import Changes
+from opsflow.runtime.children import Children
 from opsflow.runtime.control import RunControl
 from opsflow.runtime.executions import Executions
 from opsflow.runtime.launch import RunRequest
@@ -47,6 +49,7 @@ class Runtime:
         notify_channels: Mapping[str, list[str]] | None = None,
         vault: SecretVault | None = None,
         server_url: str | None = None,
+        chain_depth: int = DEFAULT_DEPTH_LIMIT,
     ) -> None:
         self.db = db
         self.bus = bus or EventBus()
@@ -63,10 +66,15 @@ class Runtime:
                 channels=self.notify_channels,
                 secret_names=vault.names if vault else None,
                 server_url=server_url,
+                chain_depth=chain_depth,
             ),
             clock,
         )
         self.executions = Executions(self.transactions, self.reconciler, clock)
+        # Workflow steps: children start, end and are cancelled in their parents' transactions.
+        self.reconciler.follow(
+            Children(self.executions.start_in, self.executions.cancel_in, self.reconciler.reconcile)
+        )
         self.jobs = AgentJobs(
             db,
             self.transactions,

@@ -151,7 +151,20 @@ def check_definition(data: Any) -> list[Finding]:
             continue
         scope = Scope(step.id, _Upstream(d, step), known, declared, dashed=dashed)
         out += check_templates(("steps", step.index), step.type, step.raw, scope)
+    out += _check_outputs(data.get("outputs"), known, declared, dashed)
     return out
+
+
+def _check_outputs(
+    outputs: Any, known: dict[str, None], declared: list[str], dashed: dict[str, str]
+) -> Iterator[Finding]:
+    """The workflow's ``outputs`` are rendered when the run completes: every step may be
+    read (one that did not run reads as having no output)."""
+    if not isinstance(outputs, dict):
+        return
+    scope = Scope(None, known, known, declared, dashed=dashed)
+    for loc, text in template_strings(("outputs",), outputs):
+        yield from scope.check(loc, text)
 
 
 def _read(data: dict[str, Any]) -> _Definition:

@@ -160,6 +160,12 @@ class Workflow(SpecModel):
         default_factory=list, description="What starts runs besides people."
     )
     concurrency: Concurrency | None = Field(None, description="Limit on simultaneous runs.")
+    outputs: dict[Identifier, str] = Field(
+        default_factory=dict,
+        description="The run's outputs, name -> template, rendered when the run completes "
+        "(read by workflow triggers as trigger.upstream.outputs and by workflow steps as "
+        "nodes.<id>.output.outputs).",
+    )
     timeout: Duration | None = Field(None, description="Limit for the whole run, e.g. 2h.")
     agent: AgentSelector | None = Field(None, description="Default placement of every step.")
     notify: NotifyDefaults | None = Field(None, description="Default notification channel.")

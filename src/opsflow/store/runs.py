@@ -70,6 +70,15 @@ class ExecutionRow(Base):
     # When a person last put the ended run back to running (retry, skip); the workflow
     # timeout counts from here.
     resumed_at: Mapped[float | None] = mapped_column(Float)
+    # The workflow's ``outputs``, rendered when the run completed ({} until then).
+    outputs: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict, server_default="{}")
+    # A child run of a ``workflow`` step: the parent execution and its step, whose end
+    # this run's end decides.
+    parent_execution_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    parent_step_id: Mapped[str | None] = mapped_column(String(100))
+    # The workflows that led to this run, first one first, through workflow triggers and
+    # workflow steps ([] for a run nobody's run started); its length is the run's depth.
+    chain: Mapped[list[str]] = mapped_column(JSONType, default=list, server_default="[]")
 
 
 class StepRow(Base):
@@ -156,6 +165,10 @@ class Execution:
     cancel_by: str | None
     resumed_at: float | None = None
     cancel_cleanup: bool = False
+    outputs: dict[str, Any] = field(default_factory=dict)
+    parent_execution_id: str | None = None
+    parent_step_id: str | None = None
+    chain: tuple[str, ...] = ()
 
     @classmethod
     def from_row(cls, row: Any) -> Execution:
@@ -182,6 +195,10 @@ class Execution:
             cancel_by=m["cancel_by"],
             resumed_at=m["resumed_at"],
             cancel_cleanup=bool(m["cancel_cleanup"]),
+            outputs=m["outputs"] or {},
+            parent_execution_id=m["parent_execution_id"],
+            parent_step_id=m["parent_step_id"],
+            chain=tuple(m["chain"] or ()),
         )
 
 

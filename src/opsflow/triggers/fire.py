@@ -74,6 +74,8 @@ class Event:
     context: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     details: Mapping[str, Any] = field(default_factory=dict)
     notes: Sequence[str] = ()
+    # The workflows whose runs led to this one (a workflow trigger's upstream chain).
+    chain: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -101,54 +103,67 @@ def fire(runtime: Runtime, trigger_id: int, event: Event, *, claim: Claim | None
     A claim that finds the event already fired wins over every refusal: a repeat of a
     delivery that started a run answers with that run even after the workflow was paused.
     """
+    return runtime.transact(
+        lambda session, changes: fire_in(runtime, session, changes, trigger_id, event, claim=claim)
+    )
 
-    def work(session: Session, changes: Changes) -> Fired:
-        trigger = store.get_by_id(session, trigger_id)
-        # The workflow's row lock orders this against pause, resume and publish.
-        runs_store.lock_workflow(session, trigger.workflow_id)
-        execution_id = new_id()
-        if claim is not None:
-            earlier = claim(session, execution_id)
-            if earlier is not None:
-                return Fired(earlier, created=False)
-        trigger = store.get_by_id(session, trigger_id)  # as of the lock
-        workflow = _check_may_fire(session, trigger)
-        actor = event.actor or f"{trigger.type}:{trigger.name}"
-        seen: dict[str, Any] = {
-            **event.details,
-            "type": trigger.type,
-            "name": trigger.name,
-            "source": event.source,
-            "body": event.body,
-            "params": dict(event.params),
-        }
-        context = _context(workflow, seen, event, execution_id, actor)
-        declared = _declared_params(session, workflow)
-        rendered = _render_params(trigger.spec.get("params") or {}, context, declared)
-        params = {**event.params, **rendered}
-        record = {**seen, **{name: dict(value) for name, value in event.context.items()}}
-        request = run_request(
+
+def fire_in(
+    runtime: Runtime,
+    session: Session,
+    changes: Changes,
+    trigger_id: int,
+    event: Event,
+    *,
+    claim: Claim | None = None,
+) -> Fired:
+    """`fire` inside the caller's transaction (a workflow trigger fires in the transaction
+    in which the run it follows ended)."""
+    trigger = store.get_by_id(session, trigger_id)
+    # The workflow's row lock orders this against pause, resume and publish.
+    runs_store.lock_workflow(session, trigger.workflow_id)
+    execution_id = new_id()
+    if claim is not None:
+        earlier = claim(session, execution_id)
+        if earlier is not None:
+            return Fired(earlier, created=False)
+    trigger = store.get_by_id(session, trigger_id)  # as of the lock
+    workflow = _check_may_fire(session, trigger)
+    actor = event.actor or f"{trigger.type}:{trigger.name}"
+    seen: dict[str, Any] = {
+        **event.details,
+        "type": trigger.type,
+        "name": trigger.name,
+        "source": event.source,
+        "body": event.body,
+        "params": dict(event.params),
+    }
+    context = _context(workflow, seen, event, execution_id, actor)
+    declared = _declared_params(session, workflow)
+    rendered = _render_params(trigger.spec.get("params") or {}, context, declared)
+    params = {**event.params, **rendered}
+    record = {**seen, **{name: dict(value) for name, value in event.context.items()}}
+    request = run_request(
+        session,
+        trigger.workflow_id,
+        params=params,
+        started_by=actor,
+        version=workflow.latest_version,
+        trigger_type=trigger.type,
+        trigger=record,
+        chain=event.chain,
+    )
+    runtime.start_in(session, changes, request, execution_id=execution_id)
+    if event.notes:
+        at = runtime.clock()
+        runs_store.add_engine_log(
             session,
-            trigger.workflow_id,
-            params=params,
-            started_by=actor,
-            version=workflow.latest_version,
-            trigger_type=trigger.type,
-            trigger=record,
+            [
+                {"execution_id": execution_id, "step_id": None, "at": at, "message": note}
+                for note in event.notes
+            ],
         )
-        runtime.start_in(session, changes, request, execution_id=execution_id)
-        if event.notes:
-            at = runtime.clock()
-            runs_store.add_engine_log(
-                session,
-                [
-                    {"execution_id": execution_id, "step_id": None, "at": at, "message": note}
-                    for note in event.notes
-                ],
-            )
-        return Fired(execution_id, created=True)
-
-    return runtime.transact(work)
+    return Fired(execution_id, created=True)
 
 
 def _check_may_fire(session: Session, trigger: store.Trigger) -> Workflow:

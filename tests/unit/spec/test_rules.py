@@ -65,7 +65,7 @@ CASES = [
         "stepz",
         2,
         "unknown field 'stepz' (did you mean 'steps'?); allowed here: id, name, "
-        "description, labels, params, triggers, concurrency, timeout, agent, notify, "
+        "description, labels, params, triggers, concurrency, outputs, timeout, agent, notify, "
         "steps",
     ),
     Case(
