@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,22 @@ DEFAULT_PORT = 8321
 DEFAULT_MAX_BUNDLE_BYTES = 20 * 1024 * 1024
 NOTIFY_ENV_PREFIX = "OPSFLOW_NOTIFY_"
 NOTIFY_FILE = "notify.yaml"
+
+
+class ServerRole(StrEnum):
+    """What one ``opsflow server`` process does when several share a database."""
+
+    API = "api"  # HTTP, SSE and trigger ingress (webhooks, Alertmanager)
+    WORKER = "worker"  # timers, the scheduler, lease sweeps, the outbox and the local agent
+    ALL = "all"  # both: the one-machine default
+
+    @property
+    def serves_api(self) -> bool:
+        return self is not ServerRole.WORKER
+
+    @property
+    def does_work(self) -> bool:
+        return self is not ServerRole.API
 
 
 @dataclass(frozen=True)
@@ -36,6 +53,7 @@ class Settings:
     db_url: str = ""
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
+    role: ServerRole = ServerRole.ALL
     local_agent: bool = True
     local_agent_concurrency: int = 4
     # How long a claimed job stays ours without a heartbeat, and how often agents heartbeat.
@@ -115,6 +133,8 @@ class Settings:
             values["host"] = env["OPSFLOW_HOST"]
         if "OPSFLOW_PORT" in env:
             values["port"] = _int(env, "OPSFLOW_PORT")
+        if "OPSFLOW_ROLE" in env:
+            values["role"] = _role(env["OPSFLOW_ROLE"])
         if "OPSFLOW_LOCAL_AGENT" in env:
             values["local_agent"] = _bool(env, "OPSFLOW_LOCAL_AGENT")
         if "OPSFLOW_LOCAL_AGENT_CONCURRENCY" in env:
@@ -163,6 +183,14 @@ def _float(env: Mapping[str, str], name: str) -> float:
     if value <= 0:
         raise InvalidInput(f"{name} must be positive, got {env[name]!r}")
     return value
+
+
+def _role(value: str) -> ServerRole:
+    try:
+        return ServerRole(value.strip().lower())
+    except ValueError:
+        choices = ", ".join(r.value for r in ServerRole)
+        raise InvalidInput(f"OPSFLOW_ROLE must be one of {choices}, got {value!r}") from None
 
 
 def _int(env: Mapping[str, str], name: str) -> int:

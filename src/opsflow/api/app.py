@@ -47,7 +47,7 @@ from opsflow.api.services import Services
 from opsflow.auth.bootstrap import bootstrap
 from opsflow.auth.logmask import SERVER_LOG_FILTER
 from opsflow.auth.secrets import SecretBox, SecretVault, load_master_key
-from opsflow.config import Settings
+from opsflow.config import ServerRole, Settings
 from opsflow.runtime.host import local_agent_presence, runtime_extension
 from opsflow.store.db import Database
 from opsflow.store.migrate import upgrade
@@ -83,14 +83,24 @@ API_ROUTERS: list[APIRouter] = [
     health.router,
 ]
 
-# Extensions every server runs, after bootstrap, in this order. RUNTIME: the lead adds the
-# reconciler/timers and the local agent (when settings.local_agent) here.
+# Extensions every server runs, after bootstrap, in this order: the runtime (its timers, lease
+# sweeps and local agent only where the role does work), the hook ingress, and the trigger
+# loops that fire on their own (only where the role does work, see `extensions_for`).
 DEFAULT_EXTENSIONS: list[Extension] = [
     runtime_extension,
     hooks.hook_ingress,
     scheduler_extension,
     git_poller_extension,  # after the ingress: it starts runs through the hook desk
 ]
+WORKER_ONLY: tuple[Extension, ...] = (scheduler_extension, git_poller_extension)
+
+
+def extensions_for(role: ServerRole) -> list[Extension]:
+    """`DEFAULT_EXTENSIONS` for a server of ``role``: an API-only replica fires no schedules
+    and polls no repositories (a worker replica does)."""
+    if role.does_work:
+        return list(DEFAULT_EXTENSIONS)
+    return [e for e in DEFAULT_EXTENSIONS if e not in WORKER_ONLY]
 
 
 def _open(settings: Settings) -> Services:
@@ -148,7 +158,7 @@ def _uploads(settings: Settings) -> list[limits.Upload]:
 
 def create_app(settings: Settings, *, extensions: Sequence[Extension] | None = None) -> FastAPI:
     """The opsflow ASGI app. ``extensions`` replaces `DEFAULT_EXTENSIONS` (tests pass ``[]``)."""
-    chosen = list(DEFAULT_EXTENSIONS if extensions is None else extensions)
+    chosen = extensions_for(settings.role) if extensions is None else list(extensions)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -173,12 +183,13 @@ def create_app(settings: Settings, *, extensions: Sequence[Extension] | None = N
     )
     problems.install(app)
     app.include_router(health.probes)
-    app.include_router(hooks.router)  # /hooks/{key}, outside /api/v1 (ARCHITECTURE.md section 4)
-    for router in API_ROUTERS:
-        app.include_router(router, prefix=API_PREFIX)
-    apidocs.install(app, API_PREFIX)
-    # Last: the web UI answers every GET no route above claimed (its client-side routes).
-    app.include_router(webui.router)
+    if settings.role.serves_api:  # a worker replica answers health probes only
+        app.include_router(hooks.router)  # /hooks/{key}, outside /api/v1 (ARCHITECTURE.md §4)
+        for router in API_ROUTERS:
+            app.include_router(router, prefix=API_PREFIX)
+        apidocs.install(app, API_PREFIX)
+        # Last: the web UI answers every GET no route above claimed (its client-side routes).
+        app.include_router(webui.router)
     problems.declare_errors(app)
     app.add_middleware(
         limits.RequestLimits, uploads=_uploads(settings), own_limits=(hooks.PATH_PREFIX,)

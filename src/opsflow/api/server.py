@@ -26,6 +26,14 @@ EVENT_LOOP = "asyncio"
 def banner(settings: Settings) -> str:
     """The start-up lines: where to point a browser and the CLI, and how to log in."""
     data = settings.data_dir.resolve()
+    if not settings.role.serves_api:
+        return "\n".join(
+            [
+                f"opsflow worker running; health probes on {settings.base_url}/healthz",
+                f"  database:  {settings.db_url.split('@')[-1]}",
+                "  the API, SSE and webhooks are served by the api replicas",
+            ]
+        )
     lines = [
         f"opsflow listening on {settings.base_url}",
         f"  API docs:  {settings.base_url}/api/v1/docs",

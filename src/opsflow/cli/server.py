@@ -12,6 +12,8 @@ from typing import Annotated, Any
 
 import typer
 
+from opsflow.config import ServerRole
+
 
 def server(
     db: Annotated[
@@ -39,6 +41,17 @@ def server(
             help="Where the SQLite database, bundles, logs and the admin token live.",
             show_default=False,
             file_okay=False,
+        ),
+    ] = None,
+    role: Annotated[
+        ServerRole | None,
+        typer.Option(
+            "--role",
+            help="What this replica does when several share one PostgreSQL: api (HTTP, SSE, "
+            "trigger ingress), worker (timers, schedules, lease sweeps, the local agent) or "
+            "all [default: all].",
+            case_sensitive=False,
+            show_default=False,
         ),
     ] = None,
     local_agent: Annotated[
@@ -69,6 +82,7 @@ def server(
         "host": host,
         "port": port,
         "data_dir": data_dir,
+        "role": role,
         "local_agent": local_agent,
         "local_agent_concurrency": concurrency,
         "demo": demo or None,

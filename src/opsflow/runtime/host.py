@@ -49,6 +49,7 @@ class RuntimeHost:
         *,
         work_dir: Path,
         local_agent: bool = True,
+        background: bool = True,
         agent_id: str | None = None,
         concurrency: int = 4,
         lease_seconds: float = 15.0,
@@ -86,17 +87,21 @@ class RuntimeHost:
                 heartbeat_interval=heartbeat_interval,
                 stop_grace=stop_grace,
             )
+        # The work in the background (timers, lease sweeps, the outbox, resuming runs at
+        # start); off on an API-only replica, where other replicas do it.
+        self.background = background
         self._agent_task: asyncio.Task[None] | None = None
         self.outbox = OutboxSender(self.runtime)
         self._outbox_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.bus.start()
-        count = await asyncio.to_thread(self.runtime.reconcile_all_active)
-        if count:
-            log.info("resumed %d unfinished executions", count)
-        self.timers.start()
-        self._outbox_task = asyncio.create_task(self.outbox.run(), name="opsflow-outbox")
+        if self.background:
+            count = await asyncio.to_thread(self.runtime.reconcile_all_active)
+            if count:
+                log.info("resumed %d unfinished executions", count)
+            self.timers.start()
+            self._outbox_task = asyncio.create_task(self.outbox.run(), name="opsflow-outbox")
         if self.agent is not None:
             self.runtime.roster.serve(
                 local_agent_presence(self.agent.agent_id, self.agent.concurrency)
@@ -105,15 +110,17 @@ class RuntimeHost:
             self._agent_task = asyncio.create_task(self.agent.run(), name="opsflow-local-agent")
 
     async def stop(self) -> None:
-        self.outbox.stop()
-        await stop_task(self._outbox_task)
+        if self._outbox_task is not None:
+            self.outbox.stop()
+            await stop_task(self._outbox_task)
         if self.agent is not None and self._agent_task is not None:
             self.agent.stop()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(self._agent_task, timeout=30)
             await self.gateway.close()
             self.runtime.roster.leave(self.agent.agent_id)
-        await asyncio.to_thread(self.timers.stop)
+        if self.background:
+            await asyncio.to_thread(self.timers.stop)
         await asyncio.to_thread(self.bus.stop)
 
 
@@ -125,7 +132,8 @@ async def runtime_extension(services: Services) -> AsyncIterator[RuntimeHost]:
     host = RuntimeHost(
         services.db,
         work_dir=data_dir / "work",
-        local_agent=settings.local_agent,
+        local_agent=settings.local_agent and settings.role.does_work,
+        background=settings.role.does_work,
         # This server's own: a restart declares lost only the attempts it held itself.
         agent_id=await asyncio.to_thread(persistent_agent_id, data_dir),
         concurrency=settings.local_agent_concurrency,

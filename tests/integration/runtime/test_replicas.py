@@ -40,6 +40,18 @@ def blank_pg() -> Iterator[str]:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture
+def pg_db(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh migrated PostgreSQL database (a copy of the session's template)."""
+    template: str = request.getfixturevalue("_pg_template")
+    name = f"opsflow_replicas_{uuid.uuid4().hex[:12]}"
+    with _pg_admin() as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    yield _pg_url(name)
+    with _pg_admin() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def call(server: RunningServer, method: str, path: str, **kwargs: Any) -> httpx.Response:
     headers = {"Authorization": f"Bearer {server.token}", **kwargs.pop("headers", {})}
     return httpx.request(method, f"{server.url}/api/v1{path}", headers=headers, **kwargs)
@@ -99,3 +111,42 @@ def test_replicas_share_live_events_and_work(blank_pg: str, tmp_path: Path) -> N
         assert wait_status(a, on_a) == "completed"
         took = time.monotonic() - sent
         assert took < 10, f"the run on A took {took:.1f}s through B's agent"
+
+
+def publish(server: RunningServer) -> None:
+    saved = call(server, "PUT", "/workflows/replicated?publish=true", content=FLOW, headers=YAML)
+    assert saved.status_code == 201, saved.text
+
+
+def test_an_api_replica_and_a_worker_replica_complete_a_run(pg_db: str, tmp_path: Path) -> None:
+    api_dir, worker_dir = replica_dirs(tmp_path, "api", "worker")
+    with (
+        run_server(pg_db, worker_dir, "--role", "worker") as worker,
+        run_server(pg_db, api_dir, "--role", "api") as api,
+    ):
+        publish(api)
+        execution_id = start_run(api)
+        assert wait_status(api, execution_id) == "completed"
+        steps = call(api, "GET", f"/executions/{execution_id}").json()["steps"]
+        assert [s["status"] for s in steps] == ["succeeded", "succeeded"]
+        # The worker answers health probes only: its API is the api replica's job.
+        assert httpx.get(f"{worker.url}/healthz").status_code == 200
+        refused = call(worker, "GET", f"/executions/{execution_id}")
+        assert refused.status_code == 404
+
+
+def test_an_api_replica_alone_leaves_steps_pending_for_want_of_an_agent(
+    pg_db: str, tmp_path: Path
+) -> None:
+    (api_dir,) = replica_dirs(tmp_path, "api")
+    with run_server(pg_db, api_dir, "--role", "api") as api:
+        publish(api)
+        execution_id = start_run(api)
+        deadline = time.monotonic() + 15
+        first: dict[str, Any] = {}
+        while time.monotonic() < deadline and not first.get("pending_reason"):
+            first = call(api, "GET", f"/executions/{execution_id}").json()["steps"][0]
+            time.sleep(0.1)  # the test's own view of a step that is meant to stay put
+        # Its job waits in the queue, unclaimed, and the step says why.
+        assert [job["status"] for job in first["jobs"]] == ["pending"], first
+        assert first["pending_reason"] == "no agent serves pool default", first
