@@ -166,3 +166,22 @@ def test_a_steps_outputs_in_full_print_the_plan_line_by_line(
     assert PLAN_TEXT in out
     assert "has_changes: True" not in out and "has_changes: true" in out
     assert '"address": "null_resource.n[39]"' in out
+
+
+def test_a_completed_child_run_shows_its_workflow_outputs_and_its_parent(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    child = {
+        **DETAIL,
+        "status": "completed",
+        "status_reason": "",
+        "steps": [],
+        "outputs": {"image": "registry/app:1.2.3", "sizes": [1, 2]},
+        "parent": {"execution_id": "feedface" * 4, "step": "build"},
+    }
+    print_detail(child)
+    text = capsys.readouterr().out
+    assert "workflow outputs:" in text
+    assert "image = registry/app:1.2.3" in text
+    assert "sizes = [1, 2]" in text
+    assert f"started by step build of execution {'feedface' * 4}" in text
