@@ -25,7 +25,7 @@ steps:
 """
 
 
-def test_a_repeat_notification_keeps_the_alerts_dedupe_key(
+def test_a_repeat_notification_keeps_the_alerts_dedupe_key_and_counts_on_the_incident(
     client: TestClient, database: Database
 ) -> None:
     put = client.put("/api/v1/workflows/paged?publish=true", content=WORKFLOW, headers=YAML)
@@ -52,3 +52,8 @@ def test_a_repeat_notification_keeps_the_alerts_dedupe_key(
         log_store.prune(session, later, int(later.timestamp() // 60))
         keys = list(session.scalars(select(HookDeliveryKey.key)))
     assert keys == [json.loads(body)["alerts"][0]["fingerprint"] + "-20261130140107:firing"]
+    incidents = client.get("/api/v1/incidents", params={"status": "firing"}).json()
+    assert [(i["fingerprint"], i["notifications"]) for i in incidents] == [("5d2c4f2b9e1a7c30", 2)]
+    assert incidents[0]["executions"][0]["execution_id"] == first.json()["execution_id"]
+    assert client.get("/api/v1/incidents", params={"status": "resolved"}).json() == []
+    assert client.get("/api/v1/incidents", params={"status": "open"}).status_code == 422
