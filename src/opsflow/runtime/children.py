@@ -131,15 +131,20 @@ def _params(run: RunView, target: str, templates: Mapping[str, Any]) -> dict[str
 
 
 def cancel_child(run: RunView, step_id: str) -> None:
-    """The workflow step ``step_id`` was cancelled: its child run is cancelled too."""
+    """The workflow step ``step_id`` was cancelled (its run was cancelled or timed out): its
+    child run is cancelled too, with the parent's mode (a timeout forces)."""
     child = run.steps[step_id].outputs.get(CHILD)
     if child is None:
         outputs = runs_store.step_outputs(run.session, run.ex.id).get(step_id) or {}
         child = outputs.get(CHILD)
     if child is None:
         return
-    mode = CancelMode(run.ex.cancel_mode) if run.ex.cancel_mode else CancelMode.FORCE
-    reason = f"its parent execution {run.ex.id} was cancelled (step {step_id})"
+    if run.ex.cancel_mode:
+        mode = CancelMode(run.ex.cancel_mode)
+        reason = f"its parent execution {run.ex.id} was cancelled (step {step_id})"
+    else:  # the parent's workflow timeout stops everything at once
+        mode = CancelMode.FORCE
+        reason = f"its parent execution {run.ex.id} timed out (step {step_id})"
     run.changes.child_cancels.append(ChildCancel(str(child), mode, run.ex.cancel_by, reason))
 
 

@@ -353,3 +353,23 @@ def test_outputs_name_only_what_exists(http: httpx.Client) -> None:
     assert response.status_code == 422, response.text
     assert "unknown step 'mak'" in response.text
     assert "outputs" in response.text
+
+
+def test_a_parent_that_times_out_stops_its_child(http: httpx.Client) -> None:
+    publish(
+        http,
+        "id: gated-child\nsteps:\n  - {id: gate, type: approval, approvers: [admin]}\n",
+    )
+    publish(
+        http,
+        "id: hasty-parent\ntimeout: 1s\n"
+        "steps:\n  - {id: call, type: workflow, workflow: gated-child}\n",
+    )
+    parent_id = start(http, "hasty-parent")
+    child_id = step(detail(http, parent_id), "call")["outputs"]["execution_id"]
+    parent = wait(http, parent_id)
+    assert parent["status"] == "failed"
+    assert "timed out" in parent["status_reason"]
+    child = wait(http, child_id)
+    assert child["status"] == "cancelled"
+    assert f"parent execution {parent_id} timed out" in child["status_reason"]
