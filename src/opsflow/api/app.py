@@ -32,6 +32,7 @@ from opsflow.api import (
     hooks,
     incidents,
     limits,
+    metrics,
     people,
     problems,
     schedules,
@@ -183,6 +184,7 @@ def create_app(settings: Settings, *, extensions: Sequence[Extension] | None = N
     )
     problems.install(app)
     app.include_router(health.probes)
+    app.include_router(metrics.router)  # /metrics on every role
     if settings.role.serves_api:  # a worker replica answers health probes only
         app.include_router(hooks.router)  # /hooks/{key}, outside /api/v1 (ARCHITECTURE.md §4)
         for router in API_ROUTERS:

@@ -129,6 +129,15 @@ class EventBus:
     def watch_cancel(self, job_id: str) -> _Subscription:
         return _Subscription(self, self._cancel_listeners, job_id)
 
+    def viewers(self) -> int:
+        """Live readers of executions (the SSE streams of this process)."""
+        with self._lock:
+            return sum(
+                len(waiters)
+                for key, waiters in self._executions.items()
+                if not key.startswith(FINISHED)
+            )
+
     def wait_timers(self, timeout: float, now: float) -> None:
         """Block the timer thread until an earlier timer is set or ``timeout`` passes."""
         self._planned_wake = now + timeout
