@@ -8,6 +8,9 @@ Prometheus posts them."""
 
 from __future__ import annotations
 
+import json
+import re
+import subprocess
 import time
 import uuid
 from collections.abc import Callable
@@ -185,3 +188,23 @@ def test_a_receiver_without_the_secret_is_refused(api: httpx.Client, tmp_path: P
     assert "must carry the trigger's secret" in refused["reason"]
     assert executions(api, workflow_id) == []
     assert api.get("/incidents", params={"workflow": workflow_id}).json() == []
+
+
+def test_the_documented_curl_example_is_a_notification_the_server_accepts(
+    api: httpx.Client, tmp_path: Path
+) -> None:
+    workflow_id, url = publish(api)
+    howto = (Path(__file__).parents[3] / "docs" / "triggers" / "alertmanager.md").read_text()
+    (recipe,) = [b for b in re.findall(r"```sh\n(.*?)\n```", howto, re.S) if "curl" in b]
+    script = f"SECRET='{SECRET}'\n" + recipe.replace(
+        "https://opsflow.example.com/hooks/checkout-latency", url
+    )
+    assert url in script
+    done = subprocess.run(
+        ["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["outcome"] == "started", answer
+    (run,) = executions(api, workflow_id)
+    assert detail(api, run)["params"]["service"] == "checkout-api"

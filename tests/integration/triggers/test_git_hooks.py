@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import copy
 import json
+import re
+import subprocess
 import time
 import uuid
 from dataclasses import dataclass
@@ -233,3 +235,35 @@ def test_a_gitea_push_is_verified_with_its_own_signature(server: Server) -> None
     deletion = send(hook, GitProvider.GITEA, "delete", payload("gitea_delete"))
     assert deletion.status_code == 200
     assert "was deleted" in deletion.json()["items"][0]["reason"]
+
+
+@pytest.mark.parametrize(
+    ("provider", "trigger", "fixture", "example_url"),
+    [
+        ("GitHub", "provider: github, repository: acme/infra", "github_push", "infra-push"),
+        (
+            "GitLab",
+            "provider: gitlab, repository: platform/edge/stack",
+            "gitlab_push",
+            "edge-push",
+        ),
+        ("Gitea", "provider: gitea, repository: gitea/webhooks", "gitea_push", "app-push"),
+    ],
+)
+def test_the_documented_curl_recipes_deliver_a_push_the_server_accepts(
+    server: Server, tmp_path: Path, provider: str, trigger: str, fixture: str, example_url: str
+) -> None:
+    hook = server.hook(trigger)
+    howto = (Path(__file__).parents[3] / "docs" / "triggers" / "git.md").read_text()
+    section = howto.split(f"\n## {provider}", 1)[1].split("\n## ", 1)[0]
+    (recipe,) = [b for b in re.findall(r"```sh\n(.*?)```", section, re.S) if "curl" in b]
+    script = f"SECRET='{SECRET}'\n" + re.sub(r"^SECRET=.*$", "", recipe, flags=re.M)
+    script = script.replace(f"https://opsflow.example.com/hooks/{example_url}", hook.url)
+    assert hook.url in script
+    (tmp_path / "push.json").write_text(json.dumps(payload(fixture), indent=2) + "\n")
+    done = subprocess.run(
+        ["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["outcome"] == "started", answer
