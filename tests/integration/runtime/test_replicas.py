@@ -4,6 +4,9 @@ run started on one is carried out by another's agent."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,7 +19,7 @@ import pytest
 
 from tests.conftest import BACKENDS, _pg_admin, _pg_url
 from tests.integration.api.test_live_feed import Feed
-from tests.servers import RunningServer, run_server
+from tests.servers import RunningServer, clean_env, run_server
 
 pytestmark = [
     pytest.mark.timeout(120),
@@ -150,3 +153,58 @@ def test_an_api_replica_alone_leaves_steps_pending_for_want_of_an_agent(
         # Its job waits in the queue, unclaimed, and the step says why.
         assert [job["status"] for job in first["jobs"]] == ["pending"], first
         assert first["pending_reason"] == "no agent serves pool default", first
+
+
+# The first attempt sleeps long (and says its pid, to be cleaned up); the retry ends at once.
+SLOW = """\
+id: survives
+steps:
+  - id: slow
+    type: script
+    shell: sh
+    retries: 1
+    run: |
+      if [ -e {marker} ]; then echo retried; exit 0; fi
+      touch {marker}; echo $$ > {pidfile}; exec sleep 60
+  - {{id: after, type: script, shell: sh, needs: [slow], run: 'echo after'}}
+"""
+
+
+def test_runs_of_a_replica_killed_mid_step_finish_on_another(pg_db: str, tmp_path: Path) -> None:
+    victim_dir, survivor_dir = replica_dirs(tmp_path, "victim", "survivor")
+    pidfile = tmp_path / "first-attempt.pid"
+    flow = SLOW.format(marker=tmp_path / "first-attempt", pidfile=pidfile)
+    # Short leases: a killed replica's attempts are declared lost within seconds.
+    env = {
+        **clean_env(),
+        "OPSFLOW_ADMIN_PASSWORD": "admin-pw-for-tests",
+        "OPSFLOW_LEASE_SECONDS": "2",
+        "OPSFLOW_HEARTBEAT_SECONDS": "0.5",
+    }
+    try:
+        with run_server(pg_db, victim_dir, env=env) as victim:
+            path = "/workflows/survives?publish=true"
+            saved = call(victim, "PUT", path, content=flow, headers=YAML)
+            assert saved.status_code == 201, saved.text
+            started = call(victim, "POST", "/workflows/survives/runs", json={})
+            execution_id = started.json()["id"]
+            deadline = time.monotonic() + 20
+            while True:  # until the victim's agent has the step running
+                slow = call(victim, "GET", f"/executions/{execution_id}").json()["steps"][0]
+                if any(job["status"] == "running" for job in slow["jobs"]):
+                    break
+                assert time.monotonic() < deadline, slow
+                time.sleep(0.05)  # the test's own view of the step
+            with run_server(pg_db, survivor_dir, env=env) as survivor:
+                os.kill(victim.pid, signal.SIGKILL)
+                killed = time.monotonic()
+                assert wait_status(survivor, execution_id, timeout=40) == "completed"
+                print(f"finished {time.monotonic() - killed:.1f}s after the kill (lease 2 s)")
+                steps = call(survivor, "GET", f"/executions/{execution_id}").json()["steps"]
+                jobs = steps[0]["jobs"]
+                assert [job["status"] for job in jobs] == ["failed", "completed"], jobs
+                assert "lost" in (jobs[0]["error"] or ""), jobs[0]
+                assert steps[1]["status"] == "succeeded"
+    finally:
+        with contextlib.suppress(ProcessLookupError, FileNotFoundError, ValueError):
+            os.kill(int(pidfile.read_text()), signal.SIGKILL)  # the dead replica's orphan
