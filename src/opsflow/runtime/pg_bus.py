@@ -164,23 +164,28 @@ class PostgresBus(EventBus):
             batch = self._take_batch()
             if not batch or self._stopping.is_set():
                 continue
-            try:
-                if conn is None or conn.closed:
-                    conn = self._connect()
-                    self._sender_pid = conn.info.backend_pid
-                # One statement, one transaction: every key of the batch in one round trip.
-                conn.execute(
-                    "SELECT pg_notify(%s, k) FROM unnest(%s::text[]) AS k", (CHANNEL, batch)
-                )
-                backoff = BACKOFF_MIN
-            except psycopg.Error as exc:
-                # The batch is dropped: the listeners wake everyone when they reconnect.
-                log.warning("bus: could not notify (%s); reconnecting in %.1fs", exc, backoff)
-                if conn is not None:
-                    conn.close()
-                conn = None
-                self._stopping.wait(backoff)
-                backoff = min(BACKOFF_MAX, backoff * 2)
+            # A connection that went stale (PostgreSQL restarted while we were idle) fails on
+            # first use: the batch is tried once more on a fresh one before it is given up.
+            for attempt in (1, 2):
+                try:
+                    if conn is None or conn.closed:
+                        conn = self._connect()
+                        self._sender_pid = conn.info.backend_pid
+                    # One statement, one transaction: every key of the batch in one round trip.
+                    conn.execute(
+                        "SELECT pg_notify(%s, k) FROM unnest(%s::text[]) AS k", (CHANNEL, batch)
+                    )
+                    backoff = BACKOFF_MIN
+                    break
+                except psycopg.Error as exc:
+                    if conn is not None:
+                        conn.close()
+                    conn = None
+                    if attempt == 2:
+                        # Given up: the listeners wake everyone when they reconnect.
+                        log.warning("bus: could not notify (%s); again in %.1fs", exc, backoff)
+                        self._stopping.wait(backoff)
+                        backoff = min(BACKOFF_MAX, backoff * 2)
         if conn is not None:
             conn.close()
 
