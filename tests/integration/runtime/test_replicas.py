@@ -10,6 +10,7 @@ import signal
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -87,10 +88,14 @@ def replica_dirs(tmp_path: Path, *names: str) -> list[Path]:
 def test_replicas_share_live_events_and_work(blank_pg: str, tmp_path: Path) -> None:
     a_dir, b_dir = replica_dirs(tmp_path, "a", "b")
     with ExitStack() as stack:
-        # A migrates the empty database; B finds it migrated (the migration lock makes either
-        # order safe).
-        a = stack.enter_context(run_server(blank_pg, a_dir, "--no-local-agent"))
-        b = stack.enter_context(run_server(blank_pg, b_dir))
+        # Both start at once on the empty database: one migrates it while the other waits on
+        # the migration lock, then finds it current.
+        with ThreadPoolExecutor(2) as pool:
+            starting = [
+                pool.submit(stack.enter_context, run_server(blank_pg, a_dir, "--no-local-agent")),
+                pool.submit(stack.enter_context, run_server(blank_pg, b_dir)),
+            ]
+            a, b = (future.result() for future in starting)
         saved = call(a, "PUT", "/workflows/replicated?publish=true", content=FLOW, headers=YAML)
         assert saved.status_code == 201, saved.text
 
