@@ -203,7 +203,9 @@ def job_config(
     """Everything an agent needs to run one job of this step: the rendered fields, and what
     the server knows that the YAML does not (notify URLs, the Terraform state's name).
     Secrets stay placeholders here; they are filled in when an agent claims the job."""
-    context = template_context(execution, steps, facts)
+    # Every step's status and outputs are gathered only when some field is a template: a
+    # field without markup never reads them, and a wide execution would pay for each job.
+    context = template_context(execution, steps, facts) if needs_outputs(step_type, raw) else {}
     config = render_step_config(step_type, raw, context)
     check_whole(config)
     if step_type == StepType.NOTIFY:

@@ -128,6 +128,10 @@ class _Run:
             (j.step_id, j.attempt): j
             for j in jobs_store.attempts_of_execution(session, execution.id)
         }
+        # Each step's latest attempt (of any purpose), kept with ``jobs``.
+        self.last_jobs: dict[str, Job] = {}
+        for job in self.jobs.values():
+            self._note_job(job)
         self.events: list[events.Stamped] = []
         self.logs: list[dict[str, Any]] = []
         self.changes = Changes()
@@ -279,9 +283,14 @@ class _Run:
         if step.type == StepType.WORKFLOW and a.status == StepStatus.CANCELLED:
             cancel_child(self, a.step)
 
+    def _note_job(self, job: Job) -> None:
+        self.jobs[(job.step_id, job.attempt)] = job
+        last = self.last_jobs.get(job.step_id)
+        if last is None or job.attempt >= last.attempt:
+            self.last_jobs[job.step_id] = job
+
     def _last_job(self, step_id: str) -> Job | None:
-        mine = [j for (sid, _), j in self.jobs.items() if sid == step_id]
-        return max(mine, key=lambda j: j.attempt) if mine else None
+        return self.last_jobs.get(step_id)
 
     def _on_start_job(self, a: m.StartJob) -> None:
         node = self.graph.step(a.step)
@@ -327,7 +336,7 @@ class _Run:
             )
             self.engine_log(f"step {a.step}: {exc.message}", a.step)
         jobs_store.insert_job(self.session, values)
-        self.jobs[(a.step, a.attempt)] = jobs_store.Job.from_values(values)
+        self._note_job(jobs_store.Job.from_values(values))
         step = self.steps[a.step]
         if step.status != StepStatus.RUNNING:
             extra = {"started_at": self.now} if step.started_at is None else {}
@@ -353,11 +362,13 @@ class _Run:
         )
         if ended is not None:
             self.new_facts = True
-            self.jobs[(a.step, a.attempt)] = ended
+            self._note_job(ended)
             self.event(events.JobChanged(a.step, a.attempt, job.id, ended.status))
         else:
-            self.jobs[(a.step, a.attempt)] = dataclasses.replace(
-                job, cancel_requested=True, cancel_force=a.force, cancel_as=a.as_status.value
+            self._note_job(
+                dataclasses.replace(
+                    job, cancel_requested=True, cancel_force=a.force, cancel_as=a.as_status.value
+                )
             )
             self.changes.cancelled_jobs.add(job.id)
 

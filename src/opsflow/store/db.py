@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -82,9 +83,12 @@ class Database:
     def is_transient(self, exc: BaseException) -> bool:
         """A failure that running the same transaction again can cure: a deadlock or a
         serialization failure on PostgreSQL, a lock wait that ran out on SQLite."""
-        if not isinstance(exc, OperationalError):
+        if isinstance(exc, OperationalError):
+            orig: BaseException | None = exc.orig
+        elif isinstance(exc, psycopg.Error):
+            orig = exc  # raised by the driver itself (a COPY), not through SQLAlchemy
+        else:
             return False
-        orig = exc.orig
         sqlstate = getattr(orig, "sqlstate", None)
         if sqlstate in ("40P01", "40001", "55P03"):
             return True

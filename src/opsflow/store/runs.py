@@ -263,8 +263,12 @@ def insert_execution(
 
 
 # The hot path's statements are built once: building a statement costs more than running it.
-# ``with_for_update`` renders nothing on SQLite, whose write transaction locks everything.
-_LOCK_EXECUTION = select(EX).where(EX.c.id == bindparam("b_id")).with_for_update()
+# ``with_for_update`` renders nothing on SQLite, whose write transaction locks everything. On
+# PostgreSQL it is FOR NO KEY UPDATE: reconciles of one execution still take turns, but rows
+# that only refer to the execution (log lines, events) are inserted without waiting for it;
+# with FOR UPDATE, a log batch holding its job's row deadlocked with a reconcile holding the
+# execution and waiting for that job.
+_LOCK_EXECUTION = select(EX).where(EX.c.id == bindparam("b_id")).with_for_update(key_share=True)
 _GET_EXECUTION = select(EX).where(EX.c.id == bindparam("b_id"))
 _LIST_STEPS = (
     select(ST).where(ST.c.execution_id == bindparam("b_execution")).order_by(ST.c.position)
