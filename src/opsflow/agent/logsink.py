@@ -15,8 +15,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from opsflow.agent.protocol import MAX_BATCH_BYTES, MAX_BATCH_LINES, LogLine, level_of
 from opsflow.status import LogLevel, LogStream
-from opsflow.store.logs import MAX_BATCH_BYTES, MAX_BATCH_LINES, LogLine, level_of
 from opsflow.words import counted
 
 DEFAULT_CAP_BYTES = 10 * 1024 * 1024

@@ -1,10 +1,11 @@
 """The agent's job loop, shared by the server's local agent and ``opsflow agent``.
 
-Claim what fits in the free slots, then for each job: take a fresh copy of its version's files,
+Register, then claim what fits in the free slots (a claim waits on the server until a job is
+queued, so the loop never polls), and for each job: take a fresh copy of its version's files,
 mark it running, run the executor while a side task heartbeats (which is how a cancel request
-arrives) and a flusher ships log batches, then report the end with the last log lines. The
-loop never polls on the hot path: the gateway wakes it when jobs are queued, and a finished job
-frees its slot at once.
+arrives) and a flusher ships log batches, then report the end with the last log lines. A
+finished job frees its slot at once. The loop talks only to an `AgentClient`; it never sees
+the server's database.
 """
 
 from __future__ import annotations
@@ -15,111 +16,193 @@ import logging
 import shutil
 import tempfile
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from opsflow.agent.gateway import Gateway
+from opsflow.agent.client import AgentClient
 from opsflow.agent.leftovers import MARK, reap
 from opsflow.agent.logsink import DEFAULT_CAP_BYTES, BatchingLogSink
+from opsflow.agent.protocol import (
+    MAX_WAIT_SECONDS,
+    CancelNotice,
+    ClaimedJob,
+    ClaimRequest,
+    JobRef,
+    JobReport,
+    LogBatch,
+    LogLine,
+    Registration,
+)
 from opsflow.auth.masking import Masker
-from opsflow.errors import StaleReport
-from opsflow.runtime.secrets import VALUES_KEY
-from opsflow.status import JobStatus, LogLevel, LogStream, StepType
+from opsflow.errors import OpsflowError, StaleReport
+from opsflow.status import JobStatus, LogLevel, LogStream
 from opsflow.steps.base import CancelSignal, JobSpec, StepResult
 from opsflow.steps.registry import executor_for, load_builtins
-from opsflow.store.jobs import CancelNotice, Job
-from opsflow.store.logs import LogLine
 
 log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL = 0.05
 FLUSH_LINES = 200
+MAX_BACKOFF = 10.0
+
+T = TypeVar("T")
+
+
+class ServerUnreachable(OpsflowError):
+    """The server did not answer (connection refused, reset or timed out); try again later."""
+
+    status_code = 503
 
 
 class Agent:
     def __init__(
         self,
-        gateway: Gateway,
+        client: AgentClient,
         *,
         agent_id: str | None = None,
         pools: list[str] | None = None,
         labels: dict[str, str] | None = None,
         concurrency: int = 4,
         work_root: Path | None = None,
-        heartbeat_interval: float = 5.0,
+        heartbeat_interval: float | None = None,
         idle_poll: float = 1.0,
+        long_poll: float = MAX_WAIT_SECONDS,
         log_cap_bytes: int = DEFAULT_CAP_BYTES,
         stop_grace: float | None = None,
+        version: str = "",
+        hostname: str = "",
     ) -> None:
-        self.gateway = gateway
+        self.client = client
         self.agent_id = agent_id or f"agent-{uuid.uuid4().hex[:12]}"
-        self.pools = pools or ["default"]
+        self.pools = pools or []
         self.labels = labels or {}
         self.concurrency = concurrency
         self.work_root = (work_root or Path(tempfile.gettempdir()) / "opsflow-jobs").resolve()
+        # None: the interval the server asks for when the agent registers.
         self.heartbeat_interval = heartbeat_interval
-        self.idle_poll = idle_poll
+        self.idle_poll = idle_poll  # first back-off step after a failed call
+        self.long_poll = long_poll
         self.log_cap_bytes = log_cap_bytes
         # Seconds between SIGTERM and SIGKILL when a job is stopped; None: each executor's own.
         self.stop_grace = stop_grace
+        self.version = version
+        self.hostname = hostname
         self._tasks: set[asyncio.Task[None]] = set()
         self._slot_freed = asyncio.Event()
         self._stopped = asyncio.Event()
         self._stopping = False
         self._bundle_cache = self.work_root / "bundles"
+        self.jobs_done = 0
+        self.jobs_failed = 0
+
+    @property
+    def running(self) -> int:
+        """Jobs in hand now."""
+        return len(self._tasks)
 
     async def run(self) -> None:
         """Serve jobs until ``stop``; in-flight jobs are awaited on the way out."""
         self.work_root.mkdir(parents=True, exist_ok=True)
         await asyncio.to_thread(reap, self.work_root)
         await asyncio.to_thread(load_builtins)
-        await self._declare_lost()
+        if not await self._register(restarted=True):
+            return
         try:
             while not self._stopping:
                 free = self.concurrency - len(self._tasks)
-                jobs = []
-                if free > 0:
-                    try:
-                        jobs = await self.gateway.claim(
-                            agent_id=self.agent_id, pools=self.pools, labels=self.labels, limit=free
-                        )
-                    except Exception:  # the server may be restarting: back off, then retry
-                        log.exception("claiming jobs failed")
-                        await asyncio.sleep(self.idle_poll)
-                        continue
+                if free <= 0:
+                    await self._wait_for_slot()
+                    continue
+                try:
+                    jobs = await self._claim(free)
+                except StaleReport:
+                    raise
+                except Exception as exc:  # the server may be restarting: back off, then retry
+                    log.warning("claiming jobs failed: %s", exc)
+                    await self._pause(self._next_backoff())
+                    await self._register(restarted=False)
+                    continue
+                self._backoff = 0.0
                 for job in jobs:
-                    task = asyncio.create_task(self._serve(job), name=f"job-{job.id}")
+                    task = asyncio.create_task(self._serve(job), name=f"job-{job.job_id}")
                     self._tasks.add(task)
                     task.add_done_callback(self._done)
-                if jobs and len(jobs) == free:
-                    continue  # there may be more: claim again as soon as a slot frees
-                await self._idle(free=len(self._tasks) < self.concurrency)
         finally:
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def _declare_lost(self) -> None:
-        """What is still leased to our id was our previous process's, whose leftovers ``reap``
-        has just stopped: fail those attempts now so their retries need not wait out the
-        leases. Runs before the first claim, so nothing of ours is caught."""
+    _backoff = 0.0
+
+    def _next_backoff(self) -> float:
+        self._backoff = min(MAX_BACKOFF, max(self.idle_poll, self._backoff * 2))
+        return self._backoff
+
+    async def _register(self, *, restarted: bool) -> bool:
+        """Say who we are. On a process start the server fails what is still leased to our
+        id (our previous process's, whose leftovers ``reap`` has just stopped), so their
+        retries need not wait out the leases; this runs before the first claim, so nothing of
+        ours is caught. False when stopped before the server answered."""
+        registration = Registration(
+            agent_id=self.agent_id,
+            pools=self.pools,
+            labels=self.labels,
+            version=self.version,
+            concurrency=self.concurrency,
+            hostname=self.hostname,
+            restarted=restarted,
+        )
         while not self._stopping:
             try:
-                lost = await self.gateway.declare_lost(self.agent_id)
-            except Exception:  # the server may be restarting: back off, then retry
-                log.exception("declaring the previous process's attempts lost failed")
-                await asyncio.sleep(self.idle_poll)
+                registered = await self.client.register(registration)
+            except OpsflowError as exc:
+                if not isinstance(exc, ServerUnreachable):
+                    raise
+                log.warning("registering with the server failed: %s", exc.message)
+                await self._pause(self._next_backoff())
                 continue
-            if lost:
+            self._backoff = 0.0
+            self.pools = registered.pools
+            if self.heartbeat_interval is None:
+                self.heartbeat_interval = registered.heartbeat_seconds
+            if registered.lost:
                 log.warning(
                     "agent %s restarted: %d attempt(s) of its previous process failed as "
                     "'agent lost'",
                     self.agent_id,
-                    lost,
+                    registered.lost,
                 )
-            return
+            return True
+        return False
+
+    async def _claim(self, free: int) -> list[ClaimedJob]:
+        """Claim up to ``free`` jobs, waiting on the server for work; [] once stopped."""
+        request = ClaimRequest(
+            agent_id=self.agent_id,
+            pools=self.pools,
+            labels=self.labels,
+            limit=free,
+            wait=self.long_poll,
+        )
+        claim = asyncio.create_task(self.client.claim(request))
+        stopped = asyncio.create_task(self._stopped.wait())
+        try:
+            await asyncio.wait({claim, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        if not claim.done():
+            claim.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await claim
+            return []
+        return claim.result()
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopped.wait(), seconds)
 
     def stop(self) -> None:
+        """Stop claiming; the jobs in hand run to their end (``run`` returns after them)."""
         self._stopping = True
         self._stopped.set()
 
@@ -127,36 +210,45 @@ class Agent:
         self._tasks.discard(task)
         self._slot_freed.set()
 
-    async def _idle(self, *, free: bool) -> None:
-        """With a free slot, wait for news of queued work (a job's end that queued its
-        successor says so itself); when full, wait for a slot to free up."""
+    async def _wait_for_slot(self) -> None:
         self._slot_freed.clear()
-        waits: list[asyncio.Task[Any]] = [asyncio.create_task(self._stopped.wait())]
-        if free:
-            waits.append(asyncio.create_task(self.gateway.wait_for_work(self.idle_poll)))
-        else:
-            waits.append(asyncio.create_task(self._slot_freed.wait()))
-            waits.append(asyncio.create_task(asyncio.sleep(self.idle_poll)))
+        waits = [
+            asyncio.create_task(self._stopped.wait()),
+            asyncio.create_task(self._slot_freed.wait()),
+        ]
         try:
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for w in waits:
                 w.cancel()
-            self._slot_freed.clear()
+
+    async def _deliver(self, job_id: str, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """``call()`` until the server answers: while it is unreachable the job goes on and
+        what it has to say waits here (retried with back-off). A refusal is final."""
+        delay = 0.0
+        while True:
+            try:
+                return await call()
+            except ServerUnreachable as exc:
+                delay = min(MAX_BACKOFF, max(self.idle_poll, delay * 2))
+                log.warning("%s of job %s not delivered (%s); retrying", what, job_id, exc)
+                await asyncio.sleep(delay)
 
     # -- one job ---------------------------------------------------------------------------
 
-    async def _workdir(self, job: Job, bundle: str | None) -> Path:
-        workdir = self.work_root / job.id
+    async def _workdir(self, job: ClaimedJob) -> Path:
+        """A fresh directory with a copy of the job's workflow files (fetched once per hash)."""
+        workdir = self.work_root / job.job_id
         if workdir.exists():
             await asyncio.to_thread(shutil.rmtree, workdir)
+        bundle = job.bundle
         if not bundle:
             workdir.mkdir(parents=True)
             return workdir
         cached = self._bundle_cache / bundle
         if not cached.exists():
             partial = self._bundle_cache / f".{bundle}.{uuid.uuid4().hex[:8]}"
-            await self.gateway.materialize(bundle, partial)
+            await self.client.fetch_bundle(bundle, partial)
             with contextlib.suppress(OSError):
                 partial.rename(cached)
             if partial.exists():
@@ -164,9 +256,9 @@ class Agent:
         await asyncio.to_thread(shutil.copytree, cached, workdir, symlinks=True)
         return workdir
 
-    async def _serve(self, job: Job) -> None:
-        secrets: list[str] = list((job.spec or {}).get(VALUES_KEY) or [])
-        masker = Masker(secrets) if secrets else None
+    async def _serve(self, job: ClaimedJob) -> None:
+        ref = job.ref
+        masker = Masker(job.mask) if job.mask else None
         # Masking happens here, before a line or an output leaves this agent.
         sink = BatchingLogSink(
             cap_bytes=self.log_cap_bytes, mask=masker.mask if masker is not None else None
@@ -174,41 +266,40 @@ class Agent:
         cancel = CancelSignal()
         workdir: Path | None = None
         try:
-            spec_data = job.spec or {}
-            workdir = await self._workdir(job, spec_data.get("bundle"))
-            inputs = await self._inputs(job, workdir, spec_data.get("inputs") or {})
-            _obey(cancel, await self.gateway.start(job))
+            workdir = await self._workdir(job)
+            inputs = await self._inputs(ref, workdir, job.inputs)
+            _obey(cancel, await self.client.start(ref))
             spec = JobSpec(
-                job_id=job.id,
+                job_id=job.job_id,
                 execution_id=job.execution_id,
                 step_id=job.step_id,
                 attempt=job.attempt,
-                type=StepType(job.type),
-                config=spec_data.get("config", {}),
+                type=job.type,
+                config=job.config,
                 workdir=workdir,
                 timeout=job.timeout,
                 env={
                     "OPSFLOW_EXECUTION_ID": job.execution_id,
                     "OPSFLOW_STEP_ID": job.step_id,
-                    "OPSFLOW_JOB_ID": job.id,
+                    "OPSFLOW_JOB_ID": job.job_id,
                     "OPSFLOW_ATTEMPT": str(job.attempt),
                     # Lets a restarted agent find and stop this job's processes.
                     MARK: str(self.work_root),
                 },
-                secrets=tuple(secrets),
+                secrets=tuple(job.mask),
                 inputs=inputs,
-                server_url=self.gateway.server_url,
-                job_credentials=(job.id, job.lease_token) if job.lease_token else None,
+                server_url=self.client.server_url,
+                job_credentials=(job.job_id, job.lease_token),
                 grace=self.stop_grace,
             )
-            result = await self._execute(job, spec, sink, cancel)
+            result = await self._execute(ref, spec, sink, cancel)
         except StaleReport as exc:
-            log.warning("job %s is no longer ours: %s", job.id, exc.message)
+            log.warning("job %s is no longer ours: %s", job.job_id, exc.message)
             if workdir is not None:
                 await asyncio.to_thread(shutil.rmtree, workdir, ignore_errors=True)
             return
         except Exception as exc:  # an agent-side fault fails the attempt, visibly
-            log.exception("job %s crashed in the agent", job.id)
+            log.exception("job %s crashed in the agent", job.job_id)
             sink.write(LogStream.SYSTEM, f"[opsflow] agent error: {exc!r}", LogLevel.ERROR)
             result = StepResult(status=JobStatus.FAILED, error=f"agent error: {exc}")
         artifacts, problem = _read_artifacts(result.artifacts)
@@ -224,9 +315,9 @@ class Agent:
         *earlier, last = sink.finish()
         try:
             for batch in earlier:  # bounded batches; the last one goes with the final report
-                await self._ship(job, batch)
-            await self.gateway.finish(
-                job,
+                await self._ship(ref, batch)
+            report = JobReport(
+                job=ref,
                 status=result.status,
                 outputs=outputs,
                 error=error,
@@ -235,15 +326,20 @@ class Agent:
                 lines=last,
                 artifacts=artifacts,
             )
+            await self._deliver(job.job_id, "the report", lambda: self.client.report(report))
+            if result.status == JobStatus.COMPLETED:
+                self.jobs_done += 1
+            else:
+                self.jobs_failed += 1
         except StaleReport as exc:
-            log.warning("report for job %s refused: %s", job.id, exc.message)
+            log.warning("report for job %s refused: %s", job.job_id, exc.message)
         finally:
             if workdir is not None:
                 # Removing a big tree takes a while: never on the event loop.
                 await asyncio.to_thread(shutil.rmtree, workdir, ignore_errors=True)
 
     async def _inputs(
-        self, job: Job, workdir: Path, wanted: dict[str, dict[str, str]]
+        self, ref: JobRef, workdir: Path, wanted: Mapping[str, Mapping[str, str]]
     ) -> dict[str, Path]:
         """Fetch the files earlier steps left for this job into the job's own directory."""
         paths: dict[str, Path] = {}
@@ -251,22 +347,22 @@ class Agent:
             return paths
         folder = workdir / ".opsflow-inputs"
         folder.mkdir(parents=True, exist_ok=True)
-        for name, ref in wanted.items():
-            data = await self.gateway.fetch_artifact(job, ref["step"], ref["name"])
+        for name, source in wanted.items():
+            data = await self.client.fetch_artifact(ref, source["step"], source["name"])
             path = folder / name
             await asyncio.to_thread(path.write_bytes, data)
             paths[name] = path
         return paths
 
     async def _execute(
-        self, job: Job, spec: JobSpec, sink: BatchingLogSink, cancel: CancelSignal
+        self, ref: JobRef, spec: JobSpec, sink: BatchingLogSink, cancel: CancelSignal
     ) -> StepResult:
         executor = executor_for(spec.type)
         nudge = asyncio.Event()
         sink.on_line = lambda: nudge.set() if sink.pending >= FLUSH_LINES else None
         run = asyncio.create_task(executor.run(spec, sink, cancel))
-        flusher = asyncio.create_task(self._flush_loop(job, sink, nudge, run))
-        watcher = asyncio.create_task(self._watch_loop(job, cancel, run))
+        flusher = asyncio.create_task(self._flush_loop(ref, sink, nudge, run))
+        watcher = asyncio.create_task(self._watch_loop(ref, cancel, run))
         try:
             return await run
         finally:
@@ -277,7 +373,7 @@ class Agent:
             await asyncio.gather(flusher, watcher, return_exceptions=True)
 
     async def _flush_loop(
-        self, job: Job, sink: BatchingLogSink, nudge: asyncio.Event, run: asyncio.Task[Any]
+        self, ref: JobRef, sink: BatchingLogSink, nudge: asyncio.Event, run: asyncio.Task[Any]
     ) -> None:
         """Ship a batch whenever enough lines wait (or every ``FLUSH_INTERVAL``), whole batches
         back to back while the step prints faster than one batch per round trip."""
@@ -290,30 +386,34 @@ class Agent:
                 return  # what is left goes with the final report, in order
             batch = sink.take()
             if batch:
-                await self._ship(job, batch)
+                await self._ship(ref, batch)
 
-    async def _ship(self, job: Job, batch: list[LogLine]) -> None:
+    async def _ship(self, ref: JobRef, batch: list[LogLine]) -> None:
+        """Deliver one batch (waiting out an unreachable server: the sink holds the rest
+        back meanwhile, so the executor slows down rather than memory growing)."""
+        message = LogBatch(job=ref, lines=batch)
         try:
-            await self.gateway.append_logs(job, batch)
+            await self._deliver(ref.job_id, "a log batch", lambda: self.client.send_logs(message))
         except StaleReport:
             raise
         except Exception:
-            log.exception("shipping logs of job %s failed; they will show as a gap", job.id)
+            log.exception("shipping logs of job %s failed; they will show as a gap", ref.job_id)
 
-    async def _watch_loop(self, job: Job, cancel: CancelSignal, run: asyncio.Task[Any]) -> None:
+    async def _watch_loop(self, ref: JobRef, cancel: CancelSignal, run: asyncio.Task[Any]) -> None:
         """Heartbeat the lease; the reply (or an in-process wake-up) carries cancel requests."""
-        async with self.gateway.watch_cancel(job) as sub:
+        interval = self.heartbeat_interval or 5.0
+        async with self.client.watch_cancel(ref.job_id) as sub:
             while not run.done():
-                await sub.wait(self.heartbeat_interval)
+                await sub.wait(interval)
                 try:
-                    notice = await self.gateway.heartbeat(job)
+                    notice = await self.client.heartbeat(ref)
                 except StaleReport as exc:
                     # Someone else owns this job now: stop working on it at once.
-                    log.warning("lost the lease of job %s: %s", job.id, exc.message)
+                    log.warning("lost the lease of job %s: %s", ref.job_id, exc.message)
                     cancel.request(force=True)
                     return
-                except Exception:
-                    log.exception("heartbeat of job %s failed", job.id)
+                except Exception as exc:
+                    log.warning("heartbeat of job %s failed: %s", ref.job_id, exc)
                     continue
                 _obey(cancel, notice)
 

@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 import opsflow
 from opsflow.api import (
+    agent_protocol,
     apidocs,
     approvals,
     definitions,
@@ -68,6 +69,7 @@ Extension = Callable[[Services], AbstractAsyncContextManager[Any]]
 # The routers under /api/v1, in the order OpenAPI lists them. The runtime's routers
 # (executions, runs, ...) are added here.
 API_ROUTERS: list[APIRouter] = [
+    agent_protocol.router,
     workflows.router,
     triggers.router,
     deliveries.router,

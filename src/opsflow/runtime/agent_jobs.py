@@ -2,20 +2,22 @@
 report the end.
 
 Each call is one transaction and a compare-and-set on the job's lease, so a report from an
-agent whose lease has gone is refused. The local agent calls these in-process; remote agents
-will reach the same methods through the API. Secrets are filled into the claimed copy of a
-job only, and everything an agent sends back is masked again here before it is stored.
+agent whose lease has gone is refused. After the claim an agent names a job by id, lease
+token and epoch only (`JobRef`); execution, step and attempt come from the job's row. The
+local agent reaches these through `agent_service` in-process, remote agents through the API.
+Secrets are filled into the claimed copy of a job only, and everything an agent sends back is
+masked again here before it is stored.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
 
 from sqlalchemy.orm import Session
 
+from opsflow.agent.protocol import CancelNotice, JobRef, JobReport, LogLine
 from opsflow.auth.masking import Masker
 from opsflow.auth.secrets import SecretVault
 from opsflow.errors import InvalidInput, NotFound, StaleReport
@@ -31,24 +33,8 @@ from opsflow.store import logs as logs_store
 from opsflow.store import runs as runs_store
 from opsflow.store import secrets as secrets_store
 from opsflow.store.db import Database
-from opsflow.store.jobs import CancelNotice, Job
-from opsflow.store.logs import LogLine
+from opsflow.store.jobs import Job, Lease
 from opsflow.store.runs import Execution
-
-
-@dataclass(frozen=True)
-class JobReport:
-    """How one job ended, as its agent reports it, with the last log lines."""
-
-    job: Job
-    token: str
-    status: JobStatus
-    outputs: dict[str, Any]
-    error: str | None = None
-    retryable: bool = True
-    exit_code: int | None = None
-    lines: list[LogLine] = field(default_factory=list)
-    artifacts: dict[str, bytes] = field(default_factory=dict)
 
 
 class AgentJobs:
@@ -72,7 +58,7 @@ class AgentJobs:
         self.roster = roster
         self.lease_seconds = lease_seconds
         self.clock = clock
-        self._maskers: dict[str, Masker] = {}
+        self._maskers: dict[str, Masker | None] = {}
 
     def claim(
         self, *, agent_id: str, pools: list[str], labels: dict[str, str], limit: int
@@ -104,7 +90,13 @@ class AgentJobs:
             handed = secrets_store.names_handed(session, {job.execution_id for job in jobs})
             return [self._with_secrets(session, job, handed) for job in jobs]
 
-        return self.transactions.run(work)
+        claimed = self.transactions.run(work)
+        for job in claimed:
+            # What this job's agent sends back is masked with these values (none: nothing to
+            # mask), so its reports need not read the record of handed secrets.
+            values = job.spec.get(VALUES_KEY)
+            self._remember(job.id, Masker(values) if values else None)
+        return claimed
 
     def _with_secrets(self, session: Session, job: Job, handed: dict[str, set[str]]) -> Job:
         """The claimed copy of ``job``: its secrets substituted (and recorded as handed to it,
@@ -126,89 +118,97 @@ class AgentJobs:
         spec[VALUES_KEY] = sorted(self.vault.masking_values(session, earlier))
         return dataclasses.replace(job, spec=spec)
 
-    def _masked_lines(
-        self,
-        session: Session,
-        job_id: str,
-        lines: list[LogLine],
-        spec: Mapping[str, Any] | None = None,
-    ) -> list[LogLine]:
+    def _remember(self, job_id: str, masker: Masker | None) -> None:
+        if len(self._maskers) > 1024:
+            self._maskers.clear()
+        self._maskers[job_id] = masker
+
+    def _masked_lines(self, session: Session, lease: Lease, lines: list[LogLine]) -> list[LogLine]:
         """Mask again on the server: an agent's own masking is not to be relied on alone."""
-        masker = self.masker_for(session, job_id, spec) if lines else None
+        masker = self.masker_for(session, lease.id, lease.execution_id) if lines else None
         if masker is None:
             return lines
         return [line._replace(text=masker.mask(line.text)) for line in lines]
 
-    def masker_for(
-        self, session: Session, job_id: str, spec: Mapping[str, Any] | None = None
-    ) -> Masker | None:
+    def masker_for(self, session: Session, job_id: str, execution_id: str) -> Masker | None:
         """The masker for what a job's agent sends back (server-side): every value of every
         secret the execution's jobs were handed up to this job's claim, current and previous.
-
-        ``spec`` is the claimed copy when the caller has it (the local agent's reports): it
-        carries the values (`VALUES_KEY`), or none when there was nothing to mask, so no read
-        is needed; otherwise the execution's record of handed secrets is read.
-        """
-        cached = self._maskers.get(job_id)
-        if cached is not None:
-            return cached
-        if spec is not None and VALUES_KEY in spec:
-            masker = Masker(spec[VALUES_KEY])
-        elif spec is not None and not referenced(spec):
-            return None
-        else:
-            if self.vault is None:
-                return None
-            execution_id = jobs_store.get_job(session, job_id).execution_id
+        Known from the claim when this process made it; otherwise read from the execution's
+        record of handed secrets."""
+        if job_id in self._maskers:
+            return self._maskers[job_id]
+        masker: Masker | None = None
+        if self.vault is not None:
             names = secrets_store.names_handed(session, [execution_id]).get(execution_id)
-            if not names:
-                return None
-            masker = Masker(self.vault.masking_values(session, names))
-        if len(self._maskers) > 256:
-            self._maskers.clear()
-        self._maskers[job_id] = masker
+            if names:
+                masker = Masker(self.vault.masking_values(session, names))
+        self._remember(job_id, masker)
         return masker
 
-    def start_job(self, job: Job, token: str) -> CancelNotice:
+    def _lease(self, session: Session, ref: JobRef) -> Lease:
+        """The job ``ref`` names, if the lease it names is current; else `StaleReport`."""
+        (found,) = jobs_store.leases(session, [(ref.job_id, ref.lease_token, ref.epoch)])
+        if isinstance(found, StaleReport):
+            raise found
+        return found
+
+    def start_job(self, ref: JobRef) -> CancelNotice:
+        """dispatched -> running: the agent has begun the work (idempotent)."""
+
         def work(tx: Transaction) -> CancelNotice:
             session = tx.session
-            if job.timeout is not None:
+            lease = self._lease(session, ref)
+            if lease.timeout is not None:
                 # Lock order is always execution, then job; the reconcile below arms the timeout.
-                runs_store.lock_execution(session, job.execution_id)
+                runs_store.lock_execution(session, lease.execution_id)
             notice = jobs_store.start_job(
-                session, job.id, token, now=self.clock(), lease_seconds=self.lease_seconds
+                session,
+                lease.id,
+                ref.lease_token,
+                now=self.clock(),
+                lease_seconds=self.lease_seconds,
             )
-            if job.timeout is not None:
-                self.reconciler.reconcile(tx, job.execution_id)
+            if lease.timeout is not None:
+                self.reconciler.reconcile(tx, lease.execution_id)
             events.write_one(
                 session,
-                job.execution_id,
+                lease.execution_id,
                 self.clock(),
-                events.JobChanged(job.step_id, job.attempt, job.id, JobStatus.RUNNING),
+                events.JobChanged(lease.step_id, lease.attempt, lease.id, JobStatus.RUNNING),
             )
-            tx.changes.executions.add(job.execution_id)
-            return notice
+            tx.changes.executions.add(lease.execution_id)
+            return _notice(notice)
 
         return self.transactions.run(work)
 
-    def fetch_artifact(self, job: Job, token: str, step_id: str, name: str) -> bytes:
+    def fetch_artifact(self, ref: JobRef, step_id: str, name: str) -> bytes:
         """A file an earlier step of the same execution left (e.g. the plan to apply),
-        for the agent that holds ``job``'s lease."""
+        for the agent that holds ``ref``'s lease."""
 
         def work(tx: Transaction) -> bytes:
             session = tx.session
+            lease = self._lease(session, ref)
             jobs_store.heartbeat(
-                session, job.id, token, now=self.clock(), lease_seconds=self.lease_seconds
+                session,
+                lease.id,
+                ref.lease_token,
+                now=self.clock(),
+                lease_seconds=self.lease_seconds,
             )
-            digest = jobs_store.artifact_digest(session, job.execution_id, step_id, name)
+            digest = jobs_store.artifact_digest(session, lease.execution_id, step_id, name)
             if digest is None:
                 raise NotFound(
-                    f"step {step_id!r} of execution {job.execution_id} left no {name!r}; "
+                    f"step {step_id!r} of execution {lease.execution_id} left no {name!r}; "
                     "did it complete?"
                 )
             return bundles_store.read_blob(session, digest)
 
         return self.transactions.run(work)
+
+    def read_bundle(self, digest: str, dest: Path) -> None:
+        """Write the workflow files of bundle ``digest`` under ``dest``."""
+        with self.db.session() as session:
+            bundles_store.materialize_bundle(session, digest, dest)
 
     def declare_lost(self, agent_id: str) -> int:
         """Fail every attempt still leased to ``agent_id`` as "agent lost", now rather than when
@@ -231,51 +231,51 @@ class AgentJobs:
             count += int(self.transactions.run(work))
         return count
 
-    def heartbeat(self, job_id: str, token: str) -> CancelNotice:
-        return self.transactions.run(
-            lambda tx: jobs_store.heartbeat(
-                tx.session, job_id, token, now=self.clock(), lease_seconds=self.lease_seconds
-            )
-        )
+    def heartbeat(self, ref: JobRef) -> CancelNotice:
+        """Extend the lease; the answer carries any stop request for the job."""
 
-    def append_logs(self, job: Job, token: str, lines: list[LogLine]) -> None:
+        def work(tx: Transaction) -> CancelNotice:
+            self._lease(tx.session, ref)
+            return _notice(
+                jobs_store.heartbeat(
+                    tx.session,
+                    ref.job_id,
+                    ref.lease_token,
+                    now=self.clock(),
+                    lease_seconds=self.lease_seconds,
+                )
+            )
+
+        return self.transactions.run(work)
+
+    def hand_back(self, ref: JobRef) -> None:
+        """Queue a claimed, unstarted job again (its agent is stopping)."""
+
         def work(tx: Transaction) -> None:
-            session = tx.session
-            if logs_store.append(
-                session,
-                job_id=job.id,
-                token=token,
-                execution_id=job.execution_id,
-                step_id=job.step_id,
-                lines=self._masked_lines(session, job.id, lines, job.spec),
-            ):
-                tx.changes.executions.add(job.execution_id)
+            lease = self._lease(tx.session, ref)
+            if jobs_store.hand_back(tx.session, lease.id, ref.lease_token):
+                tx.changes.jobs_queued = True
 
         self.transactions.run(work)
 
-    def finish_job(
-        self,
-        job: Job,
-        token: str,
-        *,
-        status: JobStatus,
-        outputs: dict[str, Any] | None = None,
-        error: str | None = None,
-        retryable: bool = True,
-        exit_code: int | None = None,
-        lines: Iterable[LogLine] = (),
-    ) -> None:
-        """The final report (with the last log lines) and the reconcile it causes, one commit."""
-        report = JobReport(
-            job=job,
-            token=token,
-            status=status,
-            outputs=outputs or {},
-            error=error,
-            retryable=retryable,
-            exit_code=exit_code,
-            lines=list(lines),
-        )
+    def append_logs(self, ref: JobRef, lines: list[LogLine]) -> None:
+        def work(tx: Transaction) -> None:
+            session = tx.session
+            lease = self._lease(session, ref)
+            if logs_store.append(
+                session,
+                job_id=lease.id,
+                token=ref.lease_token,
+                execution_id=lease.execution_id,
+                step_id=lease.step_id,
+                lines=self._masked_lines(session, lease, lines),
+            ):
+                tx.changes.executions.add(lease.execution_id)
+
+        self.transactions.run(work)
+
+    def finish_job(self, report: JobReport) -> None:
+        """One final report; raises `StaleReport` when it is refused."""
         (problem,) = self.finish_jobs([report])
         if problem is not None:
             raise problem
@@ -298,23 +298,31 @@ class AgentJobs:
         def work(tx: Transaction) -> list[StaleReport | None]:
             session = tx.session
             results: list[StaleReport | None] = [None] * len(reports)
+            found = jobs_store.leases(
+                session, [(r.job.job_id, r.job.lease_token, r.job.epoch) for r in reports]
+            )
+            current: list[tuple[int, Lease]] = []
+            for i, lease in enumerate(found):
+                if isinstance(lease, StaleReport):
+                    results[i] = lease
+                else:
+                    current.append((i, lease))
             locked: dict[str, Execution] = {}
             ended: dict[str, Ended] = {}
             # Lock order: executions by id, then their jobs; so batches cannot deadlock.
-            order = sorted(range(len(reports)), key=lambda i: reports[i].job.execution_id)
-            for i in order:
-                report = reports[i]
-                job = report.job
-                if job.execution_id not in locked:
-                    locked[job.execution_id] = runs_store.lock_execution(session, job.execution_id)
-                    ended[job.execution_id] = Ended()
+            for i, lease in sorted(current, key=lambda pair: pair[1].execution_id):
+                if lease.execution_id not in locked:
+                    locked[lease.execution_id] = runs_store.lock_execution(
+                        session, lease.execution_id
+                    )
+                    ended[lease.execution_id] = Ended()
                 try:
                     # Both checks (log lease, end CAS) refuse before writing anything.
-                    self._record_end(session, report, ended[job.execution_id])
+                    self._record_end(session, lease, reports[i], ended[lease.execution_id])
                 except StaleReport as exc:
                     results[i] = exc
                     continue
-                tx.changes.executions.add(job.execution_id)
+                tx.changes.executions.add(lease.execution_id)
             for execution_id, execution in locked.items():
                 # The reconcile writes the jobs' end events with its own, in one statement,
                 # and takes their outputs from here rather than reading them back.
@@ -325,17 +333,16 @@ class AgentJobs:
 
         return self.transactions.run(work)
 
-    def _record_end(self, session: Session, report: JobReport, ended: Ended) -> None:
-        job = report.job
-        masker = self.masker_for(session, job.id, job.spec)
+    def _record_end(self, session: Session, lease: Lease, report: JobReport, ended: Ended) -> None:
+        masker = self.masker_for(session, lease.id, lease.execution_id)
         if report.lines:
             logs_store.append(
                 session,
-                job_id=job.id,
-                token=report.token,
-                execution_id=job.execution_id,
-                step_id=job.step_id,
-                lines=self._masked_lines(session, job.id, report.lines, job.spec),
+                job_id=lease.id,
+                token=lease.lease_token,
+                execution_id=lease.execution_id,
+                step_id=lease.step_id,
+                lines=self._masked_lines(session, lease, report.lines),
             )
         outputs, error = report.outputs, report.error
         if masker is not None:
@@ -346,8 +353,8 @@ class AgentJobs:
         }
         ended_as = jobs_store.finish_job(
             session,
-            job.id,
-            report.token,
+            lease.id,
+            lease.lease_token,
             artifacts=stored,
             status=report.status,
             now=self.clock(),
@@ -356,11 +363,16 @@ class AgentJobs:
             retryable=report.retryable,
             exit_code=report.exit_code,
         )
-        ended.outputs[job.id] = outputs
+        self._maskers.pop(lease.id, None)
+        ended.outputs[lease.id] = outputs
         ended.events.append(
             events.Stamped(
-                job.execution_id,
+                lease.execution_id,
                 self.clock(),
-                events.JobEnded(job.step_id, job.attempt, job.id, ended_as, error),
+                events.JobEnded(lease.step_id, lease.attempt, lease.id, ended_as, error),
             )
         )
+
+
+def _notice(notice: jobs_store.CancelNotice) -> CancelNotice:
+    return CancelNotice(requested=notice.requested, force=notice.force, timed_out=notice.timed_out)

@@ -16,11 +16,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from opsflow.agent.gateway import LocalGateway
+import opsflow
 from opsflow.agent.identity import persistent_agent_id
 from opsflow.agent.loop import Agent
 from opsflow.auth.secrets import SecretVault
 from opsflow.engine.chains import DEFAULT_DEPTH_LIMIT
+from opsflow.runtime.agent_service import AgentService, InProcessClient
 from opsflow.runtime.outbox import OutboxSender, stop_task
 from opsflow.runtime.pg_bus import bus_for
 from opsflow.runtime.roster import AgentPresence
@@ -74,11 +75,18 @@ class RuntimeHost:
         # Workflow triggers fire in the transaction in which the run they follow ends.
         self.runtime.reconciler.follow(Chains(self.runtime))
         self.timers = TimerThread(self.runtime.timers, self.bus)
-        self.gateway = LocalGateway(self.runtime, server_url)
+        # The server's end of the agent protocol: the API's agent routes and the local agent
+        # share it (and so its batching of reports).
+        self.agent_service = AgentService(
+            self.runtime.jobs,
+            self.bus,
+            lease_seconds=lease_seconds,
+            heartbeat_seconds=heartbeat_interval,
+        )
         self.agent: Agent | None = None
         if local_agent:
             self.agent = Agent(
-                self.gateway,
+                InProcessClient(self.agent_service, server_url),
                 # The server's own id (kept in its data dir); a fresh one when none is given.
                 agent_id=agent_id or f"local-{uuid.uuid4().hex[:12]}",
                 pools=list(LOCAL_POOLS),
@@ -86,6 +94,7 @@ class RuntimeHost:
                 work_root=work_dir,
                 heartbeat_interval=heartbeat_interval,
                 stop_grace=stop_grace,
+                version=opsflow.__version__,
             )
         # The work in the background (timers, lease sweeps, the outbox, resuming runs at
         # start); off on an API-only replica, where other replicas do it.
@@ -106,7 +115,6 @@ class RuntimeHost:
             self.runtime.roster.serve(
                 local_agent_presence(self.agent.agent_id, self.agent.concurrency)
             )
-            await self.gateway.open()
             self._agent_task = asyncio.create_task(self.agent.run(), name="opsflow-local-agent")
 
     async def stop(self) -> None:
@@ -117,7 +125,6 @@ class RuntimeHost:
             self.agent.stop()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(self._agent_task, timeout=30)
-            await self.gateway.close()
             self.runtime.roster.leave(self.agent.agent_id)
         if self.background:
             await asyncio.to_thread(self.timers.stop)

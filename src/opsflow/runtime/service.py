@@ -98,6 +98,7 @@ class Runtime:
         self.fetch_artifact = self.jobs.fetch_artifact
         self.finish_job = self.jobs.finish_job
         self.finish_jobs = self.jobs.finish_jobs
+        self.hand_back = self.jobs.hand_back
         self.declare_lost = self.jobs.declare_lost
         self.masker_for = self.jobs.masker_for
         self.respond = self.control.respond

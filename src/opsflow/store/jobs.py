@@ -66,6 +66,9 @@ class JobRow(Base):
     ended_at: Mapped[float | None] = mapped_column(Float)
     agent_id: Mapped[str | None] = mapped_column(String(100))
     lease_token: Mapped[str | None] = mapped_column(String(64))
+    # Each claim of the job adds one: an agent names its lease by token and epoch, and a
+    # reference to an older claim (the job was handed back and claimed again) is refused.
+    lease_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     lease_expires_at: Mapped[float | None] = mapped_column(Float)
     exit_code: Mapped[int | None] = mapped_column(Integer)
     outputs: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
@@ -114,6 +117,7 @@ class Job:
     last_seq: int
     purpose: str = "run"
     artifacts: dict[str, Any] = field(default_factory=dict)
+    lease_epoch: int = 0
 
     @classmethod
     def from_row(cls, row: Any) -> Job:
@@ -309,6 +313,7 @@ def claim_jobs(
             "status": JobStatus.DISPATCHED.value,
             "agent_id": agent_id,
             "lease_token": token,
+            "lease_epoch": job.lease_epoch + 1,
             "dispatched_at": now,
             "lease_expires_at": now + lease_seconds,
         }
@@ -329,6 +334,74 @@ def _refuse(session: Session, job_id: str, token: str) -> StaleReport:
     if row.lease_token != token:
         return StaleReport(f"job {job_id!r}: lease token is not current (another agent owns it)")
     return StaleReport(f"job {job_id!r} already ended as {row.status}")
+
+
+@dataclass(frozen=True)
+class Lease:
+    """What the server knows of a job an agent names by id, lease token and epoch."""
+
+    id: str
+    execution_id: str
+    step_id: str
+    attempt: int
+    timeout: float | None
+    lease_token: str
+
+
+_LEASES = select(
+    JOBS.c.id,
+    JOBS.c.execution_id,
+    JOBS.c.step_id,
+    JOBS.c.attempt,
+    JOBS.c.timeout,
+    JOBS.c.status,
+    JOBS.c.lease_token,
+    JOBS.c.lease_epoch,
+).where(JOBS.c.id.in_(bindparam("b_ids", expanding=True)))
+
+
+def leases(session: Session, refs: list[tuple[str, str, int]]) -> list[Lease | StaleReport]:
+    """For each (job id, token, epoch) an agent sent, the job's lease when that is still its
+    current one, or why not (the caller raises or reports the refusal)."""
+    rows = {r.id: r for r in session.connection().execute(_LEASES, {"b_ids": [r[0] for r in refs]})}
+    out: list[Lease | StaleReport] = []
+    for job_id, token, epoch in refs:
+        row = rows.get(job_id)
+        if row is None:
+            out.append(StaleReport(f"job {job_id!r} does not exist"))
+        elif row.lease_token != token or row.lease_epoch != epoch:
+            out.append(
+                StaleReport(
+                    f"job {job_id!r}: lease epoch {epoch} is not current (epoch "
+                    f"{row.lease_epoch}); another claim owns it"
+                )
+            )
+        elif row.status not in IN_FLIGHT:
+            out.append(StaleReport(f"job {job_id!r} already ended as {row.status}"))
+        else:
+            out.append(
+                Lease(row.id, row.execution_id, row.step_id, row.attempt, row.timeout, token)
+            )
+    return out
+
+
+def hand_back(session: Session, job_id: str, token: str) -> bool:
+    """A claimed job goes back to the queue unrun (its agent is draining or never started it);
+    the next claim gets a new token and epoch. False when the lease is not current."""
+    res = session.connection().execute(
+        update(JOBS)
+        .where(_OWNED)
+        .values(
+            status=JobStatus.PENDING.value,
+            agent_id=None,
+            lease_token=None,
+            lease_expires_at=None,
+            dispatched_at=None,
+            started_at=None,
+        ),
+        {"b_id": job_id, "b_token": token},
+    )
+    return bool(res.rowcount)
 
 
 def start_job(

@@ -9,11 +9,15 @@ execution and is what live viewers resume from.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, NamedTuple, cast
+from typing import Any, cast
 
 from sqlalchemy import Float, ForeignKey, Index, Integer, String, Table, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from opsflow.agent.protocol import MAX_BATCH_BYTES as MAX_BATCH_BYTES
+from opsflow.agent.protocol import MAX_BATCH_LINES as MAX_BATCH_LINES
+from opsflow.agent.protocol import LogLine as LogLine
+from opsflow.agent.protocol import level_of as level_of
 from opsflow.errors import InvalidInput
 from opsflow.status import LogLevel, LogStream
 from opsflow.store import jobs as jobs_store
@@ -43,36 +47,16 @@ class LogLineRow(Base):
 LINES: Table = cast(Table, LogLineRow.__table__)
 
 
-# A batch of log lines is one transaction: at most this many lines and this many bytes of
-# text, so a chatty step never holds the writer for long nor builds a huge statement. Agents
-# cut their batches to these limits; ``append`` refuses a batch over them.
-MAX_BATCH_LINES = 5000
-MAX_BATCH_BYTES = 1024 * 1024
+# A batch of log lines is one transaction: at most MAX_BATCH_LINES lines and MAX_BATCH_BYTES
+# bytes of text (limits of the agent protocol), so a chatty step never holds the writer for
+# long nor builds a huge statement. Agents cut their batches to these limits; ``append``
+# refuses a batch over them.
 
 _COLUMNS = ("execution_id", "job_id", "step_id", "seq", "at", "stream", "level", "text")
 _SQLITE_INSERT = (
     f"INSERT INTO log_lines ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 )
 _PG_COPY = f"COPY log_lines ({', '.join(_COLUMNS)}) FROM STDIN"
-
-
-class LogLine(NamedTuple):
-    """One line as an agent numbered it: ``seq`` per job from 1, ``at`` in epoch seconds;
-    ``level`` only on system lines (`level_of` fills the default)."""
-
-    seq: int
-    at: float
-    stream: LogStream
-    text: str
-    level: LogLevel | None = None
-
-
-def level_of(stream: LogStream, level: LogLevel | None) -> LogLevel | None:
-    """The level a line is stored with: a system line's own, ``info`` when its writer gave
-    none; program output never has one."""
-    if stream is not LogStream.SYSTEM:
-        return None
-    return level or LogLevel.INFO
 
 
 # execution_id, job_id, step_id, seq, at, stream, level, text (the order of _COLUMNS)

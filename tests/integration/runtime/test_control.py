@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from opsflow.agent.protocol import JobRef, JobReport
 from opsflow.engine.model import CancelMode
 from opsflow.errors import StaleReport
 from opsflow.runtime.bus import EventBus
@@ -20,6 +21,11 @@ from opsflow.store.db import Database
 from opsflow.store.logs import LogLine
 
 from .conftest import Harness
+
+
+def _ref(job: jobs_store.Job, token: str | None = None) -> JobRef:
+    """How an agent names ``job``: its id, lease token (or another) and epoch."""
+    return JobRef(job_id=job.id, lease_token=token or job.lease_token or "", epoch=job.lease_epoch)
 
 
 def _request(yaml_text: str) -> RunRequest:
@@ -39,7 +45,7 @@ def test_expired_lease_fails_the_attempt_and_a_stale_report_is_refused(database:
     execution_id = runtime.start_execution(_request(ONE_STEP))
     (job,) = runtime.claim(agent_id="a1", pools=["default"], labels={}, limit=5)
     assert job.lease_token is not None
-    runtime.start_job(job, job.lease_token)
+    runtime.start_job(_ref(job))
     deadline = time.monotonic() + 5
     while runtime.expire_leases() == 0:
         assert time.monotonic() < deadline, "the lease never expired"
@@ -52,16 +58,16 @@ def test_expired_lease_fails_the_attempt_and_a_stale_report_is_refused(database:
 
     # The presumed-dead agent comes back: neither its heartbeat nor its report is accepted.
     with pytest.raises(StaleReport):
-        runtime.heartbeat(job.id, job.lease_token)
+        runtime.heartbeat(_ref(job))
     with pytest.raises(StaleReport):
-        runtime.finish_job(job, job.lease_token, status=JobStatus.COMPLETED)
+        runtime.finish_job(JobReport(job=_ref(job), status=JobStatus.COMPLETED))
 
     # The successor's report counts.
     (retry,) = runtime.claim(agent_id="a2", pools=["default"], labels={}, limit=5)
     assert retry.lease_token is not None and retry.attempt == 2
     with pytest.raises(StaleReport):
-        runtime.finish_job(retry, job.lease_token, status=JobStatus.FAILED)
-    runtime.finish_job(retry, retry.lease_token, status=JobStatus.COMPLETED)
+        runtime.finish_job(JobReport(job=_ref(retry, job.lease_token), status=JobStatus.FAILED))
+    runtime.finish_job(JobReport(job=_ref(retry), status=JobStatus.COMPLETED))
     with database.session() as s:
         assert runs_store.get_execution(s, execution_id).status == ExecutionStatus.COMPLETED
 
@@ -73,14 +79,12 @@ def test_lost_log_lines_show_as_a_visible_gap(database: Database) -> None:
     assert job.lease_token is not None
     now = time.time()
     runtime.append_logs(
-        job,
-        job.lease_token,
+        _ref(job),
         [LogLine(1, now, LogStream.STDOUT, "one"), LogLine(2, now, LogStream.STDOUT, "two")],
     )
     # Lines 3..4 never arrive; 5 does, and a resent 2 is not stored twice.
     runtime.append_logs(
-        job,
-        job.lease_token,
+        _ref(job),
         [LogLine(2, now, LogStream.STDOUT, "two"), LogLine(5, now, LogStream.STDOUT, "five")],
     )
     with database.session() as s:
@@ -97,7 +101,9 @@ def test_a_foreign_agent_cannot_write_logs(database: Database) -> None:
     runtime.start_execution(_request(ONE_STEP))
     (job,) = runtime.claim(agent_id="a1", pools=["default"], labels={}, limit=1)
     with pytest.raises(StaleReport):
-        runtime.append_logs(job, "not-the-token", [LogLine(1, time.time(), LogStream.STDOUT, "x")])
+        runtime.append_logs(
+            _ref(job, "not-the-token"), [LogLine(1, time.time(), LogStream.STDOUT, "x")]
+        )
 
 
 @pytest.mark.anyio

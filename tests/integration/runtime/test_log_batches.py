@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from opsflow.agent.protocol import JobRef
 from opsflow.errors import InvalidInput
 from opsflow.runtime.bus import EventBus
 from opsflow.runtime.service import RunRequest, Runtime
@@ -39,7 +40,9 @@ def test_a_full_batch_is_stored_in_order_with_every_field(database: Database) ->
     now = time.time()
     texts = [f"line {n}\ttab 'quote' \\ back ☃" for n in range(1, MAX_BATCH_LINES + 1)]
     lines = [LogLine(n, now + n, LogStream.STDERR, t) for n, t in enumerate(texts, 1)]
-    runtime.append_logs(job, job.lease_token or "", lines)
+    runtime.append_logs(
+        JobRef(job_id=job.id, lease_token=job.lease_token or "", epoch=job.lease_epoch), lines
+    )
     with database.read() as s:
         rows = logs_store.query(s, execution_id, limit=MAX_BATCH_LINES + 1)
     assert [r["text"] for r in rows] == texts
@@ -59,6 +62,8 @@ def test_a_batch_over_the_limits_is_refused_whole(
     now = time.time()
     lines = [LogLine(n, now, LogStream.STDOUT, text) for n in range(1, count + 1)]
     with pytest.raises(InvalidInput, match=f"lines: a log batch holds at most .* {limit}"):
-        runtime.append_logs(job, job.lease_token or "", lines)
+        runtime.append_logs(
+            JobRef(job_id=job.id, lease_token=job.lease_token or "", epoch=job.lease_epoch), lines
+        )
     with database.read() as s:
         assert logs_store.query(s, execution_id) == []

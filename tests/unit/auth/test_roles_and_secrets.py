@@ -22,7 +22,13 @@ def test_each_role_grants_exactly_its_permissions() -> None:
         "approvals:respond",
     }
     editor = operator | {"workflows:update"}
-    admin = editor | {"agents:manage", "secrets:manage", "users:manage", "audit:read"}
+    admin = editor | {
+        "agents:manage",
+        "agents:serve",
+        "secrets:manage",
+        "users:manage",
+        "audit:read",
+    }
     assert {str(p) for p in ROLE_PERMISSIONS[Role.VIEWER]} == viewer
     assert {str(p) for p in ROLE_PERMISSIONS[Role.OPERATOR]} == operator
     assert {str(p) for p in ROLE_PERMISSIONS[Role.EDITOR]} == editor

@@ -1,0 +1,151 @@
+"""``opsflow agent``'s `AgentClient`: the agent protocol over HTTP (``/api/v1/agent/...``).
+
+Transport failures (refused, reset, timed out, a 502/503/504 from a proxy) become
+`ServerUnreachable`, which the loop waits out; a 409 becomes `StaleReport`; any other error
+answer is raised as `OpsflowError` with the server's problem title and detail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import tarfile
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import TypeVar
+
+import httpx
+from pydantic import BaseModel
+
+from opsflow.agent.client import Waiter
+from opsflow.agent.loop import ServerUnreachable
+from opsflow.agent.protocol import (
+    ArtifactRequest,
+    CancelNotice,
+    Claimed,
+    ClaimedJob,
+    ClaimRequest,
+    HandBack,
+    JobRef,
+    JobReport,
+    LogBatch,
+    Registered,
+    Registration,
+)
+from opsflow.errors import Forbidden, OpsflowError, StaleReport, Unauthorized
+
+M = TypeVar("M", bound=BaseModel)
+PREFIX = "/api/v1/agent"
+
+
+class _NoWake:
+    """Over HTTP a stop request arrives with the next heartbeat's answer only."""
+
+    async def wait(self, timeout: float) -> bool:
+        await asyncio.sleep(timeout)
+        return False
+
+
+class HttpClient:
+    def __init__(self, server_url: str, token: str, *, timeout: float = 30.0) -> None:
+        self._server_url = server_url.rstrip("/")
+        self._http = httpx.AsyncClient(
+            base_url=self._server_url,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=httpx.Timeout(timeout, connect=5.0),
+        )
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    @property
+    def server_url(self) -> str | None:
+        return self._server_url
+
+    async def _post(self, path: str, body: BaseModel, *, timeout: float | None = None) -> bytes:
+        content = body.model_dump_json()
+        try:
+            response = await self._http.post(
+                PREFIX + path,
+                content=content,
+                headers={"Content-Type": "application/json"},
+                timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+            )
+        except httpx.TransportError as exc:
+            raise ServerUnreachable(f"{self._server_url}: {exc!r}") from exc
+        _check(response)
+        return response.content
+
+    async def _get(self, path: str) -> bytes:
+        try:
+            response = await self._http.get(PREFIX + path)
+        except httpx.TransportError as exc:
+            raise ServerUnreachable(f"{self._server_url}: {exc!r}") from exc
+        _check(response)
+        return response.content
+
+    async def register(self, registration: Registration) -> Registered:
+        return Registered.model_validate_json(await self._post("/register", registration))
+
+    async def claim(self, request: ClaimRequest) -> list[ClaimedJob]:
+        # The server holds the request up to ``wait`` seconds: allow that and some.
+        data = await self._post("/claim", request, timeout=request.wait + 30.0)
+        return Claimed.model_validate_json(data).jobs
+
+    async def start(self, job: JobRef) -> CancelNotice:
+        return CancelNotice.model_validate_json(await self._post("/start", job))
+
+    async def heartbeat(self, job: JobRef) -> CancelNotice:
+        return CancelNotice.model_validate_json(await self._post("/heartbeat", job))
+
+    async def send_logs(self, batch: LogBatch) -> None:
+        await self._post("/logs", batch)
+
+    async def report(self, report: JobReport) -> None:
+        await self._post("/report", report)
+
+    async def hand_back(self, job: JobRef) -> None:
+        await self._post("/hand-back", HandBack(job=job))
+
+    async def fetch_artifact(self, job: JobRef, step_id: str, name: str) -> bytes:
+        return await self._post("/artifact", ArtifactRequest(job=job, step_id=step_id, name=name))
+
+    async def fetch_bundle(self, digest: str, dest: Path) -> None:
+        data = await self._get(f"/bundles/{digest}")
+        await asyncio.to_thread(_untar, data, dest)
+
+    def watch_cancel(self, job_id: str) -> AbstractAsyncContextManager[Waiter]:
+        return self._no_wake()
+
+    @asynccontextmanager
+    async def _no_wake(self) -> AsyncIterator[Waiter]:
+        yield _NoWake()
+
+
+def _untar(data: bytes, dest: Path) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r") as tar:
+        # The "data" filter refuses absolute paths, escapes, links out and device files.
+        tar.extractall(dest, filter="data")
+
+
+def _check(response: httpx.Response) -> None:
+    if response.status_code < 400:
+        return
+    if response.status_code in (502, 503, 504):
+        raise ServerUnreachable(f"the server answered {response.status_code}")
+    try:
+        problem = response.json()
+        message = str(problem.get("detail") or problem.get("title") or response.text)
+    except ValueError:
+        message = response.text or response.reason_phrase
+    if response.status_code == 409:
+        raise StaleReport(message)
+    if response.status_code == 401:
+        raise Unauthorized(message)
+    if response.status_code == 403:
+        raise Forbidden(message)
+    error = OpsflowError(f"{response.request.method} {response.request.url.path}: {message}")
+    error.status_code = response.status_code
+    raise error

@@ -1,0 +1,189 @@
+"""The agent protocol, version 1: what an agent and a server say to each other.
+
+Every agent, the server's own in-process one included, speaks these types; a remote agent
+sends them as JSON to ``/api/v1/agent/...`` (see ``docs/reference/agent-protocol.md``).
+
+The rules the types carry:
+
+- A claim hands over a job whole: its rendered config, the hash of its workflow files, the
+  files earlier steps left for it, its timeout and the secrets it needs, already substituted
+  (plus every secret value to mask). Nothing else ever carries a secret to an agent, and
+  nothing an agent sends carries one back: masked first by the agent, again by the server.
+- After the claim an agent names a job by ``JobRef`` only: id, lease token and epoch. The
+  server takes execution, step and attempt from its own rows. A reference whose token or
+  epoch is no longer the job's current lease is refused (HTTP 409, `StaleReport`).
+- Log lines are numbered per job from 1 (``seq``), so a gap is visible.
+
+The module imports nothing of the server: ``store`` reads ``LogLine`` from here, not the
+other way round.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from opsflow.status import JobStatus, LogLevel, LogStream, StepType
+
+VERSION = 1
+"""Bumped on an incompatible change; the routes live under ``/api/v1/agent/``."""
+
+MAX_WAIT_SECONDS = 30.0
+"""The longest a claim waits for work before it answers with no jobs."""
+
+MAX_BATCH_LINES = 5000
+"""Most lines in one log batch (the final report's included)."""
+
+MAX_BATCH_BYTES = 1024 * 1024
+"""Most UTF-8 bytes (a byte more per line) in one log batch."""
+
+
+class LogLine(NamedTuple):
+    """One line as an agent numbered it: ``seq`` per job from 1, ``at`` in epoch seconds;
+    ``level`` only on system lines (`level_of` fills the default).
+
+    On the wire a line is the array ``[seq, at, stream, text, level]`` (level may be left
+    out or null)."""
+
+    seq: int
+    at: float
+    stream: LogStream
+    text: str
+    level: LogLevel | None = None
+
+
+def level_of(stream: LogStream, level: LogLevel | None) -> LogLevel | None:
+    """The level a line is stored with: a system line's own, ``info`` when its writer gave
+    none; program output never has one."""
+    if stream is not LogStream.SYSTEM:
+        return None
+    return level or LogLevel.INFO
+
+
+class _Message(BaseModel):
+    # Bytes travel as base64 in JSON; in-process they stay bytes.
+    model_config = ConfigDict(extra="forbid", ser_json_bytes="base64", val_json_bytes="base64")
+
+
+class JobRef(_Message):
+    """How an agent names a job it holds: all it sends back about one."""
+
+    job_id: str = Field(description="The job (one attempt of a step).")
+    lease_token: str = Field(description="The token its claim returned.")
+    epoch: int = Field(description="The lease epoch its claim returned; each claim adds one.")
+
+
+class Registration(_Message):
+    """An agent says who it is, once per process start and again after a reconnect."""
+
+    agent_id: str = Field(description="The agent's persistent id (kept in its work dir).")
+    pools: list[str] = Field(
+        default_factory=list,
+        description="Pools it serves; empty means the pool its token is bound to.",
+    )
+    labels: dict[str, str] = Field(default_factory=dict, description="Its labels, e.g. region=eu.")
+    version: str = Field("", description="The agent's opsflow version.")
+    concurrency: int = Field(1, ge=1, description="How many jobs it runs at once.")
+    hostname: str = Field("", description="Where it runs, for operators.")
+    restarted: bool = Field(
+        True,
+        description="True on a process start: the server fails what is still leased to this "
+        "id as 'agent lost' at once (its previous process is gone). False on a reconnect.",
+    )
+
+
+class Registered(_Message):
+    """The server's answer to `Registration`: the timings the agent must keep."""
+
+    agent_id: str
+    pools: list[str] = Field(description="The pools the agent may claim from.")
+    lease_seconds: float = Field(description="A lease lasts this long without a heartbeat.")
+    heartbeat_seconds: float = Field(description="Heartbeat at least this often per job.")
+    max_wait_seconds: float = Field(MAX_WAIT_SECONDS, description="Longest claim wait.")
+    lost: int = Field(0, description="Attempts of the agent's previous process failed now.")
+
+
+class ClaimRequest(_Message):
+    """Ask for up to ``limit`` jobs, waiting up to ``wait`` seconds for one to be queued."""
+
+    agent_id: str
+    pools: list[str] = Field(default_factory=list)
+    labels: dict[str, str] = Field(default_factory=dict)
+    limit: int = Field(1, ge=1, le=100, description="Free job slots.")
+    wait: float = Field(
+        0.0, ge=0, le=MAX_WAIT_SECONDS, description="Seconds to wait when nothing is queued."
+    )
+
+
+class ClaimedJob(_Message):
+    """A job leased to the agent, with everything it needs to run it."""
+
+    job_id: str
+    lease_token: str
+    epoch: int
+    execution_id: str = Field(description="For the job's environment and the agent's log.")
+    step_id: str
+    attempt: int
+    type: StepType
+    config: dict[str, Any] = Field(description="The rendered step config, secrets substituted.")
+    bundle: str | None = Field(None, description="Content hash of the workflow's files.")
+    inputs: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="Files earlier steps left for this job: name -> {step, name}.",
+    )
+    timeout: float | None = Field(None, description="Seconds; the server enforces it too.")
+    mask: list[str] = Field(
+        default_factory=list,
+        description="Secret values to mask in everything sent back (logs, outputs, errors).",
+    )
+
+    @property
+    def ref(self) -> JobRef:
+        return JobRef(job_id=self.job_id, lease_token=self.lease_token, epoch=self.epoch)
+
+
+class Claimed(_Message):
+    jobs: list[ClaimedJob] = Field(default_factory=list)
+
+
+class CancelNotice(_Message):
+    """The answer to a start or heartbeat: whether the server wants the job stopped."""
+
+    requested: bool = False
+    force: bool = Field(False, description="Stop at once (SIGKILL), not gracefully.")
+    timed_out: bool = Field(False, description="The server stops it for its timeout.")
+
+
+class LogBatch(_Message):
+    """Lines of one job, in ``seq`` order, at most `MAX_BATCH_LINES` / `MAX_BATCH_BYTES`."""
+
+    job: JobRef
+    lines: list[LogLine]
+
+
+class JobReport(_Message):
+    """How a job ended, with its last log lines and the files it keeps for later steps."""
+
+    job: JobRef
+    status: JobStatus = Field(description="completed, failed, timeout or cancelled.")
+    outputs: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = None
+    retryable: bool = Field(True, description="False when retrying cannot help.")
+    exit_code: int | None = None
+    lines: list[LogLine] = Field(default_factory=list)
+    artifacts: dict[str, bytes] = Field(default_factory=dict, description="Base64 in JSON.")
+
+
+class ArtifactRequest(_Message):
+    """A file an earlier step of the job's execution left (e.g. a saved plan)."""
+
+    job: JobRef
+    step_id: str
+    name: str
+
+
+class HandBack(_Message):
+    """Give a claimed job back unrun (the agent is draining): it is queued again."""
+
+    job: JobRef

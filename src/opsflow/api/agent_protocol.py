@@ -1,0 +1,130 @@
+"""The agent protocol over HTTP: ``/api/v1/agent/...``, one route per call.
+
+Thin: each route authenticates the agent, hands the message (`opsflow.agent.protocol`) to the
+server's `AgentService` and returns its answer. A reference to a lease that is no longer
+current is refused with 409 (``stale-report``). See ``docs/reference/agent-protocol.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from opsflow.agent.protocol import (
+    ArtifactRequest,
+    CancelNotice,
+    Claimed,
+    ClaimRequest,
+    HandBack,
+    JobRef,
+    JobReport,
+    LogBatch,
+    Registered,
+    Registration,
+)
+from opsflow.api.problems import error_responses
+from opsflow.api.security import require
+from opsflow.api.services import services_of
+from opsflow.auth.credentials import Principal
+from opsflow.auth.permissions import Permission
+from opsflow.runtime.agent_service import AgentService
+
+router = APIRouter(prefix="/agent", tags=["agent protocol"])
+
+AgentCaller = Annotated[Principal, Depends(require(Permission.AGENTS_SERVE))]
+TAR = "application/x-tar"
+
+
+def _service(request: Request) -> AgentService:
+    service: AgentService = services_of(request).extra["runtime"].agent_service
+    return service
+
+
+@router.post("/register", response_model=Registered)
+async def register(request: Request, body: Registration, _: AgentCaller) -> Registered:
+    """Say who the agent is; on a process start its previous process's attempts fail now."""
+    pools = body.pools or ["default"]
+    return await _service(request).register(body, pools)
+
+
+@router.post("/claim", response_model=Claimed)
+async def claim(request: Request, body: ClaimRequest, _: AgentCaller) -> Claimed:
+    """Lease up to ``limit`` jobs; waits up to ``wait`` seconds for one to be queued. The
+    only answer that carries secrets."""
+    if not body.pools:
+        body = body.model_copy(update={"pools": ["default"]})
+    return Claimed(jobs=await _service(request).claim(body))
+
+
+@router.post("/start", response_model=CancelNotice, responses=error_responses(409))
+async def start(request: Request, body: JobRef, _: AgentCaller) -> CancelNotice:
+    """The agent has begun the job."""
+    return await _service(request).start(body)
+
+
+@router.post("/heartbeat", response_model=CancelNotice, responses=error_responses(409))
+async def heartbeat(request: Request, body: JobRef, _: AgentCaller) -> CancelNotice:
+    """Extend the job's lease; the answer says whether to stop it."""
+    return await _service(request).heartbeat(body)
+
+
+@router.post("/logs", status_code=204, responses=error_responses(409))
+async def logs(request: Request, body: LogBatch, _: AgentCaller) -> Response:
+    """Store a batch of the job's log lines."""
+    await _service(request).send_logs(body)
+    return Response(status_code=204)
+
+
+@router.post("/report", status_code=204, responses=error_responses(409))
+async def report(request: Request, body: JobReport, _: AgentCaller) -> Response:
+    """How the job ended; accepted once, while the lease is still this attempt's."""
+    await _service(request).report(body)
+    return Response(status_code=204)
+
+
+@router.post("/hand-back", status_code=204, responses=error_responses(409))
+async def hand_back(request: Request, body: HandBack, _: AgentCaller) -> Response:
+    """Give a claimed job back unrun: it is queued again."""
+    await _service(request).hand_back(body.job)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/artifact",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}}, **error_responses(409)},
+)
+async def artifact(request: Request, body: ArtifactRequest, _: AgentCaller) -> Response:
+    """A file an earlier step of the job's execution left (e.g. a saved plan)."""
+    data = await _service(request).fetch_artifact(body.job, body.step_id, body.name)
+    return Response(data, media_type="application/octet-stream")
+
+
+@router.get(
+    "/bundles/{digest}",
+    response_class=Response,
+    responses={200: {"content": {TAR: {}}}},
+)
+async def bundle(request: Request, digest: str, _: AgentCaller) -> Response:
+    """A workflow version's files by content hash, as an uncompressed tar (modes kept)."""
+    service = _service(request)
+    with tempfile.TemporaryDirectory(prefix="opsflow-bundle-") as tmp:
+        root = Path(tmp) / "files"
+        await service.fetch_bundle(digest, root)
+        data = await asyncio.to_thread(_tar, root)
+    return Response(data, media_type=TAR, headers={"Cache-Control": "private, immutable"})
+
+
+def _tar(root: Path) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for path in sorted(root.rglob("*")):
+            if path.is_file():
+                tar.add(path, arcname=path.relative_to(root).as_posix())
+    return out.getvalue()

@@ -1,0 +1,235 @@
+"""The server's end of the agent protocol, shared by the HTTP routes and the local agent.
+
+``AgentService`` turns protocol messages into `AgentJobs` calls, run in worker threads so the
+event loop never waits on the database. Two things happen here rather than in a transaction:
+
+- a claim waits: when nothing is queued it sleeps on the event bus until the runtime queues a
+  job (woken within milliseconds, no polling) or the agent's wait runs out;
+- final reports are written in batches: whatever arrives while the previous batch is being
+  written goes into the next transaction, from any number of agents.
+
+``InProcessClient`` is the server's own agent's `opsflow.agent.client.AgentClient`: the same
+messages, no network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+
+from opsflow.agent.client import Waiter
+from opsflow.agent.protocol import (
+    MAX_WAIT_SECONDS,
+    CancelNotice,
+    ClaimedJob,
+    ClaimRequest,
+    JobRef,
+    JobReport,
+    LogBatch,
+    Registered,
+    Registration,
+)
+from opsflow.errors import StaleReport
+from opsflow.runtime.agent_jobs import AgentJobs
+from opsflow.runtime.bus import EventBus
+from opsflow.runtime.secrets import VALUES_KEY
+from opsflow.status import StepType
+from opsflow.store.jobs import Job
+
+
+def claimed(job: Job) -> ClaimedJob:
+    """The protocol's view of a freshly claimed job (its spec holds the secrets' values)."""
+    assert job.lease_token is not None
+    spec = job.spec or {}
+    return ClaimedJob(
+        job_id=job.id,
+        lease_token=job.lease_token,
+        epoch=job.lease_epoch,
+        execution_id=job.execution_id,
+        step_id=job.step_id,
+        attempt=job.attempt,
+        type=StepType(job.type),
+        config=spec.get("config") or {},
+        bundle=spec.get("bundle"),
+        inputs=spec.get("inputs") or {},
+        timeout=job.timeout,
+        mask=list(spec.get(VALUES_KEY) or []),
+    )
+
+
+class AgentService:
+    """Agent protocol calls, async, over the runtime's `AgentJobs`."""
+
+    def __init__(
+        self,
+        jobs: AgentJobs,
+        bus: EventBus,
+        *,
+        lease_seconds: float,
+        heartbeat_seconds: float,
+    ) -> None:
+        self.jobs = jobs
+        self.bus = bus
+        self.lease_seconds = lease_seconds
+        self.heartbeat_seconds = heartbeat_seconds
+        self._reports: list[tuple[JobReport, asyncio.Future[StaleReport | None]]] = []
+        self._reporter: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Future[None]] = set()
+
+    async def register(self, registration: Registration, pools: list[str]) -> Registered:
+        """Welcome an agent; on a process start, fail its previous process's attempts."""
+        lost = 0
+        if registration.restarted:
+            lost = await asyncio.to_thread(self.jobs.declare_lost, registration.agent_id)
+        return Registered(
+            agent_id=registration.agent_id,
+            pools=pools,
+            lease_seconds=self.lease_seconds,
+            heartbeat_seconds=self.heartbeat_seconds,
+            max_wait_seconds=MAX_WAIT_SECONDS,
+            lost=lost,
+        )
+
+    async def claim(self, request: ClaimRequest) -> list[ClaimedJob]:
+        """Lease jobs; when none is queued, wait (up to ``request.wait``) until one is."""
+        deadline = time.monotonic() + min(request.wait, MAX_WAIT_SECONDS)
+        async with self.bus.watch_jobs() as queued:
+            while True:
+                # A wake-up from before this attempt is answered by it: forget it.
+                queued.clear()
+                jobs = await self._claim_once(request)
+                left = deadline - time.monotonic()
+                if jobs or left <= 0:
+                    return [claimed(job) for job in jobs]
+                await queued.wait(left)
+
+    async def _claim_once(self, request: ClaimRequest) -> list[Job]:
+        """One claim transaction. If the caller gives up meanwhile (an agent stopping, a
+        client gone) the transaction still finishes in its thread: what it leased is handed
+        back, never left to expire as 'agent lost'."""
+        work = asyncio.ensure_future(
+            asyncio.to_thread(
+                self.jobs.claim,
+                agent_id=request.agent_id,
+                pools=request.pools,
+                labels=request.labels,
+                limit=request.limit,
+            )
+        )
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            work.add_done_callback(self._hand_back_all)
+            raise
+
+    def _hand_back_all(self, work: asyncio.Future[list[Job]]) -> None:
+        if work.cancelled() or work.exception() is not None:
+            return
+        refs = [claimed(job).ref for job in work.result()]
+        if refs:
+            task = asyncio.ensure_future(asyncio.to_thread(self._hand_back_each, refs))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    def _hand_back_each(self, refs: list[JobRef]) -> None:
+        for ref in refs:
+            with contextlib.suppress(StaleReport):
+                self.jobs.hand_back(ref)
+
+    async def start(self, job: JobRef) -> CancelNotice:
+        return await asyncio.to_thread(self.jobs.start_job, job)
+
+    async def heartbeat(self, job: JobRef) -> CancelNotice:
+        return await asyncio.to_thread(self.jobs.heartbeat, job)
+
+    async def send_logs(self, batch: LogBatch) -> None:
+        await asyncio.to_thread(self.jobs.append_logs, batch.job, batch.lines)
+
+    async def hand_back(self, job: JobRef) -> None:
+        await asyncio.to_thread(self.jobs.hand_back, job)
+
+    async def fetch_artifact(self, job: JobRef, step_id: str, name: str) -> bytes:
+        return await asyncio.to_thread(self.jobs.fetch_artifact, job, step_id, name)
+
+    async def fetch_bundle(self, digest: str, dest: Path) -> None:
+        await asyncio.to_thread(self.jobs.read_bundle, digest, dest)
+
+    async def report(self, report: JobReport) -> None:
+        """Record a job's end; raises `StaleReport` when its lease is not current."""
+        done: asyncio.Future[StaleReport | None] = asyncio.get_running_loop().create_future()
+        self._reports.append((report, done))
+        if self._reporter is None or self._reporter.done():
+            self._reporter = asyncio.create_task(self._report_all())
+        problem = await done
+        if problem is not None:
+            raise problem
+
+    async def _report_all(self) -> None:
+        """Write every waiting report in one transaction; repeat while more arrived meanwhile."""
+        while self._reports:
+            batch, self._reports = self._reports, []
+            try:
+                results = await asyncio.to_thread(
+                    self.jobs.finish_jobs, [report for report, _ in batch]
+                )
+            except Exception as exc:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            for (_, done), result in zip(batch, results, strict=True):
+                if not done.done():
+                    done.set_result(result)
+
+
+class InProcessClient:
+    """The server's own agent's client: `AgentService` calls without the network."""
+
+    def __init__(self, service: AgentService, server_url: str | None = None) -> None:
+        self.service = service
+        self._server_url = server_url
+        self.pools: list[str] = []
+
+    @property
+    def server_url(self) -> str | None:
+        return self._server_url
+
+    async def register(self, registration: Registration) -> Registered:
+        return await self.service.register(registration, registration.pools)
+
+    async def claim(self, request: ClaimRequest) -> list[ClaimedJob]:
+        return await self.service.claim(request)
+
+    async def start(self, job: JobRef) -> CancelNotice:
+        return await self.service.start(job)
+
+    async def heartbeat(self, job: JobRef) -> CancelNotice:
+        return await self.service.heartbeat(job)
+
+    async def send_logs(self, batch: LogBatch) -> None:
+        await self.service.send_logs(batch)
+
+    async def report(self, report: JobReport) -> None:
+        await self.service.report(report)
+
+    async def hand_back(self, job: JobRef) -> None:
+        await self.service.hand_back(job)
+
+    async def fetch_bundle(self, digest: str, dest: Path) -> None:
+        await self.service.fetch_bundle(digest, dest)
+
+    async def fetch_artifact(self, job: JobRef, step_id: str, name: str) -> bytes:
+        return await self.service.fetch_artifact(job, step_id, name)
+
+    def watch_cancel(self, job_id: str) -> AbstractAsyncContextManager[Waiter]:
+        """In-process, a cancel wakes the job at once instead of at its next heartbeat."""
+        return self._watch(job_id)
+
+    @asynccontextmanager
+    async def _watch(self, job_id: str) -> AsyncIterator[Waiter]:
+        async with self.service.bus.watch_cancel(job_id) as sub:
+            yield sub

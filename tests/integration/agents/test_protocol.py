@@ -1,0 +1,102 @@
+"""The agent protocol over HTTP against a real server: a waiting claim is woken by a queued
+job, a job is named by id, lease token and epoch only, and a stale reference is refused."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import httpx
+
+from opsflow.agent.protocol import LogLine
+from opsflow.status import LogStream
+from tests.servers import RunningServer
+
+from .conftest import Api
+
+ONE_STEP = """
+id: one
+steps:
+  - {id: work, type: script, run: "echo hi"}
+"""
+
+
+def test_a_waiting_claim_gets_a_job_the_moment_it_is_queued_and_stale_epochs_are_refused(
+    server: RunningServer, api: Api
+) -> None:
+    agent = httpx.Client(
+        base_url=f"{server.url}/api/v1/agent",
+        headers={"Authorization": f"Bearer {server.token}"},
+        timeout=60,
+    )
+    registered = agent.post("/register", json={"agent_id": "test-agent-1", "concurrency": 1})
+    assert registered.status_code == 200, registered.text
+    assert registered.json()["lease_seconds"] == 2.0
+    api.publish("one", ONE_STEP)
+
+    answer: dict[str, Any] = {}
+
+    def long_poll() -> None:
+        res = agent.post("/claim", json={"agent_id": "test-agent-1", "limit": 1, "wait": 20})
+        answer["at"] = time.monotonic()
+        answer["res"] = res
+
+    waiting = threading.Thread(target=long_poll)
+    waiting.start()
+    time.sleep(0.5)  # the claim is waiting on the server now (nothing is queued)
+    assert "res" not in answer
+    execution_id = api.run("one")
+    queued_at = time.monotonic()
+    waiting.join(30)
+    res = answer["res"]
+    assert res.status_code == 200, res.text
+    (job,) = res.json()["jobs"]
+    # Woken by the queueing itself, not by the 20 s wait running out (loose bound: CI load).
+    assert answer["at"] - queued_at < 2.0
+    assert job["execution_id"] == execution_id and job["step_id"] == "work"
+    assert job["epoch"] == 1 and job["config"]["run"] == "echo hi"
+
+    ref = {"job_id": job["job_id"], "lease_token": job["lease_token"], "epoch": job["epoch"]}
+    stale = {**ref, "epoch": 0}
+    refused = agent.post("/heartbeat", json=stale)
+    assert refused.status_code == 409
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    assert "epoch" in refused.json()["detail"]
+    # A report names the job only: anything else is refused as an unknown field.
+    assert agent.post("/start", json={**ref, "step_id": "other"}).status_code == 422
+    assert agent.post("/start", json=ref).json() == {
+        "requested": False,
+        "force": False,
+        "timed_out": False,
+    }
+    lines = [list(LogLine(1, time.time(), LogStream.STDOUT, "hi"))]
+    assert agent.post("/logs", json={"job": ref, "lines": lines}).status_code == 204
+    report = {"job": ref, "status": "completed", "outputs": {"exit_code": 0}, "exit_code": 0}
+    assert agent.post("/report", json={**report, "job": stale}).status_code == 409
+    assert agent.post("/report", json=report).status_code == 204
+    assert agent.post("/report", json=report).status_code == 409  # delivered once
+
+    api.wait_for(
+        "the run completes",
+        lambda: api.execution(execution_id)["status"] == "completed",
+        timeout=30,
+    )
+    assert api.log_texts(execution_id) == ["hi"]
+    detail = api.execution(execution_id)
+    (step,) = detail["steps"]
+    (attempt,) = step["jobs"]
+    assert attempt["agent_id"] == "test-agent-1"
+    agent.close()
+
+
+def test_an_empty_claim_answers_when_its_wait_runs_out(server: RunningServer) -> None:
+    with httpx.Client(
+        base_url=f"{server.url}/api/v1/agent",
+        headers={"Authorization": f"Bearer {server.token}"},
+        timeout=60,
+    ) as agent:
+        began = time.monotonic()
+        res = agent.post("/claim", json={"agent_id": "idle", "limit": 2, "wait": 1})
+        assert res.status_code == 200 and res.json() == {"jobs": []}
+        assert 0.9 <= time.monotonic() - began < 10
