@@ -95,6 +95,9 @@ class Agent:
         self._bundle_cache = self.work_root / "bundles"
         self.jobs_done = 0
         self.jobs_failed = 0
+        # Jobs in hand, and those being stopped to be handed back (a drain ran out of time).
+        self._cancels: dict[str, CancelSignal] = {}
+        self._handing_back: set[str] = set()
 
     @property
     def running(self) -> int:
@@ -206,6 +209,19 @@ class Agent:
         self._stopping = True
         self._stopped.set()
 
+    async def drain(self, grace: float) -> None:
+        """Stop claiming and let the jobs in hand finish; those still running after ``grace``
+        seconds are stopped and handed back to the server (queued again for another agent)."""
+        self.stop()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=grace)
+        for job_id, cancel in list(self._cancels.items()):
+            log.warning(
+                "job %s still running after %.0fs: stopping it, handing it back", job_id, grace
+            )
+            self._handing_back.add(job_id)
+            cancel.request(force=False)
+
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         self._slot_freed.set()
@@ -264,6 +280,21 @@ class Agent:
             cap_bytes=self.log_cap_bytes, mask=masker.mask if masker is not None else None
         )
         cancel = CancelSignal()
+        self._cancels[job.job_id] = cancel
+        try:
+            await self._run_and_report(job, ref, masker, sink, cancel)
+        finally:
+            self._cancels.pop(job.job_id, None)
+            self._handing_back.discard(job.job_id)
+
+    async def _run_and_report(
+        self,
+        job: ClaimedJob,
+        ref: JobRef,
+        masker: Masker | None,
+        sink: BatchingLogSink,
+        cancel: CancelSignal,
+    ) -> None:
         workdir: Path | None = None
         try:
             workdir = await self._workdir(job)
@@ -302,6 +333,9 @@ class Agent:
             log.exception("job %s crashed in the agent", job.job_id)
             sink.write(LogStream.SYSTEM, f"[opsflow] agent error: {exc!r}", LogLevel.ERROR)
             result = StepResult(status=JobStatus.FAILED, error=f"agent error: {exc}")
+        if job.job_id in self._handing_back:
+            await self._hand_back(ref, sink, workdir)
+            return
         artifacts, problem = _read_artifacts(result.artifacts)
         if problem is not None:
             sink.write(LogStream.SYSTEM, f"[opsflow] {problem}", LogLevel.ERROR)
@@ -336,6 +370,20 @@ class Agent:
         finally:
             if workdir is not None:
                 # Removing a big tree takes a while: never on the event loop.
+                await asyncio.to_thread(shutil.rmtree, workdir, ignore_errors=True)
+
+    async def _hand_back(self, ref: JobRef, sink: BatchingLogSink, workdir: Path | None) -> None:
+        """The drain stopped this job: say so in its log and queue it again."""
+        sink.write(LogStream.SYSTEM, "[opsflow] the agent is stopping: job handed back")
+        try:
+            for batch in sink.finish():
+                if batch:
+                    await self._ship(ref, batch)
+            await self._deliver(ref.job_id, "the hand-back", lambda: self.client.hand_back(ref))
+        except StaleReport as exc:
+            log.warning("hand-back of job %s refused: %s", ref.job_id, exc.message)
+        finally:
+            if workdir is not None:
                 await asyncio.to_thread(shutil.rmtree, workdir, ignore_errors=True)
 
     async def _inputs(

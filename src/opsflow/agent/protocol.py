@@ -20,14 +20,18 @@ other way round.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Annotated, Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from opsflow.spec.params import INT_MAX
 from opsflow.status import JobStatus, LogLevel, LogStream, StepType
 
 VERSION = 1
 """Bumped on an incompatible change; the routes live under ``/api/v1/agent/``."""
+
+Count = Annotated[int, Field(ge=0, le=INT_MAX)]
+"""A whole number on the wire: bounded to what JSON numbers hold exactly."""
 
 MAX_WAIT_SECONDS = 30.0
 """The longest a claim waits for work before it answers with no jobs."""
@@ -46,7 +50,7 @@ class LogLine(NamedTuple):
     On the wire a line is the array ``[seq, at, stream, text, level]`` (level may be left
     out or null)."""
 
-    seq: int
+    seq: Count
     at: float
     stream: LogStream
     text: str
@@ -71,7 +75,7 @@ class JobRef(_Message):
 
     job_id: str = Field(description="The job (one attempt of a step).")
     lease_token: str = Field(description="The token its claim returned.")
-    epoch: int = Field(description="The lease epoch its claim returned; each claim adds one.")
+    epoch: Count = Field(description="The lease epoch its claim returned; each claim adds one.")
 
 
 class Registration(_Message):
@@ -84,7 +88,7 @@ class Registration(_Message):
     )
     labels: dict[str, str] = Field(default_factory=dict, description="Its labels, e.g. region=eu.")
     version: str = Field("", description="The agent's opsflow version.")
-    concurrency: int = Field(1, ge=1, description="How many jobs it runs at once.")
+    concurrency: int = Field(1, ge=1, le=10_000, description="How many jobs it runs at once.")
     hostname: str = Field("", description="Where it runs, for operators.")
     restarted: bool = Field(
         True,
@@ -170,7 +174,7 @@ class JobReport(_Message):
     outputs: dict[str, Any] = Field(default_factory=dict)
     error: str | None = None
     retryable: bool = Field(True, description="False when retrying cannot help.")
-    exit_code: int | None = None
+    exit_code: Annotated[int, Field(ge=-INT_MAX, le=INT_MAX)] | None = None
     lines: list[LogLine] = Field(default_factory=list)
     artifacts: dict[str, bytes] = Field(default_factory=dict, description="Base64 in JSON.")
 

@@ -8,6 +8,7 @@ current is refused with 409 (``stale-report``). See ``docs/reference/agent-proto
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import tarfile
 import tempfile
@@ -59,7 +60,26 @@ async def claim(request: Request, body: ClaimRequest, _: AgentCaller) -> Claimed
     only answer that carries secrets."""
     if not body.pools:
         body = body.model_copy(update={"pools": ["default"]})
-    return Claimed(jobs=await _service(request).claim(body))
+    claiming = asyncio.create_task(_service(request).claim(body))
+    gone = asyncio.create_task(_disconnected(request))
+    try:
+        await asyncio.wait({claiming, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+    if not claiming.done():
+        # The agent went away while its claim waited (killed, or stopping): a job leased now
+        # would wait out its lease as "agent lost". Cancelling hands back what was leased.
+        claiming.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await claiming
+        return Claimed(jobs=[])
+    return Claimed(jobs=claiming.result())
+
+
+async def _disconnected(request: Request) -> None:
+    """Until the client closes its connection (the body is already read)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 @router.post("/start", response_model=CancelNotice, responses=error_responses(409))

@@ -14,6 +14,7 @@ import typer
 
 from opsflow import __version__
 from opsflow.cli import (
+    agent,
     apply,
     control,
     me,
@@ -59,6 +60,7 @@ app = OpsflowApp(
 # Every command module, in help order. Adding a command group means adding its module here.
 COMMAND_MODULES = (
     server,
+    agent,
     validate,
     apply,
     runs,

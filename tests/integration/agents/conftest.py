@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,7 +13,13 @@ import httpx
 import pytest
 
 from tests.conftest import BACKENDS
-from tests.servers import RunningServer, clean_env, fresh_database, run_server
+from tests.servers import (
+    RunningServer,
+    clean_env,
+    fresh_database,
+    opsflow_executable,
+    run_server,
+)
 
 LEASE = 2.0
 HEARTBEAT = 0.5
@@ -91,3 +99,55 @@ def api(server: RunningServer) -> Iterator[Api]:
     client = Api(server.url, server.token)
     yield client
     client.client.close()
+
+
+class Agents:
+    """Real ``opsflow agent`` processes, each with its own work dir and log; stopped (and, if
+    need be, killed) when the test ends."""
+
+    def __init__(self, server: RunningServer, root: Path) -> None:
+        self.server = server
+        self.root = root
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, *args: str, token: str | None = None) -> subprocess.Popen[bytes]:
+        work = self.root / name
+        work.mkdir(parents=True, exist_ok=True)
+        argv = [opsflow_executable(), "agent", "--server", self.server.url]
+        argv += ["--token", token or self.server.token, "--work-dir", str(work), *args]
+        with (work / "agent.log").open("ab") as out:
+            process = subprocess.Popen(
+                argv, env=clean_env(), stdout=out, stderr=subprocess.STDOUT, cwd=work
+            )
+        self.processes[name] = process
+        return process
+
+    def log(self, name: str) -> str:
+        return (self.root / name / "agent.log").read_text(errors="replace")
+
+    def agent_id(self, name: str) -> str:
+        path = self.root / name / "agent-id"
+        deadline = time.monotonic() + 30
+        while not path.exists():
+            assert time.monotonic() < deadline, self.log(name)
+            time.sleep(0.05)
+        return path.read_text().strip()
+
+    def close(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGCONT)
+                process.terminate()
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture
+def agents(server: RunningServer, tmp_path: Path) -> Iterator[Agents]:
+    running = Agents(server, tmp_path / "agents")
+    yield running
+    running.close()

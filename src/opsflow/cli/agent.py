@@ -1,0 +1,119 @@
+"""``opsflow agent``: run jobs for a server from another machine, over the agent protocol.
+
+The agent registers with its persistent id (``<work-dir>/agent-id``), waits on the server for
+jobs of its pools that its labels allow, and runs them with the same executors and job loop
+as the server's own agent. While the server is unreachable its jobs go on and what they have
+to say waits to be delivered. SIGTERM (or Ctrl-C) drains: no new claims, jobs in hand finish,
+those still running after ``--grace`` are stopped and handed back; then it exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from opsflow.cli.output import CliError
+
+
+def _labels(values: list[str]) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for value in values:
+        key, sep, val = value.partition("=")
+        if not sep or not key.strip():
+            raise CliError(f"--label {value!r}: write it as key=value, e.g. --label region=eu")
+        labels[key.strip()] = val.strip()
+    return labels
+
+
+def agent(
+    server: Annotated[
+        str,
+        typer.Option(
+            "--server", envvar="OPSFLOW_URL", help="The server's URL.", show_default=False
+        ),
+    ],
+    token: Annotated[
+        str,
+        typer.Option(
+            "--token",
+            envvar="OPSFLOW_TOKEN",
+            help="A token allowed to serve as an agent.",
+            show_default=False,
+        ),
+    ],
+    pool: Annotated[
+        list[str] | None,
+        typer.Option("--pool", help="A pool to serve (repeatable) [default: default]."),
+    ] = None,
+    label: Annotated[
+        list[str] | None,
+        typer.Option("--label", help="A label as key=value (repeatable), e.g. region=eu."),
+    ] = None,
+    concurrency: Annotated[int, typer.Option("--concurrency", min=1, help="Jobs at once.")] = 4,
+    work_dir: Annotated[
+        Path,
+        typer.Option(
+            "--work-dir",
+            file_okay=False,
+            help="The agent's id, its cache of workflow files and its jobs' directories.",
+        ),
+    ] = Path("opsflow-agent"),
+    grace: Annotated[
+        float,
+        typer.Option(
+            "--grace", min=0, help="Seconds a drain waits for running jobs before handing back."
+        ),
+    ] = 60.0,
+) -> None:
+    """Run jobs for an opsflow server: register, wait for work, run it, report."""
+    import opsflow
+    from opsflow.agent.http_client import HttpClient
+    from opsflow.agent.identity import persistent_agent_id
+    from opsflow.agent.loop import Agent
+
+    labels = _labels(label or [])
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    root = work_dir.resolve()
+    agent_id = persistent_agent_id(root, prefix="agent")
+
+    async def serve() -> None:
+        client = HttpClient(server, token)
+        runner = Agent(
+            client,
+            agent_id=agent_id,
+            pools=list(pool or []),
+            labels=labels,
+            concurrency=concurrency,
+            work_root=root / "jobs",
+            version=opsflow.__version__,
+            hostname=socket.gethostname(),
+        )
+        loop = asyncio.get_running_loop()
+        draining: list[asyncio.Task[None]] = []
+
+        def drain() -> None:
+            if not draining:
+                logging.info("stopping: no new jobs; %d running", runner.running)
+                draining.append(asyncio.create_task(runner.drain(grace)))
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, drain)
+        logging.info("agent %s serving %s for %s", agent_id, pool or ["default"], server)
+        try:
+            await runner.run()
+            if draining:
+                await draining[0]
+        finally:
+            await client.close()
+
+    asyncio.run(serve())
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(agent)

@@ -1,0 +1,95 @@
+"""Real ``opsflow agent`` processes against a real server that runs no job itself."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from tests.servers import RunningServer
+
+from .conftest import Agents, Api
+
+PLACED = """
+id: placed
+steps:
+  - {id: anywhere, type: script, shell: sh, run: "echo default-pool"}
+  - {id: in-eu, type: script, shell: sh, run: "echo eu-pool", agent: {pool: eu}}
+"""
+
+SLOW = """
+id: slow
+steps:
+  - {id: work, type: script, shell: sh, run: "echo started; sleep 4; echo done", retries: 2}
+"""
+
+
+def _attempts(api: Api, execution_id: str, step_id: str) -> list[dict[str, object]]:
+    steps = {s["id"]: s for s in api.execution(execution_id)["steps"]}
+    jobs: list[dict[str, object]] = steps[step_id]["jobs"]
+    return jobs
+
+
+def test_remote_agents_run_the_steps_of_their_own_pool(
+    server: RunningServer, api: Api, agents: Agents
+) -> None:
+    agents.start("plain")
+    agents.start("eu", "--pool", "eu", "--label", "region=eu")
+    plain, eu = agents.agent_id("plain"), agents.agent_id("eu")
+    api.publish("placed", PLACED)
+    execution_id = api.run("placed")
+    api.wait_for(
+        "the run completes",
+        lambda: api.execution(execution_id)["status"] == "completed",
+        timeout=60,
+    )
+    assert [j["agent_id"] for j in _attempts(api, execution_id, "anywhere")] == [plain]
+    assert [j["agent_id"] for j in _attempts(api, execution_id, "in-eu")] == [eu]
+    texts = api.log_texts(execution_id)
+    assert "default-pool" in texts and "eu-pool" in texts
+
+
+def test_a_killed_agents_job_is_retried_on_another_agent(
+    server: RunningServer, api: Api, agents: Agents
+) -> None:
+    first = agents.start("first")
+    first_id = agents.agent_id("first")
+    api.publish("slow", SLOW)
+    execution_id = api.run("slow")
+    api.wait_for(
+        "the first agent runs the job",
+        lambda: "started" in api.log_texts(execution_id),
+        timeout=60,
+    )
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait()
+    agents.start("second")
+    second_id = agents.agent_id("second")
+    api.wait_for(
+        "the run completes on the second agent",
+        lambda: api.execution(execution_id)["status"] == "completed",
+        timeout=60,
+    )
+    attempts = _attempts(api, execution_id, "work")
+    assert [j["agent_id"] for j in attempts] == [first_id, second_id], (
+        attempts,
+        agents.log("first"),
+    )
+    assert attempts[0]["status"] == "failed" and "agent lost" in str(attempts[0]["error"])
+    assert attempts[1]["status"] == "completed"
+
+
+def test_sigterm_drains_the_agent_and_it_exits_0(
+    server: RunningServer, api: Api, agents: Agents
+) -> None:
+    process = agents.start("draining")
+    api.publish("slow", SLOW)
+    execution_id = api.run("slow")
+    api.wait_for(
+        "the agent runs the job",
+        lambda: "started" in api.log_texts(execution_id),
+        timeout=60,
+    )
+    process.terminate()
+    assert process.wait(timeout=30) == 0, agents.log("draining")
+    detail = api.execution(execution_id)
+    assert detail["status"] == "completed", agents.log("draining")
