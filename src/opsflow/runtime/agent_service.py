@@ -40,6 +40,8 @@ from opsflow.runtime.secrets import VALUES_KEY
 from opsflow.status import StepType
 from opsflow.store.jobs import Job
 
+PRESENCE_EVERY = 10.0
+
 
 def claimed(job: Job) -> ClaimedJob:
     """The protocol's view of a freshly claimed job (its spec holds the secrets' values)."""
@@ -105,7 +107,9 @@ class AgentService:
                 left = deadline - time.monotonic()
                 if jobs or left <= 0:
                     return [claimed(job) for job in jobs]
-                await queued.wait(left)
+                # At most PRESENCE_EVERY at a time: each round's claim tells the roster the
+                # agent is still there (an idle agent waits for work for hours).
+                await queued.wait(min(left, PRESENCE_EVERY))
 
     async def _claim_once(self, request: ClaimRequest) -> list[Job]:
         """One claim transaction. If the caller gives up meanwhile (an agent stopping, a
