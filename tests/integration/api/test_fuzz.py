@@ -37,7 +37,8 @@ CHECKS: list[CheckFunction] = [
 SELF_HARM = r"^/api/v1/(tokens/\{token_id\}|users/\{name\}|me)$"
 # The global live stream never ends by itself, so a request/response check cannot judge it;
 # tests/integration/api/test_live_feed.py covers it (401, 422 on a bad Last-Event-ID, events).
-ENDLESS = r"^/api/v1/events$"
+# An agent's claim waits up to 30 s for work (tests/integration/agents/test_protocol.py).
+ENDLESS = r"^/api/v1/(events|agent/claim)$"
 
 
 @pytest.fixture(scope="module", params=["sqlite"])

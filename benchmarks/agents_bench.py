@@ -1,0 +1,266 @@
+"""Remote agents: dispatch latency, steps per second with 1, 2 and 4 agents, and how long a
+killed agent's work takes to be queued again.
+
+Starts a real ``opsflow server --no-local-agent`` (SQLite in a fresh data dir, or the
+PostgreSQL database ``--db`` names) with leases of ``--lease`` seconds, and real ``opsflow
+agent`` processes on loopback. Times are the server's own records of each job:
+
+- dispatch: ``created_at`` (queued) → ``dispatched_at`` (claimed by a waiting agent) and →
+  ``started_at`` (the agent has its work dir and says it began), over the links of a chain
+  of script steps (each job is queued the moment its predecessor's report is committed);
+- throughput: a fan-out of ``--fanout`` independent ``true`` steps, first job queued → last
+  job ended, with 1, 2 and 4 agents of ``--concurrency`` slots each;
+- re-queue: ``kill -9`` of the agent running a ``sleep`` step → the next attempt's
+  ``created_at``, ``--kills`` times (the lease expiry sweep decides it: at most ``--lease``
+  plus the sweep's delay).
+
+    python benchmarks/agents_bench.py --quick
+    python benchmarks/agents_bench.py --db postgresql://postgres@127.0.0.1/bench
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+def _opsflow() -> str:
+    beside = Path(sys.executable).parent / "opsflow"
+    return str(beside) if beside.exists() else (shutil.which("opsflow") or "opsflow")
+
+
+def _env(lease: float) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPSFLOW_")}
+    env["OPSFLOW_ADMIN_PASSWORD"] = "bench-admin-pw"
+    env["OPSFLOW_LEASE_SECONDS"] = str(lease)
+    env["OPSFLOW_HEARTBEAT_SECONDS"] = str(lease / 4)
+    return env
+
+
+def _port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _t(iso: str | None) -> float:
+    assert iso is not None
+    return datetime.fromisoformat(iso).timestamp()
+
+
+def _pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+@contextmanager
+def server(root: Path, db: str | None, lease: float) -> Iterator[tuple[str, str]]:
+    data = root / "server"
+    data.mkdir()
+    port = _port()
+    argv = [_opsflow(), "server", "--port", str(port), "--data-dir", str(data), "--no-local-agent"]
+    if db:
+        argv += ["--db", db]
+    with (data / "server.log").open("wb") as out:
+        process = subprocess.Popen(argv, env=_env(lease), stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise SystemExit((data / "server.log").read_text())
+            time.sleep(0.05)
+        yield url, (data / "admin-token").read_text().strip()
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+class Fleet:
+    def __init__(self, root: Path, url: str, token: str, lease: float) -> None:
+        self.root, self.url, self.token, self.lease = root, url, token, lease
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def start(self, name: str, concurrency: int) -> subprocess.Popen[bytes]:
+        work = self.root / name
+        work.mkdir(parents=True, exist_ok=True)
+        argv = [_opsflow(), "agent", "--server", self.url, "--token", self.token]
+        argv += ["--work-dir", str(work), "--concurrency", str(concurrency), "--grace", "5"]
+        with (work / "agent.log").open("ab") as out:
+            process = subprocess.Popen(
+                argv, env=_env(self.lease), stdout=out, stderr=subprocess.STDOUT
+            )
+        self.processes.append(process)
+        return process
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        self.processes = []
+
+
+class Api:
+    def __init__(self, url: str, token: str) -> None:
+        self.http = httpx.Client(
+            base_url=f"{url}/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=120
+        )
+
+    def publish(self, workflow_id: str, yaml_text: str) -> None:
+        res = self.http.put(
+            f"/workflows/{workflow_id}",
+            params={"publish": "true"},
+            content=yaml_text,
+            headers={"Content-Type": "application/yaml"},
+        )
+        res.raise_for_status()
+
+    def run(self, workflow_id: str) -> str:
+        res = self.http.post(f"/workflows/{workflow_id}/runs", json={"params": {}})
+        res.raise_for_status()
+        return str(res.json()["id"])
+
+    def detail(self, execution_id: str) -> dict[str, Any]:
+        res = self.http.get(f"/executions/{execution_id}")
+        res.raise_for_status()
+        return dict(res.json())
+
+    def finish(self, execution_id: str, timeout: float = 600) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            detail = self.detail(execution_id)
+            if detail["status"] in ("completed", "failed", "cancelled", "error"):
+                return detail
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{execution_id} did not finish: {detail['status']}")
+            time.sleep(0.1)
+
+
+def jobs_of(detail: dict[str, Any]) -> list[dict[str, Any]]:
+    return [job for step in detail["steps"] for job in step["jobs"]]
+
+
+def dispatch(api: Api, fleet: Fleet, links: int) -> None:
+    fleet.start("dispatch", 4)
+    chain = "id: chain\nsteps:\n" + "\n".join(
+        f"  - {{id: s{i}, type: script, shell: sh, run: 'true'"
+        + (f", needs: [s{i - 1}]" if i else "")
+        + "}"
+        for i in range(links)
+    )
+    api.publish("chain", chain)
+    api.finish(api.run("chain"))  # warm-up: the agent caches the files
+    jobs = jobs_of(api.finish(api.run("chain")))[1:]
+    claimed = [(_t(j["dispatched_at"]) - _t(j["created_at"])) * 1000 for j in jobs]
+    started = [(_t(j["started_at"]) - _t(j["created_at"])) * 1000 for j in jobs]
+    print(
+        f"dispatch over {len(jobs)} links: queued -> claimed p50 {_pct(claimed, 50):.1f} ms, "
+        f"p99 {_pct(claimed, 99):.1f} ms; queued -> started p50 {_pct(started, 50):.1f} ms, "
+        f"p99 {_pct(started, 99):.1f} ms"
+    )
+    fleet.stop()
+
+
+def throughput(api: Api, fleet: Fleet, fanout: int, concurrency: int) -> None:
+    yaml_text = "id: fan\nsteps:\n" + "\n".join(
+        f"  - {{id: s{i}, type: script, shell: sh, run: 'true'}}" for i in range(fanout)
+    )
+    api.publish("fan", yaml_text)
+    for count in (1, 2, 4):
+        for n in range(count):
+            fleet.start(f"fan{count}-{n}", concurrency)
+        time.sleep(1.0)  # the agents register and wait on the server
+        jobs = jobs_of(api.finish(api.run("fan")))
+        first = min(_t(j["created_at"]) for j in jobs)
+        last = max(_t(j["ended_at"]) for j in jobs)
+        per_agent = sorted({j["agent_id"] for j in jobs})
+        print(
+            f"{count} agent(s) x {concurrency} slots: {fanout} steps in {last - first:.2f} s = "
+            f"{fanout / (last - first):.0f} steps/s (jobs spread over {len(per_agent)} agents)"
+        )
+        fleet.stop()
+
+
+def requeue(api: Api, fleet: Fleet, kills: int) -> None:
+    api.publish(
+        "long",
+        "id: long\nsteps:\n  - {id: work, type: script, shell: sh, "
+        "run: 'echo started; sleep 60', retries: 50}\n",
+    )
+    delays: list[float] = []
+    execution_id = api.run("long")
+    for k in range(kills):
+        victim = fleet.start(f"victim-{k}", 1)  # the only agent: it takes the next attempt
+        deadline = time.monotonic() + 60
+        while not any(j["status"] == "running" for j in jobs_of(api.detail(execution_id))):
+            if time.monotonic() > deadline:
+                raise SystemExit("no attempt started")
+            time.sleep(0.05)
+        attempts = len(jobs_of(api.detail(execution_id)))
+        killed_at = time.time()
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        fleet.processes.remove(victim)
+        while len(jobs_of(api.detail(execution_id))) == attempts:
+            time.sleep(0.02)
+        successor = jobs_of(api.detail(execution_id))[-1]
+        delays.append(_t(successor["created_at"]) - killed_at)
+    print(
+        f"re-queue after kill -9 over {kills} kills: p50 {_pct(delays, 50):.2f} s, "
+        f"p99 {_pct(delays, 99):.2f} s, max {max(delays):.2f} s (lease {fleet.lease:g} s)"
+    )
+    fleet.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", help="a PostgreSQL URL (default: SQLite in the data dir)")
+    parser.add_argument("--lease", type=float, default=2.0)
+    parser.add_argument("--links", type=int, default=100)
+    parser.add_argument("--fanout", type=int, default=500)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--kills", type=int, default=20)
+    parser.add_argument("--quick", action="store_true", help="links 30, fan-out 100, 5 kills")
+    args = parser.parse_args()
+    if args.quick:
+        args.links, args.fanout, args.kills = 30, 100, 5
+    with tempfile.TemporaryDirectory(prefix="opsflow-agents-bench-") as tmp:
+        root = Path(tmp)
+        with server(root, args.db, args.lease) as (url, token):
+            api = Api(url, token)
+            fleet = Fleet(root / "agents", url, token, args.lease)
+            try:
+                print(f"backend: {'postgresql' if args.db else 'sqlite'}, lease {args.lease:g} s")
+                dispatch(api, fleet, args.links)
+                throughput(api, fleet, args.fanout, args.concurrency)
+                requeue(api, fleet, args.kills)
+            finally:
+                fleet.stop()
+
+
+if __name__ == "__main__":
+    main()
