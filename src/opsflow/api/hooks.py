@@ -73,7 +73,7 @@ async def hook_ingress(services: Services) -> AsyncIterator[DeliveryDesk]:
         hook_sources(),
         body_check=check_json_depth,
         rate_per_minute=services.settings.hook_rate_per_minute,
-        observers={TriggerType.INCIDENT: incident_record.observe},
+        observers={TriggerType.INCIDENT: incident_record.observer},
     )
     services.extra[DESK_KEY] = desk
     yield desk

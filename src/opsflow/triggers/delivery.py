@@ -90,10 +90,14 @@ class Arrival:
         return datetime.fromtimestamp(self.received_at, UTC)
 
 
-# What a trigger type keeps of a settled delivery beyond the delivery log (the incidents an
-# Alertmanager notification carried): the session, the trigger, the raw body, what came of each
-# item the source read (in its order) and when it arrived. Its own transaction, after the runs.
-Observer = Callable[[Session, "HookTarget", bytes, "list[Settled]", float], None]
+# What a trigger type keeps of a delivery's items beyond the delivery log (the incidents an
+# Alertmanager notification carried). Made once per authenticated delivery from its trigger and
+# raw body; then called per item (its index in the source's reading, the run it started or
+# found, or None, and the arrival time) inside the transaction that starts or finds that run, so
+# the record and the run commit together. An item that started nothing is observed afterwards,
+# in one transaction with the delivery log's rows for such items.
+ItemObserver = Callable[[Session, int, str | None, float], None]
+Observer = Callable[["HookTarget", bytes], ItemObserver]
 
 
 @dataclass(frozen=True)
@@ -198,12 +202,9 @@ class DeliveryDesk:
         except InvalidInput as exc:
             self.refuse(target, arrival, exc, authenticated=True)
             raise
-        settled = self.settle(target, arrival, reading)
         observer = self.observers.get(TriggerType(target.type))
-        if observer is not None:
-            with self.db.session() as session:
-                observer(session, target, body, settled, arrival.received_at)
-        return settled
+        observe = observer(target, body) if observer is not None else None
+        return self.settle(target, arrival, reading, observe)
 
     def target(self, key: str) -> HookTarget:
         """The trigger behind ``key``; `NotFound` when no hook trigger has it."""
@@ -295,19 +296,28 @@ class DeliveryDesk:
                 )
         raise error
 
-    def settle(self, target: HookTarget, arrival: Arrival, reading: Reading) -> list[Settled]:
+    def settle(
+        self,
+        target: HookTarget,
+        arrival: Arrival,
+        reading: Reading,
+        observe: ItemObserver | None = None,
+    ) -> list[Settled]:
         """Start each `Start` of ``reading`` (deduplicated) and record every item.
 
-        Each start is one transaction of `fire`, and its delivery record is written inside it
-        (by the claim), so a run and its record commit together. A refusal (paused workflow,
-        disabled trigger, bad params) is recorded on its own; when nothing of the delivery
-        started or repeated, the first refusal is raised (409 or 422 to the sender).
+        Each start is one transaction of `fire`, and its delivery record (and what ``observe``
+        keeps of it) is written inside it by the claim, so a run and its records commit
+        together. A refusal (paused workflow, disabled trigger, bad params) is recorded on its
+        own; when nothing of the delivery started or repeated, the first refusal is raised
+        (409 or 422 to the sender).
         """
         settled: list[Settled] = []
         refusals: list[OpsflowError] = []
         skipped: list[NewDelivery] = []
-        for item in reading.items:
+        unstarted: list[int] = []  # items that started or found no run, for ``observe``
+        for index, item in enumerate(reading.items):
             if isinstance(item, Skip):
+                unstarted.append(index)
                 settled.append(Settled(DeliveryOutcome.FILTERED, reason=item.reason))
                 skipped.append(
                     self._row(
@@ -323,10 +333,10 @@ class DeliveryDesk:
                 continue
             event = _event(target, arrival, item)
             try:
-                fired = fire(
-                    self.runtime, target.trigger_id, event, claim=self._claim(target, arrival, item)
-                )
+                claim = self._claim(target, arrival, item, index, observe)
+                fired = fire(self.runtime, target.trigger_id, event, claim=claim)
             except (TriggerRefused, InvalidInput, NotFound) as exc:
+                unstarted.append(index)
                 self.refuse(target, arrival, exc, authenticated=True, delivery_key=item.dedupe_key)
                 settled.append(Settled(DeliveryOutcome.REFUSED, reason=exc.message))
                 refusals.append(exc)
@@ -337,17 +347,29 @@ class DeliveryDesk:
                 settled.append(
                     Settled(DeliveryOutcome.DEDUPLICATED, fired.execution_id, _repeat(item))
                 )
-        if skipped:
+        if skipped or (observe is not None and unstarted):
             with self.db.session() as session:
-                log_store.record(session, skipped)
+                if skipped:
+                    log_store.record(session, skipped)
+                if observe is not None:
+                    for index in unstarted:
+                        observe(session, index, None, arrival.received_at)
         self._maybe_prune()
         if refusals and all(s.execution_id is None for s in settled):
             raise refusals[0]
         return settled
 
-    def _claim(self, target: HookTarget, arrival: Arrival, item: Start) -> Claim:
-        """The claim `fire` makes in its transaction: the delivery key (if any), and the
-        delivery's record, for the new run or for the earlier one a repeat found."""
+    def _claim(
+        self,
+        target: HookTarget,
+        arrival: Arrival,
+        item: Start,
+        index: int,
+        observe: ItemObserver | None,
+    ) -> Claim:
+        """The claim `fire` makes in its transaction: the delivery key (if any), the
+        delivery's record, for the new run or for the earlier one a repeat found, and what
+        ``observe`` keeps of item ``index``."""
 
         def claim(session: Session, execution_id: str) -> str | None:
             earlier = None
@@ -376,6 +398,8 @@ class DeliveryDesk:
                     earlier,
                 )
             log_store.record(session, [row])
+            if observe is not None:
+                observe(session, index, earlier or execution_id, arrival.received_at)
             return earlier
 
         return claim

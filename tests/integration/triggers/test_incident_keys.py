@@ -7,10 +7,12 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
 from opsflow.store import deliveries as log_store
+from opsflow.store import incidents as incidents_store
 from opsflow.store.db import Database
 from opsflow.store.deliveries import HookDeliveryKey
 from tests.integration.triggers.conftest import YAML
@@ -57,3 +59,32 @@ def test_a_repeat_notification_keeps_the_alerts_dedupe_key_and_counts_on_the_inc
     assert incidents[0]["executions"][0]["execution_id"] == first.json()["execution_id"]
     assert client.get("/api/v1/incidents", params={"status": "resolved"}).json() == []
     assert client.get("/api/v1/incidents", params={"status": "open"}).status_code == 422
+
+
+def test_an_alerts_run_and_its_incident_commit_together(
+    client: TestClient, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A failure while the incident is written (as a crash there would) must take the run down
+    # with it: otherwise a run starts that no incident knows of, its dedupe key unrefreshed.
+    put = client.put("/api/v1/workflows/paged?publish=true", content=WORKFLOW, headers=YAML)
+    assert put.status_code in (200, 201), put.text
+    (trigger,) = client.get("/api/v1/workflows/paged/triggers").json()
+    secret = client.post("/api/v1/workflows/paged/triggers/incident-1/rotate-secret").json()
+    hook = {"Authorization": f"Bearer {secret['secret']}"}
+    body = NOTIFICATION.read_bytes()
+    path = trigger["url"].split("/hooks/", 1)[1]
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("the incident could not be written")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(incidents_store, "link", broken)
+        with pytest.raises(RuntimeError, match="could not be written"):
+            client.post(f"/hooks/{path}", content=body, headers=hook)
+    assert client.get("/api/v1/executions", params={"workflow": "paged"}).json()["items"] == []
+    assert client.get("/api/v1/incidents").json() == []
+
+    again = client.post(f"/hooks/{path}", content=body, headers=hook)
+    assert again.status_code == 202, again.text
+    (incident,) = client.get("/api/v1/incidents").json()
+    assert [e["execution_id"] for e in incident["executions"]] == [again.json()["execution_id"]]
