@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 WEB_DEPS := web/node_modules/.installed-$(shell cat web/package-lock.json | cksum | cut -d' ' -f1)
 
-.PHONY: setup web browser run test lint typecheck unit integration bench
+.PHONY: setup web packages run test lint typecheck unit integration bench
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -38,17 +38,22 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-# The browser tests drive Debian's Chromium (Playwright downloads no browser here).
-browser:
-	@test -x /usr/bin/chromium || { \
+# Debian packages the tests drive for real: Chromium for the browser tests (Playwright
+# downloads no browser here), Prometheus Alertmanager for incident triggers, git for git
+# triggers. Installed when missing and run as root; otherwise says what to install.
+SYSTEM_PACKAGES = chromium:/usr/bin/chromium prometheus-alertmanager:/usr/bin/prometheus-alertmanager git:/usr/bin/git
+packages:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do \
+	  test -x "$${p#*:}" || missing="$$missing $${p%%:*}"; done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
-	  else echo "install Debian's chromium (apt-get install chromium) for tests/e2e" >&2; exit 1; fi; }
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	  else echo "install Debian's$$missing (apt-get install$$missing) for the tests" >&2; exit 1; fi; fi
 
 # vitest first; pytest (with the browser tests in tests/e2e) last, so its summary ends the output.
-test: lint typecheck web browser
+test: lint typecheck web packages
 	cd web && npx vitest run
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+	$(BIN)/pytest -q --durations=25 $(PYTEST_ARGS)
 
 bench: setup
 	$(BIN)/python benchmarks/engine_chain.py
