@@ -140,7 +140,29 @@ def _apply_one(
     if output is OutputFormat.TEXT:
         say(f"{workflow_id}: {describe_apply(result, draft=draft)}")
         say(f"  sent {source.file.name} with {sent_files(plan)}")
+        if not draft and result.get("created_version"):
+            for line in hook_lines(workflow_id, client.get(f"/workflows/{workflow_id}/triggers")):
+                say(line)
     return result
+
+
+def hook_lines(workflow_id: str, triggers: Any) -> list[str]:
+    """Where each hook trigger that has had no delivery yet is reached, and how its sender gets
+    the secret (a generated one is shown only by rotate-secret)."""
+    lines: list[str] = []
+    for trigger in triggers if isinstance(triggers, list) else []:
+        if not trigger.get("url") or trigger.get("last_deliveries"):
+            continue
+        name, secret = trigger["name"], trigger.get("secret") or ""
+        lines.append(f"  trigger {name} ({trigger['type']}): POST {trigger['url']}")
+        if secret == "generated":
+            lines.append(
+                f"    its secret: opsflow triggers rotate-secret {workflow_id} {name} "
+                "(shows a new one once)"
+            )
+        elif secret:
+            lines.append(f"    its {secret} signs or authorizes deliveries")
+    return lines
 
 
 def describe_apply(result: dict[str, Any], *, draft: bool) -> str:

@@ -149,3 +149,35 @@ def test_api_validation_errors_are_listed_by_location(server: Server) -> None:
     assert result.returncode == 1
     assert result.stderr.startswith("error: The request is invalid: ")
     assert "  body.new_id: " in result.stderr
+
+
+def test_apply_says_where_a_new_hook_trigger_is_reached_and_how_to_get_its_secret(
+    server: Server, workflow_dir: WorkflowDir
+) -> None:
+    definition = (
+        "id: hooked\n"
+        "triggers:\n"
+        "  - {type: webhook}\n"
+        "  - {type: webhook, key: hooked-signed, secret: HOOKED_SECRET}\n"
+        "  - {type: schedule, cron: '0 3 * * *'}\n"
+        "steps:\n"
+        "  - {id: hello, type: script, run: echo hello}\n"
+    )
+    directory = workflow_dir("hooked", definition)
+
+    first = server.cli("apply", "-f", str(directory))
+
+    assert first.returncode == 0, first.stderr
+    lines = first.stdout.splitlines()
+    (generated,) = [i for i, line in enumerate(lines) if "trigger webhook-1 (webhook)" in line]
+    assert lines[generated].split("POST ")[1].startswith(f"{server.url}/hooks/")
+    assert lines[generated + 1].strip() == (
+        "its secret: opsflow triggers rotate-secret hooked webhook-1 (shows a new one once)"
+    )
+    assert f"  trigger hooked-signed (webhook): POST {server.url}/hooks/hooked-signed" in lines
+    assert "    its secret HOOKED_SECRET signs or authorizes deliveries" in lines
+    assert "schedule-1" not in first.stdout  # no URL: nothing for a sender to set up
+    (directory / "workflow.yaml").write_text(definition.replace("echo hello", "echo hi"))
+    # A trigger that has taken deliveries is set up already; one without is listed again.
+    second = server.cli("apply", "-f", str(directory))
+    assert "trigger webhook-1 (webhook)" in second.stdout
