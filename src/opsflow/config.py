@@ -82,6 +82,8 @@ class Settings:
     # How deep runs may start runs (workflow triggers and workflow steps); a loop of
     # workflows stops here with an error naming it.
     chain_depth: int = 10
+    # A step whose agent is lost this many attempts in a row fails instead of retrying again.
+    agent_lost_limit: int = 3
 
     def __post_init__(self) -> None:
         if self.hook_rate_per_minute < 1:
@@ -94,6 +96,10 @@ class Settings:
             )
         if self.chain_depth < 1:
             raise InvalidInput(f"OPSFLOW_CHAIN_DEPTH must be at least 1, not {self.chain_depth}")
+        if self.agent_lost_limit < 1:
+            raise InvalidInput(
+                f"OPSFLOW_AGENT_LOST_LIMIT must be at least 1, not {self.agent_lost_limit}"
+            )
         if not self.db_url:
             default = f"sqlite:///{(Path(self.data_dir) / 'opsflow.db').resolve()}"
             object.__setattr__(self, "db_url", default)
@@ -163,6 +169,8 @@ class Settings:
             values["scheduler_clock"] = env["OPSFLOW_SCHEDULER_CLOCK"]
         if "OPSFLOW_CHAIN_DEPTH" in env:
             values["chain_depth"] = _int(env, "OPSFLOW_CHAIN_DEPTH")
+        if "OPSFLOW_AGENT_LOST_LIMIT" in env:
+            values["agent_lost_limit"] = _int(env, "OPSFLOW_AGENT_LOST_LIMIT")
         values.update({k: v for k, v in overrides.items() if v is not None})
         if "data_dir" in values:
             values["data_dir"] = Path(values["data_dir"])

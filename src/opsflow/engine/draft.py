@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from opsflow.engine.edges import EdgeState, join_state, produced
 from opsflow.engine.model import (
+    DEFAULT_AGENT_LOST_LIMIT,
     Action,
     CancelJob,
     Edge,
@@ -39,8 +40,16 @@ _NEW = StepState()
 class Draft:
     """Working copy of step and execution statuses, plus the actions that produce them."""
 
-    def __init__(self, graph: Graph, state: ExecutionState, now: float) -> None:
+    def __init__(
+        self,
+        graph: Graph,
+        state: ExecutionState,
+        now: float,
+        *,
+        agent_lost_limit: int = DEFAULT_AGENT_LOST_LIMIT,
+    ) -> None:
         self.graph = graph
+        self.agent_lost_limit = agent_lost_limit
         self.now = now
         self.shape = shape_of(graph)
         self.order = self.shape.order

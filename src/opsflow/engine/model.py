@@ -21,6 +21,9 @@ from opsflow.status import (
     StepType,
 )
 
+# A step whose agent was lost this many attempts in a row fails instead of retrying again.
+DEFAULT_AGENT_LOST_LIMIT = 3
+
 # --------------------------------------------------------------------------- the graph
 
 
@@ -88,6 +91,7 @@ class Attempt:
     ended_at: float | None = None
     retryable: bool = True  # the executor's retry intent: False means do not retry
     error: str | None = None
+    agent_lost: bool = False  # the agent that held it stopped heartbeating or restarted
     cancel_requested: bool = False  # a CancelJob was already issued for it
     # That CancelJob was the step's timeout (the job is stopping with the normal grace); a
     # forced cancel of the execution still cuts it short.

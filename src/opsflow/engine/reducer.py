@@ -47,18 +47,31 @@ from __future__ import annotations
 
 from opsflow.engine.draft import Draft
 from opsflow.engine.edges import EdgeState, is_handler
-from opsflow.engine.model import CancelMode, Decision, ExecutionState, Graph
+from opsflow.engine.model import (
+    DEFAULT_AGENT_LOST_LIMIT,
+    CancelMode,
+    Decision,
+    ExecutionState,
+    Graph,
+)
 from opsflow.engine.outcome import halting, unhandled
 from opsflow.engine.results import Stop, settle
 from opsflow.engine.wording import describe_result, format_duration, spell_edge
 from opsflow.status import ExecutionStatus, Join, StepStatus, StepType
 
 
-def decide(graph: Graph, state: ExecutionState, now: float) -> Decision:
-    """What to do now for one execution, and when to look again (see the module docstring)."""
+def decide(
+    graph: Graph,
+    state: ExecutionState,
+    now: float,
+    *,
+    agent_lost_limit: int = DEFAULT_AGENT_LOST_LIMIT,
+) -> Decision:
+    """What to do now for one execution, and when to look again (see the module docstring).
+    ``agent_lost_limit``: attempts in a row whose agent was lost before a step fails."""
     if state.status.terminal:
         return Decision(actions=())
-    draft = Draft(graph, state, now)
+    draft = Draft(graph, state, now, agent_lost_limit=agent_lost_limit)
     if draft.execution == ExecutionStatus.PENDING and state.cancel is None:
         draft.set_execution(ExecutionStatus.RUNNING, "started")
     stop = _stop(graph, state, draft)

@@ -17,6 +17,10 @@ Job steps (script, http, terraform, ansible, notify):
   like a failed one. A ``timeout`` of None or 0 means none. The agent stops a timed-out job
   with the normal grace; a FORCE stop arriving meanwhile issues ``CancelJob(CANCELLED,
   force=True)`` for it once more, so the grace is cut short.
+* an attempt whose agent was lost (``agent_lost``: its lease expired or its agent restarted)
+  counts against ``retries`` like a failure; when the last ``agent_lost_limit`` attempts since
+  ``retry_base`` all lost their agent, the step FAILS ("agent lost N times in a row") whatever
+  retries are left, so a job that kills its agent does not loop through the whole pool.
 
 Conditions end SUCCEEDED when ``gate_result`` is TRUE or FALSE (the result stays in
 ``gate_result`` and decides which edges are met) and FAILED when it is FAILED (the ``if`` could
@@ -130,6 +134,10 @@ def _job_ended(draft: Draft, node: StepNode, attempt: Attempt, stop: Stop | None
         return
     state = draft.states[node.id]
     tries = len(state.attempts) - state.retry_base
+    lost = _lost_in_a_row(state.attempts[state.retry_base :])
+    if lost >= draft.agent_lost_limit:
+        end_step(draft, node, StepStatus.FAILED, f"{what} (agent lost {lost} times in a row)")
+        return
     if attempt.retryable and tries < 1 + node.retries:
         due = (attempt.ended_at if attempt.ended_at is not None else draft.now) + node.retry_delay
         if due <= draft.now:
@@ -149,6 +157,16 @@ def _job_ended(draft: Draft, node: StepNode, attempt: Attempt, stop: Stop | None
     elif tries > 1:
         what += f" (after {tries} attempts)"
     end_step(draft, node, StepStatus.FAILED, what)
+
+
+def _lost_in_a_row(attempts: tuple[Attempt, ...]) -> int:
+    """How many of the last attempts, counted back from the newest, lost their agent."""
+    count = 0
+    for attempt in reversed(attempts):
+        if not attempt.agent_lost:
+            break
+        count += 1
+    return count
 
 
 def _job_in_flight(draft: Draft, node: StepNode, attempt: Attempt, stop: Stop | None) -> None:

@@ -21,6 +21,7 @@ from opsflow.agent.identity import persistent_agent_id
 from opsflow.agent.loop import Agent
 from opsflow.auth.secrets import SecretVault
 from opsflow.engine.chains import DEFAULT_DEPTH_LIMIT
+from opsflow.engine.model import DEFAULT_AGENT_LOST_LIMIT
 from opsflow.runtime.agent_service import AgentService, InProcessClient
 from opsflow.runtime.outbox import OutboxSender, stop_task
 from opsflow.runtime.pg_bus import bus_for
@@ -60,6 +61,7 @@ class RuntimeHost:
         server_url: str | None = None,
         vault: SecretVault | None = None,
         chain_depth: int = DEFAULT_DEPTH_LIMIT,
+        agent_lost_limit: int = DEFAULT_AGENT_LOST_LIMIT,
     ) -> None:
         # Across replicas through LISTEN/NOTIFY on PostgreSQL; in-process on SQLite.
         self.bus = bus_for(db.dialect, db.url)
@@ -71,6 +73,7 @@ class RuntimeHost:
             vault=vault,
             server_url=server_url,
             chain_depth=chain_depth,
+            agent_lost_limit=agent_lost_limit,
         )
         # Workflow triggers fire in the transaction in which the run they follow ends.
         self.runtime.reconciler.follow(Chains(self.runtime))
@@ -151,6 +154,7 @@ async def runtime_extension(services: Services) -> AsyncIterator[RuntimeHost]:
         server_url=settings.base_url,
         vault=services.extra.get("secrets"),
         chain_depth=settings.chain_depth,
+        agent_lost_limit=settings.agent_lost_limit,
     )
     services.extra["runtime"] = host
     await host.start()

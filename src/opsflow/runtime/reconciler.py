@@ -69,6 +69,8 @@ class RunSettings:
     server_url: str | None = None
     # How deep runs may start runs (workflow steps and workflow triggers).
     chain_depth: int = DEFAULT_DEPTH_LIMIT
+    # Attempts in a row a step's agent may be lost before the step fails.
+    agent_lost_limit: int = m.DEFAULT_AGENT_LOST_LIMIT
 
     def server_facts(self, session: Session) -> ServerFacts:
         names = self.secret_names
@@ -96,6 +98,7 @@ def _attempt(job: Job) -> m.Attempt:
         ended_at=job.ended_at,
         retryable=job.retryable,
         error=job.error,
+        agent_lost=jobs_store.agent_lost(job.status, job.error),
         cancel_requested=job.cancel_requested,
         stopping_for_timeout=job.cancel_requested and job.cancel_as == JobStatus.TIMEOUT,
     )
@@ -473,7 +476,9 @@ def reconcile(
     decision = m.Decision(actions=())
     for _ in range(MAX_ROUNDS):
         try:
-            decision = decide(run.graph, run.state(), now)
+            decision = decide(
+                run.graph, run.state(), now, agent_lost_limit=run.settings.agent_lost_limit
+            )
         except ValueError as exc:  # a state the engine refuses: end the run, loudly
             log.exception("engine refused the state of execution %s", execution_id)
             run.apply(m.SetExecutionStatus(ExecutionStatus.ERROR, f"engine error: {exc}"))

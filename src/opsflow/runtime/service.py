@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from opsflow.auth.secrets import SecretVault
 from opsflow.engine.chains import DEFAULT_DEPTH_LIMIT
+from opsflow.engine.model import DEFAULT_AGENT_LOST_LIMIT
 from opsflow.runtime.agent_jobs import AgentJobs
 from opsflow.runtime.bus import EventBus
 from opsflow.runtime.changes import Changes
@@ -50,6 +51,7 @@ class Runtime:
         vault: SecretVault | None = None,
         server_url: str | None = None,
         chain_depth: int = DEFAULT_DEPTH_LIMIT,
+        agent_lost_limit: int = DEFAULT_AGENT_LOST_LIMIT,
     ) -> None:
         self.db = db
         self.bus = bus or EventBus()
@@ -67,6 +69,7 @@ class Runtime:
                 secret_names=vault.names if vault else None,
                 server_url=server_url,
                 chain_depth=chain_depth,
+                agent_lost_limit=agent_lost_limit,
             ),
             clock,
         )

@@ -536,6 +536,14 @@ def expired_leases(session: Session, now: float, limit: int = 100) -> list[tuple
     return [(r.id, r.execution_id) for r in rows]
 
 
+AGENT_LOST = "agent lost"
+
+
+def agent_lost(status: JobStatus, error: str | None) -> bool:
+    """Whether an attempt ended because its agent was lost (its stored outcome says so)."""
+    return status == JobStatus.FAILED and (error or "").startswith(AGENT_LOST)
+
+
 def fail_lost_job(session: Session, job_id: str, now: float) -> bool:
     """An expired lease: the attempt failed ("agent lost"); its retry policy decides."""
     res = session.connection().execute(
@@ -544,7 +552,7 @@ def fail_lost_job(session: Session, job_id: str, now: float) -> bool:
         .values(
             status=JobStatus.FAILED.value,
             ended_at=now,
-            error="agent lost: its lease expired without a report",
+            error=f"{AGENT_LOST}: its lease expired without a report",
             retryable=True,
             lease_expires_at=None,
         )
@@ -571,7 +579,7 @@ def fail_abandoned_job(session: Session, job_id: str, agent_id: str, now: float)
         .values(
             status=JobStatus.FAILED.value,
             ended_at=now,
-            error="agent lost: its agent restarted while the attempt ran",
+            error=f"{AGENT_LOST}: its agent restarted while the attempt ran",
             retryable=True,
             lease_expires_at=None,
         )

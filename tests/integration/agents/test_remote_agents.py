@@ -93,3 +93,37 @@ def test_sigterm_drains_the_agent_and_it_exits_0(
     assert process.wait(timeout=30) == 0, agents.log("draining")
     detail = api.execution(execution_id)
     assert detail["status"] == "completed", agents.log("draining")
+
+
+DOOMED = """
+id: doomed
+steps:
+  - {id: work, type: script, shell: sh, run: "echo started; sleep 30", retries: 5}
+"""
+
+
+def test_a_step_whose_agent_is_lost_three_times_in_a_row_fails(
+    server: RunningServer, api: Api, agents: Agents
+) -> None:
+    api.publish("doomed", DOOMED)
+    execution_id = api.run("doomed")
+    for number in (1, 2, 3):
+        # The same work dir, so the same identity: its registration fails the attempt it held.
+        agent = agents.start("victim")
+        api.wait_for(
+            f"attempt {number} starts",
+            lambda n=number: api.log_texts(execution_id).count("started") == n,
+            timeout=60,
+        )
+        os.kill(agent.pid, signal.SIGKILL)
+        agent.wait()
+    api.wait_for(
+        "the step fails once its lease expires",
+        lambda: api.execution(execution_id)["status"] == "failed",
+        timeout=30,
+    )
+    attempts = _attempts(api, execution_id, "work")
+    assert len(attempts) == 3, attempts
+    assert all("agent lost" in str(a["error"]) for a in attempts), attempts
+    engine_log = str(api.execution(execution_id)["engine_log"])
+    assert "agent lost 3 times in a row" in engine_log, engine_log

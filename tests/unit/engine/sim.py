@@ -69,9 +69,10 @@ def graph(*nodes: StepNode, timeout: float | None = None) -> Graph:
 class Sim:
     """The runtime's side of the contract, in memory."""
 
-    def __init__(self, g: Graph, now: float = 0.0) -> None:
+    def __init__(self, g: Graph, now: float = 0.0, *, agent_lost_limit: int = 3) -> None:
         self.graph = g
         self.now = now
+        self.agent_lost_limit = agent_lost_limit
         self.state = ExecutionState(
             status=ExecutionStatus.PENDING,
             created_at=now,
@@ -88,7 +89,7 @@ class Sim:
     # -- the runtime loop ----------------------------------------------------------------------
 
     def decide(self) -> Decision:
-        return decide(self.graph, self.state, self.now)
+        return decide(self.graph, self.state, self.now, agent_lost_limit=self.agent_lost_limit)
 
     def reconcile(self) -> list[Action]:
         """Decide and apply until the engine returns no actions; return everything applied."""
@@ -238,6 +239,11 @@ class Sim:
 
     def fail(self, step_id: str, *, retryable: bool = True, error: str = "exit code 1") -> None:
         self.job_ends(step_id, JobStatus.FAILED, retryable=retryable, error=error)
+
+    def lost(self, step_id: str) -> None:
+        """The lease sweep fails the last attempt: its agent stopped heartbeating."""
+        self.job_ends(step_id, JobStatus.FAILED, error="agent lost: its lease expired")
+        self._put_attempt(step_id, agent_lost=True)
 
     def answer(self, step_id: str, outcome: Outcome, reason: str | None = None) -> None:
         """Write a gate's answer, as the runtime does with a compare-and-set."""

@@ -270,3 +270,39 @@ def test_wake_at_is_earliest_due_time() -> None:
     sim.advance(19).approve("approve")
     sim.reconcile()
     assert sim.wake_at == 50.0  # a's attempt timeout
+
+
+def test_a_step_whose_agent_is_lost_three_times_in_a_row_fails_with_retries_left() -> None:
+    sim = Sim(graph(node("a", retries=5)))
+    sim.reconcile()
+    for number in (1, 2):
+        sim.lost("a")
+        assert StartJob("a", number + 1) in sim.reconcile()
+    sim.lost("a")
+    sim.reconcile()
+    assert sim.status("a") == StepStatus.FAILED
+    assert "agent lost 3 times in a row" in _failed_reason(sim, "a")
+    assert sim.execution == ExecutionStatus.FAILED
+
+
+def test_only_losses_in_a_row_count_and_the_limit_is_a_setting() -> None:
+    sim = Sim(graph(node("a", retries=5)), agent_lost_limit=2)
+    sim.reconcile()
+    sim.lost("a")
+    sim.reconcile()
+    sim.fail("a")  # an ordinary failure breaks the run of losses
+    sim.reconcile()
+    sim.lost("a")
+    assert StartJob("a", 4) in sim.reconcile()
+    sim.lost("a")
+    sim.reconcile()
+    assert sim.status("a") == StepStatus.FAILED
+    assert "agent lost 2 times in a row" in _failed_reason(sim, "a")
+
+
+def _failed_reason(sim: Sim, step_id: str) -> str:
+    return next(
+        a.reason
+        for _, a in reversed(sim.history)
+        if isinstance(a, SetStepStatus) and a.step == step_id and a.status == StepStatus.FAILED
+    )
