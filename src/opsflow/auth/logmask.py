@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from opsflow.auth.masking import Masker
 
@@ -53,7 +54,8 @@ class SecretLogFilter(logging.Filter):
             message = record.getMessage()
         except Exception:  # a broken format string: leave it for the handler to report
             return True
-        record.msg, record.args = masker.mask(message), None
+        if masker.mask(message) != message:
+            record.msg, record.args = self._masked_parts(record, masker)
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
@@ -61,6 +63,33 @@ class SecretLogFilter(logging.Filter):
         if record.stack_info:
             record.stack_info = masker.mask(record.stack_info)
         return True
+
+    @staticmethod
+    def _masked_parts(record: logging.LogRecord, masker: Masker) -> tuple[Any, Any]:
+        """The record's format and arguments with secrets masked, each where it is.
+
+        Formatters may read the arguments themselves (uvicorn's access formatter unpacks
+        ``(client, method, path, version, status)``), so they keep their shape: string
+        arguments are masked one by one. Only when that still leaves a secret in the message
+        (an argument that is not a string prints one) is the record flattened into its masked
+        message, with the arguments of the shape it had emptied."""
+        args = record.args
+        msg = masker.mask(record.msg) if isinstance(record.msg, str) else record.msg
+        kept: Any
+        if isinstance(args, tuple):
+            kept = tuple(masker.mask(a) if isinstance(a, str) else a for a in args)
+        elif isinstance(args, Mapping):
+            kept = {k: masker.mask(v) if isinstance(v, str) else v for k, v in args.items()}
+        else:
+            kept = args
+        try:
+            rebuilt = str(msg) % kept if kept else str(msg)
+        except Exception:
+            rebuilt = None
+        if rebuilt is not None and masker.mask(rebuilt) == rebuilt:
+            return msg, kept
+        flat = masker.mask(record.getMessage())
+        return flat, ({} if isinstance(args, Mapping) else ())
 
     def install(self) -> None:
         """Put the filter on every handler configured now (the root's and those of named

@@ -80,3 +80,50 @@ def test_http_libraries_request_lines_are_off(
     for name in CHATTY_LOGGERS:
         assert not logging.getLogger(name).isEnabledFor(logging.INFO)
         assert logging.getLogger(name).isEnabledFor(logging.WARNING)
+
+
+def test_a_formatter_that_reads_the_arguments_gets_them_masked_and_in_shape() -> None:
+    # uvicorn's access formatter unpacks (client, method, path, version, status) from the
+    # record's arguments: masking must keep that shape, or every access line fails to print.
+    from uvicorn.logging import AccessFormatter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(AccessFormatter('%(client_addr)s - "%(request_line)s" %(status_code)s'))
+    found = SecretLogFilter()
+    handler.addFilter(found)
+    found.learn([VALUE])
+    logger = logging.getLogger("opsflow.test.logmask.access")
+    logger.propagate = False
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    errors: list[str] = []
+    handler.handleError = lambda record: errors.append(str(record.msg))  # type: ignore[method-assign]
+    try:
+        args = ("127.0.0.1:5000", "GET", f"/api/v1/x?token={VALUE}", "1.1", 200)
+        logger.info('%s - "%s %s HTTP/%s" %d', *args)
+        logger.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5001", "GET", "/plain", "1.1", 404)
+    finally:
+        logger.removeHandler(handler)
+    assert errors == []
+    lines = stream.getvalue().splitlines()
+    assert lines[0].startswith('127.0.0.1:5000 - "GET /api/v1/x?token=*** HTTP/1.1" 200')
+    assert lines[1].startswith('127.0.0.1:5001 - "GET /plain HTTP/1.1" 404')
+    assert VALUE not in stream.getvalue()
+
+
+def test_a_secret_split_between_format_and_argument_or_inside_an_object_is_masked(
+    captured: tuple[logging.Logger, io.StringIO, SecretLogFilter],
+) -> None:
+    logger, stream, found = captured
+    found.install()
+    found.learn([VALUE])
+
+    class Holder:
+        def __str__(self) -> str:
+            return f"holder of {VALUE}"
+
+    logger.info("split: hunter2-%s", "but-longer")
+    logger.info("object: %s", Holder())
+    logger.info("mapping: %(who)s", {"who": VALUE})
+    assert stream.getvalue().splitlines() == ["split: ***", "object: holder of ***", "mapping: ***"]
