@@ -172,7 +172,7 @@ class DeliveryDesk:
             )
             raise Conflict("this trigger cannot take deliveries yet: its secret is not set")
         try:
-            authenticated = source.authenticate(target.secret, headers)
+            authenticated = source.authenticate(target.spec, target.secret, headers)
         except NotAuthenticated as exc:
             error = Unauthorized(str(exc))
             self.refuse(target, arrival, error, authenticated=False)
@@ -190,7 +190,7 @@ class DeliveryDesk:
         assert target.secret is not None  # `open` refused the delivery otherwise
         if not opened.authenticated:
             try:
-                source.check_body(target.secret, headers, body, arrival.received_at)
+                source.check_body(target.spec, target.secret, headers, body, arrival.received_at)
             except NotAuthenticated as exc:
                 error = Unauthorized(str(exc))
                 self.refuse(target, arrival, error, authenticated=False)

@@ -66,37 +66,72 @@ def sign(provider: GitProvider, secret: str, body: bytes) -> dict[str, str]:
             return {"X-Gitea-Signature": _hmac_hex(secret, body)}
 
 
-def authenticate(secret: str, headers: Headers) -> bool:
+# Each provider's own proof, and only that: a trigger accepts no other provider's header (a
+# GitHub trigger that took ``X-Gitlab-Token`` would let anyone who saw the secret once in
+# transit start runs without signing the body).
+_OWN_HEADERS: dict[GitProvider, tuple[str, ...]] = {
+    GitProvider.GITHUB: ("x-hub-signature-256",),
+    GitProvider.GITLAB: ("x-gitlab-token",),
+    GitProvider.GITEA: ("x-gitea-signature", "x-forgejo-signature"),
+}
+_HEADER_NAMES = {
+    "x-hub-signature-256": "X-Hub-Signature-256",
+    "x-gitlab-token": "X-Gitlab-Token",
+    "x-gitea-signature": "X-Gitea-Signature",
+    "x-forgejo-signature": "X-Forgejo-Signature",
+}
+
+
+def _expected(provider: GitProvider) -> str:
+    names = " or ".join(_HEADER_NAMES[h] for h in _OWN_HEADERS[provider])
+    return f"a {provider.value} trigger takes only {names}"
+
+
+def authenticate(provider: GitProvider, secret: str, headers: Headers) -> bool:
     """From the headers: True for GitLab's token (the secret itself, compared in constant
-    time), False for an HMAC of the body (`check_body` follows), `NotAuthenticated` when the
-    delivery carries neither. Read from the headers sent, since Gitea also sends GitHub's."""
-    token = headers.get("x-gitlab-token")
-    if token is not None:
-        if not same_secret(token, secret):
+    time), False for GitHub's or Gitea's HMAC of the body (`check_body` follows),
+    `NotAuthenticated` when the delivery lacks the trigger's provider's own header, whatever
+    other provider's header it carries."""
+    own = [name for name in _OWN_HEADERS[provider] if name in headers]
+    if not own:
+        others = [
+            _HEADER_NAMES[name]
+            for other, names in _OWN_HEADERS.items()
+            if other is not provider
+            for name in names
+            if name in headers
+        ]
+        if others:
+            raise NotAuthenticated(
+                f"the delivery is authenticated with {', '.join(others)}: {_expected(provider)}"
+                " (is the trigger's provider right?)"
+            )
+        raise NotAuthenticated(
+            f"the delivery is not signed: {_expected(provider)}; set the webhook's secret on "
+            "the provider (GitHub sends X-Hub-Signature-256, GitLab X-Gitlab-Token, Gitea and "
+            "Forgejo X-Gitea-Signature)"
+        )
+    if provider is GitProvider.GITLAB:
+        if not same_secret(headers["x-gitlab-token"], secret):
             raise NotAuthenticated("X-Gitlab-Token is not this trigger's secret")
         return True
-    if any(name in headers for name in _SIGNATURE_HEADERS):
-        return False
-    raise NotAuthenticated(
-        "the delivery is not signed: set the webhook's secret on the provider (GitHub sends "
-        "X-Hub-Signature-256, GitLab X-Gitlab-Token, Gitea and Forgejo X-Gitea-Signature)"
-    )
+    return False
 
 
-_SIGNATURE_HEADERS = ("x-hub-signature-256", "x-gitea-signature", "x-forgejo-signature")
-
-
-def check_body(secret: str, headers: Headers, body: bytes) -> None:
-    """Accept an HMAC-SHA256 of the raw ``body`` with ``secret``: GitHub's
-    ``X-Hub-Signature-256: sha256=<hex>`` or Gitea's ``X-Gitea-Signature: <hex>``."""
+def check_body(provider: GitProvider, secret: str, headers: Headers, body: bytes) -> None:
+    """Accept the provider's HMAC-SHA256 of the raw ``body`` with ``secret``: GitHub's
+    ``X-Hub-Signature-256: sha256=<hex>``, Gitea's ``X-Gitea-Signature: <hex>`` (or
+    Forgejo's ``X-Forgejo-Signature``). GitLab does not sign bodies: never accepted here."""
     expected = _hmac_hex(secret, body)
-    github = headers.get("x-hub-signature-256")
-    if github is not None:
-        sent, wanted = github.strip(), "sha256=" + expected
-    else:
-        sent = headers.get("x-gitea-signature") or headers.get("x-forgejo-signature") or ""
-        sent, wanted = sent.strip(), expected
-    if not hmac.compare_digest(sent.encode(), wanted.encode()):
+    match provider:
+        case GitProvider.GITHUB:
+            sent, wanted = headers.get("x-hub-signature-256", ""), "sha256=" + expected
+        case GitProvider.GITEA:
+            sent = headers.get("x-gitea-signature") or headers.get("x-forgejo-signature") or ""
+            wanted = expected
+        case GitProvider.GITLAB:
+            raise NotAuthenticated(_expected(provider))
+    if not hmac.compare_digest(sent.strip().encode(), wanted.encode()):
         raise NotAuthenticated(
             "the signature does not match the body signed with this trigger's secret "
             "(HMAC-SHA256 of the raw body)"
@@ -464,11 +499,13 @@ class GitSource:
     trigger_type = TriggerType.GIT
     max_body_bytes = MAX_BODY_BYTES
 
-    def authenticate(self, secret: str, headers: Headers) -> bool:
-        return authenticate(secret, headers)
+    def authenticate(self, spec: Mapping[str, Any], secret: str, headers: Headers) -> bool:
+        return authenticate(_provider(spec), secret, headers)
 
-    def check_body(self, secret: str, headers: Headers, body: bytes, now: float) -> None:
-        check_body(secret, headers, body)
+    def check_body(
+        self, spec: Mapping[str, Any], secret: str, headers: Headers, body: bytes, now: float
+    ) -> None:
+        check_body(_provider(spec), secret, headers, body)
 
     def read(self, spec: Mapping[str, Any], headers: Headers, body: bytes) -> Reading:
         trigger = GitTrigger.model_validate(dict(spec))
@@ -499,6 +536,14 @@ class GitSource:
                         )
                     ]
                 )
+
+
+def _provider(spec: Mapping[str, Any]) -> GitProvider:
+    """The trigger's declared provider: it alone decides which header proves a delivery."""
+    provider = GitTrigger.model_validate(dict(spec)).provider
+    if provider is None:
+        raise NotAuthenticated("this git trigger polls its `url`; it takes no deliveries")
+    return provider
 
 
 def source(push: Push) -> str:

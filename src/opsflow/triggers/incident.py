@@ -248,10 +248,12 @@ class AlertmanagerSource:
     trigger_type = TriggerType.INCIDENT
     max_body_bytes = MAX_BODY_BYTES
 
-    def authenticate(self, secret: str, headers: Headers) -> bool:
+    def authenticate(self, spec: Mapping[str, Any], secret: str, headers: Headers) -> bool:
         return authenticate(secret, headers)
 
-    def check_body(self, secret: str, headers: Headers, body: bytes, now: float) -> None:
+    def check_body(
+        self, spec: Mapping[str, Any], secret: str, headers: Headers, body: bytes, now: float
+    ) -> None:
         """Never called: `authenticate` decides from the headers alone."""
 
     def read(self, spec: Mapping[str, Any], headers: Headers, body: bytes) -> Reading:

@@ -92,12 +92,16 @@ class HookSource(Protocol):
     trigger_type: TriggerType
     max_body_bytes: int
 
-    def authenticate(self, secret: str, headers: Headers) -> bool:
+    def authenticate(self, spec: Mapping[str, Any], secret: str, headers: Headers) -> bool:
         """From the headers alone: True when the sender is authenticated, False when the proof
-        is a signature of the body (see `check_body`); raise `NotAuthenticated` otherwise."""
+        is a signature of the body (see `check_body`); raise `NotAuthenticated` otherwise.
+        Only this source's own scheme (under the trigger's ``spec``: a git trigger's
+        provider) proves anything; another source's header never does."""
         ...
 
-    def check_body(self, secret: str, headers: Headers, body: bytes, now: float) -> None:
+    def check_body(
+        self, spec: Mapping[str, Any], secret: str, headers: Headers, body: bytes, now: float
+    ) -> None:
         """Check the signature of the raw ``body`` (``now`` is Unix seconds, for a replay
         window); raise `NotAuthenticated` saying what does not match."""
         ...

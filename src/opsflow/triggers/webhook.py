@@ -217,13 +217,15 @@ class WebhookSource:
     trigger_type = TriggerType.WEBHOOK
     max_body_bytes = MAX_BODY_BYTES
 
-    def authenticate(self, secret: str, headers: Headers) -> bool:
+    def authenticate(self, spec: Mapping[str, Any], secret: str, headers: Headers) -> bool:
         if is_signed(headers):
             return False
         check_bearer(secret, headers)
         return True
 
-    def check_body(self, secret: str, headers: Headers, body: bytes, now: float) -> None:
+    def check_body(
+        self, spec: Mapping[str, Any], secret: str, headers: Headers, body: bytes, now: float
+    ) -> None:
         check_signature(secret, headers, body, now)
 
     def read(self, spec: Mapping[str, Any], headers: Headers, body: bytes) -> Reading:

@@ -191,6 +191,49 @@ def test_a_forged_signature_is_refused_and_recorded(server: Server) -> None:
     assert server.executions(hook) == []
 
 
+PUSHES = {
+    GitProvider.GITHUB: ("push", "github_push"),
+    GitProvider.GITLAB: ("Push Hook", "gitlab_push"),
+    GitProvider.GITEA: ("push", "gitea_push"),
+}
+
+
+@pytest.mark.parametrize("provider", list(GitProvider))
+def test_a_trigger_refuses_every_other_providers_proof_even_with_the_right_secret(
+    server: Server, provider: GitProvider
+) -> None:
+    """A GitHub trigger once started a run for an unsigned push carrying the plain secret in
+    X-Gitlab-Token: each provider's trigger takes only its own header."""
+    repository = {
+        GitProvider.GITHUB: "acme/infra",
+        GitProvider.GITLAB: "platform/edge/stack",
+        GitProvider.GITEA: "gitea/webhooks",
+    }[provider]
+    hook = server.hook(f"provider: {provider.value}, repository: {repository}")
+    event, name = PUSHES[provider]
+    raw = json.dumps(payload(name)).encode()
+    events = {
+        "X-GitHub-Event": event,
+        "X-Gitlab-Event": event,
+        "X-Gitea-Event": event,
+        "Content-Type": "application/json",
+    }
+    others = [sign(other, SECRET, raw) for other in GitProvider if other is not provider]
+    if provider is not GitProvider.GITEA:
+        gitea = sign(GitProvider.GITEA, SECRET, raw)["X-Gitea-Signature"]
+        others.append({"X-Forgejo-Signature": gitea})
+    others.append({"Authorization": f"Bearer {SECRET}"})  # a webhook's or an incident's
+    for proof in others:
+        answer = httpx.post(hook.url, content=raw, headers={**events, **proof}, timeout=30)
+        assert answer.status_code == 401, (proof, answer.text)
+    outcomes = [d["outcome"] for d in server.deliveries(hook)]
+    assert outcomes == ["refused"] * len(others)
+    assert server.executions(hook) == []
+    # Its own proof still works, so the refusals above were about the header alone.
+    own = httpx.post(hook.url, content=raw, headers={**events, **sign(provider, SECRET, raw)})
+    assert own.status_code == 202, own.text
+
+
 def test_a_tag_push_runs_when_tags_are_asked_for(server: Server) -> None:
     hook = server.hook(
         'provider: gitlab, repository: platform/edge/stack, events: [push, tag], tags: ["v*"]'

@@ -49,12 +49,14 @@ def read(provider: GitProvider, headers: dict[str, str], body: dict[str, Any]) -
 # -- signatures -------------------------------------------------------------------------------
 
 
-def accepts(headers: dict[str, str], body: bytes, secret: str = SECRET) -> bool:
+def accepts(
+    provider: GitProvider, headers: dict[str, str], body: bytes, secret: str = SECRET
+) -> bool:
     """The route's order: the headers alone, then (for an HMAC) the raw body."""
     lowered = {k.lower(): v for k, v in headers.items()}
     try:
-        if not git.authenticate(secret, lowered):
-            git.check_body(secret, lowered, body)
+        if not git.authenticate(provider, secret, lowered):
+            git.check_body(provider, secret, lowered, body)
     except NotAuthenticated:
         return False
     return True
@@ -63,43 +65,54 @@ def accepts(headers: dict[str, str], body: bytes, secret: str = SECRET) -> bool:
 @pytest.mark.parametrize("provider", list(GitProvider))
 def test_the_providers_own_signature_is_accepted(provider: GitProvider) -> None:
     body = json.dumps(payload("github_push")).encode()
-    assert accepts(git.sign(provider, SECRET, body), body)
+    assert accepts(provider, git.sign(provider, SECRET, body), body)
 
 
 @pytest.mark.parametrize("provider", list(GitProvider))
 def test_a_signature_made_with_another_secret_is_refused(provider: GitProvider) -> None:
     body = b'{"ref": "refs/heads/main"}'
-    assert not accepts(git.sign(provider, "other", body), body)
+    assert not accepts(provider, git.sign(provider, "other", body), body)
 
 
 @pytest.mark.parametrize("provider", [GitProvider.GITHUB, GitProvider.GITEA])
 def test_a_signature_over_other_bytes_is_refused(provider: GitProvider) -> None:
     headers = git.sign(provider, SECRET, b'{"ref": "refs/heads/main"}')
-    assert not accepts(headers, b'{"ref": "refs/heads/evil"}')
+    assert not accepts(provider, headers, b'{"ref": "refs/heads/evil"}')
 
 
 def test_a_truncated_github_signature_is_refused() -> None:
     body = b"{}"
     sent = git.sign(GitProvider.GITHUB, SECRET, body)["X-Hub-Signature-256"][:-8]
-    assert not accepts({"X-Hub-Signature-256": sent}, body)
+    assert not accepts(GitProvider.GITHUB, {"X-Hub-Signature-256": sent}, body)
 
 
 def test_an_unsigned_delivery_is_refused_naming_each_providers_header() -> None:
     with pytest.raises(NotAuthenticated) as refused:
-        git.authenticate(SECRET, {"x-github-event": "push"})
+        git.authenticate(GitProvider.GITHUB, SECRET, {"x-github-event": "push"})
     for header in ("X-Hub-Signature-256", "X-Gitlab-Token", "X-Gitea-Signature"):
         assert header in str(refused.value)
 
 
 def test_a_wrong_gitlab_token_is_refused_before_the_body_is_read() -> None:
     with pytest.raises(NotAuthenticated, match="X-Gitlab-Token is not this trigger's secret"):
-        git.authenticate(SECRET, {"x-gitlab-token": "guess"})
+        git.authenticate(GitProvider.GITLAB, SECRET, {"x-gitlab-token": "guess"})
 
 
 def test_forgejo_signature_header_is_accepted_for_gitea() -> None:
     body = b"{}"
     sent = git.sign(GitProvider.GITEA, SECRET, body)["X-Gitea-Signature"]
-    assert accepts({"X-Forgejo-Signature": sent}, body)
+    assert accepts(GitProvider.GITEA, {"X-Forgejo-Signature": sent}, body)
+
+
+@pytest.mark.parametrize("provider", list(GitProvider))
+@pytest.mark.parametrize("sender", list(GitProvider))
+def test_a_trigger_accepts_only_its_own_providers_proof(
+    provider: GitProvider, sender: GitProvider
+) -> None:
+    """A GitHub trigger refuses GitLab's plain token (and every other cross pairing), even
+    with the right secret: only the trigger's provider's own header proves a delivery."""
+    body = json.dumps(payload("github_push")).encode()
+    assert accepts(provider, git.sign(sender, SECRET, body), body) is (sender is provider)
 
 
 def test_delivery_ids_are_each_providers_own() -> None:

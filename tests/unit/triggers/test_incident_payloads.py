@@ -34,9 +34,9 @@ def read(spec: dict[str, Any], raw: bytes) -> list[Start | Skip]:
 
 def test_bearer_and_basic_auth_with_the_secret_are_accepted() -> None:
     source = incident.AlertmanagerSource()
-    assert source.authenticate(SECRET, {"authorization": f"Bearer {SECRET}"})
+    assert source.authenticate({}, SECRET, {"authorization": f"Bearer {SECRET}"})
     basic = base64.b64encode(f"alertmanager:{SECRET}".encode()).decode()
-    assert source.authenticate(SECRET, {"authorization": f"Basic {basic}"})
+    assert source.authenticate({}, SECRET, {"authorization": f"Basic {basic}"})
 
 
 @pytest.mark.parametrize(
@@ -50,7 +50,7 @@ def test_bearer_and_basic_auth_with_the_secret_are_accepted() -> None:
 )
 def test_anything_else_is_refused(headers: dict[str, str], message: str) -> None:
     with pytest.raises(NotAuthenticated, match=message):
-        incident.AlertmanagerSource().authenticate(SECRET, headers)
+        incident.AlertmanagerSource().authenticate({}, SECRET, headers)
 
 
 def test_only_alerts_whose_labels_all_match_start_runs() -> None:
@@ -181,3 +181,16 @@ def test_every_incident_variable_is_a_field_templates_may_name() -> None:
     [start, *_] = read(SPEC, body())
     assert isinstance(start, Start)
     assert set(start.trigger["incident"]) == FIELDS["incident"]
+
+
+@pytest.mark.parametrize(
+    "proof",
+    [
+        {"x-gitlab-token": SECRET},
+        {"x-hub-signature-256": "sha256=" + "0" * 64},
+        {"webhook-id": "m1", "webhook-timestamp": "1", "webhook-signature": "v1,AAAA"},
+    ],
+)
+def test_another_sources_scheme_with_the_right_secret_is_refused(proof: dict[str, str]) -> None:
+    with pytest.raises(NotAuthenticated):
+        incident.AlertmanagerSource().authenticate({}, SECRET, proof)

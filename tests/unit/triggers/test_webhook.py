@@ -163,10 +163,10 @@ def test_bearer_refusals_say_why(authorization: str | None, why: str) -> None:
 
 def test_source_asks_for_the_body_only_when_signed() -> None:
     source = WebhookSource()
-    assert source.authenticate("k", {"authorization": "Bearer k"}) is True
-    assert source.authenticate("k", signed("k")) is False
+    assert source.authenticate({}, "k", {"authorization": "Bearer k"}) is True
+    assert source.authenticate({}, "k", signed("k")) is False
     with pytest.raises(NotAuthenticated):
-        source.authenticate("k", {})
+        source.authenticate({}, "k", {})
 
 
 def test_body_is_the_whole_object_and_its_params() -> None:
@@ -204,3 +204,17 @@ def test_idempotency_key_wins_over_webhook_id() -> None:
     assert isinstance(plain, Start) and plain.dedupe_key is None
     with pytest.raises(BodyInvalid, match="longer than"):
         source.read({}, {"idempotency-key": "x" * 201}, b"{}")
+
+
+@pytest.mark.parametrize(
+    "proof",
+    [
+        {"x-gitlab-token": "k"},
+        {"x-hub-signature-256": "sha256=" + "0" * 64},
+        {"x-gitea-signature": "0" * 64},
+        {"authorization": "Basic " + base64.b64encode(b"alertmanager:k").decode()},
+    ],
+)
+def test_another_sources_scheme_with_the_right_secret_is_refused(proof: dict[str, str]) -> None:
+    with pytest.raises(NotAuthenticated):
+        WebhookSource().authenticate({}, "k", proof)
