@@ -22,8 +22,8 @@ from opsflow.store import triggers as triggers_store
 from opsflow.store import workflows as workflows_store
 from opsflow.store.session import Session
 from opsflow.store.triggers import Trigger
-from opsflow.triggers.cron import instants
-from opsflow.triggers.schedule import local_time
+from opsflow.triggers.cron import CronNeverFires, instants
+from opsflow.triggers.schedule import BROKEN, local_time
 from opsflow.triggers.scheduler import SCHEDULER_KEY, Scheduler, SchedulerClock
 
 router = APIRouter(tags=["schedules"])
@@ -57,6 +57,11 @@ class ScheduleOut(BaseModel):
     )
     preview: list[str] = Field(description="The next five instants of the cron line.")
     last_fire: LastFire | None = Field(description="The latest instant handled; null if none.")
+    error: str | None = Field(
+        None,
+        description="Why the schedule cannot fire at all (a cron line that matches no date, "
+        "stored before opsflow refused such lines); null when it can.",
+    )
 
 
 def _last(session: Session, trigger: Trigger, timezone: str) -> LastFire | None:
@@ -93,7 +98,12 @@ def list_schedules(request: Request, _p: Lister) -> list[ScheduleOut]:
             timezone = str(spec.get("timezone") or "UTC")
             live = trigger.enabled and workflow.status == WorkflowStatus.ACTIVE
             start = now if trigger.next_due_at is None else min(now, trigger.next_due_at - 1)
-            upcoming = itertools.islice(instants(str(spec["cron"]), timezone, start), PREVIEW)
+            try:
+                upcoming = list(
+                    itertools.islice(instants(str(spec["cron"]), timezone, start), PREVIEW)
+                )
+            except CronNeverFires:
+                upcoming = []  # a line stored before the spec refused it; its state says so
             out.append(
                 ScheduleOut(
                     workflow_id=workflow.id,
@@ -112,6 +122,7 @@ def list_schedules(request: Request, _p: Lister) -> list[ScheduleOut]:
                     ),
                     preview=[local_time(i, timezone) for i in upcoming],
                     last_fire=_last(session, trigger, timezone),
+                    error=trigger.state.get(BROKEN),
                 )
             )
     return out

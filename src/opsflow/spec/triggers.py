@@ -5,12 +5,14 @@ declared and checked, so a bad cron line or time zone is refused when the workfl
 
 from __future__ import annotations
 
+import calendar
 import re
 import zoneinfo
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from croniter import croniter
+from croniter import CroniterError, croniter
 from pydantic import AfterValidator, Field, model_validator
 
 from opsflow.spec.duration import Duration, format_duration
@@ -38,7 +40,33 @@ def _check_cron(value: str) -> str:
             f"{value!r} is not a valid cron line: use minute (0-59) hour (0-23) "
             "day-of-month (1-31) month (1-12) day-of-week (0-6), with *, ranges, lists and /step"
         )
+    try:
+        # From a fixed start (a leap year's eve) so the answer never depends on today.
+        croniter(text, datetime(1999, 12, 31)).get_next(datetime)
+    except CroniterError as exc:
+        raise ValueError(_never_fires(value, fields)) from exc
     return text
+
+
+_MONTH_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)  # February in a leap year
+
+
+def _never_fires(value: str, fields: list[str]) -> str:
+    """Why a valid cron line matches no date: named when day and month are plain numbers."""
+    day, month = fields[2], fields[3]
+    if day.isdigit() and month.isdigit() and 1 <= int(month) <= 12:
+        name, days = calendar.month_name[int(month)], _MONTH_DAYS[int(month) - 1]
+        if int(day) > days:
+            return f"{value!r} never fires: {name} has no {_ordinal(int(day))}"
+    return (
+        f"{value!r} never fires: it matches no date (no month it names has the day of month "
+        "it names); check the day-of-month and month fields"
+    )
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 def _check_timezone(value: str) -> str:

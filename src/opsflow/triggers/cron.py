@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from croniter import croniter
+from croniter import CroniterError, croniter
 
 _MACROS = {
     "@yearly": "0 0 1 1 *",
@@ -39,6 +39,13 @@ _MACROS = {
 # No zone moves its clocks by more than this at once; bounds how far ahead of an instant a
 # later wall-clock match can still land before it in real time.
 _MAX_SHIFT = timedelta(hours=3)
+
+
+class CronNeverFires(ValueError):
+    """The cron line names no instant at all (``0 0 30 2 *``: there is no 30 February).
+
+    The spec refuses such a line when a workflow is applied; this is for a line stored before
+    that check, so a caller can mark its schedule broken instead of failing."""
 
 
 def expand(cron: str) -> str:
@@ -114,7 +121,10 @@ def instants(cron: str, timezone: str, after: float) -> Iterator[float]:
     pending: list[float] = []  # real instants found, waiting until no earlier one can appear
     last = after
     while True:
-        naive = walker.get_next(datetime)
+        try:
+            naive = walker.get_next(datetime)
+        except CroniterError as exc:
+            raise CronNeverFires(f"{cron!r} never fires: it matches no date ({exc})") from exc
         for real in _real_instants(naive, tz, elapsed):
             heapq.heappush(pending, real.timestamp())
         # Every later wall-clock match lands after this one's earliest reading minus the

@@ -29,6 +29,10 @@ if TYPE_CHECKING:
 
 # An instant older than this when the scheduler handles it was missed (no server was up).
 LATE_AFTER = 60.0
+# The trigger state's key for why a schedule cannot fire at all (a cron line that matches no
+# date, stored before the spec refused such lines): set by sync and the scheduler, shown by
+# ``GET /schedules``.
+BROKEN = "broken"
 # At most this many missed instants run under ``missed: all``.
 CATCH_UP_CAP = 100
 # Counting missed instants stops here (a year of a per-minute schedule is 525,600).

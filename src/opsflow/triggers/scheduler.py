@@ -29,6 +29,7 @@ from opsflow.store import triggers as store
 from opsflow.store.session import Session
 from opsflow.store.triggers import Trigger
 from opsflow.triggers import schedule
+from opsflow.triggers.cron import CronNeverFires
 from opsflow.triggers.fire import Event, TriggerRefused, fire
 
 if TYPE_CHECKING:
@@ -150,8 +151,25 @@ class Scheduler:
         timezone = str(spec.get("timezone") or "UTC")
         # "Late" is about real time (a server down), also when a test clock runs fast.
         late_after = schedule.LATE_AFTER * self.clock.rate
-        plan = schedule.plan(spec, trigger.next_due_at, now, late_after=late_after)
         state = dict(trigger.state)
+        try:
+            plan = schedule.plan(spec, trigger.next_due_at, now, late_after=late_after)
+        except CronNeverFires as exc:
+            # A line stored before the spec refused such lines: mark it and stop waking for
+            # it (retrying could never succeed), rather than fail every tick.
+            log.error(
+                "schedule %s of workflow %s is skipped: %s", trigger.name, trigger.workflow_id, exc
+            )
+            state[schedule.BROKEN] = str(exc)
+            with self.runtime.db.session() as session:
+                store.advance(
+                    session,
+                    trigger.id,
+                    expected_due=trigger.next_due_at,
+                    next_due_at=None,
+                    state=state,
+                )
+            return
         if plan.missed:
             log.warning(
                 "schedule %s of workflow %s: %s",

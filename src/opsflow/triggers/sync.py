@@ -13,6 +13,7 @@ raises before the transaction commits, so nothing is half-written.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,9 @@ from opsflow.store.db import Database
 from opsflow.store.triggers import Trigger
 from opsflow.store.workflows import WorkflowVersion
 from opsflow.triggers import git_poll, schedule
+from opsflow.triggers.cron import CronNeverFires
+
+log = logging.getLogger(__name__)
 
 # Trigger types reached at ``POST /hooks/{key}``: they get a URL key and a secret.
 HOOK_TYPES = frozenset({TriggerType.WEBHOOK, TriggerType.GIT, TriggerType.INCIDENT})
@@ -152,9 +156,9 @@ def sync(
                 and (old.next_due_at is None or old.next_due_at >= now - schedule.LATE_AFTER)
             )
             if not unchanged:
-                values["next_due_at"] = (
-                    first_due(old, d.spec, now) if (old is None or old.enabled) else None
-                )
+                values["next_due_at"] = None
+                if old is None or old.enabled:
+                    values.update(_first_wake(first_due, old, d.name, d.spec, now))
         else:
             values["next_due_at"] = None
         if old is None:
@@ -198,11 +202,28 @@ def set_enabled(
     trigger = store.get(session, workflow_id, name, lock=True)
     if trigger.enabled == enabled:
         return trigger
-    next_due: float | None = None
+    values: dict[str, Any] = {"next_due_at": None}
     first_due = FIRST_DUE.get(trigger.type)
     if enabled and first_due is not None:
-        next_due = first_due(trigger, trigger.spec, now)
-    return store.update_trigger(session, trigger.id, enabled=enabled, next_due_at=next_due)
+        values.update(_first_wake(first_due, trigger, trigger.name, trigger.spec, now))
+    return store.update_trigger(session, trigger.id, enabled=enabled, **values)
+
+
+def _first_wake(
+    first_due: FirstDue, old: Trigger | None, name: str, spec: Mapping[str, Any], now: float
+) -> dict[str, Any]:
+    """The row values for a trigger's first wake time. A cron line with no next instant (one
+    stored before the spec refused such lines) gets no wake time and its error in the state,
+    so the schedule is shown broken and skipped instead of failing the publish."""
+    state = dict(old.state) if old is not None else {}
+    try:
+        values: dict[str, Any] = {"next_due_at": first_due(old, spec, now)}
+    except CronNeverFires as exc:
+        log.error("schedule %s is skipped: %s", name, exc)
+        return {"next_due_at": None, "state": {**state, schedule.BROKEN: str(exc)}}
+    if schedule.BROKEN in state:  # a new cron line that fires
+        values["state"] = {k: v for k, v in state.items() if k != schedule.BROKEN}
+    return values
 
 
 def sync_unsynced(db: Database, box: SecretBox, now: float) -> int:

@@ -4,6 +4,7 @@ per instant when two servers share one PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -187,3 +188,56 @@ def test_two_servers_fire_each_instant_exactly_once(shared_pg: str, tmp_path: Pa
     expected = [datetime.fromtimestamp(first + 60 * i, UTC).isoformat() for i in range(count)]
     assert [found.get(i) for i in expected] == [1] * count
     assert set(found.values()) == {1}
+
+
+def test_a_cron_line_that_never_fires_is_refused_and_a_stored_one_is_skipped(
+    db_url: str, tmp_path: Path
+) -> None:
+    start = "2026-06-01T00:04:00+00:00"
+    with server(db_url, tmp_path / "one", clock(start, 1, 3600)) as srv, api(srv) as client:
+        refused = client.put(
+            "/workflows/feb30?publish=true",
+            content=f"id: feb30\ntriggers:\n  - {{type: schedule, cron: '0 0 30 2 *'}}\n{STEPS}",
+            headers={"Content-Type": "application/yaml"},
+        )
+        assert refused.status_code == 422, refused.text
+        assert "triggers[0].cron" in refused.text
+        assert "February has no 30th" in refused.text
+        publish(client, "broken", "  - {type: schedule, cron: '0 * * * *'}\n")
+        publish(client, "fine", "  - {type: schedule, cron: '*/5 * * * *'}\n")
+    # A line that matches no date, as a version of opsflow before the check could store it,
+    # due now.
+    engine = create_engine(normalize_url(db_url))
+    with engine.begin() as conn:
+        row = conn.execute(text("SELECT id, spec FROM triggers WHERE workflow_id = 'broken'")).one()
+        spec = row.spec if isinstance(row.spec, dict) else json.loads(row.spec)
+        conn.execute(
+            text("UPDATE triggers SET spec = :spec, next_due_at = :due WHERE id = :id"),
+            {
+                "spec": json.dumps({**spec, "cron": "0 0 30 2 *"}),
+                "due": datetime.fromisoformat(start).timestamp() - 3600,
+                "id": row.id,
+            },
+        )
+    engine.dispose()
+    # A minute a second: the other schedule keeps firing, the broken one is marked.
+    with server(db_url, tmp_path / "two", clock(start, 60, 0)) as srv, api(srv) as client:
+        wait_for(lambda: len(fired(client, "fine")) >= 2)
+
+        def by_id() -> dict[str, Any]:
+            response = client.get("/schedules")
+            assert response.status_code == 200, response.text
+            return {s["workflow_id"]: s for s in response.json()}
+
+        wait_for(lambda: by_id()["broken"]["error"] is not None)
+        broken = by_id()["broken"]
+        assert "never fires" in broken["error"]
+        assert broken["preview"] == []
+        assert broken["next_fire_at"] is None
+        assert fired(client, "broken") == []
+        # Turning it off and on again answers, and keeps it marked.
+        base = "/workflows/broken/triggers/schedule-1"
+        assert client.post(f"{base}/disable").status_code == 200
+        enabled = client.post(f"{base}/enable")
+        assert enabled.status_code == 200, enabled.text
+        assert "never fires" in by_id()["broken"]["error"]

@@ -769,6 +769,35 @@ CASES = [
         "day-of-week (e.g. '0 3 * * 1-5'), or @daily",
     ),
     Case(
+        "cron-never-fires",
+        """
+        id: w
+        triggers:
+          - type: schedule
+            cron: "0 0 30 2 *"
+        steps:
+          - {id: a, type: script, run: "true"}
+        """,
+        "triggers[0].cron",
+        4,
+        "'0 0 30 2 *' never fires: February has no 30th",
+    ),
+    Case(
+        "cron-matches-no-date",
+        """
+        id: w
+        triggers:
+          - type: schedule
+            cron: "0 0 31 4,6 *"
+        steps:
+          - {id: a, type: script, run: "true"}
+        """,
+        "triggers[0].cron",
+        4,
+        "'0 0 31 4,6 *' never fires: it matches no date (no month it names has the day of "
+        "month it names); check the day-of-month and month fields",
+    ),
+    Case(
         "timezone",
         """
         id: w

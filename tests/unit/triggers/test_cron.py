@@ -7,7 +7,7 @@ from datetime import datetime
 
 import pytest
 
-from opsflow.triggers.cron import instants
+from opsflow.triggers.cron import CronNeverFires, instants
 from opsflow.triggers.schedule import CATCH_UP_CAP, plan
 
 BERLIN = "Europe/Berlin"
@@ -98,3 +98,12 @@ def test_missed_instants_follow_the_policy(policy: str, fired: int) -> None:
         assert "missed 120 instant(s)" in result.notes[0]
     if policy == "all":
         assert "only the last 100 run" in result.notes[0]
+
+
+def test_a_line_that_never_fires_raises_a_typed_error_not_crontiers() -> None:
+    with pytest.raises(CronNeverFires, match="never fires"):
+        next(instants("0 0 30 2 *", BERLIN, at("2026-01-01T00:00:00+00:00")))
+    with pytest.raises(CronNeverFires):
+        plan(
+            {"cron": "0 0 30 2 *"}, at("2026-01-01T00:00:00+00:00"), at("2026-01-02T00:00:00+00:00")
+        )
