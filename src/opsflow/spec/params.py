@@ -38,6 +38,10 @@ INT_MAX = 2**53 - 1
 INT_MIN = -INT_MAX
 
 
+# How many located problems an invalid params error spells out in its message.
+MESSAGE_PROBLEMS = 5
+
+
 def _scalar(value: Any) -> Any:
     if value is not None and not isinstance(value, Scalar):
         raise ValueError(f"expected a single text, number or boolean value, got {value!r}")
@@ -218,5 +222,11 @@ def resolve_params(
         else:
             out[name] = None
     if problems:
-        raise InvalidInput("the run's params are invalid", problems=problems)
+        # The message names each problem too: the delivery log, an upstream run's engine log
+        # and the CLI keep only the message, and "invalid" alone does not say what to fix.
+        shown = "; ".join(f"{p.loc}: {p.msg}" for p in problems[:MESSAGE_PROBLEMS])
+        more = len(problems) - MESSAGE_PROBLEMS
+        if more > 0:
+            shown += f"; and {more} more"
+        raise InvalidInput(f"the run's params are invalid: {shown}", problems=problems)
     return out

@@ -210,6 +210,24 @@ def test_a_paused_follower_does_not_start_and_the_upstream_says_why(http: httpx.
     ), upstream["engine_log"]
 
 
+def test_a_follower_whose_params_do_not_fit_names_the_param_in_the_upstream_log(
+    http: httpx.Client,
+) -> None:
+    publish(http, "id: tagger\nsteps:\n  - {id: one, type: script, run: 'true'}\n")
+    # The upstream's workflow id renders to a string; the follower wants an integer there.
+    publish(
+        http,
+        "id: strict-follower\nparams:\n  count: {type: integer, required: true}\n"
+        "triggers:\n  - {type: workflow, workflow: tagger,"
+        " params: {count: '{{ trigger.upstream.workflow }}'}}\n"
+        "steps:\n  - {id: one, type: script, run: 'true'}\n",
+    )
+    upstream = wait(http, start(http, "tagger"))
+    assert runs_of(http, "strict-follower") == []
+    (line,) = [ln for ln in upstream["engine_log"] if "did not start a run" in ln["message"]]
+    assert "params.count: 'tagger' is not an integer" in line["message"], line
+
+
 def test_a_chain_loop_stops_at_the_depth_limit_naming_the_loop(http: httpx.Client) -> None:
     for me, other in (("ping", "pong"), ("pong", "ping")):
         publish(

@@ -337,6 +337,11 @@ def test_malformed_json_and_wrong_params_are_refused_with_422(
     assert server.executions(hook) == []
     (delivery,) = server.deliveries(hook)
     assert (delivery["outcome"], delivery["status_code"]) == ("refused", 422)
+    # The log keeps which param was wrong, as the 422 said, not only "invalid".
+    assert loc in delivery["reason"], delivery
+    if loc.startswith("params."):
+        assert response.json()["errors"][0]["msg"] in delivery["reason"]
+        assert delivery["reason"] == response.json()["detail"]
 
 
 def test_a_paused_workflow_refuses_with_409_until_resumed(server: Server) -> None:
