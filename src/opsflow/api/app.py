@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 import opsflow
 from opsflow.api import (
     agent_protocol,
+    agents,
     apidocs,
     approvals,
     definitions,
@@ -70,6 +71,7 @@ Extension = Callable[[Services], AbstractAsyncContextManager[Any]]
 # (executions, runs, ...) are added here.
 API_ROUTERS: list[APIRouter] = [
     agent_protocol.router,
+    agents.router,
     workflows.router,
     triggers.router,
     deliveries.router,

@@ -15,6 +15,7 @@ import typer
 from opsflow import __version__
 from opsflow.cli import (
     agent,
+    agents,
     apply,
     control,
     me,
@@ -61,6 +62,7 @@ app = OpsflowApp(
 COMMAND_MODULES = (
     server,
     agent,
+    agents,
     validate,
     apply,
     runs,

@@ -27,6 +27,7 @@ from opsflow.runtime.roster import AgentRoster
 from opsflow.runtime.secrets import VALUES_KEY, referenced, substitute
 from opsflow.runtime.transaction import Transaction, Transactions
 from opsflow.status import JobStatus
+from opsflow.store import agents as agents_store
 from opsflow.store import bundles as bundles_store
 from opsflow.store import jobs as jobs_store
 from opsflow.store import logs as logs_store
@@ -59,6 +60,39 @@ class AgentJobs:
         self.lease_seconds = lease_seconds
         self.clock = clock
         self._maskers: dict[str, Masker | None] = {}
+        # agent id -> (when its presence row was last written, whether it was draining then).
+        # Claims write it at most every ``presence_every`` seconds; a drain takes effect by then.
+        self._presence: dict[str, tuple[float, bool]] = {}
+        self.presence_every = min(5.0, lease_seconds / 2)
+
+    def register(
+        self,
+        *,
+        agent_id: str,
+        pools: list[str],
+        labels: dict[str, str],
+        version: str,
+        hostname: str,
+    ) -> None:
+        """Write an agent's presence row as it registers (who it is, where it runs)."""
+        now = self.clock()
+
+        def work(tx: Transaction) -> bool:
+            return agents_store.seen(
+                tx.session,
+                agent_id,
+                pools=pools,
+                labels=labels,
+                now=now,
+                version=version,
+                hostname=hostname,
+            )
+
+        self._presence[agent_id] = (now, self.transactions.run(work))
+
+    def _presence_due(self, agent_id: str, now: float) -> bool:
+        last = self._presence.get(agent_id)
+        return last is None or now - last[0] >= self.presence_every
 
     def claim(
         self, *, agent_id: str, pools: list[str], labels: dict[str, str], limit: int
@@ -66,12 +100,19 @@ class AgentJobs:
         """Lease jobs to an agent. The copies handed over carry the secrets their specs refer
         to, decrypted, and the values to mask (see `_with_secrets`); the stored specs keep
         placeholders."""
-        self.roster.seen(agent_id, pools, labels, self.clock())
-        if limit <= 0:
+        now = self.clock()
+        self.roster.seen(agent_id, pools, labels, now)
+        due = self._presence_due(agent_id, now)
+        if limit <= 0 and not due:
             return []
 
         def work(tx: Transaction) -> list[Job]:
             session = tx.session
+            if due:
+                draining = agents_store.seen(session, agent_id, pools=pools, labels=labels, now=now)
+                self._presence[agent_id] = (now, draining)
+            if limit <= 0 or self._presence[agent_id][1]:
+                return []  # a draining agent gets no more jobs
             jobs = jobs_store.claim_jobs(
                 session,
                 agent_id=agent_id,

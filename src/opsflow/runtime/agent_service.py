@@ -84,6 +84,14 @@ class AgentService:
 
     async def register(self, registration: Registration, pools: list[str]) -> Registered:
         """Welcome an agent; on a process start, fail its previous process's attempts."""
+        await asyncio.to_thread(
+            self.jobs.register,
+            agent_id=registration.agent_id,
+            pools=pools,
+            labels=registration.labels,
+            version=registration.version,
+            hostname=registration.hostname,
+        )
         lost = 0
         if registration.restarted:
             lost = await asyncio.to_thread(self.jobs.declare_lost, registration.agent_id)

@@ -1,0 +1,71 @@
+"""Agents in the API: presence from the database, job counts, drain."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import opsflow
+from tests.servers import RunningServer, clean_env, opsflow_executable
+
+from .conftest import Agents, Api
+
+QUICK = """
+id: quick
+steps:
+  - {id: work, type: script, shell: sh, run: "echo hi"}
+"""
+
+
+def _agents(api: Api) -> dict[str, dict[str, object]]:
+    res = api.client.get("/agents")
+    assert res.status_code == 200, res.text
+    return {a["id"]: a for a in res.json()}
+
+
+def _cli(server: RunningServer, *args: str) -> str:
+    argv = [opsflow_executable(), "--url", server.url, "--token", server.token, "agents", *args]
+    done = subprocess.run(argv, env=clean_env(), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def _run_to_end(api: Api) -> str:
+    execution_id = api.run("quick")
+    api.wait_for(
+        "the run completes",
+        lambda: api.execution(execution_id)["status"] == "completed",
+        timeout=60,
+    )
+    agent_id: str = api.execution(execution_id)["steps"][0]["jobs"][0]["agent_id"]
+    return agent_id
+
+
+def test_agents_are_listed_counted_and_a_drained_one_gets_no_jobs(
+    server: RunningServer, api: Api, agents: Agents
+) -> None:
+    agents.start("first", "--label", "region=eu")
+    first = agents.agent_id("first")
+    api.wait_for("the agent is listed", lambda: first in _agents(api), timeout=30)
+    listed = _agents(api)[first]
+    assert listed["pools"] == ["default"] and listed["labels"] == {"region": "eu"}
+    assert listed["version"] == opsflow.__version__ and listed["online"] is True
+    assert listed["draining"] is False and listed["running"] == []
+
+    api.publish("quick", QUICK)
+    assert _run_to_end(api) == first
+    shown = api.client.get(f"/agents/{first}").json()
+    assert shown["jobs_done"] == 1 and shown["jobs_failed"] == 0
+
+    agents.start("second")
+    second = agents.agent_id("second")
+    api.wait_for("the second agent is listed", lambda: second in _agents(api), timeout=30)
+    assert "draining" in _cli(server, "drain", first)
+    listing = _cli(server, "list")
+    assert first in listing and second in listing and "online, draining" in listing, listing
+    time.sleep(1.5)  # a drain reaches an agent's claims within half a lease
+    for _ in range(3):
+        assert _run_to_end(api) == second
+    assert _agents(api)[second]["jobs_done"] == 3
+    assert api.client.get("/agents/nobody").status_code == 404
+    assert "region=eu" in _cli(server, "show", first)
