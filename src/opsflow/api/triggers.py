@@ -7,7 +7,6 @@ what starts a run is always `opsflow.triggers.fire.fire`.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
@@ -31,6 +30,7 @@ from opsflow.store.triggers import Trigger
 from opsflow.store.workflows import WorkflowVersion
 from opsflow.triggers import sync
 from opsflow.triggers.fire import Event, fire
+from opsflow.triggers.schedule import local_time
 from opsflow.triggers.scheduler import SCHEDULER_KEY, Scheduler
 
 router = APIRouter(tags=["triggers"])
@@ -139,8 +139,9 @@ def enable_trigger(
 def fire_trigger(
     request: Request, workflow_id: WorkflowId, name: TriggerName, principal: Runner
 ) -> FireOut:
-    """Fire a schedule now, by hand, with its params (409 when the workflow is paused or the
-    trigger disabled). The run records the person as its actor."""
+    """Fire a schedule now, by hand, with its params (409 when the trigger is disabled). A
+    hand fire is a manual act: like a run started by hand it is allowed while the workflow is
+    paused. The run records the person as its actor."""
     services = services_of(request)
     with services.db.read() as session:
         trigger = triggers_store.get(session, workflow_id, name)
@@ -151,13 +152,16 @@ def fire_trigger(
         )
     runtime = services.extra["runtime"].runtime
     now = time.time()
+    timezone = str(trigger.spec.get("timezone") or "UTC")
     fired = fire(
         runtime,
         trigger.id,
         Event(
             source=f"{trigger.name}, fired by hand",
             actor=principal.name,
-            details={"instant": datetime.fromtimestamp(now, UTC).isoformat(), "manual": True},
+            # In the schedule's zone, like the instants the scheduler fires.
+            details={"instant": local_time(now, timezone), "manual": True},
+            by_hand=True,
         ),
         claim=lambda s, eid: triggers_store.claim_fire(s, trigger.id, now, eid, now, kind="manual"),
     )

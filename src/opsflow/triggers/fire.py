@@ -76,6 +76,9 @@ class Event:
     notes: Sequence[str] = ()
     # The workflows whose runs led to this one (a workflow trigger's upstream chain).
     chain: tuple[str, ...] = ()
+    # A person fired it (a schedule's "fire now"): a manual act, so like a run started by
+    # hand it may start while the workflow is paused.
+    by_hand: bool = False
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,7 @@ def fire_in(
         if earlier is not None:
             return Fired(earlier, created=False)
     trigger = store.get_by_id(session, trigger_id)  # as of the lock
-    workflow = _check_may_fire(session, trigger)
+    workflow = _check_may_fire(session, trigger, by_hand=event.by_hand)
     actor = event.actor or f"{trigger.type}:{trigger.name}"
     seen: dict[str, Any] = {
         **event.details,
@@ -166,18 +169,19 @@ def fire_in(
     return Fired(execution_id, created=True)
 
 
-def _check_may_fire(session: Session, trigger: store.Trigger) -> Workflow:
-    """The trigger's workflow, if the trigger may fire now; else `TriggerRefused`."""
+def _check_may_fire(session: Session, trigger: store.Trigger, *, by_hand: bool) -> Workflow:
+    """The trigger's workflow, if the trigger may fire now; else `TriggerRefused`. A paused
+    workflow refuses its triggers but not a person firing one by hand."""
     where = f"trigger {trigger.name!r} of workflow {trigger.workflow_id!r}"
     workflow = workflows_store.get_workflow(session, trigger.workflow_id, include_deleted=True)
     if workflow.deleted_at is not None:
         raise TriggerRefused(f"{where}: the workflow was deleted", "deleted")
-    if workflow.status == WorkflowStatus.PAUSED:
+    if workflow.status == WorkflowStatus.PAUSED and not by_hand:
         raise TriggerRefused(
             f"{where}: the workflow is paused; triggers start runs again when it is resumed",
             "paused",
         )
-    if workflow.status != WorkflowStatus.ACTIVE:
+    if workflow.status not in (WorkflowStatus.ACTIVE, WorkflowStatus.PAUSED):
         raise TriggerRefused(f"{where}: the workflow was never published", "draft")
     if trigger.retired_at is not None:
         raise TriggerRefused(

@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 SCHEDULER_KEY = "scheduler"  # services.extra[SCHEDULER_KEY]: the server's Scheduler
 
 TYPES = (TriggerType.SCHEDULE.value,)
+# Refusals for which an instant is simply not fired (docs/triggers/schedule.md): someone
+# paused the workflow or switched the schedule off, so no "not started" replaces the last run.
+QUIET_REFUSALS = frozenset({"paused", "disabled"})
 RETRY_AFTER = 5.0  # real seconds before a schedule whose handling failed is tried again
 
 
@@ -210,6 +213,8 @@ class Scheduler:
             fired = fire(self.runtime, trigger.id, event, claim=claim)
         except TriggerRefused as exc:
             log.info("schedule %s at %s did not fire: %s", trigger.name, local, exc.message)
+            if exc.reason in QUIET_REFUSALS:
+                return {}  # simply not fired: the last real result stays
             outcome.update(last_error=exc.message, last_execution_id=None)
             return outcome
         except InvalidInput as exc:

@@ -241,3 +241,44 @@ def test_a_cron_line_that_never_fires_is_refused_and_a_stored_one_is_skipped(
         enabled = client.post(f"{base}/enable")
         assert enabled.status_code == 200, enabled.text
         assert "never fires" in by_id()["broken"]["error"]
+
+
+def test_a_paused_workflow_lets_instants_pass_without_a_record_and_takes_a_hand_fire(
+    db_url: str, tmp_path: Path
+) -> None:
+    start = "2026-06-01T11:59:30+00:00"
+    tokyo = "{type: schedule, cron: '* * * * *', timezone: Asia/Tokyo}"
+    # A minute a second; the workflow is published before the clock moves.
+    with server(db_url, tmp_path / "one", clock(start, 60, 2)) as srv, api(srv) as client:
+        publish(client, "minutely", f"  - {tokyo}\n")
+        wait_for(lambda: len(fired(client, "minutely")) >= 1)
+        assert client.post("/workflows/minutely/pause").status_code == 200
+        engine = create_engine(normalize_url(db_url))
+        query = text("SELECT next_due_at FROM triggers WHERE workflow_id = 'minutely'")
+
+        def due_at() -> float:
+            with engine.connect() as conn:
+                return float(conn.execute(query).scalar_one())
+
+        paused_at = due_at()
+        wait_for(lambda: due_at() >= paused_at + 180)  # three instants passed, paused
+        engine.dispose()
+        (listed,) = client.get("/schedules").json()
+        last = listed["last_fire"]
+        assert last["status"] != "not started" and last["error"] is None
+        assert (
+            last["execution_id"]
+            == client.get(
+                "/executions", params={"workflow": "minutely", "trigger": "schedule"}
+            ).json()["items"][0]["id"]
+        )
+        ran = len(fired(client, "minutely"))
+        # Fired by hand while paused: allowed, with its instant in the schedule's zone.
+        hand = client.post("/workflows/minutely/triggers/schedule-1/fire")
+        assert hand.status_code == 201, hand.text
+        run = client.get(f"/executions/{hand.json()['execution_id']}").json()
+        assert run["trigger_data"]["instant"].endswith("+09:00")
+        runs = client.get(
+            "/executions", params={"workflow": "minutely", "trigger": "schedule"}
+        ).json()["items"]
+        assert len(runs) == ran + 1  # the hand fire, and still nothing from the paused instants
