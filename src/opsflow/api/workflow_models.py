@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from opsflow.api.execution_models import iso
+from opsflow.api.problems import ProblemItem
 from opsflow.spec.triggers import RunTrigger
 from opsflow.status import ExecutionStatus, WorkflowStatus
 from opsflow.store.bundles import BundleEntry
@@ -147,6 +148,11 @@ class SaveResult(BaseModel):
     created: bool = Field(description="The workflow did not exist (or was deleted) before.")
     version: int | None = Field(description="The latest published version after the call.")
     created_version: bool = Field(description="This call published a new version.")
+    warnings: list[ProblemItem] = Field(
+        default_factory=list,
+        description="What the definition names on the server that is not there yet (another "
+        "workflow, a hook trigger's secret): saved anyway, located like validation problems.",
+    )
 
 
 class PublishResult(BaseModel):
@@ -154,6 +160,10 @@ class PublishResult(BaseModel):
     version: int
     created: bool = Field(description="False when the draft equals the latest version.")
     status: WorkflowStatus
+    warnings: list[ProblemItem] = Field(
+        default_factory=list,
+        description="What the version names on the server that is not there yet.",
+    )
 
 
 class VersionSummary(BaseModel):

@@ -3,6 +3,7 @@ duplicate, delete, versions. Each change and its audit entry commit in one trans
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Annotated, Any
 
@@ -17,7 +18,8 @@ from opsflow.api.definitions import (
     renamed,
 )
 from opsflow.api.limits import INT_MAX
-from opsflow.api.problems import error_responses
+from opsflow.api.problems import ProblemItem, error_responses
+from opsflow.api.references import missing_references
 from opsflow.api.security import require
 from opsflow.api.services import Services, services_of
 from opsflow.api.triggers import publish_with_triggers, wake_scheduler
@@ -40,6 +42,7 @@ from opsflow.auth.permissions import Permission
 from opsflow.errors import InvalidInput, Problem
 from opsflow.status import WorkflowStatus
 from opsflow.store import audit, bundles, overview
+from opsflow.store import secrets as secrets_store
 from opsflow.store import workflows as store
 from opsflow.store.session import Session
 from opsflow.store.workflows import Workflow
@@ -86,7 +89,10 @@ def _save(
     *,
     create_only: bool,
     publish: bool,
+    may_see_secrets: bool = False,
 ) -> SaveResult:
+    """Save the draft (and publish it); ``may_see_secrets``: whether the answer may say which
+    secrets a hook trigger names that are not set."""
     with services.session() as session:
         digest = None
         if submission.files is not None:
@@ -107,6 +113,7 @@ def _save(
             if created_version:
                 audit.record(session, actor, "workflow.publish", wf.id, {"version": version.number})
         detail = _detail(session, wf.id)
+        warnings = _warnings(session, submission.definition, may_see_secrets)
     if publish:
         wake_scheduler(services)
     return SaveResult(
@@ -114,7 +121,17 @@ def _save(
         created=created,
         version=detail.latest_version,
         created_version=created_version,
+        warnings=warnings,
     )
+
+
+def _warnings(
+    session: Session, definition: dict[str, Any], may_see_secrets: bool
+) -> list[ProblemItem]:
+    names = secrets_store.secret_names(session) if may_see_secrets else None
+    return [
+        ProblemItem(loc=p.loc, msg=p.msg) for p in missing_references(session, definition, names)
+    ]
 
 
 @router.post(
@@ -183,7 +200,15 @@ async def create_workflow(
     services = services_of(request)
     submission = await read_submission(request, services.settings.max_bundle_bytes)
     return await run_in_threadpool(
-        _save, services, submission, principal.name, create_only=True, publish=publish
+        functools.partial(
+            _save,
+            services,
+            submission,
+            principal.name,
+            create_only=True,
+            publish=publish,
+            may_see_secrets=principal.can(Permission.SECRETS_MANAGE),
+        )
     )
 
 
@@ -205,7 +230,15 @@ async def put_workflow(
     submission = await read_submission(request, services.settings.max_bundle_bytes)
     check_path_id(submission, workflow_id)
     result = await run_in_threadpool(
-        _save, services, submission, principal.name, create_only=False, publish=publish
+        functools.partial(
+            _save,
+            services,
+            submission,
+            principal.name,
+            create_only=False,
+            publish=publish,
+            may_see_secrets=principal.can(Permission.SECRETS_MANAGE),
+        )
     )
     response.status_code = 201 if result.created else 200
     return result
@@ -257,10 +290,15 @@ def publish_workflow(
                 {"version": version.number},
             )
         status = store.get_workflow(session, workflow_id).status
+        warnings = _warnings(session, version.definition, principal.can(Permission.SECRETS_MANAGE))
     wake_scheduler(services)
     response.status_code = 201 if created else 200
     return PublishResult(
-        workflow_id=workflow_id, version=version.number, created=created, status=status
+        workflow_id=workflow_id,
+        version=version.number,
+        created=created,
+        status=status,
+        warnings=warnings,
     )
 
 

@@ -140,6 +140,8 @@ def _apply_one(
     if output is OutputFormat.TEXT:
         say(f"{workflow_id}: {describe_apply(result, draft=draft)}")
         say(f"  sent {source.file.name} with {sent_files(plan)}")
+        for warning in result.get("warnings") or []:
+            say(f"  warning: {source.file}: {warning['loc']}: {warning['msg']}")
         if not draft and result.get("created_version"):
             for line in hook_lines(workflow_id, client.get(f"/workflows/{workflow_id}/triggers")):
                 say(line)

@@ -22,6 +22,7 @@ def test_publish_creates_numbered_versions_and_unchanged_publishes_nothing(
         "version": 1,
         "created": True,
         "status": "active",
+        "warnings": [],
     }
 
     again = client.post("/api/v1/workflows/hello/publish")

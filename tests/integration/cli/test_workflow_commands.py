@@ -181,3 +181,42 @@ def test_apply_says_where_a_new_hook_trigger_is_reached_and_how_to_get_its_secre
     # A trigger that has taken deliveries is set up already; one without is listed again.
     second = server.cli("apply", "-f", str(directory))
     assert "trigger webhook-1 (webhook)" in second.stdout
+
+
+def test_apply_warns_of_workflows_and_secrets_the_definition_names_that_do_not_exist(
+    server: Server, workflow_dir: WorkflowDir
+) -> None:
+    definition = (
+        "id: dangling\n"
+        "triggers:\n"
+        "  - {type: workflow, workflow: no-such-upstream}\n"
+        "  - {type: webhook, secret: DANGLING_HOOK_SECRET}\n"
+        "steps:\n"
+        "  - {id: child, type: workflow, workflow: no-such-child}\n"
+    )
+    directory = workflow_dir("dangling", definition)
+
+    first = server.cli("apply", "-f", str(directory))
+
+    assert first.returncode == 0, first.stderr  # saved all the same: they may come later
+    file = directory / "workflow.yaml"
+    warnings = [line.strip() for line in first.stdout.splitlines() if "warning:" in line]
+    assert len(warnings) == 3, first.stdout
+    assert warnings[0].startswith(f"warning: {file}: triggers[0].workflow: ")
+    assert "no-such-upstream" in warnings[0] and "starts nothing until" in warnings[0]
+    assert warnings[1] == (
+        f"warning: {file}: triggers[1].secret: secret DANGLING_HOOK_SECRET is not set: "
+        "deliveries are refused until an admin sets it "
+        "(opsflow secrets set DANGLING_HOOK_SECRET)"
+    )
+    assert warnings[2].startswith(f"warning: {file}: steps[0].workflow: ")
+    assert "no-such-child" in warnings[2]
+
+    # Once they exist, the same definition applies without a warning.
+    server.api.put("/secrets/DANGLING_HOOK_SECRET", json={"value": "s3cret-value-1234"})
+    for other in ("no-such-upstream", "no-such-child"):
+        made = server.cli("apply", "-f", str(workflow_dir(other, simple_workflow(other))))
+        assert made.returncode == 0, made.stderr
+    (directory / "workflow.yaml").write_text(definition + "description: now complete\n")
+    second = server.cli("apply", "-f", str(directory))
+    assert second.returncode == 0 and "warning:" not in second.stdout, second.stdout

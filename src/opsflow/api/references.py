@@ -1,0 +1,77 @@
+"""What a saved definition names on the server that is not there (yet): warnings, not errors.
+
+A definition may name another workflow (a ``workflow`` trigger's ``workflow``, a ``workflow``
+step's ``workflow``) or an opsflow secret (a hook trigger's ``secret``). Those live on the
+server, not in the file, and may well be applied after it, so saving is not refused; but the
+answer says which are missing and what happens meanwhile, so a typo is seen at ``apply``, not
+when a trigger silently never fires or a run fails at that step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from opsflow.errors import NotFound, Problem
+from opsflow.spec.triggers import TriggerType
+from opsflow.status import StepType
+from opsflow.store import workflows as workflows_store
+from opsflow.store.session import Session
+
+_HOOK_TYPES = {TriggerType.WEBHOOK.value, TriggerType.GIT.value, TriggerType.INCIDENT.value}
+
+
+def missing_references(
+    session: Session,
+    definition: Mapping[str, Any],
+    secret_names: Iterable[str] | None,
+) -> list[Problem]:
+    """One `Problem` per workflow or secret ``definition`` names that the server lacks, located
+    like validation problems (``triggers[1].workflow``, ``steps[3].workflow``). Secrets are
+    checked only when ``secret_names`` is given (the caller may see which secrets exist)."""
+    known_secrets = None if secret_names is None else set(secret_names)
+    own_id = str(definition.get("id") or "")
+    problems: list[Problem] = []
+
+    def workflow_missing(workflow_id: str) -> str | None:
+        if workflow_id == own_id:
+            return None
+        try:
+            workflows_store.get_workflow(session, workflow_id)
+        except NotFound as exc:
+            return exc.message
+        return None
+
+    for index, trigger in enumerate(definition.get("triggers") or []):
+        kind = str(trigger.get("type"))
+        if kind == TriggerType.WORKFLOW.value:
+            missing = workflow_missing(str(trigger.get("workflow")))
+            if missing:
+                problems.append(
+                    Problem(
+                        f"triggers[{index}].workflow",
+                        f"{missing}; this trigger starts nothing until that workflow exists",
+                    )
+                )
+        elif kind in _HOOK_TYPES and trigger.get("secret") and known_secrets is not None:
+            name = str(trigger["secret"])
+            if name not in known_secrets:
+                problems.append(
+                    Problem(
+                        f"triggers[{index}].secret",
+                        f"secret {name} is not set: deliveries are refused until an admin "
+                        f"sets it (opsflow secrets set {name})",
+                    )
+                )
+    for index, step in enumerate(definition.get("steps") or []):
+        if str(step.get("type")) == StepType.WORKFLOW.value:
+            missing = workflow_missing(str(step.get("workflow")))
+            if missing:
+                problems.append(
+                    Problem(
+                        f"steps[{index}].workflow",
+                        f"{missing}; the step fails when reached unless that workflow exists "
+                        "by then",
+                    )
+                )
+    return problems
