@@ -39,6 +39,7 @@ from opsflow.errors import InvalidInput, Problem
 from opsflow.runtime.host import RuntimeHost
 from opsflow.runtime.launch import run_request
 from opsflow.runtime.waiting import pending_reasons
+from opsflow.spec.triggers import RunTrigger
 from opsflow.status import ExecutionStatus, JobStatus, StepType
 from opsflow.store import jobs as jobs_store
 from opsflow.store import logs as logs_store
@@ -199,7 +200,7 @@ def list_executions(
     request: Request,
     workflow: str | None = Query(None, description="Only this workflow's executions."),
     status: list[ExecutionStatus] | None = Query(None, description="One or more statuses."),
-    trigger: str | None = Query(None, description="Trigger type: manual, schedule, webhook, ..."),
+    trigger: RunTrigger | None = Query(None, description="How it was started."),
     started_by: str | None = Query(None, description="Who started it (user name)."),
     since: str | None = Query(None, description="Created at or after (ISO 8601)."),
     until: str | None = Query(None, description="Created before (ISO 8601)."),
@@ -226,7 +227,7 @@ def list_executions(
     flt = ExecutionFilter(
         workflow_id=workflow,
         status=[s.value for s in status] if status else None,
-        trigger_type=trigger,
+        trigger_type=trigger.value if trigger else None,
         started_by=started_by,
         since=_parse_time(since, "since"),
         until=_parse_time(until, "until"),

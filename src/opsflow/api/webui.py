@@ -15,6 +15,7 @@ from pathlib import Path
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
+from starlette.exceptions import HTTPException
 
 import opsflow
 from opsflow.api.services import services_of
@@ -39,7 +40,10 @@ def web_ui(request: Request, path: str) -> Response:
     if path == "api" or path.startswith("api/"):
         raise NotFound(f"no API route {request.url.path}; see /api/v1/docs")
     if path == "hooks" or path.startswith("hooks/"):
-        raise NotFound(f"{request.url.path} takes deliveries by POST only")
+        # A hook URL exists for POST; a browser opening it learns so, and from which method.
+        raise HTTPException(
+            405, "a hook URL takes deliveries by POST only", headers={"Allow": "POST"}
+        )
     root = build_dir(request).resolve()
     index = root / "index.html"
     if not index.is_file():

@@ -211,7 +211,8 @@ class DeliveryDesk:
         with self.db.read() as session:
             trigger = triggers_store.get_by_hook_key(session, key)
             if trigger is None or trigger.type not in HOOK_TYPES:
-                raise NotFound(f"no trigger has the hook key {key!r}")
+                # The key is not echoed: it may be long, and it is whatever the sender typed.
+                raise NotFound("no trigger has this hook key; `opsflow triggers list` shows URLs")
             secret: str | None = None
             if trigger.secret_name:
                 try:

@@ -145,6 +145,16 @@ def test_pages_and_sort_order(api: Api, history: History) -> None:
     assert by_status[:3] != [b1] and by_status[-1] == b1, "completed sorts before failed"
 
 
+def test_an_unknown_trigger_type_is_refused_listing_the_allowed_ones(api: Api) -> None:
+    """It once answered an empty list, as if no run had been started that way."""
+    response = api.client.get("/api/v1/executions", params={"trigger": "bogus"})
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["errors"]
+    assert error["loc"] == "query.trigger"
+    for allowed in ("manual", "schedule", "webhook", "git", "incident", "workflow"):
+        assert allowed in error["msg"], error
+
+
 def test_an_unknown_sort_column_is_refused_naming_sort(api: Api) -> None:
     response = api.client.get("/api/v1/executions", params={"sort": "-colour"})
     assert response.status_code == 422, response.text
@@ -160,8 +170,9 @@ def test_an_unknown_sort_column_is_refused_naming_sort(api: Api) -> None:
         ({"limit": 0}, "query.limit"),
         ({"sort": "colour"}, "query.sort"),
         ({"since": "last tuesday"}, "query.since"),
+        ({"trigger": "bogus"}, "query.trigger"),
     ],
-    ids=["status", "limit", "sort", "since"],
+    ids=["status", "limit", "sort", "since", "trigger"],
 )
 def test_bad_list_queries_are_refused_at_their_parameter(
     api: Api, params: dict[str, Any], loc: str

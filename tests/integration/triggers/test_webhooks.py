@@ -385,6 +385,24 @@ def test_an_unknown_key_is_404(server: Server) -> None:
     assert response.status_code == 404
 
 
+def test_an_unknown_long_key_is_404_without_echoing_it(server: Server) -> None:
+    key = "k" * 5000
+    response = httpx.post(f"{server.url}/hooks/{key}", content=BODY, headers=bearer("x"))
+    assert response.status_code == 404, response.text[:300]
+    assert "k" * 50 not in response.text
+    assert len(response.text) < 1000
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_other_methods_on_a_hook_url_answer_405_allowing_post(server: Server, method: str) -> None:
+    hook = server.hook()
+    response = httpx.request(method, hook.url)
+    assert response.status_code == 405, response.text
+    assert response.headers["allow"] == "POST"
+    if method == "GET":
+        assert "POST only" in response.json()["detail"]
+
+
 def test_past_the_rate_limit_a_key_answers_429_with_retry_after(server: Server) -> None:
     for _attempt in range(2):  # a burst across a minute boundary counts in two windows: again
         hook = server.hook()
