@@ -5,7 +5,16 @@ from __future__ import annotations
 import typer
 
 from opsflow.cli.client import client_for
-from opsflow.cli.output import OutputFormat, OutputOption, cell, items_of, print_json, say, table
+from opsflow.cli.output import (
+    OutputFormat,
+    OutputOption,
+    cell,
+    items_of,
+    print_json,
+    say,
+    stderr,
+    table,
+)
 
 app = typer.Typer(help="See cron schedules and when they fire.", no_args_is_help=True)
 
@@ -17,6 +26,19 @@ def _last(schedule: dict[str, object]) -> str:
     if last.get("error"):
         return f"{last.get('instant')}: not started ({last.get('error')})"
     return f"{last.get('instant')}: {last.get('status') or '-'} {last.get('execution_id') or ''}"
+
+
+def _status(schedule: dict[str, object]) -> str:
+    """Whether the schedule fires: ``broken`` (its cron line matches no date), ``disabled``
+    (the trigger), ``workflow paused`` / ``workflow draft``, else ``active``."""
+    if schedule.get("error"):
+        return "broken"
+    if not schedule.get("enabled"):
+        return "disabled"
+    workflow = schedule.get("workflow_status")
+    if workflow != "active":
+        return f"workflow {workflow}"
+    return "active"
 
 
 @app.command("list")
@@ -32,21 +54,23 @@ def list_schedules(
         return
     rows = items_of(body)
     table(
-        ["WORKFLOW", "TRIGGER", "CRON", "TIME ZONE", "NEXT", "LAST"],
+        ["WORKFLOW", "TRIGGER", "STATUS", "CRON", "TIME ZONE", "NEXT", "LAST"],
         [
             [
                 cell(s.get("workflow_id")),
-                cell(s.get("name")) + ("" if s.get("enabled") else " (disabled)"),
+                cell(s.get("name")),
+                _status(s),
                 cell(s.get("cron")),
                 cell(s.get("timezone")),
-                cell(s.get("next_fire_at"))
-                if s.get("next_fire_at")
-                else f"- ({s.get('workflow_status')})",
+                cell(s.get("next_fire_at")),
                 _last(s),
             ]
             for s in rows
         ],
     )
+    for s in rows:
+        if s.get("error"):
+            stderr.print(f"{s.get('workflow_id')}/{s.get('name')}: {s.get('error')}", markup=False)
     if preview:
         for s in rows:
             say(f"{s.get('workflow_id')}/{s.get('name')}: " + ", ".join(s.get("preview") or []))

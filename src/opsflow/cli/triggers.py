@@ -22,7 +22,8 @@ from opsflow.cli.output import (
 )
 
 app = typer.Typer(
-    help="A workflow's triggers: hook URLs, deliveries, secrets.", no_args_is_help=True
+    help="A workflow's triggers: hook URLs, deliveries, secrets; fire, enable, disable.",
+    no_args_is_help=True,
 )
 
 WorkflowArgument = Annotated[str, typer.Argument(help="The workflow's id.", show_default=False)]
@@ -128,6 +129,54 @@ def rotate_secret(
     say(str(body.get("secret")))
     stderr.print(f"URL: {body.get('url')}", markup=False)
     stderr.print(f"How: {body.get('how')}", markup=False)
+
+
+@app.command("fire")
+def fire(
+    ctx: typer.Context,
+    workflow: WorkflowArgument,
+    trigger: TriggerArgument,
+    output: OutputOption = OutputFormat.TEXT,
+) -> None:
+    """Fire a schedule now, by hand, with its params (allowed while the workflow is paused,
+    like `opsflow run`); prints the run's id."""
+    body = client_for(ctx).post(f"/workflows/{workflow}/triggers/{trigger}/fire")
+    if output is OutputFormat.JSON:
+        print_json(body)
+        return
+    say(str(body.get("execution_id")))
+    stderr.print(f"URL: {body.get('url')}", markup=False)
+
+
+def _switch(ctx: typer.Context, workflow: str, trigger: str, action: str, output: Any) -> None:
+    body = client_for(ctx).post(f"/workflows/{workflow}/triggers/{trigger}/{action}")
+    if output is OutputFormat.JSON:
+        print_json(body)
+        return
+    say(f"{workflow}/{trigger}: {'enabled' if body.get('enabled') else 'disabled'}")
+
+
+@app.command("enable")
+def enable(
+    ctx: typer.Context,
+    workflow: WorkflowArgument,
+    trigger: TriggerArgument,
+    output: OutputOption = OutputFormat.TEXT,
+) -> None:
+    """Let a trigger start runs again (a schedule fires from its next instant on)."""
+    _switch(ctx, workflow, trigger, "enable", output)
+
+
+@app.command("disable")
+def disable(
+    ctx: typer.Context,
+    workflow: WorkflowArgument,
+    trigger: TriggerArgument,
+    output: OutputOption = OutputFormat.TEXT,
+) -> None:
+    """Stop one trigger starting runs; it keeps its URL key, secret and state, and stays
+    disabled across new versions."""
+    _switch(ctx, workflow, trigger, "disable", output)
 
 
 def register(root: typer.Typer) -> None:
