@@ -6,7 +6,7 @@ import { useCan } from "../auth/session";
 import { ErrorMessage } from "../components/ErrorMessage";
 import { elapsed, exactTime, formatDuration, relativeTime } from "../components/format";
 import { useNow } from "../components/hooks";
-import { ACTIVE_EXECUTION, StatusBadge, triggerLabel, TriggerIcon } from "../components/status";
+import { ACTIVE_EXECUTION, StatusBadge, triggerLabel } from "../components/status";
 import { useDefinition } from "../workflows/api";
 import { stepTimes, useExecution, type ExecutionView } from "./api";
 import { CancelDialog } from "./CancelDialog";
@@ -15,6 +15,7 @@ import type { DagStep } from "./Dag";
 import { LogPanel } from "./LogPanel";
 import { StepList } from "./StepList";
 import { EngineLogTab, OutputsTab, TimelineTab, VariablesTab } from "./Tabs";
+import { TriggerSource } from "./TriggerSource";
 import { ReopenStream, useExecutionStream } from "./useExecutionStream";
 
 const Dag = lazy(() => import("./Dag"));
@@ -147,7 +148,6 @@ function Banner({ ex, workflowName }: { ex: ExecutionView; workflowName: string 
   const duration = ex.duration_ms ?? elapsed(ex.started_at, ex.ended_at, now);
   const triggerType = ex.trigger.type;
   const actor = ex.trigger.actor ?? ex.started_by;
-  const source = ex.trigger.source;
   const steps = progressWords(ex.progress);
   return (
     <header className={`banner tone-border-${ex.status}`}>
@@ -163,10 +163,22 @@ function Banner({ ex, workflowName }: { ex: ExecutionView; workflowName: string 
         <div>
           <dt>Trigger</dt>
           <dd>
-            <TriggerIcon type={triggerType} withLabel />
-            {source ? <span className="muted small"> {source}</span> : null}
+            <TriggerSource trigger={ex.trigger} />
           </dd>
         </div>
+        {ex.parent && (
+          <div>
+            <dt>Parent</dt>
+            <dd data-testid="parent">
+              <Link to={`/executions/${encodeURIComponent(ex.parent.execution_id)}?step=${encodeURIComponent(ex.parent.step)}`}>
+                {ex.parent.execution_id}
+              </Link>{" "}
+              <span className="small">
+                step <strong>{ex.parent.step}</strong>
+              </span>
+            </dd>
+          </div>
+        )}
         <div>
           <dt>Started by</dt>
           <dd>{actor || "—"}</dd>

@@ -9,7 +9,8 @@ import type { ExecutionSummary } from "../api/types";
 import { ErrorMessage } from "../components/ErrorMessage";
 import { elapsed, exactTime, formatDuration, relativeTime } from "../components/format";
 import { useNow } from "../components/hooks";
-import { ACTIVE_EXECUTION, StatusBadge, TriggerIcon, statusStyle } from "../components/status";
+import { ACTIVE_EXECUTION, StatusBadge, statusStyle } from "../components/status";
+import { TriggerSource } from "./TriggerSource";
 import { progressWords, type StepProgress } from "./progress";
 
 const PAGE = 100;
@@ -187,7 +188,6 @@ export default function ExecutionsPage() {
             {items.map((item) => {
               const r = rows[item.index]!;
               const duration = r.duration_ms ?? elapsed(r.started_at, r.ended_at, now);
-              const triggerType = r.trigger.type;
               return (
                 <div
                   key={r.id}
@@ -209,7 +209,7 @@ export default function ExecutionsPage() {
                     <StatusBadge status={r.status} />
                   </span>
                   <span role="cell">
-                    <TriggerIcon type={triggerType} withLabel />
+                    <TriggerSource trigger={r.trigger} short />
                   </span>
                   <span role="cell" title={exactTime(r.started_at ?? r.created_at)}>
                     {relativeTime(r.started_at ?? r.created_at, now)}

@@ -44,9 +44,16 @@ function withoutPlanText(outputs: Record<string, unknown>): Record<string, unkno
 
 export function OutputsTab({ ex, selected }: { ex: ExecutionView; selected: string | null }) {
   const steps = ex.steps.filter((s) => (!selected || s.id === selected) && Object.keys(s.outputs).length > 0);
-  if (steps.length === 0) return <p className="muted">{selected ? `${selected} has no outputs.` : "No step has outputs yet."}</p>;
+  const workflowOutputs = !selected && Object.keys(ex.outputs).length > 0;
+  if (steps.length === 0 && !workflowOutputs) return <p className="muted">{selected ? `${selected} has no outputs.` : "No step has outputs yet."}</p>;
   return (
     <div className="outputs">
+      {workflowOutputs && (
+        <section>
+          <h3>Workflow outputs</h3>
+          <JsonView value={ex.outputs} label="Workflow outputs" />
+        </section>
+      )}
       {steps.map((s) => (
         <section key={s.id}>
           <h3>{s.id}</h3>

@@ -5,9 +5,10 @@ import { api, call } from "../api/client";
 import { useCan } from "../auth/session";
 import { ErrorMessage } from "../components/ErrorMessage";
 import { exactTime, formatDuration, relativeTime } from "../components/format";
-import { StatusBadge, TriggerIcon } from "../components/status";
+import { StatusBadge } from "../components/status";
 import { useDefinition, useWorkflow } from "./api";
 import { RunDialog } from "./RunDialog";
+import { TriggersCard } from "./TriggersCard";
 
 export default function WorkflowPage() {
   const { id } = useParams();
@@ -75,16 +76,7 @@ export default function WorkflowPage() {
             </table>
           )}
           <h2>Triggers</h2>
-          <ul className="plain">
-            <li>
-              <TriggerIcon type="manual" withLabel />
-            </li>
-            {wf.triggers.map((t, i) => (
-              <li key={i}>
-                <TriggerIcon type={String(t.type)} withLabel />
-              </li>
-            ))}
-          </ul>
+          <TriggersCard workflowId={wf.id} />
           <h2>Versions</h2>
           <ul className="plain">
             {(versions.data ?? []).map((v) => (
