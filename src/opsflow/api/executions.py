@@ -14,6 +14,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field, StrictBool
+from sqlalchemy.orm import Session
 
 from opsflow.api.execution_models import (
     CancelRequest,
@@ -38,9 +39,11 @@ from opsflow.engine.model import CancelMode
 from opsflow.errors import InvalidInput, Problem
 from opsflow.runtime.host import RuntimeHost
 from opsflow.runtime.launch import run_request
+from opsflow.runtime.roster import AgentPresence
 from opsflow.runtime.waiting import pending_reasons
 from opsflow.spec.triggers import RunTrigger
 from opsflow.status import ExecutionStatus, JobStatus, StepType
+from opsflow.store import agents as agents_store
 from opsflow.store import jobs as jobs_store
 from opsflow.store import logs as logs_store
 from opsflow.store import runs as runs_store
@@ -97,11 +100,29 @@ class CancelBody(BaseModel):
     reason: str = ""
 
 
+def _with_stored_presence(
+    session: Session, agents: list[AgentPresence], now: float, lease_seconds: float
+) -> list[AgentPresence]:
+    """This replica's roster plus the agents other replicas saw (the ``agents`` table), less
+    the draining ones: together, the agents that may take a queued job."""
+    stored = agents_store.seen_since(session, now - max(30.0, 2 * lease_seconds))
+    draining = {agent_id for agent_id, _, _, drains in stored if drains}
+    known = {a.agent_id for a in agents}
+    extra = [
+        AgentPresence(agent_id, tuple(pools), labels)
+        for agent_id, pools, labels, drains in stored
+        if not drains and agent_id not in known
+    ]
+    return [a for a in agents if a.agent_id not in draining] + extra
+
+
 def _detail(services: Services, execution_id: str) -> ExecutionDetail:
     host: RuntimeHost | None = services.extra.get("runtime")
-    agents = host.runtime.roster.online(time.time()) if host is not None else []
+    now = time.time()
+    agents = host.runtime.roster.online(now) if host is not None else []
     with services.db.read() as session:
         ex = runs_store.get_execution(session, execution_id)
+        agents = _with_stored_presence(session, agents, now, services.settings.lease_seconds)
         steps = runs_store.list_steps(session, execution_id)
         jobs = jobs_store.jobs_of_execution(session, execution_id)
         elog = runs_store.engine_log(session, execution_id)

@@ -163,3 +163,21 @@ def get_agent(session: Session, agent_id: str) -> AgentRecord:
     if not rows:
         raise NotFound(f"agent {agent_id!r} not found")
     return _records(session, rows)[0]
+
+
+def seen_since(session: Session, since: float) -> list[tuple[str, list[str], dict[str, str], bool]]:
+    """(id, pools, labels, draining) of every agent seen at or after ``since``."""
+    rows = session.connection().execute(
+        select(AGENTS.c.id, AGENTS.c.pools, AGENTS.c.labels, AGENTS.c.draining).where(
+            AGENTS.c.last_seen >= since
+        )
+    )
+    return [
+        (
+            r.id,
+            list(r.pools or []),
+            {str(k): str(v) for k, v in (r.labels or {}).items()},
+            r.draining,
+        )
+        for r in rows
+    ]

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import time
+from pathlib import Path
+
+import pytest
 
 import opsflow
-from tests.servers import RunningServer, clean_env, opsflow_executable
+from tests.servers import RunningServer, clean_env, opsflow_executable, run_server
 
-from .conftest import Agents, Api
+from .conftest import Agents, Api, server_env
 
 QUICK = """
 id: quick
@@ -69,3 +72,40 @@ def test_agents_are_listed_counted_and_a_drained_one_gets_no_jobs(
     assert _agents(api)[second]["jobs_done"] == 3
     assert api.client.get("/agents/nobody").status_code == 404
     assert "region=eu" in _cli(server, "show", first)
+
+
+ELSEWHERE = """
+id: elsewhere
+steps:
+  - {id: work, type: script, shell: sh, run: "true", agent: {pool: eu, labels: {region: us}}}
+"""
+
+
+def test_a_replica_explains_a_waiting_step_with_agents_another_replica_saw(
+    agent_db: str, tmp_path: Path
+) -> None:
+    if not agent_db.startswith("postgresql"):
+        pytest.skip("replicas share a PostgreSQL")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with (
+        run_server(agent_db, tmp_path / "a", "--no-local-agent", env=server_env()) as a,
+        run_server(agent_db, tmp_path / "b", "--no-local-agent", env=server_env()) as b,
+    ):
+        fleet = Agents(a, tmp_path / "agents")
+        try:
+            fleet.start("eu", "--pool", "eu", "--label", "region=eu")
+            eu = fleet.agent_id("eu")
+            on_b = Api(b.url, b.token)
+            on_b.wait_for("B lists the agent", lambda: eu in _agents(on_b), timeout=30)
+            on_b.publish("elsewhere", ELSEWHERE)
+            execution_id = on_b.run("elsewhere")
+
+            def reason() -> object:
+                return on_b.execution(execution_id)["steps"][0]["pending_reason"]
+
+            assert reason() == "no agent of pool eu has the labels region=us"
+            assert on_b.client.post(f"/agents/{eu}/drain").status_code == 200
+            assert reason() == "no agent serves pool eu"
+        finally:
+            fleet.close()
