@@ -17,7 +17,8 @@ const PAGE = 100;
 const ROW = 44;
 const STATUSES = ["pending", "running", "paused", "completed", "failed", "cancelled", "rejected", "error"] as const;
 type ExecutionStatusName = (typeof STATUSES)[number];
-const TRIGGERS = ["manual", "schedule", "webhook", "git", "incident", "workflow"];
+const TRIGGERS = ["manual", "schedule", "webhook", "git", "incident", "workflow"] as const;
+type TriggerName = (typeof TRIGGERS)[number];
 const RANGES: Record<string, number> = { "24h": 86_400_000, "7d": 7 * 86_400_000, "30d": 30 * 86_400_000 };
 
 type Row = ExecutionSummary;
@@ -41,7 +42,9 @@ export default function ExecutionsPage() {
   const [search, setSearch] = useSearchParams();
   const navigate = useNavigate();
   const statuses = search.getAll("status").filter((s): s is ExecutionStatusName => (STATUSES as readonly string[]).includes(s));
-  const trigger = search.get("trigger") ?? "";
+  // An unknown trigger in the URL is ignored, not sent (the API answers it with 422).
+  const urlTrigger = search.get("trigger") ?? "";
+  const trigger: TriggerName | "" = (TRIGGERS as readonly string[]).includes(urlTrigger) ? (urlTrigger as TriggerName) : "";
   const workflow = search.get("workflow") ?? "";
   const since = search.get("since") ?? "";
   // The range is fixed when the filters change, so pages of one listing agree.
