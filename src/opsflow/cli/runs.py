@@ -349,6 +349,34 @@ def show_execution(
     print_detail(body)
 
 
+def trigger_line(body: dict[str, Any]) -> str:
+    """How an execution started, in one line: ``webhook deploy-hook: delivery d-1 (from
+    10.0.0.5)``, ``schedule schedule-1 at 2026-…``, ``workflow workflow-1 after execution
+    <id>``, ``manual by ada``; whom a trigger acted for when that was a person."""
+    record = body.get("trigger") or {}
+    kind, name = record.get("type") or body.get("trigger_type"), record.get("name")
+    source, actor = record.get("source"), record.get("actor")
+    if not kind:
+        return ""
+    if kind == "manual":
+        return f"manual by {actor}" if actor else "manual"
+    match kind:
+        case "schedule":
+            text = f"schedule {source or name}"
+        case "workflow":
+            text = f"workflow {name} after execution {source}"
+        case _:
+            text = f"{kind} {name}"
+            if source and source != name:
+                text += f": {source}"
+            address = (body.get("trigger_data") or {}).get("address")
+            if address:
+                text += f" (from {address})"
+    if actor and actor != f"{kind}:{name}":
+        text += f", acting for {actor}"
+    return text
+
+
 def print_detail(body: dict[str, Any]) -> None:
     """An execution detail (the API's JSON) for people: a row per step, then a row per job."""
     stdout.print(
@@ -359,6 +387,9 @@ def print_detail(body: dict[str, Any]) -> None:
     )
     if body.get("status_reason"):
         stdout.print(f"  {body['status_reason']}")
+    started = trigger_line(body)
+    if started:
+        stdout.print(Text("trigger: ", style="dim").append(started), markup=False)
     rows: list[list[str]] = []
     for s in body["steps"]:
         rows.append(

@@ -422,6 +422,19 @@ def test_past_the_rate_limit_a_key_answers_429_with_retry_after(server: Server) 
     assert server.deliveries(hook)[0]["status_code"] == 429
 
 
+def test_executions_show_says_which_trigger_started_the_run_and_from_where(
+    server: Server,
+) -> None:
+    hook = server.hook()
+    headers = {**bearer(hook.secret), "Idempotency-Key": "d-show-1"}
+    answer = httpx.post(hook.url, content=BODY, headers=headers)
+    assert answer.status_code == 202, answer.text
+    shown = server.cli("executions", "show", answer.json()["execution_id"])
+    assert shown.returncode == 0, shown.stderr
+    (line,) = [ln for ln in shown.stdout.splitlines() if ln.startswith("trigger:")]
+    assert line == f"trigger: webhook {hook.name}: webhook delivery d-show-1 (from 127.0.0.1)"
+
+
 def test_the_cli_lists_triggers_and_deliveries_and_rotates_a_secret_once(
     server: Server,
 ) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from opsflow.cli.runs import print_detail, print_step_outputs, step_outputs
+from opsflow.cli.runs import print_detail, print_step_outputs, step_outputs, trigger_line
 
 
 def job(attempt: int, status: str, **extra: Any) -> dict[str, Any]:
@@ -185,3 +185,40 @@ def test_a_completed_child_run_shows_its_workflow_outputs_and_its_parent(
     assert "image = registry/app:1.2.3" in text
     assert "sizes = [1, 2]" in text
     assert f"started by step build of execution {'feedface' * 4}" in text
+
+
+@pytest.mark.parametrize(
+    ("record", "data", "line"),
+    [
+        (
+            {"type": "schedule", "name": "schedule-1", "source": "schedule-1 at 2026-11-30 09:00"},
+            {},
+            "schedule schedule-1 at 2026-11-30 09:00",
+        ),
+        (
+            {"type": "workflow", "name": "workflow-1", "source": "ex123", "actor": "ada"},
+            {},
+            "workflow workflow-1 after execution ex123, acting for ada",
+        ),
+        (
+            {"type": "git", "name": "git-1", "source": "github acme/infra@0d1a26e67d8f"},
+            {"address": "10.0.0.5"},
+            "git git-1: github acme/infra@0d1a26e67d8f (from 10.0.0.5)",
+        ),
+        (
+            {
+                "type": "incident",
+                "name": "pages",
+                "source": "alertmanager",
+                "actor": "incident:pages",
+            },
+            {"address": "10.0.0.9"},
+            "incident pages: alertmanager (from 10.0.0.9)",
+        ),
+        ({"type": "manual", "name": None, "source": None, "actor": "ada"}, {}, "manual by ada"),
+    ],
+)
+def test_the_trigger_line_says_how_a_run_started(
+    record: dict[str, Any], data: dict[str, Any], line: str
+) -> None:
+    assert trigger_line({"trigger": record, "trigger_data": data}) == line
