@@ -4,6 +4,7 @@ needs, a person or a free slot, says so in the execution detail instead of hangi
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -51,6 +52,12 @@ def test_a_step_no_agent_serves_says_which_pool_or_labels_are_missing(api: Api) 
     assert step_of(detail, "verify")["pending_reason"] == "waiting for needs: plan-us, plan-eu"
     assert detail["status"] == ExecutionStatus.RUNNING
 
+    # The local agent claims `local` on its own time: cancel (graceful) once it has run, or
+    # the cancel would withdraw it while still queued.
+    deadline = time.monotonic() + 30
+    while step_of(api.detail(started["id"]), "local")["status"] != StepStatus.SUCCEEDED:
+        assert time.monotonic() < deadline, "the local agent did not run `local`"
+        time.sleep(0.05)
     ended = _cancel(api, started["id"])
     assert ended["status"] == ExecutionStatus.CANCELLED
     assert all(s["pending_reason"] is None for s in ended["steps"]), "an ended run waits"
