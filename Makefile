@@ -32,8 +32,8 @@ run: web
 	$(BIN)/opsflow server --demo --data-dir ./data $(if $(PORT),--port $(PORT))
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples
 
 typecheck: setup
 	$(BIN)/mypy

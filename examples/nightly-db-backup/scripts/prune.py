@@ -9,12 +9,22 @@ prefix = os.environ["PREFIX"]
 keep = dt.timedelta(days=int(os.environ["KEEP_DAYS"]))
 bucket, _, key_prefix = prefix.removeprefix("s3://").partition("/")
 listing = subprocess.run(
-    ["aws", "s3api", "list-objects-v2", "--bucket", bucket, "--prefix", key_prefix, "--output", "json"],
+    [
+        "aws",
+        "s3api",
+        "list-objects-v2",
+        "--bucket",
+        bucket,
+        "--prefix",
+        key_prefix,
+        "--output",
+        "json",
+    ],
     check=True,
     capture_output=True,
     text=True,
 )
-now = dt.datetime.now(dt.timezone.utc)
+now = dt.datetime.now(dt.UTC)
 deleted = 0
 for item in json.loads(listing.stdout or "{}").get("Contents", []):
     modified = dt.datetime.fromisoformat(item["LastModified"].replace("Z", "+00:00"))
