@@ -186,6 +186,15 @@ def test_run_with_a_bad_param_says_which_param(server: Server) -> None:
     assert "params.times" in message and "not an integer" in message, message
 
 
+def test_executions_list_with_an_unknown_trigger_type_says_which_are_allowed(
+    server: Server,
+) -> None:
+    refused = server.cli("executions", "list", "--trigger", "bogus")
+    assert refused.returncode != 0
+    message = refused.stdout + refused.stderr
+    assert "trigger" in message and "schedule" in message and "webhook" in message, message
+
+
 def test_executions_list_show_and_logs_of_a_step(
     server: Server, hello_run: subprocess.CompletedProcess[str]
 ) -> None:
