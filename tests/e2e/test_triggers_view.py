@@ -77,6 +77,7 @@ def test_triggers_sources_parent_and_workflow_outputs(page: Page, ui_server: UiS
     expect(schedule).to_contain_text("0 3 * * * (Europe/Berlin)")
     expect(schedule).to_contain_text(re.compile(r"Next: \d{4}-\d\d-\d\d"))
     expect(schedule).to_contain_text("never fired")
+    expect(triggers.get_by_role("button", name="Disable schedule-1")).to_have_count(0)  # viewer
     shot(page, "workflow-triggers")
 
     page.goto(f"/executions/{child_id}")
@@ -97,3 +98,14 @@ def test_triggers_sources_parent_and_workflow_outputs(page: Page, ui_server: UiS
     row = page.get_by_role("row").filter(has=page.get_by_role("link", name="e2e-tr-follower"))
     expect(row.get_by_test_id("trigger-source")).to_have_text(parent_id[:8])
     shot(page, "executions-trigger-source")
+
+    # An admin disables the schedule from the workflow page and it says so.
+    page.context.clear_cookies()
+    sign_in(page, "admin")
+    page.goto("/workflows/e2e-tr-parent")
+    schedule = page.get_by_role("list", name="Triggers").locator("[data-trigger=schedule-1]")
+    schedule.get_by_role("button", name="Disable schedule-1").click()
+    expect(schedule).to_contain_text("disabled")
+    expect(schedule).to_contain_text("not while paused or disabled")
+    assert ui_server.api.get("/workflows/e2e-tr-parent/triggers").json()[1]["enabled"] is False
+    shot(page, "workflow-trigger-disabled")

@@ -1,8 +1,9 @@
 // A workflow's triggers as the server keeps them: where each is reached (hook URL, copyable),
 // when a schedule fires next and fired last, and what reached it last (deliveries).
-import { useQuery } from "@tanstack/react-query";
+import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { Link } from "react-router-dom";
 import { api, call, type Schemas } from "../api/client";
+import { useCan } from "../auth/session";
 import { ErrorMessage } from "../components/ErrorMessage";
 import { exactTime, relativeTime } from "../components/format";
 import { useToast } from "../components/Toast";
@@ -38,18 +39,39 @@ export function TriggersCard({ workflowId }: { workflowId: string }) {
       </li>
       {triggers.isPending && <li className="muted">Loading…</li>}
       {(triggers.data ?? []).map((t) => (
-        <TriggerItem key={t.name} trigger={t} schedule={byName.get(t.name)} />
+        <TriggerItem key={t.name} workflowId={workflowId} trigger={t} schedule={byName.get(t.name)} />
       ))}
     </ul>
   );
 }
 
-function TriggerItem({ trigger: t, schedule }: { trigger: TriggerListed; schedule: ScheduleOut | undefined }) {
+function TriggerItem({ workflowId, trigger: t, schedule }: { workflowId: string; trigger: TriggerListed; schedule: ScheduleOut | undefined }) {
+  const canSwitch = useCan("workflows:update");
+  const toast = useToast();
+  const client = useQueryClient();
+  const path = { params: { path: { workflow_id: workflowId, name: t.name } } };
+  const toggle = useMutation({
+    mutationFn: () =>
+      t.enabled
+        ? call(api.POST("/api/v1/workflows/{workflow_id}/triggers/{name}/disable", path))
+        : call(api.POST("/api/v1/workflows/{workflow_id}/triggers/{name}/enable", path)),
+    onSuccess: (out) => {
+      toast.ok(`Trigger ${out.name} ${out.enabled ? "enabled" : "disabled"}`);
+      void client.invalidateQueries({ queryKey: ["workflows", "triggers", workflowId] });
+      void client.invalidateQueries({ queryKey: ["schedules"] });
+    },
+    onError: (err) => toast.error(err, `${t.enabled ? "Disabling" : "Enabling"} trigger ${t.name}`),
+  });
   return (
     <li className="trigger-card" data-trigger={t.name}>
       <div className="trigger-head">
         <TriggerIcon type={t.type} withLabel /> <strong>{t.name}</strong>{" "}
         <span className={`badge tone-${t.enabled ? "green" : "gray"}`}>{t.enabled ? "enabled" : "disabled"}</span>
+        {canSwitch && (
+          <button type="button" className="link-button small" disabled={toggle.isPending} onClick={() => toggle.mutate()} aria-label={`${t.enabled ? "Disable" : "Enable"} ${t.name}`}>
+            {t.enabled ? "Disable" : "Enable"}
+          </button>
+        )}
       </div>
       <TriggerWhat trigger={t} />
       {t.url && <HookUrl url={t.url} secret={t.secret} />}
