@@ -9,7 +9,7 @@ import re
 import httpx
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import UiServer, shot, sign_in, wait_status
+from tests.e2e.conftest import UiServer, axe_scan, shot, sign_in, wait_status
 
 CHILD = """
 id: e2e-tr-child
@@ -86,6 +86,7 @@ def test_triggers_sources_parent_and_workflow_outputs(page: Page, ui_server: UiS
     page.get_by_role("tab", name="Outputs").click()
     expect(page.get_by_label("Workflow outputs")).to_contain_text('"greeting": "hello world"')
     shot(page, "execution-child-parent-and-outputs")
+    axe_scan(page, "child execution")
     parent.get_by_role("link", name=parent_id).click()
     expect(page).to_have_url(re.compile(rf"/executions/{parent_id}\?step=call"))
 
@@ -109,3 +110,4 @@ def test_triggers_sources_parent_and_workflow_outputs(page: Page, ui_server: UiS
     expect(schedule).to_contain_text("not while paused or disabled")
     assert ui_server.api.get("/workflows/e2e-tr-parent/triggers").json()[1]["enabled"] is False
     shot(page, "workflow-trigger-disabled")
+    axe_scan(page, "workflow page with triggers")
