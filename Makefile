@@ -37,6 +37,7 @@ lint: setup
 
 typecheck: setup
 	$(BIN)/mypy
+	$(BIN)/mypy tests benchmarks
 
 # Debian packages the tests drive for real: Chromium for the browser tests (Playwright
 # downloads no browser here), Prometheus Alertmanager for incident triggers, git for git

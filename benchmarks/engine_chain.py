@@ -29,7 +29,7 @@ from typing import Any
 from opsflow.runtime.host import RuntimeHost
 from opsflow.runtime.service import RunRequest
 from opsflow.spec.loader import canonical, load_workflow
-from opsflow.status import JobStatus, LogStream, StepType
+from opsflow.status import JobStatus, LogLevel, LogStream, StepType
 from opsflow.steps.base import CancelSignal, JobSpec
 from opsflow.steps.registry import executor_for
 from opsflow.store import jobs as jobs_store
@@ -61,7 +61,7 @@ def request(yaml_text: str) -> RunRequest:
 
 
 class _Sink:
-    def write(self, stream: LogStream, text: str) -> None:
+    def write(self, stream: LogStream, text: str, level: LogLevel | None = None) -> None:
         pass
 
 

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,7 +161,7 @@ def run_server(
 
 def fresh_database(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, prefix: str
-) -> Iterator[str]:
+) -> Generator[str, None, None]:
     """A fresh migrated database of the backend ``request.param``, cloned from the session
     templates of tests/conftest.py (as ``db_url`` does), dropped when the generator closes."""
     if request.param == "sqlite":

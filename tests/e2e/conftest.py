@@ -57,7 +57,7 @@ class UiServer:
     def put_bundle(self, workflow_dir: Path, workflow_id: str) -> None:
         """Create and publish a workflow from a directory: its ``workflow.yaml`` and the files
         beside it (a Terraform module, scripts) as the workflow's bundle."""
-        files = {
+        files: dict[str, tuple[str | None, str | bytes] | tuple[str | None, bytes, str]] = {
             "definition": (None, (workflow_dir / "workflow.yaml").read_text()),
             "bundle": ("bundle.tar.gz", pack_bundle(workflow_dir), "application/gzip"),
         }

@@ -110,11 +110,11 @@ def test_a_step_whose_agent_is_lost_three_times_in_a_row_fails(
     for number in (1, 2, 3):
         # The same work dir, so the same identity: its registration fails the attempt it held.
         agent = agents.start("victim")
-        api.wait_for(
-            f"attempt {number} starts",
-            lambda n=number: api.log_texts(execution_id).count("started") == n,
-            timeout=60,
-        )
+
+        def attempt_started(n: int = number) -> bool:
+            return api.log_texts(execution_id).count("started") == n
+
+        api.wait_for(f"attempt {number} starts", attempt_started, timeout=60)
         os.kill(agent.pid, signal.SIGKILL)
         agent.wait()
     api.wait_for(

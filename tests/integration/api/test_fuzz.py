@@ -11,6 +11,7 @@ out: they would turn every later request into a 401.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import schemathesis
@@ -89,5 +90,5 @@ def _node_id_for_schemathesis(request: pytest.FixtureRequest) -> None:
     derandomize=True,
     suppress_health_check=list(HealthCheck),
 )
-def test_api_answers_as_documented(case: schemathesis.Case) -> None:
+def test_api_answers_as_documented(case: schemathesis.Case[Any]) -> None:
     case.call_and_validate(checks=CHECKS, timeout=30)

@@ -50,7 +50,7 @@ def test_each_role_gets_403_naming_the_permission_outside_its_grant(
     viewer, operator, editor = token_for("viewer"), token_for("operator"), token_for("editor")
     assert client.get("/api/v1/workflows", headers=auth(viewer)).status_code == 200
     assert client.get("/api/v1/workflows/hello", headers=auth(viewer)).status_code == 200
-    refused = {
+    refused: dict[str, list[tuple[str, str, str | None]]] = {
         viewer: [EDIT, USERS, AUDIT, OTHERS_TOKENS],
         operator: [EDIT, USERS, AUDIT, OTHERS_TOKENS],
         editor: [USERS, AUDIT, OTHERS_TOKENS],

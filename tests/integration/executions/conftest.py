@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+import httpx2
 import pytest
 from fastapi.testclient import TestClient
-from httpx2 import Response
 
 from opsflow.api.app import create_app
 from opsflow.cli.bundle import pack_bundle
@@ -47,7 +48,7 @@ class Event:
     data: dict[str, Any]
 
 
-def sse_events(response: Response) -> Iterator[Event]:
+def sse_events(response: httpx.Response | httpx2.Response) -> Iterator[Event]:
     """Parse a ``text/event-stream`` body event by event, as it arrives."""
     kind, data, event_id = "message", "", ""
     for line in response.iter_lines():

@@ -183,7 +183,9 @@ def test_apply_of_a_lone_file_sends_only_the_files_it_names_and_lists_them(
     assert "sent deploy.yaml with 1 file (25 bytes): scripts/run.sh" in applied.stdout
 
     version = server.get("/workflows/cli-lone/versions/1")
-    assert [f["path"] for f in version["files"]] == ["scripts/run.sh"]  # type: ignore[union-attr]
+    files = version["files"]
+    assert isinstance(files, list)
+    assert [f["path"] for f in files] == ["scripts/run.sh"]
     ran = server.cli("run", "cli-lone", "--follow")
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert "[run] from the named file" in ran.stdout

@@ -31,7 +31,7 @@ class Server:
         self.cwd = cwd
 
     def apply(self, workflow_dir: Path, wf_id: str) -> None:
-        files = {
+        files: dict[str, tuple[str | None, str | bytes] | tuple[str | None, bytes, str]] = {
             "definition": (None, (workflow_dir / "workflow.yaml").read_text()),
             "bundle": ("bundle.tar.gz", pack_bundle(workflow_dir), "application/gzip"),
         }

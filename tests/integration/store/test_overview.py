@@ -39,7 +39,7 @@ def add_execution(
         "started_at": at,
         "ended_at": ended,
     }
-    step_rows = [
+    step_rows: list[dict[str, Any]] = [
         {
             "step_id": f"s{i}",
             "position": i,

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -96,12 +97,12 @@ class Server:
         assert rotated.status_code == 200, rotated.text
         return Hook(workflow_id, trigger["name"], trigger["url"], rotated.json()["secret"])
 
-    def deliveries(self, hook: Hook) -> list[dict]:
+    def deliveries(self, hook: Hook) -> list[dict[str, Any]]:
         response = self.api.get(f"/workflows/{hook.workflow_id}/triggers/{hook.name}/deliveries")
         assert response.status_code == 200, response.text
         return list(response.json()["items"])
 
-    def executions(self, hook: Hook) -> list[dict]:
+    def executions(self, hook: Hook) -> list[dict[str, Any]]:
         response = self.api.get("/executions", params={"workflow": hook.workflow_id})
         assert response.status_code == 200, response.text
         return list(response.json()["items"])
@@ -146,7 +147,9 @@ def bearer(secret: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"}
 
 
-def signed(secret: str, body: bytes, *, at: float | None = None, msg_id: str = "") -> dict:
+def signed(
+    secret: str, body: bytes, *, at: float | None = None, msg_id: str = ""
+) -> dict[str, str]:
     msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
     stamp = int(time.time() if at is None else at)
     return {
@@ -160,7 +163,7 @@ def signed(secret: str, body: bytes, *, at: float | None = None, msg_id: str = "
 BODY = json.dumps({"params": {"replicas": 3, "who": "ada"}, "variables": {"sha": "c0ffee"}})
 
 
-def wait_ended(server: Server, execution_id: str) -> dict:
+def wait_ended(server: Server, execution_id: str) -> dict[str, Any]:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         detail = server.api.get(f"/executions/{execution_id}").json()

@@ -132,6 +132,7 @@ def test_forced_cancel_cuts_short_a_job_stopping_for_its_timeout() -> None:
     sim.cancel(CancelMode.GRACEFUL)
     assert not [a for a in sim.reconcile() if isinstance(a, CancelJob)]
     sim.cancel(CancelMode.FORCE)
+    assert sim.state.cancel is not None
     sim.state = dataclasses.replace(
         sim.state, cancel=dataclasses.replace(sim.state.cancel, mode=CancelMode.FORCE)
     )

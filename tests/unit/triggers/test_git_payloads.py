@@ -13,7 +13,7 @@ import pytest
 from pydantic import TypeAdapter, ValidationError
 
 from opsflow.spec.template import FIELDS
-from opsflow.spec.triggers import GitProvider, GitTrigger, Trigger
+from opsflow.spec.triggers import GitEvent, GitProvider, GitTrigger, Trigger
 from opsflow.triggers import git
 from opsflow.triggers.ingress import NotAuthenticated, Skip, Start
 
@@ -330,7 +330,7 @@ def test_a_gitea_delete_event_is_a_branch_deletion() -> None:
     headers = {"X-Gitea-Event": "delete", "X-Gitea-Delivery": "d1"}
     push = read(GitProvider.GITEA, headers, payload("gitea_delete"))
     assert isinstance(push, git.Push)
-    assert (push.event, push.ref) == (git.GitEvent.DELETE, "refs/heads/feature/old")
+    assert (push.event, push.ref) == (GitEvent.DELETE, "refs/heads/feature/old")
 
 
 # -- the trigger's two modes --------------------------------------------------------------------

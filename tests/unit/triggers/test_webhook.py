@@ -24,7 +24,9 @@ NOW = 1_767_225_600  # 2026-01-01T00:00:00Z
 BODY = b'{"params": {"replicas": 3}, "variables": {"sha": "abc"}}'
 
 
-def signed(secret: str, body: bytes = BODY, *, at: int = NOW, msg_id: str = "msg_1") -> dict:
+def signed(
+    secret: str, body: bytes = BODY, *, at: int = NOW, msg_id: str = "msg_1"
+) -> dict[str, str]:
     return {
         "webhook-id": msg_id,
         "webhook-timestamp": str(at),
