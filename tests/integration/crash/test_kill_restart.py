@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from opsflow.config import Settings
 from opsflow.status import ExecutionStatus, JobStatus, StepStatus
 
 from .conftest import Api, CrashServer, epoch
@@ -28,6 +29,8 @@ from .conftest import Api, CrashServer, epoch
 pytestmark = pytest.mark.slow
 
 AGENT_LOST = "agent lost"
+# Attempts lost in a row after which a step fails (OPSFLOW_AGENT_LOST_LIMIT, default).
+LOST_LIMIT = Settings.agent_lost_limit
 IN_FLIGHT = {JobStatus.DISPATCHED, JobStatus.RUNNING}
 
 # Several script steps: a chain, three parallel branches, retries everywhere (a kill during a
@@ -218,7 +221,12 @@ def check_attempts(
             if not jobs or jobs[-1]["status"] != JobStatus.COMPLETED:
                 problems.append(f"{where} succeeded but its last attempt did not complete")
         elif step["status"] == StepStatus.FAILED:
-            spent = len(jobs) == 1 + retries[sid] and AGENT_LOST in (jobs[-1]["error"] or "")
+            last_lost = AGENT_LOST in (jobs[-1]["error"] or "")
+            # Lost the server's limit of times in a row: failed whatever retries are left.
+            lost_in_a_row = len(jobs) >= LOST_LIMIT and all(
+                AGENT_LOST in (j["error"] or "") for j in jobs[-LOST_LIMIT:]
+            )
+            spent = (len(jobs) == 1 + retries[sid] and last_lost) or lost_in_a_row
             exhausted = exhausted or spent
             if not spent:
                 problems.append(f"{where} failed with retries left or for no kill: {jobs}")
