@@ -69,6 +69,10 @@ def test_kill_9_never_loses_or_doubles_a_child_or_a_follower(
     print(f"\ncrash schedule seed: {seed} (replay with OPSFLOW_CRASH_SEED={seed})")
     rng = random.Random(seed)
     server = crash_server(lease=2.0, heartbeat=0.3)
+    # Four kills may lose one step's attempts three times in a row, which fails it whatever
+    # retries are left (the agent-lost limit, tested on its own): this test is about chains,
+    # so every step here lives on its retries alone.
+    server.env["OPSFLOW_AGENT_LOST_LIMIT"] = str(KILLS + 1)
     api = server.start()
     for workflow_id, text in (
         ("crash-child", CHILD),
