@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import opsflow
+from tests.conftest import BACKENDS
 from tests.servers import RunningServer, clean_env, opsflow_executable, run_server
 
 from .conftest import Agents, Api, server_env
@@ -81,11 +82,11 @@ steps:
 """
 
 
+# Replicas share one PostgreSQL: this test has no SQLite variant (nothing to skip there).
+@pytest.mark.parametrize("agent_db", [b for b in BACKENDS if b == "postgresql"], indirect=True)
 def test_a_replica_explains_a_waiting_step_with_agents_another_replica_saw(
     agent_db: str, tmp_path: Path
 ) -> None:
-    if not agent_db.startswith("postgresql"):
-        pytest.skip("replicas share a PostgreSQL")
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     with (
