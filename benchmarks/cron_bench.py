@@ -20,7 +20,6 @@ import argparse
 import contextlib
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +31,7 @@ import httpx
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from server_bench import free_port, pct, pg_database  # noqa: E402
+from server_bench import free_port, pct, pg_database, serving  # noqa: E402
 
 START = "2026-01-01T00:00:30+00:00"
 WORKFLOW = """\
@@ -58,20 +57,8 @@ def server(db_url: str | None, clock: str) -> Iterator[httpx.Client]:
         if db_url:
             argv += ["--db", db_url]
         log = Path(tmp) / "server.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
         base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 120
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"server exited:\n{log.read_text()}")
-                with contextlib.suppress(httpx.TransportError):
-                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                        break
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"server not healthy:\n{log.read_text()}")
-                time.sleep(0.1)
+        with serving(argv, env, log, base):
             token = (data / "admin-token").read_text().strip()
             headers = {"Authorization": f"Bearer {token}"}
             with httpx.Client(base_url=f"{base}/api/v1", headers=headers, timeout=60) as api:
@@ -81,13 +68,6 @@ def server(db_url: str | None, clock: str) -> Iterator[httpx.Client]:
                     headers={"Content-Type": "application/yaml"},
                 ).raise_for_status()
                 yield api
-        finally:
-            process.terminate()
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 def delays(db_url: str | None, count: int, rate: float, setup: float) -> list[float]:

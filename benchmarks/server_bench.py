@@ -150,6 +150,36 @@ class Server:
 
 
 @contextlib.contextmanager
+def serving(
+    argv: list[str], env: dict[str, str], log: Path, base: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``argv`` (an ``opsflow server``) with its output in ``log`` until ``base/healthz``
+    answers 200 (RuntimeError with the log if it exits or is not healthy within 120 s); yield
+    the process, and terminate it (kill after 20 s) when the block ends."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"server exited:\n{log.read_text()}")
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"server not healthy:\n{log.read_text()}")
+            time.sleep(0.1)
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextlib.contextmanager
 def server(db_url: str | None, loop: str, concurrency: int) -> Iterator[Server]:
     with tempfile.TemporaryDirectory(prefix="opsflow-bench-") as tmp:
         data = Path(tmp) / "data"
@@ -162,31 +192,12 @@ def server(db_url: str | None, loop: str, concurrency: int) -> Iterator[Server]:
         if db_url:
             argv += ["--db", db_url]
         log = Path(tmp) / "server.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
         base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 120
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"server exited:\n{log.read_text()}")
-                with contextlib.suppress(httpx.TransportError):
-                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                        break
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"server not healthy:\n{log.read_text()}")
-                time.sleep(0.1)
+        with serving(argv, env, log, base) as process:
             token = (data / "admin-token").read_text().strip()
             headers = {"Authorization": f"Bearer {token}"}
             with httpx.Client(base_url=base, headers=headers, timeout=60) as client:
                 yield Server(process, client, log)
-        finally:
-            process.terminate()
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 def chain_figures(detail: dict[str, Any]) -> tuple[float, list[float]]:

@@ -40,7 +40,7 @@ from opsflow.triggers.webhook import sign
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from server_bench import free_port, pct, pg_database  # noqa: E402
+from server_bench import free_port, pct, pg_database, serving  # noqa: E402
 
 WORKFLOW = """\
 id: bench-hook
@@ -75,20 +75,8 @@ def server(db_url: str | None, with_agent: bool) -> Iterator[tuple[Hook, int]]:
         if not with_agent:
             argv.append("--no-local-agent")
         log = Path(tmp) / "server.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
         base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 120
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"server exited:\n{log.read_text()}")
-                with contextlib.suppress(httpx.TransportError):
-                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                        break
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"server not healthy:\n{log.read_text()}")
-                time.sleep(0.1)
+        with serving(argv, env, log, base) as process:
             token = (data / "admin-token").read_text().strip()
             headers = {"Authorization": f"Bearer {token}"}
             with httpx.Client(base_url=f"{base}/api/v1", headers=headers, timeout=60) as api:
@@ -103,13 +91,6 @@ def server(db_url: str | None, with_agent: bool) -> Iterator[tuple[Hook, int]]:
                 )
                 rotated.raise_for_status()
             yield Hook(trigger["url"], rotated.json()["secret"]), process.pid
-        finally:
-            process.terminate()
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 Headers = Callable[[bytes], dict[str, str]]
