@@ -28,6 +28,7 @@ from opsflow.agent.protocol import (
     CancelNotice,
     ClaimedJob,
     ClaimRequest,
+    ConnectionGrant,
     JobRef,
     JobReport,
     LogBatch,
@@ -37,7 +38,7 @@ from opsflow.agent.protocol import (
 from opsflow.auth.masking import Masker
 from opsflow.errors import OpsflowError, StaleReport
 from opsflow.status import JobStatus, LogLevel, LogStream
-from opsflow.steps.base import CancelSignal, JobSpec, StepResult
+from opsflow.steps.base import CancelSignal, Connection, JobSpec, StepResult
 from opsflow.steps.registry import executor_for, load_builtins
 
 log = logging.getLogger(__name__)
@@ -322,6 +323,7 @@ class Agent:
                 server_url=self.client.server_url,
                 job_credentials=(job.job_id, job.lease_token),
                 grace=self.stop_grace,
+                connection=_connection(job.connection),
             )
             result = await self._execute(ref, spec, sink, cancel)
         except StaleReport as exc:
@@ -491,3 +493,10 @@ def _read_artifacts(wanted: Mapping[str, Path]) -> tuple[dict[str, bytes], str |
         except OSError as exc:
             return {}, f"artifact {name!r} could not be read: {exc.strerror or exc}"
     return out, None
+
+
+def _connection(grant: ConnectionGrant | None) -> Connection | None:
+    """The executor's view of the connection a claim delivered."""
+    if grant is None:
+        return None
+    return Connection(name=grant.name, type=grant.type, values=dict(grant.values))

@@ -120,6 +120,17 @@ class ClaimRequest(_Message):
     )
 
 
+class ConnectionGrant(_Message):
+    """A connection a job uses (issue 18): its name, type and decrypted values. Handed over
+    only inside a claim, never sent back; every value is also in ``ClaimedJob.mask``."""
+
+    name: str = Field(description="The connection's name, as the step names it.")
+    type: str = Field(description="ssh, http, notify, terraform or git.")
+    values: dict[str, str] = Field(
+        default_factory=dict, description="Its fields, e.g. user, private_key, known_hosts."
+    )
+
+
 class ClaimedJob(_Message):
     """A job leased to the agent, with everything it needs to run it."""
 
@@ -140,6 +151,9 @@ class ClaimedJob(_Message):
     mask: list[str] = Field(
         default_factory=list,
         description="Secret values to mask in everything sent back (logs, outputs, errors).",
+    )
+    connection: ConnectionGrant | None = Field(
+        None, description="The connection the step names (`connection:`), if any."
     )
 
     @property

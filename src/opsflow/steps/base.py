@@ -21,6 +21,17 @@ from opsflow.status import JobStatus, LogLevel, LogStream, StepType
 
 
 @dataclass(frozen=True)
+class Connection:
+    """A named, typed set of credentials a step uses (``connection: prod-ssh``), decrypted,
+    as the claim delivered it. ``values`` holds the type's fields (for ``ssh``: user,
+    private_key or password, known_hosts, jump_host, ...); all are masked in the job's log."""
+
+    name: str
+    type: str
+    values: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class JobSpec:
     """One attempt of one step, as the server sends it to an agent.
 
@@ -50,6 +61,8 @@ class JobSpec:
     # Seconds a stopped step's processes get between SIGTERM and SIGKILL; None: the
     # executor's own default (5 s for scripts, as documented).
     grace: float | None = None
+    # The connection the step names, delivered inside the claim only (issue 18).
+    connection: Connection | None = None
 
 
 class LogSink(Protocol):
