@@ -1,5 +1,6 @@
 """Workflow endpoints: validate, list, create and update drafts, publish, pause, resume,
-duplicate, delete, versions. Each change and its audit entry commit in one transaction."""
+duplicate, delete, versions, restoring a version as the draft. Each change and its audit entry
+commit in one transaction."""
 
 from __future__ import annotations
 
@@ -394,3 +395,33 @@ def get_version(
         **extra,
         files=[BundleFileOut.of(f) for f in files],
     )
+
+
+@router.post(
+    "/{workflow_id}/versions/{number}/restore",
+    response_model=WorkflowDetail,
+    responses=error_responses(401, 403, 404),
+)
+def restore_version(
+    request: Request,
+    workflow_id: WorkflowId,
+    number: Annotated[int, Path(ge=1, le=INT_MAX)],
+    principal: Editor,
+) -> WorkflowDetail:
+    """Make version ``number`` the draft again: its YAML text (comments included), definition
+    and files replace the draft; nothing is published (publish to make it version N+1).
+    404 if the workflow (deleted ones included) or the version does not exist."""
+    with services_of(request).session() as session:
+        store.get_workflow(session, workflow_id)
+        version = store.get_version(session, workflow_id, number)
+        wf, _ = store.save_draft(
+            session,
+            definition=version.definition,
+            yaml_text=version.yaml,
+            bundle_digest=version.bundle_digest,
+            actor=principal.name,
+        )
+        audit.record(
+            session, principal.name, "workflow.restore", wf.id, {"version": version.number}
+        )
+        return _detail(session, wf.id)

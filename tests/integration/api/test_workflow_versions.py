@@ -138,3 +138,38 @@ def test_changes_are_audited(client: TestClient) -> None:
         ("admin", "workflow.publish", "hello"),
         ("admin", "workflow.create", "hello"),
     ]
+
+
+def test_restoring_a_version_makes_its_yaml_the_draft_with_its_comments(
+    client: TestClient,
+) -> None:
+    first = "# version one, kept as written\n" + hello_yaml(echo="one")
+    client.put("/api/v1/workflows/hello?publish=true", content=first, headers=YAML)
+    client.put("/api/v1/workflows/hello?publish=true", content=hello_yaml(echo="two"), headers=YAML)
+    v1 = client.get("/api/v1/workflows/hello/versions/1").json()
+    assert v1["yaml"] == first
+
+    restored = client.post("/api/v1/workflows/hello/versions/1/restore")
+    assert restored.status_code == 200, restored.text
+    body = restored.json()
+    assert body["draft_yaml"] == first
+    assert body["draft_definition"]["steps"][0]["run"] == "echo one"
+    assert body["latest_version"] == 2 and body["has_unpublished_changes"] is True
+    assert [v["number"] for v in client.get("/api/v1/workflows/hello/versions").json()] == [2, 1]
+
+    published = client.post("/api/v1/workflows/hello/publish")
+    assert published.status_code == 201 and published.json()["version"] == 3
+    assert client.get("/api/v1/workflows/hello/versions/3").json()["yaml"] == first
+
+
+def test_restoring_a_missing_version_is_a_404_naming_it(client: TestClient) -> None:
+    client.put("/api/v1/workflows/hello?publish=true", content=hello_yaml(), headers=YAML)
+    missing = client.post("/api/v1/workflows/hello/versions/7/restore")
+    assert missing.status_code == 404
+    assert "7" in missing.json()["detail"]
+    bad = client.post("/api/v1/workflows/hello/versions/0/restore")
+    assert bad.status_code == 422
+    assert "number" in bad.text
+    nobody = client.post("/api/v1/workflows/nope/versions/1/restore")
+    assert nobody.status_code == 404
+    assert client.get("/api/v1/workflows/hello").json()["has_unpublished_changes"] is False
