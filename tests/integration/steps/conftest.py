@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.sshd import ssh_user_key, sshd_hosts  # noqa: F401  (pytest fixtures)
+
 from .support import LoopbackServer, RecordingSink
 
 
