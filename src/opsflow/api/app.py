@@ -23,6 +23,7 @@ import opsflow
 from opsflow.api import (
     agent_protocol,
     agents,
+    analytics,
     apidocs,
     approvals,
     definitions,
@@ -77,6 +78,7 @@ API_ROUTERS: list[APIRouter] = [
     deliveries.router,
     schedules.router,
     executions.router,
+    analytics.router,
     incidents.router,
     events.router,
     feed.router,

@@ -16,6 +16,7 @@ from opsflow import __version__
 from opsflow.cli import (
     agent,
     agents,
+    analytics,
     apply,
     control,
     me,
@@ -76,6 +77,7 @@ COMMAND_MODULES = (
     secrets,
     schedules,
     tfstate,
+    analytics,
 )
 for _module in COMMAND_MODULES:
     _module.register(app)
