@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -15,6 +15,7 @@ from opsflow.api.security import require
 from opsflow.api.services import services_of
 from opsflow.auth.credentials import Principal
 from opsflow.auth.permissions import Permission
+from opsflow.errors import InvalidInput, Problem
 from opsflow.spec.schema import workflow_json_schema
 from opsflow.store import audit
 from opsflow.store.health import ping
@@ -62,6 +63,17 @@ class AuditPage(BaseModel):
     offset: int
 
 
+def _when(value: str | None, name: str) -> datetime | None:
+    if value is None or not value.strip():
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError as exc:
+        msg = f"{value!r} is not an ISO 8601 date or time, e.g. 2026-11-25T10:00:00Z"
+        raise InvalidInput(f"{name}: {msg}", problems=[Problem(f"query.{name}", msg)]) from exc
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
 @router.get("/audit", response_model=AuditPage, responses=error_responses(401, 403))
 def list_audit(
     request: Request,
@@ -69,13 +81,26 @@ def list_audit(
     actor: str | None = None,
     action: Annotated[str | None, Query(description="Prefix, e.g. `workflow.`")] = None,
     target: str | None = None,
+    since: Annotated[str | None, Query(description="At or after (ISO 8601).")] = None,
+    until: Annotated[str | None, Query(description="Before (ISO 8601).")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=INT_MAX)] = 0,
 ) -> AuditPage:
-    """Who changed what, newest first."""
+    """Who changed what, newest first: runs, cancels, approvals, retries and skips,
+    workflow changes and publishes, secrets, tokens, log-ins, users and teams, agents.
+    ``actor`` and ``target`` match exactly, ``action`` by prefix; 422 names ``since`` or
+    ``until`` when it is not an ISO 8601 time."""
+    start, end = _when(since, "since"), _when(until, "until")
     with services_of(request).session() as session:
         page = audit.list_audit(
-            session, actor=actor, action=action, target=target, limit=limit, offset=offset
+            session,
+            actor=actor,
+            action=action,
+            target=target,
+            since=start,
+            until=end,
+            limit=limit,
+            offset=offset,
         )
     return AuditPage(
         items=[AuditOut(**vars(r)) for r in page.items],

@@ -16,6 +16,7 @@ from opsflow.runtime.approvals import Responder
 from opsflow.runtime.reconciler import Reconciler, execution_state
 from opsflow.runtime.transaction import Transaction, Transactions
 from opsflow.status import ExecutionStatus, StepStatus, StepType
+from opsflow.store import audit
 from opsflow.store import runs as runs_store
 from opsflow.store import users as users_store
 from opsflow.store.approvals import Approval
@@ -48,7 +49,9 @@ class RunControl:
 
         def work(tx: Transaction) -> tuple[Approval, bool]:
             who = Responder(user, frozenset(users_store.teams_of(tx.session, user)))
-            return approvals.respond(
+            action = "approval.approve" if approve else "approval.reject"
+            detail = {"via": via, "note": note} if note else {"via": via}
+            answered = approvals.respond(
                 tx.session,
                 execution_id,
                 step_id,
@@ -59,6 +62,8 @@ class RunControl:
                 now=self.clock(),
                 reconcile=lambda: self.reconciler.reconcile(tx, execution_id),
             )
+            audit.record(tx.session, user, action, f"{execution_id}/{step_id}", detail)
+            return answered
 
         return self.transactions.run(work)
 
@@ -147,6 +152,9 @@ class RunControl:
                 [{"execution_id": execution_id, "step_id": step_id, "at": now, "message": message}],
             )
             tx.changes.executions.add(execution_id)
+            action = "step.skip" if verb == "skipped" else "step.retry"
+            detail = {"from_here": True, "reset": others} if verb.endswith("from") else {}
+            audit.record(session, by, action, f"{execution_id}/{step_id}", detail)
             self.reconciler.reconcile(tx, execution_id)
             return others
 

@@ -17,6 +17,7 @@ from opsflow.runtime.launch import RunRequest
 from opsflow.runtime.reconciler import Reconciler, new_id
 from opsflow.runtime.transaction import Transaction, Transactions
 from opsflow.status import ExecutionStatus, StepStatus
+from opsflow.store import audit
 from opsflow.store import runs as runs_store
 from opsflow.store.runs import Execution
 
@@ -89,6 +90,11 @@ class Executions:
             events.ExecutionChanged(ExecutionStatus.PENDING, events.CREATED_REASON),
         )
         tx.changes.executions.add(execution_id)
+        if request.started_by and request.trigger_type == "manual" and not request.parent_step_id:
+            detail = {"workflow": request.workflow_id, "version": request.version}
+            if request.test_run:
+                detail["test_run"] = True
+            audit.record(tx.session, request.started_by, "execution.run", execution_id, detail)
         # The workflow's concurrency policy: start now, or wait in its queue.
         admitted = admission.admit_new(tx.session, request, execution_id, self.clock())
         for superseded in admitted.superseded:
@@ -108,9 +114,15 @@ class Executions:
         cleanup jobs start at once (see `_cleanup_after_end`). Raises `Conflict` for any
         other mode on an ended execution.
         """
-        return self.transactions.run(
-            lambda tx: self.cancel_in(tx, execution_id, mode=mode, by=by, reason=reason)
-        )
+
+        def work(tx: Transaction) -> Execution:
+            cancelled = self.cancel_in(tx, execution_id, mode=mode, by=by, reason=reason)
+            if by:  # a person's request (a parent's cancel reaching its child is not)
+                detail = {"mode": mode.value, "reason": reason} if reason else {"mode": mode.value}
+                audit.record(tx.session, by, "execution.cancel", execution_id, detail)
+            return cancelled
+
+        return self.transactions.run(work)
 
     def cancel_in(
         self,

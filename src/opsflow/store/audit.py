@@ -37,10 +37,13 @@ def list_audit(
     actor: str | None = None,
     action: str | None = None,
     target: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
     limit: int = 100,
     offset: int = 0,
 ) -> Page[AuditRecord]:
-    """Entries newest first; ``action`` matches a prefix (``workflow.`` for any workflow)."""
+    """Entries newest first; ``action`` matches a prefix (``workflow.`` for any workflow);
+    ``since`` (inclusive) and ``until`` (exclusive) bound ``at``."""
     query = select(t.AuditEntry)
     if actor is not None:
         query = query.where(t.AuditEntry.actor == actor)
@@ -48,6 +51,10 @@ def list_audit(
         query = query.where(t.AuditEntry.action.startswith(action, autoescape=True))
     if target is not None:
         query = query.where(t.AuditEntry.target == target)
+    if since is not None:
+        query = query.where(t.AuditEntry.at >= since)
+    if until is not None:
+        query = query.where(t.AuditEntry.at < until)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = session.scalars(query.order_by(t.AuditEntry.id.desc()).limit(limit).offset(offset))
     items = [
