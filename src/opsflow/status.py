@@ -120,6 +120,7 @@ class StepType(StrEnum):
     HTTP = "http"
     TERRAFORM = "terraform"
     ANSIBLE = "ansible"
+    SSH = "ssh"
     APPROVAL = "approval"
     CONDITION = "condition"
     NOTIFY = "notify"
@@ -133,6 +134,7 @@ OUTCOMES_BY_TYPE: dict[StepType, frozenset[Outcome]] = {
     StepType.TERRAFORM: frozenset({Outcome.SUCCEEDED, Outcome.FAILED}),
     StepType.ANSIBLE: frozenset({Outcome.SUCCEEDED, Outcome.FAILED}),
     StepType.NOTIFY: frozenset({Outcome.SUCCEEDED, Outcome.FAILED}),
+    StepType.SSH: frozenset({Outcome.SUCCEEDED, Outcome.FAILED}),
     StepType.WORKFLOW: frozenset({Outcome.SUCCEEDED, Outcome.FAILED}),
     StepType.APPROVAL: frozenset({Outcome.APPROVED, Outcome.REJECTED}),
     StepType.CONDITION: frozenset({Outcome.TRUE, Outcome.FALSE, Outcome.FAILED}),

@@ -32,6 +32,14 @@ def named_files(data: dict[str, Any]) -> Iterator[tuple[Loc, str, bool]]:
             for k, name in enumerate(files if isinstance(files, list) else []):
                 if isinstance(name, str):
                     yield (*loc, "var_files", k), name, False
+        if kind == StepType.SSH:
+            if isinstance(step.get("script"), str):
+                yield (*loc, "script"), step["script"], False
+            hosts = step.get("hosts")
+            if isinstance(hosts, dict):
+                for key in ("file", "script"):
+                    if isinstance(hosts.get(key), str) and "{{" not in hosts[key]:
+                        yield (*loc, "hosts", key), hosts[key], False
         if kind == StepType.ANSIBLE:
             if isinstance(step.get("playbook"), str):
                 yield (*loc, "playbook"), step["playbook"], False

@@ -19,6 +19,7 @@ from pydantic_core import ErrorDetails
 from opsflow.spec.fields import FieldProblem
 from opsflow.spec.findings import Finding, Loc
 from opsflow.spec.models import Workflow
+from opsflow.spec.ssh_step import HOSTS_SHAPES
 from opsflow.spec.triggers import TriggerType
 from opsflow.status import StepType
 
@@ -28,6 +29,10 @@ _TAGGED_LISTS: dict[str, list[str]] = {
     "steps": [t.value for t in StepType],
     "triggers": [t.value for t in TriggerType],
 }
+
+# Fields whose value is a union picked by the value's shape (``Discriminator``): pydantic puts
+# the chosen branch's tag after the field (hosts, 'inventory', 'pattern'); the document has none.
+_SHAPED_FIELDS: dict[str, frozenset[str]] = {"hosts": HOSTS_SHAPES}
 
 _EXPECTED = {
     "string_type": "text",
@@ -71,6 +76,10 @@ def _finding(err: ErrorDetails, data: Any) -> Finding:
     loc: Loc = tuple(err["loc"])
     if len(loc) > 2 and loc[0] in _TAGGED_LISTS and isinstance(loc[1], int):
         loc = (*loc[:2], *loc[3:])
+    for index, part in enumerate(loc[:-1]):
+        if isinstance(part, str) and loc[index + 1] in _SHAPED_FIELDS.get(part, ()):
+            loc = (*loc[: index + 1], *loc[index + 2 :])
+            break
     if loc and loc[-1] == "[key]":  # a mapping key itself is wrong: point at the key
         return replace(_translate(err, loc[:-1], data), at_key=True)
     return _translate(err, loc, data)

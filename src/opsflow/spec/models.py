@@ -14,6 +14,7 @@ from pydantic import Field, field_validator
 from opsflow.spec.duration import Duration
 from opsflow.spec.fields import AgentSelector, Identifier, NonBlank, SpecModel, TextMap, WorkflowId
 from opsflow.spec.params import Param, ParamType
+from opsflow.spec.ssh_step import FailOn, SshInventory, SshStep
 from opsflow.spec.steps import (
     ApprovalStep,
     ConditionStep,
@@ -49,6 +50,7 @@ __all__ = [
     "ApprovalStep",
     "Concurrency",
     "ConditionStep",
+    "FailOn",
     "GitTrigger",
     "HttpMethod",
     "HttpStep",
@@ -61,6 +63,8 @@ __all__ = [
     "ScheduleTrigger",
     "ScriptStep",
     "Shell",
+    "SshInventory",
+    "SshStep",
     "Step",
     "StepBase",
     "TerraformAction",
@@ -79,6 +83,7 @@ Step = Annotated[
     | HttpStep
     | TerraformStep
     | AnsibleStep
+    | SshStep
     | ApprovalStep
     | ConditionStep
     | NotifyStep
@@ -91,6 +96,7 @@ STEP_MODELS: dict[StepType, type[StepBase]] = {
     StepType.HTTP: HttpStep,
     StepType.TERRAFORM: TerraformStep,
     StepType.ANSIBLE: AnsibleStep,
+    StepType.SSH: SshStep,
     StepType.APPROVAL: ApprovalStep,
     StepType.CONDITION: ConditionStep,
     StepType.NOTIFY: NotifyStep,
@@ -110,6 +116,7 @@ TEMPLATED_FIELDS: dict[StepType, tuple[str, ...]] = {
     StepType.HTTP: ("url", "headers", "body", "json"),
     StepType.TERRAFORM: ("vars", "env", "workspace"),
     StepType.ANSIBLE: ("extra_vars", "env", "limit"),
+    StepType.SSH: ("hosts", "user", "env"),
     StepType.APPROVAL: ("message",),
     StepType.CONDITION: ("if",),
     StepType.NOTIFY: ("message", "title"),
@@ -126,6 +133,7 @@ SECRET_FIELDS: dict[StepType, tuple[str, ...]] = {
     StepType.HTTP: ("url", "headers", "body", "json"),
     StepType.TERRAFORM: ("vars", "env"),
     StepType.ANSIBLE: ("extra_vars", "env"),
+    StepType.SSH: ("env",),
     StepType.NOTIFY: ("message", "title"),
 }
 

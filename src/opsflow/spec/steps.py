@@ -211,7 +211,8 @@ class WorkflowStep(StepBase):
 
 def step_action(step_type: StepType, config: Mapping[str, Any]) -> str:
     """What one job of a step does, as ``type.verb``: ``script.bash`` (the shell),
-    ``http.request``, ``terraform.plan|apply|destroy``, ``ansible.playbook``, ``notify.send``;
+    ``http.request``, ``terraform.plan|apply|destroy``, ``ansible.playbook``, ``notify.send``,
+    ``ssh.command|script``;
     gates give ``approval.wait``, ``condition.evaluate``, ``workflow.run``.
 
     ``config`` is the job's rendered configuration (or the step's definition): a Terraform
@@ -228,6 +229,8 @@ def step_action(step_type: StepType, config: Mapping[str, Any]) -> str:
             return "ansible.playbook"
         case StepType.NOTIFY:
             return "notify.send"
+        case StepType.SSH:
+            return "ssh.script" if config.get("script") else "ssh.command"
         case StepType.APPROVAL:
             return "approval.wait"
         case StepType.CONDITION:

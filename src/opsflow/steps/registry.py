@@ -76,6 +76,7 @@ def _builtin_executors() -> list[Executor]:
     from .http import HttpExecutor
     from .notify import NotifyExecutor
     from .script import ScriptExecutor
+    from .ssh import SshExecutor
     from .terraform import TerraformExecutor
 
     return [
@@ -84,4 +85,5 @@ def _builtin_executors() -> list[Executor]:
         NotifyExecutor(),
         AnsibleExecutor(),
         TerraformExecutor(),
+        SshExecutor(),
     ]

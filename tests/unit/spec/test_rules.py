@@ -109,7 +109,7 @@ CASES = [
         "steps[0].type",
         3,
         "'type' is required: the step type, one of: script, http, terraform, ansible, "
-        "approval, condition, notify, workflow",
+        "ssh, approval, condition, notify, workflow",
     ),
     Case(
         "step-unknown-type",
@@ -123,7 +123,7 @@ CASES = [
         "steps[0].type",
         4,
         "unknown step type 'scrpit' (did you mean 'script'?); use one of: script, http, "
-        "terraform, ansible, approval, condition, notify, workflow",
+        "terraform, ansible, ssh, approval, condition, notify, workflow",
     ),
     Case(
         "step-not-mapping",

@@ -14,6 +14,8 @@ def test_each_step_type_has_an_action_name() -> None:
     assert step_action(StepType.TERRAFORM, {"action": "apply"}) == "terraform.apply"
     assert step_action(StepType.ANSIBLE, {}) == "ansible.playbook"
     assert step_action(StepType.NOTIFY, {}) == "notify.send"
+    assert step_action(StepType.SSH, {"command": "uptime"}) == "ssh.command"
+    assert step_action(StepType.SSH, {"script": "deploy.sh"}) == "ssh.script"
     names = {step_action(t, {}) for t in StepType}
     assert len(names) == len(StepType) and all("." in n for n in names)
 
