@@ -35,7 +35,8 @@ class JobOut(BaseModel):
     status: JobStatus
     action: str = Field(
         description="What the job does, as type.verb: script.bash, http.request, "
-        "terraform.plan|apply|destroy, ansible.playbook, notify.send."
+        "terraform.plan|apply|destroy, ansible.playbook, notify.slack (the channel's "
+        "service; notify.send when several), ssh.command|script."
     )
     agent_id: str | None = Field(description="The agent that took the job; null until one does.")
     created_at: str | None

@@ -209,9 +209,36 @@ class WorkflowStep(StepBase):
     wait: bool = Field(True, description="Wait for the run to end and take its outcome.")
 
 
+# Apprise URL schemes (https://github.com/caronc/apprise/wiki) named by the service they reach;
+# any other scheme is the service's own name (slack, discord, msteams, tgram, ...).
+_NOTIFY_SERVICES = {
+    "mailto": "email",
+    "mailtos": "email",
+    "json": "webhook",
+    "jsons": "webhook",
+    "form": "webhook",
+    "forms": "webhook",
+    "xml": "webhook",
+    "xmls": "webhook",
+}
+
+
+def _notify_service(urls: Any) -> str:
+    """The one service a notify job's Apprise URLs reach (``slack``), else ``send``."""
+    if not isinstance(urls, list) or not urls:
+        return "send"
+    schemes = {str(url).partition("://")[0].lower() if "://" in str(url) else "" for url in urls}
+    if len(schemes) != 1 or not next(iter(schemes)).isalnum():
+        return "send"
+    scheme = schemes.pop()
+    return _NOTIFY_SERVICES.get(scheme, scheme)
+
+
 def step_action(step_type: StepType, config: Mapping[str, Any]) -> str:
     """What one job of a step does, as ``type.verb``: ``script.bash`` (the shell),
-    ``http.request``, ``terraform.plan|apply|destroy``, ``ansible.playbook``, ``notify.send``,
+    ``http.request``, ``terraform.plan|apply|destroy``, ``ansible.playbook``,
+    ``notify.<service>`` (``notify.slack`` from the channel's Apprise URLs; ``notify.send`` when
+    they reach several services or are not known yet),
     ``ssh.command|script``;
     gates give ``approval.wait``, ``condition.evaluate``, ``workflow.run``.
 
@@ -228,7 +255,7 @@ def step_action(step_type: StepType, config: Mapping[str, Any]) -> str:
         case StepType.ANSIBLE:
             return "ansible.playbook"
         case StepType.NOTIFY:
-            return "notify.send"
+            return f"notify.{_notify_service(config.get('urls'))}"
         case StepType.SSH:
             return "ssh.script" if config.get("script") else "ssh.command"
         case StepType.APPROVAL:

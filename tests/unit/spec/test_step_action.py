@@ -14,6 +14,10 @@ def test_each_step_type_has_an_action_name() -> None:
     assert step_action(StepType.TERRAFORM, {"action": "apply"}) == "terraform.apply"
     assert step_action(StepType.ANSIBLE, {}) == "ansible.playbook"
     assert step_action(StepType.NOTIFY, {}) == "notify.send"
+    slack = "slack://T1/B2/C3"
+    assert step_action(StepType.NOTIFY, {"urls": [slack]}) == "notify.slack"
+    assert step_action(StepType.NOTIFY, {"urls": ["mailtos://u:p@x.org"]}) == "notify.email"
+    assert step_action(StepType.NOTIFY, {"urls": [slack, "discord://a/b"]}) == "notify.send"
     assert step_action(StepType.SSH, {"command": "uptime"}) == "ssh.command"
     assert step_action(StepType.SSH, {"script": "deploy.sh"}) == "ssh.script"
     names = {step_action(t, {}) for t in StepType}

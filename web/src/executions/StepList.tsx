@@ -1,5 +1,5 @@
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
-import { useContext, useRef, useState } from "react";
+import { Fragment, useContext, useRef, useState } from "react";
 import { api, call } from "../api/client";
 import type { StepSpec } from "../api/types";
 import { AnswerDialog } from "../approvals/AnswerDialog";
@@ -10,6 +10,7 @@ import { useNow, useRowKeys } from "../components/hooks";
 import { StatusBadge } from "../components/status";
 import { useToast } from "../components/Toast";
 import { stepTimes, type ExecutionView, type JobRow, type StepRow } from "./api";
+import { SshHostsTable, sshHosts } from "./SshHosts";
 import { ReopenStream } from "./useExecutionStream";
 
 const RETRYABLE = new Set(["failed", "cancelled", "rejected"]);
@@ -190,46 +191,50 @@ function JobDetails({ jobs, result }: { jobs: JobRow[]; result: string | null | 
     <div className="job-details">
       {jobs.map((j) => {
         const response = (j.outputs as Record<string, unknown>).status_code ?? (j.outputs as Record<string, unknown>).status;
+        const hosts = sshHosts(j.action, j.outputs as Record<string, unknown>);
         return (
-          <dl key={j.id} className="job">
-            <div>
-              <dt>Attempt</dt>
-              <dd>
-                {j.attempt}
-                {j.purpose === "cleanup" ? " (cleanup)" : ""} <StatusBadge status={j.status} />
-              </dd>
-            </div>
-            {j.action && (
+          <Fragment key={j.id}>
+            <dl className="job">
               <div>
-                <dt>Action</dt>
-                <dd><code>{j.action}</code></dd>
+                <dt>Attempt</dt>
+                <dd>
+                  {j.attempt}
+                  {j.purpose === "cleanup" ? " (cleanup)" : ""} <StatusBadge status={j.status} />
+                </dd>
               </div>
-            )}
-            <div>
-              <dt>Agent</dt>
-              <dd>{j.agent_id ?? "—"}</dd>
-            </div>
-            <div>
-              <dt>Duration</dt>
-              <dd>{formatDuration(j.duration_ms)}</dd>
-            </div>
-            <div>
-              <dt>Exit code</dt>
-              <dd>{j.exit_code ?? "—"}</dd>
-            </div>
-            {response !== undefined && (
+              {j.action && (
+                <div>
+                  <dt>Action</dt>
+                  <dd><code>{j.action}</code></dd>
+                </div>
+              )}
               <div>
-                <dt>HTTP status</dt>
-                <dd>{String(response)}</dd>
+                <dt>Agent</dt>
+                <dd>{j.agent_id ?? "—"}</dd>
               </div>
-            )}
-            {j.error && (
-              <div className="job-error">
-                <dt>Error</dt>
-                <dd>{j.error}</dd>
+              <div>
+                <dt>Duration</dt>
+                <dd>{formatDuration(j.duration_ms)}</dd>
               </div>
-            )}
-          </dl>
+              <div>
+                <dt>Exit code</dt>
+                <dd>{j.exit_code ?? "—"}</dd>
+              </div>
+              {response !== undefined && (
+                <div>
+                  <dt>HTTP status</dt>
+                  <dd>{String(response)}</dd>
+                </div>
+              )}
+              {j.error && (
+                <div className="job-error">
+                  <dt>Error</dt>
+                  <dd>{j.error}</dd>
+                </div>
+              )}
+            </dl>
+            {hosts && <SshHostsTable hosts={hosts} label={`Hosts of attempt ${j.attempt}`} />}
+          </Fragment>
         );
       })}
     </div>
