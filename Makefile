@@ -41,9 +41,11 @@ typecheck: setup
 
 # Debian packages the tests drive for real: Chromium for the browser tests (Playwright
 # downloads no browser here), Prometheus Alertmanager for incident triggers, git for git
-# triggers, OpenSSH's sshd and ssh-keygen for ssh steps (tests start sshd on loopback ports). Installed when missing and run as root; otherwise says what to install.
+# triggers, OpenSSH's sshd and ssh-keygen for ssh steps (tests start sshd on loopback ports), sudo
+# for the ssh step's sudo: true. Installed when missing and run as root; otherwise says what to install.
 SYSTEM_PACKAGES = chromium:/usr/bin/chromium prometheus-alertmanager:/usr/bin/prometheus-alertmanager \
-  git:/usr/bin/git openssh-server:/usr/sbin/sshd openssh-client:/usr/bin/ssh-keygen
+  git:/usr/bin/git openssh-server:/usr/sbin/sshd openssh-client:/usr/bin/ssh-keygen \
+  sudo:/usr/bin/sudo
 packages:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do \
 	  test -x "$${p#*:}" || missing="$$missing $${p%%:*}"; done; \

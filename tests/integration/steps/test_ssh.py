@@ -196,6 +196,26 @@ async def test_cancel_mid_command_stops_it_on_every_host(
     assert await no_process(sshd_hosts[0], ssh_user_key, "sleep 3519")
 
 
+async def test_sudo_runs_the_command_as_root_and_a_cancel_still_stops_it(
+    workdir: Path, sink: RecordingSink, sshd_hosts: list[SshHost], ssh_user_key: SshUserKey
+) -> None:
+    host = sshd_hosts[0]
+    command = 'echo "as $(id -u) for $SUDO_USER with $GREETING"; sleep 3521'
+    spec = ssh_job(
+        workdir, [host], ssh_user_key, command=command, sudo=True, env={"GREETING": "hi"}
+    )
+    cancel = CancelSignal()
+    running = asyncio.ensure_future(run(spec, sink, cancel))
+    await sink.wait_for(f"[{host.target}] as 0 for {host.user} with hi")
+    cancel.request(force=True)
+    result = await asyncio.wait_for(running, 10)
+    assert (
+        result.status is JobStatus.CANCELLED
+        and result.error == "cancelled (forced) (0 of 1 host(s) succeeded)"
+    )
+    assert await no_process(host, ssh_user_key, "sleep 3521")
+
+
 async def test_the_step_timeout_stops_every_host_and_times_the_job_out(
     workdir: Path, sink: RecordingSink, sshd_hosts: list[SshHost], ssh_user_key: SshUserKey
 ) -> None:
