@@ -20,7 +20,9 @@ from opsflow.auth.masking import Masker
 
 # Loggers whose per-request INFO lines are silenced: they say nothing an operator needs, and
 # an http step's URL may carry a secret (masked by the filter, but best not written at all).
-CHATTY_LOGGERS = ("httpx", "httpcore")
+# AsyncSSH writes several lines per SSH session of an ssh step (each host's login, channel,
+# command line); its warnings and errors still show.
+CHATTY_LOGGERS = ("httpx", "httpcore", "asyncssh")
 
 
 class SecretLogFilter(logging.Filter):

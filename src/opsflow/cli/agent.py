@@ -18,6 +18,7 @@ from typing import Annotated
 
 import typer
 
+from opsflow.auth.logmask import CHATTY_LOGGERS
 from opsflow.cli.output import CliError
 
 
@@ -79,6 +80,8 @@ def agent(
 
     labels = _labels(label or [])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    for name in CHATTY_LOGGERS:  # per-request and per-SSH-session lines say nothing useful
+        logging.getLogger(name).setLevel(logging.WARNING)
     root = work_dir.resolve()
     agent_id = persistent_agent_id(root, prefix="agent")
 

@@ -4,10 +4,11 @@ Fields (rendered by the server): ``hosts`` (see ``opsflow.steps.ssh_hosts``), ``
 (the name of an ``ssh`` connection: user, key or password, known_hosts; required), ``user``
 and ``port`` (override the connection's user and port 22), ``command`` (a shell line, never
 templated) or ``script`` (a file of the workflow, uploaded over SFTP and run by its path),
-``env`` (environment variables of the remote command, passed with ``env NAME=value``, quoted by
-``shlex``), ``parallel`` (hosts at once, default 10), ``fail_on`` (``any``: the step fails when
-a host fails, the default; ``all``: only when every host fails), ``host_timeout`` (seconds per
-host; the common ``timeout`` limits the whole step), ``sudo``.
+``env`` (environment variables of the remote command, sent on its standard input as
+``export NAME=value`` lines quoted by ``shlex``, never on a command line), ``parallel`` (hosts
+at once, default 10), ``fail_on`` (``any``: the step fails when a host fails, the default;
+``all``: only when every host fails), ``host_timeout`` (seconds per host; the common
+``timeout`` limits the whole step), ``sudo``.
 
 Each host's output goes to the step's log as ``[host] line``. Outputs: ``hosts``, per host
 ``{status, exit_code, stdout_tail, duration_ms, error}``, and ``failed_hosts`` (in the order

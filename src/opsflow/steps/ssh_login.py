@@ -209,11 +209,14 @@ async def connect(target: Target, login: Login, timeout: float) -> asyncssh.SSHC
         jump_login = replace(login, user=login.jump_user or login.user, jump_host=None)
         tunnel = await connect(login.jump_host, jump_login, timeout)
     try:
-        return await _connect_direct(target, login, timeout, tunnel)
+        connection = await _connect_direct(target, login, timeout, tunnel)
     except BaseException:
         if tunnel is not None:
             tunnel.close()
         raise
+    if tunnel is not None:
+        connection.set_tunnel(tunnel)  # closing the connection closes the jump host's too
+    return connection
 
 
 async def _connect_direct(

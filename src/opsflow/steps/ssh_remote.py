@@ -1,11 +1,16 @@
 """Run one command (or uploaded script) on one host over an SSH connection, and stop it for good.
 
 The remote command line is built as an argument list and quoted with ``shlex.join``; nothing a
-workflow gives is spliced into it by hand. It reads, for ``command: make deploy`` with ``env:
-{VERSION: 1.2}``::
+workflow gives is spliced into it by hand. It reads, for ``command: make deploy``::
 
-    env VERSION=1.2 setsid -w sh -c 'echo "opsflow-pgid $$"; exec "$@"' opsflow-ssh \\
-        sh -c 'make deploy'
+    exec setsid -w sh -c 'echo "opsflow-pgid $$"; eval "$(cat)" && exec "$@" </dev/null' \\
+        opsflow-ssh sh -c 'make deploy'
+
+The step's ``env`` travels on the command's standard input, not its command line, as
+``export NAME=value`` lines with each value quoted by ``shlex.quote``; the wrapper reads them
+to the end, sets them, and runs the command with its input at ``/dev/null``. So a value never
+appears in a process list on the host (``ps`` shows every command line to every user), nor in
+sudo's log, and the login shell, replaced by ``exec``, does not hold one either.
 
 ``setsid`` puts the command and everything it starts into a new session and process group
 and the wrapper prints that group's id first. When the host's timeout passes or the step is
@@ -42,7 +47,7 @@ from .ssh_login import Login, SshFailed, connect
 TAIL_LINES = 20
 TAIL_CHARS = 4096
 _MARKER = b"opsflow-pgid "
-_WRAPPER = 'echo "opsflow-pgid $$"; exec "$@"'
+_WRAPPER = 'echo "opsflow-pgid $$"; eval "$(cat)" && exec "$@" </dev/null'
 _KILL_TIMEOUT = 10.0
 
 
@@ -130,11 +135,16 @@ class HostLog:
 
 def remote_line(job: RemoteJob, program: list[str]) -> str:
     """The command line the host's shell runs (see the module docstring)."""
-    argv = ["env", *(f"{key}={value}" for key, value in job.env.items())] if job.env else []
-    argv += ["setsid", "-w", "sh", "-c", _WRAPPER, "opsflow-ssh", *program]
+    argv = ["setsid", "-w", "sh", "-c", _WRAPPER, "opsflow-ssh", *program]
     if job.sudo:
         argv = ["sudo", "-n", "--", *argv]
-    return shlex.join(argv)
+    return "exec " + shlex.join(argv)
+
+
+def env_input(env: Mapping[str, str]) -> bytes:
+    """What the wrapper reads from standard input: one ``export NAME=value`` line per
+    variable, the value quoted by ``shlex.quote`` (names are shell names: the step checked)."""
+    return "".join(f"export {name}={shlex.quote(value)}\n" for name, value in env.items()).encode()
 
 
 async def run_on_host(
@@ -202,6 +212,7 @@ async def _run(
             assert job.command is not None
             program = ["sh", "-c", job.command]
         process = await connection.create_process(remote_line(job, program), encoding=None)
+        process.stdin.write(env_input(job.env))
         process.stdin.write_eof()
         await _supervise(connection, process, job, out, stop, result)
     except (asyncssh.Error, OSError) as exc:

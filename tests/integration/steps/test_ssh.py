@@ -240,6 +240,22 @@ async def test_env_values_reach_the_command_as_data_never_as_code(
     assert not marker.exists()
 
 
+async def test_env_values_never_show_in_the_hosts_process_list(
+    workdir: Path, sink: RecordingSink, sshd_hosts: list[SshHost], ssh_user_key: SshUserKey
+) -> None:
+    host = sshd_hosts[0]
+    secret = "hunter2-" + "x" * 12
+    command = 'echo "have ${#TOKEN} chars"; sleep 3522'
+    spec = ssh_job(workdir, [host], ssh_user_key, command=command, sudo=True, env={"TOKEN": secret})
+    cancel = CancelSignal()
+    running = asyncio.ensure_future(run(spec, sink, cancel))
+    await sink.wait_for(f"[{host.target}] have {len(secret)} chars")
+    _, processes = await remote(host, ssh_user_key, "ps -eo args")
+    assert "sleep 3522" in processes and "hunter2" not in processes
+    cancel.request(force=True)
+    assert (await asyncio.wait_for(running, 10)).status is JobStatus.CANCELLED
+
+
 async def test_a_script_is_uploaded_run_and_removed(
     workdir: Path, sink: RecordingSink, sshd_hosts: list[SshHost], ssh_user_key: SshUserKey
 ) -> None:
