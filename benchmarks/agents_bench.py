@@ -139,6 +139,12 @@ class Api:
         )
         res.raise_for_status()
 
+    def agent_token(self, pool: str = "default") -> str:
+        """A new agent token of ``pool`` (agents register with one, not an admin's token)."""
+        res = self.http.post("/agents/tokens", json={"pool": pool, "name": "bench"})
+        res.raise_for_status()
+        return str(res.json()["token"])
+
     def run(self, workflow_id: str) -> str:
         res = self.http.post(f"/workflows/{workflow_id}/runs", json={"params": {}})
         res.raise_for_status()
@@ -252,7 +258,7 @@ def main() -> None:
         root = Path(tmp)
         with server(root, args.db, args.lease) as (url, token):
             api = Api(url, token)
-            fleet = Fleet(root / "agents", url, token, args.lease)
+            fleet = Fleet(root / "agents", url, api.agent_token(), args.lease)
             try:
                 print(f"backend: {'postgresql' if args.db else 'sqlite'}, lease {args.lease:g} s")
                 dispatch(api, fleet, args.links)

@@ -36,7 +36,7 @@ from opsflow.agent.protocol import (
     Registration,
 )
 from opsflow.auth.masking import Masker
-from opsflow.errors import OpsflowError, StaleReport
+from opsflow.errors import OpsflowError, StaleReport, Unauthorized
 from opsflow.status import JobStatus, LogLevel, LogStream
 from opsflow.steps.base import CancelSignal, Connection, JobSpec, StepResult
 from opsflow.steps.registry import executor_for, load_builtins
@@ -367,7 +367,7 @@ class Agent:
                 self.jobs_done += 1
             else:
                 self.jobs_failed += 1
-        except StaleReport as exc:
+        except (StaleReport, Unauthorized) as exc:
             log.warning("report for job %s refused: %s", job.job_id, exc.message)
         finally:
             if workdir is not None:
@@ -457,8 +457,9 @@ class Agent:
                 await sub.wait(interval)
                 try:
                     notice = await self.client.heartbeat(ref)
-                except StaleReport as exc:
-                    # Someone else owns this job now: stop working on it at once.
+                except (StaleReport, Unauthorized) as exc:
+                    # Someone else owns this job now, or our token was revoked (the lease
+                    # runs out unrenewed): stop working on it at once.
                     log.warning("lost the lease of job %s: %s", ref.job_id, exc.message)
                     cancel.request(force=True)
                     return

@@ -1,8 +1,10 @@
 """The agent protocol over HTTP: ``/api/v1/agent/...``, one route per call.
 
-Thin: each route authenticates the agent, hands the message (`opsflow.agent.protocol`) to the
-server's `AgentService` and returns its answer. A reference to a lease that is no longer
-current is refused with 409 (``stale-report``). See ``docs/reference/agent-protocol.md``.
+Thin: each route authenticates the agent by its agent token (`opsflow.auth.agent_tokens`:
+401 for a missing, unknown or revoked one, 403 for a user's API token or another pool), hands
+the message (`opsflow.agent.protocol`) to the server's `AgentService` and returns its answer.
+A reference to a lease that is no longer current is refused with 409 (``stale-report``). See
+``docs/reference/agent-protocol.md``.
 """
 
 from __future__ import annotations
@@ -30,16 +32,25 @@ from opsflow.agent.protocol import (
     Registration,
 )
 from opsflow.api.problems import error_responses
-from opsflow.api.security import require
+from opsflow.api.security import declare_schemes
 from opsflow.api.services import services_of
-from opsflow.auth.credentials import Principal
-from opsflow.auth.permissions import Permission
+from opsflow.auth.agent_tokens import AgentCredential, authenticate_agent
 from opsflow.runtime.agent_service import AgentService
+from opsflow.store.base import utcnow
 
 router = APIRouter(prefix="/agent", tags=["agent protocol"])
-
-AgentCaller = Annotated[Principal, Depends(require(Permission.AGENTS_SERVE))]
 TAR = "application/x-tar"
+
+
+def agent_token(request: Request, _schemes: None = Depends(declare_schemes)) -> AgentCredential:
+    """The calling agent's token, checked on every request: a revoked one is refused (401)
+    from its revocation on."""
+    with services_of(request).session() as session:
+        return authenticate_agent(session, request.headers.get("authorization"), utcnow())
+
+
+agent_token.permission = "agent token"  # type: ignore[attr-defined]  # (no user permission)
+AgentCaller = Annotated[AgentCredential, Depends(agent_token)]
 
 
 def _service(request: Request) -> AgentService:
@@ -47,20 +58,21 @@ def _service(request: Request) -> AgentService:
     return service
 
 
-@router.post("/register", response_model=Registered)
-async def register(request: Request, body: Registration, _: AgentCaller) -> Registered:
-    """Say who the agent is; on a process start its previous process's attempts fail now."""
-    pools = body.pools or ["default"]
-    return await _service(request).register(body, pools)
+@router.post("/register", response_model=Registered, responses=error_responses(401, 403))
+async def register(request: Request, body: Registration, token: AgentCaller) -> Registered:
+    """Say who the agent is; on a process start its previous process's attempts fail now.
+    Pools left out are the token's; another pool is refused (403)."""
+    pools = token.pools_for(body.pools)
+    return await _service(request).register(body, pools, token_id=token.token_id)
 
 
-@router.post("/claim", response_model=Claimed)
-async def claim(request: Request, body: ClaimRequest, _: AgentCaller) -> Claimed:
+@router.post("/claim", response_model=Claimed, responses=error_responses(401, 403))
+async def claim(request: Request, body: ClaimRequest, token: AgentCaller) -> Claimed:
     """Lease up to ``limit`` jobs; waits up to ``wait`` seconds for one to be queued. The
-    only answer that carries secrets."""
-    if not body.pools:
-        body = body.model_copy(update={"pools": ["default"]})
-    claiming = asyncio.create_task(_service(request).claim(body))
+    only answer that carries secrets. A revocation of the token answers a waiting claim at
+    once with 401, and no job is leased with a revoked token."""
+    body = body.model_copy(update={"pools": token.pools_for(body.pools)})
+    claiming = asyncio.create_task(_service(request).claim(body, token_id=token.token_id))
     gone = asyncio.create_task(_disconnected(request))
     try:
         await asyncio.wait({claiming, gone}, return_when=asyncio.FIRST_COMPLETED)
@@ -82,33 +94,33 @@ async def _disconnected(request: Request) -> None:
         pass
 
 
-@router.post("/start", response_model=CancelNotice, responses=error_responses(409))
+@router.post("/start", response_model=CancelNotice, responses=error_responses(401, 409))
 async def start(request: Request, body: JobRef, _: AgentCaller) -> CancelNotice:
     """The agent has begun the job."""
     return await _service(request).start(body)
 
 
-@router.post("/heartbeat", response_model=CancelNotice, responses=error_responses(409))
+@router.post("/heartbeat", response_model=CancelNotice, responses=error_responses(401, 409))
 async def heartbeat(request: Request, body: JobRef, _: AgentCaller) -> CancelNotice:
     """Extend the job's lease; the answer says whether to stop it."""
     return await _service(request).heartbeat(body)
 
 
-@router.post("/logs", status_code=204, responses=error_responses(409))
+@router.post("/logs", status_code=204, responses=error_responses(401, 409))
 async def logs(request: Request, body: LogBatch, _: AgentCaller) -> Response:
     """Store a batch of the job's log lines."""
     await _service(request).send_logs(body)
     return Response(status_code=204)
 
 
-@router.post("/report", status_code=204, responses=error_responses(409))
+@router.post("/report", status_code=204, responses=error_responses(401, 409))
 async def report(request: Request, body: JobReport, _: AgentCaller) -> Response:
     """How the job ended; accepted once, while the lease is still this attempt's."""
     await _service(request).report(body)
     return Response(status_code=204)
 
 
-@router.post("/hand-back", status_code=204, responses=error_responses(409))
+@router.post("/hand-back", status_code=204, responses=error_responses(401, 409))
 async def hand_back(request: Request, body: HandBack, _: AgentCaller) -> Response:
     """Give a claimed job back unrun: it is queued again."""
     await _service(request).hand_back(body.job)
@@ -118,7 +130,7 @@ async def hand_back(request: Request, body: HandBack, _: AgentCaller) -> Respons
 @router.post(
     "/artifact",
     response_class=Response,
-    responses={200: {"content": {"application/octet-stream": {}}}, **error_responses(409)},
+    responses={200: {"content": {"application/octet-stream": {}}}, **error_responses(401, 409)},
 )
 async def artifact(request: Request, body: ArtifactRequest, _: AgentCaller) -> Response:
     """A file an earlier step of the job's execution left (e.g. a saved plan)."""

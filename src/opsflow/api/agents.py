@@ -1,5 +1,7 @@
 """Agents as operators see them: ``GET /agents``, ``GET /agents/{id}``, ``POST
-/agents/{id}/drain`` (and ``/undrain``).
+/agents/{id}/drain`` (and ``/undrain``, ``/revoke``); and their credentials: ``GET|POST
+/agents/tokens``, ``DELETE /agents/tokens/{id}`` (admins: ``agents:manage``). A token's
+secret appears in exactly one response, the one that creates it.
 
 Presence is the ``agents`` table, written when an agent registers and, at most every few
 seconds, when it claims; so every replica answers alike. An agent is online while it was seen
@@ -9,6 +11,7 @@ within ``max(30 s, 2 leases)``: an idle agent's waiting claim renews it every 10
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
@@ -18,10 +21,15 @@ from opsflow.api.execution_models import iso
 from opsflow.api.problems import error_responses
 from opsflow.api.security import require
 from opsflow.api.services import services_of
+from opsflow.auth.agent_tokens import issue_agent_token
 from opsflow.auth.credentials import Principal
 from opsflow.auth.permissions import Permission
+from opsflow.errors import InvalidInput
+from opsflow.store import agent_tokens as token_store
 from opsflow.store import agents as store
 from opsflow.store import audit
+from opsflow.store.agent_tokens import AgentToken
+from opsflow.store.base import utcnow
 
 router = APIRouter(tags=["agents"])
 
@@ -42,6 +50,9 @@ class AgentOut(BaseModel):
     running: list[str] = Field(description="Ids of the jobs it holds now.")
     jobs_done: int = Field(description="Attempts it ran that completed.")
     jobs_failed: int = Field(description="Attempts it ran that failed or timed out.")
+    token_id: str | None = Field(
+        description="The agent token it registered with (none: a server's local agent)."
+    )
 
     @classmethod
     def of(cls, agent: store.AgentRecord, now: float, timeout: float) -> AgentOut:
@@ -58,7 +69,52 @@ class AgentOut(BaseModel):
             running=agent.running,
             jobs_done=agent.done,
             jobs_failed=agent.failed,
+            token_id=agent.token_id,
         )
+
+
+class AgentTokenOut(BaseModel):
+    id: str
+    name: str
+    pool: str = Field(description="The one pool agents with this token serve.")
+    prefix: str = Field(description="The secret's first characters, to recognise it.")
+    created_by: str
+    created_at: datetime
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+    active: bool = Field(description="Not revoked.")
+    agents: list[str] = Field(description="Ids of the agents that registered with it.")
+
+    @classmethod
+    def of(cls, token: AgentToken) -> AgentTokenOut:
+        return cls(
+            id=token.id,
+            name=token.name,
+            pool=token.pool,
+            prefix=token.prefix,
+            created_by=token.created_by,
+            created_at=token.created_at,
+            revoked_at=token.revoked_at,
+            last_used_at=token.last_used_at,
+            active=token.revoked_at is None,
+            agents=token.agents,
+        )
+
+
+class AgentTokenCreate(BaseModel):
+    pool: str = Field(
+        min_length=1,
+        max_length=100,
+        pattern=r"^\S+$",
+        description="The pool its agents serve (a step's `agent.pool`).",
+    )
+    name: str = Field("", max_length=200, description="What it is for, e.g. eu-hosts.")
+
+
+class AgentTokenCreated(AgentTokenOut):
+    """The only time the secret is shown: store it now (``opsflow agent --token``)."""
+
+    token: str = Field(description="The secret, opfa_...; shown only in this response.")
 
 
 def online_timeout(request: Request) -> float:
@@ -71,6 +127,86 @@ def list_agents(request: Request, _: Reader) -> list[AgentOut]:
     now, timeout = time.time(), online_timeout(request)
     with services_of(request).session() as session:
         return [AgentOut.of(a, now, timeout) for a in store.list_agents(session)]
+
+
+@router.get(
+    "/agents/tokens", response_model=list[AgentTokenOut], responses=error_responses(401, 403)
+)
+def list_agent_tokens(request: Request, _: Manager) -> list[AgentTokenOut]:
+    """Every agent token, newest first (never a secret), with the agents that used each."""
+    with services_of(request).session() as session:
+        return [AgentTokenOut.of(t) for t in token_store.list_tokens(session)]
+
+
+@router.post(
+    "/agents/tokens",
+    response_model=AgentTokenCreated,
+    status_code=201,
+    responses=error_responses(401, 403, 422),
+)
+def create_agent_token(
+    request: Request, body: AgentTokenCreate, principal: Manager
+) -> AgentTokenCreated:
+    """A new agent token of one pool; the response is the only place its secret appears."""
+    with services_of(request).session() as session:
+        token, secret = issue_agent_token(
+            session, name=body.name, pool=body.pool, created_by=principal.name
+        )
+        audit.record(
+            session,
+            principal.name,
+            "agent_token.create",
+            token.id,
+            {"pool": token.pool, "name": token.name},
+        )
+    return AgentTokenCreated(**AgentTokenOut.of(token).model_dump(), token=secret)
+
+
+def _revoke(request: Request, token_id: str, principal: Principal, via: str | None) -> AgentToken:
+    """Revoke the token, audit it, then wake every waiting claim (on every replica) so one
+    made with this token answers 401 now rather than when its wait runs out."""
+    services = services_of(request)
+    with services.session() as session:
+        token = token_store.revoke_token(session, token_id, utcnow())
+        detail = {"pool": token.pool, "agents": token.agents}
+        audit.record(
+            session,
+            principal.name,
+            "agent_token.revoke",
+            token_id,
+            detail if via is None else {**detail, "agent": via},
+        )
+    services.extra["runtime"].bus.jobs_queued()
+    return token
+
+
+@router.delete(
+    "/agents/tokens/{token_id}",
+    response_model=AgentTokenOut,
+    responses=error_responses(401, 403, 404),
+)
+def revoke_agent_token(request: Request, token_id: str, principal: Manager) -> AgentTokenOut:
+    """Revoke an agent token at once: every agent request made with it is refused (401) from
+    now on, a waiting claim included; its agents' running jobs become "agent lost" when their
+    leases expire."""
+    return AgentTokenOut.of(_revoke(request, token_id, principal, None))
+
+
+@router.post(
+    "/agents/{agent_id}/revoke",
+    response_model=AgentTokenOut,
+    responses=error_responses(401, 403, 404, 422),
+)
+def revoke_agent(request: Request, agent_id: str, principal: Manager) -> AgentTokenOut:
+    """Revoke the agent token this agent registered with (and so every agent using it)."""
+    with services_of(request).session() as session:
+        token_id = token_store.token_of_agent(session, agent_id)
+    if token_id is None:
+        raise InvalidInput(
+            f"agent {agent_id!r} registered without an agent token (a server's local agent): "
+            "there is nothing to revoke; stop that server or start it with --no-local-agent"
+        )
+    return AgentTokenOut.of(_revoke(request, token_id, principal, agent_id))
 
 
 @router.get("/agents/{agent_id}", response_model=AgentOut, responses=error_responses(401, 403, 404))

@@ -40,7 +40,7 @@ _bearer = _DeclaredBearer(scheme_name="token", description="An API token: `Beare
 _basic = _DeclaredBasic(scheme_name="password", description="User name and password.")
 
 
-def _declare_schemes(_b: object = Depends(_bearer), _u: object = Depends(_basic)) -> None:
+def declare_schemes(_b: object = Depends(_bearer), _u: object = Depends(_basic)) -> None:
     """Only here so OpenAPI lists both schemes on every protected route."""
 
 
@@ -53,7 +53,7 @@ def identify(services: Services, authorization: str | None, cookie: str | None) 
         return authenticate_cookie(session, cookie, utcnow())
 
 
-def authenticated(request: Request, _schemes: None = Depends(_declare_schemes)) -> Principal:
+def authenticated(request: Request, _schemes: None = Depends(declare_schemes)) -> Principal:
     """The caller, or 401 saying why not.
 
     An ``Authorization`` header wins; without one, the browser's session cookie is read, and

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from opsflow.auth.passwords import verify_password
 from opsflow.auth.permissions import Permission, Role, has_permission
-from opsflow.auth.tokens import TOKEN_PREFIX, hash_secret, new_secret
+from opsflow.auth.tokens import AGENT_TOKEN_PREFIX, TOKEN_PREFIX, hash_secret, new_secret
 from opsflow.errors import Unauthorized
 from opsflow.store import tokens as token_store
 from opsflow.store import users as user_store
@@ -51,6 +51,11 @@ class Principal:
 
 def authenticate_token(session: Session, secret: str, now: datetime) -> Principal:
     """The principal a bearer token stands for, or `Unauthorized` saying what is wrong."""
+    if secret.startswith(AGENT_TOKEN_PREFIX):
+        raise Unauthorized(
+            "this is an agent token: it opens only the agent protocol (/api/v1/agent/...); "
+            "use a user's API token here"
+        )
     if not secret.startswith(TOKEN_PREFIX):
         raise Unauthorized(f"invalid token: opsflow tokens start with {TOKEN_PREFIX!r}")
     token = token_store.find_token(session, hash_secret(secret))

@@ -20,7 +20,6 @@ class Permission(StrEnum):
     EXECUTIONS_CLEANUP = "executions:cleanup"  # undo what a run applied (terraform destroy)
     APPROVALS_RESPOND = "approvals:respond"
     AGENTS_MANAGE = "agents:manage"
-    AGENTS_SERVE = "agents:serve"  # speak the agent protocol: claim jobs, with their secrets
     SECRETS_MANAGE = "secrets:manage"
     USERS_MANAGE = "users:manage"
     AUDIT_READ = "audit:read"

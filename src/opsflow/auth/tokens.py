@@ -1,4 +1,5 @@
-"""API token secrets: ``opf_<random>``, shown once, stored only as their SHA-256.
+"""Token secrets: ``opf_<random>`` (API tokens of users) and ``opfa_<random>`` (agent tokens),
+shown once, stored only as their SHA-256.
 
 A fast hash is right here (unlike passwords): the secret has 256 bits of entropy, so nobody
 can guess it from the hash, and every request checks one.
@@ -15,7 +16,7 @@ from opsflow.errors import InvalidInput
 from opsflow.spec.duration import parse_duration
 
 TOKEN_PREFIX = "opf_"
-DISPLAY_PREFIX_LENGTH = 12  # "opf_" and 8 characters: enough to tell tokens apart in a list
+AGENT_TOKEN_PREFIX = "opfa_"  # an agent token: the agent protocol only, one pool
 
 
 @dataclass(frozen=True)
@@ -25,9 +26,11 @@ class NewSecret:
     prefix: str  # store and show
 
 
-def new_secret() -> NewSecret:
-    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    return NewSecret(secret, hash_secret(secret), secret[:DISPLAY_PREFIX_LENGTH])
+def new_secret(prefix: str = TOKEN_PREFIX) -> NewSecret:
+    """A fresh secret (256 random bits after ``prefix``), its hash and its display prefix."""
+    secret = prefix + secrets.token_urlsafe(32)
+    # The prefix and 8 characters: enough to tell tokens apart in a list.
+    return NewSecret(secret, hash_secret(secret), secret[: len(prefix) + 8])
 
 
 def hash_secret(secret: str) -> str:

@@ -1,4 +1,5 @@
-"""``opsflow agents list|show|drain|undrain``: the agents the server has seen."""
+"""``opsflow agents list|show|drain|revoke`` and ``opsflow agents tokens create|list``: the
+agents the server has seen, and the pool-bound tokens they register with."""
 
 from __future__ import annotations
 
@@ -18,7 +19,13 @@ from opsflow.cli.output import (
     table,
 )
 
-app = typer.Typer(help="List, inspect and drain agents.", no_args_is_help=True)
+app = typer.Typer(
+    help="List, inspect, drain and revoke agents; create their tokens.", no_args_is_help=True
+)
+tokens = typer.Typer(
+    help="Agent tokens: each binds the agents that use it to one pool.", no_args_is_help=True
+)
+app.add_typer(tokens, name="tokens")
 
 AgentId = Annotated[
     str, typer.Argument(help="The agent's id (see agents list).", show_default=False)
@@ -70,6 +77,7 @@ def _show(agent: dict[str, Any]) -> None:
             ["state", _state(agent)],
             ["version", cell(agent.get("version"))],
             ["hostname", cell(agent.get("hostname"))],
+            ["token", cell(agent.get("token_id"))],
             ["running", ", ".join(agent.get("running") or []) or "-"],
             ["jobs done", cell(agent.get("jobs_done"))],
             ["jobs failed", cell(agent.get("jobs_failed"))],
@@ -106,6 +114,76 @@ def drain(
         say(f"{agent_id}: takes jobs again")
     else:
         say(f"{agent_id}: draining; {running} running job(s) will finish")
+
+
+@app.command()
+def revoke(
+    ctx: typer.Context,
+    target: Annotated[
+        str,
+        typer.Argument(
+            help="An agent token's id (atk_...) or an agent's id: then the token it used.",
+            show_default=False,
+        ),
+    ],
+    output: OutputOption = OutputFormat.TEXT,
+) -> None:
+    """Revoke an agent token at once: its agents are refused from now on (a waiting claim
+    included) and their running jobs become "agent lost" when their leases expire."""
+    client = client_for(ctx)
+    if target.startswith("atk_"):
+        body = client.delete(f"/agents/tokens/{target}")
+    else:
+        body = client.post(f"/agents/{target}/revoke")
+    if output is OutputFormat.JSON:
+        print_json(body)
+        return
+    used = ", ".join(body.get("agents") or []) or "no agent yet"
+    say(f"{body.get('id')} (pool {body.get('pool')}): revoked; it was used by {used}")
+
+
+@tokens.command("create")
+def create_token(
+    ctx: typer.Context,
+    pool: Annotated[
+        str, typer.Option("--pool", help="The pool its agents serve.", show_default=False)
+    ],
+    name: Annotated[str, typer.Option("--name", help="What it is for, e.g. eu-hosts.")] = "",
+    output: OutputOption = OutputFormat.TEXT,
+) -> None:
+    """Create an agent token of one pool and print its secret, which is shown only this once."""
+    body = client_for(ctx).post("/agents/tokens", json={"pool": pool, "name": name})
+    if output is OutputFormat.JSON:
+        print_json(body)
+        return
+    say(f"created agent token {body.get('id')} for pool {body.get('pool')}")
+    say(f"token: {body.get('token')}")
+    say("(shown once: start agents with `opsflow agent --server URL --token <token>`)")
+
+
+@tokens.command("list")
+def list_tokens(ctx: typer.Context, output: OutputOption = OutputFormat.TEXT) -> None:
+    """Every agent token (never its secret), newest first, with the agents that used it."""
+    body = client_for(ctx).get("/agents/tokens")
+    if output is OutputFormat.JSON:
+        print_json(body)
+        return
+    table(
+        ["ID", "NAME", "POOL", "PREFIX", "STATE", "CREATED", "LAST USED", "AGENTS"],
+        [
+            [
+                cell(t.get("id")),
+                cell(t.get("name")),
+                cell(t.get("pool")),
+                cell(t.get("prefix")),
+                "active" if t.get("active") else "revoked",
+                age(t.get("created_at")),
+                age(t.get("last_used_at")) if t.get("last_used_at") else "never",
+                ", ".join(t.get("agents") or []) or "-",
+            ]
+            for t in items_of(body)
+        ],
+    )
 
 
 def register(root: typer.Typer) -> None:

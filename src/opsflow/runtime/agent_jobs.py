@@ -18,6 +18,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from opsflow.agent.protocol import CancelNotice, JobRef, JobReport, LogLine
+from opsflow.auth.agent_tokens import ensure_live
 from opsflow.auth.masking import Masker
 from opsflow.auth.secrets import SecretVault
 from opsflow.errors import InvalidInput, NotFound, StaleReport
@@ -73,8 +74,10 @@ class AgentJobs:
         labels: dict[str, str],
         version: str,
         hostname: str,
+        token_id: str | None = None,
     ) -> None:
-        """Write an agent's presence row as it registers (who it is, where it runs)."""
+        """Write an agent's presence row as it registers (who it is, where it runs, the agent
+        token it used)."""
         now = self.clock()
 
         def work(tx: Transaction) -> bool:
@@ -86,6 +89,7 @@ class AgentJobs:
                 now=now,
                 version=version,
                 hostname=hostname,
+                token_id=token_id,
             )
 
         self._presence[agent_id] = (now, self.transactions.run(work))
@@ -95,19 +99,28 @@ class AgentJobs:
         return last is None or now - last[0] >= self.presence_every
 
     def claim(
-        self, *, agent_id: str, pools: list[str], labels: dict[str, str], limit: int
+        self,
+        *,
+        agent_id: str,
+        pools: list[str],
+        labels: dict[str, str],
+        limit: int,
+        token_id: str | None = None,
     ) -> list[Job]:
         """Lease jobs to an agent. The copies handed over carry the secrets their specs refer
         to, decrypted, and the values to mask (see `_with_secrets`); the stored specs keep
-        placeholders."""
+        placeholders. With ``token_id`` (a remote agent's token) the same transaction checks
+        the token is live: a revoked one gets `Unauthorized` and no job."""
         now = self.clock()
         self.roster.seen(agent_id, pools, labels, now)
         due = self._presence_due(agent_id, now)
-        if limit <= 0 and not due:
+        if limit <= 0 and not due and token_id is None:
             return []
 
         def work(tx: Transaction) -> list[Job]:
             session = tx.session
+            if token_id is not None:
+                ensure_live(session, token_id)
             if due:
                 draining = agents_store.seen(session, agent_id, pools=pools, labels=labels, now=now)
                 self._presence[agent_id] = (now, draining)

@@ -82,8 +82,11 @@ class AgentService:
         self._reporter: asyncio.Task[None] | None = None
         self._background: set[asyncio.Future[None]] = set()
 
-    async def register(self, registration: Registration, pools: list[str]) -> Registered:
-        """Welcome an agent; on a process start, fail its previous process's attempts."""
+    async def register(
+        self, registration: Registration, pools: list[str], *, token_id: str | None = None
+    ) -> Registered:
+        """Welcome an agent (``token_id``: the agent token it used; None in-process); on a
+        process start, fail its previous process's attempts."""
         await asyncio.to_thread(
             self.jobs.register,
             agent_id=registration.agent_id,
@@ -91,6 +94,7 @@ class AgentService:
             labels=registration.labels,
             version=registration.version,
             hostname=registration.hostname,
+            token_id=token_id,
         )
         lost = 0
         if registration.restarted:
@@ -104,14 +108,21 @@ class AgentService:
             lost=lost,
         )
 
-    async def claim(self, request: ClaimRequest) -> list[ClaimedJob]:
-        """Lease jobs; when none is queued, wait (up to ``request.wait``) until one is."""
+    async def claim(
+        self, request: ClaimRequest, *, token_id: str | None = None
+    ) -> list[ClaimedJob]:
+        """Lease jobs; when none is queued, wait (up to ``request.wait``) until one is.
+
+        ``token_id`` is the agent token of a remote agent (None in-process): each round's
+        claim transaction checks it is still live and raises `Unauthorized` once it is
+        revoked. A revocation wakes every waiting claim (as a queued job does), so a claim
+        waiting with a revoked token answers at once."""
         deadline = time.monotonic() + min(request.wait, MAX_WAIT_SECONDS)
         async with self.bus.watch_jobs() as queued:
             while True:
                 # A wake-up from before this attempt is answered by it: forget it.
                 queued.clear()
-                jobs = await self._claim_once(request)
+                jobs = await self._claim_once(request, token_id)
                 left = deadline - time.monotonic()
                 if jobs or left <= 0:
                     return [claimed(job) for job in jobs]
@@ -119,7 +130,7 @@ class AgentService:
                 # agent is still there (an idle agent waits for work for hours).
                 await queued.wait(min(left, PRESENCE_EVERY))
 
-    async def _claim_once(self, request: ClaimRequest) -> list[Job]:
+    async def _claim_once(self, request: ClaimRequest, token_id: str | None) -> list[Job]:
         """One claim transaction. If the caller gives up meanwhile (an agent stopping, a
         client gone) the transaction still finishes in its thread: what it leased is handed
         back, never left to expire as 'agent lost'."""
@@ -130,6 +141,7 @@ class AgentService:
                 pools=request.pools,
                 labels=request.labels,
                 limit=request.limit,
+                token_id=token_id,
             )
         )
         try:

@@ -31,6 +31,8 @@ class AgentRow(Base):
     first_seen: Mapped[float] = mapped_column(Float)
     last_seen: Mapped[float] = mapped_column(Float)
     draining: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The agent token it last registered with (None: a server's own local agent).
+    token_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
 
 
 AGENTS: Table = cast(Table, AgentRow.__table__)
@@ -46,6 +48,7 @@ class AgentRecord:
     first_seen: float
     last_seen: float
     draining: bool
+    token_id: str | None = None
     running: list[str] = field(default_factory=list)  # ids of the jobs it holds
     done: int = 0
     failed: int = 0
@@ -60,14 +63,18 @@ def seen(
     now: float,
     version: str | None = None,
     hostname: str | None = None,
+    token_id: str | None = None,
 ) -> bool:
-    """Record that ``agent_id`` was there at ``now``; returns whether it is draining."""
+    """Record that ``agent_id`` was there at ``now`` (and, at registration, its version,
+    hostname and the agent token it used); returns whether it is draining."""
     conn = session.connection()
     values: dict[str, Any] = {"pools": pools, "labels": labels, "last_seen": now}
     if version is not None:
         values["version"] = version
     if hostname is not None:
         values["hostname"] = hostname
+    if token_id is not None:
+        values["token_id"] = token_id
     res = conn.execute(update(AGENTS).where(AGENTS.c.id == agent_id).values(**values))
     if not res.rowcount:
         # Two replicas may race to add the same new agent: the loser updates instead.
@@ -90,6 +97,16 @@ def seen(
         return False
     draining = conn.execute(select(AGENTS.c.draining).where(AGENTS.c.id == agent_id)).scalar()
     return bool(draining)
+
+
+def touch(session: Session, agent_id: str, now: float) -> bool:
+    """Record that ``agent_id`` was there at ``now`` (a heartbeat: nothing else changes);
+    returns whether it is draining. An agent never registered is left alone."""
+    conn = session.connection()
+    res = conn.execute(update(AGENTS).where(AGENTS.c.id == agent_id).values(last_seen=now))
+    if not res.rowcount:
+        return False
+    return bool(conn.execute(select(AGENTS.c.draining).where(AGENTS.c.id == agent_id)).scalar())
 
 
 def set_draining(session: Session, agent_id: str, draining: bool) -> None:
@@ -139,6 +156,7 @@ def _records(session: Session, rows: list[Any]) -> list[AgentRecord]:
             first_seen=float(r.first_seen),
             last_seen=float(r.last_seen),
             draining=bool(r.draining),
+            token_id=r.token_id,
             running=sorted(running.get(r.id, [])),
             done=counts.get((r.id, JobStatus.COMPLETED.value), 0),
             failed=counts.get((r.id, JobStatus.FAILED.value), 0)

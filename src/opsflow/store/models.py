@@ -6,6 +6,7 @@ every module that defines tables is imported below (the runtime adds its own lin
 
 from __future__ import annotations
 
+import opsflow.store.agent_tokens
 import opsflow.store.agents
 import opsflow.store.analytics
 import opsflow.store.approvals

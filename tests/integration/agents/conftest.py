@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import signal
 import subprocess
 import time
@@ -94,6 +95,27 @@ class Api:
             time.sleep(0.05)
 
 
+def agent_token(server: RunningServer, pool: str = "default", name: str = "") -> str:
+    """A new agent token of ``pool``, created by the admin through the API."""
+    res = httpx.post(
+        f"{server.url}/api/v1/agents/tokens",
+        json={"pool": pool, "name": name},
+        headers={"Authorization": f"Bearer {server.token}"},
+        timeout=30,
+    )
+    assert res.status_code == 201, res.text
+    secret: str = res.json()["token"]
+    return secret
+
+
+def _pool_of(args: tuple[str, ...]) -> str:
+    """The pool an agent's command line asks for (``default`` without ``--pool``)."""
+    for flag, value in itertools.pairwise(args):
+        if flag == "--pool":
+            return value
+    return "default"
+
+
 @pytest.fixture
 def api(server: RunningServer) -> Iterator[Api]:
     client = Api(server.url, server.token)
@@ -109,12 +131,20 @@ class Agents:
         self.server = server
         self.root = root
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.tokens: dict[str, str] = {}  # pool -> an agent token of it
+
+    def token(self, pool: str = "default") -> str:
+        """An agent token of ``pool`` (made once per pool)."""
+        if pool not in self.tokens:
+            self.tokens[pool] = agent_token(self.server, pool, f"tests-{pool}")
+        return self.tokens[pool]
 
     def start(self, name: str, *args: str, token: str | None = None) -> subprocess.Popen[bytes]:
+        """Start an agent; without ``token``, with an agent token of the pool it asks for."""
         work = self.root / name
         work.mkdir(parents=True, exist_ok=True)
         argv = [opsflow_executable(), "agent", "--server", self.server.url]
-        argv += ["--token", token or self.server.token, "--work-dir", str(work), *args]
+        argv += ["--token", token or self.token(_pool_of(args)), "--work-dir", str(work), *args]
         with (work / "agent.log").open("ab") as out:
             process = subprocess.Popen(
                 argv, env=clean_env(), stdout=out, stderr=subprocess.STDOUT, cwd=work

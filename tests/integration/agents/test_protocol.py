@@ -13,7 +13,7 @@ from opsflow.agent.protocol import LogLine
 from opsflow.status import LogStream
 from tests.servers import RunningServer
 
-from .conftest import Api
+from .conftest import Api, agent_token
 
 ONE_STEP = """
 id: one
@@ -27,7 +27,7 @@ def test_a_waiting_claim_gets_a_job_the_moment_it_is_queued_and_stale_epochs_are
 ) -> None:
     agent = httpx.Client(
         base_url=f"{server.url}/api/v1/agent",
-        headers={"Authorization": f"Bearer {server.token}"},
+        headers={"Authorization": f"Bearer {agent_token(server)}"},
         timeout=60,
     )
     registered = agent.post("/register", json={"agent_id": "test-agent-1", "concurrency": 1})
@@ -93,7 +93,7 @@ def test_a_waiting_claim_gets_a_job_the_moment_it_is_queued_and_stale_epochs_are
 def test_an_empty_claim_answers_when_its_wait_runs_out(server: RunningServer) -> None:
     with httpx.Client(
         base_url=f"{server.url}/api/v1/agent",
-        headers={"Authorization": f"Bearer {server.token}"},
+        headers={"Authorization": f"Bearer {agent_token(server)}"},
         timeout=60,
     ) as agent:
         began = time.monotonic()

@@ -24,7 +24,6 @@ def test_each_role_grants_exactly_its_permissions() -> None:
     editor = operator | {"workflows:update"}
     admin = editor | {
         "agents:manage",
-        "agents:serve",
         "secrets:manage",
         "users:manage",
         "audit:read",

@@ -1,0 +1,93 @@
+"""Agent tokens: the credential of ``opsflow agent``, bound to one pool.
+
+An admin creates one (``opsflow agents tokens create --pool eu``, ``POST
+/api/v1/agents/tokens``); its secret ``opfa_<random>`` is shown once and stored as its SHA-256
+(`opsflow.auth.tokens`). It opens the agent protocol (``/api/v1/agent/...``) for its pool and
+nothing else; a user's API token does not open it. Revoking it refuses its next request on
+every agent route, a claim already waiting on the server included.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from opsflow.auth.credentials import LAST_USED_PRECISION
+from opsflow.auth.tokens import AGENT_TOKEN_PREFIX, TOKEN_PREFIX, NewSecret, hash_secret, new_secret
+from opsflow.errors import Forbidden, Unauthorized
+from opsflow.store import agent_tokens as store
+from opsflow.store.agent_tokens import AgentToken
+from opsflow.store.session import Session
+
+CREATE_HINT = "an admin creates one with `opsflow agents tokens create --pool POOL`"
+
+
+@dataclass(frozen=True)
+class AgentCredential:
+    """An authenticated agent: the token it used and the pool that token is bound to."""
+
+    token_id: str
+    pool: str
+
+    def pools_for(self, asked: list[str]) -> list[str]:
+        """The pools an agent that asked for ``asked`` may serve: the token's pool when it
+        asked for none; `Forbidden`, naming both pools, when it asked for another."""
+        other = [pool for pool in asked if pool != self.pool]
+        if other:
+            raise Forbidden(
+                f"agent token {self.token_id} is bound to pool {self.pool!r}; the agent asked "
+                f"for pool {other[0]!r}: start it with --pool {self.pool} (or without --pool), "
+                f"or with a token of pool {other[0]!r}"
+            )
+        return [self.pool]
+
+
+def issue_agent_token(
+    session: Session, *, name: str, pool: str, created_by: str
+) -> tuple[AgentToken, str]:
+    """Create an agent token of ``pool``; returns it and its secret, which is never stored."""
+    fresh: NewSecret = new_secret(AGENT_TOKEN_PREFIX)
+    token = store.create_token(
+        session,
+        name=name,
+        pool=pool,
+        secret_hash=fresh.secret_hash,
+        prefix=fresh.prefix,
+        created_by=created_by,
+    )
+    return token, fresh.secret
+
+
+def authenticate_agent(
+    session: Session, authorization: str | None, now: datetime
+) -> AgentCredential:
+    """The agent an ``Authorization: Bearer opfa_...`` header stands for, or why not:
+    `Unauthorized` (401) for no, an unknown or a revoked token; `Forbidden` (403) for a
+    user's API token, which is the wrong kind."""
+    scheme, _, secret = (authorization or "").strip().partition(" ")
+    secret = secret.strip()
+    if scheme.lower() != "bearer" or not secret:
+        raise Unauthorized(f"no agent token: send `Authorization: Bearer opfa_...` ({CREATE_HINT})")
+    if secret.startswith(TOKEN_PREFIX):
+        raise Forbidden(
+            "the agent protocol takes an agent token (opfa_...), not a user's API token: "
+            + CREATE_HINT
+        )
+    if not secret.startswith(AGENT_TOKEN_PREFIX):
+        raise Unauthorized(f"invalid agent token: agent tokens start with {AGENT_TOKEN_PREFIX!r}")
+    token = store.find_token(session, hash_secret(secret))
+    if token is None:
+        raise Unauthorized("invalid agent token: no such token (it may have been deleted)")
+    if token.revoked_at is not None:
+        raise Unauthorized(f"agent token {token.id} was revoked at {token.revoked_at.isoformat()}")
+    if token.last_used_at is None or now - token.last_used_at >= LAST_USED_PRECISION:
+        store.touch_token(session, token.id, now)
+    return AgentCredential(token_id=token.id, pool=token.pool)
+
+
+def ensure_live(session: Session, token_id: str) -> None:
+    """`Unauthorized` if the token was revoked since its request was authenticated (a claim
+    checks again in the transaction that leases jobs, so a revoked token is handed none)."""
+    revoked = store.revoked_at(session, token_id)
+    if revoked is not None:
+        raise Unauthorized(f"agent token {token_id} was revoked at {revoked.isoformat()}")

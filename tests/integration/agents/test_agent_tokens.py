@@ -1,0 +1,159 @@
+"""Agent tokens against a real server and real agents: made by an admin through the CLI, shown
+once, listed without their secret, bound to a pool, and revoked at once on every agent route
+(a claim already waiting on the server included), the revoked agent's job lost when its lease
+expires."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from typing import Any
+
+import httpx
+
+from tests.servers import RunningServer, clean_env, opsflow_executable
+
+from .conftest import LEASE, Agents, Api
+
+SLEEPER = """
+id: sleeper
+steps:
+  - {id: work, type: script, shell: sh, run: "echo started; sleep 30"}
+"""
+
+
+def _cli(server: RunningServer, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+    argv = [opsflow_executable(), "--url", server.url, "--token", server.token, "agents", *args]
+    done = subprocess.run(argv, env=clean_env(), capture_output=True, text=True, timeout=60)
+    if ok:
+        assert done.returncode == 0, done.stderr
+    return done
+
+
+def _secret_of(created: str) -> str:
+    (line,) = [x for x in created.splitlines() if x.startswith("token: ")]
+    return line.removeprefix("token: ").strip()
+
+
+def _agent_client(server: RunningServer, secret: str) -> httpx.Client:
+    return httpx.Client(
+        base_url=f"{server.url}/api/v1/agent",
+        headers={"Authorization": f"Bearer {secret}"},
+        timeout=60,
+    )
+
+
+def _audit_actions(api: Api) -> list[tuple[str, str]]:
+    res = api.client.get("/audit", params={"limit": 100})
+    assert res.status_code == 200, res.text
+    body = res.json()
+    entries = body["items"] if isinstance(body, dict) else body
+    return [(e["action"], e["target"]) for e in entries]
+
+
+def test_an_agent_token_is_shown_once_listed_without_its_secret_and_bound_to_its_pool(
+    server: RunningServer, api: Api
+) -> None:
+    created = _cli(server, "tokens", "create", "--pool", "eu", "--name", "eu-hosts").stdout
+    secret = _secret_of(created)
+    assert secret.startswith("opfa_") and "pool eu" in created
+    listed = json.loads(_cli(server, "tokens", "list", "-o", "json").stdout)
+    (token,) = [t for t in listed if t["name"] == "eu-hosts"]
+    assert token["pool"] == "eu" and token["active"] and secret.startswith(token["prefix"])
+    assert secret not in json.dumps(listed) and "token" not in token
+    assert ("agent_token.create", token["id"]) in _audit_actions(api)
+
+    with _agent_client(server, secret) as agent:
+        other = agent.post("/register", json={"agent_id": "eu-1", "pools": ["us"]})
+        assert other.status_code == 403, other.text
+        detail = other.json()["detail"]
+        assert "'eu'" in detail and "'us'" in detail and "--pool eu" in detail
+        claim = agent.post("/claim", json={"agent_id": "eu-1", "pools": ["us"], "wait": 0})
+        assert claim.status_code == 403
+        # --pool left out: the token's pool.
+        own = agent.post("/register", json={"agent_id": "eu-1"})
+        assert own.status_code == 200 and own.json()["pools"] == ["eu"]
+    shown = api.client.get("/agents/eu-1").json()
+    assert shown["pools"] == ["eu"] and shown["token_id"] == token["id"]
+    # The kinds do not mix: a user's token is refused by the agent protocol, an agent token
+    # by the rest of the API.
+    with _agent_client(server, server.token) as user:
+        refused = user.post("/register", json={"agent_id": "u-1"})
+        assert refused.status_code == 403 and "agent token" in refused.json()["detail"]
+    elsewhere = httpx.get(
+        f"{server.url}/api/v1/workflows", headers={"Authorization": f"Bearer {secret}"}
+    )
+    assert elsewhere.status_code == 401 and "agent token" in elsewhere.json()["detail"]
+    assert _cli(server, "tokens", "create", "--pool", "", ok=False).returncode != 0
+
+
+def test_a_revoked_token_is_refused_at_once_on_every_route_and_its_agents_job_is_lost(
+    server: RunningServer, api: Api, agents: Agents
+) -> None:
+    secret = agents.token()
+    agents.start("revoked")
+    agent_id = agents.agent_id("revoked")
+    api.publish("sleeper", SLEEPER)
+    execution_id = api.run("sleeper")
+    api.wait_for(
+        "the agent runs the job",
+        lambda: "started" in api.log_texts(execution_id),
+        timeout=60,
+    )
+    # A second agent with the same token, its claim waiting on the server (nothing queued).
+    waiting = _agent_client(server, secret)
+    assert waiting.post("/register", json={"agent_id": "waiter"}).status_code == 200
+    answer: dict[str, Any] = {}
+
+    def long_poll() -> None:
+        answer["res"] = waiting.post("/claim", json={"agent_id": "waiter", "wait": 25})
+        answer["at"] = time.monotonic()
+
+    poll = threading.Thread(target=long_poll)
+    poll.start()
+    time.sleep(0.5)
+    assert "res" not in answer
+
+    revoked = _cli(server, "revoke", agent_id).stdout  # by the agent's id: its token
+    revoked_at = time.monotonic()
+    assert "revoked" in revoked and agent_id in revoked
+    poll.join(30)
+    assert answer["res"].status_code == 401, answer["res"].text
+    assert "revoked" in answer["res"].json()["detail"]
+    assert answer["at"] - revoked_at < 3.0  # woken by the revocation, not its 25 s wait
+
+    (job,) = api.execution(execution_id)["steps"][0]["jobs"]
+    ref = {"job_id": job["id"], "lease_token": "x" * 32, "epoch": 1}
+    for path, body in [
+        ("/register", {"agent_id": "waiter"}),
+        ("/claim", {"agent_id": "waiter", "wait": 0}),
+        ("/start", ref),
+        ("/heartbeat", ref),
+        ("/logs", {"job": ref, "lines": []}),
+        ("/report", {"job": ref, "status": "completed"}),
+        ("/hand-back", {"job": ref}),
+        ("/artifact", {"job": ref, "step_id": "work", "name": "plan"}),
+    ]:
+        res = waiting.post(path, json=body)
+        assert res.status_code == 401, (path, res.text)
+    assert waiting.get("/bundles/" + "0" * 64).status_code == 401
+    waiting.close()
+
+    # The running agent's heartbeats are refused too: its job is lost when the lease expires.
+    api.wait_for(
+        "the revoked agent's job is lost",
+        lambda: api.execution(execution_id)["status"] == "failed",
+        timeout=LEASE + 20,
+    )
+    (job,) = api.execution(execution_id)["steps"][0]["jobs"]
+    assert job["status"] == "failed" and job["error"].startswith("agent lost")
+    (listed,) = json.loads(_cli(server, "tokens", "list", "-o", "json").stdout)
+    assert not listed["active"] and agent_id in listed["agents"]
+    assert ("agent_token.revoke", listed["id"]) in _audit_actions(api)
+    # Revoking again by the token's id is idempotent.
+    assert _cli(server, "revoke", listed["id"]).returncode == 0
+    # The agent stopped its job when its heartbeat was refused, and exits: it cannot register.
+    assert agents.processes["revoked"].wait(timeout=30) != 0
+    assert "was revoked at" in agents.log("revoked")
