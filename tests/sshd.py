@@ -32,6 +32,7 @@ from tests.servers import free_port
 
 SSHD = "/usr/sbin/sshd"
 SSH_KEYGEN = shutil.which("ssh-keygen") or "/usr/bin/ssh-keygen"
+MAX_LISTEN_ADDRESSES = 16
 
 
 @dataclass(frozen=True)
@@ -105,8 +106,11 @@ def running_sshd(
 ) -> Iterator[SshHost]:
     """Start sshd in ``directory`` (created) accepting ``key``; stop it on exit.
 
-    Raises ``pytest.fail`` with sshd's log if it does not start listening within 15 s.
+    Raises ``pytest.fail`` with sshd's log if it does not start listening within 15 s. One sshd
+    listens on at most 16 addresses (OpenSSH's ``MAX_LISTEN_SOCKS``): start several for more.
     """
+    if len(addresses) > MAX_LISTEN_ADDRESSES:
+        raise ValueError(f"one sshd listens on at most {MAX_LISTEN_ADDRESSES} addresses")
     if not Path(SSHD).exists():
         pytest.fail(f"{SSHD} is missing: apt-get install openssh-server (make packages)")
     directory.mkdir(parents=True, exist_ok=True)
@@ -143,7 +147,7 @@ def running_sshd(
             stderr=sink,
         )
     try:
-        _wait_listening(process, log, port)
+        _wait_listening(process, log, port, addresses)
         yield SshHost(
             addresses=tuple(addresses),
             port=port,
@@ -180,11 +184,15 @@ def _fingerprint(public_key: Path) -> str:
     return out.split()[1]
 
 
-def _wait_listening(process: subprocess.Popen[bytes], log: Path, port: int) -> None:
-    """Until sshd logs ``Server listening on ... port N``; its log is the readiness event."""
+def _wait_listening(
+    process: subprocess.Popen[bytes], log: Path, port: int, addresses: Sequence[str]
+) -> None:
+    """Until sshd logs ``Server listening on ADDRESS port N`` for every address (it binds them
+    one by one); its log is the readiness event."""
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
-        if f"port {port}" in log.read_text(errors="replace"):
+        text = log.read_text(errors="replace")
+        if all(f"listening on {address} port {port}." in text for address in addresses):
             return
         if process.poll() is not None:
             pytest.fail(f"sshd exited with {process.returncode}:\n{log.read_text()}")
