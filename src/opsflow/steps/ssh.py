@@ -33,7 +33,7 @@ from .config import StepConfig, StepConfigError
 from .process import DEFAULT_GRACE, FORCE_GRACE
 from .ssh_hosts import Host, read_hosts
 from .ssh_login import DEFAULT_PORT, Login, SshFailed, SshInvalid, connect, parse_target
-from .ssh_remote import HostResult, RemoteJob, StopRequest, run_on_host
+from .ssh_remote import TAIL_CHARS, TAILS_BUDGET, HostResult, RemoteJob, StopRequest, run_on_host
 
 DEFAULT_PARALLEL = 10
 MAX_PARALLEL = 1000
@@ -122,6 +122,7 @@ def _plan(
         connect_timeout=min(CONNECT_TIMEOUT, host_timeout or CONNECT_TIMEOUT),
         grace=spec.grace if spec.grace is not None else grace,
         force_grace=force_grace,
+        tail_chars=max(100, min(TAIL_CHARS, TAILS_BUDGET // len(hosts))),
     )
     return hosts, login, job, parallel, fail_on
 
@@ -173,7 +174,7 @@ async def _watch(cancel: CancelSignal, stop: StopRequest, timeout: float | None)
         return
     stop.stop(JobStatus.TIMEOUT if cancel.timed_out else JobStatus.CANCELLED, force=cancel.force)
     await cancel.wait_forced()
-    stop.force = True
+    stop.stop(stop.status, force=True)
 
 
 async def _run_all(

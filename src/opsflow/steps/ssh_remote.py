@@ -46,6 +46,9 @@ from .ssh_login import Login, SshFailed, connect
 
 TAIL_LINES = 20
 TAIL_CHARS = 4096
+# What the stdout tails of all hosts may add up to: a step on 10,000 hosts keeps about 100
+# characters of each, so its outputs stay a reasonable report.
+TAILS_BUDGET = 1024 * 1024
 _MARKER = b"opsflow-pgid "
 _WRAPPER = 'echo "opsflow-pgid $$"; eval "$(cat)" && exec "$@" </dev/null'
 _KILL_TIMEOUT = 10.0
@@ -56,7 +59,8 @@ class RemoteJob:
     """What to run on every host, and how long each may take.
 
     ``host_timeout`` and ``connect_timeout`` are seconds; ``grace`` is the seconds between
-    SIGTERM and SIGKILL when a host is stopped (``force_grace`` for a forced cancel)."""
+    SIGTERM and SIGKILL when a host is stopped (``force_grace`` for a forced cancel);
+    ``tail_chars`` how much of each host's last stdout lines its outputs keep."""
 
     command: str | None
     script: Path | None
@@ -66,6 +70,7 @@ class RemoteJob:
     connect_timeout: float
     grace: float
     force_grace: float
+    tail_chars: int = TAIL_CHARS
 
 
 @dataclass
@@ -95,13 +100,18 @@ class StopRequest:
 
     def __init__(self) -> None:
         self.event = asyncio.Event()
+        self.forced = asyncio.Event()  # a forced cancel: cut the grace period short
         self.status = JobStatus.CANCELLED
-        self.force = False
+
+    @property
+    def force(self) -> bool:
+        return self.forced.is_set()
 
     def stop(self, status: JobStatus, *, force: bool = False) -> None:
         if not self.event.is_set():
             self.status = status
-        self.force = self.force or force
+        if force:
+            self.forced.set()
         self.event.set()
 
 
@@ -109,8 +119,9 @@ class HostLog:
     """The step's log as one host writes to it: every line as ``[host] line``; the last
     stdout lines kept for ``stdout_tail``."""
 
-    def __init__(self, log: LogSink, name: str) -> None:
+    def __init__(self, log: LogSink, name: str, tail_chars: int = TAIL_CHARS) -> None:
         self._log = log
+        self._tail_chars = tail_chars
         self._prefix = f"[{name}] "
         self._tail: deque[str] = deque(maxlen=TAIL_LINES)
 
@@ -130,7 +141,7 @@ class HostLog:
                 self._log.write(stream, line)
 
     def tail(self) -> str:
-        return "\n".join(self._tail)[-TAIL_CHARS:]
+        return "\n".join(self._tail)[-self._tail_chars :]
 
 
 def remote_line(job: RemoteJob, program: list[str]) -> str:
@@ -153,7 +164,7 @@ async def run_on_host(
     """Connect, run the job's command on ``host`` streaming its output, and say how it ended.
     Never raises for the host's own failures: they are in the result."""
     started = time.monotonic()
-    out = HostLog(log, host.name)
+    out = HostLog(log, host.name, job.tail_chars)
     result = HostResult(host.name, JobStatus.FAILED)
     try:
         if stop.event.is_set():
@@ -265,8 +276,7 @@ async def _supervise(
                 assert job.host_timeout is not None
                 result.status = JobStatus.TIMEOUT
                 result.error = f"timed out after {format_seconds(job.host_timeout)}"
-            grace = job.force_grace if stop.force else job.grace
-            await _stop_group(connection, group, job.sudo, grace, ended)
+            await _stop_group(connection, group, job, stop, ended)
             process.close()
             out.write(LogStream.SYSTEM, f"stopped: {result.error}", LogLevel.ERROR)
         await asyncio.wait(readers, timeout=2)
@@ -328,17 +338,18 @@ async def _pump(
 async def _stop_group(
     connection: asyncssh.SSHClientConnection,
     group: asyncio.Future[int],
-    sudo: bool,
-    grace: float,
+    job: RemoteJob,
+    stop: StopRequest,
     ended: asyncio.Future[None],
 ) -> None:
-    """SIGTERM the command's process group, SIGKILL it after ``grace`` seconds if it is still
-    running, over a second channel of the same connection."""
+    """SIGTERM the command's process group, SIGKILL it once the grace period is over (or a
+    forced cancel comes) if it is still running, over a second channel of the same
+    connection."""
     try:
         pgid = await asyncio.wait_for(asyncio.shield(group), timeout=_KILL_TIMEOUT)
     except TimeoutError:
         return  # the wrapper never printed: nothing started under it
-    prefix = ["sudo", "-n", "--"] if sudo else []
+    prefix = ["sudo", "-n", "--"] if job.sudo else []
 
     async def kill(signal_name: str) -> None:
         line = shlex.join([*prefix, "kill", "-s", signal_name, "--", f"-{pgid}"])
@@ -347,7 +358,17 @@ async def _stop_group(
                 await connection.run(line)
 
     await kill("TERM")
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(asyncio.shield(ended), timeout=grace)
-        return
+    forced = asyncio.ensure_future(stop.forced.wait())
+    try:
+        grace = job.force_grace if stop.force else job.grace
+        waiters: set[asyncio.Future[Any]] = {ended, forced}
+        await asyncio.wait(waiters, timeout=grace, return_when=asyncio.FIRST_COMPLETED)
+        if ended.done():
+            return
+        if forced.done() and not ended.done():  # the rest of a forced cancel's short grace
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(ended), timeout=job.force_grace)
+                return
+    finally:
+        forced.cancel()
     await kill("KILL")

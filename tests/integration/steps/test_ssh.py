@@ -216,6 +216,22 @@ async def test_sudo_runs_the_command_as_root_and_a_cancel_still_stops_it(
     assert await no_process(host, ssh_user_key, "sleep 3521")
 
 
+async def test_a_forced_cancel_cuts_the_grace_of_a_graceful_one_short(
+    workdir: Path, sink: RecordingSink, sshd_hosts: list[SshHost], ssh_user_key: SshUserKey
+) -> None:
+    host = sshd_hosts[0]
+    spec = ssh_job(workdir, [host], ssh_user_key, command="trap '' TERM; echo started; sleep 3523")
+    cancel = CancelSignal()
+    running = asyncio.ensure_future(SshExecutor(grace=60).run(spec, sink, cancel))
+    await sink.wait_for(f"[{host.target}] started")
+    cancel.request(force=False)  # SIGTERM is ignored: the 60 s grace would run out
+    await asyncio.sleep(0.5)
+    cancel.request(force=True)
+    result = await asyncio.wait_for(running, 10)
+    assert result.status is JobStatus.CANCELLED and "forced" in (result.error or "")
+    assert await no_process(host, ssh_user_key, "sleep 3523")
+
+
 async def test_the_step_timeout_stops_every_host_and_times_the_job_out(
     workdir: Path, sink: RecordingSink, sshd_hosts: list[SshHost], ssh_user_key: SshUserKey
 ) -> None:
