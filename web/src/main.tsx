@@ -14,6 +14,7 @@ const WorkflowPage = lazy(() => import("./workflows/WorkflowPage"));
 const ExecutionsPage = lazy(() => import("./executions/ExecutionsPage"));
 const ExecutionPage = lazy(() => import("./executions/ExecutionPage"));
 const ApprovalsPage = lazy(() => import("./approvals/ApprovalsPage"));
+const EditorPage = lazy(() => import("./editor/EditorPage"));
 
 const queryClient = new QueryClient({
   defaultOptions: {
@@ -48,7 +49,9 @@ createRoot(document.getElementById("root")!).render(
               <Route element={<Layout />}>
                 <Route index element={<Navigate to="/workflows" replace />} />
                 <Route path="/workflows" element={<WorkflowsPage />} />
+                <Route path="/workflows/new" element={<EditorPage />} />
                 <Route path="/workflows/:id" element={<WorkflowPage />} />
+                <Route path="/workflows/:id/edit" element={<EditorPage />} />
                 <Route path="/executions" element={<ExecutionsPage />} />
                 <Route path="/executions/:id" element={<ExecutionPage />} />
                 <Route path="/approvals" element={<ApprovalsPage />} />

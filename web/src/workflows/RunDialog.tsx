@@ -15,11 +15,13 @@ import { useExecutionStream } from "../executions/useExecutionStream";
 import { useDefinition, useWorkflow } from "./api";
 import { checkParams, initialValues, ParamsForm, serverFieldErrors, type FieldErrors, type ParamValues } from "./ParamsForm";
 
-export function RunDialog({ workflowId, onClose }: { workflowId: string; onClose: () => void }) {
+/** The run dialog; with `test`, a test run of the draft (its params, `test: true`), which needs
+ *  no published version. */
+export function RunDialog({ workflowId, onClose, test = false }: { workflowId: string; onClose: () => void; test?: boolean }) {
   const workflow = useWorkflow(workflowId);
-  const definition = useDefinition(workflowId, workflow.data?.latest_version ?? undefined);
+  const definition = useDefinition(workflowId, test ? undefined : (workflow.data?.latest_version ?? undefined));
   const [executionId, setExecutionId] = useState<string | null>(null);
-  const title = `Run ${workflow.data?.name ?? workflowId}`;
+  const title = test ? `Test run of ${workflow.data?.name ?? workflowId} (draft)` : `Run ${workflow.data?.name ?? workflowId}`;
 
   if (workflow.isError) {
     return (
@@ -28,28 +30,30 @@ export function RunDialog({ workflowId, onClose }: { workflowId: string; onClose
       </Dialog>
     );
   }
-  if (!workflow.data || !definition.data || !workflow.data.latest_version) {
+  if (!workflow.data || !definition.data || (!test && !workflow.data.latest_version)) {
     return (
       <Dialog title={title} onClose={onClose}>
-        {workflow.data && !workflow.data.latest_version ? <p>Publish a version of this workflow before running it.</p> : <p className="muted">Loading…</p>}
+        {workflow.data && !test && !workflow.data.latest_version ? <p>Publish a version of this workflow before running it.</p> : <p className="muted">Loading…</p>}
       </Dialog>
     );
   }
   if (executionId) {
     return <RunProgress title={title} executionId={executionId} onClose={onClose} onAgain={() => setExecutionId(null)} />;
   }
-  return <RunForm title={title} workflowId={workflowId} params={definition.data.params ?? {}} onClose={onClose} onStarted={setExecutionId} />;
+  return <RunForm title={title} workflowId={workflowId} test={test} params={definition.data.params ?? {}} onClose={onClose} onStarted={setExecutionId} />;
 }
 
 function RunForm({
   title,
   workflowId,
+  test,
   params,
   onClose,
   onStarted,
 }: {
   title: string;
   workflowId: string;
+  test: boolean;
   params: Record<string, ParamSpec>;
   onClose: () => void;
   onStarted: (id: string) => void;
@@ -58,7 +62,7 @@ function RunForm({
   const [errors, setErrors] = useState<FieldErrors>({});
   const [other, setOther] = useState<unknown>(null);
   const start = useMutation({
-    mutationFn: (body: Record<string, unknown>) => call(api.POST("/api/v1/workflows/{workflow_id}/runs", { params: { path: { workflow_id: workflowId } }, body: { params: body, params_as_text: false, test: false } })),
+    mutationFn: (body: Record<string, unknown>) => call(api.POST("/api/v1/workflows/{workflow_id}/runs", { params: { path: { workflow_id: workflowId } }, body: { params: body, params_as_text: false, test } })),
     onSuccess: (ex) => onStarted(ex.id),
     onError: (err) => {
       if (err instanceof ApiError && err.fieldErrors.length) {

@@ -16,6 +16,7 @@ export default function WorkflowPage() {
   const workflow = useWorkflow(id);
   const definition = useDefinition(id, workflow.data?.latest_version ?? undefined);
   const canRun = useCan("workflows:run");
+  const canEdit = useCan("workflows:update");
   const runs = useQuery({
     queryKey: ["executions", "list", "of", id],
     enabled: !!id,
@@ -43,6 +44,11 @@ export default function WorkflowPage() {
         <Link className="button" to={`/executions?workflow=${encodeURIComponent(wf.id)}`}>
           All runs
         </Link>
+        {canEdit && (
+          <Link className="button" to={`/workflows/${encodeURIComponent(wf.id)}/edit`}>
+            ✎ Edit
+          </Link>
+        )}
       </div>
       <p>{wf.description}</p>
       <div className="two-col">

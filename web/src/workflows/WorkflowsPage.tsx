@@ -61,6 +61,11 @@ export default function WorkflowsPage() {
     <section aria-labelledby="wf-title">
       <div className="page-head">
         <h1 id="wf-title">Workflows</h1>
+        {canEdit && (
+          <Link className="button primary" to="/workflows/new">
+            ＋ New workflow
+          </Link>
+        )}
         <label className="search">
           <span className="visually-hidden">Search workflows</span>
           <input
@@ -201,6 +206,9 @@ function WorkflowRowView({ wf, canRun, canEdit, onRun }: { wf: WorkflowRow; canR
         </Link>
         {canEdit && (
           <>
+            <Link className="button small" to={`/workflows/${encodeURIComponent(wf.id)}/edit`} aria-label={`Edit ${wf.name}`}>
+              Edit
+            </Link>
             {wf.status !== "draft" && (
               <button type="button" className="small" onClick={() => toggle.mutate()} disabled={toggle.isPending} aria-label={`${wf.status === "active" ? "Pause" : "Resume"} ${wf.name}`}>
                 {wf.status === "active" ? "Pause" : "Resume"}
