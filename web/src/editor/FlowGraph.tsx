@@ -30,6 +30,7 @@ export const TYPE_ICONS: Record<string, string> = {
   http: "⇄",
   terraform: "▦",
   ansible: "⚙",
+  ssh: "⌁",
   approval: "☑",
   condition: "◇",
   notify: "✉",

@@ -9,7 +9,7 @@ import { Document, isMap, isScalar, isSeq, parseDocument, Scalar, YAMLMap, YAMLS
 export const YAML_OPTIONS: ParseOptions & DocumentOptions & SchemaOptions = { version: "1.2", schema: "core", uniqueKeys: true, prettyErrors: true };
 
 /** The step types, as the palette offers them (the order of `opsflow.status.StepType`). */
-export const STEP_TYPES = ["script", "http", "terraform", "ansible", "approval", "condition", "notify", "workflow"] as const;
+export const STEP_TYPES = ["script", "http", "terraform", "ansible", "ssh", "approval", "condition", "notify", "workflow"] as const;
 export type StepType = (typeof STEP_TYPES)[number];
 
 /** What a `needs` entry may wait for after the dot (`opsflow.status.OUTCOMES_BY_TYPE`, with
@@ -19,6 +19,7 @@ export const OUTCOMES_BY_TYPE: Record<StepType, readonly string[]> = {
   http: ["success", "failed", "always"],
   terraform: ["success", "failed", "always"],
   ansible: ["success", "failed", "always"],
+  ssh: ["success", "failed", "always"],
   notify: ["success", "failed", "always"],
   workflow: ["success", "failed", "always"],
   approval: ["success", "approved", "rejected", "always"],
@@ -36,6 +37,7 @@ export const STEP_TEMPLATES: Record<StepType, Record<string, unknown>> = {
   http: { url: "https://example.com/health" },
   terraform: { action: "plan" },
   ansible: { playbook: "site.yml" },
+  ssh: { connection: "servers", hosts: ["web-1"], command: "uptime" },
   approval: { message: "Go ahead?" },
   condition: { if: "{{ true }}" },
   notify: { channel: "general", message: "Done" },

@@ -1,4 +1,5 @@
 import schema from "./workflow.schema.json";
+import { OUTCOMES_BY_TYPE, STEP_TEMPLATES, STEP_TYPES } from "./model";
 import { pathAt, SchemaDocs, type JsonSchema } from "./schemaDocs";
 
 const docs = new SchemaDocs(schema as unknown as JsonSchema);
@@ -42,5 +43,16 @@ describe("schema docs", () => {
     expect(any).toEqual(expect.arrayContaining(["id", "type", "needs", "name"]));
     expect(any).not.toContain("url");
     expect(docs.fieldAt([{ key: "params" }, { key: "who" }], "type")!.values).toContain("choice");
+  });
+});
+
+describe("the palette", () => {
+  it("offers every step type the schema has, each with outcomes and a template", () => {
+    expect([...STEP_TYPES].sort()).toEqual(docs.itemTypes([{ key: "steps" }]).sort());
+    for (const t of STEP_TYPES) {
+      expect(OUTCOMES_BY_TYPE[t]).toContain("always");
+      const required = docs.fields([{ key: "steps" }, { item: true, type: t }]).filter((f) => f.required).map((f) => f.name);
+      for (const name of required) if (name !== "id" && name !== "type") expect(Object.keys(STEP_TEMPLATES[t])).toContain(name);
+    }
   });
 });
