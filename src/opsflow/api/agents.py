@@ -3,9 +3,9 @@
 /agents/tokens``, ``DELETE /agents/tokens/{id}`` (admins: ``agents:manage``). A token's
 secret appears in exactly one response, the one that creates it.
 
-Presence is the ``agents`` table, written when an agent registers and, at most every few
-seconds, when it claims; so every replica answers alike. An agent is online while it was seen
-within ``max(30 s, 2 leases)``: an idle agent's waiting claim renews it every 10 s.
+Presence is the ``agents`` table, written when an agent registers and, at most every half
+lease, when it claims or heartbeats; so every replica answers alike. An agent is online while
+it was seen within ``max(30 s, 2 leases)``: an idle agent's waiting claim renews it every 10 s.
 """
 
 from __future__ import annotations

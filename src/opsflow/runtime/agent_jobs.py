@@ -286,10 +286,18 @@ class AgentJobs:
         return count
 
     def heartbeat(self, ref: JobRef) -> CancelNotice:
-        """Extend the lease; the answer carries any stop request for the job."""
+        """Extend the lease; the answer carries any stop request for the job. Like a claim,
+        it also renews the agent's stored presence (``last_seen``), at most every
+        ``presence_every`` seconds per agent: an agent busy with long jobs claims nothing,
+        and must not look offline meanwhile."""
 
         def work(tx: Transaction) -> CancelNotice:
-            self._lease(tx.session, ref)
+            lease = self._lease(tx.session, ref)
+            now = self.clock()
+            agent_id = lease.agent_id
+            if agent_id is not None and self._presence_due(agent_id, now):
+                draining = agents_store.touch(tx.session, agent_id, now)
+                self._presence[agent_id] = (now, draining)
             return _notice(
                 jobs_store.heartbeat(
                     tx.session,

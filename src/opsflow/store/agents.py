@@ -1,4 +1,4 @@
-"""Agent presence: one row per agent id, written on register and (at most every few seconds)
+"""Agent presence: one row per agent id, written on register and (at most every half lease)
 on claims and heartbeats, so every replica answers "which agents are there" alike.
 
 ``last_seen`` is epoch seconds; whether an agent is online is the reader's call (last seen

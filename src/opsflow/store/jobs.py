@@ -346,6 +346,7 @@ class Lease:
     attempt: int
     timeout: float | None
     lease_token: str
+    agent_id: str | None = None  # the agent the job is leased to
 
 
 _LEASES = select(
@@ -357,6 +358,7 @@ _LEASES = select(
     JOBS.c.status,
     JOBS.c.lease_token,
     JOBS.c.lease_epoch,
+    JOBS.c.agent_id,
 ).where(JOBS.c.id.in_(bindparam("b_ids", expanding=True)))
 
 
@@ -380,7 +382,15 @@ def leases(session: Session, refs: list[tuple[str, str, int]]) -> list[Lease | S
             out.append(StaleReport(f"job {job_id!r} already ended as {row.status}"))
         else:
             out.append(
-                Lease(row.id, row.execution_id, row.step_id, row.attempt, row.timeout, token)
+                Lease(
+                    row.id,
+                    row.execution_id,
+                    row.step_id,
+                    row.attempt,
+                    row.timeout,
+                    token,
+                    row.agent_id,
+                )
             )
     return out
 

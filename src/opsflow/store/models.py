@@ -15,6 +15,7 @@ import opsflow.store.deliveries
 import opsflow.store.incidents
 import opsflow.store.jobs
 import opsflow.store.logs
+import opsflow.store.metrics
 import opsflow.store.runs
 import opsflow.store.secrets
 import opsflow.store.tables
