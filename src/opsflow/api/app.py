@@ -26,6 +26,7 @@ from opsflow.api import (
     analytics,
     apidocs,
     approvals,
+    connections,
     definitions,
     deliveries,
     events,
@@ -49,6 +50,7 @@ from opsflow.api import (
 from opsflow.api.demo import find_examples_dir, load_examples, stand_in_channels
 from opsflow.api.services import Services
 from opsflow.auth.bootstrap import bootstrap
+from opsflow.auth.connections import ConnectionVault
 from opsflow.auth.logmask import SERVER_LOG_FILTER
 from opsflow.auth.secrets import SecretBox, SecretVault, load_master_key
 from opsflow.config import ServerRole, Settings
@@ -86,6 +88,7 @@ API_ROUTERS: list[APIRouter] = [
     people.router,
     tokens.router,
     secrets.router,
+    connections.router,
     tfstate.router,
     health.router,
 ]
@@ -122,6 +125,9 @@ def _open(settings: Settings) -> Services:
     vault = SecretVault(db, box, learn=SERVER_LOG_FILTER.learn)
     vault.learn_all()
     services.extra[secrets.VAULT_KEY] = vault
+    connection_vault = ConnectionVault(db, box, learn=SERVER_LOG_FILTER.learn)
+    connection_vault.learn_all()
+    services.extra[connections.VAULT_KEY] = connection_vault
     synced = triggers_sync.sync_unsynced(db, box, time.time())
     if synced:
         log.info("triggers: gave %d published workflows their trigger rows", synced)

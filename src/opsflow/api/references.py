@@ -1,7 +1,8 @@
 """What a saved definition names on the server that is not there (yet): warnings, not errors.
 
 A definition may name another workflow (a ``workflow`` trigger's ``workflow``, a ``workflow``
-step's ``workflow``) or an opsflow secret (a hook trigger's ``secret``). Those live on the
+step's ``workflow``), an opsflow secret (a hook trigger's ``secret``) or a connection (a
+step's ``connection``: missing, disabled or of another type). Those live on the
 server, not in the file, and may well be applied after it, so saving is not refused; but the
 answer says which are missing and what happens meanwhile, so a typo is seen at ``apply``, not
 when a trigger silently never fires or a run fails at that step.
@@ -12,9 +13,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from opsflow.auth.connections import usable
 from opsflow.errors import NotFound, Problem
+from opsflow.runtime.connections import STEP_CONNECTION_TYPES
 from opsflow.spec.triggers import TriggerType
 from opsflow.status import StepType
+from opsflow.store import connections as connections_store
 from opsflow.store import workflows as workflows_store
 from opsflow.store.session import Session
 
@@ -26,7 +30,8 @@ def missing_references(
     definition: Mapping[str, Any],
     secret_names: Iterable[str] | None,
 ) -> list[Problem]:
-    """One `Problem` per workflow or secret ``definition`` names that the server lacks, located
+    """One `Problem` per workflow, secret or connection ``definition`` names that the server
+    lacks (or, for a connection, cannot use), located
     like validation problems (``triggers[1].workflow``, ``steps[3].workflow``). Secrets are
     checked only when ``secret_names`` is given (the caller may see which secrets exist)."""
     known_secrets = None if secret_names is None else set(secret_names)
@@ -64,7 +69,22 @@ def missing_references(
                     )
                 )
     for index, step in enumerate(definition.get("steps") or []):
-        if str(step.get("type")) == StepType.WORKFLOW.value:
+        kind = str(step.get("type"))
+        field, name = "connection", step.get("connection")
+        if name and kind in STEP_CONNECTION_TYPES:
+            problem = usable(
+                connections_store.find(session, str(name)),
+                str(name),
+                STEP_CONNECTION_TYPES[kind],
+            )
+            if problem:
+                problems.append(
+                    Problem(
+                        f"steps[{index}].{field}",
+                        f"{problem}; the step fails at once when reached until then",
+                    )
+                )
+        if kind == StepType.WORKFLOW.value:
             missing = workflow_missing(str(step.get("workflow")))
             if missing:
                 problems.append(

@@ -206,6 +206,11 @@ class VersionDetail(VersionSummary):
 class Validity(BaseModel):
     valid: bool
     id: str
+    warnings: list[ProblemItem] = Field(
+        default_factory=list,
+        description="What the definition names that the server lacks (a workflow, a secret, "
+        "a connection); valid all the same.",
+    )
 
 
 class DuplicateRequest(BaseModel):

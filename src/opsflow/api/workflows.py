@@ -141,10 +141,18 @@ def _warnings(
     openapi_extra=DEFINITION_BODY,
     responses=error_responses(401, 403, 413, 415, 422),
 )
-async def validate(request: Request, _p: Reader) -> Validity:
-    """Check a definition without saving it: 200, or 422 with every problem located."""
-    submission = await read_submission(request, services_of(request).settings.max_bundle_bytes)
-    return Validity(valid=True, id=submission.id)
+async def validate(request: Request, principal: Reader) -> Validity:
+    """Check a definition without saving it: 200 (with warnings for what it names that the
+    server lacks), or 422 with every problem located."""
+    services = services_of(request)
+    submission = await read_submission(request, services.settings.max_bundle_bytes)
+
+    def warnings() -> list[ProblemItem]:
+        with services.session() as session:
+            may_see = principal.can(Permission.SECRETS_MANAGE)
+            return _warnings(session, submission.definition, may_see)
+
+    return Validity(valid=True, id=submission.id, warnings=await run_in_threadpool(warnings))
 
 
 @router.get("", response_model=WorkflowPage, responses=error_responses(401, 403, 422))

@@ -21,6 +21,7 @@ class Permission(StrEnum):
     APPROVALS_RESPOND = "approvals:respond"
     AGENTS_MANAGE = "agents:manage"
     SECRETS_MANAGE = "secrets:manage"
+    CONNECTIONS_MANAGE = "connections:manage"  # create, change, test, delete connections
     USERS_MANAGE = "users:manage"
     AUDIT_READ = "audit:read"
 

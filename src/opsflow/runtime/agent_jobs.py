@@ -13,16 +13,19 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from opsflow.agent.protocol import CancelNotice, JobRef, JobReport, LogLine
+from opsflow.agent.protocol import CancelNotice, ConnectionGrant, JobRef, JobReport, LogLine
 from opsflow.auth.agent_tokens import ensure_live
+from opsflow.auth.connections import ConnectionVault
 from opsflow.auth.masking import Masker
 from opsflow.auth.secrets import SecretVault
 from opsflow.errors import InvalidInput, NotFound, StaleReport
 from opsflow.runtime import events
+from opsflow.runtime.connections import CONNECTION_KEY, named_connection
 from opsflow.runtime.reconciler import Ended, Reconciler
 from opsflow.runtime.roster import AgentRoster
 from opsflow.runtime.secrets import VALUES_KEY, referenced, substitute
@@ -30,6 +33,7 @@ from opsflow.runtime.transaction import Transaction, Transactions
 from opsflow.status import JobStatus
 from opsflow.store import agents as agents_store
 from opsflow.store import bundles as bundles_store
+from opsflow.store import connections as connections_store
 from opsflow.store import jobs as jobs_store
 from opsflow.store import logs as logs_store
 from opsflow.store import runs as runs_store
@@ -37,6 +41,15 @@ from opsflow.store import secrets as secrets_store
 from opsflow.store.db import Database
 from opsflow.store.jobs import Job, Lease
 from opsflow.store.runs import Execution
+
+
+@dataclass
+class Handed:
+    """What the jobs of each execution in a claim were handed so far: secret names and
+    connection names, per execution id (grown as the claim hands out more)."""
+
+    secrets: dict[str, set[str]]
+    connections: dict[str, set[str]]
 
 
 class AgentJobs:
@@ -49,6 +62,7 @@ class AgentJobs:
         reconciler: Reconciler,
         *,
         vault: SecretVault | None,
+        connections: ConnectionVault | None = None,
         roster: AgentRoster,
         lease_seconds: float,
         clock: Callable[[], float],
@@ -57,6 +71,7 @@ class AgentJobs:
         self.transactions = transactions
         self.reconciler = reconciler
         self.vault = vault
+        self.connections = connections
         self.roster = roster
         self.lease_seconds = lease_seconds
         self.clock = clock
@@ -135,13 +150,13 @@ class AgentJobs:
                 lease_seconds=self.lease_seconds,
                 now=self.clock(),
             )
-            if self.vault is None:
-                if any(referenced(job.spec) for job in jobs):
-                    raise InvalidInput(
-                        "this server has no secret store, but the job refers to secrets"
-                    )
-                return jobs
-            handed = secrets_store.names_handed(session, {job.execution_id for job in jobs})
+            if self.vault is None and any(referenced(job.spec) for job in jobs):
+                raise InvalidInput("this server has no secret store, but the job refers to secrets")
+            executions = {job.execution_id for job in jobs}
+            handed = Handed(
+                secrets_store.names_handed(session, executions) if self.vault else {},
+                connections_store.names_handed(session, executions) if self.connections else {},
+            )
             return [self._with_secrets(session, job, handed) for job in jobs]
 
         claimed = self.transactions.run(work)
@@ -152,25 +167,51 @@ class AgentJobs:
             self._remember(job.id, Masker(values) if values else None)
         return claimed
 
-    def _with_secrets(self, session: Session, job: Job, handed: dict[str, set[str]]) -> Job:
+    def _with_secrets(self, session: Session, job: Job, handed: Handed) -> Job:
         """The claimed copy of ``job``: its secrets substituted (and recorded as handed to it,
-        with their versions), and under `VALUES_KEY` every value to mask in what it sends
-        back: those of every secret any job of the execution was handed so far, current and
-        previous values alike. Upstream jobs are claimed before a downstream job exists, so a
-        step that prints (or recombines) an upstream step's secret is masked for it too."""
-        assert self.vault is not None
+        with their versions), its connection's values under `CONNECTION_KEY` (recorded too),
+        and under `VALUES_KEY` every value to mask in what it sends back: those of every
+        secret and connection credential any job of the execution was handed so far, current
+        and previous secret values alike. Upstream jobs are claimed before a downstream job
+        exists, so a step that prints (or recombines) an upstream step's secret is masked for
+        it too."""
         names = referenced(job.spec)
-        earlier = handed.setdefault(job.execution_id, set())
-        if not names and not earlier:
-            return job
+        earlier = handed.secrets.setdefault(job.execution_id, set())
+        earlier_connections = handed.connections.setdefault(job.execution_id, set())
         spec = dict(job.spec)
-        if names:
+        if names and self.vault is not None:
             values, versions = self.vault.reveal_versions(session, names)
             secrets_store.record_handed(session, job.execution_id, job.id, versions)
             spec = substitute(job.spec, values)
             earlier |= names  # the next job of this claim, in the same execution, sees them
-        spec[VALUES_KEY] = sorted(self.vault.masking_values(session, earlier))
+        grant = self._grant(session, job)
+        if grant is not None:
+            spec[CONNECTION_KEY] = grant.model_dump()
+            earlier_connections.add(grant.name)
+        mask: set[str] = set()
+        if earlier and self.vault is not None:
+            mask |= self.vault.masking_values(session, earlier)
+        if earlier_connections and self.connections is not None:
+            mask |= self.connections.masking_values(session, earlier_connections)
+        if not mask and spec == job.spec:
+            return job
+        if mask:
+            spec[VALUES_KEY] = sorted(mask)
         return dataclasses.replace(job, spec=spec)
+
+    def _grant(self, session: Session, job: Job) -> ConnectionGrant | None:
+        """The connection the job's config names, decrypted, and recorded as handed to it.
+        None when it names none, or when the connection was deleted or disabled since the job
+        was made (the executor then fails the step saying so)."""
+        name = named_connection((job.spec or {}).get("config") or {})
+        if name is None or self.connections is None:
+            return None
+        meta = connections_store.find(session, name)
+        if meta is None or not meta.enabled:
+            return None
+        revealed = self.connections.reveal(session, name)
+        connections_store.record_handed(session, job.execution_id, job.id, name)
+        return ConnectionGrant(name=name, type=revealed.meta.type, values=revealed.values)
 
     def _remember(self, job_id: str, masker: Masker | None) -> None:
         if len(self._maskers) > 1024:
@@ -186,16 +227,22 @@ class AgentJobs:
 
     def masker_for(self, session: Session, job_id: str, execution_id: str) -> Masker | None:
         """The masker for what a job's agent sends back (server-side): every value of every
-        secret the execution's jobs were handed up to this job's claim, current and previous.
+        secret the execution's jobs were handed up to this job's claim, current and previous,
+        and the credentials of every connection they were handed.
         Known from the claim when this process made it; otherwise read from the execution's
         record of handed secrets."""
         if job_id in self._maskers:
             return self._maskers[job_id]
-        masker: Masker | None = None
+        values: set[str] = set()
         if self.vault is not None:
             names = secrets_store.names_handed(session, [execution_id]).get(execution_id)
             if names:
-                masker = Masker(self.vault.masking_values(session, names))
+                values |= self.vault.masking_values(session, names)
+        if self.connections is not None:
+            used = connections_store.names_handed(session, [execution_id]).get(execution_id)
+            if used:
+                values |= self.connections.masking_values(session, used)
+        masker = Masker(values) if values else None
         self._remember(job_id, masker)
         return masker
 

@@ -36,6 +36,7 @@ from opsflow.agent.protocol import (
 from opsflow.errors import StaleReport
 from opsflow.runtime.agent_jobs import AgentJobs
 from opsflow.runtime.bus import EventBus
+from opsflow.runtime.connections import CONNECTION_KEY
 from opsflow.runtime.secrets import VALUES_KEY
 from opsflow.status import StepType
 from opsflow.store.jobs import Job
@@ -60,6 +61,7 @@ def claimed(job: Job) -> ClaimedJob:
         inputs=spec.get("inputs") or {},
         timeout=job.timeout,
         mask=list(spec.get(VALUES_KEY) or []),
+        connection=spec.get(CONNECTION_KEY),
     )
 
 

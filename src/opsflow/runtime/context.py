@@ -123,7 +123,7 @@ def step_definition(execution: Execution, step_id: str) -> dict[str, Any]:
     raw = _raw_step(execution, step_id)
     if raw.get("type") == StepType.TERRAFORM.value and raw.get("plan_from"):
         plan = _raw_step(execution, str(raw["plan_from"]))
-        for key in ("source", "workspace", "vars", "var_files", "env"):
+        for key in ("source", "workspace", "vars", "var_files", "env", "connection"):
             if key in plan and key not in raw:
                 raw[key] = plan[key]
     return raw

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import opsflow
 from opsflow.agent.identity import persistent_agent_id
 from opsflow.agent.loop import Agent
+from opsflow.auth.connections import ConnectionVault
 from opsflow.auth.secrets import SecretVault
 from opsflow.engine.chains import DEFAULT_DEPTH_LIMIT
 from opsflow.engine.model import DEFAULT_AGENT_LOST_LIMIT
@@ -60,6 +61,7 @@ class RuntimeHost:
         notify_channels: Mapping[str, list[str]] | None = None,
         server_url: str | None = None,
         vault: SecretVault | None = None,
+        connections: ConnectionVault | None = None,
         chain_depth: int = DEFAULT_DEPTH_LIMIT,
         agent_lost_limit: int = DEFAULT_AGENT_LOST_LIMIT,
     ) -> None:
@@ -71,6 +73,7 @@ class RuntimeHost:
             lease_seconds=lease_seconds,
             notify_channels=notify_channels,
             vault=vault,
+            connections=connections,
             server_url=server_url,
             chain_depth=chain_depth,
             agent_lost_limit=agent_lost_limit,
@@ -153,6 +156,7 @@ async def runtime_extension(services: Services) -> AsyncIterator[RuntimeHost]:
         stop_grace=settings.stop_grace_seconds,
         server_url=settings.base_url,
         vault=services.extra.get("secrets"),
+        connections=services.extra.get("connections"),
         chain_depth=settings.chain_depth,
         agent_lost_limit=settings.agent_lost_limit,
     )

@@ -19,6 +19,7 @@ from typing import Any, assert_never
 
 from sqlalchemy.orm import Session
 
+from opsflow.auth.connections import ConnectionUnusable
 from opsflow.engine import can_wake, decide
 from opsflow.engine import model as m
 from opsflow.engine.chains import DEFAULT_DEPTH_LIMIT
@@ -28,6 +29,7 @@ from opsflow.runtime.approvals import close_gate, open_gate
 from opsflow.runtime.changes import Changes
 from opsflow.runtime.children import cancel_child, start_child
 from opsflow.runtime.cleanup import advance_cleanup
+from opsflow.runtime.connections import check_usable
 from opsflow.runtime.context import (
     ServerFacts,
     agent_placement,
@@ -321,14 +323,16 @@ class _Run:
                     channels=self.settings.channels, server_url=self.settings.server_url
                 )
                 config = job_config(self.ex, node.type, raw, self.steps, plain)
+            check_usable(self.session, node.type.value, config)
             values["spec"] = {
                 "config": config,
                 "bundle": self.ex.bundle_digest,
                 "inputs": job_inputs(node.type, raw),
             }
             self.changes.jobs_queued = True
-        except TemplateError as exc:
-            # The attempt fails before any agent sees it; retrying cannot fix a template.
+        except (TemplateError, ConnectionUnusable) as exc:
+            # The attempt fails before any agent sees it; retrying cannot fix a template, nor
+            # a connection that is missing or disabled.
             self.new_facts = True
             values.update(
                 status=JobStatus.FAILED.value,

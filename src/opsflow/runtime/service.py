@@ -16,6 +16,7 @@ from typing import TypeVar
 
 from sqlalchemy.orm import Session
 
+from opsflow.auth.connections import ConnectionVault
 from opsflow.auth.secrets import SecretVault
 from opsflow.engine.chains import DEFAULT_DEPTH_LIMIT
 from opsflow.engine.model import DEFAULT_AGENT_LOST_LIMIT
@@ -49,6 +50,7 @@ class Runtime:
         clock: Callable[[], float] = time.time,
         notify_channels: Mapping[str, list[str]] | None = None,
         vault: SecretVault | None = None,
+        connections: ConnectionVault | None = None,
         server_url: str | None = None,
         chain_depth: int = DEFAULT_DEPTH_LIMIT,
         agent_lost_limit: int = DEFAULT_AGENT_LOST_LIMIT,
@@ -83,6 +85,7 @@ class Runtime:
             self.transactions,
             self.reconciler,
             vault=vault,
+            connections=connections,
             roster=self.roster,
             lease_seconds=lease_seconds,
             clock=clock,

@@ -16,6 +16,7 @@ WORKFLOW_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 STEP_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 KEY_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+CONNECTION_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 
 
 class SpecModel(BaseModel):
@@ -60,6 +61,21 @@ Identifier = Annotated[
     str,
     matching(NAME_PATTERN, "name", "use letters, digits and '_', not starting with a digit"),
     Field(json_schema_extra={"pattern": NAME_PATTERN}),
+]
+
+# A connection (named, typed credentials on the server) as a step names it.
+ConnectionName = Annotated[
+    str,
+    matching(
+        CONNECTION_NAME_PATTERN,
+        "connection name",
+        "use letters, digits, '-', '_' and '.', starting with a letter or digit",
+    ),
+    Field(
+        description="A connection on the server (opsflow connections list) whose credentials "
+        "the step uses; delivered to the agent with the job only.",
+        json_schema_extra={"pattern": CONNECTION_NAME_PATTERN},
+    ),
 ]
 
 TriggerKey = Annotated[

@@ -16,6 +16,7 @@ from pydantic import BeforeValidator, Field, field_validator, model_validator
 from opsflow.spec.duration import Duration
 from opsflow.spec.fields import (
     AgentSelector,
+    ConnectionName,
     EnvMap,
     FieldProblem,
     NonBlank,
@@ -81,6 +82,11 @@ class ScriptStep(StepBase):
     workdir: RelativePath | None = Field(
         None, description="Working directory, relative to the workflow directory."
     )
+    connection: ConnectionName | None = Field(
+        None,
+        description="A connection whose values reach the script as environment variables: "
+        "CONNECTION_<FIELD> (a terraform connection: its variables as they are); masked.",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> Self:
@@ -120,7 +126,12 @@ class HttpStep(StepBase):
     method: Annotated[HttpMethod, BeforeValidator(_upper)] = Field(
         HttpMethod.GET, description="HTTP method."
     )
-    url: NonBlank = Field(description="http(s) URL (templated).")
+    url: NonBlank = Field(
+        description="http(s) URL (templated); with a connection, a path relative to its base URL."
+    )
+    connection: ConnectionName | None = Field(
+        None, description="An http connection: its base URL and auth (bearer, basic, header)."
+    )
     headers: TextMap = Field(default_factory=dict, description="Request headers (templated).")
     body: str | None = Field(None, description="Raw request body (templated).")
     json_body: Any = Field(
@@ -132,10 +143,15 @@ class HttpStep(StepBase):
     follow_redirects: bool = Field(True, description="Follow 3xx redirects.")
     verify_tls: bool = Field(True, description="Check the server's TLS certificate.")
 
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        return _check_url(value)
+    @model_validator(mode="after")
+    def _url(self) -> Self:
+        # With a connection the URL may be a path under its base URL.
+        if self.connection is None or "://" in self.url:
+            try:
+                _check_url(self.url)
+            except ValueError as exc:
+                raise FieldProblem("url", str(exc)) from None
+        return self
 
     @model_validator(mode="after")
     def _one_body(self) -> Self:
@@ -194,7 +210,12 @@ class NotifyStep(StepBase):
 
     type: Literal[StepType.NOTIFY]
     channel: NonBlank | None = Field(
-        None, description="Channel name; defaults to the workflow's notify.channel."
+        None,
+        description="Channel name: a notify connection (the server's configured channels are "
+        "connections too); defaults to the workflow's notify.channel.",
+    )
+    connection: ConnectionName | None = Field(
+        None, description="A notify connection (Apprise URLs); the same as channel."
     )
     message: NonBlank = Field(description="Message text (templated).")
     title: str | None = Field(None, description="Title (templated).")

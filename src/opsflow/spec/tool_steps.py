@@ -7,7 +7,15 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
-from opsflow.spec.fields import EnvMap, FieldProblem, NonBlank, RelativePath, SpecModel, StepId
+from opsflow.spec.fields import (
+    ConnectionName,
+    EnvMap,
+    FieldProblem,
+    NonBlank,
+    RelativePath,
+    SpecModel,
+    StepId,
+)
 from opsflow.spec.state_names import workspace_problem
 from opsflow.spec.steps import StepBase
 from opsflow.spec.template import is_template
@@ -59,6 +67,11 @@ class TerraformStep(StepBase):
     )
     workspace: NonBlank | None = Field(None, description="Terraform workspace (templated).")
     env: EnvMap = Field(default_factory=dict, description="Environment variables (templated).")
+    connection: ConnectionName | None = Field(
+        None,
+        description="A terraform connection: its variables (cloud credentials) join the "
+        "process environment; env wins where both set one.",
+    )
     plan_from: StepId | None = Field(
         None,
         description="Apply exactly the plan saved by this upstream terraform plan step.",

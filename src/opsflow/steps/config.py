@@ -13,7 +13,7 @@ from typing import Any
 
 from opsflow.status import JobStatus
 
-from .base import StepResult
+from .base import Connection, JobSpec, StepResult
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -178,3 +178,33 @@ def _kind(value: Any) -> str:
     if value is None:
         return "null"
     return type(value).__name__
+
+
+def connection_of(spec: JobSpec, *types: str) -> Connection | None:
+    """The connection the step names (``connection:``), as its claim delivered it; None when
+    it names none. Raises `StepConfigError` at ``connection`` when it was not delivered (it
+    was deleted or disabled after the job was queued) or is not of one of ``types``."""
+    name = spec.config.get("connection")
+    if not name:
+        return None
+    found = spec.connection
+    if found is None or found.name != name:
+        raise StepConfigError(
+            "connection",
+            f"connection {name!r} was not delivered with the job: it was deleted or disabled "
+            "after the job was queued; an admin restores it, then retry the step",
+        )
+    if types and found.type not in types:
+        raise StepConfigError(
+            "connection", f"connection {name!r} is of type {found.type}; use {' or '.join(types)}"
+        )
+    return found
+
+
+def connection_env(connection: Connection) -> dict[str, str]:
+    """A connection as environment variables for a script: ``CONNECTION_<FIELD>`` per field
+    (``CONNECTION_PRIVATE_KEY``), except a terraform connection, whose values already are
+    variables and are given as they are."""
+    if connection.type == "terraform":
+        return dict(connection.values)
+    return {f"CONNECTION_{name.upper()}": value for name, value in connection.values.items()}

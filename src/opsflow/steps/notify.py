@@ -67,7 +67,7 @@ class NotifyExecutor:
 
     def __init__(self) -> None:
         _let_apprise_say_why()
-        _register_log_scheme()
+        register_log_scheme()
 
     async def run(self, spec: JobSpec, log: LogSink, cancel: CancelSignal) -> StepResult:
         """Send the message to every channel URL; fail if any of them did not take it."""
@@ -180,7 +180,7 @@ def _let_apprise_say_why() -> None:
 _log_scheme_registered = False
 
 
-def _register_log_scheme() -> None:
+def register_log_scheme() -> None:
     """Teach Apprise ``opsflowlog://CHANNEL`` (once per process: Apprise keeps schemes global
     and warns on a second registration)."""
     global _log_scheme_registered

@@ -30,7 +30,7 @@ from opsflow.status import JobStatus, LogLevel, LogStream, StepType
 from opsflow.words import counted
 
 from .base import CancelSignal, JobSpec, LogSink, StepResult, format_seconds
-from .config import StepConfig, StepConfigError
+from .config import StepConfig, StepConfigError, connection_env, connection_of
 from .outputs import OutputFileError, read_outputs
 from .process import DEFAULT_GRACE, FORCE_GRACE, ProcessOutcome, Stop, run_process
 from .scope import Tracking
@@ -112,9 +112,13 @@ class ScriptExecutor:
 
 
 def _environment(spec: JobSpec, config: StepConfig, output_file: Path) -> dict[str, str]:
-    """The agent's environment (minus its own settings), then the server's, then the step's."""
+    """The agent's environment (minus its own settings), then the server's, then the step's
+    connection's (see `connection_env`), then the step's ``env``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(_AGENT_ENV_PREFIX)}
     env.update(spec.env)
+    connection = connection_of(spec)
+    if connection is not None:
+        env.update(connection_env(connection))
     env.update(config.env_map("env"))
     env["OPSFLOW_OUTPUT"] = str(output_file)
     return env

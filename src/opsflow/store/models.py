@@ -11,6 +11,7 @@ import opsflow.store.agents
 import opsflow.store.analytics
 import opsflow.store.approvals
 import opsflow.store.chains
+import opsflow.store.connections
 import opsflow.store.deliveries
 import opsflow.store.incidents
 import opsflow.store.jobs

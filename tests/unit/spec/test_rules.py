@@ -82,7 +82,7 @@ CASES = [
         5,
         "unknown field 'runn' (did you mean 'run'?); allowed here: id, name, description, "
         "needs, join, retries, retry_delay, timeout, allow_skip, agent, type, shell, run, "
-        "file, env, workdir",
+        "file, env, workdir, connection",
     ),
     Case(
         "step-id",

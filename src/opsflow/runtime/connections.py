@@ -1,0 +1,51 @@
+"""Connections on their way to a job: checked when the job is made, delivered at its claim.
+
+A step names a connection by ``connection:`` (a notify step's ``channel`` is the name of a
+notify connection). When the runtime makes the step's job it checks that the connection
+exists, is enabled and is of a type the step uses; if not, the attempt fails at once with
+that reason, before any agent sees it (retrying cannot fix it). The values are decrypted only
+when an agent claims the job, into the copy handed over (`CONNECTION_KEY`), never into the
+stored spec.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from opsflow.auth.connections import ConnectionType, ConnectionUnusable, usable
+from opsflow.store import connections as connections_store
+from opsflow.store.session import Session
+
+# The key under which a claimed job's in-memory spec carries its ConnectionGrant (as a dict).
+# It exists only in the copy handed to the agent, never in the stored spec.
+CONNECTION_KEY = "_connection"
+
+# The connection types each step type may use, by the step type's name (empty: any type; a
+# script gets the values as environment variables).
+STEP_CONNECTION_TYPES: dict[str, tuple[ConnectionType, ...]] = {
+    "script": (),
+    "http": (ConnectionType.HTTP,),
+    "notify": (ConnectionType.NOTIFY,),
+    "terraform": (ConnectionType.TERRAFORM,),
+    "ssh": (ConnectionType.SSH,),
+}
+
+
+def named_connection(config: Mapping[str, Any]) -> str | None:
+    """The connection a job's config names, if any."""
+    name = config.get("connection")
+    return str(name) if name else None
+
+
+def check_usable(session: Session, step_type: str, config: Mapping[str, Any]) -> None:
+    """Raise `ConnectionUnusable` (with the reason) unless the connection the job's config
+    names exists, is enabled and is of a type ``step_type`` uses."""
+    name = named_connection(config)
+    if name is None:
+        return
+    problem = usable(
+        connections_store.find(session, name), name, STEP_CONNECTION_TYPES.get(step_type)
+    )
+    if problem is not None:
+        raise ConnectionUnusable(f"connection: {problem}")
