@@ -6,8 +6,9 @@ What each type's check does (docs/reference/connections.md says the same):
   with a status below 400, or 404/405 (an API without a page at its root still took the
   credentials); 401, 403 and 407 fail as refused credentials, any other status and every
   network failure fail with the cause.
-- ``ssh``: log in to the connection's ``host`` (as steps do: key or password, host key checked
-  against ``known_hosts`` unless ``accept_new``, through ``jump_host``) and run ``true``.
+- ``ssh``: log in to the connection's ``host`` as ssh steps do (`opsflow.steps.ssh`: key or
+  password, host key checked against ``known_hosts``, ``accept_new``, ``jump_host``) and run
+  ``true``; an unknown host key fails with its fingerprint and the line that accepts it.
 - ``notify``: the URLs were checked by Apprise when the connection was saved; plain webhook
   URLs (``json://``, ``form://``, ``xml://`` and their ``s`` forms) also get a test message,
   since they go to the user's own receiver. Chat and e-mail services get nothing sent, so a
@@ -29,11 +30,12 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-import asyncssh
 import httpx
 
 from opsflow.auth.connections import ConnectionType, http_auth_headers, split_urls
 from opsflow.errors import OpsflowError
+from opsflow.steps.ssh import check_connection as check_ssh_connection
+from opsflow.steps.ssh_login import SshFailed
 
 REFUSED_STATUSES = frozenset({401, 403, 407})
 WEBHOOK_SCHEMES = frozenset({"json", "jsons", "form", "forms", "xml", "xmls"})
@@ -80,56 +82,11 @@ async def _check_http(values: Mapping[str, str], timeout: float) -> str:
 
 
 async def _check_ssh(values: Mapping[str, str], timeout: float) -> str:
-    host = values.get("host")
-    if not host:
-        raise CheckFailed("set the connection's host to test it: steps name their own hosts")
-    port = int(values.get("port", "22"))
-    user = values["user"]
-    options = _ssh_options(values)
     try:
-        async with asyncio.timeout(timeout):
-            tunnel = None
-            if values.get("jump_host"):
-                jump_user, jump_host, jump_port = _jump(values["jump_host"], user)
-                tunnel = await asyncssh.connect(jump_host, jump_port, username=jump_user, **options)
-            try:
-                async with asyncssh.connect(
-                    host, port, username=user, tunnel=tunnel, **options
-                ) as conn:
-                    result = await conn.run("true", check=False)
-            finally:
-                if tunnel is not None:
-                    tunnel.close()
-    except TimeoutError:
-        raise CheckFailed(f"ssh {user}@{host}:{port} timed out after {timeout:g}s") from None
-    except (OSError, asyncssh.Error) as exc:
-        raise CheckFailed(f"ssh {user}@{host}:{port} failed: {exc}") from None
-    if result.exit_status != 0:
-        raise CheckFailed(f"ssh {user}@{host}:{port}: `true` exited {result.exit_status}")
-    return f"logged in to {user}@{host}:{port} and ran true"
-
-
-def _ssh_options(values: Mapping[str, str]) -> dict[str, object]:
-    known: object
-    if values.get("accept_new") == "true":
-        known = None  # any key is accepted (the connection says to trust new hosts)
-    else:
-        known = asyncssh.import_known_hosts(values.get("known_hosts", ""))
-    options: dict[str, object] = {"known_hosts": known, "agent_path": None}
-    if values.get("private_key"):
-        key = asyncssh.import_private_key(values["private_key"], values.get("passphrase"))
-        options["client_keys"] = [key]
-    else:
-        options["client_keys"] = []
-    if values.get("password"):
-        options["password"] = values["password"]
-    return options
-
-
-def _jump(text: str, default_user: str) -> tuple[str, str, int]:
-    user, _, rest = text.rpartition("@")
-    host, _, port = rest.partition(":")
-    return user or default_user, host, int(port or 22)
+        await check_ssh_connection(values, timeout)
+    except SshFailed as exc:
+        raise CheckFailed(exc.message) from None
+    return f"logged in to {values.get('user')}@{values.get('host')} and ran true"
 
 
 def _check_notify(values: Mapping[str, str], timeout: float) -> str:

@@ -14,6 +14,7 @@ from tests.integration.secrets.conftest import (  # noqa: F401  (fixtures used b
     settings,
     token_for,
 )
+from tests.sshd import ssh_user_key, sshd_hosts  # noqa: F401  (fixtures)
 
 BEARER = "bearer-Tok3n-for-the-api-0042"
 

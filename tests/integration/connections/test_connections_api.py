@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from opsflow.store.connections import ConnectionRow
 from opsflow.store.db import Database
+from tests.sshd import SshHost, SshUserKey
 
 from .conftest import BEARER, ApiServer
 
@@ -263,3 +264,27 @@ def test_validation_and_saving_warn_of_unusable_connections(client: TestClient) 
     assert [(w["loc"], w["msg"]) for w in checked.json()["warnings"]] == expected
     assert saved.status_code == 201, saved.text
     assert [(w["loc"], w["msg"]) for w in saved.json()["warnings"]] == expected
+
+
+def test_an_ssh_connection_test_logs_in_and_an_unknown_host_key_fails_with_its_fingerprint(
+    client: TestClient, sshd_hosts: list[SshHost], ssh_user_key: SshUserKey
+) -> None:
+    host = sshd_hosts[0]
+    values = host.connection_values(ssh_user_key)
+    _put(client, "good", {"type": "ssh", "values": values}).raise_for_status()
+    stranger = {
+        **values,
+        "known_hosts": sshd_hosts[1]
+        .known_hosts()
+        .replace(f":{sshd_hosts[1].port}]", f":{host.port}]"),
+    }
+    _put(client, "stranger", {"type": "ssh", "values": stranger}).raise_for_status()
+
+    passed = client.post("/api/v1/connections/good/test", params={"timeout": 10})
+    failed = client.post("/api/v1/connections/stranger/test", params={"timeout": 10})
+
+    assert passed.json()["ok"] is True, passed.text
+    assert passed.json()["connection"]["last_test_ok"] is True
+    assert failed.json()["ok"] is False
+    assert host.fingerprint in failed.json()["detail"]
+    assert failed.json()["connection"]["last_test_error"] == failed.json()["detail"]
