@@ -114,6 +114,13 @@ def test_an_error_shows_at_its_line_and_the_fix_publishes_version_2(
     expect(guard).to_be_visible()
     guard.get_by_role("button", name="Keep it").click()
     expect(page).to_have_url(re.compile(r"/workflows/e2e-ed-hello/edit$"))
+    # The back button cannot be held: coming back offers the unsaved text again.
+    page.go_back()
+    expect(page.get_by_role("heading", name="Workflows")).to_be_visible()
+    page.go_forward()
+    page.get_by_role("button", name="Bring them back").click()
+    expect(editor(page)).to_contain_text("echo unsaved")
+    expect(page.get_by_text("● Unsaved changes")).to_be_visible()
 
 
 def settled_box(handle: Locator) -> FloatRect:

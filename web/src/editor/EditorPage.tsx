@@ -56,7 +56,7 @@ function useFindings(text: string | null) {
 
 /** Asks before the page is left with unsaved changes: the browser's own prompt on reload or
  *  close, and our dialog for a link inside the app. */
-function useUnsavedGuard(dirty: boolean) {
+function useUnsavedGuard(dirty: boolean, onDiscard: () => void) {
   const [leaving, setLeaving] = useState<string | null>(null);
   const navigate = useNavigate();
   const bypass = useRef(false);
@@ -89,6 +89,7 @@ function useUnsavedGuard(dirty: boolean) {
       onClose={() => setLeaving(null)}
       onConfirm={() => {
         bypass.current = true;
+        onDiscard();
         const to = leaving;
         setLeaving(null);
         navigate(to);
@@ -116,7 +117,7 @@ export default function EditorPage() {
   const tab = (["yaml", "builder", "versions"].includes(search.get("tab") ?? "") ? search.get("tab") : "yaml") as Tab;
 
   const [text, setText] = useState<string | null>(isNew ? NEW_WORKFLOW : null);
-  const [saved, setSaved] = useState<string | null>(isNew ? "" : null);
+  const [saved, setSaved] = useState<string | null>(isNew ? NEW_WORKFLOW : null);
   const [warnings, setWarnings] = useState<Finding[]>([]);
   const [busy, setBusy] = useState<null | "save" | "publish" | "test">(null);
   const [published, setPublished] = useState<number | null>(null);
@@ -130,7 +131,23 @@ export default function EditorPage() {
   }, [workflow.data, text]);
 
   const dirty = text !== null && text !== saved;
-  const leaveDialog = useUnsavedGuard(dirty);
+  // The browser's back button cannot be held: unsaved text is kept for this tab's session, and
+  // coming back offers it again.
+  const stashKey = `opsflow.editor.unsaved.${id ?? "new"}`;
+  const leaveDialog = useUnsavedGuard(dirty, () => window.sessionStorage.removeItem(stashKey));
+  const [stashed, setStashed] = useState<string | null>(null);
+  useEffect(() => {
+    if (saved === null) return;
+    const kept = window.sessionStorage.getItem(stashKey);
+    if (kept !== null && kept !== saved) setStashed(kept);
+    // Only when the saved text first arrives.
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [saved === null, stashKey]);
+  useEffect(() => {
+    if (text === null || saved === null) return;
+    if (dirty) window.sessionStorage.setItem(stashKey, text);
+    else if (stashed === null) window.sessionStorage.removeItem(stashKey);
+  }, [dirty, text, saved, stashKey, stashed]);
   const validation = useFindings(text);
   const current = validation.for === text;
   const findings = useMemo(() => (current ? [...validation.findings, ...warnings] : warnings), [current, validation.findings, warnings]);
@@ -231,6 +248,31 @@ export default function EditorPage() {
           )}
         </div>
       </div>
+      {stashed !== null && stashed !== text && (
+        <div className="banner-warning stash-banner" role="status">
+          You left this editor with unsaved changes.{" "}
+          <button
+            type="button"
+            className="small"
+            onClick={() => {
+              setText(stashed);
+              setStashed(null);
+            }}
+          >
+            Bring them back
+          </button>{" "}
+          <button
+            type="button"
+            className="small"
+            onClick={() => {
+              window.sessionStorage.removeItem(stashKey);
+              setStashed(null);
+            }}
+          >
+            Discard them
+          </button>
+        </div>
+      )}
       <div className="tabs">
         <div className="tab-list" role="tablist" aria-label="Editor views">
         {(
