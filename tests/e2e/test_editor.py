@@ -68,10 +68,12 @@ def test_an_error_shows_at_its_line_and_the_fix_publishes_version_2(
     page.keyboard.type("l")
     completions = page.locator(".cm-tooltip-autocomplete")
     expect(completions).to_contain_text("shell")
+    shot(page, "editor_completion")
     page.keyboard.press("Escape")
     # Hover docs: what `shell` means.
     page.locator(".cm-line", has_text="shell: sh").first.get_by_text("shell").hover()
     expect(page.locator(".cm-schema-doc")).to_contain_text("Interpreter")
+    shot(page, "editor_hover_docs")
 
     replace_text(page, BROKEN)
     problems = page.get_by_test_id("problems")
@@ -177,6 +179,16 @@ def test_a_workflow_built_in_the_visual_builder_alone_publishes_and_runs(
     expect(canvas.locator(".flow-node")).to_have_count(3)
     props.get_by_label(re.compile("^run")).fill("echo shipped")
     props.get_by_label(re.compile("^run")).blur()
+    # A step added by mistake goes with the Delete key (it is selected once added), another
+    # with the form's button.
+    palette.get_by_role("button", name="http").click()
+    expect(canvas.locator(".flow-node")).to_have_count(4)
+    page.keyboard.press("Delete")
+    expect(canvas.locator(".flow-node")).to_have_count(3)
+    palette.get_by_role("button", name="notify").click()
+    expect(canvas.locator(".flow-node")).to_have_count(4)
+    props.get_by_role("button", name="Delete step").click()
+    expect(canvas.locator(".flow-node")).to_have_count(3)
     page.get_by_role("button", name="Auto-layout").click()
 
     # build -> approval (its success) by dragging; approval -> script (approved) the same way.
