@@ -555,14 +555,22 @@ def agent_lost(status: JobStatus, error: str | None) -> bool:
 
 
 def fail_lost_job(session: Session, job_id: str, now: float) -> bool:
-    """An expired lease: the attempt failed ("agent lost"); its retry policy decides."""
+    """An expired lease: the attempt failed ("agent lost"); its retry policy decides.
+
+    A job the server had already stopped for its timeout ends as ``timeout`` with the
+    server's reason ("timed out after 2s") instead: the server enforces step timeouts itself,
+    also when the agent is gone (killed, frozen, cut off) and can no longer report the stop.
+    Either way the attempt is retryable, and a timeout does not count as an agent lost."""
     res = session.connection().execute(
         update(JOBS)
         .where(JOBS.c.id == job_id, JOBS.c.status.in_(IN_FLIGHT), JOBS.c.lease_expires_at < now)
         .values(
-            status=JobStatus.FAILED.value,
+            status=case((_TIMED_OUT, JobStatus.TIMEOUT.value), else_=JobStatus.FAILED.value),
             ended_at=now,
-            error=f"{AGENT_LOST}: its lease expired without a report",
+            error=case(
+                (_TIMED_OUT, JOBS.c.error),
+                else_=f"{AGENT_LOST}: its lease expired without a report",
+            ),
             retryable=True,
             lease_expires_at=None,
         )
