@@ -13,7 +13,14 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from opsflow.spec.duration import Duration
-from opsflow.spec.fields import EnvMap, FieldProblem, NonBlank, RelativePath, SpecModel
+from opsflow.spec.fields import (
+    ConnectionName,
+    EnvMap,
+    FieldProblem,
+    NonBlank,
+    RelativePath,
+    SpecModel,
+)
 from opsflow.spec.steps import StepBase
 from opsflow.status import StepType
 
@@ -73,7 +80,7 @@ class SshStep(StepBase):
         description="Hosts as a list (host or host:port), a templated string of names "
         "separated by commas or spaces, or {hosts: [...]} / {file: INVENTORY, pattern: GROUP}."
     )
-    connection: NonBlank = Field(
+    connection: ConnectionName = Field(
         description="Name of the ssh connection to log in with (user, key, known_hosts)."
     )
     user: NonBlank | None = Field(None, description="Login user; defaults to the connection's.")
