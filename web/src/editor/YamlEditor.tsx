@@ -31,7 +31,7 @@ function placeOf(lines: string[], n: number, before: string): { path: PathPart[]
   return { path: pathAt(lines, n, indent), indent };
 }
 
-function completionSource(docs: () => SchemaDocs | null) {
+export function completionSource(docs: () => SchemaDocs | null) {
   return (ctx: CompletionContext): CompletionResult | null => {
     const schema = docs();
     if (!schema) return null;
@@ -40,13 +40,17 @@ function completionSource(docs: () => SchemaDocs | null) {
     const lines = ctx.state.doc.toString().split("\n");
     const n = line.number - 1;
 
-    const needs = /needs:\s*\[(?:[^\]]*,)?\s*([A-Za-z0-9_.-]*)$/.exec(before);
-    if (needs) {
+    // A needs entry, in a flow list (`needs: [a, b.failed]`) or a block list (`- a`).
+    const inFlow = /needs:\s*\[(?:[^\]]*,)?\s*([A-Za-z0-9_.-]*)$/.exec(before);
+    const item = /^( *)- +([A-Za-z0-9_.-]*)$/.exec(before);
+    const inBlock = item && ((p) => p && "key" in p && p.key === "needs")(pathAt(lines, n, item[1]!.length).at(-1)) ? item : null;
+    const needs = inFlow ? inFlow[1]! : inBlock ? inBlock[2]! : null;
+    if (needs !== null) {
       const graph = graphOf(parse(ctx.state.doc.toString()));
       const options: Completion[] = graph.steps.flatMap((s) =>
         outcomesOf(s.type).map((o) => ({ label: o === "success" ? s.id : `${s.id}.${o}`, type: "variable", detail: o === "success" ? `${s.type} succeeded` : `${s.type} ${o}` })),
       );
-      return { from: ctx.pos - needs[1]!.length, options, validFor: /^[A-Za-z0-9_.-]*$/ };
+      return { from: ctx.pos - needs.length, options, validFor: /^[A-Za-z0-9_.-]*$/ };
     }
 
     const value = /^( *)((?:- +)?)([A-Za-z0-9_-]+):[ \t]+["']?([A-Za-z0-9_.-]*)$/.exec(before);

@@ -87,7 +87,7 @@ export default function WorkflowPage() {
           <ul className="plain">
             {(versions.data ?? []).map((v) => (
               <li key={v.number}>
-                v{v.number} <span className="muted small" title={exactTime(v.created_at)}>{relativeTime(v.created_at)} by {v.created_by ?? "—"}</span>
+                <Link to={`/workflows/${encodeURIComponent(wf.id)}/edit?tab=versions&v=${v.number}`}>v{v.number}</Link> <span className="muted small" title={exactTime(v.created_at)}>{relativeTime(v.created_at)} by {v.created_by ?? "—"}</span>
               </li>
             ))}
             {versions.data?.length === 0 && <li className="muted">Not published yet.</li>}
