@@ -38,7 +38,9 @@ export function SshHostsTable({ hosts, label }: { hosts: [string, HostOutcome][]
           <tr>
             <th scope="col">Host</th>
             <th scope="col">Status</th>
-            <th scope="col">Exit code</th>
+            <th scope="col">
+              <abbr title="Exit code">Exit</abbr>
+            </th>
             <th scope="col">Duration</th>
           </tr>
         </thead>
