@@ -15,6 +15,14 @@ const ExecutionsPage = lazy(() => import("./executions/ExecutionsPage"));
 const ExecutionPage = lazy(() => import("./executions/ExecutionPage"));
 const ApprovalsPage = lazy(() => import("./approvals/ApprovalsPage"));
 const EditorPage = lazy(() => import("./editor/EditorPage"));
+const AnalyticsPage = lazy(() => import("./analytics/AnalyticsPage"));
+const AgentsPage = lazy(() => import("./agents/AgentsPage"));
+const AuditPage = lazy(() => import("./audit/AuditPage"));
+const SettingsLayout = lazy(() => import("./settings/SettingsLayout"));
+const UsersPage = lazy(() => import("./settings/UsersPage"));
+const TeamsPage = lazy(() => import("./settings/TeamsPage"));
+const TokensPage = lazy(() => import("./settings/TokensPage"));
+const SecretsPage = lazy(() => import("./settings/SecretsPage"));
 
 const queryClient = new QueryClient({
   defaultOptions: {
@@ -55,6 +63,16 @@ createRoot(document.getElementById("root")!).render(
                 <Route path="/executions" element={<ExecutionsPage />} />
                 <Route path="/executions/:id" element={<ExecutionPage />} />
                 <Route path="/approvals" element={<ApprovalsPage />} />
+                <Route path="/analytics" element={<AnalyticsPage />} />
+                <Route path="/agents" element={<AgentsPage />} />
+                <Route path="/audit" element={<AuditPage />} />
+                <Route path="/settings" element={<SettingsLayout />}>
+                  <Route index element={<Navigate to="/settings/tokens" replace />} />
+                  <Route path="users" element={<UsersPage />} />
+                  <Route path="teams" element={<TeamsPage />} />
+                  <Route path="tokens" element={<TokensPage />} />
+                  <Route path="secrets" element={<SecretsPage />} />
+                </Route>
                 <Route path="*" element={<NotFound />} />
               </Route>
             </Routes>

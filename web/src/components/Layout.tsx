@@ -42,6 +42,10 @@ export function Layout() {
           <NavItem to="/workflows">Workflows</NavItem>
           <NavItem to="/executions">Executions</NavItem>
           <NavItem to="/approvals">Approvals</NavItem>
+          <NavItem to="/analytics">Analytics</NavItem>
+          <NavItem to="/agents">Agents</NavItem>
+          {me.data.permissions.includes("audit:read") && <NavItem to="/audit">Audit</NavItem>}
+          <NavItem to="/settings">Settings</NavItem>
         </nav>
         <div className="user">
           <span title={`role: ${me.data.role}`}>
