@@ -5,9 +5,10 @@ authenticated and read (``triggers/ingress.py``; the work is `DeliveryDesk`'s). 
 the point: nothing is parsed or written for a sender who has not proved it holds the
 trigger's secret (bearer tokens before a byte of the body is read), the body is read with its
 type's cap while it streams in (413 without reading the rest: 1 MiB for a webhook, 25 MiB for
-git and incident), an authenticated delivery is counted against the key's rate limit (429 with
-``Retry-After``), and the answer comes as soon as the execution is committed: 202, or 200 for
-a repeat or for a delivery the trigger's filters leave out. Every outcome is recorded.
+git and incident), an authenticated delivery is counted against the key's rate limit (429
+with ``Retry-After``, which wins over any other refusal) in the transaction that starts its
+run, and the answer comes as soon as that transaction is committed: 202, or 200 for a repeat
+or for a delivery the trigger's filters leave out. Every outcome is recorded.
 
 Refusals: an unknown key is 404 (not recorded: no trigger to record it under); a paused
 workflow and a disabled or retired trigger are 409, recorded with the reason.
@@ -99,8 +100,14 @@ async def _read_capped(
                 error = PayloadTooLarge(f"the body passes this hook's limit of {limit} bytes")
                 break
     if error is not None:
+        # An authenticated sender is counted against the rate limit here (429 wins).
         await run_in_threadpool(
-            desk.refuse, opened.target, arrival, error, authenticated=opened.authenticated
+            desk.refuse,
+            opened.target,
+            arrival,
+            error,
+            authenticated=opened.authenticated,
+            count=opened.authenticated,
         )
         raise error
     return bytes(body)

@@ -5,7 +5,7 @@ A definition is validated when it is saved; the runtime reads only its shape aga
 added since never stops a run already under way). Parsing a large definition costs far more
 than a step, so it is done once per distinct definition (the key is its JSON text, cheap next
 to the parse and safe whatever database it came from) and once per execution for the graph,
-not on every start and job end.
+not on every start and job end. A published version (immutable) is read once per process.
 """
 
 from __future__ import annotations
@@ -14,12 +14,18 @@ import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping
+from datetime import datetime
 from typing import Any, Generic, TypeVar
+
+from sqlalchemy.orm import Session
 
 from opsflow.engine import model as m
 from opsflow.spec.graph import to_graph
 from opsflow.spec.models import Workflow
+from opsflow.store import workflows as workflows_store
 from opsflow.store.runs import Execution
+from opsflow.store.workflows import Workflow as StoredWorkflow
+from opsflow.store.workflows import WorkflowVersion
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -57,6 +63,18 @@ def workflow_model(definition: Mapping[str, Any]) -> Workflow:
     """The model of a saved (already validated) definition, parsed once per content."""
     key = json.dumps(definition, sort_keys=True, separators=(",", ":"), default=str)
     return _models.get(key, lambda: Workflow.model_validate(definition))
+
+
+# By database, workflow (its row's creation time too: a test's fresh database may reuse an
+# id) and version number: versions are never updated.
+_versions: _Lru[tuple[str, str, datetime, int], WorkflowVersion] = _Lru(256)
+
+
+def published_version(session: Session, workflow: StoredWorkflow, number: int) -> WorkflowVersion:
+    """Version ``number`` of ``workflow``, read from the database once per process (a
+    trigger reads its workflow's latest version on every fire). `NotFound` if none."""
+    key = (str(session.get_bind().engine.url), workflow.id, workflow.created_at, number)
+    return _versions.get(key, lambda: workflows_store.get_version(session, workflow.id, number))
 
 
 def graph_of(execution: Execution) -> m.Graph:

@@ -18,6 +18,7 @@ from opsflow.runtime.definitions import workflow_model
 from opsflow.spec.loader import load_definition
 from opsflow.spec.params import resolve_params
 from opsflow.store import workflows as workflows_store
+from opsflow.store.workflows import WorkflowVersion
 
 
 @dataclass(frozen=True)
@@ -91,4 +92,30 @@ def run_request(
         chain=chain,
         parent_execution_id=parent[0] if parent else None,
         parent_step_id=parent[1] if parent else None,
+    )
+
+
+def pinned_request(
+    pinned: WorkflowVersion,
+    *,
+    params: Mapping[str, Any],
+    started_by: str | None,
+    trigger_type: str,
+    trigger: dict[str, Any] | None,
+    chain: tuple[str, ...] = (),
+) -> RunRequest:
+    """The request to run the published version ``pinned`` the caller already read (a
+    trigger's fire, which read it under the workflow's row lock): `run_request` without
+    reading the workflow and its version again. Raises `InvalidInput` for bad ``params``."""
+    model = workflow_model(pinned.definition)
+    return RunRequest(
+        workflow_id=pinned.workflow_id,
+        definition=pinned.definition,
+        params=resolve_params(model.params, dict(params)),
+        version=pinned.number,
+        bundle_digest=pinned.bundle_digest,
+        trigger_type=trigger_type,
+        trigger=trigger,
+        started_by=started_by,
+        chain=chain,
     )

@@ -65,6 +65,15 @@ class Database:
         self._readers = sessionmaker(
             self.engine.execution_options(opsflow_read_only=True), expire_on_commit=False
         )
+        # PostgreSQL's autocommit: no BEGIN and COMMIT round trips around a lone read.
+        self._lone_readers = (
+            self._readers
+            if self.is_sqlite
+            else sessionmaker(
+                self.engine.execution_options(isolation_level="AUTOCOMMIT"),
+                expire_on_commit=False,
+            )
+        )
 
     @property
     def is_sqlite(self) -> bool:
@@ -99,6 +108,14 @@ class Database:
         """A transaction that only reads: on SQLite it takes no write lock, so live viewers
         and API reads never hold up the runtime."""
         with self._readers() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def read_lone(self) -> Iterator[Session]:
+        """Reads that need no snapshot in common (each statement sees what is committed when
+        it runs), on a hot path: on PostgreSQL in autocommit mode, which saves the BEGIN and
+        COMMIT round trips of `read`; on SQLite the same as `read`."""
+        with self._lone_readers() as session, session.begin():
             yield session
 
     def dispose(self) -> None:

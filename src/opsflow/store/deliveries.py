@@ -25,6 +25,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal,
     select,
     update,
 )
@@ -147,27 +148,25 @@ class NewDelivery:
     execution_id: str | None = None
 
 
+def _values(d: NewDelivery) -> dict[str, object]:
+    return {
+        "request_id": d.request_id,
+        "workflow_id": d.workflow_id,
+        "trigger_name": d.trigger_name,
+        "trigger_type": d.trigger_type,
+        "received_at": d.received_at,
+        "source_address": d.source_address[:64],
+        "outcome": d.outcome.value,
+        "status_code": d.status_code,
+        "reason": d.reason,
+        "delivery_key": d.delivery_key,
+        "execution_id": d.execution_id,
+    }
+
+
 def record(session: Session, deliveries: list[NewDelivery]) -> None:
     """Record ``deliveries`` (the items of one request, usually one)."""
-    session.execute(
-        insert(TriggerDelivery),
-        [
-            {
-                "request_id": d.request_id,
-                "workflow_id": d.workflow_id,
-                "trigger_name": d.trigger_name,
-                "trigger_type": d.trigger_type,
-                "received_at": d.received_at,
-                "source_address": d.source_address[:64],
-                "outcome": d.outcome.value,
-                "status_code": d.status_code,
-                "reason": d.reason,
-                "delivery_key": d.delivery_key,
-                "execution_id": d.execution_id,
-            }
-            for d in deliveries
-        ],
-    )
+    session.execute(insert(TriggerDelivery), [_values(d) for d in deliveries])
 
 
 def list_deliveries(
@@ -233,6 +232,50 @@ def claim_key(
         .returning(HookDeliveryKey.key)
     ).first()
     if claimed is not None:
+        return None
+    earlier = session.scalar(
+        select(HookDeliveryKey.execution_id).where(
+            HookDeliveryKey.trigger_id == trigger_id, HookDeliveryKey.key == key
+        )
+    )
+    return str(earlier) if earlier is not None else None
+
+
+def claim_key_and_record(
+    session: Session, trigger_id: int, key: str, started: NewDelivery, now: datetime
+) -> str | None:
+    """`claim_key` for ``started.execution_id`` and, when the claim is this transaction's,
+    `record` ``started`` too: None then; else the execution an earlier delivery with that key
+    started, with nothing recorded (the caller records the repeat).
+
+    On PostgreSQL the two are one statement (the claim in a data-modifying ``WITH``, the
+    record inserted only for the row it returns): one round trip on the hot path of every
+    accepted delivery. On SQLite, where a round trip costs nothing, two."""
+    assert started.execution_id is not None
+    if session.get_bind().dialect.name != "postgresql":
+        earlier = claim_key(session, trigger_id, key, started.execution_id, now)
+        if earlier is None:
+            record(session, [started])
+        return earlier
+    claimed = (
+        pg_insert(HookDeliveryKey)
+        .values(trigger_id=trigger_id, key=key, execution_id=started.execution_id, created_at=now)
+        .on_conflict_do_nothing(index_elements=["trigger_id", "key"])
+        .returning(HookDeliveryKey.key)
+        .cte("claimed")
+    )
+    values = _values(started)
+    recorded = session.execute(
+        insert(TriggerDelivery)
+        .from_select(
+            list(values),
+            select(
+                *(literal(v, type_=TriggerDelivery.__table__.c[k].type) for k, v in values.items())
+            ).select_from(claimed),
+        )
+        .returning(TriggerDelivery.id)
+    ).first()
+    if recorded is not None:
         return None
     earlier = session.scalar(
         select(HookDeliveryKey.execution_id).where(

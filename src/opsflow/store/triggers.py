@@ -38,6 +38,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from opsflow.errors import NotFound
 from opsflow.store.base import Base, JSONType, UTCDateTime, utcnow
 from opsflow.store.tables import Workflow as WorkflowRow
+from opsflow.store.workflows import Workflow
 
 
 class TriggerRow(Base):
@@ -195,6 +196,21 @@ def get_by_id(session: Session, trigger_id: int) -> Trigger:
     if row is None:
         raise NotFound(f"trigger #{trigger_id} not found")
     return Trigger.from_row(row)
+
+
+def lock_workflow_of(session: Session, trigger_id: int) -> Workflow:
+    """The workflow of trigger ``trigger_id``, read with its row lock (``FOR UPDATE`` on
+    PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already serializes writers): one statement for
+    what a fire used to read in three. Deleted workflows too (the caller says why it refuses);
+    `NotFound` when there is no such trigger."""
+    owner = select(TriggerRow.workflow_id).where(TriggerRow.id == trigger_id).scalar_subquery()
+    query = select(WorkflowRow).where(WorkflowRow.id == owner)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    row = session.scalar(query)
+    if row is None:
+        raise NotFound(f"trigger #{trigger_id} not found")
+    return Workflow.from_row(row)
 
 
 def get_by_hook_key(session: Session, hook_key: str) -> Trigger | None:

@@ -4,9 +4,17 @@ behind the key, count the delivery against the key's rate limit, start what the 
 
 The route (``api/hooks.py``) makes two blocking calls off the event loop per delivery and
 reads the body between them: `DeliveryDesk.open` (find the trigger, authenticate from the
-headers, count against the rate limit) and `DeliveryDesk.finish` (check a signature of the
-body, read it with the type's source, start, record). Two thread hops, not one per step,
+headers) and `DeliveryDesk.finish` (check a signature of the body, read it with the type's
+source, count against the rate limit, start, record). Two thread hops, not one per step,
 keep the answer within milliseconds.
+
+An authenticated delivery is counted against its key's rate limit once, in the first
+transaction that writes anything for it: the one that starts its first run (with the run,
+its delivery key and its record: one commit per accepted delivery), or the one that records
+its refusal or what the filters left out. Past the limit that transaction writes nothing else
+and the sender gets 429, before any other refusal. The counter's row is always taken before
+the workflow's (a run's row lock, a delivery record's foreign key), so two deliveries never
+wait on each other in a cycle.
 """
 
 from __future__ import annotations
@@ -30,13 +38,14 @@ from opsflow.errors import (
     RateLimited,
     Unauthorized,
 )
+from opsflow.runtime.changes import Changes
 from opsflow.runtime.service import Runtime
 from opsflow.spec.triggers import TriggerType
 from opsflow.store import deliveries as log_store
 from opsflow.store import triggers as triggers_store
 from opsflow.store.deliveries import DeliveryOutcome, NewDelivery
 from opsflow.store.session import Session
-from opsflow.triggers.fire import Claim, Event, TriggerRefused, fire
+from opsflow.triggers.fire import Claim, Event, Fired, TriggerRefused, fire_in
 from opsflow.triggers.ingress import (
     BodyInvalid,
     Headers,
@@ -152,7 +161,9 @@ class DeliveryDesk:
         an authenticated one is counted against the key's rate limit (`RateLimited`).
 
         Raises `NotFound` for an unknown key and `Unauthorized` (recorded) for a sender
-        without the secret; nothing else is written for either."""
+        without the secret; nothing else is written for either. An authenticated delivery
+        is counted against the rate limit by `finish` (or by `refuse`, if its body is too
+        large), in the transaction that writes what came of it."""
         target = self.target(key)
         source = self.sources.get(TriggerType(target.type))
         if source is None:
@@ -177,15 +188,14 @@ class DeliveryDesk:
             error = Unauthorized(str(exc))
             self.refuse(target, arrival, error, authenticated=False)
             raise error from None
-        if authenticated:
-            self.admit(target, arrival)
         return Opened(target, source, authenticated)
 
     def finish(
         self, opened: Opened, headers: Headers, body: bytes, arrival: Arrival
     ) -> list[Settled]:
         """Check the body's signature when the headers did not authenticate, read the body
-        with the trigger type's source, and start and record what it asks for."""
+        with the trigger type's source, and start and record what it asks for, counting the
+        delivery against the key's rate limit (`RateLimited`)."""
         target, source = opened.target, opened.source
         assert target.secret is not None  # `open` refused the delivery otherwise
         if not opened.authenticated:
@@ -195,20 +205,20 @@ class DeliveryDesk:
                 error = Unauthorized(str(exc))
                 self.refuse(target, arrival, error, authenticated=False)
                 raise error from None
-            self.admit(target, arrival)
         try:
             self.body_check(body)
             reading = _read(source, target, headers, body)
         except InvalidInput as exc:
-            self.refuse(target, arrival, exc, authenticated=True)
+            self.refuse(target, arrival, exc, authenticated=True, count=True)
             raise
         observer = self.observers.get(TriggerType(target.type))
         observe = observer(target, body) if observer is not None else None
-        return self.settle(target, arrival, reading, observe)
+        return self.settle(target, arrival, reading, observe, count=True)
 
     def target(self, key: str) -> HookTarget:
         """The trigger behind ``key``; `NotFound` when no hook trigger has it."""
-        with self.db.read() as session:
+        # One or two reads that need no common snapshot: no transaction round trips.
+        with self.db.read_lone() as session:
             trigger = triggers_store.get_by_hook_key(session, key)
             if trigger is None or trigger.type not in HOOK_TYPES:
                 # The key is not echoed: it may be long, and it is whatever the sender typed.
@@ -246,56 +256,87 @@ class DeliveryDesk:
         *,
         authenticated: bool,
         delivery_key: str | None = None,
+        count: bool = False,
     ) -> None:
         """Record that the delivery was refused with ``error`` (an unauthenticated one only
-        while the key's refusals this minute are few)."""
+        while the key's refusals this minute are few).
+
+        With ``count`` (an authenticated delivery not yet counted) the delivery is counted
+        against the key's rate limit first, in the same transaction; past the limit this
+        raises `RateLimited` instead, having recorded only the first such refusal of the
+        minute."""
         window = int(arrival.received_at // RATE_WINDOW_SECONDS)
+        limited: RateLimited | None = None
         with self.db.session() as session:
+            if count:
+                limited = self._count(session, target, arrival)
             if not authenticated:
-                count = log_store.count_in_window(session, target.hook_key, window, "refused")
-                if count > REFUSALS_RECORDED_PER_MINUTE:
+                seen = log_store.count_in_window(session, target.hook_key, window, "refused")
+                if seen > REFUSALS_RECORDED_PER_MINUTE:
                     return
+            if limited is None:
+                self._record_refusal(session, target, arrival, error, delivery_key)
+        if limited is not None:
+            raise limited
+
+    def _record_refusal(
+        self,
+        session: Session,
+        target: HookTarget,
+        arrival: Arrival,
+        error: OpsflowError,
+        delivery_key: str | None,
+    ) -> None:
+        log_store.record(
+            session,
+            [
+                self._row(
+                    target,
+                    arrival,
+                    DeliveryOutcome.REFUSED,
+                    error.status_code,
+                    error.message,
+                    delivery_key,
+                    None,
+                )
+            ],
+        )
+
+    def admit(self, target: HookTarget, arrival: Arrival) -> None:
+        """Count an authenticated delivery against the key's limit in a transaction of its
+        own; `RateLimited` past it (the first refusal of a minute is recorded, the rest only
+        counted)."""
+        with self.db.session() as session:
+            limited = self._count(session, target, arrival)
+        if limited is not None:
+            raise limited
+
+    def _count(
+        self, session: Session, target: HookTarget, arrival: Arrival, *, record: bool = True
+    ) -> RateLimited | None:
+        """Count the delivery against its key's limit in the caller's transaction: None
+        within the limit, else the error to raise once the transaction has ended (with
+        ``record``, the first refusal of the minute is recorded in it)."""
+        window = int(arrival.received_at // RATE_WINDOW_SECONDS)
+        count = log_store.count_in_window(session, target.hook_key, window, "accepted")
+        if count <= self.rate_per_minute:
+            return None
+        retry_after = max(1, math.ceil((window + 1) * RATE_WINDOW_SECONDS - arrival.received_at))
+        error = RateLimited(
+            f"more than {self.rate_per_minute} deliveries this minute on this hook key; "
+            f"try again in {retry_after} s",
+            retry_after=retry_after,
+        )
+        if record and count == self.rate_per_minute + 1:
             log_store.record(
                 session,
                 [
                     self._row(
-                        target,
-                        arrival,
-                        DeliveryOutcome.REFUSED,
-                        error.status_code,
-                        error.message,
-                        delivery_key,
-                        None,
+                        target, arrival, DeliveryOutcome.REFUSED, 429, error.message, None, None
                     )
                 ],
             )
-
-    def admit(self, target: HookTarget, arrival: Arrival) -> None:
-        """Count an authenticated delivery against the key's limit; `RateLimited` past it
-        (the first refusal of a minute is recorded, the rest only counted)."""
-        window = int(arrival.received_at // RATE_WINDOW_SECONDS)
-        with self.db.session() as session:
-            count = log_store.count_in_window(session, target.hook_key, window, "accepted")
-            if count <= self.rate_per_minute:
-                return
-            retry_after = max(
-                1, math.ceil((window + 1) * RATE_WINDOW_SECONDS - arrival.received_at)
-            )
-            error = RateLimited(
-                f"more than {self.rate_per_minute} deliveries this minute on this hook key; "
-                f"try again in {retry_after} s",
-                retry_after=retry_after,
-            )
-            if count == self.rate_per_minute + 1:
-                log_store.record(
-                    session,
-                    [
-                        self._row(
-                            target, arrival, DeliveryOutcome.REFUSED, 429, error.message, None, None
-                        )
-                    ],
-                )
-        raise error
+        return error
 
     def settle(
         self,
@@ -303,6 +344,8 @@ class DeliveryDesk:
         arrival: Arrival,
         reading: Reading,
         observe: ItemObserver | None = None,
+        *,
+        count: bool = False,
     ) -> list[Settled]:
         """Start each `Start` of ``reading`` (deduplicated) and record every item.
 
@@ -310,7 +353,9 @@ class DeliveryDesk:
         keeps of it) is written inside it by the claim, so a run and its records commit
         together. A refusal (paused workflow, disabled trigger, bad params) is recorded on its
         own; when nothing of the delivery started or repeated, the first refusal is raised
-        (409 or 422 to the sender).
+        (409 or 422 to the sender). With ``count`` (a delivery on the hook URL, not a poll)
+        the first transaction that writes counts the delivery against the key's rate limit
+        (`RateLimited` past it, with nothing started).
         """
         settled: list[Settled] = []
         refusals: list[OpsflowError] = []
@@ -334,31 +379,79 @@ class DeliveryDesk:
                 continue
             event = _event(target, arrival, item)
             try:
-                claim = self._claim(target, arrival, item, index, observe)
-                fired = fire(self.runtime, target.trigger_id, event, claim=claim)
+                fired = self._fire(target, arrival, event, item, index, observe, count=count)
             except (TriggerRefused, InvalidInput, NotFound) as exc:
                 unstarted.append(index)
-                self.refuse(target, arrival, exc, authenticated=True, delivery_key=item.dedupe_key)
+                self.refuse(
+                    target,
+                    arrival,
+                    exc,
+                    authenticated=True,
+                    delivery_key=item.dedupe_key,
+                    count=count,
+                )
+                count = False
                 settled.append(Settled(DeliveryOutcome.REFUSED, reason=exc.message))
                 refusals.append(exc)
                 continue
+            count = False
             if fired.created:
                 settled.append(Settled(DeliveryOutcome.STARTED, fired.execution_id, item.summary))
             else:
                 settled.append(
                     Settled(DeliveryOutcome.DEDUPLICATED, fired.execution_id, _repeat(item))
                 )
-        if skipped or (observe is not None and unstarted):
+        if count or skipped or (observe is not None and unstarted):
+            limited: RateLimited | None = None
             with self.db.session() as session:
-                if skipped:
+                if count:
+                    limited = self._count(session, target, arrival)
+                if limited is None and skipped:
                     log_store.record(session, skipped)
-                if observe is not None:
+                if limited is None and observe is not None:
                     for index in unstarted:
                         observe(session, index, None, arrival.received_at)
+            if limited is not None:
+                raise limited
         self._maybe_prune()
         if refusals and all(s.execution_id is None for s in settled):
             raise refusals[0]
         return settled
+
+    def _fire(
+        self,
+        target: HookTarget,
+        arrival: Arrival,
+        event: Event,
+        item: Start,
+        index: int,
+        observe: ItemObserver | None,
+        *,
+        count: bool,
+    ) -> Fired:
+        """`fire` the item in one transaction with its claim and, with ``count``, the
+        delivery's rate count (first: see the module's docstring). Past the limit that
+        transaction is rolled back and `admit` counts and refuses the delivery on its own
+        (`RateLimited`)."""
+        claim = self._claim(target, arrival, item, index, observe)
+
+        def start(counted: bool) -> Callable[[Session, Changes], Fired]:
+            def run(session: Session, changes: Changes) -> Fired:
+                if counted and self._count(session, target, arrival, record=False) is not None:
+                    raise _OverLimit
+                return fire_in(
+                    self.runtime, session, changes, target.trigger_id, event, claim=claim
+                )
+
+            return run
+
+        try:
+            return self.runtime.transact(start(count))
+        except _OverLimit:
+            self.admit(target, arrival)  # raises RateLimited
+        # `admit` found the key under its limit after all (its minute's counter pruned
+        # meanwhile): the delivery is counted now, so it starts like any other.
+        return self.runtime.transact(start(False))
 
     def _claim(
         self,
@@ -373,23 +466,24 @@ class DeliveryDesk:
         ``observe`` keeps of item ``index``."""
 
         def claim(session: Session, execution_id: str) -> str | None:
+            started = self._row(
+                target,
+                arrival,
+                DeliveryOutcome.STARTED,
+                202,
+                item.summary,
+                item.dedupe_key,
+                execution_id,
+            )
             earlier = None
-            if item.dedupe_key is not None:
-                earlier = log_store.claim_key(
-                    session, target.trigger_id, item.dedupe_key, execution_id, arrival.at
-                )
-            if earlier is None:
-                row = self._row(
-                    target,
-                    arrival,
-                    DeliveryOutcome.STARTED,
-                    202,
-                    item.summary,
-                    item.dedupe_key,
-                    execution_id,
-                )
+            if item.dedupe_key is None:
+                log_store.record(session, [started])
             else:
-                row = self._row(
+                earlier = log_store.claim_key_and_record(
+                    session, target.trigger_id, item.dedupe_key, started, arrival.at
+                )
+            if earlier is not None:
+                repeat = self._row(
                     target,
                     arrival,
                     DeliveryOutcome.DEDUPLICATED,
@@ -398,7 +492,7 @@ class DeliveryDesk:
                     item.dedupe_key,
                     earlier,
                 )
-            log_store.record(session, [row])
+                log_store.record(session, [repeat])
             if observe is not None:
                 observe(session, index, earlier or execution_id, arrival.received_at)
             return earlier
@@ -442,6 +536,11 @@ class DeliveryDesk:
             )
         if gone:
             log.info("pruned %d trigger deliveries older than %d days", gone, log_store.KEEP_DAYS)
+
+
+class _OverLimit(Exception):
+    """The delivery is past its key's rate limit (raised inside a transaction to roll it
+    back; `DeliveryDesk.admit` then counts and records it on its own)."""
 
 
 def _repeat(item: Start) -> str:

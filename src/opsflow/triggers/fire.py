@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session
 from opsflow.errors import Conflict, InvalidInput, Problem, TemplateError
 from opsflow.runtime.changes import Changes
 from opsflow.runtime.context import SecretsRefused
-from opsflow.runtime.definitions import workflow_model
-from opsflow.runtime.launch import run_request
+from opsflow.runtime.definitions import published_version, workflow_model
+from opsflow.runtime.launch import pinned_request
 from opsflow.runtime.reconciler import new_id
 from opsflow.runtime.service import Runtime
 from opsflow.spec.params import Param
@@ -32,7 +32,6 @@ from opsflow.spec.template import is_template, render_value
 from opsflow.status import WorkflowStatus
 from opsflow.store import runs as runs_store
 from opsflow.store import triggers as store
-from opsflow.store import workflows as workflows_store
 from opsflow.store.workflows import Workflow
 
 # Claims the event's deduplication row for the new execution (whose id it is given) in the
@@ -122,16 +121,17 @@ def fire_in(
 ) -> Fired:
     """`fire` inside the caller's transaction (a workflow trigger fires in the transaction
     in which the run it follows ended)."""
-    trigger = store.get_by_id(session, trigger_id)
-    # The workflow's row lock orders this against pause, resume and publish.
-    runs_store.lock_workflow(session, trigger.workflow_id)
+    # The workflow's row lock orders this against pause, resume and publish; the row read
+    # with it is the workflow as of the lock.
+    workflow = store.lock_workflow_of(session, trigger_id)
     execution_id = new_id()
     if claim is not None:
         earlier = claim(session, execution_id)
         if earlier is not None:
             return Fired(earlier, created=False)
     trigger = store.get_by_id(session, trigger_id)  # as of the lock
-    workflow = _check_may_fire(session, trigger, by_hand=event.by_hand)
+    version = _check_may_fire(trigger, workflow, by_hand=event.by_hand)
+    pinned = published_version(session, workflow, version)
     actor = event.actor or f"{trigger.type}:{trigger.name}"
     seen: dict[str, Any] = {
         **event.details,
@@ -142,16 +142,14 @@ def fire_in(
         "params": dict(event.params),
     }
     context = _context(workflow, seen, event, execution_id, actor)
-    declared = _declared_params(session, workflow)
+    declared = workflow_model(pinned.definition).params  # parsed once per definition
     rendered = _render_params(trigger.spec.get("params") or {}, context, declared)
     params = {**event.params, **rendered}
     record = {**seen, **{name: dict(value) for name, value in event.context.items()}}
-    request = run_request(
-        session,
-        trigger.workflow_id,
+    request = pinned_request(
+        pinned,
         params=params,
         started_by=actor,
-        version=workflow.latest_version,
         trigger_type=trigger.type,
         trigger=record,
         chain=event.chain,
@@ -169,11 +167,11 @@ def fire_in(
     return Fired(execution_id, created=True)
 
 
-def _check_may_fire(session: Session, trigger: store.Trigger, *, by_hand: bool) -> Workflow:
-    """The trigger's workflow, if the trigger may fire now; else `TriggerRefused`. A paused
-    workflow refuses its triggers but not a person firing one by hand."""
+def _check_may_fire(trigger: store.Trigger, workflow: Workflow, *, by_hand: bool) -> int:
+    """The workflow's latest version number, if the trigger may fire now; else
+    `TriggerRefused`. A paused workflow refuses its triggers but not a person firing one by
+    hand."""
     where = f"trigger {trigger.name!r} of workflow {trigger.workflow_id!r}"
-    workflow = workflows_store.get_workflow(session, trigger.workflow_id, include_deleted=True)
     if workflow.deleted_at is not None:
         raise TriggerRefused(f"{where}: the workflow was deleted", "deleted")
     if workflow.status == WorkflowStatus.PAUSED and not by_hand:
@@ -181,7 +179,8 @@ def _check_may_fire(session: Session, trigger: store.Trigger, *, by_hand: bool) 
             f"{where}: the workflow is paused; triggers start runs again when it is resumed",
             "paused",
         )
-    if workflow.status not in (WorkflowStatus.ACTIVE, WorkflowStatus.PAUSED):
+    published = workflow.status in (WorkflowStatus.ACTIVE, WorkflowStatus.PAUSED)
+    if not published or workflow.latest_version is None:
         raise TriggerRefused(f"{where}: the workflow was never published", "draft")
     if trigger.retired_at is not None:
         raise TriggerRefused(
@@ -193,7 +192,7 @@ def _check_may_fire(session: Session, trigger: store.Trigger, *, by_hand: bool) 
             f"{trigger.workflow_id}/triggers/{trigger.name}/enable",
             "disabled",
         )
-    return workflow
+    return workflow.latest_version
 
 
 def _context(
@@ -222,13 +221,6 @@ def _context(
         # may read it: secrets reach a run through a step's env, never through params.
         "secrets": SecretsRefused("a trigger's params"),
     }
-
-
-def _declared_params(session: Session, workflow: Workflow) -> Mapping[str, Param]:
-    if workflow.latest_version is None:
-        return {}
-    pinned = workflows_store.get_version(session, workflow.id, workflow.latest_version)
-    return workflow_model(pinned.definition).params  # parsed once per definition
 
 
 def _render_params(

@@ -8,10 +8,10 @@ source, in this order:
    sender who fails; one whose proof signs the body answers False.
 2. The route reads the raw body, at most `HookSource.max_body_bytes` (413 past that, without
    reading the rest), then for a False above calls `HookSource.check_body`.
-3. Only an authenticated delivery is counted against the key's rate limit, parsed, and
-   read by `HookSource.read` into `Start` items (one execution each; a source may start
-   several from one delivery, e.g. one per alert of an Alertmanager group) and `Skip` items
-   (what its filters left out, and why).
+3. Only an authenticated delivery is parsed and read by `HookSource.read` into `Start`
+   items (one execution each; a source may start several from one delivery, e.g. one per
+   alert of an Alertmanager group) and `Skip` items (what its filters left out, and why),
+   and counted against the key's rate limit (in the transaction that starts its first run).
 
 Sources are pure: the headers (lower-case names), the raw body, the trigger's declared spec
 and secret, and ``now`` go in; verdicts come out as values or as `NotAuthenticated` /

@@ -415,6 +415,13 @@ def test_past_the_rate_limit_a_key_answers_429_with_retry_after(server: Server) 
                 client.post(hook.url, content=b"", headers={"Idempotency-Key": f"k{i}"})
                 for i in range(RATE + 1)
             ]
+            # Past the limit, 429 wins over what the delivery would get otherwise (a 422
+            # for malformed JSON), signed or not, and nothing starts.
+            malformed = client.post(
+                hook.url, content=b"{not json", headers={"Idempotency-Key": "x"}
+            )
+        body = b"{}"
+        late = httpx.post(hook.url, content=body, headers=signed(hook.secret, body), timeout=30)
         if int(time.time() // 60) == window:
             break
     assert [a.status_code for a in answers[:RATE]] == [202] * RATE
@@ -422,7 +429,12 @@ def test_past_the_rate_limit_a_key_answers_429_with_retry_after(server: Server) 
     assert refused.status_code == 429, refused.text
     assert 1 <= int(refused.headers["Retry-After"]) <= 60
     assert "more than 60 deliveries this minute" in refused.json()["detail"]
-    assert server.deliveries(hook)[0]["status_code"] == 429
+    assert (malformed.status_code, late.status_code) == (429, 429), malformed.text + late.text
+    listed = server.api.get("/executions", params={"workflow": hook.workflow_id, "limit": 200})
+    assert len(listed.json()["items"]) == RATE
+    # Only the minute's first refusal is recorded; the rest are only counted.
+    recorded = [d["status_code"] for d in server.deliveries(hook)]
+    assert recorded[0] == 429 and recorded.count(429) == 1, recorded[:5]
 
 
 def test_executions_show_says_which_trigger_started_the_run_and_from_where(
