@@ -166,6 +166,9 @@ class Draft:
         else:
             number = len(state.attempts) + 1
             self.actions.append(StartJob(step, number))
+            if node.placement_timeout:
+                # The job is queued at ``now``: look again when its placement time is up.
+                self.wake(self.now + node.placement_timeout)
             status, text = StepStatus.RUNNING, "started"
             tries = number - state.retry_base  # a person's retry starts the count afresh
             if node.retries:

@@ -48,6 +48,11 @@ class StepNode:
     timeout: float | None = None  # per attempt; for an approval, how long it may wait
     allow_skip: bool = False
     plan_from: str | None = None  # a terraform apply of the plan this step saved
+    # Where its jobs run (the step's ``agent`` over the workflow's), for the reason a job that
+    # waited out ``placement_timeout`` (seconds, from its creation) fails with.
+    pool: str = "default"
+    labels: tuple[tuple[str, str], ...] = ()
+    placement_timeout: float | None = None
 
 
 @dataclass(frozen=True)

@@ -88,12 +88,13 @@ def decide(
 
 def can_wake(graph: Graph) -> bool:
     """Whether any decision on ``graph`` may ask to be woken (``Decision.wake_at``): only a
-    workflow timeout, a step timeout or a retry delay sets a due time. When not, the runtime
-    knows no timer of the execution exists and need not clear one."""
+    workflow timeout, a step timeout, a placement timeout or a retry delay sets a due time.
+    When not, the runtime knows no timer of the execution exists and need not clear one."""
     if graph.timeout is not None and graph.timeout > 0:
         return True
     return any(
         (node.timeout is not None and node.timeout > 0)
+        or (node.placement_timeout is not None and node.placement_timeout > 0)
         or (node.retries > 0 and node.retry_delay > 0)
         for node in graph.steps
     )

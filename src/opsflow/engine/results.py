@@ -48,7 +48,7 @@ from dataclasses import dataclass
 
 from opsflow.engine.draft import Draft
 from opsflow.engine.model import Attempt, StepNode
-from opsflow.engine.wording import describe_attempt, format_duration
+from opsflow.engine.wording import describe_attempt, format_duration, unplaced
 from opsflow.status import ExecutionStatus, JobStatus, Outcome, StepStatus, StepType
 
 
@@ -175,6 +175,14 @@ def _job_in_flight(draft: Draft, node: StepNode, attempt: Attempt, stop: Stop | 
             # A timeout stops with the normal grace; a forced cancel must not wait it out.
             draft.cancel_job(node.id, attempt.number, JobStatus.CANCELLED, True, stop.reason)
         return  # a cancel is under way; the job's end will be reported
+    if attempt.status == JobStatus.PENDING and node.placement_timeout and stop is None:
+        # No agent took the job in time: it fails, not retried (no agent would take a retry
+        # either); the runtime's timer row wakes the execution at the due time.
+        placed_by = attempt.created_at + node.placement_timeout
+        if draft.now >= placed_by:
+            draft.cancel_job(node.id, attempt.number, JobStatus.FAILED, False, unplaced(node))
+            return
+        draft.wake(placed_by)
     timeout = _timeout(node)
     if timeout is not None and attempt.started_at is not None:
         due = attempt.started_at + timeout

@@ -23,6 +23,17 @@ def format_duration(seconds: float) -> str:
     return "".join(parts)
 
 
+def unplaced(node: StepNode) -> str:
+    """Why a job that waited out its placement timeout failed:
+    ``no online agent in pool eu with labels region=eu took the job within 5m``."""
+    where = f"pool {node.pool}"
+    if node.labels:
+        where += " with labels " + ", ".join(f"{k}={v}" for k, v in node.labels)
+    assert node.placement_timeout is not None
+    wait = format_duration(node.placement_timeout)
+    return f"no online agent in {where} took the job within {wait} (placement timeout)"
+
+
 def spell_edge(edge: Edge) -> str:
     """An edge as the user wrote it in ``needs``: ``build`` or ``build.failed``."""
     if edge.outcome == Outcome.SUCCESS:

@@ -10,7 +10,16 @@ import re
 from pathlib import PurePosixPath
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+)
+
+from opsflow.spec.duration import Duration
 
 WORKFLOW_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 STEP_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -128,12 +137,25 @@ NonBlank = Annotated[str, AfterValidator(_nonblank)]
 
 
 class AgentSelector(SpecModel):
-    """Where a job runs: an agent of ``pool`` that has every one of ``labels``."""
+    """Where a job runs: an agent of ``pool`` that has every one of ``labels``; and how long
+    a job may wait for one (``placement_timeout``) before its step fails saying why."""
 
     pool: NonBlank | None = Field(None, description="Agent pool; the local agent is 'default'.")
     labels: TextMap = Field(
         default_factory=dict, description="Labels the agent must have, e.g. {region: eu}."
     )
+    placement_timeout: Duration | None = Field(
+        None,
+        description="How long a queued job may wait for an agent of its pool and labels, "
+        "e.g. 5m; then the step fails with the reason (no retry). Default: it waits.",
+    )
+
+    @field_validator("placement_timeout")
+    @classmethod
+    def _placement_timeout_positive(cls, value: float | None) -> float | None:
+        if value == 0:
+            raise ValueError("a placement timeout of 0 would fail every step; leave it out")
+        return value
 
 
 class FieldProblem(ValueError):

@@ -1,14 +1,16 @@
 """Compile a validated workflow into the engine's graph (``opsflow.engine.model.Graph``).
 
-The engine sees only what decides the DAG's course: ids, types, edges, join, retry policy and
-timeouts in seconds. Everything a step does stays in the definition, for the executors.
+The engine sees only what decides the DAG's course: ids, types, edges, join, retry policy,
+timeouts in seconds, and where a step's jobs run (for a placement timeout's reason).
+Everything a step does stays in the definition, for the executors.
 """
 
 from __future__ import annotations
 
 from opsflow.engine.model import Edge, Graph, StepNode
 from opsflow.spec.checks import parse_need
-from opsflow.spec.models import ApprovalStep, StepBase, Workflow
+from opsflow.spec.fields import AgentSelector
+from opsflow.spec.models import ApprovalStep, Step, StepBase, Workflow
 from opsflow.status import StepType
 
 
@@ -26,20 +28,38 @@ def _timeout(step: StepBase) -> float | None:
     return step.timeout
 
 
+def _placement(
+    workflow: Workflow, step: StepBase
+) -> tuple[str, tuple[tuple[str, str], ...], float | None]:
+    """Pool, labels and placement timeout: the step's ``agent`` over the workflow's (the same
+    merge as `opsflow.runtime.context.agent_placement`)."""
+    base, own = workflow.agent or AgentSelector(), step.agent or AgentSelector()
+    pool = own.pool or base.pool or "default"
+    labels = {**base.labels, **own.labels}
+    timeout = own.placement_timeout or base.placement_timeout
+    return pool, tuple(sorted((str(k), str(v)) for k, v in labels.items())), timeout
+
+
+def _node(workflow: Workflow, step: Step) -> StepNode:
+    pool, labels, placement_timeout = _placement(workflow, step)
+    return StepNode(
+        id=step.id,
+        type=StepType(step.type),
+        needs=tuple(_edge(entry) for entry in step.needs),
+        join=step.join,
+        retries=step.retries,
+        retry_delay=step.retry_delay,
+        timeout=_timeout(step),
+        allow_skip=step.allow_skip,
+        plan_from=getattr(step, "plan_from", None),
+        pool=pool,
+        labels=labels,
+        placement_timeout=placement_timeout,
+    )
+
+
 def to_graph(workflow: Workflow) -> Graph:
     """The engine graph of ``workflow`` (which must come from the loader, so it is acyclic)."""
-    nodes = tuple(
-        StepNode(
-            id=step.id,
-            type=StepType(step.type),
-            needs=tuple(_edge(entry) for entry in step.needs),
-            join=step.join,
-            retries=step.retries,
-            retry_delay=step.retry_delay,
-            timeout=_timeout(step),
-            allow_skip=step.allow_skip,
-            plan_from=getattr(step, "plan_from", None),
-        )
-        for step in workflow.steps
+    return Graph(
+        steps=tuple(_node(workflow, step) for step in workflow.steps), timeout=workflow.timeout
     )
-    return Graph(steps=nodes, timeout=workflow.timeout)

@@ -307,3 +307,33 @@ def _failed_reason(sim: Sim, step_id: str) -> str:
         for _, a in reversed(sim.history)
         if isinstance(a, SetStepStatus) and a.step == step_id and a.status == StepStatus.FAILED
     )
+
+
+def test_a_job_no_agent_takes_within_its_placement_timeout_fails_with_the_reason() -> None:
+    placed = node("dump", pool="eu", labels=(("region", "eu"),), placement_timeout=300.0, retries=2)
+    sim = Sim(graph(placed))
+    sim.reconcile()
+    assert sim.wake_at == 300.0  # a timer from the start of the job, not a poll
+    sim.reconcile()
+    assert sim.wake_at == 300.0
+    sim.advance(299)
+    assert sim.reconcile() == []
+    sim.advance(1)
+    why = "no online agent in pool eu with labels region=eu took the job within 5m"
+    reason = f"{why} (placement timeout)"
+    actions = sim.reconcile()
+    assert CancelJob("dump", 1, JobStatus.FAILED, False, reason) in actions
+    ended = [a for a in [*actions, *sim.reconcile()] if isinstance(a, SetStepStatus)]
+    assert sim.status("dump") == StepStatus.FAILED  # not retried: no agent would take it
+    assert any(a.status == StepStatus.FAILED and why in a.reason for a in ended), ended
+    assert sim.execution == ExecutionStatus.FAILED
+
+
+def test_a_placement_timeout_stops_counting_once_an_agent_takes_the_job() -> None:
+    sim = Sim(graph(node("dump", pool="eu", placement_timeout=60.0)))
+    sim.reconcile()
+    sim.advance(10).job_running("dump")
+    sim.reconcile()
+    sim.advance(100)
+    assert not [a for a in sim.reconcile() if isinstance(a, CancelJob)]
+    assert sim.status("dump") == StepStatus.RUNNING

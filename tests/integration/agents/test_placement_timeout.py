@@ -1,0 +1,78 @@
+"""A placement timeout: a step whose job no online agent can take waits pending, saying why,
+then fails with the reason once its ``agent.placement_timeout`` is over. The due time is a
+timer row in the database, so a server killed meanwhile and started again still fails the
+step on time (PostgreSQL only: two server starts)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import BACKENDS
+from tests.servers import run_server
+
+from .conftest import Api, server_env
+
+PLACEMENT = 4.0
+
+UNPLACEABLE = f"""
+id: unplaceable
+steps:
+  - id: dump
+    type: script
+    shell: sh
+    run: "echo never"
+    agent: {{pool: eu, labels: {{region: eu}}, placement_timeout: {PLACEMENT:g}s}}
+"""
+
+REASON = "no online agent in pool eu with labels region=eu took the job within 4s"
+
+
+def _step(api: Api, execution_id: str) -> dict[str, object]:
+    (step,) = api.execution(execution_id)["steps"]
+    return dict(step)
+
+
+@pytest.mark.parametrize("agent_db", [b for b in BACKENDS if b == "postgresql"], indirect=True)
+def test_an_unplaced_step_fails_with_its_reason_after_its_placement_timeout_across_a_restart(
+    agent_db: str, tmp_path: Path
+) -> None:
+    data = tmp_path / "server"
+    data.mkdir()
+    with run_server(agent_db, data, "--no-local-agent", env=server_env()) as first:
+        api = Api(first.url, first.token)
+        api.publish("unplaceable", UNPLACEABLE)
+        killed_run = api.run("unplaceable")
+        started = time.monotonic()
+        assert _step(api, killed_run)["pending_reason"] == "no agent serves pool eu"
+        os.kill(first.pid, signal.SIGKILL)  # the due time lives on in the database only
+        api.client.close()
+
+    with run_server(agent_db, data, "--no-local-agent", env=server_env()) as second:
+        api = Api(second.url, second.token)
+        api.wait_for(
+            "the step fails once its placement timeout is over",
+            lambda: api.execution(killed_run)["status"] == "failed",
+            timeout=60,
+        )
+        assert time.monotonic() - started >= PLACEMENT
+        step = _step(api, killed_run)
+        assert step["status"] == "failed" and REASON in str(step["error"]), step
+
+        # On a running server the timer alone wakes the run: nothing else happens meanwhile.
+        waited_run = api.run("unplaceable")
+        began = time.monotonic()
+        api.wait_for(
+            "the step fails once its placement timeout is over",
+            lambda: api.execution(waited_run)["status"] == "failed",
+            timeout=PLACEMENT + 30,
+        )
+        assert time.monotonic() - began >= PLACEMENT - 0.5
+        jobs = api.execution(waited_run)["steps"][0]["jobs"]
+        assert len(jobs) == 1 and jobs[0]["status"] == "failed", jobs
+        assert REASON in jobs[0]["error"], jobs
+        api.client.close()
