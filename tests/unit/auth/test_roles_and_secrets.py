@@ -25,6 +25,7 @@ def test_each_role_grants_exactly_its_permissions() -> None:
     admin = editor | {
         "agents:manage",
         "secrets:manage",
+        "connections:manage",
         "users:manage",
         "audit:read",
     }
