@@ -47,16 +47,22 @@ class Draft:
         now: float,
         *,
         agent_lost_limit: int = DEFAULT_AGENT_LOST_LIMIT,
+        partial: bool = False,
     ) -> None:
+        """``partial``: ``state.steps`` holds only some steps (``engine.advance``), and the
+        draft covers those alone, in topological order; otherwise it covers every step."""
         self.graph = graph
         self.agent_lost_limit = agent_lost_limit
         self.now = now
         self.shape = shape_of(graph)
-        self.order = self.shape.order
         self.nodes: dict[str, StepNode] = self.shape.nodes
         if len(state.steps) > len(self.nodes) or not self.nodes.keys() >= state.steps.keys():
             unknown = sorted(set(state.steps) - set(self.nodes))
             raise ValueError(f"state has steps the graph does not define: {', '.join(unknown)}")
+        index = self.shape.index
+        self.order = (
+            tuple(sorted(state.steps, key=index.__getitem__)) if partial else self.shape.order
+        )
         self.states: dict[str, StepState] = {sid: state.steps.get(sid, _NEW) for sid in self.order}
         self.status: dict[str, StepStatus] = {sid: st.status for sid, st in self.states.items()}
         self.entered_at: dict[str, float | None] = {

@@ -80,7 +80,7 @@ def decide(
     _conclude(draft, stop)
     if draft.execution.terminal:
         return Decision(actions=tuple(draft.actions))
-    deadline = _deadline(graph, state, draft)
+    deadline = deadline_of(graph, state, draft)
     if deadline is not None and deadline > now:
         draft.wake(deadline)  # also under a graceful cancel, which the timeout turns to force
     return Decision(actions=tuple(draft.actions), wake_at=min(draft.due, default=None))
@@ -100,7 +100,8 @@ def can_wake(graph: Graph) -> bool:
     )
 
 
-def _deadline(graph: Graph, state: ExecutionState, draft: Draft) -> float | None:
+def deadline_of(graph: Graph, state: ExecutionState, draft: Draft) -> float | None:
+    """When the workflow timeout falls due (None: no timeout, or the run has not started)."""
     if graph.timeout is None or graph.timeout <= 0:
         return None
     base = state.resumed_at if state.resumed_at is not None else draft.started_at
@@ -108,7 +109,7 @@ def _deadline(graph: Graph, state: ExecutionState, draft: Draft) -> float | None
 
 
 def _stop(graph: Graph, state: ExecutionState, draft: Draft) -> Stop | None:
-    deadline = _deadline(graph, state, draft)
+    deadline = deadline_of(graph, state, draft)
     timed_out = deadline is not None and draft.now >= deadline
     if state.cancel is not None:
         force = state.cancel.mode == CancelMode.FORCE or timed_out
@@ -132,7 +133,7 @@ def _propagate(draft: Draft, stop: Stop | None, resumed_at: float | None) -> Non
         return
     for sid in pending:
         if draft.dead(draft.nodes[sid]):
-            draft.set_step(sid, StepStatus.SKIPPED, _skip_reason(draft, sid))
+            draft.set_step(sid, StepStatus.SKIPPED, skip_reason(draft, sid))
     held = halting(draft, resumed_at)
     for sid in pending:
         if draft.status[sid] != StepStatus.PENDING:
@@ -150,7 +151,8 @@ def _propagate(draft: Draft, stop: Stop | None, resumed_at: float | None) -> Non
                 )
 
 
-def _skip_reason(draft: Draft, sid: str) -> str:
+def skip_reason(draft: Draft, sid: str) -> str:
+    """Why ``sid`` is skipped, naming its dead edges (every source it needs is in ``draft``)."""
     node = draft.nodes[sid]
     dead = [edge for edge, st in draft.edges(node) if st == EdgeState.DEAD]
 
@@ -182,7 +184,13 @@ def _conclude(draft: Draft, stop: Stop | None) -> None:
             draft.set_execution(ExecutionStatus.COMPLETED, "every step finished")
         return
     waiting = [sid for sid in active if draft.nodes[sid].type == StepType.APPROVAL]
-    if len(waiting) == len(active):
+    pause_or_resume(draft, waiting if len(waiting) == len(active) else None)
+
+
+def pause_or_resume(draft: Draft, waiting: list[str] | None) -> None:
+    """PAUSED when the only active steps are the approvals ``waiting`` (None: other work is
+    active), else RUNNING; each emitted only when it changes the execution's status."""
+    if waiting is not None:
         if draft.execution != ExecutionStatus.PAUSED:
             draft.set_execution(
                 ExecutionStatus.PAUSED, f"waiting for approval of {', '.join(waiting)}"

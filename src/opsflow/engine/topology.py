@@ -20,6 +20,9 @@ class Shape:
     nodes: dict[str, StepNode]
     failure_handlers: dict[str, tuple[str, ...]]  # step -> steps with <step>.failed/.always
     rejection_handlers: dict[str, tuple[str, ...]]  # step -> steps with <step>.rejected/.always
+    index: dict[str, int]  # step -> its place in ``order``
+    dependents: dict[str, tuple[str, ...]]  # step -> the steps that need it (by any edge)
+    sources: dict[str, tuple[str, ...]]  # step -> the steps it needs (each once)
 
 
 # Keyed by id() and holding the graph itself, so an entry is only used for that very object;
@@ -42,11 +45,19 @@ def shape_of(graph: Graph) -> Shape:
                 found.setdefault(source, []).append(node.id)
         return {source: tuple(ids) for source, ids in found.items()}
 
+    sources = {node.id: tuple(dict.fromkeys(e.step for e in node.needs)) for node in graph.steps}
+    dependents: dict[str, list[str]] = {node.id: [] for node in graph.steps}
+    for sid in order:
+        for source in sources[sid]:
+            dependents[source].append(sid)
     shape = Shape(
         order=order,
         nodes={node.id: node for node in graph.steps},
         failure_handlers=handlers(_FAILURE_EDGES),
         rejection_handlers=handlers(_REJECTION_EDGES),
+        index={sid: i for i, sid in enumerate(order)},
+        dependents={sid: tuple(ids) for sid, ids in dependents.items()},
+        sources=sources,
     )
     if len(_SHAPES) >= _SHAPES_KEPT:
         _SHAPES.clear()  # one atomic step: safe when threads decide at once
