@@ -269,14 +269,18 @@ class AgentJobs:
                 now=self.clock(),
                 lease_seconds=self.lease_seconds,
             )
-            if lease.timeout is not None:
-                self.reconciler.reconcile(tx, lease.execution_id)
-            events.write_one(
-                session,
+            started = events.Stamped(
                 lease.execution_id,
                 self.clock(),
                 events.JobChanged(lease.step_id, lease.attempt, lease.id, JobStatus.RUNNING),
             )
+            if lease.timeout is not None:
+                # The reconcile arms the timeout from this step alone, and writes the start's
+                # event with its own, in one statement.
+                news = Ended(events=[started], steps={lease.step_id})
+                self.reconciler.reconcile(tx, lease.execution_id, ended=news)
+            else:
+                events.write(session, [started])
             tx.changes.executions.add(lease.execution_id)
             return _notice(notice)
 
@@ -473,6 +477,7 @@ class AgentJobs:
             exit_code=report.exit_code,
         )
         self._maskers.pop(lease.id, None)
+        ended.steps.add(lease.step_id)
         ended.outputs[lease.id] = outputs
         ended.events.append(
             events.Stamped(

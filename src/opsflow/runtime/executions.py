@@ -13,6 +13,7 @@ from typing import Any
 from opsflow.engine.model import CancelMode
 from opsflow.errors import Conflict
 from opsflow.runtime import admission, cleanup, events
+from opsflow.runtime.definitions import workflow_model
 from opsflow.runtime.launch import RunRequest
 from opsflow.runtime.reconciler import Reconciler, new_id
 from opsflow.runtime.transaction import Transaction, Transactions
@@ -48,17 +49,18 @@ class Executions:
         # filtering by it finds the run.
         now = round(self.clock(), 6)
         execution_id = execution_id or new_id()
-        steps = [
+        steps: list[dict[str, Any]] = [
             {
-                "step_id": s["id"],
+                "step_id": s.id,
                 "position": i,
-                "type": s["type"],
+                "type": s.type.value,
                 "status": StepStatus.PENDING.value,
                 "retry_base": 0,
                 "user_skipped": False,
                 "outputs": {},
+                "needs_open": len(s.needs),  # no step has ended yet (see engine.advance)
             }
-            for i, s in enumerate(request.definition.get("steps", []))
+            for i, s in enumerate(workflow_model(request.definition).steps)
         ]
         runs_store.insert_execution(
             tx.session,
@@ -80,6 +82,9 @@ class Executions:
                 "parent_execution_id": request.parent_execution_id,
                 "parent_step_id": request.parent_step_id,
                 "outputs": {},
+                "steps_active": 0,
+                "approvals_waiting": 0,
+                "steps_failed": 0,
             },
             steps,
         )

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, assert_never
 
@@ -22,6 +22,16 @@ from sqlalchemy.orm import Session
 from opsflow.auth.connections import ConnectionUnusable
 from opsflow.engine import can_wake, decide
 from opsflow.engine import model as m
+from opsflow.engine.advance import (
+    Counts,
+    Need,
+    Partial,
+    advance,
+    count,
+    needs_open_of,
+    recount,
+    successors,
+)
 from opsflow.engine.chains import DEFAULT_DEPTH_LIMIT
 from opsflow.errors import TemplateError
 from opsflow.runtime import admission, events
@@ -59,6 +69,8 @@ class Ended:
 
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     events: list[events.Stamped] = field(default_factory=list)
+    # The steps whose jobs these are: the news the reconcile decides from (``engine.advance``).
+    steps: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -116,7 +128,10 @@ class _Run:
         now: float,
         settings: RunSettings,
         ended: Ended | None = None,
+        steps: Collection[str] | None = None,
     ) -> None:
+        """``steps``: read only these steps and their jobs (a reconcile through
+        ``engine.advance``); None reads every step (through ``decide``)."""
         self.session = session
         self.ended = ended or Ended()
         self.new_facts = False
@@ -125,21 +140,105 @@ class _Run:
         self.ex = execution
         self.now = now
         self.graph = graph_of(execution)
-        self.steps: dict[str, Step] = {
-            s.step_id: s for s in runs_store.list_step_states(session, execution.id)
-        }
+        self.whole = steps is None
+        self.steps: dict[str, Step] = {}
         self._outputs_loaded = False
-        self.jobs: dict[tuple[str, int], Job] = {
-            (j.step_id, j.attempt): j
-            for j in jobs_store.attempts_of_execution(session, execution.id)
-        }
+        self._others: dict[str, Step] | None = None  # every step with outputs (partial runs)
+        self.jobs: dict[tuple[str, int], Job] = {}
         # Each step's latest attempt (of any purpose), kept with ``jobs``.
         self.last_jobs: dict[str, Job] = {}
-        for job in self.jobs.values():
-            self._note_job(job)
+        # Each step's status and open needs as read, before this reconcile changed them.
+        self.read_status: dict[str, StepStatus] = {}
+        self.read_needs: dict[str, int | None] = {}
+        if steps is None:
+            self._read(
+                runs_store.list_step_states(session, execution.id),
+                jobs_store.attempts_of_execution(session, execution.id),
+            )
+        else:
+            self.read(steps)
         self.events: list[events.Stamped] = []
         self.logs: list[dict[str, Any]] = []
         self.changes = Changes()
+
+    def read(self, step_ids: Iterable[str]) -> None:
+        """Add these steps and their jobs to a partial run (``engine.advance`` asked)."""
+        wanted = [sid for sid in step_ids if sid not in self.steps]
+        if wanted:
+            self._read(*jobs_store.steps_and_attempts(self.session, self.ex.id, wanted))
+
+    def read_whole(self) -> None:
+        """Read every step and job (what this transaction wrote included): ``decide`` needs
+        the whole execution after all."""
+        self.whole = True
+        self.steps.clear()
+        self.jobs.clear()
+        self.last_jobs.clear()
+        self._outputs_loaded = False
+        self._others = None
+        self._read(
+            runs_store.list_step_states(self.session, self.ex.id),
+            jobs_store.attempts_of_execution(self.session, self.ex.id),
+        )
+
+    def _read(self, steps: Iterable[Step], jobs: Iterable[Job]) -> None:
+        for step in steps:
+            self.steps[step.step_id] = step
+            self.read_status.setdefault(step.step_id, step.status)
+            self.read_needs.setdefault(step.step_id, step.needs_open)
+        for job in jobs:
+            self._note_job(job)
+
+    def stored_counts(self) -> Counts | None:
+        ex = self.ex
+        if ex.steps_active is None or ex.approvals_waiting is None or ex.steps_failed is None:
+            return None
+        return Counts(ex.steps_active, ex.approvals_waiting, ex.steps_failed)
+
+    def partial(self) -> Partial | None:
+        """What ``engine.advance`` needs: the steps read and the counts as they are now
+        (None when some count was never kept: a whole reconcile counts them)."""
+        stored = self.stored_counts()
+        needs: dict[str, int] = {}
+        for sid, status in self.read_status.items():
+            if status == StepStatus.PENDING:
+                value = self.read_needs[sid]
+                if value is None:
+                    return None
+                needs[sid] = value
+        if stored is None:
+            return None
+        counts, still = recount(
+            self.graph,
+            stored,
+            needs,
+            self.read_status,
+            {sid: self.steps[sid].status for sid in self.read_status},
+        )
+        return Partial(self.state(), counts, still)
+
+    def write_counts(self) -> None:
+        """Store the counts as this reconcile leaves them: recounted from the steps read, or
+        counted afresh over every step after a whole reconcile; only what changed."""
+        statuses = {sid: step.status for sid, step in self.steps.items()}
+        if self.whole:
+            counts = count(self.graph, statuses)
+            needs = needs_open_of(self.graph, statuses)
+        else:
+            part = self.partial()
+            assert part is not None  # a partial run had every count it needed
+            counts, needs = part.counts, dict(part.needs_open)
+        if counts != self.stored_counts():
+            runs_store.update_execution(
+                self.session,
+                self.ex.id,
+                steps_active=counts.active,
+                approvals_waiting=counts.approvals,
+                steps_failed=counts.failed,
+            )
+        for sid, value in needs.items():
+            if self.steps[sid].needs_open != value:
+                runs_store.update_step(self.session, self.ex.id, sid, needs_open=value)
 
     def state(self) -> m.ExecutionState:
         attempts: dict[str, list[m.Attempt]] = {}
@@ -176,14 +275,30 @@ class _Run:
         )
 
     def full_steps(self) -> dict[str, Step]:
-        """The steps with their outputs, read once, when a template first needs them."""
+        """Every step with its outputs, read once, when a template first needs them (a
+        partial run reads the steps it has not read for this only)."""
         if not self._outputs_loaded:
             outputs = runs_store.step_outputs(self.session, self.ex.id)
             for sid, step in self.steps.items():
                 if not step.outputs and outputs.get(sid):
                     self.steps[sid] = dataclasses.replace(step, outputs=outputs[sid])
+            if not self.whole:
+                self._others = {
+                    s.step_id: dataclasses.replace(s, outputs=outputs.get(s.step_id) or {})
+                    for s in runs_store.list_step_states(self.session, self.ex.id)
+                }
             self._outputs_loaded = True
-        return self.steps
+        if self._others is None:
+            return self.steps
+        merged = dict(self._others)
+        for sid, step in self.steps.items():
+            known = merged.get(sid)
+            merged[sid] = (
+                step
+                if known is None or step.outputs
+                else dataclasses.replace(step, outputs=known.outputs)
+            )
+        return merged
 
     def server_facts(self) -> ServerFacts:
         """What templates need from the server; secret names are read once per reconcile and
@@ -458,6 +573,13 @@ def reconcile(
 
     A PENDING execution is waiting for admission (its workflow's concurrency policy) and is
     left alone unless ``admit`` says it was just admitted, or someone cancelled it.
+
+    With ``ended.steps`` (the steps whose jobs just started or ended) the reconcile reads only
+    those steps, the steps that need them and the counts kept with the execution, and decides
+    with ``engine.advance``; it reads the whole execution and calls ``decide`` when ``advance``
+    cannot decide from that (see its docstring), when the execution's timer is due, and for
+    every other reconcile (a cancel, a person's retry, a gate's answer, a timer, a restart),
+    which also counts the kept counts afresh.
     """
     # ``locked``: the caller already holds the row lock and has this row (unchanged since).
     execution = locked if locked is not None else runs_store.lock_execution(session, execution_id)
@@ -474,15 +596,18 @@ def reconcile(
         return Changes()
     if execution.status == ExecutionStatus.PENDING and not (admit or execution.cancel_mode):
         return Changes()
-    run = _Run(session, execution, now, settings or RunSettings(), ended)
+    settings = settings or RunSettings()
+    graph = graph_of(execution)
+    news = ended.steps if ended is not None else set()
+    partial = bool(news) and _may_advance(session, execution, graph, now)
+    steps = successors(graph, news) if partial else None
+    run = _Run(session, execution, now, settings, ended, steps)
     # The jobs' end events go first, in the same statement as the reconcile's own.
     run.events.extend(run.ended.events)
     decision = m.Decision(actions=())
     for _ in range(MAX_ROUNDS):
         try:
-            decision = decide(
-                run.graph, run.state(), now, agent_lost_limit=run.settings.agent_lost_limit
-            )
+            decision = _decide(run, now)
         except ValueError as exc:  # a state the engine refuses: end the run, loudly
             log.exception("engine refused the state of execution %s", execution_id)
             run.apply(m.SetExecutionStatus(ExecutionStatus.ERROR, f"engine error: {exc}"))
@@ -503,13 +628,49 @@ def reconcile(
         run.apply(m.SetExecutionStatus(ExecutionStatus.ERROR, "engine did not settle"))
         decision = m.Decision(actions=())
     wake = None if run.ex.status.terminal else decision.wake_at
-    if wake is not None or can_wake(run.graph):  # else no timer of it exists to clear
-        runs_store.set_timer(session, EXECUTION_TIMER, execution_id, wake)
+    if run.whole:
+        if wake is not None or can_wake(graph):  # else no timer of it exists to clear
+            runs_store.set_timer(session, EXECUTION_TIMER, execution_id, wake)
+    elif wake is not None:
+        # ``advance`` saw only some steps' due times: the timer only moves earlier here, and
+        # the whole reconcile it brings about sets it exactly.
+        runs_store.lower_timer(session, EXECUTION_TIMER, execution_id, wake)
     run.changes.note_timer(wake)
+    run.write_counts()
     run.flush()
     if run.ex.status.terminal and run.ex.cancel_cleanup:
         run.changes.merge(advance_cleanup(session, run.ex, now, run.server_facts()))
     return run.changes
+
+
+def _may_advance(session: Session, execution: Execution, graph: m.Graph, now: float) -> bool:
+    """Whether a reconcile of some steps' news may go through ``engine.advance``: a run
+    going on, without a cancel or a failure, whose counts are kept and whose timer (if its
+    graph has any) is not due. Else ``advance`` would decline, or miss what fell due."""
+    if execution.status not in (ExecutionStatus.RUNNING, ExecutionStatus.PAUSED):
+        return False
+    if execution.cancel_mode or execution.steps_failed != 0 or execution.steps_active is None:
+        return False
+    if not can_wake(graph):
+        return True
+    due = runs_store.timer_due(session, EXECUTION_TIMER, execution.id)
+    return due is None or due > now
+
+
+def _decide(run: _Run, now: float) -> m.Decision:
+    """The engine's next decision: ``advance`` from the steps read, while it can decide
+    from them, else ``decide`` over the whole execution (read whole for it, once)."""
+    limit = run.settings.agent_lost_limit
+    while not run.whole:
+        part = run.partial()
+        result = None if part is None else advance(run.graph, part, now, agent_lost_limit=limit)
+        if isinstance(result, m.Decision):
+            return result
+        if isinstance(result, Need):
+            run.read(result.steps)
+        else:
+            run.read_whole()
+    return decide(run.graph, run.state(), now, agent_lost_limit=limit)
 
 
 # Work that follows a reconcile in its transaction (see `Reconciler.follow`).

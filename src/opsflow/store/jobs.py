@@ -11,6 +11,7 @@ write transaction already serializes claimers.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -34,8 +35,9 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from opsflow.errors import NotFound, StaleReport
-from opsflow.status import JobStatus
+from opsflow.status import JobStatus, StepStatus
 from opsflow.store.base import Base, JSONType
+from opsflow.store.runs import ST, Step
 
 IN_FLIGHT = (JobStatus.DISPATCHED.value, JobStatus.RUNNING.value)
 
@@ -259,6 +261,54 @@ def attempts_of_execution(session: Session, execution_id: str) -> list[Job]:
     result = session.connection().execute(_ATTEMPTS, {"b_execution": execution_id})
     names = tuple(result.keys())  # plain tuples: see ``runs.list_step_states``
     return [_from_values(dict(zip(names, values, strict=True))) for values in result]
+
+
+_STEP_COLUMNS = [c for c in ST.c if c.name != "outputs"]
+_ATTEMPT_COLUMNS = [c for c in _LIGHT if c.name not in ("outputs", "artifacts")]
+_STEPS_AND_ATTEMPTS = (
+    select(
+        *[c.label(f"s_{c.name}") for c in _STEP_COLUMNS],
+        *[c.label(f"j_{c.name}") for c in _ATTEMPT_COLUMNS],
+    )
+    .select_from(
+        ST.outerjoin(
+            JOBS, (JOBS.c.execution_id == ST.c.execution_id) & (JOBS.c.step_id == ST.c.step_id)
+        )
+    )
+    .where(
+        ST.c.execution_id == bindparam("b_execution"),
+        ST.c.step_id.in_(bindparam("b_steps", expanding=True)),
+    )
+)
+
+
+def steps_and_attempts(
+    session: Session, execution_id: str, step_ids: Iterable[str]
+) -> tuple[list[Step], list[Job]]:
+    """The named steps of an execution (as ``runs.list_step_states``) and every job of them
+    (as ``attempts_of_execution``), in one statement: what the reconcile of a job's end reads
+    (the step, the steps that need it), however many steps the execution has."""
+    result = session.connection().execute(
+        _STEPS_AND_ATTEMPTS, {"b_execution": execution_id, "b_steps": sorted(step_ids)}
+    )
+    names = tuple(result.keys())
+    split = len(_STEP_COLUMNS)
+    step_names = tuple(n[2:] for n in names[:split])
+    job_names = tuple(n[2:] for n in names[split:])
+    sid_at, job_at = step_names.index("step_id"), split + job_names.index("id")
+    steps: dict[str, Step] = {}
+    jobs: list[Job] = []
+    for values in result:
+        sid = values[sid_at]
+        if sid not in steps:
+            m = dict(zip(step_names, values[:split], strict=True))
+            m["status"] = StepStatus(m["status"])
+            m["retry_base"] = m["retry_base"] or 0
+            m["user_skipped"] = bool(m["user_skipped"])
+            steps[sid] = Step(**m)
+        if values[job_at] is not None:  # None: the step has no job
+            jobs.append(_from_values(dict(zip(job_names, values[split:], strict=True))))
+    return list(steps.values()), jobs
 
 
 def job_outputs(session: Session, job_id: str) -> dict[str, Any]:

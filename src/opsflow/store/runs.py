@@ -7,6 +7,8 @@ and PostgreSQL alike. The API turns them into ISO 8601 at its edge.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -79,6 +81,11 @@ class ExecutionRow(Base):
     # The workflows that led to this run, first one first, through workflow triggers and
     # workflow steps ([] for a run nobody's run started); its length is the run's depth.
     chain: Mapped[list[str]] = mapped_column(JSONType, default=list, server_default="[]")
+    # Counts over the execution's steps, kept by its reconciles so a job's end need not read
+    # every step (``engine.advance.Counts``); NULL until a whole reconcile has counted them.
+    steps_active: Mapped[int | None] = mapped_column(Integer)
+    approvals_waiting: Mapped[int | None] = mapped_column(Integer)
+    steps_failed: Mapped[int | None] = mapped_column(Integer)
 
 
 class StepRow(Base):
@@ -101,6 +108,9 @@ class StepRow(Base):
     user_skipped: Mapped[bool] = mapped_column(Boolean, default=False)
     outputs: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     error: Mapped[str | None] = mapped_column(Text)
+    # While PENDING: how many of its needs come from a step that has not ended (NULL: not
+    # counted yet). Kept by the reconciles, see ``engine.advance``.
+    needs_open: Mapped[int | None] = mapped_column(Integer)
 
 
 class EngineLogRow(Base):
@@ -169,16 +179,21 @@ class Execution:
     parent_execution_id: str | None = None
     parent_step_id: str | None = None
     chain: tuple[str, ...] = ()
+    # The counts kept with the execution (None: not counted yet); see ``ExecutionRow``.
+    steps_active: int | None = None
+    approvals_waiting: int | None = None
+    steps_failed: int | None = None
 
     @classmethod
-    def from_row(cls, row: Any) -> Execution:
+    def from_row(cls, row: Any, definition: dict[str, Any] | None = None) -> Execution:
+        """The execution of ``row``; ``definition`` when the row was read without it."""
         m = row._mapping
         return cls(
             id=m["id"],
             workflow_id=m["workflow_id"],
             version=m["version"],
             test_run=bool(m["test_run"]),
-            definition=m["definition"],
+            definition=m["definition"] if definition is None else definition,
             bundle_digest=m["bundle_digest"],
             status=ExecutionStatus(m["status"]),
             status_reason=m["status_reason"] or "",
@@ -199,6 +214,9 @@ class Execution:
             parent_execution_id=m["parent_execution_id"],
             parent_step_id=m["parent_step_id"],
             chain=tuple(m["chain"] or ()),
+            steps_active=m["steps_active"],
+            approvals_waiting=m["approvals_waiting"],
+            steps_failed=m["steps_failed"],
         )
 
 
@@ -219,6 +237,7 @@ class Step:
     user_skipped: bool
     outputs: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    needs_open: int | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> Step:
@@ -239,6 +258,7 @@ class Step:
             user_skipped=bool(m["user_skipped"]),
             outputs=m.get("outputs") or {},
             error=m["error"],
+            needs_open=m["needs_open"],
         )
 
 
@@ -268,7 +288,16 @@ def insert_execution(
 # that only refer to the execution (log lines, events) are inserted without waiting for it;
 # with FOR UPDATE, a log batch holding its job's row deadlocked with a reconcile holding the
 # execution and waiting for that job.
-_LOCK_EXECUTION = select(EX).where(EX.c.id == bindparam("b_id")).with_for_update(key_share=True)
+#
+# The lock reads the row without its definition: a pinned definition never changes, and
+# decoding a wide one (100 kB of JSON for 2,000 steps) on every job's end would cost more than
+# the rest of the reconcile. It is read once per execution and kept (``_definition``).
+_LOCK_EXECUTION = (
+    select(*[c for c in EX.c if c.name != "definition"])
+    .where(EX.c.id == bindparam("b_id"))
+    .with_for_update(key_share=True)
+)
+_DEFINITION = select(EX.c.definition).where(EX.c.id == bindparam("b_id"))
 _GET_EXECUTION = select(EX).where(EX.c.id == bindparam("b_id"))
 _LIST_STEPS = (
     select(ST).where(ST.c.execution_id == bindparam("b_execution")).order_by(ST.c.position)
@@ -278,6 +307,10 @@ _LIST_STEP_STATES = (
     select(*[c for c in ST.c if c.name != "outputs"])
     .where(ST.c.execution_id == bindparam("b_execution"))
     .order_by(ST.c.position)
+)
+_SOME_STEP_STATES = select(*[c for c in ST.c if c.name != "outputs"]).where(
+    ST.c.execution_id == bindparam("b_execution"),
+    ST.c.step_id.in_(bindparam("b_steps", expanding=True)),
 )
 _STEP_OUTPUTS = select(ST.c.step_id, ST.c.outputs).where(
     ST.c.execution_id == bindparam("b_execution")
@@ -301,7 +334,30 @@ def lock_execution(session: Session, execution_id: str) -> Execution:
     row = session.connection().execute(_LOCK_EXECUTION, {"b_id": execution_id}).first()
     if row is None:
         raise NotFound(f"execution {execution_id!r} not found")
-    return Execution.from_row(row)
+    return Execution.from_row(row, _definition(session, execution_id, row.created_at))
+
+
+_DEFINITIONS: OrderedDict[tuple[str, float], dict[str, Any]] = OrderedDict()
+_DEFINITIONS_KEPT = 256
+_DEFINITIONS_LOCK = threading.Lock()
+
+
+def _definition(session: Session, execution_id: str, created_at: float) -> dict[str, Any]:
+    """The execution's pinned definition, read once and kept (by id and creation time, for
+    ids a test may reuse); callers must not change it (the runtime never does)."""
+    key = (execution_id, created_at)
+    with _DEFINITIONS_LOCK:
+        found = _DEFINITIONS.get(key)
+        if found is not None:
+            _DEFINITIONS.move_to_end(key)
+            return found
+    value = session.connection().execute(_DEFINITION, {"b_id": execution_id}).scalar()
+    definition: dict[str, Any] = value or {}
+    with _DEFINITIONS_LOCK:
+        _DEFINITIONS[key] = definition
+        if len(_DEFINITIONS) > _DEFINITIONS_KEPT:
+            _DEFINITIONS.popitem(last=False)
+    return definition
 
 
 def get_execution(session: Session, execution_id: str) -> Execution:
@@ -326,6 +382,18 @@ def list_step_states(session: Session, execution_id: str) -> list[Step]:
     Read on every reconcile, so rows are taken as plain tuples (a row's mapping view costs
     several times more per row, which a wide execution pays on every job's end)."""
     result = session.connection().execute(_LIST_STEP_STATES, {"b_execution": execution_id})
+    return _step_states(result)
+
+
+def step_states_of(session: Session, execution_id: str, step_ids: Iterable[str]) -> list[Step]:
+    """``list_step_states`` of the named steps only (what a reconcile of a job's end reads)."""
+    result = session.connection().execute(
+        _SOME_STEP_STATES, {"b_execution": execution_id, "b_steps": sorted(step_ids)}
+    )
+    return _step_states(result)
+
+
+def _step_states(result: Any) -> list[Step]:
     names = tuple(result.keys())
     steps = []
     for values in result:
@@ -413,6 +481,33 @@ def set_timer(session: Session, kind: str, key: str, due_at: float | None) -> No
     session.connection().execute(
         _UPSERT_TIMER[session.get_bind().dialect.name], {"kind": kind, "key": key, "due_at": due_at}
     )
+
+
+_LOWER_TIMER = {
+    name: ins.on_conflict_do_update(
+        index_elements=["kind", "key"],
+        set_={"due_at": func.min(TM.c.due_at, ins.excluded.due_at)}
+        if name == "sqlite"
+        else {"due_at": func.least(TM.c.due_at, ins.excluded.due_at)},
+    )
+    for name, ins in (("postgresql", pg_insert(TM)), ("sqlite", sqlite_insert(TM)))
+}
+_TIMER_DUE = select(TM.c.due_at).where(
+    TM.c.kind == bindparam("b_kind"), TM.c.key == bindparam("b_key")
+)
+
+
+def lower_timer(session: Session, kind: str, key: str, due_at: float) -> None:
+    """Set the timer of ``(kind, key)`` to ``due_at`` unless it is already due earlier."""
+    session.connection().execute(
+        _LOWER_TIMER[session.get_bind().dialect.name], {"kind": kind, "key": key, "due_at": due_at}
+    )
+
+
+def timer_due(session: Session, kind: str, key: str) -> float | None:
+    """When the timer of ``(kind, key)`` is due (None: there is none)."""
+    value = session.connection().execute(_TIMER_DUE, {"b_kind": kind, "b_key": key}).scalar()
+    return float(value) if value is not None else None
 
 
 def due_timers(session: Session, now: float, limit: int = 100) -> list[tuple[str, str, float]]:
