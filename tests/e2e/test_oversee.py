@@ -190,3 +190,39 @@ def test_admin_screens_agents_users_teams_secrets(page: Page, ui_server: UiServe
     expect(secret).to_contain_text("v2")
     shot(page, "oversee-secrets")
     axe_scan(page, "secrets")
+
+
+def test_admin_creates_an_agent_token_and_revokes_its_agent(
+    page: Page, ui_server: UiServer
+) -> None:
+    sign_in(page)
+    page.goto("/agents")
+    page.get_by_role("button", name="New agent token").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_role("textbox", name=re.compile("^Pool")).fill("edge")
+    dialog.get_by_role("textbox", name=re.compile("^Name")).fill("edge-hosts")
+    dialog.get_by_role("button", name="Create agent token").click()
+    secret = dialog.locator("[data-token-secret]").inner_text().strip()
+    assert secret.startswith("opfa_")
+    dialog.get_by_role("button", name="Done").click()
+
+    def register() -> httpx.Response:
+        return httpx.post(
+            f"{ui_server.url}/api/v1/agent/register",
+            headers={"Authorization": f"Bearer {secret}"},
+            json={"agent_id": "agent-e2e-edge1", "hostname": "edge1.example", "version": "0.1.0"},
+        )
+
+    assert register().status_code == 200, register().text
+    row = page.locator('tr[data-agent="agent-e2e-edge1"]')
+    expect(row).to_contain_text("edge1.example")
+    expect(row).to_contain_text("edge")
+    expect(row).not_to_contain_text("built-in")
+    expect(page.locator('tr[data-agent-token] >> text="edge-hosts"')).to_be_visible()
+    shot(page, "oversee-agents-remote")
+    axe_scan(page, "agents with a remote agent")
+
+    row.get_by_role("button", name="Revoke").click()
+    page.get_by_role("dialog").get_by_role("button", name="Revoke agent-e2e-edge1").click()
+    expect(page.get_by_text(re.compile("Revoked agent token edge-hosts"))).to_be_visible()
+    assert register().status_code == 401

@@ -1,10 +1,11 @@
-// Every agent the server has seen: pools, labels, online or not, what it runs, and drain for
-// those who may manage agents. The server's built-in agent is listed first.
+// Every agent the server has seen: pools, labels, online or not, what it runs; for those who
+// may manage agents, drain and revoke, and the agent tokens remote agents register with. The
+// server's built-in agent is listed first.
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useRef, useState } from "react";
 import { api, call, type Schemas } from "../api/client";
 import { useCan } from "../auth/session";
-import { Dialog } from "../components/Dialog";
+import { ConfirmDialog, Dialog } from "../components/Dialog";
 import { ErrorMessage } from "../components/ErrorMessage";
 import { exactTime, relativeTime } from "../components/format";
 import { useNow, useRowKeys } from "../components/hooks";
@@ -12,10 +13,12 @@ import { useToast } from "../components/Toast";
 import "../settings/admin.css";
 
 type Agent = Schemas["AgentOut"];
+type AgentToken = Schemas["AgentTokenOut"];
+type AgentTokenCreated = Schemas["AgentTokenCreated"];
 
-/** The in-process agent's id has the `local-` prefix (agent/identity.py). */
-export function isLocalAgent(a: Pick<Agent, "id">): boolean {
-  return a.id.startsWith("local-");
+/** A server's built-in agent registers without an agent token. */
+export function isLocalAgent(a: Pick<Agent, "token_id">): boolean {
+  return !a.token_id;
 }
 
 /** Built-in agents first, then online before offline, then most recently seen. */
@@ -32,6 +35,7 @@ export default function AgentsPage() {
   });
   const canManage = useCan("agents:manage");
   const [target, setTarget] = useState<Agent | null>(null);
+  const [revoking, setRevoking] = useState<Agent | null>(null);
   const now = useNow(true, 5_000);
   const rows = useRef<HTMLTableSectionElement>(null);
   useRowKeys(rows);
@@ -109,6 +113,11 @@ export default function AgentsPage() {
                         <button type="button" className="small" onClick={() => setTarget(a)}>
                           {a.draining ? "Undrain" : "Drain"}
                         </button>
+                        {!isLocalAgent(a) && (
+                          <button type="button" className="small danger-text" onClick={() => setRevoking(a)}>
+                            Revoke
+                          </button>
+                        )}
                       </div>
                     </td>
                   )}
@@ -119,6 +128,8 @@ export default function AgentsPage() {
         </div>
       )}
       {target && <DrainDialog agent={target} onClose={() => setTarget(null)} />}
+      {revoking && <RevokeAgent agent={revoking} onClose={() => setRevoking(null)} />}
+      {canManage && <AgentTokens />}
     </section>
   );
 }
@@ -179,5 +190,191 @@ function DrainDialog({ agent, onClose }: { agent: Agent; onClose: () => void }) 
           : `The agent gets no more jobs; its ${agent.running.length} running job(s) finish. Its pools' queued jobs go to other agents.`}
       </p>
     </Dialog>
+  );
+}
+
+function RevokeAgent({ agent, onClose }: { agent: Agent; onClose: () => void }) {
+  const client = useQueryClient();
+  const toast = useToast();
+  const revoke = useMutation({
+    mutationFn: () => call(api.POST("/api/v1/agents/{agent_id}/revoke", { params: { path: { agent_id: agent.id } } })),
+    onSuccess: (t) => {
+      toast.ok(`Revoked agent token ${t.name || t.id} (pool ${t.pool}): ${t.agents.join(", ")} refused from now on`);
+      void client.invalidateQueries({ queryKey: ["agents"] });
+      onClose();
+    },
+    onError: (err) => toast.error(err, `Revoking ${agent.id}`),
+  });
+  return (
+    <ConfirmDialog title={`Revoke ${agent.id}?`} confirmLabel={`Revoke ${agent.id}`} busy={revoke.isPending} onConfirm={() => revoke.mutate()} onClose={onClose}>
+      <p>
+        This revokes the agent token <code>{agent.token_id}</code> it registered with: every agent using that token is refused from its next
+        request on, and its running jobs count as lost when their leases expire. This cannot be undone.
+      </p>
+    </ConfirmDialog>
+  );
+}
+
+/** The agent tokens remote agents register with (one pool each): create one, shown once; revoke. */
+function AgentTokens() {
+  const tokens = useQuery({ queryKey: ["agents", "tokens"], queryFn: () => call(api.GET("/api/v1/agents/tokens")), refetchInterval: 10_000 });
+  const [creating, setCreating] = useState(false);
+  const [revoking, setRevoking] = useState<AgentToken | null>(null);
+  return (
+    <section aria-labelledby="agent-tokens-title" className="agent-tokens">
+      <div className="page-head">
+        <h2 id="agent-tokens-title">Agent tokens</h2>
+        <button type="button" className="primary" onClick={() => setCreating(true)}>
+          New agent token
+        </button>
+      </div>
+      {tokens.isError && <ErrorMessage error={tokens.error} onRetry={() => void tokens.refetch()} />}
+      {tokens.data && tokens.data.length === 0 && (
+        <div className="empty">
+          <p>No agent tokens yet. A remote agent needs one: <code>opsflow agent --server URL --token TOKEN</code>.</p>
+        </div>
+      )}
+      {tokens.data && tokens.data.length > 0 && (
+        <div className="table-wrap">
+          <table className="table stack-narrow" aria-label="Agent tokens">
+            <thead>
+              <tr>
+                <th scope="col">Token</th>
+                <th scope="col">Pool</th>
+                <th scope="col">Agents</th>
+                <th scope="col">State</th>
+                <th scope="col">Created</th>
+                <th scope="col">Last used</th>
+                <th scope="col"><span className="visually-hidden">Actions</span></th>
+              </tr>
+            </thead>
+            <tbody>
+              {tokens.data.map((t) => (
+                <tr key={t.id} data-agent-token={t.id}>
+                  <td>
+                    <div className="row-title">{t.name || "(no name)"}</div>
+                    <div className="muted small">
+                      <code>{t.prefix}…</code> · {t.id}
+                    </div>
+                  </td>
+                  <td data-label="Pool">{t.pool}</td>
+                  <td data-label="Agents">{t.agents.join(", ") || "—"}</td>
+                  <td data-label="State">
+                    {t.active ? (
+                      <span className="badge tone-green"><span aria-hidden="true">✓</span> active</span>
+                    ) : (
+                      <span className="badge tone-darkgray"><span aria-hidden="true">⊘</span> revoked</span>
+                    )}
+                  </td>
+                  <td data-label="Created" title={exactTime(t.created_at)}>
+                    {relativeTime(t.created_at)} by {t.created_by}
+                  </td>
+                  <td data-label="Last used" title={exactTime(t.last_used_at)}>{t.last_used_at ? relativeTime(t.last_used_at) : "never"}</td>
+                  <td className="cell-actions">
+                    <div className="actions">
+                      {t.active && (
+                        <button type="button" className="small danger-text" onClick={() => setRevoking(t)}>
+                          Revoke
+                        </button>
+                      )}
+                    </div>
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+      {creating && <NewAgentToken onClose={() => setCreating(false)} />}
+      {revoking && <RevokeAgentToken token={revoking} onClose={() => setRevoking(null)} />}
+    </section>
+  );
+}
+
+function NewAgentToken({ onClose }: { onClose: () => void }) {
+  const client = useQueryClient();
+  const toast = useToast();
+  const [pool, setPool] = useState("default");
+  const [name, setName] = useState("");
+  const [created, setCreated] = useState<AgentTokenCreated | null>(null);
+  const create = useMutation({
+    mutationFn: () => call(api.POST("/api/v1/agents/tokens", { body: { pool, name } })),
+    onSuccess: (t) => {
+      setCreated(t);
+      toast.ok(`Created agent token ${t.name || t.id} for pool ${t.pool}`);
+      void client.invalidateQueries({ queryKey: ["agents", "tokens"] });
+    },
+  });
+  if (created) {
+    return (
+      <Dialog title="Agent token created" onClose={onClose} footer={<button type="button" className="primary" onClick={onClose}>Done</button>}>
+        <div className="once">
+          <strong>Copy it now: it is shown only once.</strong>
+          <code data-token-secret>{created.token}</code>
+        </div>
+        <p className="small muted">
+          Start an agent of pool {created.pool} with <code>opsflow agent --server {window.location.origin} --token …</code>
+        </p>
+      </Dialog>
+    );
+  }
+  return (
+    <Dialog
+      title="New agent token"
+      onClose={onClose}
+      footer={
+        <>
+          <button type="button" onClick={onClose}>Cancel</button>
+          <button type="submit" form="agent-token-form" className="primary" disabled={!pool.trim() || create.isPending}>Create agent token</button>
+        </>
+      }
+    >
+      <form
+        id="agent-token-form"
+        onSubmit={(e) => {
+          e.preventDefault();
+          create.mutate();
+        }}
+      >
+        {create.isError && <ErrorMessage error={create.error} />}
+        <label className="field">
+          <span>Pool</span>
+          <input value={pool} onChange={(e) => setPool(e.target.value)} required data-autofocus />
+          <small className="muted">Agents with this token serve only this pool (a step's agent.pool).</small>
+        </label>
+        <label className="field">
+          <span>Name</span>
+          <input value={name} onChange={(e) => setName(e.target.value)} placeholder="e.g. eu-hosts" />
+        </label>
+      </form>
+    </Dialog>
+  );
+}
+
+function RevokeAgentToken({ token, onClose }: { token: AgentToken; onClose: () => void }) {
+  const client = useQueryClient();
+  const toast = useToast();
+  const revoke = useMutation({
+    mutationFn: () => call(api.DELETE("/api/v1/agents/tokens/{token_id}", { params: { path: { token_id: token.id } } })),
+    onSuccess: () => {
+      toast.ok(`Revoked agent token ${token.name || token.id}`);
+      void client.invalidateQueries({ queryKey: ["agents"] });
+      onClose();
+    },
+    onError: (err) => toast.error(err, `Revoking ${token.name || token.id}`),
+  });
+  return (
+    <ConfirmDialog
+      title={`Revoke agent token ${token.name || token.id}?`}
+      confirmLabel={`Revoke ${token.name || token.id}`}
+      busy={revoke.isPending}
+      onConfirm={() => revoke.mutate()}
+      onClose={onClose}
+    >
+      <p>
+        {token.agents.length ? `${token.agents.join(", ")} (pool ${token.pool})` : `Agents of pool ${token.pool} using it`} will be refused from
+        their next request on. This cannot be undone.
+      </p>
+    </ConfirmDialog>
   );
 }

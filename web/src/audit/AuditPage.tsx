@@ -28,6 +28,7 @@ export const ACTION_GROUPS: { value: string; label: string }[] = [
   { value: "user.", label: "User changes" },
   { value: "team.", label: "Team changes" },
   { value: "agent.", label: "Agent drains" },
+  { value: "agent_token.", label: "Agent token changes" },
 ];
 
 const VERBS: Record<string, string> = {
@@ -62,6 +63,8 @@ const VERBS: Record<string, string> = {
   "team.member.remove": "removed a team member",
   "agent.drain": "drained an agent",
   "agent.undrain": "undrained an agent",
+  "agent_token.create": "created an agent token",
+  "agent_token.revoke": "revoked an agent token",
   "trigger.enable": "enabled a trigger",
   "trigger.disable": "disabled a trigger",
 };
