@@ -74,6 +74,12 @@ class Conflict(OpsflowError):
     status_code = 409
 
 
+class PreconditionFailed(Conflict):
+    """The resource changed since you read it (its `If-Match` tag is not current)."""
+
+    status_code = 412
+
+
 class Unauthorized(OpsflowError):
     """Authentication is required: send `Authorization: Bearer <token>`."""
 

@@ -93,7 +93,7 @@ def test_an_error_shows_at_its_line_and_the_fix_publishes_version_2(
     page.get_by_role("button", name="Publish").click()
     expect(page.get_by_test_id("latest-version")).to_have_text("Version 2 published")
     expect(page.get_by_text("Published version 2")).to_be_visible()
-    expect(page.get_by_text("Draft saved")).to_be_visible()
+    expect(page.locator(".save-state")).to_have_text("Draft saved")
     version = ui_server.api.get("/workflows/e2e-ed-hello/versions/2").json()
     assert version["yaml"] == FIXED  # the text as written, comments included
     shot(page, "editor_published_v2")
@@ -123,6 +123,23 @@ def test_an_error_shows_at_its_line_and_the_fix_publishes_version_2(
     page.get_by_role("button", name="Bring them back").click()
     expect(editor(page)).to_contain_text("echo unsaved")
     expect(page.get_by_text("● Unsaved changes")).to_be_visible()
+
+    # Someone else saves the draft meanwhile: saving mine is refused, nothing is overwritten.
+    theirs = "# changed elsewhere\n" + FIXED
+    response = ui_server.api.put(
+        "/workflows/e2e-ed-hello",
+        content=theirs.encode(),
+        headers={"Content-Type": "application/yaml"},
+    )
+    assert response.status_code == 200, response.text
+    page.get_by_role("button", name="Save draft").click()
+    conflict = page.get_by_role("alert").filter(has_text="someone else saved this draft")
+    expect(conflict).to_be_visible()
+    assert ui_server.api.get("/workflows/e2e-ed-hello").json()["draft_yaml"] == theirs
+    shot(page, "editor_conflict")
+    conflict.get_by_role("button", name="Load their draft (drops my changes)").click()
+    expect(editor(page)).to_contain_text("# changed elsewhere")
+    expect(page.locator(".save-state")).to_have_text("Draft saved")
 
 
 def settled_box(handle: Locator) -> FloatRect:
@@ -225,7 +242,8 @@ def test_a_workflow_built_in_the_visual_builder_alone_publishes_and_runs(
     assert published["definition"]["steps"][2]["needs"] == ["approval.approved"]
 
     page.get_by_role("link", name="Workflow page").click()
-    page.get_by_role("button", name="▶ Run").click()
+    expect(page.get_by_role("heading", name="Built by clicking", exact=True)).to_be_visible()
+    page.get_by_role("button", name="▶ Run", exact=True).click()
     dialog = page.get_by_role("dialog", name="Run Built by clicking")
     dialog.get_by_role("button", name="▶ Start").click()
     dialog.get_by_role("button", name="Approve").click()

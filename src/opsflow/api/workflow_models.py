@@ -112,6 +112,10 @@ class WorkflowDetail(WorkflowSummary):
     draft_yaml: str = Field(description="The draft's YAML as submitted.")
     draft_bundle_digest: str | None = Field(description="The draft's files; null if none.")
     draft_digest: str = Field(description="Digest of the draft's definition and files.")
+    draft_tag: str = Field(
+        description="Tag of the draft as written (YAML text and files): send it as If-Match "
+        "when saving to replace only this draft."
+    )
     has_unpublished_changes: bool = Field(
         description="The draft differs from the latest version (or nothing is published)."
     )
@@ -129,6 +133,7 @@ class WorkflowDetail(WorkflowSummary):
             draft_yaml=wf.draft_yaml,
             draft_bundle_digest=wf.draft_bundle_digest,
             draft_digest=wf.draft_digest,
+            draft_tag=wf.draft_tag,
             has_unpublished_changes=latest is None or latest.content_digest != wf.draft_digest,
             triggers=triggers,
         )

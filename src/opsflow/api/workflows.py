@@ -8,7 +8,7 @@ import functools
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from opsflow.api.definitions import (
@@ -66,6 +66,22 @@ Reader = Annotated[Principal, Depends(require(Permission.WORKFLOWS_READ))]
 Editor = Annotated[Principal, Depends(require(Permission.WORKFLOWS_UPDATE))]
 Lister = Annotated[Principal, Depends(require(Permission.WORKFLOWS_LIST))]
 PublishFlag = Annotated[bool, Query(description="Also publish the draft as a new version.")]
+IfMatch = Annotated[
+    str | None,
+    Header(
+        alias="If-Match",
+        description="The draft_tag of the draft you edited: the save is refused with 412 if "
+        "the draft changed since.",
+    ),
+]
+
+
+def _tag(if_match: str | None) -> str | None:
+    """The tag in an If-Match header (``"abc"``, ``W/"abc"`` or bare ``abc``)."""
+    if if_match is None:
+        return None
+    tag = if_match.strip().removeprefix("W/").strip('"')
+    return tag or None
 
 
 def _detail(session: Session, workflow_id: str, include_deleted: bool = False) -> WorkflowDetail:
@@ -91,6 +107,7 @@ def _save(
     create_only: bool,
     publish: bool,
     may_see_secrets: bool = False,
+    if_match: str | None = None,
 ) -> SaveResult:
     """Save the draft (and publish it); ``may_see_secrets``: whether the answer may say which
     secrets a hook trigger names that are not set."""
@@ -105,6 +122,7 @@ def _save(
             bundle_digest=digest,
             actor=actor,
             create_only=create_only,
+            if_match=if_match,
         )
         action = "workflow.create" if created else "workflow.update"
         audit.record(session, actor, action, wf.id, {"draft_digest": wf.draft_digest})
@@ -225,7 +243,7 @@ async def create_workflow(
     "/{workflow_id}",
     response_model=SaveResult,
     openapi_extra=DEFINITION_BODY,
-    responses={201: {"description": "Created"}, **error_responses(401, 403, 413, 415, 422)},
+    responses={201: {"description": "Created"}, **error_responses(401, 403, 412, 413, 415, 422)},
 )
 async def put_workflow(
     request: Request,
@@ -233,8 +251,10 @@ async def put_workflow(
     workflow_id: WorkflowId,
     principal: Editor,
     publish: PublishFlag = False,
+    if_match: IfMatch = None,
 ) -> SaveResult:
-    """Create the workflow or replace its draft; the URL's id must equal the definition's."""
+    """Create the workflow or replace its draft; the URL's id must equal the definition's.
+    With If-Match (the draft_tag you loaded), 412 if the draft changed since."""
     services = services_of(request)
     submission = await read_submission(request, services.settings.max_bundle_bytes)
     check_path_id(submission, workflow_id)
@@ -247,6 +267,7 @@ async def put_workflow(
             create_only=False,
             publish=publish,
             may_see_secrets=principal.can(Permission.SECRETS_MANAGE),
+            if_match=_tag(if_match),
         )
     )
     response.status_code = 201 if result.created else 200

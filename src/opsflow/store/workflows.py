@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from opsflow.errors import Conflict, NotFound
+from opsflow.errors import Conflict, NotFound, PreconditionFailed
 from opsflow.status import WorkflowStatus
 from opsflow.store import tables as t
 from opsflow.store.base import utcnow
@@ -42,6 +42,11 @@ class Workflow:
     updated_at: datetime
     created_by: str | None
     deleted_at: datetime | None
+
+    @property
+    def draft_tag(self) -> str:
+        """The draft's `draft_tag` (see the function)."""
+        return draft_tag(self.draft_yaml, self.draft_bundle_digest)
 
     @classmethod
     def from_row(cls, row: t.Workflow) -> Workflow:
@@ -96,6 +101,12 @@ def content_digest(definition: dict[str, Any], bundle_digest: str | None) -> str
     return hashlib.sha256(f"{text}\n{bundle_digest or ''}".encode()).hexdigest()
 
 
+def draft_tag(yaml_text: str, bundle_digest: str | None) -> str:
+    """A tag of the draft as written (SHA-256 hex of its YAML text and files), for saving with
+    `If-Match`: unlike `content_digest` it changes with comments and formatting too."""
+    return hashlib.sha256(f"{yaml_text}\0{bundle_digest or ''}".encode()).hexdigest()
+
+
 def _row(
     session: Session, workflow_id: str, *, include_deleted: bool = False, lock: bool = False
 ) -> t.Workflow:
@@ -115,12 +126,15 @@ def save_draft(
     bundle_digest: str | None,
     actor: str,
     create_only: bool = False,
+    if_match: str | None = None,
 ) -> tuple[Workflow, bool]:
     """Create the workflow or replace its draft; returns it and whether it was created.
 
     ``definition`` is the loader's canonical form and names the id. With ``create_only`` an
     existing (not deleted) workflow is a `Conflict`. Re-creating a deleted workflow brings it
-    back as a draft; its old versions stay and numbering continues after them.
+    back as a draft; its old versions stay and numbering continues after them. With
+    ``if_match`` (a `draft_tag`) the draft is replaced only if it is still that one, checked
+    under the row's lock: else `PreconditionFailed` (412), and nothing is written.
     """
     workflow_id = str(definition["id"])
     now = utcnow()
@@ -136,6 +150,18 @@ def save_draft(
         "updated_at": now,
     }
     row = session.get(t.Workflow, workflow_id, with_for_update=True)
+    if if_match is not None:
+        if row is None or row.deleted_at is not None:
+            raise PreconditionFailed(
+                f"workflow {workflow_id!r} does not exist any more; save without If-Match "
+                "to create it"
+            )
+        if draft_tag(row.draft_yaml, row.draft_bundle_digest) != if_match:
+            raise PreconditionFailed(
+                f"the draft of {workflow_id!r} changed since you loaded it (saved "
+                f"{row.updated_at:%Y-%m-%d %H:%M:%S} UTC); load it again, or save without "
+                "If-Match to replace it"
+            )
     if row is None:
         row = t.Workflow(
             id=workflow_id,

@@ -173,3 +173,39 @@ def test_restoring_a_missing_version_is_a_404_naming_it(client: TestClient) -> N
     nobody = client.post("/api/v1/workflows/nope/versions/1/restore")
     assert nobody.status_code == 404
     assert client.get("/api/v1/workflows/hello").json()["has_unpublished_changes"] is False
+
+
+def test_a_save_with_if_match_replaces_only_the_draft_it_names(client: TestClient) -> None:
+    first = client.put("/api/v1/workflows/hello", content=hello_yaml(), headers=YAML)
+    tag = first.json()["workflow"]["draft_tag"]
+    # Someone else changes only a comment: the tag changes (the content digest does not).
+    other = client.put("/api/v1/workflows/hello", content="# theirs\n" + hello_yaml(), headers=YAML)
+    assert other.json()["workflow"]["draft_digest"] == first.json()["workflow"]["draft_digest"]
+    assert other.json()["workflow"]["draft_tag"] != tag
+
+    stale = client.put(
+        "/api/v1/workflows/hello?publish=true",
+        content=hello_yaml(echo="mine"),
+        headers={**YAML, "If-Match": f'"{tag}"'},
+    )
+    assert stale.status_code == 412, stale.text
+    assert stale.headers["content-type"] == "application/problem+json"
+    assert "changed since you loaded it" in stale.json()["detail"]
+    detail = client.get("/api/v1/workflows/hello").json()
+    assert detail["draft_yaml"].startswith("# theirs") and detail["latest_version"] is None
+
+    current = other.json()["workflow"]["draft_tag"]
+    mine = client.put(
+        "/api/v1/workflows/hello",
+        content=hello_yaml(echo="mine"),
+        headers={**YAML, "If-Match": f'W/"{current}"'},
+    )
+    assert mine.status_code == 200, mine.text
+    assert "echo mine" in mine.json()["workflow"]["draft_yaml"]
+    gone = client.put(
+        "/api/v1/workflows/nobody",
+        content=hello_yaml("nobody"),
+        headers={**YAML, "If-Match": current},
+    )
+    assert gone.status_code == 412
+    assert client.get("/api/v1/workflows/nobody").status_code == 404

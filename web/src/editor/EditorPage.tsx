@@ -5,6 +5,7 @@
 import { useQueryClient } from "@tanstack/react-query";
 import { lazy, Suspense, useCallback, useEffect, useMemo, useRef, useState } from "react";
 import { Link, useNavigate, useParams, useSearchParams } from "react-router-dom";
+import { ApiError } from "../api/client";
 import { useCan } from "../auth/session";
 import { ConfirmDialog } from "../components/Dialog";
 import { ErrorMessage } from "../components/ErrorMessage";
@@ -122,11 +123,16 @@ export default function EditorPage() {
   const [busy, setBusy] = useState<null | "save" | "publish" | "test">(null);
   const [published, setPublished] = useState<number | null>(null);
   const [testing, setTesting] = useState(false);
+  // The draft_tag of the draft this text started from: saves send it as If-Match, so another
+  // person's save in between is never overwritten unseen.
+  const [tag, setTag] = useState<string | null>(null);
+  const [conflict, setConflict] = useState<{ publish: boolean; detail: string } | null>(null);
 
   useEffect(() => {
     if (workflow.data && text === null) {
       setText(workflow.data.draft_yaml);
       setSaved(workflow.data.draft_yaml);
+      setTag(workflow.data.draft_tag);
     }
   }, [workflow.data, text]);
 
@@ -159,12 +165,14 @@ export default function EditorPage() {
     setWarnings([]);
   }, []);
 
-  const save = async (publish: boolean): Promise<boolean> => {
+  const save = async (publish: boolean, force = false): Promise<boolean> => {
     if (text === null) return false;
     setBusy(publish ? "publish" : "save");
     try {
-      const result = await saveYaml(isNew ? null : id!, text, publish);
+      const result = await saveYaml(isNew ? null : id!, text, publish, force ? null : tag);
       setSaved(text);
+      setTag(result.workflow.draft_tag);
+      setConflict(null);
       setWarnings(warningsOf(result));
       void queryClient.invalidateQueries({ queryKey: ["workflows"] });
       if (publish) {
@@ -175,7 +183,8 @@ export default function EditorPage() {
       if (isNew) navigate(`/workflows/${result.workflow.id}/edit${tab !== "yaml" ? `?tab=${tab}` : ""}`, { replace: true });
       return true;
     } catch (err) {
-      toast.error(err, publish ? "Publish" : "Save");
+      if (err instanceof ApiError && err.status === 412) setConflict({ publish, detail: err.detail });
+      else toast.error(err, publish ? "Publish" : "Save");
       return false;
     } finally {
       setBusy(null);
@@ -197,6 +206,8 @@ export default function EditorPage() {
       const wf = await restoreVersion(id!, number);
       setText(wf.draft_yaml);
       setSaved(wf.draft_yaml);
+      setTag(wf.draft_tag);
+      setConflict(null);
       setWarnings([]);
       void queryClient.invalidateQueries({ queryKey: ["workflows"] });
       toast.ok(`Version ${number} is the draft now`);
@@ -204,6 +215,15 @@ export default function EditorPage() {
     } catch (err) {
       toast.error(err, "Restore");
     }
+  };
+
+  const loadServerDraft = async () => {
+    const fresh = await workflow.refetch();
+    if (!fresh.data) return;
+    setText(fresh.data.draft_yaml);
+    setSaved(fresh.data.draft_yaml);
+    setTag(fresh.data.draft_tag);
+    setConflict(null);
   };
 
   if (!isNew && workflow.isError) return <ErrorMessage error={workflow.error} />;
@@ -248,6 +268,19 @@ export default function EditorPage() {
           )}
         </div>
       </div>
+      {conflict && (
+        <div className="banner-error conflict-banner" role="alert">
+          <p>
+            <strong>Not saved: someone else saved this draft since you opened it.</strong> <span className="small">{conflict.detail}</span>
+          </p>
+          <button type="button" className="small" onClick={() => void save(conflict.publish, true)} disabled={busy !== null}>
+            {conflict.publish ? "Publish mine anyway" : "Save mine anyway"}
+          </button>{" "}
+          <button type="button" className="small" onClick={() => void loadServerDraft()}>
+            Load their draft (drops my changes)
+          </button>
+        </div>
+      )}
       {stashed !== null && stashed !== text && (
         <div className="banner-warning stash-banner" role="status">
           You left this editor with unsaved changes.{" "}

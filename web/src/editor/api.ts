@@ -9,8 +9,9 @@ export type SaveResult = Schemas["SaveResult"];
 export type VersionSummary = Schemas["VersionSummary"];
 export type VersionDetail = Schemas["VersionDetail"];
 
-async function sendYaml(method: "POST" | "PUT", path: string, text: string): Promise<Response> {
+async function sendYaml(method: "POST" | "PUT", path: string, text: string, ifMatch: string | null = null): Promise<Response> {
   const headers: Record<string, string> = { "Content-Type": "application/yaml" };
+  if (ifMatch) headers["If-Match"] = `"${ifMatch}"`;
   const token = csrfToken();
   if (token) headers["X-CSRF-Token"] = token;
   try {
@@ -52,10 +53,13 @@ export async function validateYaml(text: string, signal?: AbortSignal): Promise<
   throw problemOf(response.status, body);
 }
 
-/** Creates (workflowId null) or replaces the draft of a workflow, publishing it if asked. */
-export async function saveYaml(workflowId: string | null, text: string, publish: boolean): Promise<SaveResult> {
+/** Creates (workflowId null) or replaces the draft of a workflow, publishing it if asked. With
+ *  `ifMatch` (the draft_tag loaded) the server refuses with 412 if the draft changed since. */
+export async function saveYaml(workflowId: string | null, text: string, publish: boolean, ifMatch: string | null = null): Promise<SaveResult> {
   const query = publish ? "?publish=true" : "";
-  const response = workflowId ? await sendYaml("PUT", `/workflows/${encodeURIComponent(workflowId)}${query}`, text) : await sendYaml("POST", `/workflows${query}`, text);
+  const response = workflowId
+    ? await sendYaml("PUT", `/workflows/${encodeURIComponent(workflowId)}${query}`, text, ifMatch)
+    : await sendYaml("POST", `/workflows${query}`, text);
   const body = await json(response);
   if (!response.ok) throw problemOf(response.status, body);
   return body as SaveResult;
