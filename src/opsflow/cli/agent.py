@@ -44,13 +44,15 @@ def agent(
         typer.Option(
             "--token",
             envvar="OPSFLOW_TOKEN",
-            help="A token allowed to serve as an agent.",
+            help="An agent token (opfa_...): `opsflow agents tokens create --pool P`.",
             show_default=False,
         ),
     ],
     pool: Annotated[
         list[str] | None,
-        typer.Option("--pool", help="A pool to serve (repeatable) [default: default]."),
+        typer.Option(
+            "--pool", help="The pool to serve; it must be the token's [default: the token's]."
+        ),
     ] = None,
     label: Annotated[
         list[str] | None,
@@ -107,7 +109,7 @@ def agent(
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, drain)
-        logging.info("agent %s serving %s for %s", agent_id, pool or ["default"], server)
+        logging.info("agent %s serving %s for %s", agent_id, pool or "its token's pool", server)
         try:
             await runner.run()
             if draining:
