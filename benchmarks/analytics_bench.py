@@ -6,8 +6,11 @@ Not a timed test: run it by hand and read the table. Each backend gets a fresh d
 four agents, every third with an approval gate; see ``tests/history.py``). A real ``opsflow
 server`` (no local agent) then answers ``GET /api/v1/analytics`` for several windows; each
 figure is the median (and min) over ``--rounds`` requests, measured by the client from request
-to parsed answer, after one warm-up request. ``uptime``'s load average is printed, since the
-machine is shared.
+to parsed answer, after one warm-up request. The same windows are then computed in this process
+(`opsflow.store.analytics`, no HTTP): wall time and this process's CPU time
+(``time.process_time``). On SQLite the query runs in this process, so its CPU time is the work
+the database did, whatever else the machine is doing; on PostgreSQL it is only the client's.
+``uptime``'s load average is printed, since the machine is shared.
 
 Target (issue 20): < 300 ms on SQLite for 30 days of a 100,000-execution history.
 """
@@ -33,6 +36,7 @@ sys.path.insert(0, str(HERE.parent))
 from server_bench import free_port, pg_database, serving  # noqa: E402
 from tests.history import seed_history  # noqa: E402
 
+from opsflow.store import analytics  # noqa: E402
 from opsflow.store.db import Database  # noqa: E402
 from opsflow.store.migrate import upgrade  # noqa: E402
 
@@ -72,6 +76,21 @@ def timed(api: httpx.Client, params: dict[str, str], rounds: int) -> tuple[float
     return statistics.median(times), min(times), total
 
 
+def in_process(db: Database, window: analytics.Window, rounds: int) -> tuple[float, float]:
+    """Median wall and CPU milliseconds of computing ``window`` in this process."""
+    with db.read() as session:
+        analytics.analytics(session, window)  # warm-up
+    walls: list[float] = []
+    cpus: list[float] = []
+    for _ in range(rounds):
+        wall, cpu = time.perf_counter(), time.process_time()
+        with db.read() as session:
+            analytics.analytics(session, window)
+        walls.append((time.perf_counter() - wall) * 1000)
+        cpus.append((time.process_time() - cpu) * 1000)
+    return statistics.median(walls), statistics.median(cpus)
+
+
 def run(backend: str, db_url: str, executions: int, days: float, rounds: int) -> None:
     upgrade(db_url)
     now = time.time()
@@ -82,17 +101,26 @@ def run(backend: str, db_url: str, executions: int, days: float, rounds: int) ->
     def iso(ts: float) -> str:
         return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
-    windows = [
-        ("30 days", {"since": iso(now - 30 * DAY), "until": iso(now)}),
-        ("30 days, one workflow", {"since": iso(now - 30 * DAY), "until": iso(now),
-                                   "workflow": seeded.workflows[0]}),
-        ("7 days", {"since": iso(now - 7 * DAY), "until": iso(now)}),
-        (f"{days:g} days (all)", {"since": iso(now - days * DAY), "until": iso(now + 1)}),
-    ]  # fmt: skip
+    whole = f"{days:g} days (all)"
+    windows: list[tuple[str, float, float, str | None]] = [
+        ("30 days", now - 30 * DAY, now, None),
+        ("30 days, one workflow", now - 30 * DAY, now, seeded.workflows[0]),
+        ("7 days", now - 7 * DAY, now, None),
+        (whole, now - days * DAY, now + 1, None),
+    ]
+    db = Database(db_url)
     with server(db_url) as api:
-        for name, params in windows:
+        for name, since, until, workflow in windows:
+            params = {"since": iso(since), "until": iso(until)}
+            if workflow:
+                params["workflow"] = workflow
             median, best, total = timed(api, params, rounds)
-            print(f"  {backend:<11} {name:<24} {total:>8,} {median:>9.1f} {best:>9.1f}")
+            wall, cpu = in_process(db, analytics.Window(since, until, workflow), rounds)
+            print(
+                f"  {backend:<11} {name:<24} {total:>8,} {median:>9.1f} {best:>9.1f}"
+                f" {wall:>9.1f} {cpu:>9.1f}"
+            )
+    db.dispose()
 
 
 def main() -> None:
@@ -107,7 +135,10 @@ def main() -> None:
     rounds = 3 if args.quick else args.rounds
     load = subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout
     print(f"uptime: {load.strip()}")
-    print(f"  {'backend':<11} {'window':<24} {'counted':>8} {'median ms':>9} {'min ms':>9}")
+    print(
+        f"  {'backend':<11} {'window':<24} {'counted':>8} {'median ms':>9} {'min ms':>9}"
+        f" {'inproc ms':>9} {'cpu ms':>9}"
+    )
     for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
         with contextlib.ExitStack() as stack:
             if backend == "postgresql":

@@ -135,7 +135,7 @@ class SlowStepOut(BaseModel):
 
 class AgentLoadOut(BaseModel):
     agent_id: str
-    jobs: int = Field(description="Attempts it was handed for the window's executions.")
+    jobs: int = Field(description="Attempts handed to it in the window (test runs included).")
     completed: int
     failed: int = Field(description="Failed or timed out.")
     busy_ms: float = Field(description="Sum of its jobs' run times.")
@@ -145,7 +145,7 @@ class AgentLoadOut(BaseModel):
 
 
 class ApprovalWaitsOut(BaseModel):
-    total: int = Field(description="Approval gates opened in the window's executions.")
+    total: int = Field(description="Approval gates opened in the window (test runs included).")
     pending: int = Field(description="Still waiting for an answer.")
     decided: int
     avg_wait_ms: float | None = Field(description="Mean time from opened to decided.")
@@ -159,7 +159,7 @@ class AnalyticsOut(BaseModel):
     daily: list[DayOut] = Field(description="One entry per UTC day of the window, oldest first.")
     top_workflows: list[WorkflowRunsOut] = Field(description="Most runs first (up to 10).")
     slowest_steps: list[SlowStepOut] = Field(description="Slowest average first (up to 10).")
-    agents: list[AgentLoadOut] = Field(description="Most jobs first.")
+    agents: list[AgentLoadOut] = Field(description="Jobs handed out in the window, per agent.")
     approvals: ApprovalWaitsOut
 
     @classmethod

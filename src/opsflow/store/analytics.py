@@ -4,10 +4,12 @@ Nothing here loads executions into Python: every figure is a ``COUNT``/``SUM``/`
 BY`` (or, for a percentile, the one or two rows it falls between), the same statements on
 SQLite and PostgreSQL except where noted.
 
-The window: executions *created* in ``[since, until)`` (epoch seconds), optionally of one
-workflow; test runs of a draft are left out (they are not the workflow's record). Steps, jobs
-and approvals count when their execution is in the window, so every section describes the
-same runs.
+The window is ``[since, until)`` (epoch seconds), optionally of one workflow. The run figures
+(totals, trend, top workflows, slowest steps) count the executions *created* in it, test runs
+of a draft left out (they are not the workflow's record), and their steps. The agents' load
+counts the jobs *handed out* in it and the approval waits the gates *opened* in it, test runs
+included: they occupied agents and people too. (Reading jobs and gates by their own time is
+also what keeps those sections to one index range each, without a join per execution.)
 
 Percentiles follow PostgreSQL's ``percentile_cont`` (linear interpolation between the two
 closest ranks, SQL:2003's definition); on SQLite the same value is read from the one or two
@@ -35,7 +37,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.orm import Session
-from sqlalchemy.sql import Select
+from sqlalchemy.sql import FromClause, Select
 
 from opsflow.status import ExecutionStatus, JobStatus, StepStatus, StepType
 from opsflow.store.approvals import ApprovalRow
@@ -61,12 +63,13 @@ Index(
     ST.c.execution_id, ST.c.step_id, ST.c.type, ST.c.status, ST.c.started_at, ST.c.ended_at,
 )  # fmt: skip
 Index(
-    "ix_jobs_agent_timing",
-    JOBS.c.execution_id, JOBS.c.agent_id, JOBS.c.status, JOBS.c.started_at, JOBS.c.ended_at,
+    "ix_jobs_window",
+    JOBS.c.created_at, JOBS.c.agent_id, JOBS.c.status, JOBS.c.started_at, JOBS.c.ended_at,
+    JOBS.c.execution_id,
 )  # fmt: skip
 Index(
-    "ix_approvals_waits",
-    AP.c.execution_id, AP.c.status, AP.c.opened_at, AP.c.decided_at,
+    "ix_approvals_window",
+    AP.c.opened_at, AP.c.status, AP.c.decided_at, AP.c.execution_id,
 )  # fmt: skip
 DAY = 86400.0
 P95 = 0.95
@@ -141,8 +144,8 @@ class SlowStep:
 
 @dataclass(frozen=True)
 class AgentLoad:
-    """The jobs (attempts) an agent ran for the window's executions; ``busy_seconds`` sums
-    their run times, so ``busy_seconds / window length`` is its utilization of one slot."""
+    """The jobs (attempts) handed to an agent in the window; ``busy_seconds`` sums their run
+    times, so ``busy_seconds / window length`` is its utilization of one slot."""
 
     agent_id: str
     jobs: int
@@ -153,8 +156,8 @@ class AgentLoad:
 
 @dataclass(frozen=True)
 class ApprovalWaits:
-    """Approval gates opened in the window's executions: how many, how many still wait, and
-    how long the decided ones waited (seconds from opened to decided)."""
+    """Approval gates opened in the window: how many, how many still wait, and how long the
+    decided ones waited (seconds from opened to decided)."""
 
     total: int
     pending: int
@@ -372,11 +375,27 @@ def slowest_steps(session: Session, w: Window, limit: int = 10) -> list[SlowStep
     ]
 
 
+def _own_time(
+    session: Session, w: Window, table: Table, at: ColumnElement[Any]
+) -> tuple[FromClause, ColumnElement[bool]]:
+    """Rows of ``table`` (jobs, approvals) whose own time ``at`` is in the window, of the
+    window's workflow when it has one (joined to their execution by primary key)."""
+    start: ColumnElement[bool] = at >= w.since
+    end: ColumnElement[bool] = at < w.until
+    if _sqlite(session):  # range over the table's window index, then probe executions
+        start, end = func.unlikely(start), func.unlikely(end)
+    if w.workflow is None:
+        return table, and_(start, end)
+    joined = table.join(EX, EX.c.id == table.c.execution_id)
+    return joined, and_(start, end, EX.c.workflow_id == w.workflow)
+
+
 def agent_load(session: Session, w: Window) -> list[AgentLoad]:
-    """Per agent, the jobs it was handed for the window's executions, most jobs first."""
+    """Per agent, the jobs handed to it in the window, most jobs first."""
     ran = and_(JOBS.c.started_at.is_not(None), JOBS.c.ended_at.is_not(None))
     busy = func.coalesce(func.sum(case((ran, JOBS.c.ended_at - JOBS.c.started_at), else_=0.0)), 0)
     jobs = func.count().label("jobs")
+    source, where = _own_time(session, w, JOBS, JOBS.c.created_at)
     rows = session.connection().execute(
         select(
             JOBS.c.agent_id,
@@ -385,8 +404,8 @@ def agent_load(session: Session, w: Window) -> list[AgentLoad]:
             _count_if(JOBS.c.status.in_(_JOB_FAILED)).label("failed"),
             busy.label("busy"),
         )
-        .select_from(EX.join(JOBS, JOBS.c.execution_id == EX.c.id))
-        .where(_in_window(session, w), JOBS.c.agent_id.is_not(None))
+        .select_from(source)
+        .where(where, JOBS.c.agent_id.is_not(None))
         .group_by(JOBS.c.agent_id)
         .order_by(jobs.desc(), JOBS.c.agent_id)
     )
@@ -403,8 +422,8 @@ def agent_load(session: Session, w: Window) -> list[AgentLoad]:
 
 
 def approval_waits(session: Session, w: Window) -> ApprovalWaits:
-    """The approval gates of the window's executions and how long people took."""
-    joined = EX.join(AP, AP.c.execution_id == EX.c.id)
+    """The approval gates opened in the window and how long people took."""
+    source, where = _own_time(session, w, AP, AP.c.opened_at)
     decided = AP.c.decided_at.is_not(None)
     wait = AP.c.decided_at - AP.c.opened_at
     row = (
@@ -417,19 +436,13 @@ def approval_waits(session: Session, w: Window) -> ApprovalWaits:
                 func.avg(case((decided, wait), else_=None)).label("avg"),
                 func.max(case((decided, wait), else_=None)).label("max"),
             )
-            .select_from(joined)
-            .where(_in_window(session, w))
+            .select_from(source)
+            .where(where)
         )
         .one()
     )
-    p95 = _percentile(
-        session,
-        select(cast(wait, Float).label("w"))
-        .select_from(joined)
-        .where(_in_window(session, w), decided),
-        P95,
-        int(row.decided),
-    )
+    waits = select(cast(wait, Float).label("w")).select_from(source).where(where, decided)
+    p95 = _percentile(session, waits, P95, int(row.decided))
     return ApprovalWaits(
         total=int(row.total),
         pending=int(row.pending),

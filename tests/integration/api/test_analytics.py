@@ -83,13 +83,19 @@ def expected(db: Database, since: float, until: float, workflow: str | None) -> 
             and s.ended_at is not None
         ):
             steps[(ids[s.execution_id], s.step_id)].append((s.ended_at - s.started_at) * 1000)
+    # jobs and gates by their own time, test runs included; of the workflow when filtered
+    workflow_of = {e.id: e.workflow_id for e in _rows(db, "SELECT id, workflow_id FROM executions")}
+
+    def counted(execution_id: str, at: float) -> bool:
+        return since <= at < until and (not workflow or workflow_of[execution_id] == workflow)
+
     agents: dict[str, list[Any]] = defaultdict(list)
-    for j in _rows(db, "SELECT execution_id, agent_id, status FROM jobs"):
-        if j.execution_id in ids and j.agent_id is not None:
+    for j in _rows(db, "SELECT execution_id, agent_id, status, created_at FROM jobs"):
+        if counted(j.execution_id, j.created_at) and j.agent_id is not None:
             agents[j.agent_id].append(j.status)
     waits, pending, total_gates = [], 0, 0
     for a in _rows(db, "SELECT execution_id, status, opened_at, decided_at FROM approvals"):
-        if a.execution_id in ids:
+        if counted(a.execution_id, a.opened_at):
             total_gates += 1
             pending += a.status == "pending"
             if a.decided_at is not None:

@@ -206,7 +206,7 @@ function Figures({ data }: { data: Analytics }) {
               </ResponsiveContainer>
             )}
           </ChartCard>
-          <ChartCard id="agents" title="Jobs per agent" caption="Attempts each agent ran for these runs; utilization is busy time over the range.">
+          <ChartCard id="agents" title="Jobs per agent" caption="Attempts handed to each agent in the range; utilization is busy time over the range.">
             {agents.length === 0 ? (
               <p className="muted">No job was handed to an agent.</p>
             ) : (
@@ -247,7 +247,7 @@ function Figures({ data }: { data: Analytics }) {
               </>
             )}
           </ChartCard>
-          <ChartCard id="waits" title="Approval waits" caption="Minutes from a gate opening to its answer.">
+          <ChartCard id="waits" title="Approval waits" caption="Minutes from a gate opening (in the range) to its answer.">
             <p className="small">
               {data.approvals.total} gates · {data.approvals.decided} decided · {data.approvals.pending} waiting now
             </p>
