@@ -56,6 +56,7 @@ from opsflow.engine.model import (
 )
 from opsflow.engine.outcome import halting, unhandled
 from opsflow.engine.results import Stop, settle
+from opsflow.engine.topology import shape_of
 from opsflow.engine.wording import describe_result, format_duration, spell_edge
 from opsflow.status import ExecutionStatus, Join, StepStatus, StepType
 
@@ -88,16 +89,10 @@ def decide(
 
 def can_wake(graph: Graph) -> bool:
     """Whether any decision on ``graph`` may ask to be woken (``Decision.wake_at``): only a
-    workflow timeout, a step timeout, a placement timeout or a retry delay sets a due time.
-    When not, the runtime knows no timer of the execution exists and need not clear one."""
-    if graph.timeout is not None and graph.timeout > 0:
-        return True
-    return any(
-        (node.timeout is not None and node.timeout > 0)
-        or (node.placement_timeout is not None and node.placement_timeout > 0)
-        or (node.retries > 0 and node.retry_delay > 0)
-        for node in graph.steps
-    )
+    workflow timeout, a step timeout or a retry delay sets a due time. When not, the runtime
+    knows no timer of the execution exists and need not clear one. (Worked out once per
+    graph object, with its ``Shape``.)"""
+    return shape_of(graph).wakes
 
 
 def deadline_of(graph: Graph, state: ExecutionState, draft: Draft) -> float | None:

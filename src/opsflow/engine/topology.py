@@ -23,6 +23,8 @@ class Shape:
     index: dict[str, int]  # step -> its place in ``order``
     dependents: dict[str, tuple[str, ...]]  # step -> the steps that need it (by any edge)
     sources: dict[str, tuple[str, ...]]  # step -> the steps it needs (each once)
+    # Whether any decision may set a due time: a workflow or step timeout, or a retry delay.
+    wakes: bool
 
 
 # Keyed by id() and holding the graph itself, so an entry is only used for that very object;
@@ -58,6 +60,12 @@ def shape_of(graph: Graph) -> Shape:
         index={sid: i for i, sid in enumerate(order)},
         dependents={sid: tuple(ids) for sid, ids in dependents.items()},
         sources=sources,
+        wakes=(graph.timeout is not None and graph.timeout > 0)
+        or any(
+            (node.timeout is not None and node.timeout > 0)
+            or (node.retries > 0 and node.retry_delay > 0)
+            for node in graph.steps
+        ),
     )
     if len(_SHAPES) >= _SHAPES_KEPT:
         _SHAPES.clear()  # one atomic step: safe when threads decide at once
