@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -336,3 +338,35 @@ async def test_bad_fields_fail_naming_the_field(
     no_connection = job(workdir, StepType.SSH, {"hosts": ["h"], "command": "true"})
     result = await run(no_connection, sink)
     assert result.error is not None and result.error.startswith("connection: is required")
+
+
+async def test_a_script_inventory_with_its_hosts_users_and_ports(
+    workdir: Path, sink: RecordingSink, sshd_hosts: list[SshHost], ssh_user_key: SshUserKey
+) -> None:
+    first, second = sshd_hosts
+    inventory = {
+        "web": {"hosts": ["web1", "web2"]},
+        "_meta": {
+            "hostvars": {
+                name: {"ansible_host": "127.0.0.1", "ansible_port": h.port, "ansible_user": h.user}
+                for name, h in (("web1", first), ("web2", second))
+            }
+        },
+    }
+    (workdir / "inventory.py").write_text(
+        f"#!{sys.executable}\nimport json\nprint(json.dumps({json.dumps(inventory)}))\n"
+    )  # no execute bit: the job's copy gets one
+    spec = ssh_job(
+        workdir,
+        sshd_hosts,
+        ssh_user_key,
+        command="id -un",
+        hosts={"script": "inventory.py", "pattern": "web"},
+        user="no-such-user-here",  # each host's ansible_user wins over the step's user
+    )
+    result = await run(spec, sink)
+    assert result.status is JobStatus.COMPLETED, sink.lines
+    assert {name: h["stdout_tail"] for name, h in result.outputs["hosts"].items()} == {
+        "web1": first.user,
+        "web2": second.user,
+    }
