@@ -265,6 +265,21 @@ async def _connect_direct(
     return connection
 
 
+def accepted_new_key(connection: asyncssh.SSHClientConnection, target: Target) -> str | None:
+    """When ``accept_new`` let this connection in with a key known_hosts did not list: what to
+    tell the user (the key's fingerprint and the known_hosts line that pins it); else None."""
+    client = connection.get_owner()
+    if not isinstance(client, _Client) or client.accepted is None:
+        return None
+    key = client.accepted
+    public = " ".join(key.export_public_key("openssh").decode().split()[:2])
+    return (
+        f"accepted the new host key {key.get_algorithm()} {key.get_fingerprint('sha256')} "
+        f"(accept_new); to pin it, add to the connection's known_hosts: "
+        f"{target.known_hosts_name()} {public}"
+    )
+
+
 def _host_key_error(target: Target, client: _Client) -> SshFailed:
     key = client.refused
     if key is None:

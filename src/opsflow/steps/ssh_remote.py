@@ -42,7 +42,7 @@ from opsflow.status import JobStatus, LogLevel, LogStream
 from .base import BulkLogSink, LogSink, format_seconds
 from .lines import LineSplitter
 from .ssh_hosts import Host
-from .ssh_login import Login, SshFailed, connect
+from .ssh_login import Login, SshFailed, accepted_new_key, connect
 
 TAIL_LINES = 20
 TAIL_CHARS = 4096
@@ -181,6 +181,9 @@ async def run_on_host(
         if connection is None:
             result.status, result.error = stop.status, "stopped while connecting"
             return result
+        accepted = accepted_new_key(connection, host.target)
+        if accepted is not None:
+            out.write(LogStream.SYSTEM, accepted, LogLevel.WARN)
         async with connection:
             await _run(connection, host, job, out, stop, result)
         return result

@@ -167,6 +167,24 @@ async def test_an_unknown_host_key_is_refused_with_its_fingerprint(
     assert any(unknown.fingerprint in line for line in sink.text(LogStream.SYSTEM))
 
 
+async def test_accept_new_lets_an_unlisted_host_in_and_says_how_to_pin_its_key(
+    workdir: Path, sink: RecordingSink, sshd_hosts: list[SshHost], ssh_user_key: SshUserKey
+) -> None:
+    known, unlisted = sshd_hosts
+    spec = ssh_job(
+        workdir, sshd_hosts, ssh_user_key, command="true", known_hosts=known.known_hosts()
+    )
+    assert spec.connection is not None
+    values = {**spec.connection.values, "accept_new": "true"}
+    spec = JobSpec(**{**spec.__dict__, "connection": Connection("prod-ssh", "ssh", values)})
+    result = await run(spec, sink)
+    assert result.status is JobStatus.COMPLETED, sink.lines
+    warnings = [line for line in sink.text(LogStream.SYSTEM) if "accepted the new host key" in line]
+    assert len(warnings) == 1 and warnings[0].startswith(f"[{unlisted.target}] ")
+    assert unlisted.fingerprint in warnings[0]
+    assert warnings[0].endswith(f"[127.0.0.1]:{unlisted.port} {unlisted.host_key}")
+
+
 async def test_a_host_timeout_stops_the_whole_process_group_on_the_host(
     workdir: Path, sink: RecordingSink, sshd_hosts: list[SshHost], ssh_user_key: SshUserKey
 ) -> None:
