@@ -124,3 +124,9 @@ class TemplateError(OpsflowError):
 
 class StaleReport(Conflict):
     """The report came from an attempt or lease that is no longer current."""
+
+
+class ServerUnreachable(OpsflowError):
+    """The server did not answer (connection refused, reset or timed out); try again later."""
+
+    status_code = 503

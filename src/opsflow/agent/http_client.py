@@ -19,7 +19,6 @@ import httpx
 from pydantic import BaseModel
 
 from opsflow.agent.client import Waiter
-from opsflow.agent.loop import ServerUnreachable
 from opsflow.agent.protocol import (
     ArtifactRequest,
     CancelNotice,
@@ -33,10 +32,11 @@ from opsflow.agent.protocol import (
     Registered,
     Registration,
 )
-from opsflow.errors import Forbidden, OpsflowError, StaleReport, Unauthorized
+from opsflow.errors import Forbidden, OpsflowError, ServerUnreachable, StaleReport, Unauthorized
 
 M = TypeVar("M", bound=BaseModel)
 PREFIX = "/api/v1/agent"
+HEARTBEAT_TIMEOUT = 10.0
 
 
 class _NoWake:
@@ -97,7 +97,10 @@ class HttpClient:
         return CancelNotice.model_validate_json(await self._post("/start", job))
 
     async def heartbeat(self, job: JobRef) -> CancelNotice:
-        return CancelNotice.model_validate_json(await self._post("/heartbeat", job))
+        # Short: a heartbeat that hangs (a stopped server, a dead proxy) must not outlast the
+        # lease it keeps; the next one tries again.
+        data = await self._post("/heartbeat", job, timeout=HEARTBEAT_TIMEOUT)
+        return CancelNotice.model_validate_json(data)
 
     async def send_logs(self, batch: LogBatch) -> None:
         await self._post("/logs", batch)

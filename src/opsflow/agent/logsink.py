@@ -33,13 +33,14 @@ class BatchingLogSink:
         clock: Callable[[], float] = time.time,
         batch_lines: int = MAX_BATCH_LINES,
         batch_bytes: int = MAX_BATCH_BYTES,
+        first_seq: int = 1,
     ) -> None:
         self._cap = cap_bytes
         self._mask = mask
         self._clock = clock
         self._batch_lines = batch_lines
         self._batch_bytes = batch_bytes
-        self._seq = 0
+        self._seq = first_seq - 1  # above what an earlier claim of the job stored
         self._bytes = 0
         self._dropped = 0
         self._truncated = False

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import shutil
 import tempfile
@@ -23,20 +24,23 @@ from typing import Any, TypeVar
 from opsflow.agent.client import AgentClient
 from opsflow.agent.leftovers import MARK, reap
 from opsflow.agent.logsink import DEFAULT_CAP_BYTES, BatchingLogSink
+from opsflow.agent.outbox import Outbox
 from opsflow.agent.protocol import (
     MAX_WAIT_SECONDS,
     CancelNotice,
     ClaimedJob,
     ClaimRequest,
     ConnectionGrant,
+    HandBack,
     JobRef,
     JobReport,
     LogBatch,
     LogLine,
     Registration,
 )
+from opsflow.agent.spool import Record, Spool
 from opsflow.auth.masking import Masker
-from opsflow.errors import OpsflowError, StaleReport, Unauthorized
+from opsflow.errors import OpsflowError, ServerUnreachable, StaleReport, Unauthorized
 from opsflow.status import JobStatus, LogLevel, LogStream
 from opsflow.steps.base import CancelSignal, Connection, JobSpec, StepResult
 from opsflow.steps.registry import executor_for, load_builtins
@@ -48,12 +52,6 @@ FLUSH_LINES = 200
 MAX_BACKOFF = 10.0
 
 T = TypeVar("T")
-
-
-class ServerUnreachable(OpsflowError):
-    """The server did not answer (connection refused, reset or timed out); try again later."""
-
-    status_code = 503
 
 
 class Agent:
@@ -73,6 +71,7 @@ class Agent:
         stop_grace: float | None = None,
         version: str = "",
         hostname: str = "",
+        spool: Spool | None = None,
     ) -> None:
         self.client = client
         self.agent_id = agent_id or f"agent-{uuid.uuid4().hex[:12]}"
@@ -99,6 +98,13 @@ class Agent:
         # Jobs in hand, and those being stopped to be handed back (a drain ran out of time).
         self._cancels: dict[str, CancelSignal] = {}
         self._handing_back: set[str] = set()
+        # Where messages wait while the server is unreachable; None: wait in memory (the
+        # server's own agent, whose server cannot be unreachable).
+        self.outbox = (
+            Outbox(client, spool, probe_every=self._probe_every, running=self._cancels.__contains__)
+            if spool is not None
+            else None
+        )
 
     @property
     def running(self) -> int:
@@ -110,8 +116,13 @@ class Agent:
         self.work_root.mkdir(parents=True, exist_ok=True)
         await asyncio.to_thread(reap, self.work_root)
         await asyncio.to_thread(load_builtins)
+        if self.outbox is not None:
+            # Before registering: a restart registration fails what is leased to our id, and
+            # the reports of jobs our previous process finished must land first.
+            await self.outbox.flush_before_start(self._stopped)
         if not await self._register(restarted=True):
             return
+        spooler = asyncio.create_task(self.outbox.run()) if self.outbox is not None else None
         try:
             while not self._stopping:
                 free = self.concurrency - len(self._tasks)
@@ -135,6 +146,11 @@ class Agent:
         finally:
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
+            if spooler is not None and self.outbox is not None:
+                spooler.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await spooler
+                await self.outbox.close()
 
     _backoff = 0.0
 
@@ -251,6 +267,19 @@ class Agent:
                 log.warning("%s of job %s not delivered (%s); retrying", what, job_id, exc)
                 await asyncio.sleep(delay)
 
+    async def _send(self, record: Record, call: Callable[[], Awaitable[None]], what: str) -> None:
+        """Deliver a job's message; while the server is unreachable it waits in the spool
+        (or, without one, here). Raises `StaleReport` when the server refuses it."""
+        if self.outbox is not None:
+            await self.outbox.send(record, call)
+        else:
+            await self._deliver(record.job_id, what, call)
+
+    def _probe_every(self) -> float:
+        """The longest wait between tries to reach a silent server: at most a heartbeat
+        interval, so a returning server hears from us before our leases run out."""
+        return min(MAX_BACKOFF, self.heartbeat_interval or 1.0)
+
     # -- one job ---------------------------------------------------------------------------
 
     async def _workdir(self, job: ClaimedJob) -> Path:
@@ -265,7 +294,9 @@ class Agent:
         cached = self._bundle_cache / bundle
         if not cached.exists():
             partial = self._bundle_cache / f".{bundle}.{uuid.uuid4().hex[:8]}"
-            await self.client.fetch_bundle(bundle, partial)
+            await self._deliver(
+                job.job_id, "fetching files", lambda: self.client.fetch_bundle(bundle, partial)
+            )
             with contextlib.suppress(OSError):
                 partial.rename(cached)
             if partial.exists():
@@ -278,7 +309,9 @@ class Agent:
         masker = Masker(job.mask) if job.mask else None
         # Masking happens here, before a line or an output leaves this agent.
         sink = BatchingLogSink(
-            cap_bytes=self.log_cap_bytes, mask=masker.mask if masker is not None else None
+            cap_bytes=self.log_cap_bytes,
+            mask=masker.mask if masker is not None else None,
+            first_seq=job.first_seq,
         )
         cancel = CancelSignal()
         self._cancels[job.job_id] = cancel
@@ -300,7 +333,9 @@ class Agent:
         try:
             workdir = await self._workdir(job)
             inputs = await self._inputs(ref, workdir, job.inputs)
-            _obey(cancel, await self.client.start(ref))
+            _obey(
+                cancel, await self._deliver(job.job_id, "the start", lambda: self.client.start(ref))
+            )
             spec = JobSpec(
                 job_id=job.job_id,
                 execution_id=job.execution_id,
@@ -362,7 +397,9 @@ class Agent:
                 lines=last,
                 artifacts=artifacts,
             )
-            await self._deliver(job.job_id, "the report", lambda: self.client.report(report))
+            await self._send(
+                Record("report", report), lambda: self.client.report(report), "the report"
+            )
             if result.status == JobStatus.COMPLETED:
                 self.jobs_done += 1
             else:
@@ -381,7 +418,11 @@ class Agent:
             for batch in sink.finish():
                 if batch:
                     await self._ship(ref, batch)
-            await self._deliver(ref.job_id, "the hand-back", lambda: self.client.hand_back(ref))
+            await self._send(
+                Record("hand_back", HandBack(job=ref)),
+                lambda: self.client.hand_back(ref),
+                "the hand-back",
+            )
         except StaleReport as exc:
             log.warning("hand-back of job %s refused: %s", ref.job_id, exc.message)
         finally:
@@ -398,7 +439,10 @@ class Agent:
         folder = workdir / ".opsflow-inputs"
         folder.mkdir(parents=True, exist_ok=True)
         for name, source in wanted.items():
-            data = await self.client.fetch_artifact(ref, source["step"], source["name"])
+            fetch = functools.partial(
+                self.client.fetch_artifact, ref, source["step"], source["name"]
+            )
+            data = await self._deliver(ref.job_id, f"fetching input {name!r}", fetch)
             path = folder / name
             await asyncio.to_thread(path.write_bytes, data)
             paths[name] = path
@@ -439,11 +483,14 @@ class Agent:
                 await self._ship(ref, batch)
 
     async def _ship(self, ref: JobRef, batch: list[LogLine]) -> None:
-        """Deliver one batch (waiting out an unreachable server: the sink holds the rest
-        back meanwhile, so the executor slows down rather than memory growing)."""
+        """Deliver one batch; while the server is unreachable it goes to the spool (without
+        one it waits here: the sink holds the rest back meanwhile, so the executor slows down
+        rather than memory growing)."""
         message = LogBatch(job=ref, lines=batch)
         try:
-            await self._deliver(ref.job_id, "a log batch", lambda: self.client.send_logs(message))
+            await self._send(
+                Record("logs", message), lambda: self.client.send_logs(message), "a log batch"
+            )
         except StaleReport:
             raise
         except Exception:

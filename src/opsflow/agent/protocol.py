@@ -155,6 +155,11 @@ class ClaimedJob(_Message):
     connection: ConnectionGrant | None = Field(
         None, description="The connection the step names (`connection:`), if any."
     )
+    first_seq: Count = Field(
+        1,
+        description="The seq to number the job's first log line with: 1, or past the lines "
+        "an earlier claim of the same job stored before it was handed back.",
+    )
 
     @property
     def ref(self) -> JobRef:

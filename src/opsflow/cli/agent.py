@@ -3,8 +3,9 @@
 The agent registers with its persistent id (``<work-dir>/agent-id``), waits on the server for
 jobs of its pools that its labels allow, and runs them with the same executors and job loop
 as the server's own agent. While the server is unreachable its jobs go on and what they have
-to say waits to be delivered. SIGTERM (or Ctrl-C) drains: no new claims, jobs in hand finish,
-those still running after ``--grace`` are stopped and handed back; then it exits 0.
+to say waits in ``<work-dir>/spool`` (`opsflow.agent.spool`) to be delivered once it is back.
+SIGTERM (or Ctrl-C) drains: no new claims, jobs in hand finish, those still running after
+``--grace`` are stopped and handed back; then it exits 0.
 """
 
 from __future__ import annotations
@@ -73,12 +74,21 @@ def agent(
             "--grace", min=0, help="Seconds a drain waits for running jobs before handing back."
         ),
     ] = 60.0,
+    spool_max_mb: Annotated[
+        int,
+        typer.Option(
+            "--spool-max-mb",
+            min=1,
+            help="Most log data (MiB) kept in <work-dir>/spool while the server is unreachable.",
+        ),
+    ] = 512,
 ) -> None:
     """Run jobs for an opsflow server: register, wait for work, run it, report."""
     import opsflow
     from opsflow.agent.http_client import HttpClient
     from opsflow.agent.identity import persistent_agent_id
     from opsflow.agent.loop import Agent
+    from opsflow.agent.spool import Spool
 
     labels = _labels(label or [])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -98,6 +108,7 @@ def agent(
             work_root=root / "jobs",
             version=opsflow.__version__,
             hostname=socket.gethostname(),
+            spool=Spool(root / "spool", max_bytes=spool_max_mb * 1024 * 1024),
         )
         loop = asyncio.get_running_loop()
         draining: list[asyncio.Task[None]] = []

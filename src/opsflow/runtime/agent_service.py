@@ -62,6 +62,7 @@ def claimed(job: Job) -> ClaimedJob:
         timeout=job.timeout,
         mask=list(spec.get(VALUES_KEY) or []),
         connection=spec.get(CONNECTION_KEY),
+        first_seq=job.last_seq + 1,
     )
 
 

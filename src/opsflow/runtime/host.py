@@ -80,7 +80,7 @@ class RuntimeHost:
         )
         # Workflow triggers fire in the transaction in which the run they follow ends.
         self.runtime.reconciler.follow(Chains(self.runtime))
-        self.timers = TimerThread(self.runtime.timers, self.bus)
+        self.timers = TimerThread(self.runtime.timers, self.bus, lease_seconds=lease_seconds)
         # The server's end of the agent protocol: the API's agent routes and the local agent
         # share it (and so its batching of reports).
         self.agent_service = AgentService(

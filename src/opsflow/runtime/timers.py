@@ -2,8 +2,16 @@
 and the thread that fires them.
 
 Timers are rows with a due time, so a timer that fell due while the server was down fires at
-the next start. The thread sleeps until the earliest due time (timer or lease expiry), capped
-by ``max_sleep`` so timers set by other replicas are seen, and wakes early when this process
+the next start. Leases are different: an agent cannot heartbeat a server that is down (or
+stopped), so a lease that ran out while no sweeper ran is no sign of a lost agent. When the
+timer thread starts, or sweeps again after a stall longer than a lease (the process was
+stopped, or the database was unreachable), it first gives such leases two leases' time more
+(`Timers.resume_leases`); an agent that is really gone loses its attempts that much later,
+and one that kept running reports them (its spool holds what it could not deliver
+meanwhile).
+
+The thread sleeps until the earliest due time (timer or lease expiry), capped by
+``max_sleep`` so timers set by other replicas are seen, and wakes early when this process
 sets an earlier timer.
 """
 
@@ -75,6 +83,23 @@ class Timers:
             count += int(self.transactions.run(work))
         return count
 
+    def resume_leases(self, grace: float) -> int:
+        """Give leases that ran out unwatched (before now) ``grace`` more seconds."""
+        now = self.clock()
+
+        def work(tx: Transaction) -> int:
+            return jobs_store.resume_lapsed_leases(tx.session, lapsed_before=now, until=now + grace)
+
+        resumed = self.transactions.run(work)
+        if resumed:
+            log.warning(
+                "%d lease(s) ran out while no server watched them: their agents get %.0fs "
+                "more to heartbeat before their attempts count as lost",
+                resumed,
+                grace,
+            )
+        return resumed
+
     def next_wake(self) -> float | None:
         """The earliest time something falls due (a timer or a lease), if any."""
         with self.db.read() as session:
@@ -92,10 +117,20 @@ class Timers:
 class TimerThread:
     """The thread that fires due timers and expires lost leases (see the module docstring)."""
 
-    def __init__(self, timers: Timers, bus: EventBus, *, max_sleep: float = 1.0) -> None:
+    def __init__(
+        self,
+        timers: Timers,
+        bus: EventBus,
+        *,
+        max_sleep: float = 1.0,
+        lease_seconds: float | None = None,
+    ) -> None:
         self.timers = timers
         self.bus = bus
         self.max_sleep = max_sleep
+        # None: never resume leases (tests that drive the clock by hand).
+        self.lease_seconds = lease_seconds
+        self._last_tick: float | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -111,8 +146,16 @@ class TimerThread:
 
     def tick(self) -> float:
         """Fire what is due; return how long to sleep."""
+        now = self.timers.clock()
+        if self.lease_seconds is not None:
+            last = self._last_tick
+            if last is None or now - last > self.max_sleep + self.lease_seconds:
+                # Started, or no sweep succeeded for longer than a lease: stopped (SIGSTOP, a
+                # frozen VM) or cut off from the database, when agents could not heartbeat.
+                self.timers.resume_leases(2 * self.lease_seconds)
         self.timers.fire_due_timers()
         self.timers.expire_leases()
+        self._last_tick = now  # a sweep that succeeded
         wake = self.timers.next_wake()
         if wake is None:
             return self.max_sleep

@@ -596,6 +596,18 @@ def expired_leases(session: Session, now: float, limit: int = 100) -> list[tuple
     return [(r.id, r.execution_id) for r in rows]
 
 
+def resume_lapsed_leases(session: Session, *, lapsed_before: float, until: float) -> int:
+    """Leases of jobs in flight that ran out before ``lapsed_before`` now run until ``until``
+    (the token and epoch stay: no other claim happened meanwhile). For leases that ran out
+    while no server watched them: their agents could not heartbeat either. Returns how many."""
+    res = session.connection().execute(
+        update(JOBS)
+        .where(JOBS.c.status.in_(IN_FLIGHT), JOBS.c.lease_expires_at < lapsed_before)
+        .values(lease_expires_at=until)
+    )
+    return int(res.rowcount or 0)
+
+
 AGENT_LOST = "agent lost"
 
 
