@@ -100,7 +100,7 @@ class Registration(_Message):
 class Registered(_Message):
     """The server's answer to `Registration`: the timings the agent must keep."""
 
-    agent_id: str
+    agent_id: str = Field(description="The agent's id, as registered.")
     pools: list[str] = Field(description="The pools the agent may claim from.")
     lease_seconds: float = Field(description="A lease lasts this long without a heartbeat.")
     heartbeat_seconds: float = Field(description="Heartbeat at least this often per job.")
@@ -111,9 +111,13 @@ class Registered(_Message):
 class ClaimRequest(_Message):
     """Ask for up to ``limit`` jobs, waiting up to ``wait`` seconds for one to be queued."""
 
-    agent_id: str
-    pools: list[str] = Field(default_factory=list)
-    labels: dict[str, str] = Field(default_factory=dict)
+    agent_id: str = Field(description="The agent's id, as registered.")
+    pools: list[str] = Field(
+        default_factory=list, description="Pools to claim from; empty means `default`."
+    )
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="The agent's labels: a job needs all of its own."
+    )
     limit: int = Field(1, ge=1, le=100, description="Free job slots.")
     wait: float = Field(
         0.0, ge=0, le=MAX_WAIT_SECONDS, description="Seconds to wait when nothing is queued."
@@ -134,13 +138,13 @@ class ConnectionGrant(_Message):
 class ClaimedJob(_Message):
     """A job leased to the agent, with everything it needs to run it."""
 
-    job_id: str
-    lease_token: str
-    epoch: int
+    job_id: str = Field(description="The job: one attempt of one step.")
+    lease_token: str = Field(description="This lease's random token (for `JobRef`).")
+    epoch: int = Field(description="This lease's epoch (for `JobRef`): one more per claim.")
     execution_id: str = Field(description="For the job's environment and the agent's log.")
-    step_id: str
-    attempt: int
-    type: StepType
+    step_id: str = Field(description="For the job's environment and the agent's log.")
+    attempt: int = Field(description="1 for the first attempt, 2 for the first retry, ...")
+    type: StepType = Field(description="The step type: which executor runs the job.")
     config: dict[str, Any] = Field(description="The rendered step config, secrets substituted.")
     bundle: str | None = Field(None, description="Content hash of the workflow's files.")
     inputs: dict[str, dict[str, str]] = Field(
@@ -155,7 +159,7 @@ class ClaimedJob(_Message):
     connection: ConnectionGrant | None = Field(
         None, description="The connection the step names (`connection:`), if any."
     )
-    first_seq: Count = Field(
+    first_seq: Annotated[int, Field(ge=1, le=INT_MAX)] = Field(
         1,
         description="The seq to number the job's first log line with: 1, or past the lines "
         "an earlier claim of the same job stored before it was handed back.",
@@ -167,13 +171,15 @@ class ClaimedJob(_Message):
 
 
 class Claimed(_Message):
-    jobs: list[ClaimedJob] = Field(default_factory=list)
+    """The answer to a claim: the jobs leased, maybe none (the wait ran out)."""
+
+    jobs: list[ClaimedJob] = Field(default_factory=list, description="At most `limit` jobs.")
 
 
 class CancelNotice(_Message):
     """The answer to a start or heartbeat: whether the server wants the job stopped."""
 
-    requested: bool = False
+    requested: bool = Field(False, description="Stop the job (report it `cancelled`).")
     force: bool = Field(False, description="Stop at once (SIGKILL), not gracefully.")
     timed_out: bool = Field(False, description="The server stops it for its timeout.")
 
@@ -181,32 +187,41 @@ class CancelNotice(_Message):
 class LogBatch(_Message):
     """Lines of one job, in ``seq`` order, at most `MAX_BATCH_LINES` / `MAX_BATCH_BYTES`."""
 
-    job: JobRef
-    lines: list[LogLine]
+    job: JobRef = Field(description="The job the lines are of.")
+    lines: list[LogLine] = Field(description="Lines in `seq` order: `[seq, at, stream, text]`.")
 
 
 class JobReport(_Message):
     """How a job ended, with its last log lines and the files it keeps for later steps."""
 
-    job: JobRef
+    job: JobRef = Field(description="The job that ended.")
     status: JobStatus = Field(description="completed, failed, timeout or cancelled.")
-    outputs: dict[str, Any] = Field(default_factory=dict)
-    error: str | None = None
+    outputs: dict[str, Any] = Field(
+        default_factory=dict, description="The step's outputs, masked, for later steps."
+    )
+    error: str | None = Field(None, description="Why it did not complete, masked.")
     retryable: bool = Field(True, description="False when retrying cannot help.")
-    exit_code: Annotated[int, Field(ge=-INT_MAX, le=INT_MAX)] | None = None
-    lines: list[LogLine] = Field(default_factory=list)
-    artifacts: dict[str, bytes] = Field(default_factory=dict, description="Base64 in JSON.")
+    exit_code: Annotated[int, Field(ge=-INT_MAX, le=INT_MAX)] | None = Field(
+        None, description="The program's exit code, when it had one."
+    )
+    lines: list[LogLine] = Field(
+        default_factory=list, description="The job's last log lines (a batch at most)."
+    )
+    artifacts: dict[str, bytes] = Field(
+        default_factory=dict,
+        description="Files later steps may fetch (e.g. a plan): name -> base64 in JSON.",
+    )
 
 
 class ArtifactRequest(_Message):
     """A file an earlier step of the job's execution left (e.g. a saved plan)."""
 
-    job: JobRef
-    step_id: str
-    name: str
+    job: JobRef = Field(description="The job that needs the file (its lease is renewed).")
+    step_id: str = Field(description="The earlier step of the same execution that left it.")
+    name: str = Field(description="The file's name, as that step kept it.")
 
 
 class HandBack(_Message):
     """Give a claimed job back unrun (the agent is draining): it is queued again."""
 
-    job: JobRef
+    job: JobRef = Field(description="The job handed back.")
