@@ -1,5 +1,8 @@
 """``opsflow agent``'s `AgentClient`: the agent protocol over HTTP (``/api/v1/agent/...``).
 
+It may know several servers (replicas of one deployment, when no load balancer sits in front
+of them): it talks to one at a time and moves on to the next when that one does not answer.
+
 Transport failures (refused, reset, timed out, a 502/503/504 from a proxy) become
 `ServerUnreachable`, which the loop waits out; a 409 becomes `StaleReport`; any other error
 answer is raised as `OpsflowError` with the server's problem title and detail.
@@ -10,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import io
 import tarfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import TypeVar
@@ -48,10 +51,15 @@ class _NoWake:
 
 
 class HttpClient:
-    def __init__(self, server_url: str, token: str, *, timeout: float = 30.0) -> None:
-        self._server_url = server_url.rstrip("/")
+    """``servers``: one URL, or several replicas' URLs tried in turn."""
+
+    def __init__(self, servers: str | list[str], token: str, *, timeout: float = 30.0) -> None:
+        urls = [servers] if isinstance(servers, str) else list(servers)
+        if not urls:
+            raise ValueError("an agent needs at least one server URL")
+        self._urls = [url.rstrip("/") for url in urls]
+        self._current = 0
         self._http = httpx.AsyncClient(
-            base_url=self._server_url,
             headers={"Authorization": f"Bearer {token}"},
             timeout=httpx.Timeout(timeout, connect=5.0),
         )
@@ -61,28 +69,36 @@ class HttpClient:
 
     @property
     def server_url(self) -> str | None:
-        return self._server_url
+        return self._urls[self._current]
+
+    def _unreachable(self, url: str, why: str) -> ServerUnreachable:
+        """``url`` did not answer: the next call goes to the next server (if several)."""
+        if len(self._urls) > 1 and self._urls[self._current] == url:
+            self._current = (self._current + 1) % len(self._urls)
+        return ServerUnreachable(f"{url}: {why}")
 
     async def _post(self, path: str, body: BaseModel, *, timeout: float | None = None) -> bytes:
         content = body.model_dump_json()
+        url = self._urls[self._current]
         try:
             response = await self._http.post(
-                PREFIX + path,
+                url + PREFIX + path,
                 content=content,
                 headers={"Content-Type": "application/json"},
                 timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
             )
         except httpx.TransportError as exc:
-            raise ServerUnreachable(f"{self._server_url}: {exc!r}") from exc
-        _check(response)
+            raise self._unreachable(url, repr(exc)) from exc
+        _check(response, lambda why: self._unreachable(url, why))
         return response.content
 
     async def _get(self, path: str) -> bytes:
+        url = self._urls[self._current]
         try:
-            response = await self._http.get(PREFIX + path)
+            response = await self._http.get(url + PREFIX + path)
         except httpx.TransportError as exc:
-            raise ServerUnreachable(f"{self._server_url}: {exc!r}") from exc
-        _check(response)
+            raise self._unreachable(url, repr(exc)) from exc
+        _check(response, lambda why: self._unreachable(url, why))
         return response.content
 
     async def register(self, registration: Registration) -> Registered:
@@ -133,11 +149,11 @@ def _untar(data: bytes, dest: Path) -> None:
         tar.extractall(dest, filter="data")
 
 
-def _check(response: httpx.Response) -> None:
+def _check(response: httpx.Response, unreachable: Callable[[str], ServerUnreachable]) -> None:
     if response.status_code < 400:
         return
     if response.status_code in (502, 503, 504):
-        raise ServerUnreachable(f"the server answered {response.status_code}")
+        raise unreachable(f"the server answered {response.status_code}")
     try:
         problem = response.json()
         message = str(problem.get("detail") or problem.get("title") or response.text)

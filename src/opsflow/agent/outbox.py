@@ -137,12 +137,14 @@ class Outbox:
             counted(len(self.spool.jobs()), "job"),
         )
         delay = 0.0
+        self._outage_since = time.monotonic()
         while self.spool.jobs() and not stopped.is_set():
             try:
                 await self.flush()
             except ServerUnreachable as exc:
+                if delay == 0.0:
+                    log.warning("the server is unreachable (%s); trying again", exc.message)
                 delay = min(self.probe_every(), max(0.1, delay * 2))
-                log.warning("the server is unreachable (%s); retrying", exc.message)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stopped.wait(), delay)
 
@@ -167,14 +169,6 @@ class Outbox:
         """Deliver every spooled record, job by job (the longest-waiting first), each job's in
         order. Raises `ServerUnreachable` when the server stops answering meanwhile."""
         jobs = self.spool.jobs()
-        if self._outage_since is not None or jobs:
-            since = self._outage_since
-            self._outage_since = None
-            log.info(
-                "the server answers again%s: delivering the spooled messages of %s",
-                f" after {time.monotonic() - since:.1f}s" if since is not None else "",
-                counted(len(jobs), "job"),
-            )
         for job_id in jobs:
             try:
                 await self._flush_job(job_id)
@@ -182,6 +176,17 @@ class Outbox:
                 if self._outage_since is None:
                     self._outage_since = time.monotonic()
                 raise
+
+    def _answered(self) -> None:
+        """The server took a spooled record: say so once per outage."""
+        if self._outage_since is None:
+            return
+        log.info(
+            "the server answers again after %.1fs: delivering the spooled messages of %s",
+            time.monotonic() - self._outage_since,
+            counted(len(self.spool.jobs()), "job"),
+        )
+        self._outage_since = None
 
     async def _flush_job(self, job_id: str) -> None:
         sent = 0
@@ -202,6 +207,7 @@ class Outbox:
                         await self.client.heartbeat(record.message.job)
                         beat = time.monotonic()
                     await _call(self.client, record)
+                    self._answered()
                 except StaleReport as exc:
                     log.warning(
                         "spooled %s of job %s refused, the job's lease is no longer this "

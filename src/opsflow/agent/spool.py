@@ -83,7 +83,9 @@ class Spool:
         return sum(size for _, size in self._files.values())
 
     def jobs(self) -> list[str]:
-        """Jobs with records waiting, the longest-waiting first."""
+        """Jobs with records waiting: in the order their files were begun, or, for files an
+        earlier process left, of their last record (the order across jobs carries no
+        meaning; within a job it does)."""
         return list(self._files)
 
     def holds(self, job_id: str) -> bool:

@@ -35,9 +35,13 @@ def _labels(values: list[str]) -> dict[str, str]:
 
 def agent(
     server: Annotated[
-        str,
+        list[str],
         typer.Option(
-            "--server", envvar="OPSFLOW_URL", help="The server's URL.", show_default=False
+            "--server",
+            envvar="OPSFLOW_URL",
+            help="The server's URL; repeat it (or separate by commas) for several replicas "
+            "without a load balancer: the agent moves to the next when one does not answer.",
+            show_default=False,
         ),
     ],
     token: Annotated[
@@ -91,6 +95,9 @@ def agent(
     from opsflow.agent.spool import Spool
 
     labels = _labels(label or [])
+    servers = [url.strip() for value in server for url in value.split(",") if url.strip()]
+    if not servers:
+        raise CliError("--server: give the server's URL, e.g. --server https://opsflow:8080")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     for name in CHATTY_LOGGERS:  # per-request and per-SSH-session lines say nothing useful
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -98,7 +105,7 @@ def agent(
     agent_id = persistent_agent_id(root, prefix="agent")
 
     async def serve() -> None:
-        client = HttpClient(server, token)
+        client = HttpClient(servers, token)
         runner = Agent(
             client,
             agent_id=agent_id,
@@ -120,7 +127,12 @@ def agent(
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, drain)
-        logging.info("agent %s serving %s for %s", agent_id, pool or "its token's pool", server)
+        logging.info(
+            "agent %s serving %s for %s",
+            agent_id,
+            pool or "its token's pool",
+            ", ".join(servers),
+        )
         try:
             await runner.run()
             if draining:
