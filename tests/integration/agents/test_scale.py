@@ -30,10 +30,11 @@ RUNS = 200
 FLOW = """
 id: many
 steps:
-  - {id: build, type: script, shell: sh, run: "echo build; sleep 0.2"}
+  - {id: build, type: script, shell: sh, retries: 2, run: "echo build; sleep 0.2"}
   - id: deploy
     type: script
     shell: sh
+    retries: 2
     needs: [build]
     agent: {pool: eu, labels: {region: eu}}
     run: "echo deploy; sleep 0.2"
@@ -61,11 +62,12 @@ def test_replicas_and_agents_run_200_executions_each_step_once_through_kills(
         via_r1, via_r2 = Agents(r1, tmp_path / "agents"), Agents(r2, tmp_path / "agents")
         stack.callback(via_r1.close)
         stack.callback(via_r2.close)
-        victim = via_r1.start("a1", "--concurrency", "4", "--server", r2.url)
-        via_r2.start("a2", "--concurrency", "4", "--server", r1.url)
+        victim = via_r2.start("a1", "--concurrency", "4", "--server", r1.url)
+        # a2 talks to r1 first: when r1 dies it must move on to r2.
+        survivor = via_r1.start("a2", "--concurrency", "4", "--server", r2.url)
         # The eu agent knows r2 only: r1's death must not matter to it.
         via_r2.start("eu", "--pool", "eu", "--label", "region=eu", "--concurrency", "4")
-        victim_id = via_r1.agent_id("a1")
+        victim_id = via_r2.agent_id("a1")
         api1, api2 = Api(r1.url, r1.token), Api(r2.url, r2.token)
         stack.callback(api1.client.close)
         stack.callback(api2.client.close)
@@ -74,45 +76,71 @@ def test_replicas_and_agents_run_200_executions_each_step_once_through_kills(
             runs = list(pool.map(lambda i: (api1, api2)[i % 2].run("many"), range(RUNS)))
         began = time.monotonic()
 
-        def completed() -> int:
+        def ended(*statuses: str) -> int:
             res = api2.client.get(
-                "/executions", params={"workflow": "many", "status": "completed", "limit": 500}
+                "/executions", params={"workflow": "many", "status": statuses, "limit": 500}
             )
             assert res.status_code == 200, res.text
             return len(res.json()["items"])
 
+        def completed() -> int:
+            return ended("completed")
+
         def victim_busy() -> bool:
             res = api2.client.get("/agents")
             assert res.status_code == 200, res.text
-            return any(a["id"] == victim_id and a["running"] for a in res.json()["items"])
+            return any(a["id"] == victim_id and a["running"] for a in res.json())
 
         api2.wait_for("a third of the runs complete", lambda: completed() >= RUNS // 3, timeout=120)
         api2.wait_for("the first agent holds jobs", victim_busy, timeout=30)
         os.kill(victim.pid, signal.SIGKILL)
         os.kill(r1.pid, signal.SIGKILL)
-        api2.wait_for("every run completes", lambda: completed() == RUNS, timeout=180)
+        print(f"killed an agent and a replica at {time.monotonic() - began:.1f}s")
+        api2.wait_for(
+            "every run ends",
+            lambda: ended("completed", "failed", "cancelled") == RUNS,
+            timeout=180,
+        )
+        finished = completed()
+        assert survivor.poll() is None, via_r1.log("a2")
+        moved = [
+            line
+            for line in via_r1.log("a2").splitlines()
+            if r1.url in line and ("failed" in line or "unreachable" in line)
+        ]
+        assert moved, "a2 never noticed r1 was gone"
         print(
             f"{RUNS} runs in {time.monotonic() - began:.1f}s with a kill of an agent and a replica"
         )
 
         with psycopg.connect(agent_db.replace("postgresql+psycopg://", "postgresql://")) as db:
             rows = db.execute(
-                "SELECT execution_id, step_id, attempt, status, error, agent_id FROM jobs"
+                "SELECT execution_id, step_id, attempt, status, error, agent_id,"
+                " started_at IS NOT NULL FROM jobs"
             ).fetchall()
-    attempts: dict[tuple[str, str], list[tuple[int, str, str | None, str | None]]] = defaultdict(
-        list
+    attempts: dict[tuple[str, str], list[tuple[int, str, str | None, str | None, bool]]] = (
+        defaultdict(list)
     )
-    for execution_id, step_id, attempt, status, error, agent_id in rows:
-        attempts[(execution_id, step_id)].append((attempt, status, error, agent_id))
+    for execution_id, step_id, attempt, status, error, agent_id, started in rows:
+        attempts[(execution_id, step_id)].append((attempt, status, error, agent_id, started))
     assert set(attempts) == {(run, step) for run in runs for step in ("build", "deploy")}
-    lost = 0
+    lost: dict[str, int] = defaultdict(int)
     for key, tries in attempts.items():
         done = [t for t in tries if t[1] == "completed"]
         assert len(done) == 1, (key, tries)
         for attempt in tries:
             if attempt[1] != "completed":
-                # The only other outcome: an attempt the killed agent held.
+                # The only other outcome is an attempt lost: one the killed agent held, a
+                # claim the killed replica committed but never answered (it never started),
+                # or, on a loaded machine, a live agent's that missed its 2 s lease (its late
+                # report was refused: the retry's is the one that counts).
                 assert attempt[1] == "failed" and "agent lost" in (attempt[2] or ""), (key, tries)
-                assert attempt[3] == victim_id, (key, tries)
-                lost += 1
-    assert lost >= 1, "the kill of the agent met no job"
+                if attempt[3] == victim_id:
+                    lost["held by the killed agent"] += 1
+                elif not attempt[4]:
+                    lost["claimed, never started"] += 1
+                else:
+                    lost["a live agent's, lease missed"] += 1
+    print(f"attempts lost: {dict(lost)}")
+    assert lost["held by the killed agent"] >= 1, "the kill of the agent met no job"
+    assert finished == RUNS
