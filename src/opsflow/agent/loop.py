@@ -331,11 +331,19 @@ class Agent:
     ) -> None:
         workdir: Path | None = None
         try:
-            workdir = await self._workdir(job)
-            inputs = await self._inputs(ref, workdir, job.inputs)
-            _obey(
-                cancel, await self._deliver(job.job_id, "the start", lambda: self.client.start(ref))
-            )
+            # Fetching files can take longer than a lease (a big bundle or plan, a slow link,
+            # a loaded machine): the lease is renewed meanwhile, as while the job runs.
+            keeper = asyncio.create_task(self._keep_lease(ref))
+            try:
+                workdir = await self._workdir(job)
+                inputs = await self._inputs(ref, workdir, job.inputs)
+                notice = await self._deliver(
+                    job.job_id, "the start", lambda: self.client.start(ref)
+                )
+            finally:
+                keeper.cancel()
+                await asyncio.gather(keeper, return_exceptions=True)
+            _obey(cancel, notice)
             spec = JobSpec(
                 job_id=job.job_id,
                 execution_id=job.execution_id,
@@ -495,6 +503,20 @@ class Agent:
             raise
         except Exception:
             log.exception("shipping logs of job %s failed; they will show as a gap", ref.job_id)
+
+    async def _keep_lease(self, ref: JobRef) -> None:
+        """Heartbeat a claimed job until cancelled (while it is being prepared); a refusal
+        ends it (the start that follows is refused too). Stop requests wait for the start's
+        answer, which carries them."""
+        interval = self.heartbeat_interval or 5.0
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.client.heartbeat(ref)
+            except (StaleReport, Unauthorized):
+                return
+            except Exception as exc:
+                log.warning("heartbeat of job %s failed: %s", ref.job_id, exc)
 
     async def _watch_loop(self, ref: JobRef, cancel: CancelSignal, run: asyncio.Task[Any]) -> None:
         """Heartbeat the lease; the reply (or an in-process wake-up) carries cancel requests."""
