@@ -142,7 +142,7 @@ steps:
   - id: work
     type: script
     shell: sh
-    retries: 1
+    retries: 3
     run: |
       touch {marks}/$OPSFLOW_EXECUTION_ID-$OPSFLOW_ATTEMPT
       echo attempt-$OPSFLOW_ATTEMPT
@@ -173,11 +173,11 @@ steps:
         before = _snapshot(api, runs)
         for status, attempts, _ in before.values():
             assert status == "completed"
-            assert [(a[1], a[2], a[3]) for a in attempts] == [
-                (1, "failed", victim_id),
-                (2, "completed", rescuer_id),
-            ], attempts
-            assert "agent lost" in attempts[0][4]
+            # The stopped agent's attempt was lost; the rescuer's last one completed (on a
+            # loaded machine one of its own may have missed its 2 s lease in between).
+            assert (attempts[0][1], attempts[0][2], attempts[0][3]) == (1, "failed", victim_id)
+            assert (attempts[-1][2], attempts[-1][3]) == ("completed", rescuer_id), attempts
+            assert all(a[2] == "failed" and "agent lost" in a[4] for a in attempts[:-1]), attempts
         lost_now = {attempts[0][0] for _, attempts, _ in before.values()}
         lost |= lost_now
 
