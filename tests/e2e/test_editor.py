@@ -139,6 +139,7 @@ def test_an_error_shows_at_its_line_and_the_fix_publishes_version_2(
     shot(page, "editor_conflict")
     conflict.get_by_role("button", name="Load their draft (drops my changes)").click()
     expect(editor(page)).to_contain_text("# changed elsewhere")
+    # Only a comment differs from version 2: nothing to publish.
     expect(page.locator(".save-state")).to_have_text("Draft saved")
 
 
@@ -337,6 +338,7 @@ def test_two_versions_diff_and_one_is_restored_as_the_draft(
         "button", name="Restore v1 as draft"
     ).click()
     expect(page.get_by_text("Version 1 is the draft now")).to_be_visible()
+    expect(page.locator(".save-state")).to_have_text("Draft saved, not published")
     expect(editor(page)).to_contain_text("# Version one: check, then deploy.")
     detail = ui_server.api.get("/workflows/e2e-ed-diff").json()
     assert detail["draft_yaml"].startswith("# Version one")

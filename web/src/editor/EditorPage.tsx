@@ -243,7 +243,7 @@ export default function EditorPage() {
           </span>
         )}
         <span className={`save-state${dirty ? " is-dirty" : ""}`} role="status">
-          {dirty ? "● Unsaved changes" : isNew ? "Not saved yet" : "Draft saved"}
+          {dirty ? "● Unsaved changes" : isNew ? "Not saved yet" : wf?.has_unpublished_changes ? "Draft saved, not published" : "Draft saved"}
         </span>
         <div className="editor-actions">
           {!isNew && (
