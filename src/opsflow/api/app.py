@@ -151,6 +151,9 @@ def _open(settings: Settings) -> Services:
                 )
                 merged = {**channels, **settings.notify_channels}
                 services.settings = replace(settings, notify_channels=merged)
+    loaded = connection_vault.load_channels(services.settings.notify_channels)
+    if loaded:
+        log.info("notify channels loaded as notify connections: %s", ", ".join(loaded))
     return services
 
 

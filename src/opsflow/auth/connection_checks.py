@@ -32,8 +32,10 @@ from pathlib import Path
 
 import httpx
 
-from opsflow.auth.connections import ConnectionType, http_auth_headers, split_urls
+from opsflow.auth.connections import ConnectionType
 from opsflow.errors import OpsflowError
+from opsflow.steps.http import connection_headers
+from opsflow.steps.notify import split_urls
 from opsflow.steps.ssh import check_connection as check_ssh_connection
 from opsflow.steps.ssh_login import SshFailed
 
@@ -65,7 +67,7 @@ async def _check_http(values: Mapping[str, str], timeout: float) -> str:
     url = values["base_url"]
     try:
         async with httpx.AsyncClient(timeout=timeout, follow_redirects=True) as client:
-            response = await client.get(url, headers=http_auth_headers(values))
+            response = await client.get(url, headers=connection_headers(values))
     except httpx.TimeoutException:
         raise CheckFailed(f"GET {url} timed out after {timeout:g}s") from None
     except httpx.HTTPError as exc:

@@ -16,8 +16,8 @@ variables themselves (``{"AWS_ACCESS_KEY_ID": ...}``).
 
 from __future__ import annotations
 
-import base64
 import json
+import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
@@ -42,6 +42,9 @@ from opsflow.store.session import Session
 NAME_PATTERN = CONNECTION_NAME_PATTERN
 NAME_HELP = "letters, digits, '-', '_' and '.', starting with a letter or digit"
 MAX_VALUE_BYTES = 64 * 1024
+# Who wrote a connection loaded from the server's configuration (its notify channels).
+CONFIG_ACTOR = "server configuration"
+log = logging.getLogger(__name__)
 _NAME_RE = re.compile(NAME_PATTERN)
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -251,7 +254,7 @@ def invalid_apprise_urls(text: str) -> list[str]:
     """The schemes of those URLs in ``text`` (spaces or commas between) Apprise cannot load."""
     import apprise
 
-    from opsflow.steps.notify import register_log_scheme
+    from opsflow.steps.notify import register_log_scheme, split_urls
 
     register_log_scheme()
     bad = []
@@ -261,9 +264,12 @@ def invalid_apprise_urls(text: str) -> list[str]:
     return bad
 
 
-def split_urls(text: str) -> list[str]:
-    """``"a://x, b://y"`` -> ``["a://x", "b://y"]`` (how a notify connection lists URLs)."""
-    return text.replace(",", " ").split()
+def notify_services(text: str) -> list[str]:
+    """The Apprise schemes of the URLs in ``text``, sorted (``["slack"]``): what a notify
+    connection reaches, without its tokens."""
+    from opsflow.steps.notify import split_urls
+
+    return sorted({url.split("://", 1)[0].lower() for url in split_urls(text) if "://" in url})
 
 
 def check_name(name: str) -> None:
@@ -396,12 +402,14 @@ class ConnectionVault:
                     merged.setdefault(field, old[field])
             flat = normalize(ctype, merged)
             self._learn(credential_values(ctype, flat))
+            services = notify_services(flat["url"]) if ctype == ConnectionType.NOTIFY else []
             blob = self.box.encrypt(_box_name(name), json.dumps(flat, sort_keys=True))
             meta, created = store.put(
                 session,
                 name,
                 type_=ctype.value,
                 fields=flat,
+                services=services,
                 ciphertext=blob,
                 actor=actor,
                 description=description,
@@ -463,6 +471,39 @@ class ConnectionVault:
         self._learn(found)
         return frozenset(found)
 
+    def load_channels(self, channels: Mapping[str, list[str]]) -> list[str]:
+        """Make each notify channel of the server's configuration (``OPSFLOW_NOTIFY_<NAME>``,
+        the data dir's notify file) a notify connection, so channels live in one place. A
+        connection an admin changed since (not last written by `CONFIG_ACTOR`) is left as
+        it is. Returns the names written."""
+        written = []
+        with self._session() as session:
+            current = {meta.name: meta for meta in store.list_connections(session)}
+        for name, urls in sorted(channels.items()):
+            meta = current.get(name)
+            if meta is not None and meta.updated_by != CONFIG_ACTOR:
+                log.warning(
+                    "notify channel %r of the server configuration is not loaded: a connection "
+                    "of that name was set by %s (it is used instead)",
+                    name,
+                    meta.updated_by,
+                )
+                continue
+            url = " ".join(urls)
+            if meta is not None and meta.type == ConnectionType.NOTIFY:
+                with self._session() as session:
+                    if self.reveal(session, name).values == {"url": url}:
+                        continue
+            self.set(
+                name,
+                ConnectionType.NOTIFY.value,
+                {"url": url},
+                CONFIG_ACTOR,
+                description="notify channel from the server configuration",
+            )
+            written.append(name)
+        return written
+
     def learn_all(self) -> int:
         """Tell the log filter every stored credential (at start-up); returns how many."""
         with self._session() as session:
@@ -484,17 +525,3 @@ def usable(
     if kinds and meta.type not in kinds:
         return f"connection {name!r} is of type {meta.type}; this step needs {' or '.join(kinds)}"
     return None
-
-
-def http_auth_headers(values: Mapping[str, str]) -> dict[str, str]:
-    """The request headers an ``http`` connection's auth adds (none for ``auth: none``)."""
-    match values.get("auth", "none"):
-        case "bearer":
-            return {"Authorization": f"Bearer {values['token']}"}
-        case "basic":
-            pair = f"{values['username']}:{values['password']}".encode()
-            return {"Authorization": "Basic " + base64.b64encode(pair).decode("ascii")}
-        case "header":
-            return {values["header_name"]: values["header_value"]}
-        case _:
-            return {}

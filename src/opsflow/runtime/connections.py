@@ -38,14 +38,24 @@ def named_connection(config: Mapping[str, Any]) -> str | None:
     return str(name) if name else None
 
 
-def check_usable(session: Session, step_type: str, config: Mapping[str, Any]) -> None:
+def check_usable(session: Session, step_type: str, config: dict[str, Any]) -> None:
     """Raise `ConnectionUnusable` (with the reason) unless the connection the job's config
-    names exists, is enabled and is of a type ``step_type`` uses."""
+    names exists, is enabled and is of a type ``step_type`` uses. A notify connection's
+    services (Apprise schemes, not secret) are noted in ``config["services"]``, so the job's
+    action reads ``notify.slack``."""
     name = named_connection(config)
     if name is None:
         return
-    problem = usable(
-        connections_store.find(session, name), name, STEP_CONNECTION_TYPES.get(step_type)
-    )
+    meta = connections_store.find(session, name)
+    problem = usable(meta, name, STEP_CONNECTION_TYPES.get(step_type))
+    if problem is not None and meta is None and step_type == "notify":
+        variable = "OPSFLOW_NOTIFY_" + name.upper().replace("-", "_").replace(".", "_")
+        problem = (
+            f"notify channel {name!r} is not configured: a channel is a notify connection; "
+            f"set {variable} on the server, or create it with opsflow connections set {name} "
+            "--type notify --from-file -"
+        )
     if problem is not None:
         raise ConnectionUnusable(f"connection: {problem}")
+    if meta is not None and meta.type == ConnectionType.NOTIFY:
+        config["services"] = list(meta.services)

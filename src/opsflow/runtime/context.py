@@ -172,25 +172,21 @@ def agent_placement(
     return str(pool), labels
 
 
-def channel_urls(
-    definition: Mapping[str, Any], config: Mapping[str, Any], channels: Mapping[str, list[str]]
-) -> list[str]:
-    """A notify step's channel (or the workflow's default one) as Apprise URLs."""
-    name = config.get("channel") or (definition.get("notify") or {}).get("channel")
-    known = ", ".join(sorted(channels)) or "none"
+def notify_connection(definition: Mapping[str, Any], config: Mapping[str, Any]) -> str:
+    """The notify connection a notify step sends through: its ``connection``, else its
+    ``channel``, else the workflow's ``notify.channel`` (a channel is a notify connection;
+    the server's configured channels are loaded as such). The claim delivers its URLs."""
+    name = (
+        config.get("connection")
+        or config.get("channel")
+        or (definition.get("notify") or {}).get("channel")
+    )
     if not name:
         raise TemplateError(
             "notify step has no channel and the workflow sets no notify.channel; "
-            f"configured channels: {known}"
+            "name a notify connection (opsflow connections list)"
         )
-    urls = channels.get(str(name))
-    if not urls:
-        variable = "OPSFLOW_NOTIFY_" + str(name).upper().replace("-", "_")
-        raise TemplateError(
-            f"notify channel {name!r} is not configured on this server "
-            f"(set {variable}); configured: {known}"
-        )
-    return list(urls)
+    return str(name)
 
 
 def job_config(
@@ -201,7 +197,8 @@ def job_config(
     facts: ServerFacts,
 ) -> dict[str, Any]:
     """Everything an agent needs to run one job of this step: the rendered fields, and what
-    the server knows that the YAML does not (notify URLs, the Terraform state's name).
+    the server knows that the YAML does not (a notify step's connection, the Terraform
+    state's name).
     Secrets stay placeholders here; they are filled in when an agent claims the job."""
     # Every step's status and outputs are gathered only when some field is a template: a
     # field without markup never reads them, and a wide execution would pay for each job.
@@ -209,7 +206,7 @@ def job_config(
     config = render_step_config(step_type, raw, context)
     check_whole(config)
     if step_type == StepType.NOTIFY:
-        config["urls"] = channel_urls(execution.definition, config, facts.channels)
+        config["connection"] = notify_connection(execution.definition, config)
     if step_type == StepType.TERRAFORM:
         # From the rendered fields: a templated workspace names the state it renders to.
         try:

@@ -17,8 +17,10 @@ from pathlib import Path
 from opsflow.runtime.service import Runtime
 from opsflow.status import JobStatus, LogLevel, LogStream, StepType
 from opsflow.steps.base import CancelSignal, JobSpec
+from opsflow.steps.notify import split_urls
 from opsflow.steps.registry import executor_for
 from opsflow.store import approvals as approvals_store
+from opsflow.store import connections as connections_store
 from opsflow.store.approvals import Notification
 
 log = logging.getLogger(__name__)
@@ -93,10 +95,15 @@ class OutboxSender:
         return sent
 
     async def _send(self, note: Notification) -> str | None:
-        urls = self.runtime.notify_channels.get(note.channel)
+        urls = self.runtime.notify_channels.get(note.channel) or await asyncio.to_thread(
+            self._connection_urls, note.channel
+        )
         if not urls:
             known = ", ".join(sorted(self.runtime.notify_channels)) or "none"
-            return f"notify channel {note.channel!r} is not configured; configured: {known}"
+            return (
+                f"notify channel {note.channel!r} is not configured (no configured channel and "
+                f"no enabled notify connection of that name); configured: {known}"
+            )
         with tempfile.TemporaryDirectory(prefix="opsflow-notify-") as tmp:
             spec = JobSpec(
                 job_id=f"notification-{note.id}",
@@ -113,6 +120,17 @@ class OutboxSender:
         if result.status == JobStatus.COMPLETED:
             return None
         return result.error or "notification failed"
+
+    def _connection_urls(self, name: str) -> list[str]:
+        """The URLs of the enabled notify connection ``name`` (an admin-made channel)."""
+        vault = self.runtime.jobs.connections
+        if vault is None:
+            return []
+        with self.runtime.db.session() as s:
+            meta = connections_store.find(s, name)
+            if meta is None or not meta.enabled or meta.type != "notify":
+                return []
+            return split_urls(vault.reveal(s, name).values.get("url", ""))
 
 
 async def stop_task(task: asyncio.Task[None] | None) -> None:

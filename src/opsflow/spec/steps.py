@@ -217,6 +217,15 @@ class NotifyStep(StepBase):
     connection: ConnectionName | None = Field(
         None, description="A notify connection (Apprise URLs); the same as channel."
     )
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Self:
+        if self.channel is not None and self.connection is not None:
+            raise FieldProblem(
+                "connection", "give channel or connection (they name the same thing), not both"
+            )
+        return self
+
     message: NonBlank = Field(description="Message text (templated).")
     title: str | None = Field(None, description="Title (templated).")
 
@@ -276,7 +285,9 @@ def step_action(step_type: StepType, config: Mapping[str, Any]) -> str:
         case StepType.ANSIBLE:
             return "ansible.playbook"
         case StepType.NOTIFY:
-            return f"notify.{_notify_service(config.get('urls'))}"
+            # A job's config names the services of its notify connection (not its URLs).
+            urls = config.get("urls") or [f"{s}://" for s in config.get("services") or []]
+            return f"notify.{_notify_service(urls)}"
         case StepType.SSH:
             return "ssh.script" if config.get("script") else "ssh.command"
         case StepType.APPROVAL:

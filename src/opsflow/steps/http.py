@@ -3,7 +3,10 @@
 Fields: ``method`` (default GET), ``url``, ``headers``, ``body`` (text) or ``json`` (any JSON
 value), ``expect_status`` (one code or a list; empty means any 2xx), ``follow_redirects``
 (default true), ``verify_tls`` (default true). The step's ``timeout`` bounds the whole request
-(default 60 s when the step sets none).
+(default 60 s when the step sets none). ``connection`` names an ``http`` connection: a ``url``
+without a scheme is a path appended to its ``base_url`` (``/health`` under
+``https://api.example/v2`` is ``https://api.example/v2/health``), and its auth (bearer, basic
+or a header) is sent unless the step's ``headers`` set the same header.
 
 Outputs: ``status``, ``headers`` (lower-case names, repeated headers joined with ", "), ``body``
 (parsed when the response is JSON, else text; at most 1 MiB is kept) and ``elapsed_ms``.
@@ -19,9 +22,11 @@ self-signed certificate", "timed out after 30s").
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,8 +34,8 @@ import httpx
 
 from opsflow.status import JobStatus, LogLevel, LogStream, StepType
 
-from .base import CancelSignal, JobSpec, LogSink, StepResult, format_seconds
-from .config import StepConfig, StepConfigError
+from .base import CancelSignal, Connection, JobSpec, LogSink, StepResult, format_seconds
+from .config import StepConfig, StepConfigError, connection_of
 from .network import TIMED_OUT, TLS_VERIFICATION_FAILED, NetworkCause, cause_of, without_errno
 
 DEFAULT_TIMEOUT = 60.0
@@ -71,7 +76,7 @@ class HttpExecutor:
     async def run(self, spec: JobSpec, log: LogSink, cancel: CancelSignal) -> StepResult:
         """Send the request; see the module docstring for fields, outputs and retry intent."""
         try:
-            request = _read_request(StepConfig(spec.config))
+            request = _read_request(StepConfig(spec.config), connection_of(spec, "http"))
         except StepConfigError as exc:
             log.write(LogStream.SYSTEM, str(exc), LogLevel.ERROR)
             return exc.result()
@@ -113,13 +118,37 @@ def public_url(url: httpx.URL) -> str:
     return str(url.copy_with(userinfo=b"")) if url.userinfo else str(url)
 
 
-def _read_request(config: StepConfig) -> _Request:
+def connection_headers(values: Mapping[str, str]) -> dict[str, str]:
+    """The headers an ``http`` connection's ``auth`` adds: ``bearer`` (token), ``basic``
+    (username, password; RFC 7617) or ``header`` (header_name: header_value); none for
+    ``none``."""
+    match values.get("auth", "none"):
+        case "bearer":
+            return {"Authorization": f"Bearer {values['token']}"}
+        case "basic":
+            pair = f"{values['username']}:{values['password']}".encode()
+            return {"Authorization": "Basic " + base64.b64encode(pair).decode("ascii")}
+        case "header":
+            return {values["header_name"]: values["header_value"]}
+        case _:
+            return {}
+
+
+def _read_request(config: StepConfig, connection: Connection | None) -> _Request:
     method = (config.text("method") or "GET").strip().upper()
     if method not in METHODS:
         raise StepConfigError(
             "method", f"{method!r} is not supported; use one of {', '.join(METHODS)}"
         )
     raw_url = config.required_text("url").strip()
+    headers = config.string_map("headers")
+    if connection is not None:
+        if "://" not in raw_url:
+            raw_url = connection.values["base_url"].rstrip("/") + "/" + raw_url.lstrip("/")
+        given = {name.lower() for name in headers}
+        for name, value in connection_headers(connection.values).items():
+            if name.lower() not in given:
+                headers[name] = value
     try:
         url = httpx.URL(raw_url)
     except httpx.InvalidURL as exc:
@@ -134,7 +163,7 @@ def _read_request(config: StepConfig) -> _Request:
     return _Request(
         method=method,
         url=url,
-        headers=config.string_map("headers"),
+        headers=headers,
         content=body,
         json_body=config.raw("json"),
         has_json=config.has("json"),

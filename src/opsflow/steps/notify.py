@@ -1,8 +1,10 @@
 """The ``notify`` step: send a message through Apprise (Slack, Teams, Discord, email, webhooks...).
 
-Workflows name a channel (``channel: deploys``); the server resolves it to the channel's Apprise
-URLs and passes them as ``config["urls"]`` with the rendered ``message`` and optional ``title``,
-so channel credentials live in one place on the server and never in workflow files.
+Workflows name a channel (``channel: deploys``, or ``connection: deploys``): a notify
+connection, whose Apprise URLs (``url``, several separated by spaces or commas) the claim
+delivers with the rendered ``message`` and optional ``title``, so channel credentials live in
+one place on the server (the configured channels are loaded as connections) and never in
+workflow files or stored job specs.
 
 Apprise is a blocking library: it runs in a worker thread so the agent's event loop stays free.
 A failure carries, for each channel URL that failed, the cause of a network failure in words
@@ -33,7 +35,7 @@ from apprise.logger import LOGGER_NAME as APPRISE_LOGGER
 from opsflow.status import JobStatus, LogLevel, LogStream, StepType
 
 from .base import CancelSignal, JobSpec, LogSink, StepResult, format_seconds
-from .config import StepConfig, StepConfigError
+from .config import StepConfig, StepConfigError, connection_of
 from .network import NetworkCause, cause_in_text
 
 DEFAULT_TIMEOUT = 60.0
@@ -73,7 +75,11 @@ class NotifyExecutor:
         """Send the message to every channel URL; fail if any of them did not take it."""
         try:
             config = StepConfig(spec.config)
-            urls = config.string_list("urls", required=True)
+            connection = connection_of(spec, "notify")
+            if connection is not None:
+                urls = split_urls(connection.values.get("url", ""))
+            else:  # a job queued by a server from before connections
+                urls = config.string_list("urls", required=True)
             message = config.required_text("message")
             title = config.text("title", default="") or ""
         except StepConfigError as exc:
@@ -178,6 +184,11 @@ def _let_apprise_say_why() -> None:
 
 
 _log_scheme_registered = False
+
+
+def split_urls(text: str) -> list[str]:
+    """``"a://x, b://y"`` -> ``["a://x", "b://y"]``: a notify connection's URLs."""
+    return text.replace(",", " ").split()
 
 
 def register_log_scheme() -> None:

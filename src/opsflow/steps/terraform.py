@@ -3,6 +3,7 @@
 Fields: ``action`` (plan | apply | destroy), ``source`` ({dir} in the workflow's files or
 {git, ref, path}; default: the workflow directory), ``vars`` (rendered values, passed as a JSON
 var file so numbers, lists and maps keep their types), ``var_files``, ``workspace``, ``env``,
+``connection`` (a terraform connection: its variables join the environment, ``env`` wins),
 ``plan_from``, ``binary`` (a Terraform/OpenTofu program or ``embedded``), and ``state_name``
 (filled by the server: the name of the state in opsflow's backend).
 
@@ -38,7 +39,7 @@ from urllib.parse import quote
 from opsflow.status import JobStatus, LogLevel, LogStream, StepType
 
 from .base import CancelSignal, JobSpec, LogSink, StepResult, format_seconds
-from .config import StepConfig, StepConfigError
+from .config import StepConfig, StepConfigError, connection_of
 from .process import FORCE_GRACE, run_process
 from .terraform_program import OutputTail, StepStop, find_terraform
 from .terraform_report import (
@@ -146,6 +147,10 @@ class _Job:
             )
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(_AGENT_ENV_PREFIX)}
         self.env.update(spec.env)
+        # A terraform connection's variables (cloud credentials), then the step's own env.
+        connection = connection_of(spec, "terraform")
+        if connection is not None:
+            self.env.update(connection.values)
         self.env.update(self.config.env_map("env"))
         # No prompts: neither Terraform nor git (module sources, git sources) may wait for input.
         self.env.update(TF_IN_AUTOMATION="1", TF_INPUT="0", GIT_TERMINAL_PROMPT="0")

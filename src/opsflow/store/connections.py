@@ -33,6 +33,8 @@ class ConnectionRow(Base):
     type: Mapped[str] = mapped_column(String(20))
     # The names of the fields that are set, sorted; never their values.
     fields: Mapped[list[str]] = mapped_column(JSONType)
+    # What the connection reaches, not secret: a notify connection's Apprise URL schemes.
+    services: Mapped[list[str]] = mapped_column(JSONType, server_default="[]")
     # The SecretBox blob of the values (a JSON object of strings).
     ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -65,6 +67,7 @@ class ConnectionMeta:
     name: str
     type: str
     fields: tuple[str, ...]
+    services: tuple[str, ...]
     enabled: bool
     description: str
     created_at: datetime
@@ -81,6 +84,7 @@ class ConnectionMeta:
             name=row.name,
             type=row.type,
             fields=tuple(row.fields or ()),
+            services=tuple(row.services or ()),
             enabled=bool(row.enabled),
             description=row.description,
             created_at=row.created_at,
@@ -123,6 +127,7 @@ def put(
     *,
     type_: str,
     fields: Iterable[str],
+    services: Iterable[str] = (),
     ciphertext: bytes,
     actor: str,
     description: str | None,
@@ -140,6 +145,7 @@ def put(
             name=name,
             type=type_,
             fields=sorted(fields),
+            services=list(services),
             ciphertext=ciphertext,
             enabled=True if enabled is None else enabled,
             description=description or "",
@@ -154,6 +160,7 @@ def put(
         return ConnectionMeta.from_row(row), True
     row.type = type_
     row.fields = sorted(fields)
+    row.services = list(services)
     row.ciphertext = ciphertext
     if description is not None:
         row.description = description

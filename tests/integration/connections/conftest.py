@@ -21,6 +21,7 @@ BEARER = "bearer-Tok3n-for-the-api-0042"
 
 class _Handler(BaseHTTPRequestHandler):
     seen: list[dict[str, str]]
+    posted: list[tuple[str, str]]
 
     def do_GET(self) -> None:
         self.seen.append(dict(self.headers.items()))
@@ -32,16 +33,25 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        self.posted.append((self.path, self.rfile.read(length).decode()))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
     def log_message(self, format: str, *args: object) -> None:
         return
 
 
 class ApiServer:
-    """A real HTTP server on loopback: 200 with the right bearer token, 401 otherwise."""
+    """A real HTTP server on loopback: GET answers 200 with the right bearer token, 401
+    otherwise; POST (a json:// notification) is kept in ``posted`` and answered 200."""
 
     def __init__(self) -> None:
         self.seen: list[dict[str, str]] = []
-        handler = type("Handler", (_Handler,), {"seen": self.seen})
+        self.posted: list[tuple[str, str]] = []
+        handler = type("Handler", (_Handler,), {"seen": self.seen, "posted": self.posted})
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)

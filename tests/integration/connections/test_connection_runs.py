@@ -18,6 +18,7 @@ from opsflow.store import logs as logs_store
 from opsflow.store.db import Database
 
 from ..runtime.conftest import Harness
+from .conftest import BEARER, ApiServer
 
 pytestmark = pytest.mark.anyio
 
@@ -158,3 +159,76 @@ steps:
     }[state]
     assert reason in (job.error or "")
     assert any(reason in line for line in no_agent.engine_log(eid))
+
+
+async def test_http_and_notify_steps_use_their_connections(
+    harness: Harness, connections: ConnectionVault, api_server: ApiServer
+) -> None:
+    connections.set(
+        "local-api",
+        "http",
+        {"base_url": api_server.url, "auth": "bearer", "token": BEARER},
+        "admin",
+    )
+    connections.set("team", "notify", {"url": f"json://{api_server.url[7:]}/hook"}, "admin")
+    eid = await harness.start_async(
+        """
+id: calls
+steps:
+  - {id: ping, type: http, connection: local-api, url: /health}
+  - {id: tell, type: notify, needs: [ping], channel: team, message: "pinged"}
+"""
+    )
+    ex = await harness.wait(eid)
+
+    assert ex.status == ExecutionStatus.COMPLETED, harness.engine_log(eid)
+    steps = harness.steps(eid)
+    assert steps["ping"].outputs["status"] == 200
+    assert api_server.seen[0]["Authorization"] == f"Bearer {BEARER}"
+    ((path, body),) = api_server.posted
+    assert path == "/hook" and "pinged" in body
+    jobs = {job.step_id: job for job in harness.jobs(eid)}
+    assert jobs["tell"].spec["config"]["services"] == ["json"]  # names the service, no URL
+    assert api_server.url[7:] not in repr(jobs["tell"].spec)
+    with harness.runtime.db.read() as s:
+        lines = "\n".join(row["text"] for row in logs_store.query(s, eid))
+    assert f"GET {api_server.url}/health" in lines
+    assert BEARER not in lines
+
+
+async def test_a_notify_channel_that_is_not_configured_fails_at_once(no_agent: Harness) -> None:
+    eid = await no_agent.start_async(
+        """
+id: tells
+steps:
+  - {id: tell, type: notify, channel: ops-room, message: "hi"}
+"""
+    )
+    ex = await no_agent.wait(eid, timeout=10)
+
+    assert ex.status == ExecutionStatus.FAILED
+    (job,) = no_agent.jobs(eid)
+    assert job.error == (
+        "connection: notify channel 'ops-room' is not configured: a channel is a notify "
+        "connection; set OPSFLOW_NOTIFY_OPS_ROOM on the server, or create it with opsflow "
+        "connections set ops-room --type notify --from-file -"
+    )
+
+
+def test_configured_channels_load_as_notify_connections(connections: ConnectionVault) -> None:
+    first = connections.load_channels({"ops": ["json://h/a", "json://h/b"], "api": ["json://x"]})
+    again = connections.load_channels({"ops": ["json://h/a", "json://h/b"]})
+    changed = connections.load_channels({"ops": ["json://h/c"]})
+
+    assert first == ["ops"]  # "api" is an admin's http connection: left alone
+    assert again == [] and changed == ["ops"]
+    with connections._session() as session:
+        ops = connections.reveal(session, "ops")
+        api = connections.reveal(session, "api")
+    assert ops.values == {"url": "json://h/c"}
+    assert (ops.meta.type, ops.meta.services, ops.meta.updated_by) == (
+        "notify",
+        ("json",),
+        "server configuration",
+    )
+    assert api.meta.type == "http"
