@@ -23,6 +23,7 @@ const UsersPage = lazy(() => import("./settings/UsersPage"));
 const TeamsPage = lazy(() => import("./settings/TeamsPage"));
 const TokensPage = lazy(() => import("./settings/TokensPage"));
 const SecretsPage = lazy(() => import("./settings/SecretsPage"));
+const ConnectionsPage = lazy(() => import("./settings/ConnectionsPage"));
 
 const queryClient = new QueryClient({
   defaultOptions: {
@@ -72,6 +73,7 @@ createRoot(document.getElementById("root")!).render(
                   <Route path="teams" element={<TeamsPage />} />
                   <Route path="tokens" element={<TokensPage />} />
                   <Route path="secrets" element={<SecretsPage />} />
+                  <Route path="connections" element={<ConnectionsPage />} />
                 </Route>
                 <Route path="*" element={<NotFound />} />
               </Route>
