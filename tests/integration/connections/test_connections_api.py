@@ -4,7 +4,9 @@ touch them; a test calls out for real and records when the connection last worke
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import asyncssh
@@ -288,3 +290,70 @@ def test_an_ssh_connection_test_logs_in_and_an_unknown_host_key_fails_with_its_f
     assert failed.json()["ok"] is False
     assert host.fingerprint in failed.json()["detail"]
     assert failed.json()["connection"]["last_test_error"] == failed.json()["detail"]
+
+
+def test_a_notify_connection_test_sends_to_a_webhook_and_only_checks_chat_urls(
+    client: TestClient, api_server: ApiServer
+) -> None:
+    hook = {"url": f"json://{api_server.url.removeprefix('http://')}/hook"}
+    _put(client, "hook", {"type": "notify", "values": hook}).raise_for_status()
+    chat = {"url": "slack://T1234/B5678/abcdefghij0123456789"}
+    _put(client, "chat", {"type": "notify", "values": chat}).raise_for_status()
+
+    sent = client.post("/api/v1/connections/hook/test").json()
+    checked = client.post("/api/v1/connections/chat/test").json()
+
+    assert (
+        sent["ok"] is True and sent["detail"] == "a test message was accepted by 1 webhook URL(s)"
+    )
+    ((path, body),) = api_server.posted
+    assert path == "/hook" and "opsflow connection test" in body
+    assert checked["ok"] is True
+    assert checked["detail"] == (
+        "1 Apprise URL(s) well formed; nothing sent (only webhooks get a test)"
+    )
+    assert client.get("/api/v1/connections/chat").json()["last_test_ok"] is True
+
+
+def test_a_git_connection_test_runs_ls_remote_and_terraform_is_checked_for_form(
+    client: TestClient, tmp_path: Path
+) -> None:
+    repo = tmp_path / "repo.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(repo)], check=True)
+    work = tmp_path / "work"
+    subprocess.run(["git", "clone", "-q", str(repo), str(work)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "git",
+            "-C",
+            str(work),
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@x",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "first",
+        ],
+        check=True,
+    )
+    subprocess.run(
+        ["git", "-C", str(work), "push", "-q", "origin", "HEAD"], check=True, capture_output=True
+    )
+    token = {"token": "git-token-never-shown-42"}
+    _put(client, "repo", {"type": "git", "values": {**token, "url": f"file://{repo}"}})
+    _put(client, "gone", {"type": "git", "values": {**token, "url": f"file://{tmp_path}/nope"}})
+    _put(client, "cloud", {"type": "terraform", "values": {"env": {"TF_VAR_x": "1"}}})
+
+    found = client.post("/api/v1/connections/repo/test").json()
+    missing = client.post("/api/v1/connections/gone/test").json()
+    form = client.post("/api/v1/connections/cloud/test").json()
+
+    assert found["ok"] is True, found
+    assert found["detail"] == f"git ls-remote file://{repo} answered"
+    assert missing["ok"] is False
+    assert missing["detail"].startswith(f"git ls-remote file://{tmp_path}/nope failed:")
+    assert "git-token-never-shown-42" not in missing["detail"]
+    assert form["ok"] is True and "form only" in form["detail"]

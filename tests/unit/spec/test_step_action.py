@@ -18,6 +18,11 @@ def test_each_step_type_has_an_action_name() -> None:
     assert step_action(StepType.NOTIFY, {"urls": [slack]}) == "notify.slack"
     assert step_action(StepType.NOTIFY, {"urls": ["mailtos://u:p@x.org"]}) == "notify.email"
     assert step_action(StepType.NOTIFY, {"urls": [slack, "discord://a/b"]}) == "notify.send"
+    # A job sending through a notify connection names its services, never its URLs.
+    assert step_action(StepType.NOTIFY, {"connection": "ops", "services": ["slack"]}) == (
+        "notify.slack"
+    )
+    assert step_action(StepType.NOTIFY, {"services": ["json", "slack"]}) == "notify.send"
     assert step_action(StepType.SSH, {"command": "uptime"}) == "ssh.command"
     assert step_action(StepType.SSH, {"script": "deploy.sh"}) == "ssh.script"
     names = {step_action(t, {}) for t in StepType}
