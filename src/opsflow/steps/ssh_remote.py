@@ -31,7 +31,7 @@ import shlex
 import time
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -283,6 +283,16 @@ async def _supervise(
             process.close()
             out.write(LogStream.SYSTEM, f"stopped: {result.error}", LogLevel.ERROR)
         await asyncio.wait(readers, timeout=2)
+    except asyncio.CancelledError:
+        # The job's own task is cancelled (its agent is shutting down): closing the channel
+        # alone would leave the command running on the host, so kill its group first.
+        if not ended.done():
+            quick = replace(job, grace=job.force_grace)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    _stop_group(connection, group, quick, stop, ended), _KILL_TIMEOUT
+                )
+        raise
     finally:
         for task in (*readers, ended, stopped):
             task.cancel()

@@ -4,6 +4,7 @@ agent, an ``ssh`` connection set through the API, two real sshd "hosts"."""
 from __future__ import annotations
 
 import base64
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -132,3 +133,52 @@ def test_an_ssh_step_whose_connection_is_missing_fails_at_once(
     assert detail["status"] == "failed"
     fleet = next(s for s in detail["steps"] if s["id"] == "fleet")
     assert "nowhere-ssh" in (fleet["error"] or ""), fleet
+
+
+LONG = """
+id: long-fleet
+steps:
+  - id: fleet
+    type: ssh
+    connection: prod-ssh
+    hosts: [{hosts}]
+    command: 'echo started; sleep 3531'
+"""
+
+
+def test_cancelling_the_run_stops_the_command_on_every_host(
+    server: tuple[RunningServer, httpx.Client],
+    sshd_hosts: list[SshHost],
+    ssh_user_key: SshUserKey,
+) -> None:
+    _, api = server
+    values = sshd_hosts[0].connection_values(ssh_user_key)
+    values["known_hosts"] = "".join(h.known_hosts() for h in sshd_hosts)
+    put = api.put("/connections/prod-ssh", json={"type": "ssh", "values": values})
+    assert put.status_code in (200, 201), put.text
+    text = LONG.format(hosts=", ".join(f'"{h.target}"' for h in sshd_hosts))
+    response = api.put(
+        "/workflows/long-fleet",
+        params={"publish": "true"},
+        content=text.encode(),
+        headers={"Content-Type": "application/yaml"},
+    )
+    assert response.status_code in (200, 201), response.text
+    execution_id = api.post("/workflows/long-fleet/runs", json={"params": {}}).json()["id"]
+    deadline = time.monotonic() + 60
+    while log_text(api, execution_id).count("] started") < len(sshd_hosts):
+        assert time.monotonic() < deadline, log_text(api, execution_id)
+        time.sleep(0.1)  # the log API is what a client watches
+    # graceful lets in-flight jobs finish; force stops them
+    cancelled = api.post(f"/executions/{execution_id}/cancel", json={"mode": "force"})
+    assert cancelled.status_code == 200, cancelled.text
+    deadline = time.monotonic() + 30
+    while (detail := api.get(f"/executions/{execution_id}").json())["ended_at"] is None:
+        assert time.monotonic() < deadline, detail
+        time.sleep(0.1)
+    assert detail["status"] == "cancelled"
+    (job,) = detail["steps"][0]["jobs"]
+    assert job["status"] == "cancelled"
+    assert {h["status"] for h in job["outputs"]["hosts"].values()} == {"cancelled"}
+    found = subprocess.run(["pgrep", "-f", "sleep 3531"], capture_output=True, text=True)
+    assert found.returncode == 1, found.stdout  # the hosts are this machine: nothing left

@@ -252,6 +252,19 @@ async def test_a_forced_cancel_cuts_the_grace_of_a_graceful_one_short(
     assert await no_process(host, ssh_user_key, "sleep 3523")
 
 
+async def test_a_cancelled_job_task_still_stops_the_command_on_the_host(
+    workdir: Path, sink: RecordingSink, sshd_hosts: list[SshHost], ssh_user_key: SshUserKey
+) -> None:
+    host = sshd_hosts[0]
+    spec = ssh_job(workdir, [host], ssh_user_key, command="echo started; sleep 3524")
+    running = asyncio.ensure_future(run(spec, sink))
+    await sink.wait_for(f"[{host.target}] started")
+    running.cancel()  # what an agent shutting down does to the jobs it runs
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    assert await no_process(host, ssh_user_key, "sleep 3524")
+
+
 async def test_the_step_timeout_stops_every_host_and_times_the_job_out(
     workdir: Path, sink: RecordingSink, sshd_hosts: list[SshHost], ssh_user_key: SshUserKey
 ) -> None:
