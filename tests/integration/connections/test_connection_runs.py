@@ -232,3 +232,16 @@ def test_configured_channels_load_as_notify_connections(connections: ConnectionV
         "server configuration",
     )
     assert api.meta.type == "http"
+
+
+def test_the_server_log_filter_learns_every_credential_and_no_plain_setting(
+    database: Database, connections: ConnectionVault
+) -> None:
+    learned: list[str] = []
+    vault = ConnectionVault(database, SecretBox(b"k" * 32), learn=learned.extend)
+
+    assert vault.learn_all() == 2  # at start-up: the http token and the terraform variable
+    assert set(learned) == {TOKEN, AWS_SECRET}
+    vault.set("db", "ssh", {"user": "deploy", "password": "ssh-pass-word-1"}, "admin")
+    assert "ssh-pass-word-1" in learned and "deploy" not in learned
+    assert "https://api.example" not in learned
