@@ -21,6 +21,8 @@ interface FieldSpec {
   kind: FieldKind;
   hint?: string;
   choices?: string[];
+  // Shown only when the form's `auth` is one of these (or not chosen yet when editing).
+  auth?: string[];
 }
 
 // The fields of each type, as the server checks them (docs/reference/connections.md).
@@ -39,11 +41,11 @@ const FIELDS: Record<ConnectionType, FieldSpec[]> = {
   http: [
     { name: "base_url", label: "Base URL", kind: "text", hint: "a step's url path is appended to it" },
     { name: "auth", label: "Auth", kind: "choice", choices: ["none", "bearer", "basic", "header"] },
-    { name: "token", label: "Bearer token", kind: "secret" },
-    { name: "username", label: "User name (basic)", kind: "text" },
-    { name: "password", label: "Password (basic)", kind: "secret" },
-    { name: "header_name", label: "Header name", kind: "text" },
-    { name: "header_value", label: "Header value", kind: "secret" },
+    { name: "token", label: "Bearer token", kind: "secret", auth: ["bearer"] },
+    { name: "username", label: "User name (basic)", kind: "text", auth: ["basic"] },
+    { name: "password", label: "Password (basic)", kind: "secret", auth: ["basic"] },
+    { name: "header_name", label: "Header name", kind: "text", auth: ["header"] },
+    { name: "header_value", label: "Header value", kind: "secret", auth: ["header"] },
   ],
   notify: [{ name: "url", label: "Apprise URL(s)", kind: "secret-area", hint: "e.g. slack://…; several separated by spaces" }],
   terraform: [{ name: "env", label: "Environment", kind: "env", hint: "one NAME=value per line (cloud credentials, TF_VAR_…)" }],
@@ -190,12 +192,20 @@ function LastTest({ connection: c }: { connection: Connection }) {
   );
 }
 
+/** Whether a field belongs on the form for the chosen auth (all of them while it is kept). */
+function shown(field: FieldSpec, auth: string, editing: boolean): boolean {
+  if (!field.auth) return true;
+  if (auth === "") return editing;
+  return field.auth.includes(auth);
+}
+
 /** The API's values from the form's texts: empty fields are left out (kept when editing). */
 function valuesOf(type: ConnectionType, form: Record<string, string>, editing: boolean): { values: Record<string, unknown>; keep: string[] } {
   const values: Record<string, unknown> = {};
   const keep: string[] = [];
   for (const field of FIELDS[type]) {
     const text = form[field.name] ?? "";
+    if (!shown(field, form.auth ?? "", editing)) continue;
     if (text === "") {
       if (editing) keep.push(field.name);
       continue;
@@ -274,7 +284,7 @@ function ConnectionDialog({ connection, onClose }: { connection: Connection | nu
           </select>
         </label>
         {connection && <p className="muted small">Values are write-only: leave a field empty to keep what is set.</p>}
-        {FIELDS[type].map((field) => (
+        {FIELDS[type].filter((field) => shown(field, form.auth ?? "", !!connection)).map((field) => (
           <FieldInput key={`${type}-${field.name}`} field={field} value={form[field.name] ?? ""} isSet={set.has(field.name) || (field.kind === "env" && set.size > 0)} onChange={(v) => update(field.name, v)} />
         ))}
         <label className="field">
