@@ -136,9 +136,27 @@ Limit = Annotated[int, Query(ge=1, le=500, description="How many, newest first."
 Before = Annotated[int | None, Query(ge=1, le=INT_MAX, description="Older than this delivery id.")]
 
 
-def _page(
-    request: Request, workflow_id: str, name: str | None, limit: int, before: int | None
+@router.get(
+    "/workflows/{workflow_id}/deliveries",
+    response_model=DeliveryPage,
+    responses=error_responses(401, 403, 404),
+)
+@router.get(
+    "/workflows/{workflow_id}/triggers/{name}/deliveries",
+    response_model=DeliveryPage,
+    responses=error_responses(401, 403, 404),
+)
+def list_deliveries(
+    request: Request,
+    workflow_id: WorkflowId,
+    _principal: Reader,
+    name: str | None = None,
+    limit: Limit = 50,
+    before: Before = None,
 ) -> DeliveryPage:
+    """The deliveries of the last 7 days, newest first: of the trigger ``name`` (in the path,
+    or ``?name=`` on the workflow's route), else of all the workflow's triggers. 404 for an
+    unknown workflow, or an unknown trigger naming the ones the workflow has."""
     with services_of(request).db.read() as session:
         if name is None:
             workflows_store.get_workflow(session, workflow_id)  # 404 for an unknown workflow
@@ -152,39 +170,6 @@ def _page(
         items=[DeliveryOut.of(d) for d in page],
         next_before=page[-1].id if len(found) > limit else None,
     )
-
-
-@router.get(
-    "/workflows/{workflow_id}/deliveries",
-    response_model=DeliveryPage,
-    responses=error_responses(401, 403, 404),
-)
-def list_workflow_deliveries(
-    request: Request,
-    workflow_id: WorkflowId,
-    _principal: Reader,
-    limit: Limit = 50,
-    before: Before = None,
-) -> DeliveryPage:
-    """The deliveries of all the workflow's triggers in the last 7 days, newest first."""
-    return _page(request, workflow_id, None, limit, before)
-
-
-@router.get(
-    "/workflows/{workflow_id}/triggers/{name}/deliveries",
-    response_model=DeliveryPage,
-    responses=error_responses(401, 403, 404),
-)
-def list_deliveries(
-    request: Request,
-    workflow_id: WorkflowId,
-    name: TriggerName,
-    _principal: Reader,
-    limit: Limit = 50,
-    before: Before = None,
-) -> DeliveryPage:
-    """The trigger's deliveries of the last 7 days, newest first."""
-    return _page(request, workflow_id, name, limit, before)
 
 
 @router.post(
