@@ -18,6 +18,7 @@ from pydantic import AfterValidator, Field, WithJsonSchema, field_validator, mod
 
 from opsflow.errors import InvalidInput, Problem
 from opsflow.spec.fields import FieldProblem, SpecModel
+from opsflow.words import did_you_mean
 
 
 class ParamType(StrEnum):
@@ -205,7 +206,10 @@ def resolve_params(
     for name in given:
         if name not in declared:
             known = ", ".join(sorted(declared)) or "none"
-            problems.append(Problem(f"params.{name}", f"unknown param '{name}'; declared: {known}"))
+            guess = did_you_mean(name, declared)
+            problems.append(
+                Problem(f"params.{name}", f"unknown param '{name}'; declared: {known}{guess}")
+            )
     for name, param in declared.items():
         if name in given:
             value = given[name]

@@ -186,6 +186,15 @@ def test_run_with_a_bad_param_says_which_param(server: Server) -> None:
     assert "params.times" in message and "not an integer" in message, message
 
 
+def test_run_with_a_misspelled_param_names_the_declared_ones_and_the_closest(
+    server: Server,
+) -> None:
+    refused = server.cli("run", "cli-hello", "-p", "tims=2")
+    assert refused.returncode != 0
+    message = refused.stdout + refused.stderr
+    assert "unknown param 'tims'; declared: times, who; did you mean 'times'?" in message, message
+
+
 def test_executions_list_with_an_unknown_trigger_type_says_which_are_allowed(
     server: Server,
 ) -> None:

@@ -45,3 +45,15 @@ def test_every_bad_value_is_reported_at_once() -> None:
         ("params.replicas", "9 is above the maximum 5"),
         ("params.version", "param 'version' is required: set a value"),
     ]
+
+
+def test_an_unknown_param_close_to_a_declared_one_gets_a_did_you_mean() -> None:
+    with pytest.raises(InvalidInput) as info:
+        resolve_params(DECLARED, {"version": "1.2", "replcas": "3"}, from_text=True)
+    assert [(p.loc, p.msg) for p in info.value.problems] == [
+        (
+            "params.replcas",
+            "unknown param 'replcas'; declared: dry_run, env, ratio, replicas, version; "
+            "did you mean 'replicas'?",
+        )
+    ]
