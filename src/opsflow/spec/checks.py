@@ -422,10 +422,24 @@ def _params(d: _Definition) -> dict[str, Param]:
     return out
 
 
+def _generated_names(triggers: list[Any]) -> dict[str, int]:
+    """``<type>-<n>`` of each trigger without a key (n counts its type's keyless triggers,
+    as ``triggers/sync.py`` names them), by name -> index."""
+    counts: dict[str, int] = {}
+    out: dict[str, int] = {}
+    for t, trigger in enumerate(triggers):
+        if isinstance(trigger, dict) and not trigger.get("key") and "type" in trigger:
+            kind = str(trigger["type"])
+            counts[kind] = counts.get(kind, 0) + 1
+            out[f"{kind}-{counts[kind]}"] = t
+    return out
+
+
 def _check_triggers(d: _Definition) -> Iterator[Finding]:
     params = _params(d)
     declared = ", ".join(d.params) or "none"
     keys: dict[str, int] = {}
+    generated = _generated_names(d.triggers)
     for t, trigger in enumerate(d.triggers):
         if not isinstance(trigger, dict):
             continue
@@ -437,6 +451,12 @@ def _check_triggers(d: _Definition) -> Iterator[Finding]:
                     (*loc, "key"),
                     f"key '{key}' is also the key of triggers[{keys[key]}]: a key names one "
                     "trigger (and its URL); choose another",
+                )
+            elif key in generated:
+                yield Finding(
+                    (*loc, "key"),
+                    f"key '{key}' is the name triggers[{generated[key]}] gets without a key: "
+                    "choose another, or give that trigger a key too",
                 )
             keys.setdefault(key, t)
         given = trigger.get("params")

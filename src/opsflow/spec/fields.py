@@ -16,10 +16,13 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    WithJsonSchema,
     field_validator,
 )
 
 from opsflow.spec.duration import Duration
+from opsflow.status import ExecutionStatus
+from opsflow.words import did_you_mean
 
 WORKFLOW_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 STEP_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -91,6 +94,29 @@ TriggerKey = Annotated[
     str,
     matching(KEY_PATTERN, "trigger key", "use 1 to 64 letters, digits, '-' and '_'"),
     Field(json_schema_extra={"pattern": KEY_PATTERN}),
+]
+
+
+END_STATUSES = tuple(s.value for s in ExecutionStatus if s.terminal)
+
+
+def _end_status(value: Any) -> Any:
+    """Only the statuses a run ends with are accepted, and only they are named in the
+    error (``running`` is a status, but no run ends with it)."""
+    if value in END_STATUSES:
+        return value
+    ends = ", ".join(END_STATUSES)
+    if isinstance(value, str) and value in ExecutionStatus.__members__.values():
+        raise ValueError(f"{value!r} is not how a run ends: use one of {ends}")
+    guess = did_you_mean(value, END_STATUSES) if isinstance(value, str) else ""
+    raise ValueError(f"{value!r} is not how a run ends: use one of {ends}{guess}")
+
+
+# How a run may end (a workflow trigger's ``statuses``, a notification's ``on``).
+EndStatus = Annotated[
+    ExecutionStatus,
+    BeforeValidator(_end_status),
+    WithJsonSchema({"type": "string", "enum": list(END_STATUSES)}),
 ]
 
 

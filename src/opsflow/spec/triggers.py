@@ -16,7 +16,7 @@ from croniter import CroniterError, croniter
 from pydantic import AfterValidator, Field, model_validator
 
 from opsflow.spec.duration import Duration, format_duration
-from opsflow.spec.fields import NonBlank, SpecModel, TriggerKey, WorkflowId, matching
+from opsflow.spec.fields import EndStatus, NonBlank, SpecModel, TriggerKey, WorkflowId, matching
 from opsflow.status import ExecutionStatus
 
 # A trigger's params: param name -> fixed value or a template over the trigger's payload.
@@ -112,6 +112,11 @@ class ScheduleTrigger(SpecModel):
     """Run on a cron schedule, once per scheduled instant across all replicas."""
 
     type: Literal[TriggerType.SCHEDULE]
+    key: TriggerKey | None = Field(
+        None,
+        description="The schedule's name (fire, enable, disable and list it by this); "
+        "schedule-<n> when left out. Its fire state and on/off switch follow it across versions.",
+    )
     cron: Annotated[str, AfterValidator(_check_cron)] = Field(
         description="Five-field cron line (minute hour day-of-month month day-of-week) or @daily."
     )
@@ -311,20 +316,15 @@ class IncidentTrigger(SpecModel):
     )
 
 
-def _check_terminal(value: list[ExecutionStatus]) -> list[ExecutionStatus]:
-    for status in value:
-        if not status.terminal:
-            ends = ", ".join(s.value for s in ExecutionStatus if s.terminal)
-            raise ValueError(f"'{status.value}' is not how a run ends; use one of: {ends}")
-    return value
-
-
 class WorkflowTrigger(SpecModel):
     """Run when another workflow's run ends with one of ``statuses``."""
 
     type: Literal[TriggerType.WORKFLOW]
+    key: TriggerKey | None = Field(
+        None, description="The trigger's name; workflow-<n> when left out."
+    )
     workflow: WorkflowId = Field(description="Id of the workflow to follow.")
-    statuses: Annotated[list[ExecutionStatus], AfterValidator(_check_terminal)] = Field(
+    statuses: list[EndStatus] = Field(
         default_factory=lambda: [ExecutionStatus.COMPLETED],
         min_length=1,
         description="End statuses of that workflow's runs that start this one.",

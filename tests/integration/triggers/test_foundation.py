@@ -203,3 +203,37 @@ def test_a_schedule_that_overlaps_its_last_run_follows_concurrency(client: TestC
     assert client.get(f"/api/v1/executions/{first}").json()["status"] in ("running", "paused")
     skipped = client.get(f"/api/v1/executions/{second}").json()
     assert skipped["status"] == "cancelled" and "concurrency" in skipped["status_reason"]
+
+
+def test_a_schedule_and_a_workflow_trigger_take_a_key_as_their_name(
+    client: TestClient, database: Database
+) -> None:
+    keyed = (
+        "  - {type: schedule, key: nightly, cron: '0 2 * * *'}\n"
+        "  - {type: schedule, cron: '0 3 * * *'}\n"
+        "  - {type: workflow, key: after-build, workflow: build}\n"
+    )
+    assert apply(client, workflow("keyed", keyed)).status_code in (200, 201)
+    found = rows(database, "keyed")
+    assert list(found) == ["nightly", "schedule-1", "after-build"]
+    assert found["nightly"].hook_key is None and found["nightly"].next_due_at
+    fired = client.post("/api/v1/workflows/keyed/triggers/nightly/fire")
+    assert fired.status_code == 201, fired.text
+    execution = client.get(f"/api/v1/executions/{fired.json()['execution_id']}").json()
+    assert execution["trigger_data"]["name"] == "nightly"
+    listed = {s["name"] for s in client.get("/api/v1/schedules").json()}
+    assert {"nightly", "schedule-1"} <= listed
+    # Its fire state follows the key when the cron line changes in a new version.
+    apply(client, workflow("keyed", keyed.replace("0 2 * * *", "0 4 * * *")))
+    assert rows(database, "keyed")["nightly"].id == found["nightly"].id
+    # A key that is the name a keyless trigger gets would make two triggers one.
+    clash = (
+        "  - {type: schedule, key: schedule-1, cron: '0 2 * * *'}\n"
+        + keyed[keyed.index("  - {type: schedule, cron") :]
+    )
+    refused = client.put(
+        "/api/v1/workflows/clash?publish=true", content=workflow("clash", clash), headers=YAML
+    )
+    assert refused.status_code == 422, refused.text
+    assert "triggers[0].key" in refused.text
+    assert "is the name triggers[1] gets without a key" in refused.text

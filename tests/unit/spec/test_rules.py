@@ -875,10 +875,26 @@ CASES = [
         steps:
           - {id: a, type: script, run: "true"}
         """,
-        "triggers[0].statuses",
+        "triggers[0].statuses[0]",
         5,
-        "'running' is not how a run ends; use one of: completed, failed, cancelled, "
-        "rejected, error",
+        "'running' is not how a run ends: use one of completed, failed, cancelled, rejected, error",
+    ),
+    Case(
+        # Only the statuses a run ends with are named (not pending, running, paused).
+        "workflow-trigger-status-unknown",
+        """
+        id: w
+        triggers:
+          - type: workflow
+            workflow: build
+            statuses: [completed, faild]
+        steps:
+          - {id: a, type: script, run: "true"}
+        """,
+        "triggers[0].statuses[1]",
+        5,
+        "'faild' is not how a run ends: use one of completed, failed, cancelled, "
+        "rejected, error; did you mean 'failed'?",
     ),
     Case(
         "workflow-trigger-self",

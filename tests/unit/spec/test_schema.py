@@ -42,3 +42,13 @@ def test_the_schema_refuses_a_misspelled_field_and_a_bad_duration() -> None:
         "steps": [{"id": "a", "type": "script", "run": "true", "timeout": "soon", "retires": 2}],
     }
     assert not VALIDATOR.is_valid(document)
+
+
+def test_the_schema_offers_only_the_statuses_a_run_ends_with() -> None:
+    statuses = SCHEMA["$defs"]["WorkflowTrigger"]["properties"]["statuses"]["items"]
+    assert statuses["enum"] == ["completed", "failed", "cancelled", "rejected", "error"]
+    step = {"id": "a", "type": "script", "run": "true"}
+    trigger = {"type": "workflow", "workflow": "build", "statuses": ["failed"]}
+    assert VALIDATOR.is_valid({"id": "x", "triggers": [trigger], "steps": [step]})
+    trigger["statuses"] = ["running"]
+    assert not VALIDATOR.is_valid({"id": "x", "triggers": [trigger], "steps": [step]})
