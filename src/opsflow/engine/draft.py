@@ -168,7 +168,8 @@ class Draft:
             status, text = StepStatus.WAITING, "is waiting for approval"
         elif node.type == StepType.WORKFLOW:
             self.actions.append(StartChildWorkflow(step))
-            status, text = StepStatus.RUNNING, "started its child workflow"
+            # Only a request: if the child cannot start, the step fails saying why.
+            status, text = StepStatus.RUNNING, "is starting its child workflow"
         else:
             number = len(state.attempts) + 1
             self.actions.append(StartJob(step, number))

@@ -80,7 +80,7 @@ def start_child(run: RunView, step_id: str, depth_limit: int) -> None:
             parent=(run.ex.id, step_id),
         )
     except (TemplateError, InvalidInput, NotFound, Conflict) as exc:
-        reason = f"workflow {target}: {exc.message}"
+        reason = f"could not start workflow {target}: {exc.message}"
         run.set_step(
             step_id,
             status=StepStatus.RUNNING.value,
@@ -90,7 +90,7 @@ def start_child(run: RunView, step_id: str, depth_limit: int) -> None:
             gate_reason=reason,
             error=reason,
         )
-        run.engine_log(f"step {step_id}: {reason}", step_id)
+        # No line of its own: the engine's next one says the step failed, and this why.
         return
     child_id = uuid.uuid4().hex
     values: dict[str, Any] = {
@@ -109,7 +109,7 @@ def start_child(run: RunView, step_id: str, depth_limit: int) -> None:
     run.set_step(step_id, **values)
     run.event(events.StepChanged(step_id, StepStatus.RUNNING, f"started execution {child_id}"))
     run.changes.child_starts.append(ChildStart(child_id, request))
-    run.engine_log(f"step {step_id}: started execution {child_id} of workflow {target}", step_id)
+    run.engine_log(f"step {step_id}: its child run is execution {child_id} of {target}", step_id)
 
 
 def _params(run: RunView, target: str, templates: Mapping[str, Any]) -> dict[str, Any]:

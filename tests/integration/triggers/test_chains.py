@@ -324,6 +324,22 @@ steps:
     assert wait(http, forgotten["outputs"]["execution_id"])["status"] == "failed"
 
 
+def test_a_child_that_cannot_start_leaves_a_true_engine_log(http: httpx.Client) -> None:
+    publish(http, "id: orphan-parent\nsteps:\n  - {id: call, type: workflow, workflow: ghost}\n")
+    parent = wait(http, start(http, "orphan-parent"))
+    assert parent["status"] == "failed"
+    call = step(parent, "call")
+    assert call["status"] == "failed" and call["outputs"].get("execution_id") is None
+    lines = [e["message"] for e in parent["engine_log"] if e["message"].startswith("step call")]
+    # What happened, in order: the step asked for its child, which could not start, so the
+    # step failed. No line claims a child run exists.
+    assert lines[0] == "step call is starting its child workflow", lines
+    assert lines[1].startswith(
+        "step call failed: could not start workflow ghost: workflow 'ghost' not found"
+    ), lines
+    assert len(lines) == 2, lines
+
+
 def test_cancelling_the_parent_cancels_the_child(http: httpx.Client) -> None:
     publish(
         http,
