@@ -521,7 +521,7 @@ class GitSource:
             case Ping():
                 return Reading([Skip("ping: the URL and the secret work; a ping starts nothing")])
             case Ignored(event=event):
-                return Reading([Skip(f"event {event!r} is not a push", dedupe_key=key)])
+                return Reading([Skip(_ignored_reason(trigger, event), dedupe_key=key)])
             case Push() as push:
                 verdict = decide(trigger, push)
                 if not verdict.start:
@@ -536,6 +536,26 @@ class GitSource:
                         )
                     ]
                 )
+
+
+# How each provider names a pull (merge) request event in its event header.
+PULL_REQUEST_EVENTS = frozenset({"pull_request", "Merge Request Hook"})
+
+
+def _ignored_reason(trigger: GitTrigger, event: str) -> str:
+    """What the delivery log says of an event that starts nothing. A pull request event is
+    named as such: ``events: [pull_request]`` is accepted but starts no runs in this version
+    (docs/triggers/git.md), and the record says so rather than leave people guessing."""
+    if event in PULL_REQUEST_EVENTS:
+        listed = GitEvent.PULL_REQUEST in trigger.events
+        why = (
+            "the trigger lists pull_request in `events`, but this version of opsflow starts "
+            "no runs for pull requests"
+            if listed
+            else "this version of opsflow starts no runs for pull requests"
+        )
+        return f"a pull request event ({event!r}): {why}; runs start on push, tag and delete"
+    return f"event {event!r} is not a push, tag or delete: it starts nothing"
 
 
 def _provider(spec: Mapping[str, Any]) -> GitProvider:

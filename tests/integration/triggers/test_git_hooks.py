@@ -177,6 +177,37 @@ def test_a_ping_answers_200_and_starts_nothing(server: Server) -> None:
     assert server.executions(hook) == []
 
 
+def test_a_pull_request_starts_nothing_and_the_delivery_log_says_so(server: Server) -> None:
+    # The trimmed shapes of GitHub's pull_request and GitLab's merge request events.
+    github = {
+        "action": "opened",
+        "number": 7,
+        "pull_request": {"number": 7, "head": {"ref": "feature"}, "base": {"ref": "main"}},
+        "repository": {"full_name": "acme/infra"},
+    }
+    gitlab = {
+        "object_kind": "merge_request",
+        "project": {"path_with_namespace": "acme/infra"},
+        "object_attributes": {"iid": 7, "source_branch": "feature", "target_branch": "main"},
+    }
+    for provider, event, body, events in (
+        (GitProvider.GITHUB, "pull_request", github, "[push, pull_request]"),
+        (GitProvider.GITLAB, "Merge Request Hook", gitlab, "[push]"),
+    ):
+        hook = server.hook(f"provider: {provider.value}, repository: acme/infra, events: {events}")
+        answer = send(hook, provider, event, body)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["outcome"] == "filtered"
+        (item,) = answer.json()["items"]
+        assert f"a pull request event ({event!r})" in item["reason"]
+        assert "starts no runs for pull requests" in item["reason"]
+        listed = "lists pull_request in `events`" in item["reason"]
+        assert listed == ("pull_request" in events), item["reason"]
+        (recorded,) = server.deliveries(hook)
+        assert (recorded["outcome"], recorded["reason"]) == ("filtered", item["reason"])
+        assert server.executions(hook) == []
+
+
 def test_a_forged_signature_is_refused_and_recorded(server: Server) -> None:
     hook = server.hook("provider: github, repository: acme/infra")
     answer = send(hook, GitProvider.GITHUB, "push", payload("github_push"), secret="guess")
