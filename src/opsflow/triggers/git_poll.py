@@ -7,6 +7,10 @@ named by ``credentials`` (``user:token``) becomes an ``Authorization: Basic`` he
 ``GIT_CONFIG_*`` variables, never an argument (``ps`` shows arguments) nor a log line; messages
 show the URL without any ``user:password@`` part.
 
+`commit_details` fills in what a provider's payload would say of a polled commit (message,
+author, changed files) from a bare repository the poller keeps per trigger, with the real
+``git fetch``, ``git log`` and ``git diff-tree``.
+
 `changes` is pure: the refs seen last time and now in, `Start` and `Skip` items out. The first
 poll of a trigger only records where the refs are, so a new trigger does not run once for every
 existing branch. Each start's dedupe key is the ref and its new commit, so one commit on one
@@ -20,17 +24,20 @@ import base64
 import os
 import re
 from collections.abc import Mapping
+from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from opsflow.errors import OpsflowError
 from opsflow.spec.triggers import GitTrigger
-from opsflow.triggers.git import ZERO_SHA, Push, decide, source, summary
+from opsflow.triggers.git import MAX_CHANGED_FILES, ZERO_SHA, Push, decide, source, summary
 from opsflow.triggers.ingress import Skip, Start
 
 if TYPE_CHECKING:
     from opsflow.store.triggers import Trigger
 
 LS_REMOTE_TIMEOUT = 30.0
+FETCH_TIMEOUT = 120.0  # the first fetch of a trigger's cache brings the branch's history
 _CREDENTIALS_IN_URL = re.compile(r"(?<=://)[^/@\s]+@")
 _LINE = re.compile(r"^([0-9a-f]{40}|[0-9a-f]{64})\t(refs/(?:heads|tags)/\S+)$")
 DEFAULT_USER = "opsflow"  # GitHub, GitLab and Gitea accept any user name with a token
@@ -102,6 +109,78 @@ async def ls_remote(
         if found:
             refs[found.group(2)] = found.group(1)
     return refs
+
+
+async def _git(*args: str, cwd: Path, env: Mapping[str, str], timeout: float, what: str) -> str:
+    """``git args`` in ``cwd``; its standard output, or `PollFailed` naming ``what`` failed."""
+    process = await asyncio.create_subprocess_exec(
+        "git",
+        *args,
+        cwd=cwd,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=dict(env),
+    )
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), timeout)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise PollFailed(f"{what} did not finish within {timeout:g}s") from None
+    if process.returncode != 0:
+        last = err.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
+        raise PollFailed(f"{what} failed (exit {process.returncode}): {shown_url(last[0])}")
+    return out.decode("utf-8", "replace")
+
+
+async def commit_details(
+    cache: Path,
+    url: str,
+    credentials: str | None,
+    ref: str,
+    before: str,
+    after: str,
+    *,
+    timeout: float = FETCH_TIMEOUT,
+) -> dict[str, Any]:
+    """``message``, ``author``, ``changed_files`` and ``truncated`` of the commit ``after``
+    that ``ref`` moved to (from ``before``, `ZERO_SHA` for a new ref), as a webhook's payload
+    would give them: the ref is fetched into ``cache`` (a bare repository kept per trigger,
+    so a fetch brings only what is new), then ``git log`` reads the commit and ``git
+    diff-tree`` the files changed since ``before`` (the commit's own changes when ``before``
+    is new or was force-pushed away). Raises `PollFailed`."""
+    env = git_env(credentials)
+    run = partial(_git, env=env, timeout=timeout)
+    if not (cache / "HEAD").exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        await run("init", "--quiet", "--bare", ".", cwd=cache, what="git init")
+    shown = shown_url(url)
+    await run(
+        "fetch", "--quiet", "--no-tags", "--", url, f"+{ref}:{ref}",
+        cwd=cache, what=f"git fetch {shown} {ref}",
+    )  # fmt: skip
+    commit = f"{after}^{{commit}}"
+    head = await run("log", "-1", "--format=%an%x00%B", commit, "--", cwd=cache, what="git log")
+    author, _, message = head.partition("\0")
+    known = before != ZERO_SHA and await _has_commit(cache, env, before)
+    diff = ["diff-tree", "-r", "--name-only", "--no-commit-id"]
+    diff += [f"{before}^{{commit}}", commit] if known else ["--root", commit]
+    files = (await run(*diff, cwd=cache, what="git diff-tree")).splitlines()
+    return {
+        "message": message.strip(),
+        "author": author,
+        "changed_files": files[:MAX_CHANGED_FILES],
+        "truncated": len(files) > MAX_CHANGED_FILES,
+    }
+
+
+async def _has_commit(cache: Path, env: Mapping[str, str], sha: str) -> bool:
+    try:
+        await _git("cat-file", "-e", f"{sha}^{{commit}}", cwd=cache, env=env, timeout=10, what="")
+    except PollFailed:
+        return False
+    return True
 
 
 def changes(

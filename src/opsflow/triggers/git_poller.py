@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from opsflow.auth.secrets import SecretVault
@@ -18,7 +20,7 @@ from opsflow.store import triggers as store
 from opsflow.store.session import Session
 from opsflow.store.triggers import Trigger
 from opsflow.triggers.delivery import Arrival, DeliveryDesk, HookTarget
-from opsflow.triggers.git_poll import changes, ls_remote
+from opsflow.triggers.git_poll import PollFailed, changes, commit_details, ls_remote
 from opsflow.triggers.ingress import Reading, Skip, Start
 from opsflow.triggers.scheduler import SchedulerClock
 
@@ -55,8 +57,11 @@ class GitPoller:
         clock: Callable[[], float] = time.time,
         rate: float = 1.0,
         max_sleep: float = 10.0,
+        cache_dir: Path,
     ) -> None:
         self.desk = desk
+        # A bare repository per trigger (by id), where polled commits are fetched to read.
+        self.cache_dir = cache_dir
         self.db = desk.db
         self.vault = vault
         self.clock = clock
@@ -132,11 +137,31 @@ class GitPoller:
         state = trigger.state or {}
         before = state.get("refs") if state.get("url") == url else None
         items = changes(spec, before, refs)
+        items = [await self._detailed(trigger, url, credentials, item) for item in items]
         if items:
             await asyncio.to_thread(self._settle, trigger, items)
         await asyncio.to_thread(
             self._remember, trigger, url=url, refs=refs, last_poll_at=now, last_error=None
         )
+
+    async def _detailed(
+        self, trigger: Trigger, url: str, credentials: str | None, item: Start | Skip
+    ) -> Start | Skip:
+        """A start with the polled commit's message, author and changed files, as a
+        provider's push payload has them; as it was (those left empty, and a warning
+        logged) when the commit cannot be fetched."""
+        git = item.trigger.get("git") if isinstance(item, Start) else None
+        if not isinstance(item, Start) or not git or not git.get("commit"):
+            return item  # filtered out, or a deletion: no commit to read
+        cache = self.cache_dir / str(trigger.id)
+        try:
+            details = await commit_details(
+                cache, url, credentials, git["ref"], git["before"], git["commit"]
+            )
+        except PollFailed as exc:
+            log.warning("git trigger %s of %s: %s", trigger.name, trigger.workflow_id, exc.message)
+            return item
+        return dataclasses.replace(item, trigger={**item.trigger, "git": {**git, **details}})
 
     def _advance(self, trigger: Trigger, next_due_at: float | None) -> bool:
         with self.db.session() as session:
@@ -184,7 +209,13 @@ async def git_poller_extension(services: Services) -> AsyncIterator[GitPoller]:
     """The server's git poller, after the hook ingress (it starts runs through its desk)."""
     desk: DeliveryDesk = services.extra[DESK_KEY]
     clock = SchedulerClock.parse(services.settings.scheduler_clock)
-    poller = GitPoller(desk, services.extra[VAULT_KEY], clock=clock.now, rate=clock.rate)
+    poller = GitPoller(
+        desk,
+        services.extra[VAULT_KEY],
+        clock=clock.now,
+        rate=clock.rate,
+        cache_dir=services.settings.data_dir / "git-poll",
+    )
     services.extra[POLLER_KEY] = poller
     poller.start()
     try:

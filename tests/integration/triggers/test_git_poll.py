@@ -12,6 +12,7 @@ from pydantic import TypeAdapter
 
 from opsflow.spec.triggers import GitTrigger, Trigger
 from opsflow.triggers import git_poll
+from opsflow.triggers.git import ZERO_SHA
 from opsflow.triggers.ingress import Skip, Start
 from tests.integration.triggers.gitrepo import Remote, git, smart_http
 
@@ -92,3 +93,43 @@ def test_credentials_from_the_secret_open_an_https_remote(remote: Remote) -> Non
             asyncio.run(git_poll.ls_remote(url, "ada:wrong"))
     assert "tok-123" not in str(refused.value) and "wrong" not in str(refused.value)
     assert "Basic YWRhOnRvay0xMjM=" in seen
+
+
+def test_a_polled_commit_gets_its_message_author_and_changed_files(
+    remote: Remote, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    url = str(remote.bare)
+
+    def details(ref: str, before: str, after: str) -> dict[str, Any]:
+        return asyncio.run(git_poll.commit_details(cache, url, None, ref, before, after))
+
+    first = asyncio.run(git_poll.ls_remote(url))["refs/heads/main"]
+    (remote.work / "infra").mkdir()
+    (remote.work / "infra" / "main.tf").write_text("# vpc\n")
+    git("add", "infra/main.tf", cwd=remote.work)
+    git("commit", "-m", "add the vpc", cwd=remote.work)
+    sha = remote.commit("second\n\nwith a body")  # two commits in one move of main
+    found = details("refs/heads/main", first, sha)
+    assert found == {
+        "message": "second\n\nwith a body",
+        "author": "Ada",
+        "changed_files": ["file.txt", "infra/main.tf"],
+        "truncated": False,
+    }
+    # A new branch (no commit before): the files of its own commit.
+    (remote.work / "README").write_text("hello\n")
+    git("checkout", "-B", "feature", cwd=remote.work)
+    git("add", "README", cwd=remote.work)
+    git("commit", "-m", "readme", cwd=remote.work)
+    git("push", "-f", "origin", "feature", cwd=remote.work)
+    branch = git("rev-parse", "HEAD", cwd=remote.work)
+    assert details("refs/heads/feature", ZERO_SHA, branch)["changed_files"] == ["README"]
+    # A ref that cannot be fetched says why, without the URL's credentials.
+    with pytest.raises(git_poll.PollFailed) as failed:
+        asyncio.run(
+            git_poll.commit_details(
+                cache, "file:///nowhere.git", None, "refs/heads/main", first, sha, timeout=20
+            )
+        )
+    assert failed.value.message.startswith("git fetch file:///nowhere.git refs/heads/main failed")

@@ -79,6 +79,10 @@ steps:
     detail = api.get(f"/executions/{run['id']}").json()
     assert detail["trigger_data"]["git"]["commit"] == sha
     assert detail["trigger_data"]["git"]["branch"] == "main"
+    # What a provider's payload would say of the commit, read from the polled repository.
+    assert detail["trigger_data"]["git"]["message"] == "second"
+    assert detail["trigger_data"]["git"]["author"] == "Ada"
+    assert detail["trigger_data"]["git"]["changed_files"] == ["file.txt"]
 
     remote.commit("elsewhere", branch="feature/x")
     seen = polls()
