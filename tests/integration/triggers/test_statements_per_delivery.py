@@ -42,8 +42,10 @@ BODY = b'{"params": {"n": 7}, "variables": {"sha": "0123456789abcdef"}}'
 # reads the trigger as of the lock and starts the execution (its first job queued); the
 # published version is read once per process. SQLite's count includes its two BEGIN
 # statements (its trigger read is a transaction of its own). Before this budget: 22
-# statements in 3 transactions on PostgreSQL.
-STATEMENT_BUDGET = {"sqlite": 19, "postgresql": 16}
+# statements in 3 transactions on PostgreSQL; 16 after it, and 18 since the start of an
+# execution also keeps its step counts (engine.advance: a SELECT and an UPDATE of the
+# execution, the runtime's part of the path).
+STATEMENT_BUDGET = {"sqlite": 21, "postgresql": 18}
 TRANSACTION_BUDGET = {"sqlite": 2, "postgresql": 1}
 
 
