@@ -56,7 +56,13 @@ async def check(kind: str, values: Mapping[str, str], timeout: float) -> str:
         case ConnectionType.SSH:
             return await _check_ssh(values, timeout)
         case ConnectionType.NOTIFY:
-            return await asyncio.to_thread(_check_notify, values, timeout)
+            # Apprise blocks in its thread; the answer does not wait for it past the timeout.
+            try:
+                return await asyncio.wait_for(
+                    asyncio.to_thread(_check_notify, values, timeout), timeout
+                )
+            except TimeoutError:
+                raise CheckFailed(f"the test message was not sent within {timeout:g}s") from None
         case ConnectionType.GIT:
             return await _check_git(values, timeout)
         case ConnectionType.TERRAFORM:
