@@ -48,6 +48,9 @@ def _env(lease: float) -> dict[str, str]:
     env["OPSFLOW_ADMIN_PASSWORD"] = "bench-admin-pw"
     env["OPSFLOW_LEASE_SECONDS"] = str(lease)
     env["OPSFLOW_HEARTBEAT_SECONDS"] = str(lease / 4)
+    # The re-queue figure kills the agent of one step over and over: the "agent lost N times
+    # in a row" rule (default 3) would fail that step after the third kill.
+    env["OPSFLOW_AGENT_LOST_LIMIT"] = "1000"
     return env
 
 
