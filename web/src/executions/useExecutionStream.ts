@@ -3,6 +3,12 @@
 // carries everything after it: log lines go to a LogStore (re-rendered at most once a frame)
 // and status events refetch the execution. The browser resumes a dropped stream with
 // Last-Event-ID; after an error that closed it, we reconnect with `?after=` the last id seen.
+// The `end` event is the one sure sign the run is over, so the status shown after it must be
+// read after it: a read in flight at that moment (the first load of a run dialog opened as the
+// run ended, a debounced refetch) started before the end and may say "running"; it is cancelled,
+// the execution read again, and only then is the stream "ended". Judging `active` on the older
+// read instead reopened the ended stream, whose teardown dropped the pending refetch, and so on:
+// dozens of streams per run and a dialog left on "Running" until the 10 s poll.
 import { useQueryClient } from "@tanstack/react-query";
 import { createContext, useCallback, useEffect, useRef, useState } from "react";
 import { API, api, call } from "../api/client";
@@ -31,10 +37,15 @@ export function useExecutionStream(id: string | undefined, { logs = true, active
   const [version, setVersion] = useState(0);
   const [state, setState] = useState<StreamState>("connecting");
   const [epoch, setEpoch] = useState(0);
+  /** When the last stream ended (ms since the epoch); 0 while none has. */
+  const endedAt = useRef(0);
 
   useEffect(() => {
-    if (active && state === "ended") setEpoch((e) => e + 1);
-  }, [active, state]);
+    // Reopen only on a status read after the end (a retry revived the run), never on one the
+    // end overtook.
+    if (!active || state !== "ended" || !id) return;
+    if ((client.getQueryState(executionKey(id))?.dataUpdatedAt ?? 0) > endedAt.current) setEpoch((e) => e + 1);
+  }, [active, state, id, client]);
 
   useEffect(() => {
     if (!id || typeof EventSource === "undefined") return;
@@ -52,6 +63,7 @@ export function useExecutionStream(id: string | undefined, { logs = true, active
     let refetchTimer: number | undefined;
     let retryTimer: number | undefined;
     let closed = false;
+    let disposed = false;
 
     const bump = () => {
       if (frame) return;
@@ -116,8 +128,18 @@ export function useExecutionStream(id: string | undefined, { logs = true, active
       source.addEventListener("end", () => {
         closed = true;
         source?.close();
-        setState("ended");
-        refetch(true);
+        if (refetchTimer !== undefined) window.clearTimeout(refetchTimer);
+        refetchTimer = undefined;
+        endedAt.current = Date.now();
+        const key = executionKey(id);
+        void client.invalidateQueries({ queryKey: ["approvals"] });
+        // Not through `refetch`: this read must not be dropped when the effect is torn down.
+        void client
+          .cancelQueries({ queryKey: key })
+          .then(() => client.invalidateQueries({ queryKey: key }))
+          .finally(() => {
+            if (!disposed) setState("ended");
+          });
       });
       source.onerror = () => {
         if (closed) return;
@@ -139,6 +161,7 @@ export function useExecutionStream(id: string | undefined, { logs = true, active
     } else connect();
     return () => {
       closed = true;
+      disposed = true;
       source?.close();
       if (frame) cancelAnimationFrame(frame);
       if (refetchTimer !== undefined) window.clearTimeout(refetchTimer);
