@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from opsflow.cli.bundle import WorkflowSource, find_workflows
-from opsflow.cli.output import OutputFormat, OutputOption, print_json, say, stderr
+from opsflow.cli.output import OutputFormat, OutputOption, print_json, say
 from opsflow.errors import Problem, SpecInvalid
 from opsflow.words import counted
 
@@ -64,7 +64,11 @@ def check_paths(paths: list[Path]) -> list[FileCheck]:
 
 
 def print_checks(checks: list[FileCheck], output: OutputFormat, *, quiet_ok: bool = False) -> None:
-    """Print results as ``file:line: loc: message`` lines (plus "ok" lines) or as JSON."""
+    """Print results as ``file:line: loc: message`` lines (plus "ok" lines) or as JSON.
+
+    In text, when any file has problems, the last line is the summary
+    ``N problems in M files``.
+    """
     if output is OutputFormat.JSON:
         print_json([check.as_dict() for check in checks])
         return
@@ -77,11 +81,10 @@ def print_checks(checks: list[FileCheck], output: OutputFormat, *, quiet_ok: boo
             say(problem.format(str(check.source.file)))
     bad = [check for check in checks if not check.valid]
     if bad:
+        # On stdout, after the problems and on a line of its own: were it on stderr, anything
+        # that shows both streams together could run it onto the last problem's line.
         count = sum(len(check.problems) for check in bad)
-        stderr.print(
-            f"{counted(count, 'problem')} in {counted(len(bad), 'file')}",
-            markup=False,
-        )
+        say(f"{counted(count, 'problem')} in {counted(len(bad), 'file')}")
 
 
 def validate(
