@@ -8,7 +8,8 @@ occurrence of each value and of the ways a script commonly re-prints it:
   base64 text (``base64 <<< "user:$PASSWORD"``): the value's bytes may start at any of the
   three byte offsets of a 3-byte group, so each alignment gets its own pattern (the characters
   that encode only the value's bits) plus the one partial character on either side, which
-  carries some of the value's bits and is masked when it is consistent with them;
+  carries some of the value's bits and is masked when it is consistent with them; up to two
+  ``=`` of padding right after such a match are masked with it;
 - hex, lower and upper case;
 - URL encoding (``quote`` with and without ``/`` kept, ``quote_plus``; upper and lower case
   ``%xx``);
@@ -244,6 +245,12 @@ class Masker:
                     start -= 1
                 if end < len(text) and text[end] in edge.after:
                     end += 1
+                # The padding after a base64 text holding the value goes with it: left in
+                # sight it tells the value's length modulo 3 (``***==``).
+                padding = 0
+                while padding < 2 and end < len(text) and text[end] == "=":
+                    end += 1
+                    padding += 1
             if spans and start <= spans[-1][1]:
                 spans[-1] = (spans[-1][0], max(spans[-1][1], end))
             else:

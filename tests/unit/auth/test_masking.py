@@ -85,6 +85,26 @@ def test_base64_of_a_longer_text_holding_the_secret_is_masked_at_every_alignment
             assert not _recoverable_from_base64(masked, SECRET), (prefix, masked)
 
 
+def test_base64_padding_is_masked_with_the_value() -> None:
+    # lengths 8 and 10 bytes end in one and two ``=`` of padding; the padding would tell the
+    # value's length modulo 3
+    padded = 0
+    for value in ("hunter22", "abcdefghij"):
+        masker = Masker([value])
+        for encode in (_b64, _b64url):
+            for prefix in ("", "u", "us", "user:"):
+                encoded = encode(f"{prefix}{value}".encode())
+                if not encoded.endswith("="):
+                    continue
+                padded += 1
+                masked = masker.mask(f"b64 {encoded} done")
+                assert masked.endswith(f"{MASK} done"), (prefix, masked)
+    assert padded >= 8
+    # padding is masked only where it follows a masked base64 text
+    masker = Masker(["hunter22"])
+    assert masker.mask("key==value ==") == "key==value =="
+
+
 def test_a_pem_key_printed_line_by_line_shows_none_of_its_lines() -> None:
     masker = Masker([PEM])
     for line in PEM.splitlines():
