@@ -2,12 +2,22 @@ import { describe, expect, it } from "vitest";
 import { agentOrder, isLocalAgent } from "../agents/AgentsPage";
 import type { Schemas } from "../api/client";
 import { tokenState } from "../settings/TokensPage";
-import { actionWords, localToIso, targetLink } from "./AuditPage";
+import { ACTION_GROUPS, actionWords, localToIso, targetLink } from "./AuditPage";
 
 describe("audit entries", () => {
   it("say actions in words and keep unknown ones as they are", () => {
     expect(actionWords("approval.reject")).toBe("rejected");
     expect(actionWords("something.new")).toBe("something.new");
+  });
+
+  it("offers connection changes in the action filter, in words", () => {
+    const group = ACTION_GROUPS.find((g) => g.label === "Connection changes");
+    expect(group?.value).toBe("connection.");
+    for (const action of ["connection.create", "connection.update", "connection.delete", "connection.test"]) {
+      expect(action.startsWith(group?.value ?? "?")).toBe(true);
+      expect(actionWords(action)).not.toBe(action);
+    }
+    expect(actionWords("connection.test")).toBe("tested a connection");
   });
 
   it("link targets that have a page", () => {
