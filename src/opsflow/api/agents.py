@@ -164,10 +164,13 @@ def create_agent_token(
 
 def _revoke(request: Request, token_id: str, principal: Principal, via: str | None) -> AgentToken:
     """Revoke the token, audit it, then wake every waiting claim (on every replica) so one
-    made with this token answers 401 now rather than when its wait runs out."""
+    made with this token answers 401 now rather than when its wait runs out. Revoking a token
+    already revoked changes nothing and audits nothing: the answer is its existing state."""
     services = services_of(request)
     with services.session() as session:
-        token = token_store.revoke_token(session, token_id, utcnow())
+        token, revoked_now = token_store.revoke_token(session, token_id, utcnow())
+        if not revoked_now:
+            return token
         detail = {"pool": token.pool, "agents": token.agents}
         audit.record(
             session,
@@ -188,7 +191,8 @@ def _revoke(request: Request, token_id: str, principal: Principal, via: str | No
 def revoke_agent_token(request: Request, token_id: str, principal: Manager) -> AgentTokenOut:
     """Revoke an agent token at once: every agent request made with it is refused (401) from
     now on, a waiting claim included; its agents' running jobs become "agent lost" when their
-    leases expire."""
+    leases expire. Idempotent: revoking a revoked token answers 200 with its existing state
+    (the first ``revoked_at``) and writes no new audit entry."""
     return AgentTokenOut.of(_revoke(request, token_id, principal, None))
 
 
@@ -198,7 +202,8 @@ def revoke_agent_token(request: Request, token_id: str, principal: Manager) -> A
     responses=error_responses(401, 403, 404, 422),
 )
 def revoke_agent(request: Request, agent_id: str, principal: Manager) -> AgentTokenOut:
-    """Revoke the agent token this agent registered with (and so every agent using it)."""
+    """Revoke the agent token this agent registered with (and so every agent using it).
+    Idempotent like ``DELETE /agents/tokens/{id}``: 200 with the existing revoked state."""
     with services_of(request).session() as session:
         token_id = token_store.token_of_agent(session, agent_id)
     if token_id is None:

@@ -139,7 +139,11 @@ def revoke(
         print_json(body)
         return
     used = ", ".join(body.get("agents") or []) or "no agent yet"
-    say(f"{body.get('id')} (pool {body.get('pool')}): revoked; it was used by {used}")
+    # Revoking is idempotent: a token revoked before answers with its first revocation time.
+    say(
+        f"{body.get('id')} (pool {body.get('pool')}): revoked at {body.get('revoked_at')}; "
+        f"it was used by {used}"
+    )
 
 
 @tokens.command("create")

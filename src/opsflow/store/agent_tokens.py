@@ -124,15 +124,20 @@ def list_tokens(session: Session) -> list[AgentToken]:
     return [AgentToken.from_row(r, used.get(r.id)) for r in rows]
 
 
-def revoke_token(session: Session, token_id: str, at: datetime) -> AgentToken:
-    """Mark the token revoked (idempotent: the first revocation time stays)."""
-    row = session.get(AgentTokenRow, token_id)
-    if row is None:
-        raise NotFound(f"agent token {token_id!r} not found (see `opsflow agents tokens list`)")
-    if row.revoked_at is None:
-        row.revoked_at = at
-        session.flush()
-    return get_token(session, token_id)
+def revoke_token(session: Session, token_id: str, at: datetime) -> tuple[AgentToken, bool]:
+    """Mark the token revoked, a compare-and-set on ``revoked_at IS NULL``: idempotent, the
+    first revocation time stays. Returns the token and whether this call revoked it (False
+    when it was already revoked, so the caller audits only the first). `NotFound` for no such
+    token."""
+    # RETURNING, not rowcount: the drivers do not agree on a skipped row's rowcount.
+    done = session.execute(
+        update(AGENT_TOKENS)
+        .where(AGENT_TOKENS.c.id == token_id, AGENT_TOKENS.c.revoked_at.is_(None))
+        .values(revoked_at=at)
+        .returning(AGENT_TOKENS.c.id)
+    ).first()
+    session.expire_all()  # the ORM row, if loaded, must show the new revoked_at
+    return get_token(session, token_id), done is not None
 
 
 def revoked_at(session: Session, token_id: str) -> datetime | None:

@@ -157,3 +157,23 @@ def test_a_revoked_token_is_refused_at_once_on_every_route_and_its_agents_job_is
     # The agent stopped its job when its heartbeat was refused, and exits: it cannot register.
     assert agents.processes["revoked"].wait(timeout=30) != 0
     assert "was revoked at" in agents.log("revoked")
+
+
+def test_revoking_a_revoked_agent_token_is_idempotent_and_audited_once(
+    server: RunningServer, api: Api
+) -> None:
+    created = api.client.post("/agents/tokens", json={"pool": "eu", "name": "twice"})
+    assert created.status_code == 201, created.text
+    token_id = created.json()["id"]
+    first = api.client.delete(f"/agents/tokens/{token_id}")
+    assert first.status_code == 200 and not first.json()["active"], first.text
+    again = api.client.delete(f"/agents/tokens/{token_id}")
+    assert again.status_code == 200, again.text
+    # The existing revoked state: the first revocation time, not a new one.
+    assert again.json()["revoked_at"] == first.json()["revoked_at"]
+    by_cli = _cli(server, "revoke", token_id).stdout
+    assert "revoked" in by_cli and token_id in by_cli
+    revokes = [a for a in _audit_actions(api) if a == ("agent_token.revoke", token_id)]
+    assert len(revokes) == 1
+    missing = api.client.delete("/agents/tokens/atk_nosuch")
+    assert missing.status_code == 404 and "atk_nosuch" in missing.json()["detail"]

@@ -21,6 +21,19 @@ export function isLocalAgent(a: Pick<Agent, "token_id">): boolean {
   return !a.token_id;
 }
 
+/** What the agent's Actions cell offers for its token: "local" (the built-in agent has none),
+ * "revoked" (its token is already revoked: nothing to revoke), "revoke", or "unknown" while
+ * the token list is loading. */
+export function agentRevokeState(
+  a: Pick<Agent, "token_id">,
+  tokens: Pick<AgentToken, "id" | "active">[] | undefined,
+): "local" | "revoked" | "revoke" | "unknown" {
+  if (isLocalAgent(a)) return "local";
+  if (!tokens) return "unknown";
+  const token = tokens.find((t) => t.id === a.token_id);
+  return token && !token.active ? "revoked" : "revoke";
+}
+
 /** Built-in agents first, then online before offline, then most recently seen. */
 export function agentOrder(agents: Agent[]): Agent[] {
   const rank = (a: Agent) => (isLocalAgent(a) ? 0 : a.online ? 1 : 2);
@@ -34,6 +47,12 @@ export default function AgentsPage() {
     refetchInterval: 5_000,
   });
   const canManage = useCan("agents:manage");
+  const tokens = useQuery({
+    queryKey: ["agents", "tokens"],
+    queryFn: () => call(api.GET("/api/v1/agents/tokens")),
+    refetchInterval: 10_000,
+    enabled: canManage,
+  });
   const [target, setTarget] = useState<Agent | null>(null);
   const [revoking, setRevoking] = useState<Agent | null>(null);
   const now = useNow(true, 5_000);
@@ -113,10 +132,15 @@ export default function AgentsPage() {
                         <button type="button" className="small" onClick={() => setTarget(a)}>
                           {a.draining ? "Undrain" : "Drain"}
                         </button>
-                        {!isLocalAgent(a) && (
+                        {agentRevokeState(a, tokens.data) === "revoke" && (
                           <button type="button" className="small danger-text" onClick={() => setRevoking(a)}>
                             Revoke
                           </button>
+                        )}
+                        {agentRevokeState(a, tokens.data) === "revoked" && (
+                          <span className="badge tone-darkgray" title={`Its agent token ${a.token_id ?? ""} is revoked`}>
+                            <span aria-hidden="true">⊘</span> revoked
+                          </span>
                         )}
                       </div>
                     </td>
