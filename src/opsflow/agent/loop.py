@@ -47,6 +47,10 @@ from opsflow.steps.registry import executor_for, load_builtins
 
 log = logging.getLogger(__name__)
 
+# What the agent says, once, when the server refuses its token (401): nothing it sends can
+# land any more, so it stops rather than retrying forever.
+REFUSED = "the server refused this agent's token (revoked?): stopping"
+
 FLUSH_INTERVAL = 0.05
 FLUSH_LINES = 200
 MAX_BACKOFF = 10.0
@@ -92,6 +96,8 @@ class Agent:
         self._slot_freed = asyncio.Event()
         self._stopped = asyncio.Event()
         self._stopping = False
+        # The server's 401 once it refused our token (revoked); `run` raises it at its end.
+        self.refused: Unauthorized | None = None
         self._bundle_cache = self.work_root / "bundles"
         self.jobs_done = 0
         self.jobs_failed = 0
@@ -112,7 +118,23 @@ class Agent:
         return len(self._tasks)
 
     async def run(self) -> None:
-        """Serve jobs until ``stop``; in-flight jobs are awaited on the way out."""
+        """Serve jobs until ``stop``; in-flight jobs are awaited on the way out. Raises
+        `Unauthorized` (after stopping the jobs in hand and awaiting them) when the server
+        refused this agent's token, e.g. a revoked one: see `REFUSED`."""
+        await self._run()
+        if self.refused is not None:
+            raise self.refused
+
+    def _refuse(self, exc: Unauthorized) -> None:
+        """The server refused our token: stop claiming and stop the jobs in hand (none of
+        their reports could land; the server fails them as "agent lost")."""
+        if self.refused is None:
+            self.refused = exc
+            for cancel in self._cancels.values():
+                cancel.request(force=True)
+        self.stop()
+
+    async def _run(self) -> None:
         self.work_root.mkdir(parents=True, exist_ok=True)
         await asyncio.to_thread(reap, self.work_root)
         await asyncio.to_thread(load_builtins)
@@ -133,6 +155,9 @@ class Agent:
                     jobs = await self._claim(free)
                 except StaleReport:
                     raise
+                except Unauthorized as exc:
+                    self._refuse(exc)
+                    break
                 except Exception as exc:  # the server may be restarting: back off, then retry
                     log.warning("claiming jobs failed: %s", exc)
                     await self._pause(self._next_backoff())
@@ -175,6 +200,9 @@ class Agent:
         while not self._stopping:
             try:
                 registered = await self.client.register(registration)
+            except Unauthorized as exc:
+                self._refuse(exc)
+                return False
             except OpsflowError as exc:
                 if not isinstance(exc, ServerUnreachable):
                     raise
@@ -369,8 +397,11 @@ class Agent:
                 connection=_connection(job.connection),
             )
             result = await self._execute(ref, spec, sink, cancel)
-        except StaleReport as exc:
-            log.warning("job %s is no longer ours: %s", job.job_id, exc.message)
+        except (StaleReport, Unauthorized) as exc:
+            if isinstance(exc, Unauthorized):
+                self._refuse(exc)
+            else:
+                log.warning("job %s is no longer ours: %s", job.job_id, exc.message)
             if workdir is not None:
                 await asyncio.to_thread(shutil.rmtree, workdir, ignore_errors=True)
             return
@@ -412,7 +443,9 @@ class Agent:
                 self.jobs_done += 1
             else:
                 self.jobs_failed += 1
-        except (StaleReport, Unauthorized) as exc:
+        except Unauthorized as exc:
+            self._refuse(exc)
+        except StaleReport as exc:
             log.warning("report for job %s refused: %s", job.job_id, exc.message)
         finally:
             if workdir is not None:
@@ -431,6 +464,8 @@ class Agent:
                 lambda: self.client.hand_back(ref),
                 "the hand-back",
             )
+        except Unauthorized as exc:
+            self._refuse(exc)
         except StaleReport as exc:
             log.warning("hand-back of job %s refused: %s", ref.job_id, exc.message)
         finally:
@@ -501,6 +536,8 @@ class Agent:
             )
         except StaleReport:
             raise
+        except Unauthorized as exc:
+            self._refuse(exc)  # one line for the agent's exit, not a traceback per batch
         except Exception:
             log.exception("shipping logs of job %s failed; they will show as a gap", ref.job_id)
 
@@ -513,7 +550,10 @@ class Agent:
             await asyncio.sleep(interval)
             try:
                 await self.client.heartbeat(ref)
-            except (StaleReport, Unauthorized):
+            except Unauthorized as exc:
+                self._refuse(exc)
+                return
+            except StaleReport:
                 return
             except Exception as exc:
                 log.warning("heartbeat of job %s failed: %s", ref.job_id, exc)
@@ -529,7 +569,10 @@ class Agent:
                 except (StaleReport, Unauthorized) as exc:
                     # Someone else owns this job now, or our token was revoked (the lease
                     # runs out unrenewed): stop working on it at once.
-                    log.warning("lost the lease of job %s: %s", ref.job_id, exc.message)
+                    if isinstance(exc, Unauthorized):
+                        self._refuse(exc)
+                    else:
+                        log.warning("lost the lease of job %s: %s", ref.job_id, exc.message)
                     cancel.request(force=True)
                     return
                 except Exception as exc:

@@ -21,6 +21,7 @@ import typer
 
 from opsflow.auth.logmask import CHATTY_LOGGERS
 from opsflow.cli.output import CliError
+from opsflow.errors import Unauthorized
 
 
 def _labels(values: list[str]) -> dict[str, str]:
@@ -91,7 +92,7 @@ def agent(
     import opsflow
     from opsflow.agent.http_client import HttpClient
     from opsflow.agent.identity import persistent_agent_id
-    from opsflow.agent.loop import Agent
+    from opsflow.agent.loop import REFUSED, Agent
     from opsflow.agent.spool import Spool
 
     labels = _labels(label or [])
@@ -140,7 +141,11 @@ def agent(
         finally:
             await client.close()
 
-    asyncio.run(serve())
+    try:
+        asyncio.run(serve())
+    except Unauthorized as exc:
+        # One line, no traceback: the token was revoked (or is not an agent token).
+        raise CliError(f"{REFUSED} ({exc.message})") from None
 
 
 def register(app: typer.Typer) -> None:

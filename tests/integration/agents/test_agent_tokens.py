@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from opsflow.agent.loop import REFUSED
 from tests.servers import RunningServer, clean_env, opsflow_executable
 
 from .conftest import LEASE, Agents, Api
@@ -20,7 +21,11 @@ from .conftest import LEASE, Agents, Api
 SLEEPER = """
 id: sleeper
 steps:
-  - {id: work, type: script, shell: sh, run: "echo started; sleep 30"}
+  - id: work
+    type: script
+    shell: sh
+    # Prints on: log batches are being shipped when the token is revoked.
+    run: "echo started; for i in $(seq 1 300); do echo tick $i; sleep 0.1; done"
 """
 
 
@@ -154,9 +159,12 @@ def test_a_revoked_token_is_refused_at_once_on_every_route_and_its_agents_job_is
     assert ("agent_token.revoke", listed["id"]) in _audit_actions(api)
     # Revoking again by the token's id is idempotent.
     assert _cli(server, "revoke", listed["id"]).returncode == 0
-    # The agent stopped its job when its heartbeat was refused, and exits: it cannot register.
+    # The agent stopped its job when its heartbeat was refused, and exits non-zero with one
+    # clear line: no traceback per refused log batch, no unretrieved task exception.
     assert agents.processes["revoked"].wait(timeout=30) != 0
-    assert "was revoked at" in agents.log("revoked")
+    said = agents.log("revoked")
+    assert said.count(REFUSED) == 1 and "was revoked at" in said, said
+    assert "Traceback" not in said and "never retrieved" not in said, said
 
 
 def test_revoking_a_revoked_agent_token_is_idempotent_and_audited_once(
