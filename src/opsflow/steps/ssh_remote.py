@@ -3,14 +3,17 @@
 The remote command line is built as an argument list and quoted with ``shlex.join``; nothing a
 workflow gives is spliced into it by hand. It reads, for ``command: make deploy``::
 
-    exec setsid -w sh -c 'echo "opsflow-pgid $$"; eval "$(cat)" && exec "$@" </dev/null' \\
-        opsflow-ssh sh -c 'make deploy'
+    exec setsid -w sh -c '<the wrapper, _WRAPPER>' opsflow-ssh opsflow-env-end-<32 hex> 5 \\
+        sh -c 'make deploy'
 
 The step's ``env`` travels on the command's standard input, not its command line, as
-``export NAME=value`` lines with each value quoted by ``shlex.quote``; the wrapper reads them
-to the end, sets them, and runs the command with its input at ``/dev/null``. So a value never
-appears in a process list on the host (``ps`` shows every command line to every user), nor in
-sudo's log, and the login shell, replaced by ``exec``, does not hold one either.
+``export NAME=value`` lines with each value quoted by ``shlex.quote``, then an end line
+``opsflow-env-end-<32 hex>`` drawn at random for each job (and given to the wrapper in its
+arguments, so no value, even one over several lines, can end the block early). The wrapper, a
+POSIX ``sh`` snippet, reads the lines up to the end line, sets them, and ``exec``s the command
+with its input at ``/dev/null``. So a value never appears in a process list on the host
+(``ps`` shows every command line to every user), nor in sudo's log, and the login shell,
+replaced by ``exec``, does not hold one either.
 
 ``setsid`` puts the command and everything it starts into a new session and process group
 and the wrapper prints that group's id first. When the host's timeout passes or the step is
@@ -20,6 +23,19 @@ started keeps running on the host. With ``sudo: true`` the line starts with ``su
 (and the kills run through ``sudo -n`` too). A ``script`` is uploaded over SFTP into a fresh
 ``mktemp -d`` directory (mode 0700), run by its path, and removed afterwards.
 
+The agent never ends the command's input: it stays open as long as the channel. When the
+agent process dies (``kill -9``, a crash), its kernel closes the connection, sshd closes that
+input, and a watcher the wrapper left in the group (``cat`` to end of input, then, if the
+command is still running, ``kill -s TERM`` to the group and ``kill -s KILL`` after the grace
+period, rounded up to whole seconds) stops everything the command started, so a retry of the
+job does not run beside an orphan of the lost attempt. (A connection that goes silent
+instead, the agent's machine powered off or cut off, closes when sshd's own keepalives give
+up: its ``ClientAliveInterval``.) The watcher is not the command's child, holds none of its
+output, and ends with the channel when the command ends on its own (then anything the
+command left running in the background stays, as it would without opsflow). Input that ends
+before the end line (the agent died while sending it) makes the wrapper exit with
+``ENV_CUT_SHORT`` without running anything.
+
 Hosts need a POSIX login shell and util-linux's ``setsid`` (every mainstream Linux has both).
 """
 
@@ -27,6 +43,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
+import secrets
 import shlex
 import time
 from collections import deque
@@ -50,7 +68,23 @@ TAIL_CHARS = 4096
 # characters of each, so its outputs stay a reasonable report.
 TAILS_BUDGET = 1024 * 1024
 _MARKER = b"opsflow-pgid "
-_WRAPPER = 'echo "opsflow-pgid $$"; eval "$(cat)" && exec "$@" </dev/null'
+# The wrapper's exit code when its input ends before the env block's last line: the agent
+# died (or the connection broke) before the command started, so it never starts.
+ENV_CUT_SHORT = 125
+# Run by ``sh -c`` as the group leader, with $1 the env block's end line, $2 the grace in whole
+# seconds and the rest the program. The watcher runs in a subshell whose parent exits at once,
+# so the command has no stray child; its input is the channel's (fd 3: a background list's
+# input would be /dev/null), its output /dev/null, so it never holds the channel's output open.
+_WRAPPER = (
+    'echo "opsflow-pgid $$"; opsflow_end=$1 opsflow_grace=$2; shift 2; opsflow_env=;'
+    " while IFS= read -r opsflow_line; do"
+    ' [ "$opsflow_line" = "$opsflow_end" ] && opsflow_end= && break;'
+    ' opsflow_env="$opsflow_env$opsflow_line\n"; done;'
+    f' [ -z "$opsflow_end" ] || exit {ENV_CUT_SHORT};'
+    " ( ( trap '' TERM; cat; kill -0 $$ || exit 0; kill -s TERM -- -$$;"
+    ' sleep "$opsflow_grace"; kill -s KILL -- -$$ ) <&3 >/dev/null 2>&1 3<&- & ) 3<&0;'
+    ' eval "$opsflow_env" && exec "$@" </dev/null'
+)
 _KILL_TIMEOUT = 10.0
 
 
@@ -144,18 +178,28 @@ class HostLog:
         return "\n".join(self._tail)[-self._tail_chars :]
 
 
-def remote_line(job: RemoteJob, program: list[str]) -> str:
-    """The command line the host's shell runs (see the module docstring)."""
-    argv = ["setsid", "-w", "sh", "-c", _WRAPPER, "opsflow-ssh", *program]
+def remote_line(job: RemoteJob, program: list[str], end: str) -> str:
+    """The command line the host's shell runs (see the module docstring); ``end`` is the env
+    block's last line (``env_input``)."""
+    grace = str(max(1, math.ceil(job.grace)))  # POSIX sleep takes whole seconds
+    argv = ["setsid", "-w", "sh", "-c", _WRAPPER, "opsflow-ssh", end, grace, *program]
     if job.sudo:
         argv = ["sudo", "-n", "--", *argv]
     return "exec " + shlex.join(argv)
 
 
-def env_input(env: Mapping[str, str]) -> bytes:
-    """What the wrapper reads from standard input: one ``export NAME=value`` line per
-    variable, the value quoted by ``shlex.quote`` (names are shell names: the step checked)."""
-    return "".join(f"export {name}={shlex.quote(value)}\n" for name, value in env.items()).encode()
+def env_input(env: Mapping[str, str]) -> tuple[bytes, str]:
+    """What the wrapper reads from standard input, and its last line.
+
+    One ``export NAME=value`` line per variable, the value quoted by ``shlex.quote`` (names
+    are shell names: the step checked; a value may span lines), then the end line
+    ``opsflow-env-end-<32 hex digits>``, random for each job and found in no value, so no
+    value can end the block early."""
+    block = "".join(f"export {name}={shlex.quote(value)}\n" for name, value in env.items())
+    while True:
+        end = f"opsflow-env-end-{secrets.token_hex(16)}"
+        if end not in block:
+            return f"{block}{end}\n".encode(), end
 
 
 async def run_on_host(
@@ -225,9 +269,11 @@ async def _run(
         else:
             assert job.command is not None
             program = ["sh", "-c", job.command]
-        process = await connection.create_process(remote_line(job, program), encoding=None)
-        process.stdin.write(env_input(job.env))
-        process.stdin.write_eof()
+        stdin, end = env_input(job.env)
+        process = await connection.create_process(remote_line(job, program, end), encoding=None)
+        # No EOF after it: the wrapper's watcher stops the command once the input ends, which
+        # happens only when the channel goes away (this process or its connection died).
+        process.stdin.write(stdin)
         await _supervise(connection, process, job, out, stop, result)
     except (asyncssh.Error, OSError) as exc:
         result.status = JobStatus.FAILED

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shlex
+import signal
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import opsflow
 from opsflow.status import JobStatus, LogStream, StepType
 from opsflow.steps.base import CancelSignal, Connection, JobSpec, StepResult
 from opsflow.steps.ssh import SshExecutor
@@ -57,14 +61,17 @@ async def remote(host: SshHost, key: SshUserKey, command: str) -> tuple[int, str
     return int(done.exit_status or 0), str(done.stdout)
 
 
-async def no_process(host: SshHost, key: SshUserKey, pattern: str) -> bool:
-    """True once ``pgrep -f pattern`` over SSH finds nothing on the host (within 5 s)."""
-    for _ in range(50):
+async def no_process(host: SshHost, key: SshUserKey, pattern: str, within: float = 5) -> bool:
+    """True once ``pgrep -f pattern`` over SSH finds nothing on the host (within ``within``
+    seconds); raises AssertionError naming what still runs."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
         status, found = await remote(host, key, shlex.join(["pgrep", "-af", pattern]))
         if status == 1:
             return True
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"still running on {host.target}: {found}")
         await asyncio.sleep(0.1)  # a SIGKILLed group may take a moment to be reaped
-    raise AssertionError(f"still running on {host.target}: {found}")
 
 
 async def test_a_command_runs_on_two_hosts_in_parallel_with_prefixed_output(
@@ -88,6 +95,8 @@ async def test_a_command_runs_on_two_hosts_in_parallel_with_prefixed_output(
         stdout.index(f"[{n}] end") for n in (first, second)
     )
     assert result.outputs["failed_hosts"] == []
+    # the wrapper's watcher (see test_a_killed_agent_...) ends with the command
+    assert await no_process(sshd_hosts[0], ssh_user_key, "opsflow-env-en[d]")
 
 
 async def test_parallel_one_runs_hosts_one_after_the_other(
@@ -401,3 +410,63 @@ async def test_a_script_inventory_with_its_hosts_users_and_ports(
         "web1": first.user,
         "web2": second.user,
     }
+
+
+# An agent in a process of its own: it runs the job given as JSON on argv and prints every log
+# line to its stdout, so the test can kill it -9 mid-command as a host loses its agent.
+AGENT = """
+import asyncio, json, sys
+from pathlib import Path
+from opsflow.status import StepType
+from opsflow.steps.base import CancelSignal, Connection, JobSpec
+from opsflow.steps.ssh import SshExecutor
+
+class Printer:
+    def write(self, stream, text, level=None):
+        print(text, flush=True)
+
+given = json.loads(sys.argv[1])
+spec = JobSpec(
+    job_id="job-1", execution_id="exec-1", step_id="step", attempt=1, type=StepType.SSH,
+    config=given["config"], workdir=Path(given["workdir"]),
+    connection=Connection("prod-ssh", "ssh", given["values"]),
+)
+asyncio.run(SshExecutor(grace=1.0).run(spec, Printer(), CancelSignal()))
+"""
+
+
+@pytest.mark.parametrize("sudo", [False, True])
+async def test_a_killed_agent_leaves_nothing_running_on_the_host(
+    workdir: Path, sshd_hosts: list[SshHost], ssh_user_key: SshUserKey, sudo: bool
+) -> None:
+    host = sshd_hosts[0]
+    # a background child and a foreground one that ignores SIGTERM: only SIGKILL ends them all
+    command = 'sleep 3525 & trap "" TERM; echo "started $RELEASE"; sleep 3526; wait'
+    env = {"RELEASE": "1.4\nend"}  # a value over two lines does not end the env block early
+    spec = ssh_job(workdir, [host], ssh_user_key, command=command, env=env, sudo=sudo)
+    assert spec.connection is not None
+    given = {"config": dict(spec.config), "workdir": str(workdir), "values": spec.connection.values}
+    source = str(Path(opsflow.__file__).parents[1])
+    agent = subprocess.Popen(
+        [sys.executable, "-c", AGENT, json.dumps(given)],
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": source},
+    )
+    try:
+        assert agent.stdout is not None
+        lines: list[bytes] = []
+        while not lines or b"started" not in lines[-1]:  # the agent's own lines come first
+            lines.append(await asyncio.wait_for(asyncio.to_thread(agent.stdout.readline), 30))
+            assert lines[-1], lines  # the agent ended before the command started
+        assert lines[-1].decode() == f"[{host.target}] started 1.4\n", lines
+        assert agent.stdout.readline().decode() == f"[{host.target}] end\n"
+        status, found = await remote(host, ssh_user_key, "pgrep -af 'sleep 352[56]'")
+        assert status == 0 and "sleep 3525" in found and "sleep 3526" in found, found
+        agent.send_signal(signal.SIGKILL)  # no chance to stop anything itself
+        agent.wait(10)
+        # SIGTERM at once, SIGKILL after the 1 s grace; the wrapper's watcher goes too
+        assert await no_process(host, ssh_user_key, "sleep 352[56]|opsflow-env-en[d]", within=10)
+    finally:
+        agent.kill()
+        agent.wait()
+        await remote(host, ssh_user_key, "pkill -KILL -f 'sleep 352[56]'")
