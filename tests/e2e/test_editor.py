@@ -38,6 +38,12 @@ steps:
 
 FIXED = BROKEN.replace("needs: [say.approved]", "needs: [say]")
 
+# Valid, with two warnings: line 8 names a connection that does not exist, line 9 has markup in
+# a script body, which is never templated.
+WARNED = V1.replace(
+    "    run: echo hi\n", '    connection: nope-ssh\n    run: echo "hi {{ params.whom }}"\n'
+)
+
 
 def editor(page: Page) -> Locator:
     return page.get_by_test_id("yaml-editor").locator(".cm-content")
@@ -85,6 +91,16 @@ def test_an_error_shows_at_its_line_and_the_fix_publishes_version_2(
     expect(page.get_by_text("✕ 1 problem")).to_be_visible()
     expect(page.get_by_text("● Unsaved changes")).to_be_visible()
     shot(page, "editor_error_at_line")
+
+    # Warnings come from the same validation as you type (not only after a publish), at the
+    # lines they are about; the definition is valid all the same.
+    replace_text(page, WARNED)
+    expect(problems).to_contain_text("line 8 warning steps[0].connection")
+    expect(problems).to_contain_text("connection 'nope-ssh' does not exist")
+    expect(problems).to_contain_text("line 9 warning steps[0].run")
+    expect(problems).to_contain_text("run is not templated")
+    expect(page.locator(".cm-lintRange-warning").first).to_contain_text("nope-ssh")
+    expect(page.get_by_text("✓ Valid")).to_be_visible()
 
     replace_text(page, FIXED)
     expect(page.get_by_text("✓ Valid")).to_be_visible()

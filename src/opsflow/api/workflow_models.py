@@ -214,7 +214,8 @@ class Validity(BaseModel):
     warnings: list[ProblemItem] = Field(
         default_factory=list,
         description="What the definition names that the server lacks (a workflow, a secret, "
-        "a connection); valid all the same.",
+        "a connection), and markup that stays as written (``{{ }}`` in a script's run); "
+        "valid all the same. Located at their lines like errors.",
     )
 
 

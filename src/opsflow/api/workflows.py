@@ -41,6 +41,7 @@ from opsflow.api.workflow_models import (
 from opsflow.auth.credentials import Principal
 from opsflow.auth.permissions import Permission
 from opsflow.errors import InvalidInput, Problem
+from opsflow.spec.loader import warnings_of
 from opsflow.status import WorkflowStatus
 from opsflow.store import audit, bundles, overview
 from opsflow.store import secrets as secrets_store
@@ -132,7 +133,7 @@ def _save(
             if created_version:
                 audit.record(session, actor, "workflow.publish", wf.id, {"version": version.number})
         detail = _detail(session, wf.id)
-        warnings = _warnings(session, submission.definition, may_see_secrets)
+        warnings = _warnings(session, submission.definition, submission.yaml_text, may_see_secrets)
     if publish:
         wake_scheduler(services)
     return SaveResult(
@@ -145,11 +146,15 @@ def _save(
 
 
 def _warnings(
-    session: Session, definition: dict[str, Any], may_see_secrets: bool
+    session: Session, definition: dict[str, Any], yaml_text: str, may_see_secrets: bool
 ) -> list[ProblemItem]:
+    """The definition's warnings (`warnings_of`: what it names that the server lacks, markup
+    that stays as written) located at their lines in ``yaml_text``, as the editor marks them."""
     names = secrets_store.secret_names(session) if may_see_secrets else None
+    missing = missing_references(session, definition, names)
     return [
-        ProblemItem(loc=p.loc, msg=p.msg) for p in missing_references(session, definition, names)
+        ProblemItem(loc=p.loc, msg=p.msg, line=p.line, column=p.column)
+        for p in warnings_of(yaml_text, definition, missing)
     ]
 
 
@@ -168,7 +173,7 @@ async def validate(request: Request, principal: Reader) -> Validity:
     def warnings() -> list[ProblemItem]:
         with services.session() as session:
             may_see = principal.can(Permission.SECRETS_MANAGE)
-            return _warnings(session, submission.definition, may_see)
+            return _warnings(session, submission.definition, submission.yaml_text, may_see)
 
     return Validity(valid=True, id=submission.id, warnings=await run_in_threadpool(warnings))
 
@@ -320,7 +325,12 @@ def publish_workflow(
                 {"version": version.number},
             )
         status = store.get_workflow(session, workflow_id).status
-        warnings = _warnings(session, version.definition, principal.can(Permission.SECRETS_MANAGE))
+        warnings = _warnings(
+            session,
+            version.definition,
+            version.yaml,
+            principal.can(Permission.SECRETS_MANAGE),
+        )
     wake_scheduler(services)
     response.status_code = 201 if created else 200
     return PublishResult(

@@ -26,13 +26,17 @@ class FileCheck:
     source: WorkflowSource
     workflow_id: str | None = None
     problems: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+    """Of a valid file: what is likely not meant (``{{ }}`` in a script's run); see
+    `opsflow.spec.loader.warnings_of`."""
 
     @property
     def valid(self) -> bool:
         return not self.problems
 
     def as_dict(self) -> dict[str, Any]:
-        """The ``--output json`` shape: ``{file, valid, errors: [{loc, msg, line, column}]}``."""
+        """The ``--output json`` shape: ``{file, valid, errors: [{loc, msg, line, column}],
+        warnings: [same]}``."""
         return {
             "file": str(self.source.file),
             "valid": self.valid,
@@ -40,22 +44,28 @@ class FileCheck:
                 {"loc": p.loc, "msg": p.msg, "line": p.line, "column": p.column}
                 for p in self.problems
             ],
+            "warnings": [
+                {"loc": p.loc, "msg": p.msg, "line": p.line, "column": p.column}
+                for p in self.warnings
+            ],
         }
 
 
 def check_file(source: WorkflowSource) -> FileCheck:
     """Load one workflow file with the real spec loader and collect every problem it has."""
     # imported here so commands that never load YAML start without the whole spec model
-    from opsflow.spec.loader import load_workflow_file
+    from opsflow.spec.loader import find_workflow_file, load_workflow_file, warnings_of
 
     try:
         workflow = load_workflow_file(source.file)
+        # read again only once valid, which means it is UTF-8
+        text = find_workflow_file(source.file).read_text(encoding="utf-8")
     except SpecInvalid as exc:
         problems = exc.problems or [Problem(loc="", msg=exc.message)]
         return FileCheck(source, problems=problems)
     except OSError as exc:
         return FileCheck(source, problems=[Problem(loc="", msg=f"cannot read: {exc.strerror}")])
-    return FileCheck(source, workflow_id=workflow.id)
+    return FileCheck(source, workflow_id=workflow.id, warnings=warnings_of(text))
 
 
 def check_paths(paths: list[Path]) -> list[FileCheck]:
@@ -64,7 +74,8 @@ def check_paths(paths: list[Path]) -> list[FileCheck]:
 
 
 def print_checks(checks: list[FileCheck], output: OutputFormat, *, quiet_ok: bool = False) -> None:
-    """Print results as ``file:line: loc: message`` lines (plus "ok" lines) or as JSON.
+    """Print results as ``file:line: loc: message`` lines (plus "ok" lines, and warnings as
+    ``file:line: loc: warning: message``) or as JSON.
 
     In text, when any file has problems, the last line is the summary
     ``N problems in M files``.
@@ -76,6 +87,12 @@ def print_checks(checks: list[FileCheck], output: OutputFormat, *, quiet_ok: boo
         if check.valid:
             if not quiet_ok:
                 say(f"{check.source.file}: ok ({check.workflow_id})")
+            for warning in check.warnings:
+                say(
+                    Problem(warning.loc, f"warning: {warning.msg}", warning.line).format(
+                        str(check.source.file)
+                    )
+                )
             continue
         for problem in check.problems:
             say(problem.format(str(check.source.file)))

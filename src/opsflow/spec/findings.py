@@ -58,3 +58,24 @@ def listing(names: Iterable[str], limit: int = 20) -> str:
         return ", ".join(shown) or "none"
     total = len(names) if isinstance(names, Sized) else limit + 1
     return f"{', '.join(shown[:limit])} and {total - limit:,} more"
+
+
+_LOC_PART = re.compile(r'\.?([A-Za-z0-9_-]+)|\[(\d+)\]|\[("(?:[^"\\]|\\.)*")\]')
+
+
+def parse_loc(text: str) -> Loc:
+    """The inverse of `format_loc`: ``steps[2].needs[0]`` -> ``('steps', 2, 'needs', 0)``.
+
+    Raises ValueError for text `format_loc` does not write."""
+    parts: list[str | int] = []
+    done = 0
+    while done < len(text):
+        match = _LOC_PART.match(text, done)
+        if match is None or match.end() == done:
+            raise ValueError(f"not a location: {text!r}")
+        key, index, quoted = match.groups()
+        parts.append(
+            key if key is not None else int(index) if index is not None else json.loads(quoted)
+        )
+        done = match.end()
+    return tuple(parts)

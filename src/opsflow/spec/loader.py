@@ -9,6 +9,7 @@ All findings are gathered, located at their line and column, and raised together
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,10 @@ from pydantic import ValidationError
 from opsflow.errors import Problem, SpecInvalid
 from opsflow.spec.checks import check_definition, too_many_steps
 from opsflow.spec.files import check_files
-from opsflow.spec.findings import Finding, Loc, format_loc
+from opsflow.spec.findings import Finding, Loc, format_loc, parse_loc
 from opsflow.spec.messages import findings_from_validation
 from opsflow.spec.models import Workflow
+from opsflow.spec.template_checks import untemplated_markup
 from opsflow.spec.yaml_source import LEADING_ZERO, SourceMap, read_yaml
 
 WORKFLOW_FILENAMES = ("workflow.yaml", "workflow.yml")
@@ -97,6 +99,28 @@ def load_definition(
     """The workflow in already parsed data (a JSON body); problems carry paths, not lines."""
     workflow, problems = validate_data(obj, base_dir=base_dir)
     return _or_raise(workflow, problems, filename)
+
+
+def warnings_of(text: str | None, data: Any = None, extra: Iterable[Problem] = ()) -> list[Problem]:
+    """Warnings about a valid definition (it is stored and runs, but likely not as meant),
+    plus ``extra`` ones found elsewhere (what it names that the server lacks), each located at
+    its line in the YAML ``text`` when given. ``data`` is the parsed definition (read from
+    ``text`` when None). Sorted by line; never raises for bad input."""
+    parsed = read_yaml(text) if text is not None and data is None else None
+    if parsed is not None:
+        data = parsed.data
+    findings = untemplated_markup(data)
+    for problem in extra:
+        try:
+            loc = parse_loc(problem.loc)
+        except ValueError:
+            loc = ()
+        findings.append(Finding(loc, problem.msg))
+    if not findings:
+        return []  # the text is read for positions only when there is something to place
+    if parsed is None and text is not None:
+        parsed = read_yaml(text)
+    return _located(findings, parsed.source if parsed is not None else SourceMap())
 
 
 def find_workflow_file(path: str | Path) -> Path:

@@ -131,3 +131,34 @@ def check_templates(loc: Loc, kind: StepType, raw: dict[str, Any], scope: Scope)
         for where, text in template_strings((*loc, name), raw.get(name)):
             out.extend(scope.check(where, text, secrets=secrets))
     return out
+
+
+# Fields run as shell code that are never templated (values reach them through ``env``), by
+# step type. A ``{{ … }}`` there is left as written, which is almost always a mistake.
+UNTEMPLATED_CODE_FIELDS: Mapping[str, str] = {
+    StepType.SCRIPT.value: "run",
+    StepType.SSH.value: "command",
+}
+
+
+def untemplated_markup(data: Any) -> list[Finding]:
+    """Warnings, not errors: a ``run`` (script) or ``command`` (ssh) holding ``{{ … }}``,
+    located at that field. Such a body is never templated by design (untrusted values must not
+    become code), so the markup would reach the shell as written."""
+    if not isinstance(data, dict) or not isinstance(data.get("steps"), list):
+        return []
+    out: list[Finding] = []
+    for index, step in enumerate(data["steps"]):
+        if not isinstance(step, dict):
+            continue
+        name = UNTEMPLATED_CODE_FIELDS.get(str(step.get("type")))
+        body = step.get(name) if name else None
+        if name and isinstance(body, str) and "{{" in body:
+            out.append(
+                Finding(
+                    ("steps", index, name),
+                    f"{name} is not templated: {{{{ … }}}} stays as written; pass values "
+                    'through env: (e.g. env: {WHOM: "{{ params.whom }}"} and use $WHOM)',
+                )
+            )
+    return out

@@ -209,3 +209,42 @@ def test_a_save_with_if_match_replaces_only_the_draft_it_names(client: TestClien
     )
     assert gone.status_code == 412
     assert client.get("/api/v1/workflows/nobody").status_code == 404
+
+
+UNTEMPLATED = """\
+id: untemplated
+params:
+  whom: {type: string, default: world}
+steps:
+  - id: greet
+    type: script
+    run: echo "hi {{ params.whom }}"
+  - id: remote
+    type: ssh
+    connection: hosts
+    hosts: [web1]
+    command: echo {{ params.whom }}
+  - id: fine
+    type: script
+    env: {WHOM: "{{ params.whom }}"}
+    run: echo "hi $WHOM"
+"""
+
+
+def test_markup_in_a_script_run_or_ssh_command_is_a_located_warning(client: TestClient) -> None:
+    # Those bodies are never templated (values go through env), so {{ }} reaches the shell as
+    # written: valid, but validate, save and publish say so at the field's line.
+    checked = client.post("/api/v1/workflows/validate", content=UNTEMPLATED, headers=YAML)
+    assert checked.status_code == 200, checked.text
+    found = [w for w in checked.json()["warnings"] if "not templated" in w["msg"]]
+    assert [(w["loc"], w["line"]) for w in found] == [("steps[0].run", 7), ("steps[1].command", 12)]
+    assert found[0]["msg"] == (
+        "run is not templated: {{ … }} stays as written; pass values through env: "
+        '(e.g. env: {WHOM: "{{ params.whom }}"} and use $WHOM)'
+    )
+    assert found[1]["msg"].startswith("command is not templated: {{ … }} stays as written")
+    saved = client.post("/api/v1/workflows?publish=true", content=UNTEMPLATED, headers=YAML)
+    assert saved.status_code == 201, saved.text
+    assert [w for w in saved.json()["warnings"] if "not templated" in w["msg"]] == found
+    published = client.post("/api/v1/workflows/untemplated/publish")
+    assert [w for w in published.json()["warnings"] if "not templated" in w["msg"]] == found

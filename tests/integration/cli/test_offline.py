@@ -160,3 +160,26 @@ def test_a_bad_option_value_is_a_usage_error(cli: Cli) -> None:
 
     assert result.returncode == 2
     assert "--expires-in: 'soon' is not a duration" in result.stderr
+
+
+def test_validate_warns_of_markup_in_a_script_run_and_still_passes(
+    cli: Cli, workflow_dir: WorkflowDir
+) -> None:
+    text = (
+        "id: greet\nparams:\n  whom: {type: string, default: world}\nsteps:\n"
+        '  - id: greet\n    type: script\n    run: echo "hi {{ params.whom }}"\n'
+    )
+    file = workflow_dir("greet", text) / "workflow.yaml"
+
+    result = cli("validate", str(file))
+    report = cli("validate", "-o", "json", str(file))
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines() == [
+        f"{file}: ok (greet)",
+        f"{file}:7: steps[0].run: warning: run is not templated: {{{{ … }}}} stays as written; "
+        'pass values through env: (e.g. env: {WHOM: "{{ params.whom }}"} and use $WHOM)',
+    ]
+    (checked,) = json.loads(report.stdout)
+    assert checked["valid"] is True
+    assert [(w["loc"], w["line"]) for w in checked["warnings"]] == [("steps[0].run", 7)]

@@ -264,8 +264,17 @@ def test_validation_and_saving_warn_of_unusable_connections(client: TestClient) 
         ),
     ]
     assert [(w["loc"], w["msg"]) for w in checked.json()["warnings"]] == expected
+    # located at the step's connection value, so the editor marks that line, not the document
+    line_of = {"steps[1].connection": 5, "steps[2].connection": 6}
+    text_lines = WITH_CONNECTIONS.splitlines()
+    for warning in checked.json()["warnings"]:
+        assert warning["line"] == line_of[warning["loc"]], warning
+        column = warning["column"] - 1
+        assert text_lines[warning["line"] - 1][column:].startswith(("api", "nope")), warning
     assert saved.status_code == 201, saved.text
-    assert [(w["loc"], w["msg"]) for w in saved.json()["warnings"]] == expected
+    assert saved.json()["warnings"] == checked.json()["warnings"]
+    published = client.post("/api/v1/workflows/uses-connections/publish")
+    assert published.json()["warnings"] == checked.json()["warnings"]
 
 
 def test_an_ssh_connection_test_logs_in_and_an_unknown_host_key_fails_with_its_fingerprint(

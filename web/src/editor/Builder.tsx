@@ -59,7 +59,7 @@ export async function refusal(text: string, graph: Graph, source: string, target
   }
   if (found) {
     const known = new Set(current.map((f) => `${f.loc} ${f.msg}`));
-    const fresh = found.filter((f) => !known.has(`${f.loc} ${f.msg}`));
+    const fresh = found.filter((f) => f.severity === "error" && !known.has(`${f.loc} ${f.msg}`));
     const bad = fresh.find((f) => f.loc === at || f.msg.includes("cycle") || f.msg.includes(`'${entry}'`));
     if (bad) return { reason: bad.msg, text };
     return { reason: null, text: candidate };

@@ -156,8 +156,13 @@ export default function EditorPage() {
   }, [dirty, text, saved, stashKey, stashed]);
   const validation = useFindings(text);
   const current = validation.for === text;
-  const findings = useMemo(() => (current ? [...validation.findings, ...warnings] : warnings), [current, validation.findings, warnings]);
-  const errors = current ? validation.findings.length : null;
+  // The last save's warnings, unless the validation of the current text already has them.
+  const findings = useMemo(() => {
+    if (!current) return warnings;
+    const known = new Set(validation.findings.map((f) => `${f.loc} ${f.msg}`));
+    return [...validation.findings, ...warnings.filter((w) => !known.has(`${w.loc} ${w.msg}`))];
+  }, [current, validation.findings, warnings]);
+  const errors = current ? validation.findings.filter((f) => f.severity === "error").length : null;
   const graph = useMemo(() => graphOf(parse(text ?? "")), [text]);
 
   const onText = useCallback((t: string) => {

@@ -36,15 +36,17 @@ function findingsOf(items: unknown, severity: Finding["severity"]): Finding[] {
   return (items as ProblemItem[]).map((p) => ({ loc: p.loc ?? "", msg: p.msg ?? "", line: p.line ?? null, column: p.column ?? null, severity }));
 }
 
-/** The server's findings for `text` (POST /workflows/validate): [] when it is valid. A finding
- *  without a place (the whole document) gets line null. Throws on anything but 200 and 422. */
+/** The server's findings for `text` (POST /workflows/validate): its warnings when it is valid
+ *  (what it names that the server lacks, markup that stays as written), its errors when not. A
+ *  finding without a place (the whole document) gets line null. Throws on anything but 200 and
+ *  422. */
 export async function validateYaml(text: string, signal?: AbortSignal): Promise<Finding[]> {
   const headers: Record<string, string> = { "Content-Type": "application/yaml" };
   const token = csrfToken();
   if (token) headers["X-CSRF-Token"] = token;
   const response = await fetch(`${API}/workflows/validate`, { method: "POST", headers, body: text, credentials: "same-origin", signal });
-  if (response.ok) return [];
   const body = await json(response);
+  if (response.ok) return findingsOf((body as { warnings?: unknown } | null)?.warnings, "warning");
   if (response.status === 422) {
     const problem = body as { detail?: string; errors?: unknown };
     const found = findingsOf(problem.errors, "error");
