@@ -39,6 +39,8 @@ interface StatusStyle {
 
 const STATUS: Record<string, StatusStyle> = {
   pending: { label: "Pending", tone: "gray", icon: "circle" },
+  // A running step whose only active job waits for an agent: the pending colour, no spinner.
+  queued: { label: "Waiting for an agent", tone: "gray", icon: "circle" },
   waiting: { label: "Waiting", tone: "yellow", icon: "hourglass" },
   running: { label: "Running", tone: "blue", icon: "spinner" },
   dispatched: { label: "Dispatched", tone: "lightblue", icon: "arrow" },
@@ -70,6 +72,26 @@ export const TERMINAL_STEP = new Set([
   "approved",
   "rejected",
 ]);
+
+/** The status a step shows: "queued" while it runs but its only active job is still pending
+ * with a pending reason (no online agent in its pool, or no free slot), so it is not shown as
+ * running with a spinner; its own status otherwise. */
+export function shownStepStatus(step: {
+  status: string;
+  pending_reason?: string | null;
+  jobs: { status: string }[];
+}): string {
+  if (step.status !== "running" || !step.pending_reason) return step.status;
+  const active = step.jobs.filter((j) => !TERMINAL_JOB.has(j.status));
+  return active.length > 0 && active.every((j) => j.status === "pending") ? "queued" : step.status;
+}
+
+/** What a waiting-for-an-agent step says: "Waiting for an agent: <pending_reason>". */
+export function agentWaitText(reason: string | null | undefined): string {
+  return `Waiting for an agent: ${reason ?? ""}`;
+}
+
+const TERMINAL_JOB = new Set(["completed", "failed", "timeout", "cancelled"]);
 
 export function statusStyle(status: string, kind: "run" | "workflow" = "run"): StatusStyle {
   const table = kind === "workflow" ? WORKFLOW_STATUS : STATUS;

@@ -28,6 +28,8 @@ export type DagStep = {
   type: string;
   status: string;
   durationMs: number | null;
+  /** Why a "queued" step waits for an agent (its pending_reason), shown in the node's tooltip. */
+  reason?: string | null;
 };
 
 type StepNodeData = DagStep & { selected: boolean };
@@ -39,7 +41,7 @@ const HEIGHT = 52;
 const StepNodeView = memo(function StepNodeView({ data }: NodeProps<StepNode>) {
   const style = statusStyle(data.status);
   return (
-    <div className={`dag-node tone-${style.tone}${data.status === "running" ? " is-running" : ""}${data.selected ? " is-selected" : ""}`} title={`${data.name}: ${style.label}`}>
+    <div className={`dag-node tone-${style.tone}${data.status === "running" ? " is-running" : ""}${data.selected ? " is-selected" : ""}`} title={`${data.name}: ${style.label}${data.reason ? ` (${data.reason})` : ""}`}>
       <Handle type="target" position={Position.Left} isConnectable={false} />
       <div className="dag-node-row">
         <StatusIcon status={data.status} />

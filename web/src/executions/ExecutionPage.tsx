@@ -6,7 +6,7 @@ import { useCan } from "../auth/session";
 import { ErrorMessage } from "../components/ErrorMessage";
 import { elapsed, exactTime, formatDuration, relativeTime } from "../components/format";
 import { useNow } from "../components/hooks";
-import { ACTIVE_EXECUTION, StatusBadge, triggerLabel } from "../components/status";
+import { ACTIVE_EXECUTION, shownStepStatus, StatusBadge, triggerLabel } from "../components/status";
 import { useDefinition } from "../workflows/api";
 import { stepTimes, useExecution, type ExecutionView } from "./api";
 import { CancelDialog } from "./CancelDialog";
@@ -60,7 +60,9 @@ export default function ExecutionPage() {
     const names = new Map(specs.map((s) => [s.id, s.name || s.id]));
     for (const s of ex?.steps ?? []) {
       const t = stepTimes(s);
-      map.set(s.id, { id: s.id, name: names.get(s.id) ?? s.id, type: s.type, status: s.status, durationMs: t.start ? elapsed(t.start, t.end) : null });
+      const status = shownStepStatus(s);
+      const reason = status === "queued" ? s.pending_reason : null;
+      map.set(s.id, { id: s.id, name: names.get(s.id) ?? s.id, type: s.type, status, reason, durationMs: t.start ? elapsed(t.start, t.end) : null });
     }
     return map;
   }, [ex?.steps, specs]);

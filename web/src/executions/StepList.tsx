@@ -7,7 +7,7 @@ import { useCan } from "../auth/session";
 import { ConfirmDialog } from "../components/Dialog";
 import { elapsed, formatDuration } from "../components/format";
 import { useNow, useRowKeys } from "../components/hooks";
-import { StatusBadge } from "../components/status";
+import { agentWaitText, shownStepStatus, StatusBadge } from "../components/status";
 import { useToast } from "../components/Toast";
 import { stepTimes, type ExecutionView, type JobRow, type StepRow } from "./api";
 import { SshHostsTable, sshHosts } from "./SshHosts";
@@ -77,6 +77,7 @@ function StepItem({
   now: number;
 }) {
   const status = step?.status ?? "pending";
+  const shown = step ? shownStepStatus(step) : status;
   const [open, setOpen] = useState(false);
   const [confirm, setConfirm] = useState<null | "retry" | "from_here" | "skip">(null);
   const [answer, setAnswer] = useState<null | "approve" | "reject">(null);
@@ -114,7 +115,7 @@ function StepItem({
     <li className={`step-item${selected ? " selected" : ""}`}>
       <div className="step-row">
         <button type="button" className="step-select" onClick={onSelect} aria-pressed={selected} data-row data-step={spec.id}>
-          <StatusBadge status={status} />
+          <StatusBadge status={shown} />
           <span className="step-name">{spec.name || spec.id}</span>
         </button>
         <span className="step-time muted small">{duration !== null ? formatDuration(duration) : ""}</span>
@@ -123,7 +124,11 @@ function StepItem({
           {open ? "▾" : "▸"}
         </button>
       </div>
-      {step?.pending_reason && status !== "succeeded" && <div className="muted small step-reason">{step.pending_reason}</div>}
+      {step?.pending_reason && status !== "succeeded" && (
+        <div className="muted small step-reason" data-step-reason={spec.id}>
+          {shown === "queued" ? agentWaitText(step.pending_reason) : step.pending_reason}
+        </div>
+      )}
       {step?.error && <div className={`small ${status === "skipped" ? "muted step-reason" : "step-error"}`}>{step.error}</div>}
       <div className="step-actions">
         {step && hasPlan(step.outputs) && (
@@ -160,7 +165,7 @@ function StepItem({
           <span className="muted small">You cannot answer: {context.data?.why_not ?? "your role lacks approvals:respond"}</span>
         )}
       </div>
-      {open && step && <JobDetails jobs={step.jobs as JobRow[]} result={step.result} />}
+      {open && step && <JobDetails jobs={step.jobs as JobRow[]} result={step.result} waitingFor={shown === "queued" ? step.pending_reason : null} />}
       {open && !step && <p className="muted small">Not started.</p>}
       {confirm && (
         <ConfirmDialog
@@ -185,7 +190,7 @@ function StepItem({
   );
 }
 
-function JobDetails({ jobs, result }: { jobs: JobRow[]; result: string | null | undefined }) {
+function JobDetails({ jobs, result, waitingFor }: { jobs: JobRow[]; result: string | null | undefined; waitingFor: string | null | undefined }) {
   if (jobs.length === 0) return <p className="muted small">{result ? `Result: ${result}` : "No job ran for this step."}</p>;
   return (
     <div className="job-details">
@@ -200,6 +205,7 @@ function JobDetails({ jobs, result }: { jobs: JobRow[]; result: string | null | 
                 <dd>
                   {j.attempt}
                   {j.purpose === "cleanup" ? " (cleanup)" : ""} <StatusBadge status={j.status} />
+                  {waitingFor && j.status === "pending" && <span className="muted small"> {agentWaitText(waitingFor)}</span>}
                 </dd>
               </div>
               {j.action && (
