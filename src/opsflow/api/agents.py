@@ -112,7 +112,7 @@ class AgentTokenCreate(BaseModel):
 
 
 class AgentTokenCreated(AgentTokenOut):
-    """The only time the secret is shown: store it now (``opsflow agent --token``)."""
+    """The only time the secret is shown: store it now (``OPSFLOW_TOKEN`` of ``opsflow agent``)."""
 
     token: str = Field(description="The secret, opfa_...; shown only in this response.")
 

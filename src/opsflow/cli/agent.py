@@ -50,7 +50,9 @@ def agent(
         typer.Option(
             "--token",
             envvar="OPSFLOW_TOKEN",
-            help="An agent token (opfa_...): `opsflow agents tokens create --pool P`.",
+            help="An agent token (opfa_...): `opsflow agents tokens create --pool P`. Give "
+            "it in the OPSFLOW_TOKEN environment variable: on the command line every user of "
+            "the machine can read it in the process list.",
             show_default=False,
         ),
     ],

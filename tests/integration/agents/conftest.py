@@ -144,10 +144,13 @@ class Agents:
         work = self.root / name
         work.mkdir(parents=True, exist_ok=True)
         argv = [opsflow_executable(), "agent", "--server", self.server.url]
-        argv += ["--token", token or self.token(_pool_of(args)), "--work-dir", str(work), *args]
+        argv += ["--work-dir", str(work), *args]
+        # The token goes in OPSFLOW_TOKEN, as the docs say: never on the command line, where
+        # every user of the machine can read it in the process list.
+        env = {**clean_env(), "OPSFLOW_TOKEN": token or self.token(_pool_of(args))}
         with (work / "agent.log").open("ab") as out:
             process = subprocess.Popen(
-                argv, env=clean_env(), stdout=out, stderr=subprocess.STDOUT, cwd=work
+                argv, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=work
             )
         self.processes[name] = process
         return process

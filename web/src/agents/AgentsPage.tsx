@@ -74,7 +74,7 @@ export default function AgentsPage() {
       {agents.isPending && <p className="muted">Loading…</p>}
       {agents.data && list.length === 0 && (
         <div className="empty">
-          <p>No agent has connected yet. Start one with <code>opsflow agent --server URL --token TOKEN</code>.</p>
+          <p>No agent has connected yet. Start one with <code>OPSFLOW_TOKEN=TOKEN opsflow agent --server URL</code>.</p>
         </div>
       )}
       {list.length > 0 && (
@@ -255,7 +255,7 @@ function AgentTokens() {
       {tokens.isError && <ErrorMessage error={tokens.error} onRetry={() => void tokens.refetch()} />}
       {tokens.data && tokens.data.length === 0 && (
         <div className="empty">
-          <p>No agent tokens yet. A remote agent needs one: <code>opsflow agent --server URL --token TOKEN</code>.</p>
+          <p>No agent tokens yet. A remote agent needs one: <code>OPSFLOW_TOKEN=TOKEN opsflow agent --server URL</code>.</p>
         </div>
       )}
       {tokens.data && tokens.data.length > 0 && (
@@ -337,7 +337,7 @@ function NewAgentToken({ onClose }: { onClose: () => void }) {
           <code data-token-secret>{created.token}</code>
         </div>
         <p className="small muted">
-          Start an agent of pool {created.pool} with <code>opsflow agent --server {window.location.origin} --token …</code>
+          Start an agent of pool {created.pool} with <code>OPSFLOW_TOKEN=… opsflow agent --server {window.location.origin}</code>
         </p>
       </Dialog>
     );
