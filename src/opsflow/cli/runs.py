@@ -25,7 +25,7 @@ from opsflow.cli.output import (
     stdout,
     table,
 )
-from opsflow.status import ExecutionStatus, StepStatus
+from opsflow.status import ExecutionStatus, JobStatus, StepStatus
 from opsflow.words import counted, did_you_mean
 
 executions_app = typer.Typer(help="List and inspect executions.", no_args_is_help=True)
@@ -75,14 +75,56 @@ def _parse_params(values: list[str]) -> dict[str, str]:
     return params
 
 
-def _reason_news(client: ApiClient, execution_id: str, shown: dict[str, str]) -> None:
+AGENT_WAIT = "agent:"  # marks, in what `_reason_news` showed, a step waiting for an agent
+
+
+def agent_wait(step: dict[str, Any]) -> str | None:
+    """The pending reason of a step that runs but whose only active job still waits for an
+    agent (no online agent in its pool, or no free slot); None when an agent has it or nothing
+    holds it up. ``step`` is a ``steps[]`` item of ``GET /executions/{id}``."""
+    reason = step.get("pending_reason")
+    if step.get("status") != StepStatus.RUNNING or not reason:
+        return None
+    active = [j for j in step.get("jobs") or [] if not JobStatus(j["status"]).terminal]
+    if active and all(j["status"] == JobStatus.PENDING for j in active):
+        return str(reason)
+    return None
+
+
+def _step_line(step_id: str, status: str, reason: str | None) -> Text:
+    """``  <step> <status>``, or ``  <step> waiting for an agent: <reason>`` instead of
+    ``running`` while its job waits for an agent."""
+    if reason is not None:
+        return Text(f"  {step_id} ").append(f"waiting for an agent: {reason}", style="yellow")
+    return Text(f"  {step_id} ").append_text(_styled(status))
+
+
+def _reason_news(
+    client: ApiClient, execution_id: str, shown: dict[str, str], only: str | None = None
+) -> None:
     """Print the pending reason of each started step (running or waiting: not the ones that
-    only wait for their needs) that is new since the last look."""
+    only wait for their needs) that is new since the last look; a step waiting for an agent
+    as ``<step> waiting for an agent: <reason>``. With ``only``, a step event of that step
+    whose status is running is printed here too (as waiting for an agent, when it is)."""
     detail = client.get(f"/executions/{execution_id}")
     for step in detail.get("steps", []):
         reason = step.get("pending_reason")
+        waiting = agent_wait(step)
+        was_waiting = shown.get(step["id"], "").startswith(AGENT_WAIT)
+        if step["id"] == only or (was_waiting and waiting is None):
+            # Its step event, or an agent took the job it waited with: say how it is now.
+            if step["id"] == only or step.get("status") == StepStatus.RUNNING:
+                stdout.print(_step_line(step["id"], StepStatus.RUNNING, waiting))
+            shown.pop(step["id"], None)
+            if waiting is not None:
+                shown[step["id"]] = AGENT_WAIT + waiting
+                continue
+        if waiting is not None and shown.get(step["id"]) != AGENT_WAIT + waiting:
+            shown[step["id"]] = AGENT_WAIT + waiting
+            stdout.print(_step_line(step["id"], StepStatus.RUNNING, waiting))
+            continue
         started = step.get("status") in (StepStatus.RUNNING, StepStatus.WAITING)
-        if reason and started and shown.get(step["id"]) != reason:
+        if reason and started and waiting is None and shown.get(step["id"]) != reason:
             shown[step["id"]] = reason
             stdout.print(Text(f"  {step['id']} ").append(reason, style="yellow"))
 
@@ -106,11 +148,15 @@ def _watch(
                 line.append(f": {d['reason']}", style="dim")
             stdout.print(line)
         elif event.kind == "step":
+            if d.get("status") == StepStatus.RUNNING and not d.get("reason"):
+                # Running, or only queued for an agent: the step's jobs tell (printed there).
+                _reason_news(client, execution_id, shown, only=str(d.get("step")))
+                continue
             line = Text(f"  {d.get('step')} ").append_text(_styled(d.get("status", "")))
             if d.get("reason"):
                 line.append(f"  {d['reason']}", style="dim")
             stdout.print(line)
-            if d.get("status") in (StepStatus.RUNNING, StepStatus.WAITING):
+            if d.get("status") == StepStatus.WAITING:
                 _reason_news(client, execution_id, shown)
         elif event.kind == IDLE:
             _reason_news(client, execution_id, shown)

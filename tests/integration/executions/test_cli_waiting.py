@@ -85,6 +85,9 @@ def test_run_follow_says_no_agent_serves_the_pool_and_cancel_takes_a_short_id(
     try:
         seen = _read_until(follow, "no agent serves pool us-east")
         execution_id = execution_id_in("".join(seen))
+        # The step's job waits for an agent: said so with the reason, never as "running".
+        (waits,) = [x.strip() for x in seen if x.strip().startswith("plan-us ")]
+        assert waits == "plan-us waiting for an agent: no agent serves pool us-east", seen
 
         shown = server.cli("executions", "show", execution_id[:7])
         assert shown.returncode == 0, shown.stdout + shown.stderr
