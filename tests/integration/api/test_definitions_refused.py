@@ -42,7 +42,7 @@ def _errors(body: dict[str, object]) -> dict[str, dict[str, object]]:
 def test_validate_accepts_a_good_definition(client: TestClient) -> None:
     response = client.post("/api/v1/workflows/validate", content=hello_yaml(), headers=YAML)
     assert response.status_code == 200
-    assert response.json() == {"valid": True, "id": "hello"}
+    assert response.json() == {"valid": True, "id": "hello", "warnings": []}
 
 
 def test_every_problem_of_a_file_is_reported_at_once_with_its_line(client: TestClient) -> None:
