@@ -17,7 +17,7 @@ import httpx
 import typer
 
 from opsflow import __version__
-from opsflow.cli.output import CliError, UsageError
+from opsflow.cli.output import CliError, OutputFormat, UsageError, confirm, print_json, say
 from opsflow.errors import Problem
 
 DEFAULT_URL = "http://127.0.0.1:8321"
@@ -217,3 +217,17 @@ def client_for(ctx: typer.Context) -> ApiClient:
     client = ApiClient(connection)
     ctx.call_on_close(client.close)
     return client
+
+
+def delete_confirmed(
+    ctx: typer.Context, path: str, name: str, question: str, *, yes: bool, output: OutputFormat
+) -> None:
+    """Ask ``question`` (unless ``yes``), DELETE ``path`` (relative to /api/v1), then print the
+    answer as JSON or ``<name>: deleted``. Raises ``UsageError`` without a terminal or
+    ``--yes``, and the API's problem as ``CliError``."""
+    confirm(question, yes=yes)
+    body = client_for(ctx).delete(path)
+    if output is OutputFormat.JSON:
+        print_json(body)
+        return
+    say(f"{name}: deleted")

@@ -15,15 +15,15 @@ from typing import Annotated, Any
 import typer
 import yaml
 
-from opsflow.cli.client import client_for
+from opsflow.cli.client import client_for, delete_confirmed
 from opsflow.cli.output import (
     CliError,
     OutputFormat,
     OutputOption,
     UsageError,
+    YesOption,
     age,
     cell,
-    confirm,
     items_of,
     print_json,
     say,
@@ -233,16 +233,18 @@ def test(
 def delete(
     ctx: typer.Context,
     name: NameArgument,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    yes: YesOption = False,
     output: OutputOption = OutputFormat.TEXT,
 ) -> None:
     """Delete a connection; steps that name it fail at once from then on."""
-    confirm(f"delete connection {name}? steps that use it will fail", yes=yes)
-    body = client_for(ctx).delete(f"/connections/{name}")
-    if output is OutputFormat.JSON:
-        print_json(body)
-        return
-    say(f"{name}: deleted")
+    delete_confirmed(
+        ctx,
+        f"/connections/{name}",
+        name,
+        f"delete connection {name}? steps that use it will fail",
+        yes=yes,
+        output=output,
+    )
 
 
 def register(root: typer.Typer) -> None:

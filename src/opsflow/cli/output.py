@@ -48,6 +48,7 @@ OutputOption = Annotated[
         help="text for people, json (the API's own JSON) for scripts.",
     ),
 ]
+YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 
 
 class CliError(OpsflowError):

@@ -7,14 +7,14 @@ from typing import Annotated, Any
 
 import typer
 
-from opsflow.cli.client import client_for
+from opsflow.cli.client import client_for, delete_confirmed
 from opsflow.cli.output import (
     OutputFormat,
     OutputOption,
     UsageError,
+    YesOption,
     age,
     cell,
-    confirm,
     items_of,
     print_json,
     say,
@@ -123,16 +123,18 @@ def set_secret(
 def delete(
     ctx: typer.Context,
     name: NameArgument,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    yes: YesOption = False,
     output: OutputOption = OutputFormat.TEXT,
 ) -> None:
     """Delete a secret; workflows that use it fail from then on."""
-    confirm(f"delete secret {name}? workflows that use it will fail", yes=yes)
-    body = client_for(ctx).delete(f"/secrets/{name}")
-    if output is OutputFormat.JSON:
-        print_json(body)
-        return
-    say(f"{name}: deleted")
+    delete_confirmed(
+        ctx,
+        f"/secrets/{name}",
+        name,
+        f"delete secret {name}? workflows that use it will fail",
+        yes=yes,
+        output=output,
+    )
 
 
 def register(root: typer.Typer) -> None:

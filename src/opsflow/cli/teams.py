@@ -6,13 +6,13 @@ from typing import Annotated, Any
 
 import typer
 
-from opsflow.cli.client import client_for
+from opsflow.cli.client import client_for, delete_confirmed
 from opsflow.cli.output import (
     OutputFormat,
     OutputOption,
+    YesOption,
     age,
     cell,
-    confirm,
     items_of,
     print_json,
     say,
@@ -92,16 +92,11 @@ def remove_member(
 def delete(
     ctx: typer.Context,
     team: TeamName,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    yes: YesOption = False,
     output: OutputOption = OutputFormat.TEXT,
 ) -> None:
     """Delete a team (approvals naming it then match nobody)."""
-    confirm(f"delete team {team}?", yes=yes)
-    body = client_for(ctx).delete(f"/teams/{team}")
-    if output is OutputFormat.JSON:
-        print_json(body)
-        return
-    say(f"{team}: deleted")
+    delete_confirmed(ctx, f"/teams/{team}", team, f"delete team {team}?", yes=yes, output=output)
 
 
 def register(root: typer.Typer) -> None:

@@ -9,14 +9,14 @@ from typing import Annotated, Any
 import typer
 
 from opsflow.auth.permissions import Role
-from opsflow.cli.client import client_for
+from opsflow.cli.client import client_for, delete_confirmed
 from opsflow.cli.output import (
     OutputFormat,
     OutputOption,
     UsageError,
+    YesOption,
     age,
     cell,
-    confirm,
     items_of,
     print_json,
     say,
@@ -135,16 +135,11 @@ def enable(ctx: typer.Context, name: UserName, output: OutputOption = OutputForm
 def delete(
     ctx: typer.Context,
     name: UserName,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    yes: YesOption = False,
     output: OutputOption = OutputFormat.TEXT,
 ) -> None:
     """Delete a user and their tokens."""
-    confirm(f"delete user {name}?", yes=yes)
-    body = client_for(ctx).delete(f"/users/{name}")
-    if output is OutputFormat.JSON:
-        print_json(body)
-        return
-    say(f"{name}: deleted")
+    delete_confirmed(ctx, f"/users/{name}", name, f"delete user {name}?", yes=yes, output=output)
 
 
 def register(root: typer.Typer) -> None:

@@ -6,14 +6,14 @@ from typing import Annotated, Any
 
 import typer
 
-from opsflow.cli.client import client_for
+from opsflow.cli.client import client_for, delete_confirmed
 from opsflow.cli.output import (
     OutputFormat,
     OutputOption,
     UsageError,
+    YesOption,
     age,
     cell,
-    confirm,
     items_of,
     print_json,
     say,
@@ -230,16 +230,18 @@ def duplicate(
 def delete(
     ctx: typer.Context,
     workflow_id: WorkflowId,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    yes: YesOption = False,
     output: OutputOption = OutputFormat.TEXT,
 ) -> None:
     """Delete a workflow; its runs and versions stay readable in history."""
-    confirm(f"delete workflow {workflow_id}?", yes=yes)
-    body = client_for(ctx).delete(f"/workflows/{workflow_id}")
-    if output is OutputFormat.JSON:
-        print_json(body)
-        return
-    say(f"{workflow_id}: deleted")
+    delete_confirmed(
+        ctx,
+        f"/workflows/{workflow_id}",
+        workflow_id,
+        f"delete workflow {workflow_id}?",
+        yes=yes,
+        output=output,
+    )
 
 
 def register(root: typer.Typer) -> None:
