@@ -10,6 +10,7 @@ import { ErrorMessage } from "../components/ErrorMessage";
 import { exactTime, relativeTime } from "../components/format";
 import { useNow, useRowKeys } from "../components/hooks";
 import { useToast } from "../components/Toast";
+import { useConfirmedAction } from "../components/useConfirmedAction";
 import "../settings/admin.css";
 
 type Agent = Schemas["AgentOut"];
@@ -218,16 +219,12 @@ function DrainDialog({ agent, onClose }: { agent: Agent; onClose: () => void }) 
 }
 
 function RevokeAgent({ agent, onClose }: { agent: Agent; onClose: () => void }) {
-  const client = useQueryClient();
-  const toast = useToast();
-  const revoke = useMutation({
-    mutationFn: () => call(api.POST("/api/v1/agents/{agent_id}/revoke", { params: { path: { agent_id: agent.id } } })),
-    onSuccess: (t) => {
-      toast.ok(`Revoked agent token ${t.name || t.id} (pool ${t.pool}): ${t.agents.join(", ")} refused from now on`);
-      void client.invalidateQueries({ queryKey: ["agents"] });
-      onClose();
-    },
-    onError: (err) => toast.error(err, `Revoking ${agent.id}`),
+  const revoke = useConfirmedAction({
+    run: () => call(api.POST("/api/v1/agents/{agent_id}/revoke", { params: { path: { agent_id: agent.id } } })),
+    done: (t) => `Revoked agent token ${t.name || t.id} (pool ${t.pool}): ${t.agents.join(", ")} refused from now on`,
+    doing: `Revoking ${agent.id}`,
+    invalidate: "agents",
+    onClose,
   });
   return (
     <ConfirmDialog title={`Revoke ${agent.id}?`} confirmLabel={`Revoke ${agent.id}`} busy={revoke.isPending} onConfirm={() => revoke.mutate()} onClose={onClose}>
@@ -376,16 +373,12 @@ function NewAgentToken({ onClose }: { onClose: () => void }) {
 }
 
 function RevokeAgentToken({ token, onClose }: { token: AgentToken; onClose: () => void }) {
-  const client = useQueryClient();
-  const toast = useToast();
-  const revoke = useMutation({
-    mutationFn: () => call(api.DELETE("/api/v1/agents/tokens/{token_id}", { params: { path: { token_id: token.id } } })),
-    onSuccess: () => {
-      toast.ok(`Revoked agent token ${token.name || token.id}`);
-      void client.invalidateQueries({ queryKey: ["agents"] });
-      onClose();
-    },
-    onError: (err) => toast.error(err, `Revoking ${token.name || token.id}`),
+  const revoke = useConfirmedAction({
+    run: () => call(api.DELETE("/api/v1/agents/tokens/{token_id}", { params: { path: { token_id: token.id } } })),
+    done: () => `Revoked agent token ${token.name || token.id}`,
+    doing: `Revoking ${token.name || token.id}`,
+    invalidate: "agents",
+    onClose,
   });
   return (
     <ConfirmDialog

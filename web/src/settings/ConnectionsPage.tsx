@@ -9,6 +9,7 @@ import { ErrorMessage } from "../components/ErrorMessage";
 import { exactTime, relativeTime } from "../components/format";
 import { StatusIcon } from "../components/status";
 import { useToast } from "../components/Toast";
+import { useConfirmedAction } from "../components/useConfirmedAction";
 
 type Connection = Schemas["ConnectionOut"];
 type ConnectionType = Connection["type"];
@@ -338,16 +339,12 @@ function FieldInput({ field, value, isSet, onChange }: { field: FieldSpec; value
 }
 
 function DeleteConnection({ connection, onClose }: { connection: Connection; onClose: () => void }) {
-  const client = useQueryClient();
-  const toast = useToast();
-  const remove = useMutation({
-    mutationFn: () => call(api.DELETE("/api/v1/connections/{name}", { params: { path: { name: connection.name } } })),
-    onSuccess: () => {
-      toast.ok(`Deleted connection ${connection.name}`);
-      void client.invalidateQueries({ queryKey: ["connections"] });
-      onClose();
-    },
-    onError: (err) => toast.error(err, `Deleting ${connection.name}`),
+  const remove = useConfirmedAction({
+    run: () => call(api.DELETE("/api/v1/connections/{name}", { params: { path: { name: connection.name } } })),
+    done: () => `Deleted connection ${connection.name}`,
+    doing: `Deleting ${connection.name}`,
+    invalidate: "connections",
+    onClose,
   });
   return (
     <ConfirmDialog title={`Delete connection ${connection.name}?`} confirmLabel={`Delete ${connection.name}`} busy={remove.isPending} onConfirm={() => remove.mutate()} onClose={onClose}>

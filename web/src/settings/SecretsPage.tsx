@@ -7,6 +7,7 @@ import { ConfirmDialog, Dialog } from "../components/Dialog";
 import { ErrorMessage } from "../components/ErrorMessage";
 import { exactTime, relativeTime } from "../components/format";
 import { useToast } from "../components/Toast";
+import { useConfirmedAction } from "../components/useConfirmedAction";
 
 type Secret = Schemas["SecretOut"];
 
@@ -134,16 +135,12 @@ function SecretDialog({ secret, onClose }: { secret: Secret | null; onClose: () 
 }
 
 function DeleteSecret({ secret, onClose }: { secret: Secret; onClose: () => void }) {
-  const client = useQueryClient();
-  const toast = useToast();
-  const remove = useMutation({
-    mutationFn: () => call(api.DELETE("/api/v1/secrets/{name}", { params: { path: { name: secret.name } } })),
-    onSuccess: () => {
-      toast.ok(`Deleted secret ${secret.name}`);
-      void client.invalidateQueries({ queryKey: ["secrets"] });
-      onClose();
-    },
-    onError: (err) => toast.error(err, `Deleting ${secret.name}`),
+  const remove = useConfirmedAction({
+    run: () => call(api.DELETE("/api/v1/secrets/{name}", { params: { path: { name: secret.name } } })),
+    done: () => `Deleted secret ${secret.name}`,
+    doing: `Deleting ${secret.name}`,
+    invalidate: "secrets",
+    onClose,
   });
   return (
     <ConfirmDialog title={`Delete secret ${secret.name}?`} confirmLabel={`Delete ${secret.name}`} busy={remove.isPending} onConfirm={() => remove.mutate()} onClose={onClose}>

@@ -6,6 +6,7 @@ import { useCan } from "../auth/session";
 import { ConfirmDialog, Dialog } from "../components/Dialog";
 import { ErrorMessage } from "../components/ErrorMessage";
 import { useToast } from "../components/Toast";
+import { useConfirmedAction } from "../components/useConfirmedAction";
 
 type Team = Schemas["TeamOut"];
 
@@ -166,16 +167,12 @@ function NewTeam({ onClose }: { onClose: () => void }) {
 }
 
 function DeleteTeam({ team, onClose }: { team: Team; onClose: () => void }) {
-  const client = useQueryClient();
-  const toast = useToast();
-  const remove = useMutation({
-    mutationFn: () => call(api.DELETE("/api/v1/teams/{team}", { params: { path: { team: team.name } } })),
-    onSuccess: () => {
-      toast.ok(`Deleted team ${team.name}`);
-      void client.invalidateQueries({ queryKey: ["teams"] });
-      onClose();
-    },
-    onError: (err) => toast.error(err, `Deleting team ${team.name}`),
+  const remove = useConfirmedAction({
+    run: () => call(api.DELETE("/api/v1/teams/{team}", { params: { path: { team: team.name } } })),
+    done: () => `Deleted team ${team.name}`,
+    doing: `Deleting team ${team.name}`,
+    invalidate: "teams",
+    onClose,
   });
   return (
     <ConfirmDialog title={`Delete team ${team.name}?`} confirmLabel={`Delete ${team.name}`} busy={remove.isPending} onConfirm={() => remove.mutate()} onClose={onClose}>

@@ -8,6 +8,7 @@ import { ConfirmDialog, Dialog } from "../components/Dialog";
 import { ErrorMessage } from "../components/ErrorMessage";
 import { exactTime, relativeTime } from "../components/format";
 import { useToast } from "../components/Toast";
+import { useConfirmedAction } from "../components/useConfirmedAction";
 
 type Token = Schemas["TokenOut"];
 type Created = Schemas["TokenCreated"];
@@ -171,16 +172,12 @@ function NewToken({ admin, onClose }: { admin: boolean; onClose: () => void }) {
 }
 
 function RevokeToken({ token, onClose }: { token: Token; onClose: () => void }) {
-  const client = useQueryClient();
-  const toast = useToast();
-  const revoke = useMutation({
-    mutationFn: () => call(api.DELETE("/api/v1/tokens/{token_id}", { params: { path: { token_id: token.id } } })),
-    onSuccess: () => {
-      toast.ok(`Revoked token ${token.name || token.id} of ${token.user}`);
-      void client.invalidateQueries({ queryKey: ["tokens"] });
-      onClose();
-    },
-    onError: (err) => toast.error(err, `Revoking ${token.name || token.id}`),
+  const revoke = useConfirmedAction({
+    run: () => call(api.DELETE("/api/v1/tokens/{token_id}", { params: { path: { token_id: token.id } } })),
+    done: () => `Revoked token ${token.name || token.id} of ${token.user}`,
+    doing: `Revoking ${token.name || token.id}`,
+    invalidate: "tokens",
+    onClose,
   });
   return (
     <ConfirmDialog

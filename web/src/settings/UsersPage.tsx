@@ -7,6 +7,7 @@ import { ConfirmDialog, Dialog } from "../components/Dialog";
 import { ErrorMessage } from "../components/ErrorMessage";
 import { exactTime, relativeTime } from "../components/format";
 import { useToast } from "../components/Toast";
+import { useConfirmedAction } from "../components/useConfirmedAction";
 
 type User = Schemas["UserOut"];
 type Role = Schemas["Role"];
@@ -173,16 +174,12 @@ function UserDialog({ user, onClose }: { user?: User; onClose: () => void }) {
 }
 
 function DeleteUser({ user, onClose }: { user: User; onClose: () => void }) {
-  const client = useQueryClient();
-  const toast = useToast();
-  const remove = useMutation({
-    mutationFn: () => call(api.DELETE("/api/v1/users/{name}", { params: { path: { name: user.name } } })),
-    onSuccess: () => {
-      toast.ok(`Deleted user ${user.name}`);
-      void client.invalidateQueries({ queryKey: ["users"] });
-      onClose();
-    },
-    onError: (err) => toast.error(err, `Deleting ${user.name}`),
+  const remove = useConfirmedAction({
+    run: () => call(api.DELETE("/api/v1/users/{name}", { params: { path: { name: user.name } } })),
+    done: () => `Deleted user ${user.name}`,
+    doing: `Deleting ${user.name}`,
+    invalidate: "users",
+    onClose,
   });
   return (
     <ConfirmDialog title={`Delete user ${user.name}?`} confirmLabel={`Delete ${user.name}`} busy={remove.isPending} onConfirm={() => remove.mutate()} onClose={onClose}>
