@@ -12,15 +12,19 @@ server lacks writes to the server's log. (``api-deploy`` has its own test.)
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+from xml.sax.saxutils import escape
 
 import httpx
 import pytest
@@ -78,6 +82,7 @@ def _handler(stand_in: StandIn) -> type[BaseHTTPRequestHandler]:
             {"status": "success", "data": {"result": [{"value": [1700000000, "0.93"]}]}},
         ),
         "/notify/": (200, {"ok": True}),
+        "/edge/": (200, {"release": "ok"}),
     }
 
     class Handler(BaseHTTPRequestHandler):
@@ -148,6 +153,7 @@ def _stand_in_examples(target: Path, url: str, web_root: Path) -> Path:
             ("https://web.example.internal", f"{url}/site/prod"),
         ],
         "promote-release/deploy.yml": [("/srv/web", str(web_root))],
+        "multi-region-rollout": [("https://edge.example.internal", f"{url}/edge")],
     }
     for name, pairs in rewrites.items():
         path = target / name if name.endswith(".yml") else target / name / "workflow.yaml"
@@ -443,3 +449,186 @@ def test_promote_release_goes_through_dev_and_test_then_two_approvals_to_product
     assert f"opsflow approve {execution_id} approve-prod" in asked
     assert released == f"{RELEASE} is live in production."
     assert _step(detail, "promotion-failed")["status"] == "skipped"
+
+
+@contextmanager
+def _agent_of(
+    demo: Demo, pool: str, work: Path, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A real ``opsflow agent`` of ``pool`` connected to the demo (its token made through the
+    API and given in OPSFLOW_TOKEN, as the docs say); stopped when the block ends."""
+    token = demo.api("POST", "/agents/tokens", json={"pool": pool, "name": f"examples-{pool}"})
+    work.mkdir(parents=True, exist_ok=True)
+    argv = [opsflow_executable(), "agent", "--server", demo.url, "--pool", pool]
+    argv += ["--work-dir", str(work)]
+    with (work / "agent.log").open("ab") as out:
+        process = subprocess.Popen(
+            argv,
+            env={**clean_env(), **(env or {}), "OPSFLOW_TOKEN": token["token"]},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=work,
+        )
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@dataclass
+class Bucket:
+    """What the S3 stand-in holds: (bucket, key) -> (bytes, last modified)."""
+
+    url: str
+    objects: dict[tuple[str, str], tuple[bytes, dt.datetime]] = field(default_factory=dict)
+
+
+def _s3_handler(bucket: Bucket) -> type[BaseHTTPRequestHandler]:
+    """The three S3 calls the backup example's aws CLI makes, in S3's own wire format:
+    PutObject, ListObjectsV2 (XML) and DeleteObject, path-style."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _target(self) -> tuple[str, str, dict[str, list[str]]]:
+            parts = urlsplit(self.path)
+            name, _, key = unquote(parts.path).lstrip("/").partition("/")
+            return name, key, parse_qs(parts.query)
+
+        def _reply(self, status: int, body: bytes = b"", kind: str = "application/xml") -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("ETag", '"stand-in"')
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_PUT(self) -> None:
+            name, key, _ = self._target()
+            data = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            bucket.objects[(name, key)] = (data, dt.datetime.now(dt.UTC))
+            self._reply(200)
+
+        def do_GET(self) -> None:
+            name, _, query = self._target()
+            prefix = query.get("prefix", [""])[0]
+            listed = [
+                f"<Contents><Key>{escape(key)}</Key>"
+                f"<LastModified>{when.strftime('%Y-%m-%dT%H:%M:%S.000Z')}</LastModified>"
+                f'<ETag>"stand-in"</ETag><Size>{len(data)}</Size>'
+                "<StorageClass>STANDARD</StorageClass></Contents>"
+                for (b, key), (data, when) in sorted(bucket.objects.items())
+                if b == name and key.startswith(prefix)
+            ]
+            body = (
+                '<?xml version="1.0" encoding="UTF-8"?><ListBucketResult '
+                'xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+                f"<Name>{escape(name)}</Name><Prefix>{escape(prefix)}</Prefix>"
+                f"<KeyCount>{len(listed)}</KeyCount><MaxKeys>1000</MaxKeys>"
+                f"<IsTruncated>false</IsTruncated>{''.join(listed)}</ListBucketResult>"
+            )
+            self._reply(200, body.encode())
+
+        def do_DELETE(self) -> None:
+            name, key, _ = self._target()
+            bucket.objects.pop((name, key), None)
+            self._reply(204)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    return Handler
+
+
+@pytest.fixture
+def s3() -> Iterator[Bucket]:
+    port = free_port()
+    found = Bucket(f"http://127.0.0.1:{port}")
+    httpd = ThreadingHTTPServer(("127.0.0.1", port), _s3_handler(found))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield found
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.mark.timeout(300)
+def test_nightly_db_backup_dumps_uploads_and_prunes_on_an_agent_of_pool_db_hosts(
+    demo: Demo, s3: Bucket, tmp_path: Path
+) -> None:
+    old = "postgres/test/test-20200101T000000Z.dump"
+    s3.objects[("example-backups", old)] = (b"old", dt.datetime(2020, 1, 1, tzinfo=dt.UTC))
+    demo.api("PUT", "/secrets/ORDERS_DB_PASSWORD", json={"value": "orders-db-password-x"})
+    applied = demo.cli("apply", "-f", str(demo.examples / "nightly-db-backup"))
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    agent_env = {
+        # pg_dump reaches the test PostgreSQL (trust), the aws CLI the S3 stand-in.
+        "PGHOST": "127.0.0.1",
+        "PGPORT": "5432",
+        "PGUSER": "postgres",
+        "AWS_ENDPOINT_URL": s3.url,
+        "AWS_ACCESS_KEY_ID": "stand-in",
+        "AWS_SECRET_ACCESS_KEY": "stand-in-secret",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "TMPDIR": str(tmp_path),
+    }
+    with _agent_of(demo, "db-hosts", tmp_path / "agent", agent_env):
+        detail = demo.run("nightly-db-backup", "database=test")
+    assert detail["status"] == "completed", _why(detail)
+    dumped = _step(detail, "dump")["outputs"]
+    assert int(dumped["bytes"]) > 0
+    uploaded = _step(detail, "upload")["outputs"]["uploaded"]
+    key = uploaded.removeprefix("s3://example-backups/")
+    assert key.startswith("postgres/test/test-") and key.endswith(".dump"), uploaded
+    data, _ = s3.objects[("example-backups", key)]
+    assert data.startswith(b"PGDMP") and len(data) == int(dumped["bytes"])  # pg_dump's format
+    assert ("example-backups", old) not in s3.objects  # older than keep_days: pruned
+    assert str(_step(detail, "cleanup")["outputs"]["deleted"]) == "1"
+    assert not Path(dumped["file"]).exists()  # the upload removed the local dump
+    assert _step(detail, "report-failure")["status"] == "skipped"
+
+
+@pytest.mark.timeout(300)
+def test_multi_region_rollout_plans_asks_once_applies_both_regions_and_verifies(
+    demo: Demo, stand_in: StandIn, tmp_path: Path
+) -> None:
+    applied = demo.cli("apply", "-f", str(demo.examples / "multi-region-rollout"))
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    with (
+        _agent_of(demo, "us-east", tmp_path / "us-east"),
+        _agent_of(demo, "eu-west", tmp_path / "eu-west"),
+    ):
+        started = demo.cli("run", "multi-region-rollout", "-p", "release=v7")
+        assert started.returncode == 0, started.stdout + started.stderr
+        execution_id = started.stdout.split()[2]
+        demo.wait_for(execution_id, "approve", "waiting")
+        waiting = demo.api("GET", f"/executions/{execution_id}")
+        gate = demo.api("GET", f"/executions/{execution_id}/approvals/approve")
+        assert "Roll out v7?" in gate["message"], gate
+        assert "US: +3 ~0 -0;" in gate["message"] and "EU: +2 ~0 -0." in gate["message"], gate
+        assert _step(waiting, "approve")["pending_reason"].startswith("waiting for approval")
+        # The demo's admin is in team platform (api-deploy's gate names it).
+        answered = demo.cli("approve", execution_id[:8], "approve", "-n", "ship it")
+        assert answered.returncode == 0, answered.stdout + answered.stderr
+        demo.wait_for(execution_id, "rolled-out", "succeeded")
+    detail = demo.api("GET", f"/executions/{execution_id}")
+    assert detail["status"] == "completed", _why(detail)
+    for step in ("plan-us", "plan-eu", "apply-us", "apply-eu", "verify"):
+        assert _step(detail, step)["status"] == "succeeded", _why(detail)
+    assert _step(detail, "region-failed")["status"] == "skipped"
+    [checked] = stand_in.to("/edge/")
+    assert (checked.method, checked.path) == ("GET", "/edge/release")
+    # Each region's apply wrote its own workspace's state (the plan's, never the other's).
+    states = {s["name"]: s for s in demo.api("GET", "/tfstate")}
+    for region, nodes in (("us-east", 3), ("eu-west", 2)):
+        state = states[f"multi-region-rollout/infra/{region}"]
+        assert state["current"] is not None, states
+        outputs = _step(detail, f"apply-{region.split('-')[0]}")["outputs"]
+        assert len(json.dumps(outputs)) > 2, outputs
+        assert f"edge-{region}-{nodes - 1}" in json.dumps(outputs), outputs
+    assert "notify channel deploys: v7 is live in us-east and eu-west." in demo.log.read_text()
