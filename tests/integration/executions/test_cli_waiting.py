@@ -15,7 +15,7 @@ from opsflow.store.runs import EX
 from tests.conftest import BACKENDS
 from tests.servers import fresh_database, opsflow_executable
 
-from .test_cli import Server, execution_id_in, start_server
+from .test_cli import Server, _wait_status, execution_id_in, start_server
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -39,6 +39,21 @@ steps:
       while [ ! -e "$GATE" ]; do sleep 0.05; done
       echo "line 4"
 """
+SHOWN = """\
+id: cli-shown
+params:
+  mark: {type: string, required: true}
+steps:
+  - id: flaky
+    type: script
+    shell: sh
+    env: {MARK: "{{ params.mark }}"}
+    run: |
+      echo "greeting=hi" >> "$OPSFLOW_OUTPUT"
+      [ -e "$MARK" ]
+  - {id: gate, type: approval, message: "Go ahead?", needs: [flaky]}
+  - {id: last, type: script, shell: sh, run: "exit 5", needs: [gate], allow_skip: true}
+"""
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -51,7 +66,9 @@ def db_url(
 @pytest.fixture(scope="module")
 def server(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     yield from start_server(
-        db_url, tmp_path_factory, {"remote": (REMOTE, {}), "gated": (GATED, {})}
+        db_url,
+        tmp_path_factory,
+        {"remote": (REMOTE, {}), "gated": (GATED, {}), "shown": (SHOWN, {})},
     )
 
 
@@ -192,3 +209,66 @@ def test_apply_of_a_lone_file_sends_only_the_files_it_names_and_lists_them(
     ran = server.cli("run", "cli-lone", "--follow")
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert "[run] from the named file" in ran.stdout
+
+
+def test_every_command_taking_an_execution_id_takes_a_short_one_and_show_tells_each_attempt(
+    server: Server, tmp_path: Path
+) -> None:
+    """retry, approve, skip and executions show on a 6-character prefix (cancel, logs and show
+    are above); show gives each attempt its own status and the approver with the note."""
+    mark = tmp_path / "mark"
+    failed = server.cli("run", "cli-shown", "-p", f"mark={mark}", "--follow")
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    short = execution_id_in(failed.stdout)[:6]
+
+    mark.touch()
+    retried = server.cli("retry", short, "flaky")
+    assert retried.returncode == 0, retried.stdout + retried.stderr
+    execution_id = execution_id_in(failed.stdout)
+    _wait_status(server, execution_id, {"paused"})
+    approved = server.cli("approve", short, "gate", "-n", "looks right")
+    assert approved.returncode == 0, approved.stdout + approved.stderr
+    _wait_status(server, execution_id, {"failed"})
+    skipped = server.cli("skip", short, "last")
+    assert skipped.returncode == 0, skipped.stdout + skipped.stderr
+    _wait_status(server, execution_id, {"completed"})
+
+    shown = server.cli("executions", "show", short)
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    rows = [x.split() for x in shown.stdout.splitlines()]
+    assert ["flaky", "succeeded"] in [r[:2] for r in rows], shown.stdout
+    attempts = [r[:3] for r in rows if r[:1] == ["attempt"]]
+    # flaky's two attempts, then last's failed one; the step's status is not the attempts'.
+    assert attempts == [
+        ["attempt", "1", "failed"],
+        ["attempt", "2", "completed"],
+        ["attempt", "1", "failed"],
+    ], shown.stdout
+    assert "flaky: greeting=hi" in shown.stdout
+    assert 'gate: approved by admin via cli: "looks right"' in shown.stdout
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["executions", "show", "{id}"],
+        ["logs", "{id}"],
+        ["cancel", "{id}"],
+        ["approve", "{id}", "gate"],
+        ["reject", "{id}", "gate"],
+        ["retry", "{id}", "flaky"],
+        ["skip", "{id}", "flaky"],
+    ],
+    ids=lambda c: " ".join(c[: 2 if c[0] == "executions" else 1]),
+)
+def test_every_command_taking_an_execution_id_reads_a_prefix(
+    server: Server, command: list[str]
+) -> None:
+    """Each command resolves a prefix: under 6 characters is a usage error, an unknown one
+    says no execution id starts with it, neither reaches the server as an id."""
+    short = server.cli(*[x.replace("{id}", "abcde") for x in command])
+    assert short.returncode == 2, short.stdout + short.stderr
+    assert "too short" in short.stderr and "at least its first 6" in short.stderr
+    unknown = server.cli(*[x.replace("{id}", "fedcba9") for x in command])
+    assert unknown.returncode == 1, unknown.stdout + unknown.stderr
+    assert "no execution id starts with 'fedcba9'" in unknown.stderr, unknown.stderr
