@@ -259,6 +259,17 @@ def _too_deep(text: str) -> Finding | None:
                 depth -= 1
                 if depth == 1:
                     in_steps = False
+    except yaml.MarkedYAMLError as exc:
+        # libyaml stops at its own nesting limit (1,000 levels) while scanning ahead, before
+        # the events above reach MAX_DEPTH; composing it again would exhaust the stack.
+        if "maximum nesting depth" in str(exc.problem):
+            mark = exc.problem_mark or exc.context_mark
+            return Finding(
+                (),
+                f"the YAML is nested more than {MAX_DEPTH} levels deep",
+                position=_pos(mark) if mark else None,
+            )
+        return None  # composing reports it, with its place
     except yaml.YAMLError:
         return None  # composing reports it, with its place
     return None
@@ -274,6 +285,8 @@ def _python_error(text: str, exc: yaml.MarkedYAMLError) -> yaml.MarkedYAMLError:
         loader.get_single_node()
     except yaml.MarkedYAMLError as again:
         return again
+    except RecursionError:  # PyYAML's composer recurses per level: keep libyaml's words
+        return exc
     finally:
         loader.dispose()
     return exc

@@ -95,6 +95,23 @@ def test_json_nested_100000_deep_is_refused_on_every_route_that_reads_json(
     assert client.get("/api/v1/workflows").json()["total"] == 0
 
 
+def test_yaml_nested_100000_deep_is_refused_on_every_route_that_reads_a_definition(
+    client: TestClient,
+) -> None:
+    # Flow collections: libyaml stops at 1,000 levels before the depth check sees 65.
+    deep = "id: deep\nsteps: " + "[" * 100_000 + "]" * 100_000 + "\n"
+    for method, path in [
+        ("POST", "/api/v1/workflows"),
+        ("POST", "/api/v1/workflows/validate"),
+        ("PUT", "/api/v1/workflows/deep"),
+    ]:
+        for media in ("application/yaml", "text/plain"):
+            response = client.request(method, path, content=deep, headers={"Content-Type": media})
+            body = _problem(response, 422)
+            assert body["errors"][0]["msg"] == "the YAML is nested more than 64 levels deep", body
+    assert client.get("/api/v1/workflows").json()["total"] == 0
+
+
 def test_json_as_deep_as_allowed_reaches_the_route(client: TestClient) -> None:
     nested_params: Any = "x"
     for _ in range(MAX_JSON_DEPTH - 2):
