@@ -286,6 +286,15 @@ def test_cleanup_after_the_end_destroys_what_a_failed_run_applied(
     ]
     assert cleanup == [("apply", "completed")], cleanup
     assert _resources(server, state_name) == []
+    # The CLI names the cleanup job as such, not as another attempt, and shows the outputs.
+    shown = server.cli("executions", "show", eid[:6])
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    rows = [x.split()[:3] for x in shown.stdout.splitlines()]
+    after_apply = rows[[r[:2] for r in rows].index(["apply", "succeeded"]) + 1 :]
+    assert after_apply[0] == ["attempt", "1", "completed"], shown.stdout
+    assert after_apply[1][:2] == ["cleanup", "completed"], shown.stdout
+    assert "plan: changes +2 ~0 -0" in shown.stdout
+    assert "approve: approved by admin via api" in shown.stdout
     assert any(
         "cleanup requested by admin after the execution ended failed" in line["message"]
         for line in ex["engine_log"]
