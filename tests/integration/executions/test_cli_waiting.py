@@ -7,6 +7,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import insert, select
 
@@ -272,3 +273,33 @@ def test_every_command_taking_an_execution_id_reads_a_prefix(
     unknown = server.cli(*[x.replace("{id}", "fedcba9") for x in command])
     assert unknown.returncode == 1, unknown.stdout + unknown.stderr
     assert "no execution id starts with 'fedcba9'" in unknown.stderr, unknown.stderr
+
+
+def test_apply_warns_above_5_mib_and_refuses_above_50_mib_sending_nothing(
+    server: Server, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    (home / "scripts").mkdir(parents=True)
+    (home / "big.yaml").write_text(
+        "id: cli-big\nsteps:\n  - {id: run, type: script, shell: sh, file: scripts/run.sh}\n"
+    )
+    (home / "scripts" / "run.sh").write_text("echo big\n" + "#" * (6 * 1024 * 1024) + "\n")
+    warned = server.cli("apply", "-f", str(home / "big.yaml"), timeout=60)
+    assert warned.returncode == 0, warned.stdout + warned.stderr
+    assert "warning: " in warned.stderr and "uploading 6.0 MiB in 1 file" in warned.stderr
+    assert "sent big.yaml with 1 file (6.0 MiB): scripts/run.sh" in warned.stdout
+
+    (home / "huge.yaml").write_text(
+        "id: cli-huge\nsteps:\n  - {id: run, type: script, shell: sh, file: scripts/huge.sh}\n"
+    )
+    with (home / "scripts" / "huge.sh").open("wb") as sparse:
+        sparse.truncate(51 * 1024 * 1024)  # sparse: its size is all that is measured
+    refused = server.cli("apply", "-f", str(home / "huge.yaml"))
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "the files to upload pass 50.0 MiB" in refused.stderr
+    assert ".opsflowignore" in refused.stderr
+    missing = httpx.get(
+        f"{server.url}/api/v1/workflows/cli-huge",
+        headers={"Authorization": f"Bearer {server.token}"},
+    )
+    assert missing.status_code == 404, "nothing was created or sent"
