@@ -387,6 +387,47 @@ def _check_steps(d: _Definition) -> Iterator[Finding]:
             )
         if step.type == StepType.WORKFLOW and raw.get("workflow") == d.id:
             yield Finding((*loc, "workflow"), "a workflow step cannot run its own workflow")
+        yield from _fields_that_do_not_apply(loc, step.type, raw)
+
+
+# Fields every step has that some step types would silently ignore (docs/steps/workflow.md,
+# docs/reference/workflow-yaml.md): such a step runs no job, so nothing times it out, retries it
+# or places it. Refused, so a value written in the file is never one no step sees. A value
+# equal to the default (retries: 0, retry_delay: 0) changes nothing and stays valid.
+_NOT_APPLYING: dict[StepType, dict[str, str]] = {
+    StepType.WORKFLOW: {
+        "timeout": "the child run has its own workflow timeout: set timeout in the child workflow",
+        "retries": "a child run is not retried: retry the step by hand, or give the child's "
+        "steps retries",
+        "retry_delay": "a child run is not retried",
+        "agent": "the child's steps choose their own agents",
+    },
+    StepType.CONDITION: {
+        "timeout": "a condition is evaluated at once on the server",
+        "retries": "a condition is evaluated once; handle its failure with needs: [ID.failed]",
+        "retry_delay": "a condition is evaluated once",
+        "agent": "a condition is evaluated on the server, by no agent",
+    },
+    StepType.APPROVAL: {
+        "retries": "an answer is final; a rejection is handled with needs: [ID.rejected]",
+        "retry_delay": "an answer is final",
+        "agent": "an approval is answered by people, on the server",
+    },
+}
+
+
+def _fields_that_do_not_apply(
+    loc: tuple[str | int, ...], kind: StepType | None, raw: dict[str, Any]
+) -> Iterator[Finding]:
+    if kind is None:
+        return  # an unknown type is reported at steps[i].type
+    for name, why in _NOT_APPLYING.get(kind, {}).items():
+        value = raw.get(name)
+        if value is None or value in (0, "0", "0s", {}):
+            continue
+        yield Finding(
+            (*loc, name), f"{name} does not apply to {_a(kind)} step ({why}); remove it here"
+        )
 
 
 # What a saved plan fixes: an apply of it works on the plan's workspace (its state), variables

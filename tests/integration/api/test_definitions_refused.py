@@ -111,3 +111,22 @@ def test_request_validation_errors_are_problems_too(client: TestClient) -> None:
     assert response.status_code == 422
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["errors"][0]["loc"] == "query.limit"
+
+
+IGNORED_FIELDS = """id: ignored
+steps:
+  - {id: child, type: workflow, workflow: hello, timeout: 2s, retries: 2}
+  - {id: check, type: condition, needs: [child], if: "true", timeout: 2s}
+"""
+
+
+def test_a_timeout_or_retries_a_step_type_would_ignore_is_refused_and_nothing_saved(
+    client: TestClient,
+) -> None:
+    response = client.put("/api/v1/workflows/ignored", content=IGNORED_FIELDS, headers=YAML)
+    assert response.status_code == 422, response.text
+    errors = _errors(response.json())
+    assert set(errors) == {"steps[0].timeout", "steps[0].retries", "steps[1].timeout"}
+    assert errors["steps[0].timeout"]["line"] == 3
+    assert "the child run has its own workflow timeout" in str(errors["steps[0].timeout"]["msg"])
+    assert client.get("/api/v1/workflows/ignored").status_code == 404

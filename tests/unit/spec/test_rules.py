@@ -10,6 +10,7 @@ from typing import NamedTuple
 
 import pytest
 
+from opsflow.spec.loader import validate_text
 from tests.unit.spec.support import only_problem
 
 
@@ -574,6 +575,60 @@ CASES = [
         "steps[0].workflow",
         5,
         "a workflow step cannot run its own workflow",
+    ),
+    Case(
+        "workflow-step-timeout-does-not-apply",
+        """
+        id: w
+        steps:
+          - id: child
+            type: workflow
+            workflow: other
+            timeout: 2s
+        """,
+        "steps[0].timeout",
+        6,
+        "timeout does not apply to a workflow step (the child run has its own workflow "
+        "timeout: set timeout in the child workflow); remove it here",
+    ),
+    Case(
+        "workflow-step-retries-do-not-apply",
+        """
+        id: w
+        steps:
+          - {id: child, type: workflow, workflow: other, retries: 2}
+        """,
+        "steps[0].retries",
+        3,
+        "retries does not apply to a workflow step (a child run is not retried: retry the "
+        "step by hand, or give the child's steps retries); remove it here",
+    ),
+    Case(
+        "condition-step-timeout-does-not-apply",
+        """
+        id: w
+        steps:
+          - {id: c, type: condition, if: "true", timeout: 2s}
+        """,
+        "steps[0].timeout",
+        3,
+        "timeout does not apply to a condition step (a condition is evaluated at once on "
+        "the server); remove it here",
+    ),
+    Case(
+        "approval-step-agent-does-not-apply",
+        """
+        id: w
+        steps:
+          - id: ok
+            type: approval
+            approvers: [admin]
+            agent: {pool: eu}
+        """,
+        "steps[0].agent",
+        6,
+        "agent does not apply to an approval step (an approval is answered by people, on "
+        "the server); remove it here",
     ),
     Case(
         "param-choice-without-choices",
@@ -1202,3 +1257,31 @@ CASES = [
 def test_each_rule_reports_its_place_and_message(case: Case) -> None:
     problem = only_problem(case.text)
     assert (problem.loc, problem.line, problem.msg) == (case.loc, case.line, case.msg)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    ["retries: 0", "retry_delay: 0", "agent: {}", "allow_skip: true"],
+)
+def test_a_field_written_with_the_value_that_changes_nothing_stays_valid(fields: str) -> None:
+    text = f"""
+id: w
+steps:
+  - {{id: child, type: workflow, workflow: other, {fields}}}
+  - {{id: c, type: condition, needs: [child], if: "true", {fields}}}
+"""
+    workflow, problems = validate_text(text)
+    assert problems == [] and workflow is not None
+
+
+def test_timeouts_and_retries_stay_valid_on_every_step_type_that_runs_a_job() -> None:
+    steps = [
+        '{id: a, type: script, run: "true"',
+        "{id: b, type: http, url: http://127.0.0.1/x",
+        "{id: n, type: notify, channel: c, message: m",
+    ]
+    text = "id: w\nsteps:\n" + "".join(
+        f"  - {s}, timeout: 2s, retries: 2, retry_delay: 1s}}\n" for s in steps
+    )
+    workflow, problems = validate_text(text)
+    assert problems == [] and workflow is not None
