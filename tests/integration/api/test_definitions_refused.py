@@ -130,3 +130,24 @@ def test_a_timeout_or_retries_a_step_type_would_ignore_is_refused_and_nothing_sa
     assert errors["steps[0].timeout"]["line"] == 3
     assert "the child run has its own workflow timeout" in str(errors["steps[0].timeout"]["msg"])
     assert client.get("/api/v1/workflows/ignored").status_code == 404
+
+
+APPLY_ELSEWHERE = """id: elsewhere
+steps:
+  - {id: plan, type: terraform, action: plan, source: {dir: infra}, workspace: staging}
+  - {id: apply, type: terraform, action: apply, needs: [plan], plan_from: plan, workspace: prod}
+"""
+
+
+def test_an_apply_of_a_saved_plan_into_another_workspace_is_refused_at_its_line(
+    client: TestClient,
+) -> None:
+    response = client.put("/api/v1/workflows/elsewhere", content=APPLY_ELSEWHERE, headers=YAML)
+    assert response.status_code == 422, response.text
+    errors = _errors(response.json())
+    assert set(errors) == {"steps[1].workspace"}
+    assert errors["steps[1].workspace"]["line"] == 4
+    assert "uses the plan's workspace (step 'plan' has 'staging')" in str(
+        errors["steps[1].workspace"]["msg"]
+    )
+    assert client.get("/api/v1/workflows/elsewhere").status_code == 404
