@@ -26,6 +26,8 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from pydantic import ValidationError
+
 from opsflow.engine.chains import depth_problem
 from opsflow.engine.model import CancelMode
 from opsflow.errors import Conflict, InvalidInput, NotFound, TemplateError
@@ -33,9 +35,9 @@ from opsflow.runtime import events
 from opsflow.runtime.approvals import RunView
 from opsflow.runtime.changes import Changes, ChildCancel, ChildStart
 from opsflow.runtime.context import step_definition, template_context
+from opsflow.runtime.definitions import workflow_model
 from opsflow.runtime.launch import run_request
 from opsflow.runtime.transaction import Transaction
-from opsflow.spec.loader import load_definition
 from opsflow.spec.sandbox import budget
 from opsflow.spec.template import is_template, render_value
 from opsflow.spec.triggers import RunTrigger
@@ -79,8 +81,14 @@ def start_child(run: RunView, step_id: str, depth_limit: int) -> None:
             chain=(*run.ex.chain, run.ex.workflow_id),
             parent=(run.ex.id, step_id),
         )
-    except (TemplateError, InvalidInput, NotFound, Conflict) as exc:
-        reason = f"could not start workflow {target}: {exc.message}"
+    except (TemplateError, InvalidInput, NotFound, Conflict, ValidationError) as exc:
+        why = (
+            f"its published definition no longer loads ({exc.error_count()} problem(s), "
+            "e.g. a field this server no longer knows): publish it again"
+            if isinstance(exc, ValidationError)
+            else exc.message
+        )
+        reason = f"could not start workflow {target}: {why}"
         run.set_step(
             step_id,
             status=StepStatus.RUNNING.value,
@@ -116,7 +124,8 @@ def _params(run: RunView, target: str, templates: Mapping[str, Any]) -> dict[str
     """The child's params, each rendered on its own so a failure names ``params.<name>``; a
     rendered template is text, read as the param's declared type (as ``-p name=value``)."""
     latest = workflows_store.latest_version(run.session, target)
-    declared = load_definition(latest.definition).params if latest is not None else {}
+    # Validated when published: a rule added since must not undo the report that got here.
+    declared = workflow_model(latest.definition).params if latest is not None else {}
     context = template_context(
         run.ex, run.full_steps(), run.server_facts(), secrets_for="a child workflow's params"
     )

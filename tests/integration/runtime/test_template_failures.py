@@ -3,10 +3,13 @@ report of the step before it, which caused the evaluation, is kept (it runs once
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from opsflow.status import ExecutionStatus, JobStatus, StepStatus
 from opsflow.store import approvals as approvals_store
+from opsflow.store import workflows as workflows_store
 
 from .conftest import Harness
 
@@ -55,3 +58,67 @@ async def test_an_approval_message_that_raises_still_opens_the_gate_saying_why(
         line.startswith("approval ok: message: division by zero")
         for line in harness.engine_log(eid)
     ), harness.engine_log(eid)
+
+
+# A workflow published before a rule existed: its condition compares a secret, which
+# validation now refuses, but which was saved (and may still be run) as it stands.
+LEGACY = {
+    "id": "legacy-child",
+    "params": {"p": {"type": "string", "default": "none"}},
+    "steps": [
+        {"id": "x", "type": "script", "shell": "sh", "run": "true"},
+        {"id": "c", "type": "condition", "needs": ["x"], "if": "{{ secrets.X == 'v' }}"},
+    ],
+}
+
+
+async def test_a_child_workflow_saved_under_older_rules_does_not_undo_the_upstream_report(
+    harness: Harness,
+) -> None:
+    with harness.runtime.db.session() as session:
+        workflows_store.save_draft(
+            session,
+            definition=LEGACY,
+            yaml_text=json.dumps(LEGACY),
+            bundle_digest=None,
+            actor="admin",
+        )
+        workflows_store.publish(session, "legacy-child", "admin")
+    eid = await harness.start_async(
+        UPSTREAM.replace('run: "echo ran"', 'run: "echo p=given >> $OPSFLOW_OUTPUT"')
+        + "  - {id: call, type: workflow, workflow: legacy-child, needs: [a], wait: false,"
+        ' params: {p: "{{ nodes.a.output.p }}"}}\n'
+    )
+    ex = await harness.wait(eid)
+    assert ex.status == ExecutionStatus.COMPLETED, harness.engine_log(eid)
+    (job,) = harness.jobs(eid)  # the report of a stood: it ran once
+    assert (job.step_id, job.attempt, job.status) == ("a", 1, JobStatus.COMPLETED)
+    child = harness.steps(eid)["call"].outputs["execution_id"]
+    assert harness.execution(child).params == {"p": "given"}
+
+
+async def test_a_child_workflow_that_no_longer_loads_fails_only_the_workflow_step(
+    harness: Harness,
+) -> None:
+    unknown = {**LEGACY, "steps": [{"id": "x", "type": "script", "run": "true", "colour": "b"}]}
+    with harness.runtime.db.session() as session:
+        workflows_store.save_draft(
+            session,
+            definition=unknown,
+            yaml_text=json.dumps(unknown),
+            bundle_digest=None,
+            actor="admin",
+        )
+        workflows_store.publish(session, "legacy-child", "admin")
+    eid = await harness.start_async(
+        UPSTREAM + "  - {id: call, type: workflow, workflow: legacy-child, needs: [a]}\n"
+    )
+    ex = await harness.wait(eid)
+    assert ex.status == ExecutionStatus.FAILED
+    (job,) = harness.jobs(eid)
+    assert (job.step_id, job.attempt, job.status) == ("a", 1, JobStatus.COMPLETED)
+    call = harness.steps(eid)["call"]
+    assert call.status == StepStatus.FAILED
+    assert "could not start workflow legacy-child: its published definition no longer loads" in (
+        call.error or ""
+    ), call.error
