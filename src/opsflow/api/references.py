@@ -2,10 +2,10 @@
 
 A definition may name another workflow (a ``workflow`` trigger's ``workflow``, a ``workflow``
 step's ``workflow``), an opsflow secret (a hook trigger's ``secret``) or a connection (a
-step's ``connection``: missing, disabled or of another type). Those live on the
-server, not in the file, and may well be applied after it, so saving is not refused; but the
-answer says which are missing and what happens meanwhile, so a typo is seen at ``apply``, not
-when a trigger silently never fires or a run fails at that step.
+step's ``connection``, a run-end message's ``channel``: missing, disabled or of another
+type). Those live on the server, not in the file, and may well be applied after it, so
+saving is not refused; but the answer says which are missing and what happens meanwhile, so a
+typo is seen at ``apply``, not when a trigger silently never fires or a run fails at that step.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 from opsflow.auth.connections import usable
 from opsflow.errors import NotFound, Problem
 from opsflow.runtime.connections import STEP_CONNECTION_TYPES
+from opsflow.spec.notifications import run_notifications
 from opsflow.spec.triggers import TriggerType
 from opsflow.status import StepType
 from opsflow.store import connections as connections_store
@@ -68,6 +69,20 @@ def missing_references(
                         f"sets it (opsflow secrets set {name})",
                     )
                 )
+    for index, entry in enumerate(run_notifications(definition)):
+        field = "connection" if entry.get("connection") else "channel"
+        name = str(entry.get(field) or "")
+        problem = usable(
+            connections_store.find(session, name), name, STEP_CONNECTION_TYPES["notify"]
+        )
+        if name and problem:
+            problems.append(
+                Problem(
+                    f"notify[{index}].{field}",
+                    f"{problem}; run-end messages to it fail (shown in the run's engine log) "
+                    "until then",
+                )
+            )
     for index, step in enumerate(definition.get("steps") or []):
         kind = str(step.get("type"))
         field, name = "connection", step.get("connection")

@@ -21,6 +21,7 @@ from opsflow.errors import Conflict, GateRefused, InvalidInput, TemplateError
 from opsflow.runtime import events
 from opsflow.runtime.changes import Changes
 from opsflow.runtime.context import ServerFacts, step_definition, template_context
+from opsflow.spec.notifications import default_channel
 from opsflow.spec.template import render
 from opsflow.status import ApprovalStatus, Outcome, StepStatus, StepType
 from opsflow.store import approvals as approvals_store
@@ -95,7 +96,7 @@ def open_gate(run: RunView, step_id: str) -> str:
         f"{deadline}",
         step_id,
     )
-    channel = (run.ex.definition.get("notify") or {}).get("channel")
+    channel = default_channel(run.ex.definition)
     if channel:
         approvals_store.enqueue_notification(
             run.session,

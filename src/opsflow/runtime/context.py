@@ -16,6 +16,7 @@ from opsflow.runtime.definitions import raw_step
 from opsflow.runtime.secrets import check_whole, placeholders
 from opsflow.spec.findings import format_loc
 from opsflow.spec.models import SECRET_FIELDS, TEMPLATED_FIELDS
+from opsflow.spec.notifications import default_channel
 from opsflow.spec.sandbox import budget
 from opsflow.spec.state_names import state_name
 from opsflow.spec.template import is_template, render_value, secret_problem
@@ -176,11 +177,7 @@ def notify_connection(definition: Mapping[str, Any], config: Mapping[str, Any]) 
     """The notify connection a notify step sends through: its ``connection``, else its
     ``channel``, else the workflow's ``notify.channel`` (a channel is a notify connection;
     the server's configured channels are loaded as such). The claim delivers its URLs."""
-    name = (
-        config.get("connection")
-        or config.get("channel")
-        or (definition.get("notify") or {}).get("channel")
-    )
+    name = config.get("connection") or config.get("channel") or default_channel(definition)
     if not name:
         raise TemplateError(
             "notify step has no channel and the workflow sets no notify.channel; "

@@ -1,9 +1,10 @@
-"""Sends queued notifications (approval requests and the like) through their channels.
+"""Sends queued notifications (approval requests, run-end messages) through their channels.
 
 The outbox rows are written in the transaction that calls for them; this sender claims each
 due row (moving its due time out, so a crash while sending only delays it), sends it through
 the notify executor, and records the result. Failures are retried with a growing delay, a few
-times, and the last error stays on the row for people to see.
+times, and the last error stays on the row; each failure is also written, masked, to the
+server log and to the execution's engine log.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import logging
 import tempfile
 from pathlib import Path
 
+from opsflow.auth.logmask import SERVER_LOG_FILTER
+from opsflow.runtime import events
 from opsflow.runtime.service import Runtime
 from opsflow.status import JobStatus, LogLevel, LogStream, StepType
 from opsflow.steps.base import CancelSignal, JobSpec
@@ -21,6 +24,7 @@ from opsflow.steps.notify import split_urls
 from opsflow.steps.registry import executor_for
 from opsflow.store import approvals as approvals_store
 from opsflow.store import connections as connections_store
+from opsflow.store import runs as runs_store
 from opsflow.store.approvals import Notification
 
 log = logging.getLogger(__name__)
@@ -81,17 +85,36 @@ class OutboxSender:
             else:
                 closed, kept = self.runtime.clock(), None
 
+            if kept is not None:
+                kept = SERVER_LOG_FILTER.mask(kept)
+
             def finish(
                 note: Notification = note, sent: float | None = closed, err: str | None = kept
             ) -> None:
                 with self.runtime.db.session() as s:
                     approvals_store.finish_notification(s, note.id, sent_at=sent, error=err)
+                    if err is not None and note.execution_id:
+                        # Where the run's people look: its engine log (and its event stream).
+                        said = f"notification to channel {note.channel} failed: {err}"
+                        at = self.runtime.clock()
+                        runs_store.add_engine_log(
+                            s,
+                            [
+                                {
+                                    "execution_id": note.execution_id,
+                                    "step_id": None,
+                                    "at": at,
+                                    "message": said,
+                                }
+                            ],
+                        )
+                        events.write_one(s, note.execution_id, at, events.EngineNote(None, said))
 
             await asyncio.to_thread(finish)
             if error is None:
                 sent += 1
             else:
-                log.warning("notification %s to %s failed: %s", note.id, note.channel, error)
+                log.warning("notification %s to %s failed: %s", note.id, note.channel, kept)
         return sent
 
     async def _send(self, note: Notification) -> str | None:

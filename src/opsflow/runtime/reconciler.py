@@ -51,6 +51,7 @@ from opsflow.runtime.context import (
     template_context,
 )
 from opsflow.runtime.definitions import graph_of
+from opsflow.runtime.run_notify import queue_run_end
 from opsflow.runtime.transaction import Transaction
 from opsflow.spec.template import evaluate_condition
 from opsflow.status import ExecutionStatus, JobPurpose, JobStatus, Outcome, StepStatus, StepType
@@ -374,6 +375,9 @@ class _Run:
             ended_at=values.get("ended_at", self.ex.ended_at),
         )
         self.event(events.ExecutionChanged(a.status, a.reason))
+        if a.status.terminal:
+            # In the transaction that ends the run: the messages are kept or lost with it.
+            queue_run_end(self)
 
     def _on_set_step_status(self, a: m.SetStepStatus) -> None:
         step = self.steps[a.step]

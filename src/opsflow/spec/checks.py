@@ -18,8 +18,9 @@ from pydantic import ValidationError
 
 from opsflow.spec.findings import Finding, Position, listing
 from opsflow.spec.models import MAX_STEPS
+from opsflow.spec.notifications import RUN_END_FIELDS
 from opsflow.spec.params import Param
-from opsflow.spec.template import is_template
+from opsflow.spec.template import FIELDS, is_template
 from opsflow.spec.template_checks import Scope, check_templates, template_strings
 from opsflow.spec.triggers import TriggerType
 from opsflow.status import OUTCOMES_BY_TYPE, Outcome, StepType
@@ -152,6 +153,7 @@ def check_definition(data: Any) -> list[Finding]:
         scope = Scope(step.id, _Upstream(d, step), known, declared, dashed=dashed)
         out += check_templates(("steps", step.index), step.type, step.raw, scope)
     out += _check_outputs(data.get("outputs"), known, declared, dashed)
+    out += _check_run_notifications(data.get("notify"), known, declared, dashed)
     return out
 
 
@@ -165,6 +167,24 @@ def _check_outputs(
     scope = Scope(None, known, known, declared, dashed=dashed)
     for loc, text in template_strings(("outputs",), outputs):
         yield from scope.check(loc, text)
+
+
+def _check_run_notifications(
+    notify: Any, known: dict[str, None], declared: list[str], dashed: dict[str, str]
+) -> Iterator[Finding]:
+    """A run-end message (``notify[i].message``/``title``) is rendered when the run has ended:
+    every step may be read, and ``execution`` carries the run's summary. Secrets are refused:
+    the message is stored in the outbox as rendered."""
+    if not isinstance(notify, list):
+        return
+    fields = {**FIELDS, "execution": FIELDS["execution"] | RUN_END_FIELDS}
+    scope = Scope(None, known, known, declared, dashed=dashed, fields=fields)
+    for index, entry in enumerate(notify):
+        if not isinstance(entry, dict):
+            continue
+        for name in ("message", "title"):
+            for loc, text in template_strings(("notify", index, name), entry.get(name)):
+                yield from scope.check(loc, text)
 
 
 def _read(data: dict[str, Any]) -> _Definition:

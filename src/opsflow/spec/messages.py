@@ -19,6 +19,7 @@ from pydantic_core import ErrorDetails
 from opsflow.spec.fields import FieldProblem
 from opsflow.spec.findings import Finding, Loc
 from opsflow.spec.models import Workflow
+from opsflow.spec.notifications import NOTIFY_SHAPES
 from opsflow.spec.ssh_step import HOSTS_SHAPES
 from opsflow.spec.triggers import TriggerType
 from opsflow.status import StepType
@@ -32,7 +33,7 @@ _TAGGED_LISTS: dict[str, list[str]] = {
 
 # Fields whose value is a union picked by the value's shape (``Discriminator``): pydantic puts
 # the chosen branch's tag after the field (hosts, 'inventory', 'pattern'); the document has none.
-_SHAPED_FIELDS: dict[str, frozenset[str]] = {"hosts": HOSTS_SHAPES}
+_SHAPED_FIELDS: dict[str, frozenset[str]] = {"hosts": HOSTS_SHAPES, "notify": NOTIFY_SHAPES}
 
 _EXPECTED = {
     "string_type": "text",
@@ -178,7 +179,11 @@ def _model_at(loc: Loc, data: Any) -> type[BaseModel] | None:
 
 
 def _pick(tp: Any, data: Any) -> Any:
-    """For a union chosen by ``type``, the member matching the data's ``type``."""
+    """For a union chosen by ``type``, the member matching the data's ``type``; for a union
+    chosen by shape (``notify``), the list member for a list."""
+    if get_origin(tp) in (Union, types.UnionType) and isinstance(data, list):
+        lists = [m for m in map(_unwrap, get_args(tp)) if get_origin(m) is list]
+        return lists[0] if len(lists) == 1 else tp
     if get_origin(tp) not in (Union, types.UnionType) or not isinstance(data, dict):
         return tp
     for member in get_args(tp):

@@ -12,7 +12,8 @@ from typing import Annotated
 from pydantic import Field, field_validator
 
 from opsflow.spec.duration import Duration
-from opsflow.spec.fields import AgentSelector, Identifier, NonBlank, SpecModel, TextMap, WorkflowId
+from opsflow.spec.fields import AgentSelector, Identifier, SpecModel, TextMap, WorkflowId
+from opsflow.spec.notifications import Notify, NotifyDefaults, RunNotification
 from opsflow.spec.params import Param, ParamType
 from opsflow.spec.ssh_step import FailOn, SshInventory, SshStep
 from opsflow.spec.steps import (
@@ -60,6 +61,7 @@ __all__ = [
     "NotifyStep",
     "Param",
     "ParamType",
+    "RunNotification",
     "ScheduleTrigger",
     "ScriptStep",
     "Shell",
@@ -148,12 +150,6 @@ class Concurrency(SpecModel):
     )
 
 
-class NotifyDefaults(SpecModel):
-    """Where this workflow's messages go when a step does not say (approval requests too)."""
-
-    channel: NonBlank = Field(description="Default channel name.")
-
-
 class Workflow(SpecModel):
     """A workflow: params, triggers and a DAG of steps."""
 
@@ -176,7 +172,11 @@ class Workflow(SpecModel):
     )
     timeout: Duration | None = Field(None, description="Limit for the whole run, e.g. 2h.")
     agent: AgentSelector | None = Field(None, description="Default placement of every step.")
-    notify: NotifyDefaults | None = Field(None, description="Default notification channel.")
+    notify: Notify | None = Field(
+        None,
+        description="A default channel for notify steps and approval requests ({channel: ops}), "
+        "or messages sent when a run ends ([{on: [failed], channel: ops}]).",
+    )
     steps: list[Step] = Field(min_length=1, description="The steps; needs make them a DAG.")
 
     @field_validator("timeout")

@@ -54,6 +54,9 @@ class Scope:
     declared_params: list[str]
     roots: frozenset[str] = CONTEXT_ROOTS
     dashed: Mapping[str, str] = field(default_factory=dict)  # 'roll' -> 'roll-back'
+    # The fixed fields of the context's objects here (a run-end message reads more of
+    # ``execution`` than a step may).
+    fields: Mapping[str, frozenset[str]] = field(default_factory=lambda: FIELDS)
 
     @classmethod
     def for_trigger(cls, roots: frozenset[str]) -> Scope:
@@ -92,8 +95,8 @@ class Scope:
             if not declared:
                 return f"undeclared param '{parts[1]}': declare it under params"
             return f"undeclared param '{parts[1]}'; declared params: {declared}"
-        if root in FIELDS and len(parts) > 1 and parts[1] not in FIELDS[root]:
-            known = ", ".join(sorted(FIELDS[root]))
+        if root in self.fields and len(parts) > 1 and parts[1] not in self.fields[root]:
+            known = ", ".join(sorted(self.fields[root]))
             return f"unknown field '{root}.{parts[1]}' in template; {root} has: {known}"
         if root == "nodes" and len(parts) > 1:
             problem = self._step_problem(parts[1])

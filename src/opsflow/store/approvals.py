@@ -77,7 +77,10 @@ class NotificationRow(Base):
     """The outbox: a message to send through a named channel, durably."""
 
     __tablename__ = "notifications"
-    __table_args__ = (Index("ix_notifications_due", "sent_at", "due_at"),)
+    __table_args__ = (
+        Index("ix_notifications_due", "sent_at", "due_at"),
+        Index("ux_notifications_key", "key", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     execution_id: Mapped[str | None] = mapped_column(String(40))
@@ -89,6 +92,8 @@ class NotificationRow(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     sent_at: Mapped[float | None] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
+    # At most one row per key (NULL: unkeyed, such as an approval request).
+    key: Mapped[str | None] = mapped_column(String(200))
 
 
 AP: Table = cast(Table, ApprovalRow.__table__)
@@ -291,6 +296,9 @@ class Notification:
     title: str
     message: str
     attempts: int
+    sent_at: float | None = None
+    error: str | None = None
+    key: str | None = None
 
 
 def enqueue_notification(
@@ -301,9 +309,19 @@ def enqueue_notification(
     message: str,
     now: float,
     execution_id: str | None,
-) -> None:
+    key: str | None = None,
+) -> bool:
+    """Queue a message; with a ``key``, only when no row has that key yet (the caller holds
+    the lock that serializes writers of the key, such as the execution's row lock; the unique
+    index backs it). Returns whether a row was added."""
+    if (
+        key is not None
+        and session.connection().execute(select(NT.c.id).where(NT.c.key == key)).first()
+    ):
+        return False
     session.connection().execute(
         insert(NT).values(
+            key=key,
             execution_id=execution_id,
             channel=channel,
             title=title,
@@ -313,6 +331,7 @@ def enqueue_notification(
             attempts=0,
         )
     )
+    return True
 
 
 def due_notifications(session: Session, now: float, limit: int = 20) -> list[Notification]:
@@ -324,6 +343,28 @@ def due_notifications(session: Session, now: float, limit: int = 20) -> list[Not
     )
     return [
         Notification(r.id, r.execution_id, r.channel, r.title, r.message, r.attempts) for r in rows
+    ]
+
+
+def notifications_of(session: Session, execution_id: str) -> list[Notification]:
+    """Every outbox row of one execution, oldest first, with whether it was sent and the
+    last error."""
+    rows = session.connection().execute(
+        select(NT).where(NT.c.execution_id == execution_id).order_by(NT.c.id)
+    )
+    return [
+        Notification(
+            r.id,
+            r.execution_id,
+            r.channel,
+            r.title,
+            r.message,
+            r.attempts,
+            r.sent_at,
+            r.error,
+            r.key,
+        )
+        for r in rows
     ]
 
 

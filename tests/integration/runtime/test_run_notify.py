@@ -1,0 +1,264 @@
+"""Run-end messages (the workflow's ``notify: [{on, channel, message}]``) through the real
+runtime and outbox to a real HTTP server on loopback (Apprise ``json://``), on SQLite and
+PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from opsflow.auth.permissions import Role
+from opsflow.engine.model import CancelMode
+from opsflow.runtime.host import RuntimeHost
+from opsflow.status import ExecutionStatus, StepStatus
+from opsflow.store import approvals as approvals_store
+from opsflow.store import users as users_store
+from opsflow.store.approvals import Notification
+from opsflow.store.db import Database
+from tests.servers import free_port
+
+from .conftest import Harness
+
+pytestmark = pytest.mark.anyio
+
+SERVER_URL = "http://opsflow.test"
+
+
+class Inbox:
+    """A chat service stand-in: every JSON body POSTed to it, with its path, answered 200."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, dict[str, Any]]] = []
+        inbox = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                inbox.received.append((self.path, json.loads(self.rfile.read(length) or b"{}")))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"json://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def channels(self) -> dict[str, list[str]]:
+        return {
+            "ops": [f"{self.url}/ops"],
+            "audit": [f"{self.url}/audit"],
+            # Nothing listens there: every delivery is refused.
+            "down": [f"json://127.0.0.1:{free_port()}/down"],
+        }
+
+
+@pytest.fixture
+def inbox() -> Iterator[Inbox]:
+    box = Inbox()
+    thread = threading.Thread(target=box.httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield box
+    finally:
+        box.httpd.shutdown()
+        box.httpd.server_close()
+
+
+def _host(database: Database, tmp_path: Path, inbox: Inbox, **kw: Any) -> RuntimeHost:
+    return RuntimeHost(
+        database,
+        work_dir=tmp_path / "work",
+        lease_seconds=5.0,
+        heartbeat_interval=1.0,
+        notify_channels=inbox.channels(),
+        server_url=SERVER_URL,
+        **kw,
+    )
+
+
+@pytest.fixture
+async def told(database: Database, tmp_path: Path, inbox: Inbox) -> AsyncIterator[Harness]:
+    with database.session() as s:
+        users_store.create_user(s, name="alice", role=Role.OPERATOR)
+    host = _host(database, tmp_path, inbox)
+    await host.start()
+    try:
+        yield Harness(host)
+    finally:
+        await host.stop()
+
+
+def _rows(harness: Harness, eid: str) -> list[Notification]:
+    with harness.runtime.db.read() as s:
+        return approvals_store.notifications_of(s, eid)
+
+
+async def _settled(harness: Harness, eid: str, count: int) -> list[Notification]:
+    """The execution's ``count`` outbox rows once each was sent or failed at least once."""
+    deadline = time.monotonic() + 15
+    while True:
+        rows = await asyncio.to_thread(_rows, harness, eid)
+        if len(rows) == count and all(r.sent_at is not None or r.error for r in rows):
+            return rows
+        assert time.monotonic() < deadline, f"outbox rows not settled: {rows}"
+        await asyncio.sleep(0.05)
+
+
+FAILING = """
+id: told
+notify:
+  - {on: [failed], channel: ops}
+  - {on: [completed, cancelled, rejected], channel: audit, message: "not this one"}
+steps:
+  - {id: build, type: script, shell: sh, run: "echo broken >&2; exit 3"}
+  - {id: after, type: script, needs: [build], run: "true"}
+"""
+
+
+async def test_a_failed_run_sends_its_summary_once_and_only_to_the_failed_entry(
+    told: Harness, inbox: Inbox
+) -> None:
+    eid = await told.start_async(FAILING)
+    ex = await told.wait(eid)
+    assert ex.status == ExecutionStatus.FAILED
+
+    (row,) = await _settled(told, eid, 1)
+
+    assert row.sent_at is not None and row.error is None and row.channel == "ops"
+    assert row.key == f"run-end:{eid}:0:failed"
+    ((path, body),) = inbox.received
+    assert path == "/ops"
+    assert body["title"] == "told failed"
+    message = str(body["message"])
+    assert message.startswith(f"told: execution {eid} failed after ")
+    error = told.steps(eid)["build"].error
+    assert error and f"Step build failed: {error}" in message
+    assert message.endswith(f"{SERVER_URL}/api/v1/executions/{eid}")
+    assert any("run-end notification notify[0] queued" in m for m in told.engine_log(eid))
+
+
+ENDINGS = """
+id: endings
+params:
+  who: {type: string, default: team}
+notify:
+  - on: [%s]
+    channel: ops
+    title: "{{ workflow.id }}: {{ execution.status }}"
+    message: >-
+      {{ execution.status }} for {{ params.who }}; failed_step={{ execution.failed_step }};
+      took {{ execution.duration >= 0 }}; {{ execution.url }}
+  - {on: [failed, error], channel: audit}
+steps:
+%s
+"""
+
+STEPS = {
+    "completed": '  - {id: work, type: script, run: "true"}',
+    "cancelled": '  - {id: work, type: script, run: "sleep 30"}',
+    "rejected": "  - {id: gate, type: approval, message: Go?}\n"
+    '  - {id: work, type: script, needs: [gate], run: "true"}',
+}
+
+
+@pytest.mark.parametrize("ending", ["completed", "cancelled", "rejected"])
+async def test_each_run_end_sends_the_entries_that_name_it(
+    told: Harness, inbox: Inbox, ending: str
+) -> None:
+    eid = await told.start_async(ENDINGS % (ending, STEPS[ending]), {"who": "ops-team"})
+    if ending == "cancelled":
+        await told.wait(eid, until=lambda _: told.steps(eid)["work"].status == StepStatus.RUNNING)
+        await asyncio.to_thread(told.runtime.cancel, eid, mode=CancelMode.FORCE, by="alice")
+    if ending == "rejected":
+        await told.wait(eid, until=lambda ex: ex.status == ExecutionStatus.PAUSED)
+        await asyncio.to_thread(
+            told.runtime.respond, eid, "gate", user="alice", approve=False, note="no", via="cli"
+        )
+    ex = await told.wait(eid)
+    assert ex.status == ExecutionStatus(ending)
+
+    await _settled(told, eid, 1)
+
+    failed_step = "gate" if ending == "rejected" else "null"
+    ((path, body),) = inbox.received
+    assert path == "/ops"
+    assert body["title"] == f"endings: {ending}"
+    assert body["message"] == (
+        f"{ending} for ops-team; failed_step={failed_step}; took true; "
+        f"{SERVER_URL}/api/v1/executions/{eid}"
+    )
+
+
+async def test_a_message_that_cannot_render_sends_the_summary_and_says_why(
+    told: Harness, inbox: Inbox
+) -> None:
+    text = FAILING.replace(
+        "{on: [failed], channel: ops}",
+        '{on: [failed], channel: ops, message: "{{ nodes.build.output.nothing }}"}',
+    )
+    eid = await told.start_async(text)
+    await told.wait(eid)
+
+    await _settled(told, eid, 1)
+
+    ((_, body),) = inbox.received
+    message = str(body["message"])
+    assert message.startswith(f"told: execution {eid} failed after ")
+    assert "(the message could not be rendered: notify[0].message: " in message
+    assert "nothing" in message.rsplit("could not be rendered", 1)[1]
+    assert any(m.startswith("run-end notification notify[0]: ") for m in told.engine_log(eid))
+
+
+async def test_a_failed_delivery_shows_in_the_run_log_and_stays_queued_for_a_retry(
+    told: Harness, inbox: Inbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    eid = await told.start_async(FAILING.replace("channel: ops}", "channel: down}"))
+    await told.wait(eid)
+
+    (row,) = await _settled(told, eid, 1)
+
+    assert row.sent_at is None and row.attempts == 1 and row.error
+    assert inbox.received == []
+    said = [m for m in told.engine_log(eid) if m.startswith("notification to channel down")]
+    assert said == [f"notification to channel down failed: {row.error}"]
+    assert f"to down failed: {row.error}" in caplog.text
+
+
+async def test_a_run_end_queued_by_a_server_that_died_is_sent_once_by_the_next(
+    database: Database, tmp_path: Path, inbox: Inbox
+) -> None:
+    # The first server runs the work but does no background work: its outbox never sends,
+    # as if it died right after committing the run's end.
+    first = _host(database, tmp_path, inbox, background=False)
+    await first.start()
+    try:
+        harness = Harness(first)
+        eid = await harness.start_async(FAILING)
+        await harness.wait(eid)
+        (row,) = await asyncio.to_thread(_rows, harness, eid)
+        assert row.sent_at is None and row.attempts == 0
+    finally:
+        await first.stop()
+    assert inbox.received == []
+
+    second = _host(database, tmp_path, inbox)
+    await second.start()
+    try:
+        (row,) = await _settled(Harness(second), eid, 1)
+        assert row.sent_at is not None and row.attempts == 1
+        # A reconcile of the ended run (as after any restart) queues nothing more.
+        await asyncio.to_thread(second.runtime.reconcile_all_active)
+        assert len(await asyncio.to_thread(_rows, Harness(second), eid)) == 1
+    finally:
+        await second.stop()
+    assert [path for path, _ in inbox.received] == ["/ops"]
