@@ -127,6 +127,7 @@ class StaleReport(Conflict):
 
 
 class ServerUnreachable(OpsflowError):
-    """The server did not answer (connection refused, reset or timed out); try again later."""
+    """The server did not answer (connection refused, reset or timed out) or answered 5xx;
+    try again later."""
 
     status_code = 503

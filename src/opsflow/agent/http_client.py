@@ -3,9 +3,12 @@
 It may know several servers (replicas of one deployment, when no load balancer sits in front
 of them): it talks to one at a time and moves on to the next when that one does not answer.
 
-Transport failures (refused, reset, timed out, a 502/503/504 from a proxy) become
-`ServerUnreachable`, which the loop waits out; a 409 becomes `StaleReport`; any other error
-answer is raised as `OpsflowError` with the server's problem title and detail.
+Transport failures (refused, reset, cut off, timed out) and every 5xx answer (a replica whose
+database is down answers 500; a load balancer without a healthy replica 502, 503 or 504)
+become `ServerUnreachable`, which the agent waits out: it spools what it has to say, backs
+off, tries again and delivers it once (the server's fencing refuses a second copy of what a
+5xx hid having been done). A 409 becomes `StaleReport`; any other error answer (4xx) is
+raised as `OpsflowError` with the server's problem title and detail.
 """
 
 from __future__ import annotations
@@ -152,7 +155,8 @@ def _untar(data: bytes, dest: Path) -> None:
 def _check(response: httpx.Response, unreachable: Callable[[str], ServerUnreachable]) -> None:
     if response.status_code < 400:
         return
-    if response.status_code in (502, 503, 504):
+    if response.status_code >= 500:
+        # Not the message's fault: the same message may land once the server is well again.
         raise unreachable(f"the server answered {response.status_code}")
     try:
         problem = response.json()

@@ -1,7 +1,7 @@
 """An ``opsflow agent``'s messages on their way to the server, past outages.
 
 A job's log batches, final report and hand-back go to the server at once while it answers.
-When it does not (`ServerUnreachable`: refused, reset, timed out, a 502/503/504 from a proxy)
+When it does not (`ServerUnreachable`: refused, reset, timed out, any 5xx answer)
 the message goes to the `Spool` on disk instead and the job runs on; every later message of
 that job queues behind it there, so the server receives a job's messages in the order they
 were made. A delivery task probes the server with back-off (at most a heartbeat interval

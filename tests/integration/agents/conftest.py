@@ -139,11 +139,14 @@ class Agents:
             self.tokens[pool] = agent_token(self.server, pool, f"tests-{pool}")
         return self.tokens[pool]
 
-    def start(self, name: str, *args: str, token: str | None = None) -> subprocess.Popen[bytes]:
-        """Start an agent; without ``token``, with an agent token of the pool it asks for."""
+    def start(
+        self, name: str, *args: str, token: str | None = None, url: str | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start an agent; without ``token``, with an agent token of the pool it asks for;
+        ``url``: where it reaches the server (default the server's own, e.g. a proxy's)."""
         work = self.root / name
         work.mkdir(parents=True, exist_ok=True)
-        argv = [opsflow_executable(), "agent", "--server", self.server.url]
+        argv = [opsflow_executable(), "agent", "--server", url or self.server.url]
         argv += ["--work-dir", str(work), *args]
         # The token goes in OPSFLOW_TOKEN, as the docs say: never on the command line, where
         # every user of the machine can read it in the process list.

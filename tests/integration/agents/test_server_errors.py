@@ -1,0 +1,143 @@
+"""An ``opsflow agent`` behind a reverse proxy that misbehaves the way a load balancer in
+front of sick replicas does: 5xx answers (the database down: 500; no healthy upstream: 502,
+503, 504) and connection resets are waited out like an unreachable server (spooled, retried,
+delivered once)."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.servers import RunningServer, run_server
+
+from .conftest import Agents, Api, server_env
+from .proxy import Action, Answer, Forward, Proxy, Reset, running_proxy
+
+pytestmark = pytest.mark.timeout(120)
+
+# Longer than any outage below: what happens must come from the agent riding it out, not from
+# a lease running out and the step being retried.
+LEASE = 10.0
+LINES = 30
+TALKER = f"""
+id: talker
+steps:
+  - id: talk
+    type: script
+    shell: sh
+    run: |
+      i=1
+      while [ $i -le {LINES} ]; do echo line-$i; i=$((i+1)); sleep 0.1; done
+      echo '{{"said": {LINES}}}' > "$OPSFLOW_OUTPUT"
+"""
+
+
+@pytest.fixture
+def long_lease_server(agent_db: str, tmp_path: Path) -> Iterator[RunningServer]:
+    data = tmp_path / "server"
+    data.mkdir()
+    env = {**server_env(), "OPSFLOW_LEASE_SECONDS": str(LEASE)}
+    with run_server(agent_db, data, "--no-local-agent", env=env) as running:
+        yield running
+
+
+@pytest.fixture
+def proxy(long_lease_server: RunningServer) -> Iterator[Proxy]:
+    with running_proxy(long_lease_server.url) as running:
+        yield running
+
+
+@pytest.fixture
+def api(long_lease_server: RunningServer) -> Iterator[Api]:
+    client = Api(long_lease_server.url, long_lease_server.token)
+    yield client
+    client.client.close()
+
+
+@pytest.fixture
+def agents(long_lease_server: RunningServer, tmp_path: Path) -> Iterator[Agents]:
+    running = Agents(long_lease_server, tmp_path / "agents")
+    yield running
+    running.close()
+
+
+def _spooled(work: Path) -> str:
+    return "".join(p.read_text(errors="replace") for p in (work / "spool").glob("*.jsonl"))
+
+
+def _job_lines(api: Api, execution_id: str) -> list[dict[str, Any]]:
+    res = api.client.get(f"/executions/{execution_id}/logs", params={"limit": 10000})
+    assert res.status_code == 200, res.text
+    items: list[dict[str, Any]] = res.json()["items"]
+    return items
+
+
+def test_5xx_answers_and_resets_are_waited_out_and_the_report_and_log_arrive_once(
+    proxy: Proxy, api: Api, agents: Agents
+) -> None:
+    agents.start("a", "--concurrency", "1", url=proxy.url)
+    agent_id = agents.agent_id("a")
+    api.publish("talker", TALKER)
+    execution_id = api.run("talker")
+    api.wait_for("the job prints", lambda: "line-3" in api.log_texts(execution_id), timeout=60)
+
+    # The outage: a rotation of what a balancer in front of sick replicas answers (502, 503,
+    # 504), what a replica whose PostgreSQL is down answers (500), and connection resets.
+    sick: Iterator[Action] = itertools.cycle(
+        [Answer(503), Answer(500), Reset(), Answer(502), Answer(504)]
+    )
+    lock = threading.Lock()
+
+    def outage(_method: str, path: str) -> Action:
+        if not path.startswith("/api/v1/agent/"):
+            return Forward()
+        with lock:
+            return next(sick)
+
+    proxy.policy = outage
+    work = agents.root / "a"
+    deadline = time.monotonic() + 60
+    # The job runs to its end meanwhile; its later lines and its report wait in the spool.
+    while '"kind": "report"' not in _spooled(work):
+        assert time.monotonic() < deadline, agents.log("a")
+        time.sleep(0.1)
+    assert proxy.count("/logs", "Answer") + proxy.count("/logs", "Reset") >= 1, proxy.seen
+    assert api.execution(execution_id)["status"] == "running"
+
+    # The server comes back, but its database is not quite: the report meets 500 three times.
+    reports = itertools.count()
+
+    def recovering(_method: str, path: str) -> Action:
+        if path.endswith("/agent/report") and next(reports) < 3:
+            return Answer(500)
+        return Forward()
+
+    proxy.policy = recovering
+    api.wait_for(
+        "the run completes once the server answers again",
+        lambda: api.execution(execution_id)["status"] == "completed",
+        timeout=60,
+    )
+    (step,) = api.execution(execution_id)["steps"]
+    assert [(j["status"], j["agent_id"]) for j in step["jobs"]] == [("completed", agent_id)], (
+        step,
+        agents.log("a"),
+    )
+    assert step["outputs"]["said"] == LINES, step
+    lines = _job_lines(api, execution_id)
+    seqs = [line["seq"] for line in lines]
+    assert seqs == list(range(1, len(lines) + 1)), seqs  # no gap, no duplicate
+    said = [line["text"] for line in lines if line["stream"] == "stdout"]
+    assert said == [f"line-{i}" for i in range(1, LINES + 1)], said
+    assert not any("lost in transit" in line["text"] for line in lines), lines
+    api.wait_for("the spool empties", lambda: not _spooled(work), timeout=30)
+    log = agents.log("a")
+    assert "the server is unreachable" in log and "the server answers again" in log, log
+    assert "Traceback" not in log, log
+    assert proxy.count("/agent/report", "Answer") == 3, proxy.seen
