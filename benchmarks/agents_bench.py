@@ -106,11 +106,16 @@ class Fleet:
     def start(self, name: str, concurrency: int) -> subprocess.Popen[bytes]:
         work = self.root / name
         work.mkdir(parents=True, exist_ok=True)
-        argv = [_opsflow(), "agent", "--server", self.url, "--token", self.token]
+        # The token goes in OPSFLOW_TOKEN, as the docs say: a command line is visible to every
+        # user of the machine in the process list.
+        argv = [_opsflow(), "agent", "--server", self.url]
         argv += ["--work-dir", str(work), "--concurrency", str(concurrency), "--grace", "5"]
         with (work / "agent.log").open("ab") as out:
             process = subprocess.Popen(
-                argv, env=_env(self.lease), stdout=out, stderr=subprocess.STDOUT
+                argv,
+                env={**_env(self.lease), "OPSFLOW_TOKEN": self.token},
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
         self.processes.append(process)
         return process
