@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from opsflow.auth.connections import ConnectionVault
+from opsflow.auth.secrets import SecretBox
 from opsflow.engine.model import CancelMode
 from opsflow.runtime.host import RuntimeHost
 from opsflow.status import ExecutionStatus, JobStatus, StepStatus
@@ -129,3 +131,40 @@ async def test_forced_cancel_cuts_a_timed_out_job_grace_short(harness: Harness) 
     assert ex.status == ExecutionStatus.CANCELLED
     assert job.started_at is not None and job.ended_at is not None
     assert job.ended_at - job.started_at < 2 + 3.0, "the forced cancel waited out the 5 s grace"
+
+
+async def test_timed_out_notify_delivery_is_retried_like_a_failure(
+    database: Database, tmp_path: Path
+) -> None:
+    server = LoopbackServer()
+    server.reply("/hooks/slow", Reply(hold=True))
+    connections = ConnectionVault(database, SecretBox(b"k" * 32))
+    # A configured channel, loaded as the server loads OPSFLOW_NOTIFY_SLOW.
+    connections.load_channels({"slow": [f"json://127.0.0.1:{server.port}/hooks/slow"]})
+    host = RuntimeHost(
+        database,
+        work_dir=tmp_path / "work",
+        concurrency=2,
+        lease_seconds=5.0,
+        heartbeat_interval=1.0,
+        stop_grace=GRACE,
+        connections=connections,
+    )
+    await host.start()
+    try:
+        harness = Harness(host)
+        eid = await harness.start_async(
+            "id: slow-notify\nsteps:\n"
+            "  - {id: tell, type: notify, channel: slow, message: hi, timeout: 2s, retries: 1}\n"
+        )
+        ex = await harness.wait(eid, timeout=40)
+        jobs = harness.jobs(eid)
+    finally:
+        server.release.set()
+        await host.stop()
+        server.close()
+    assert ex.status == ExecutionStatus.FAILED
+    assert [(j.attempt, j.status, j.error, j.retryable) for j in jobs] == [
+        (n, JobStatus.TIMEOUT, "timed out after 2s", True) for n in (1, 2)
+    ], harness.engine_log(eid)
+    assert len(server.received) == 2
