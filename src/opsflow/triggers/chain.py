@@ -85,6 +85,15 @@ class Chains:
         except OpsflowError as exc:
             self._note(tx, upstream, f"{where} did not start a run: {exc.message}")
             return
+        except ValidationError as exc:  # saved under older rules: never undo the upstream's end
+            self._note(
+                tx,
+                upstream,
+                f"{where} did not start a run: its published definition no longer loads "
+                f"({exc.error_count()} problem(s), e.g. a field this server no longer knows): "
+                "publish it again",
+            )
+            return
         if fired.created:
             self._note(tx, upstream, f"{where} started execution {fired.execution_id}")
 

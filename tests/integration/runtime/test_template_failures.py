@@ -1,15 +1,20 @@
 """A template that raises while the runtime evaluates a gate fails or marks only that gate: the
-report of the step before it, which caused the evaluation, is kept (it runs once)."""
+report of the step before it, which caused the evaluation, is kept (it runs once). The same
+holds for a child workflow or a follower whose saved definition today's rules would refuse."""
 
 from __future__ import annotations
 
 import json
+import os
+import time
 
 import pytest
 
+from opsflow.auth.secrets import SecretBox
 from opsflow.status import ExecutionStatus, JobStatus, StepStatus
 from opsflow.store import approvals as approvals_store
 from opsflow.store import workflows as workflows_store
+from opsflow.triggers import sync as triggers_sync
 
 from .conftest import Harness
 
@@ -122,3 +127,31 @@ async def test_a_child_workflow_that_no_longer_loads_fails_only_the_workflow_ste
     assert "could not start workflow legacy-child: its published definition no longer loads" in (
         call.error or ""
     ), call.error
+
+
+async def test_a_follower_that_no_longer_loads_leaves_the_upstream_end_as_it_was(
+    harness: Harness,
+) -> None:
+    follower = {
+        "id": "legacy-follower",
+        "triggers": [{"type": "workflow", "workflow": "chain-up"}],
+        "steps": [{"id": "x", "type": "script", "run": "true", "colour": "b"}],
+    }
+    with harness.runtime.db.session() as session:
+        workflows_store.save_draft(
+            session,
+            definition=follower,
+            yaml_text=json.dumps(follower),
+            bundle_digest=None,
+            actor="admin",
+        )
+        triggers_sync.publish(
+            session, "legacy-follower", "admin", SecretBox(os.urandom(32)), time.time()
+        )
+    eid = await harness.start_async(UPSTREAM.replace("id: gate-template", "id: chain-up"))
+    ex = await harness.wait(eid)
+    assert ex.status == ExecutionStatus.COMPLETED, harness.engine_log(eid)
+    (job,) = harness.jobs(eid)  # the run's end, and so the report of a, stood: it ran once
+    assert (job.step_id, job.attempt, job.status) == ("a", 1, JobStatus.COMPLETED)
+    note = next(line for line in harness.engine_log(eid) if "legacy-follower" in line)
+    assert "did not start a run: its published definition no longer loads" in note, note
