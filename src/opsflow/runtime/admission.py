@@ -33,10 +33,12 @@ def _policy(definition: dict[str, Any]) -> tuple[ConcurrencyPolicy, int] | None:
 @dataclass(frozen=True)
 class Admission:
     """The policy's answer for a new execution: whether it starts now, and the running
-    executions it supersedes (their cancel requested; the caller reconciles them)."""
+    executions it supersedes (their cancel requested; the caller reconciles them), or that
+    it ended at once, cancelled (policy ``skip``)."""
 
     start: bool
     superseded: tuple[str, ...] = ()
+    ended: bool = False
 
 
 def admit_new(session: Session, request: RunRequest, execution_id: str, now: float) -> Admission:
@@ -61,7 +63,7 @@ def admit_new(session: Session, request: RunRequest, execution_id: str, now: flo
             now,
             events.ExecutionChanged(ExecutionStatus.CANCELLED, verdict.reason),
         )
-        return Admission(start=False)
+        return Admission(start=False, ended=True)
     runs_store.update_execution(session, execution_id, status_reason=verdict.reason)
     runs_store.add_engine_log(
         session,

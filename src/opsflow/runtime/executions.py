@@ -16,6 +16,7 @@ from opsflow.runtime import admission, cleanup, events
 from opsflow.runtime.definitions import workflow_model
 from opsflow.runtime.launch import RunRequest
 from opsflow.runtime.reconciler import Reconciler, new_id
+from opsflow.runtime.run_notify import UnstartedEnd, queue_run_end
 from opsflow.runtime.transaction import Transaction, Transactions
 from opsflow.status import ExecutionStatus, StepStatus
 from opsflow.store import audit
@@ -101,7 +102,12 @@ class Executions:
                 detail["test_run"] = True
             audit.record(tx.session, request.started_by, "execution.run", execution_id, detail)
         # The workflow's concurrency policy: start now, or wait in its queue.
-        admitted = admission.admit_new(tx.session, request, execution_id, self.clock())
+        now = self.clock()
+        admitted = admission.admit_new(tx.session, request, execution_id, now)
+        if admitted.ended:
+            # Skipped by the concurrency policy: it ended cancelled, and says so if asked.
+            facts = self.reconciler.settings.server_facts
+            queue_run_end(UnstartedEnd(tx.session, execution_id, now, tx.changes, facts))
         for superseded in admitted.superseded:
             self.reconciler.reconcile(tx, superseded)
         if admitted.start:

@@ -9,12 +9,13 @@ while one that ends another way is. ``runtime/outbox.py`` sends the rows, with r
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
 from opsflow.errors import TemplateError
+from opsflow.runtime import events
 from opsflow.runtime.changes import Changes
 from opsflow.runtime.context import ServerFacts, template_context
 from opsflow.spec.notifications import DEFAULT_ON, run_notifications
@@ -22,6 +23,7 @@ from opsflow.spec.sandbox import budget
 from opsflow.spec.template import render
 from opsflow.status import ExecutionStatus, StepStatus
 from opsflow.store import approvals as approvals_store
+from opsflow.store import runs as runs_store
 from opsflow.store.runs import Execution, Step
 
 # Step statuses that name "the step that failed" in a run's summary, by the run's status.
@@ -143,3 +145,33 @@ def queue_run_end(run: EndingRun) -> int:
     if added:
         run.changes.notifications = True
     return added
+
+
+class UnstartedEnd:
+    """An `EndingRun` for a run that ended before it started (refused by its workflow's
+    concurrency policy ``skip``): no reconcile holds it, so this reads what queuing needs."""
+
+    def __init__(
+        self,
+        session: Session,
+        execution_id: str,
+        now: float,
+        changes: Changes,
+        facts: Callable[[Session], ServerFacts],
+    ) -> None:
+        self.session = session
+        self.ex = runs_store.get_execution(session, execution_id)
+        self.now = now
+        self.changes = changes
+        self._facts = facts
+
+    def server_facts(self) -> ServerFacts:
+        return self._facts(self.session)
+
+    def full_steps(self) -> dict[str, Step]:
+        return {s.step_id: s for s in runs_store.list_steps(self.session, self.ex.id)}
+
+    def engine_log(self, message: str, step: str | None = None) -> None:
+        entry = {"execution_id": self.ex.id, "step_id": step, "at": self.now, "message": message}
+        runs_store.add_engine_log(self.session, [entry])
+        events.write_one(self.session, self.ex.id, self.now, events.EngineNote(step, message))

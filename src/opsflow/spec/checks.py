@@ -66,6 +66,7 @@ class _Definition:
     params: dict[str, Any]
     triggers: list[Any]
     notify_channel: object
+    notify_runs: bool = False  # notify is a list of run-end messages (no default channel)
     hints_left: int = 50  # did-you-mean costs a scan of every id: only for the first findings
     _ancestors: list[int] | None = None
 
@@ -208,6 +209,7 @@ def _read(data: dict[str, Any]) -> _Definition:
         params=params if isinstance(params, dict) else {},
         triggers=triggers if isinstance(triggers, list) else [],
         notify_channel=notify.get("channel") if isinstance(notify, dict) else None,
+        notify_runs=isinstance(notify, list),
     )
 
 
@@ -403,7 +405,10 @@ def _check_steps(d: _Definition) -> Iterator[Finding]:
         if step.type == StepType.NOTIFY and raw.get("channel") is None and not d.notify_channel:
             yield Finding(
                 (*loc, "channel"),
-                "'channel' is required: set it here or notify.channel for the whole workflow",
+                "'channel' is required: this workflow's notify is a list of run-end messages, "
+                "which sets no default channel"
+                if d.notify_runs
+                else "'channel' is required: set it here or notify.channel for the whole workflow",
             )
         if step.type == StepType.WORKFLOW and raw.get("workflow") == d.id:
             yield Finding((*loc, "workflow"), "a workflow step cannot run its own workflow")

@@ -262,3 +262,66 @@ async def test_a_run_end_queued_by_a_server_that_died_is_sent_once_by_the_next(
     finally:
         await second.stop()
     assert [path for path, _ in inbox.received] == ["/ops"]
+
+
+RETRIED = """
+id: retried
+notify:
+  - {on: [failed], channel: ops}
+  - {on: [completed], channel: audit, message: "{{ workflow.id }} completed at last"}
+steps:
+  - id: flaky
+    type: script
+    shell: sh
+    env: {MARK: "%s"}
+    run: 'test -e "$MARK.2" && exit 0; test -e "$MARK" && touch "$MARK.2"; touch "$MARK"; exit 3'
+"""
+
+
+async def test_a_retried_run_is_announced_once_per_way_it_ends(
+    told: Harness, inbox: Inbox, tmp_path: Path
+) -> None:
+    eid = await told.start_async(RETRIED % (tmp_path / "mark"))
+    assert (await told.wait(eid)).status == ExecutionStatus.FAILED
+    await _settled(told, eid, 1)
+
+    await asyncio.to_thread(told.runtime.retry_step, eid, "flaky", by="alice")
+    assert (await told.wait(eid)).status == ExecutionStatus.FAILED
+    await asyncio.to_thread(told.runtime.retry_step, eid, "flaky", by="alice")
+    assert (await told.wait(eid)).status == ExecutionStatus.COMPLETED
+
+    rows = await _settled(told, eid, 2)
+    assert [r.key for r in rows] == [f"run-end:{eid}:0:failed", f"run-end:{eid}:1:completed"]
+    assert [path for path, _ in inbox.received] == ["/ops", "/audit"]
+    assert inbox.received[1][1]["message"] == "retried completed at last"
+
+
+SKIPPING = """
+id: one-at-a-time
+concurrency: {limit: 1, policy: skip}
+notify:
+  - on: [cancelled]
+    channel: ops
+    message: "{{ execution.status }}: {{ execution.status_reason }}"
+steps:
+  - {id: work, type: script, run: "sleep 30"}
+"""
+
+
+async def test_a_run_skipped_by_the_concurrency_policy_is_announced_as_cancelled(
+    told: Harness, inbox: Inbox
+) -> None:
+    first = await told.start_async(SKIPPING)
+    await told.wait(first, until=lambda ex: ex.status == ExecutionStatus.RUNNING)
+    second = await told.start_async(SKIPPING)
+    assert told.execution(second).status == ExecutionStatus.CANCELLED
+
+    (row,) = await _settled(told, second, 1)
+
+    assert row.sent_at is not None
+    ((path, body),) = inbox.received
+    assert path == "/ops" and body["message"].startswith("cancelled: ")
+    assert body["message"] == f"cancelled: {told.execution(second).status_reason}"
+    assert await asyncio.to_thread(_rows, told, first) == []
+    await asyncio.to_thread(told.runtime.cancel, first, mode=CancelMode.FORCE, by="alice")
+    await told.wait(first)

@@ -142,3 +142,16 @@ def test_the_json_schema_offers_both_shapes_and_only_run_ends() -> None:
     assert {"type": "array", "items": {"$ref": "#/$defs/RunNotification"}} in shapes
     on = schema["$defs"]["RunNotification"]["properties"]["on"]
     assert on["items"]["enum"] == ["completed", "failed", "rejected", "cancelled", "error"]
+
+
+def test_a_notify_step_is_told_that_the_list_form_sets_no_default_channel() -> None:
+    found = only_problem(
+        """
+        id: told
+        notify: [{on: [failed], channel: ops}]
+        steps:
+          - {id: say, type: notify, message: hi}
+        """
+    )
+    assert found.loc == "steps[0].channel"
+    assert "notify is a list of run-end messages, which sets no default channel" in found.msg
