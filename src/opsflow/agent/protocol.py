@@ -33,6 +33,10 @@ VERSION = 1
 Count = Annotated[int, Field(ge=0, le=INT_MAX)]
 """A whole number on the wire: bounded to what JSON numbers hold exactly."""
 
+LAST_SECOND = 253_402_300_799.0  # 9999-12-31T23:59:59Z, the last second a date can show
+EpochSeconds = Annotated[float, Field(ge=0, le=LAST_SECOND, allow_inf_nan=False)]
+"""A moment on the wire, in seconds since 1970: one the API can show as a date."""
+
 MAX_WAIT_SECONDS = 30.0
 """The longest a claim waits for work before it answers with no jobs."""
 
@@ -51,7 +55,7 @@ class LogLine(NamedTuple):
     out or null)."""
 
     seq: Count
-    at: float
+    at: EpochSeconds
     stream: LogStream
     text: str
     level: LogLevel | None = None

@@ -3,6 +3,7 @@ job, a job is named by id, lease token and epoch only, and a stale reference is 
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from typing import Any
@@ -100,3 +101,34 @@ def test_an_empty_claim_answers_when_its_wait_runs_out(server: RunningServer) ->
         res = agent.post("/claim", json={"agent_id": "idle", "limit": 2, "wait": 1})
         assert res.status_code == 200 and res.json() == {"jobs": []}
         assert 0.9 <= time.monotonic() - began < 10
+
+
+def test_a_log_line_time_no_clock_can_show_is_refused_and_the_log_stays_readable(
+    server: RunningServer, api: Api
+) -> None:
+    agent = httpx.Client(
+        base_url=f"{server.url}/api/v1/agent",
+        headers={"Authorization": f"Bearer {agent_token(server)}"},
+        timeout=60,
+    )
+    assert agent.post("/register", json={"agent_id": "clock", "concurrency": 1}).status_code == 200
+    api.publish("one", ONE_STEP)
+    execution_id = api.run("one")
+    claimed = agent.post("/claim", json={"agent_id": "clock", "limit": 1, "wait": 20})
+    (job,) = claimed.json()["jobs"]
+    ref = {"job_id": job["job_id"], "lease_token": job["lease_token"], "epoch": job["epoch"]}
+    # A time beyond what a date can hold was stored, and every later read of the log was a
+    # 500; NaN was a 500 at once.
+    for at in [float("nan"), float("inf"), 1e308, -1.0]:
+        line = [1, at, "stdout", "never stored"]
+        body = json.dumps({"job": ref, "lines": [line]})  # NaN and Infinity as json writes them
+        refused = agent.post("/logs", content=body, headers={"Content-Type": "application/json"})
+        assert refused.status_code == 422, (at, refused.text)
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert [e["loc"] for e in refused.json()["errors"]] == ["body.lines[0][1]"]
+    good = [list(LogLine(1, time.time(), LogStream.STDOUT, "hi"))]
+    assert agent.post("/logs", json={"job": ref, "lines": good}).status_code == 204
+    logs = api.client.get(f"/executions/{execution_id}/logs")
+    assert logs.status_code == 200, logs.text
+    assert api.log_texts(execution_id) == ["hi"]
+    agent.close()
