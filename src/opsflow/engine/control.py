@@ -18,6 +18,18 @@ outcome; see ``engine.outcome``).
 * ``skip_step``: only a FAILED step whose definition has ``allow_skip``; it becomes SKIPPED with
   ``user_skipped``, so downstream goes on as if it had succeeded.
 
+A fanned-out step (``for_each``/``matrix``) keeps the list recorded when it first started:
+
+* ``retry_step`` on it runs again the items that did not succeed (every item when a succeeded
+  step is retried from here), each with its retries counted afresh (``ItemMark.retry_base``);
+  a fanned-out step reset because a step upstream of it is retried from here works its list out
+  again, since what it was made from may change.
+* ``retry_item`` / ``skip_item``: one FAILED or CANCELLED item, in a step that is RUNNING (the
+  item runs again, or counts as succeeded, at once) or ended FAILED or CANCELLED (the step goes
+  back to PENDING and decides again); skipping needs ``allow_skip``.
+* ``cancel_items``: one item, or every item not ended, of a RUNNING step: their jobs are
+  stopped and they end CANCELLED (not a success; ``min_success`` may still be met).
+
 Either way, every other step that never got to finish (SKIPPED by the engine, or CANCELLED) is
 reset to PENDING when, after the change, its needs are no longer dead: the steps skipped because
 the failure blocked them get their chance, while the ones skipped for good reasons (a condition
@@ -26,12 +38,31 @@ was false) stay as they are instead of being skipped again.
 
 from __future__ import annotations
 
+import dataclasses
+
 from opsflow.engine.edges import EdgeState, edge_state, join_state
-from opsflow.engine.model import ExecutionState, Graph, StepState
+from opsflow.engine.items import Item, attempts_by_item, view_items
+from opsflow.engine.model import (
+    DEFAULT_AGENT_LOST_LIMIT,
+    ExecutionState,
+    Graph,
+    ItemMark,
+    StepNode,
+    StepState,
+)
 from opsflow.engine.topology import downstream, topological_order, unknown_step_message
 from opsflow.status import ExecutionStatus, StepStatus
 
-__all__ = ["STALE_PLAN", "UnknownStep", "downstream", "retry_step", "skip_step"]
+__all__ = [
+    "STALE_PLAN",
+    "UnknownStep",
+    "cancel_items",
+    "downstream",
+    "retry_item",
+    "retry_step",
+    "skip_item",
+    "skip_step",
+]
 
 
 class UnknownStep(ValueError):
@@ -40,6 +71,9 @@ class UnknownStep(ValueError):
 
 # Terraform's own words when asked to apply a plan made against an older state.
 STALE_PLAN = "Saved plan is stale"
+
+_ITEM_DONE = frozenset({StepStatus.SUCCEEDED, StepStatus.SKIPPED})
+_ITEM_OPEN = frozenset({StepStatus.PENDING, StepStatus.RUNNING, StepStatus.WAITING})
 
 _RESUMABLE = frozenset(
     {
@@ -67,7 +101,18 @@ def retry_step(
     allowed = (StepStatus.FAILED, StepStatus.SUCCEEDED) if from_here else (StepStatus.FAILED,)
     current = _check(graph, state, step, "retry", allowed)
     _refuse_stale_plan(graph, current, step)
-    changes = {step: _fresh(current, now)}
+    node = graph.step(step)
+    if node.fan_out is not None and current.items is not None:
+        # Its recorded list is kept: the items that did not succeed run again (every item
+        # when the step succeeded and is retried from here).
+        redo = {
+            i.index
+            for i in view_items(node, current, now or 0.0, lost_limit=DEFAULT_AGENT_LOST_LIMIT)
+            if current.status == StepStatus.SUCCEEDED or i.status not in _ITEM_DONE
+        }
+        changes = {step: _again(current, redo, now)}
+    else:
+        changes = {step: _fresh(current, now)}
     if from_here:
         for sid in sorted(downstream(graph, step)):
             other = state.steps.get(sid, StepState())
@@ -98,8 +143,147 @@ def skip_step(
         gate_reason=current.gate_reason,
         retry_base=current.retry_base,
         user_skipped=True,
+        items=current.items,
+        item_marks=current.item_marks,
     )
     return _reopen(graph, state, {step: skipped}, now)
+
+
+def _again(current: StepState, redo: set[int], now: float | None) -> StepState:
+    """A fanned-out step back to PENDING with its recorded list, the items in ``redo``
+    counting their attempts afresh (and no longer skipped or cancelled)."""
+    by_item = attempts_by_item(current)
+    marks = dict(current.item_marks)
+    for index in redo:
+        marks[index] = ItemMark(retry_base=len(by_item[index]))
+    return StepState(
+        status=StepStatus.PENDING,
+        attempts=current.attempts,
+        entered_at=now,
+        retry_base=current.retry_base,
+        items=current.items,
+        item_marks=marks,
+    )
+
+
+def _item(
+    graph: Graph, state: ExecutionState, step: str, item: int, verb: str
+) -> tuple[StepNode, StepState, Item]:
+    """The fanned-out step and its item a person acts on; ``ValueError`` when there is none."""
+    if all(node.id != step for node in graph.steps):
+        raise UnknownStep(unknown_step_message(graph, step))
+    node = graph.step(step)
+    current = state.steps.get(step, StepState())
+    if node.fan_out is None:
+        raise ValueError(
+            f"cannot {verb} item {item} of step {step!r}: it has no for_each or matrix"
+        )
+    if current.items is None:
+        raise ValueError(
+            f"cannot {verb} item {item} of step {step!r}: its items were not worked out yet "
+            f"(the step is {current.status.value})"
+        )
+    if not 0 <= item < current.items:
+        raise UnknownStep(
+            f"step {step!r} has no item {item}; its items are 0 to {current.items - 1}"
+            if current.items
+            else f"step {step!r} has no items"
+        )
+    if state.cancel is not None or state.status not in _RESUMABLE:
+        raise ValueError(
+            f"cannot {verb} item {item} of step {step!r}: the execution is "
+            f"{state.status.value}" + (" and being cancelled" if state.cancel is not None else "")
+        )
+    stopped = state.cancel is not None
+    views = view_items(node, current, 0.0, lost_limit=DEFAULT_AGENT_LOST_LIMIT, stopped=stopped)
+    return node, current, views[item]
+
+
+def retry_item(
+    graph: Graph, state: ExecutionState, step: str, item: int, *, now: float | None = None
+) -> dict[str, StepState]:
+    """The step states to write to run one failed or cancelled item again (its retries
+    counted afresh); a FAILED step goes back to PENDING with its list, so it runs on."""
+    _, current, view = _item(graph, state, step, item, "retry")
+    if view.status not in (StepStatus.FAILED, StepStatus.CANCELLED):
+        raise ValueError(
+            f"cannot retry item {item} of step {step!r}: it is {view.status.value}; only a "
+            "failed or cancelled item can be retried"
+        )
+    if current.status not in (StepStatus.RUNNING, StepStatus.FAILED, StepStatus.CANCELLED):
+        raise ValueError(
+            f"cannot retry item {item} of step {step!r}: the step is {current.status.value}"
+        )
+    again = _again(current, {item}, now)
+    if current.status == StepStatus.RUNNING:
+        return {step: dataclasses.replace(current, item_marks=again.item_marks)}
+    return _reopen(graph, state, {step: again}, now)
+
+
+def skip_item(
+    graph: Graph, state: ExecutionState, step: str, item: int, *, now: float | None = None
+) -> dict[str, StepState]:
+    """The step states to write to skip one failed or cancelled item (it then counts as
+    succeeded); needs ``allow_skip`` on the step. A FAILED step is worked out again."""
+    node, current, view = _item(graph, state, step, item, "skip")
+    if not node.allow_skip:
+        raise ValueError(
+            f"step {step!r} does not allow skipping; set allow_skip: true on it in the "
+            "workflow to permit this"
+        )
+    if view.status not in (StepStatus.FAILED, StepStatus.CANCELLED):
+        raise ValueError(
+            f"cannot skip item {item} of step {step!r}: it is {view.status.value}; only a "
+            "failed or cancelled item can be skipped"
+        )
+    marks = dict(current.item_marks)
+    marks[item] = dataclasses.replace(marks.get(item, ItemMark()), skipped=True, cancelled=False)
+    if current.status == StepStatus.RUNNING:
+        return {step: dataclasses.replace(current, item_marks=marks)}
+    if current.status not in (StepStatus.FAILED, StepStatus.CANCELLED):
+        raise ValueError(
+            f"cannot skip item {item} of step {step!r}: the step is {current.status.value}"
+        )
+    again = dataclasses.replace(
+        current, status=StepStatus.PENDING, entered_at=now, retry_at=None, item_marks=marks
+    )
+    return _reopen(graph, state, {step: again}, now)
+
+
+def cancel_items(
+    graph: Graph,
+    state: ExecutionState,
+    step: str,
+    item: int | None = None,
+) -> dict[str, StepState]:
+    """The step state to write to cancel one item (``item``) or every item not ended of a
+    RUNNING fanned-out step: their jobs are stopped and they end CANCELLED."""
+    if item is None:
+        if all(node.id != step for node in graph.steps):
+            raise UnknownStep(unknown_step_message(graph, step))
+        current = state.steps.get(step, StepState())
+        if graph.step(step).fan_out is None or current.items is None:
+            raise ValueError(
+                f"cannot cancel step {step!r}: only the items of a running step with "
+                "for_each or matrix can be cancelled; cancel the execution instead"
+            )
+        targets = range(current.items)
+    else:
+        _, current, _ = _item(graph, state, step, item, "cancel")
+        targets = range(item, item + 1)
+    if current.status != StepStatus.RUNNING:
+        raise ValueError(f"cannot cancel step {step!r}: it is {current.status.value}")
+    node = graph.step(step)
+    views = view_items(node, current, 0.0, lost_limit=DEFAULT_AGENT_LOST_LIMIT)
+    open_ = [i for i in targets if views[i].status in _ITEM_OPEN]
+    if item is not None and not open_:
+        raise ValueError(
+            f"cannot cancel item {item} of step {step!r}: it is {views[item].status.value}"
+        )
+    marks = dict(current.item_marks)
+    for index in open_:
+        marks[index] = dataclasses.replace(marks.get(index, ItemMark()), cancelled=True)
+    return {step: dataclasses.replace(current, item_marks=marks)}
 
 
 def _check(

@@ -18,6 +18,7 @@ from opsflow.engine.model import (
     Edge,
     EvaluateCondition,
     ExecutionState,
+    ExpandItems,
     Graph,
     Log,
     OpenApproval,
@@ -76,6 +77,7 @@ class Draft:
         self.actions: list[Action] = []
         self.due: list[float] = []
         self._produced: dict[str, frozenset[Outcome]] = {}
+        self._queued: dict[str, int] = {}  # jobs started per step in this decision
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -151,6 +153,26 @@ class Draft:
         verb = "stopping" if force else "withdrawing (not yet picked up)"
         self.log(f"step {step}: {verb} attempt {attempt}: {reason}", step)
 
+    def _next_attempt(self, step: str) -> int:
+        queued = self._queued.get(step, 0) + 1
+        self._queued[step] = queued
+        return len(self.states[step].attempts) + queued
+
+    def start_item(self, step: str, item: int, tries: int, why: str = "") -> None:
+        """Queue the next attempt of ``item`` of fanned-out ``step`` (already RUNNING);
+        ``tries``: the item's attempts so far (since a person's retry of it)."""
+        node = self.nodes[step]
+        number = self._next_attempt(step)
+        self.actions.append(StartJob(step, number, item))
+        if node.placement_timeout:
+            self.wake(self.now + node.placement_timeout)
+        text = f"step {step} item {item} started"
+        if node.retries:
+            text += f" (attempt {tries + 1} of {1 + node.retries})"
+        elif tries:
+            text += f" (attempt {tries + 1})"
+        self.log(f"{text}: {why}" if why else text, step)
+
     def start(self, step: str, why: str = "") -> None:
         """Start ``step``: queue a job, evaluate a condition, open an approval or a child run.
 
@@ -170,8 +192,12 @@ class Draft:
             self.actions.append(StartChildWorkflow(step))
             # Only a request: if the child cannot start, the step fails saying why.
             status, text = StepStatus.RUNNING, "is starting its child workflow"
+        elif node.fan_out is not None:
+            # Its items start in the next decision, once the runtime recorded the list.
+            self.actions.append(ExpandItems(step))
+            status, text = StepStatus.RUNNING, "is working out its items"
         else:
-            number = len(state.attempts) + 1
+            number = self._next_attempt(step)
             self.actions.append(StartJob(step, number))
             if node.placement_timeout:
                 # The job is queued at ``now``: look again when its placement time is up.

@@ -36,6 +36,17 @@ class Edge:
 
 
 @dataclass(frozen=True)
+class FanOut:
+    """A step that runs once per item of a list recorded when it starts (``for_each`` or
+    ``matrix``): how many items may run at once, whether the items not started are cancelled
+    once the step can no longer succeed, and how many must succeed (None: all)."""
+
+    max_parallel: int | None = None
+    fail_fast: bool = False
+    min_success: int | None = None
+
+
+@dataclass(frozen=True)
 class StepNode:
     """What the engine needs to know about one step of the definition."""
 
@@ -53,6 +64,7 @@ class StepNode:
     pool: str = "default"
     labels: tuple[tuple[str, str], ...] = ()
     placement_timeout: float | None = None
+    fan_out: FanOut | None = None  # set on a step with for_each or matrix (agent steps only)
 
 
 @dataclass(frozen=True)
@@ -101,6 +113,20 @@ class Attempt:
     # That CancelJob was the step's timeout (the job is stopping with the normal grace); a
     # forced cancel of the execution still cuts it short.
     stopping_for_timeout: bool = False
+    # Which item of a fanned-out step it runs (0-based, in the recorded list's order).
+    item: int | None = None
+
+
+@dataclass(frozen=True)
+class ItemMark:
+    """What people did to one item of a fanned-out step. ``retry_base``: the item's attempts
+    (since the step's ``retry_base``) made before a person last retried it, so its
+    ``retries`` count afresh; ``skipped``: a person skipped it (it counts as succeeded);
+    ``cancelled``: a person cancelled it (its job is stopped; it counts as not succeeded)."""
+
+    retry_base: int = 0
+    skipped: bool = False
+    cancelled: bool = False
 
 
 @dataclass(frozen=True)
@@ -125,6 +151,10 @@ class StepState:
     gate_reason: str | None = None
     retry_base: int = 0
     user_skipped: bool = False
+    # A fanned-out step: how many items its recorded list has (None: not worked out yet), and
+    # the marks people left on some of them. Its attempts since ``retry_base`` carry ``item``.
+    items: int | None = None
+    item_marks: Mapping[int, ItemMark] = field(default_factory=dict)
 
     @property
     def last_attempt(self) -> Attempt | None:
@@ -165,10 +195,21 @@ class SetStepStatus:
 
 @dataclass(frozen=True)
 class StartJob:
-    """Queue attempt ``attempt`` of ``step`` for an agent; the step becomes RUNNING."""
+    """Queue attempt ``attempt`` of ``step`` (of its item ``item`` when it fans out) for an
+    agent; the step becomes RUNNING. Attempt numbers count every attempt of the step."""
 
     step: str
     attempt: int
+    item: int | None = None
+
+
+@dataclass(frozen=True)
+class ExpandItems:
+    """The runtime works out a fanned-out step's list and records it (``StepState.items``),
+    or, when it cannot, writes ``gate_result`` FAILED with the reason; a list already
+    recorded (a person's retry) is kept as it is. The step is RUNNING."""
+
+    step: str
 
 
 @dataclass(frozen=True)
@@ -216,6 +257,7 @@ Action = (
     | SetStepStatus
     | StartJob
     | CancelJob
+    | ExpandItems
     | EvaluateCondition
     | OpenApproval
     | StartChildWorkflow

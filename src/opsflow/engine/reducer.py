@@ -45,6 +45,7 @@ Terraform destroy) after the execution ends CANCELLED with a CLEANUP request.
 
 from __future__ import annotations
 
+from opsflow.engine.attempts import Stop
 from opsflow.engine.draft import Draft
 from opsflow.engine.edges import EdgeState, is_handler
 from opsflow.engine.model import (
@@ -55,7 +56,7 @@ from opsflow.engine.model import (
     Graph,
 )
 from opsflow.engine.outcome import halting, unhandled
-from opsflow.engine.results import Stop, settle
+from opsflow.engine.results import settle
 from opsflow.engine.topology import shape_of
 from opsflow.engine.wording import describe_result, format_duration, spell_edge
 from opsflow.status import ExecutionStatus, Join, StepStatus, StepType

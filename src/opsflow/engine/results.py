@@ -44,21 +44,18 @@ picked up by an agent) with ``CancelJob(force=False)`` and let the others finish
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from opsflow.engine.attempts import (
+    Stop,
+    end_step,
+    job_in_flight,
+    lost_in_a_row,
+    step_timeout,
+)
 from opsflow.engine.draft import Draft
+from opsflow.engine.items import settle_fan_out
 from opsflow.engine.model import Attempt, StepNode
-from opsflow.engine.wording import describe_attempt, format_duration, unplaced
-from opsflow.status import ExecutionStatus, JobStatus, Outcome, StepStatus, StepType
-
-
-@dataclass(frozen=True)
-class Stop:
-    """Why nothing new may start: a cancel request or the workflow timeout."""
-
-    force: bool
-    outcome: ExecutionStatus  # CANCELLED for a cancel, FAILED for the workflow timeout
-    reason: str
+from opsflow.engine.wording import describe_attempt, format_duration
+from opsflow.status import JobStatus, Outcome, StepStatus, StepType
 
 
 def settle(draft: Draft, stop: Stop | None) -> None:
@@ -74,6 +71,8 @@ def settle(draft: Draft, stop: Stop | None) -> None:
             _condition(draft, node, stop)
         elif node.type == StepType.WORKFLOW:
             _child(draft, node, stop)
+        elif node.fan_out is not None:
+            settle_fan_out(draft, node, stop)
         elif status == StepStatus.WAITING:
             _retry_wait(draft, node, stop)
         else:
@@ -88,26 +87,6 @@ def _expect(draft: Draft, node: StepNode, status: StepStatus) -> None:
         )
 
 
-def _timeout(node: StepNode) -> float | None:
-    return node.timeout if node.timeout is not None and node.timeout > 0 else None
-
-
-def _unhandled_note(draft: Draft, node: StepNode, status: StepStatus) -> str:
-    shape = draft.shape
-    handlers = shape.failure_handlers if status == StepStatus.FAILED else shape.rejection_handlers
-    if node.id in handlers:
-        return ""
-    what = "failure" if status == StepStatus.FAILED else "rejection"
-    return f" (no step handles this {what}; only handlers will start from now on)"
-
-
-def end_step(draft: Draft, node: StepNode, status: StepStatus, reason: str) -> None:
-    """Move a started step to its terminal status, noting when nothing handles a failure."""
-    if status in (StepStatus.FAILED, StepStatus.REJECTED):
-        reason += _unhandled_note(draft, node, status)
-    draft.set_step(node.id, status, reason)
-
-
 # -- job steps -------------------------------------------------------------------------------
 
 
@@ -118,7 +97,7 @@ def _job(draft: Draft, node: StepNode, stop: Stop | None) -> None:
     if attempt.status.terminal:
         _job_ended(draft, node, attempt, stop)
     else:
-        _job_in_flight(draft, node, attempt, stop)
+        job_in_flight(draft, node, attempt, stop)
 
 
 def _job_ended(draft: Draft, node: StepNode, attempt: Attempt, stop: Stop | None) -> None:
@@ -134,7 +113,7 @@ def _job_ended(draft: Draft, node: StepNode, attempt: Attempt, stop: Stop | None
         return
     state = draft.states[node.id]
     tries = len(state.attempts) - state.retry_base
-    lost = _lost_in_a_row(state.attempts[state.retry_base :])
+    lost = lost_in_a_row(state.attempts[state.retry_base :])
     if lost >= draft.agent_lost_limit:
         end_step(draft, node, StepStatus.FAILED, f"{what} (agent lost {lost} times in a row)")
         return
@@ -157,46 +136,6 @@ def _job_ended(draft: Draft, node: StepNode, attempt: Attempt, stop: Stop | None
     elif tries > 1:
         what += f" (after {tries} attempts)"
     end_step(draft, node, StepStatus.FAILED, what)
-
-
-def _lost_in_a_row(attempts: tuple[Attempt, ...]) -> int:
-    """How many of the last attempts, counted back from the newest, lost their agent."""
-    count = 0
-    for attempt in reversed(attempts):
-        if not attempt.agent_lost:
-            break
-        count += 1
-    return count
-
-
-def _job_in_flight(draft: Draft, node: StepNode, attempt: Attempt, stop: Stop | None) -> None:
-    if attempt.cancel_requested:
-        if stop is not None and stop.force and attempt.stopping_for_timeout:
-            # A timeout stops with the normal grace; a forced cancel must not wait it out.
-            draft.cancel_job(node.id, attempt.number, JobStatus.CANCELLED, True, stop.reason)
-        return  # a cancel is under way; the job's end will be reported
-    if attempt.status == JobStatus.PENDING and node.placement_timeout and stop is None:
-        # No agent took the job in time: it fails, not retried (no agent would take a retry
-        # either); the runtime's timer row wakes the execution at the due time.
-        placed_by = attempt.created_at + node.placement_timeout
-        if draft.now >= placed_by:
-            draft.cancel_job(node.id, attempt.number, JobStatus.FAILED, False, unplaced(node))
-            return
-        draft.wake(placed_by)
-    timeout = _timeout(node)
-    if timeout is not None and attempt.started_at is not None:
-        due = attempt.started_at + timeout
-        if draft.now >= due:
-            reason = f"timed out after {format_duration(timeout)}"
-            draft.cancel_job(node.id, attempt.number, JobStatus.TIMEOUT, True, reason)
-            return
-        draft.wake(due)
-    if stop is None:
-        return
-    if stop.force:
-        draft.cancel_job(node.id, attempt.number, JobStatus.CANCELLED, True, stop.reason)
-    elif attempt.status == JobStatus.PENDING:
-        draft.cancel_job(node.id, attempt.number, JobStatus.CANCELLED, False, stop.reason)
 
 
 def _retry_wait(draft: Draft, node: StepNode, stop: Stop | None) -> None:
@@ -262,7 +201,7 @@ def _approval(draft: Draft, node: StepNode, stop: Stop | None) -> None:
     elif stop is not None:
         draft.set_step(node.id, StepStatus.REJECTED, stop.reason)
     else:
-        timeout = _timeout(node)
+        timeout = step_timeout(node)
         opened = draft.entered_at[node.id]
         if timeout is None or opened is None:
             return

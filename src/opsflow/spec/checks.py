@@ -8,6 +8,7 @@ already report it.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from collections import deque
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from opsflow.spec.fan_out import FAN_OUT_ROOTS
 from opsflow.spec.findings import Finding, Position, listing
 from opsflow.spec.models import MAX_STEPS
 from opsflow.spec.notifications import RUN_END_FIELDS
@@ -152,7 +154,15 @@ def check_definition(data: Any) -> list[Finding]:
         if step.type is None:
             continue
         scope = Scope(step.id, _Upstream(d, step), known, declared, dashed=dashed)
-        out += check_templates(("steps", step.index), step.type, step.raw, scope)
+        loc = ("steps", step.index)
+        fans = step.raw.get("for_each") is not None or step.raw.get("matrix") is not None
+        for name in ("for_each", "matrix"):
+            # The list itself is rendered before any item exists: item and index not yet.
+            for where, text in template_strings((*loc, name), step.raw.get(name)):
+                out.extend(scope.check(where, text))
+        if fans:
+            scope = dataclasses.replace(scope, roots=scope.roots | FAN_OUT_ROOTS)
+        out += check_templates(loc, step.type, step.raw, scope)
     out += _check_outputs(data.get("outputs"), known, declared, dashed)
     out += _check_run_notifications(data.get("notify"), known, declared, dashed)
     return out

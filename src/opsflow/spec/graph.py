@@ -7,7 +7,7 @@ Everything a step does stays in the definition, for the executors.
 
 from __future__ import annotations
 
-from opsflow.engine.model import Edge, Graph, StepNode
+from opsflow.engine.model import Edge, FanOut, Graph, StepNode
 from opsflow.spec.checks import parse_need
 from opsflow.spec.fields import AgentSelector
 from opsflow.spec.models import ApprovalStep, Step, StepBase, Workflow
@@ -55,6 +55,15 @@ def _node(workflow: Workflow, step: Step) -> StepNode:
         pool=pool,
         labels=labels,
         placement_timeout=placement_timeout,
+        fan_out=_fan_out(step),
+    )
+
+
+def _fan_out(step: StepBase) -> FanOut | None:
+    if step.for_each is None and step.matrix is None:
+        return None
+    return FanOut(
+        max_parallel=step.max_parallel, fail_fast=step.fail_fast, min_success=step.min_success
     )
 
 

@@ -14,6 +14,7 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from opsflow.spec.duration import Duration
+from opsflow.spec.fan_out import Matrix
 from opsflow.spec.fields import (
     AgentSelector,
     ConnectionName,
@@ -28,7 +29,7 @@ from opsflow.spec.fields import (
     matching,
 )
 from opsflow.spec.template import is_template
-from opsflow.status import Join, StepType
+from opsflow.status import GATE_TYPES, Join, StepType
 
 
 class StepBase(SpecModel):
@@ -55,6 +56,56 @@ class StepBase(SpecModel):
         False, description="People may skip this step after it failed, so the run goes on."
     )
     agent: AgentSelector | None = Field(None, description="Where the step's jobs run.")
+    for_each: str | list[Any] | None = Field(
+        None,
+        description="Run the step once per item: a list, or a template giving a JSON list or "
+        "lines of text (at most 1,000 items); templates read item and index.",
+    )
+    matrix: Matrix | None = Field(
+        None,
+        description="Run the step once per combination of these lists (with exclude and "
+        "include entries); templates read matrix.<key>, item and index.",
+    )
+    max_parallel: int | None = Field(
+        None, ge=1, description="With for_each or matrix: items running at once (no limit)."
+    )
+    fail_fast: bool = Field(
+        False,
+        description="With for_each or matrix: once the step can no longer succeed (its first "
+        "failed item, or too many for min_success), the items not started are cancelled.",
+    )
+    min_success: int | None = Field(
+        None,
+        ge=0,
+        description="With for_each or matrix: items that must succeed for the step to "
+        "succeed (all of them when left out).",
+    )
+
+    @model_validator(mode="after")
+    def _fan_out(self) -> Self:
+        kind = getattr(self, "type", None)
+        fans = self.for_each is not None or self.matrix is not None
+        if fans and kind in GATE_TYPES:
+            field = "for_each" if self.for_each is not None else "matrix"
+            raise FieldProblem(
+                field,
+                f"{_article(StepType(kind).value)} step cannot fan out: only steps that run "
+                "on agents (script, http, terraform, ansible, ssh, notify) take for_each or matrix",
+            )
+        if self.for_each is not None and self.matrix is not None:
+            raise FieldProblem("matrix", "give for_each or matrix, not both")
+        if not fans:
+            for name in ("max_parallel", "min_success"):
+                if getattr(self, name) is not None:
+                    raise FieldProblem(name, f"{name} applies only with for_each or matrix")
+            if self.fail_fast:
+                raise FieldProblem("fail_fast", "fail_fast applies only with for_each or matrix")
+        if isinstance(self.for_each, str) and not is_template(self.for_each):
+            raise FieldProblem(
+                "for_each",
+                'for_each must be a list or a template such as "{{ params.regions }}"',
+            )
+        return self
 
     @field_validator("timeout")
     @classmethod
@@ -62,6 +113,10 @@ class StepBase(SpecModel):
         if value == 0 and not cls.zero_timeout_waits_forever:
             raise ValueError("a timeout of 0 would stop the step at once; leave it out for none")
         return value
+
+
+def _article(word: str) -> str:
+    return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
 
 
 class Shell(StrEnum):

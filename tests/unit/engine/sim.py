@@ -24,6 +24,7 @@ from opsflow.engine.model import (
     Edge,
     EvaluateCondition,
     ExecutionState,
+    ExpandItems,
     Graph,
     Log,
     OpenApproval,
@@ -36,7 +37,9 @@ from opsflow.engine.model import (
 )
 from opsflow.status import ExecutionStatus, JobStatus, Join, Outcome, StepStatus, StepType
 
-MAX_ROUNDS = 4  # a decision, the runtime's immediate answers to it, and one more to settle
+# A decision, the runtime's immediate answers to it, and one more to settle; a fanned-out step
+# adds a round for its list (and a chain of empty lists one each).
+MAX_ROUNDS = 16
 
 
 def edge(spec: str) -> Edge:
@@ -81,6 +84,9 @@ class Sim:
         self.history: list[tuple[float, Action]] = []
         self.wake_at: float | None = None
         self.kill_as: dict[tuple[str, int], JobStatus] = {}  # attempts being stopped, and how
+        # How many items each fanned-out step's list has when worked out (None: it cannot be;
+        # a step not named here gets 3).
+        self.item_counts: dict[str, int | None] = {}
         # Called with each action just before it is applied (property tests check rules here).
         self.before_apply: Callable[[Sim, Action], None] | None = None
         # Called with each non-empty decision, before any of it is applied.
@@ -123,7 +129,17 @@ class Sim:
         elif isinstance(action, StartJob):
             step = self.step(action.step)
             assert action.attempt == len(step.attempts) + 1, action
-            attempt = Attempt(number=action.attempt, status=JobStatus.PENDING, created_at=self.now)
+            attempt = Attempt(
+                number=action.attempt,
+                status=JobStatus.PENDING,
+                created_at=self.now,
+                item=action.item,
+            )
+            if action.item is not None:  # the step is RUNNING already: only the job is new
+                assert step.status == StepStatus.RUNNING and step.items is not None, action
+                assert 0 <= action.item < step.items, action
+                self._put(action.step, attempts=(*step.attempts, attempt))
+                return
             self._put(
                 action.step,
                 status=StepStatus.RUNNING,
@@ -133,6 +149,16 @@ class Sim:
             )
         elif isinstance(action, CancelJob):
             self._cancel_job(action)
+        elif isinstance(action, ExpandItems):
+            step = self.step(action.step)
+            changes: dict[str, Any] = {"status": StepStatus.RUNNING, "entered_at": self.now}
+            if step.items is None:  # a list recorded before (a person's retry) is kept
+                count = self.item_counts.get(action.step, 3)
+                if count is None:
+                    changes.update(gate_result=Outcome.FAILED, gate_reason="for_each gave 5")
+                else:
+                    changes.update(items=count, gate_result=None)
+            self._put(action.step, **changes)
         elif isinstance(action, EvaluateCondition | StartChildWorkflow):
             self._put(action.step, status=StepStatus.RUNNING, entered_at=self.now, gate_result=None)
         elif isinstance(action, OpenApproval):
@@ -194,18 +220,20 @@ class Sim:
         steps[step_id] = dataclasses.replace(steps[step_id], **changes)
         self.state = dataclasses.replace(self.state, steps=steps)
 
-    def _put_attempt(self, step_id: str, **changes: Any) -> None:
+    def _put_attempt(self, step_id: str, number: int | None = None, **changes: Any) -> None:
+        """Change attempt ``number`` of the step (the last one when None)."""
         attempts = list(self.step(step_id).attempts)
-        attempts[-1] = dataclasses.replace(attempts[-1], **changes)
+        index = -1 if number is None else number - 1
+        attempts[index] = dataclasses.replace(attempts[index], **changes)
         self._put(step_id, attempts=tuple(attempts))
 
     def advance(self, seconds: float) -> Sim:
         self.now += seconds
         return self
 
-    def job_running(self, step_id: str) -> None:
-        """The last attempt was picked up by an agent and started."""
-        self._put_attempt(step_id, status=JobStatus.RUNNING, started_at=self.now)
+    def job_running(self, step_id: str, number: int | None = None) -> None:
+        """The last attempt (or attempt ``number``) was picked up by an agent and started."""
+        self._put_attempt(step_id, number, status=JobStatus.RUNNING, started_at=self.now)
 
     def job_ends(
         self,
@@ -214,13 +242,15 @@ class Sim:
         *,
         retryable: bool = True,
         error: str | None = None,
+        number: int | None = None,
     ) -> None:
-        """The agent reports the last attempt's end."""
-        attempt = self.step(step_id).attempts[-1]
+        """The agent reports the end of the last attempt (or of attempt ``number``)."""
+        attempt = self.step(step_id).attempts[-1 if number is None else number - 1]
         assert not attempt.status.terminal, f"{step_id} attempt {attempt.number} already ended"
         started = attempt.started_at if attempt.started_at is not None else self.now
         self._put_attempt(
             step_id,
+            number,
             status=status,
             started_at=started,
             ended_at=self.now,
@@ -228,10 +258,12 @@ class Sim:
             error=error,
         )
 
-    def killed(self, step_id: str) -> None:
-        """The agent stopped the last attempt after a forced CancelJob."""
-        number = self.step(step_id).attempts[-1].number
-        self.job_ends(step_id, self.kill_as.pop((step_id, number)))
+    def killed(self, step_id: str, number: int | None = None) -> None:
+        """The agent stopped the last attempt (or attempt ``number``) after a forced
+        CancelJob."""
+        if number is None:
+            number = self.step(step_id).attempts[-1].number
+        self.job_ends(step_id, self.kill_as.pop((step_id, number)), number=number)
 
     def succeed(self, step_id: str) -> None:
         """The last attempt ran and completed."""

@@ -47,8 +47,8 @@ class Twin(Sim):
         self.full = 0
 
     # News about one step: what the runtime reconciles through ``advance``.
-    def job_running(self, step_id: str) -> None:
-        super().job_running(step_id)
+    def job_running(self, step_id: str, number: int | None = None) -> None:
+        super().job_running(step_id, number)
         self.touched.add(step_id)
 
     def job_ends(self, step_id: str, status: JobStatus = JobStatus.COMPLETED, **kw: Any) -> None:

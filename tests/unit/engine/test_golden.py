@@ -32,6 +32,8 @@ def to_json(action: Action) -> dict[str, Any]:
     out: dict[str, Any] = {"action": type(action).__name__}
     for f in dataclasses.fields(action):
         value = getattr(action, f.name)
+        if f.name == "item" and value is None:
+            continue  # a job of a step that does not fan out (as recorded before items)
         out[f.name] = value.value if isinstance(value, Enum) else value
     return out
 

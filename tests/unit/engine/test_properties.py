@@ -18,7 +18,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from opsflow.engine import can_wake, decide
-from opsflow.engine.control import downstream, retry_step, skip_step
+from opsflow.engine.control import downstream, retry_item, retry_step, skip_item, skip_step
+from opsflow.engine.items import view_items
 from opsflow.engine.model import (
     Action,
     CancelJob,
@@ -27,6 +28,8 @@ from opsflow.engine.model import (
     Edge,
     EvaluateCondition,
     ExecutionState,
+    ExpandItems,
+    FanOut,
     Graph,
     Log,
     OpenApproval,
@@ -50,7 +53,7 @@ from opsflow.status import (
 from tests.unit.engine.sim import Sim
 
 MAX_EVENTS = 600
-STARTS = (StartJob, EvaluateCondition, OpenApproval, StartChildWorkflow)
+STARTS = (StartJob, EvaluateCondition, OpenApproval, StartChildWorkflow, ExpandItems)
 NOT_RUN = (StepStatus.SKIPPED, StepStatus.CANCELLED)
 
 # -- the rules, stated again -----------------------------------------------------------------
@@ -134,6 +137,37 @@ def timed_out(g: Graph, state: ExecutionState, now: float) -> bool:
     return now >= base + g.timeout
 
 
+def item_tries(state: StepState, item: int) -> list[Any]:
+    """The attempts of one item since the step's and the item's last manual retry."""
+    mark = state.item_marks.get(item)
+    mine = [a for a in state.attempts[state.retry_base :] if a.item == item]
+    return mine[mark.retry_base :] if mark else mine
+
+
+def in_flight_items(state: StepState) -> set[int]:
+    return {
+        a.item
+        for a in state.attempts[state.retry_base :]
+        if a.item is not None and not a.status.terminal
+    }
+
+
+def check_item_start(step: StepNode, state: StepState, item: int) -> None:
+    """An item starts within its retries, never twice at once, and (fail_fast without
+    min_success) never for the first time after another item failed for good."""
+    assert state.items is not None and 0 <= item < state.items, (step.id, item)
+    tries = item_tries(state, item)
+    assert len(tries) < 1 + step.retries, f"{step.id} item {item}: too many attempts"
+    assert not tries or tries[-1].status.terminal, f"{step.id} item {item} started twice"
+    fan = step.fan_out
+    assert fan is not None
+    if fan.fail_fast and fan.min_success is None and not tries:
+        for other in range(state.items):
+            last = item_tries(state, other)[-1:]
+            final = [a for a in last if a.status == JobStatus.FAILED and not a.retryable]
+            assert not final, f"{step.id} item {item} started after item {other} failed"
+
+
 # -- random graphs -----------------------------------------------------------------------------
 
 
@@ -149,6 +183,13 @@ def graphs(draw: st.DrawFn) -> Graph:
             needs.append(Edge(source.id, draw(st.sampled_from(choices))))
         job = kind not in GATE_TYPES
         timed = job or kind == StepType.APPROVAL
+        fan_out = None
+        if job and draw(st.integers(0, 2)) == 0:
+            fan_out = FanOut(
+                max_parallel=draw(st.sampled_from([None, 1, 2])),
+                fail_fast=draw(st.booleans()),
+                min_success=draw(st.sampled_from([None, None, 1, 2])),
+            )
         nodes.append(
             StepNode(
                 id=f"s{i}",
@@ -158,6 +199,7 @@ def graphs(draw: st.DrawFn) -> Graph:
                 retries=draw(st.integers(0, 2)) if job else 0,
                 retry_delay=draw(st.sampled_from([0.0, 3.0])) if job else 0.0,
                 timeout=draw(st.one_of(st.none(), st.sampled_from([2.0, 6.0]))) if timed else None,
+                fan_out=fan_out,
             )
         )
     return Graph(tuple(nodes), timeout=draw(st.one_of(st.none(), st.sampled_from([10.0, 40.0]))))
@@ -179,6 +221,12 @@ class World:
     started: set[str] = field(default_factory=set)
     left_cancelled: set[str] = field(default_factory=set)
     ended_at: float | None = None
+
+    def __post_init__(self) -> None:
+        for n in self.sim.graph.steps:
+            if n.fan_out is not None:  # how long its list turns out (None: it cannot be made)
+                counts = st.sampled_from([0, 1, 2, 3, 4, 4, None])
+                self.sim.item_counts[n.id] = self.data.draw(counts)
 
     def at(self, delay: float, kind: str, *args: Any) -> None:
         self.seq += 1
@@ -231,11 +279,12 @@ class World:
             if attempt.status.terminal:
                 return
             if kind == "running" and attempt.status == JobStatus.PENDING:
-                sim.job_running(step)
+                sim.job_running(step, number)
             elif kind == "end":
-                sim.job_ends(step, args[2], retryable=args[3], error=f"{args[2].value}")
+                error = f"{args[2].value}"
+                sim.job_ends(step, args[2], retryable=args[3], error=error, number=number)
             elif kind == "kill":
-                sim.killed(step)
+                sim.killed(step, number)
         elif kind == "answer":
             st_ = sim.step(args[0])
             if st_.status in (StepStatus.RUNNING, StepStatus.WAITING) and st_.gate_result is None:
@@ -295,10 +344,15 @@ class World:
             assert not timed_out(g, state, sim.now), f"{a.step} started after workflow timeout"
             base = state.steps[a.step].retry_base
             is_retry = isinstance(a, StartJob) and a.attempt > base + 1
-            assert is_retry or is_handler(step) or not halting(g, state), (
+            # A fanned-out step that started goes on starting its items.
+            is_item = isinstance(a, StartJob) and a.item is not None
+            assert is_retry or is_item or is_handler(step) or not halting(g, state), (
                 f"{a.step} started while halting"
             )
-            if isinstance(a, StartJob):
+            if is_item:
+                assert isinstance(a, StartJob) and a.item is not None
+                check_item_start(step, state.steps[a.step], a.item)
+            elif isinstance(a, StartJob):
                 allowed = base + 1 + step.retries
                 assert a.attempt <= allowed, f"{a.step} attempt {a.attempt} too many"
             self.started.add(a.step)
@@ -331,6 +385,10 @@ class World:
                 )
                 if overdue and not attempt.status.terminal:
                     assert attempt.cancel_requested, f"{n.id} ran past its timeout"
+        for n in sim.graph.steps:
+            if n.fan_out is not None and n.fan_out.max_parallel is not None:
+                running = len(in_flight_items(sim.step(n.id)))
+                assert running <= n.fan_out.max_parallel, f"{n.id}: {running} items at once"
         active = [
             sid
             for sid, s in sim.statuses().items()
@@ -394,7 +452,26 @@ def check_end(world: World) -> None:
             stopped = sim.state.cancel or timed_out(g, sim.state, sim.now)
             assert s == StepStatus.SKIPPED or stopped or sid in world.left_cancelled, sid
     for n in g.steps:
-        assert len(sim.step(n.id).attempts) <= sim.step(n.id).retry_base + 1 + n.retries
+        st_ = sim.step(n.id)
+        if n.fan_out is None:
+            assert len(st_.attempts) <= st_.retry_base + 1 + n.retries
+            continue
+        if st_.items is None:
+            assert not st_.attempts[st_.retry_base :], n.id
+            continue
+        done = 0
+        for item in range(st_.items):
+            tries = item_tries(st_, item)
+            assert len(tries) <= 1 + n.retries, (n.id, item)
+            assert not tries or tries[-1].status.terminal, (n.id, item)
+            done += bool(tries) and tries[-1].status == JobStatus.COMPLETED
+            done += bool(st_.item_marks.get(item, None) and st_.item_marks[item].skipped)
+        need = st_.items if n.fan_out.min_success is None else n.fan_out.min_success
+        if st_.status == StepStatus.SUCCEEDED:
+            assert done >= need, (n.id, done, need)
+            event("a fanned-out step succeeded")
+        if st_.status == StepStatus.FAILED and sim.state.cancel is None:
+            assert done < need, (n.id, done, need)
     outcome, phrase = expected_outcome(world)
     event(f"outcome: {outcome.value}" + (" (workflow timeout)" if "timed out" in phrase else ""))
     final = [a for _, a in sim.history if isinstance(a, SetExecutionStatus)][-1]
@@ -451,7 +528,16 @@ def test_manual_retry_and_skip_after_a_failure_follow_the_rules(
         if sim.execution not in (ExecutionStatus.FAILED, ExecutionStatus.REJECTED) or not failed:
             break
         sim.now += 100.0  # a person looks at the failure, then acts
-        if data.draw(st.booleans()):
+        items = failed_items(sim, failed)
+        on_item: bool = bool(items) and data.draw(st.booleans())
+        if on_item:
+            step, item = data.draw(st.sampled_from(items))
+            if data.draw(st.booleans()):
+                changes = retry_item(g, sim.state, step, item, now=sim.now)
+            else:
+                changes = skip_item(allow_skip(g), sim.state, step, item, now=sim.now)
+            event("a person retried or skipped an item")
+        elif data.draw(st.booleans()):
             changes = skip_step_allowed(sim, data.draw(st.sampled_from(failed)))
         elif data.draw(st.booleans()):
             changes = retry_step(g, sim.state, data.draw(st.sampled_from(failed)), now=sim.now)
@@ -473,7 +559,25 @@ def test_manual_retry_and_skip_after_a_failure_follow_the_rules(
     check_end(world)
 
 
+def allow_skip(g: Graph) -> Graph:
+    """``g`` as if every step allowed skipping (random graphs leave allow_skip off)."""
+    return Graph(tuple(dataclasses.replace(n, allow_skip=True) for n in g.steps), g.timeout)
+
+
 def skip_step_allowed(sim: Sim, step: str) -> dict[str, StepState]:
-    """Skip ``step`` as if its definition allowed it (random graphs leave allow_skip off)."""
-    nodes = tuple(dataclasses.replace(n, allow_skip=True) for n in sim.graph.steps)
-    return skip_step(Graph(nodes, sim.graph.timeout), sim.state, step, now=sim.now)
+    """Skip ``step`` as if its definition allowed it."""
+    return skip_step(allow_skip(sim.graph), sim.state, step, now=sim.now)
+
+
+def failed_items(sim: Sim, failed: list[str]) -> list[tuple[str, int]]:
+    """The failed or cancelled items of the failed fanned-out steps among ``failed``."""
+    out = []
+    for sid in failed:
+        node_ = sim.graph.step(sid)
+        state = sim.step(sid)
+        if node_.fan_out is None or state.items is None:
+            continue
+        for item in view_items(node_, state, sim.now, lost_limit=sim.agent_lost_limit):
+            if item.status in (StepStatus.FAILED, StepStatus.CANCELLED):
+                out.append((sid, item.index))
+    return out

@@ -82,8 +82,8 @@ CASES = [
         "steps[0].runn",
         5,
         "unknown field 'runn' (did you mean 'run'?); allowed here: id, name, description, "
-        "needs, join, retries, retry_delay, timeout, allow_skip, agent, type, shell, run, "
-        "file, env, workdir, connection",
+        "needs, join, retries, retry_delay, timeout, allow_skip, agent, for_each, matrix, "
+        "max_parallel, fail_fast, min_success, type, shell, run, file, env, workdir, connection",
     ),
     Case(
         "step-id",

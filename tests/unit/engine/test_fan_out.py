@@ -1,0 +1,138 @@
+"""Fanned-out steps (``for_each``/``matrix``) in the engine: one job per item, bounded
+parallelism, fail_fast, min_success, retries per item, and people acting on items."""
+
+from __future__ import annotations
+
+from opsflow.engine.control import cancel_items, retry_item, retry_step
+from opsflow.engine.items import view_items
+from opsflow.engine.model import FanOut, StartJob
+from opsflow.status import ExecutionStatus, JobStatus, StepStatus
+from tests.unit.engine.sim import Sim, graph, node
+
+
+def _sim(items: int | None, **fan: object) -> Sim:
+    retries = int(fan.pop("retries", 0))  # type: ignore[call-overload]
+    g = graph(
+        node("fan", fan_out=FanOut(**fan), retries=retries),  # type: ignore[arg-type]
+        node("after", needs=["fan"]),
+    )
+    sim = Sim(g)
+    sim.item_counts["fan"] = items
+    sim.reconcile()
+    return sim
+
+
+def _attempt(sim: Sim, item: int) -> int:
+    return [a for a in sim.step("fan").attempts if a.item == item][-1].number
+
+
+def _end(sim: Sim, item: int, status: JobStatus = JobStatus.COMPLETED, **kw: object) -> None:
+    sim.job_ends("fan", status, number=_attempt(sim, item), **kw)  # type: ignore[arg-type]
+    sim.reconcile()
+
+
+def _running_items(sim: Sim) -> list[int]:
+    return sorted(
+        a.item for a in sim.step("fan").attempts if not a.status.terminal and a.item is not None
+    )
+
+
+def test_items_start_in_order_never_more_than_max_parallel() -> None:
+    sim = _sim(5, max_parallel=2)
+    assert _running_items(sim) == [0, 1]
+    _end(sim, 1)
+    assert _running_items(sim) == [0, 2]
+    for item in (0, 2, 3, 4):
+        _end(sim, item)
+    assert sim.status("fan") == StepStatus.SUCCEEDED
+    assert sim.status("after") == StepStatus.RUNNING
+    starts = [a for _, a in sim.history if isinstance(a, StartJob) and a.step == "fan"]
+    assert [a.item for a in starts] == [0, 1, 2, 3, 4]
+
+
+def test_fail_fast_cancels_the_items_not_started_and_fails_the_step() -> None:
+    sim = _sim(4, max_parallel=2, fail_fast=True)
+    _end(sim, 0, JobStatus.FAILED, error="exit code 1")
+    # Item 1 still runs; 2 and 3 never start.
+    assert _running_items(sim) == [1]
+    _end(sim, 1)
+    assert sim.status("fan") == StepStatus.FAILED
+    views = view_items(sim.graph.step("fan"), sim.step("fan"), sim.now, lost_limit=3)
+    assert [v.status for v in views] == [
+        StepStatus.FAILED,
+        StepStatus.SUCCEEDED,
+        StepStatus.CANCELLED,
+        StepStatus.CANCELLED,
+    ]
+    assert sim.execution == ExecutionStatus.FAILED
+    assert any("1 of 4 items failed (item 0" in line for line in sim.logs())
+
+
+def test_without_fail_fast_every_item_runs_before_the_step_fails() -> None:
+    sim = _sim(3, max_parallel=1)
+    _end(sim, 0, JobStatus.FAILED)
+    _end(sim, 1)
+    _end(sim, 2)
+    assert sim.status("fan") == StepStatus.FAILED
+    assert len([a for a in sim.step("fan").attempts]) == 3
+
+
+def test_a_failed_item_is_retried_on_its_own() -> None:
+    sim = _sim(3, retries=1)
+    _end(sim, 1, JobStatus.FAILED)
+    assert _running_items(sim) == [0, 1, 2]  # item 1's second attempt
+    for item in (0, 1, 2):
+        _end(sim, item)
+    assert sim.status("fan") == StepStatus.SUCCEEDED
+    assert [a.item for a in sim.step("fan").attempts] == [0, 1, 2, 1]
+
+
+def test_min_success_lets_the_step_succeed_with_failed_items() -> None:
+    sim = _sim(3, min_success=2)
+    _end(sim, 0, JobStatus.FAILED)
+    _end(sim, 1)
+    _end(sim, 2)
+    assert sim.status("fan") == StepStatus.SUCCEEDED
+    assert sim.execution == ExecutionStatus.RUNNING  # "after" runs
+
+
+def test_a_list_that_cannot_be_worked_out_fails_the_step() -> None:
+    sim = _sim(None)
+    assert sim.status("fan") == StepStatus.FAILED
+    assert any("for_each gave 5" in line for line in sim.logs())
+
+
+def test_an_empty_list_succeeds_at_once() -> None:
+    sim = _sim(0)
+    assert sim.status("fan") == StepStatus.SUCCEEDED
+    assert sim.status("after") == StepStatus.RUNNING
+
+
+def test_a_person_cancels_an_item_and_retries_it() -> None:
+    sim = _sim(2)
+    sim.job_running("fan", _attempt(sim, 0))
+    sim.write(cancel_items(sim.graph, sim.state, "fan", 0))
+    sim.reconcile()
+    sim.killed("fan", _attempt(sim, 0))
+    sim.reconcile()
+    _end(sim, 1)
+    assert sim.status("fan") == StepStatus.FAILED  # item 0 cancelled: not every item succeeded
+    sim.now += 10
+    sim.write(retry_item(sim.graph, sim.state, "fan", 0, now=sim.now), ExecutionStatus.RUNNING)
+    sim.reconcile()
+    assert _running_items(sim) == [0]  # only item 0 runs again
+    _end(sim, 0)
+    assert sim.status("fan") == StepStatus.SUCCEEDED
+    assert sim.status("after") == StepStatus.RUNNING
+
+
+def test_retrying_the_step_runs_only_its_items_that_did_not_succeed() -> None:
+    sim = _sim(3)
+    _end(sim, 0)
+    _end(sim, 1, JobStatus.FAILED)
+    _end(sim, 2, JobStatus.FAILED)
+    sim.now += 10
+    sim.write(retry_step(sim.graph, sim.state, "fan", now=sim.now), ExecutionStatus.RUNNING)
+    sim.reconcile()
+    assert _running_items(sim) == [1, 2]
+    assert sim.step("fan").items == 3  # the recorded list is kept

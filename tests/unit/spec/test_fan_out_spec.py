@@ -1,0 +1,104 @@
+"""``for_each`` and ``matrix`` in workflow definitions, and working out their lists."""
+
+from __future__ import annotations
+
+import pytest
+
+from opsflow.spec.fan_out import MAX_ITEMS, FanOutError, items_from_value, matrix_items
+from opsflow.spec.graph import to_graph
+from opsflow.spec.schema import workflow_json_schema
+from tests.unit.spec.support import load, only_problem
+
+
+def test_a_for_each_step_compiles_to_a_fanned_out_node() -> None:
+    workflow = load(
+        """
+        id: fan
+        params: {regions: {type: string, default: "eu\\nus"}}
+        steps:
+          - id: deploy
+            type: script
+            for_each: "{{ params.regions }}"
+            max_parallel: 2
+            fail_fast: true
+            env: {REGION: "{{ item }}", N: "{{ index }}"}
+            run: echo "$REGION"
+          - id: grid
+            type: script
+            matrix: {region: [eu, us], tier: [api, worker], exclude: [{region: us, tier: worker}]}
+            env: {WHERE: "{{ matrix.region }}-{{ matrix.tier }}"}
+            run: "true"
+        """
+    )
+    node = to_graph(workflow).step("deploy")
+    assert node.fan_out is not None
+    assert (node.fan_out.max_parallel, node.fan_out.fail_fast) == (2, True)
+    assert to_graph(workflow).step("grid").fan_out is not None
+
+
+@pytest.mark.parametrize("kind", ["approval", "condition"])
+def test_gates_cannot_fan_out(kind: str) -> None:
+    extra = "if: '{{ true }}'" if kind == "condition" else "message: ok"
+    problem = only_problem(
+        f"""
+        id: gate
+        steps:
+          - id: g
+            type: {kind}
+            for_each: [a, b]
+            {extra}
+        """
+    )
+    assert problem.loc == "steps[0].for_each"
+    assert problem.msg.startswith(f"{'an' if kind == 'approval' else 'a'} {kind} step cannot")
+
+
+def test_item_is_unknown_outside_a_fanned_out_step() -> None:
+    problem = only_problem(
+        """
+        id: plain
+        steps:
+          - {id: a, type: script, run: "true", env: {X: "{{ item }}"}}
+        """
+    )
+    assert "unknown name 'item'" in problem.msg
+
+
+def test_max_parallel_without_a_list_is_refused_at_its_field() -> None:
+    problem = only_problem(
+        """
+        id: plain
+        steps:
+          - {id: a, type: script, run: "true", max_parallel: 3}
+        """
+    )
+    assert problem.loc == "steps[0].max_parallel"
+
+
+def test_a_rendered_list_is_a_json_list_or_lines_of_text() -> None:
+    assert items_from_value('["eu", {"r": 1}]') == ["eu", {"r": 1}]
+    assert items_from_value(" eu\n\n us \n") == ["eu", "us"]
+    assert items_from_value(["a", 1]) == ["a", 1]
+    with pytest.raises(FanOutError, match="must give a list"):
+        items_from_value(5)
+    with pytest.raises(FanOutError, match=f"at most {MAX_ITEMS}"):
+        items_from_value(list(range(MAX_ITEMS + 1)))
+
+
+def test_a_matrix_is_the_cross_product_without_excludes_plus_includes() -> None:
+    dims = {"region": ["eu", "us"], "tier": ["api", "worker"]}
+    extras = {"exclude": [{"region": "us", "tier": "worker"}], "include": [{"region": "ap"}]}
+    assert matrix_items(dims, extras) == [
+        {"region": "eu", "tier": "api"},
+        {"region": "eu", "tier": "worker"},
+        {"region": "us", "tier": "api"},
+        {"region": "ap"},
+    ]
+    with pytest.raises(FanOutError, match="combinations"):
+        matrix_items({"a": list(range(40)), "b": list(range(40))}, {})
+
+
+def test_the_schema_offers_the_fan_out_fields() -> None:
+    text = str(workflow_json_schema())
+    for name in ("for_each", "matrix", "max_parallel", "fail_fast", "min_success"):
+        assert name in text
