@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, Field, StrictBool
+from pydantic import BaseModel, Field, StrictBool, StrictInt
 
 from opsflow.api.execution_models import ExecutionDetail, iso
 from opsflow.api.executions import _detail, host_of
@@ -16,7 +16,7 @@ from opsflow.api.security import require
 from opsflow.api.services import services_of
 from opsflow.auth.credentials import Principal
 from opsflow.auth.permissions import Permission
-from opsflow.errors import Forbidden
+from opsflow.errors import Forbidden, InvalidInput, Problem
 from opsflow.runtime.approvals import Responder, check_eligible, upstream_outputs
 from opsflow.runtime.definitions import graph_of
 from opsflow.store import approvals as approvals_store
@@ -39,6 +39,22 @@ class RetryBody(BaseModel):
         False,
         description="Also run again every step after this one, approvals included; with it, "
         "a succeeded step may be run again too (e.g. re-plan after a failed apply).",
+    )
+    item: StrictInt | None = Field(
+        None,
+        ge=0,
+        le=INT_MAX,
+        description="Retry only this item (0-based) of a step with for_each or matrix.",
+    )
+
+
+class ItemBody(BaseModel):
+    item: StrictInt | None = Field(
+        None,
+        ge=0,
+        le=INT_MAX,
+        description="Only this item (0-based) of a step with for_each or matrix; "
+        "without it, the step.",
     )
 
 
@@ -272,9 +288,18 @@ def retry(
     approvals included; a succeeded step only from here). 409 says why a retry is refused,
     e.g. an apply whose saved plan is stale, and what to do instead."""
     services = services_of(request)
-    reset = host_of(services).runtime.retry_step(
-        execution_id, step_id, by=principal.name, from_here=(body or RetryBody()).from_here
-    )
+    body = body or RetryBody()
+    runtime = host_of(services).runtime
+    if body.item is not None:
+        if body.from_here:
+            msg = "from_here applies to a step, not to one item; leave one of them out"
+            raise InvalidInput(f"item: {msg}", problems=[Problem("body.item", msg)])
+        runtime.retry_item(execution_id, step_id, body.item, by=principal.name)
+        reset: list[str] = []
+    else:
+        reset = runtime.retry_step(
+            execution_id, step_id, by=principal.name, from_here=body.from_here
+        )
     return RetryOut(**_detail(services, execution_id).model_dump(), reset=reset)
 
 
@@ -287,9 +312,35 @@ def skip(
     execution_id: str,
     step_id: str,
     request: Request,
+    body: ItemBody | None = None,
     principal: Principal = Depends(require(Permission.EXECUTIONS_RETRY)),
 ) -> ExecutionDetail:
-    """Mark a failed step skipped (only where the workflow sets ``allow_skip``)."""
+    """Mark a failed step (or one failed or cancelled ``item`` of it) skipped, only where
+    the workflow sets ``allow_skip``; a skipped item counts as succeeded."""
     services = services_of(request)
-    host_of(services).runtime.skip_step(execution_id, step_id, by=principal.name)
+    item = (body or ItemBody()).item
+    if item is not None:
+        host_of(services).runtime.skip_item(execution_id, step_id, item, by=principal.name)
+    else:
+        host_of(services).runtime.skip_step(execution_id, step_id, by=principal.name)
+    return _detail(services, execution_id)
+
+
+@router.post(
+    "/executions/{execution_id}/steps/{step_id}/cancel",
+    response_model=ExecutionDetail,
+    responses=error_responses(409),
+)
+def cancel_step(
+    execution_id: str,
+    step_id: str,
+    request: Request,
+    body: ItemBody | None = None,
+    principal: Principal = Depends(require(Permission.EXECUTIONS_CANCEL)),
+) -> ExecutionDetail:
+    """Cancel one ``item`` (or every item not ended) of a running step with for_each or
+    matrix: their jobs are stopped and they end cancelled (not a success)."""
+    services = services_of(request)
+    item = (body or ItemBody()).item
+    host_of(services).runtime.cancel_items(execution_id, step_id, item, by=principal.name)
     return _detail(services, execution_id)

@@ -49,6 +49,9 @@ class JobOut(BaseModel):
     error: str | None
     retryable: bool
     purpose: str = Field("run", description="run: an attempt of the step; cleanup: undo work.")
+    item: int | None = Field(
+        None, description="The item of a fanned-out step this job runs (0-based); else null."
+    )
 
     @classmethod
     def of(cls, job: Job, step_definition: Mapping[str, Any]) -> JobOut:
@@ -71,7 +74,34 @@ class JobOut(BaseModel):
             error=job.error,
             retryable=job.retryable,
             purpose=job.purpose,
+            item=job.item,
         )
+
+
+class FanOutOut(BaseModel):
+    """How a step with for_each or matrix fans out, and where its items are."""
+
+    kind: str = Field(description="for_each or matrix.")
+    max_parallel: int | None = Field(description="Items running at once; null: no limit.")
+    fail_fast: bool
+    min_success: int | None = Field(description="Items that must succeed; null: all.")
+    total: int | None = Field(description="How many items; null until the list is worked out.")
+    counts: dict[str, int] = Field(description="Items in each status (step status names).")
+
+
+class ItemOut(BaseModel):
+    """One item of a fanned-out step: the value, where it is, and its latest attempt."""
+
+    index: int = Field(description="0-based place in the list (what --item takes).")
+    item: Any = Field(description="The value; for a matrix, the combination {key: value}.")
+    status: StepStatus
+    attempts: int = Field(description="Attempts made (each is a job of the step).")
+    job_id: str | None = Field(description="Its latest job; null before its first start.")
+    started_at: str | None
+    ended_at: str | None
+    retry_at: str | None = Field(description="When a waiting item's next attempt starts.")
+    outputs: dict[str, Any]
+    error: str | None
 
 
 class StepOut(BaseModel):
@@ -93,6 +123,10 @@ class StepOut(BaseModel):
         "'waiting for approval'; null when nothing holds it up.",
     )
     jobs: list[JobOut]
+    fan_out: FanOutOut | None = Field(None, description="Set on a step with for_each/matrix.")
+    items: list[ItemOut] = Field(
+        default_factory=list, description="A fanned-out step's items, in order."
+    )
 
 
 class EngineLogOut(BaseModel):
@@ -248,6 +282,7 @@ class LogLineOut(BaseModel):
     id: int
     step: str
     job_id: str
+    item: int | None = Field(None, description="The item of a fanned-out step; else null.")
     seq: int
     at: str | None
     stream: LogStream = Field(
@@ -269,6 +304,7 @@ class LogLineOut(BaseModel):
             id=row["id"],
             step=row["step_id"],
             job_id=row["job_id"],
+            item=row.get("item"),
             seq=row["seq"],
             at=iso(row["at"]),
             stream=row["stream"],

@@ -22,6 +22,8 @@ from opsflow.api.execution_models import (
     ExecutionDetail,
     ExecutionPage,
     ExecutionSummary,
+    FanOutOut,
+    ItemOut,
     JobOut,
     LogLineOut,
     LogPage,
@@ -35,8 +37,12 @@ from opsflow.api.security import ensure, require
 from opsflow.api.services import Services, services_of
 from opsflow.auth.credentials import Principal
 from opsflow.auth.permissions import Permission
+from opsflow.engine.items import ITEM_STATUSES
 from opsflow.engine.model import CancelMode
+from opsflow.engine.topology import shape_of
 from opsflow.errors import InvalidInput, Problem
+from opsflow.runtime import fan_out
+from opsflow.runtime.definitions import graph_of
 from opsflow.runtime.host import RuntimeHost
 from opsflow.runtime.launch import run_request
 from opsflow.runtime.roster import AgentPresence
@@ -135,7 +141,46 @@ def _detail(services: Services, execution_id: str) -> ExecutionDetail:
     for job in jobs:
         by_step.setdefault(job.step_id, []).append(job)
 
+    graph = graph_of(ex) if any(s.item_count is not None for s in steps) else None
+
+    def fan_out_of(s: Step) -> tuple[FanOutOut | None, list[ItemOut]]:
+        raw = definitions.get(s.step_id, {})
+        if raw.get("for_each") is None and raw.get("matrix") is None:
+            return None, []
+        rows: list[dict[str, Any]] = []
+        tally = {status.value: 0 for status in ITEM_STATUSES}
+        if graph is not None and s.item_count is not None:
+            rows, tally = fan_out.item_rows(
+                s,
+                shape_of(graph).nodes[s.step_id],
+                by_step.get(s.step_id, []),
+                now,
+                lost_limit=services.settings.agent_lost_limit,
+                stopped=ex.cancel_mode is not None,
+            )
+        fan = FanOutOut(
+            kind="matrix" if raw.get("matrix") is not None else "for_each",
+            max_parallel=raw.get("max_parallel"),
+            fail_fast=bool(raw.get("fail_fast")),
+            min_success=raw.get("min_success"),
+            total=s.item_count,
+            counts=tally,
+        )
+        items = [
+            ItemOut(
+                **{
+                    **row,
+                    "started_at": iso(row["started_at"]),
+                    "ended_at": iso(row["ended_at"]),
+                    "retry_at": iso(row["retry_at"]),
+                }
+            )
+            for row in rows
+        ]
+        return fan, items
+
     def step_out(s: Step) -> StepOut:
+        fan, items = fan_out_of(s)
         return StepOut(
             id=s.step_id,
             type=StepType(s.type),
@@ -151,6 +196,8 @@ def _detail(services: Services, execution_id: str) -> ExecutionDetail:
                 JobOut.of(j, definitions.get(s.step_id, {}))
                 for j in sorted(by_step.get(s.step_id, []), key=lambda j: j.attempt)
             ],
+            fan_out=fan,
+            items=items,
         )
 
     summary = ExecutionSummary.of(ex, counts)
@@ -302,6 +349,9 @@ def get_logs(
     execution_id: str,
     request: Request,
     step: str | None = Query(None),
+    item: int | None = Query(
+        None, ge=0, le=INT_MAX, description="Only the lines of this item of a fanned-out step."
+    ),
     stream: Literal["stdout", "stderr", "system"] | None = Query(None),
     q: str | None = Query(None, description="Only lines containing this text."),
     after: int = Query(
@@ -313,7 +363,14 @@ def get_logs(
     with services_of(request).db.read() as session:
         runs_store.get_execution(session, execution_id)
         rows = logs_store.query(
-            session, execution_id, step=step, stream=stream, text=q, after_id=after, limit=limit
+            session,
+            execution_id,
+            step=step,
+            item=item,
+            stream=stream,
+            text=q,
+            after_id=after,
+            limit=limit,
         )
     items = [LogLineOut.of(r) for r in rows]
     return LogPage(items=items, next_after=items[-1].id if items else after)
@@ -324,6 +381,9 @@ def download_logs(
     execution_id: str,
     request: Request,
     step: str | None = Query(None),
+    item: int | None = Query(
+        None, ge=0, le=INT_MAX, description="Only the lines of this item of a fanned-out step."
+    ),
     _p: Principal = Depends(require(Permission.EXECUTIONS_READ)),
 ) -> PlainTextResponse:
     services = services_of(request)
@@ -332,13 +392,16 @@ def download_logs(
     with services.db.read() as session:
         runs_store.get_execution(session, execution_id)
         while True:
-            rows = logs_store.query(session, execution_id, step=step, after_id=after, limit=5000)
+            rows = logs_store.query(
+                session, execution_id, step=step, item=item, after_id=after, limit=5000
+            )
             if not rows:
                 break
             for r in rows:
                 # "system error: exit code 3": a system line's level follows its stream
                 said = f"{r['stream']} {r['level']}" if r["level"] else r["stream"]
-                out.append(f"{iso(r['at'])} [{r['step_id']}] {said}: {r['text']}")
+                where = r["step_id"] if r["item"] is None else f"{r['step_id']}#{r['item']}"
+                out.append(f"{iso(r['at'])} [{where}] {said}: {r['text']}")
             after = rows[-1]["id"]
     return PlainTextResponse(
         "\n".join(out) + ("\n" if out else ""),

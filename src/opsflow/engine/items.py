@@ -130,13 +130,14 @@ def hopeless(fan: FanOut, items: Iterable[Item]) -> bool:
 
 def counts(items: Iterable[Item]) -> dict[str, int]:
     """How many items are in each status (every status name, zeros included)."""
-    out = {status.value: 0 for status in _ITEM_STATUSES}
+    out = {status.value: 0 for status in ITEM_STATUSES}
     for item in items:
         out[item.status.value] += 1
     return out
 
 
-_ITEM_STATUSES = (
+# The statuses an item can be in (step status names), in the order counts list them.
+ITEM_STATUSES = (
     StepStatus.PENDING,
     StepStatus.WAITING,
     StepStatus.RUNNING,

@@ -38,6 +38,11 @@ COMMON_FIELDS = frozenset(
         "timeout",
         "allow_skip",
         "agent",
+        "for_each",
+        "matrix",
+        "max_parallel",
+        "fail_fast",
+        "min_success",
     }
 )
 
@@ -192,14 +197,18 @@ def job_config(
     raw: Mapping[str, Any],
     steps: Mapping[str, Step],
     facts: ServerFacts,
+    item: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Everything an agent needs to run one job of this step: the rendered fields, and what
     the server knows that the YAML does not (a notify step's connection, the Terraform
-    state's name).
+    state's name). ``item``: for a job of a fanned-out step, its ``item``, ``index`` and
+    ``matrix`` (``runtime.fan_out.item_names``), which its templates read.
     Secrets stay placeholders here; they are filled in when an agent claims the job."""
     # Every step's status and outputs are gathered only when some field is a template: a
     # field without markup never reads them, and a wide execution would pay for each job.
     context = template_context(execution, steps, facts) if needs_outputs(step_type, raw) else {}
+    if item is not None and context:
+        context.update(item)
     config = render_step_config(step_type, raw, context)
     check_whole(config)
     if step_type == StepType.NOTIFY:

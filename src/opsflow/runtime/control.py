@@ -11,7 +11,7 @@ from opsflow.engine import control
 from opsflow.engine.control import UnknownStep
 from opsflow.engine.model import ExecutionState, Graph, StepState
 from opsflow.errors import Conflict, NotFound
-from opsflow.runtime import approvals, events
+from opsflow.runtime import approvals, events, fan_out
 from opsflow.runtime.approvals import Responder
 from opsflow.runtime.reconciler import Reconciler, execution_state
 from opsflow.runtime.transaction import Transaction, Transactions
@@ -88,6 +88,32 @@ class RunControl:
 
         self._manual(execution_id, step_id, by, change, "skipped")
 
+    def retry_item(self, execution_id: str, step_id: str, item: int, *, by: str) -> None:
+        """Run a failed or cancelled item of a fanned-out step again (``engine.control``)."""
+
+        def change(graph: Graph, state: ExecutionState, now: float) -> dict[str, StepState]:
+            return control.retry_item(graph, state, step_id, item, now=now)
+
+        self._manual(execution_id, step_id, by, change, "retried", item=item)
+
+    def skip_item(self, execution_id: str, step_id: str, item: int, *, by: str) -> None:
+        """Skip a failed or cancelled item of a fanned-out step (needs ``allow_skip``)."""
+
+        def change(graph: Graph, state: ExecutionState, now: float) -> dict[str, StepState]:
+            return control.skip_item(graph, state, step_id, item, now=now)
+
+        self._manual(execution_id, step_id, by, change, "skipped", item=item)
+
+    def cancel_items(
+        self, execution_id: str, step_id: str, item: int | None = None, *, by: str
+    ) -> None:
+        """Cancel one item (or every item not ended) of a running fanned-out step."""
+
+        def change(graph: Graph, state: ExecutionState, now: float) -> dict[str, StepState]:
+            return control.cancel_items(graph, state, step_id, item)
+
+        self._manual(execution_id, step_id, by, change, "cancelled", item=item, resume=False)
+
     def _manual(
         self,
         execution_id: str,
@@ -95,7 +121,15 @@ class RunControl:
         by: str,
         change: Callable[[Graph, ExecutionState, float], dict[str, StepState]],
         verb: str,
+        *,
+        item: int | None = None,
+        resume: bool = True,
     ) -> list[str]:
+        """Write what ``change`` computes under the row lock, log and audit it, reconcile.
+        ``item``: the item acted on (else the step); ``resume``: a person resumes the run
+        (``resumed_at``), which a cancel of items does not."""
+        what = f"step {step_id}" if item is None else f"item {item} of step {step_id}"
+
         def work(tx: Transaction) -> list[str]:
             session = tx.session
             now = self.clock()
@@ -121,39 +155,53 @@ class RunControl:
                     "user_skipped": st.user_skipped,
                     "gate_result": st.gate_result.value if st.gate_result else None,
                     "gate_reason": st.gate_reason,
+                    "item_count": st.items,
+                    "item_marks": fan_out.marks_json(st.item_marks),
                 }
+                if st.items is None:
+                    values["items"] = None  # worked out again when the step starts
                 if st.status == StepStatus.PENDING:
                     values.update(ended_at=None, error=None, outputs={})
                 elif st.status.terminal:
                     values["ended_at"] = now
                 runs_store.update_step(session, execution_id, sid, **values)
-                changed = events.StepChanged(sid, st.status, f"{verb} by {by}")
+                said = (
+                    f"{verb} by {by}"
+                    if sid != step_id or item is None
+                    else f"{what} {verb} by {by}"
+                )
+                changed = events.StepChanged(sid, st.status, said)
                 events.write_one(session, execution_id, now, changed)
-            update: dict[str, Any] = {"resumed_at": now}
+            update: dict[str, Any] = {"resumed_at": now} if resume else {}
             if ex.status.terminal:
                 update.update(
                     status=ExecutionStatus.RUNNING.value,
                     ended_at=None,
-                    status_reason=f"resumed: {by} {verb} step {step_id}",
+                    status_reason=f"resumed: {by} {verb} {what}",
                 )
                 events.write_one(
                     session,
                     execution_id,
                     now,
                     events.ExecutionChanged(
-                        ExecutionStatus.RUNNING, f"resumed: {by} {verb} step {step_id}"
+                        ExecutionStatus.RUNNING, f"resumed: {by} {verb} {what}"
                     ),
                 )
-            runs_store.update_execution(session, execution_id, **update)
+            if update:
+                runs_store.update_execution(session, execution_id, **update)
             others = [n.id for n in graph.steps if n.id in new_states and n.id != step_id]
-            message = f"{by} {verb} step {step_id}" + reset_note(graph, others)
+            message = f"{by} {verb} {what}" + reset_note(graph, others)
             runs_store.add_engine_log(
                 session,
                 [{"execution_id": execution_id, "step_id": step_id, "at": now, "message": message}],
             )
             tx.changes.executions.add(execution_id)
-            action = "step.skip" if verb == "skipped" else "step.retry"
-            detail = {"from_here": True, "reset": others} if verb.endswith("from") else {}
+            action = {"skipped": "step.skip", "cancelled": "step.cancel"}.get(verb, "step.retry")
+            detail: dict[str, Any] = (
+                {"from_here": True, "reset": others} if verb.endswith("from") else {}
+            )
+            if item is not None:
+                detail["item"] = item
             audit.record(session, by, action, f"{execution_id}/{step_id}", detail)
             self.reconciler.reconcile(tx, execution_id)
             return others

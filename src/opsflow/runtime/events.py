@@ -55,6 +55,7 @@ class JobChanged:
     job_id: str
     status: JobStatus
     purpose: JobPurpose = JobPurpose.RUN
+    item: int | None = None  # the item of a fanned-out step the job runs
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,7 @@ def kind_and_data(event: Event) -> tuple[EventKind, dict[str, Any]]:
             return EventKind.EXECUTION, {"status": status.value, "reason": reason}
         case StepChanged(step, status, reason):
             return EventKind.STEP, {"step": step, "status": status.value, "reason": reason}
-        case JobChanged(step, attempt, job_id, status, purpose):
+        case JobChanged(step, attempt, job_id, status, purpose, item):
             data: dict[str, Any] = {
                 "step": step,
                 "attempt": attempt,
@@ -135,6 +136,8 @@ def kind_and_data(event: Event) -> tuple[EventKind, dict[str, Any]]:
             }
             if purpose is not JobPurpose.RUN:
                 data["purpose"] = purpose.value
+            if item is not None:
+                data["item"] = item
             return EventKind.JOB, data
         case JobEnded(step, attempt, job_id, status, error):
             return EventKind.JOB, {

@@ -33,8 +33,9 @@ from opsflow.engine.advance import (
     successors,
 )
 from opsflow.engine.chains import DEFAULT_DEPTH_LIMIT
+from opsflow.engine.topology import shape_of
 from opsflow.errors import TemplateError
-from opsflow.runtime import admission, events
+from opsflow.runtime import admission, events, fan_out
 from opsflow.runtime.approvals import close_gate, open_gate
 from opsflow.runtime.changes import Changes
 from opsflow.runtime.children import cancel_child, start_child
@@ -53,6 +54,7 @@ from opsflow.runtime.context import (
 from opsflow.runtime.definitions import graph_of
 from opsflow.runtime.run_notify import queue_run_end
 from opsflow.runtime.transaction import Transaction
+from opsflow.spec.fan_out import FanOutError
 from opsflow.spec.template import evaluate_condition
 from opsflow.status import ExecutionStatus, JobPurpose, JobStatus, Outcome, StepStatus, StepType
 from opsflow.store import jobs as jobs_store
@@ -102,21 +104,6 @@ MAX_ROUNDS = 10_000
 
 def new_id() -> str:
     return uuid.uuid4().hex
-
-
-def _attempt(job: Job) -> m.Attempt:
-    return m.Attempt(
-        number=job.attempt,
-        status=job.status,
-        created_at=job.created_at,
-        started_at=job.started_at,
-        ended_at=job.ended_at,
-        retryable=job.retryable,
-        error=job.error,
-        agent_lost=jobs_store.agent_lost(job.status, job.error),
-        cancel_requested=job.cancel_requested,
-        stopping_for_timeout=job.cancel_requested and job.cancel_as == JobStatus.TIMEOUT,
-    )
 
 
 class _Run:
@@ -245,7 +232,7 @@ class _Run:
         attempts: dict[str, list[m.Attempt]] = {}
         for (sid, _), job in sorted(self.jobs.items(), key=lambda kv: kv[0][1]):
             if job.purpose == JobPurpose.RUN:
-                attempts.setdefault(sid, []).append(_attempt(job))
+                attempts.setdefault(sid, []).append(fan_out.attempt_of(job))
         steps = {
             sid: m.StepState(
                 status=s.status,
@@ -256,6 +243,8 @@ class _Run:
                 gate_reason=s.gate_reason,
                 retry_base=s.retry_base,
                 user_skipped=s.user_skipped,
+                items=s.item_count,
+                item_marks=fan_out.marks_of(s.item_marks),
             )
             for sid, s in self.steps.items()
         }
@@ -338,6 +327,8 @@ class _Run:
                 self._on_start_job(action)
             case m.CancelJob():
                 self._on_cancel_job(action)
+            case m.ExpandItems():
+                self._on_expand_items(action)
             case m.EvaluateCondition():
                 self._on_evaluate_condition(action)
             case m.OpenApproval():
@@ -391,7 +382,13 @@ class _Run:
         values["retry_at"] = a.retry_at
         if a.status == StepStatus.RUNNING and step.started_at is None:
             values["started_at"] = self.now
-        if a.status.terminal:
+        node = shape_of(self.graph).nodes[a.step]
+        if a.status.terminal and node.fan_out is not None:
+            values["ended_at"] = self.now
+            if step.item_count is not None:
+                values["outputs"] = self._gathered(a.step, a.status)
+            values["error"] = a.reason if a.status != StepStatus.SUCCEEDED else None
+        elif a.status.terminal:
             values["ended_at"] = self.now
             last = self._last_job(a.step)
             if last is not None and step.type not in (StepType.CONDITION, StepType.APPROVAL):
@@ -406,6 +403,62 @@ class _Run:
         self.event(events.StepChanged(a.step, a.status, a.reason))
         if step.type == StepType.WORKFLOW and a.status == StepStatus.CANCELLED:
             cancel_child(self, a.step)
+
+    def _gathered(self, step_id: str, status: StepStatus) -> dict[str, Any]:
+        step = self.steps[step_id]
+        if step.items is None:
+            step = dataclasses.replace(
+                step, items=runs_store.step_items(self.session, self.ex.id, step_id)
+            )
+        state = dataclasses.replace(self.state().steps[step_id], status=status)
+        return fan_out.gathered_outputs(
+            self.session,
+            self.ex,
+            step,
+            self.graph.step(step_id),
+            state,
+            self.now,
+            lost_limit=self.settings.agent_lost_limit,
+            stopped=self.ex.cancel_mode is not None,
+        )
+
+    def _on_expand_items(self, a: m.ExpandItems) -> None:
+        """Record the step's list (or why it cannot be made); a recorded one is kept."""
+        self.new_facts = True  # the items (or the failure) are news to the engine
+        step = self.steps[a.step]
+        values: dict[str, Any] = {
+            "status": StepStatus.RUNNING.value,
+            "entered_at": self.now,
+            "retry_at": None,
+            "gate_result": None,
+            "gate_reason": None,
+        }
+        if step.started_at is None:
+            values["started_at"] = self.now
+        if step.item_count is None:
+            raw = step_definition(self.ex, a.step)
+            try:
+                context = template_context(
+                    self.ex, self.full_steps(), self.server_facts(), secrets_for="a for_each list"
+                )
+                items = fan_out.work_out(raw, context)
+            except (TemplateError, FanOutError) as exc:
+                reason = fan_out.expansion_failure(exc)
+                values.update(gate_result=Outcome.FAILED.value, gate_reason=reason)
+                self.engine_log(f"step {a.step}: {reason}", a.step)
+            else:
+                values.update(items=items, item_count=len(items))
+                self.engine_log(f"step {a.step} fans out to {len(items)} items", a.step)
+        self.set_step(a.step, **values)
+        self.event(events.StepChanged(a.step, StepStatus.RUNNING, ""))
+
+    def _item_names(self, step_id: str, item: int) -> dict[str, Any]:
+        step = self.steps[step_id]
+        if step.items is None:  # read once per reconcile, when its first job is rendered
+            items = runs_store.step_items(self.session, self.ex.id, step_id) or []
+            step = dataclasses.replace(step, items=items)
+            self.steps[step_id] = step
+        return fan_out.item_names(step_definition(self.ex, step_id), step.items or [], item)
 
     def _note_job(self, job: Job) -> None:
         self.jobs[(job.step_id, job.attempt)] = job
@@ -432,11 +485,14 @@ class _Run:
             "labels": labels,
             "timeout": node.timeout,
             "created_at": self.now,
+            "item": a.item,
         }
         try:
+            item = None if a.item is None else self._item_names(a.step, a.item)
             # Outputs and secret names are read only when a template may use them.
             if needs_outputs(node.type, raw):
-                config = job_config(self.ex, node.type, raw, self.full_steps(), self.server_facts())
+                facts = self.server_facts()
+                config = job_config(self.ex, node.type, raw, self.full_steps(), facts, item)
             else:
                 plain = ServerFacts(
                     channels=self.settings.channels, server_url=self.settings.server_url
@@ -470,7 +526,9 @@ class _Run:
                 a.step, status=StepStatus.RUNNING.value, entered_at=self.now, retry_at=None, **extra
             )
             self.event(events.StepChanged(a.step, StepStatus.RUNNING, ""))
-        self.event(events.JobChanged(a.step, a.attempt, job_id, JobStatus(values["status"])))
+        self.event(
+            events.JobChanged(a.step, a.attempt, job_id, JobStatus(values["status"]), item=a.item)
+        )
 
     def _on_cancel_job(self, a: m.CancelJob) -> None:
         job = self.jobs.get((a.step, a.attempt))

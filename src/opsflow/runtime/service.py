@@ -110,6 +110,9 @@ class Runtime:
         self.respond = self.control.respond
         self.retry_step = self.control.retry_step
         self.skip_step = self.control.skip_step
+        self.retry_item = self.control.retry_item
+        self.skip_item = self.control.skip_item
+        self.cancel_items = self.control.cancel_items
         self.fire_due_timers = self.timers.fire_due_timers
         self.expire_leases = self.timers.expire_leases
         self.next_wake = self.timers.next_wake

@@ -106,10 +106,11 @@ def _bounded(items: list[Any], where: str) -> list[Any]:
 
 
 def matrix_items(dims: Mapping[str, Sequence[Any]], extras: Mapping[str, Any]) -> list[Any]:
-    """Every combination of ``dims`` (key order kept, later keys varying fastest), without
+    """Every combination of ``dims`` (keys in alphabetical order, the last varying fastest:
+    stored definitions do not keep key order on PostgreSQL), without
     those matching an ``exclude`` entry, then each ``include`` entry as its own item. Each
     item is a map ``{key: value}``. Raises ``FanOutError`` past ``MAX_ITEMS``."""
-    keys = list(dims)
+    keys = sorted(dims)
     total = 1
     for key in keys:
         total *= len(dims[key])
@@ -117,7 +118,10 @@ def matrix_items(dims: Mapping[str, Sequence[Any]], extras: Mapping[str, Any]) -
             break
     if keys and total > MAX_ITEMS * 10:
         raise _too_many(total)
-    combos = [dict(zip(keys, values, strict=True)) for values in itertools.product(*dims.values())]
+    combos = [
+        dict(zip(keys, values, strict=True))
+        for values in itertools.product(*(dims[k] for k in keys))
+    ]
     if not keys:
         combos = []
     excludes = [dict(e) for e in extras.get("exclude") or []]

@@ -397,6 +397,24 @@ def truth(value: Any) -> bool:
     raise ValueError(f"a {type(value).__name__} is not a truth value")
 
 
+def evaluate_value(source: str, context: Mapping[str, Any], *, where: str) -> Any:
+    """A value from a template: a single ``{{ expr }}`` evaluated natively (a list stays a
+    list), anything else rendered to text. Raises TemplateError prefixed with ``where``."""
+    expr = _strip_braces(source)
+    if not expr:
+        return render(source, context, where=where)
+    try:
+        with budget():
+            value = _ENV.compile_expression(expr, undefined_to_none=False)(**dict(context))
+            if isinstance(value, jinja2.Undefined):
+                str(value)  # StrictUndefined raises here; caught below
+            check_value(value)
+    except Exception as exc:  # the template fails, never the reconcile around it
+        message = _failure(exc, source, context)
+        raise TemplateError(f"{where}: {message} in template {source!r}") from exc
+    return value
+
+
 def evaluate_condition(source: str, context: Mapping[str, Any]) -> ConditionResult:
     """Evaluate a condition's ``if``: a single ``{{ expr }}`` is evaluated natively, anything
     else is rendered; either way the answer follows ``truth``. Raises TemplateError naming

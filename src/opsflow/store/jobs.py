@@ -85,6 +85,8 @@ class JobRow(Base):
     purpose: Mapped[str] = mapped_column(String(16), default="run", server_default="run")
     # Files the job left for later steps (e.g. a saved plan): name -> blob digest.
     artifacts: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    # The item of a fanned-out step this attempt runs (0-based); NULL for other steps.
+    item: Mapped[int | None] = mapped_column(Integer)
 
 
 JOBS: Table = cast(Table, JobRow.__table__)
@@ -120,6 +122,7 @@ class Job:
     purpose: str = "run"
     artifacts: dict[str, Any] = field(default_factory=dict)
     lease_epoch: int = 0
+    item: int | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> Job:
@@ -160,6 +163,7 @@ _JOB_DEFAULTS: dict[str, Any] = {
     "last_seq": 0,
     "purpose": "run",
     "artifacts": {},
+    "item": None,
 }
 
 
@@ -263,7 +267,7 @@ def attempts_of_execution(session: Session, execution_id: str) -> list[Job]:
     return [_from_values(dict(zip(names, values, strict=True))) for values in result]
 
 
-_STEP_COLUMNS = [c for c in ST.c if c.name != "outputs"]
+_STEP_COLUMNS = [c for c in ST.c if c.name not in ("outputs", "items")]
 _ATTEMPT_COLUMNS = [c for c in _LIGHT if c.name not in ("outputs", "artifacts")]
 _STEPS_AND_ATTEMPTS = (
     select(
@@ -309,6 +313,20 @@ def steps_and_attempts(
         if values[job_at] is not None:  # None: the step has no job
             jobs.append(_from_values(dict(zip(job_names, values[split:], strict=True))))
     return list(steps.values()), jobs
+
+
+def outputs_by_attempt(
+    session: Session, execution_id: str, step_id: str
+) -> dict[int, dict[str, Any]]:
+    """Every run attempt's outputs of one step, by attempt number (a fanned-out step's end)."""
+    rows = session.connection().execute(
+        select(JOBS.c.attempt, JOBS.c.outputs).where(
+            JOBS.c.execution_id == execution_id,
+            JOBS.c.step_id == step_id,
+            JOBS.c.purpose == "run",
+        )
+    )
+    return {r.attempt: dict(r.outputs or {}) for r in rows}
 
 
 def job_outputs(session: Session, job_id: str) -> dict[str, Any]:

@@ -156,23 +156,34 @@ def query(
     execution_id: str,
     *,
     step: str | None = None,
+    item: int | None = None,
     stream: str | None = None,
     text: str | None = None,
     after_id: int = 0,
     limit: int = 1000,
 ) -> list[dict[str, Any]]:
-    stmt = select(
-        LINES.c.id,
-        LINES.c.job_id,
-        LINES.c.step_id,
-        LINES.c.seq,
-        LINES.c.at,
-        LINES.c.stream,
-        LINES.c.level,
-        LINES.c.text,
-    ).where(LINES.c.execution_id == execution_id, LINES.c.id > after_id)
+    """Lines of an execution in order, each with the ``item`` its job runs (null but for a
+    fanned-out step's jobs); ``item`` keeps only the lines of that item's jobs."""
+    jobs = jobs_store.JOBS
+    stmt = (
+        select(
+            LINES.c.id,
+            LINES.c.job_id,
+            LINES.c.step_id,
+            jobs.c.item,
+            LINES.c.seq,
+            LINES.c.at,
+            LINES.c.stream,
+            LINES.c.level,
+            LINES.c.text,
+        )
+        .select_from(LINES.outerjoin(jobs, jobs.c.id == LINES.c.job_id))
+        .where(LINES.c.execution_id == execution_id, LINES.c.id > after_id)
+    )
     if step:
         stmt = stmt.where(LINES.c.step_id == step)
+    if item is not None:
+        stmt = stmt.where(jobs.c.item == item)
     if stream:
         stmt = stmt.where(LINES.c.stream == stream)
     if text:

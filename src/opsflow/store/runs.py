@@ -111,6 +111,12 @@ class StepRow(Base):
     # While PENDING: how many of its needs come from a step that has not ended (NULL: not
     # counted yet). Kept by the reconciles, see ``engine.advance``.
     needs_open: Mapped[int | None] = mapped_column(Integer)
+    # A fanned-out step (for_each/matrix): its list as worked out when it first started
+    # (NULL: not yet), how many items it has, and what people did to some of them
+    # ({"3": {"retry_base": 1, "skipped": false, "cancelled": false}}).
+    items: Mapped[list[Any] | None] = mapped_column(JSONType)
+    item_count: Mapped[int | None] = mapped_column(Integer)
+    item_marks: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
 
 
 class EngineLogRow(Base):
@@ -238,6 +244,9 @@ class Step:
     outputs: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     needs_open: int | None = None
+    items: list[Any] | None = None  # read only where asked (``step_items``)
+    item_count: int | None = None
+    item_marks: dict[str, Any] | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> Step:
@@ -259,6 +268,9 @@ class Step:
             outputs=m.get("outputs") or {},
             error=m["error"],
             needs_open=m["needs_open"],
+            items=m.get("items"),
+            item_count=m.get("item_count"),
+            item_marks=m.get("item_marks"),
         )
 
 
@@ -302,15 +314,20 @@ _GET_EXECUTION = select(EX).where(EX.c.id == bindparam("b_id"))
 _LIST_STEPS = (
     select(ST).where(ST.c.execution_id == bindparam("b_execution")).order_by(ST.c.position)
 )
-# A reconcile reads every step each time; outputs are read only when a template needs them.
+# A reconcile reads every step each time; outputs are read only when a template needs them,
+# and a fanned-out step's list only when one of its jobs is rendered.
+_NOT_STATE = ("outputs", "items")
 _LIST_STEP_STATES = (
-    select(*[c for c in ST.c if c.name != "outputs"])
+    select(*[c for c in ST.c if c.name not in _NOT_STATE])
     .where(ST.c.execution_id == bindparam("b_execution"))
     .order_by(ST.c.position)
 )
-_SOME_STEP_STATES = select(*[c for c in ST.c if c.name != "outputs"]).where(
+_SOME_STEP_STATES = select(*[c for c in ST.c if c.name not in _NOT_STATE]).where(
     ST.c.execution_id == bindparam("b_execution"),
     ST.c.step_id.in_(bindparam("b_steps", expanding=True)),
+)
+_STEP_ITEMS = select(ST.c["items"]).where(
+    ST.c.execution_id == bindparam("b_execution"), ST.c.step_id == bindparam("b_step")
 )
 _STEP_OUTPUTS = select(ST.c.step_id, ST.c.outputs).where(
     ST.c.execution_id == bindparam("b_execution")
@@ -403,6 +420,17 @@ def _step_states(result: Any) -> list[Step]:
         m["user_skipped"] = bool(m["user_skipped"])
         steps.append(Step(**m))
     return steps
+
+
+def step_items(session: Session, execution_id: str, step_id: str) -> list[Any] | None:
+    """The recorded list of a fanned-out step (None: not worked out yet)."""
+    row = (
+        session.connection()
+        .execute(_STEP_ITEMS, {"b_execution": execution_id, "b_step": step_id})
+        .first()
+    )
+    value = None if row is None else row[0]
+    return None if value is None else list(value)
 
 
 def step_outputs(session: Session, execution_id: str) -> dict[str, dict[str, Any]]:

@@ -86,7 +86,7 @@ def test_a_rendered_list_is_a_json_list_or_lines_of_text() -> None:
 
 
 def test_a_matrix_is_the_cross_product_without_excludes_plus_includes() -> None:
-    dims = {"region": ["eu", "us"], "tier": ["api", "worker"]}
+    dims = {"tier": ["api", "worker"], "region": ["eu", "us"]}  # keys sorted: region first
     extras = {"exclude": [{"region": "us", "tier": "worker"}], "include": [{"region": "ap"}]}
     assert matrix_items(dims, extras) == [
         {"region": "eu", "tier": "api"},
