@@ -71,7 +71,13 @@ def _when(value: str | None, name: str) -> datetime | None:
     except ValueError as exc:
         msg = f"{value!r} is not an ISO 8601 date or time, e.g. 2026-11-25T10:00:00Z"
         raise InvalidInput(f"{name}: {msg}", problems=[Problem(f"query.{name}", msg)]) from exc
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    try:  # stored and compared in UTC: 0001-01-01T00:00+14:00 is before the year 1 there
+        return parsed.astimezone(UTC)
+    except OverflowError as exc:
+        msg = f"{value!r} lies outside the years 1 to 9999 in UTC"
+        raise InvalidInput(f"{name}: {msg}", problems=[Problem(f"query.{name}", msg)]) from exc
 
 
 @router.get("/audit", response_model=AuditPage, responses=error_responses(401, 403))

@@ -7,6 +7,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from .conftest import Api
 
 GATED = """
@@ -87,3 +89,17 @@ def test_a_bad_time_is_refused_naming_the_field(api: Api) -> None:
     response = api.client.get("/api/v1/audit", params={"until": "tomorrow"})
     assert response.status_code == 422
     assert response.json()["errors"][0]["loc"] == "query.until"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("until", "0001-01-01T00:00:00+14:00"), ("since", "9999-12-31T23:59:59-14:00")],
+)
+def test_a_time_beyond_the_years_a_date_holds_in_utc_is_refused_naming_the_field(
+    api: Api, name: str, value: str
+) -> None:
+    response = api.client.get("/api/v1/audit", params={name: value})  # was a 500
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["errors"]
+    assert error["loc"] == f"query.{name}"
+    assert "outside the years 1 to 9999 in UTC" in error["msg"]
