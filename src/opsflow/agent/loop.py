@@ -99,6 +99,9 @@ class Agent:
         # The server's 401 once it refused our token (revoked); `run` raises it at its end.
         self.refused: Unauthorized | None = None
         self._bundle_cache = self.work_root / "bundles"
+        # The id of the claim being made, kept until an answer arrives: a claim whose answer
+        # was lost is sent again with it, and the server hands over what that claim leased.
+        self._claim_id = uuid.uuid4().hex
         self.jobs_done = 0
         self.jobs_failed = 0
         # Jobs in hand, and those being stopped to be handed back (a drain ran out of time).
@@ -224,13 +227,16 @@ class Agent:
         return False
 
     async def _claim(self, free: int) -> list[ClaimedJob]:
-        """Claim up to ``free`` jobs, waiting on the server for work; [] once stopped."""
+        """Claim up to ``free`` jobs, waiting on the server for work; [] once stopped. A
+        claim that fails (no answer, a 5xx) keeps its id for the next try, so that a lease it
+        made on the server reaches us then (see `ClaimRequest.claim_id`)."""
         request = ClaimRequest(
             agent_id=self.agent_id,
             pools=self.pools,
             labels=self.labels,
             limit=free,
             wait=self.long_poll,
+            claim_id=self._claim_id,
         )
         claim = asyncio.create_task(self.client.claim(request))
         stopped = asyncio.create_task(self._stopped.wait())
@@ -243,7 +249,9 @@ class Agent:
             with contextlib.suppress(asyncio.CancelledError):
                 await claim
             return []
-        return claim.result()
+        jobs = claim.result()
+        self._claim_id = uuid.uuid4().hex  # answered: the next claim is a new one
+        return jobs
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

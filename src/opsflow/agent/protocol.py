@@ -126,6 +126,19 @@ class ClaimRequest(_Message):
     wait: float = Field(
         0.0, ge=0, le=MAX_WAIT_SECONDS, description="Seconds to wait when nothing is queued."
     )
+    claim_id: str | None = Field(
+        None,
+        min_length=8,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description=(
+            "The agent's random id for this claim, sent again unchanged when it retries a "
+            "claim whose answer it did not get (reset, cut off, 5xx). If an earlier try "
+            "leased jobs that the agent has not started, the answer is those jobs again, "
+            "with the same lease token and epoch and a renewed lease, and nothing new is "
+            "leased. A new claim after an answer takes a new id."
+        ),
+    )
 
 
 class ConnectionGrant(_Message):

@@ -121,11 +121,17 @@ class AgentJobs:
         labels: dict[str, str],
         limit: int,
         token_id: str | None = None,
+        claim_id: str | None = None,
     ) -> list[Job]:
         """Lease jobs to an agent. The copies handed over carry the secrets their specs refer
         to, decrypted, and the values to mask (see `_with_secrets`); the stored specs keep
         placeholders. With ``token_id`` (a remote agent's token) the same transaction checks
-        the token is live: a revoked one gets `Unauthorized` and no job."""
+        the token is live: a revoked one gets `Unauthorized` and no job.
+
+        ``claim_id`` is the agent's id for this claim, the same on each try of it: when an
+        earlier try leased jobs whose answer the agent never got (the replica died after its
+        commit, the connection was cut), this one answers with those jobs again, same lease
+        token and epoch, lease renewed (`jobs_store.claimed_again`), and leases nothing new."""
         now = self.clock()
         self.roster.seen(agent_id, pools, labels, now)
         due = self._presence_due(agent_id, now)
@@ -139,6 +145,17 @@ class AgentJobs:
             if due:
                 draining = agents_store.seen(session, agent_id, pools=pools, labels=labels, now=now)
                 self._presence[agent_id] = (now, draining)
+            if claim_id is not None:
+                again = jobs_store.claimed_again(
+                    session,
+                    agent_id=agent_id,
+                    claim_id=claim_id,
+                    lease_seconds=self.lease_seconds,
+                    now=self.clock(),
+                )
+                if again:
+                    # Handed (and recorded as handed) at the first try already.
+                    return [self._with_secrets(session, job, None) for job in again]
             if limit <= 0 or self._presence[agent_id][1]:
                 return []  # a draining agent gets no more jobs
             jobs = jobs_store.claim_jobs(
@@ -149,6 +166,7 @@ class AgentJobs:
                 limit=limit,
                 lease_seconds=self.lease_seconds,
                 now=self.clock(),
+                claim_id=claim_id,
             )
             if self.vault is None and any(referenced(job.spec) for job in jobs):
                 raise InvalidInput("this server has no secret store, but the job refers to secrets")
@@ -167,24 +185,37 @@ class AgentJobs:
             self._remember(job.id, Masker(values) if values else None)
         return claimed
 
-    def _with_secrets(self, session: Session, job: Job, handed: Handed) -> Job:
+    def _with_secrets(self, session: Session, job: Job, handed: Handed | None) -> Job:
         """The claimed copy of ``job``: its secrets substituted (and recorded as handed to it,
         with their versions), its connection's values under `CONNECTION_KEY` (recorded too),
         and under `VALUES_KEY` every value to mask in what it sends back: those of every
         secret and connection credential any job of the execution was handed so far, current
         and previous secret values alike. Upstream jobs are claimed before a downstream job
         exists, so a step that prints (or recombines) an upstream step's secret is masked for
-        it too."""
+        it too.
+
+        ``handed`` None: the job is handed again, to the agent whose claim's answer was lost
+        (see `claim`); what it was handed is already recorded, so read, not written."""
+        if handed is None:
+            executions = [job.execution_id]
+            handed = Handed(
+                secrets_store.names_handed(session, executions) if self.vault else {},
+                connections_store.names_handed(session, executions) if self.connections else {},
+            )
+            record = False
+        else:
+            record = True
         names = referenced(job.spec)
         earlier = handed.secrets.setdefault(job.execution_id, set())
         earlier_connections = handed.connections.setdefault(job.execution_id, set())
         spec = dict(job.spec)
         if names and self.vault is not None:
             values, versions = self.vault.reveal_versions(session, names)
-            secrets_store.record_handed(session, job.execution_id, job.id, versions)
+            if record:
+                secrets_store.record_handed(session, job.execution_id, job.id, versions)
             spec = substitute(job.spec, values)
             earlier |= names  # the next job of this claim, in the same execution, sees them
-        grant = self._grant(session, job)
+        grant = self._grant(session, job, record=record)
         if grant is not None:
             spec[CONNECTION_KEY] = grant.model_dump()
             earlier_connections.add(grant.name)
@@ -199,7 +230,7 @@ class AgentJobs:
             spec[VALUES_KEY] = sorted(mask)
         return dataclasses.replace(job, spec=spec)
 
-    def _grant(self, session: Session, job: Job) -> ConnectionGrant | None:
+    def _grant(self, session: Session, job: Job, *, record: bool) -> ConnectionGrant | None:
         """The connection the job's config names, decrypted, and recorded as handed to it.
         None when it names none, or when the connection was deleted or disabled since the job
         was made (the executor then fails the step saying so)."""
@@ -210,7 +241,8 @@ class AgentJobs:
         if meta is None or not meta.enabled:
             return None
         revealed = self.connections.reveal(session, name)
-        connections_store.record_handed(session, job.execution_id, job.id, name)
+        if record:
+            connections_store.record_handed(session, job.execution_id, job.id, name)
         return ConnectionGrant(name=name, type=revealed.meta.type, values=revealed.values)
 
     def _remember(self, job_id: str, masker: Masker | None) -> None:

@@ -145,6 +145,7 @@ class AgentService:
                 labels=request.labels,
                 limit=request.limit,
                 token_id=token_id,
+                claim_id=request.claim_id,
             )
         )
         try:

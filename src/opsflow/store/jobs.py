@@ -10,6 +10,7 @@ write transaction already serializes claimers.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -72,6 +73,10 @@ class JobRow(Base):
     # reference to an older claim (the job was handed back and claimed again) is refused.
     lease_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     lease_expires_at: Mapped[float | None] = mapped_column(Float)
+    # The agent's id for the claim that leased the job: an agent that did not get the claim's
+    # answer (a replica died after its commit, a connection cut) sends the claim again with
+    # the same id, and is answered with the same lease instead of the job waiting it out.
+    claim_id: Mapped[str | None] = mapped_column(String(64))
     exit_code: Mapped[int | None] = mapped_column(Integer)
     outputs: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     error: Mapped[str | None] = mapped_column(Text)
@@ -123,6 +128,7 @@ class Job:
     artifacts: dict[str, Any] = field(default_factory=dict)
     lease_epoch: int = 0
     item: int | None = None
+    claim_id: str | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> Job:
@@ -364,8 +370,10 @@ def claim_jobs(
     limit: int,
     lease_seconds: float,
     now: float,
+    claim_id: str | None = None,
 ) -> list[Job]:
-    """Lease up to ``limit`` pending jobs of the given pools whose labels this agent has."""
+    """Lease up to ``limit`` pending jobs of the given pools whose labels this agent has,
+    marked with the agent's ``claim_id`` (see `claimed_again`)."""
     claimed: list[Job] = []
     found = session.connection().execute(
         _PENDING, {"b_pools": pools, "b_limit": max(limit * 4, 16)}
@@ -384,11 +392,55 @@ def claim_jobs(
             "lease_epoch": job.lease_epoch + 1,
             "dispatched_at": now,
             "lease_expires_at": now + lease_seconds,
+            "claim_id": claim_id,
         }
         res = session.connection().execute(_DISPATCH, {**values, "b_id": job.id})
         if res.rowcount:
             claimed.append(Job(**{**job.__dict__, **values, "status": JobStatus.DISPATCHED}))
     return claimed
+
+
+_CLAIMED_AGAIN = (
+    select(JOBS)
+    .where(
+        JOBS.c.agent_id == bindparam("b_agent"),
+        JOBS.c.claim_id == bindparam("b_claim"),
+        JOBS.c.status == JobStatus.DISPATCHED.value,
+    )
+    .order_by(JOBS.c.created_at)
+    .with_for_update()
+)
+_RENEW = update(JOBS).where(
+    JOBS.c.id == bindparam("b_id"),
+    JOBS.c.lease_token == bindparam("b_token"),
+    JOBS.c.lease_epoch == bindparam("b_epoch"),
+    JOBS.c.status == JobStatus.DISPATCHED.value,
+)
+
+
+def claimed_again(
+    session: Session, *, agent_id: str, claim_id: str, lease_seconds: float, now: float
+) -> list[Job]:
+    """The jobs an earlier try of the same claim (``agent_id`` and ``claim_id``) leased and
+    the agent has not started: the answer it did not get. Each keeps its lease token and
+    epoch, and its lease is renewed (a compare-and-set on both: a job whose lease moved on
+    meanwhile is not handed out)."""
+    again: list[Job] = []
+    rows = session.connection().execute(_CLAIMED_AGAIN, {"b_agent": agent_id, "b_claim": claim_id})
+    for row in rows.all():
+        job = Job.from_row(row)
+        res = session.connection().execute(
+            _RENEW,
+            {
+                "lease_expires_at": now + lease_seconds,
+                "b_id": job.id,
+                "b_token": job.lease_token,
+                "b_epoch": job.lease_epoch,
+            },
+        )
+        if res.rowcount:
+            again.append(dataclasses.replace(job, lease_expires_at=now + lease_seconds))
+    return again
 
 
 def _refuse(session: Session, job_id: str, token: str) -> StaleReport:
@@ -476,6 +528,7 @@ def hand_back(session: Session, job_id: str, token: str) -> bool:
             lease_expires_at=None,
             dispatched_at=None,
             started_at=None,
+            claim_id=None,
         ),
         {"b_id": job_id, "b_token": token},
     )

@@ -1,7 +1,7 @@
 """An ``opsflow agent`` behind a reverse proxy that misbehaves the way a load balancer in
 front of sick replicas does: 5xx answers (the database down: 500; no healthy upstream: 502,
 503, 504) and connection resets are waited out like an unreachable server (spooled, retried,
-delivered once)."""
+delivered once), and a claim whose answer is lost on the wire is not left to expire."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import pytest
 from tests.servers import RunningServer, run_server
 
 from .conftest import Agents, Api, server_env
-from .proxy import Action, Answer, Forward, Proxy, Reset, running_proxy
+from .proxy import Action, Answer, Forward, Lose, Proxy, Reset, running_proxy
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -35,6 +35,11 @@ steps:
       i=1
       while [ $i -le {LINES} ]; do echo line-$i; i=$((i+1)); sleep 0.1; done
       echo '{{"said": {LINES}}}' > "$OPSFLOW_OUTPUT"
+"""
+QUICK = """
+id: quick
+steps:
+  - {id: once, type: script, shell: sh, run: "echo ran-once"}
 """
 
 
@@ -141,3 +146,40 @@ def test_5xx_answers_and_resets_are_waited_out_and_the_report_and_log_arrive_onc
     assert "the server is unreachable" in log and "the server answers again" in log, log
     assert "Traceback" not in log, log
     assert proxy.count("/agent/report", "Answer") == 3, proxy.seen
+
+
+def test_a_claim_whose_answer_is_lost_is_answered_again_and_the_job_runs_at_once(
+    proxy: Proxy, api: Api, agents: Agents
+) -> None:
+    """The server leases the job, its answer never reaches the agent (a replica dying after
+    its commit, a cut connection): the agent's next claim must get that job, under the same
+    lease, instead of the job waiting out its lease as 'agent lost'."""
+    api.publish("quick", QUICK)
+    execution_id = api.run("quick")
+    lost = threading.Event()
+
+    def lose_first_claim(_method: str, path: str) -> Action:
+        if path.endswith("/agent/claim") and not lost.is_set():
+            lost.set()
+            return Lose()
+        return Forward()
+
+    proxy.policy = lose_first_claim
+    queued = time.monotonic()
+    agents.start("a", "--concurrency", "1", url=proxy.url)
+    agent_id = agents.agent_id("a")
+    api.wait_for(
+        "the run completes",
+        lambda: api.execution(execution_id)["status"] in ("completed", "failed"),
+        timeout=60,
+    )
+    took = time.monotonic() - queued
+    assert lost.is_set() and proxy.count("/agent/claim", "Lose") == 1
+    detail = api.execution(execution_id)
+    (step,) = detail["steps"]
+    # One attempt, run by the agent whose claim answer was lost, well before its lease ran out.
+    assert [(j["attempt"], j["status"], j["agent_id"]) for j in step["jobs"]] == [
+        (1, "completed", agent_id)
+    ], (step, agents.log("a"))
+    assert took < LEASE, took
+    assert "ran-once" in api.log_texts(execution_id)
