@@ -30,6 +30,9 @@ router = APIRouter(tags=["analytics"])
 DEFAULT_DAYS = 30
 MAX_DAYS = 366
 _TIME_HINT = "use an ISO 8601 date or time such as 2026-11-01 or 2026-11-25T10:00:00Z"
+# The instants a date can show, in UTC: a window's ends are written back as dates.
+_FIRST = datetime(1, 1, 1, tzinfo=UTC).timestamp()
+_LAST = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -73,6 +76,9 @@ def parse_window(
             raise _bad("since", str(exc)) from exc
     else:
         start = _instant(since, "since")
+    for at, field in ((end, "until"), (start, "since" if since is not None else "until")):
+        if not _FIRST <= at <= _LAST:
+            raise _bad(field, "the window would reach outside the years 1 to 9999 in UTC")
     if start >= end:
         raise _bad(
             "since", f"{_iso(start)} is not before until ({_iso(end)}); pick an earlier since"

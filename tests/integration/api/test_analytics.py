@@ -225,6 +225,11 @@ def test_the_default_window_is_the_last_30_days(client: TestClient) -> None:
         ({"since": "2026-11-10", "until": "2026-11-01"}, "since"),
         ({"since": "2024-01-01", "until": "2026-01-01"}, "since"),
         ({"since": "5x"}, "since"),
+        # Outside the dates a window's ends are written back as: these were 500s.
+        ({"until": "0001-01-01"}, "until"),
+        ({"until": "0001-01-01T00:00:00+14:00"}, "until"),
+        ({"since": "9999-12-31T23:59:59-14:00"}, "since"),
+        ({"since": "0001-01-01T00:00:00+14:00", "until": "0001-02-01"}, "since"),
     ],
 )
 def test_bad_windows_are_refused_naming_the_field(
