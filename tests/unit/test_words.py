@@ -19,3 +19,28 @@ def test_a_typo_gets_the_close_names_and_a_stranger_gets_none() -> None:
     assert did_you_mean("api-deplyo", known) == "; did you mean 'api-deploy'?"
     assert did_you_mean("zzz", known) == ""
     assert did_you_mean("x", []) == ""
+
+
+def test_no_message_in_the_source_writes_a_count_as_noun_s() -> None:
+    """Every count goes through ``counted``: no string in opsflow's source says "item(s)"
+    ("http(s)" is a URL scheme pattern, not a count)."""
+    import ast
+    import re
+    from pathlib import Path
+
+    import opsflow
+
+    root = Path(opsflow.__file__).parent
+    pattern = re.compile(r"\w\(s\)")
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        docstrings = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Expr)}
+        for node in ast.walk(tree):
+            if id(node) in docstrings:
+                continue
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                text = node.value.replace("http(s)", "")
+                if pattern.search(text):
+                    found.append(f"{path.relative_to(root)}:{node.lineno}: {node.value!r}")
+    assert found == [], "\n".join(found)

@@ -18,6 +18,7 @@ import signal
 from pathlib import Path
 
 from opsflow.steps.scope import OWNER_ENV, reap_stale_cgroups
+from opsflow.words import counted
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +74,8 @@ def reap(work_root: Path) -> tuple[int, int]:
             removed += 1
     if killed or removed:
         log.warning(
-            "cleaned up after a previous agent: killed %d job process(es), removed %d work dir(s)",
-            killed,
-            removed,
+            "cleaned up after a previous agent: killed %s, removed %s",
+            counted(killed, "job process", "job processes"),
+            counted(removed, "work dir"),
         )
     return killed, removed

@@ -44,6 +44,7 @@ from opsflow.errors import OpsflowError, ServerUnreachable, StaleReport, Unautho
 from opsflow.status import JobStatus, LogLevel, LogStream
 from opsflow.steps.base import CancelSignal, Connection, JobSpec, StepResult
 from opsflow.steps.registry import executor_for, load_builtins
+from opsflow.words import counted
 
 log = logging.getLogger(__name__)
 
@@ -218,10 +219,9 @@ class Agent:
                 self.heartbeat_interval = registered.heartbeat_seconds
             if registered.lost:
                 log.warning(
-                    "agent %s restarted: %d attempt(s) of its previous process failed as "
-                    "'agent lost'",
+                    "agent %s restarted: %s of its previous process failed as 'agent lost'",
                     self.agent_id,
-                    registered.lost,
+                    counted(registered.lost, "attempt"),
                 )
             return True
         return False

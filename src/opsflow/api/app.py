@@ -145,9 +145,11 @@ def _open(settings: Settings) -> Services:
             channels = stand_in_channels(examples, settings.notify_channels)
             if channels:
                 log.info(
-                    "demo: notify channel(s) %s write to this log (set OPSFLOW_NOTIFY_<NAME> "
-                    "to send them elsewhere)",
+                    "demo: %s %s %s to this log (set OPSFLOW_NOTIFY_<NAME> to send %s elsewhere)",
+                    "notify channel" if len(channels) == 1 else "notify channels",
                     ", ".join(channels),
+                    "writes" if len(channels) == 1 else "write",
+                    "it" if len(channels) == 1 else "them",
                 )
                 merged = {**channels, **settings.notify_channels}
                 services.settings = replace(settings, notify_channels=merged)

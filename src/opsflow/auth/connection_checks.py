@@ -38,6 +38,7 @@ from opsflow.steps.http import connection_headers
 from opsflow.steps.notify import split_urls
 from opsflow.steps.ssh import check_connection as check_ssh_connection
 from opsflow.steps.ssh_login import SshFailed
+from opsflow.words import counted
 
 REFUSED_STATUSES = frozenset({401, 403, 407})
 WEBHOOK_SCHEMES = frozenset({"json", "jsons", "form", "forms", "xml", "xmls"})
@@ -103,13 +104,18 @@ def _check_notify(values: Mapping[str, str], timeout: float) -> str:
     urls = split_urls(values["url"])
     hooks = [u for u in urls if u.split("://", 1)[0].lower() in WEBHOOK_SCHEMES]
     if not hooks:
-        return f"{len(urls)} Apprise URL(s) well formed; nothing sent (only webhooks get a test)"
+        return (
+            f"{counted(len(urls), 'Apprise URL')} well formed; nothing sent "
+            "(only webhooks get a test)"
+        )
     sender = apprise.Apprise()
     for url in hooks:
         sender.add(url)
     if not sender.notify(title="opsflow", body="opsflow connection test"):
-        raise CheckFailed(f"a test message to {len(hooks)} webhook URL(s) was not accepted")
-    return f"a test message was accepted by {len(hooks)} webhook URL(s)"
+        raise CheckFailed(
+            f"a test message to {counted(len(hooks), 'webhook URL')} was not accepted"
+        )
+    return f"a test message was accepted by {counted(len(hooks), 'webhook URL')}"
 
 
 async def _check_git(values: Mapping[str, str], timeout: float) -> str:

@@ -161,7 +161,9 @@ class HttpValues(_Values):
 class NotifyValues(_Values):
     """One or more Apprise URLs (separated by spaces or commas), e.g. slack://T/B/C."""
 
-    url: str = Field(min_length=1, description="Apprise URL(s), separated by spaces or commas.")
+    url: str = Field(
+        min_length=1, description="One or more Apprise URLs, separated by spaces or commas."
+    )
 
     @field_validator("url")
     @classmethod
@@ -169,7 +171,9 @@ class NotifyValues(_Values):
         bad = invalid_apprise_urls(value)
         if bad:
             raise ValueError(
-                f"{len(bad)} of the URL(s) is not an Apprise URL Apprise can load (scheme "
+                f"{len(bad)} of the URLs "
+                f"{'is not an Apprise URL' if len(bad) == 1 else 'are not Apprise URLs'} "
+                "Apprise can load (scheme "
                 f"{', '.join(repr(b) for b in bad)}); see the Apprise wiki for the format"
             )
         return value

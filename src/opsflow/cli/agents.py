@@ -18,6 +18,7 @@ from opsflow.cli.output import (
     say,
     table,
 )
+from opsflow.words import counted
 
 app = typer.Typer(
     help="List, inspect, drain and revoke agents; create their tokens.", no_args_is_help=True
@@ -113,7 +114,7 @@ def drain(
     if undo:
         say(f"{agent_id}: takes jobs again")
     else:
-        say(f"{agent_id}: draining; {running} running job(s) will finish")
+        say(f"{agent_id}: draining; {counted(running, 'running job')} will finish")
 
 
 @app.command()

@@ -75,7 +75,8 @@ def admit(
     victims = tuple(active[:excess]) + tuple(queued)
     return Admission(
         Verdict.CANCEL_RUNNING,
-        f"cancelling {len(victims)} older execution(s) by concurrency policy cancel-running",
+        f"cancelling {counted(len(victims), 'older execution')} "
+        "by concurrency policy cancel-running",
         cancel=victims,
     )
 

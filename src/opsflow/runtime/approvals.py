@@ -251,7 +251,7 @@ def respond(
                     "step_id": step_id,
                     "at": now,
                     "message": f"approval {step_id}: {who.name} approved via {via}; "
-                    f"{approvals_needed} more approval(s) needed",
+                    f"{counted(approvals_needed, 'more approval')} needed",
                 }
             ],
         )

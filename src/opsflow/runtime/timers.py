@@ -27,6 +27,7 @@ from opsflow.runtime.transaction import Transaction, Transactions
 from opsflow.store import jobs as jobs_store
 from opsflow.store import runs as runs_store
 from opsflow.store.db import Database
+from opsflow.words import counted
 
 log = logging.getLogger(__name__)
 
@@ -93,9 +94,9 @@ class Timers:
         resumed = self.transactions.run(work)
         if resumed:
             log.warning(
-                "%d lease(s) ran out while no server watched them: their agents get %.0fs "
+                "%s ran out while no server watched them: their agents get %.0fs "
                 "more to heartbeat before their attempts count as lost",
-                resumed,
+                counted(resumed, "lease"),
                 grace,
             )
         return resumed

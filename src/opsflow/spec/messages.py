@@ -23,6 +23,7 @@ from opsflow.spec.notifications import NOTIFY_SHAPES
 from opsflow.spec.ssh_step import HOSTS_SHAPES
 from opsflow.spec.triggers import TriggerType
 from opsflow.status import StepType
+from opsflow.words import counted
 
 # Top-level lists whose items are a union picked by ``type``: pydantic puts the chosen tag in
 # the error's loc (steps, 2, 'script', 'run'), which is not a path in the document.
@@ -117,7 +118,7 @@ def _translate(err: ErrorDetails, loc: Loc, data: Any) -> Finding:
     if kind == "too_short":
         if loc == ("steps",):
             return Finding(loc, "a workflow needs at least one step")
-        return Finding(loc, f"needs at least {ctx.get('min_length')} item(s)")
+        return Finding(loc, f"needs at least {counted(int(ctx.get('min_length', 1)), 'item')}")
     if kind in ("greater_than_equal", "greater_than"):
         bound = ctx.get("ge", ctx.get("gt"))
         return Finding(loc, f"must be at least {bound}, got {describe(given)}")

@@ -30,6 +30,7 @@ from opsflow.spec.fields import (
 )
 from opsflow.spec.template import is_template
 from opsflow.status import GATE_TYPES, Join, StepType
+from opsflow.words import counted
 
 
 class StepBase(SpecModel):
@@ -245,8 +246,9 @@ class ApprovalStep(StepBase):
         if only_people and self.min_approvals > len(users):
             raise FieldProblem(
                 "min_approvals",
-                f"min_approvals is {self.min_approvals} but only {len(users)} approver(s) "
-                "are listed: list more people, add a team, or lower min_approvals",
+                f"min_approvals is {self.min_approvals} but only "
+                f"{counted(len(users), 'approver')} {'is' if len(users) == 1 else 'are'} "
+                "listed: list more people, add a team, or lower min_approvals",
             )
         return self
 

@@ -25,6 +25,7 @@ from jinja2 import nodes as jn
 
 from opsflow.errors import TemplateError
 from opsflow.spec.sandbox import BoundedEnvironment, LimitExceeded, budget, check_value
+from opsflow.words import counted
 
 # Names a template may start from (ARCHITECTURE.md §2).
 CONTEXT_ROOTS = frozenset(
@@ -391,7 +392,7 @@ def truth(value: Any) -> bool:
         if not value:
             return False
         raise ValueError(
-            f"a {type(value).__name__} with {len(value)} item(s) is not a truth value; "
+            f"a {type(value).__name__} with {counted(len(value), 'item')} is not a truth value; "
             "test it instead (e.g. | length > 0)"
         )
     raise ValueError(f"a {type(value).__name__} is not a truth value")

@@ -33,6 +33,7 @@ import apprise.decorators
 from apprise.logger import LOGGER_NAME as APPRISE_LOGGER
 
 from opsflow.status import JobStatus, LogLevel, LogStream, StepType
+from opsflow.words import counted
 
 from .base import CancelSignal, JobSpec, LogSink, StepResult, format_seconds
 from .config import StepConfig, StepConfigError, connection_of
@@ -88,7 +89,9 @@ class NotifyExecutor:
         if cancel.requested:
             return StepResult(JobStatus.CANCELLED, error="cancelled before start", retryable=False)
         timeout = spec.timeout if spec.timeout is not None else DEFAULT_TIMEOUT
-        log.write(LogStream.SYSTEM, f"sending a notification to {len(urls)} channel URL(s)")
+        log.write(
+            LogStream.SYSTEM, f"sending a notification to {counted(len(urls), 'channel URL')}"
+        )
         sending = asyncio.ensure_future(asyncio.to_thread(_deliver, urls, message, title, timeout))
         cancelled = asyncio.ensure_future(cancel.wait())
         try:
@@ -227,8 +230,9 @@ def _result(delivery: _Delivery, timeout: float, log: LogSink) -> StepResult:
     reasons = [_why(s) for s in failed]
     reasons += list(delivery.call_reasons)
     total = len(delivery.services)
-    error = f"notification failed for {len(failed)} of {total} channel URL(s): " + "; ".join(
-        reasons or ["Apprise sent nothing"]
+    error = (
+        f"notification failed for {len(failed)} of {counted(total, 'channel URL')}: "
+        + "; ".join(reasons or ["Apprise sent nothing"])
     )
     retryable = all(s.cause is None or s.cause.retryable for s in failed)
     return StepResult(JobStatus.FAILED, outputs=outputs, error=error, retryable=retryable)

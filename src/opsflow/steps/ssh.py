@@ -27,6 +27,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from opsflow.status import JobStatus, LogLevel, LogStream, StepType
+from opsflow.words import counted
 
 from .base import CancelSignal, JobSpec, LogSink, StepResult, format_seconds
 from .config import StepConfig, StepConfigError
@@ -65,7 +66,7 @@ class SshExecutor:
         log.write(
             LogStream.SYSTEM,
             f"running {'script ' + job.script.name if job.script else 'a command'} on "
-            f"{len(hosts)} host(s), {parallel} at a time, as {login.user!r}"
+            f"{counted(len(hosts), 'host')}, {parallel} at a time, as {login.user!r}"
             f"{' with sudo' if job.sudo else ''} (fail_on {fail_on}; env: "
             f"{', '.join(sorted(job.env)) or 'none'})",
         )
@@ -203,7 +204,7 @@ def _result(
         "hosts": {r.name: r.output() for r in results},
         "failed_hosts": failed,
     }
-    summary = f"{len(results) - len(failed)} of {len(results)} host(s) succeeded"
+    summary = f"{len(results) - len(failed)} of {counted(len(results), 'host')} succeeded"
     if stop.event.is_set():
         if stop.status is JobStatus.TIMEOUT:
             limit = format_seconds(spec.timeout) if spec.timeout else "its limit"

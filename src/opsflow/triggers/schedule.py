@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 
 from opsflow.spec.triggers import MissedRuns
 from opsflow.triggers.cron import instants, next_instant
+from opsflow.words import counted
 
 if TYPE_CHECKING:
     from opsflow.store.triggers import Trigger
@@ -98,7 +99,7 @@ def plan(
     span = local_time(first_missed, timezone)
     if missed_count > 1:
         span = f"{span} to {local_time(last, timezone)}"
-    lead = f"missed {missed_count} instant(s) ({span}) while no server ran: "
+    lead = f"missed {counted(missed_count, 'instant')} ({span}) while no server ran: "
     if policy == MissedRuns.SKIP:
         return Plan(on_time, next_due, missed_count, [lead + "skipped (missed: skip)"])
     if policy == MissedRuns.RUN_ONCE:

@@ -31,6 +31,7 @@ from opsflow.store.triggers import Trigger
 from opsflow.triggers import schedule
 from opsflow.triggers.cron import CronNeverFires
 from opsflow.triggers.fire import Event, TriggerRefused, fire
+from opsflow.words import counted
 
 if TYPE_CHECKING:
     from opsflow.api.services import Services
@@ -178,7 +179,9 @@ class Scheduler:
                 "schedule %s of workflow %s: %s",
                 trigger.name,
                 trigger.workflow_id,
-                plan.notes[0] if plan.notes else f"skipped {plan.missed} missed instant(s)",
+                plan.notes[0]
+                if plan.notes
+                else f"skipped {counted(plan.missed, 'missed instant')}",
             )
             state["missed"] = int(state.get("missed") or 0) + plan.missed
         for index, instant in enumerate(plan.fire):

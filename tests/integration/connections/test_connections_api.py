@@ -312,14 +312,12 @@ def test_a_notify_connection_test_sends_to_a_webhook_and_only_checks_chat_urls(
     sent = client.post("/api/v1/connections/hook/test").json()
     checked = client.post("/api/v1/connections/chat/test").json()
 
-    assert (
-        sent["ok"] is True and sent["detail"] == "a test message was accepted by 1 webhook URL(s)"
-    )
+    assert sent["ok"] is True and sent["detail"] == "a test message was accepted by 1 webhook URL"
     ((path, body),) = api_server.posted
     assert path == "/hook" and "opsflow connection test" in body
     assert checked["ok"] is True
     assert checked["detail"] == (
-        "1 Apprise URL(s) well formed; nothing sent (only webhooks get a test)"
+        "1 Apprise URL well formed; nothing sent (only webhooks get a test)"
     )
     assert client.get("/api/v1/connections/chat").json()["last_test_ok"] is True
 

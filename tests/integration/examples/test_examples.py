@@ -317,7 +317,7 @@ def test_the_demo_writes_the_channels_its_examples_name_and_it_lacks_to_its_log(
 ) -> None:
     # web, releases and sre-oncall are set in the environment (to the stand-in): those stay
     startup = demo.log.read_text()
-    assert "demo: notify channel(s) data-oncall, deploys write to this log" in startup
+    assert "demo: notify channels data-oncall, deploys write to this log" in startup
     published = httpx.put(
         f"{demo.url}/api/v1/workflows/demo-announcing?publish=true",
         content=ANNOUNCING,

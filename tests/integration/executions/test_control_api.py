@@ -57,6 +57,11 @@ def test_pending_approvals_context_and_two_answers(api: Api) -> None:
     )
     assert first.status_code == 200 and first.json()["decided"] is False
     assert first.json()["approval"]["workflow_id"] == "api-gate"
+    said = [
+        x["message"]
+        for x in api.client.get(f"/api/v1/executions/{execution_id}").json()["engine_log"]
+    ]
+    assert any(m.endswith("approved via api; 1 more approval needed") for m in said), said
     again = api.client.post(f"/api/v1/executions/{execution_id}/steps/approve/approve", json={})
     assert again.status_code == 409 and "nobody counts twice" in again.json()["detail"]
     operator = {"Authorization": f"Bearer {api.token_for('operator')}"}

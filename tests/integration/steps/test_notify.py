@@ -115,7 +115,7 @@ async def test_server_error_fails_the_step_with_apprise_reason(
     assert result.retryable is True
     assert result.outputs == {"delivered": 1}
     assert result.error is not None
-    assert result.error.startswith("notification failed for 1 of 2 channel URL(s): JSON: ")
+    assert result.error.startswith("notification failed for 1 of 2 channel URLs: JSON: ")
     assert "500" in result.error
     assert sorted(r.path for r in server.received) == ["/hooks/broken", "/hooks/ok"]
 

@@ -240,7 +240,7 @@ async def test_sudo_runs_the_command_as_root_and_a_cancel_still_stops_it(
     result = await asyncio.wait_for(running, 10)
     assert (
         result.status is JobStatus.CANCELLED
-        and result.error == "cancelled (forced) (0 of 1 host(s) succeeded)"
+        and result.error == "cancelled (forced) (0 of 1 host succeeded)"
     )
     assert await no_process(host, ssh_user_key, "sleep 3521")
 

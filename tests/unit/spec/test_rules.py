@@ -521,7 +521,35 @@ CASES = [
         """,
         "steps[0].min_approvals",
         6,
-        "min_approvals is 3 but only 2 approver(s) are listed: list more people, add a "
+        "min_approvals is 3 but only 2 approvers are listed: list more people, add a "
+        "team, or lower min_approvals",
+    ),
+    Case(
+        "param-choice-empty",
+        """
+        id: w
+        params:
+          env: {type: choice, choices: []}
+        steps:
+          - {id: a, type: script, run: "true"}
+        """,
+        "params.env.choices",
+        3,
+        "needs at least 1 item",
+    ),
+    Case(
+        "approval-min-one-approver",
+        """
+        id: w
+        steps:
+          - id: ok
+            type: approval
+            approvers: [ana]
+            min_approvals: 2
+        """,
+        "steps[0].min_approvals",
+        6,
+        "min_approvals is 2 but only 1 approver is listed: list more people, add a "
         "team, or lower min_approvals",
     ),
     Case(

@@ -192,8 +192,8 @@ def test_truth_follows_the_documented_words(value: Any, answer: bool) -> None:
         ("maybe", "the text 'maybe' is not a truth word"),
         ("enabled", "the text 'enabled' is not a truth word"),
         (5, "the number 5 is neither 0 nor 1"),
-        ([0], "a list with 1 item(s) is not a truth value"),
-        ({"a": 1}, "a dict with 1 item(s)"),
+        ([0], "a list with 1 item is not a truth value"),
+        ({"a": 1}, "a dict with 1 item "),
     ],
 )
 def test_truth_refuses_anything_else_saying_why(value: Any, says: str) -> None:
