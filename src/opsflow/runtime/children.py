@@ -45,6 +45,7 @@ from opsflow.status import ExecutionStatus, Outcome, StepStatus
 from opsflow.store import runs as runs_store
 from opsflow.store import workflows as workflows_store
 from opsflow.store.runs import Execution
+from opsflow.words import counted
 
 CHILD = "execution_id"  # the key of a workflow step's outputs that names its child run
 
@@ -83,7 +84,7 @@ def start_child(run: RunView, step_id: str, depth_limit: int) -> None:
         )
     except (TemplateError, InvalidInput, NotFound, Conflict, ValidationError) as exc:
         why = (
-            f"its published definition no longer loads ({exc.error_count()} problem(s), "
+            f"its published definition no longer loads ({counted(exc.error_count(), 'problem')}, "
             "e.g. a field this server no longer knows): publish it again"
             if isinstance(exc, ValidationError)
             else exc.message

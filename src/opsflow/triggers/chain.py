@@ -32,6 +32,7 @@ from opsflow.store import runs as runs_store
 from opsflow.store import triggers as store
 from opsflow.store.runs import Execution
 from opsflow.triggers.fire import Event, fire_in
+from opsflow.words import counted
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +91,8 @@ class Chains:
                 tx,
                 upstream,
                 f"{where} did not start a run: its published definition no longer loads "
-                f"({exc.error_count()} problem(s), e.g. a field this server no longer knows): "
-                "publish it again",
+                f"({counted(exc.error_count(), 'problem')}, e.g. a field this server no "
+                "longer knows): publish it again",
             )
             return
         if fired.created:
