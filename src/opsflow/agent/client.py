@@ -54,6 +54,10 @@ class AgentClient(Protocol):
 
     async def hand_back(self, job: JobRef) -> None: ...
 
+    async def leave(self, agent_id: str) -> None:
+        """The agent stops: the server shows it offline at once."""
+        ...
+
     async def fetch_bundle(self, digest: str, dest: Path) -> None:
         """Write the workflow files with content hash ``digest`` under ``dest``."""
         ...

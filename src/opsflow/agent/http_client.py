@@ -34,6 +34,7 @@ from opsflow.agent.protocol import (
     HandBack,
     JobRef,
     JobReport,
+    Leaving,
     LogBatch,
     Registered,
     Registration,
@@ -129,6 +130,9 @@ class HttpClient:
 
     async def hand_back(self, job: JobRef) -> None:
         await self._post("/hand-back", HandBack(job=job))
+
+    async def leave(self, agent_id: str) -> None:
+        await self._post("/leave", Leaving(agent_id=agent_id), timeout=HEARTBEAT_TIMEOUT)
 
     async def fetch_artifact(self, job: JobRef, step_id: str, name: str) -> bytes:
         return await self._post("/artifact", ArtifactRequest(job=job, step_id=step_id, name=name))

@@ -55,6 +55,7 @@ REFUSED = "the server refused this agent's token (revoked?): stopping"
 FLUSH_INTERVAL = 0.05
 FLUSH_LINES = 200
 MAX_BACKOFF = 10.0
+LEAVE_WAIT = 5.0  # seconds a stopping agent waits to tell the server it leaves
 
 T = TypeVar("T")
 
@@ -128,6 +129,20 @@ class Agent:
         await self._run()
         if self.refused is not None:
             raise self.refused
+        await self._leave()
+
+    async def _leave(self) -> None:
+        """A clean stop (the drain ended, the spool was emptied or kept for the next start):
+        tell the server, which then shows this agent offline at once instead of after the
+        online timeout. Best effort: an unreachable server learns it from the timeout."""
+        try:
+            await asyncio.wait_for(self.client.leave(self.agent_id), LEAVE_WAIT)
+        except Exception as exc:  # the server gone, or (in-process) its database stopping
+            log.warning(
+                "could not tell the server this agent is leaving (%s): it shows the agent "
+                "offline once its online timeout passes",
+                exc,
+            )
 
     def _refuse(self, exc: Unauthorized) -> None:
         """The server refused our token: stop claiming and stop the jobs in hand (none of
@@ -214,6 +229,13 @@ class Agent:
                 await self._pause(self._next_backoff())
                 continue
             self._backoff = 0.0
+            if registered.pools != self.pools:
+                # Left out on the command line: the pool of the agent's token.
+                log.info(
+                    "agent %s serves pool %s (its token's)",
+                    self.agent_id,
+                    ", ".join(registered.pools),
+                )
             self.pools = registered.pools
             if self.heartbeat_interval is None:
                 self.heartbeat_interval = registered.heartbeat_seconds

@@ -238,6 +238,13 @@ class ArtifactRequest(_Message):
     name: str = Field(description="The file's name, as that step kept it.")
 
 
+class Leaving(_Message):
+    """The agent stops (its drain ended, its jobs are reported): it is shown offline at once,
+    not after the online timeout, until it registers again."""
+
+    agent_id: str = Field(description="The agent's id, as registered.")
+
+
 class HandBack(_Message):
     """Give a claimed job back unrun (the agent is draining): it is queued again."""
 

@@ -31,6 +31,7 @@ MODELS: list[type[BaseModel]] = [
     protocol.JobReport,
     protocol.ArtifactRequest,
     protocol.HandBack,
+    protocol.Leaving,
 ]
 
 BEGIN = "<!-- begin: generated from opsflow/agent/protocol.py by opsflow.agent.protocol_doc -->"

@@ -27,6 +27,7 @@ from opsflow.agent.protocol import (
     HandBack,
     JobRef,
     JobReport,
+    Leaving,
     LogBatch,
     Registered,
     Registration,
@@ -124,6 +125,14 @@ async def report(request: Request, body: JobReport, _: AgentCaller) -> Response:
 async def hand_back(request: Request, body: HandBack, _: AgentCaller) -> Response:
     """Give a claimed job back unrun: it is queued again."""
     await _service(request).hand_back(body.job)
+    return Response(status_code=204)
+
+
+@router.post("/leave", status_code=204, responses=error_responses(401))
+async def leave(request: Request, body: Leaving, token: AgentCaller) -> Response:
+    """The agent stops (its drain ended): shown offline at once, until it registers again.
+    Only the token an agent registered with can say it leaves (another changes nothing)."""
+    await _service(request).leave(body.agent_id, token_id=token.token_id)
     return Response(status_code=204)
 
 

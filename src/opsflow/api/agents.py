@@ -43,7 +43,10 @@ class AgentOut(BaseModel):
     labels: dict[str, str] = Field(description="Its labels.")
     version: str = Field(description="Its opsflow version, as it said at registration.")
     hostname: str = Field(description="Where it runs, as it said.")
-    online: bool = Field(description="Seen within the online timeout (see last_seen).")
+    online: bool = Field(
+        description="Seen within the online timeout (see last_seen) and not left since (an "
+        "agent whose drain ended tells the server it leaves: offline at once)."
+    )
     draining: bool = Field(description="Gets no more jobs; its running jobs finish.")
     last_seen: str = Field(description="When it last registered or claimed (ISO 8601).")
     first_seen: str = Field(description="When it was first seen (ISO 8601).")
@@ -62,7 +65,7 @@ class AgentOut(BaseModel):
             labels=agent.labels,
             version=agent.version,
             hostname=agent.hostname,
-            online=now - agent.last_seen <= timeout,
+            online=agent.left_at is None and now - agent.last_seen <= timeout,
             draining=agent.draining,
             last_seen=iso(agent.last_seen) or "",
             first_seen=iso(agent.first_seen) or "",

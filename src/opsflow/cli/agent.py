@@ -34,6 +34,11 @@ def _labels(values: list[str]) -> dict[str, str]:
     return labels
 
 
+def _shown(labels: dict[str, str]) -> str:
+    """``region=eu,tier=db``: labels as ``--label`` takes them."""
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
 def agent(
     server: Annotated[
         list[str],
@@ -131,9 +136,11 @@ def agent(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, drain)
         logging.info(
-            "agent %s serving %s for %s",
+            "agent %s serving %s with %s (%d at once) for %s",
             agent_id,
-            pool or "its token's pool",
+            f"pool {', '.join(pool)}" if pool else "its token's pool",
+            f"labels {_shown(labels)}" if labels else "no labels",
+            concurrency,
             ", ".join(servers),
         )
         try:

@@ -393,6 +393,19 @@ class AgentJobs:
 
         return self.transactions.run(work)
 
+    def leave(self, agent_id: str, *, token_id: str | None) -> None:
+        """The agent stops: its presence row says it left (offline at once, for every
+        replica), and this replica's roster forgets it. A claim or registration brings it
+        back."""
+        now = self.clock()
+
+        def work(tx: Transaction) -> bool:
+            return agents_store.leave(tx.session, agent_id, token_id=token_id, now=now)
+
+        if self.transactions.run(work):
+            self.roster.leave(agent_id)
+            self._presence.pop(agent_id, None)
+
     def hand_back(self, ref: JobRef) -> None:
         """Queue a claimed, unstarted job again (its agent is stopping)."""
 

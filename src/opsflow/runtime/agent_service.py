@@ -180,6 +180,11 @@ class AgentService:
     async def hand_back(self, job: JobRef) -> None:
         await asyncio.to_thread(self.jobs.hand_back, job)
 
+    async def leave(self, agent_id: str, *, token_id: str | None = None) -> None:
+        """The agent stops (``token_id``: the agent token it registered with; None in-process):
+        offline at once on every replica."""
+        await asyncio.to_thread(self.jobs.leave, agent_id, token_id=token_id)
+
     async def fetch_artifact(self, job: JobRef, step_id: str, name: str) -> bytes:
         return await asyncio.to_thread(self.jobs.fetch_artifact, job, step_id, name)
 
@@ -246,6 +251,9 @@ class InProcessClient:
 
     async def hand_back(self, job: JobRef) -> None:
         await self.service.hand_back(job)
+
+    async def leave(self, agent_id: str) -> None:
+        await self.service.leave(agent_id)
 
     async def fetch_bundle(self, digest: str, dest: Path) -> None:
         await self.service.fetch_bundle(digest, dest)

@@ -33,6 +33,9 @@ class AgentRow(Base):
     draining: Mapped[bool] = mapped_column(Boolean, default=False)
     # The agent token it last registered with (None: a server's own local agent).
     token_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    # When it said it was leaving (a drain ended, it exited): offline from then on, until it
+    # registers or claims again (which clears it). None: it did not leave.
+    left_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 AGENTS: Table = cast(Table, AgentRow.__table__)
@@ -49,6 +52,7 @@ class AgentRecord:
     last_seen: float
     draining: bool
     token_id: str | None = None
+    left_at: float | None = None  # it said it was leaving: offline, whatever last_seen says
     running: list[str] = field(default_factory=list)  # ids of the jobs it holds
     done: int = 0
     failed: int = 0
@@ -68,7 +72,7 @@ def seen(
     """Record that ``agent_id`` was there at ``now`` (and, at registration, its version,
     hostname and the agent token it used); returns whether it is draining."""
     conn = session.connection()
-    values: dict[str, Any] = {"pools": pools, "labels": labels, "last_seen": now}
+    values: dict[str, Any] = {"pools": pools, "labels": labels, "last_seen": now, "left_at": None}
     if version is not None:
         values["version"] = version
     if hostname is not None:
@@ -107,6 +111,21 @@ def touch(session: Session, agent_id: str, now: float) -> bool:
     if not res.rowcount:
         return False
     return bool(conn.execute(select(AGENTS.c.draining).where(AGENTS.c.id == agent_id)).scalar())
+
+
+def leave(session: Session, agent_id: str, *, token_id: str | None, now: float) -> bool:
+    """``agent_id`` says it is leaving (its drain ended): offline at once, until it registers
+    or claims again. Only the agent token it registered with may say so for a remote agent
+    (``token_id``; None for a server's own local agent). False when no such agent is known."""
+    res = session.connection().execute(
+        update(AGENTS)
+        .where(
+            AGENTS.c.id == agent_id,
+            AGENTS.c.token_id.is_(None) if token_id is None else AGENTS.c.token_id == token_id,
+        )
+        .values(left_at=now)
+    )
+    return bool(res.rowcount)
 
 
 def set_draining(session: Session, agent_id: str, draining: bool) -> None:
@@ -157,6 +176,7 @@ def _records(session: Session, rows: list[Any]) -> list[AgentRecord]:
             last_seen=float(r.last_seen),
             draining=bool(r.draining),
             token_id=r.token_id,
+            left_at=r.left_at,
             running=sorted(running.get(r.id, [])),
             done=counts.get((r.id, JobStatus.COMPLETED.value), 0),
             failed=counts.get((r.id, JobStatus.FAILED.value), 0)
@@ -184,10 +204,11 @@ def get_agent(session: Session, agent_id: str) -> AgentRecord:
 
 
 def seen_since(session: Session, since: float) -> list[tuple[str, list[str], dict[str, str], bool]]:
-    """(id, pools, labels, draining) of every agent seen at or after ``since``."""
+    """(id, pools, labels, draining) of every agent seen at or after ``since`` that has not
+    left since."""
     rows = session.connection().execute(
         select(AGENTS.c.id, AGENTS.c.pools, AGENTS.c.labels, AGENTS.c.draining).where(
-            AGENTS.c.last_seen >= since
+            AGENTS.c.last_seen >= since, AGENTS.c.left_at.is_(None)
         )
     )
     return [

@@ -110,3 +110,40 @@ def test_a_replica_explains_a_waiting_step_with_agents_another_replica_saw(
             assert reason() == "no agent serves pool eu"
         finally:
             fleet.close()
+
+
+def test_an_agent_says_its_pool_and_labels_and_is_offline_at_once_after_a_clean_stop(
+    server: RunningServer, api: Api, agents: Agents
+) -> None:
+    """The start line names the pool and labels; SIGTERM drains and the agent tells the
+    server it leaves, so `opsflow agents list` shows it offline at once (not for ~30 s
+    online); its next start brings it back online."""
+    leaving = agents.start("leaving", "--pool", "eu", "--label", "region=eu")
+    agent_id = agents.agent_id("leaving")
+    api.wait_for("the agent is listed", lambda: agent_id in _agents(api), timeout=30)
+    first_line = agents.log("leaving").splitlines()[0]
+    assert "pool eu" in first_line and "labels region=eu" in first_line, first_line
+    assert _agents(api)[agent_id]["online"] is True
+    assert "online" in _cli(server, "list").split(agent_id, 1)[1].splitlines()[0]
+
+    leaving.terminate()
+    assert leaving.wait(timeout=30) == 0, agents.log("leaving")
+    stopped = time.monotonic()
+    assert _agents(api)[agent_id]["online"] is False
+    row = _cli(server, "list").split(agent_id, 1)[1].splitlines()[0]
+    assert "offline" in row, row
+    assert time.monotonic() - stopped < 30  # well within the online timeout
+
+    agents.start("leaving", "--pool", "eu", "--label", "region=eu")
+    api.wait_for("online again", lambda: _agents(api)[agent_id]["online"] is True, timeout=30)
+
+    # A token agent that names its pool by token only says which pool it got.
+    agents.start("plain", "--label", "tier=web")
+    plain = agents.agent_id("plain")
+    api.wait_for("the second agent is listed", lambda: plain in _agents(api), timeout=30)
+    api.wait_for(
+        "it says its token's pool",
+        lambda: f"agent {plain} serves pool default (its token's)" in agents.log("plain"),
+        timeout=30,
+    )
+    assert "its token's pool with labels tier=web" in agents.log("plain").splitlines()[0]
