@@ -406,6 +406,7 @@ _CLAIMED_AGAIN = (
         JOBS.c.agent_id == bindparam("b_agent"),
         JOBS.c.claim_id == bindparam("b_claim"),
         JOBS.c.status == JobStatus.DISPATCHED.value,
+        JOBS.c.dispatched_at >= bindparam("b_since"),
     )
     .order_by(JOBS.c.created_at)
     .with_for_update()
@@ -424,9 +425,14 @@ def claimed_again(
     """The jobs an earlier try of the same claim (``agent_id`` and ``claim_id``) leased and
     the agent has not started: the answer it did not get. Each keeps its lease token and
     epoch, and its lease is renewed (a compare-and-set on both: a job whose lease moved on
-    meanwhile is not handed out)."""
+    meanwhile is not handed out). Only within two lease times of the first claim: a claim
+    whose answer never gets through (it fails the same way each time) must not keep its
+    jobs leased for ever; past that the lease runs out as for any lost agent."""
     again: list[Job] = []
-    rows = session.connection().execute(_CLAIMED_AGAIN, {"b_agent": agent_id, "b_claim": claim_id})
+    rows = session.connection().execute(
+        _CLAIMED_AGAIN,
+        {"b_agent": agent_id, "b_claim": claim_id, "b_since": now - 2 * lease_seconds},
+    )
     for row in rows.all():
         job = Job.from_row(row)
         res = session.connection().execute(
