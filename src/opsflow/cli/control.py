@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.text import Text
@@ -12,6 +12,7 @@ from opsflow.cli.ids import execution_id
 from opsflow.cli.output import (
     OutputFormat,
     OutputOption,
+    UsageError,
     age,
     cell,
     items_of,
@@ -28,6 +29,12 @@ ExecutionArg = Annotated[
 ]
 StepArg = Annotated[str, typer.Argument(help="The step's id.", show_default=False)]
 NoteOption = Annotated[str | None, typer.Option("--note", "-n", help="Why; kept with the answer.")]
+ItemOption = Annotated[
+    int | None,
+    typer.Option(
+        "--item", min=0, help="Only this item (0-based) of a step with for_each or matrix."
+    ),
+]
 
 
 @approvals_app.command("list")
@@ -127,18 +134,26 @@ def retry(
             "step too).",
         ),
     ] = False,
+    item: ItemOption = None,
     output: OutputOption = OutputFormat.TEXT,
 ) -> None:
     """Run a failed step again (and, with --from-here, everything after it, approvals
-    included; from here, a succeeded step too: re-plan after a failed apply)."""
+    included; from here, a succeeded step too: re-plan after a failed apply). With --item,
+    only that failed or cancelled item of a step with for_each or matrix."""
+    if item is not None and from_here:
+        raise UsageError("choose --item or --from-here, not both")
     client = client_for(ctx)
     execution = execution_id(client, execution)
-    body = client.post(f"/executions/{execution}/steps/{step}/retry", json={"from_here": from_here})
+    payload: dict[str, Any] = {"from_here": from_here}
+    if item is not None:
+        payload["item"] = item
+    body = client.post(f"/executions/{execution}/steps/{step}/retry", json=payload)
     if output is OutputFormat.JSON:
         print_json(body)
         return
     reset: list[str] = body.get("reset") or []
-    text = f"retrying {step}" + (" from here" if from_here else "")
+    what = step if item is None else f"item {item} of {step}"
+    text = f"retrying {what}" + (" from here" if from_here else "")
     if reset:
         text += f"; reset {', '.join(reset)}"
         kinds = {s["id"]: s["type"] for s in body.get("steps", [])}
@@ -152,16 +167,20 @@ def skip(
     ctx: typer.Context,
     execution: ExecutionArg,
     step: StepArg,
+    item: ItemOption = None,
     output: OutputOption = OutputFormat.TEXT,
 ) -> None:
-    """Skip a failed step (where the workflow allows it); downstream goes on."""
+    """Skip a failed step (where the workflow allows it); downstream goes on. With --item,
+    only that failed or cancelled item, which then counts as succeeded."""
     client = client_for(ctx)
     execution = execution_id(client, execution)
-    body = client.post(f"/executions/{execution}/steps/{step}/skip")
+    payload = {} if item is None else {"item": item}
+    body = client.post(f"/executions/{execution}/steps/{step}/skip", json=payload)
+    what = step if item is None else f"item {item} of {step}"
     if output is OutputFormat.JSON:
         print_json(body)
     else:
-        stdout.print(f"skipped {step}; execution is {body['status']}")
+        stdout.print(f"skipped {what}; execution is {body['status']}")
 
 
 def register(root: typer.Typer) -> None:

@@ -498,6 +498,10 @@ def logs(
     ] = False,
     step: Annotated[str | None, typer.Option(help="Only this step's lines.")] = None,
     stream: Annotated[str | None, typer.Option(help="stdout, stderr or system.")] = None,
+    item: Annotated[
+        int | None,
+        typer.Option(min=0, help="Only this item's lines (a step with for_each or matrix)."),
+    ] = None,
 ) -> None:
     """Print an execution's log lines; with -f, go on with the lines that follow them."""
     client = client_for(ctx)
@@ -512,10 +516,16 @@ def logs(
     while True:
         page = client.get(
             f"/executions/{execution_id}/logs",
-            params={"step": step, "stream": stream, "after": after, "limit": 5000},
+            params={
+                "step": step,
+                "stream": stream,
+                "item": item,
+                "after": after,
+                "limit": 5000,
+            },
         )
         for line in page["items"]:
-            stdout.print(Text(f"[{line['step']}] ", style="dim").append(line["text"]), markup=False)
+            stdout.print(Text(f"[{_where(line)}] ", style="dim").append(line["text"]), markup=False)
         after = page["next_after"]
         if len(page["items"]) < 5000:
             break
@@ -529,8 +539,14 @@ def logs(
             event.kind == "log"
             and (step is None or d.get("step") == step)
             and (stream is None or d.get("stream") == stream)
+            and (item is None or d.get("item") == item)
         ):
-            stdout.print(Text(f"[{d['step']}] ", style="dim").append(d["text"]), markup=False)
+            stdout.print(Text(f"[{_where(d)}] ", style="dim").append(d["text"]), markup=False)
+
+
+def _where(line: dict[str, Any]) -> str:
+    """A log line's place: its step, and ``#N`` for item N of a fanned-out step."""
+    return line["step"] if line.get("item") is None else f"{line['step']}#{line['item']}"
 
 
 def cancel(
@@ -546,15 +562,39 @@ def cancel(
             "ended, undo what it applied (terraform destroy, newest first)."
         ),
     ] = False,
+    step: Annotated[
+        str | None,
+        typer.Option(
+            help="Cancel only this running step's items (a step with for_each or matrix)."
+        ),
+    ] = None,
+    item: Annotated[
+        int | None, typer.Option(min=0, help="With --step: only this item (0-based).")
+    ] = None,
     output: OutputOption = OutputFormat.TEXT,
 ) -> None:
     """Cancel an execution; with --cleanup, also (or, once it ended, only) undo what it
-    applied."""
+    applied. With --step (and --item), cancel only the items of a fanned-out step."""
     if force and cleanup:
         raise UsageError("choose --force or --cleanup, not both")
+    if item is not None and step is None:
+        raise UsageError("--item needs --step: the step whose item to cancel")
     mode = "force" if force else ("cleanup" if cleanup else "graceful")
     client = client_for(ctx)
     execution_id = resolve_id(client, execution_id)
+    if step is not None:
+        if force or cleanup:
+            raise UsageError("--step cancels items; --force and --cleanup apply to executions")
+        payload = {} if item is None else {"item": item}
+        body = client.post(f"/executions/{execution_id}/steps/{step}/cancel", json=payload)
+        if output is OutputFormat.JSON:
+            print_json(body)
+        else:
+            what = f"the items of {step}" if item is None else f"item {item} of {step}"
+            stdout.print(
+                Text(f"cancelled {what}; execution is ").append_text(_styled(body["status"]))
+            )
+        return
     body = client.post(f"/executions/{execution_id}/cancel", json={"mode": mode})
     if output is OutputFormat.JSON:
         print_json(body)

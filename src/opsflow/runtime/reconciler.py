@@ -133,6 +133,9 @@ class _Run:
         self._outputs_loaded = False
         self._others: dict[str, Step] | None = None  # every step with outputs (partial runs)
         self.jobs: dict[tuple[str, int], Job] = {}
+        # A partial run's fanned-out steps: their completed attempts, read apart (only what
+        # the engine needs of an item that is done; their jobs are not in ``jobs``).
+        self.done_items: dict[str, list[m.Attempt]] = {}
         # Each step's latest attempt (of any purpose), kept with ``jobs``.
         self.last_jobs: dict[str, Job] = {}
         # Each step's status and open needs as read, before this reconcile changed them.
@@ -154,6 +157,20 @@ class _Run:
         wanted = [sid for sid in step_ids if sid not in self.steps]
         if wanted:
             self._read(*jobs_store.steps_and_attempts(self.session, self.ex.id, wanted))
+            fanned = [sid for sid in wanted if self.steps[sid].item_count is not None]
+            if fanned:
+                done = jobs_store.completed_items(self.session, self.ex.id, fanned)
+                for sid, number, item, created_at, ended_at in done:
+                    self.done_items.setdefault(sid, []).append(
+                        m.Attempt(
+                            number=number,
+                            status=JobStatus.COMPLETED,
+                            created_at=created_at,
+                            started_at=created_at,
+                            ended_at=ended_at,
+                            item=item,
+                        )
+                    )
 
     def read_whole(self) -> None:
         """Read every step and job (what this transaction wrote included): ``decide`` needs
@@ -161,6 +178,7 @@ class _Run:
         self.whole = True
         self.steps.clear()
         self.jobs.clear()
+        self.done_items.clear()
         self.last_jobs.clear()
         self._outputs_loaded = False
         self._others = None
@@ -233,6 +251,9 @@ class _Run:
         for (sid, _), job in sorted(self.jobs.items(), key=lambda kv: kv[0][1]):
             if job.purpose == JobPurpose.RUN:
                 attempts.setdefault(sid, []).append(fan_out.attempt_of(job))
+        for sid, done in self.done_items.items():
+            merged = attempts.setdefault(sid, []) + done
+            attempts[sid] = sorted(merged, key=lambda a: a.number)
         steps = {
             sid: m.StepState(
                 status=s.status,

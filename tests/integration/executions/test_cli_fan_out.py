@@ -1,0 +1,108 @@
+"""The CLI on fanned-out steps, against a real server subprocess: logs of one item, retry of
+one item, cancel of a step's items."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import BACKENDS
+from tests.servers import fresh_database
+
+from .test_cli import Server, execution_id_in, start_server
+
+pytestmark = pytest.mark.timeout(60)
+
+EACH = """\
+id: cli-each
+steps:
+  - id: each
+    type: script
+    shell: sh
+    for_each: [a, b, c]
+    env: {X: "{{ item }}", MARK: "{{ execution.id }}"}
+    run: |
+      echo "item $X"
+      test "$X" != b || test -e "/tmp/opsflow-cli-each-$MARK"
+"""
+NAPS = """\
+id: cli-naps
+steps:
+  - {id: nap, type: script, shell: sh, for_each: [1, 2], min_success: 0, run: "sleep 30"}
+"""
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def fan_db_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    yield from fresh_database(request, tmp_path_factory, "excli-fan")
+
+
+@pytest.fixture(scope="module")
+def server(fan_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    yield from start_server(fan_db_url, tmp_path_factory, {"each": (EACH, {}), "naps": (NAPS, {})})
+
+
+def _status(server: Server, execution_id: str) -> str:
+    return str(server.get(f"/executions/{execution_id}")["status"])
+
+
+def _until(server: Server, execution_id: str, check: Callable[[str], bool]) -> str:
+    deadline = time.monotonic() + 30
+    while True:
+        status = _status(server, execution_id)
+        if check(status):
+            return status
+        assert time.monotonic() < deadline, status
+        time.sleep(0.1)  # the status endpoint is what a client polls
+
+
+def test_logs_of_one_item_then_retry_of_that_item(server: Server) -> None:
+    ran = server.cli("run", "cli-each", "--follow")
+    assert ran.returncode == 1, ran.stdout + ran.stderr
+    execution_id = execution_id_in(ran.stdout)
+
+    logs = server.cli("logs", execution_id, "--step", "each", "--item", "1")
+    assert logs.returncode == 0, logs.stderr
+    assert "[each#1] item b" in logs.stdout.splitlines()
+    assert "item a" not in logs.stdout and "item c" not in logs.stdout
+
+    marker = Path(f"/tmp/opsflow-cli-each-{execution_id}")
+    marker.touch()
+    try:
+        retried = server.cli("retry", execution_id, "each", "--item", "1")
+        assert retried.returncode == 0, retried.stdout + retried.stderr
+        assert "retrying item 1 of each" in retried.stdout
+        assert _until(server, execution_id, lambda s: s != "running") == "completed"
+    finally:
+        marker.unlink()
+    again = server.cli("retry", execution_id, "each", "--item", "0")
+    assert again.returncode != 0
+    assert "item 0 of step 'each'" in again.stdout + again.stderr
+
+
+def test_cancel_of_a_steps_items(server: Server) -> None:
+    started = server.cli("run", "cli-naps")
+    assert started.returncode == 0, started.stdout + started.stderr
+    execution_id = execution_id_in(started.stdout)
+
+    def both_running() -> bool:
+        detail: dict[str, Any] = server.get(f"/executions/{execution_id}")
+        fan = detail["steps"][0]["fan_out"]
+        return bool(fan and fan["counts"]["running"] == 2)
+
+    deadline = time.monotonic() + 30
+    while not both_running():
+        assert time.monotonic() < deadline
+        time.sleep(0.1)  # the status endpoint is what a client polls
+    one = server.cli("cancel", execution_id, "--step", "nap", "--item", "0")
+    assert one.returncode == 0, one.stdout + one.stderr
+    assert "cancelled item 0 of nap" in one.stdout
+    rest = server.cli("cancel", execution_id, "--step", "nap")
+    assert rest.returncode == 0, rest.stdout + rest.stderr
+    assert _until(server, execution_id, lambda s: s != "running") == "completed"
