@@ -29,16 +29,10 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("item_marks", _JSON, nullable=True))
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.add_column(sa.Column("item", sa.Integer(), nullable=True))
-        batch_op.create_index(
-            "ix_jobs_step_items",
-            ["execution_id", "step_id", "status", "item", "attempt"],
-            unique=False,
-        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("jobs", schema=None) as batch_op:
-        batch_op.drop_index("ix_jobs_step_items")
         batch_op.drop_column("item")
     with op.batch_alter_table("execution_steps", schema=None) as batch_op:
         batch_op.drop_column("item_marks")
