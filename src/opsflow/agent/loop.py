@@ -78,8 +78,12 @@ class Agent:
         version: str = "",
         hostname: str = "",
         spool: Spool | None = None,
+        start_on_claim: bool = False,
     ) -> None:
         self.client = client
+        # Ask the claim to start the jobs it hands over (`ClaimRequest.start`): for an agent
+        # that has nothing to fail on between claim and run (the server's own).
+        self.start_on_claim = start_on_claim
         self.agent_id = agent_id or f"agent-{uuid.uuid4().hex[:12]}"
         self.pools = pools or []
         self.labels = labels or {}
@@ -258,7 +262,10 @@ class Agent:
             labels=self.labels,
             limit=free,
             wait=self.long_poll,
-            claim_id=self._claim_id,
+            # An agent whose claims start their jobs cannot lose a claim's answer (it is the
+            # server's own): no id, and no look for an earlier try's jobs.
+            claim_id=None if self.start_on_claim else self._claim_id,
+            start=self.start_on_claim,
         )
         claim = asyncio.create_task(self.client.claim(request))
         stopped = asyncio.create_task(self._stopped.wait())
@@ -395,8 +402,14 @@ class Agent:
             try:
                 workdir = await self._workdir(job)
                 inputs = await self._inputs(ref, workdir, job.inputs)
-                notice = await self._deliver(
-                    job.job_id, "the start", lambda: self.client.start(ref)
+                # A job the claim started needs no start of its own (nobody can have asked
+                # to stop it yet; later requests come with the heartbeats).
+                notice = (
+                    CancelNotice()
+                    if job.started
+                    else await self._deliver(
+                        job.job_id, "the start", lambda: self.client.start(ref)
+                    )
                 )
             finally:
                 keeper.cancel()

@@ -139,6 +139,13 @@ class ClaimRequest(_Message):
             "leased. A new claim after an answer takes a new id."
         ),
     )
+    start: bool = Field(
+        False,
+        description="Mark each job without a timeout running in the claim itself, so no "
+        "`start` follows. For an agent whose claim answers cannot be lost (the server's own, "
+        "in-process): a job the claim started is not answered again to a retried claim. A "
+        "job with a timeout is still started by `start`, which arms it.",
+    )
 
 
 class ConnectionGrant(_Message):
@@ -175,6 +182,11 @@ class ClaimedJob(_Message):
     )
     connection: ConnectionGrant | None = Field(
         None, description="The connection the step names (`connection:`), if any."
+    )
+    started: bool = Field(
+        False,
+        description="Already running: the claim started it (`ClaimRequest.start`); the agent "
+        "sends no `start` for it.",
     )
     first_seq: Annotated[int, Field(ge=1, le=INT_MAX)] = Field(
         1,

@@ -109,6 +109,11 @@ class AgentJobs:
 
         self._presence[agent_id] = (now, self.transactions.run(work))
 
+    def seen(self, agent_id: str, pools: list[str], labels: dict[str, str]) -> None:
+        """An agent is waiting for work (a claim that had nothing to look for yet): it is
+        online, as a claim would say."""
+        self.roster.seen(agent_id, pools, labels, self.clock())
+
     def _presence_due(self, agent_id: str, now: float) -> bool:
         last = self._presence.get(agent_id)
         return last is None or now - last[0] >= self.presence_every
@@ -122,6 +127,7 @@ class AgentJobs:
         limit: int,
         token_id: str | None = None,
         claim_id: str | None = None,
+        start: bool = False,
     ) -> list[Job]:
         """Lease jobs to an agent. The copies handed over carry the secrets their specs refer
         to, decrypted, and the values to mask (see `_with_secrets`); the stored specs keep
@@ -131,7 +137,10 @@ class AgentJobs:
         ``claim_id`` is the agent's id for this claim, the same on each try of it: when an
         earlier try leased jobs whose answer the agent never got (the replica died after its
         commit, the connection was cut), this one answers with those jobs again, same lease
-        token and epoch, lease renewed (`jobs_store.claimed_again`), and leases nothing new."""
+        token and epoch, lease renewed (`jobs_store.claimed_again`), and leases nothing new.
+
+        With ``start`` the jobs without a timeout are leased running, their start recorded in
+        this transaction as `start_job` would (the agent sends no start for them)."""
         now = self.clock()
         self.roster.seen(agent_id, pools, labels, now)
         due = self._presence_due(agent_id, now)
@@ -167,7 +176,20 @@ class AgentJobs:
                 lease_seconds=self.lease_seconds,
                 now=self.clock(),
                 claim_id=claim_id,
+                start=start,
             )
+            started = [
+                events.Stamped(
+                    job.execution_id,
+                    self.clock(),
+                    events.JobChanged(job.step_id, job.attempt, job.id, JobStatus.RUNNING),
+                )
+                for job in jobs
+                if job.status == JobStatus.RUNNING
+            ]
+            if started:
+                events.write(session, started)
+                tx.changes.executions.update(event.execution_id for event in started)
             if self.vault is None and any(referenced(job.spec) for job in jobs):
                 raise InvalidInput("this server has no secret store, but the job refers to secrets")
             executions = {job.execution_id for job in jobs}

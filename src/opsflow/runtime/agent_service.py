@@ -38,7 +38,7 @@ from opsflow.runtime.agent_jobs import AgentJobs
 from opsflow.runtime.bus import EventBus
 from opsflow.runtime.connections import CONNECTION_KEY
 from opsflow.runtime.secrets import VALUES_KEY
-from opsflow.status import StepType
+from opsflow.status import JobStatus, StepType
 from opsflow.store.jobs import Job
 
 PRESENCE_EVERY = 10.0
@@ -63,6 +63,7 @@ def claimed(job: Job) -> ClaimedJob:
         mask=list(spec.get(VALUES_KEY) or []),
         connection=spec.get(CONNECTION_KEY),
         first_seq=job.last_seq + 1,
+        started=job.status == JobStatus.RUNNING,
     )
 
 
@@ -84,6 +85,9 @@ class AgentService:
         self._reports: list[tuple[JobReport, asyncio.Future[StaleReport | None]]] = []
         self._reporter: asyncio.Task[None] | None = None
         self._background: set[asyncio.Future[None]] = set()
+        # agent id -> the bus's `jobs_generation` read before its last claim transaction
+        # that leased fewer jobs than asked: the queue held nothing more for it then.
+        self._drained: dict[str, int] = {}
 
     async def register(
         self, registration: Registration, pools: list[str], *, token_id: str | None = None
@@ -122,10 +126,22 @@ class AgentService:
         waiting with a revoked token answers at once."""
         deadline = time.monotonic() + min(request.wait, MAX_WAIT_SECONDS)
         async with self.bus.watch_jobs() as queued:
+            # This agent's last claim left jobs it could have taken, or nothing was queued
+            # since it found the queue empty: then a claim transaction now would find nothing
+            # (the agent claims again at once after each job): wait first. A wake-up after
+            # this look is caught by the subscription above.
+            if request.wait > 0 and self._drained.get(request.agent_id) == self.bus.jobs_generation:
+                self.jobs.seen(request.agent_id, request.pools, request.labels)
+                await queued.wait(min(deadline - time.monotonic(), PRESENCE_EVERY))
             while True:
                 # A wake-up from before this attempt is answered by it: forget it.
                 queued.clear()
+                generation = self.bus.jobs_generation
                 jobs = await self._claim_once(request, token_id)
+                if len(jobs) < request.limit:
+                    self._drained[request.agent_id] = generation
+                else:
+                    self._drained.pop(request.agent_id, None)
                 left = deadline - time.monotonic()
                 if jobs or left <= 0:
                     return [claimed(job) for job in jobs]
@@ -146,6 +162,7 @@ class AgentService:
                 limit=request.limit,
                 token_id=token_id,
                 claim_id=request.claim_id,
+                start=request.start,
             )
         )
         try:

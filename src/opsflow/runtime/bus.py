@@ -51,6 +51,9 @@ class EventBus:
         self._cancel_listeners: dict[str, set[_Waiter]] = {}
         self._timer_wake = threading.Event()
         self._planned_wake = 0.0  # when the timer thread means to look next
+        # One more per `jobs_queued` (or `wake_everyone`): a claim that found the queue empty
+        # when this read N need not look again while it still reads N (see `AgentService`).
+        self.jobs_generation = 0
 
     def start(self) -> None:
         """Begin crossing processes (nothing to do in-process)."""
@@ -80,6 +83,7 @@ class EventBus:
 
     def jobs_queued(self) -> None:
         with self._lock:
+            self.jobs_generation += 1
             targets = list(self._job_waiters)
         for w in targets:
             w.wake()
@@ -103,6 +107,7 @@ class EventBus:
         """Wake every waiter of every kind: after wake-ups may have been lost (a reconnect),
         each reader looks again and finds what it missed in the database."""
         with self._lock:
+            self.jobs_generation += 1
             targets = [
                 *(w for waiters in self._executions.values() for w in waiters),
                 *self._job_waiters,

@@ -399,9 +399,12 @@ def claim_jobs(
     lease_seconds: float,
     now: float,
     claim_id: str | None = None,
+    start: bool = False,
 ) -> list[Job]:
     """Lease up to ``limit`` pending jobs of the given pools whose labels this agent has,
-    marked with the agent's ``claim_id`` (see `claimed_again`)."""
+    marked with the agent's ``claim_id`` (see `claimed_again`). With ``start``, those
+    without a timeout are leased running (``started_at`` now): the start of a job with a
+    timeout arms it, and is left to `start_job`."""
     claimed: list[Job] = []
     found = session.connection().execute(
         _PENDING, {"b_pools": pools, "b_limit": max(limit * 4, 16)}
@@ -422,9 +425,13 @@ def claim_jobs(
             "lease_expires_at": now + lease_seconds,
             "claim_id": claim_id,
         }
+        status = JobStatus.DISPATCHED
+        if start and job.timeout is None:
+            status = JobStatus.RUNNING
+            values |= {"status": status.value, "started_at": now}
         res = session.connection().execute(_DISPATCH, {**values, "b_id": job.id})
         if res.rowcount:
-            claimed.append(Job(**{**job.__dict__, **values, "status": JobStatus.DISPATCHED}))
+            claimed.append(Job(**{**job.__dict__, **values, "status": status}))
     return claimed
 
 
