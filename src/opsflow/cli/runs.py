@@ -354,7 +354,19 @@ def print_step_outputs(step: dict[str, Any]) -> None:
 def _attempt_label(job: dict[str, Any]) -> str:
     if job.get("purpose", "run") != "run":
         return f"  {job['purpose']}"
+    if job.get("item") is not None:
+        return f"  item {job['item']} attempt {job.get('attempt')}"
     return f"  attempt {job.get('attempt')}"
+
+
+def fan_out_summary(step: dict[str, Any]) -> str | None:
+    """A fanned-out step's items in a few words: ``200 items: 190 succeeded, 10 running``."""
+    fan = step.get("fan_out")
+    if not fan or fan.get("total") is None:
+        return None
+    counts = fan.get("counts") or {}
+    parts = [f"{n} {status}" for status, n in counts.items() if n]
+    return f"{counted(fan['total'], 'item')}: {', '.join(parts) or 'none'}"
 
 
 @executions_app.command("show")
@@ -444,7 +456,7 @@ def print_detail(body: dict[str, Any]) -> None:
                 cell(s["status"]),
                 cell(None),
                 cell(None),
-                cell(s.get("pending_reason") or s.get("error")),
+                cell(s.get("pending_reason") or s.get("error") or fan_out_summary(s)),
             ]
         )
         for j in s["jobs"] or []:

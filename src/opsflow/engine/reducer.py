@@ -16,6 +16,10 @@ How the runtime applies each action (the engine relies on exactly this):
   ``EvaluateCondition`` and ``StartChildWorkflow`` move it to RUNNING, ``OpenApproval`` to
   WAITING (``entered_at = now`` in each case). The engine emits no ``SetStepStatus`` for these,
   so each start is one write. Attempt numbers count every attempt: ``len(attempts) + 1``.
+* ``ExpandItems(step)`` (a step with ``fan_out``) records the step's list, or writes
+  ``gate_result`` FAILED with why it cannot be made, keeps a list already recorded, and moves
+  the step to RUNNING; its items then start in the next decision (``engine.items``), each as a
+  ``StartJob`` with ``item``, which leaves the RUNNING step's status and ``entered_at`` alone.
 * ``CancelJob`` ends a still PENDING attempt at once as ``as_status``; otherwise, when ``force``,
   sets ``cancel_requested`` and has the agent stop the job, which then ends as ``as_status``;
   a non-forced cancel of a picked-up job does nothing. The runtime reconciles when an attempt

@@ -22,6 +22,9 @@ Job steps (script, http, terraform, ansible, notify):
   ``retry_base`` all lost their agent, the step FAILS ("agent lost N times in a row") whatever
   retries are left, so a job that kills its agent does not loop through the whole pool.
 
+A fanned-out job step (``fan_out``) settles item by item by the same rules; see
+``engine.items``.
+
 Conditions end SUCCEEDED when ``gate_result`` is TRUE or FALSE (the result stays in
 ``gate_result`` and decides which edges are met) and FAILED when it is FAILED (the ``if`` could
 not be evaluated). Child workflows end SUCCEEDED or FAILED with their ``gate_result``. Neither

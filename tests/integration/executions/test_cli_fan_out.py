@@ -81,6 +81,10 @@ def test_logs_of_one_item_then_retry_of_that_item(server: Server) -> None:
         assert _until(server, execution_id, lambda s: s != "running") == "completed"
     finally:
         marker.unlink()
+    shown = server.cli("executions", "show", execution_id)
+    assert shown.returncode == 0, shown.stderr
+    assert "3 items: 3 succeeded" in shown.stdout
+    assert "item 1 attempt 4" in shown.stdout  # the retry: the step's fourth job
     again = server.cli("retry", execution_id, "each", "--item", "0")
     assert again.returncode != 0
     assert "item 0 of step 'each'" in again.stdout + again.stderr
