@@ -18,7 +18,7 @@ asks for more).
 
 People act on items through ``ItemMark`` (``engine.control``): a retry counts an item's
 attempts afresh, a skip makes it count as succeeded, a cancel stops its job and ends it
-CANCELLED.
+CANCELLED (unless the job completed before the stop reached it: a completed job is a success).
 """
 
 from __future__ import annotations
@@ -86,12 +86,12 @@ def view_items(
             status = StepStatus.SKIPPED
         elif last is not None and not last.status.terminal:
             status = StepStatus.RUNNING
+        elif last is not None and last.status == JobStatus.COMPLETED:
+            status = StepStatus.SUCCEEDED  # a job that completed before its cancel landed
         elif mark.cancelled:
             status = StepStatus.CANCELLED
         elif last is None:
             status = StepStatus.PENDING
-        elif last.status == JobStatus.COMPLETED:
-            status = StepStatus.SUCCEEDED
         else:
             due = None if stopped else _retry_due(node, tries, last, lost_limit, now)
             if due is not None:

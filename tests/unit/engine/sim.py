@@ -301,10 +301,18 @@ class Sim:
             request = CancelRequest(mode=mode, requested_at=self.now, reason=reason)
             self.state = dataclasses.replace(self.state, cancel=request)
 
-    def write(self, changes: dict[str, StepState], status: ExecutionStatus | None = None) -> None:
-        """Write step states from a manual-control helper, as the runtime does."""
+    def write(
+        self,
+        changes: dict[str, StepState],
+        status: ExecutionStatus | None = None,
+        *,
+        resume: bool = True,
+    ) -> None:
+        """Write step states from a manual-control helper, as the runtime does (``resume``:
+        a retry or skip resumes the run; a cancel of items does not)."""
         steps = {**self.state.steps, **changes}
         new_status = status or self.state.status
+        resumed_at = self.now if resume else self.state.resumed_at
         self.state = dataclasses.replace(
-            self.state, steps=steps, status=new_status, resumed_at=self.now
+            self.state, steps=steps, status=new_status, resumed_at=resumed_at
         )

@@ -157,8 +157,10 @@ class Twin(Sim):
         for sid, n in needs_open_of(self.graph, statuses).items():
             assert self.needs_open[sid] == n, (sid, self.needs_open[sid], n)
 
-    def write(self, changes: dict[str, Any], status: ExecutionStatus | None = None) -> None:
-        super().write(changes, status)
+    def write(
+        self, changes: dict[str, Any], status: ExecutionStatus | None = None, *, resume: bool = True
+    ) -> None:
+        super().write(changes, status, resume=resume)
         self.touched.clear()  # a person's change: the runtime reconciles it whole
 
 
@@ -186,6 +188,8 @@ def test_advance_agrees_with_decide_on_random_runs(g: Graph, data: st.DataObject
     if data.draw(st.booleans()):
         mode = data.draw(st.sampled_from(list(CancelMode)))
         world.at(data.draw(st.integers(0, 30)), "cancel", mode)
+    if data.draw(st.booleans()):
+        world.at(data.draw(st.integers(0, 12)), "cancel item")
     drive(world)
     event(f"reconciles through advance: {'some' if twin.fast else 'none'}")
     event(f"advance share: {round(10 * twin.fast / (twin.fast + twin.full))}/10")

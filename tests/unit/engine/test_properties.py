@@ -18,7 +18,14 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from opsflow.engine import can_wake, decide
-from opsflow.engine.control import downstream, retry_item, retry_step, skip_item, skip_step
+from opsflow.engine.control import (
+    cancel_items,
+    downstream,
+    retry_item,
+    retry_step,
+    skip_item,
+    skip_step,
+)
 from opsflow.engine.items import view_items
 from opsflow.engine.model import (
     Action,
@@ -54,6 +61,7 @@ from tests.unit.engine.sim import Sim
 
 MAX_EVENTS = 600
 STARTS = (StartJob, EvaluateCondition, OpenApproval, StartChildWorkflow, ExpandItems)
+OPEN_ITEM = (StepStatus.PENDING, StepStatus.RUNNING, StepStatus.WAITING)
 NOT_RUN = (StepStatus.SKIPPED, StepStatus.CANCELLED)
 
 # -- the rules, stated again -----------------------------------------------------------------
@@ -291,6 +299,31 @@ class World:
                 sim.answer(args[0], args[1])
         elif kind == "cancel":
             sim.cancel(args[0])
+        elif kind == "cancel item":
+            self.cancel_an_item()
+
+    def cancel_an_item(self) -> None:
+        """A person cancels one open item (or every one) of a running fanned-out step."""
+        sim = self.sim
+        running = [
+            n
+            for n in sim.graph.steps
+            if n.fan_out is not None
+            and sim.status(n.id) == StepStatus.RUNNING
+            and sim.step(n.id).items
+            and not sim.execution.terminal
+        ]
+        if not running:
+            return
+        step = self.draw(st.sampled_from(running))
+        views = view_items(step, sim.step(step.id), sim.now, lost_limit=sim.agent_lost_limit)
+        open_ = [v.index for v in views if v.status in OPEN_ITEM]
+        if not open_ or sim.state.cancel is not None:
+            return
+        item = self.draw(st.one_of(st.none(), st.sampled_from(open_)))
+        changes = cancel_items(sim.graph, sim.state, step.id, item)
+        event("a person cancelled items")
+        sim.write(changes, resume=False)
 
     # -- checks while the engine acts --------------------------------------------------------
 
@@ -506,6 +539,8 @@ def test_random_runs_follow_the_rules(g: Graph, data: st.DataObject) -> None:
     )
     if cancel is not None:
         world.at(cancel[0], "cancel", cancel[1])
+    if data.draw(st.booleans()):
+        world.at(data.draw(st.integers(0, 12)), "cancel item")
     drive(world)
     event(f"steps that ran: {len(world.started)} of {len(g.steps)}")
     check_end(world)
