@@ -27,6 +27,28 @@ describe("DAG layout", () => {
     expect(nodes.find((n) => n.id === "apply")!.data).toMatchObject({ status: "pending", selected: true });
   });
 
+  it("gives a fanned-out step a taller node that does not overlap its neighbours, in both layouts", () => {
+    const fanOut = { kind: "for_each", max_parallel: 2, fail_fast: false, min_success: null, total: 4, counts: { running: 2, pending: 2 } };
+    for (const extra of [0, 300]) {
+      const specs: StepSpec[] = [
+        { id: "a", type: "script" },
+        { id: "b", type: "script" },
+        { id: "c", type: "script" },
+        // past 300 steps the plain layered layout takes over from dagre
+        ...Array.from({ length: extra }, (_, i) => ({ id: `x${i}`, type: "script", needs: ["c"] })),
+      ];
+      const steps = new Map<string, DagStep>([["b", { id: "b", name: "b", type: "script", status: "running", durationMs: 10, fanOut }]]);
+      const { nodes } = layout(specs, steps, null);
+      const byId = Object.fromEntries(nodes.map((n) => [n.id, n]));
+      expect(byId.b!.height).toBeGreaterThan(byId.a!.height!);
+      expect(byId.b!.data.fanOut).toEqual(fanOut);
+      const column = [byId.a!, byId.b!, byId.c!].sort((p, q) => p.position.y - q.position.y);
+      for (let i = 1; i < column.length; i++) {
+        expect(column[i]!.position.y).toBeGreaterThanOrEqual(column[i - 1]!.position.y + column[i - 1]!.height!);
+      }
+    }
+  });
+
   it("tells a step id with a dot from an outcome", () => {
     const known = new Set(["is-long", "v1.2"]);
     expect(parseNeed("is-long.true", known)).toEqual({ from: "is-long", outcome: "true" });

@@ -21,6 +21,8 @@ import { memo, useEffect, useMemo, useRef, useState, type RefObject } from "reac
 import type { StepSpec } from "../api/types";
 import { formatDuration } from "../components/format";
 import { StatusIcon, statusStyle } from "../components/status";
+import { FanOutBar } from "./FanOutItems";
+import { fanOutWords, type FanOut } from "./fanOut";
 
 export type DagStep = {
   id: string;
@@ -30,6 +32,8 @@ export type DagStep = {
   durationMs: number | null;
   /** Why a "queued" step waits for an agent (its pending_reason), shown in the node's tooltip. */
   reason?: string | null;
+  /** A step with for_each or matrix: its node shows the items' progress. */
+  fanOut?: FanOut | null;
 };
 
 type StepNodeData = DagStep & { selected: boolean };
@@ -37,11 +41,21 @@ type StepNode = Node<StepNodeData, "step">;
 
 const WIDTH = 190;
 const HEIGHT = 52;
+/** A fanned-out step's node has a third line: its items' progress. */
+const FAN_OUT_HEIGHT = 74;
+
+function nodeHeight(step: DagStep | undefined): number {
+  return step?.fanOut ? FAN_OUT_HEIGHT : HEIGHT;
+}
 
 const StepNodeView = memo(function StepNodeView({ data }: NodeProps<StepNode>) {
   const style = statusStyle(data.status);
+  const fan = data.fanOut ? fanOutWords(data.fanOut) : null;
   return (
-    <div className={`dag-node tone-${style.tone}${data.status === "running" ? " is-running" : ""}${data.selected ? " is-selected" : ""}`} title={`${data.name}: ${style.label}${data.reason ? ` (${data.reason})` : ""}`}>
+    <div
+      className={`dag-node tone-${style.tone}${data.status === "running" ? " is-running" : ""}${data.selected ? " is-selected" : ""}${fan ? " is-fanned" : ""}`}
+      title={`${data.name}: ${style.label}${data.reason ? ` (${data.reason})` : ""}${fan ? `; items ${fan.line}${fan.limit ? `, ${fan.limit}` : ""}` : ""}`}
+    >
       <Handle type="target" position={Position.Left} isConnectable={false} />
       <div className="dag-node-row">
         <StatusIcon status={data.status} />
@@ -51,6 +65,12 @@ const StepNodeView = memo(function StepNodeView({ data }: NodeProps<StepNode>) {
         <span>{style.label}</span>
         <span>{data.durationMs !== null ? formatDuration(data.durationMs) : data.type}</span>
       </div>
+      {fan && data.fanOut && (
+        <div className="dag-node-items" data-node-items={data.id}>
+          <FanOutBar fan={data.fanOut} />
+          <span className="dag-node-items-words">{fan.line}</span>
+        </div>
+      )}
       <Handle type="source" position={Position.Right} isConnectable={false} />
     </div>
   );
@@ -121,7 +141,7 @@ const RANK_GAP = 50;
 const NODE_GAP = 24;
 
 /** Node centres by longest-path layering, in linear time. Specs come in definition order. */
-function layeredPositions(specs: StepSpec[], parents: Map<string, string[]>): Map<string, { x: number; y: number }> {
+function layeredPositions(specs: StepSpec[], parents: Map<string, string[]>, height: (id: string) => number): Map<string, { x: number; y: number }> {
   const rank = new Map<string, number>();
   const visit = (id: string, depth: number): number => {
     const known = rank.get(id);
@@ -143,9 +163,12 @@ function layeredPositions(specs: StepSpec[], parents: Map<string, string[]>): Ma
       return ps.length ? ps.reduce((sum, p) => sum + (order.get(p) ?? 0), 0) / ps.length : 0;
     };
     const sorted = r === 0 ? ids : [...ids].sort((a, b) => key(a) - key(b));
+    let y = 0;
     sorted.forEach((id, i) => {
       order.set(id, i);
-      pos.set(id, { x: r * (WIDTH + RANK_GAP) + WIDTH / 2, y: i * (HEIGHT + NODE_GAP) + HEIGHT / 2 });
+      const h = height(id);
+      pos.set(id, { x: r * (WIDTH + RANK_GAP) + WIDTH / 2, y: y + h / 2 });
+      y += h + NODE_GAP;
     });
   });
   return pos;
@@ -174,13 +197,13 @@ export function layout(specs: StepSpec[], steps: Map<string, DagStep>, selected:
   }
   let place: (id: string) => { x: number; y: number } | undefined;
   if (specs.length > DAGRE_LIMIT) {
-    const positions = layeredPositions(specs, parents);
+    const positions = layeredPositions(specs, parents, (id) => nodeHeight(steps.get(id)));
     place = (id) => positions.get(id);
   } else {
     const g = new dagre.graphlib.Graph();
     g.setGraph({ rankdir: "LR", nodesep: NODE_GAP, ranksep: RANK_GAP, marginx: 10, marginy: 10 });
     g.setDefaultEdgeLabel(() => ({}));
-    for (const s of specs) g.setNode(s.id, { width: WIDTH, height: HEIGHT });
+    for (const s of specs) g.setNode(s.id, { width: WIDTH, height: nodeHeight(steps.get(s.id)) });
     for (const [child, ps] of parents) for (const p of ps) g.setEdge(p, child);
     dagre.layout(g);
     place = (id) => g.node(id);
@@ -188,13 +211,14 @@ export function layout(specs: StepSpec[], steps: Map<string, DagStep>, selected:
   const nodes: StepNode[] = specs.map((s) => {
     const pos = place(s.id);
     const data = steps.get(s.id) ?? { id: s.id, name: s.name || s.id, type: s.type, status: "pending", durationMs: null };
+    const height = nodeHeight(data);
     return {
       id: s.id,
       type: "step",
-      position: { x: (pos?.x ?? 0) - WIDTH / 2, y: (pos?.y ?? 0) - HEIGHT / 2 },
+      position: { x: (pos?.x ?? 0) - WIDTH / 2, y: (pos?.y ?? 0) - height / 2 },
       // Known sizes: the overview map draws the nodes before React Flow has measured them.
       width: WIDTH,
-      height: HEIGHT,
+      height,
       data: { ...data, selected: s.id === selected },
       draggable: false,
       connectable: false,

@@ -33,6 +33,9 @@ export default function ExecutionPage() {
   const { id } = useParams();
   const [search, setSearch] = useSearchParams();
   const selected = search.get("step");
+  // The item of a fanned-out step whose log shows: `?step=deploy&item=3`.
+  const itemParam = search.get("item");
+  const selectedItem = selected && itemParam !== null && /^\d+$/.test(itemParam) ? Number(itemParam) : null;
   const tab = (TABS.find(([t]) => t === search.get("tab"))?.[0] ?? "logs") as Tab;
   const execution = useExecution(id);
   const ex = execution.data;
@@ -62,7 +65,7 @@ export default function ExecutionPage() {
       const t = stepTimes(s);
       const status = shownStepStatus(s);
       const reason = status === "queued" ? s.pending_reason : null;
-      map.set(s.id, { id: s.id, name: names.get(s.id) ?? s.id, type: s.type, status, reason, durationMs: t.start ? elapsed(t.start, t.end) : null });
+      map.set(s.id, { id: s.id, name: names.get(s.id) ?? s.id, type: s.type, status, reason, durationMs: t.start ? elapsed(t.start, t.end) : null, fanOut: s.fan_out ?? null });
     }
     return map;
   }, [ex?.steps, specs]);
@@ -71,7 +74,11 @@ export default function ExecutionPage() {
   if (!ex) return <p className="muted">Loading execution…</p>;
 
   const active = ACTIVE_EXECUTION.has(ex.status);
-  const downloadHref = `${API}/executions/${encodeURIComponent(ex.id)}/logs/download${selected ? `?step=${encodeURIComponent(selected)}` : ""}`;
+  const downloadQuery = new URLSearchParams();
+  if (selected) downloadQuery.set("step", selected);
+  if (selectedItem !== null) downloadQuery.set("item", String(selectedItem));
+  const downloadHref = `${API}/executions/${encodeURIComponent(ex.id)}/logs/download${downloadQuery.size ? `?${downloadQuery}` : ""}`;
+  const selectedStep = selected ? ex.steps.find((s) => s.id === selected) : undefined;
 
   return (
     <ReopenStream.Provider value={stream.reopen}>
@@ -81,11 +88,19 @@ export default function ExecutionPage() {
         <details className="dag-pane card" open>
           <summary>Graph</summary>
           <Suspense fallback={<div className="dag muted">Loading graph…</div>}>
-            <Dag specs={specs} steps={dagSteps} selected={selected} onSelect={(s) => setParam("step", s === selected ? null : s)} />
+            <Dag specs={specs} steps={dagSteps} selected={selected} onSelect={(s) => setParams({ step: s === selected ? null : s, item: null })} />
           </Suspense>
         </details>
         <div className="steps-pane card">
-          <StepList ex={ex} specs={specs} selected={selected} onSelect={(s) => setParam("step", s)} onViewPlan={(s) => setParams({ step: s, tab: "outputs" })} />
+          <StepList
+            ex={ex}
+            specs={specs}
+            selected={selected}
+            selectedItem={selectedItem}
+            onSelect={(s) => setParams({ step: s, item: null })}
+            onSelectItem={(s, item) => setParams({ step: s, item: item === null ? null : String(item) })}
+            onViewPlan={(s) => setParams({ step: s, tab: "outputs", item: null })}
+          />
         </div>
       </div>
       <div className="card tabs-card">
@@ -117,19 +132,36 @@ export default function ExecutionPage() {
           </div>
           {selected && (
             <span className="tab-step">
-              Step <strong>{selected}</strong>{" "}
-              <button type="button" className="link-button small" onClick={() => setParam("step", null)}>
+              Step <strong>{selected}</strong>
+              {selectedItem !== null && (
+                <>
+                  {" "}
+                  item <strong>#{selectedItem}</strong>
+                </>
+              )}{" "}
+              <button type="button" className="link-button small" onClick={() => setParams({ step: null, item: null })}>
                 show all
               </button>
             </span>
           )}
         </div>
         <div role="tabpanel" id={`panel-${tab}`} aria-labelledby={`tab-${tab}`} className="tab-panel">
-          {tab === "logs" && <LogPanel entries={stream.store.entries} version={stream.version} step={selected} downloadHref={downloadHref} live={active && stream.state === "live"} />}
+          {tab === "logs" && (
+            <LogPanel
+              entries={stream.store.entries}
+              version={stream.version}
+              step={selected}
+              items={selectedStep?.items}
+              item={selectedItem}
+              onItem={(item) => setParam("item", item === null ? null : String(item))}
+              downloadHref={downloadHref}
+              live={active && stream.state === "live"}
+            />
+          )}
           {tab === "outputs" && <OutputsTab ex={ex} selected={selected} />}
           {tab === "variables" && <VariablesTab ex={ex} />}
           {tab === "engine" && <EngineLogTab ex={ex} selected={selected} />}
-          {tab === "timeline" && <TimelineTab ex={ex} onSelect={(s) => setParam("step", s)} />}
+          {tab === "timeline" && <TimelineTab ex={ex} onSelect={(s) => setParams({ step: s, item: null })} />}
         </div>
         {stream.state === "reconnecting" && active && (
           <p className="muted small" role="status">

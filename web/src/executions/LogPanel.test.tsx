@@ -55,6 +55,28 @@ describe("LogPanel", () => {
     expect(screen.getByTestId("search-count")).toHaveTextContent("no match");
   });
 
+  it("offers the items of a fanned-out step and shows the chosen item's lines", async () => {
+    const user = userEvent.setup();
+    const s = new LogStore();
+    s.add({ step: "deploy", job_id: "a", item: 0, seq: 1, stream: "stdout", text: "eu up" });
+    s.add({ step: "deploy", job_id: "b", item: 1, seq: 1, stream: "stdout", text: "us up" });
+    const onItem = vi.fn();
+    const items = [
+      { index: 0, item: "eu" },
+      { index: 1, item: "us" },
+    ];
+    const { rerender } = render(<LogPanel entries={s.entries} version={1} step="deploy" items={items} item={null} onItem={onItem} />);
+    expect(screen.getByText("2 lines · deploy")).toBeInTheDocument();
+    // every line says its item while all items show
+    expect(document.querySelector(".log-item")).toHaveTextContent("#0");
+    await user.selectOptions(screen.getByRole("combobox", { name: "Item of deploy whose log shows" }), "#1 us");
+    expect(onItem).toHaveBeenCalledWith(1);
+    rerender(<LogPanel entries={s.entries} version={1} step="deploy" items={items} item={1} onItem={onItem} />);
+    expect(screen.getByText("1 line · deploy #1")).toBeInTheDocument();
+    expect(screen.getByText("us up")).toBeInTheDocument();
+    expect(screen.queryByText("eu up")).not.toBeInTheDocument();
+  });
+
   it("pauses and resumes following the tail", async () => {
     const user = userEvent.setup();
     render(<LogPanel entries={bigLog(10).entries} version={1} step={null} live />);

@@ -4,7 +4,8 @@
 import { useVirtualizer } from "@tanstack/react-virtual";
 import { Fragment, useEffect, useMemo, useRef, useState, type ReactNode } from "react";
 import { parseAnsi } from "./ansi";
-import { searchEntries, visibleEntries, type LogEntry, type LogFilter } from "./logs";
+import { itemLabel, type Item } from "./fanOut";
+import { lineSource, searchEntries, visibleEntries, type LogEntry, type LogFilter } from "./logs";
 
 const ROW = 20;
 
@@ -50,6 +51,9 @@ export function LogPanel({
   entries,
   version,
   step,
+  items,
+  item = null,
+  onItem,
   downloadHref,
   live,
   height = 420,
@@ -57,6 +61,11 @@ export function LogPanel({
   entries: readonly LogEntry[];
   version: number;
   step: string | null;
+  /** The items of the selected step when it fans out: the panel offers to show one's lines. */
+  items?: readonly Pick<Item, "index" | "item">[];
+  /** The item whose lines show (with `step`); null: every item. */
+  item?: number | null;
+  onItem?: (item: number | null) => void;
   downloadHref?: string;
   live?: boolean;
   height?: number;
@@ -69,7 +78,7 @@ export function LogPanel({
   const searchBox = useRef<HTMLInputElement>(null);
 
   // eslint-disable-next-line react-hooks/exhaustive-deps
-  const shown = useMemo(() => visibleEntries(entries, filter, step), [entries, version, filter, step]);
+  const shown = useMemo(() => visibleEntries(entries, filter, step, step ? item : null), [entries, version, filter, step, item]);
   const hits = useMemo(() => searchEntries(shown, query), [shown, query]);
   const virtualizer = useVirtualizer({
     count: shown.length,
@@ -99,7 +108,7 @@ export function LogPanel({
     }
     // jump to the first hit when the query changes, not when lines arrive
     // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [query, filter, step]);
+  }, [query, filter, step, item]);
 
   const onScroll = () => {
     const el = scroller.current;
@@ -129,6 +138,23 @@ export function LogPanel({
             </button>
           ))}
         </div>
+        {step && items && items.length > 0 && onItem && (
+          <label className="log-item-filter small">
+            <span>Item</span>
+            <select
+              value={item === null ? "" : String(item)}
+              onChange={(e) => onItem(e.target.value === "" ? null : Number(e.target.value))}
+              aria-label={`Item of ${step} whose log shows`}
+            >
+              <option value="">All items</option>
+              {items.map((i) => (
+                <option key={i.index} value={String(i.index)}>
+                  #{i.index} {itemLabel(i.item, 40)}
+                </option>
+              ))}
+            </select>
+          </label>
+        )}
         <form
           className="log-search"
           role="search"
@@ -175,6 +201,7 @@ export function LogPanel({
         <span className="muted small log-meta">
           {lineCount.toLocaleString()} line{lineCount === 1 ? "" : "s"}
           {step ? ` · ${step}` : ""}
+          {step && item !== null ? ` #${item}` : ""}
           {live ? " · live" : ""}
         </span>
       </div>
@@ -198,7 +225,8 @@ export function LogPanel({
                   <span className="ln" aria-hidden="true">
                     {row.index + 1}
                   </span>
-                  {!step && <span className="log-step">{entry.step}</span>}
+                  {!step && <span className="log-step">{lineSource(entry)}</span>}
+                  {step && item === null && entry.item !== null && <span className="log-item">#{entry.item}</span>}
                   <span className="log-text">
                     <Fragment>
                       <LineText entry={entry} query={query} />

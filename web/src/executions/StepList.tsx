@@ -11,6 +11,8 @@ import { agentWaitText, shownStepStatus, StatusBadge } from "../components/statu
 import { useToast } from "../components/Toast";
 import { stepTimes, type ExecutionView, type JobRow, type StepRow } from "./api";
 import { SshHostsTable, sshHosts } from "./SshHosts";
+import { FanOutItems, FanOutProgress } from "./FanOutItems";
+import { hasOpenItems } from "./fanOut";
 import { ReopenStream } from "./useExecutionStream";
 
 const RETRYABLE = new Set(["failed", "cancelled", "rejected"]);
@@ -32,13 +34,18 @@ export function StepList({
   ex,
   specs,
   selected,
+  selectedItem = null,
   onSelect,
+  onSelectItem = () => undefined,
   onViewPlan,
 }: {
   ex: ExecutionView;
   specs: StepSpec[];
   selected: string | null;
+  /** The item of the selected step whose log shows, if one is chosen. */
+  selectedItem?: number | null;
   onSelect: (id: string) => void;
+  onSelectItem?: (step: string, item: number | null) => void;
   onViewPlan: (id: string) => void;
 }) {
   const list = useRef<HTMLUListElement>(null);
@@ -52,7 +59,18 @@ export function StepList({
       <h2 className="pane-title">Steps</h2>
       <ul className="step-list" ref={list}>
         {ordered.map(({ spec, step }) => (
-          <StepItem key={spec.id} ex={ex} spec={spec} step={step} selected={selected === spec.id} onSelect={() => onSelect(spec.id)} onViewPlan={() => onViewPlan(spec.id)} now={now} />
+          <StepItem
+            key={spec.id}
+            ex={ex}
+            spec={spec}
+            step={step}
+            selected={selected === spec.id}
+            selectedItem={selected === spec.id ? selectedItem : null}
+            onSelect={() => onSelect(spec.id)}
+            onSelectItem={(item) => onSelectItem(spec.id, item)}
+            onViewPlan={() => onViewPlan(spec.id)}
+            now={now}
+          />
         ))}
       </ul>
     </>
@@ -64,7 +82,9 @@ function StepItem({
   spec,
   step,
   selected,
+  selectedItem,
   onSelect,
+  onSelectItem,
   onViewPlan,
   now,
 }: {
@@ -72,41 +92,53 @@ function StepItem({
   spec: StepSpec;
   step: StepRow | undefined;
   selected: boolean;
+  selectedItem: number | null;
   onSelect: () => void;
+  onSelectItem: (item: number | null) => void;
   onViewPlan: () => void;
   now: number;
 }) {
   const status = step?.status ?? "pending";
   const shown = step ? shownStepStatus(step) : status;
-  const [open, setOpen] = useState(false);
-  const [confirm, setConfirm] = useState<null | "retry" | "from_here" | "skip">(null);
+  const fan = step?.fan_out ?? null;
+  const [open, setOpen] = useState(selectedItem !== null);
+  const [confirm, setConfirm] = useState<null | "retry" | "from_here" | "skip" | "cancel_items">(null);
   const [answer, setAnswer] = useState<null | "approve" | "reject">(null);
   const canRetry = useCan("executions:retry");
   const canAnswer = useCan("approvals:respond");
+  const canCancel = useCan("executions:cancel");
   const client = useQueryClient();
   const toast = useToast();
   const reopen = useContext(ReopenStream);
   const times = step ? stepTimes(step) : { start: null, end: null };
   const duration = times.start ? elapsed(times.start, times.end, now) : null;
-  const attempts = step?.jobs.filter((j) => j.purpose !== "cleanup").length ?? 0;
+  // A fanned-out step's jobs are its items' attempts: the items say those, not the step.
+  const attempts = fan ? 0 : (step?.jobs.filter((j) => j.purpose !== "cleanup").length ?? 0);
   const waitingGate = status === "waiting" && spec.type === "approval";
   const context = useApprovalContext(ex.id, spec.id, waitingGate && canAnswer);
 
   const act = useMutation({
-    mutationFn: (what: "retry" | "from_here" | "skip") => {
+    mutationFn: (what: "retry" | "from_here" | "skip" | "cancel_items") => {
       const path = { params: { path: { execution_id: ex.id, step_id: spec.id } } };
       if (what === "skip") return call(api.POST("/api/v1/executions/{execution_id}/steps/{step_id}/skip", path));
+      if (what === "cancel_items") return call(api.POST("/api/v1/executions/{execution_id}/steps/{step_id}/cancel", { ...path, body: {} }));
       return call(api.POST("/api/v1/executions/{execution_id}/steps/{step_id}/retry", { ...path, body: { from_here: what === "from_here" } }));
     },
     onSuccess: (_, what) => {
-      toast.ok(what === "skip" ? `Skipped ${spec.id}` : `Retrying ${spec.id}${what === "from_here" ? " and the steps after it" : ""}`);
+      toast.ok(
+        what === "skip"
+          ? `Skipped ${spec.id}`
+          : what === "cancel_items"
+            ? `Cancelled the items of ${spec.id} that had not ended`
+            : `Retrying ${spec.id}${what === "from_here" ? " and the steps after it" : ""}`,
+      );
       setConfirm(null);
       reopen();
       void client.invalidateQueries({ queryKey: ["executions"] });
     },
     onError: (err, what) => {
       setConfirm(null);
-      toast.error(err, what === "skip" ? "Skip" : "Retry");
+      toast.error(err, what === "skip" ? "Skip" : what === "cancel_items" ? "Cancel items" : "Retry");
     },
   });
 
@@ -120,10 +152,11 @@ function StepItem({
         </button>
         <span className="step-time muted small">{duration !== null ? formatDuration(duration) : ""}</span>
         {attempts > 1 && <span className="muted small" title="attempts">×{attempts}</span>}
-        <button type="button" className="icon-button small" aria-expanded={open} aria-label={`Details of ${spec.id}`} onClick={() => setOpen((o) => !o)}>
+        <button type="button" className="icon-button small" aria-expanded={open} aria-label={fan ? `Items of ${spec.id}` : `Details of ${spec.id}`} onClick={() => setOpen((o) => !o)}>
           {open ? "▾" : "▸"}
         </button>
       </div>
+      {fan && <FanOutProgress step={spec.id} fan={fan} />}
       {step?.pending_reason && status !== "succeeded" && (
         <div className="muted small step-reason" data-step-reason={spec.id}>
           {shown === "queued" ? agentWaitText(step.pending_reason) : step.pending_reason}
@@ -151,6 +184,11 @@ function StepItem({
             )}
           </>
         )}
+        {canCancel && fan && status === "running" && hasOpenItems(fan) && (
+          <button type="button" className="small danger-text" onClick={() => setConfirm("cancel_items")}>
+            Cancel items
+          </button>
+        )}
         {waitingGate && canAnswer && context.data?.can_respond && (
           <>
             <button type="button" className="small primary" onClick={() => setAnswer("approve")}>
@@ -165,13 +203,31 @@ function StepItem({
           <span className="muted small">You cannot answer: {context.data?.why_not ?? "your role lacks approvals:respond"}</span>
         )}
       </div>
-      {open && step && <JobDetails jobs={step.jobs as JobRow[]} result={step.result} waitingFor={shown === "queued" ? step.pending_reason : null} />}
+      {open && step && fan && (
+        <FanOutItems
+          executionId={ex.id}
+          step={spec.id}
+          stepStatus={status}
+          allowSkip={!!spec.allow_skip}
+          items={step.items ?? []}
+          selectedItem={selectedItem}
+          onSelectItem={onSelectItem}
+          now={now}
+        />
+      )}
+      {open && step && !fan && <JobDetails jobs={step.jobs as JobRow[]} result={step.result} waitingFor={shown === "queued" ? step.pending_reason : null} />}
       {open && !step && <p className="muted small">Not started.</p>}
       {confirm && (
         <ConfirmDialog
-          title={confirm === "skip" ? `Skip ${spec.id}?` : `Retry ${spec.id}${confirm === "from_here" ? " and everything after it" : ""}?`}
-          confirmLabel={confirm === "skip" ? "Skip step" : "Retry"}
-          danger={false}
+          title={
+            confirm === "skip"
+              ? `Skip ${spec.id}?`
+              : confirm === "cancel_items"
+                ? `Cancel the items of ${spec.id} that have not ended?`
+                : `Retry ${spec.id}${confirm === "from_here" ? " and everything after it" : ""}?`
+          }
+          confirmLabel={confirm === "skip" ? "Skip step" : confirm === "cancel_items" ? "Cancel items" : "Retry"}
+          danger={confirm === "cancel_items"}
           busy={act.isPending}
           onConfirm={() => act.mutate(confirm)}
           onClose={() => setConfirm(null)}
@@ -179,9 +235,13 @@ function StepItem({
           <p>
             {confirm === "skip"
               ? "The step counts as skipped and the steps after it go on."
-              : confirm === "from_here"
-                ? "This step runs again, and so does every step that depends on it."
-                : "This step runs again as a new attempt; steps after it wait for the result."}
+              : confirm === "cancel_items"
+                ? `Every item of ${spec.id} still pending, waiting or running is cancelled (their jobs are stopped); items that ended keep their result.`
+                : confirm === "from_here"
+                  ? "This step runs again, and so does every step that depends on it."
+                  : fan
+                    ? "Its items that did not succeed run again, each as a new attempt; steps after it wait for the result."
+                    : "This step runs again as a new attempt; steps after it wait for the result."}
           </p>
         </ConfirmDialog>
       )}

@@ -1,7 +1,59 @@
+import { useState } from "react";
 import { elapsed, exactTime, formatDuration } from "../components/format";
 import { JsonView } from "../components/JsonView";
-import { statusStyle } from "../components/status";
+import { StatusBadge, statusStyle } from "../components/status";
 import type { ExecutionView } from "./api";
+import { itemLabel, type Item } from "./fanOut";
+
+const ITEMS_PAGE = 100;
+
+/** The gathered outputs of a fanned-out step's items, in item order, a page at a time (a step
+ *  may have 1,000 items); live while the step runs, since each row is the item's latest
+ *  attempt. */
+export function ItemOutputs({ step, items }: { step: string; items: readonly Item[] }) {
+  const [shown, setShown] = useState(ITEMS_PAGE);
+  return (
+    <div className="item-outputs">
+      <table className="table compact" aria-label={`Outputs of the items of ${step}`}>
+        <thead>
+          <tr>
+            <th scope="col">#</th>
+            <th scope="col">Item</th>
+            <th scope="col">Status</th>
+            <th scope="col">Outputs</th>
+          </tr>
+        </thead>
+        <tbody>
+          {items.slice(0, shown).map((i) => (
+            <tr key={i.index} data-item-outputs={i.index}>
+              <td className="nowrap muted">{i.index}</td>
+              <td>
+                <code>{itemLabel(i.item)}</code>
+              </td>
+              <td>
+                <StatusBadge status={i.status} />
+              </td>
+              <td>
+                {Object.keys(i.outputs).length > 0 ? <code className="item-outputs-json">{JSON.stringify(i.outputs)}</code> : <span className="muted">{i.error ?? "—"}</span>}
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      {items.length > shown && (
+        <button type="button" className="small" onClick={() => setShown((n) => n + ITEMS_PAGE)}>
+          Show {Math.min(ITEMS_PAGE, items.length - shown)} more of {items.length - shown}
+        </button>
+      )}
+    </div>
+  );
+}
+
+/** A fanned-out step's outputs without the gathered items, which the table shows. */
+function withoutItems(outputs: Record<string, unknown>): Record<string, unknown> {
+  const { items: _shown, ...rest } = outputs;
+  return rest;
+}
 
 interface Changes {
   add?: number;
@@ -43,7 +95,7 @@ function withoutPlanText(outputs: Record<string, unknown>): Record<string, unkno
 }
 
 export function OutputsTab({ ex, selected }: { ex: ExecutionView; selected: string | null }) {
-  const steps = ex.steps.filter((s) => (!selected || s.id === selected) && Object.keys(s.outputs).length > 0);
+  const steps = ex.steps.filter((s) => (!selected || s.id === selected) && (Object.keys(s.outputs).length > 0 || (s.items ?? []).length > 0));
   const workflowOutputs = !selected && Object.keys(ex.outputs).length > 0;
   if (steps.length === 0 && !workflowOutputs) return <p className="muted">{selected ? `${selected} has no outputs.` : "No step has outputs yet."}</p>;
   return (
@@ -54,13 +106,22 @@ export function OutputsTab({ ex, selected }: { ex: ExecutionView; selected: stri
           <JsonView value={ex.outputs} label="Workflow outputs" />
         </section>
       )}
-      {steps.map((s) => (
-        <section key={s.id}>
-          <h3>{s.id}</h3>
-          <PlanSummary outputs={s.outputs} />
-          <JsonView value={withoutPlanText(s.outputs)} label={`Outputs of ${s.id}`} />
-        </section>
-      ))}
+      {steps.map((s) =>
+        s.fan_out ? (
+          <section key={s.id}>
+            <h3>{s.id}</h3>
+            {Object.keys(s.outputs).length > 0 && <JsonView value={withoutItems(s.outputs)} label={`Outputs of ${s.id}`} />}
+            <h4>Items</h4>
+            <ItemOutputs step={s.id} items={s.items ?? []} />
+          </section>
+        ) : (
+          <section key={s.id}>
+            <h3>{s.id}</h3>
+            <PlanSummary outputs={s.outputs} />
+            <JsonView value={withoutPlanText(s.outputs)} label={`Outputs of ${s.id}`} />
+          </section>
+        ),
+      )}
     </div>
   );
 }

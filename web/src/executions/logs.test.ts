@@ -1,5 +1,5 @@
 import { parseAnsi, stripAnsi } from "./ansi";
-import { LogStore, searchEntries, visibleEntries } from "./logs";
+import { lineSource, LogStore, searchEntries, visibleEntries } from "./logs";
 
 type Level = "info" | "warn" | "error" | null;
 type Stream = "stdout" | "stderr" | "system";
@@ -23,6 +23,20 @@ describe("log filters", () => {
     expect(visibleEntries(s.entries, "all", null)).toHaveLength(6);
     expect(visibleEntries(s.entries, "output", null).map((e) => e.kind === "line" && e.plain)).toEqual(["compiling module a", "Error: disk full", "ok done", "tests pass"]);
     expect(visibleEntries(s.entries, "errors", null).map((e) => e.kind === "line" && e.plain)).toEqual(["warning: deprecated flag"]);
+  });
+
+  it("narrows a fanned-out step to one item's lines, each line knowing its item", () => {
+    const s = new LogStore();
+    s.add({ step: "deploy", job_id: "a", item: 0, seq: 1, stream: "stdout", text: "eu up" });
+    s.add({ step: "deploy", job_id: "b", item: 1, seq: 1, stream: "stdout", text: "us up" });
+    s.add({ step: "deploy", job_id: "c", item: 1, seq: 1, stream: "stderr", text: "us retry" });
+    s.add({ step: "notify", job_id: "d", seq: 1, stream: "stdout", text: "sent" });
+    const texts = (item: number | null, step: string | null = "deploy") => visibleEntries(s.entries, "all", step, item).map((e) => e.kind === "line" && e.plain);
+    expect(texts(1)).toEqual(["us up", "us retry"]);
+    expect(texts(0)).toEqual(["eu up"]);
+    expect(texts(null)).toEqual(["eu up", "us up", "us retry"]);
+    expect(visibleEntries(s.entries, "errors", "deploy", 1).map((e) => e.kind === "line" && e.plain)).toEqual(["us retry"]);
+    expect(s.entries.map(lineSource)).toEqual(["deploy #0", "deploy #1", "deploy #1", "notify"]);
   });
 
   it("narrows to the selected step", () => {

@@ -5,13 +5,15 @@ import { stripAnsi } from "./ansi";
 
 /** A line as the API sends it (a page of `GET .../logs`, or a `log` event's data); the id is
  *  the server's and not needed here (the store numbers its entries itself). */
-export type LogLineInput = Pick<LogLine, "step" | "job_id" | "seq" | "stream" | "text"> & Partial<Pick<LogLine, "at" | "level">>;
+export type LogLineInput = Pick<LogLine, "step" | "job_id" | "seq" | "stream" | "text"> & Partial<Pick<LogLine, "at" | "level" | "item">>;
 
 export interface LogLineEntry {
   kind: "line";
   id: number;
   step: string;
   job_id: string;
+  /** The item of a fanned-out step the line belongs to; null for a plain step. */
+  item: number | null;
   seq: number;
   at: string | null;
   stream: LogLine["stream"];
@@ -25,6 +27,7 @@ export interface GapEntry {
   id: string;
   step: string;
   job_id: string;
+  item: number | null;
   missing: number;
   text: string;
 }
@@ -51,9 +54,17 @@ export function passesFilter(entry: LogEntry, filter: LogFilter): boolean {
   return isErrorLine(entry);
 }
 
-export function visibleEntries(entries: readonly LogEntry[], filter: LogFilter, step: string | null): LogEntry[] {
-  if (filter === "all" && !step) return entries as LogEntry[];
-  return entries.filter((e) => (!step || e.step === step) && passesFilter(e, filter));
+/** The entries a panel shows: of `step` (every step when null), of its `item` (every item when
+ *  null), under `filter`. */
+export function visibleEntries(entries: readonly LogEntry[], filter: LogFilter, step: string | null, item: number | null = null): LogEntry[] {
+  if (filter === "all" && !step && item === null) return entries as LogEntry[];
+  return entries.filter((e) => (!step || e.step === step) && (item === null || e.item === item) && passesFilter(e, filter));
+}
+
+/** Where a line comes from, as the panel's left column says it: `deploy`, or `deploy #3` for
+ *  item 3 of a fanned-out step. */
+export function lineSource(entry: Pick<LogEntry, "step" | "item">): string {
+  return entry.item === null ? entry.step : `${entry.step} #${entry.item}`;
 }
 
 /** Indexes (into `entries`) of the lines containing `query`, case-insensitively. */
@@ -87,7 +98,7 @@ export class LogStore {
       const dropped = DROPPED.exec(line.text);
       if (lost || dropped) {
         const missing = lost ? Number(lost[2]) - Number(lost[1]) + 1 : Number(dropped![1]);
-        this.entries.push({ kind: "gap", id: `gap-${line.id}`, step: line.step, job_id: line.job_id, missing, text: line.text.replace(/^\[opsflow\]\s*/, "") });
+        this.entries.push({ kind: "gap", id: `gap-${line.id}`, step: line.step, job_id: line.job_id, item: line.item ?? null, missing, text: line.text.replace(/^\[opsflow\]\s*/, "") });
         this.lastSeq.set(line.job_id, lost ? Number(lost[2]) : line.seq);
         return true;
       }
@@ -96,7 +107,7 @@ export class LogStore {
     const expected = prev === undefined ? 1 : prev + 1;
     if (line.seq > expected && (prev !== undefined || line.seq > 1)) {
       const missing = line.seq - expected;
-      this.entries.push({ kind: "gap", id: `gap-${line.id}`, step: line.step, job_id: line.job_id, missing, text: `${missing} log line${missing === 1 ? "" : "s"} missing here` });
+      this.entries.push({ kind: "gap", id: `gap-${line.id}`, step: line.step, job_id: line.job_id, item: line.item ?? null, missing, text: `${missing} log line${missing === 1 ? "" : "s"} missing here` });
     }
     if (prev === undefined || line.seq > prev) this.lastSeq.set(line.job_id, line.seq);
     this.entries.push({
@@ -104,6 +115,7 @@ export class LogStore {
       id: line.id,
       step: line.step,
       job_id: line.job_id,
+      item: line.item ?? null,
       seq: line.seq,
       at: line.at ?? null,
       stream: line.stream,
