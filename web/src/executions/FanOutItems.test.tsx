@@ -54,10 +54,10 @@ describe("FanOutItems", () => {
     ]);
     const rows = screen.getAllByRole("listitem");
     expect(rows).toHaveLength(3);
-    expect(rows[0]).toHaveTextContent("#0eu");
+    expect(rows[0]).toHaveTextContent("#0 eu");
     expect(within(rows[0]!).getByText("Succeeded")).toBeInTheDocument();
     expect(rows[0]).toHaveTextContent("4s");
-    expect(rows[1]).toHaveTextContent("#1region=us · tier=api");
+    expect(rows[1]).toHaveTextContent("#1 region=us · tier=api");
     expect(within(rows[1]!).getByText("Failed")).toBeInTheDocument();
     expect(rows[1]).toHaveTextContent("×3 · 1m 05s");
     expect(rows[1]).toHaveTextContent("exit code 1");
@@ -114,7 +114,7 @@ describe("FanOutItems", () => {
     const { onSelectItem } = list([item(0, "succeeded"), item(1, "failed"), item(2, "cancelled")]);
     await user.click(screen.getByRole("radio", { name: "Failed" }));
     expect(screen.getAllByRole("listitem").map((r) => r.firstElementChild?.getAttribute("data-item"))).toEqual(["1", "2"]);
-    await user.click(screen.getByTitle(/Show the log of item #2/));
+    await user.click(screen.getByRole("button", { name: "#2 host-2: show its log" }));
     expect(onSelectItem).toHaveBeenCalledWith(2);
   });
 

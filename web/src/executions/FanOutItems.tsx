@@ -182,9 +182,8 @@ export function ItemRow({
   return (
     <div className={`item-row${selected ? " selected" : ""}`} data-item={item.index} data-item-status={item.status}>
       <div className="item-line">
-        <button type="button" className="item-select" onClick={onSelect} aria-pressed={selected} title={`Show the log of item #${item.index}: ${itemLabel(item.item, 500)}`} data-row>
-          <span className="item-index">#{item.index}</span>
-          <span className="item-value">{label}</span>
+        <button type="button" className="item-select" onClick={onSelect} aria-pressed={selected} title={itemLabel(item.item, 500)} aria-label={`#${item.index} ${label}: show its log`} data-row>
+          <span className="item-index">#{item.index}</span> <span className="item-value">{label}</span>
         </button>
         <StatusBadge status={item.status} />
       </div>

@@ -9,6 +9,7 @@ import { Dialog } from "../components/Dialog";
 import { ErrorMessage } from "../components/ErrorMessage";
 import { JsonView } from "../components/JsonView";
 import { ACTIVE_EXECUTION, StatusBadge } from "../components/status";
+import { fanOutWords } from "../executions/fanOut";
 import { useExecution } from "../executions/api";
 import { useApprovalContext } from "../executions/StepList";
 import { useExecutionStream } from "../executions/useExecutionStream";
@@ -156,6 +157,7 @@ function RunProgress({ title, executionId, onClose, onAgain }: { title: string; 
             {ex.steps.map((s) => (
               <li key={s.id}>
                 <StatusBadge status={s.status} /> <span>{s.id}</span>
+                {s.fan_out && <span className="muted small"> items {fanOutWords(s.fan_out).line}</span>}
                 {s.status === "waiting" && s.type === "approval" && <GateActions executionId={ex.id} step={s.id} />}
               </li>
             ))}

@@ -1,0 +1,145 @@
+"""A fanned-out step (for_each) in the execution view: its items' progress in the step list and
+on its graph node, its items as children with per-item retry, the log filtered by item, and the
+items' gathered outputs; all live over the page's event stream, never a reload."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from playwright.sync_api import Page, expect
+
+from tests.e2e.conftest import UiServer, axe_scan, shot, sign_in, wait_status
+
+ONE_FAILS = """
+id: e2e-fan-out
+name: Deploy to every region
+params:
+  marker: {type: string}
+steps:
+  - id: deploy
+    type: script
+    shell: sh
+    for_each: [eu, us, ap]
+    max_parallel: 2
+    env: {REGION: "{{ item }}", MARKER: "{{ params.marker }}"}
+    run: |
+      echo "deploying $REGION"
+      if [ "$REGION" = us ] && [ ! -e "$MARKER" ]; then
+        touch "$MARKER"
+        echo "us-east is down" >&2
+        exit 3
+      fi
+      echo "where=$REGION-ok" >> "$OPSFLOW_OUTPUT"
+  - id: report
+    type: script
+    shell: sh
+    needs: [deploy]
+    run: echo "all regions deployed"
+"""
+
+SLOW = """
+id: e2e-fan-out-slow
+name: Twelve hosts, three at a time
+steps:
+  - id: patch
+    type: script
+    shell: sh
+    for_each: [h00, h01, h02, h03, h04, h05, h06, h07, h08, h09, h10, h11]
+    max_parallel: 3
+    env: {HOST: "{{ item }}"}
+    run: |
+      echo "patching $HOST"
+      sleep 1
+"""
+
+
+def step_item(page: Page, step: str):  # type: ignore[no-untyped-def]
+    return page.locator(".step-item").filter(has=page.locator(f'[data-step="{step}"]'))
+
+
+def test_retry_a_failed_item_and_read_its_log(
+    page: Page, ui_server: UiServer, tmp_path: Path
+) -> None:
+    ui_server.put_workflow(ONE_FAILS, "e2e-fan-out")
+    execution_id = ui_server.run("e2e-fan-out", {"marker": str(tmp_path / "us-tried")})
+    wait_status(ui_server, execution_id, "failed")
+    sign_in(page, "olga")
+    page.goto(f"/executions/{execution_id}")
+
+    deploy = step_item(page, "deploy")
+    progress = page.locator('[data-fanout-progress="deploy"]')
+    expect(progress).to_contain_text("3/3 · 1 failed")
+    expect(progress).to_contain_text("at most 2 at once")
+    expect(page.locator('[data-node-items="deploy"]')).to_contain_text("3/3 · 1 failed")
+
+    deploy.get_by_role("button", name="Items of deploy").click()
+    items = page.get_by_test_id("items-deploy")
+    expect(items.locator("[data-item]")).to_have_count(3)
+    us = items.locator('[data-item="1"]')
+    expect(us).to_contain_text("us")
+    expect(us.locator(".badge")).to_have_attribute("data-status", "failed")
+    expect(us).to_contain_text("exit code 3")
+    expect(items.locator('[data-item="0"] .badge')).to_have_attribute("data-status", "succeeded")
+    expect(items.get_by_role("button", name="Retry item #0")).to_have_count(0)
+    shot(page, "execution-fan-out-failed-item")
+
+    us.get_by_role("button", name="Retry item #1").click()
+    confirm = page.get_by_role("dialog", name="Retry item #1 (us) of deploy?")
+    confirm.get_by_role("button", name="Retry item").click()
+    expect(
+        page.get_by_role("status").filter(has_text="Retrying item #1 (us) of deploy")
+    ).to_be_visible()
+    # live: the item, the step and the run move on without a reload
+    expect(us.locator(".badge")).to_have_attribute("data-status", "succeeded")
+    expect(us).to_contain_text("×2")
+    expect(progress).to_contain_text("3/3")
+    expect(progress).not_to_contain_text("failed")
+    expect(page.locator("header.banner .badge").first).to_have_attribute("data-status", "completed")
+
+    # the log of one item: chosen from its row, then from the selector beside the step filter
+    us.get_by_role("button", name="#1 us: show its log").click()
+    expect(page).to_have_url(f"/executions/{execution_id}?step=deploy&item=1")
+    lines = page.get_by_test_id("log-lines")
+    expect(lines).to_contain_text("deploying us")
+    expect(lines).to_contain_text("us-east is down")
+    expect(lines).not_to_contain_text("deploying eu")
+    item_filter = page.get_by_role("combobox", name="Item of deploy whose log shows")
+    item_filter.select_option(label="#2 ap")
+    expect(lines).to_contain_text("deploying ap")
+    expect(lines).not_to_contain_text("deploying us")
+    item_filter.select_option(label="All items")
+    expect(lines).to_contain_text("deploying eu")
+    # every line names its item while all items show
+    expect(
+        lines.locator(".log-line").filter(has_text="deploying eu").locator(".log-item")
+    ).to_have_text("#0")
+    expect(
+        lines.locator(".log-line").filter(has_text="us-east is down").first.locator(".log-item")
+    ).to_have_text("#1")
+    shot(page, "execution-fan-out-log-by-item")
+    axe_scan(page, "execution view with a fanned-out step")
+
+    page.get_by_role("tab", name="Outputs").click()
+    table = page.get_by_role("table", name="Outputs of the items of deploy")
+    expect(table.locator("tbody tr")).to_have_count(3)
+    expect(table.locator('[data-item-outputs="1"]')).to_contain_text('"where":"us-ok"')
+    expect(page.get_by_label("Outputs of deploy")).to_contain_text('"succeeded": 3')
+
+
+def test_items_progress_live_while_they_run(page: Page, ui_server: UiServer) -> None:
+    ui_server.put_workflow(SLOW, "e2e-fan-out-slow")
+    sign_in(page)
+    execution_id = ui_server.run("e2e-fan-out-slow")
+    page.goto(f"/executions/{execution_id}?step=patch")
+    progress = page.locator('[data-fanout-progress="patch"]')
+    expect(progress).to_contain_text("running")
+    expect(progress).to_contain_text("at most 3 at once")
+    step_item(page, "patch").get_by_role("button", name="Items of patch").click()
+    expect(
+        page.get_by_test_id("items-patch").locator('[data-item-status="running"]').first
+    ).to_be_visible()
+    shot(page, "execution-fan-out-running")
+    expect(progress).to_contain_text("12/12", timeout=60_000)
+    expect(page.locator('[data-node-items="patch"]')).to_contain_text("12/12")
+    expect(page.get_by_test_id("log-lines")).to_contain_text("patching h11")
+    wait_status(ui_server, execution_id, "completed")
