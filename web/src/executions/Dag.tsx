@@ -34,6 +34,8 @@ export type DagStep = {
   reason?: string | null;
   /** A step with for_each or matrix: its node shows the items' progress. */
   fanOut?: FanOut | null;
+  /** How many of its running items wait for an agent. */
+  queuedItems?: number;
 };
 
 type StepNodeData = DagStep & { selected: boolean };
@@ -50,7 +52,7 @@ function nodeHeight(step: DagStep | undefined): number {
 
 const StepNodeView = memo(function StepNodeView({ data }: NodeProps<StepNode>) {
   const style = statusStyle(data.status);
-  const fan = data.fanOut ? fanOutWords(data.fanOut) : null;
+  const fan = data.fanOut ? fanOutWords(data.fanOut, data.queuedItems ?? 0) : null;
   return (
     <div
       className={`dag-node tone-${style.tone}${data.status === "running" ? " is-running" : ""}${data.selected ? " is-selected" : ""}${fan ? " is-fanned" : ""}`}
@@ -228,8 +230,11 @@ export function layout(specs: StepSpec[], steps: Map<string, DagStep>, selected:
   return { nodes, edges };
 }
 
-/** Fits the graph to the pane again when the pane's width changes (a narrowed window). */
-function FitOnResize({ pane, count, miniMap }: { pane: RefObject<HTMLDivElement | null>; count: number; miniMap: boolean }) {
+/** Fits the graph to the pane again when the pane's width changes (a narrowed window), and when
+ *  the graph's shape does: `shape` changes when nodes or edges come or go (the definition's
+ *  `needs` arrive after the execution, turning one column of steps into ranks) or a node grows
+ *  (a step fans out). */
+function FitOnResize({ pane, shape, miniMap }: { pane: RefObject<HTMLDivElement | null>; shape: string; miniMap: boolean }) {
   const flow = useReactFlow();
   const padding = fitPadding(miniMap);
   useEffect(() => {
@@ -248,7 +253,7 @@ function FitOnResize({ pane, count, miniMap }: { pane: RefObject<HTMLDivElement 
   useEffect(() => {
     void flow.fitView({ padding, maxZoom: 1.2 });
     // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [flow, count, miniMap]);
+  }, [flow, shape, miniMap]);
   return null;
 }
 
@@ -282,7 +287,7 @@ export default function Dag({
         onlyRenderVisibleElements={specs.length > 200}
         proOptions={{ hideAttribution: true }}
       >
-        <FitOnResize pane={pane} count={specs.length} miniMap={miniMap} />
+        <FitOnResize pane={pane} shape={`${nodes.length}:${edges.length}:${nodes.filter((n) => n.data.fanOut).length}`} miniMap={miniMap} />
         <Background gap={16} />
         <Controls showInteractive={false} />
         {miniMap && (

@@ -10,6 +10,7 @@ import { ACTIVE_EXECUTION, shownStepStatus, StatusBadge, triggerLabel } from "..
 import { useDefinition } from "../workflows/api";
 import { stepTimes, useExecution, type ExecutionView } from "./api";
 import { CancelDialog } from "./CancelDialog";
+import { fanOutOf } from "./fanOut";
 import { progressWords } from "./progress";
 import type { DagStep } from "./Dag";
 import { LogPanel } from "./LogPanel";
@@ -65,7 +66,7 @@ export default function ExecutionPage() {
       const t = stepTimes(s);
       const status = shownStepStatus(s);
       const reason = status === "queued" ? s.pending_reason : null;
-      map.set(s.id, { id: s.id, name: names.get(s.id) ?? s.id, type: s.type, status, reason, durationMs: t.start ? elapsed(t.start, t.end) : null, fanOut: s.fan_out ?? null });
+      map.set(s.id, { id: s.id, name: names.get(s.id) ?? s.id, type: s.type, status, reason, durationMs: t.start ? elapsed(t.start, t.end) : null, ...fanOutOf(s) });
     }
     return map;
   }, [ex?.steps, specs]);

@@ -9,7 +9,7 @@ import { ConfirmDialog } from "../components/Dialog";
 import { elapsed, formatDuration, relativeTime } from "../components/format";
 import { StatusBadge, statusStyle } from "../components/status";
 import { useConfirmedAction } from "../components/useConfirmedAction";
-import { fanOutBar, fanOutWords, filterItems, itemActions, itemLabel, type FanOut, type Item, type ItemAction, type ItemFilter } from "./fanOut";
+import { fanOutBar, fanOutWords, filterItems, itemActions, itemLabel, shownItemStatus, type FanOut, type Item, type ItemAction, type ItemFilter } from "./fanOut";
 import { ReopenStream } from "./useExecutionStream";
 
 const ROW = 52;
@@ -26,9 +26,10 @@ export function FanOutBar({ fan }: { fan: FanOut }) {
   );
 }
 
-/** "37/200 · 10 running · 2 failed", with the parallel limit in smaller words. */
-export function FanOutProgress({ step, fan }: { step: string; fan: FanOut }) {
-  const words = fanOutWords(fan);
+/** "37/200 · 10 running · 2 failed", with the parallel limit in smaller words; `queued`: how
+ *  many running items wait for an agent. */
+export function FanOutProgress({ step, fan, queued = 0 }: { step: string; fan: FanOut; queued?: number }) {
+  const words = fanOutWords(fan, queued);
   return (
     <div className="fanout-progress small" data-fanout-progress={step}>
       <FanOutBar fan={fan} />
@@ -60,6 +61,7 @@ export function FanOutItems({
   stepStatus,
   allowSkip,
   items,
+  jobs = new Map(),
   selectedItem,
   onSelectItem,
   now,
@@ -69,6 +71,8 @@ export function FanOutItems({
   stepStatus: string;
   allowSkip: boolean;
   items: readonly Item[];
+  /** The step's jobs by id: an item whose job waits for an agent says so. */
+  jobs?: ReadonlyMap<string, { status: string }>;
   selectedItem: number | null;
   onSelectItem: (index: number | null) => void;
   now: number;
@@ -128,6 +132,7 @@ export function FanOutItems({
                 <div key={item.index} role="listitem" style={{ position: "absolute", top: 0, left: 0, right: 0, height: ROW, transform: `translateY(${row.start}px)` }}>
                   <ItemRow
                     item={item}
+                    shown={shownItemStatus(item, jobs)}
                     now={now}
                     selected={selectedItem === item.index}
                     onSelect={() => onSelectItem(selectedItem === item.index ? null : item.index)}
@@ -159,6 +164,7 @@ export function FanOutItems({
 /** One item: `#3 eu [Failed]` over `×2 · 4s · exit code 1` and its actions. */
 export function ItemRow({
   item,
+  shown = item.status,
   now,
   selected,
   onSelect,
@@ -166,6 +172,8 @@ export function ItemRow({
   onAction,
 }: {
   item: Item;
+  /** The status the badge shows (`shownItemStatus`). */
+  shown?: string;
   now: number;
   selected: boolean;
   onSelect: () => void;
@@ -185,7 +193,7 @@ export function ItemRow({
         <button type="button" className="item-select" onClick={onSelect} aria-pressed={selected} title={itemLabel(item.item, 500)} aria-label={`#${item.index} ${label}: show its log`} data-row>
           <span className="item-index">#{item.index}</span> <span className="item-value">{label}</span>
         </button>
-        <StatusBadge status={item.status} />
+        <StatusBadge status={shown} />
       </div>
       <div className="item-line small">
         <span className="muted item-facts">{facts.join(" · ")}</span>

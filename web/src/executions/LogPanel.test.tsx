@@ -1,4 +1,4 @@
-import { render, screen } from "@testing-library/react";
+import { fireEvent, render, screen } from "@testing-library/react";
 import userEvent from "@testing-library/user-event";
 import { LogPanel } from "./LogPanel";
 import { LogStore } from "./logs";
@@ -75,6 +75,23 @@ describe("LogPanel", () => {
     expect(screen.getByText("1 line · deploy #1")).toBeInTheDocument();
     expect(screen.getByText("us up")).toBeInTheDocument();
     expect(screen.queryByText("eu up")).not.toBeInTheDocument();
+  });
+
+  it("stops following when the user scrolls up, not when lines arrive below the view", () => {
+    render(<LogPanel entries={bigLog(1000).entries} version={1} step={null} live />);
+    const box = screen.getByTestId("log-lines");
+    Object.defineProperty(box, "scrollHeight", { configurable: true, get: () => 20_000 });
+    const scrollTo = (top: number) => {
+      box.scrollTop = top;
+      fireEvent.scroll(box);
+    };
+    // the view was scrolled to the end, then more lines made the log longer: still following
+    scrollTo(19_000);
+    scrollTo(19_200);
+    expect(screen.getByRole("button", { name: "Pause" })).toBeInTheDocument();
+    // the user scrolls up
+    scrollTo(12_000);
+    expect(screen.getByRole("button", { name: "Resume" })).toBeInTheDocument();
   });
 
   it("pauses and resumes following the tail", async () => {

@@ -110,11 +110,17 @@ export function LogPanel({
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [query, filter, step, item]);
 
+  // Following stops when the user scrolls up, never because lines arrived: while many items log
+  // at once, the log grows between a scroll to the end and its scroll event, which then sees the
+  // view short of the bottom though nobody moved it. Only a move up counts.
+  const lastTop = useRef(0);
   const onScroll = () => {
     const el = scroller.current;
     if (!el) return;
+    const movedUp = el.scrollTop < lastTop.current - 1;
+    lastTop.current = el.scrollTop;
     const atBottom = el.scrollHeight - el.scrollTop - el.clientHeight < PIN_THRESHOLD;
-    if (!atBottom && follow) setFollow(false);
+    if (movedUp && !atBottom && follow) setFollow(false);
   };
 
   const currentLine = hits.length > 0 ? hits[Math.min(current, hits.length - 1)] : undefined;

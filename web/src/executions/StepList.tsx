@@ -1,5 +1,5 @@
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
-import { Fragment, useContext, useRef, useState } from "react";
+import { Fragment, useContext, useMemo, useRef, useState } from "react";
 import { api, call } from "../api/client";
 import type { StepSpec } from "../api/types";
 import { AnswerDialog } from "../approvals/AnswerDialog";
@@ -12,7 +12,7 @@ import { useToast } from "../components/Toast";
 import { stepTimes, type ExecutionView, type JobRow, type StepRow } from "./api";
 import { SshHostsTable, sshHosts } from "./SshHosts";
 import { FanOutItems, FanOutProgress } from "./FanOutItems";
-import { hasOpenItems } from "./fanOut";
+import { hasOpenItems, queuedItems } from "./fanOut";
 import { ReopenStream } from "./useExecutionStream";
 
 const RETRYABLE = new Set(["failed", "cancelled", "rejected"]);
@@ -101,6 +101,8 @@ function StepItem({
   const status = step?.status ?? "pending";
   const shown = step ? shownStepStatus(step) : status;
   const fan = step?.fan_out ?? null;
+  const jobsById = useMemo(() => new Map((step?.jobs ?? []).map((j) => [j.id, j])), [step?.jobs]);
+  const queued = fan ? queuedItems(step?.items ?? [], jobsById) : 0;
   const [open, setOpen] = useState(selectedItem !== null);
   const [confirm, setConfirm] = useState<null | "retry" | "from_here" | "skip" | "cancel_items">(null);
   const [answer, setAnswer] = useState<null | "approve" | "reject">(null);
@@ -156,7 +158,7 @@ function StepItem({
           {open ? "▾" : "▸"}
         </button>
       </div>
-      {fan && <FanOutProgress step={spec.id} fan={fan} />}
+      {fan && <FanOutProgress step={spec.id} fan={fan} queued={queued} />}
       {step?.pending_reason && status !== "succeeded" && (
         <div className="muted small step-reason" data-step-reason={spec.id}>
           {shown === "queued" ? agentWaitText(step.pending_reason) : step.pending_reason}
@@ -210,6 +212,7 @@ function StepItem({
           stepStatus={status}
           allowSkip={!!spec.allow_skip}
           items={step.items ?? []}
+          jobs={jobsById}
           selectedItem={selectedItem}
           onSelectItem={onSelectItem}
           now={now}

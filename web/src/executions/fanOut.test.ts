@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { fanOutBar, fanOutWords, filterItems, hasOpenItems, itemActions, itemLabel, type FanOut, type Item } from "./fanOut";
+import { fanOutBar, fanOutWords, filterItems, hasOpenItems, itemActions, itemLabel, queuedItems, shownItemStatus, type FanOut, type Item } from "./fanOut";
 
 const zero = { pending: 0, waiting: 0, running: 0, succeeded: 0, failed: 0, skipped: 0, cancelled: 0 };
 
@@ -31,6 +31,24 @@ describe("fanOutWords", () => {
   });
   it("reads every item succeeded as n/n and nothing more", () => {
     expect(fanOutWords(fan({ succeeded: 3 })).line).toBe("3/3");
+  });
+});
+
+describe("items waiting for an agent", () => {
+  const jobs = new Map([
+    ["j1", { status: "running" }],
+    ["j2", { status: "pending" }],
+    ["j3", { status: "pending" }],
+  ]);
+  it("shows a running item whose job waits for an agent as queued, like a step", () => {
+    expect(shownItemStatus(item(0, "running", { job_id: "j1" }), jobs)).toBe("running");
+    expect(shownItemStatus(item(1, "running", { job_id: "j2" }), jobs)).toBe("queued");
+    expect(shownItemStatus(item(2, "failed", { job_id: "j3" }), jobs)).toBe("failed");
+    expect(queuedItems([item(0, "running", { job_id: "j1" }), item(1, "running", { job_id: "j2" }), item(2, "running", { job_id: "j3" })], jobs)).toBe(2);
+  });
+  it("names them apart from the running ones", () => {
+    expect(fanOutWords(fan({ succeeded: 18, running: 10, failed: 1, pending: 171 }), 6).line).toBe("19/200 · 4 running · 1 failed · 6 waiting for an agent");
+    expect(fanOutWords(fan({ running: 2, pending: 1 }), 2).line).toBe("0/3 · 2 waiting for an agent");
   });
 });
 

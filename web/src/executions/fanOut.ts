@@ -25,15 +25,37 @@ function count(fan: FanOut, status: string): number {
   return fan.counts[status] ?? 0;
 }
 
-/** The progress of a fanned-out step: items ended of all, then what is running, waiting for
- *  a retry, failed, cancelled or skipped (skipped items count as succeeded for the step, but a
- *  person wants to see them). */
-export function fanOutWords(fan: FanOut): FanOutWords {
+/** The status an item shows: "queued" (waiting for an agent, in the pending colour) while it
+ *  runs but its job still waits for an agent, as a step does (`shownStepStatus`); its own status
+ *  otherwise. `jobs` are the step's jobs. */
+export function shownItemStatus(item: Pick<Item, "status" | "job_id">, jobs: ReadonlyMap<string, { status: string }>): string {
+  if (item.status !== "running" || !item.job_id) return item.status;
+  return jobs.get(item.job_id)?.status === "pending" ? "queued" : item.status;
+}
+
+/** A step's fan-out as its graph node shows it: the counts, and how many running items wait
+ *  for an agent. */
+export function fanOutOf(step: { fan_out?: FanOut | null; items?: readonly Item[]; jobs: readonly { id: string; status: string }[] }): { fanOut: FanOut | null; queuedItems: number } {
+  if (!step.fan_out) return { fanOut: null, queuedItems: 0 };
+  return { fanOut: step.fan_out, queuedItems: queuedItems(step.items ?? [], new Map(step.jobs.map((j) => [j.id, j]))) };
+}
+
+/** How many of a step's running items wait for an agent. */
+export function queuedItems(items: readonly Pick<Item, "status" | "job_id">[], jobs: ReadonlyMap<string, { status: string }>): number {
+  return items.reduce((n, i) => n + (shownItemStatus(i, jobs) === "queued" ? 1 : 0), 0);
+}
+
+/** The progress of a fanned-out step: items ended of all, then what is running, waiting for a
+ *  retry, failed, cancelled or skipped (skipped items count as succeeded for the step, but a
+ *  person wants to see them), and of the running ones, `queued` waiting for an agent. */
+export function fanOutWords(fan: FanOut, queued = 0): FanOutWords {
   const ended = Object.entries(fan.counts).reduce((sum, [status, n]) => sum + (ENDED.has(status) ? n : 0), 0);
   const done = fan.total === null ? "…" : `${ended}/${fan.total}`;
-  const others = NAMED.filter((s) => count(fan, s) > 0)
-    .map((s) => `${count(fan, s)} ${s === "waiting" ? "waiting to retry" : s}`)
-    .join(" · ");
+  const shown: Record<string, number> = { ...fan.counts, running: Math.max(0, count(fan, "running") - queued) };
+  const words = NAMED.filter((s) => (shown[s] ?? 0) > 0).map((s) => `${shown[s]} ${s === "waiting" ? "waiting to retry" : s}`);
+  // last, so a node too narrow for the whole line still shows what failed
+  if (queued > 0) words.push(`${queued} waiting for an agent`);
+  const others = words.join(" · ");
   const limit = fan.max_parallel !== null ? `at most ${fan.max_parallel} at once` : "";
   const line = fan.total === null ? "working out the items…" : [done, others].filter(Boolean).join(" · ");
   return { done, others, limit, line };
