@@ -4,6 +4,7 @@ items' gathered outputs; all live over the page's event stream, never a reload."
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from playwright.sync_api import Page, expect
@@ -103,6 +104,12 @@ def test_retry_a_failed_item_and_read_its_log(
     expect(lines).to_contain_text("deploying us")
     expect(lines).to_contain_text("us-east is down")
     expect(lines).not_to_contain_text("deploying eu")
+    download = page.get_by_role("link", name="Download")
+    expect(download).to_have_attribute("href", re.compile(r"logs/download\?step=deploy&item=1$"))
+    body = ui_server.api.get(
+        f"/executions/{execution_id}/logs/download", params={"step": "deploy", "item": 1}
+    ).text
+    assert "deploying us" in body and "deploying eu" not in body, body
     item_filter = page.get_by_role("combobox", name="Item of deploy whose log shows")
     item_filter.select_option(label="#2 ap")
     expect(lines).to_contain_text("deploying ap")
@@ -124,6 +131,12 @@ def test_retry_a_failed_item_and_read_its_log(
     expect(table.locator("tbody tr")).to_have_count(3)
     expect(table.locator('[data-item-outputs="1"]')).to_contain_text('"where":"us-ok"')
     expect(page.get_by_label("Outputs of deploy")).to_contain_text('"succeeded": 3')
+
+    # each item's attempts are numbered on their own in the timeline
+    page.get_by_role("tab", name="Timeline").click()
+    timeline = page.get_by_role("list", name="Attempts over time")
+    expect(timeline.get_by_role("button", name="deploy item 1 #2")).to_be_visible()
+    expect(timeline.get_by_role("button", name="deploy item 2 #1")).to_be_visible()
 
 
 def test_items_progress_live_while_they_run(page: Page, ui_server: UiServer) -> None:

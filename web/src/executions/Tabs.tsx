@@ -166,13 +166,32 @@ export function EngineLogTab({ ex, selected }: { ex: ExecutionView; selected: st
   );
 }
 
+/** A bar's label: `deploy #2` for a step's second attempt, `deploy item 3 #2` for the second
+ *  attempt of item 3 of a fanned-out step (its jobs' `attempt` counts every attempt of the step,
+ *  so an item's attempts are numbered here, in order). */
+export function attemptLabels(jobs: readonly { id: string; attempt: number; item?: number | null }[]): Map<string, string> {
+  const labels = new Map<string, string>();
+  const seen = new Map<number, number>();
+  for (const j of [...jobs].sort((a, b) => a.attempt - b.attempt)) {
+    if (j.item === null || j.item === undefined) {
+      labels.set(j.id, `#${j.attempt}`);
+      continue;
+    }
+    const n = (seen.get(j.item) ?? 0) + 1;
+    seen.set(j.item, n);
+    labels.set(j.id, `item ${j.item} #${n}`);
+  }
+  return labels;
+}
+
 /** A Gantt chart of every attempt: one bar per job, placed by start and end. */
 export function TimelineTab({ ex, onSelect }: { ex: ExecutionView; onSelect: (step: string) => void }) {
-  const bars = ex.steps.flatMap((s) =>
-    s.jobs
+  const bars = ex.steps.flatMap((s) => {
+    const labels = attemptLabels(s.jobs);
+    return s.jobs
       .filter((j) => j.started_at)
-      .map((j) => ({ step: s.id, attempt: j.attempt, purpose: j.purpose, status: j.status, start: Date.parse(j.started_at!), end: j.ended_at ? Date.parse(j.ended_at) : Date.now() })),
-  );
+      .map((j) => ({ step: s.id, label: labels.get(j.id)!, purpose: j.purpose, status: j.status, start: Date.parse(j.started_at!), end: j.ended_at ? Date.parse(j.ended_at) : Date.now() }));
+  });
   if (bars.length === 0) return <p className="muted">No attempt has started yet.</p>;
   const t0 = Math.min(...bars.map((b) => b.start));
   const t1 = Math.max(...bars.map((b) => b.end), t0 + 1);
@@ -188,7 +207,7 @@ export function TimelineTab({ ex, onSelect }: { ex: ExecutionView; onSelect: (st
         return (
           <div key={i} className="timeline-row" role="listitem">
             <button type="button" className="link-button timeline-label" onClick={() => onSelect(b.step)}>
-              {b.step} #{b.attempt}
+              {b.step} {b.label}
               {b.purpose === "cleanup" ? " cleanup" : ""}
             </button>
             <div className="timeline-track">
