@@ -108,6 +108,7 @@ class Agent:
         # The id of the claim being made, kept until an answer arrives: a claim whose answer
         # was lost is sent again with it, and the server hands over what that claim leased.
         self._claim_id = uuid.uuid4().hex
+        self._claim_resent = False  # the claim with that id went out and got no answer
         self.jobs_done = 0
         self.jobs_failed = 0
         # Jobs in hand, and those being stopped to be handed back (a drain ran out of time).
@@ -265,6 +266,7 @@ class Agent:
             # An agent whose claims start their jobs cannot lose a claim's answer (it is the
             # server's own): no id, and no look for an earlier try's jobs.
             claim_id=None if self.start_on_claim else self._claim_id,
+            resent=self._claim_resent and not self.start_on_claim,
             start=self.start_on_claim,
         )
         claim = asyncio.create_task(self.client.claim(request))
@@ -278,8 +280,12 @@ class Agent:
             with contextlib.suppress(asyncio.CancelledError):
                 await claim
             return []
+        if claim.exception() is not None:
+            self._claim_resent = True  # it may have leased jobs on the server: ask again
+            return claim.result()  # raises
         jobs = claim.result()
         self._claim_id = uuid.uuid4().hex  # answered: the next claim is a new one
+        self._claim_resent = False
         return jobs
 
     async def _pause(self, seconds: float) -> None:

@@ -139,6 +139,13 @@ class ClaimRequest(_Message):
             "leased. A new claim after an answer takes a new id."
         ),
     )
+    resent: bool = Field(
+        False,
+        description=(
+            "True when this `claim_id` was sent before and no answer came back: only then "
+            "does the server look for what that try leased (and it does not wait first)."
+        ),
+    )
     start: bool = Field(
         False,
         description="Mark each job without a timeout running in the claim itself, so no "

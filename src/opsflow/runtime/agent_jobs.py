@@ -127,6 +127,7 @@ class AgentJobs:
         limit: int,
         token_id: str | None = None,
         claim_id: str | None = None,
+        resent: bool = False,
         start: bool = False,
     ) -> list[Job]:
         """Lease jobs to an agent. The copies handed over carry the secrets their specs refer
@@ -134,10 +135,11 @@ class AgentJobs:
         placeholders. With ``token_id`` (a remote agent's token) the same transaction checks
         the token is live: a revoked one gets `Unauthorized` and no job.
 
-        ``claim_id`` is the agent's id for this claim, the same on each try of it: when an
-        earlier try leased jobs whose answer the agent never got (the replica died after its
-        commit, the connection was cut), this one answers with those jobs again, same lease
-        token and epoch, lease renewed (`jobs_store.claimed_again`), and leases nothing new.
+        ``claim_id`` is the agent's id for this claim, the same on each try of it, stored on
+        the jobs it leases. A try ``resent`` after one whose answer the agent never got (the
+        replica died after its commit, the connection was cut) answers with the jobs that try
+        leased, same lease token and epoch, lease renewed (`jobs_store.claimed_again`), and
+        leases nothing new. Only a resent claim pays for that look.
 
         With ``start`` the jobs without a timeout are leased running, their start recorded in
         this transaction as `start_job` would (the agent sends no start for them)."""
@@ -154,7 +156,7 @@ class AgentJobs:
             if due:
                 draining = agents_store.seen(session, agent_id, pools=pools, labels=labels, now=now)
                 self._presence[agent_id] = (now, draining)
-            if claim_id is not None:
+            if claim_id is not None and resent:
                 again = jobs_store.claimed_again(
                     session,
                     agent_id=agent_id,

@@ -130,7 +130,9 @@ class AgentService:
             # since it found the queue empty: then a claim transaction now would find nothing
             # (the agent claims again at once after each job): wait first. A wake-up after
             # this look is caught by the subscription above.
-            if request.wait > 0 and self._drained.get(request.agent_id) == self.bus.jobs_generation:
+            # (Not a claim sent again: its first try's answer, lost, is what it asks for.)
+            drained = self._drained.get(request.agent_id) == self.bus.jobs_generation
+            if request.wait > 0 and drained and not request.resent:
                 self.jobs.seen(request.agent_id, request.pools, request.labels)
                 await queued.wait(min(deadline - time.monotonic(), PRESENCE_EVERY))
             while True:
@@ -162,6 +164,7 @@ class AgentService:
                 limit=request.limit,
                 token_id=token_id,
                 claim_id=request.claim_id,
+                resent=request.resent,
                 start=request.start,
             )
         )

@@ -166,7 +166,9 @@ def test_a_claim_whose_answer_is_lost_is_answered_again_and_the_job_runs_at_once
 
     proxy.policy = lose_first_claim
     queued = time.monotonic()
-    agents.start("a", "--concurrency", "1", url=proxy.url)
+    # Free slots left after the claim: the server notes that this claim drained the queue,
+    # and the claim sent again must not wait for a new job as a new claim would.
+    agents.start("a", "--concurrency", "4", url=proxy.url)
     agent_id = agents.agent_id("a")
     api.wait_for(
         "the run completes",

@@ -38,9 +38,11 @@ def _runtime(database: Database, clock: Clock) -> Runtime:
     return runtime
 
 
-def _claim(runtime: Runtime, claim_id: str, limit: int = 1) -> list[jobs_store.Job]:
+def _claim(
+    runtime: Runtime, claim_id: str, limit: int = 1, *, resent: bool = False
+) -> list[jobs_store.Job]:
     return runtime.claim(
-        agent_id="ag", pools=["default"], labels={}, limit=limit, claim_id=claim_id
+        agent_id="ag", pools=["default"], labels={}, limit=limit, claim_id=claim_id, resent=resent
     )
 
 
@@ -56,7 +58,7 @@ def test_a_claim_sent_again_gets_the_same_lease_renewed_and_nothing_more(
     runtime = _runtime(database, clock)
     (first,) = _claim(runtime, "claim-one")
     clock.now += 3.0  # the answer was lost; the lease (4 s) is almost over
-    (again,) = _claim(runtime, "claim-one")
+    (again,) = _claim(runtime, "claim-one", resent=True)
     assert (again.id, again.lease_token, again.lease_epoch) == (
         first.id,
         first.lease_token,
@@ -66,12 +68,13 @@ def test_a_claim_sent_again_gets_the_same_lease_renewed_and_nothing_more(
         stored = jobs_store.get_job(session, first.id)
     assert stored.status == JobStatus.DISPATCHED
     assert stored.lease_expires_at == clock.now + LEASE  # renewed by the retry
-    # A new claim gets the other job, not this one again.
-    (other,) = _claim(runtime, "claim-two")
+    # Not marked resent, the same id is a new claim: it leases the other job, not this one.
+    (other,) = _claim(runtime, "claim-one")
     assert other.id != first.id
     # Once started, a job is no longer an answer to resend.
     runtime.start_job(_ref(first))
-    assert _claim(runtime, "claim-one") == []
+    runtime.start_job(_ref(other))
+    assert _claim(runtime, "claim-one", resent=True) == []
 
 
 def test_a_resent_claim_gets_nothing_after_a_hand_back_or_two_leases(
@@ -83,7 +86,7 @@ def test_a_resent_claim_gets_nothing_after_a_hand_back_or_two_leases(
     runtime.hand_back(_ref(first))
     # Handed back, the job is queued: the retry leases it afresh (new token, next epoch),
     # with the other queued job, as any claim would.
-    again = {j.id: j for j in _claim(runtime, "claim-one", limit=2)}
+    again = {j.id: j for j in _claim(runtime, "claim-one", limit=2, resent=True)}
     assert first.id in again and len(again) == 2
     assert again[first.id].lease_epoch == first.lease_epoch + 1
     assert again[first.id].lease_token != first.lease_token
@@ -92,9 +95,9 @@ def test_a_resent_claim_gets_nothing_after_a_hand_back_or_two_leases(
 
     both = _claim(runtime, "claim-three", limit=2)
     assert len(both) == 2
-    resent = [j.id for j in _claim(runtime, "claim-three", limit=2)]
+    resent = [j.id for j in _claim(runtime, "claim-three", limit=2, resent=True)]
     assert sorted(resent) == sorted(j.id for j in both)
     for _ in range(3):  # each retry renews the leases, but only within two leases of the claim
         clock.now += LEASE * 0.9
-        resent = [j.id for j in _claim(runtime, "claim-three", limit=2)]
+        resent = [j.id for j in _claim(runtime, "claim-three", limit=2, resent=True)]
     assert resent == []  # left to run out as for any lost agent
