@@ -53,3 +53,20 @@ def test_the_missing_list_does_not_deny_fan_out_or_run_end_messages() -> None:
 def test_concept_pages_do_not_deny_what_exists(page: str, stale: str) -> None:
     text = " ".join((DOCS / page).read_text().split())
     assert stale not in text
+
+
+def test_the_needs_table_offers_a_condition_only_outcomes_the_loader_accepts() -> None:
+    from opsflow.spec.checks import outcomes_of
+    from opsflow.status import StepType
+
+    accepted = {o.value for o in outcomes_of(StepType.CONDITION)}
+    text = (DOCS / "concepts" / "execution.md").read_text()
+    table = text.split("## Needs and outcomes", 1)[1].split("\n## ", 1)[0]
+    for row in (line for line in table.splitlines() if line.startswith("| `build.")):
+        outcome = row.split("`")[1].split(".", 1)[1]
+        if outcome not in accepted and "condition" in row:
+            # The row may name a condition only to say the loader refuses this outcome on it.
+            assert "refused" in row, f"{row!r}: the loader refuses {outcome} on a condition"
+    line = next(x for x in table.splitlines() if "for conditions" in x)
+    listed = line.split("for conditions")[0].rsplit(";", 1)[-1]
+    assert {w.strip("` ") for w in listed.split("/")} == accepted - {"always"}
