@@ -100,6 +100,12 @@ def test_retry_a_failed_item_and_read_its_log(
     # the log of one item: chosen from its row, then from the selector beside the step filter
     us.get_by_role("button", name="#1 us: show its log").click()
     expect(page).to_have_url(f"/executions/{execution_id}?step=deploy&item=1")
+    attempts = page.get_by_role("region", name="Attempts of item #1 of deploy")
+    expect(attempts.locator("dl.job")).to_have_count(2)
+    expect(attempts.locator("dl.job").first).to_contain_text("1 Failed")
+    expect(attempts.locator("dl.job").first).to_contain_text("exit code 3")
+    expect(attempts.locator("dl.job").nth(1)).to_contain_text("2 Completed")
+    shot(page, "execution-fan-out-item-attempts")
     lines = page.get_by_test_id("log-lines")
     expect(lines).to_contain_text("deploying us")
     expect(lines).to_contain_text("us-east is down")

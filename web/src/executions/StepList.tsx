@@ -12,7 +12,7 @@ import { useToast } from "../components/Toast";
 import { stepTimes, type ExecutionView, type JobRow, type StepRow } from "./api";
 import { SshHostsTable, sshHosts } from "./SshHosts";
 import { FanOutItems, FanOutProgress } from "./FanOutItems";
-import { hasOpenItems, queuedItems } from "./fanOut";
+import { attemptNumbers, hasOpenItems, queuedItems } from "./fanOut";
 import { ReopenStream } from "./useExecutionStream";
 
 const RETRYABLE = new Set(["failed", "cancelled", "rejected"]);
@@ -218,6 +218,18 @@ function StepItem({
           now={now}
         />
       )}
+      {open && step && fan && selectedItem !== null && (
+        <section className="item-attempts" aria-label={`Attempts of item #${selectedItem} of ${spec.id}`}>
+          <h3 className="small">Attempts of item #{selectedItem}</h3>
+          <JobDetails
+            jobs={(step.jobs as JobRow[]).filter((j) => j.item === selectedItem)}
+            result={null}
+            waitingFor={step.pending_reason}
+            numbers={attemptNumbers(step.jobs)}
+            empty="This item has not started."
+          />
+        </section>
+      )}
       {open && step && !fan && <JobDetails jobs={step.jobs as JobRow[]} result={step.result} waitingFor={shown === "queued" ? step.pending_reason : null} />}
       {open && !step && <p className="muted small">Not started.</p>}
       {confirm && (
@@ -253,8 +265,22 @@ function StepItem({
   );
 }
 
-function JobDetails({ jobs, result, waitingFor }: { jobs: JobRow[]; result: string | null | undefined; waitingFor: string | null | undefined }) {
-  if (jobs.length === 0) return <p className="muted small">{result ? `Result: ${result}` : "No job ran for this step."}</p>;
+/** Each attempt of a step (or of one item: `labels` then numbers them per item). */
+function JobDetails({
+  jobs,
+  result,
+  waitingFor,
+  numbers,
+  empty = "No job ran for this step.",
+}: {
+  jobs: JobRow[];
+  result: string | null | undefined;
+  waitingFor: string | null | undefined;
+  /** Attempt numbers to show instead of the jobs' own (`attemptNumbers`). */
+  numbers?: ReadonlyMap<string, number>;
+  empty?: string;
+}) {
+  if (jobs.length === 0) return <p className="muted small">{result ? `Result: ${result}` : empty}</p>;
   return (
     <div className="job-details">
       {jobs.map((j) => {
@@ -266,7 +292,7 @@ function JobDetails({ jobs, result, waitingFor }: { jobs: JobRow[]; result: stri
               <div>
                 <dt>Attempt</dt>
                 <dd>
-                  {j.attempt}
+                  {numbers?.get(j.id) ?? j.attempt}
                   {j.purpose === "cleanup" ? " (cleanup)" : ""} <StatusBadge status={j.status} />
                   {waitingFor && j.status === "pending" && <span className="muted small"> {agentWaitText(waitingFor)}</span>}
                 </dd>

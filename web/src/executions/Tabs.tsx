@@ -3,7 +3,7 @@ import { elapsed, exactTime, formatDuration } from "../components/format";
 import { JsonView } from "../components/JsonView";
 import { StatusBadge, statusStyle } from "../components/status";
 import type { ExecutionView } from "./api";
-import { itemLabel, type Item } from "./fanOut";
+import { attemptNumbers, itemLabel, type Item } from "./fanOut";
 
 const ITEMS_PAGE = 100;
 
@@ -170,18 +170,8 @@ export function EngineLogTab({ ex, selected }: { ex: ExecutionView; selected: st
  *  attempt of item 3 of a fanned-out step (its jobs' `attempt` counts every attempt of the step,
  *  so an item's attempts are numbered here, in order). */
 export function attemptLabels(jobs: readonly { id: string; attempt: number; item?: number | null }[]): Map<string, string> {
-  const labels = new Map<string, string>();
-  const seen = new Map<number, number>();
-  for (const j of [...jobs].sort((a, b) => a.attempt - b.attempt)) {
-    if (j.item === null || j.item === undefined) {
-      labels.set(j.id, `#${j.attempt}`);
-      continue;
-    }
-    const n = (seen.get(j.item) ?? 0) + 1;
-    seen.set(j.item, n);
-    labels.set(j.id, `item ${j.item} #${n}`);
-  }
-  return labels;
+  const numbers = attemptNumbers(jobs);
+  return new Map(jobs.map((j) => [j.id, `${j.item === null || j.item === undefined ? "" : `item ${j.item} `}#${numbers.get(j.id)}`]));
 }
 
 /** A Gantt chart of every attempt: one bar per job, placed by start and end. */

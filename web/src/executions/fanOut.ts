@@ -94,6 +94,22 @@ export function itemActions(item: Pick<Item, "status">, { stepStatus, allowSkip 
   return [];
 }
 
+/** Each job's attempt number as a person counts it: a plain step's as the job says; an item's
+ *  among that item's jobs, in order (a job's `attempt` counts every attempt of its step). */
+export function attemptNumbers(jobs: readonly { id: string; attempt: number; item?: number | null }[]): Map<string, number> {
+  const numbers = new Map<string, number>();
+  const seen = new Map<number, number>();
+  for (const j of [...jobs].sort((a, b) => a.attempt - b.attempt)) {
+    if (j.item === null || j.item === undefined) numbers.set(j.id, j.attempt);
+    else {
+      const n = (seen.get(j.item) ?? 0) + 1;
+      seen.set(j.item, n);
+      numbers.set(j.id, n);
+    }
+  }
+  return numbers;
+}
+
 /** Whether a step has items still to end (its "Cancel items" applies). */
 export function hasOpenItems(fan: FanOut): boolean {
   return count(fan, "pending") + count(fan, "waiting") + count(fan, "running") > 0;
