@@ -9,6 +9,7 @@ All findings are gathered, located at their line and column, and raised together
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,10 @@ def validate_text(
         parsed.data, source=parsed.source, early=parsed.findings, base_dir=base_dir
     )
     if workflow is None:
-        return workflow, problems
+        # The numbers YAML versions read differently are listed with the other problems, so
+        # the file is fixed in one round (not once everything else is right).
+        extra = _ambiguous_in_invalid(parsed.data, parsed.source, problems)
+        return workflow, _merged(problems, _located(extra, parsed.source))
     # A text field given an unquoted number or boolean gets the text as written (``1.10``,
     # ``0755``, ``TRUE``), not the number's spelling; other places must not hold a number
     # that YAML versions read differently.
@@ -169,9 +173,17 @@ def _or_raise(workflow: Workflow | None, problems: list[Problem], filename: str)
 
 def _quoting_source(finding: Finding, source: SourceMap) -> Finding:
     """A type complaint about an unquoted scalar quotes the text as written and says how YAML
-    read it, so ``message: 1.10`` is not reported as a mysterious 1.1."""
+    read it, so ``message: 1.10`` is not reported as a mysterious 1.1, nor ``default: 0644`` of
+    a string param as "default 644 is not a string"."""
     text = source.plain.get(finding.loc)
-    if text is None or not finding.msg.startswith("expected "):
+    if text is None:
+        return finding
+    hint = _ambiguous_hint(text)
+    if hint is not None and not finding.msg.startswith("expected "):
+        return Finding(
+            finding.loc, _as_written_in(finding.msg, text) + hint, finding.at_key, finding.position
+        )
+    if not finding.msg.startswith("expected "):
         return finding
     hint = f" (the unquoted {text or 'empty value'} is not text in YAML: quote it, '{text}')"
     return Finding(finding.loc, finding.msg + hint, finding.at_key, finding.position)
@@ -223,21 +235,92 @@ def _ambiguous_numbers(workflow: Workflow, source: SourceMap) -> list[Finding]:
         value = _at(dumped, loc)
         if isinstance(value, bool) or not isinstance(value, int | float):
             continue
-        if LEADING_ZERO.fullmatch(text):
-            digits = text.lstrip("+-").lstrip("0") or "0"
-            found.append(
-                Finding(
-                    loc,
-                    f"{text} has a leading zero, which YAML versions read differently "
-                    f"(YAML 1.2: {value}; YAML 1.1: octal): write {digits} for the number, "
-                    f"0o{digits} for octal, or quote it ('{text}') for text",
-                )
-            )
-        elif isinstance(value, float) and not math.isfinite(value):
-            found.append(
-                Finding(loc, f"{text} is not a finite number: quote it ('{text}') for text")
-            )
+        if LEADING_ZERO.fullmatch(text) or (isinstance(value, float) and not math.isfinite(value)):
+            found.append(Finding(loc, _ambiguous_message(text, value)))
     return found
+
+
+def _ambiguous_message(text: str, value: Any) -> str:
+    """The problem with an unquoted ``text`` (read as ``value``) left a number."""
+    if LEADING_ZERO.fullmatch(text):
+        digits = text.lstrip("+-").lstrip("0") or "0"
+        return (
+            f"{text} has a leading zero, which YAML versions read differently "
+            f"(YAML 1.2: {value}; YAML 1.1: octal): write {digits} for the number, "
+            f"0o{digits} for octal, or quote it ('{text}') for text"
+        )
+    return f"{text} is not a finite number: quote it ('{text}') for text"
+
+
+def _ambiguous_hint(text: str) -> str | None:
+    """What to do about an unquoted ``text`` YAML versions read differently (a leading zero,
+    an infinity, NaN); None for any other text."""
+    if LEADING_ZERO.fullmatch(text):
+        digits = text.lstrip("+-").lstrip("0") or "0"
+        return (
+            f" (the unquoted {text} is read as the number {int(text)}, dropping the leading "
+            f"zero: quote it, '{text}', for text; write {digits} for the number, 0o{digits} "
+            "for octal)"
+        )
+    if _NOT_FINITE.fullmatch(text):
+        return f" (the unquoted {text} is not a finite number: quote it, '{text}', for text)"
+    return None
+
+
+_NOT_FINITE = re.compile(r"[-+]?\.(inf|Inf|INF)|\.nan|\.NaN|\.NAN")
+
+
+def _as_written_in(msg: str, text: str) -> str:
+    """``msg`` naming the value as ``text`` (``0644``, ``.inf``) where it named the number YAML
+    read (``644``, ``inf``, ``'inf'``)."""
+    if LEADING_ZERO.fullmatch(text):
+        read = str(int(text))
+    elif text.lower().endswith("nan"):
+        read = "nan"
+    else:
+        read = "-inf" if text.startswith("-") else "inf"
+    return re.sub(rf"(?<![\w.'-])'?{re.escape(read)}'?(?![\w.])", text, msg, count=1)
+
+
+def _ambiguous_in_invalid(data: Any, source: SourceMap, problems: list[Problem]) -> list[Finding]:
+    """In a definition refused for other reasons, the unquoted leading-zero numbers,
+    infinities and NaNs in places that stay numbers, each not already reported.
+
+    Which places take text is learnt by validating the models once more with each such
+    scalar set to a text (its text as written, plus a letter so no int field reads it as a
+    number): a place that then has a new complaint does not take
+    text, so the number stays a number there and is reported as ``_ambiguous_numbers`` would.
+    """
+    candidates = {
+        loc: text for loc, text in source.plain.items() if _ambiguous_hint(text) is not None
+    }
+    reported = {p.loc for p in problems}
+    candidates = {loc: t for loc, t in candidates.items() if format_loc(loc) not in reported}
+    if not candidates:
+        return []
+    before = _model_findings(data)
+    texts = data
+    for loc, text in candidates.items():
+        texts = _replaced(texts, loc, f"{text}_")  # not numeric even to lax int fields
+    new = _model_findings(texts) - before
+    found: list[Finding] = []
+    for loc, text in candidates.items():
+        if any(loc[: len(where)] == where for where in new):
+            found.append(Finding(loc, _ambiguous_message(text, _at(data, loc))))
+    return found
+
+
+def _model_findings(data: Any) -> set[Loc]:
+    """The places the models complain about in ``data`` (no checks across steps)."""
+    try:
+        Workflow.model_validate(data)
+    except ValidationError as exc:
+        return {f.loc for f in findings_from_validation(exc, data)}
+    return set()
+
+
+def _merged(problems: list[Problem], more: list[Problem]) -> list[Problem]:
+    return sorted([*problems, *more], key=lambda p: (p.line or 0, p.column or 0))
 
 
 def _not_under(findings: list[Finding], earlier: list[Finding]) -> list[Finding]:

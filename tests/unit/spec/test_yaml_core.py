@@ -181,3 +181,43 @@ def test_yaml_we_write_reads_back_the_same_under_yaml_1_2_and_1_1(data: Any) -> 
     if not parsed.findings:  # a key like '<<' is refused as a merge key, never misread
         assert parsed.data == {"v": data}
     assert yaml.safe_load(text) == {"v": data}
+
+
+@pytest.mark.parametrize(
+    ("written", "kind"), [("0644", "string"), (".inf", "string"), (".inf", "number")]
+)
+def test_a_refused_default_is_named_as_written_with_a_hint_to_quote_it(
+    written: str, kind: str
+) -> None:
+    text = (
+        f"id: m\nparams:\n  mode: {{type: {kind}, default: {written}}}\n"
+        "steps:\n  - {id: a, type: script, run: 'true'}\n"
+    )
+    workflow, problems = validate_text(text)
+    assert workflow is None
+    [problem] = problems
+    assert problem.loc == "params.mode.default"
+    assert problem.msg.startswith(f"default {written} is not a {kind} (the unquoted {written} ")
+    assert f"quote it, '{written}', for text" in problem.msg
+
+
+def test_ambiguous_numbers_are_listed_with_the_other_problems() -> None:
+    text = (
+        "id: m\nparams:\n  mode: {type: string, default: 0644}\n"
+        "  n: {type: integer, default: 0755}\n"
+        "steps:\n  - {id: a, type: script, run: 'true', retries: 03, needs: [nosuch]}\n"
+        "  - {id: b, type: script, run: 'true', env: {MODE: 0600}}\n"
+    )
+    workflow, problems = validate_text(text)
+    assert workflow is None
+    by_loc = {p.loc: p.msg for p in problems}
+    assert set(by_loc) == {
+        "params.mode.default",
+        "params.n.default",
+        "steps[0].retries",
+        "steps[0].needs[0]",
+    }  # env takes text: MODE stays '0600', no problem
+    assert by_loc["params.mode.default"].startswith("default 0644 is not a string")
+    assert by_loc["params.n.default"].startswith("0755 has a leading zero")
+    assert by_loc["steps[0].retries"].startswith("03 has a leading zero")
+    assert [p.line for p in problems] == sorted(p.line or 0 for p in problems)
