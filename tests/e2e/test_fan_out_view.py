@@ -162,3 +162,48 @@ def test_items_progress_live_while_they_run(page: Page, ui_server: UiServer) -> 
     expect(page.locator('[data-node-items="patch"]')).to_contain_text("12/12")
     expect(page.get_by_test_id("log-lines")).to_contain_text("patching h11")
     wait_status(ui_server, execution_id, "completed")
+
+
+STUCK = """
+id: e2e-fan-out-stuck
+name: Hosts that hang
+steps:
+  - id: drain
+    type: script
+    shell: sh
+    for_each: [a, b, c, d]
+    max_parallel: 1
+    run: sleep 60
+"""
+
+
+def test_cancel_one_item_then_the_rest(page: Page, ui_server: UiServer) -> None:
+    ui_server.put_workflow(STUCK, "e2e-fan-out-stuck")
+    execution_id = ui_server.run("e2e-fan-out-stuck")
+    sign_in(page, "olga")
+    page.goto(f"/executions/{execution_id}")
+    drain = step_item(page, "drain")
+    drain.get_by_role("button", name="Items of drain").click()
+    items = page.get_by_test_id("items-drain")
+    first = items.locator('[data-item="0"]')
+    expect(first).to_have_attribute("data-item-status", "running")
+    first.get_by_role("button", name="Cancel item #0").click()
+    page.get_by_role("dialog", name="Cancel item #0 (a) of drain?").get_by_role(
+        "button", name="Cancel item"
+    ).click()
+    expect(
+        page.get_by_role("status").filter(has_text="Cancelled item #0 (a) of drain")
+    ).to_be_visible()
+    expect(first).to_have_attribute("data-item-status", "cancelled")
+    # the next item starts in its place (one at a time); then every item left is cancelled
+    expect(items.locator('[data-item="1"]')).to_have_attribute("data-item-status", "running")
+    drain.get_by_role("button", name="Cancel items").click()
+    confirm = page.get_by_role("dialog", name="Cancel the items of drain that have not ended?")
+    confirm.get_by_role("button", name="Cancel items").click()
+    progress = page.locator('[data-fanout-progress="drain"]')
+    expect(progress).to_contain_text("4/4 · 4 cancelled")
+    expect(items.locator('[data-item-status="cancelled"]')).to_have_count(4)
+    expect(drain.get_by_role("button", name="Cancel items")).to_have_count(0)
+    # cancelled items may be retried one by one
+    expect(first.get_by_role("button", name="Retry item #0")).to_be_visible()
+    shot(page, "execution-fan-out-cancelled")

@@ -198,7 +198,7 @@ export function ItemRow({
       <div className="item-line small">
         <span className="muted item-facts">{facts.join(" · ")}</span>
         {item.error && (
-          <span className="item-error" title={item.error}>
+          <span className={`item-error${item.status === "failed" || item.status === "waiting" ? "" : " quiet"}`} title={item.error}>
             {item.error}
           </span>
         )}
