@@ -207,3 +207,51 @@ def test_cancel_one_item_then_the_rest(page: Page, ui_server: UiServer) -> None:
     # cancelled items may be retried one by one
     expect(first.get_by_role("button", name="Retry item #0")).to_be_visible()
     shot(page, "execution-fan-out-cancelled")
+
+
+SKIPPABLE = """
+id: e2e-fan-out-skippable
+name: Canaries that may be skipped
+params:
+  marker: {type: string}
+steps:
+  - id: canary
+    type: script
+    shell: sh
+    allow_skip: true
+    for_each: [x, y, z]
+    env: {HOST: "{{ item }}", MARKER: "{{ params.marker }}"}
+    run: |
+      if [ "$HOST" = x ]; then echo "x is gone for good" >&2; exit 4; fi
+      if [ "$HOST" = y ] && [ ! -e "$MARKER" ]; then touch "$MARKER"; exit 5; fi
+      echo "$HOST fine"
+"""
+
+
+def test_skip_an_item_and_retry_the_step(page: Page, ui_server: UiServer, tmp_path: Path) -> None:
+    ui_server.put_workflow(SKIPPABLE, "e2e-fan-out-skippable")
+    execution_id = ui_server.run("e2e-fan-out-skippable", {"marker": str(tmp_path / "y-tried")})
+    wait_status(ui_server, execution_id, "failed")
+    sign_in(page, "olga")
+    page.goto(f"/executions/{execution_id}")
+    canary = step_item(page, "canary")
+    progress = page.locator('[data-fanout-progress="canary"]')
+    expect(progress).to_contain_text("3/3 · 2 failed")
+    canary.get_by_role("button", name="Items of canary").click()
+    items = page.get_by_test_id("items-canary")
+    items.get_by_role("button", name="Skip item #0").click()
+    page.get_by_role("dialog", name="Skip item #0 (x) of canary?").get_by_role(
+        "button", name="Skip item"
+    ).click()
+    expect(items.locator('[data-item="0"]')).to_have_attribute("data-item-status", "skipped")
+    expect(progress).to_contain_text("3/3 · 1 failed · 1 skipped")
+    # the step re-runs its items that did not succeed: y only (x was skipped)
+    canary.get_by_role("button", name="Retry step").click()
+    confirm = page.get_by_role("dialog", name="Retry canary?")
+    expect(confirm).to_contain_text("Its items that did not succeed run again")
+    confirm.get_by_role("button", name="Retry").click()
+    expect(items.locator('[data-item="1"]')).to_have_attribute("data-item-status", "succeeded")
+    expect(items.locator('[data-item="0"]')).to_have_attribute("data-item-status", "skipped")
+    expect(canary.locator(".step-row .badge")).to_have_attribute("data-status", "succeeded")
+    expect(page.locator("header.banner .badge").first).to_have_attribute("data-status", "completed")
+    shot(page, "execution-fan-out-skipped-item")
