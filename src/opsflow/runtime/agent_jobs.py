@@ -76,6 +76,10 @@ class AgentJobs:
         self.lease_seconds = lease_seconds
         self.clock = clock
         self._maskers: dict[str, Masker | None] = {}
+        # job id -> (epoch, lease) as a claim of this process handed it: the end report of
+        # that lease reads no job row (execution, step and attempt of a job never change; the
+        # end's compare-and-set on the lease token fences it, and a new claim has a new token).
+        self._leased: dict[str, tuple[int, Lease]] = {}
         # agent id -> (when its presence row was last written, whether it was draining then).
         # Claims write it at most every ``presence_every`` seconds; a drain takes effect by then.
         self._presence: dict[str, tuple[float, bool]] = {}
@@ -202,7 +206,22 @@ class AgentJobs:
             return [self._with_secrets(session, job, handed) for job in jobs]
 
         claimed = self.transactions.run(work)
+        if len(self._leased) > 4096:
+            self._leased.clear()  # reports of the forgotten ones read their row instead
         for job in claimed:
+            assert job.lease_token is not None
+            self._leased[job.id] = (
+                job.lease_epoch,
+                Lease(
+                    job.id,
+                    job.execution_id,
+                    job.step_id,
+                    job.attempt,
+                    job.timeout,
+                    job.lease_token,
+                    agent_id,
+                ),
+            )
             # What this job's agent sends back is masked with these values (none: nothing to
             # mask), so its reports need not read the record of handed secrets.
             values = job.spec.get(VALUES_KEY)
@@ -314,7 +333,9 @@ class AgentJobs:
 
         def work(tx: Transaction) -> CancelNotice:
             session = tx.session
-            lease = self._lease(session, ref)
+            # The start's compare-and-set below refuses a lease that is not current (and
+            # the transaction, lock included, is rolled back).
+            lease = self._known_lease(ref) or self._lease(session, ref)
             if lease.timeout is not None:
                 # Lock order is always execution, then job; the reconcile below arms the timeout.
                 runs_store.lock_execution(session, lease.execution_id)
@@ -480,9 +501,7 @@ class AgentJobs:
         def work(tx: Transaction) -> list[StaleReport | None]:
             session = tx.session
             results: list[StaleReport | None] = [None] * len(reports)
-            found = jobs_store.leases(
-                session, [(r.job.job_id, r.job.lease_token, r.job.epoch) for r in reports]
-            )
+            found = self._leases_of(session, reports)
             current: list[tuple[int, Lease]] = []
             for i, lease in enumerate(found):
                 if isinstance(lease, StaleReport):
@@ -499,7 +518,7 @@ class AgentJobs:
                     )
                     ended[lease.execution_id] = Ended()
                 try:
-                    # Both checks (log lease, end CAS) refuse before writing anything.
+                    # The end's compare-and-set refuses before anything is written.
                     self._record_end(session, lease, reports[i], ended[lease.execution_id])
                 except StaleReport as exc:
                     results[i] = exc
@@ -515,17 +534,38 @@ class AgentJobs:
 
         return self.transactions.run(work)
 
-    def _record_end(self, session: Session, lease: Lease, report: JobReport, ended: Ended) -> None:
-        masker = self.masker_for(session, lease.id, lease.execution_id)
-        if report.lines:
-            logs_store.append(
+    def _known_lease(self, ref: JobRef) -> Lease | None:
+        """The lease ``ref`` names as this process's claim handed it, if it does."""
+        known = self._leased.get(ref.job_id)
+        if known is None or known[0] != ref.epoch or known[1].lease_token != ref.lease_token:
+            return None
+        return known[1]
+
+    def _leases_of(self, session: Session, reports: list[JobReport]) -> list[Lease | StaleReport]:
+        """The lease each report names: as this process's claim handed it when it names that
+        very lease (token and epoch) and keeps no files (an artifact is stored before the end's
+        compare-and-set), else read from the job's row (one statement for all of them)."""
+        found: list[Lease | StaleReport | None] = [
+            None if report.artifacts else self._known_lease(report.job) for report in reports
+        ]
+        unknown = [i for i, lease in enumerate(found) if lease is None]
+        if unknown:
+            read = jobs_store.leases(
                 session,
-                job_id=lease.id,
-                token=lease.lease_token,
-                execution_id=lease.execution_id,
-                step_id=lease.step_id,
-                lines=self._masked_lines(session, lease, report.lines),
+                [
+                    (reports[i].job.job_id, reports[i].job.lease_token, reports[i].job.epoch)
+                    for i in unknown
+                ],
             )
+            for i, lease in zip(unknown, read, strict=True):
+                found[i] = lease
+        return [lease for lease in found if lease is not None]
+
+    def _record_end(self, session: Session, lease: Lease, report: JobReport, ended: Ended) -> None:
+        """Record one job's end. Its compare-and-set on the lease goes first: a report whose
+        lease is no longer current (ended meanwhile, or claimed again) writes nothing."""
+        self._leased.pop(lease.id, None)
+        masker = self.masker_for(session, lease.id, lease.execution_id)
         outputs, error = report.outputs, report.error
         if masker is not None:
             outputs = masker.mask_value(outputs)
@@ -545,6 +585,15 @@ class AgentJobs:
             retryable=report.retryable,
             exit_code=report.exit_code,
         )
+        if report.lines:
+            logs_store.append(
+                session,
+                job_id=lease.id,
+                token=lease.lease_token,
+                execution_id=lease.execution_id,
+                step_id=lease.step_id,
+                lines=self._masked_lines(session, lease, report.lines),
+            )
         self._maskers.pop(lease.id, None)
         ended.steps.add(lease.step_id)
         ended.outputs[lease.id] = outputs

@@ -16,12 +16,14 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
-from opsflow.agent.protocol import ClaimRequest, JobRef, JobReport
+from opsflow.agent.protocol import ClaimRequest, JobRef, JobReport, LogLine
 from opsflow.errors import StaleReport
 from opsflow.runtime.agent_service import AgentService
 from opsflow.runtime.service import RunRequest, Runtime
 from opsflow.spec.loader import canonical, load_workflow
-from opsflow.status import JobStatus
+from opsflow.status import JobStatus, LogStream
+from opsflow.store import jobs as jobs_store
+from opsflow.store import logs as logs_store
 from opsflow.store import runs as runs_store
 from opsflow.store.db import Database
 
@@ -121,3 +123,29 @@ def test_a_claim_after_the_queue_ran_dry_waits_without_a_transaction(database: D
             event.remove(database.engine, "before_cursor_execute", on_statement)
 
     asyncio.run(scenario())
+
+
+def test_a_report_of_a_lease_this_process_handed_out_is_fenced_without_a_read(
+    database: Database,
+) -> None:
+    """The end report of a lease this process's claim handed out reads no job row; its
+    compare-and-set still refuses a lease that is no longer current, and writes nothing (not
+    its log lines either)."""
+    runtime = Runtime(database)
+    execution_id = _start(runtime, CHAIN)
+    (job,) = runtime.claim(agent_id="gone", pools=["default"], labels={}, limit=1, start=True)
+    assert job.lease_token is not None
+    ref = JobRef(job_id=job.id, lease_token=job.lease_token, epoch=job.lease_epoch)
+    # The agent's previous process is declared gone: its attempt fails as "agent lost".
+    assert runtime.jobs.declare_lost("gone") == 1
+    line = LogLine(seq=1, at=1.0, stream=LogStream.STDOUT, text="too late")
+    with pytest.raises(StaleReport, match="already ended"):
+        runtime.finish_job(
+            JobReport(job=ref, status=JobStatus.COMPLETED, exit_code=0, lines=[line])
+        )
+    with database.read() as session:
+        assert logs_store.query(session, execution_id, text="too late") == []
+        (ended,) = [
+            j for j in jobs_store.jobs_of_execution(session, execution_id) if j.id == job.id
+        ]
+    assert ended.status == JobStatus.FAILED
