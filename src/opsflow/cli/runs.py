@@ -197,6 +197,16 @@ def run(
         },
     )
     execution_id = body["id"]
+    if body.get("status") == ExecutionStatus.CANCELLED.value:
+        # Ended before it began: the concurrency policy skip cancels a run at once.
+        if output is OutputFormat.JSON:
+            print_json(body)
+        else:
+            why = body.get("status_reason") or "cancelled before it started"
+            stdout.print(
+                Text(f"execution {execution_id} of {workflow} was not started: ").append(why)
+            )
+        sys.exit(1 if follow_run else 0)
     if not follow_run:
         if output is OutputFormat.JSON:
             print_json(body)
@@ -607,9 +617,18 @@ def cancel(
                 Text(f"cancelled {what}; execution is ").append_text(_styled(body["status"]))
             )
         return
+    asked_before = None
+    if cleanup:  # a second request changes nothing: say what the first one did
+        before = client.get(f"/executions/{execution_id}")
+        if ExecutionStatus(before["status"]).terminal and (before.get("cancel") or {}).get(
+            "cleanup"
+        ):
+            asked_before = before
     body = client.post(f"/executions/{execution_id}/cancel", json={"mode": mode})
     if output is OutputFormat.JSON:
         print_json(body)
+    elif asked_before is not None:
+        stdout.print(Text(_cleanup_asked_before(body)))
     elif cleanup and body["status"] not in ("pending", "running", "paused", "cancelled"):
         stdout.print(
             Text("cleanup requested: undoing what the run applied, newest first (see ")
@@ -621,6 +640,29 @@ def cancel(
         stdout.print(
             Text(f"cancel requested ({mode}); execution is ").append_text(_styled(body["status"]))
         )
+
+
+def _cleanup_asked_before(detail: dict[str, Any]) -> str:
+    """What a repeated cleanup request of an ended execution finds: the undo jobs the first
+    request queued, done or still going."""
+    asked = detail.get("cancel") or {}
+    jobs = [
+        (s["id"], j["status"])
+        for s in detail.get("steps", [])
+        for j in s.get("jobs", [])
+        if j.get("purpose") == "cleanup"
+    ]
+    who = f" by {asked['by']}" if asked.get("by") else ""
+    text = f"cleanup was asked for already{who} ({age(asked.get('requested_at'))}); "
+    ended = [f"{step} {status}" for step, status in jobs if JobStatus(status).terminal]
+    if jobs and len(ended) == len(jobs):
+        text += f"nothing more to undo: {', '.join(ended)}"
+    else:
+        text += (
+            f"still undoing ({len(ended)} of {len(jobs)} undo jobs ended; see "
+            f"opsflow executions show {detail['id']})"
+        )
+    return text + f"; execution stays {detail['status']}"
 
 
 def register(root: typer.Typer) -> None:

@@ -149,9 +149,8 @@ class Executions:
         if ex.status.terminal:
             if mode != CancelMode.CLEANUP:
                 raise Conflict(
-                    f"execution {execution_id} already ended as {ex.status.value}; "
-                    "to undo what it applied, ask for cleanup (opsflow cancel "
-                    f"{execution_id} --cleanup)"
+                    f"execution {execution_id} already ended as {ex.status.value}"
+                    + self._cleanup_hint(tx, ex)
                 )
             self._cleanup_after_end(tx, ex, by, reason)
             return runs_store.get_execution(tx.session, execution_id)
@@ -172,6 +171,21 @@ class Executions:
             runs_store.update_execution(tx.session, execution_id, **values)
         self.reconciler.reconcile(tx, execution_id)
         return runs_store.get_execution(tx.session, execution_id)
+
+    def _cleanup_hint(self, tx: Transaction, ex: Execution) -> str:
+        """What an ended execution offers to undo, for a refused cancel: ``--cleanup`` only
+        when a step that can be undone (a terraform apply) started and cleanup was not asked
+        for yet; nothing when there is nothing to clean up."""
+        if ex.cancel_cleanup:
+            return f"; its cleanup was asked for already (see opsflow executions show {ex.id})"
+        undoable = cleanup.undoable_steps(ex, runs_store.list_steps(tx.session, ex.id))
+        if not undoable:
+            return ""
+        names = ", ".join(s.step_id for s in undoable)
+        return (
+            f"; to undo what it applied ({names}), ask for cleanup "
+            f"(opsflow cancel {ex.id} --cleanup)"
+        )
 
     def _cleanup_after_end(
         self, tx: Transaction, ex: Execution, by: str | None, reason: str

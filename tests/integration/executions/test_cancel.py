@@ -119,6 +119,7 @@ def test_cancel_of_a_finished_run_is_a_conflict(api: Api) -> None:
     response = cancel(api, detail["id"], mode="force")
     assert response.status_code == 409, response.text
     assert "completed" in response.json()["detail"]
+    assert "--cleanup" not in response.json()["detail"], "it applied nothing to undo"
     assert api.detail(detail["id"])["status"] == ExecutionStatus.COMPLETED
 
 

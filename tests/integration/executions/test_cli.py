@@ -472,3 +472,46 @@ def test_show_cuts_a_long_output_and_says_how_to_see_it_whole(server: Server) ->
     typo = server.cli("executions", "show", execution_id, "--step", "reprot")
     assert typo.returncode == 2
     assert "has no step 'reprot'; did you mean 'report'?" in typo.stderr
+
+
+SKIPPING = """\
+id: cli-skipping
+concurrency: {limit: 1, policy: skip}
+steps:
+  - {id: nap, type: script, shell: sh, run: "sleep 30"}
+"""
+
+
+def test_run_skipped_by_the_concurrency_policy_says_so_not_started(server: Server) -> None:
+    _publish(server, SKIPPING)
+    first = execution_id_in(server.cli("run", "cli-skipping").stdout)
+    _wait_status(server, first, {"running"})
+    try:
+        skipped = server.cli("run", "cli-skipping")
+        assert skipped.returncode == 0, skipped.stdout + skipped.stderr
+        assert "started execution" not in skipped.stdout
+        line = " ".join(skipped.stdout.split())
+        assert "of cli-skipping was not started: skipped by concurrency policy skip: " in line
+        assert "1 of 1 allowed executions are running" in line
+        skipped_id = line.split()[1]
+        assert server.get(f"/executions/{skipped_id}")["status"] == "cancelled"
+
+        followed = server.cli("run", "cli-skipping", "--follow")
+        assert followed.returncode == 1, "a run that never started is not a success"
+        assert "started execution" not in followed.stdout
+        assert "was not started: skipped by concurrency policy skip" in followed.stdout
+    finally:
+        assert server.cli("cancel", first, "--force").returncode == 0
+    _wait_status(server, first, {"cancelled"})
+
+
+def test_cancel_of_an_ended_run_with_nothing_to_undo_does_not_offer_cleanup(
+    server: Server,
+) -> None:
+    done = server.cli("run", "cli-failing", "--follow")
+    execution_id = execution_id_in(done.stdout)
+    refused = server.cli("cancel", execution_id)
+    assert refused.returncode != 0
+    said = " ".join((refused.stdout + refused.stderr).split())
+    assert f"execution {execution_id} already ended as failed" in said
+    assert "--cleanup" not in said and "undo" not in said

@@ -273,6 +273,13 @@ def test_cleanup_after_the_end_destroys_what_a_failed_run_applied(
     state_name = next(s for s in ex["steps"] if s["id"] == "apply")["outputs"]["state_name"]
     assert len(_resources(server, state_name)) == 2
 
+    # A plain cancel of the ended run points to --cleanup, naming what it would undo.
+    plain = server.cli("cancel", eid)
+    assert plain.returncode != 0
+    said = " ".join((plain.stdout + plain.stderr).split())
+    assert "already ended as failed; to undo what it applied (apply)" in said, said
+    assert f"opsflow cancel {eid} --cleanup" in said, said
+
     asked = server.cli("cancel", eid, "--cleanup")
     assert asked.returncode == 0, asked.stderr
     assert "cleanup requested" in asked.stdout
@@ -299,9 +306,18 @@ def test_cleanup_after_the_end_destroys_what_a_failed_run_applied(
         "cleanup requested by admin after the execution ended failed" in line["message"]
         for line in ex["engine_log"]
     ), ex["engine_log"]
-    # Asking again changes nothing; the run can no longer be retried.
+    # Asking again changes nothing, and says so; the run can no longer be retried.
     again = server.api.post(f"/executions/{eid}/cancel", json={"mode": "cleanup"})
     assert again.status_code == 200, again.text
+    twice = server.cli("cancel", eid, "--cleanup")
+    assert twice.returncode == 0, twice.stderr
+    said = " ".join(twice.stdout.split())
+    assert "undoing" not in said, said
+    assert "cleanup was asked for already by admin" in said, said
+    assert "nothing more to undo: apply completed; execution stays failed" in said, said
+    plain = server.cli("cancel", eid)
+    said = " ".join((plain.stdout + plain.stderr).split())
+    assert "--cleanup" not in said and "its cleanup was asked for already" in said, said
     retry = server.api.post(f"/executions/{eid}/steps/smoke/retry", json={})
     assert retry.status_code == 409 and "cleanup was requested" in retry.json()["detail"]
 
