@@ -458,6 +458,21 @@ class AgentJobs:
             lease = self._lease(tx.session, ref)
             if jobs_store.hand_back(tx.session, lease.id, ref.lease_token):
                 tx.changes.jobs_queued = True
+                # Said in the engine log, or the step's wait for an agent looks unexplained.
+                agent = f"agent {lease.agent_id}" if lease.agent_id else "its agent"
+                runs_store.add_engine_log(
+                    tx.session,
+                    [
+                        {
+                            "execution_id": lease.execution_id,
+                            "step_id": lease.step_id,
+                            "at": self.clock(),
+                            "message": f"step {lease.step_id}: job handed back by {agent} "
+                            f"(draining), attempt {lease.attempt} unrun; re-queued",
+                        }
+                    ],
+                )
+                tx.changes.executions.add(lease.execution_id)
 
         self.transactions.run(work)
 

@@ -4,11 +4,15 @@ new claim id, a started or handed-back job, or a first claim older than two leas
 
 from __future__ import annotations
 
+import pytest
+
 from opsflow.agent.protocol import JobRef
+from opsflow.errors import StaleReport
 from opsflow.runtime.service import RunRequest, Runtime
 from opsflow.spec.loader import canonical, load_workflow
 from opsflow.status import JobStatus
 from opsflow.store import jobs as jobs_store
+from opsflow.store import runs as runs_store
 from opsflow.store.db import Database
 
 LEASE = 4.0
@@ -101,3 +105,26 @@ def test_a_resent_claim_gets_nothing_after_a_hand_back_or_two_leases(
         clock.now += LEASE * 0.9
         resent = [j.id for j in _claim(runtime, "claim-three", limit=2, resent=True)]
     assert resent == []  # left to run out as for any lost agent
+
+
+def test_a_hand_back_is_written_to_the_engine_log(database: Database) -> None:
+    clock = Clock()
+    runtime = _runtime(database, clock)
+    (job,) = _claim(runtime, "claim-one")
+    runtime.hand_back(_ref(job))
+    with database.read() as session:
+        log = runs_store.engine_log(session, job.execution_id)
+        stored = jobs_store.get_job(session, job.id)
+    assert stored.status == JobStatus.PENDING
+    handed = [e for e in log if "handed back" in e["message"]]
+    assert [(e["step_id"], e["message"]) for e in handed] == [
+        (
+            job.step_id,
+            f"step {job.step_id}: job handed back by agent ag (draining), attempt 1 unrun; "
+            "re-queued",
+        )
+    ]
+    with pytest.raises(StaleReport):  # a second hand-back of that lease is refused, unlogged
+        runtime.hand_back(_ref(job))
+    with database.read() as session:
+        assert len(runs_store.engine_log(session, job.execution_id)) == len(log)
