@@ -11,10 +11,16 @@ from opsflow.status import JobStatus, Outcome, StepStatus, StepType
 
 
 def format_duration(seconds: float) -> str:
-    """``90`` -> ``1m30s``; ``7200`` -> ``2h``; fractions below a minute keep their digits."""
-    if seconds < 60:
-        return f"{seconds:g}s"
+    """``90`` -> ``1m30s``; ``7200`` -> ``2h``; rounded as people say a wait: below a second to
+    two digits (``0.25s``), below ten seconds to a tenth (``1.99975`` -> ``2s``, ``2.46`` ->
+    ``2.5s``), else to the second (``59.7`` -> ``1m``)."""
+    if seconds < 1:
+        return f"{float(f'{seconds:.2g}'):g}s"
+    if seconds < 9.95:
+        return f"{round(seconds, 1):g}s"
     whole = round(seconds)
+    if whole < 60:
+        return f"{whole}s"
     parts: list[str] = []
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
         count, whole = divmod(whole, size)

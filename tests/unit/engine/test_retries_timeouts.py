@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
 from opsflow.engine.model import (
     CancelJob,
     CancelMode,
@@ -11,6 +13,7 @@ from opsflow.engine.model import (
     SetStepStatus,
     StartJob,
 )
+from opsflow.engine.wording import format_duration
 from opsflow.status import ExecutionStatus, JobStatus, StepStatus
 from tests.unit.engine.sim import Sim, graph, node
 
@@ -337,3 +340,29 @@ def test_a_placement_timeout_stops_counting_once_an_agent_takes_the_job() -> Non
     sim.advance(100)
     assert not [a for a in sim.reconcile() if isinstance(a, CancelJob)]
     assert sim.status("dump") == StepStatus.RUNNING
+
+
+def test_the_wait_before_a_retry_is_rounded_as_people_say_it() -> None:
+    sim = Sim(graph(node("a", retries=2, retry_delay=2.0)))
+    sim.reconcile()
+    sim.fail("a", error="boom")
+    sim.advance(0.00025)  # the engine got to the failure a moment after it was reported
+    reasons = [a.reason for a in sim.reconcile() if isinstance(a, SetStepStatus)]
+    assert reasons == ["attempt 1 failed: boom; retry 1 of 2 in 2s"]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "said"),
+    [
+        (1.99975, "2s"),
+        (2.46, "2.5s"),
+        (0.25, "0.25s"),
+        (0.123456, "0.12s"),
+        (9.96, "10s"),
+        (59.7, "1m"),
+        (90, "1m30s"),
+        (7200.4, "2h"),
+    ],
+)
+def test_durations_in_engine_words_are_rounded(seconds: float, said: str) -> None:
+    assert format_duration(seconds) == said
