@@ -131,7 +131,7 @@ def retry(
         typer.Option(
             "--from-here",
             help="Also rerun every step after it, approvals included (allowed on a succeeded "
-            "step too).",
+            "step, or an approved or rejected approval, which is asked again).",
         ),
     ] = False,
     item: ItemOption = None,

@@ -11,7 +11,8 @@ outcome; see ``engine.outcome``).
   REJECTED, without a cancel request. The step goes back to PENDING keeping its attempts, with
   ``retry_base = len(attempts)`` so its ``retries`` count afresh. ``from_here`` also resets
   every step downstream of it, approvals included (refused while one of them is running or
-  waiting), and may start from a SUCCEEDED step too: that is how a failed apply of a saved plan
+  waiting), and may start from a SUCCEEDED step too, or from an APPROVED or REJECTED approval
+  (asked again): that is how a failed apply of a saved plan
   is re-planned (retry the plan step from here, approve again, apply). A step that applies a
   saved plan (``plan_from``) whose last attempt found the plan stale is refused with a pointer
   to the plan step, since running the same plan again cannot work.
@@ -51,7 +52,7 @@ from opsflow.engine.model import (
     StepState,
 )
 from opsflow.engine.topology import downstream, topological_order, unknown_step_message
-from opsflow.status import ExecutionStatus, StepStatus
+from opsflow.status import ExecutionStatus, StepStatus, StepType
 
 __all__ = [
     "STALE_PLAN",
@@ -75,6 +76,7 @@ STALE_PLAN = "Saved plan is stale"
 _ITEM_DONE = frozenset({StepStatus.SUCCEEDED, StepStatus.SKIPPED})
 _ITEM_OPEN = frozenset({StepStatus.PENDING, StepStatus.RUNNING, StepStatus.WAITING})
 
+_ANSWERED = (StepStatus.APPROVED, StepStatus.REJECTED)  # an approval's ends
 _RESUMABLE = frozenset(
     {
         ExecutionStatus.RUNNING,
@@ -98,7 +100,11 @@ def retry_step(
     Raises ``ValueError`` (the message is for the person who asked) when the retry is not
     allowed; see the module docstring.
     """
-    allowed = (StepStatus.FAILED, StepStatus.SUCCEEDED) if from_here else (StepStatus.FAILED,)
+    allowed: tuple[StepStatus, ...] = (
+        (StepStatus.FAILED, StepStatus.SUCCEEDED) if from_here else (StepStatus.FAILED,)
+    )
+    if from_here and any(n.id == step and n.type is StepType.APPROVAL for n in graph.steps):
+        allowed += _ANSWERED  # asked again, and every step after it run again
     current = _check(graph, state, step, "retry", allowed)
     _refuse_stale_plan(graph, current, step)
     node = graph.step(step)
@@ -305,6 +311,11 @@ def _check(
     if current.status not in allowed:
         if verb == "skip":
             hint = "only a failed step can be skipped"
+        elif current.status in _ANSWERED and StepStatus.SUCCEEDED not in allowed:
+            hint = (
+                "to ask the approval again, retry it from here (`opsflow retry EXECUTION "
+                f"{step} --from-here`), which also runs every step after it again"
+            )
         elif StepStatus.SUCCEEDED in allowed:
             hint = "only a failed or succeeded step can be retried from here"
         elif current.status is StepStatus.SUCCEEDED:

@@ -515,3 +515,34 @@ def test_cancel_of_an_ended_run_with_nothing_to_undo_does_not_offer_cleanup(
     said = " ".join((refused.stdout + refused.stderr).split())
     assert f"execution {execution_id} already ended as failed" in said
     assert "--cleanup" not in said and "undo" not in said
+
+
+ONE_GATE = """\
+id: cli-one-gate
+steps:
+  - {id: approve, type: approval, message: "Go ahead?"}
+  - {id: after, type: script, needs: [approve], run: "true"}
+"""
+
+
+def test_retry_of_a_rejected_approval_points_to_from_here_which_asks_it_again(
+    server: Server,
+) -> None:
+    _publish(server, ONE_GATE)
+    execution_id = execution_id_in(server.cli("run", "cli-one-gate").stdout)
+    _wait_status(server, execution_id, {"paused"})
+    assert server.cli("reject", execution_id, "approve").returncode == 0
+    _wait_status(server, execution_id, {"rejected"})
+    plain = server.cli("retry", execution_id, "approve")
+    assert plain.returncode == 1
+    said = " ".join(plain.stderr.split())
+    assert "it is rejected; to ask the approval again, retry it from here" in said, said
+    assert "`opsflow retry EXECUTION approve --from-here`" in said, said
+
+    again = server.cli("retry", execution_id, "approve", "--from-here")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "retrying approve from here; reset after" in again.stdout
+    _wait_status(server, execution_id, {"paused"})  # asked again, not the old answer
+    assert server.cli("approve", execution_id, "approve").returncode == 0
+    detail = _wait_status(server, execution_id, {"completed", "failed"})
+    assert detail["status"] == "completed"

@@ -281,3 +281,39 @@ def test_retry_of_an_apply_whose_saved_plan_is_stale_points_to_the_plan_step() -
 def test_retry_of_an_apply_that_failed_for_another_reason_is_allowed() -> None:
     sim = failed_apply("Error: creating the web server: quota exceeded")
     assert set(retry_step(IAC, sim.state, "apply", now=sim.now)) == {"apply"}
+
+
+def rejected_gate() -> Sim:
+    """plan succeeds, approve is rejected: the run ends REJECTED."""
+    sim = Sim(IAC)
+    sim.reconcile()
+    sim.succeed("plan")
+    sim.reconcile()
+    sim.reject("approve")
+    sim.reconcile()
+    assert sim.execution == ExecutionStatus.REJECTED
+    sim.advance(60)
+    return sim
+
+
+def test_retry_of_a_rejected_approval_points_to_from_here() -> None:
+    sim = rejected_gate()
+    with pytest.raises(ValueError) as refused:
+        retry_step(IAC, sim.state, "approve", now=sim.now)
+    message = str(refused.value)
+    assert message.startswith("cannot retry step 'approve': it is rejected; ")
+    assert "`opsflow retry EXECUTION approve --from-here`" in message
+
+
+def test_retry_from_here_of_a_rejected_approval_asks_it_again() -> None:
+    sim = rejected_gate()
+    changes = retry_step(IAC, sim.state, "approve", from_here=True, now=sim.now)
+    assert set(changes) == {"approve", "apply"}
+    sim.write(changes, ExecutionStatus.RUNNING)
+    sim.reconcile()
+    assert sim.status("approve") == StepStatus.WAITING  # asked again, not the old answer
+    sim.approve("approve")
+    assert StartJob("apply", 1) in sim.reconcile()
+    sim.succeed("apply")
+    sim.reconcile()
+    assert sim.execution == ExecutionStatus.COMPLETED
