@@ -157,13 +157,18 @@ def create_token(
     output: OutputOption = OutputFormat.TEXT,
 ) -> None:
     """Create an agent token of one pool and print its secret, which is shown only this once."""
-    body = client_for(ctx).post("/agents/tokens", json={"pool": pool, "name": name})
+    client = client_for(ctx)
+    body = client.post("/agents/tokens", json={"pool": pool, "name": name})
     if output is OutputFormat.JSON:
         print_json(body)
         return
     say(f"created agent token {body.get('id')} for pool {body.get('pool')}")
     say(f"token: {body.get('token')}")
-    say("(shown once: start agents with `opsflow agent --server URL --token <token>`)")
+    # In the environment, not as --token: every user of the host can read a command line.
+    say(
+        "(shown once: start its agents with "
+        f"`OPSFLOW_TOKEN=<token> opsflow agent --server {client.connection.url}`)"
+    )
 
 
 @tokens.command("list")

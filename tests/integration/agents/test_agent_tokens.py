@@ -64,6 +64,9 @@ def test_an_agent_token_is_shown_once_listed_without_its_secret_and_bound_to_its
     created = _cli(server, "tokens", "create", "--pool", "eu", "--name", "eu-hosts").stdout
     secret = _secret_of(created)
     assert secret.startswith("opfa_") and "pool eu" in created
+    # The way to start an agent keeps the secret off the command line (the process list).
+    assert f"`OPSFLOW_TOKEN=<token> opsflow agent --server {server.url}`" in created
+    assert "--token" not in created
     listed = json.loads(_cli(server, "tokens", "list", "-o", "json").stdout)
     (token,) = [t for t in listed if t["name"] == "eu-hosts"]
     assert token["pool"] == "eu" and token["active"] and secret.startswith(token["prefix"])
