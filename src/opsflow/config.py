@@ -8,11 +8,13 @@ Nothing reads the environment after start.
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -22,6 +24,8 @@ DEFAULT_PORT = 8321
 DEFAULT_MAX_BUNDLE_BYTES = 20 * 1024 * 1024
 NOTIFY_ENV_PREFIX = "OPSFLOW_NOTIFY_"
 NOTIFY_FILE = "notify.yaml"
+# Bind addresses meaning "every interface": a server listens there, nobody browses there.
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
 
 
 class ServerRole(StrEnum):
@@ -53,6 +57,9 @@ class Settings:
     db_url: str = ""
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
+    # Where people reach this server (behind a proxy: the proxy's address), for the links in
+    # notifications and messages; "" derives it from host and port (`public_base`).
+    public_url: str = ""
     role: ServerRole = ServerRole.ALL
     local_agent: bool = True
     local_agent_concurrency: int = 4
@@ -100,6 +107,8 @@ class Settings:
             raise InvalidInput(
                 f"OPSFLOW_AGENT_LOST_LIMIT must be at least 1, not {self.agent_lost_limit}"
             )
+        if self.public_url:
+            object.__setattr__(self, "public_url", _public_url(self.public_url))
         if not self.db_url:
             default = f"sqlite:///{(Path(self.data_dir) / 'opsflow.db').resolve()}"
             object.__setattr__(self, "db_url", default)
@@ -110,12 +119,25 @@ class Settings:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
+    @property
+    def public_base(self) -> str:
+        """Where people open this server's pages: ``public_url``, else ``base_url`` with a
+        wildcard bind address (``0.0.0.0``, ``::``), which no browser can open, replaced by
+        this machine's host name (127.0.0.1 when it has none)."""
+        if self.public_url:
+            return self.public_url
+        if self.host not in WILDCARD_HOSTS:
+            return self.base_url
+        name = socket.gethostname() or "127.0.0.1"
+        return f"http://{name}:{self.port}"
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Settings from ``OPSFLOW_*`` variables, then ``overrides`` (None values are ignored).
 
         Variables: ``OPSFLOW_DATA_DIR``, ``OPSFLOW_DB``, ``OPSFLOW_HOST``, ``OPSFLOW_PORT``,
-        ``OPSFLOW_LOCAL_AGENT`` (true/false), ``OPSFLOW_LOCAL_AGENT_CONCURRENCY``,
+        ``OPSFLOW_PUBLIC_URL``, ``OPSFLOW_LOCAL_AGENT`` (true/false),
+        ``OPSFLOW_LOCAL_AGENT_CONCURRENCY``,
         ``OPSFLOW_LEASE_SECONDS``, ``OPSFLOW_HEARTBEAT_SECONDS``, ``OPSFLOW_STOP_GRACE_SECONDS``,
         ``OPSFLOW_ADMIN_PASSWORD``, ``OPSFLOW_MAX_BUNDLE_BYTES``, ``OPSFLOW_DEMO``,
         ``OPSFLOW_WEB_DIR``, ``OPSFLOW_SESSION_SECONDS``, ``OPSFLOW_STREAM_KEEPALIVE_SECONDS``,
@@ -139,6 +161,8 @@ class Settings:
             values["host"] = env["OPSFLOW_HOST"]
         if "OPSFLOW_PORT" in env:
             values["port"] = _int(env, "OPSFLOW_PORT")
+        if env.get("OPSFLOW_PUBLIC_URL"):
+            values["public_url"] = env["OPSFLOW_PUBLIC_URL"]
         if "OPSFLOW_ROLE" in env:
             values["role"] = _role(env["OPSFLOW_ROLE"])
         if "OPSFLOW_LOCAL_AGENT" in env:
@@ -191,6 +215,18 @@ def _float(env: Mapping[str, str], name: str) -> float:
     if value <= 0:
         raise InvalidInput(f"{name} must be positive, got {env[name]!r}")
     return value
+
+
+def _public_url(value: str) -> str:
+    """``OPSFLOW_PUBLIC_URL`` checked: an http(s) URL with a host and no query, without the
+    trailing slash (``https://opsflow.example.com/ops`` for a server under a path)."""
+    parts = urlsplit(value.strip())
+    if parts.scheme not in {"http", "https"} or not parts.netloc or parts.query or parts.fragment:
+        raise InvalidInput(
+            f"OPSFLOW_PUBLIC_URL must be an http(s) URL such as https://opsflow.example.com "
+            f"(where people open this server), got {value!r}"
+        )
+    return value.strip().rstrip("/")
 
 
 def _role(value: str) -> ServerRole:

@@ -39,6 +39,13 @@ def banner(settings: Settings) -> str:
         f"  API docs:  {settings.base_url}/api/v1/docs",
         f"  database:  {settings.db_url.split('@')[-1]}",
     ]
+    if settings.public_url:
+        lines.append(f"  links in notifications: {settings.public_base}")
+    else:
+        lines.append(
+            f"  links in notifications: {settings.public_base} (set OPSFLOW_PUBLIC_URL to the "
+            "address people use, e.g. behind a proxy)"
+        )
     if settings.admin_password:
         lines.append("  log in as admin with the password from OPSFLOW_ADMIN_PASSWORD")
     else:

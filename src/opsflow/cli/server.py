@@ -34,6 +34,15 @@ def server(
             min=1, max=65535, help="Port to listen on [default: 8321].", show_default=False
         ),
     ] = None,
+    public_url: Annotated[
+        str | None,
+        typer.Option(
+            "--public-url",
+            help="Where people open this server (behind a proxy: the proxy's URL), for links "
+            "in notifications [default: from --host and --port].",
+            show_default=False,
+        ),
+    ] = None,
     data_dir: Annotated[
         Path | None,
         typer.Option(
@@ -81,6 +90,7 @@ def server(
         "db_url": db,
         "host": host,
         "port": port,
+        "public_url": public_url,
         "data_dir": data_dir,
         "role": role,
         "local_agent": local_agent,

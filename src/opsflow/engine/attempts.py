@@ -29,6 +29,9 @@ def step_timeout(node: StepNode) -> float | None:
     return node.timeout if node.timeout is not None and node.timeout > 0 else None
 
 
+_UNHANDLED = " (no step handles this {what}; only handlers will start from now on)"
+
+
 def unhandled_note(draft: Draft, node: StepNode, status: StepStatus) -> str:
     """The note on a failure or rejection no step handles (empty when one does)."""
     shape = draft.shape
@@ -36,7 +39,17 @@ def unhandled_note(draft: Draft, node: StepNode, status: StepStatus) -> str:
     if node.id in handlers:
         return ""
     what = "failure" if status == StepStatus.FAILED else "rejection"
-    return f" (no step handles this {what}; only handlers will start from now on)"
+    return _UNHANDLED.format(what=what)
+
+
+def without_unhandled_note(reason: str) -> str:
+    """A step's error without `unhandled_note`'s engine talk, for messages to people outside
+    the run's own log (a run-end notification)."""
+    for what in ("failure", "rejection"):
+        note = _UNHANDLED.format(what=what)
+        if reason.endswith(note):
+            return reason[: -len(note)]
+    return reason
 
 
 def end_step(draft: Draft, node: StepNode, status: StepStatus, reason: str) -> None:

@@ -20,7 +20,12 @@ from opsflow.engine import model as m
 from opsflow.errors import Conflict, GateRefused, InvalidInput, TemplateError
 from opsflow.runtime import events
 from opsflow.runtime.changes import Changes
-from opsflow.runtime.context import ServerFacts, step_definition, template_context
+from opsflow.runtime.context import (
+    ServerFacts,
+    execution_page,
+    step_definition,
+    template_context,
+)
 from opsflow.spec.notifications import default_channel
 from opsflow.spec.template import render
 from opsflow.status import ApprovalStatus, Outcome, StepStatus, StepType
@@ -63,9 +68,10 @@ def open_gate(run: RunView, step_id: str) -> str:
     raw = step_definition(run.ex, step_id)
     node = run.graph.step(step_id)
     source = str(raw.get("message") or f"Approve step {step_id} of {run.ex.workflow_id}?")
+    facts = run.server_facts()
     try:
         context = template_context(
-            run.ex, run.full_steps(), run.server_facts(), secrets_for="an approval message"
+            run.ex, run.full_steps(), facts, secrets_for="an approval message"
         )
         message = render(source, context, where="message")
     except TemplateError as exc:
@@ -98,6 +104,7 @@ def open_gate(run: RunView, step_id: str) -> str:
     )
     channel = default_channel(run.ex.definition)
     if channel:
+        page = execution_page(facts.public_url, run.ex.id)
         approvals_store.enqueue_notification(
             run.session,
             channel=str(channel),
@@ -105,8 +112,8 @@ def open_gate(run: RunView, step_id: str) -> str:
             message=(
                 f"{message}\n\nExecution {run.ex.id} of {run.ex.workflow_id}, started by "
                 f"{run.ex.started_by or 'a trigger'}. Approvers: {_who(approvers)}.\n"
-                f"Answer with: opsflow approve {run.ex.id} {step_id} --note '...' "
-                f"(or opsflow reject)"
+                f"Answer on {page} or with: opsflow approve {run.ex.id} {step_id} "
+                f"--note '...' (or opsflow reject)"
             ),
             now=run.now,
             execution_id=run.ex.id,

@@ -50,11 +50,12 @@ COMMON_FIELDS = frozenset(
 @dataclass(frozen=True)
 class ServerFacts:
     """What the server knows that a definition does not: where notify channels deliver,
-    which secrets exist (names only), and the server's own address."""
+    which secrets exist (names only), and where people open the server's pages
+    (``Settings.public_base``: the base of the links in messages)."""
 
     channels: Mapping[str, list[str]] = field(default_factory=dict)
     secret_names: Iterable[str] = ()
-    server_url: str | None = None
+    public_url: str | None = None
 
 
 class SecretsRefused:
@@ -80,6 +81,12 @@ class SecretsRefused:
         raise self._refuse("*")
 
 
+def execution_page(public_url: str | None, execution_id: str) -> str:
+    """The web page of an execution (the UI's ``/executions/:id`` route) under the server's
+    public URL, the link people follow from a message."""
+    return f"{(public_url or '').rstrip('/')}/executions/{execution_id}"
+
+
 def template_context(
     execution: Execution,
     steps: Mapping[str, Step],
@@ -93,7 +100,7 @@ def template_context(
     claim fills in), else the place rendered (``"a condition"``), where secrets are refused.
     """
     facts = facts or ServerFacts()
-    base = (facts.server_url or "").rstrip("/")
+    base = (facts.public_url or "").rstrip("/")
     trigger = execution.trigger or {}
     return {
         "params": execution.params,
@@ -110,7 +117,8 @@ def template_context(
             "trigger_type": execution.trigger_type,
             "created_at": execution.created_at,
             "test_run": execution.test_run,
-            "url": f"{base}/api/v1/executions/{execution.id}",
+            "url": execution_page(base, execution.id),
+            "api_url": f"{base}/api/v1/executions/{execution.id}",
         },
         "workflow": {
             "id": execution.workflow_id,

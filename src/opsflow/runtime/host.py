@@ -60,6 +60,7 @@ class RuntimeHost:
         stop_grace: float | None = None,
         notify_channels: Mapping[str, list[str]] | None = None,
         server_url: str | None = None,
+        public_url: str | None = None,
         vault: SecretVault | None = None,
         connections: ConnectionVault | None = None,
         chain_depth: int = DEFAULT_DEPTH_LIMIT,
@@ -74,7 +75,8 @@ class RuntimeHost:
             notify_channels=notify_channels,
             vault=vault,
             connections=connections,
-            server_url=server_url,
+            # Links in messages: where people open the server (its own address when not told).
+            public_url=public_url or server_url,
             chain_depth=chain_depth,
             agent_lost_limit=agent_lost_limit,
         )
@@ -158,6 +160,7 @@ async def runtime_extension(services: Services) -> AsyncIterator[RuntimeHost]:
         heartbeat_interval=settings.heartbeat_seconds,
         stop_grace=settings.stop_grace_seconds,
         server_url=settings.base_url,
+        public_url=settings.public_base,
         vault=services.extra.get("secrets"),
         connections=services.extra.get("connections"),
         chain_depth=settings.chain_depth,

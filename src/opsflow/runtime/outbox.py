@@ -4,19 +4,21 @@ The outbox rows are written in the transaction that calls for them; this sender 
 due row (moving its due time out, so a crash while sending only delays it), sends it through
 the notify executor, and records the result. Failures are retried with a growing delay, a few
 times, and the last error stays on the row; each failure is also written, masked, to the
-server log and to the execution's engine log.
+server log and to the execution's engine log, and so is a later try that delivers it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import difflib
 import logging
 import tempfile
 from pathlib import Path
 
 from opsflow.auth.logmask import SERVER_LOG_FILTER
 from opsflow.runtime import events
+from opsflow.runtime.run_notify import apprise_type
 from opsflow.runtime.service import Runtime
 from opsflow.status import JobStatus, LogLevel, LogStream, StepType
 from opsflow.steps.base import CancelSignal, JobSpec
@@ -88,31 +90,41 @@ class OutboxSender:
             if kept is not None:
                 kept = SERVER_LOG_FILTER.mask(kept)
 
+            said = None
+            if kept is not None:
+                said = f"notification to channel {note.channel} failed: {kept}"
+            elif note.attempts:
+                # Its failures are in the run's engine log: so is the try that got through.
+                said = (
+                    f"notification to channel {note.channel} delivered on try "
+                    f"{note.attempts + 1} (the earlier tries failed)"
+                )
+
             def finish(
-                note: Notification = note, sent: float | None = closed, err: str | None = kept
+                note: Notification = note,
+                sent: float | None = closed,
+                err: str | None = kept,
+                said: str | None = said,
             ) -> None:
                 with self.runtime.db.session() as s:
                     approvals_store.finish_notification(s, note.id, sent_at=sent, error=err)
-                    if err is not None and note.execution_id:
+                    if said is not None and note.execution_id:
                         # Where the run's people look: its engine log (and its event stream).
-                        said = f"notification to channel {note.channel} failed: {err}"
                         at = self.runtime.clock()
-                        runs_store.add_engine_log(
-                            s,
-                            [
-                                {
-                                    "execution_id": note.execution_id,
-                                    "step_id": None,
-                                    "at": at,
-                                    "message": said,
-                                }
-                            ],
-                        )
+                        entry = {
+                            "execution_id": note.execution_id,
+                            "step_id": None,
+                            "at": at,
+                            "message": said,
+                        }
+                        runs_store.add_engine_log(s, [entry])
                         events.write_one(s, note.execution_id, at, events.EngineNote(None, said))
 
             await asyncio.to_thread(finish)
             if error is None:
                 sent += 1
+                if note.attempts:
+                    log.info("notification %s to %s: %s", note.id, note.channel, said)
             else:
                 log.warning("notification %s to %s failed: %s", note.id, note.channel, kept)
         return sent
@@ -122,10 +134,16 @@ class OutboxSender:
             self._connection_urls, note.channel
         )
         if not urls:
-            known = ", ".join(sorted(self.runtime.notify_channels)) or "none"
+            names = sorted(
+                set(self.runtime.notify_channels) | set(await asyncio.to_thread(self._notifiers))
+            )
+            close = difflib.get_close_matches(note.channel, names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
             return (
                 f"notify channel {note.channel!r} is not configured (no configured channel and "
-                f"no enabled notify connection of that name); configured: {known}"
+                f"no enabled notify connection of that name){hint}; configured: "
+                f"{', '.join(names) or 'none'}; an admin adds it with opsflow connections set "
+                f"{note.channel} --type notify"
             )
         with tempfile.TemporaryDirectory(prefix="opsflow-notify-") as tmp:
             spec = JobSpec(
@@ -134,7 +152,12 @@ class OutboxSender:
                 step_id="notify",
                 attempt=note.attempts + 1,
                 type=StepType.NOTIFY,
-                config={"urls": urls, "message": note.message, "title": note.title},
+                config={
+                    "urls": urls,
+                    "message": note.message,
+                    "title": note.title,
+                    "notify_type": apprise_type(note.key),
+                },
                 workdir=Path(tmp),
                 timeout=SEND_TIMEOUT,
             )
@@ -154,6 +177,15 @@ class OutboxSender:
             if meta is None or not meta.enabled or meta.type != "notify":
                 return []
             return split_urls(vault.reveal(s, name).values.get("url", ""))
+
+    def _notifiers(self) -> list[str]:
+        """The names of the enabled notify connections (the configured channels among them)."""
+        with self.runtime.db.session() as s:
+            return [
+                meta.name
+                for meta in connections_store.list_connections(s)
+                if meta.enabled and meta.type == "notify"
+            ]
 
 
 async def stop_task(task: asyncio.Task[None] | None) -> None:

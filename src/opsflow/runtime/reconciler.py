@@ -83,7 +83,7 @@ class RunSettings:
 
     channels: Mapping[str, list[str]] = field(default_factory=dict)
     secret_names: Callable[[Session], Iterable[str]] | None = None
-    server_url: str | None = None
+    public_url: str | None = None
     # How deep runs may start runs (workflow steps and workflow triggers).
     chain_depth: int = DEFAULT_DEPTH_LIMIT
     # Attempts in a row a step's agent may be lost before the step fails.
@@ -94,7 +94,7 @@ class RunSettings:
         return ServerFacts(
             channels=self.channels,
             secret_names=list(names(session)) if names else [],
-            server_url=self.server_url,
+            public_url=self.public_url,
         )
 
 
@@ -516,7 +516,7 @@ class _Run:
                 config = job_config(self.ex, node.type, raw, self.full_steps(), facts, item)
             else:
                 plain = ServerFacts(
-                    channels=self.settings.channels, server_url=self.settings.server_url
+                    channels=self.settings.channels, public_url=self.settings.public_url
                 )
                 config = job_config(self.ex, node.type, raw, self.steps, plain)
             check_usable(self.session, node.type.value, config)

@@ -51,7 +51,7 @@ class Runtime:
         notify_channels: Mapping[str, list[str]] | None = None,
         vault: SecretVault | None = None,
         connections: ConnectionVault | None = None,
-        server_url: str | None = None,
+        public_url: str | None = None,
         chain_depth: int = DEFAULT_DEPTH_LIMIT,
         agent_lost_limit: int = DEFAULT_AGENT_LOST_LIMIT,
     ) -> None:
@@ -60,7 +60,7 @@ class Runtime:
         self.clock = clock
         self.vault = vault
         self.notify_channels = dict(notify_channels or {})
-        self.server_url = server_url
+        self.public_url = public_url
         self.lease_seconds = lease_seconds
         self.roster = AgentRoster(ttl=max(30.0, 2 * lease_seconds))
 
@@ -69,7 +69,7 @@ class Runtime:
             RunSettings(
                 channels=self.notify_channels,
                 secret_names=vault.names if vault else None,
-                server_url=server_url,
+                public_url=public_url,
                 chain_depth=chain_depth,
                 agent_lost_limit=agent_lost_limit,
             ),

@@ -37,7 +37,7 @@ DEFAULT_ON: tuple[ExecutionStatus, ...] = (
 # What a run-end message may read of ``execution`` beyond what every template may
 # (``spec.template.FIELDS``): the run's summary, known only once it has ended.
 RUN_END_FIELDS = frozenset(
-    {"status", "status_reason", "ended_at", "duration", "failed_step", "error"}
+    {"status", "status_reason", "ended_at", "duration", "failed_step", "failed_steps", "error"}
 )
 
 # The branches of ``notify``, chosen by the value's shape (spec/messages.py drops the tag
@@ -71,8 +71,8 @@ class RunNotification(SpecModel):
     )
     message: NonBlank | None = Field(
         None,
-        description="Message text (templated; execution.status, duration, failed_step and "
-        "error are set). Default: the run's summary with its link.",
+        description="Message text (templated; execution.status, duration, failed_step, "
+        "failed_steps and error are set). Default: the run's summary with its link.",
     )
     title: str | None = Field(
         None, description="Title (templated). Default: '<workflow> <status>'."
@@ -84,14 +84,15 @@ class RunNotification(SpecModel):
         if not isinstance(value, list):
             return value
         names = [s.value for s in RUN_ENDS]
+        bad = []
         for index, item in enumerate(value):
             if isinstance(item, str) and item not in names:
                 match = difflib.get_close_matches(item, names, n=1)
                 hint = f" (did you mean '{match[0]}'?)" if match else ""
-                raise ValueError(
-                    f"on[{index}]: {item!r} is not a status a run ends with{hint}; "
-                    f"use: {', '.join(names)}"
-                )
+                bad.append(f"on[{index}]: {item!r} is not a status a run ends with{hint}")
+        if bad:
+            # Every unknown item at once, not one per attempt.
+            raise ValueError(f"{'; '.join(bad)}; use: {', '.join(names)}")
         return value
 
     @model_validator(mode="after")

@@ -35,7 +35,9 @@ CONTEXT_ROOTS = frozenset(
 # The fixed fields of the context's objects (the runtime builds exactly these), so a typo
 # such as ``execution.urll`` is refused when the workflow is validated, not when it runs.
 FIELDS: dict[str, frozenset[str]] = {
-    "execution": frozenset({"id", "started_by", "trigger_type", "created_at", "test_run", "url"}),
+    "execution": frozenset(
+        {"id", "started_by", "trigger_type", "created_at", "test_run", "url", "api_url"}
+    ),
     "workflow": frozenset({"id", "name", "version"}),
     # What a git or incident trigger records (opsflow.triggers.git / .incident build them).
     "git": frozenset(

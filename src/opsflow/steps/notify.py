@@ -57,6 +57,10 @@ class _ServiceOutcome:
     cause: NetworkCause | None = None  # a network failure's cause, from any of its lines
 
 
+# Apprise's message types (``apprise.NotifyType``): how a chat service marks the message.
+_NOTIFY_TYPES = ("info", "success", "warning", "failure")
+
+
 @dataclass(frozen=True)
 class _Delivery:
     services: tuple[_ServiceOutcome, ...]
@@ -83,6 +87,11 @@ class NotifyExecutor:
                 urls = config.string_list("urls", required=True)
             message = config.required_text("message")
             title = config.text("title", default="") or ""
+            # Set by the server's outbox (a run-end message follows the run's status); a
+            # notify step sends info.
+            kind = config.text("notify_type", default="info") or "info"
+            if kind not in _NOTIFY_TYPES:
+                raise StepConfigError("notify_type", f"must be one of {', '.join(_NOTIFY_TYPES)}")
         except StepConfigError as exc:
             log.write(LogStream.SYSTEM, str(exc), LogLevel.ERROR)
             return exc.result()
@@ -92,7 +101,9 @@ class NotifyExecutor:
         log.write(
             LogStream.SYSTEM, f"sending a notification to {counted(len(urls), 'channel URL')}"
         )
-        sending = asyncio.ensure_future(asyncio.to_thread(_deliver, urls, message, title, timeout))
+        sending = asyncio.ensure_future(
+            asyncio.to_thread(_deliver, urls, message, title, timeout, kind)
+        )
         cancelled = asyncio.ensure_future(cancel.wait())
         try:
             done, _ = await asyncio.wait(
@@ -119,7 +130,9 @@ class NotifyExecutor:
         return _result(delivery, timeout, log)
 
 
-def _deliver(urls: list[str], message: str, title: str, timeout: float) -> _Delivery:
+def _deliver(
+    urls: list[str], message: str, title: str, timeout: float, kind: str = "info"
+) -> _Delivery:
     """Build the Apprise object and send (blocking; runs in a worker thread)."""
     asset = apprise.AppriseAsset(
         app_id="opsflow",
@@ -137,7 +150,13 @@ def _deliver(urls: list[str], message: str, title: str, timeout: float) -> _Deli
             )
     # DEBUG is captured only to learn a failure's cause ("Socket Exception: ... [Errno 111]
     # Connection refused"); those lines name channel URLs and are never shown.
-    result = sender.notify(body=message, title=title, timeout=timeout, log_level=logging.DEBUG)
+    result = sender.notify(
+        body=message,
+        title=title,
+        notify_type=apprise.NotifyType(kind),
+        timeout=timeout,
+        log_level=logging.DEBUG,
+    )
     services = []
     for service in result.results:
         entries = list(service.logs())

@@ -342,7 +342,17 @@ def due_notifications(session: Session, now: float, limit: int = 20) -> list[Not
         .limit(limit)
     )
     return [
-        Notification(r.id, r.execution_id, r.channel, r.title, r.message, r.attempts) for r in rows
+        Notification(
+            r.id,
+            r.execution_id,
+            r.channel,
+            r.title,
+            r.message,
+            r.attempts,
+            error=r.error,
+            key=r.key,
+        )
+        for r in rows
     ]
 
 

@@ -27,6 +27,10 @@ def test_listening_is_printed_once_the_server_answers(db_url: str, tmp_path: Pat
     before = printed.split("opsflow listening on", 1)[0]
     assert "Application startup complete" in before, "the banner comes after start-up"
     assert f"opsflow listening on {server.url}" in printed
+    # Links in messages: the bind address, with how to say where people reach the server.
+    assert (
+        f"links in notifications: {server.url} (set OPSFLOW_PUBLIC_URL to the address people use"
+    ) in printed
 
 
 def test_make_run_listens_on_the_port_given_as_port(tmp_path: Path) -> None:

@@ -14,12 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
+from opsflow.auth.connections import ConnectionVault
 from opsflow.auth.permissions import Role
+from opsflow.auth.secrets import SecretBox
 from opsflow.engine.model import CancelMode
 from opsflow.runtime.host import RuntimeHost
 from opsflow.status import ExecutionStatus, StepStatus
 from opsflow.store import approvals as approvals_store
+from opsflow.store import runs as runs_store
 from opsflow.store import users as users_store
 from opsflow.store.approvals import Notification
 from opsflow.store.db import Database
@@ -30,6 +34,8 @@ from .conftest import Harness
 pytestmark = pytest.mark.anyio
 
 SERVER_URL = "http://opsflow.test"
+# Where people open the server (OPSFLOW_PUBLIC_URL): the links in messages use it.
+PUBLIC_URL = "https://ops.example.com/flow"
 
 
 class Inbox:
@@ -82,6 +88,7 @@ def _host(database: Database, tmp_path: Path, inbox: Inbox, **kw: Any) -> Runtim
         heartbeat_interval=1.0,
         notify_channels=inbox.channels(),
         server_url=SERVER_URL,
+        public_url=PUBLIC_URL,
         **kw,
     )
 
@@ -141,9 +148,10 @@ async def test_a_failed_run_sends_its_summary_once_and_only_to_the_failed_entry(
     assert body["title"] == "told failed"
     message = str(body["message"])
     assert message.startswith(f"told: execution {eid} failed after ")
-    error = told.steps(eid)["build"].error
-    assert error and f"Step build failed: {error}" in message
-    assert message.endswith(f"{SERVER_URL}/api/v1/executions/{eid}")
+    assert "\nStep build failed: exit code 3\n" in message
+    assert "no step handles" not in message
+    assert message.endswith(f"\n{PUBLIC_URL}/executions/{eid}")
+    assert body["type"] == "failure"
     assert any("run-end notification notify[0] queued" in m for m in told.engine_log(eid))
 
 
@@ -157,7 +165,7 @@ notify:
     title: "{{ workflow.id }}: {{ execution.status }}"
     message: >-
       {{ execution.status }} for {{ params.who }}; failed_step={{ execution.failed_step }};
-      took {{ execution.duration >= 0 }}; {{ execution.url }}
+      took {{ execution.duration >= 0 }}; {{ execution.url }} {{ execution.api_url }}
   - {on: [failed, error], channel: audit}
 steps:
 %s
@@ -195,8 +203,9 @@ async def test_each_run_end_sends_the_entries_that_name_it(
     assert body["title"] == f"endings: {ending}"
     assert body["message"] == (
         f"{ending} for ops-team; failed_step={failed_step}; took true; "
-        f"{SERVER_URL}/api/v1/executions/{eid}"
+        f"{PUBLIC_URL}/executions/{eid} {PUBLIC_URL}/api/v1/executions/{eid}"
     )
+    assert body["type"] == {"completed": "success"}.get(ending, "warning")
 
 
 async def test_a_message_that_cannot_render_sends_the_summary_and_says_why(
@@ -204,7 +213,8 @@ async def test_a_message_that_cannot_render_sends_the_summary_and_says_why(
 ) -> None:
     text = FAILING.replace(
         "{on: [failed], channel: ops}",
-        '{on: [failed], channel: ops, message: "{{ nodes.build.output.nothing }}"}',
+        "{on: [failed], channel: ops, title: '{{ workflow.id }} broke', "
+        'message: "{{ nodes.build.output.nothing }}"}',
     )
     eid = await told.start_async(text)
     await told.wait(eid)
@@ -212,6 +222,7 @@ async def test_a_message_that_cannot_render_sends_the_summary_and_says_why(
     await _settled(told, eid, 1)
 
     ((_, body),) = inbox.received
+    assert body["title"] == "told broke"  # the title rendered: only the message falls back
     message = str(body["message"])
     assert message.startswith(f"told: execution {eid} failed after ")
     assert "(the message could not be rendered: notify[0].message: " in message
@@ -325,3 +336,125 @@ async def test_a_run_skipped_by_the_concurrency_policy_is_announced_as_cancelled
     assert await asyncio.to_thread(_rows, told, first) == []
     await asyncio.to_thread(told.runtime.cancel, first, mode=CancelMode.FORCE, by="alice")
     await told.wait(first)
+
+
+TWO_FAIL = """
+id: twice
+notify:
+  - {on: [failed], channel: ops}
+steps:
+  - {id: first, type: script, shell: sh, run: "exit 3"}
+  - {id: second, type: script, shell: sh, run: "sleep 0.3; exit 4"}
+"""
+
+
+async def test_the_summary_names_every_step_that_failed_without_engine_talk(
+    told: Harness, inbox: Inbox
+) -> None:
+    eid = await told.start_async(TWO_FAIL)
+    assert (await told.wait(eid)).status == ExecutionStatus.FAILED
+
+    await _settled(told, eid, 1)
+
+    ((_, body),) = inbox.received
+    lines = str(body["message"]).splitlines()
+    assert lines[1:] == [
+        "Step first failed: exit code 3",
+        "Step second failed: exit code 4",
+        f"{PUBLIC_URL}/executions/{eid}",
+    ]
+    assert body["type"] == "failure"
+
+
+async def test_a_test_run_sends_no_run_end_message_and_says_so(told: Harness, inbox: Inbox) -> None:
+    eid = await told.start_async(FAILING, test_run=True)
+    assert (await told.wait(eid)).status == ExecutionStatus.FAILED
+
+    assert await asyncio.to_thread(_rows, told, eid) == []
+    assert "test run: run-end notification notify[0] to channel ops not sent" in (
+        told.engine_log(eid)
+    )
+    assert not any("queued" in m for m in told.engine_log(eid))
+    assert inbox.received == []
+
+
+APPROVAL = """
+id: gated
+notify: {channel: ops}
+steps:
+  - {id: gate, type: approval, message: Go?}
+"""
+
+
+async def test_an_approval_request_links_the_execution_page(told: Harness, inbox: Inbox) -> None:
+    eid = await told.start_async(APPROVAL)
+    await told.wait(eid, until=lambda ex: ex.status == ExecutionStatus.PAUSED)
+
+    await _settled(told, eid, 1)
+
+    ((path, body),) = inbox.received
+    assert path == "/ops"
+    assert (
+        f"Answer on {PUBLIC_URL}/executions/{eid} or with: opsflow approve {eid} gate"
+        in (body["message"])
+    )
+    await asyncio.to_thread(told.runtime.cancel, eid, mode=CancelMode.FORCE, by="alice")
+    await told.wait(eid)
+
+
+def _due_now(harness: Harness, row_id: int) -> None:
+    """Bring a failed row's next try forward (the outbox waits a minute or more)."""
+    with harness.runtime.db.session() as s:
+        s.connection().execute(
+            update(approvals_store.NT).where(approvals_store.NT.c.id == row_id).values(due_at=0)
+        )
+
+
+async def test_a_channel_created_after_a_failed_send_gets_the_message_and_the_log_says_so(
+    database: Database, tmp_path: Path, inbox: Inbox
+) -> None:
+    connections = ConnectionVault(database, SecretBox(b"k" * 32))
+    connections.set("pager", "notify", {"url": f"{inbox.url}/pager"}, "admin")
+    # The outbox is driven by hand (no background sender): each send_due is one try.
+    host = _host(database, tmp_path, inbox, background=False, connections=connections)
+    await host.start()
+    try:
+        harness = Harness(host)
+        eid = await harness.start_async(FAILING.replace("channel: ops}", "channel: later}"))
+        await harness.wait(eid)
+        assert await host.outbox.send_due() == 0
+        (row,) = await asyncio.to_thread(_rows, harness, eid)
+        assert row.error and "notify channel 'later' is not configured" in row.error
+        # The notify connections are named with the configured channels, and how to add it.
+        assert "configured: audit, down, ops, pager;" in row.error
+        assert row.error.endswith("opsflow connections set later --type notify")
+        first_error = row.error
+
+        await asyncio.to_thread(
+            connections.set, "later", "notify", {"url": f"{inbox.url}/later"}, "admin"
+        )
+        await asyncio.to_thread(_due_now, harness, row.id)
+        assert await host.outbox.send_due() == 1
+
+        (row,) = await asyncio.to_thread(_rows, harness, eid)
+        assert row.sent_at is not None and row.attempts == 2
+        assert [path for path, _ in inbox.received] == ["/later"]
+        log = [m for m in harness.engine_log(eid) if m.startswith("notification to channel")]
+        assert log == [
+            f"notification to channel later failed: {first_error}",
+            "notification to channel later delivered on try 2 (the earlier tries failed)",
+        ]
+        with harness.runtime.db.read() as s:
+            said = [e["data"] for e in runs_store.events_after(s, eid, 0)]
+        assert any(log[1] in str(data) for data in said)
+    finally:
+        await host.stop()
+
+
+async def test_a_close_channel_name_is_suggested(told: Harness, inbox: Inbox) -> None:
+    eid = await told.start_async(FAILING.replace("channel: ops}", "channel: opps}"))
+    await told.wait(eid)
+
+    (row,) = await _settled(told, eid, 1)
+
+    assert row.error and "(did you mean 'ops'?)" in row.error

@@ -25,8 +25,8 @@ steps:
     assert problems == [
         (
             "steps[0].env.U",
-            "unknown field 'execution.urll' in template; execution has: created_at, id, "
-            "started_by, test_run, trigger_type, url",
+            "unknown field 'execution.urll' in template; execution has: api_url, created_at, "
+            "id, started_by, test_run, trigger_type, url",
         )
     ]
 

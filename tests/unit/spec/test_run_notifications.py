@@ -66,6 +66,23 @@ def test_an_unknown_run_end_is_located_with_a_suggestion() -> None:
     assert "use: completed, failed, rejected, cancelled, error" in found.msg
 
 
+def test_every_unknown_run_end_is_named_at_once() -> None:
+    found = only_problem(
+        """
+        id: told
+        notify:
+          - {on: [failure, complete], channel: ops}
+        steps:
+          - {id: build, type: script, run: make}
+        """
+    )
+    assert found.loc == "notify[0].on"
+    assert "on[0]: 'failure' is not a status a run ends with (did you mean 'failed'?)" in found.msg
+    assert "on[1]: 'complete' is not a status a run ends with (did you mean 'completed'?)" in (
+        found.msg
+    )
+
+
 def test_a_status_that_is_not_an_end_is_refused() -> None:
     found = only_problem(
         """

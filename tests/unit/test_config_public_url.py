@@ -1,0 +1,40 @@
+"""``OPSFLOW_PUBLIC_URL`` / ``--public-url``: where people open the server, for the links in
+messages (the bind address is no such place when it is ``0.0.0.0`` or behind a proxy)."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from opsflow.api.server import banner
+from opsflow.config import Settings
+from opsflow.errors import InvalidInput
+
+
+def test_links_use_the_public_url_when_set_without_its_trailing_slash() -> None:
+    settings = Settings.from_env({"OPSFLOW_PUBLIC_URL": "https://ops.example.com/flow/"})
+    assert settings.public_base == "https://ops.example.com/flow"
+    assert "links in notifications: https://ops.example.com/flow\n" in banner(settings) + "\n"
+
+
+def test_without_it_links_use_the_bind_address_and_the_banner_says_to_set_it() -> None:
+    settings = Settings.from_env({}, host="127.0.0.1", port=8600)
+    assert settings.public_base == "http://127.0.0.1:8600"
+    assert (
+        "links in notifications: http://127.0.0.1:8600 (set OPSFLOW_PUBLIC_URL to the address "
+        "people use, e.g. behind a proxy)"
+    ) in banner(settings)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::"])
+def test_a_wildcard_bind_address_is_never_a_link(host: str) -> None:
+    settings = Settings.from_env({"OPSFLOW_HOST": host, "OPSFLOW_PORT": "8600"})
+    assert settings.public_base == f"http://{socket.gethostname() or '127.0.0.1'}:8600"
+    assert "0.0.0.0" not in settings.public_base and "[::]" not in settings.public_base
+
+
+@pytest.mark.parametrize("value", ["ops.example.com", "ftp://ops.example.com", "https://x/?a=1"])
+def test_a_public_url_that_is_no_web_address_is_refused_naming_the_variable(value: str) -> None:
+    with pytest.raises(InvalidInput, match="OPSFLOW_PUBLIC_URL must be an http"):
+        Settings.from_env({"OPSFLOW_PUBLIC_URL": value})
