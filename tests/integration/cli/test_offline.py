@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import sys
 from pathlib import Path
 
 from tests.integration.cli.conftest import Cli, WorkflowDir, simple_workflow
@@ -183,3 +184,15 @@ def test_validate_warns_of_markup_in_a_script_run_and_still_passes(
     (checked,) = json.loads(report.stdout)
     assert checked["valid"] is True
     assert [(w["loc"], w["line"]) for w in checked["warnings"]] == [("steps[0].run", 7)]
+
+
+def test_python_dash_m_opsflow_is_the_opsflow_command(cli: Cli, workflow_dir: WorkflowDir) -> None:
+    directory = workflow_dir("hello", simple_workflow("hello"))
+    python_m = Cli(sys.executable, cli.cwd, {**cli.env, "COLUMNS": "200"})
+
+    result = python_m("-m", "opsflow", "validate", str(directory / "workflow.yaml"))
+    usage = python_m("-m", "opsflow", "--help")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == f"{directory / 'workflow.yaml'}: ok (hello)"
+    assert usage.returncode == 0 and "Usage: opsflow " in usage.stdout, usage.stdout
