@@ -161,6 +161,9 @@ def _nonblank(value: str) -> str:
 
 NonBlank = Annotated[str, AfterValidator(_nonblank)]
 
+NonBlankText = Annotated[str, BeforeValidator(_scalar_to_text), AfterValidator(_nonblank)]
+"""Non-blank text that also takes a number or boolean as its text (``if: true``)."""
+
 
 class AgentSelector(SpecModel):
     """Where a job runs: an agent of ``pool`` that has every one of ``labels``; and how long

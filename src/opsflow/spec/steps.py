@@ -21,6 +21,7 @@ from opsflow.spec.fields import (
     EnvMap,
     FieldProblem,
     NonBlank,
+    NonBlankText,
     RelativePath,
     SpecModel,
     StepId,
@@ -257,7 +258,8 @@ class ConditionStep(StepBase):
     """Branch: evaluate ``if`` and take the ``.true`` or ``.false`` edges."""
 
     type: Literal[StepType.CONDITION]
-    if_: NonBlank = Field(
+    # An unquoted ``if: true`` is the text ``true``: always true, as "true" is.
+    if_: NonBlankText = Field(
         alias="if", description="Template whose result is true or false, e.g. {{ x > 1 }}."
     )
 

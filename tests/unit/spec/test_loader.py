@@ -15,7 +15,13 @@ from opsflow.spec.loader import (
     load_workflow_file,
     validate_text,
 )
-from opsflow.spec.models import ApprovalStep, HttpStep, ScheduleTrigger, ScriptStep
+from opsflow.spec.models import (
+    ApprovalStep,
+    ConditionStep,
+    HttpStep,
+    ScheduleTrigger,
+    ScriptStep,
+)
 from opsflow.status import ConcurrencyPolicy, Join
 from tests.unit.spec.support import load, problems
 
@@ -317,3 +323,12 @@ def test_unreadable_yaml_is_a_located_problem(text: str, line: int, msg: str) ->
     workflow, found = validate_text(text)
     assert workflow is None
     assert [(p.line, p.msg) for p in found] == [(line, msg)]
+
+
+@pytest.mark.parametrize(("written", "text"), [("true", "true"), ("True", "True"), ("0", "0")])
+def test_an_unquoted_boolean_or_number_in_if_is_its_text_as_written(
+    written: str, text: str
+) -> None:
+    workflow = load(f"id: t\nsteps:\n  - {{id: c, type: condition, if: {written}}}\n")
+    (step,) = workflow.steps
+    assert isinstance(step, ConditionStep) and step.if_ == text
