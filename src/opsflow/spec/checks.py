@@ -177,7 +177,7 @@ def _check_outputs(
         return
     scope = Scope(None, known, known, declared, dashed=dashed)
     for loc, text in template_strings(("outputs",), outputs):
-        yield from scope.check(loc, text)
+        yield from scope.check(loc, text, place="a workflow's outputs")
 
 
 def _check_run_notifications(
@@ -195,7 +195,7 @@ def _check_run_notifications(
             continue
         for name in ("message", "title"):
             for loc, text in template_strings(("notify", index, name), entry.get(name)):
-                yield from scope.check(loc, text)
+                yield from scope.check(loc, text, place="a run-end message")
 
 
 def _read(data: dict[str, Any]) -> _Definition:

@@ -218,8 +218,10 @@ def _path_of(node: jn.Node) -> tuple[str, ...]:
     return ()
 
 
-def secret_problem(source: str, *, allowed: bool) -> str | None:
-    """Why ``secrets.*`` may not be used as ``source`` uses it, or None when it may.
+def secret_problem(source: str, *, allowed: bool, place: str | None = None) -> str | None:
+    """Why ``secrets.*`` may not be used as ``source`` uses it, or None when it may;
+    ``place`` names where ``source`` is when that is not a step's field (``"a run-end
+    message"``), so the message does not read as if that place were one of the allowed ones.
 
     Templates see a secret as a placeholder that only becomes the value in the copy of a job
     handed to its agent. So a secret may appear only where its whole text is written out, in a
@@ -230,11 +232,13 @@ def secret_problem(source: str, *, allowed: bool) -> str | None:
         return None
     for dotted, whole in _secret_uses(parse(source), value=False):
         if not allowed:
+            here = f"here, in {place}" if place else "here"
             return (
-                f"'{dotted}' cannot be used here: secrets are only filled in for the jobs that "
-                "use them (script env, http url/headers/body/json, terraform vars/env, ansible "
-                "extra_vars/env, notify message/title), never in conditions, approval "
-                "messages or params"
+                f"'{dotted}' cannot be used {here}: secrets are only filled in for the jobs "
+                "that use them (a step's script env, http url/headers/body/json, terraform "
+                "vars/env, ansible extra_vars/env, or a notify step's message/title), never in "
+                "conditions, approval messages, run-end messages (the workflow's notify), "
+                "workflow outputs, for_each lists or params"
             )
         if not whole:
             return (

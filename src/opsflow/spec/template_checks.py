@@ -63,9 +63,12 @@ class Scope:
         """A trigger's params: set before any step runs, from the event and secrets."""
         return cls(None, frozenset(), [], [], roots)
 
-    def check(self, loc: Loc, text: str, *, secrets: bool = False) -> Iterator[Finding]:
+    def check(
+        self, loc: Loc, text: str, *, secrets: bool = False, place: str | None = None
+    ) -> Iterator[Finding]:
         """Problems of the template ``text`` found at ``loc``; ``secrets``: whether the field
-        reaches a job, the only place a secret may be written out."""
+        reaches a job, the only place a secret may be written out; ``place``: what ``loc`` is
+        when it is not a step's field (``"a run-end message"``), for the secrets message."""
         try:
             parse(text)
         except jinja2.TemplateSyntaxError as exc:
@@ -79,7 +82,7 @@ class Scope:
             problem = self._reference_problem(ref.parts)
             if problem:
                 yield Finding(loc, problem)
-        problem = secret_problem(text, allowed=secrets)
+        problem = secret_problem(text, allowed=secrets, place=place)
         if problem:
             yield Finding(loc, problem)
 

@@ -172,3 +172,21 @@ def test_a_notify_step_is_told_that_the_list_form_sets_no_default_channel() -> N
     )
     assert found.loc == "steps[0].channel"
     assert "notify is a list of run-end messages, which sets no default channel" in found.msg
+
+
+def test_a_secret_in_a_run_end_message_is_refused_naming_that_place() -> None:
+    problem = only_problem(
+        """
+        id: t
+        notify:
+          - {on: [failed], channel: ops, message: "token {{ secrets.TOKEN }}"}
+        steps: [{id: a, type: script, run: "true"}]
+        """
+    )
+    assert problem.loc == "notify[0].message"
+    assert "'secrets.TOKEN' cannot be used here, in a run-end message:" in problem.msg
+    # The places a secret may go name only steps' fields; a run-end message is not among them.
+    allowed = problem.msg.split("use them (", 1)[1].split(")", 1)[0]
+    refused = problem.msg.split("never in", 1)[1]
+    assert "notify step's message/title" in allowed and "run-end" not in allowed
+    assert "run-end messages" in refused
