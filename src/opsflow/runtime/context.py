@@ -17,6 +17,7 @@ from opsflow.runtime.secrets import check_whole, placeholders
 from opsflow.spec.findings import format_loc
 from opsflow.spec.models import SECRET_FIELDS, TEMPLATED_FIELDS
 from opsflow.spec.notifications import default_channel
+from opsflow.spec.output_text import OutputMap
 from opsflow.spec.sandbox import budget
 from opsflow.spec.state_names import state_name
 from opsflow.spec.template import is_template, render_value, secret_problem
@@ -108,7 +109,8 @@ def template_context(
         "incident": trigger.get("incident", {}) if isinstance(trigger, dict) else {},
         "git": trigger.get("git", {}) if isinstance(trigger, dict) else {},
         "nodes": {
-            sid: {"status": st.status.value, "output": st.outputs, "error": st.error}
+            # Output text reads by the truth words in ``not x`` and ``x == false`` too.
+            sid: {"status": st.status.value, "output": OutputMap(st.outputs), "error": st.error}
             for sid, st in steps.items()
         },
         "execution": {

@@ -37,6 +37,8 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedFormatter
 from jinja2.utils import Namespace
 from jinja2.visitor import NodeTransformer
 
+from opsflow.spec.output_text import OutputText
+
 MAX_INT_BITS = 4096
 MAX_TEXT = 1 << 20  # characters (1 MiB of ASCII)
 MAX_ITEMS = 100_000
@@ -445,7 +447,8 @@ def _tick_statement() -> jn.ExprStmt:
 
 class BoundedEnvironment(ImmutableSandboxedEnvironment):
     """``ImmutableSandboxedEnvironment`` with the bounds of this module; values written to
-    text use JSON's spellings (``to_text``)."""
+    text use JSON's spellings (``to_text``); ``a.b`` on a mapping with the key ``b`` is that
+    key's value, never a method of the mapping (``getattr``)."""
 
     code_generator_class = _CountingCodeGenerator
     intercepted_binops = frozenset({"**", "*", "%", "+"})
@@ -457,6 +460,9 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
         self.filters["join"] = _bounded_filter("join", _join_filter)
         self.filters["sum"] = _bounded_filter("sum", _bounded_sum)
         self.globals["lipsum"] = _lipsum
+        # ``x is true`` / ``x is false`` read an output's text by its words, as ``x == true``.
+        self.tests["true"] = _is_true
+        self.tests["false"] = _is_false
         self.policies["json.dumps_function"] = _dumps
 
     @staticmethod
@@ -492,6 +498,18 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
             _check_percent(left, right)
         return check_value(self.binop_table[operator](left, right))
 
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        """``a.b``: for a mapping holding the key ``b``, its value, before any method of the
+        same name (``nodes.each.output.items`` is the output ``items``, not ``dict.items``);
+        otherwise Jinja2's sandboxed attribute, then item, lookup."""
+        if isinstance(obj, Mapping):
+            try:
+                if attribute in obj:
+                    return obj[attribute]
+            except TypeError:  # an unhashable key type: no such key
+                pass
+        return super().getattr(obj, attribute)
+
     def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         tick()
         _precheck_method(__obj, args)
@@ -517,6 +535,14 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
             return str(check_value(formatter.vformat(text, args, kwargs)))
 
         return bounded
+
+
+def _is_true(value: Any) -> bool:
+    return value is True or (isinstance(value, OutputText) and value == True)  # noqa: E712
+
+
+def _is_false(value: Any) -> bool:
+    return value is False or (isinstance(value, OutputText) and value == False)  # noqa: E712
 
 
 def _finalize(value: Any) -> Any:

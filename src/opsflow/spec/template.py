@@ -24,6 +24,7 @@ import jinja2
 from jinja2 import nodes as jn
 
 from opsflow.errors import TemplateError
+from opsflow.spec.output_text import FALSE_WORDS, TRUE_WORDS, plain
 from opsflow.spec.sandbox import BoundedEnvironment, LimitExceeded, budget, check_value
 from opsflow.words import counted
 
@@ -312,8 +313,33 @@ def _failure(exc: Exception, source: str, context: Mapping[str, Any]) -> str:
         return f"{exc}"
     if isinstance(exc, RecursionError):
         return "the template recurses too deeply"
+    if isinstance(exc, TypeError):
+        hint = _text_and_number_hint(str(exc))
+        if hint:
+            return hint
     detail = str(exc) or type(exc).__name__
     return f"{detail} ({type(exc).__name__})"
+
+
+_COMPARED = re.compile(r"'([<>]=?)' not supported between instances of '(\w+)' and '(\w+)'")
+_TEXT_TYPES = frozenset({"str", "OutputText"})
+_NUMBER_TYPES = frozenset({"int", "float"})
+
+
+def _text_and_number_hint(detail: str) -> str | None:
+    """The words for comparing text with a number (``nodes.x.output.count > 3``): outputs
+    are text, so the fix is to convert them; None for any other TypeError."""
+    match = _COMPARED.search(detail)
+    if match is None:
+        return None
+    operator, left, right = match.groups()
+    if not ({left, right} & _TEXT_TYPES and {left, right} & _NUMBER_TYPES):
+        return None
+    return (
+        f"cannot compare text with a number using '{operator}' (step outputs are text): "
+        f"convert the text with | int or | float, e.g. "
+        f"{{{{ nodes.x.output.count | int {operator} 3 }}}}"
+    )
 
 
 def render(source: str, context: Mapping[str, Any], *, where: str = "") -> str:
@@ -361,10 +387,6 @@ def _strip_braces(source: str) -> str:
     if text.startswith("{{") and text.endswith("}}") and text.count("{{") == 1:
         return text[2:-2].strip()
     return ""
-
-
-TRUE_WORDS = frozenset({"true", "yes", "on", "1"})
-FALSE_WORDS = frozenset({"false", "no", "off", "0", "", "none", "null"})
 
 
 def truth(value: Any) -> bool:
@@ -419,7 +441,7 @@ def evaluate_value(source: str, context: Mapping[str, Any], *, where: str) -> An
     except Exception as exc:  # the template fails, never the reconcile around it
         message = _failure(exc, source, context)
         raise TemplateError(f"{where}: {message} in template {source!r}") from exc
-    return value
+    return plain(value)  # stored (a for_each list): never the context's own types
 
 
 def evaluate_condition(source: str, context: Mapping[str, Any]) -> ConditionResult:
@@ -429,7 +451,7 @@ def evaluate_condition(source: str, context: Mapping[str, Any]) -> ConditionResu
     reads: dict[str, Any] = {}
     for ref in references(source):
         found, value = resolve(ref.parts, context)
-        reads[ref.dotted] = value if found else "<undefined>"
+        reads[ref.dotted] = plain(value) if found else "<undefined>"
     expr = _strip_braces(source)
     if expr:
         try:

@@ -219,3 +219,92 @@ def test_a_secret_written_out_whole_in_a_job_field_is_accepted(api: Api) -> None
     )
     response = api.client.put("/api/v1/workflows/tmpl-secret-whole", content=text, headers=YAML)
     assert response.status_code in (200, 201), response.text
+
+
+# The new-user trial's scripts: an output named like a dict method (``items``, the name a
+# fanned-out step's outputs use too) and a flag written as text (``enabled=false``).
+OUTPUT_KEYS_AND_WORDS = """\
+id: tmpl-output-keys
+outputs:
+  n: "{{ nodes.p.output.items }}"
+  each: "{{ nodes.each.output.items | map(attribute='item') | join(',') }}"
+steps:
+  - id: p
+    type: script
+    shell: sh
+    run: echo "items=3" >> "$OPSFLOW_OUTPUT"
+  - id: probe
+    type: script
+    shell: sh
+    run: echo "enabled=false" >> "$OPSFLOW_OUTPUT"
+  - id: show
+    type: script
+    shell: sh
+    needs: [p, probe]
+    env:
+      V: "{{ nodes.p.output.items }}"
+      NOT_ENABLED: "{{ not nodes.probe.output.enabled }}"
+    run: |
+      echo "v=$V" >> "$OPSFLOW_OUTPUT"
+      echo "not_enabled=$NOT_ENABLED" >> "$OPSFLOW_OUTPUT"
+  - {id: three, type: condition, needs: [p], if: "{{ nodes.p.output.items == '3' }}"}
+  - {id: disabled, type: condition, needs: [probe], if: "{{ not nodes.probe.output.enabled }}"}
+  - id: is-false
+    type: condition
+    needs: [probe]
+    if: "{{ nodes.probe.output.enabled == false }}"
+  - id: each
+    type: script
+    shell: sh
+    needs: [p]
+    for_each: "{{ nodes.p.output.items }}"
+    env: {ITEM: "{{ item }}"}
+    run: echo "got=$ITEM" >> "$OPSFLOW_OUTPUT"
+"""
+
+
+def test_output_keys_named_like_methods_and_false_text_read_as_written(api: Api) -> None:
+    api.publish(OUTPUT_KEYS_AND_WORDS)
+    detail = api.run("tmpl-output-keys")
+    assert detail["status"] == ExecutionStatus.COMPLETED, detail["engine_log"]
+    shown = step_of(detail, "show")["outputs"]
+    assert (shown["v"], shown["not_enabled"]) == ("3", "true")
+    for condition in ("three", "disabled", "is-false"):
+        assert step_of(detail, condition)["outputs"] == {"result": True}, condition
+    each = step_of(detail, "each")
+    assert [i["outputs"]["got"] for i in each["outputs"]["items"]] == ["3"]
+    assert detail["outputs"] == {"n": "3", "each": "3"}
+    # What the conditions read, as the engine log shows it: the text, not a method.
+    log = "\n".join(line["message"] for line in detail["engine_log"])
+    assert "nodes.p.output.items='3'" in log, log
+    assert "nodes.probe.output.enabled='false'" in log, log
+
+
+def test_output_text_compared_with_a_number_says_to_convert_it(api: Api) -> None:
+    api.publish(
+        """\
+id: tmpl-text-vs-number
+steps:
+  - {id: p, type: script, shell: sh, run: 'echo "count=3" >> "$OPSFLOW_OUTPUT"'}
+  - {id: many, type: condition, needs: [p], if: "{{ nodes.p.output.count > 2 }}"}
+"""
+    )
+    detail = api.run("tmpl-text-vs-number")
+    error = step_of(detail, "many")["error"]
+    assert "cannot compare text with a number using '>'" in error, error
+    assert "| int or | float" in error and "TypeError" not in error, error
+
+
+def test_an_unquoted_true_in_if_is_accepted_and_true(api: Api) -> None:
+    api.publish(
+        """\
+id: tmpl-if-true
+steps:
+  - {id: always, type: condition, if: true}
+  - {id: then, type: script, needs: [always.true], run: "true"}
+"""
+    )
+    detail = api.run("tmpl-if-true")
+    assert detail["status"] == ExecutionStatus.COMPLETED, detail["engine_log"]
+    assert step_of(detail, "always")["outputs"] == {"result": True}
+    assert step_of(detail, "then")["status"] == StepStatus.SUCCEEDED
