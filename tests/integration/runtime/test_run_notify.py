@@ -230,6 +230,47 @@ async def test_a_message_that_cannot_render_sends_the_summary_and_says_why(
     assert any(m.startswith("run-end notification notify[0]: ") for m in told.engine_log(eid))
 
 
+# The new-user trial's run-end message: a fanned-out step's ``items`` and a script's outputs
+# named like dict methods (``items=3``) or written as a false word (``enabled=false``).
+OUTPUT_NAMES = """
+id: output-names
+notify:
+  - on: [completed]
+    channel: ops
+    title: "{{ nodes.p.output.items }} items"
+    message: >-
+      items={{ nodes.each.output.items }}
+      {% if not nodes.probe.output.enabled %}disabled{% else %}enabled{% endif %}
+steps:
+  - {id: p, type: script, shell: sh, run: 'echo "items=3" >> "$OPSFLOW_OUTPUT"'}
+  - {id: probe, type: script, shell: sh, run: 'echo "enabled=false" >> "$OPSFLOW_OUTPUT"'}
+  - id: each
+    type: script
+    shell: sh
+    needs: [p]
+    for_each: "{{ nodes.p.output.items }}"
+    env: {ITEM: "{{ item }}"}
+    run: echo "got=$ITEM" >> "$OPSFLOW_OUTPUT"
+"""
+
+
+async def test_a_run_end_message_reads_outputs_named_like_methods_and_false_words(
+    told: Harness, inbox: Inbox
+) -> None:
+    eid = await told.start_async(OUTPUT_NAMES)
+    ex = await told.wait(eid)
+    assert ex.status == ExecutionStatus.COMPLETED, told.engine_log(eid)
+
+    await _settled(told, eid, 1)
+
+    ((_, body),) = inbox.received
+    assert body["title"] == "3 items"
+    listed, _, flag = str(body["message"]).removeprefix("items=").rpartition(" ")
+    assert flag == "disabled"
+    (item,) = json.loads(listed)
+    assert (item["item"], item["outputs"]["got"]) == ("3", "3")
+
+
 async def test_a_failed_delivery_shows_in_the_run_log_and_stays_queued_for_a_retry(
     told: Harness, inbox: Inbox, caplog: pytest.LogCaptureFixture
 ) -> None:
