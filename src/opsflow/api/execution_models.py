@@ -52,11 +52,19 @@ class JobOut(BaseModel):
     item: int | None = Field(
         None, description="The item of a fanned-out step this job runs (0-based); else null."
     )
+    item_attempt: int | None = Field(
+        None,
+        description="Which attempt of its item this job is (1 for the item's first; `attempt` "
+        "counts every job of the step, all items together); null for a plain step's jobs.",
+    )
 
     @classmethod
-    def of(cls, job: Job, step_definition: Mapping[str, Any]) -> JobOut:
+    def of(
+        cls, job: Job, step_definition: Mapping[str, Any], item_attempt: int | None = None
+    ) -> JobOut:
         """``step_definition`` names the action when the job has no configuration (a job
-        whose templates failed before any agent saw it)."""
+        whose templates failed before any agent saw it); ``item_attempt``: the item job's own
+        attempt number (``runtime.fan_out.item_attempts``)."""
         config = job.spec.get("config") or step_definition
         return cls(
             id=job.id,
@@ -75,6 +83,7 @@ class JobOut(BaseModel):
             retryable=job.retryable,
             purpose=job.purpose,
             item=job.item,
+            item_attempt=item_attempt,
         )
 
 
@@ -95,7 +104,10 @@ class ItemOut(BaseModel):
     index: int = Field(description="0-based place in the list (what --item takes).")
     item: Any = Field(description="The value; for a matrix, the combination {key: value}.")
     status: StepStatus
-    attempts: int = Field(description="Attempts made (each is a job of the step).")
+    attempts: int = Field(
+        description="Attempts of this item (each is a job of the step whose `item_attempt` "
+        "counts them), people's retries included."
+    )
     job_id: str | None = Field(description="Its latest job; null before its first start.")
     started_at: str | None
     ended_at: str | None

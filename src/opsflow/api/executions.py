@@ -181,6 +181,8 @@ def _detail(services: Services, execution_id: str) -> ExecutionDetail:
 
     def step_out(s: Step) -> StepOut:
         fan, items = fan_out_of(s)
+        step_jobs = sorted(by_step.get(s.step_id, []), key=lambda j: j.attempt)
+        own = fan_out.item_attempts(step_jobs)  # {} for a plain step's jobs
         return StepOut(
             id=s.step_id,
             type=StepType(s.type),
@@ -192,10 +194,7 @@ def _detail(services: Services, execution_id: str) -> ExecutionDetail:
             error=s.error,
             result=s.gate_result,
             pending_reason=reasons.get(s.step_id),
-            jobs=[
-                JobOut.of(j, definitions.get(s.step_id, {}))
-                for j in sorted(by_step.get(s.step_id, []), key=lambda j: j.attempt)
-            ],
+            jobs=[JobOut.of(j, definitions.get(s.step_id, {}), own.get(j.id)) for j in step_jobs],
             fan_out=fan,
             items=items,
         )

@@ -163,7 +163,7 @@ def _watch(
         elif event.kind == "log" and (step is None or d.get("step") == step):
             style = _LOG_STYLE.get((d.get("stream"), d.get("level")), "")
             stdout.print(
-                Text(f"    [{d.get('step')}] ", style="dim").append(d.get("text", ""), style=style)
+                Text(f"    [{_where(d)}] ", style="dim").append(d.get("text", ""), style=style)
             )
     detail = client.get(f"/executions/{execution_id}")
     return str(detail.get("status", status))
@@ -362,11 +362,19 @@ def print_step_outputs(step: dict[str, Any]) -> None:
 
 
 def _attempt_label(job: dict[str, Any]) -> str:
+    """``  attempt 2``; for a fanned-out step's job ``  item 3 attempt 2``, the item's own
+    attempt (a job's ``attempt`` counts every job of the step, all items together)."""
     if job.get("purpose", "run") != "run":
         return f"  {job['purpose']}"
     if job.get("item") is not None:
-        return f"  item {job['item']} attempt {job.get('attempt')}"
+        return f"  item {job['item']} attempt {job.get('item_attempt') or job.get('attempt')}"
     return f"  attempt {job.get('attempt')}"
+
+
+def _by_item(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A step's jobs with a fanned-out step's grouped by item (each item's attempts in
+    order), then the jobs of no item (cleanup) in their order."""
+    return sorted(jobs, key=lambda j: (j.get("item") is None, j.get("item") or 0))
 
 
 def fan_out_summary(step: dict[str, Any]) -> str | None:
@@ -469,7 +477,7 @@ def print_detail(body: dict[str, Any]) -> None:
                 cell(s.get("pending_reason") or s.get("error") or fan_out_summary(s)),
             ]
         )
-        for j in s["jobs"] or []:
+        for j in _by_item(s["jobs"] or []):
             rows.append(
                 [
                     _attempt_label(j),

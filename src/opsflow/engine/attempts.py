@@ -69,19 +69,26 @@ def lost_in_a_row(attempts: tuple[Attempt, ...]) -> int:
     return count
 
 
-def job_in_flight(draft: Draft, node: StepNode, attempt: Attempt, stop: Stop | None) -> None:
-    """An attempt not ended yet: its placement timeout, its timeout, and a stop's cancel."""
+def job_in_flight(
+    draft: Draft, node: StepNode, attempt: Attempt, stop: Stop | None, *, named: str | None = None
+) -> None:
+    """An attempt not ended yet: its placement timeout, its timeout, and a stop's cancel.
+    ``named``: how the log names the attempt (an item's: ``item 3 attempt 2``)."""
+
+    def cancel(as_status: JobStatus, force: bool, reason: str) -> None:
+        draft.cancel_job(node.id, attempt.number, as_status, force, reason, named=named)
+
     if attempt.cancel_requested:
         if stop is not None and stop.force and attempt.stopping_for_timeout:
             # A timeout stops with the normal grace; a forced cancel must not wait it out.
-            draft.cancel_job(node.id, attempt.number, JobStatus.CANCELLED, True, stop.reason)
+            cancel(JobStatus.CANCELLED, True, stop.reason)
         return  # a cancel is under way; the job's end will be reported
     if attempt.status == JobStatus.PENDING and node.placement_timeout and stop is None:
         # No agent took the job in time: it fails, not retried (no agent would take a retry
         # either); the runtime's timer row wakes the execution at the due time.
         placed_by = attempt.created_at + node.placement_timeout
         if draft.now >= placed_by:
-            draft.cancel_job(node.id, attempt.number, JobStatus.FAILED, False, unplaced(node))
+            cancel(JobStatus.FAILED, False, unplaced(node))
             return
         draft.wake(placed_by)
     timeout = step_timeout(node)
@@ -89,12 +96,12 @@ def job_in_flight(draft: Draft, node: StepNode, attempt: Attempt, stop: Stop | N
         due = attempt.started_at + timeout
         if draft.now >= due:
             reason = f"timed out after {format_duration(timeout)}"
-            draft.cancel_job(node.id, attempt.number, JobStatus.TIMEOUT, True, reason)
+            cancel(JobStatus.TIMEOUT, True, reason)
             return
         draft.wake(due)
     if stop is None:
         return
     if stop.force:
-        draft.cancel_job(node.id, attempt.number, JobStatus.CANCELLED, True, stop.reason)
+        cancel(JobStatus.CANCELLED, True, stop.reason)
     elif attempt.status == JobStatus.PENDING:
-        draft.cancel_job(node.id, attempt.number, JobStatus.CANCELLED, False, stop.reason)
+        cancel(JobStatus.CANCELLED, False, stop.reason)

@@ -147,30 +147,46 @@ class Draft:
         self.log(f"execution {status.value}: {reason}")
 
     def cancel_job(
-        self, step: str, attempt: int, as_status: JobStatus, force: bool, reason: str
+        self,
+        step: str,
+        attempt: int,
+        as_status: JobStatus,
+        force: bool,
+        reason: str,
+        *,
+        named: str | None = None,
     ) -> None:
+        """Stop attempt ``attempt`` (the step's number); ``named``: how the log names it
+        instead of ``attempt N`` (``item 3 attempt 2``: an item's attempts count on their
+        own)."""
         self.actions.append(CancelJob(step, attempt, as_status, force, reason))
         verb = "stopping" if force else "withdrawing (not yet picked up)"
-        self.log(f"step {step}: {verb} attempt {attempt}: {reason}", step)
+        self.log(f"step {step}: {verb} {named or f'attempt {attempt}'}: {reason}", step)
 
     def _next_attempt(self, step: str) -> int:
         queued = self._queued.get(step, 0) + 1
         self._queued[step] = queued
         return len(self.states[step].attempts) + queued
 
-    def start_item(self, step: str, item: int, tries: int, why: str = "") -> None:
-        """Queue the next attempt of ``item`` of fanned-out ``step`` (already RUNNING);
-        ``tries``: the item's attempts so far (since a person's retry of it)."""
+    def start_item(self, step: str, item: int, own: int, tries: int, why: str = "") -> None:
+        """Queue the next attempt of ``item`` of fanned-out ``step`` (already RUNNING).
+
+        ``own``: the item's own number for this attempt (its attempts are counted apart from
+        the step's, which number every item's jobs in one sequence); ``tries``: the item's
+        attempts so far since a person last retried it (what ``retries`` counts)."""
         node = self.nodes[step]
         number = self._next_attempt(step)
         self.actions.append(StartJob(step, number, item))
         if node.placement_timeout:
             self.wake(self.now + node.placement_timeout)
         text = f"step {step} item {item} started"
-        if node.retries:
-            text += f" (attempt {tries + 1} of {1 + node.retries})"
-        elif tries:
-            text += f" (attempt {tries + 1})"
+        of = f"{tries + 1} of {1 + node.retries}"
+        if node.retries and own == tries + 1:
+            text += f" (attempt {of})"
+        elif node.retries:
+            text += f" (attempt {own}, {of} since a person's retry)"
+        elif own > 1:
+            text += f" (attempt {own})"
         self.log(f"{text}: {why}" if why else text, step)
 
     def start(self, step: str, why: str = "") -> None:

@@ -16,6 +16,11 @@ SUCCEEDED when enough items succeeded, else CANCELLED under a stop with no item 
 FAILED naming the first failed item. An empty list succeeds at once (unless ``min_success``
 asks for more).
 
+An attempt's ``number`` counts every job of the step, all items together; what the engine log
+and the step's error say is the item's own number (``Item.number_of``: 1 for the item's first
+attempt, counting on across people's retries), which is what the API's ``item_attempt`` and the
+CLI show too.
+
 People act on items through ``ItemMark`` (``engine.control``): a retry counts an item's
 attempts afresh, a skip makes it count as succeeded, a cancel stops its job and ends it
 CANCELLED (unless the job completed before the stop reached it: a completed job is a success).
@@ -23,6 +28,7 @@ CANCELLED (unless the job completed before the stop reached it: a completed job 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -31,6 +37,7 @@ from opsflow.engine.draft import Draft
 from opsflow.engine.model import Attempt, FanOut, ItemMark, StepNode, StepState
 from opsflow.engine.wording import describe_attempt
 from opsflow.status import JobStatus, Outcome, StepStatus
+from opsflow.words import counted
 
 _NO_MARK = ItemMark()
 
@@ -42,9 +49,19 @@ class Item:
 
     index: int
     status: StepStatus
-    attempts: tuple[Attempt, ...]  # every attempt of the item, oldest first
+    attempts: tuple[Attempt, ...]  # its attempts since the step's retry_base, oldest first
     tries: tuple[Attempt, ...]
     retry_at: float | None = None
+    earlier: int = 0  # its attempts before the step's retry_base (a person retried the step)
+
+    def number_of(self, attempt: Attempt) -> int:
+        """The item's own number for one of its ``attempts``: 1 for its first ever."""
+        return self.earlier + self.attempts.index(attempt) + 1
+
+    @property
+    def next_number(self) -> int:
+        """The item's own number for its next attempt."""
+        return self.earlier + len(self.attempts) + 1
 
 
 def attempts_by_item(state: StepState) -> list[list[Attempt]]:
@@ -75,6 +92,7 @@ def view_items(
     timeout holds the run, so ended items are not retried). Items that never started read
     PENDING while the step runs and CANCELLED once it ended or stopped starting them."""
     fan = node.fan_out or FanOut()
+    earlier = _earlier_attempts(state)
     out: list[Item] = []
     for index, attempts in enumerate(attempts_by_item(state)):
         mark = state.item_marks.get(index, _NO_MARK)
@@ -100,15 +118,24 @@ def view_items(
                 status = StepStatus.CANCELLED
             else:
                 status = StepStatus.FAILED
-        out.append(Item(index, status, tuple(attempts), tries, due))
+        out.append(Item(index, status, tuple(attempts), tries, due, earlier.get(index, 0)))
     ended = state.status.terminal
     if ended or stopped or (fan.fail_fast and hopeless(fan, out)):
         out = [
-            Item(i.index, StepStatus.CANCELLED, i.attempts, i.tries)
+            dataclasses.replace(i, status=StepStatus.CANCELLED, retry_at=None)
             if i.status == StepStatus.PENDING or (ended and i.status == StepStatus.WAITING)
             else i
             for i in out
         ]
+    return out
+
+
+def _earlier_attempts(state: StepState) -> dict[int, int]:
+    """How many attempts each item made before the step's ``retry_base``."""
+    out: dict[int, int] = {}
+    for attempt in state.attempts[: state.retry_base]:
+        if attempt.item is not None:
+            out[attempt.item] = out.get(attempt.item, 0) + 1
     return out
 
 
@@ -167,29 +194,45 @@ def settle_fan_out(draft: Draft, node: StepNode, stop: Stop | None) -> None:
         last = item.tries[-1] if item.tries else None
         if item.status == StepStatus.RUNNING and last is not None:
             mark = state.item_marks.get(item.index, _NO_MARK)
+            named = f"item {item.index} attempt {item.number_of(last)}"
             if mark.cancelled and not last.cancel_requested:
                 why = f"item {item.index} cancelled by a person"
-                draft.cancel_job(node.id, last.number, JobStatus.CANCELLED, True, why)
+                draft.cancel_job(node.id, last.number, JobStatus.CANCELLED, True, why, named=named)
             else:
-                job_in_flight(draft, node, last, stop)
+                job_in_flight(draft, node, last, stop, named=named)
             busy += 1
         elif item.status == StepStatus.WAITING and item.retry_at is not None and last is not None:
             busy += 1
             if item.retry_at <= draft.now:
-                why = f"retrying after {describe_attempt(last)}"
-                draft.start_item(node.id, item.index, len(item.tries), why)
+                why = f"retrying after {describe_attempt(last, item.number_of(last))}"
+                draft.start_item(node.id, item.index, item.next_number, len(item.tries), why)
             else:
                 draft.wake(item.retry_at)
-    pending = [i.index for i in items if i.status == StepStatus.PENDING]
+    pending = [i for i in items if i.status == StepStatus.PENDING]
     if pending:
         room = len(pending) if fan.max_parallel is None else fan.max_parallel - busy
-        for index in pending[: max(room, 0)]:
-            draft.start_item(node.id, index, 0)
+        for item in pending[: max(room, 0)]:
+            draft.start_item(node.id, item.index, item.next_number, 0)
         busy += max(min(room, len(pending)), 0)
         pending = pending[max(room, 0) :]
     if busy or pending:
         return
     _end(draft, node, fan, items, stop)
+
+
+def _tally(items: list[Item]) -> str:
+    """How the items ended, in the user's words: ``all 4 items succeeded``, ``3 of 4 items
+    succeeded, 1 skipped``, ``2 of 4 items succeeded, 1 failed, 1 cancelled``."""
+    total = len(items)
+    tally = counts(items)
+    done = tally[StepStatus.SUCCEEDED.value]
+    if done == total:
+        return "the 1 item succeeded" if total == 1 else f"all {total} items succeeded"
+    text = f"{done} of {counted(total, 'item')} succeeded"
+    for status in (StepStatus.SKIPPED, StepStatus.FAILED, StepStatus.CANCELLED):
+        if tally[status.value]:
+            text += f", {tally[status.value]} {status.value}"
+    return text
 
 
 def _end(draft: Draft, node: StepNode, fan: FanOut, items: list[Item], stop: Stop | None) -> None:
@@ -201,9 +244,9 @@ def _end(draft: Draft, node: StepNode, fan: FanOut, items: list[Item], stop: Sto
         if total == 0:
             reason = "no items to run"
         elif good == total:
-            reason = f"all {total} items succeeded"
+            reason = _tally(items)
         else:
-            reason = f"{good} of {total} items succeeded (min_success {need})"
+            reason = f"{_tally(items)} (min_success {need})"
         draft.set_step(node.id, StepStatus.SUCCEEDED, reason)
         return
     if stop is not None and not failed:
@@ -212,10 +255,10 @@ def _end(draft: Draft, node: StepNode, fan: FanOut, items: list[Item], stop: Sto
     if failed:
         first = failed[0]
         last = first.tries[-1] if first.tries else None
-        what = describe_attempt(last) if last is not None else "failed"
-        reason = f"{len(failed)} of {total} items failed (item {first.index}: {what})"
+        what = describe_attempt(last, first.number_of(last)) if last is not None else "failed"
+        reason = f"{len(failed)} of {counted(total, 'item')} failed (item {first.index}: {what})"
     else:
-        reason = f"{good} of {total} items succeeded, {need} needed"
+        reason = f"{good} of {counted(total, 'item')} succeeded, {need} needed"
     if stop is not None:
         reason += f"; not retried: {stop.reason}"
     end_step(draft, node, StepStatus.FAILED, reason)

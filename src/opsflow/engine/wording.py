@@ -66,15 +66,16 @@ def describe_result(node: StepNode, status: StepStatus, state: StepState) -> str
     }[status]
 
 
-def describe_attempt(attempt: Attempt) -> str:
-    """How one attempt ended: ``attempt 2 failed: exit code 1``."""
+def describe_attempt(attempt: Attempt, number: int | None = None) -> str:
+    """How one attempt ended: ``attempt 2 failed: exit code 1``. ``number``: the attempt's
+    number as the user counts it when that is not the step's (an item's own attempt)."""
     what = {
         JobStatus.COMPLETED: "completed",
         JobStatus.FAILED: "failed",
         JobStatus.TIMEOUT: "timed out",
         JobStatus.CANCELLED: "was cancelled",
     }.get(attempt.status, attempt.status.value)
-    text = f"attempt {attempt.number} {what}"
+    text = f"attempt {attempt.number if number is None else number} {what}"
     if attempt.error and attempt.status != JobStatus.COMPLETED:
         text += f": {attempt.error}"
     return text

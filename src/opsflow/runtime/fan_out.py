@@ -8,7 +8,7 @@ recorded (after a restart, or when a person retries the step) is never rendered 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -40,6 +40,19 @@ def attempt_of(job: Job) -> m.Attempt:
         stopping_for_timeout=job.cancel_requested and job.cancel_as == JobStatus.TIMEOUT,
         item=job.item,
     )
+
+
+def item_attempts(jobs: Iterable[Job]) -> dict[str, int]:
+    """Each item job's own attempt number, by job id: 1 for the item's first job, counting
+    on across people's retries (a job's ``attempt`` counts every job of its step, all items
+    together). What the engine's messages call the attempt (``engine.items``)."""
+    seen: dict[int, int] = {}
+    out: dict[str, int] = {}
+    for job in sorted(jobs, key=lambda j: j.attempt):
+        if job.item is not None and job.purpose == JobPurpose.RUN:
+            seen[job.item] = seen.get(job.item, 0) + 1
+            out[job.id] = seen[job.item]
+    return out
 
 
 def work_out(raw: Mapping[str, Any], context: Mapping[str, Any]) -> list[Any]:
@@ -169,7 +182,7 @@ def item_rows(
                 "index": view.index,
                 "item": values[view.index] if view.index < len(values) else None,
                 "status": view.status,
-                "attempts": len(view.attempts),
+                "attempts": view.earlier + len(view.attempts),
                 "job_id": last.id if last else None,
                 "started_at": last.started_at if last else None,
                 "ended_at": last.ended_at if last else None,

@@ -61,6 +61,7 @@ from opsflow.store import jobs as jobs_store
 from opsflow.store import runs as runs_store
 from opsflow.store.jobs import Job
 from opsflow.store.runs import Execution, Step
+from opsflow.words import counted
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +151,10 @@ class _Run:
             self.read(steps)
         self.events: list[events.Stamped] = []
         self.logs: list[dict[str, Any]] = []
+        # Lines about what applying an action found, held until the engine's line giving the
+        # action's reason (the Log right after it) is written: "working out its items" must
+        # come before "fans out to 4 items".
+        self.held: list[tuple[str, str | None]] = []
         self.changes = Changes()
 
     def read(self, step_ids: Iterable[str]) -> None:
@@ -361,6 +366,12 @@ class _Run:
 
     def _on_log(self, a: m.Log) -> None:
         self.engine_log(a.message, a.step)
+        self._release_held()
+
+    def _release_held(self) -> None:
+        held, self.held = self.held, []
+        for message, step in held:
+            self.engine_log(message, step)
 
     def _on_set_execution_status(self, a: m.SetExecutionStatus) -> None:
         values: dict[str, Any] = {"status": a.status.value, "status_reason": a.reason}
@@ -466,10 +477,12 @@ class _Run:
             except (TemplateError, FanOutError) as exc:
                 reason = fan_out.expansion_failure(exc)
                 values.update(gate_result=Outcome.FAILED.value, gate_reason=reason)
-                self.engine_log(f"step {a.step}: {reason}", a.step)
+                self.held.append((f"step {a.step}: {reason}", a.step))
             else:
                 values.update(items=items, item_count=len(items))
-                self.engine_log(f"step {a.step} fans out to {len(items)} items", a.step)
+                self.held.append(
+                    (f"step {a.step} fans out to {counted(len(items), 'item')}", a.step)
+                )
         self.set_step(a.step, **values)
         self.event(events.StepChanged(a.step, StepStatus.RUNNING, ""))
 
@@ -626,6 +639,7 @@ class _Run:
         start_child(self, a.step, self.settings.chain_depth)
 
     def flush(self) -> None:
+        self._release_held()
         runs_store.add_engine_log(self.session, self.logs)
         events.write(self.session, self.events)
         if self.events:

@@ -29,6 +29,20 @@ steps:
       echo "item $X"
       test "$X" != b || test -e "/tmp/opsflow-cli-each-$MARK"
 """
+# The new-user trial's run: 4 items, `retries: 1`, the last item fails every time.
+LAST = """\
+id: cli-last
+steps:
+  - id: each
+    type: script
+    shell: sh
+    for_each: [a, b, c, d]
+    retries: 1
+    env: {X: "{{ item }}"}
+    run: |
+      echo "item $X"
+      test "$X" != d
+"""
 NAPS = """\
 id: cli-naps
 steps:
@@ -45,7 +59,12 @@ def fan_db_url(
 
 @pytest.fixture(scope="module")
 def server(fan_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    yield from start_server(fan_db_url, tmp_path_factory, {"each": (EACH, {}), "naps": (NAPS, {})})
+    workflows: dict[str, tuple[str, dict[str, str]]] = {
+        "each": (EACH, {}),
+        "naps": (NAPS, {}),
+        "last": (LAST, {}),
+    }
+    yield from start_server(fan_db_url, tmp_path_factory, workflows)
 
 
 def _status(server: Server, execution_id: str) -> str:
@@ -84,10 +103,52 @@ def test_logs_of_one_item_then_retry_of_that_item(server: Server) -> None:
     shown = server.cli("executions", "show", execution_id)
     assert shown.returncode == 0, shown.stderr
     assert "3 items: 3 succeeded" in shown.stdout
-    assert "item 1 attempt 4" in shown.stdout  # the retry: the step's fourth job
+    # Jobs grouped by item, each item's attempts counted on their own: the retry of item 1
+    # is the step's fourth job but the item's second attempt.
+    assert _job_labels(shown.stdout) == [
+        "item 0 attempt 1",
+        "item 1 attempt 1",
+        "item 1 attempt 2",
+        "item 2 attempt 1",
+    ]
     again = server.cli("retry", execution_id, "each", "--item", "0")
     assert again.returncode != 0
     assert "item 0 of step 'each'" in again.stdout + again.stderr
+
+
+def _job_labels(shown: str) -> list[str]:
+    """The job rows' labels of ``executions show`` (``item N attempt M``), in order."""
+    return [" ".join(line.split()[:4]) for line in shown.splitlines() if line.startswith("  item ")]
+
+
+def test_follow_names_each_items_lines_and_show_counts_each_items_attempts(
+    server: Server,
+) -> None:
+    ran = server.cli("run", "cli-last", "--follow")
+    assert ran.returncode == 1, ran.stdout + ran.stderr
+    execution_id = execution_id_in(ran.stdout)
+    lines = [line.strip() for line in ran.stdout.splitlines()]
+    # As `logs -f` prints them: the step and the item.
+    for index, value in enumerate("abcd"):
+        assert f"[each#{index}] item {value}" in lines, ran.stdout
+    assert lines.count("[each#3] item d") == 2  # its two attempts
+    assert not [line for line in lines if line.startswith("[each]")], ran.stdout
+    assert "1 of 4 items failed (item 3: attempt 2 failed: exit code 1)" in ran.stdout
+
+    shown = server.cli("executions", "show", execution_id)
+    assert shown.returncode == 0, shown.stderr
+    assert _job_labels(shown.stdout) == [
+        "item 0 attempt 1",
+        "item 1 attempt 1",
+        "item 2 attempt 1",
+        "item 3 attempt 1",
+        "item 3 attempt 2",
+    ]
+    assert (
+        "step each item 3 started (attempt 2 of 2): retrying after attempt 1 failed: exit code 1"
+        in shown.stdout
+    )
+    assert "attempt 5" not in shown.stdout and "attempt 4" not in shown.stdout
 
 
 def test_cancel_of_a_steps_items(server: Server) -> None:

@@ -125,3 +125,77 @@ steps:
     assert [i["status"] for i in step["items"]] == ["cancelled"] * 3
     assert step["status"] == "succeeded"  # min_success: 0
     assert done["status"] == "completed"
+
+
+# The new-user trial's run: 4 items, `retries: 1`, the last item fails every time.
+LAST_FAILS = """
+id: api-fan-last
+steps:
+  - id: each
+    type: script
+    shell: sh
+    for_each: [a, b, c, d]
+    retries: 1
+    allow_skip: true
+    env: {X: "{{ item }}"}
+    run: test "$X" != d
+"""
+
+
+def _item_jobs(step: dict[str, Any], item: int) -> list[tuple[int, int]]:
+    """Item ``item``'s jobs as (its own attempt, the step's attempt), in the detail's order."""
+    return [(j["item_attempt"], j["attempt"]) for j in step["jobs"] if j["item"] == item]
+
+
+def _messages(detail: dict[str, Any]) -> list[str]:
+    return [e["message"] for e in detail["engine_log"]]
+
+
+def test_an_items_attempts_are_counted_on_their_own(api: Api) -> None:
+    api.publish(LAST_FAILS)
+    detail = api.run("api-fan-last")
+    assert detail["status"] == "failed"
+    eid = detail["id"]
+    step = step_of(detail, "each")
+    assert step["error"].startswith(
+        "1 of 4 items failed (item 3: attempt 2 failed: exit code 1)"
+    ), step["error"]
+    messages = _messages(detail)
+    assert (
+        "step each item 3 started (attempt 2 of 2): retrying after attempt 1 failed: exit code 1"
+        in messages
+    ), messages
+    # The step's own numbers for item 3's jobs (4 and 5) reach no message.
+    assert not [m for m in messages if "attempt 4" in m or "attempt 5" in m], messages
+    assert _item_jobs(step, 3) == [(1, 4), (2, 5)]
+    assert [_item_jobs(step, i) for i in (0, 1, 2)] == [[(1, 1)], [(1, 2)], [(1, 3)]]
+    assert step["items"][3]["attempts"] == 2
+
+    # A person retries item 3 (it fails twice more: seven jobs, as in the trial)...
+    retried = api.client.post(f"/api/v1/executions/{eid}/steps/each/retry", json={"item": 3})
+    assert retried.status_code == 200, retried.text
+    again = api.wait(eid)
+    assert again["status"] == "failed"
+    step = step_of(again, "each")
+    assert len(step["jobs"]) == 7
+    assert _item_jobs(step, 3) == [(1, 4), (2, 5), (3, 6), (4, 7)]
+    assert step["items"][3]["attempts"] == 4
+    assert step["error"].startswith("1 of 4 items failed (item 3: attempt 4 failed: exit code 1)")
+    assert (
+        "step each item 3 started (attempt 4, 2 of 2 since a person's retry): "
+        "retrying after attempt 3 failed: exit code 1"
+    ) in _messages(again)
+
+
+def test_a_skipped_item_is_counted_as_skipped_when_the_step_succeeds(api: Api) -> None:
+    api.publish(LAST_FAILS.replace("api-fan-last", "api-fan-skip"))
+    detail = api.run("api-fan-skip")
+    assert detail["status"] == "failed"
+    eid = detail["id"]
+    # A person skips the failed item: the step succeeds, saying what happened to each item.
+    skipped = api.client.post(f"/api/v1/executions/{eid}/steps/each/skip", json={"item": 3})
+    assert skipped.status_code == 200, skipped.text
+    done = api.wait(eid)
+    assert done["status"] == "completed", _messages(done)[-5:]
+    assert "step each succeeded: 3 of 4 items succeeded, 1 skipped" in _messages(done)
+    assert not [m for m in _messages(done) if "all 4 items succeeded" in m]

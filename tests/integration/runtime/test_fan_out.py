@@ -142,3 +142,44 @@ steps:
     assert ex.status == ExecutionStatus.FAILED
     error = harness.steps(eid)["each"].error or ""
     assert "for_each gave 1001 items; a step may fan out to at most 1000" in error
+
+
+async def test_the_engine_log_works_out_the_items_before_it_fans_out(harness: Harness) -> None:
+    # The new-user trial's run: 4 items, `retries: 1`, the last item fails every time.
+    eid = await harness.start_async(
+        """
+id: last-fails
+steps:
+  - id: each
+    type: script
+    shell: sh
+    for_each: [a, b, c, d]
+    retries: 1
+    env: {X: "{{ item }}"}
+    run: test "$X" != d
+"""
+    )
+    ex = await harness.wait(eid)
+    assert ex.status == ExecutionStatus.FAILED
+    log = harness.engine_log(eid)
+    working, fans = "step each is working out its items", "step each fans out to 4 items"
+    assert working in log and fans in log, log
+    assert log.index(working) < log.index(fans), log
+
+
+async def test_a_list_that_cannot_be_worked_out_is_told_after_the_step_starts_on_it(
+    harness: Harness,
+) -> None:
+    eid = await harness.start_async(
+        """
+id: bad-list
+steps:
+  - {id: each, type: script, for_each: "{{ 5 }}", run: "true"}
+"""
+    )
+    ex = await harness.wait(eid)
+    assert ex.status == ExecutionStatus.FAILED
+    log = harness.engine_log(eid)
+    working = log.index("step each is working out its items")
+    why = [i for i, m in enumerate(log) if m.startswith("step each: its items could not be")]
+    assert why and working < why[0], log

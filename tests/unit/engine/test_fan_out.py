@@ -3,7 +3,7 @@ parallelism, fail_fast, min_success, retries per item, and people acting on item
 
 from __future__ import annotations
 
-from opsflow.engine.control import cancel_items, retry_item, retry_step
+from opsflow.engine.control import cancel_items, retry_item, retry_step, skip_item
 from opsflow.engine.items import view_items
 from opsflow.engine.model import FanOut, StartJob
 from opsflow.status import ExecutionStatus, JobStatus, StepStatus
@@ -12,8 +12,14 @@ from tests.unit.engine.sim import Sim, graph, node
 
 def _sim(items: int | None, **fan: object) -> Sim:
     retries = int(fan.pop("retries", 0))  # type: ignore[call-overload]
+    allow_skip = bool(fan.pop("allow_skip", False))
     g = graph(
-        node("fan", fan_out=FanOut(**fan), retries=retries),  # type: ignore[arg-type]
+        node(
+            "fan",
+            fan_out=FanOut(**fan),  # type: ignore[arg-type]
+            retries=retries,
+            allow_skip=allow_skip,
+        ),
         node("after", needs=["fan"]),
     )
     sim = Sim(g)
@@ -136,3 +142,65 @@ def test_retrying_the_step_runs_only_its_items_that_did_not_succeed() -> None:
     sim.reconcile()
     assert _running_items(sim) == [1, 2]
     assert sim.step("fan").items == 3  # the recorded list is kept
+
+
+def _last_item_fails_twice(sim: Sim) -> None:
+    """The trial's run: 4 items, ``retries: 1``, items 0-2 succeed, item 3 fails twice."""
+    for item in (0, 1, 2):
+        _end(sim, item)
+    _end(sim, 3, JobStatus.FAILED, error="exit code 1")
+    _end(sim, 3, JobStatus.FAILED, error="exit code 1")
+
+
+def test_an_items_attempts_are_numbered_on_their_own_in_every_message() -> None:
+    sim = _sim(4, retries=1)
+    _last_item_fails_twice(sim)
+    assert sim.status("fan") == StepStatus.FAILED
+    logs = sim.logs()
+    assert (
+        "step fan item 3 started (attempt 2 of 2): retrying after attempt 1 failed: exit code 1"
+        in logs
+    )
+    failed = [line for line in logs if line.startswith("step fan failed:")]
+    assert len(failed) == 1
+    assert failed[0].startswith(
+        "step fan failed: 1 of 4 items failed (item 3: attempt 2 failed: exit code 1)"
+    )
+    # The step's attempt numbers (4 and 5 for item 3) never reach a message.
+    assert not [line for line in logs if "attempt 4" in line or "attempt 5" in line]
+
+
+def test_after_a_persons_retry_an_items_attempts_go_on_counting() -> None:
+    sim = _sim(4, retries=1)
+    _last_item_fails_twice(sim)
+    sim.now += 10
+    sim.write(retry_item(sim.graph, sim.state, "fan", 3, now=sim.now), ExecutionStatus.RUNNING)
+    sim.reconcile()
+    _end(sim, 3, JobStatus.FAILED, error="exit code 1")
+    _end(sim, 3, JobStatus.FAILED, error="exit code 1")
+    logs = sim.logs()
+    assert "step fan item 3 started (attempt 3, 1 of 2 since a person's retry)" in logs
+    assert (
+        "step fan item 3 started (attempt 4, 2 of 2 since a person's retry): "
+        "retrying after attempt 3 failed: exit code 1"
+    ) in logs
+    assert logs[-3].startswith("step fan failed: 1 of 4 items failed (item 3: attempt 4 failed")
+
+
+def test_a_cancelled_items_job_is_named_by_the_items_attempt() -> None:
+    sim = _sim(2, retries=1)
+    _end(sim, 0, JobStatus.FAILED, error="exit code 1")
+    sim.job_running("fan", _attempt(sim, 0))
+    sim.write(cancel_items(sim.graph, sim.state, "fan", 0))
+    sim.reconcile()
+    assert "step fan: stopping item 0 attempt 2: item 0 cancelled by a person" in sim.logs()
+
+
+def test_a_skipped_item_is_counted_as_skipped_when_the_step_succeeds() -> None:
+    sim = _sim(4, retries=1, allow_skip=True)
+    _last_item_fails_twice(sim)
+    sim.now += 10
+    sim.write(skip_item(sim.graph, sim.state, "fan", 3, now=sim.now), ExecutionStatus.RUNNING)
+    sim.reconcile()
+    assert sim.status("fan") == StepStatus.SUCCEEDED
+    assert "step fan succeeded: 3 of 4 items succeeded, 1 skipped" in sim.logs()
