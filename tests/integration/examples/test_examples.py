@@ -16,6 +16,7 @@ import datetime as dt
 import json
 import shutil
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -567,6 +568,8 @@ def test_nightly_db_backup_dumps_uploads_and_prunes_on_an_agent_of_pool_db_hosts
     applied = demo.cli("apply", "-f", str(demo.examples / "nightly-db-backup"))
     assert applied.returncode == 0, applied.stdout + applied.stderr
     agent_env = {
+        # The aws CLI of the dev extra (the venv's bin first on PATH); pg_dump is PostgreSQL's.
+        "PATH": f"{Path(sys.executable).parent}:{clean_env().get('PATH', '/usr/bin:/bin')}",
         # pg_dump reaches the test PostgreSQL (trust), the aws CLI the S3 stand-in.
         "PGHOST": "127.0.0.1",
         "PGPORT": "5432",
