@@ -69,11 +69,20 @@ def missing_references(
                         f"sets it (opsflow secrets set {name})",
                     )
                 )
-    for index, entry in enumerate(run_notifications(definition)):
+    entries = run_notifications(definition)
+    notifiers = (
+        [m.name for m in connections_store.list_connections(session) if m.type == "notify"]
+        if entries
+        else []
+    )
+    for index, entry in enumerate(entries):
         field = "connection" if entry.get("connection") else "channel"
         name = str(entry.get(field) or "")
         problem = usable(
-            connections_store.find(session, name), name, STEP_CONNECTION_TYPES["notify"]
+            connections_store.find(session, name),
+            name,
+            STEP_CONNECTION_TYPES["notify"],
+            notifiers,
         )
         if name and problem:
             problems.append(

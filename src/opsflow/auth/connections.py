@@ -16,6 +16,7 @@ variables themselves (``{"AWS_ACCESS_KEY_ID": ...}``).
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import re
@@ -515,17 +516,25 @@ class ConnectionVault:
 
 
 def usable(
-    meta: ConnectionMeta | None, name: str, wanted: Iterable[ConnectionType] | None = None
+    meta: ConnectionMeta | None,
+    name: str,
+    wanted: Iterable[ConnectionType] | None = None,
+    others: Iterable[str] = (),
 ) -> str | None:
-    """Why a step cannot use connection ``name`` (found as ``meta``), or None if it can."""
+    """Why a step cannot use connection ``name`` (found as ``meta``), or None if it can.
+    ``others``: the names of the connections there are, for a "did you mean" when ``name``
+    does not exist."""
+    kinds = [t.value for t in wanted or ()]
     if meta is None:
+        close = difflib.get_close_matches(name, [o for o in others if o != name], n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        kind = kinds[0] if len(kinds) == 1 else "TYPE"
         return (
-            f"connection {name!r} does not exist; an admin creates it with "
-            f"opsflow connections set {name} --type TYPE"
+            f"connection {name!r} does not exist{hint}; an admin creates it with "
+            f"opsflow connections set {name} --type {kind}"
         )
     if not meta.enabled:
         return f"connection {name!r} is disabled; an admin enables it on the Connections page"
-    kinds = [t.value for t in wanted or ()]
     if kinds and meta.type not in kinds:
         return f"connection {name!r} is of type {meta.type}; this step needs {' or '.join(kinds)}"
     return None

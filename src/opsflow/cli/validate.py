@@ -2,19 +2,23 @@
 
 ``validate`` uses the same loader as the server, so a file it accepts is a file the server
 accepts, and it prints each problem as ``file:line: loc: message`` so editors and CI logs link
-straight to the line. ``apply`` runs the same check before it sends anything.
+straight to the line. ``apply`` runs the same check before it sends anything. When the CLI has
+a server's token (given, or the admin token on the server's own machine), ``validate`` also
+asks that server what a valid file names that it lacks (channels, connections, workflows,
+secrets), the warnings ``apply`` gives; ``--offline`` skips that.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from opsflow.cli.bundle import WorkflowSource, find_workflows
-from opsflow.cli.output import OutputFormat, OutputOption, print_json, say
+from opsflow.cli.client import ApiClient, Connection
+from opsflow.cli.output import CliError, OutputFormat, OutputOption, print_json, say, stderr
 from opsflow.errors import Problem, SpecInvalid
 from opsflow.words import counted
 
@@ -73,6 +77,44 @@ def check_paths(paths: list[Path]) -> list[FileCheck]:
     return [check_file(source) for path in paths for source in find_workflows(path)]
 
 
+def with_server_warnings(connection: Connection, checks: list[FileCheck]) -> list[FileCheck]:
+    """``checks`` with, on each valid file, the server's warnings about what it names that the
+    server lacks (``POST /workflows/validate``, as ``apply`` reports them), each once. Without
+    a token nothing is asked; a server that cannot be reached is said on stderr and skipped."""
+    if connection.token is None or not any(check.valid for check in checks):
+        return checks
+    client = ApiClient(connection, timeout=10.0)
+    try:
+        result = []
+        for check in checks:
+            if not check.valid:
+                result.append(check)
+                continue
+            text = check.source.file.read_bytes()
+            answer = client.request(
+                "POST",
+                "/workflows/validate",
+                files={"definition": (check.source.file.name, text, "application/yaml")},
+            )
+            seen = {(w.loc, w.msg) for w in check.warnings}
+            extra = [
+                Problem(str(w.get("loc") or ""), str(w.get("msg")), w.get("line"), w.get("column"))
+                for w in (answer.get("warnings") if isinstance(answer, dict) else None) or []
+                if (str(w.get("loc") or ""), str(w.get("msg"))) not in seen
+            ]
+            result.append(replace(check, warnings=[*check.warnings, *extra]))
+        return result
+    except CliError as exc:
+        stderr.print(
+            f"note: what the files name on the server (channels, connections, workflows, "
+            f"secrets) was not checked: {exc.message} (--offline skips this)",
+            markup=False,
+        )
+        return checks
+    finally:
+        client.close()
+
+
 def print_checks(checks: list[FileCheck], output: OutputFormat, *, quiet_ok: bool = False) -> None:
     """Print results as ``file:line: loc: message`` lines (plus "ok" lines, and warnings as
     ``file:line: loc: warning: message``) or as JSON.
@@ -105,6 +147,7 @@ def print_checks(checks: list[FileCheck], output: OutputFormat, *, quiet_ok: boo
 
 
 def validate(
+    ctx: typer.Context,
     paths: Annotated[
         list[Path],
         typer.Argument(
@@ -113,9 +156,20 @@ def validate(
         ),
     ],
     output: OutputOption = OutputFormat.TEXT,
+    offline: Annotated[
+        bool,
+        typer.Option(
+            "--offline",
+            help="Do not ask the server (found by its token) what the files name that it lacks.",
+        ),
+    ] = False,
 ) -> None:
-    """Check workflow definitions offline; exit 1 and list every problem if any is invalid."""
+    """Check workflow definitions; exit 1 and list every problem if any is invalid. With a
+    server's token, also warn of channels, connections, workflows and secrets it lacks."""
     checks = check_paths(paths)
+    connection = ctx.find_root().obj
+    if not offline and isinstance(connection, Connection):
+        checks = with_server_warnings(connection, checks)
     print_checks(checks, output)
     if not all(check.valid for check in checks):
         raise typer.Exit(1)

@@ -220,3 +220,28 @@ def test_apply_warns_of_workflows_and_secrets_the_definition_names_that_do_not_e
     (directory / "workflow.yaml").write_text(definition + "description: now complete\n")
     second = server.cli("apply", "-f", str(directory))
     assert second.returncode == 0 and "warning:" not in second.stdout, second.stdout
+
+
+def test_validate_asks_the_server_for_the_run_end_channels_it_lacks(
+    server: Server, workflow_dir: WorkflowDir
+) -> None:
+    definition = (
+        "id: told-cli\n"
+        "notify:\n"
+        "  - {on: [failed], channel: no-such-room}\n"
+        "steps:\n"
+        '  - {id: build, type: script, run: "true"}\n'
+    )
+    file = workflow_dir("told-cli", definition) / "workflow.yaml"
+
+    checked = server.cli("validate", str(file))
+    offline = server.cli("validate", "--offline", str(file))
+
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout.splitlines() == [
+        f"{file}: ok (told-cli)",
+        f"{file}:3: notify[0].channel: warning: connection 'no-such-room' does not exist; an "
+        "admin creates it with opsflow connections set no-such-room --type notify; run-end "
+        "messages to it fail (shown in the run's engine log) until then",
+    ]
+    assert offline.returncode == 0 and offline.stdout.strip() == f"{file}: ok (told-cli)"
