@@ -607,11 +607,12 @@ class _Run:
             self.set_step(
                 a.step, gate_result=Outcome.FAILED.value, gate_reason=exc.message, error=exc.message
             )
-            self.engine_log(f"condition {a.step}: {exc.message}", a.step)
+            # Held: the engine's "evaluating its condition" line comes first.
+            self.held.append((f"condition {a.step}: {exc.message}", a.step))
             return
         reads = ", ".join(f"{k}={v!r}" for k, v in verdict.reads.items()) or "nothing"
-        self.engine_log(
-            f"condition {a.step}: {expr} read {reads} -> {str(verdict.result).lower()}", a.step
+        self.held.append(
+            (f"condition {a.step}: {expr} read {reads} -> {str(verdict.result).lower()}", a.step)
         )
         self.set_step(
             a.step,

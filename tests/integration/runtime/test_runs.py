@@ -51,9 +51,16 @@ async def test_chain_runs_passes_outputs_and_takes_condition_branch(harness: Har
     assert steps["shout"].status == StepStatus.SUCCEEDED
     assert steps["never"].status == StepStatus.SKIPPED
     log = harness.engine_log(eid)
-    assert any(
-        "nodes.greet.output.greeting='hi ops'" in line and "-> true" in line for line in log
-    ), log
+    answers = [
+        i
+        for i, line in enumerate(log)
+        if "nodes.greet.output.greeting='hi ops'" in line and "-> true" in line
+    ]
+    assert answers, log
+    # The engine says it evaluates the condition before the answer is told (the trial found
+    # the answer first).
+    evaluating = [i for i, line in enumerate(log) if "check" in line and "evaluating" in line]
+    assert evaluating and evaluating[0] < answers[0], log
 
 
 async def test_failed_step_retries_then_fails_the_run(harness: Harness) -> None:
