@@ -69,7 +69,7 @@ class TriggerOut(BaseModel):
 
 class FireOut(BaseModel):
     execution_id: str
-    url: str = Field(description="The execution's API URL.")
+    url: str = Field(description="The execution's API URL, under the server's public URL.")
 
 
 def schedule_now(services: Services) -> float:
@@ -173,7 +173,8 @@ def fire_trigger(
             last_execution_id=fired.execution_id,
             last_error=None,
         )
-    base = (services.settings.base_url or "").rstrip("/")
+    # The server's public address: its bind address may be 0.0.0.0 or behind a proxy.
+    base = services.settings.public_base
     return FireOut(
         execution_id=fired.execution_id,
         url=f"{base}/api/v1/executions/{fired.execution_id}",

@@ -4,6 +4,7 @@ starts a run that records where it came from (only while the workflow is Active)
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -117,6 +118,18 @@ def test_a_fired_schedule_records_its_trigger_and_renders_params(client: TestCli
     (listed,) = client.get("/api/v1/schedules").json()
     assert listed["last_fire"]["execution_id"] == execution["id"]
     assert listed["last_fire"]["status"] == execution["status"]
+
+
+def test_a_hand_fire_answers_the_execution_under_the_public_url(settings: Settings) -> None:
+    behind = replace(settings, host="0.0.0.0", public_url="https://ops.example.com")
+    with TestClient(create_app(behind)) as client:
+        token = (settings.data_dir / "admin-token").read_text().strip()
+        client.headers["Authorization"] = f"Bearer {token}"
+        apply(client, SCHEDULED)
+        response = client.post("/api/v1/workflows/report/triggers/schedule-1/fire")
+    assert response.status_code == 201, response.text
+    eid = response.json()["execution_id"]
+    assert response.json()["url"] == f"https://ops.example.com/api/v1/executions/{eid}"
 
 
 def test_disabled_triggers_do_not_fire_and_a_paused_workflow_takes_a_hand_fire(
