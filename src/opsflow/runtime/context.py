@@ -7,7 +7,7 @@ workflow. Script bodies are never rendered; values reach scripts through ``env``
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,6 +88,30 @@ def execution_page(public_url: str | None, execution_id: str) -> str:
     return f"{(public_url or '').rstrip('/')}/executions/{execution_id}"
 
 
+class NodesView(Mapping[str, Mapping[str, Any]]):
+    """``nodes`` as templates see it: step id -> ``{status, output, error}``, each made when
+    it is read, so a context costs the same for a run of 5 steps or 5,000. ``output`` is an
+    ``OutputMap``: its text reads by the truth words in ``not x`` and ``x == false`` too."""
+
+    __slots__ = ("_steps",)
+
+    def __init__(self, steps: Mapping[str, Step]) -> None:
+        self._steps = dict(steps)  # the steps as they are now (their rows are frozen)
+
+    def __getitem__(self, step_id: str) -> Mapping[str, Any]:
+        step = self._steps[step_id]
+        return {"status": step.status.value, "output": OutputMap(step.outputs), "error": step.error}
+
+    def __contains__(self, step_id: object) -> bool:
+        return step_id in self._steps
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._steps)
+
+    def __len__(self) -> int:
+        return len(self._steps)
+
+
 def template_context(
     execution: Execution,
     steps: Mapping[str, Step],
@@ -108,11 +132,7 @@ def template_context(
         "trigger": trigger,
         "incident": trigger.get("incident", {}) if isinstance(trigger, dict) else {},
         "git": trigger.get("git", {}) if isinstance(trigger, dict) else {},
-        "nodes": {
-            # Output text reads by the truth words in ``not x`` and ``x == false`` too.
-            sid: {"status": st.status.value, "output": OutputMap(st.outputs), "error": st.error}
-            for sid, st in steps.items()
-        },
+        "nodes": NodesView(steps),
         "execution": {
             "id": execution.id,
             "started_by": execution.started_by,

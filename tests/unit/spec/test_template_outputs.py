@@ -206,3 +206,18 @@ def test_comparing_output_text_with_a_number_says_to_convert_it(operator: str) -
     assert "| int or | float" in message
     assert "TypeError" not in message
     assert evaluate_condition("{{ nodes.p.output.items | int > 2 }}", _context()).result
+
+
+def test_the_whole_of_nodes_or_an_output_is_written_as_json_of_what_is_stored() -> None:
+    context = _context()
+    written = render("{{ nodes }}", context, where="env.N")
+    assert json.loads(written) == {
+        sid: {"status": "succeeded", "output": step.outputs, "error": None}
+        for sid, step in STEPS.items()
+    }
+    assert render("{{ nodes | length }} {{ 'probe' in nodes }}", context) == "3 true"
+    assert json.loads(render("{{ nodes.probe.output | tojson }}", context)) == {
+        "enabled": "false",
+        "on": "TRUE",
+        "msg": "deploy done",
+    }
