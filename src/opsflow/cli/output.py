@@ -93,11 +93,27 @@ def say(text: str) -> None:
     stdout.print(text, markup=False)
 
 
+# Longest cell a table shows whole (an id, at most 63 characters, always fits); a longer one is
+# cut with "…", so one long error does not widen its column, and every row's padding, past the
+# screen.
+MAX_CELL = 64
+
+
+def short(value: str, limit: int = MAX_CELL) -> str:
+    """``value`` on one line, cut to ``limit`` characters with "…" when longer."""
+    flat = " ".join(value.split()) if "\n" in value or "\r" in value else value
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
 def table(columns: list[str], rows: list[list[str]], *, title: str | None = None) -> None:
-    """Print rows as a Rich table; an empty list prints a single "(none)" line instead."""
+    """Print rows as a Rich table; an empty list prints a single "(none)" line instead.
+
+    Cells past the first longer than ``MAX_CELL`` are cut (``-o json`` and ``show`` commands
+    have them whole); the first column, the id to copy into the next command, never is."""
     if not rows:
         say("(none)")
         return
+    rows = [[row[0], *(short(value) for value in row[1:])] for row in rows]
     out = Table(title=title, header_style="bold", box=None, pad_edge=False)
     for index, name in enumerate(columns):
         # fold, never truncate: an id cut to "prod-dep…" cannot be copied into the next command;

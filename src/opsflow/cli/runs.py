@@ -22,6 +22,7 @@ from opsflow.cli.output import (
     items_of,
     print_json,
     say,
+    short,
     stdout,
     table,
 )
@@ -467,27 +468,30 @@ def print_detail(body: dict[str, Any]) -> None:
     if started:
         stdout.print(Text("trigger: ", style="dim").append(started), markup=False)
     rows: list[list[str]] = []
+    whole: list[tuple[str, str]] = []  # the errors the table cuts short, to print in full
     for s in body["steps"]:
-        rows.append(
-            [
-                cell(s["id"]),
-                cell(s["status"]),
-                cell(None),
-                cell(None),
-                cell(s.get("pending_reason") or s.get("error") or fan_out_summary(s)),
-            ]
-        )
+        said = cell(s.get("pending_reason") or s.get("error") or fan_out_summary(s))
+        rows.append([cell(s["id"]), cell(s["status"]), cell(None), cell(None), said])
+        if short(said) != said:
+            whole.append((s["id"], said))
         for j in _by_item(s["jobs"] or []):
+            error = cell(j.get("error"))
             rows.append(
                 [
                     _attempt_label(j),
                     cell(j["status"]),
                     cell(_seconds(j.get("duration_ms"))),
                     cell(j.get("exit_code")),
-                    cell(j.get("error")),
+                    error,
                 ]
             )
+            if short(error) != error:
+                whole.append((f"{s['id']} {_attempt_label(j).strip()}", error))
     table(["STEP / JOB", "STATUS", "DURATION", "EXIT", "WAITING FOR / ERROR"], rows)
+    if whole:
+        stdout.print("in full:")
+        for where, said in whole:
+            stdout.print(Text(f"  {where}: ", style="dim").append(said))
     outputs = [(s["id"], *step_outputs(s)) for s in body["steps"]]
     if any(text for _, text, _ in outputs):
         stdout.print("outputs:")
