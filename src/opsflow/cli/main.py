@@ -7,6 +7,8 @@ decides what the CLI offers, in help order. Errors raised below a command as ``O
 
 from __future__ import annotations
 
+import inspect
+import re
 import sys
 from typing import Annotated, Any
 
@@ -83,6 +85,33 @@ COMMAND_MODULES = (
 )
 for _module in COMMAND_MODULES:
     _module.register(app)
+
+
+def _reflowed(text: str) -> str:
+    """``text`` (a docstring) with each paragraph on one line, so the terminal wraps it at
+    its own width: Rich's command lists keep a docstring's line breaks, which then fall
+    mid-sentence."""
+    paragraphs = re.split(r"\n\s*\n", inspect.cleandoc(text))
+    return "\n\n".join(" ".join(p.split()) for p in paragraphs)
+
+
+def reflow_help(typer_app: typer.Typer) -> None:
+    """Give every command and group of ``typer_app`` (recursively) its help reflowed."""
+    for command in typer_app.registered_commands:
+        text = command.help or (command.callback.__doc__ if command.callback else None)
+        if text:
+            command.help = _reflowed(text)
+    for group in typer_app.registered_groups:
+        inner = group.typer_instance
+        if group.help:
+            group.help = _reflowed(group.help)
+        if inner is not None:
+            if isinstance(inner.info.help, str):
+                inner.info.help = _reflowed(inner.info.help)
+            reflow_help(inner)
+
+
+reflow_help(app)
 
 
 def _version(value: bool) -> None:
