@@ -93,10 +93,13 @@ def say(text: str) -> None:
     stdout.print(text, markup=False)
 
 
-# Longest cell a table shows whole (an id, at most 63 characters, always fits); a longer one is
-# cut with "…", so one long error does not widen its column, and every row's padding, past the
-# screen.
+# Longest text a table's prose column (an error, a reason, a message) shows whole; a longer one
+# is cut with "…", so one long error does not widen its column, and every row's padding, past
+# the screen. Other columns hold ids, URLs and names to copy, and are never cut.
 MAX_CELL = 64
+PROSE_COLUMNS = frozenset(
+    {"WAITING FOR / ERROR", "ERROR", "REASON", "MESSAGE", "DESCRIPTION", "YOU"}
+)
 
 
 def short(value: str, limit: int = MAX_CELL) -> str:
@@ -108,12 +111,13 @@ def short(value: str, limit: int = MAX_CELL) -> str:
 def table(columns: list[str], rows: list[list[str]], *, title: str | None = None) -> None:
     """Print rows as a Rich table; an empty list prints a single "(none)" line instead.
 
-    Cells past the first longer than ``MAX_CELL`` are cut (``-o json`` and ``show`` commands
-    have them whole); the first column, the id to copy into the next command, never is."""
+    Cells of the ``PROSE_COLUMNS`` longer than ``MAX_CELL`` are cut (``-o json`` has them
+    whole, and ``executions show`` prints them below its table)."""
     if not rows:
         say("(none)")
         return
-    rows = [[row[0], *(short(value) for value in row[1:])] for row in rows]
+    prose = [name in PROSE_COLUMNS for name in columns]
+    rows = [[short(v) if cut else v for v, cut in zip(row, prose, strict=False)] for row in rows]
     out = Table(title=title, header_style="bold", box=None, pad_edge=False)
     for index, name in enumerate(columns):
         # fold, never truncate: an id cut to "prod-dep…" cannot be copied into the next command;

@@ -1,5 +1,5 @@
-"""CLI tables stay as wide as their ordinary cells: a long error or reason is cut with "…" (the
-id column never is), and ``executions show`` prints what it cut in full below the table."""
+"""CLI tables stay as wide as their ordinary cells: a long error or reason is cut with "…" (ids,
+URLs and names never are), and ``executions show`` prints what it cut in full below the table."""
 
 from __future__ import annotations
 
@@ -23,6 +23,14 @@ def test_a_long_cell_does_not_widen_every_row(capsys: pytest.CaptureFixture[str]
     assert lines[1].startswith("a" * 63), "the id is shown whole"
     assert lines[1].rstrip().endswith("…")
     assert LONG[:40] in lines[1]
+
+
+def test_columns_of_ids_and_urls_are_never_cut(capsys: pytest.CaptureFixture[str]) -> None:
+    url = "http://127.0.0.1:8321/hooks/" + "k" * 60
+    last = "2026-11-30 10:00: running " + "e" * 32
+    table(["NAME", "URL", "LAST"], [["hook", url, last]])
+    out = capsys.readouterr().out
+    assert url in out and last in out and "…" not in out
 
 
 def test_short_keeps_one_line_and_says_it_cut() -> None:
