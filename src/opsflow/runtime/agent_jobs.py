@@ -452,14 +452,22 @@ class AgentJobs:
             self._presence.pop(agent_id, None)
 
     def hand_back(self, ref: JobRef) -> None:
-        """Queue a claimed, unstarted job again (its agent is stopping)."""
+        """Queue a claimed job again (its agent is stopping: a job it had not started, or one
+        still running when its ``--grace`` ran out, which it stopped), saying so in the engine
+        log."""
 
         def work(tx: Transaction) -> None:
             lease = self._lease(tx.session, ref)
+            started = jobs_store.get_job(tx.session, lease.id).started_at is not None
             if jobs_store.hand_back(tx.session, lease.id, ref.lease_token):
                 tx.changes.jobs_queued = True
                 # Said in the engine log, or the step's wait for an agent looks unexplained.
                 agent = f"agent {lease.agent_id}" if lease.agent_id else "its agent"
+                how = (
+                    f"attempt {lease.attempt} was stopped unfinished"
+                    if started
+                    else f"attempt {lease.attempt} had not started"
+                )
                 runs_store.add_engine_log(
                     tx.session,
                     [
@@ -468,7 +476,7 @@ class AgentJobs:
                             "step_id": lease.step_id,
                             "at": self.clock(),
                             "message": f"step {lease.step_id}: job handed back by {agent} "
-                            f"(draining), attempt {lease.attempt} unrun; re-queued",
+                            f"(draining; {how}); re-queued for another agent",
                         }
                     ],
                 )

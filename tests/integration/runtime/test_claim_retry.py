@@ -107,24 +107,32 @@ def test_a_resent_claim_gets_nothing_after_a_hand_back_or_two_leases(
     assert resent == []  # left to run out as for any lost agent
 
 
+def _handed_back(database: Database, execution_id: str) -> list[tuple[str | None, str]]:
+    with database.read() as session:
+        log = runs_store.engine_log(session, execution_id)
+    return [(e["step_id"], e["message"]) for e in log if "handed back" in e["message"]]
+
+
 def test_a_hand_back_is_written_to_the_engine_log(database: Database) -> None:
     clock = Clock()
     runtime = _runtime(database, clock)
     (job,) = _claim(runtime, "claim-one")
     runtime.hand_back(_ref(job))
     with database.read() as session:
-        log = runs_store.engine_log(session, job.execution_id)
-        stored = jobs_store.get_job(session, job.id)
-    assert stored.status == JobStatus.PENDING
-    handed = [e for e in log if "handed back" in e["message"]]
-    assert [(e["step_id"], e["message"]) for e in handed] == [
-        (
-            job.step_id,
-            f"step {job.step_id}: job handed back by agent ag (draining), attempt 1 unrun; "
-            "re-queued",
-        )
+        assert jobs_store.get_job(session, job.id).status == JobStatus.PENDING
+    said = f"step {job.step_id}: job handed back by agent ag (draining; attempt 1 "
+    assert _handed_back(database, job.execution_id) == [
+        (job.step_id, said + "had not started); re-queued for another agent")
     ]
     with pytest.raises(StaleReport):  # a second hand-back of that lease is refused, unlogged
         runtime.hand_back(_ref(job))
-    with database.read() as session:
-        assert len(runs_store.engine_log(session, job.execution_id)) == len(log)
+    assert len(_handed_back(database, job.execution_id)) == 1
+
+    # A job still running when the agent's grace ran out is stopped and handed back too.
+    (again,) = [j for j in _claim(runtime, "claim-two", limit=2) if j.id == job.id]
+    runtime.start_job(_ref(again))
+    runtime.hand_back(_ref(again))
+    assert _handed_back(database, job.execution_id)[1] == (
+        job.step_id,
+        said + "was stopped unfinished); re-queued for another agent",
+    )
