@@ -218,13 +218,23 @@ def _float(env: Mapping[str, str], name: str) -> float:
 
 
 def _public_url(value: str) -> str:
-    """``OPSFLOW_PUBLIC_URL`` checked: an http(s) URL with a host and no query, without the
-    trailing slash (``https://opsflow.example.com/ops`` for a server under a path)."""
+    """``OPSFLOW_PUBLIC_URL`` checked: an http(s) URL with a host, no path, query or fragment,
+    without the trailing slash (``https://opsflow.example.com``).
+
+    Raises ``InvalidInput`` otherwise. A path is refused because opsflow is served at the root
+    of its host: the web UI loads ``/assets/...``, routes pages and calls ``/api/v1`` from ``/``,
+    so a proxy forwarding only ``/opsflow/*`` would show a blank page."""
     parts = urlsplit(value.strip())
     if parts.scheme not in {"http", "https"} or not parts.netloc or parts.query or parts.fragment:
         raise InvalidInput(
             f"OPSFLOW_PUBLIC_URL must be an http(s) URL such as https://opsflow.example.com "
             f"(where people open this server), got {value!r}"
+        )
+    if parts.path.strip("/"):
+        raise InvalidInput(
+            f"OPSFLOW_PUBLIC_URL must have no path, got {value!r}: opsflow is served at the root "
+            f"of its host (its web pages load /assets/... and call /api/v1); give it its own "
+            f"host name or port, e.g. https://opsflow.example.com"
         )
     return value.strip().rstrip("/")
 

@@ -13,9 +13,9 @@ from opsflow.errors import InvalidInput
 
 
 def test_links_use_the_public_url_when_set_without_its_trailing_slash() -> None:
-    settings = Settings.from_env({"OPSFLOW_PUBLIC_URL": "https://ops.example.com/flow/"})
-    assert settings.public_base == "https://ops.example.com/flow"
-    assert "links in notifications: https://ops.example.com/flow\n" in banner(settings) + "\n"
+    settings = Settings.from_env({"OPSFLOW_PUBLIC_URL": "https://ops.example.com:8443/"})
+    assert settings.public_base == "https://ops.example.com:8443"
+    assert "links in notifications: https://ops.example.com:8443\n" in banner(settings) + "\n"
 
 
 def test_without_it_links_use_the_bind_address_and_the_banner_says_to_set_it() -> None:
@@ -38,3 +38,16 @@ def test_a_wildcard_bind_address_is_never_a_link(host: str) -> None:
 def test_a_public_url_that_is_no_web_address_is_refused_naming_the_variable(value: str) -> None:
     with pytest.raises(InvalidInput, match="OPSFLOW_PUBLIC_URL must be an http"):
         Settings.from_env({"OPSFLOW_PUBLIC_URL": value})
+
+
+@pytest.mark.parametrize("value", ["https://example.com/opsflow", "http://127.0.0.1:8558/ops/"])
+def test_a_public_url_with_a_path_is_refused_saying_opsflow_is_served_at_its_hosts_root(
+    value: str,
+) -> None:
+    # the web UI loads /assets/... and calls /api/v1 from the root: under a path it is blank
+    with pytest.raises(InvalidInput) as refused:
+        Settings.from_env({"OPSFLOW_PUBLIC_URL": value})
+    message = str(refused.value)
+    assert f"OPSFLOW_PUBLIC_URL must have no path, got {value!r}" in message
+    assert "served at the root of its host" in message
+    assert "own host name or port" in message

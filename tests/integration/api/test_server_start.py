@@ -67,3 +67,25 @@ def test_make_run_listens_on_the_port_given_as_port(tmp_path: Path) -> None:
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.communicate(timeout=30)
+
+
+def test_a_public_url_with_a_path_stops_the_start_with_what_to_do(tmp_path: Path) -> None:
+    """The web UI is served from its host's root, so a public URL under a path (a proxy
+    forwarding /opsflow/*) would open a blank page: the server refuses to start and says so."""
+    done = subprocess.run(
+        [
+            *(opsflow_executable(), "server", "--port", str(free_port())),
+            *("--data-dir", str(tmp_path / "data"), "--db", f"sqlite:///{tmp_path}/o.db"),
+            *("--public-url", "http://127.0.0.1:8558/opsflow"),
+        ],
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    printed = done.stdout + done.stderr
+    assert done.returncode != 0, printed
+    assert "OPSFLOW_PUBLIC_URL must have no path" in printed
+    assert "served at the root of its host" in printed
+    assert "Traceback" not in printed
+    assert "opsflow listening on" not in printed

@@ -35,7 +35,7 @@ pytestmark = pytest.mark.anyio
 
 SERVER_URL = "http://opsflow.test"
 # Where people open the server (OPSFLOW_PUBLIC_URL): the links in messages use it.
-PUBLIC_URL = "https://ops.example.com/flow"
+PUBLIC_URL = "https://ops.example.com:8443"
 
 
 class Inbox:
