@@ -81,8 +81,48 @@ FIELDS: dict[str, frozenset[str]] = {
 }
 NODE_FIELDS = frozenset({"status", "output", "error"})
 
+
+def _kind(value: Any) -> str:
+    """The word for a value's kind in messages people read: never a Python class name."""
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, Mapping):
+        return "mapping"
+    if isinstance(value, (list, tuple)):
+        return "list"
+    if value is None:
+        return "null"
+    return "value"
+
+
+class _Undefined(jinja2.StrictUndefined):
+    """``StrictUndefined`` whose words name what is missing and where it was looked for by
+    kind (a mapping and the keys it has, a text, a list), not by Python class
+    (``'opsflow.spec.output_text.OutputMap object' has no attribute 'out'``)."""
+
+    __slots__ = ()
+
+    @property
+    def _undefined_message(self) -> str:
+        name, obj = self._undefined_name, self._undefined_obj
+        if self._undefined_hint or obj is jinja2.utils.missing:
+            return str(super()._undefined_message)
+        if isinstance(obj, Mapping):
+            keys = sorted(str(key) for key in obj)
+            has = ", ".join(f"'{key}'" for key in keys[:10]) + (", ..." if len(keys) > 10 else "")
+            where = f"a mapping that has {has}" if keys else "an empty mapping"
+            return f"undefined name '{name}': no '{name}' in {where}"
+        if not isinstance(name, str):
+            return f"undefined name [{name!r}]: a {_kind(obj)} has no element {name!r}"
+        return f"undefined name '{name}': a {_kind(obj)} has no attribute '{name}'"
+
+
 _ENV = BoundedEnvironment(
-    undefined=jinja2.StrictUndefined,
+    undefined=_Undefined,
     autoescape=False,
     keep_trailing_newline=True,
 )

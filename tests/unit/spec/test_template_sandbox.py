@@ -256,3 +256,39 @@ def test_a_secret_written_out_whole_is_allowed_in_a_job_field(source: str) -> No
 )
 def test_any_other_use_of_a_secret_is_refused(source: str) -> None:
     assert "can only be written out whole" in (secret_problem(source, allowed=True) or "")
+
+
+@pytest.mark.parametrize(
+    ("source", "says"),
+    [
+        (
+            "{{ nodes.p.output.items | map(attribute='outputs.out') | join(',') }}",
+            "undefined name 'out': no 'out' in a mapping that has 'err'",
+        ),
+        (
+            "{{ [nodes.q.output] | map(attribute='nope') | join }}",
+            "undefined name 'nope': no 'nope' in a mapping that has 'a', 'b'",
+        ),
+        ("{{ [nodes.e.output] | map(attribute='x') | join }}", "no 'x' in an empty mapping"),
+        ("{{ nodes.q.output.a.foo }}", "undefined name 'nodes.q.output.a.foo'"),
+        ("{{ [nodes.q.output.b] | map(attribute='up') | join }}", "a text has no attribute 'up'"),
+        ("{{ [1][5] }}", "undefined name [5]: a list has no element 5"),
+    ],
+)
+def test_a_name_missing_inside_outputs_is_named_with_what_is_there_never_a_class(
+    source: str, says: str
+) -> None:
+    # map(attribute=...) over step outputs: the missing key, and the keys the item has
+    context = {
+        "nodes": {
+            "p": {"output": {"items": [{"outputs": {"out": "1"}}, {"outputs": {"err": "x"}}]}},
+            "q": {"output": {"a": 1, "b": "t"}},
+            "e": {"output": {}},
+        }
+    }
+    with pytest.raises(TemplateError) as info:
+        render(source, context, where="env.A")
+    message = info.value.message
+    assert message.startswith("env.A: ") and says in message, message
+    assert "opsflow." not in message and "object" not in message, message
+    assert message.endswith(f"in template {source!r}")
