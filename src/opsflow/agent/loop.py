@@ -313,6 +313,9 @@ class Agent:
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         self._slot_freed.set()
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            # Said with its traceback here, not as 'Task exception was never retrieved'.
+            log.error("%s ended on an error", task.get_name(), exc_info=exc)
 
     async def _wait_for_slot(self) -> None:
         self._slot_freed.clear()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -42,6 +43,8 @@ from opsflow.status import JobStatus, StepType
 from opsflow.store.jobs import Job
 
 PRESENCE_EVERY = 10.0
+
+log = logging.getLogger(__name__)
 
 
 def claimed(job: Job) -> ClaimedJob:
@@ -230,6 +233,12 @@ class AgentService:
                     self.jobs.finish_jobs, [report for report, _ in batch]
                 )
             except Exception as exc:
+                # Its transaction rolled back: nothing of these reports was written. Said here
+                # with the traceback, since the caller may be a task nobody waits on.
+                log.exception(
+                    "recording the end of %s failed; nothing of it was written",
+                    ", ".join(f"job {report.job.job_id}" for report, _ in batch),
+                )
                 for _, done in batch:
                     if not done.done():
                         done.set_exception(exc)

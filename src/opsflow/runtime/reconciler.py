@@ -162,7 +162,16 @@ class _Run:
         wanted = [sid for sid in step_ids if sid not in self.steps]
         if wanted:
             self._read(*jobs_store.steps_and_attempts(self.session, self.ex.id, wanted))
-            fanned = [sid for sid in wanted if self.steps[sid].item_count is not None]
+            nodes = shape_of(self.graph).nodes
+            # A fanned-out step reset to work its list out again (a retry from a step
+            # before it) has no list but keeps its completed item jobs: they are read too,
+            # or its new jobs would take their attempt numbers.
+            fanned = [
+                sid
+                for sid in wanted
+                if self.steps[sid].item_count is not None
+                or (self.steps[sid].retry_base and nodes[sid].fan_out is not None)
+            ]
             if fanned:
                 done = jobs_store.completed_items(self.session, self.ex.id, fanned)
                 for sid, number, item, created_at, ended_at in done:

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+
 import pytest
 
 from opsflow.status import ExecutionStatus, StepStatus
@@ -183,3 +190,120 @@ steps:
     working = log.index("step each is working out its items")
     why = [i for i, m in enumerate(log) if m.startswith("step each: its items could not be")]
     assert why and working < why[0], log
+
+
+# The trial's wf/fh, its flag file and receiver's port filled in by the test.
+FH = """
+id: fh
+steps:
+  - id: src
+    type: script
+    run: |
+      if [ -f FLAG ]; then echo 'l=["p","q","r"]' >> "$OPSFLOW_OUTPUT"
+      else echo 'l=["p","BAD"]' >> "$OPSFLOW_OUTPUT"; fi
+  - id: work
+    type: script
+    needs: [src]
+    for_each: "{{ nodes.src.output.l }}"
+    env: {X: "{{ item }}"}
+    run: |
+      [ "$X" != BAD ] || exit 9
+      echo "did $X"
+  - id: post
+    type: http
+    needs: [work]
+    for_each: "{{ nodes.work.output.items }}"
+    method: POST
+    url: "http://127.0.0.1:PORT/item/{{ index }}"
+    json: {item: "{{ item.item }}", status: "{{ item.status }}", m: "{{ matrix }}"}
+"""
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    """Takes the `post` step's requests and keeps their paths and bodies."""
+
+    got: ClassVar[list[tuple[str, dict[str, Any]]]] = []
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).got.append((self.path, body))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+async def test_retry_from_here_before_a_fanned_out_step_works_its_list_out_again(
+    harness: Harness, tmp_path: Path
+) -> None:
+    # The second new-user trial's workflow (wf/fh): `src` gives a list with a bad entry, so
+    # `work` fails; once the flag exists src gives a good list, and retrying src from here
+    # must run src again and fan `work` (and `post`) out to the new list. Before the fix the
+    # new jobs of `work` took the attempt numbers of its old ones and src's report failed.
+    _Receiver.got = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    flag = tmp_path / "flag-fh"
+    try:
+        eid = await harness.start_async(
+            FH.replace("FLAG", str(flag)).replace("PORT", str(server.server_address[1]))
+        )
+        assert (await harness.wait(eid)).status == ExecutionStatus.FAILED
+        assert harness.steps(eid)["work"].status == StepStatus.FAILED
+        flag.touch()
+        reset = await asyncio.to_thread(
+            harness.runtime.retry_step, eid, "src", by="alice", from_here=True
+        )
+        assert reset == ["work", "post"]
+        ex = await harness.wait(eid)
+        assert ex.status == ExecutionStatus.COMPLETED, harness.engine_log(eid)
+        steps = harness.steps(eid)
+        assert [i["item"] for i in steps["work"].outputs["items"]] == ["p", "q", "r"]
+        jobs = harness.jobs(eid)
+        work = sorted((j.attempt, j.item) for j in jobs if j.step_id == "work")
+        # Two items the first time, three more numbered after them.
+        assert [a for a, _ in work] == [1, 2, 3, 4, 5]
+        assert sorted(i for a, i in work if a > 2 and i is not None) == [0, 1, 2]
+        assert len([j for j in jobs if j.step_id == "src"]) == 2
+        assert sorted(p for p, _ in _Receiver.got) == ["/item/0", "/item/1", "/item/2"]
+        assert sorted(b["item"] for _, b in _Receiver.got) == ["p", "q", "r"]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def test_a_report_that_cannot_be_recorded_is_rolled_back_and_logged_with_its_traceback(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # What hid HIGH 1: the reconcile inside the report's transaction raised, and the server
+    # said only 'Task exception was never retrieved'.
+    reconciler = harness.runtime.jobs.reconciler
+    real = reconciler.reconcile
+
+    def failing(tx: Any, execution_id: str, **kw: Any) -> None:
+        if kw.get("ended") is not None:
+            raise RuntimeError("the reconcile broke")
+        real(tx, execution_id, **kw)
+
+    monkeypatch.setattr(reconciler, "reconcile", failing)
+    eid = await harness.start_async(
+        """
+id: broken-report
+steps:
+  - {id: each, type: script, for_each: [a], run: "true"}
+"""
+    )
+    deadline = asyncio.get_running_loop().time() + 10
+    while "recording the end of job" not in caplog.text:
+        assert asyncio.get_running_loop().time() < deadline, caplog.text
+        await asyncio.sleep(0.05)
+    (record,) = [r for r in caplog.records if "recording the end of job" in r.getMessage()]
+    assert record.levelname == "ERROR" and record.exc_info is not None
+    assert "the reconcile broke" in caplog.text  # the traceback is in the log
+    assert "nothing of it was written" in record.getMessage()
+    (job,) = harness.jobs(eid)
+    assert not job.status.terminal  # the end was rolled back with the reconcile
+    assert harness.steps(eid)["each"].status == StepStatus.RUNNING

@@ -144,6 +144,33 @@ def test_retrying_the_step_runs_only_its_items_that_did_not_succeed() -> None:
     assert sim.step("fan").items == 3  # the recorded list is kept
 
 
+def test_retry_from_a_step_before_works_the_list_out_again_numbering_after_its_jobs() -> None:
+    # The second trial's HIGH 1 (wf/fh): src, then a fanned-out step whose item 1 fails.
+    g = graph(node("src"), node("fan", needs=["src"], fan_out=FanOut()))
+    sim = Sim(g)
+    sim.item_counts["fan"] = 2
+    sim.reconcile()
+    sim.job_ends("src", JobStatus.COMPLETED)
+    sim.reconcile()
+    _end(sim, 0)
+    _end(sim, 1, JobStatus.FAILED)
+    assert sim.execution == ExecutionStatus.FAILED
+    sim.now += 10
+    sim.item_counts["fan"] = 3  # src gives a longer list this time
+    sim.write(retry_step(g, sim.state, "src", True, now=sim.now), ExecutionStatus.RUNNING)
+    assert sim.step("fan").items is None  # worked out again once src ends
+    sim.reconcile()
+    sim.job_ends("src", JobStatus.COMPLETED)
+    sim.reconcile()
+    assert sim.step("fan").items == 3
+    new = [(a.number, a.item) for a in sim.step("fan").attempts[2:]]
+    assert new == [(3, 0), (4, 1), (5, 2)]  # after its 2 stored attempts (the sim checks it)
+    for item in (0, 1, 2):
+        _end(sim, item)
+    assert sim.status("fan") == StepStatus.SUCCEEDED
+    assert sim.state.status == ExecutionStatus.COMPLETED
+
+
 def _last_item_fails_twice(sim: Sim) -> None:
     """The trial's run: 4 items, ``retries: 1``, items 0-2 succeed, item 3 fails twice."""
     for item in (0, 1, 2):
