@@ -42,7 +42,7 @@ from __future__ import annotations
 import dataclasses
 
 from opsflow.engine.edges import EdgeState, edge_state, join_state
-from opsflow.engine.items import Item, attempts_by_item, view_items
+from opsflow.engine.items import Item, attempts_by_item, hopeless, view_items
 from opsflow.engine.model import (
     DEFAULT_AGENT_LOST_LIMIT,
     ExecutionState,
@@ -210,7 +210,7 @@ def retry_item(
 ) -> dict[str, StepState]:
     """The step states to write to run one failed or cancelled item again (its retries
     counted afresh); a FAILED step goes back to PENDING with its list, so it runs on."""
-    _, current, view = _item(graph, state, step, item, "retry")
+    node, current, view = _item(graph, state, step, item, "retry")
     if view.status not in (StepStatus.FAILED, StepStatus.CANCELLED):
         raise ValueError(
             f"cannot retry item {item} of step {step!r}: it is {view.status.value}; only a "
@@ -222,8 +222,45 @@ def retry_item(
         )
     again = _again(current, {item}, now)
     if current.status == StepStatus.RUNNING:
-        return {step: dataclasses.replace(current, item_marks=again.item_marks)}
+        again = dataclasses.replace(current, item_marks=again.item_marks)
+    _refuse_hopeless(node, again, item)
+    if current.status == StepStatus.RUNNING:
+        return {step: again}
     return _reopen(graph, state, {step: again}, now)
+
+
+def _refuse_hopeless(node: StepNode, after: StepState, item: int) -> None:
+    """Refuse retrying ``item`` alone when, under ``fail_fast``, other items' failures would
+    fail the step again at once (so the item would never run); the message names them."""
+    fan = node.fan_out
+    if fan is None or not fan.fail_fast:
+        return
+    views = view_items(node, after, 0.0, lost_limit=DEFAULT_AGENT_LOST_LIMIT)
+    if not hopeless(fan, views):
+        return
+    ended = (StepStatus.FAILED, StepStatus.CANCELLED)
+    marks = after.item_marks
+    bad = [
+        i
+        for i in views
+        if i.index != item
+        and i.status in ended
+        # Not the items fail_fast holds back (never started, so they read cancelled).
+        and (i.tries or (i.index in marks and marks[i.index].cancelled))
+    ]
+    if not bad:
+        return
+    if len(bad) == 1:
+        them = f"item {bad[0].index}"
+        what = f"{them} {bad[0].status.value}"
+    else:
+        named = ", ".join(str(i.index) for i in bad[:5]) + (", ..." if len(bad) > 5 else "")
+        them, what = "them", f"items {named} did not succeed"
+    skip = f", or skip {them}" if node.allow_skip else ""
+    raise ValueError(
+        f"cannot retry item {item} of step {node.id!r} alone: fail_fast: {what}; "
+        f"retry {them} or the step{skip} first"
+    )
 
 
 def skip_item(

@@ -43,6 +43,19 @@ steps:
       echo "item $X"
       test "$X" != d
 """
+# Trial 2, M3: item 2 fails under fail_fast, one at a time, so items 3-4 never start.
+FAST = """\
+id: cli-fast
+steps:
+  - id: m
+    type: script
+    shell: sh
+    matrix: {n: [0, 1, 2, 3, 4]}
+    max_parallel: 1
+    fail_fast: true
+    env: {N: "{{ matrix.n }}"}
+    run: test "$N" != 2
+"""
 NAPS = """\
 id: cli-naps
 steps:
@@ -63,6 +76,7 @@ def server(fan_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         "each": (EACH, {}),
         "naps": (NAPS, {}),
         "last": (LAST, {}),
+        "fast": (FAST, {}),
     }
     yield from start_server(fan_db_url, tmp_path_factory, workflows)
 
@@ -171,3 +185,15 @@ def test_cancel_of_a_steps_items(server: Server) -> None:
     rest = server.cli("cancel", execution_id, "--step", "nap")
     assert rest.returncode == 0, rest.stdout + rest.stderr
     assert _until(server, execution_id, lambda s: s != "running") == "completed"
+
+
+def test_retry_of_one_item_held_by_fail_fast_says_why_it_is_refused(server: Server) -> None:
+    ran = server.cli("run", "cli-fast", "--follow")
+    assert ran.returncode == 1, ran.stdout + ran.stderr
+    execution_id = execution_id_in(ran.stdout)
+    refused = server.cli("retry", execution_id, "m", "--item", "4")
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    said = refused.stdout + refused.stderr
+    assert "fail_fast: item 2 failed; retry item 2 or the step first" in said
+    assert "retrying item 4" not in said
+    assert _status(server, execution_id) == "failed"

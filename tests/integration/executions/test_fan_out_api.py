@@ -199,3 +199,32 @@ def test_a_skipped_item_is_counted_as_skipped_when_the_step_succeeds(api: Api) -
     assert done["status"] == "completed", _messages(done)[-5:]
     assert "step each succeeded: 3 of 4 items succeeded, 1 skipped" in _messages(done)
     assert not [m for m in _messages(done) if "all 4 items succeeded" in m]
+
+
+def test_retrying_one_item_under_fail_fast_is_refused_while_another_failed(api: Api) -> None:
+    # Trial 2, M3: matrix, max_parallel 1, fail_fast; item 2 fails, items 3-4 never start.
+    api.publish(
+        """
+id: api-fan-ff
+steps:
+  - id: m
+    type: script
+    shell: sh
+    matrix: {n: [0, 1, 2, 3, 4]}
+    max_parallel: 1
+    fail_fast: true
+    env: {N: "{{ matrix.n }}"}
+    run: test "$N" != 2
+"""
+    )
+    detail = api.run("api-fan-ff")
+    assert detail["status"] == "failed"
+    eid = detail["id"]
+    refused = api.client.post(f"/api/v1/executions/{eid}/steps/m/retry", json={"item": 4})
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["detail"] == (
+        "cannot retry item 4 of step 'm' alone: fail_fast: item 2 failed; "
+        "retry item 2 or the step first"
+    )
+    # Refused before anything was written: the run is as it was.
+    assert api.client.get(f"/api/v1/executions/{eid}").json()["status"] == "failed"

@@ -3,6 +3,8 @@ parallelism, fail_fast, min_success, retries per item, and people acting on item
 
 from __future__ import annotations
 
+import pytest
+
 from opsflow.engine.control import cancel_items, retry_item, retry_step, skip_item
 from opsflow.engine.items import view_items
 from opsflow.engine.model import FanOut, StartJob
@@ -169,6 +171,24 @@ def test_retry_from_a_step_before_works_the_list_out_again_numbering_after_its_j
         _end(sim, item)
     assert sim.status("fan") == StepStatus.SUCCEEDED
     assert sim.state.status == ExecutionStatus.COMPLETED
+
+
+def test_retrying_one_item_is_refused_while_fail_fast_holds_another_items_failure() -> None:
+    # Trial 2, M3: max_parallel 1, fail_fast; item 1 fails, items 2-3 never start.
+    sim = _sim(4, max_parallel=1, fail_fast=True, allow_skip=True)
+    _end(sim, 0)
+    _end(sim, 1, JobStatus.FAILED)
+    assert sim.status("fan") == StepStatus.FAILED
+    with pytest.raises(ValueError) as refused:
+        retry_item(sim.graph, sim.state, "fan", 3, now=sim.now)
+    assert str(refused.value) == (
+        "cannot retry item 3 of step 'fan' alone: fail_fast: item 1 failed; "
+        "retry item 1 or the step, or skip item 1 first"
+    )
+    # Retrying the failed item itself is what runs: it, then the items not started.
+    sim.write(retry_item(sim.graph, sim.state, "fan", 1, now=sim.now), ExecutionStatus.RUNNING)
+    sim.reconcile()
+    assert _running_items(sim) == [1]
 
 
 def _last_item_fails_twice(sim: Sim) -> None:
