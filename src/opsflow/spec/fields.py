@@ -191,9 +191,11 @@ class FieldProblem(ValueError):
     """A model-level check's complaint about one field, so the loader can point at that field.
 
     Pydantic locates a model validator's error at the model; raising this instead names the
-    field (``steps[1].min_approvals`` rather than ``steps[1]``) and its line.
+    field (``steps[1].min_approvals`` rather than ``steps[1]``) and its line; ``at`` goes on
+    inside the field (``("exclude", 0)``: ``steps[1].matrix.exclude[0]``).
     """
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str, *, at: tuple[str | int, ...] = ()) -> None:
         super().__init__(message)
         self.field = field
+        self.at = at

@@ -93,7 +93,7 @@ def _translate(err: ErrorDetails, loc: Loc, data: Any) -> Finding:
     given = err.get("input")
     error = ctx.get("error")
     if isinstance(error, FieldProblem):
-        return Finding((*loc, error.field), str(error))
+        return Finding((*loc, error.field, *error.at), str(error))
     if kind == "missing" and loc:
         return Finding(loc, f"'{loc[-1]}' is required")
     if kind == "extra_forbidden" and loc:

@@ -7,6 +7,7 @@ Terraform and Ansible, the two larger configurations, live in ``spec/tool_steps.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal, Self
@@ -14,7 +15,7 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from opsflow.spec.duration import Duration
-from opsflow.spec.fan_out import Matrix
+from opsflow.spec.fan_out import FanOutError, Matrix, matrix_items, split_matrix
 from opsflow.spec.fields import (
     AgentSelector,
     ConnectionName,
@@ -107,7 +108,32 @@ class StepBase(SpecModel):
                 "for_each",
                 'for_each must be a list or a template such as "{{ params.regions }}"',
             )
+        if self.matrix is not None:
+            _check_matrix_entries(self.matrix.root)
+        total, what = self._static_items()
+        if total is not None and self.min_success is not None and self.min_success > total:
+            raise FieldProblem(
+                "min_success",
+                f"min_success is {self.min_success} but {what} gives only "
+                f"{counted(total, 'item')}, so the step could never succeed; make it at most "
+                f"{total}",
+            )
         return self
+
+    def _static_items(self) -> tuple[int | None, str]:
+        """How many items a literal ``for_each`` list or a matrix without templates gives
+        (None: known only when the step starts), and what gives them."""
+        if isinstance(self.for_each, list):
+            return len(self.for_each), "its for_each list"
+        if self.matrix is None:
+            return None, ""
+        dims, extras = split_matrix(self.matrix.root)
+        if any(not isinstance(v, list) for v in dims.values()):
+            return None, ""
+        try:
+            return len(matrix_items(dims, extras)), "its matrix"
+        except FanOutError:
+            return None, ""  # too many: the step fails saying so when it starts
 
     @field_validator("timeout")
     @classmethod
@@ -115,6 +141,27 @@ class StepBase(SpecModel):
         if value == 0 and not cls.zero_timeout_waits_forever:
             raise ValueError("a timeout of 0 would stop the step at once; leave it out for none")
         return value
+
+
+def _check_matrix_entries(matrix: Mapping[str, Any]) -> None:
+    """Each ``exclude``/``include`` entry names only keys the matrix has (when it has any): an
+    entry naming another key would never match (exclude) or give an item other templates
+    cannot read (include). Raises ``FieldProblem`` at the entry, with a close key if any."""
+    dims, extras = split_matrix(matrix)
+    if not dims:
+        return  # a matrix of include entries only: they are its items
+    for extra in ("exclude", "include"):
+        for n, entry in enumerate(extras.get(extra) or []):
+            for key in entry:
+                if key not in dims:
+                    match = difflib.get_close_matches(str(key), list(dims), n=1)
+                    close = f" (did you mean '{match[0]}'?)" if match else ""
+                    raise FieldProblem(
+                        "matrix",
+                        f"{extra} entry names key {key!r}, which the matrix lacks{close}; "
+                        f"its keys are {', '.join(sorted(dims))}",
+                        at=(extra, n),
+                    )
 
 
 def _article(word: str) -> str:

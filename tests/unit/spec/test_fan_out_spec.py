@@ -102,3 +102,75 @@ def test_the_schema_offers_the_fan_out_fields() -> None:
     text = str(workflow_json_schema())
     for name in ("for_each", "matrix", "max_parallel", "fail_fast", "min_success"):
         assert name in text
+
+
+def test_min_success_above_a_literal_lists_length_is_refused_at_the_field() -> None:
+    # Trial 2, M6: it validated and failed only when the run started.
+    problem = only_problem(
+        """
+        id: many
+        steps:
+          - {id: each, type: script, for_each: [x, y], min_success: 5, run: "true"}
+        """
+    )
+    assert problem.loc == "steps[0].min_success"
+    assert problem.msg == (
+        "min_success is 5 but its for_each list gives only 2 items, so the step could never "
+        "succeed; make it at most 2"
+    )
+
+
+def test_min_success_above_a_static_matrixs_combinations_is_refused() -> None:
+    problem = only_problem(
+        """
+        id: grid
+        steps:
+          - id: m
+            type: script
+            matrix: {a: [1, 2], b: [x, y], exclude: [{a: 2, b: y}]}
+            min_success: 4
+            run: "true"
+        """
+    )
+    assert problem.loc == "steps[0].min_success"
+    assert "its matrix gives only 3 items" in problem.msg and "at most 3" in problem.msg
+
+
+def test_min_success_is_not_judged_against_a_list_known_only_at_run_time() -> None:
+    load(
+        """
+        id: later
+        params: {n: {type: string, default: "a"}}
+        steps:
+          - {id: each, type: script, for_each: "{{ params.n }}", min_success: 5, run: "true"}
+          - id: m
+            type: script
+            matrix: {a: "{{ params.n }}"}
+            min_success: 5
+            run: "true"
+          - {id: ok, type: script, for_each: [x, y], min_success: 2, run: "true"}
+        """
+    )
+
+
+@pytest.mark.parametrize("extra", ["exclude", "include"])
+def test_a_matrix_entry_naming_a_key_the_matrix_lacks_is_refused_at_the_entry(
+    extra: str,
+) -> None:
+    problem = only_problem(
+        f"""
+        id: grid
+        steps:
+          - id: m
+            type: script
+            matrix: {{region: [eu, us], tier: [api], {extra}: [{{tier: api}}, {{regoin: us}}]}}
+            min_success: 0
+            run: "true"
+        """
+    )
+    assert problem.loc == f"steps[0].matrix.{extra}[1]"
+    assert problem.msg == (
+        f"{extra} entry names key 'regoin', which the matrix lacks (did you mean 'region'?); "
+        "its keys are region, tier"
+    )
+    assert problem.line == 5
