@@ -69,9 +69,9 @@ def test_retry_a_failed_item_and_read_its_log(
 
     deploy = step_item(page, "deploy")
     progress = page.locator('[data-fanout-progress="deploy"]')
-    expect(progress).to_contain_text("3/3 · 1 failed")
+    expect(progress).to_contain_text("3 of 3 ended · 1 failed")
     expect(progress).to_contain_text("at most 2 at once")
-    expect(page.locator('[data-node-items="deploy"]')).to_contain_text("3/3 · 1 failed")
+    expect(page.locator('[data-node-items="deploy"]')).to_contain_text("3 of 3 ended · 1 failed")
 
     deploy.get_by_role("button", name="Items of deploy").click()
     items = page.get_by_test_id("items-deploy")
@@ -93,7 +93,7 @@ def test_retry_a_failed_item_and_read_its_log(
     # live: the item, the step and the run move on without a reload
     expect(us.locator(".badge")).to_have_attribute("data-status", "succeeded")
     expect(us).to_contain_text("×2")
-    expect(progress).to_contain_text("3/3")
+    expect(progress).to_contain_text("3 of 3 ended")
     expect(progress).not_to_contain_text("failed")
     expect(page.locator("header.banner .badge").first).to_have_attribute("data-status", "completed")
 
@@ -137,6 +137,16 @@ def test_retry_a_failed_item_and_read_its_log(
     expect(table.locator("tbody tr")).to_have_count(3)
     expect(table.locator('[data-item-outputs="1"]')).to_contain_text('"where":"us-ok"')
     expect(page.get_by_label("Outputs of deploy")).to_contain_text('"succeeded": 3')
+    # with one item chosen, the Outputs tab shows that item, as the header above it says
+    page.goto(f"/executions/{execution_id}?step=deploy&item=1&tab=outputs")
+    expect(page.locator(".tab-step")).to_contain_text("Step deploy item #1")
+    one = page.get_by_role("table", name="Outputs of the items of deploy")
+    expect(one.locator("tbody tr")).to_have_count(1)
+    expect(one.locator('[data-item-outputs="1"]')).to_contain_text('"where":"us-ok"')
+    # a tab that shows the whole step does not name the item
+    page.get_by_role("tab", name="Engine log").click()
+    expect(page.locator(".tab-step")).to_contain_text("Step deploy")
+    expect(page.locator(".tab-step")).not_to_contain_text("item #1")
 
     # each item's attempts are numbered on their own in the timeline
     page.get_by_role("tab", name="Timeline").click()
@@ -158,8 +168,8 @@ def test_items_progress_live_while_they_run(page: Page, ui_server: UiServer) -> 
         page.get_by_test_id("items-patch").locator('[data-item-status="running"]').first
     ).to_be_visible()
     shot(page, "execution-fan-out-running")
-    expect(progress).to_contain_text("12/12", timeout=60_000)
-    expect(page.locator('[data-node-items="patch"]')).to_contain_text("12/12")
+    expect(progress).to_contain_text("12 of 12 ended", timeout=60_000)
+    expect(page.locator('[data-node-items="patch"]')).to_contain_text("12 of 12 ended")
     expect(page.get_by_test_id("log-lines")).to_contain_text("patching h11")
     wait_status(ui_server, execution_id, "completed")
 
@@ -201,7 +211,7 @@ def test_cancel_one_item_then_the_rest(page: Page, ui_server: UiServer) -> None:
     confirm = page.get_by_role("dialog", name="Cancel the items of drain that have not ended?")
     confirm.get_by_role("button", name="Cancel items").click()
     progress = page.locator('[data-fanout-progress="drain"]')
-    expect(progress).to_contain_text("4/4 · 4 cancelled")
+    expect(progress).to_contain_text("4 of 4 ended · 4 cancelled")
     expect(items.locator('[data-item-status="cancelled"]')).to_have_count(4)
     expect(drain.get_by_role("button", name="Cancel items")).to_have_count(0)
     # cancelled items may be retried one by one
@@ -236,7 +246,7 @@ def test_skip_an_item_and_retry_the_step(page: Page, ui_server: UiServer, tmp_pa
     page.goto(f"/executions/{execution_id}")
     canary = step_item(page, "canary")
     progress = page.locator('[data-fanout-progress="canary"]')
-    expect(progress).to_contain_text("3/3 · 2 failed")
+    expect(progress).to_contain_text("3 of 3 ended · 2 failed")
     canary.get_by_role("button", name="Items of canary").click()
     items = page.get_by_test_id("items-canary")
     items.get_by_role("button", name="Skip item #0").click()
@@ -244,7 +254,7 @@ def test_skip_an_item_and_retry_the_step(page: Page, ui_server: UiServer, tmp_pa
         "button", name="Skip item"
     ).click()
     expect(items.locator('[data-item="0"]')).to_have_attribute("data-item-status", "skipped")
-    expect(progress).to_contain_text("3/3 · 1 failed · 1 skipped")
+    expect(progress).to_contain_text("3 of 3 ended · 1 failed · 1 skipped")
     # the step re-runs its items that did not succeed: y only (x was skipped)
     canary.get_by_role("button", name="Retry step").click()
     confirm = page.get_by_role("dialog", name="Retry canary?")

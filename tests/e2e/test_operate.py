@@ -295,6 +295,36 @@ def test_retry_a_failed_step_and_see_it_succeed(
     expect(page.get_by_test_id("log-lines")).to_contain_text("second try works")
 
 
+HANDLED = """
+id: e2e-handled
+name: A failure handled by a step after it
+steps:
+  - id: breaks
+    type: script
+    shell: sh
+    allow_skip: true
+    run: echo "it broke" >&2; exit 4
+  - id: tidy
+    type: script
+    shell: sh
+    needs: [breaks.always]
+    run: echo tidied
+"""
+
+
+def test_an_ended_completed_run_offers_no_retry_or_skip(page: Page, ui_server: UiServer) -> None:
+    # the server refuses them ('the execution is completed; start a new run instead')
+    ui_server.put_workflow(HANDLED, "e2e-handled")
+    execution_id = ui_server.run("e2e-handled")
+    wait_status(ui_server, execution_id, "completed")
+    sign_in(page, "olga")
+    page.goto(f"/executions/{execution_id}")
+    expect(banner(page)).to_have_attribute("data-status", "completed")
+    expect(page.locator('[data-step="breaks"]')).to_contain_text("Failed")
+    for name in ("Retry step", "Retry from here", "Skip"):
+        expect(page.get_by_role("button", name=name, exact=True)).to_have_count(0)
+
+
 UNRESOLVED = """
 id: e2e-unresolved
 name: Calls a host that does not exist

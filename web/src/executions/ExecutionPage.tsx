@@ -15,7 +15,7 @@ import { progressWords } from "./progress";
 import type { DagStep } from "./Dag";
 import { LogPanel } from "./LogPanel";
 import { StepList } from "./StepList";
-import { EngineLogTab, OutputsTab, TimelineTab, VariablesTab } from "./Tabs";
+import { EngineLogTab, ITEM_TABS, OutputsTab, TimelineTab, VariablesTab } from "./Tabs";
 import { TriggerSource } from "./TriggerSource";
 import { ReopenStream, useExecutionStream } from "./useExecutionStream";
 
@@ -134,7 +134,7 @@ export default function ExecutionPage() {
           {selected && (
             <span className="tab-step">
               Step <strong>{selected}</strong>
-              {selectedItem !== null && (
+              {selectedItem !== null && ITEM_TABS.has(tab) && (
                 <>
                   {" "}
                   item <strong>#{selectedItem}</strong>
@@ -159,7 +159,7 @@ export default function ExecutionPage() {
               live={active && stream.state === "live"}
             />
           )}
-          {tab === "outputs" && <OutputsTab ex={ex} selected={selected} />}
+          {tab === "outputs" && <OutputsTab ex={ex} selected={selected} selectedItem={selectedItem} />}
           {tab === "variables" && <VariablesTab ex={ex} />}
           {tab === "engine" && <EngineLogTab ex={ex} selected={selected} />}
           {tab === "timeline" && <TimelineTab ex={ex} onSelect={(s) => setParams({ step: s, item: null })} />}

@@ -134,6 +134,6 @@ describe("FanOutProgress", () => {
         fan={{ kind: "for_each", max_parallel: 10, fail_fast: false, min_success: null, total: 200, counts: { pending: 153, waiting: 0, running: 10, succeeded: 35, failed: 2, skipped: 0, cancelled: 0 } }}
       />,
     );
-    expect(screen.getByText(/37\/200 · 10 running · 2 failed/)).toHaveTextContent("Items: 37/200 · 10 running · 2 failed · at most 10 at once");
+    expect(screen.getByText(/37 of 200 ended · 10 running · 2 failed/)).toHaveTextContent("Items: 37 of 200 ended · 10 running · 2 failed · at most 10 at once");
   });
 });

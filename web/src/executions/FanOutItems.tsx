@@ -60,6 +60,7 @@ export function FanOutItems({
   step,
   stepStatus,
   allowSkip,
+  resumable = true,
   items,
   jobs = new Map(),
   selectedItem,
@@ -70,6 +71,8 @@ export function FanOutItems({
   step: string;
   stepStatus: string;
   allowSkip: boolean;
+  /** Whether the execution takes retries and skips (not ended completed, not cancelling). */
+  resumable?: boolean;
   items: readonly Item[];
   /** The step's jobs by id: an item whose job waits for an agent says so. */
   jobs?: ReadonlyMap<string, { status: string }>;
@@ -136,7 +139,7 @@ export function FanOutItems({
                     now={now}
                     selected={selectedItem === item.index}
                     onSelect={() => onSelectItem(selectedItem === item.index ? null : item.index)}
-                    actions={itemActions(item, { stepStatus, allowSkip }).filter(allowed)}
+                    actions={itemActions(item, { stepStatus, allowSkip, resumable }).filter(allowed)}
                     onAction={(action) => setPending({ action, item })}
                   />
                 </div>

@@ -14,8 +14,8 @@ import { SshHostsTable, sshHosts } from "./SshHosts";
 import { FanOutItems, FanOutProgress } from "./FanOutItems";
 import { attemptNumbers, hasOpenItems, queuedItems } from "./fanOut";
 import { ReopenStream } from "./useExecutionStream";
+import { acceptsStepActions, stepActions } from "./actions";
 
-const RETRYABLE = new Set(["failed", "cancelled", "rejected"]);
 
 /** Whether a step's outputs hold a Terraform plan (its change counts or text) to show. */
 function hasPlan(outputs: Record<string, unknown>): boolean {
@@ -63,6 +63,7 @@ export function StepList({
             key={spec.id}
             ex={ex}
             spec={spec}
+            specs={specs}
             step={step}
             selected={selected === spec.id}
             selectedItem={selected === spec.id ? selectedItem : null}
@@ -80,6 +81,7 @@ export function StepList({
 function StepItem({
   ex,
   spec,
+  specs,
   step,
   selected,
   selectedItem,
@@ -90,6 +92,7 @@ function StepItem({
 }: {
   ex: ExecutionView;
   spec: StepSpec;
+  specs: StepSpec[];
   step: StepRow | undefined;
   selected: boolean;
   selectedItem: number | null;
@@ -144,7 +147,8 @@ function StepItem({
     },
   });
 
-  const retryable = step && RETRYABLE.has(status);
+  // only what the server accepts: an ended completed run offers no retry (it answers 409)
+  const actions = step ? stepActions(ex, spec, status, specs) : [];
   return (
     <li className={`step-item${selected ? " selected" : ""}`}>
       <div className="step-row">
@@ -171,20 +175,20 @@ function StepItem({
             {typeof step.outputs.plan_text === "string" ? "View plan" : "View changes"}
           </button>
         )}
-        {canRetry && retryable && (
-          <>
-            <button type="button" className="small" onClick={() => setConfirm("retry")}>
-              Retry step
-            </button>
-            <button type="button" className="small" onClick={() => setConfirm("from_here")}>
-              Retry from here
-            </button>
-            {spec.allow_skip && status === "failed" && (
-              <button type="button" className="small" onClick={() => setConfirm("skip")}>
-                Skip
-              </button>
-            )}
-          </>
+        {canRetry && actions.includes("retry") && (
+          <button type="button" className="small" onClick={() => setConfirm("retry")}>
+            Retry step
+          </button>
+        )}
+        {canRetry && actions.includes("from_here") && (
+          <button type="button" className="small" onClick={() => setConfirm("from_here")}>
+            Retry from here
+          </button>
+        )}
+        {canRetry && actions.includes("skip") && (
+          <button type="button" className="small" onClick={() => setConfirm("skip")}>
+            Skip
+          </button>
         )}
         {canCancel && fan && status === "running" && hasOpenItems(fan) && (
           <button type="button" className="small danger-text" onClick={() => setConfirm("cancel_items")}>
@@ -211,6 +215,7 @@ function StepItem({
           step={spec.id}
           stepStatus={status}
           allowSkip={!!spec.allow_skip}
+          resumable={acceptsStepActions(ex)}
           items={step.items ?? []}
           jobs={jobsById}
           selectedItem={selectedItem}

@@ -94,7 +94,13 @@ function withoutPlanText(outputs: Record<string, unknown>): Record<string, unkno
   return rest;
 }
 
-export function OutputsTab({ ex, selected }: { ex: ExecutionView; selected: string | null }) {
+/** The tabs that show one item of a fanned-out step when one is chosen (the header names the
+ *  item only on these; the others show the whole step). */
+export const ITEM_TABS: ReadonlySet<string> = new Set(["logs", "outputs"]);
+
+/** The outputs of the steps (only `selected`'s, if one is chosen) and of the workflow; with
+ *  `selectedItem` chosen, only that item's outputs of the selected fanned-out step. */
+export function OutputsTab({ ex, selected, selectedItem = null }: { ex: ExecutionView; selected: string | null; selectedItem?: number | null }) {
   const steps = ex.steps.filter((s) => (!selected || s.id === selected) && (Object.keys(s.outputs).length > 0 || (s.items ?? []).length > 0));
   const workflowOutputs = !selected && Object.keys(ex.outputs).length > 0;
   if (steps.length === 0 && !workflowOutputs) return <p className="muted">{selected ? `${selected} has no outputs.` : "No step has outputs yet."}</p>;
@@ -107,7 +113,14 @@ export function OutputsTab({ ex, selected }: { ex: ExecutionView; selected: stri
         </section>
       )}
       {steps.map((s) =>
-        s.fan_out ? (
+        s.fan_out && s.id === selected && selectedItem !== null ? (
+          <section key={s.id}>
+            <h3>
+              {s.id} item #{selectedItem}
+            </h3>
+            <ItemOutputs step={s.id} items={(s.items ?? []).filter((i) => i.index === selectedItem)} />
+          </section>
+        ) : s.fan_out ? (
           <section key={s.id}>
             <h3>{s.id}</h3>
             {Object.keys(s.outputs).length > 0 && <JsonView value={withoutItems(s.outputs)} label={`Outputs of ${s.id}`} />}

@@ -16,12 +16,12 @@ function item(index: number, status: Item["status"], extra: Partial<Item> = {}):
 describe("fanOutWords", () => {
   it("says items ended of all, then what runs and what failed, and the parallel limit apart", () => {
     const words = fanOutWords(fan({ succeeded: 35, failed: 2, running: 10, pending: 153 }, { max_parallel: 10 }));
-    expect(words.line).toBe("37/200 · 10 running · 2 failed");
+    expect(words.line).toBe("37 of 200 ended · 10 running · 2 failed");
     expect(words.limit).toBe("at most 10 at once");
   });
   it("names items waiting for a retry, cancelled and skipped ones, and counts them as ended where they are", () => {
     const words = fanOutWords(fan({ succeeded: 1, waiting: 1, cancelled: 2, skipped: 1 }));
-    expect(words.line).toBe("4/5 · 1 waiting to retry · 2 cancelled · 1 skipped");
+    expect(words.line).toBe("4 of 5 ended · 1 waiting to retry · 2 cancelled · 1 skipped");
     expect(words.limit).toBe("");
   });
   it("says the list is being worked out while total is unknown", () => {
@@ -29,8 +29,8 @@ describe("fanOutWords", () => {
     expect(words.line).toBe("working out the items…");
     expect(words.done).toBe("…");
   });
-  it("reads every item succeeded as n/n and nothing more", () => {
-    expect(fanOutWords(fan({ succeeded: 3 })).line).toBe("3/3");
+  it("reads every item ended as n of n ended and nothing more", () => {
+    expect(fanOutWords(fan({ succeeded: 3 })).line).toBe("3 of 3 ended");
   });
 });
 
@@ -47,8 +47,8 @@ describe("items waiting for an agent", () => {
     expect(queuedItems([item(0, "running", { job_id: "j1" }), item(1, "running", { job_id: "j2" }), item(2, "running", { job_id: "j3" })], jobs)).toBe(2);
   });
   it("names them apart from the running ones", () => {
-    expect(fanOutWords(fan({ succeeded: 18, running: 10, failed: 1, pending: 171 }), 6).line).toBe("19/200 · 4 running · 1 failed · 6 waiting for an agent");
-    expect(fanOutWords(fan({ running: 2, pending: 1 }), 2).line).toBe("0/3 · 2 waiting for an agent");
+    expect(fanOutWords(fan({ succeeded: 18, running: 10, failed: 1, pending: 171 }), 6).line).toBe("19 of 200 ended · 4 running · 1 failed · 6 waiting for an agent");
+    expect(fanOutWords(fan({ running: 2, pending: 1 }), 2).line).toBe("0 of 3 ended · 2 waiting for an agent");
   });
 });
 
@@ -89,6 +89,11 @@ describe("itemActions", () => {
     expect(itemActions(item(0, "pending"), { stepStatus: "running", allowSkip: false })).toEqual(["cancel"]);
     expect(itemActions(item(0, "pending"), { stepStatus: "cancelled", allowSkip: false })).toEqual([]);
     expect(itemActions(item(0, "succeeded"), { stepStatus: "running", allowSkip: true })).toEqual([]);
+  });
+  it("offers no retry or skip where the server refuses: the run ended completed or the step succeeded", () => {
+    expect(itemActions(item(0, "failed"), { stepStatus: "failed", allowSkip: true, resumable: false })).toEqual([]);
+    expect(itemActions(item(0, "cancelled"), { stepStatus: "succeeded", allowSkip: true })).toEqual([]);
+    expect(itemActions(item(0, "failed"), { stepStatus: "skipped", allowSkip: false })).toEqual([]);
   });
 });
 

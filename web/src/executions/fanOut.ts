@@ -9,15 +9,18 @@ export type Item = Schemas["ItemOut"];
 /** Item statuses in the order their counts are named after "done". */
 const NAMED = ["running", "waiting", "failed", "cancelled", "skipped"] as const;
 const ENDED = new Set(["succeeded", "failed", "skipped", "cancelled"]);
+/** Step statuses in which an item may be retried or skipped. */
+const ITEM_ACTION_STEP = new Set(["running", "failed", "cancelled"]);
 
 export interface FanOutWords {
-  /** "37/200": items ended, of all; "…" while the list is not worked out yet. */
+  /** "37 of 200 ended": items ended (succeeded, failed, cancelled or skipped), of all; "…"
+   *  while the list is not worked out yet. Never "37/200", which reads as 37 succeeded. */
   done: string;
   /** "10 running · 2 failed": the counts worth naming, or "". */
   others: string;
   /** "at most 10 at once", or "" without a limit. */
   limit: string;
-  /** The whole line: "37/200 · 10 running · 2 failed". */
+  /** The whole line: "37 of 200 ended · 10 running · 2 failed". */
   line: string;
 }
 
@@ -50,7 +53,7 @@ export function queuedItems(items: readonly Pick<Item, "status" | "job_id">[], j
  *  person wants to see them), and of the running ones, `queued` waiting for an agent. */
 export function fanOutWords(fan: FanOut, queued = 0): FanOutWords {
   const ended = Object.entries(fan.counts).reduce((sum, [status, n]) => sum + (ENDED.has(status) ? n : 0), 0);
-  const done = fan.total === null ? "…" : `${ended}/${fan.total}`;
+  const done = fan.total === null ? "…" : `${ended} of ${fan.total} ended`;
   const shown: Record<string, number> = { ...fan.counts, running: Math.max(0, count(fan, "running") - queued) };
   const words = NAMED.filter((s) => (shown[s] ?? 0) > 0).map((s) => `${shown[s]} ${s === "waiting" ? "waiting to retry" : s}`);
   // last, so a node too narrow for the whole line still shows what failed
@@ -88,8 +91,16 @@ export type ItemAction = "retry" | "skip" | "cancel";
 
 /** The actions an item offers: retry (and skip, where the step allows it) once it failed or
  *  was cancelled; cancel while it has not ended and its step runs. */
-export function itemActions(item: Pick<Item, "status">, { stepStatus, allowSkip }: { stepStatus: string; allowSkip: boolean }): ItemAction[] {
-  if (item.status === "failed" || item.status === "cancelled") return allowSkip ? ["retry", "skip"] : ["retry"];
+export function itemActions(
+  item: Pick<Item, "status">,
+  { stepStatus, allowSkip, resumable = true }: { stepStatus: string; allowSkip: boolean; resumable?: boolean },
+): ItemAction[] {
+  // retry and skip: the server's retry_item / skip_item rules (an execution that takes them,
+  // a step running, failed or cancelled); see ./actions.ts
+  if (item.status === "failed" || item.status === "cancelled") {
+    if (!resumable || !ITEM_ACTION_STEP.has(stepStatus)) return [];
+    return allowSkip ? ["retry", "skip"] : ["retry"];
+  }
   if (!ENDED.has(item.status) && stepStatus === "running") return ["cancel"];
   return [];
 }
