@@ -571,7 +571,17 @@ def test_manual_retry_and_skip_after_a_failure_follow_the_rules(
         if on_item:
             step, item = data.draw(st.sampled_from(items))
             if data.draw(st.booleans()):
-                changes = retry_item(g, sim.state, step, item, now=sim.now)
+                try:
+                    changes = retry_item(g, sim.state, step, item, now=sim.now)
+                except ValueError as exc:
+                    # Refused only when fail_fast and another item's failure would fail the
+                    # step again at once (the item would never run).
+                    fan = g.step(step).fan_out
+                    assert fan is not None and fan.fail_fast, exc
+                    assert any(other != item for sid, other in items if sid == step), exc
+                    assert "fail_fast: item" in str(exc), exc
+                    event("a person's retry of one item refused under fail_fast")
+                    break
             else:
                 changes = skip_item(allow_skip(g), sim.state, step, item, now=sim.now)
             event("a person retried or skipped an item")
