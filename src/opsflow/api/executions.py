@@ -40,7 +40,7 @@ from opsflow.auth.permissions import Permission
 from opsflow.engine.items import ITEM_STATUSES
 from opsflow.engine.model import CancelMode
 from opsflow.engine.topology import shape_of
-from opsflow.errors import InvalidInput, Problem
+from opsflow.errors import InvalidInput, NotFound, Problem
 from opsflow.runtime import fan_out
 from opsflow.runtime.definitions import graph_of
 from opsflow.runtime.host import RuntimeHost
@@ -343,6 +343,33 @@ def cancel_execution(
     return _detail(services, execution_id)
 
 
+def _check_item(session: Session, ex: runs_store.Execution, step: str | None, item: int) -> None:
+    """``item`` names an item of fanned-out ``step``: `InvalidInput` (422) without a step or
+    on a step that does not fan out, `NotFound` (404) past its items, naming their range."""
+    if step is None:
+        raise InvalidInput("item needs step: give the fanned-out step the item belongs to")
+    nodes = shape_of(graph_of(ex)).nodes
+    if step not in nodes:
+        raise NotFound(f"execution {ex.id} has no step {step!r}")
+    if nodes[step].fan_out is None:
+        raise InvalidInput(
+            f"step {step!r} has no for_each or matrix, so it has no items; leave out item"
+        )
+    (state,) = runs_store.step_states_of(session, ex.id, [step])
+    count = state.item_count
+    if count is None:
+        raise NotFound(
+            f"step {step!r} has no items yet: its list is worked out when it starts "
+            f"(it is {state.status.value})"
+        )
+    if item >= count:
+        raise NotFound(
+            f"step {step!r} has no item {item}; its items are 0 to {count - 1}"
+            if count
+            else f"step {step!r} has no items (its list was empty)"
+        )
+
+
 @router.get("/executions/{execution_id}/logs", response_model=LogPage)
 def get_logs(
     execution_id: str,
@@ -360,7 +387,9 @@ def get_logs(
     _p: Principal = Depends(require(Permission.EXECUTIONS_READ)),
 ) -> LogPage:
     with services_of(request).db.read() as session:
-        runs_store.get_execution(session, execution_id)
+        ex = runs_store.get_execution(session, execution_id)
+        if item is not None:
+            _check_item(session, ex, step, item)
         rows = logs_store.query(
             session,
             execution_id,

@@ -211,7 +211,9 @@ class Draft:
         elif node.fan_out is not None:
             # Its items start in the next decision, once the runtime recorded the list.
             self.actions.append(ExpandItems(step))
-            status, text = StepStatus.RUNNING, "is working out its items"
+            # A recorded list is kept (a person retried or skipped an item): not worked out.
+            text = "is working out its items" if state.items is None else "goes on with its items"
+            status = StepStatus.RUNNING
         else:
             number = self._next_attempt(step)
             self.actions.append(StartJob(step, number))

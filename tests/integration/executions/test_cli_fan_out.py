@@ -128,6 +128,10 @@ def test_logs_of_one_item_then_retry_of_that_item(server: Server) -> None:
     again = server.cli("retry", execution_id, "each", "--item", "0")
     assert again.returncode != 0
     assert "item 0 of step 'each'" in again.stdout + again.stderr
+    # Trial 2, L7: logs of an item that is not there say so and exit 1.
+    past = server.cli("logs", execution_id, "--step", "each", "--item", "99")
+    assert past.returncode == 1, past.stdout + past.stderr
+    assert "step 'each' has no item 99; its items are 0 to 2" in past.stdout + past.stderr
 
 
 def _job_labels(shown: str) -> list[str]:

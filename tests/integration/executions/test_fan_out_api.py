@@ -228,3 +228,24 @@ steps:
     )
     # Refused before anything was written: the run is as it was.
     assert api.client.get(f"/api/v1/executions/{eid}").json()["status"] == "failed"
+
+
+def test_logs_of_an_item_that_is_not_there_say_so(api: Api) -> None:
+    # Trial 2, L7: an unknown item, or an item of a step without fan-out, gave an empty page.
+    api.publish(FLAKY.replace("api-fan", "api-fan-logs"))
+    eid = api.run("api-fan-logs")["id"]
+    url = f"/api/v1/executions/{eid}/logs"
+    past = api.client.get(url, params={"step": "each", "item": 99})
+    assert past.status_code == 404, past.text
+    assert past.json()["detail"] == "step 'each' has no item 99; its items are 0 to 2"
+    plain = api.client.get(url, params={"step": "after", "item": 0})
+    assert plain.status_code == 422, plain.text
+    assert "step 'after' has no for_each or matrix" in plain.json()["detail"]
+    nostep = api.client.get(url, params={"item": 0})
+    assert nostep.status_code == 422, nostep.text
+    assert "item needs step" in nostep.json()["detail"]
+    unknown = api.client.get(url, params={"step": "nope", "item": 0})
+    assert unknown.status_code == 404, unknown.text
+    assert "has no step 'nope'" in unknown.json()["detail"]
+    fine = api.client.get(url, params={"step": "each", "item": 2})
+    assert fine.status_code == 200 and fine.json()["items"], fine.text

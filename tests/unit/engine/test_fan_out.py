@@ -191,6 +191,19 @@ def test_retrying_one_item_is_refused_while_fail_fast_holds_another_items_failur
     assert _running_items(sim) == [1]
 
 
+def test_an_item_retry_does_not_say_the_list_is_worked_out_again() -> None:
+    # Trial 2, L13: the recorded list is kept, so the log must not say it is worked out.
+    sim = _sim(2)
+    _end(sim, 0)
+    _end(sim, 1, JobStatus.FAILED)
+    assert sim.logs().count("step fan is working out its items") == 1
+    sim.write(retry_item(sim.graph, sim.state, "fan", 1, now=sim.now), ExecutionStatus.RUNNING)
+    sim.reconcile()
+    assert sim.logs().count("step fan is working out its items") == 1
+    assert "step fan goes on with its items" in sim.logs()
+    assert _running_items(sim) == [1]
+
+
 def _last_item_fails_twice(sim: Sim) -> None:
     """The trial's run: 4 items, ``retries: 1``, items 0-2 succeed, item 3 fails twice."""
     for item in (0, 1, 2):
