@@ -20,6 +20,7 @@ from opsflow.cli.output import (
     stdout,
     table,
 )
+from opsflow.status import ExecutionStatus
 from opsflow.words import counted
 
 approvals_app = typer.Typer(help="Approvals waiting for people, across all workflows.")
@@ -160,7 +161,16 @@ def retry(
         gates = [sid for sid in reset if kinds.get(sid) == "approval"]
         if gates:
             text += f" (approval {', '.join(gates)} will be asked again)"
-    stdout.print(Text(f"{text}; execution is {body['status']}"))
+    stdout.print(Text(f"{text}; execution is {_status_now(body)}"))
+
+
+def _status_now(body: dict[str, Any]) -> str:
+    """The execution's status after the change, with why when it ended at once (a skip that
+    leaves another failure standing fails the run again in the same breath)."""
+    status = str(body["status"])
+    if ExecutionStatus(status).terminal and body.get("status_reason"):
+        return f"{status} ({body['status_reason']})"
+    return status
 
 
 def skip(
@@ -180,7 +190,7 @@ def skip(
     if output is OutputFormat.JSON:
         print_json(body)
     else:
-        stdout.print(f"skipped {what}; execution is {body['status']}")
+        stdout.print(Text(f"skipped {what}; execution is {_status_now(body)}"))
 
 
 def register(root: typer.Typer) -> None:

@@ -53,6 +53,7 @@ steps:
     matrix: {n: [0, 1, 2, 3, 4]}
     max_parallel: 1
     fail_fast: true
+    allow_skip: true
     env: {N: "{{ matrix.n }}"}
     run: test "$N" != 2
 """
@@ -198,6 +199,11 @@ def test_retry_of_one_item_held_by_fail_fast_says_why_it_is_refused(server: Serv
     refused = server.cli("retry", execution_id, "m", "--item", "4")
     assert refused.returncode == 1, refused.stdout + refused.stderr
     said = refused.stdout + refused.stderr
-    assert "fail_fast: item 2 failed; retry item 2 or the step first" in said
+    assert "fail_fast: item 2 failed; retry item 2 or the step, or skip item 2 first" in said
     assert "retrying item 4" not in said
     assert _status(server, execution_id) == "failed"
+    # Trial 2, L14: a skip that leaves item 2's failure standing fails the run again at once;
+    # the reply says so with why, not only 'execution is failed'.
+    skipped = server.cli("skip", execution_id, "m", "--item", "4")
+    assert skipped.returncode == 0, skipped.stdout + skipped.stderr
+    assert "skipped item 4 of m; execution is failed (step m failed)" in skipped.stdout

@@ -58,6 +58,9 @@ def test_items_show_in_the_detail_and_a_failed_item_is_retried_by_the_api(api: A
 
     skipped = api.client.post(f"/api/v1/executions/{eid}/steps/each/skip", json={"item": 1})
     assert skipped.status_code == 200, skipped.text
+    # Trial 2, L14: the reply shows the run after the skip, not the failed run before it.
+    assert skipped.json()["status"] in ("running", "completed"), skipped.json()["status"]
+    assert step_of(skipped.json(), "each")["items"][1]["status"] == "skipped"
     done = api.wait(eid)
     assert done["status"] == "completed", done["engine_log"][-5:]
     assert [i["status"] for i in step_of(done, "each")["items"]] == [
@@ -249,3 +252,36 @@ def test_logs_of_an_item_that_is_not_there_say_so(api: Api) -> None:
     assert "has no step 'nope'" in unknown.json()["detail"]
     fine = api.client.get(url, params={"step": "each", "item": 2})
     assert fine.status_code == 200 and fine.json()["items"], fine.text
+
+
+def test_skipping_a_cancelled_item_replies_with_the_run_after_the_skip(api: Api) -> None:
+    # Trial 2, L14 (wf/fe5): item 1 is cancelled by a person, the step fails; skipping it
+    # resumes the run, and the reply must say so (it said 'failed').
+    api.publish(
+        """
+id: api-fan-skip
+steps:
+  - id: slow
+    type: script
+    shell: sh
+    for_each: [1, 2]
+    allow_skip: true
+    env: {N: "{{ item }}"}
+    run: test "$N" = 1 || sleep 30
+  - {id: after, type: script, needs: [slow], run: "sleep 1"}
+"""
+    )
+    eid = api.start("api-fan-skip")["id"]
+    deadline = time.monotonic() + 20
+    while step_of(api.detail(eid), "slow")["items"][1]["status"] != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    one = api.client.post(f"/api/v1/executions/{eid}/steps/slow/cancel", json={"item": 1})
+    assert one.status_code == 200, one.text
+    assert api.wait(eid)["status"] == "failed"
+    skipped = api.client.post(f"/api/v1/executions/{eid}/steps/slow/skip", json={"item": 1})
+    assert skipped.status_code == 200, skipped.text
+    body = skipped.json()
+    assert body["status"] == "running", (body["status"], body["engine_log"][-4:])
+    assert step_of(body, "slow")["status"] == "succeeded"
+    assert api.wait(eid)["status"] == "completed"
