@@ -155,12 +155,13 @@ class Draft:
         reason: str,
         *,
         named: str | None = None,
+        graceful_stop: bool = False,
     ) -> None:
         """Stop attempt ``attempt`` (the step's number); ``named``: how the log names it
         instead of ``attempt N`` (``item 3 attempt 2``: an item's attempts count on their
-        own)."""
-        self.actions.append(CancelJob(step, attempt, as_status, force, reason))
-        verb = "stopping" if force else "withdrawing (not yet picked up)"
+        own); ``graceful_stop``: not forced, yet a picked-up job is stopped (normal grace)."""
+        self.actions.append(CancelJob(step, attempt, as_status, force, reason, graceful_stop))
+        verb = "stopping" if force or graceful_stop else "withdrawing (not yet picked up)"
         self.log(f"step {step}: {verb} {named or f'attempt {attempt}'}: {reason}", step)
 
     def _next_attempt(self, step: str) -> int:

@@ -197,7 +197,15 @@ def settle_fan_out(draft: Draft, node: StepNode, stop: Stop | None) -> None:
             named = f"item {item.index} attempt {item.number_of(last)}"
             if mark.cancelled and not last.cancel_requested:
                 why = f"item {item.index} cancelled by a person"
-                draft.cancel_job(node.id, last.number, JobStatus.CANCELLED, True, why, named=named)
+                draft.cancel_job(
+                    node.id,
+                    last.number,
+                    JobStatus.CANCELLED,
+                    False,
+                    why,
+                    named=named,
+                    graceful_stop=True,
+                )
             else:
                 job_in_flight(draft, node, last, stop, named=named)
             busy += 1

@@ -110,8 +110,8 @@ class Attempt:
     error: str | None = None
     agent_lost: bool = False  # the agent that held it stopped heartbeating or restarted
     cancel_requested: bool = False  # a CancelJob was already issued for it
-    # That CancelJob was the step's timeout (the job is stopping with the normal grace); a
-    # forced cancel of the execution still cuts it short.
+    # That CancelJob stops the job with the normal grace (the step's timeout, or a person's
+    # cancel of one item); a forced cancel of the execution still cuts it short.
     stopping_for_timeout: bool = False
     # Which item of a fanned-out step it runs (0-based, in the recorded list's order).
     item: int | None = None
@@ -221,6 +221,9 @@ class CancelJob:
     as_status: JobStatus = JobStatus.CANCELLED
     force: bool = True
     reason: str = ""
+    # Not forced, yet a picked-up job is stopped too, with its normal grace (a person's
+    # cancel of one item); a forced cancel of the execution still cuts it short.
+    graceful_stop: bool = False
 
 
 @dataclass(frozen=True)

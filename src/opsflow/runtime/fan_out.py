@@ -37,7 +37,9 @@ def attempt_of(job: Job) -> m.Attempt:
         error=job.error,
         agent_lost=jobs_store.agent_lost(job.status, job.error),
         cancel_requested=job.cancel_requested,
-        stopping_for_timeout=job.cancel_requested and job.cancel_as == JobStatus.TIMEOUT,
+        # Stopping with the normal grace: its timeout, or a person's (not forced) cancel.
+        stopping_for_timeout=job.cancel_requested
+        and (job.cancel_as == JobStatus.TIMEOUT or not job.cancel_force),
         item=job.item,
     )
 

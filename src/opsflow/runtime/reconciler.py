@@ -577,7 +577,7 @@ class _Run:
         job = self.jobs.get((a.step, a.attempt))
         if job is None or job.status.terminal:
             return
-        if not a.force and job.status != JobStatus.PENDING:
+        if not a.force and not a.graceful_stop and job.status != JobStatus.PENDING:
             return  # a graceful cancel withdraws only work no agent has picked up
         ended = jobs_store.request_cancel(
             self.session,

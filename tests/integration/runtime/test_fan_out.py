@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from opsflow.status import ExecutionStatus, StepStatus
+from opsflow.status import ExecutionStatus, JobStatus, StepStatus
 
 from .conftest import Harness
 
@@ -307,3 +307,35 @@ steps:
     (job,) = harness.jobs(eid)
     assert not job.status.terminal  # the end was rolled back with the reconcile
     assert harness.steps(eid)["each"].status == StepStatus.RUNNING
+
+
+async def test_a_persons_cancel_of_one_item_stops_it_gracefully_not_forced(
+    harness: Harness,
+) -> None:
+    # Trial 2, L15: the item ended 'cancelled (forced)' though nobody forced anything.
+    eid = await harness.start_async(
+        """
+id: item-cancel
+steps:
+  - {id: slow, type: script, shell: sh, for_each: [1, 2], min_success: 0, run: "sleep 30"}
+"""
+    )
+
+    def both_running(ex: Any) -> bool:
+        jobs = harness.jobs(eid)
+        return len(jobs) == 2 and all(j.status == JobStatus.RUNNING for j in jobs)
+
+    await harness.wait(eid, until=both_running)
+    await asyncio.to_thread(harness.runtime.cancel_items, eid, "slow", 1, by="alice")
+    (job,) = [j for j in harness.jobs(eid) if j.item == 1]
+    assert job.cancel_requested and not job.cancel_force
+    await harness.wait(
+        eid, until=lambda ex: any(j.item == 1 and j.status.terminal for j in harness.jobs(eid))
+    )
+    (job,) = [j for j in harness.jobs(eid) if j.item == 1]
+    assert job.status == JobStatus.CANCELLED
+    assert job.error == "cancelled", job.error
+    log = harness.engine_log(eid)
+    assert "step slow: stopping item 1 attempt 1: item 1 cancelled by a person" in log, log
+    await asyncio.to_thread(harness.runtime.cancel_items, eid, "slow", None, by="alice")
+    assert (await harness.wait(eid)).status == ExecutionStatus.COMPLETED

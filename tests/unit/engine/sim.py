@@ -181,11 +181,11 @@ class Sim:
                 retryable=False,
                 cancel_requested=True,
             )
-        elif action.force:
+        elif action.force or action.graceful_stop:
             attempts[index] = dataclasses.replace(
                 attempt,
                 cancel_requested=True,
-                stopping_for_timeout=action.as_status == JobStatus.TIMEOUT,
+                stopping_for_timeout=action.as_status == JobStatus.TIMEOUT or not action.force,
             )
             self.kill_as[(action.step, action.attempt)] = action.as_status
         else:

@@ -34,6 +34,8 @@ def to_json(action: Action) -> dict[str, Any]:
         value = getattr(action, f.name)
         if f.name == "item" and value is None:
             continue  # a job of a step that does not fan out (as recorded before items)
+        if f.name == "graceful_stop" and not value:
+            continue  # as recorded before a person's item cancel stopped gracefully
         out[f.name] = value.value if isinstance(value, Enum) else value
     return out
 

@@ -354,15 +354,17 @@ class World:
                 key: Action = a
                 if isinstance(a, CancelJob):
                     # One stop per attempt, except that a forced stop may cut short the normal
-                    # grace of a stop for its timeout (once: it is keyed CANCELLED).
-                    key = CancelJob(a.step, a.attempt, a.as_status)
+                    # grace of a stop for its timeout or of a person's cancel of one item
+                    # (once: it is keyed CANCELLED, not graceful).
+                    key = CancelJob(a.step, a.attempt, a.as_status, graceful_stop=a.graceful_stop)
                     earlier = {
-                        c.as_status
+                        (c.as_status, c.graceful_stop)
                         for c in self.commands
                         if isinstance(c, CancelJob) and (c.step, c.attempt) == (a.step, a.attempt)
                     }
                     upgrade = a.force and a.as_status == JobStatus.CANCELLED
-                    assert not earlier or (earlier == {JobStatus.TIMEOUT} and upgrade), (
+                    graceful = {(JobStatus.TIMEOUT, False), (JobStatus.CANCELLED, True)}
+                    assert not earlier or (len(earlier) == 1 and earlier <= graceful and upgrade), (
                         f"stop repeated: {a}"
                     )
                 assert key not in self.commands, f"command repeated: {a}"
