@@ -334,6 +334,13 @@ def enqueue_notification(
     return True
 
 
+def _notification(r: Any) -> Notification:
+    """An outbox row as the store returns it."""
+    return Notification(
+        r.id, r.execution_id, r.channel, r.title, r.message, r.attempts, r.sent_at, r.error, r.key
+    )
+
+
 def due_notifications(session: Session, now: float, limit: int = 20) -> list[Notification]:
     rows = session.connection().execute(
         select(NT)
@@ -341,19 +348,7 @@ def due_notifications(session: Session, now: float, limit: int = 20) -> list[Not
         .order_by(NT.c.due_at)
         .limit(limit)
     )
-    return [
-        Notification(
-            r.id,
-            r.execution_id,
-            r.channel,
-            r.title,
-            r.message,
-            r.attempts,
-            error=r.error,
-            key=r.key,
-        )
-        for r in rows
-    ]
+    return [_notification(r) for r in rows]
 
 
 def notifications_of(session: Session, execution_id: str) -> list[Notification]:
@@ -362,20 +357,7 @@ def notifications_of(session: Session, execution_id: str) -> list[Notification]:
     rows = session.connection().execute(
         select(NT).where(NT.c.execution_id == execution_id).order_by(NT.c.id)
     )
-    return [
-        Notification(
-            r.id,
-            r.execution_id,
-            r.channel,
-            r.title,
-            r.message,
-            r.attempts,
-            r.sent_at,
-            r.error,
-            r.key,
-        )
-        for r in rows
-    ]
+    return [_notification(r) for r in rows]
 
 
 def claim_notification(session: Session, notification_id: int, now: float, retry_at: float) -> bool:
