@@ -180,13 +180,23 @@ def serving(
 
 
 @contextlib.contextmanager
-def server(db_url: str | None, loop: str, concurrency: int) -> Iterator[Server]:
+def server(
+    db_url: str | None,
+    loop: str,
+    concurrency: int,
+    *,
+    launcher: list[str] | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[Server]:
+    """A real ``opsflow server`` on loopback, started through ``launcher`` (default:
+    serve_with_loop.py with ``loop``), with a client holding its admin token."""
     with tempfile.TemporaryDirectory(prefix="opsflow-bench-") as tmp:
         data = Path(tmp) / "data"
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("OPSFLOW_")}
         env["OPSFLOW_ADMIN_PASSWORD"] = "bench-admin-password"
-        argv = [sys.executable, str(HERE / "serve_with_loop.py"), loop, "server"]
+        env.update(extra_env or {})
+        argv = [*(launcher or [sys.executable, str(HERE / "serve_with_loop.py"), loop]), "server"]
         argv += ["--data-dir", str(data), "--port", str(port), "--host", "127.0.0.1"]
         argv += ["--concurrency", str(concurrency)]
         if db_url:

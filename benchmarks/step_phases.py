@@ -332,30 +332,16 @@ def links(stamps: list[list[Any]], chains: list[list[str]]) -> list[dict[str, fl
 
 @contextlib.contextmanager
 def traced_server(db_url: str | None, trace: Path, profile: Path | None) -> Iterator[Any]:
+    """server_bench's server, started through this file's launcher, which stamps phases."""
     sys.path.insert(0, str(HERE))
-    import httpx
-    from server_bench import Server, free_port, serving
+    from server_bench import server
 
-    with tempfile.TemporaryDirectory(prefix="opsflow-phases-") as tmp:
-        data = Path(tmp) / "data"
-        port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("OPSFLOW_")}
-        env["OPSFLOW_ADMIN_PASSWORD"] = "bench-admin-password"
-        env[TRACE_ENV] = str(trace)
-        if profile is not None:
-            env[PROFILE_ENV] = str(profile)
-        argv = [sys.executable, str(Path(__file__).resolve()), "serve", "server"]
-        argv += ["--data-dir", str(data), "--port", str(port), "--host", "127.0.0.1"]
-        argv += ["--concurrency", "16"]
-        if db_url:
-            argv += ["--db", db_url]
-        log = Path(tmp) / "server.log"
-        base = f"http://127.0.0.1:{port}"
-        with serving(argv, env, log, base) as process:
-            token = (data / "admin-token").read_text().strip()
-            headers = {"Authorization": f"Bearer {token}"}
-            with httpx.Client(base_url=base, headers=headers, timeout=60) as client:
-                yield Server(process, client, log)
+    extra = {TRACE_ENV: str(trace)}
+    if profile is not None:
+        extra[PROFILE_ENV] = str(profile)
+    launcher = [sys.executable, str(Path(__file__).resolve()), "serve"]
+    with server(db_url, "asyncio", 16, launcher=launcher, extra_env=extra) as running:
+        yield running
 
 
 def bench(label: str, db_url: str | None, args: argparse.Namespace) -> None:
