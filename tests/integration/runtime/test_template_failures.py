@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 import os
 import time
+from typing import Any
 
 import pytest
+from sqlalchemy.orm import Session
 
 from opsflow.auth.secrets import SecretBox
 from opsflow.status import ExecutionStatus, JobStatus, StepStatus
@@ -77,17 +79,22 @@ LEGACY = {
 }
 
 
+def _save_as_stored(session: Session, definition: dict[str, Any]) -> None:
+    """A draft saved as it is stored, past today's validation (as an older server saved it)."""
+    workflows_store.save_draft(
+        session,
+        definition=definition,
+        yaml_text=json.dumps(definition),
+        bundle_digest=None,
+        actor="admin",
+    )
+
+
 async def test_a_child_workflow_saved_under_older_rules_does_not_undo_the_upstream_report(
     harness: Harness,
 ) -> None:
     with harness.runtime.db.session() as session:
-        workflows_store.save_draft(
-            session,
-            definition=LEGACY,
-            yaml_text=json.dumps(LEGACY),
-            bundle_digest=None,
-            actor="admin",
-        )
+        _save_as_stored(session, LEGACY)
         workflows_store.publish(session, "legacy-child", "admin")
     eid = await harness.start_async(
         UPSTREAM.replace('run: "echo ran"', 'run: "echo p=given >> $OPSFLOW_OUTPUT"')
@@ -107,13 +114,7 @@ async def test_a_child_workflow_that_no_longer_loads_fails_only_the_workflow_ste
 ) -> None:
     unknown = {**LEGACY, "steps": [{"id": "x", "type": "script", "run": "true", "colour": "b"}]}
     with harness.runtime.db.session() as session:
-        workflows_store.save_draft(
-            session,
-            definition=unknown,
-            yaml_text=json.dumps(unknown),
-            bundle_digest=None,
-            actor="admin",
-        )
+        _save_as_stored(session, unknown)
         workflows_store.publish(session, "legacy-child", "admin")
     eid = await harness.start_async(
         UPSTREAM + "  - {id: call, type: workflow, workflow: legacy-child, needs: [a]}\n"
@@ -138,13 +139,7 @@ async def test_a_follower_that_no_longer_loads_leaves_the_upstream_end_as_it_was
         "steps": [{"id": "x", "type": "script", "run": "true", "colour": "b"}],
     }
     with harness.runtime.db.session() as session:
-        workflows_store.save_draft(
-            session,
-            definition=follower,
-            yaml_text=json.dumps(follower),
-            bundle_digest=None,
-            actor="admin",
-        )
+        _save_as_stored(session, follower)
         triggers_sync.publish(
             session, "legacy-follower", "admin", SecretBox(os.urandom(32)), time.time()
         )
