@@ -187,3 +187,35 @@ def agents(server: RunningServer, tmp_path: Path) -> Iterator[Agents]:
     running = Agents(server, tmp_path / "agents")
     yield running
     running.close()
+
+
+def spooled(work: Path) -> str:
+    """What an agent's on-disk spool under ``work`` holds now (its JSON lines)."""
+    return "".join(p.read_text(errors="replace") for p in (work / "spool").glob("*.jsonl"))
+
+
+def job_lines(api: Api, execution_id: str) -> list[dict[str, Any]]:
+    res = api.client.get(f"/executions/{execution_id}/logs", params={"limit": 10000})
+    assert res.status_code == 200, res.text
+    items: list[dict[str, Any]] = res.json()["items"]
+    return items
+
+
+def assert_reported_once(
+    api: Api, agents: Agents, execution_id: str, agent_id: str, work: Path, count: int
+) -> None:
+    """The one-step run of ``count`` lines completed in one attempt on ``agent_id``, its lines
+    stored once each, numbered without a gap, none lost in transit, and the spool emptied."""
+    (step,) = api.execution(execution_id)["steps"]
+    assert [(j["status"], j["agent_id"]) for j in step["jobs"]] == [("completed", agent_id)], (
+        step,
+        agents.log("a"),
+    )
+    assert step["outputs"]["said"] == count, step
+    lines = job_lines(api, execution_id)
+    seqs = [line["seq"] for line in lines]
+    assert seqs == list(range(1, len(lines) + 1)), seqs  # no gap, no duplicate
+    said = [line["text"] for line in lines if line["stream"] == "stdout"]
+    assert said == [f"line-{i}" for i in range(1, count + 1)], said
+    assert not any("lost in transit" in line["text"] for line in lines), lines
+    api.wait_for("the spool empties", lambda: not spooled(work), timeout=30)

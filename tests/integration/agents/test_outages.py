@@ -16,7 +16,7 @@ import pytest
 
 from tests.servers import RunningServer, free_port, run_server
 
-from .conftest import Agents, Api, server_env
+from .conftest import Agents, Api, assert_reported_once, job_lines, server_env, spooled
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -33,17 +33,6 @@ steps:
       echo '{{"said": {LINES}}}' > "$OPSFLOW_OUTPUT"
 """
 OUTAGE = 20.0
-
-
-def _job_lines(api: Api, execution_id: str) -> list[dict[str, Any]]:
-    res = api.client.get(f"/executions/{execution_id}/logs", params={"limit": 10000})
-    assert res.status_code == 200, res.text
-    items: list[dict[str, Any]] = res.json()["items"]
-    return items
-
-
-def _spooled(work: Path) -> str:
-    return "".join(p.read_text(errors="replace") for p in (work / "spool").glob("*.jsonl"))
 
 
 def test_a_job_outlives_a_20s_server_outage_and_an_agent_restart_and_reports_once(
@@ -71,7 +60,7 @@ def test_a_job_outlives_a_20s_server_outage_and_an_agent_restart_and_reports_onc
         work = agents.root / "a"
         # The job runs on while the server is gone; its lines and then its report are spooled.
         deadline = down_at + 60
-        while '"kind": "report"' not in _spooled(work):
+        while '"kind": "report"' not in spooled(work):
             assert time.monotonic() < deadline, agents.log("a")
             time.sleep(0.1)
         assert "jobs go on, what they report is kept in" in agents.log("a")
@@ -92,20 +81,7 @@ def test_a_job_outlives_a_20s_server_outage_and_an_agent_restart_and_reports_onc
             lambda: api.execution(execution_id)["status"] == "completed",
             timeout=60,
         )
-        detail = api.execution(execution_id)
-        (step,) = detail["steps"]
-        assert [(j["status"], j["agent_id"]) for j in step["jobs"]] == [("completed", agent_id)], (
-            step,
-            agents.log("a"),
-        )
-        assert step["outputs"]["said"] == LINES, step
-        lines = _job_lines(api, execution_id)
-        seqs = [line["seq"] for line in lines]
-        assert seqs == list(range(1, len(lines) + 1)), seqs  # no gap, no duplicate
-        said = [line["text"] for line in lines if line["stream"] == "stdout"]
-        assert said == [f"line-{i}" for i in range(1, LINES + 1)], said
-        assert not any("lost in transit" in line["text"] for line in lines)
-        api.wait_for("the spool empties", lambda: not _spooled(work), timeout=30)
+        assert_reported_once(api, agents, execution_id, agent_id, work, LINES)
         assert "the server answers again" in agents.log("a")
 
 
@@ -123,7 +99,7 @@ def _snapshot(api: Api, execution_ids: list[str]) -> dict[str, Any]:
             for step in detail["steps"]
             for j in step["jobs"]
         ]
-        seen[execution_id] = (detail["status"], attempts, len(_job_lines(api, execution_id)))
+        seen[execution_id] = (detail["status"], attempts, len(job_lines(api, execution_id)))
     return seen
 
 

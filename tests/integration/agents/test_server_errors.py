@@ -10,13 +10,12 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.servers import RunningServer, run_server
 
-from .conftest import Agents, Api, server_env
+from .conftest import Agents, Api, assert_reported_once, server_env, spooled
 from .proxy import Action, Answer, Forward, Lose, Proxy, Reset, running_proxy
 
 pytestmark = pytest.mark.timeout(120)
@@ -72,17 +71,6 @@ def agents(long_lease_server: RunningServer, tmp_path: Path) -> Iterator[Agents]
     running.close()
 
 
-def _spooled(work: Path) -> str:
-    return "".join(p.read_text(errors="replace") for p in (work / "spool").glob("*.jsonl"))
-
-
-def _job_lines(api: Api, execution_id: str) -> list[dict[str, Any]]:
-    res = api.client.get(f"/executions/{execution_id}/logs", params={"limit": 10000})
-    assert res.status_code == 200, res.text
-    items: list[dict[str, Any]] = res.json()["items"]
-    return items
-
-
 def test_5xx_answers_and_resets_are_waited_out_and_the_report_and_log_arrive_once(
     proxy: Proxy, api: Api, agents: Agents
 ) -> None:
@@ -109,7 +97,7 @@ def test_5xx_answers_and_resets_are_waited_out_and_the_report_and_log_arrive_onc
     work = agents.root / "a"
     deadline = time.monotonic() + 60
     # The job runs to its end meanwhile; its later lines and its report wait in the spool.
-    while '"kind": "report"' not in _spooled(work):
+    while '"kind": "report"' not in spooled(work):
         assert time.monotonic() < deadline, agents.log("a")
         time.sleep(0.1)
     assert proxy.count("/logs", "Answer") + proxy.count("/logs", "Reset") >= 1, proxy.seen
@@ -129,19 +117,7 @@ def test_5xx_answers_and_resets_are_waited_out_and_the_report_and_log_arrive_onc
         lambda: api.execution(execution_id)["status"] == "completed",
         timeout=60,
     )
-    (step,) = api.execution(execution_id)["steps"]
-    assert [(j["status"], j["agent_id"]) for j in step["jobs"]] == [("completed", agent_id)], (
-        step,
-        agents.log("a"),
-    )
-    assert step["outputs"]["said"] == LINES, step
-    lines = _job_lines(api, execution_id)
-    seqs = [line["seq"] for line in lines]
-    assert seqs == list(range(1, len(lines) + 1)), seqs  # no gap, no duplicate
-    said = [line["text"] for line in lines if line["stream"] == "stdout"]
-    assert said == [f"line-{i}" for i in range(1, LINES + 1)], said
-    assert not any("lost in transit" in line["text"] for line in lines), lines
-    api.wait_for("the spool empties", lambda: not _spooled(work), timeout=30)
+    assert_reported_once(api, agents, execution_id, agent_id, work, LINES)
     log = agents.log("a")
     assert "the server is unreachable" in log and "the server answers again" in log, log
     assert "Traceback" not in log, log
