@@ -4,8 +4,10 @@
 secret appears in exactly one response, the one that creates it.
 
 Presence is the ``agents`` table, written when an agent registers and, at most every half
-lease, when it claims or heartbeats; so every replica answers alike. An agent is online while
-it was seen within ``max(30 s, 2 leases)``: an idle agent's waiting claim renews it every 10 s.
+lease (5 s at most), when it claims or heartbeats; so every replica answers alike. An agent is
+online while it was seen within `online_window` (two leases and three renewals of an idle
+agent's waiting claim, which renews it every lease, 10 s at most: 30 s with the default 15 s
+lease) and did not leave since.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from opsflow.auth.agent_tokens import issue_agent_token
 from opsflow.auth.credentials import Principal
 from opsflow.auth.permissions import Permission
 from opsflow.errors import InvalidInput
+from opsflow.runtime.roster import online_window
 from opsflow.store import agent_tokens as token_store
 from opsflow.store import agents as store
 from opsflow.store import audit
@@ -121,7 +124,7 @@ class AgentTokenCreated(AgentTokenOut):
 
 
 def online_timeout(request: Request) -> float:
-    return max(30.0, 2 * services_of(request).settings.lease_seconds)
+    return online_window(services_of(request).settings.lease_seconds)
 
 
 @router.get("/agents", response_model=list[AgentOut], responses=error_responses(401, 403))

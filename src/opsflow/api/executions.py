@@ -45,7 +45,7 @@ from opsflow.runtime import fan_out
 from opsflow.runtime.definitions import graph_of
 from opsflow.runtime.host import RuntimeHost
 from opsflow.runtime.launch import run_request
-from opsflow.runtime.roster import AgentPresence
+from opsflow.runtime.roster import AgentPresence, online_window
 from opsflow.runtime.waiting import pending_reasons
 from opsflow.spec.triggers import RunTrigger
 from opsflow.status import ExecutionStatus, JobStatus, StepType
@@ -109,9 +109,10 @@ class CancelBody(BaseModel):
 def _with_stored_presence(
     session: Session, agents: list[AgentPresence], now: float, lease_seconds: float
 ) -> list[AgentPresence]:
-    """This replica's roster plus the agents other replicas saw (the ``agents`` table), less
-    the draining ones: together, the agents that may take a queued job."""
-    stored = agents_store.seen_since(session, now - max(30.0, 2 * lease_seconds))
+    """This replica's own agent (with its slot count) plus the agents online in the
+    ``agents`` table, less the draining ones: together, the agents that may take a queued
+    job."""
+    stored = agents_store.seen_since(session, now - online_window(lease_seconds))
     draining = {agent_id for agent_id, _, _, drains in stored if drains}
     known = {a.agent_id for a in agents}
     extra = [
@@ -125,7 +126,7 @@ def _with_stored_presence(
 def _detail(services: Services, execution_id: str) -> ExecutionDetail:
     host: RuntimeHost | None = services.extra.get("runtime")
     now = time.time()
-    agents = host.runtime.roster.online(now) if host is not None else []
+    agents = host.runtime.roster.residents() if host is not None else []
     with services.db.read() as session:
         ex = runs_store.get_execution(session, execution_id)
         agents = _with_stored_presence(session, agents, now, services.settings.lease_seconds)

@@ -3,9 +3,11 @@
 Database-wide figures are read on each scrape: executions by status and the queue depth are two
 GROUP BY counts; the step-duration and dispatch-latency histograms take in the jobs that ended
 or were dispatched since the previous scrape (a window that trails the clock by `SETTLE`
-seconds, so a transaction that committed late is not skipped). These are the same from every
-replica: scrape one, or aggregate with ``max``, not ``sum``. Agents online and SSE clients are
-this process's own (sum them across replicas).
+seconds, so a transaction that committed late is not skipped). Agents online come from the
+``agents`` table too (seen within `opsflow.runtime.roster.online_window`, not left since), so
+an agent that leaves or is killed drops out of every replica's gauge alike. These are the same
+from every replica: scrape one, or aggregate with ``max``, not ``sum``. SSE clients are this
+process's own (sum them across replicas).
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from opsflow.api.services import Services, services_of
+from opsflow.runtime.roster import online_window
 from opsflow.status import ExecutionStatus
+from opsflow.store import agents as agents_store
 from opsflow.store import metrics as metrics_store
 from opsflow.store.db import Database
 
@@ -79,9 +83,13 @@ class ServerMetrics(Collector):
         return iter(())  # read per scrape: nothing to declare ahead
 
     def collect(self) -> Iterator[Metric]:
+        now = self.clock()
         with self.db.read() as session:
             by_status = metrics_store.executions_by_status(session)
             queued = metrics_store.queued_jobs_by_pool(session)
+            online = agents_store.seen_since(
+                session, now - online_window(self.services.settings.lease_seconds)
+            )
         executions = GaugeMetricFamily(
             "opsflow_executions", "Executions in the database, by status.", labels=["status"]
         )
@@ -94,27 +102,29 @@ class ServerMetrics(Collector):
         for pool, n in sorted(queued.items()):
             depth.add_metric([pool], n)
         yield depth
-        host = self.services.extra.get("runtime")
         agents = GaugeMetricFamily(
             "opsflow_agents_online",
-            "Agents this replica knows to be online (its local agent, remote agents that "
-            "claim through it), by pool.",
+            "Agents online (seen within the online window and not left: every replica's local "
+            "agent and every remote agent, whichever replica they talk to), by pool.",
             labels=["pool"],
         )
+        host = self.services.extra.get("runtime")
+        # This replica's own agent counts from its start, before its registration commits.
+        residents = host.runtime.roster.residents() if host is not None else []
+        stored = {agent_id for agent_id, _, _, _ in online}
+        per_pool: dict[str, int] = {}
+        for pools in [p for _, p, _, _ in online] + [
+            list(a.pools) for a in residents if a.agent_id not in stored
+        ]:
+            for pool in pools:
+                per_pool[pool] = per_pool.get(pool, 0) + 1
+        for pool, n in sorted(per_pool.items()):
+            agents.add_metric([pool], n)
+        yield agents
         sse = GaugeMetricFamily(
             "opsflow_sse_clients", "Live streams (SSE) this replica serves now."
         )
-        if host is not None:
-            per_pool: dict[str, int] = {}
-            for agent in host.runtime.roster.online(self.clock()):
-                for pool in agent.pools:
-                    per_pool[pool] = per_pool.get(pool, 0) + 1
-            for pool, n in sorted(per_pool.items()):
-                agents.add_metric([pool], n)
-            sse.add_metric([], host.bus.viewers())
-        else:
-            sse.add_metric([], 0)
-        yield agents
+        sse.add_metric([], host.bus.viewers() if host is not None else 0)
         yield sse
 
 

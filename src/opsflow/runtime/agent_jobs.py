@@ -27,7 +27,6 @@ from opsflow.errors import InvalidInput, NotFound, StaleReport
 from opsflow.runtime import events
 from opsflow.runtime.connections import CONNECTION_KEY, named_connection
 from opsflow.runtime.reconciler import Ended, Reconciler
-from opsflow.runtime.roster import AgentRoster
 from opsflow.runtime.secrets import VALUES_KEY, referenced, substitute
 from opsflow.runtime.transaction import Transaction, Transactions
 from opsflow.status import JobStatus
@@ -63,7 +62,6 @@ class AgentJobs:
         *,
         vault: SecretVault | None,
         connections: ConnectionVault | None = None,
-        roster: AgentRoster,
         lease_seconds: float,
         clock: Callable[[], float],
     ) -> None:
@@ -72,7 +70,6 @@ class AgentJobs:
         self.reconciler = reconciler
         self.vault = vault
         self.connections = connections
-        self.roster = roster
         self.lease_seconds = lease_seconds
         self.clock = clock
         self._maskers: dict[str, Masker | None] = {}
@@ -113,11 +110,6 @@ class AgentJobs:
 
         self._presence[agent_id] = (now, self.transactions.run(work))
 
-    def seen(self, agent_id: str, pools: list[str], labels: dict[str, str]) -> None:
-        """An agent is waiting for work (a claim that had nothing to look for yet): it is
-        online, as a claim would say."""
-        self.roster.seen(agent_id, pools, labels, self.clock())
-
     def _presence_due(self, agent_id: str, now: float) -> bool:
         last = self._presence.get(agent_id)
         return last is None or now - last[0] >= self.presence_every
@@ -148,7 +140,6 @@ class AgentJobs:
         With ``start`` the jobs without a timeout are leased running, their start recorded in
         this transaction as `start_job` would (the agent sends no start for them)."""
         now = self.clock()
-        self.roster.seen(agent_id, pools, labels, now)
         due = self._presence_due(agent_id, now)
         if limit <= 0 and not due and token_id is None:
             return []
@@ -440,15 +431,13 @@ class AgentJobs:
 
     def leave(self, agent_id: str, *, token_id: str | None) -> None:
         """The agent stops: its presence row says it left (offline at once, for every
-        replica), and this replica's roster forgets it. A claim or registration brings it
-        back."""
+        replica). A claim or registration brings it back."""
         now = self.clock()
 
         def work(tx: Transaction) -> bool:
             return agents_store.leave(tx.session, agent_id, token_id=token_id, now=now)
 
         if self.transactions.run(work):
-            self.roster.leave(agent_id)
             self._presence.pop(agent_id, None)
 
     def hand_back(self, ref: JobRef) -> None:

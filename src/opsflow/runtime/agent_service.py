@@ -38,11 +38,10 @@ from opsflow.errors import StaleReport
 from opsflow.runtime.agent_jobs import AgentJobs
 from opsflow.runtime.bus import EventBus
 from opsflow.runtime.connections import CONNECTION_KEY
+from opsflow.runtime.roster import presence_round
 from opsflow.runtime.secrets import VALUES_KEY
 from opsflow.status import JobStatus, StepType
 from opsflow.store.jobs import Job
-
-PRESENCE_EVERY = 10.0
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +84,9 @@ class AgentService:
         self.bus = bus
         self.lease_seconds = lease_seconds
         self.heartbeat_seconds = heartbeat_seconds
+        # How long a waiting claim waits between claim transactions, each of which renews the
+        # agent's presence row (an idle agent waits for work for hours).
+        self.presence_round = presence_round(lease_seconds)
         self._reports: list[tuple[JobReport, asyncio.Future[StaleReport | None]]] = []
         self._reporter: asyncio.Task[None] | None = None
         self._background: set[asyncio.Future[None]] = set()
@@ -136,8 +138,7 @@ class AgentService:
             # (Not a claim sent again: its first try's answer, lost, is what it asks for.)
             drained = self._drained.get(request.agent_id) == self.bus.jobs_generation
             if request.wait > 0 and drained and not request.resent:
-                self.jobs.seen(request.agent_id, request.pools, request.labels)
-                await queued.wait(min(deadline - time.monotonic(), PRESENCE_EVERY))
+                await queued.wait(min(deadline - time.monotonic(), self.presence_round))
             while True:
                 # A wake-up from before this attempt is answered by it: forget it.
                 queued.clear()
@@ -150,9 +151,9 @@ class AgentService:
                 left = deadline - time.monotonic()
                 if jobs or left <= 0:
                     return [claimed(job) for job in jobs]
-                # At most PRESENCE_EVERY at a time: each round's claim tells the roster the
-                # agent is still there (an idle agent waits for work for hours).
-                await queued.wait(min(left, PRESENCE_EVERY))
+                # At most a presence round at a time: each round's claim transaction renews
+                # the agent's presence row (`AgentJobs.claim`).
+                await queued.wait(min(left, self.presence_round))
 
     async def _claim_once(self, request: ClaimRequest, token_id: str | None) -> list[Job]:
         """One claim transaction. If the caller gives up meanwhile (an agent stopping, a

@@ -1,9 +1,10 @@
 """Which agents are online, and which pools and labels they serve.
 
-The local agent is on the roster for as long as its server runs; a remote agent is on it while
-it keeps claiming (``seen``), for ``ttl`` seconds after its last claim. The roster answers why
-a queued job waits (no agent for its pool or labels, or every slot busy); it is kept in memory
-by the replica that agents talk to.
+Presence is the database's (the ``agents`` table: `opsflow.store.agents`), so every replica
+answers alike: an agent is online while it was seen within `online_window` seconds and has
+not left since. Only the server's own local agent is also held here, in memory
+(`AgentRoster`), with its slot count, for as long as its server runs: the waiting reasons
+say "every slot busy" from it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,22 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+PRESENCE_ROUND_MAX = 10.0
+
+
+def presence_round(lease_seconds: float) -> float:
+    """Seconds an idle agent's waiting claim goes between renewals of its presence row (one
+    claim transaction each): a lease, at most `PRESENCE_ROUND_MAX`."""
+    return min(PRESENCE_ROUND_MAX, lease_seconds)
+
+
+def online_window(lease_seconds: float) -> float:
+    """Seconds an agent stays online after it was last seen: two leases, and at least three
+    presence rounds (30 s with the default 15 s lease), so a live agent never looks offline
+    between two renewals, and one killed with ``kill -9`` looks offline within this time on
+    every replica."""
+    return max(2 * lease_seconds, 3 * presence_round(lease_seconds))
 
 
 @dataclass(frozen=True)
@@ -28,13 +45,11 @@ class AgentPresence:
 
 
 class AgentRoster:
-    """Thread-safe record of the agents serving this server, keyed by agent id."""
+    """Thread-safe record of this process's own agents (the local agent), keyed by agent id."""
 
-    def __init__(self, ttl: float = 30.0) -> None:
-        self.ttl = ttl
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._resident: dict[str, AgentPresence] = {}
-        self._seen: dict[str, tuple[AgentPresence, float]] = {}
 
     def serve(self, agent: AgentPresence) -> None:
         """Put an agent on the roster until ``leave`` (the in-process local agent)."""
@@ -44,17 +59,8 @@ class AgentRoster:
     def leave(self, agent_id: str) -> None:
         with self._lock:
             self._resident.pop(agent_id, None)
-            self._seen.pop(agent_id, None)
 
-    def seen(self, agent_id: str, pools: list[str], labels: Mapping[str, str], now: float) -> None:
-        """An agent claimed work at ``now``: it is online until ``now + ttl``."""
+    def residents(self) -> list[AgentPresence]:
+        """This process's own agents."""
         with self._lock:
-            if agent_id in self._resident:
-                return
-            self._seen[agent_id] = (AgentPresence(agent_id, tuple(pools), dict(labels)), now)
-
-    def online(self, now: float) -> list[AgentPresence]:
-        """The agents online at ``now``, residents first."""
-        with self._lock:
-            fresh = [a for a, at in self._seen.values() if now - at <= self.ttl]
-            return [*self._resident.values(), *fresh]
+            return list(self._resident.values())

@@ -62,7 +62,7 @@ class Runtime:
         self.notify_channels = dict(notify_channels or {})
         self.public_url = public_url
         self.lease_seconds = lease_seconds
-        self.roster = AgentRoster(ttl=max(30.0, 2 * lease_seconds))
+        self.roster = AgentRoster()
 
         self.transactions = Transactions(db, self.bus)
         self.reconciler = Reconciler(
@@ -86,7 +86,6 @@ class Runtime:
             self.reconciler,
             vault=vault,
             connections=connections,
-            roster=self.roster,
             lease_seconds=lease_seconds,
             clock=clock,
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from opsflow.runtime.roster import AgentPresence, AgentRoster
+from opsflow.runtime.roster import AgentPresence, AgentRoster, online_window, presence_round
 from opsflow.runtime.waiting import queued_reason
 from opsflow.status import JobStatus
 from opsflow.store.jobs import Job
@@ -60,11 +60,16 @@ def test_an_agent_that_did_not_say_its_slots_is_not_called_busy() -> None:
     assert queued_reason(job("us-east"), [remote], {"r1": 40}) is None
 
 
-def test_a_remote_agent_is_online_only_while_it_keeps_claiming() -> None:
-    roster = AgentRoster(ttl=30)
+def test_the_roster_holds_this_process_s_own_agent_until_it_leaves() -> None:
+    roster = AgentRoster()
     roster.serve(LOCAL)
-    roster.seen("r1", ["us-east"], {"zone": "a"}, now=100.0)
-    assert [a.agent_id for a in roster.online(now=120.0)] == ["local", "r1"]
-    assert [a.agent_id for a in roster.online(now=131.0)] == ["local"]
+    assert roster.residents() == [LOCAL]
     roster.leave("local")
-    assert roster.online(now=131.0) == []
+    assert roster.residents() == []
+
+
+def test_the_online_window_outlasts_three_presence_rounds_and_two_leases() -> None:
+    # The default lease: the 30 s operators read about; a short test lease: seconds.
+    assert online_window(15.0) == 30.0 and presence_round(15.0) == 10.0
+    assert online_window(2.0) == 6.0 and presence_round(2.0) == 2.0
+    assert online_window(60.0) == 120.0 and presence_round(60.0) == 10.0
