@@ -7,7 +7,10 @@ recorded; the bus only says when to look.
 
 On PostgreSQL, ids come from sequences and two transactions can commit out of id order, so
 "everything after the last id sent" could skip a row that commits late. A live stream
-therefore re-reads a short window behind its position and skips the ids it already sent.
+therefore looks at a short window behind its position: it counts the rows stored there (an
+index range count) and re-reads them only when there are more than it sent, skipping the ids
+it already sent; otherwise it reads only what lies past its position (a wide fan-out's
+viewer would else decode every event of the last seconds again at each commit).
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -38,6 +42,24 @@ LOOKBACK_SECONDS = 5.0
 BATCH = 1000
 
 
+@dataclass(frozen=True)
+class Position:
+    """Where a `Window` stands: its floor, the highest id sent, how many ids above the floor
+    were sent (each at most ``top``)."""
+
+    floor: int
+    top: int
+    sent: int
+
+    def read_after(self, count: Callable[[int, int], int]) -> int:
+        """The id to read after, given ``count(after, upto)``, the rows stored in that range:
+        ``top`` when the rows in ``(floor, top]`` are exactly those sent (none committed late
+        among them), else ``floor`` (`Window.fresh` then drops what was sent)."""
+        if self.top <= self.floor or count(self.floor, self.top) == self.sent:
+            return self.top
+        return self.floor
+
+
 class Window:
     """The ids sent recently, and the floor below which everything was sent long enough
     ago that no earlier id can still be committing."""
@@ -49,6 +71,9 @@ class Window:
 
     def fresh(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [r for r in rows if r["id"] not in self._recent and r["id"] > self.floor]
+
+    def position(self) -> Position:
+        return Position(self.floor, self.top, sum(1 for i in self._recent if i > self.floor))
 
     def sent(self, row_id: int) -> None:
         self._recent[row_id] = time.monotonic()
@@ -125,15 +150,15 @@ async def stream_events(
     with services.db.read() as session:
         runs_store.get_execution(session, execution_id)
 
-    def read(
-        ev_floor: int, line_floor: int
-    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
+    def read(ev: Position, ln: Position) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
         with services.db.read() as session:
             # The status first: once it reads terminal, every row of the run is committed.
-            ex = runs_store.get_execution(session, execution_id)
-            events = runs_store.events_after(session, execution_id, ev_floor, limit=BATCH)
-            lines = logs_store.query(session, execution_id, after_id=line_floor, limit=BATCH)
-        return events, lines, ex.status.terminal
+            terminal = runs_store.execution_status(session, execution_id).terminal
+            after = ev.read_after(lambda a, b: runs_store.count_events(session, execution_id, a, b))
+            events = runs_store.events_after(session, execution_id, after, limit=BATCH)
+            after = ln.read_after(lambda a, b: logs_store.count_lines(session, execution_id, a, b))
+            lines = logs_store.query(session, execution_id, after_id=after, limit=BATCH)
+        return events, lines, terminal
 
     async def gen() -> AsyncIterator[str]:
         evw, lnw = Window(ev_start), Window(line_start)
@@ -141,7 +166,9 @@ async def stream_events(
             while True:
                 evw.advance()
                 lnw.advance()
-                events, lines, terminal = await asyncio.to_thread(read, evw.floor, lnw.floor)
+                events, lines, terminal = await asyncio.to_thread(
+                    read, evw.position(), lnw.position()
+                )
                 full = len(events) >= BATCH or len(lines) >= BATCH
                 for is_line, item in _merge(evw.fresh(events), lnw.fresh(lines)):
                     if not is_line:

@@ -11,7 +11,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import Float, ForeignKey, Index, Integer, String, Table, Text, select
+from sqlalchemy import (
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    bindparam,
+    func,
+    select,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from opsflow.agent.protocol import MAX_BATCH_BYTES as MAX_BATCH_BYTES
@@ -149,6 +160,25 @@ def _bulk_insert(session: Session, rows: list[_Row]) -> None:
         cursor.executemany(_SQLITE_INSERT, rows)
     finally:
         cursor.close()
+
+
+_COUNT_LINES = select(func.count()).where(
+    LINES.c.execution_id == bindparam("b_execution"),
+    LINES.c.id > bindparam("b_after"),
+    LINES.c.id <= bindparam("b_upto"),
+)
+
+
+def count_lines(session: Session, execution_id: str, after_id: int, upto_id: int) -> int:
+    """How many lines of the execution have ids in ``(after_id, upto_id]`` (an index range
+    count: no row is read)."""
+    return int(
+        session.connection()
+        .execute(
+            _COUNT_LINES, {"b_execution": execution_id, "b_after": after_id, "b_upto": upto_id}
+        )
+        .scalar_one()
+    )
 
 
 def query(

@@ -384,6 +384,18 @@ def get_execution(session: Session, execution_id: str) -> Execution:
     return Execution.from_row(row)
 
 
+_EXECUTION_STATUS = select(EX.c.status).where(EX.c.id == bindparam("b_id"))
+
+
+def execution_status(session: Session, execution_id: str) -> ExecutionStatus:
+    """The execution's status alone (`get_execution` decodes its pinned definition too);
+    raises `NotFound`."""
+    status = session.connection().execute(_EXECUTION_STATUS, {"b_id": execution_id}).scalar()
+    if status is None:
+        raise NotFound(f"execution {execution_id!r} not found")
+    return ExecutionStatus(status)
+
+
 def update_execution(session: Session, execution_id: str, **values: Any) -> None:
     session.connection().execute(_UPDATE_EXECUTION, {**values, "b_id": execution_id})
 
@@ -491,6 +503,25 @@ def events_after(
         .limit(limit)
     )
     return [dict(r._mapping) for r in rows]
+
+
+_COUNT_EVENTS = select(func.count()).where(
+    EV.c.execution_id == bindparam("b_execution"),
+    EV.c.id > bindparam("b_after"),
+    EV.c.id <= bindparam("b_upto"),
+)
+
+
+def count_events(session: Session, execution_id: str, after_id: int, upto_id: int) -> int:
+    """How many events of the execution have ids in ``(after_id, upto_id]`` (an index range
+    count: no row is read)."""
+    return int(
+        session.connection()
+        .execute(
+            _COUNT_EVENTS, {"b_execution": execution_id, "b_after": after_id, "b_upto": upto_id}
+        )
+        .scalar_one()
+    )
 
 
 _UPSERT_TIMER = {
