@@ -20,11 +20,12 @@ import contextlib
 import os
 import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import cast
+from typing import TypeVarTuple, Unpack, cast
 
 from opsflow.status import LogLevel, LogStream
 
@@ -37,6 +38,77 @@ FORCE_GRACE = 0.5
 # After the process group is gone, how long to wait for pipes still held by a detached process
 # (one that left the group with setsid) before we stop reading them.
 PIPE_DRAIN_LIMIT = 2.0
+
+
+_watcher_chosen = False
+_Ts = TypeVarTuple("_Ts")
+
+
+def _watch_children_with_pidfds() -> None:
+    """On Python 3.11, make asyncio learn of a child's exit from a pidfd on the running event
+    loop instead of its default watcher, a thread per child blocked in ``waitpid``: a thread
+    started per step costs the server CPU (measured with ``benchmarks/fan_out_cpu.py``).
+    Python 3.12 does this by itself (its ``PidfdChildWatcher``, which 3.11's is not: that one
+    serves a single attached loop). A kernel without ``pidfd_open`` (Linux < 5.3, or a
+    sandbox refusing it) keeps the default. Once per process, before the first child."""
+    global _watcher_chosen
+    if _watcher_chosen:
+        return
+    _watcher_chosen = True
+    if sys.version_info >= (3, 12) or not hasattr(os, "pidfd_open"):
+        return
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError:
+        return
+
+    class PidfdWatcher(asyncio.AbstractChildWatcher):
+        """Python 3.12's ``PidfdChildWatcher``: each child on the loop that started it."""
+
+        def add_child_handler(
+            self, pid: int, callback: Callable[[int, int, Unpack[_Ts]], object], *args: *_Ts
+        ) -> None:
+            loop = asyncio.get_running_loop()
+            pidfd = os.pidfd_open(pid)
+            loop.add_reader(pidfd, self._reap, loop, pid, pidfd, callback, args)
+
+        def _reap(
+            self,
+            loop: asyncio.AbstractEventLoop,
+            pid: int,
+            pidfd: int,
+            callback: Callable[..., object],
+            args: tuple[object, ...],
+        ) -> None:
+            loop.remove_reader(pidfd)
+            try:
+                _, status = os.waitpid(pid, 0)
+            except ChildProcessError:  # reaped elsewhere: as asyncio's own watchers say
+                returncode = 255
+            else:
+                returncode = os.waitstatus_to_exitcode(status)
+            os.close(pidfd)
+            callback(pid, returncode, *args)
+
+        def remove_child_handler(self, pid: int) -> bool:
+            return True  # asyncio never calls it
+
+        def attach_loop(self, loop: asyncio.AbstractEventLoop | None) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+        def is_active(self) -> bool:
+            return True
+
+        def __enter__(self) -> PidfdWatcher:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+    asyncio.get_event_loop_policy().set_child_watcher(PidfdWatcher())
 
 
 class Stop(Enum):
@@ -136,6 +208,7 @@ async def run_process(
     one that left the group (``setsid``, a double-forking daemon), tracked by ``tracking``.
     """
     loop = asyncio.get_running_loop()
+    _watch_children_with_pidfds()
     scope = await asyncio.to_thread(open_scope, tracking, env.get(OWNER_ENV, ""))
     try:
         transport, protocol = await loop.subprocess_exec(

@@ -204,3 +204,41 @@ async def test_a_program_that_cannot_start_is_refused_as_before(
                 timeout=5,
                 tracking=tracking,
             )
+
+
+async def test_exits_are_seen_without_a_thread_per_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """asyncio's default watcher on Python 3.11 starts a thread per child to wait for it; here
+    exits come from pidfds on the loop: no thread is started for them, and each exit status
+    still arrives (on a kernel with ``pidfd_open``; elsewhere the default stays)."""
+    import os
+    import sys
+    import threading
+
+    started: list[str] = []
+    original = threading.Thread.start
+
+    def spy(self: threading.Thread) -> None:
+        started.append(self.name)
+        original(self)
+
+    monkeypatch.setattr(threading.Thread, "start", spy)
+    codes = []
+    for code in (0, 3, 0, 7):
+        outcome = await run_process(
+            ["sh", "-c", f"exit {code}"],
+            cwd=tmp_path,
+            env={"PATH": "/usr/bin:/bin"},
+            log=RecordingSink(),
+            cancel=CancelSignal(),
+            timeout=10,
+        )
+        codes.append(outcome.returncode)
+    assert codes == [0, 3, 0, 7]
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except (AttributeError, OSError):
+        return  # no pidfds here: asyncio's default watcher (its threads) stays
+    if sys.version_info < (3, 12):  # 3.12's default watcher uses pidfds too
+        assert [name for name in started if "waitpid" in name] == []
