@@ -56,7 +56,7 @@ from opsflow.auth.secrets import SecretBox, SecretVault, load_master_key
 from opsflow.config import ServerRole, Settings
 from opsflow.runtime.host import local_agent_presence, runtime_extension
 from opsflow.store.db import Database
-from opsflow.store.migrate import upgrade
+from opsflow.store.migrate import ensure_current
 from opsflow.triggers import sync as triggers_sync
 from opsflow.triggers.git_poller import git_poller_extension
 from opsflow.triggers.scheduler import scheduler_extension
@@ -117,7 +117,7 @@ def _open(settings: Settings) -> Services:
     """Blocking start-up work, run off the event loop."""
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     box = SecretBox(load_master_key(settings.data_dir, os.environ))  # a bad key stops us here
-    upgrade(settings.db_url)
+    ensure_current(settings.db_url)  # Alembic runs in a child process, when needed
     db = Database(settings.db_url)
     services = Services(settings=settings, db=db)
     services.bootstrap = bootstrap(db, settings)

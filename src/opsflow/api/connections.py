@@ -19,7 +19,6 @@ from starlette.concurrency import run_in_threadpool
 from opsflow.api.problems import error_responses
 from opsflow.api.security import require
 from opsflow.api.services import services_of
-from opsflow.auth.connection_checks import CheckFailed, check
 from opsflow.auth.connections import ConnectionType, ConnectionVault, check_name
 from opsflow.auth.credentials import Principal
 from opsflow.auth.permissions import Permission
@@ -221,6 +220,10 @@ async def test_connection(
         return found.meta.type, found.values
 
     kind, values = await run_in_threadpool(reveal)
+    # The checks bring the step libraries (asyncssh, Apprise, httpx): loaded on the first test,
+    # not at the server's start (it stays small while idle; see benchmarks/README.md).
+    from opsflow.auth.connection_checks import CheckFailed, check
+
     started = time.perf_counter()
     try:
         detail, ok = await check(kind, values, timeout), True

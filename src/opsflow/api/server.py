@@ -79,8 +79,10 @@ def run_server(settings: Settings) -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     app = create_app(settings)
+    # ws="none": opsflow serves no WebSocket (live updates are SSE), and uvicorn's default
+    # would import the websockets package (about 2.5 MB an idle server holds for nothing).
     config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, log_level="info", loop=EVENT_LOOP
+        app, host=settings.host, port=settings.port, log_level="info", loop=EVENT_LOOP, ws="none"
     )
     SERVER_LOG_FILTER.install()  # after uvicorn's own logging set-up, so its handlers too
     _AnnouncingServer(config, banner(settings)).run()

@@ -37,7 +37,7 @@ from opsflow.errors import OpsflowError
 from opsflow.steps.http import connection_headers
 from opsflow.steps.notify import split_urls
 from opsflow.steps.ssh import check_connection as check_ssh_connection
-from opsflow.steps.ssh_login import SshFailed
+from opsflow.steps.ssh import load_modules as load_ssh_modules
 from opsflow.words import counted
 
 REFUSED_STATUSES = frozenset({401, 403, 407})
@@ -91,6 +91,9 @@ async def _check_http(values: Mapping[str, str], timeout: float) -> str:
 
 
 async def _check_ssh(values: Mapping[str, str], timeout: float) -> str:
+    await asyncio.to_thread(load_ssh_modules)  # AsyncSSH: not imported on the event loop
+    from opsflow.steps.ssh_login import SshFailed
+
     try:
         await check_ssh_connection(values, timeout)
     except SshFailed as exc:

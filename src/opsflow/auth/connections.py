@@ -27,7 +27,6 @@ from enum import StrEnum
 from typing import Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit
 
-import asyncssh
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from opsflow.auth.secrets import SecretBox
@@ -69,6 +68,8 @@ class _Values(BaseModel):
 
 
 def _check_private_key(text: str, passphrase: str | None, field: str) -> None:
+    import asyncssh  # only an ssh connection's check needs it (30 MB: not at the server's start)
+
     try:
         asyncssh.import_private_key(text, passphrase)
     except (asyncssh.KeyImportError, ValueError) as exc:
@@ -99,6 +100,8 @@ class SshValues(_Values):
     @classmethod
     def _known_hosts(cls, value: str | None) -> str | None:
         if value:
+            import asyncssh  # as in _check_private_key
+
             try:
                 asyncssh.import_known_hosts(value)
             except (ValueError, asyncssh.Error) as exc:

@@ -28,9 +28,7 @@ import stat
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from typing import TYPE_CHECKING
 
 from opsflow.errors import InvalidInput, NotFound, OpsflowError, Problem
 from opsflow.store import audit
@@ -38,6 +36,9 @@ from opsflow.store import secrets as store
 from opsflow.store.db import Database
 from opsflow.store.secrets import NAME_MAX_LENGTH, SecretMeta
 from opsflow.store.session import Session
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 log = logging.getLogger(__name__)
 
@@ -98,15 +99,28 @@ class SecretBox:
             if len(candidate) != KEY_BYTES:
                 raise SecretKeyInvalid(f"a secret key must be {KEY_BYTES} bytes")
         self.key_id = key_id(key)
-        self._aead = AESGCM(key)
-        self._readers = {key_id(k): AESGCM(k) for k in previous}
-        self._readers[self.key_id] = self._aead
+        self._keys = {key_id(k): k for k in previous}
+        self._keys[self.key_id] = key
+        self._ciphers: dict[str, AESGCM] = {}
+
+    def _cipher(self, stored_id: str) -> AESGCM:
+        """The AES-GCM cipher of one key. `cryptography` (8 MB of a shared library) is imported
+        by the first value encrypted or decrypted, not at the server's start: a server without
+        secrets or connections never holds it (tests/unit/api/test_start_imports.py)."""
+        cipher = self._ciphers.get(stored_id)
+        if cipher is None:
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+            cipher = self._ciphers[stored_id] = AESGCM(self._keys[stored_id])
+        return cipher
 
     def encrypt(self, name: str, value: str) -> bytes:
         """The stored form of ``value`` for the secret called ``name``."""
         header = bytes([_FORMAT]) + bytes.fromhex(self.key_id)
         nonce = os.urandom(_NONCE_BYTES)  # random per value: never reused under one key
-        sealed = self._aead.encrypt(nonce, value.encode("utf-8"), _associated(header, name))
+        sealed = self._cipher(self.key_id).encrypt(
+            nonce, value.encode("utf-8"), _associated(header, name)
+        )
         return header + nonce + sealed
 
     def decrypt(self, name: str, blob: bytes) -> str:
@@ -117,15 +131,16 @@ class SecretBox:
             )
         header, nonce = blob[:_HEADER_BYTES], blob[_HEADER_BYTES : _HEADER_BYTES + _NONCE_BYTES]
         stored_id = header[1:].hex()
-        reader = self._readers.get(stored_id)
-        if reader is None:
+        if stored_id not in self._keys:
             raise SecretUndecryptable(
                 f"secret {name!r} was encrypted under key {stored_id}, but this server's key "
                 f"is {self.key_id}: start the server with the {KEY_ENV} (or the data dir's "
                 f"{KEY_FILE} file) it had when the secret was set, or set the secret again"
             )
+        from cryptography.exceptions import InvalidTag
+
         try:
-            plain = reader.decrypt(
+            plain = self._cipher(stored_id).decrypt(
                 nonce, blob[_HEADER_BYTES + _NONCE_BYTES :], _associated(header, name)
             )
         except InvalidTag:

@@ -11,14 +11,19 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import typer
 
 from opsflow import __version__
 from opsflow.cli.output import CliError, OutputFormat, UsageError, confirm, print_json, say
 from opsflow.errors import Problem
+
+if TYPE_CHECKING:
+    import httpx
+
+# httpx is imported by the first request, not by `opsflow` itself: `opsflow server` goes through
+# this package and need not hold it (tests/unit/api/test_start_imports.py).
 
 DEFAULT_URL = "http://127.0.0.1:8321"
 API_PREFIX = "/api/v1"
@@ -68,6 +73,8 @@ class ApiClient:
         headers = {"User-Agent": f"opsflow-cli/{__version__}", "Accept": "application/json"}
         if connection.token:
             headers["Authorization"] = f"Bearer {connection.token}"
+        import httpx
+
         self._http = httpx.Client(base_url=connection.url, headers=headers, timeout=timeout)
 
     def close(self) -> None:
@@ -99,6 +106,8 @@ class ApiClient:
         files: Mapping[str, tuple[str, bytes, str]] | None = None,
     ) -> Any:
         """Send one request to ``/api/v1{path}``; ``None`` query values are left out."""
+        import httpx
+
         query = [
             (key, item)
             for key, value in (params or {}).items()

@@ -8,8 +8,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
 from opsflow import __version__
 from opsflow.cli.client import Connection
 from opsflow.cli.output import CliError
@@ -34,6 +32,8 @@ def follow(
     the run is quiet the server sends keep-alives; each is yielded as an ``idle`` event, so a
     watcher can look at what the run waits for.
     """
+    import httpx  # not at import: `opsflow server` loads the CLI's modules (see cli/client.py)
+
     headers = {"Accept": "text/event-stream", "User-Agent": f"opsflow-cli/{__version__}"}
     if connection.token:
         headers["Authorization"] = f"Bearer {connection.token}"

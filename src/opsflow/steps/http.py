@@ -25,18 +25,24 @@ import asyncio
 import base64
 import contextlib
 import json
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from opsflow.status import JobStatus, LogLevel, LogStream, StepType
 
 from .base import CancelSignal, Connection, JobSpec, LogSink, StepResult, format_seconds
 from .config import StepConfig, StepConfigError, connection_of
 from .network import TIMED_OUT, TLS_VERIFICATION_FAILED, NetworkCause, cause_of, without_errno
+
+if TYPE_CHECKING:
+    import httpx
+
+# httpx (with its command line's rich and pygments, about 3 MB) is imported by the first http
+# step, in a worker thread, not when the agent loads its executors: an idle server does not
+# hold it (tests/unit/api/test_start_imports.py). The functions below import it locally.
 
 DEFAULT_TIMEOUT = 60.0
 MAX_BODY_BYTES = 1024 * 1024
@@ -75,6 +81,10 @@ class HttpExecutor:
 
     async def run(self, spec: JobSpec, log: LogSink, cancel: CancelSignal) -> StepResult:
         """Send the request; see the module docstring for fields, outputs and retry intent."""
+        if "httpx" not in sys.modules:
+            await asyncio.to_thread(__import__, "httpx")
+        import httpx
+
         try:
             request = _read_request(StepConfig(spec.config), connection_of(spec, "http"))
         except StepConfigError as exc:
@@ -135,6 +145,8 @@ def connection_headers(values: Mapping[str, str]) -> dict[str, str]:
 
 
 def _read_request(config: StepConfig, connection: Connection | None) -> _Request:
+    import httpx
+
     method = (config.text("method") or "GET").strip().upper()
     if method not in METHODS:
         raise StepConfigError(
@@ -175,6 +187,8 @@ def _read_request(config: StepConfig, connection: Connection | None) -> _Request
 
 async def _send(request: _Request, timeout: float) -> _Response:
     """Send the request and read at most MAX_BODY_BYTES of the response body."""
+    import httpx
+
     async with httpx.AsyncClient(
         follow_redirects=request.follow_redirects,
         verify=request.verify_tls,

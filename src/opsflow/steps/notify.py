@@ -24,13 +24,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
-
-import apprise
-import apprise.decorators
-from apprise.logger import LOGGER_NAME as APPRISE_LOGGER
 
 from opsflow.status import JobStatus, LogLevel, LogStream, StepType
 from opsflow.words import counted
@@ -44,6 +42,10 @@ DEFAULT_TIMEOUT = 60.0
 _DEADLINE_MARGIN = 2.0
 LOG_SCHEME = "opsflowlog"
 LOG_SERVICE = "opsflow log"
+# Apprise's logger (``apprise.logger.LOGGER_NAME``), named here so that nothing imports Apprise
+# before a notification is sent or a notify connection checked: it weighs about 20 MB, which an
+# idle server does not hold (tests/unit/api/test_start_imports.py).
+APPRISE_LOGGER = "apprise"
 
 log_channel = logging.getLogger("opsflow.notify")
 
@@ -71,10 +73,6 @@ class NotifyExecutor:
     """Runs ``notify`` steps with Apprise in a worker thread."""
 
     type = StepType.NOTIFY
-
-    def __init__(self) -> None:
-        _let_apprise_say_why()
-        register_log_scheme()
 
     async def run(self, spec: JobSpec, log: LogSink, cancel: CancelSignal) -> StepResult:
         """Send the message to every channel URL; fail if any of them did not take it."""
@@ -134,6 +132,7 @@ def _deliver(
     urls: list[str], message: str, title: str, timeout: float, kind: str = "info"
 ) -> _Delivery:
     """Build the Apprise object and send (blocking; runs in a worker thread)."""
+    apprise = _apprise()
     asset = apprise.AppriseAsset(
         app_id="opsflow",
         app_desc="opsflow workflow notification",
@@ -205,7 +204,25 @@ def _let_apprise_say_why() -> None:
         logger.setLevel(logging.DEBUG)
 
 
-_log_scheme_registered = False
+_set_up = False
+_setting_up = threading.Lock()
+
+
+def _apprise() -> ModuleType:
+    """Apprise, imported (in the calling thread: a worker thread's, never the event loop's) and
+    set up once per process: its log records' way to the server's log (before it sends
+    anything, see `_let_apprise_say_why`) and ``opsflowlog://`` (Apprise keeps schemes global
+    and warns on a second registration)."""
+    global _set_up
+    import apprise
+    import apprise.decorators
+
+    with _setting_up:
+        if not _set_up:
+            _let_apprise_say_why()
+            apprise.decorators.notify(on=LOG_SCHEME, name=LOG_SERVICE)(_write_to_log)  # type: ignore[no-untyped-call]
+            _set_up = True
+    return apprise
 
 
 def split_urls(text: str) -> list[str]:
@@ -214,13 +231,9 @@ def split_urls(text: str) -> list[str]:
 
 
 def register_log_scheme() -> None:
-    """Teach Apprise ``opsflowlog://CHANNEL`` (once per process: Apprise keeps schemes global
-    and warns on a second registration)."""
-    global _log_scheme_registered
-    if _log_scheme_registered:
-        return
-    apprise.decorators.notify(on=LOG_SCHEME, name=LOG_SERVICE)(_write_to_log)  # type: ignore[no-untyped-call]
-    _log_scheme_registered = True
+    """Teach Apprise ``opsflowlog://CHANNEL`` and route its log (see `_apprise`); call it before
+    using Apprise anywhere else."""
+    _apprise()
 
 
 def _write_to_log(body: str, title: str, notify_type: str, meta: dict[str, Any], **_: Any) -> bool:

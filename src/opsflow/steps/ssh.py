@@ -25,6 +25,7 @@ import contextlib
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from opsflow.status import JobStatus, LogLevel, LogStream, StepType
 from opsflow.words import counted
@@ -32,9 +33,15 @@ from opsflow.words import counted
 from .base import CancelSignal, JobSpec, LogSink, StepResult, format_seconds
 from .config import StepConfig, StepConfigError
 from .process import DEFAULT_GRACE, FORCE_GRACE
-from .ssh_hosts import Host, read_hosts
-from .ssh_login import DEFAULT_PORT, Login, SshFailed, SshInvalid, connect, parse_target
-from .ssh_remote import TAIL_CHARS, TAILS_BUDGET, HostResult, RemoteJob, StopRequest, run_on_host
+
+if TYPE_CHECKING:
+    from .ssh_hosts import Host
+    from .ssh_login import Login
+    from .ssh_remote import HostResult, RemoteJob, StopRequest
+
+# The modules below import AsyncSSH (about 30 MB): they are loaded by the first ssh step or
+# connection test, in a worker thread (`_plan`, `load_modules`), not when the agent loads its
+# executors, so an idle server does not hold them (tests/unit/api/test_start_imports.py).
 
 DEFAULT_PARALLEL = 10
 MAX_PARALLEL = 1000
@@ -62,6 +69,8 @@ class SshExecutor:
         except StepConfigError as exc:
             log.write(LogStream.SYSTEM, str(exc), LogLevel.ERROR)
             return exc.result()
+        from .ssh_remote import StopRequest  # loaded by _plan
+
         hosts, login, job, parallel, fail_on = plan
         log.write(
             LogStream.SYSTEM,
@@ -84,7 +93,12 @@ class SshExecutor:
 def _plan(
     spec: JobSpec, grace: float, force_grace: float
 ) -> tuple[list[Host], Login, RemoteJob, int, str]:
-    """Read and check every field (in a worker thread: an inventory is parsed by Ansible)."""
+    """Read and check every field (in a worker thread: an inventory is parsed by Ansible, and
+    the SSH modules are imported here the first time)."""
+    from .ssh_hosts import read_hosts
+    from .ssh_login import Login, SshInvalid
+    from .ssh_remote import TAIL_CHARS, TAILS_BUDGET, RemoteJob
+
     config = StepConfig(spec.config)
     connection = spec.connection
     if connection is None:
@@ -129,6 +143,8 @@ def _plan(
 
 
 def _port(config: StepConfig, values: Mapping[str, str]) -> int:
+    from .ssh_login import DEFAULT_PORT
+
     port = config.raw("port")
     if port is None:
         text = values.get("port", "").strip()
@@ -186,6 +202,8 @@ async def _run_all(
     log: LogSink,
     stop: StopRequest,
 ) -> list[HostResult]:
+    from .ssh_remote import run_on_host
+
     slots = asyncio.Semaphore(parallel)
 
     async def one(host: Host) -> HostResult:
@@ -232,6 +250,9 @@ async def check_connection(values: Mapping[str, str], timeout: float) -> None:
     fingerprint and the known_hosts line that accepts it, ``SshLoginRefused``,
     ``SshUnreachable``. The values are those listed in ``opsflow.steps.ssh_login``.
     """
+    await asyncio.to_thread(load_modules)
+    from .ssh_login import DEFAULT_PORT, Login, SshFailed, SshInvalid, connect, parse_target
+
     host = values.get("host", "").strip()
     if not host:
         raise SshInvalid("the connection has no host to test against: set its host")
@@ -255,3 +276,8 @@ async def check_connection(values: Mapping[str, str], timeout: float) -> None:
             f"{target}: logged in, but `true` ended with exit code {result.exit_status}"
             f"{' (signal ' + str(result.exit_signal[0]) + ')' if result.exit_signal else ''}"
         )
+
+
+def load_modules() -> None:
+    """Import the SSH modules (and AsyncSSH, about 0.3 s): call it in a worker thread."""
+    from . import ssh_remote  # noqa: F401  (it imports ssh_login and AsyncSSH)
