@@ -44,6 +44,7 @@ from opsflow.errors import OpsflowError, ServerUnreachable, StaleReport, Unautho
 from opsflow.status import JobStatus, LogLevel, LogStream
 from opsflow.steps.base import CancelSignal, Connection, JobSpec, StepResult
 from opsflow.steps.registry import executor_for, load_builtins
+from opsflow.steps.scope import rest_migration_warmer
 from opsflow.words import counted
 
 log = logging.getLogger(__name__)
@@ -193,8 +194,13 @@ class Agent:
                     self._tasks.add(task)
                     task.add_done_callback(self._done)
         finally:
-            if self._tasks:
-                await asyncio.gather(*self._tasks, return_exceptions=True)
+            try:
+                if self._tasks:
+                    await asyncio.gather(*self._tasks, return_exceptions=True)
+            finally:
+                # Every job's scope is closed: the cgroup migration warmer stops writing now,
+                # not a linger later.
+                await asyncio.to_thread(rest_migration_warmer)
             if spooler is not None and self.outbox is not None:
                 spooler.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

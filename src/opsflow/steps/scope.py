@@ -15,10 +15,13 @@ step's group and session, and would outlive the step. Two means hold on:
 
 Both run their blocking work in worker threads, never on the event loop. ``Tracking.AUTO``
 picks the cgroup when this machine allows it, else the subreaper, else the process group only.
+While a step's cgroup is open, `migration_warmer.MigrationWarmer` keeps the kernel's cgroup
+migrations warm, so entering the cgroup does not wait for an RCU grace period.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import errno
@@ -31,9 +34,12 @@ import subprocess
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Mapping, Sequence
 from enum import Enum
 from pathlib import Path
+
+from .migration_warmer import MigrationWarmer
 
 log = logging.getLogger(__name__)
 
@@ -110,20 +116,33 @@ def own_cgroup_dir() -> Path | None:
 
 
 class CgroupScope(Scope):
-    """A fresh cgroup under this process's own one; the program enters it before it runs."""
+    """A fresh cgroup under this process's own one; the program enters it before it runs.
+
+    A scope opened by `open_scope` holds the process's `MigrationWarmer` until it is closed,
+    so the program's move into the cgroup does not wait for an RCU grace period."""
 
     kind = Tracking.CGROUP
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, warmer: MigrationWarmer | None = None) -> None:
         self.path = path
+        # Released by `close`, or when the scope is dropped unclosed (its cgroup is then left
+        # to the next agent start's reaping, but the warmer must not write on for it).
+        self._release = weakref.finalize(self, warmer.release) if warmer is not None else None
 
     @classmethod
-    def create(cls, parent: Path, owner: str) -> CgroupScope:
+    def create(cls, parent: Path, owner: str, warmer: MigrationWarmer | None = None) -> CgroupScope:
         """A new, empty cgroup under ``parent``, named after its ``owner`` (the agent's work
-        root); ``OSError`` if the kernel refuses."""
+        root), holding ``warmer`` (if any) until closed; ``OSError`` if the kernel refuses."""
         path = parent / f"{_owner_prefix(owner)}{uuid.uuid4().hex[:12]}"
-        path.mkdir()
-        return cls(path)
+        if warmer is not None:
+            warmer.hold()  # first: its first write (a grace period) overlaps the rest
+        try:
+            path.mkdir()
+        except BaseException:
+            if warmer is not None:
+                warmer.release()
+            raise
+        return cls(path, warmer)
 
     def command(self, argv: Sequence[str], env: Mapping[str, str]) -> list[str]:
         program = argv[0]
@@ -182,14 +201,18 @@ class CgroupScope(Scope):
         return "populated 1" in events
 
     def close(self) -> None:
-        if self._populated():
-            self.kill_all()
         try:
-            self.path.rmdir()
-        except FileNotFoundError:
-            pass
-        except OSError as exc:  # still busy: the next start of an agent removes it
-            log.warning("could not remove cgroup %s: %s", self.path, exc.strerror or exc)
+            if self._populated():
+                self.kill_all()
+            try:
+                self.path.rmdir()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:  # still busy: the next start of an agent removes it
+                log.warning("could not remove cgroup %s: %s", self.path, exc.strerror or exc)
+        finally:
+            if self._release is not None:
+                self._release()  # once: a second close releases nothing
 
 
 def _owner_prefix(owner: str) -> str:
@@ -315,6 +338,7 @@ _lock = threading.Lock()
 _cgroup_parent: Path | bool | None = False  # False: not probed yet
 _subreaper: bool | None = None
 _warned = False
+_warmer: MigrationWarmer | None = None
 
 
 def _probe_cgroup() -> Path | None:
@@ -380,9 +404,52 @@ def open_scope(kind: Tracking = Tracking.AUTO, owner: str = "") -> Scope:
     if kind is Tracking.CGROUP:
         assert isinstance(_cgroup_parent, Path)
         try:
-            return CgroupScope.create(_cgroup_parent, owner)
+            return CgroupScope.create(_cgroup_parent, owner, migration_warmer())
         except OSError as exc:
             raise ScopeUnavailable(f"cannot create a cgroup: {exc.strerror or exc}") from exc
     if kind is Tracking.SUBREAPER:
         return SubreaperScope()
     return Scope()
+
+
+# -- the migration warmer ------------------------------------------------------------------
+
+
+def migration_warmer() -> MigrationWarmer | None:
+    """This process's `MigrationWarmer` for its own cgroup (made on first use), or None where
+    cgroup tracking is not available (blocking: probes like `available`)."""
+    global _warmer
+    if not available(Tracking.CGROUP):
+        return None
+    with _lock:
+        if _warmer is None:
+            assert isinstance(_cgroup_parent, Path)
+            _warmer = MigrationWarmer(_cgroup_parent / "cgroup.procs")
+        return _warmer
+
+
+def rest_migration_warmer() -> None:
+    """The agent stopped: end the warmer's linger, so it writes no more once no scope is open
+    (blocking, at most one write's time). Does nothing if no warmer was made."""
+    with _lock:
+        warmer = _warmer
+    if warmer is not None:
+        warmer.rest()
+
+
+def _stop_migration_warmer() -> None:
+    with _lock:
+        warmer = _warmer
+    if warmer is not None:
+        warmer.stop()
+
+
+def _forget_migration_warmer() -> None:
+    """In a forked child: the warmer's thread did not come along; a scope opened there makes
+    the child its own."""
+    global _warmer
+    _warmer = None
+
+
+atexit.register(_stop_migration_warmer)  # before daemon threads are frozen: no write at exit
+os.register_at_fork(after_in_child=_forget_migration_warmer)
