@@ -585,7 +585,7 @@ class AgentJobs:
         stored = {
             name: bundles_store.store_blob(session, data) for name, data in report.artifacts.items()
         }
-        ended_as = jobs_store.finish_job(
+        ended_as, last_seq = jobs_store.finish_job(
             session,
             lease.id,
             lease.lease_token,
@@ -605,6 +605,7 @@ class AgentJobs:
                 execution_id=lease.execution_id,
                 step_id=lease.step_id,
                 lines=self._masked_lines(session, lease, report.lines),
+                previous=last_seq,
             )
         self._maskers.pop(lease.id, None)
         ended.steps.add(lease.step_id)

@@ -14,7 +14,7 @@ import dataclasses
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
     Boolean,
@@ -247,7 +247,9 @@ _DISPATCH = update(JOBS).where(
 _NOTICE = (JOBS.c.cancel_requested, JOBS.c.cancel_force, JOBS.c.cancel_as)
 _START = update(JOBS).where(_OWNED).values(status=JobStatus.RUNNING.value).returning(*_NOTICE)
 _HEARTBEAT = update(JOBS).where(_OWNED).returning(*_NOTICE)
-_FINISH = update(JOBS).where(_OWNED).returning(JOBS.c.status)
+# Both return the job's last log seq too (the end does not change it): the report's own log
+# lines follow it without reading the row again (see ``bump_seq``'s ``previous``).
+_FINISH = update(JOBS).where(_OWNED).returning(JOBS.c.status, JOBS.c.last_seq)
 _TIMED_OUT = JOBS.c.cancel_as == JobStatus.TIMEOUT.value
 # A job the server stopped for its timeout ends as a timeout: with the server's reason
 # ("timed out after 2s") and retryable like a failure, whatever the agent called its stop.
@@ -261,7 +263,7 @@ _FINISH_CANCELLED = (
         error=case((_TIMED_OUT, JOBS.c.error), else_=bindparam("b_error")),
         retryable=case((_TIMED_OUT, True), else_=bindparam("b_retryable")),
     )
-    .returning(JOBS.c.status)
+    .returning(JOBS.c.status, JOBS.c.last_seq)
 )
 _SEQ = select(JOBS.c.last_seq, JOBS.c.lease_token).where(JOBS.c.id == bindparam("b_id"))
 _SET_SEQ = update(JOBS).where(JOBS.c.id == bindparam("b_id"))
@@ -615,6 +617,13 @@ def heartbeat(
     return CancelNotice.from_row(row)
 
 
+class JobEnd(NamedTuple):
+    """What `finish_job` wrote: the status the job ended with, and its last log seq."""
+
+    status: JobStatus
+    last_seq: int
+
+
 def finish_job(
     session: Session,
     job_id: str,
@@ -627,12 +636,13 @@ def finish_job(
     retryable: bool = True,
     exit_code: int | None = None,
     artifacts: dict[str, str] | None = None,
-) -> JobStatus:
+) -> JobEnd:
     """The agent's final report; a stale lease or an already ended job is refused.
 
     One statement: a job the server asked to stop as TIMEOUT ends so even when its agent
     reports it cancelled (with the server's reason, retryable). Returns the status the job
-    ended with.
+    ended with and its last stored log seq (the row is locked by then: the report's own lines
+    go in with ``bump_seq(previous=...)``, no second read).
     """
     values: dict[str, Any] = {
         "ended_at": now,
@@ -653,7 +663,7 @@ def finish_job(
         row = session.connection().execute(_FINISH, {**values, "status": status.value}).first()
     if row is None:
         raise _refuse(session, job_id, token)
-    return JobStatus(row.status)
+    return JobEnd(JobStatus(row.status), int(row.last_seq))
 
 
 def request_cancel(
@@ -790,11 +800,20 @@ def next_lease_expiry(session: Session) -> float | None:
     return float(value) if value is not None else None
 
 
-def bump_seq(session: Session, job_id: str, token: str, last_seq: int) -> int:
-    """Record the highest log seq stored; returns the previous one (to detect gaps)."""
-    row = session.connection().execute(_SEQ, {"b_id": job_id}).first()
-    if row is None or row.lease_token != token:
-        raise _refuse(session, job_id, token)
-    if last_seq > row.last_seq:
+def bump_seq(
+    session: Session, job_id: str, token: str, last_seq: int, *, previous: int | None = None
+) -> int:
+    """Record the highest log seq stored; returns the previous one (to detect gaps).
+
+    ``previous``: the job's last seq as a statement of this same transaction read it from
+    the row it locked after checking ``token`` (`finish_job`'s end); then it is not read
+    again. Otherwise the row is read here, and a ``token`` that is not the job's lease
+    raises `StaleReport`."""
+    if previous is None:
+        row = session.connection().execute(_SEQ, {"b_id": job_id}).first()
+        if row is None or row.lease_token != token:
+            raise _refuse(session, job_id, token)
+        previous = int(row.last_seq)
+    if last_seq > previous:
         session.connection().execute(_SET_SEQ, {"last_seq": last_seq, "b_id": job_id})
-    return int(row.last_seq)
+    return previous

@@ -68,6 +68,12 @@ _SQLITE_INSERT = (
     f"INSERT INTO log_lines ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 )
 _PG_COPY = f"COPY log_lines ({', '.join(_COLUMNS)}) FROM STDIN"
+_PG_ROW = f"({', '.join(['%s'] * len(_COLUMNS))})"
+_PG_INSERT = f"INSERT INTO log_lines ({', '.join(_COLUMNS)}) VALUES "
+# Below this many rows a PostgreSQL batch goes in as one multi-row ``INSERT`` (one round
+# trip); from it on by ``COPY`` (two round trips, but far less per row). Measured on loopback,
+# one line: ``INSERT`` 0.07 ms, ``executemany`` (pipelined) 0.15 ms, ``COPY`` 0.18 ms.
+PG_COPY_FROM = 32
 
 
 # execution_id, job_id, step_id, seq, at, stream, level, text (the order of _COLUMNS)
@@ -102,14 +108,18 @@ def append(
     execution_id: str,
     step_id: str,
     lines: Sequence[LogLine],
+    previous: int | None = None,
 ) -> int:
     """Store a batch from the job's current lease holder; returns how many lines were stored.
 
     A batch whose first seq does not follow the last stored one gets a system line saying
-    which lines are missing, so the reader sees the gap. The rows go in as one bulk write
-    (``COPY`` on PostgreSQL, ``executemany`` of one prepared ``INSERT`` on SQLite), never as
-    ORM objects. Raises ``InvalidInput`` for a batch over ``MAX_BATCH_LINES`` or
-    ``MAX_BATCH_BYTES`` and ``StaleReport`` when ``token`` is not the job's lease.
+    which lines are missing, so the reader sees the gap. The rows go in as one bulk write,
+    never as ORM objects: on PostgreSQL ``COPY``, or for a small batch one multi-row
+    ``INSERT`` (one round trip where ``COPY`` takes two); on SQLite ``executemany`` of one
+    prepared ``INSERT``. ``previous``: the job's last seq, when this transaction already
+    read it from the job's locked row after checking ``token`` (see `jobs_store.bump_seq`).
+    Raises ``InvalidInput`` for a batch over ``MAX_BATCH_LINES`` or ``MAX_BATCH_BYTES`` and
+    ``StaleReport`` when ``token`` is not the job's lease.
     """
     if not lines:
         return 0
@@ -124,7 +134,7 @@ def append(
             f"lines: a log batch holds at most {MAX_BATCH_BYTES} bytes, this one {size}; "
             "send it in several batches"
         )
-    previous = jobs_store.bump_seq(session, job_id, token, lines[-1].seq)
+    previous = jobs_store.bump_seq(session, job_id, token, lines[-1].seq, previous=previous)
     rows: list[_Row] = []
     append_row = rows.append
     expected = previous + 1
@@ -160,9 +170,14 @@ def _bulk_insert(session: Session, rows: list[_Row]) -> None:
     connection = session.connection()
     driver = connection.connection.driver_connection
     if connection.dialect.name == "postgresql":
-        with driver.cursor() as cursor, cursor.copy(_PG_COPY) as copy:  # type: ignore[union-attr]
-            for row in rows:
-                copy.write_row(row)
+        with driver.cursor() as cursor:  # type: ignore[union-attr]
+            if len(rows) < PG_COPY_FROM:
+                values = ", ".join([_PG_ROW] * len(rows))
+                cursor.execute(_PG_INSERT + values, [v for row in rows for v in row])
+                return
+            with cursor.copy(_PG_COPY) as copy:
+                for row in rows:
+                    copy.write_row(row)
         return
     cursor = driver.cursor()  # type: ignore[union-attr]
     try:
