@@ -189,11 +189,7 @@ class AgentJobs:
                 tx.changes.executions.update(event.execution_id for event in started)
             if self.vault is None and any(referenced(job.spec) for job in jobs):
                 raise InvalidInput("this server has no secret store, but the job refers to secrets")
-            executions = {job.execution_id for job in jobs}
-            handed = Handed(
-                secrets_store.names_handed(session, executions) if self.vault else {},
-                connections_store.names_handed(session, executions) if self.connections else {},
-            )
+            handed = self._handed(session, {job.execution_id for job in jobs})
             return [self._with_secrets(session, job, handed) for job in jobs]
 
         claimed = self.transactions.run(work)
@@ -231,11 +227,7 @@ class AgentJobs:
         ``handed`` None: the job is handed again, to the agent whose claim's answer was lost
         (see `claim`); what it was handed is already recorded, so read, not written."""
         if handed is None:
-            executions = [job.execution_id]
-            handed = Handed(
-                secrets_store.names_handed(session, executions) if self.vault else {},
-                connections_store.names_handed(session, executions) if self.connections else {},
-            )
+            handed = self._handed(session, {job.execution_id})
             record = False
         else:
             record = True
@@ -263,6 +255,16 @@ class AgentJobs:
         if mask:
             spec[VALUES_KEY] = sorted(mask)
         return dataclasses.replace(job, spec=spec)
+
+    def _handed(self, session: Session, executions: set[str]) -> Handed:
+        """What the jobs of ``executions`` were handed so far (one statement when this server
+        has both a secret store and connections)."""
+        if self.vault is not None and self.connections is not None:
+            return Handed(*connections_store.secrets_and_connections_handed(session, executions))
+        return Handed(
+            secrets_store.names_handed(session, executions) if self.vault else {},
+            connections_store.names_handed(session, executions) if self.connections else {},
+        )
 
     def _grant(self, session: Session, job: Job, *, record: bool) -> ConnectionGrant | None:
         """The connection the job's config names, decrypted, and recorded as handed to it.
@@ -300,14 +302,13 @@ class AgentJobs:
         if job_id in self._maskers:
             return self._maskers[job_id]
         values: set[str] = set()
-        if self.vault is not None:
-            names = secrets_store.names_handed(session, [execution_id]).get(execution_id)
-            if names:
-                values |= self.vault.masking_values(session, names)
-        if self.connections is not None:
-            used = connections_store.names_handed(session, [execution_id]).get(execution_id)
-            if used:
-                values |= self.connections.masking_values(session, used)
+        handed = self._handed(session, {execution_id})
+        names = handed.secrets.get(execution_id)
+        if names and self.vault is not None:
+            values |= self.vault.masking_values(session, names)
+        used = handed.connections.get(execution_id)
+        if used and self.connections is not None:
+            values |= self.connections.masking_values(session, used)
         masker = Masker(values) if values else None
         self._remember(job_id, masker)
         return masker

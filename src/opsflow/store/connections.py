@@ -16,12 +16,23 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, LargeBinary, String, Text, insert, select
+from sqlalchemy import (
+    Boolean,
+    ForeignKey,
+    LargeBinary,
+    String,
+    Text,
+    insert,
+    literal,
+    select,
+    union,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from opsflow.errors import NotFound
 from opsflow.store.base import Base, JSONType, UTCDateTime, utcnow
 from opsflow.store.integrity import conflict_on_duplicate
+from opsflow.store.secrets import JobSecret
 
 NAME_MAX_LENGTH = 100
 
@@ -261,3 +272,28 @@ def names_handed(session: Session, execution_ids: Iterable[str]) -> dict[str, se
     for execution_id, name in rows:
         found.setdefault(execution_id, set()).add(name)
     return found
+
+
+def secrets_and_connections_handed(
+    session: Session, execution_ids: Iterable[str]
+) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    """`secrets.names_handed` and `names_handed` of the same executions in one statement
+    (a claim reads both: one round trip, not two)."""
+    wanted = sorted(set(execution_ids))
+    secrets: dict[str, set[str]] = {}
+    connections: dict[str, set[str]] = {}
+    if not wanted:
+        return secrets, connections
+    rows = session.execute(
+        union(
+            select(literal("s"), JobSecret.execution_id, JobSecret.name).where(
+                JobSecret.execution_id.in_(wanted)
+            ),
+            select(literal("c"), JobConnection.execution_id, JobConnection.name).where(
+                JobConnection.execution_id.in_(wanted)
+            ),
+        )
+    )
+    for kind, execution_id, name in rows:
+        (secrets if kind == "s" else connections).setdefault(execution_id, set()).add(name)
+    return secrets, connections
