@@ -30,6 +30,7 @@ class BatchingLogSink:
         *,
         cap_bytes: int = DEFAULT_CAP_BYTES,
         mask: Callable[[str], str] | None = None,
+        mask_all: Callable[[list[str]], list[str]] | None = None,
         clock: Callable[[], float] = time.time,
         batch_lines: int = MAX_BATCH_LINES,
         batch_bytes: int = MAX_BATCH_BYTES,
@@ -37,6 +38,9 @@ class BatchingLogSink:
     ) -> None:
         self._cap = cap_bytes
         self._mask = mask
+        # Masks a write's lines together (`Masker.mask_all`: one scan when none holds a
+        # secret); when given, it is used instead of ``mask``.
+        self._mask_all = mask_all
         self._clock = clock
         self._batch_lines = batch_lines
         self._batch_bytes = batch_bytes
@@ -61,6 +65,8 @@ class BatchingLogSink:
         level = level_of(stream, level)
         at = self._clock()  # lines of one read arrive together
         mask = self._mask
+        if self._mask_all is not None:
+            texts, mask = self._mask_all(texts), None
         pending, sizes = self._pending, self._sizes
         seq, stored, added = self._seq, self._bytes, 0
         for text in texts:

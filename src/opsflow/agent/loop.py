@@ -391,6 +391,7 @@ class Agent:
         sink = BatchingLogSink(
             cap_bytes=self.log_cap_bytes,
             mask=masker.mask if masker is not None else None,
+            mask_all=masker.mask_all if masker is not None else None,
             first_seq=job.first_seq,
         )
         cancel = CancelSignal()

@@ -225,6 +225,18 @@ class Masker:
         """Whether there is anything to mask at all."""
         return bool(self._whole)
 
+    def mask_all(self, texts: list[str]) -> list[str]:
+        """`mask` of each of ``texts``, in order; ``texts`` itself when none holds anything to
+        mask. A value or an encoding found in one text is also found in the texts joined, so
+        one search over the join (and one set test for whole values) clears a batch of log
+        lines at the cost of one scan, instead of a call per line; a batch with a hit is
+        masked line by line, exactly as `mask` does."""
+        if self._whole.isdisjoint(texts) and (
+            self._search is None or self._search.search("\n".join(texts)) is None
+        ):
+            return texts
+        return [self.mask(text) for text in texts]
+
     def mask(self, text: str) -> str:
         """``text`` with every secret value and listed encoding replaced by ``***``."""
         if text in self._whole:

@@ -291,7 +291,14 @@ class AgentJobs:
         masker = self.masker_for(session, lease.id, lease.execution_id) if lines else None
         if masker is None:
             return lines
-        return [line._replace(text=masker.mask(line.text)) for line in lines]
+        texts = [line.text for line in lines]
+        masked = masker.mask_all(texts)
+        if masked is texts:  # nothing to mask: the usual batch
+            return lines
+        return [
+            line if text is line.text else line._replace(text=text)
+            for line, text in zip(lines, masked, strict=True)
+        ]
 
     def masker_for(self, session: Session, job_id: str, execution_id: str) -> Masker | None:
         """The masker for what a job's agent sends back (server-side): every value of every

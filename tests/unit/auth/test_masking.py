@@ -255,3 +255,42 @@ def test_a_secret_inside_longer_base64_cannot_be_decoded_back(
     text = before + encode(prefix + secret.encode() + suffix) + after
     masked = Masker([secret]).mask(text)
     assert not _recoverable_from_base64(masked, secret), masked
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    secrets=st.lists(printable, min_size=1, max_size=3),
+    lines=st.lists(st.text(max_size=30), max_size=12),
+    planted=st.lists(
+        st.tuples(st.integers(0, 11), st.integers(0, 2), st.sampled_from(ENCODINGS)), max_size=3
+    ),
+    whole=st.booleans(),
+)
+def test_masking_a_batch_masks_each_line_as_masking_it_alone(
+    secrets: list[str],
+    lines: list[str],
+    planted: list[tuple[int, int, tuple[str, Callable[[str], str]]]],
+    whole: bool,
+) -> None:
+    """`mask_all` (one scan over a batch first) gives exactly `mask` of each line: with secrets
+    planted in some lines in any listed encoding, as a whole line, or not at all; and hands
+    back the very list when nothing was masked."""
+    batch = list(lines)
+    for index, which, (_, encode) in planted:
+        if batch:
+            secret = secrets[which % len(secrets)]
+            at = index % len(batch)
+            batch[at] = secret if whole else batch[at] + encode(secret)
+    masker = Masker(secrets)
+    expected = [masker.mask(line) for line in batch]
+    got = masker.mask_all(batch)
+    assert got == expected
+    if expected == batch:
+        assert got is batch
+
+
+def test_a_batch_of_clean_lines_is_one_scan_and_a_short_secret_still_masks_its_line() -> None:
+    masker = Masker(["s3cr3t-token-value", "abc"])  # "abc": shorter than MIN_LENGTH
+    clean = [str(n) for n in range(5000)]
+    assert masker.mask_all(clean) is clean
+    assert masker.mask_all(["x", "abc", "y s3cr3t-token-value"]) == ["x", MASK, f"y {MASK}"]
