@@ -18,12 +18,19 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from opsflow.agent.protocol import CancelNotice, ConnectionGrant, JobRef, JobReport, LogLine
+from opsflow.agent.protocol import (
+    CancelNotice,
+    ConnectionGrant,
+    JobRef,
+    JobReport,
+    LogBatch,
+    LogLine,
+)
 from opsflow.auth.agent_tokens import ensure_live
 from opsflow.auth.connections import ConnectionVault
 from opsflow.auth.masking import Masker
 from opsflow.auth.secrets import SecretVault
-from opsflow.errors import InvalidInput, NotFound, StaleReport
+from opsflow.errors import InvalidInput, NotFound, OpsflowError, StaleReport
 from opsflow.runtime import events
 from opsflow.runtime.connections import CONNECTION_KEY, named_connection
 from opsflow.runtime.reconciler import Ended, Reconciler
@@ -504,12 +511,24 @@ class AgentJobs:
             raise problem
 
     def finish_jobs(self, reports: list[JobReport]) -> list[StaleReport | None]:
-        """Several final reports in one transaction, each execution reconciled once.
+        """Several final reports in one transaction, each execution reconciled once (see
+        `write`)."""
+        return self.write(reports, [])[0]
 
-        Agents hand in whatever finished while their previous report was being written, so
-        under load one commit and one reconcile serve many jobs, and a lone job is still
-        reported at once. A stale report (an old lease, an already ended job) is refused on
-        its own without failing the others.
+    def write(
+        self, reports: list[JobReport], batches: list[LogBatch]
+    ) -> tuple[list[StaleReport | None], list[OpsflowError | None]]:
+        """Final reports and log batches, of any jobs, in one transaction; each execution
+        reconciled once. Returns, in order, what refused each report and each batch (None:
+        stored).
+
+        Agents hand in whatever finished or printed while the previous write was going on,
+        so under load one commit and one reconcile serve many jobs, and a lone job is still
+        written at once. A stale report or batch (an old lease, an already ended job) and a
+        batch over the limits (`InvalidInput`) are refused on their own without failing the
+        others: each is refused before it writes anything. The batches are stored after the
+        reports (lock order: executions, then jobs); a caller must not put a job's batch
+        with its own report when the batch came first (`AgentService` does not).
         """
         for report in reports:
             if not report.status.terminal:
@@ -518,10 +537,10 @@ class AgentJobs:
                     f"not {report.status.value}"
                 )
 
-        def work(tx: Transaction) -> list[StaleReport | None]:
+        def work(tx: Transaction) -> tuple[list[StaleReport | None], list[OpsflowError | None]]:
             session = tx.session
             results: list[StaleReport | None] = [None] * len(reports)
-            found = self._leases_of(session, reports)
+            found = self._leases_of(session, [(r.job, bool(r.artifacts)) for r in reports])
             current: list[tuple[int, Lease]] = []
             for i, lease in enumerate(found):
                 if isinstance(lease, StaleReport):
@@ -550,9 +569,40 @@ class AgentJobs:
                 self.reconciler.reconcile(
                     tx, execution_id, locked=execution, ended=ended[execution_id]
                 )
-            return results
+            return results, self._append_batches(tx, batches)
 
         return self.transactions.run(work)
+
+    def _append_batches(
+        self, tx: Transaction, batches: list[LogBatch]
+    ) -> list[OpsflowError | None]:
+        """Store log batches in ``tx``, each refused on its own (a refusal writes nothing:
+        the lease is read, the limits are checked, then the seq's compare-and-set on the lease
+        token, before any line)."""
+        session = tx.session
+        out: list[OpsflowError | None] = [None] * len(batches)
+        # Read from the rows, as `append_logs` does: lines of a job the server ended meanwhile
+        # (timed out, agent lost) are refused, and the token alone would not say so.
+        found = self._leases_of(session, [(b.job, True) for b in batches])
+        for i, (batch, lease) in enumerate(zip(batches, found, strict=True)):
+            if isinstance(lease, StaleReport):
+                out[i] = lease
+                continue
+            try:
+                stored = logs_store.append(
+                    session,
+                    job_id=lease.id,
+                    token=batch.job.lease_token,
+                    execution_id=lease.execution_id,
+                    step_id=lease.step_id,
+                    lines=self._masked_lines(session, lease, batch.lines),
+                )
+            except (StaleReport, InvalidInput) as exc:
+                out[i] = exc
+                continue
+            if stored:
+                tx.changes.executions.add(lease.execution_id)
+        return out
 
     def _known_lease(self, ref: JobRef) -> Lease | None:
         """The lease ``ref`` names as this process's claim handed it, if it does."""
@@ -561,21 +611,21 @@ class AgentJobs:
             return None
         return known[1]
 
-    def _leases_of(self, session: Session, reports: list[JobReport]) -> list[Lease | StaleReport]:
-        """The lease each report names: as this process's claim handed it when it names that
-        very lease (token and epoch) and keeps no files (an artifact is stored before the end's
-        compare-and-set), else read from the job's row (one statement for all of them)."""
+    def _leases_of(
+        self, session: Session, refs: list[tuple[JobRef, bool]]
+    ) -> list[Lease | StaleReport]:
+        """The lease each (ref, read) names: as this process's claim handed it when it names
+        that very lease (token and epoch) and ``read`` is false, else read from the job's row
+        (one statement for all of them). A report keeping files reads (an artifact is stored
+        before the end's compare-and-set), and so does a log batch."""
         found: list[Lease | StaleReport | None] = [
-            None if report.artifacts else self._known_lease(report.job) for report in reports
+            None if read else self._known_lease(ref) for ref, read in refs
         ]
         unknown = [i for i, lease in enumerate(found) if lease is None]
         if unknown:
             read = jobs_store.leases(
                 session,
-                [
-                    (reports[i].job.job_id, reports[i].job.lease_token, reports[i].job.epoch)
-                    for i in unknown
-                ],
+                [(refs[i][0].job_id, refs[i][0].lease_token, refs[i][0].epoch) for i in unknown],
             )
             for i, lease in zip(unknown, read, strict=True):
                 found[i] = lease

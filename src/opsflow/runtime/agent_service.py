@@ -5,8 +5,9 @@ event loop never waits on the database. Two things happen here rather than in a 
 
 - a claim waits: when nothing is queued it sleeps on the event bus until the runtime queues a
   job (woken within milliseconds, no polling) or the agent's wait runs out;
-- final reports are written in batches: whatever arrives while the previous batch is being
-  written goes into the next transaction, from any number of agents.
+- final reports and log batches are written together: whatever arrives while the previous
+  write is going on goes into the next transaction, from any number of agents and jobs (a
+  fan-out's jobs each ship a batch and a report; one commit then serves many of them).
 
 ``InProcessClient`` is the server's own agent's `opsflow.agent.client.AgentClient`: the same
 messages, no network.
@@ -34,7 +35,7 @@ from opsflow.agent.protocol import (
     Registered,
     Registration,
 )
-from opsflow.errors import StaleReport
+from opsflow.errors import OpsflowError, StaleReport
 from opsflow.runtime.agent_jobs import AgentJobs
 from opsflow.runtime.bus import EventBus
 from opsflow.runtime.connections import CONNECTION_KEY
@@ -87,8 +88,9 @@ class AgentService:
         # How long a waiting claim waits between claim transactions, each of which renews the
         # agent's presence row (an idle agent waits for work for hours).
         self.presence_round = presence_round(lease_seconds)
-        self._reports: list[tuple[JobReport, asyncio.Future[StaleReport | None]]] = []
-        self._reporter: asyncio.Task[None] | None = None
+        # Reports and log batches waiting for the next write, each with its caller's answer.
+        self._writes: list[tuple[JobReport | LogBatch, asyncio.Future[OpsflowError | None]]] = []
+        self._writer: asyncio.Task[None] | None = None
         self._background: set[asyncio.Future[None]] = set()
         # agent id -> the bus's `jobs_generation` read before its last claim transaction
         # that leased fewer jobs than asked: the queue held nothing more for it then.
@@ -199,7 +201,9 @@ class AgentService:
         return await asyncio.to_thread(self.jobs.heartbeat, job)
 
     async def send_logs(self, batch: LogBatch) -> None:
-        await asyncio.to_thread(self.jobs.append_logs, batch.job, batch.lines)
+        """Store a batch of a job's lines (in the next write, see `report`); raises
+        `StaleReport` when its lease is not current, `InvalidInput` over the limits."""
+        await self._write(batch)
 
     async def hand_back(self, job: JobRef) -> None:
         await asyncio.to_thread(self.jobs.hand_back, job)
@@ -217,36 +221,61 @@ class AgentService:
 
     async def report(self, report: JobReport) -> None:
         """Record a job's end; raises `StaleReport` when its lease is not current."""
-        done: asyncio.Future[StaleReport | None] = asyncio.get_running_loop().create_future()
-        self._reports.append((report, done))
-        if self._reporter is None or self._reporter.done():
-            self._reporter = asyncio.create_task(self._report_all())
+        await self._write(report)
+
+    async def _write(self, item: JobReport | LogBatch) -> None:
+        done: asyncio.Future[OpsflowError | None] = asyncio.get_running_loop().create_future()
+        self._writes.append((item, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_all())
         problem = await done
         if problem is not None:
             raise problem
 
-    async def _report_all(self) -> None:
-        """Write every waiting report in one transaction; repeat while more arrived meanwhile."""
-        while self._reports:
-            batch, self._reports = self._reports, []
+    async def _write_all(self) -> None:
+        """Write every waiting report and log batch in one transaction; repeat while more
+        arrived meanwhile."""
+        while self._writes:
+            group, self._writes = _one_write(self._writes)
+            reports = [(item, done) for item, done in group if isinstance(item, JobReport)]
+            batches = [(item, done) for item, done in group if isinstance(item, LogBatch)]
             try:
-                results = await asyncio.to_thread(
-                    self.jobs.finish_jobs, [report for report, _ in batch]
+                refused, refused_batches = await asyncio.to_thread(
+                    self.jobs.write, [r for r, _ in reports], [b for b, _ in batches]
                 )
             except Exception as exc:
-                # Its transaction rolled back: nothing of these reports was written. Said here
-                # with the traceback, since the caller may be a task nobody waits on.
+                # Its transaction rolled back: nothing of these was written. Said here with
+                # the traceback, since the caller may be a task nobody waits on.
                 log.exception(
-                    "recording the end of %s failed; nothing of it was written",
-                    ", ".join(f"job {report.job.job_id}" for report, _ in batch),
+                    "recording the end or the lines of %s failed; nothing of it was written",
+                    ", ".join(sorted({f"job {item.job.job_id}" for item, _ in group})),
                 )
-                for _, done in batch:
+                for _, done in group:
                     if not done.done():
                         done.set_exception(exc)
                 continue
-            for (_, done), result in zip(batch, results, strict=True):
+            results: list[OpsflowError | None] = [*refused, *refused_batches]
+            for (_, done), result in zip([*reports, *batches], results, strict=True):
                 if not done.done():
                     done.set_result(result)
+
+
+def _one_write(
+    waiting: list[tuple[JobReport | LogBatch, asyncio.Future[OpsflowError | None]]],
+) -> tuple[
+    list[tuple[JobReport | LogBatch, asyncio.Future[OpsflowError | None]]],
+    list[tuple[JobReport | LogBatch, asyncio.Future[OpsflowError | None]]],
+]:
+    """What goes into the next write, and what waits for the one after. A write stores its
+    batches after its reports, so it ends before a job's report that came after a batch of
+    that job (its lines before its end, as they were sent)."""
+    with_lines: set[str] = set()
+    for i, (item, _) in enumerate(waiting):
+        if isinstance(item, LogBatch):
+            with_lines.add(item.job.job_id)
+        elif item.job.job_id in with_lines:
+            return waiting[:i], waiting[i:]
+    return waiting, []
 
 
 class InProcessClient:

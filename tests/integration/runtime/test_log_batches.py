@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
 
-from opsflow.agent.protocol import JobRef
-from opsflow.errors import InvalidInput
+from opsflow.agent.protocol import JobRef, JobReport, LogBatch
+from opsflow.errors import InvalidInput, StaleReport
+from opsflow.runtime.agent_service import _one_write
 from opsflow.runtime.bus import EventBus
 from opsflow.runtime.service import RunRequest, Runtime
 from opsflow.spec.loader import canonical, load_workflow
-from opsflow.status import LogStream
+from opsflow.status import JobStatus, LogStream
+from opsflow.store import jobs as jobs_store
 from opsflow.store import logs as logs_store
 from opsflow.store.db import Database
 from opsflow.store.jobs import Job
@@ -67,3 +70,84 @@ def test_a_batch_over_the_limits_is_refused_whole(
         )
     with database.read() as s:
         assert logs_store.query(s, execution_id) == []
+
+
+THREE_STEPS = """
+id: three
+steps:
+  - {id: a, type: script, run: "true"}
+  - {id: b, type: script, run: "true"}
+  - {id: c, type: script, run: "true"}
+"""
+
+
+def _ref(job: Job, token: str | None = None) -> JobRef:
+    return JobRef(job_id=job.id, lease_token=token or job.lease_token or "", epoch=job.lease_epoch)
+
+
+def test_reports_and_batches_of_several_jobs_go_in_one_write_each_refused_alone(
+    database: Database,
+) -> None:
+    """One transaction stores a job's end and other jobs' lines; a batch over the limits and
+    one under a stale lease are refused on their own, writing nothing, and the rest is kept."""
+    runtime = Runtime(database, EventBus())
+    wf = load_workflow(THREE_STEPS)
+    execution_id = runtime.start_execution(
+        RunRequest(workflow_id=wf.id, definition=canonical(wf), params={})
+    )
+    a, b, c = sorted(
+        runtime.claim(agent_id="a1", pools=["default"], labels={}, limit=3),
+        key=lambda job: job.step_id,
+    )
+    now = time.time()
+    report = JobReport(
+        job=_ref(a),
+        status=JobStatus.COMPLETED,
+        lines=[LogLine(1, now, LogStream.STDOUT, "a's last line")],
+    )
+    good = LogBatch(job=_ref(b), lines=[LogLine(1, now, LogStream.STDOUT, "b says")])
+    big = LogBatch(
+        job=_ref(c),
+        lines=[LogLine(n, now, LogStream.STDOUT, "c") for n in range(1, MAX_BATCH_LINES + 2)],
+    )
+    stale = LogBatch(
+        job=_ref(c, token="not-the-lease"), lines=[LogLine(1, now, LogStream.STDOUT, "forged")]
+    )
+    refused_reports, refused_batches = runtime.jobs.write([report], [good, big, stale])
+    assert refused_reports == [None]
+    assert refused_batches[0] is None
+    assert isinstance(refused_batches[1], InvalidInput)
+    assert isinstance(refused_batches[2], StaleReport)
+    with database.read() as s:
+        texts = {(r["step_id"], r["text"]) for r in logs_store.query(s, execution_id)}
+        ended = {job.step_id: job.status for job in jobs_store.jobs_of_execution(s, execution_id)}
+    assert texts == {("a", "a's last line"), ("b", "b says")}
+    assert ended["a"] == JobStatus.COMPLETED
+    assert not JobStatus(ended["b"]).terminal and not JobStatus(ended["c"]).terminal
+    # A batch after its job's end is refused: the job is no longer in flight.
+    (late,) = runtime.jobs.write([], [LogBatch(job=_ref(a), lines=report.lines)])[1]
+    assert isinstance(late, StaleReport)
+
+
+def test_a_write_ends_before_the_report_of_a_job_whose_lines_wait_in_it() -> None:
+    """Batches are stored after the reports of their write: a job's report that came after a
+    batch of the same job waits for the next write, so its lines are stored before its end."""
+    loop = asyncio.new_event_loop()
+    try:
+        refs = [JobRef(job_id=name, lease_token="t", epoch=1) for name in ("j1", "j2", "j3")]
+        items: list[JobReport | LogBatch] = [
+            LogBatch(job=refs[0], lines=[]),
+            JobReport(job=refs[1], status=JobStatus.COMPLETED),
+            LogBatch(job=refs[2], lines=[]),
+            JobReport(job=refs[0], status=JobStatus.COMPLETED),
+            JobReport(job=refs[2], status=JobStatus.FAILED),
+        ]
+        waiting = [(item, loop.create_future()) for item in items]
+        first, rest = _one_write(waiting)
+        assert [item for item, _ in first] == items[:3]
+        assert [item for item, _ in rest] == items[3:]
+        again, left = _one_write(rest)
+        assert [item for item, _ in again] == items[3:]
+        assert left == []
+    finally:
+        loop.close()
