@@ -246,10 +246,12 @@ class AgentService:
             except Exception as exc:
                 # Its transaction rolled back: nothing of these was written. Said here with
                 # the traceback, since the caller may be a task nobody waits on.
-                log.exception(
-                    "recording the end or the lines of %s failed; nothing of it was written",
-                    ", ".join(sorted({f"job {item.job.job_id}" for item, _ in group})),
-                )
+                what = [
+                    f"the {kind} of " + ", ".join(f"job {item.job.job_id}" for item, _ in items)
+                    for kind, items in (("end", reports), ("lines", batches))
+                    if items
+                ]
+                log.exception("recording %s failed; nothing of it was written", " and ".join(what))
                 for _, done in group:
                     if not done.done():
                         done.set_exception(exc)
