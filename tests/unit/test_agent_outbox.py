@@ -6,11 +6,17 @@ switched off, to reach the spool-full and refusal branches in milliseconds.)"""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import time
 from pathlib import Path
 
-from opsflow.agent.outbox import Outbox
+import pytest
+
+from opsflow.agent.outbox import DEFAULT_GIVE_UP_AFTER, Outbox
 from opsflow.agent.protocol import CancelNotice, JobRef, JobReport, LogBatch, LogLine
 from opsflow.agent.spool import Record, Spool
+from opsflow.cli.agent import GIVE_UP_AFTER
 from opsflow.errors import ServerUnreachable, StaleReport
 from opsflow.status import JobStatus, LogStream
 
@@ -23,6 +29,8 @@ class Recorder:
     def __init__(self) -> None:
         self.up = True
         self.stale: set[str] = set()
+        self.failing: set[str] = set()  # jobs whose report the server answers 500 (for ever)
+        self.beats: list[str] = []
         self.got: list[tuple[str, object]] = []
         self.texts: list[str] = []
 
@@ -39,6 +47,8 @@ class Recorder:
 
     async def report(self, report: JobReport) -> None:
         self._answer(report.job)
+        if report.job.job_id in self.failing:
+            raise ServerUnreachable("http://server: the server answered 500")
         self.got.append(("report", report.status))
 
     async def hand_back(self, job: JobRef) -> None:
@@ -47,6 +57,7 @@ class Recorder:
 
     async def heartbeat(self, job: JobRef) -> CancelNotice:
         self._answer(job)
+        self.beats.append(job.job_id)
         return CancelNotice()
 
 
@@ -126,5 +137,86 @@ def test_a_refused_message_drops_the_rest_of_its_jobs_spool(tmp_path: Path) -> N
         await outbox.flush()
         assert client.got == []
         assert spool.jobs() == []
+
+    asyncio.run(scenario())
+
+
+def test_a_report_failed_for_ever_is_given_up_after_the_bound_and_holds_no_other_job_up(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server answers 500 to one job's report for ever while heartbeats succeed: the
+    outbox renews that lease only until ``give_up_after``, then drops the job's messages
+    (no more heartbeats: the lease runs out) and says so; another job's report, spooled
+    after it, is delivered meanwhile."""
+    other = JobRef(job_id="job-2", lease_token="tok", epoch=1)
+
+    async def scenario() -> None:
+        client, spool = Recorder(), Spool(tmp_path)
+        outbox = Outbox(
+            client,  # type: ignore[arg-type]
+            spool,
+            probe_every=lambda: 0.01,
+            running=lambda _: False,
+            give_up_after=0.5,
+        )
+        client.failing.add("job-1")
+        report = JobReport(job=REF, status=JobStatus.COMPLETED)
+        await outbox.send(Record("report", report, 3), lambda: client.report(report))
+        client.up = False
+        late = JobReport(job=other, status=JobStatus.COMPLETED)
+        await outbox.send(Record("report", late, 1), lambda: client.report(late))
+        client.up = True
+        began = time.monotonic()
+        for _ in range(2):  # job-1 failed first: from then on it is tried after the others
+            with pytest.raises(ServerUnreachable):
+                await outbox.flush()
+        assert client.got == [("report", JobStatus.COMPLETED)]  # job-2's, past job-1's
+        assert spool.jobs() == ["job-1"] and "job-1" in client.beats
+        while spool.jobs():
+            assert time.monotonic() - began < 5, "job-1 was never given up"
+            with contextlib.suppress(ServerUnreachable):  # the last round gives it up
+                await outbox.flush()
+            await asyncio.sleep(0.05)
+        assert time.monotonic() - began >= 0.5
+        beats = len(client.beats)
+        await outbox.flush()  # nothing left: job-1's lease is no longer renewed
+        assert len(client.beats) == beats and client.got == [("report", JobStatus.COMPLETED)]
+
+    with caplog.at_level(logging.ERROR, logger="opsflow.agent.outbox"):
+        asyncio.run(scenario())
+    (said,) = [r.getMessage() for r in caplog.records if "gave up" in r.getMessage()]
+    assert "job job-1 (attempt 3)" in said and "its report" in said, said
+    assert "last error: http://server: the server answered 500" in said, said
+
+
+def test_the_cli_default_bound_is_the_outbox_s() -> None:
+    assert GIVE_UP_AFTER == DEFAULT_GIVE_UP_AFTER
+
+
+def test_a_server_down_for_longer_than_the_bound_still_gets_the_report(tmp_path: Path) -> None:
+    """While heartbeats fail too nothing keeps the lease alive, so nothing runs for ever:
+    the bound does not count, and a server back after it still gets the report."""
+
+    async def scenario() -> None:
+        client, spool = Recorder(), Spool(tmp_path)
+        outbox = Outbox(
+            client,  # type: ignore[arg-type]
+            spool,
+            probe_every=lambda: 0.01,
+            running=lambda _: False,
+            give_up_after=0.2,
+        )
+        client.up = False
+        report = JobReport(job=REF, status=JobStatus.COMPLETED)
+        await outbox.send(Record("report", report, 1), lambda: client.report(report))
+        down_until = time.monotonic() + 0.6
+        while time.monotonic() < down_until:
+            with pytest.raises(ServerUnreachable):
+                await outbox.flush()
+            await asyncio.sleep(0.02)
+        assert spool.jobs() == ["job-1"]
+        client.up = True
+        await outbox.flush()
+        assert client.got == [("report", JobStatus.COMPLETED)] and spool.jobs() == []
 
     asyncio.run(scenario())

@@ -16,6 +16,7 @@ import functools
 import logging
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import Any, TypeVar
 from opsflow.agent.client import AgentClient
 from opsflow.agent.leftovers import MARK, reap
 from opsflow.agent.logsink import DEFAULT_CAP_BYTES, BatchingLogSink
-from opsflow.agent.outbox import Outbox
+from opsflow.agent.outbox import DEFAULT_GIVE_UP_AFTER, Outbox
 from opsflow.agent.protocol import (
     MAX_WAIT_SECONDS,
     CancelNotice,
@@ -58,6 +59,12 @@ FLUSH_LINES = 200
 MAX_BACKOFF = 10.0
 LEAVE_WAIT = 5.0  # seconds a stopping agent waits to tell the server it leaves
 
+
+class GivenUp(Exception):
+    """The server failed a job's message for longer than the agent's ``give_up_after``: the
+    agent stops working on the job and stops renewing its lease."""
+
+
 T = TypeVar("T")
 
 
@@ -80,6 +87,7 @@ class Agent:
         hostname: str = "",
         spool: Spool | None = None,
         start_on_claim: bool = False,
+        give_up_after: float = DEFAULT_GIVE_UP_AFTER,
     ) -> None:
         self.client = client
         # Ask the claim to start the jobs it hands over (`ClaimRequest.start`): for an agent
@@ -99,6 +107,9 @@ class Agent:
         self.stop_grace = stop_grace
         self.version = version
         self.hostname = hostname
+        # Seconds a job's message may keep failing (5xx, no answer) before the job is given
+        # up and its lease left to run out (see `opsflow.agent.outbox`).
+        self.give_up_after = give_up_after
         self._tasks: set[asyncio.Task[None]] = set()
         self._slot_freed = asyncio.Event()
         self._stopped = asyncio.Event()
@@ -115,10 +126,18 @@ class Agent:
         # Jobs in hand, and those being stopped to be handed back (a drain ran out of time).
         self._cancels: dict[str, CancelSignal] = {}
         self._handing_back: set[str] = set()
+        # Job id -> whether its last heartbeat while it was being prepared was answered.
+        self._renewed: dict[str, bool] = {}
         # Where messages wait while the server is unreachable; None: wait in memory (the
         # server's own agent, whose server cannot be unreachable).
         self.outbox = (
-            Outbox(client, spool, probe_every=self._probe_every, running=self._cancels.__contains__)
+            Outbox(
+                client,
+                spool,
+                probe_every=self._probe_every,
+                running=self._cancels.__contains__,
+                give_up_after=give_up_after,
+            )
             if spool is not None
             else None
         )
@@ -337,12 +356,24 @@ class Agent:
 
     async def _deliver(self, job_id: str, what: str, call: Callable[[], Awaitable[T]]) -> T:
         """``call()`` until the server answers: while it is unreachable the job goes on and
-        what it has to say waits here (retried with back-off). A refusal is final."""
+        what it has to say waits here (retried with back-off). A refusal is final. Raises
+        `GivenUp` once the server has failed it for ``give_up_after`` seconds while
+        answering the job's heartbeats (which would otherwise keep its lease for ever)."""
         delay = 0.0
+        since: float | None = None
         while True:
             try:
                 return await call()
             except ServerUnreachable as exc:
+                now = time.monotonic()
+                if not self._renewed.get(job_id):
+                    since = None  # nothing keeps the lease alive: no clock
+                elif since is None:
+                    since = now
+                if since is not None and now - since >= self.give_up_after:
+                    raise GivenUp(
+                        f"{what} failed for {now - since:.0f}s (last error: {exc.message})"
+                    ) from exc
                 delay = min(MAX_BACKOFF, max(self.idle_poll, delay * 2))
                 log.warning("%s of job %s not delivered (%s); retrying", what, job_id, exc)
                 await asyncio.sleep(delay)
@@ -401,6 +432,7 @@ class Agent:
         finally:
             self._cancels.pop(job.job_id, None)
             self._handing_back.discard(job.job_id)
+            self._renewed.pop(job.job_id, None)
 
     async def _run_and_report(
         self,
@@ -456,9 +488,11 @@ class Agent:
                 connection=_connection(job.connection),
             )
             result = await self._execute(ref, spec, sink, cancel)
-        except (StaleReport, Unauthorized) as exc:
+        except (StaleReport, Unauthorized, GivenUp) as exc:
             if isinstance(exc, Unauthorized):
                 self._refuse(exc)
+            elif isinstance(exc, GivenUp):
+                _say_given_up(job.job_id, job.attempt, exc)
             else:
                 log.warning("job %s is no longer ours: %s", job.job_id, exc.message)
             if workdir is not None:
@@ -469,7 +503,7 @@ class Agent:
             sink.write(LogStream.SYSTEM, f"[opsflow] agent error: {exc!r}", LogLevel.ERROR)
             result = StepResult(status=JobStatus.FAILED, error=f"agent error: {exc}")
         if job.job_id in self._handing_back:
-            await self._hand_back(ref, sink, workdir)
+            await self._hand_back(ref, job.attempt, sink, workdir)
             return
         artifacts, problem = _read_artifacts(result.artifacts)
         if problem is not None:
@@ -496,7 +530,9 @@ class Agent:
                 artifacts=artifacts,
             )
             await self._send(
-                Record("report", report), lambda: self.client.report(report), "the report"
+                Record("report", report, job.attempt),
+                lambda: self.client.report(report),
+                "the report",
             )
             if result.status == JobStatus.COMPLETED:
                 self.jobs_done += 1
@@ -506,12 +542,16 @@ class Agent:
             self._refuse(exc)
         except StaleReport as exc:
             log.warning("report for job %s refused: %s", job.job_id, exc.message)
+        except GivenUp as exc:  # without a spool: the report waited here
+            _say_given_up(job.job_id, job.attempt, exc)
         finally:
             if workdir is not None:
                 # Removing a big tree takes a while: never on the event loop.
                 await asyncio.to_thread(shutil.rmtree, workdir, ignore_errors=True)
 
-    async def _hand_back(self, ref: JobRef, sink: BatchingLogSink, workdir: Path | None) -> None:
+    async def _hand_back(
+        self, ref: JobRef, attempt: int, sink: BatchingLogSink, workdir: Path | None
+    ) -> None:
         """The drain stopped this job: say so in its log and queue it again."""
         sink.write(LogStream.SYSTEM, "[opsflow] the agent is stopping: job handed back")
         try:
@@ -519,7 +559,7 @@ class Agent:
                 if batch:
                     await self._ship(ref, batch)
             await self._send(
-                Record("hand_back", HandBack(job=ref)),
+                Record("hand_back", HandBack(job=ref), attempt),
                 lambda: self.client.hand_back(ref),
                 "the hand-back",
             )
@@ -527,6 +567,8 @@ class Agent:
             self._refuse(exc)
         except StaleReport as exc:
             log.warning("hand-back of job %s refused: %s", ref.job_id, exc.message)
+        except GivenUp as exc:
+            _say_given_up(ref.job_id, attempt, exc)
         finally:
             if workdir is not None:
                 await asyncio.to_thread(shutil.rmtree, workdir, ignore_errors=True)
@@ -612,12 +654,14 @@ class Agent:
             await asyncio.sleep(interval)
             try:
                 await self.client.heartbeat(ref)
+                self._renewed[ref.job_id] = True
             except Unauthorized as exc:
                 self._refuse(exc)
                 return
             except StaleReport:
                 return
             except Exception as exc:
+                self._renewed[ref.job_id] = False
                 log.warning("heartbeat of job %s failed: %s", ref.job_id, exc)
 
     async def _watch_loop(self, ref: JobRef, cancel: CancelSignal, run: asyncio.Task[Any]) -> None:
@@ -641,6 +685,16 @@ class Agent:
                     log.warning("heartbeat of job %s failed: %s", ref.job_id, exc)
                     continue
                 _obey(cancel, notice)
+
+
+def _say_given_up(job_id: str, attempt: int, why: GivenUp) -> None:
+    log.error(
+        "gave up job %s (attempt %d): %s; stopped renewing its lease: the server declares the "
+        "attempt lost once the lease runs out and retries the step as its retries allow",
+        job_id,
+        attempt,
+        why,
+    )
 
 
 def _obey(cancel: CancelSignal, notice: CancelNotice) -> None:

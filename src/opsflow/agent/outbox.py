@@ -12,6 +12,17 @@ ended here so that its report lands while the lease is still that attempt's.
 A refusal is final: a 409 (the lease moved on: the attempt was declared lost and retried
 elsewhere, or the job was cancelled) drops the job's spooled records with a log line saying
 why; the server never applies a late message to another attempt.
+
+Trying is bounded where it could go on for ever: a job that has ended here, whose lease the
+server keeps renewing (its heartbeats are answered) but whose messages it fails (a 5xx: a
+fault recording the report, say) for ``give_up_after`` seconds (default
+`DEFAULT_GIVE_UP_AFTER`, ``opsflow agent --give-up-after``) is given up: its spooled
+messages are dropped and its lease is no longer renewed, so the server declares the attempt
+lost once the lease runs out and retries the step (or fails it) as for any lost agent. The
+agent says so in its log, naming the job, its attempt and the last error. Time while the
+heartbeats fail too (the server down or cut off) does not count: then nothing keeps the lease
+alive, and a server that comes back within it still gets the report. A job whose delivery
+failed is tried after the others, so it never holds their messages up.
 """
 
 from __future__ import annotations
@@ -20,7 +31,9 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from opsflow.agent.client import AgentClient
 from opsflow.agent.protocol import HandBack, JobReport, LogBatch, LogLine
@@ -34,6 +47,21 @@ log = logging.getLogger(__name__)
 CLOSE_WAIT = 5.0
 """Seconds a stopping agent still tries to empty its spool before leaving it for its next
 start."""
+
+DEFAULT_GIVE_UP_AFTER = 300.0
+"""Seconds the agent keeps trying to deliver an ended job's messages (its report) while the
+server fails them, before it gives the job up (``opsflow agent --give-up-after``)."""
+
+
+@dataclass
+class _Ending:
+    """A job that ended here and whose report the server has not taken yet."""
+
+    attempt: int | None
+    error: str  # the last failure's message
+    # time.monotonic() since when its messages fail while its heartbeats are answered;
+    # None while they are not (the server down: the lease is not being kept alive).
+    since: float | None = None
 
 
 class Outbox:
@@ -49,25 +77,33 @@ class Outbox:
         *,
         probe_every: Callable[[], float],
         running: Callable[[str], bool],
+        give_up_after: float = DEFAULT_GIVE_UP_AFTER,
     ) -> None:
         self.client = client
         self.spool = spool
         self.probe_every = probe_every
         self.running = running
+        self.give_up_after = give_up_after
         self._lock = asyncio.Lock()  # appends against the removal of a delivered job's file
         self._spooled = asyncio.Event()
         self._full_noted: set[str] = set()
         self._outage_since: float | None = None
+        self._ending: dict[str, _Ending] = {}
+        # Whether the last heartbeat the outbox sent for an ended job was answered.
+        self._renewed: dict[str, bool] = {}
+        self._failures: Counter[str] = Counter()  # failed deliveries per job: most go last
 
     async def send(self, record: Record, call: Callable[[], Awaitable[None]]) -> None:
         """``call()`` delivers ``record`` now, unless the server is unreachable or the job's
         earlier records still wait: then ``record`` is spooled. Raises `StaleReport` when the
         server refuses it at once."""
+        why = "its earlier messages wait in the spool"
         if not self.spool.holds(record.job_id):
             try:
                 await call()
                 return
             except ServerUnreachable as exc:
+                why = exc.message
                 if self._outage_since is None:
                     self._outage_since = time.monotonic()
                     log.warning(
@@ -77,6 +113,9 @@ class Outbox:
                         self.spool.root,
                     )
         await self._keep(record)
+        if record.kind != "logs":
+            # The job's last message: from now on nothing but the outbox keeps its lease.
+            self._ending.setdefault(record.job_id, _Ending(record.attempt, why))
 
     async def _keep(self, record: Record) -> None:
         async with self._lock:
@@ -166,16 +205,74 @@ class Outbox:
             )
 
     async def flush(self) -> None:
-        """Deliver every spooled record, job by job (the longest-waiting first), each job's in
-        order. Raises `ServerUnreachable` when the server stops answering meanwhile."""
-        jobs = self.spool.jobs()
+        """Deliver every spooled record, job by job (the longest-waiting first, those that
+        failed more often after the others), each job's in order; first give up the jobs
+        whose messages failed for ``give_up_after``. Raises `ServerUnreachable` when the
+        server stops answering meanwhile."""
+        await self._give_up_overdue()
+        jobs = sorted(self.spool.jobs(), key=lambda job_id: self._failures[job_id])
         for job_id in jobs:
             try:
                 await self._flush_job(job_id)
-            except ServerUnreachable:
+            except ServerUnreachable as exc:
                 if self._outage_since is None:
                     self._outage_since = time.monotonic()
+                self._failures[job_id] += 1
+                ending = self._ending.get(job_id)
+                if ending is None and not self.running(job_id):
+                    # Left by an earlier process of this agent.
+                    records = await asyncio.to_thread(self.spool.read, job_id)
+                    attempt = next((r.attempt for r in records if r.attempt is not None), None)
+                    ending = self._ending[job_id] = _Ending(attempt, exc.message)
+                if ending is not None:
+                    ending.error = exc.message
+                    if not self._renewed.get(job_id):
+                        ending.since = None  # the lease is not kept alive: no clock
+                    elif ending.since is None:
+                        ending.since = time.monotonic()
+                await self._give_up_overdue()
                 raise
+
+    async def _give_up_overdue(self) -> None:
+        """Give up each ended job whose messages the server has failed for ``give_up_after``
+        seconds while answering its heartbeats: drop its spooled records, which also stops
+        those heartbeats (the server then declares the attempt lost and retries it), and say
+        so."""
+        now = time.monotonic()
+        for job_id, ending in list(self._ending.items()):
+            if ending.since is None or now - ending.since < self.give_up_after:
+                continue
+            async with self._lock:
+                records = await asyncio.to_thread(self.spool.read, job_id)
+                await asyncio.to_thread(self.spool.remove, job_id)
+                self._forget(job_id)
+            kinds = {record.kind for record in records}
+            what = (
+                "report"
+                if "report" in kinds
+                else "hand-back"
+                if "hand_back" in kinds
+                else "log batches"
+            )
+            log.error(
+                "gave up job %s (attempt %s): the server renewed its lease but has not taken "
+                "its %s for %.0fs (last error: %s); dropped its %s and stopped renewing the "
+                "lease: the server declares the attempt lost once the lease runs out and "
+                "retries the step as its retries allow",
+                job_id,
+                ending.attempt if ending.attempt is not None else "unknown",
+                what,
+                now - ending.since,
+                ending.error,
+                counted(len(records), "spooled message"),
+            )
+
+    def _forget(self, job_id: str) -> None:
+        """``job_id``'s records are gone from the spool (delivered, refused or given up)."""
+        self._full_noted.discard(job_id)
+        self._ending.pop(job_id, None)
+        self._failures.pop(job_id, None)
+        self._renewed.pop(job_id, None)
 
     def _answered(self) -> None:
         """The server took a spooled record: say so once per outage."""
@@ -197,14 +294,16 @@ class Outbox:
                 async with self._lock:
                     if self.spool.count(job_id) <= sent:
                         await asyncio.to_thread(self.spool.remove, job_id)
-                        self._full_noted.discard(job_id)
+                        self._forget(job_id)
                         return
                 continue  # the job spooled more meanwhile
             for record in records:
                 try:
                     if not self.running(job_id) and time.monotonic() - beat > self.probe_every():
                         # The job ended here: nothing else keeps its lease alive meanwhile.
+                        self._renewed[job_id] = False
                         await self.client.heartbeat(record.message.job)
+                        self._renewed[job_id] = True
                         beat = time.monotonic()
                     await _call(self.client, record)
                     self._answered()
@@ -218,7 +317,7 @@ class Outbox:
                     )
                     async with self._lock:
                         await asyncio.to_thread(self.spool.remove, job_id)
-                        self._full_noted.discard(job_id)
+                        self._forget(job_id)
                     return
                 except ServerUnreachable:
                     raise

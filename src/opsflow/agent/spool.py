@@ -7,7 +7,11 @@ answers again the agent delivers each job's records in the order they were writt
 
 Layout: one append-only file per job, ``<spool>/<job id>.jsonl``, one record per line::
 
-    {"kind": "logs" | "report" | "hand_back", "message": <LogBatch | JobReport | HandBack>}
+    {"kind": "logs" | "report" | "hand_back", "attempt": <int | null>,
+     "message": <LogBatch | JobReport | HandBack>}
+
+``attempt`` is the job's attempt number (given on reports and hand-backs, for the agent's own
+log when it gives a job up; absent in files older agents wrote).
 
 Each record is written whole and ``fsync``'d before the agent goes on (the directory too when
 the file is new). A line cut short by a crash is not a record: reading stops there. A job's
@@ -52,6 +56,7 @@ class Record:
 
     kind: Kind
     message: Message
+    attempt: int | None = None  # the job's attempt number, when the sender knew it
 
     @property
     def job_id(self) -> str:
@@ -101,7 +106,13 @@ class Spool:
         for a log batch that would take the spool past ``max_bytes``, unless ``force`` (the
         one line that says the spool is full)."""
         line = (
-            json.dumps({"kind": record.kind, "message": record.message.model_dump(mode="json")})
+            json.dumps(
+                {
+                    "kind": record.kind,
+                    "attempt": record.attempt,
+                    "message": record.message.model_dump(mode="json"),
+                }
+            )
             + "\n"
         ).encode("utf-8")
         if record.kind == "logs" and not force and self.size + len(line) > self.max_bytes:
@@ -151,7 +162,14 @@ def _parse(data: bytes, path: Path) -> tuple[list[Record], int]:
                 raise ValueError("the line has no end")
             item = json.loads(raw)
             kind: Kind = item["kind"]
-            records.append(Record(kind, _MODELS[kind].model_validate(item["message"])))
+            attempt = item.get("attempt")
+            records.append(
+                Record(
+                    kind,
+                    _MODELS[kind].model_validate(item["message"]),
+                    attempt if isinstance(attempt, int) else None,
+                )
+            )
         except (ValueError, KeyError, TypeError, ValidationError) as exc:
             log.warning(
                 "spool file %s: record %d is unreadable (%s); it and what follows are dropped",

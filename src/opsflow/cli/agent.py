@@ -3,7 +3,9 @@
 The agent registers with its persistent id (``<work-dir>/agent-id``), waits on the server for
 jobs of its pools that its labels allow, and runs them with the same executors and job loop
 as the server's own agent. While the server is unreachable its jobs go on and what they have
-to say waits in ``<work-dir>/spool`` (`opsflow.agent.spool`) to be delivered once it is back.
+to say waits in ``<work-dir>/spool`` (`opsflow.agent.spool`) to be delivered once it is back;
+a job whose report the server keeps failing for ``--give-up-after`` seconds is given up (its
+lease runs out and the server retries it as "agent lost").
 SIGTERM (or Ctrl-C) drains: no new claims, jobs in hand finish, those still running after
 ``--grace`` are stopped and handed back; then it exits 0.
 """
@@ -22,6 +24,10 @@ import typer
 from opsflow.auth.logmask import CHATTY_LOGGERS
 from opsflow.cli.output import CliError
 from opsflow.errors import Unauthorized
+
+# opsflow.agent.outbox.DEFAULT_GIVE_UP_AFTER, written out: importing the agent's modules would
+# slow every CLI command's start (a unit test keeps the two equal).
+GIVE_UP_AFTER = 300.0
 
 
 def _labels(values: list[str]) -> dict[str, str]:
@@ -94,6 +100,16 @@ def agent(
             help="Most log data (MiB) kept in <work-dir>/spool while the server is unreachable.",
         ),
     ] = 512,
+    give_up_after: Annotated[
+        float,
+        typer.Option(
+            "--give-up-after",
+            min=1,
+            help="Seconds the agent keeps retrying a job's report (or start, or file fetch) "
+            "while the server fails it (5xx, no answer) before it gives the job up: it stops "
+            "renewing the job's lease, so the server declares the attempt lost and retries it.",
+        ),
+    ] = GIVE_UP_AFTER,
 ) -> None:
     """Run jobs for an opsflow server: register, wait for work, run it, report."""
     import opsflow
@@ -124,6 +140,7 @@ def agent(
             version=opsflow.__version__,
             hostname=socket.gethostname(),
             spool=Spool(root / "spool", max_bytes=spool_max_mb * 1024 * 1024),
+            give_up_after=give_up_after,
         )
         loop = asyncio.get_running_loop()
         draining: list[asyncio.Task[None]] = []

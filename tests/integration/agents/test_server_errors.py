@@ -161,3 +161,62 @@ def test_a_claim_whose_answer_is_lost_is_answered_again_and_the_job_runs_at_once
     ], (step, agents.log("a"))
     assert took < LEASE, took
     assert "ran-once" in api.log_texts(execution_id)
+
+
+RETRIED = """
+id: retried
+steps:
+  - {id: work, type: script, shell: sh, retries: 1, run: "echo working"}
+"""
+
+
+@pytest.mark.parametrize("route", ["report", "start"])
+def test_a_message_answered_5xx_for_ever_is_given_up_and_the_step_retried_as_agent_lost(
+    proxy: Proxy, api: Api, agents: Agents, route: str
+) -> None:
+    """The server fails one job's report (or start) for ever while it takes heartbeats: the
+    agent retries it for ``--give-up-after`` seconds, then gives the job up — says so naming
+    the job, attempt and last error, stops renewing its lease — so the attempt ends as
+    'agent lost' and the step is retried (on the same agent, which goes on claiming)."""
+    failing = threading.Event()
+    failing.set()
+
+    def sick(_method: str, path: str) -> Action:
+        if failing.is_set() and path.endswith(f"/agent/{route}"):
+            return Answer(500)
+        return Forward()
+
+    proxy.policy = sick
+    agents.start("a", "--concurrency", "1", "--give-up-after", "3", url=proxy.url)
+    agent_id = agents.agent_id("a")
+    api.publish("retried", RETRIED)
+    execution_id = api.run("retried")
+    api.wait_for("the agent gives the job up", lambda: "gave up job" in agents.log("a"), timeout=60)
+    given_up = time.monotonic()
+    failing.clear()
+    (line,) = [ln for ln in agents.log("a").splitlines() if "gave up job" in ln]
+    (first,) = api.execution(execution_id)["steps"][0]["jobs"][:1]
+    assert f"gave up job {first['id']} (attempt 1)" in line, line
+    assert "last error:" in line and "answered 500" in line, line
+    assert proxy.count(f"/agent/{route}", "Answer") >= 2, proxy.seen  # retried, then given up
+
+    api.wait_for(
+        "the run completes on the retry",
+        lambda: api.execution(execution_id)["status"] in ("completed", "failed"),
+        timeout=60,
+    )
+    (step,) = api.execution(execution_id)["steps"]
+    got = [(j["attempt"], j["status"], j["agent_id"]) for j in step["jobs"]]
+    assert got == [(1, "failed", agent_id), (2, "completed", agent_id)], (step, agents.log("a"))
+    assert step["jobs"][0]["error"].startswith("agent lost"), step["jobs"][0]
+    # The lease ran out unrenewed: the retry waited for it, no longer.
+    assert time.monotonic() - given_up < LEASE + 20
+    # Nothing of the given-up attempt is sent later, and the agent goes on taking work.
+    api.publish("quick", QUICK)
+    quick = api.run("quick")
+    api.wait_for(
+        "another run completes", lambda: api.execution(quick)["status"] == "completed", timeout=60
+    )
+    assert not spooled(agents.root / "a")
+    assert api.execution(execution_id)["steps"][0]["jobs"][0]["status"] == "failed"
+    assert "Traceback" not in agents.log("a"), agents.log("a")
