@@ -37,6 +37,7 @@ from opsflow.api.security import declare_schemes
 from opsflow.api.services import services_of
 from opsflow.auth.agent_tokens import AgentCredential, authenticate_agent
 from opsflow.runtime.agent_service import AgentService
+from opsflow.store import agent_tokens as token_store
 from opsflow.store.base import utcnow
 
 router = APIRouter(prefix="/agent", tags=["agent protocol"])
@@ -45,9 +46,17 @@ TAR = "application/x-tar"
 
 def agent_token(request: Request, _schemes: None = Depends(declare_schemes)) -> AgentCredential:
     """The calling agent's token, checked on every request: a revoked one is refused (401)
-    from its revocation on."""
-    with services_of(request).session() as session:
-        return authenticate_agent(session, request.headers.get("authorization"), utcnow())
+    from its revocation on. The check is a lone read (no write lock on SQLite, no BEGIN and
+    COMMIT round trips on PostgreSQL); the token's last use is written at most once a
+    minute, in a transaction of its own."""
+    services = services_of(request)
+    now = utcnow()
+    with services.db.read_lone() as session:
+        credential = authenticate_agent(session, request.headers.get("authorization"), now)
+    if credential.touch:
+        with services.session() as session:
+            token_store.touch_token(session, credential.token_id, now)
+    return credential
 
 
 agent_token.permission = "agent token"  # type: ignore[attr-defined]  # (no user permission)

@@ -28,6 +28,9 @@ class AgentCredential:
 
     token_id: str
     pool: str
+    # Its last use is older than `LAST_USED_PRECISION`: the caller records this one
+    # (`store.touch_token`, in a transaction of its own).
+    touch: bool = False
 
     def pools_for(self, asked: list[str]) -> list[str]:
         """The pools an agent that asked for ``asked`` may serve: the token's pool when it
@@ -63,7 +66,9 @@ def authenticate_agent(
 ) -> AgentCredential:
     """The agent an ``Authorization: Bearer opfa_...`` header stands for, or why not:
     `Unauthorized` (401) for no, an unknown or a revoked token; `Forbidden` (403) for a
-    user's API token, which is the wrong kind."""
+    user's API token, which is the wrong kind. Only reads (one indexed lookup): an agent
+    sends several requests per job, so the check must take no write lock; ``touch`` on the
+    answer says when the token's last use is due to be recorded."""
     scheme, _, secret = (authorization or "").strip().partition(" ")
     secret = secret.strip()
     if scheme.lower() != "bearer" or not secret:
@@ -80,9 +85,8 @@ def authenticate_agent(
         raise Unauthorized("invalid agent token: no such token (it may have been deleted)")
     if token.revoked_at is not None:
         raise Unauthorized(f"agent token {token.id} was revoked at {token.revoked_at.isoformat()}")
-    if token.last_used_at is None or now - token.last_used_at >= LAST_USED_PRECISION:
-        store.touch_token(session, token.id, now)
-    return AgentCredential(token_id=token.id, pool=token.pool)
+    touch = token.last_used_at is None or now - token.last_used_at >= LAST_USED_PRECISION
+    return AgentCredential(token_id=token.id, pool=token.pool, touch=touch)
 
 
 def ensure_live(session: Session, token_id: str) -> None:

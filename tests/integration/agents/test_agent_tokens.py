@@ -70,6 +70,7 @@ def test_an_agent_token_is_shown_once_listed_without_its_secret_and_bound_to_its
     listed = json.loads(_cli(server, "tokens", "list", "-o", "json").stdout)
     (token,) = [t for t in listed if t["name"] == "eu-hosts"]
     assert token["pool"] == "eu" and token["active"] and secret.startswith(token["prefix"])
+    assert token["last_used_at"] is None
     assert secret not in json.dumps(listed) and "token" not in token
     assert ("agent_token.create", token["id"]) in _audit_actions(api)
 
@@ -85,6 +86,9 @@ def test_an_agent_token_is_shown_once_listed_without_its_secret_and_bound_to_its
         assert own.status_code == 200 and own.json()["pools"] == ["eu"]
     shown = api.client.get("/agents/eu-1").json()
     assert shown["pools"] == ["eu"] and shown["token_id"] == token["id"]
+    # Its use is recorded (in a write of its own, at most once a minute: the check only reads).
+    (used,) = [t for t in api.client.get("/agents/tokens").json() if t["id"] == token["id"]]
+    assert used["last_used_at"] is not None, used
     # The kinds do not mix: a user's token is refused by the agent protocol, an agent token
     # by the rest of the API.
     with _agent_client(server, server.token) as user:
