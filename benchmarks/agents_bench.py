@@ -10,6 +10,9 @@ agent`` processes on loopback. Times are the server's own records of each job:
   of script steps (each job is queued the moment its predecessor's report is committed);
 - throughput: a fan-out of ``--fanout`` independent ``true`` steps, first job queued → last
   job ended, with 1, 2 and 4 agents of ``--concurrency`` slots each;
+  with the CPU each side spent per step: the server process, the agent processes (and the
+  job processes they ran), the PostgreSQL backends of the run's database (SQLite runs in
+  the server's process), and the rest of the machine (other users of the cores);
 - re-queue: ``kill -9`` of the agent running a ``sleep`` step → the next attempt's
   ``created_at``, ``--kills`` times (the lease expiry sweep decides it: at most ``--lease``
   plus the sweep's delay).
@@ -70,6 +73,81 @@ def _pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+SERVER_PID = 0  # the running server's, set by `server`
+
+
+def _cpu(pid: int) -> tuple[float, float]:
+    """Seconds of CPU of process ``pid`` itself and of its waited-for children (0 once it is
+    gone), from ``/proc/<pid>/stat``."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0, 0.0
+    # After the command: state is field 3; utime, stime, cutime, cstime are fields 14-17.
+    utime, stime, cutime, cstime = (int(f) for f in fields[11:15])
+    return (utime + stime) / TICK, (cutime + cstime) / TICK
+
+
+def _machine_busy() -> float:
+    """Seconds of CPU the whole machine spent busy (all cores), from ``/proc/stat``."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (
+        int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
+    )
+    return (user + nice + system + irq + softirq + steal) / TICK
+
+
+def _backends(db: str | None) -> list[int]:
+    """The PostgreSQL backend pids serving ``db`` (the server's pool; not this process's)."""
+    if not db:
+        return []
+    import psycopg
+
+    plain = db.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(plain) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return [int(pid) for (pid,) in rows]
+
+
+class CpuSplit:
+    """CPU seconds spent by the server, the agents, their jobs, the database's backends and
+    the rest of the machine between `start` and `stop`."""
+
+    def __init__(self, server_pid: int, db: str | None) -> None:
+        self.server_pid, self.db = server_pid, db
+
+    def _sample(self, agents: list[int]) -> dict[str, float]:
+        agent_cpu = [_cpu(pid) for pid in agents]
+        backends = {pid: _cpu(pid)[0] for pid in _backends(self.db)}
+        return {
+            "server": _cpu(self.server_pid)[0],
+            "agents": sum(own for own, _ in agent_cpu),
+            "jobs": sum(children for _, children in agent_cpu),
+            "machine": _machine_busy(),
+            **{f"pg{pid}": cpu for pid, cpu in backends.items()},
+        }
+
+    def start(self, agents: list[int]) -> None:
+        self.agents = agents
+        self.began = self._sample(agents)
+        self.t0 = time.monotonic()
+
+    def stop(self) -> dict[str, float]:
+        ended = self._sample(self.agents)
+        out = {k: ended[k] - self.began[k] for k in ("server", "agents", "jobs", "machine")}
+        out["database"] = sum(
+            cpu - self.began.get(key, 0.0) for key, cpu in ended.items() if key.startswith("pg")
+        )
+        out["others"] = out["machine"] - sum(
+            out[k] for k in ("server", "agents", "jobs", "database")
+        )
+        out["wall"] = time.monotonic() - self.t0
+        return out
+
+
 @contextmanager
 def server(root: Path, db: str | None, lease: float) -> Iterator[tuple[str, str]]:
     data = root / "server"
@@ -92,6 +170,8 @@ def server(root: Path, db: str | None, lease: float) -> Iterator[tuple[str, str]
             if time.monotonic() > deadline or process.poll() is not None:
                 raise SystemExit((data / "server.log").read_text())
             time.sleep(0.05)
+        global SERVER_PID
+        SERVER_PID = process.pid
         yield url, (data / "admin-token").read_text().strip()
     finally:
         process.terminate()
@@ -171,7 +251,9 @@ class Api:
                 return detail
             if time.monotonic() > deadline:
                 raise SystemExit(f"{execution_id} did not finish: {detail['status']}")
-            time.sleep(0.1)
+            # Not faster: the figures come from the jobs' own records, and a 100-step
+            # execution's detail every 0.1 s took a fifth of the server's CPU (py-spy).
+            time.sleep(0.5)
 
 
 def jobs_of(detail: dict[str, Any]) -> list[dict[str, Any]]:
@@ -199,22 +281,32 @@ def dispatch(api: Api, fleet: Fleet, links: int) -> None:
     fleet.stop()
 
 
-def throughput(api: Api, fleet: Fleet, fanout: int, concurrency: int) -> None:
+def throughput(api: Api, fleet: Fleet, fanout: int, concurrency: int, db: str | None) -> None:
     yaml_text = "id: fan\nsteps:\n" + "\n".join(
         f"  - {{id: s{i}, type: script, shell: sh, run: 'true'}}" for i in range(fanout)
     )
     api.publish("fan", yaml_text)
     for count in (1, 2, 4):
-        for n in range(count):
-            fleet.start(f"fan{count}-{n}", concurrency)
+        started = [fleet.start(f"fan{count}-{n}", concurrency) for n in range(count)]
         time.sleep(1.0)  # the agents register and wait on the server
+        split = CpuSplit(SERVER_PID, db)
+        split.start([p.pid for p in started])
         jobs = jobs_of(api.finish(api.run("fan")))
+        cpu = split.stop()
         first = min(_t(j["created_at"]) for j in jobs)
         last = max(_t(j["ended_at"]) for j in jobs)
         per_agent = sorted({j["agent_id"] for j in jobs})
         print(
             f"{count} agent(s) x {concurrency} slots: {fanout} steps in {last - first:.2f} s = "
             f"{fanout / (last - first):.0f} steps/s (jobs spread over {len(per_agent)} agents)"
+        )
+        per_step = {k: v / fanout * 1000 for k, v in cpu.items()}
+        print(
+            f"  CPU per step: server {per_step['server']:.1f} ms, agents "
+            f"{per_step['agents']:.1f} ms (+ their jobs {per_step['jobs']:.1f} ms), database "
+            + (f"{per_step['database']:.1f} ms" if db else "in the server (SQLite)")
+            + f", rest of the machine {per_step['others']:.1f} ms; machine busy "
+            f"{cpu['machine'] / cpu['wall']:.2f} of {os.cpu_count()} cores over {cpu['wall']:.1f} s"
         )
         fleet.stop()
 
@@ -270,7 +362,7 @@ def main() -> None:
             try:
                 print(f"backend: {'postgresql' if args.db else 'sqlite'}, lease {args.lease:g} s")
                 dispatch(api, fleet, args.links)
-                throughput(api, fleet, args.fanout, args.concurrency)
+                throughput(api, fleet, args.fanout, args.concurrency, args.db)
                 requeue(api, fleet, args.kills)
             finally:
                 fleet.stop()
