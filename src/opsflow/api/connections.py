@@ -8,6 +8,7 @@ has no value field: values go in through ``PUT`` and come out only inside a job'
 
 from __future__ import annotations
 
+import importlib
 import time
 from datetime import datetime
 from typing import Annotated, Any
@@ -220,8 +221,9 @@ async def test_connection(
         return found.meta.type, found.values
 
     kind, values = await run_in_threadpool(reveal)
-    # The checks bring the step libraries (asyncssh, Apprise, httpx): loaded on the first test,
-    # not at the server's start (it stays small while idle; see benchmarks/README.md).
+    # The checks bring httpx (and their step modules): imported by the first test, in a worker
+    # thread, not at the server's start (it stays small while idle; see benchmarks/README.md).
+    await run_in_threadpool(importlib.import_module, "opsflow.auth.connection_checks")
     from opsflow.auth.connection_checks import CheckFailed, check
 
     started = time.perf_counter()
