@@ -80,17 +80,23 @@ async def register(request: Request, body: Registration, token: AgentCaller) -> 
 async def claim(request: Request, body: ClaimRequest, token: AgentCaller) -> Claimed:
     """Lease up to ``limit`` jobs; waits up to ``wait`` seconds for one to be queued. The
     only answer that carries secrets. A revocation of the token answers a waiting claim at
-    once with 401, and no job is leased with a revoked token."""
+    once with 401, and no job is leased with a revoked token. A server that begins to stop
+    answers a waiting claim at once with no job (the agent's next claim finds another replica
+    or waits for this one to come back)."""
     body = body.model_copy(update={"pools": token.pools_for(body.pools)})
-    claiming = asyncio.create_task(_service(request).claim(body, token_id=token.token_id))
+    service = _service(request)
+    claiming = asyncio.create_task(service.claim(body, token_id=token.token_id))
     gone = asyncio.create_task(_disconnected(request))
+    stopping = asyncio.create_task(service.until_stopping())
     try:
-        await asyncio.wait({claiming, gone}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({claiming, gone, stopping}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         gone.cancel()
+        stopping.cancel()
     if not claiming.done():
-        # The agent went away while its claim waited (killed, or stopping): a job leased now
-        # would wait out its lease as "agent lost". Cancelling hands back what was leased.
+        # The agent went away while its claim waited (killed, or stopping), or this server is
+        # stopping (which waits for every open request): a job leased now would wait out its
+        # lease as "agent lost". Cancelling hands back what was leased.
         claiming.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await claiming

@@ -6,6 +6,7 @@ import logging
 import socket
 
 import uvicorn
+from fastapi import FastAPI
 
 from opsflow.api.app import create_app
 from opsflow.auth.bootstrap import PASSWORD_FILE, TOKEN_FILE
@@ -58,14 +59,25 @@ class _AnnouncingServer(uvicorn.Server):
     """uvicorn's server that prints the banner once it listens: after the lifespan (migrations,
     bootstrap, runtime) has started and the socket is bound, never before."""
 
-    def __init__(self, config: uvicorn.Config, announcement: str) -> None:
+    def __init__(self, config: uvicorn.Config, announcement: str, app: FastAPI) -> None:
         super().__init__(config)
         self.announcement = announcement
+        self.app = app
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
         if not self.should_exit:
             print(self.announcement, flush=True)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # uvicorn waits for every open request before the lifespan's shutdown: the requests
+        # that wait for news (agents' claims, up to 30 s) must answer first, or stopping the
+        # server waits for them.
+        services = getattr(self.app.state, "services", None)
+        host = services.extra.get("runtime") if services is not None else None
+        if host is not None:
+            host.bus.stop_waits()
+        await super().shutdown(sockets=sockets)
 
 
 def run_server(settings: Settings) -> None:
@@ -85,4 +97,4 @@ def run_server(settings: Settings) -> None:
         app, host=settings.host, port=settings.port, log_level="info", loop=EVENT_LOOP, ws="none"
     )
     SERVER_LOG_FILTER.install()  # after uvicorn's own logging set-up, so its handlers too
-    _AnnouncingServer(config, banner(settings)).run()
+    _AnnouncingServer(config, banner(settings), app).run()

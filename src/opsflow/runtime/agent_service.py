@@ -157,6 +157,12 @@ class AgentService:
                 # the agent's presence row (`AgentJobs.claim`).
                 await queued.wait(min(left, self.presence_round))
 
+    async def until_stopping(self) -> None:
+        """Return once the server begins to stop (`EventBus.stop_waits`)."""
+        async with self.bus.watch_jobs() as woken:
+            while not self.bus.stopping:
+                await woken.wait(self.presence_round)
+
     async def _claim_once(self, request: ClaimRequest, token_id: str | None) -> list[Job]:
         """One claim transaction. If the caller gives up meanwhile (an agent stopping, a
         client gone) the transaction still finishes in its thread: what it leased is handed

@@ -54,6 +54,8 @@ class EventBus:
         # One more per `jobs_queued` (or `wake_everyone`): a claim that found the queue empty
         # when this read N need not look again while it still reads N (see `AgentService`).
         self.jobs_generation = 0
+        # Set once the server begins to stop (`stop_waits`): long waits answer now.
+        self.stopping = False
 
     def start(self) -> None:
         """Begin crossing processes (nothing to do in-process)."""
@@ -117,6 +119,13 @@ class EventBus:
         for w in targets:
             w.wake()
         self._timer_wake.set()
+
+    def stop_waits(self) -> None:
+        """The server begins to stop: wake every waiter, and `stopping` tells the requests that
+        wait for news (agents' claims) to answer now. uvicorn waits for every open request
+        before it stops, and a claim may wait 30 s (``MAX_WAIT_SECONDS``)."""
+        self.stopping = True
+        self.wake_everyone()
 
     def timer_set(self, due_at: float | None = None) -> None:
         """A timer was set; wake the timer thread only if it is due before its next look."""

@@ -4,6 +4,8 @@ job, a job is named by id, lease token and epoch only, and a stale reference is 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 import time
 from typing import Any
@@ -131,4 +133,43 @@ def test_a_log_line_time_no_clock_can_show_is_refused_and_the_log_stays_readable
     logs = api.client.get(f"/executions/{execution_id}/logs")
     assert logs.status_code == 200, logs.text
     assert api.log_texts(execution_id) == ["hi"]
+    agent.close()
+
+
+def test_a_stopping_server_answers_a_waiting_claim_at_once_and_does_not_wait_for_it(
+    server: RunningServer,
+) -> None:
+    """uvicorn waits for every open request before it stops: an agent's claim waiting (up to
+    30 s) for a job must answer, with no job, as soon as the server begins to stop."""
+    agent = httpx.Client(
+        base_url=f"{server.url}/api/v1/agent",
+        headers={"Authorization": f"Bearer {agent_token(server)}"},
+        timeout=60,
+    )
+    registered = agent.post("/register", json={"agent_id": "test-agent-2", "concurrency": 1})
+    assert registered.status_code == 200, registered.text
+    answer: dict[str, Any] = {}
+
+    def long_poll() -> None:
+        answer["res"] = agent.post(
+            "/claim", json={"agent_id": "test-agent-2", "limit": 1, "wait": 30}
+        )
+        answer["at"] = time.monotonic()
+
+    waiting = threading.Thread(target=long_poll)
+    waiting.start()
+    time.sleep(0.5)  # the claim is waiting on the server now (nothing is queued)
+    assert "res" not in answer
+    os.kill(server.pid, signal.SIGTERM)
+    stopping_at = time.monotonic()
+    waiting.join(40)
+    res = answer["res"]
+    assert res.status_code == 200, res.text
+    assert res.json()["jobs"] == []
+    # Answered on the stop, not when its 30 s ran out (loose bound: CI load).
+    assert answer["at"] - stopping_at < 10.0
+    deadline = stopping_at + 20
+    while "Finished server process" not in server.log.read_text():
+        assert time.monotonic() < deadline, server.log.read_text()
+        time.sleep(0.05)  # the log is the only view of the server's end a test has
     agent.close()
