@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import BACKENDS
 from tests.servers import RunningServer, free_port, run_server
 
 from .conftest import Agents, Api, assert_reported_once, job_lines, server_env, spooled
@@ -35,6 +36,10 @@ steps:
 OUTAGE = 20.0
 
 
+# PostgreSQL only, as issue 17 asks (real processes on PostgreSQL): what the 20 s outage tests is
+# the agent's spool and its redelivery to a restarted server, the same on either database
+# (a server killed on SQLite is the crash tests' subject), and it costs 25 s a run.
+@pytest.mark.parametrize("agent_db", [b for b in BACKENDS if b == "postgresql"], indirect=True)
 def test_a_job_outlives_a_20s_server_outage_and_an_agent_restart_and_reports_once(
     agent_db: str, tmp_path: Path
 ) -> None:
