@@ -35,6 +35,15 @@ def _pg_admin() -> psycopg.Connection[tuple[object, ...]]:
     return psycopg.connect(url, autocommit=True)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _warm_launcher() -> Iterator[None]:
+    """Ends the warm interpreter `tests.servers.warm_launch` forks servers from, if started."""
+    yield
+    from tests.servers import end_warm_launcher
+
+    end_warm_launcher()
+
+
 @pytest.fixture(scope="session")
 def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from opsflow.store.migrate import upgrade

@@ -20,6 +20,7 @@ from tests.servers import (
     fresh_database,
     opsflow_executable,
     run_server,
+    warm_launch,
 )
 
 LEASE = 2.0
@@ -48,7 +49,9 @@ def server(agent_db: str, tmp_path: Path) -> Iterator[RunningServer]:
     """A server that runs no job itself: only agents do."""
     data = tmp_path / "server"
     data.mkdir()
-    with run_server(agent_db, data, "--no-local-agent", env=server_env()) as running:
+    with run_server(
+        agent_db, data, "--no-local-agent", launch=warm_launch, env=server_env()
+    ) as running:
         yield running
 
 

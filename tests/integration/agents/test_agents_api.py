@@ -10,7 +10,7 @@ import pytest
 
 import opsflow
 from tests.conftest import BACKENDS
-from tests.servers import RunningServer, clean_env, opsflow_executable, run_server
+from tests.servers import RunningServer, clean_env, opsflow_executable, run_server, warm_launch
 
 from .conftest import Agents, Api, server_env
 
@@ -90,8 +90,12 @@ def test_a_replica_explains_a_waiting_step_with_agents_another_replica_saw(
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     with (
-        run_server(agent_db, tmp_path / "a", "--no-local-agent", env=server_env()) as a,
-        run_server(agent_db, tmp_path / "b", "--no-local-agent", env=server_env()) as b,
+        run_server(
+            agent_db, tmp_path / "a", "--no-local-agent", launch=warm_launch, env=server_env()
+        ) as a,
+        run_server(
+            agent_db, tmp_path / "b", "--no-local-agent", launch=warm_launch, env=server_env()
+        ) as b,
     ):
         fleet = Agents(a, tmp_path / "agents")
         try:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import BACKENDS
-from tests.servers import RunningServer, free_port, run_server
+from tests.servers import RunningServer, free_port, run_server, warm_launch
 
 from .conftest import Agents, Api, assert_reported_once, job_lines, server_env, spooled
 
@@ -48,7 +48,9 @@ def test_a_job_outlives_a_20s_server_outage_and_an_agent_restart_and_reports_onc
     data.mkdir()
     with ExitStack() as stack:
         first = stack.enter_context(
-            run_server(agent_db, data, "--no-local-agent", env=server_env(), port=port)
+            run_server(
+                agent_db, data, "--no-local-agent", launch=warm_launch, env=server_env(), port=port
+            )
         )
         agents = Agents(first, tmp_path / "agents")
         stack.callback(agents.close)
@@ -78,7 +80,9 @@ def test_a_job_outlives_a_20s_server_outage_and_an_agent_restart_and_reports_onc
         assert "holds messages of 1 job from before this start" in agents.log("a")
 
         second = stack.enter_context(
-            run_server(agent_db, data, "--no-local-agent", env=server_env(), port=port)
+            run_server(
+                agent_db, data, "--no-local-agent", launch=warm_launch, env=server_env(), port=port
+            )
         )
         assert second.url == first.url
         api.wait_for(

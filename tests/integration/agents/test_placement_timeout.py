@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import BACKENDS
-from tests.servers import run_server
+from tests.servers import run_server, warm_launch
 
 from .conftest import Api, server_env
 
@@ -43,7 +43,9 @@ def test_an_unplaced_step_fails_with_its_reason_after_its_placement_timeout_acro
 ) -> None:
     data = tmp_path / "server"
     data.mkdir()
-    with run_server(agent_db, data, "--no-local-agent", env=server_env()) as first:
+    with run_server(
+        agent_db, data, "--no-local-agent", launch=warm_launch, env=server_env()
+    ) as first:
         api = Api(first.url, first.token)
         api.publish("unplaceable", UNPLACEABLE)
         killed_run = api.run("unplaceable")
@@ -52,7 +54,9 @@ def test_an_unplaced_step_fails_with_its_reason_after_its_placement_timeout_acro
         os.kill(first.pid, signal.SIGKILL)  # the due time lives on in the database only
         api.client.close()
 
-    with run_server(agent_db, data, "--no-local-agent", env=server_env()) as second:
+    with run_server(
+        agent_db, data, "--no-local-agent", launch=warm_launch, env=server_env()
+    ) as second:
         api = Api(second.url, second.token)
         api.wait_for(
             "the step fails once its placement timeout is over",

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from tests.conftest import BACKENDS
-from tests.servers import run_server
+from tests.servers import run_server, warm_launch
 
 from .conftest import Agents, Api, server_env
 
@@ -53,7 +53,9 @@ def test_replicas_and_agents_run_200_executions_each_step_once_through_kills(
             started = [
                 pool.submit(
                     stack.enter_context,
-                    run_server(agent_db, d, "--no-local-agent", env=server_env()),
+                    run_server(
+                        agent_db, d, "--no-local-agent", launch=warm_launch, env=server_env()
+                    ),
                 )
                 for d in dirs
             ]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import RunningServer, run_server
+from tests.servers import RunningServer, run_server, warm_launch
 
 from .conftest import Agents, Api, assert_reported_once, server_env, spooled
 from .proxy import Action, Answer, Forward, Lose, Proxy, Reset, running_proxy
@@ -47,7 +47,7 @@ def long_lease_server(agent_db: str, tmp_path: Path) -> Iterator[RunningServer]:
     data = tmp_path / "server"
     data.mkdir()
     env = {**server_env(), "OPSFLOW_LEASE_SECONDS": str(LEASE)}
-    with run_server(agent_db, data, "--no-local-agent", env=env) as running:
+    with run_server(agent_db, data, "--no-local-agent", launch=warm_launch, env=env) as running:
         yield running
 
 

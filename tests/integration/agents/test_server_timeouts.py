@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import RunningServer, run_server
+from tests.servers import RunningServer, run_server, warm_launch
 
 from .conftest import Agents, Api, server_env
 
@@ -38,7 +38,7 @@ def slow_lease_server(agent_db: str, tmp_path: Path) -> Iterator[RunningServer]:
     data = tmp_path / "server"
     data.mkdir()
     env = {**server_env(), "OPSFLOW_LEASE_SECONDS": str(LEASE)}
-    with run_server(agent_db, data, "--no-local-agent", env=env) as running:
+    with run_server(agent_db, data, "--no-local-agent", launch=warm_launch, env=env) as running:
         yield running
 
 

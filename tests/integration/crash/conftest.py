@@ -14,12 +14,8 @@ process can no longer change it, so what it shows is exactly what the kill inter
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -33,7 +29,7 @@ import pytest
 from opsflow.store import jobs as jobs_store
 from opsflow.store.db import Database
 from opsflow.store.jobs import Job
-from tests.servers import free_port, run_server
+from tests.servers import Zygote, alive, free_port, run_server
 
 
 def epoch(iso: str | None) -> float | None:
@@ -87,83 +83,6 @@ class Api:
             if time.monotonic() > deadline:
                 pytest.fail(f"{what}: not within {timeout}s\n{explain()}")
             time.sleep(0.02)
-
-
-class Zygote:
-    """The handle on ``zygote.py``: ``spawn`` returns the pid of a new ``opsflow`` process."""
-
-    def __init__(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, str(Path(__file__).with_name("zygote.py"))],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env={k: v for k, v in os.environ.items() if not k.startswith("OPSFLOW_")},
-        )
-
-    def launch(self, argv: list[str], env: dict[str, str], cwd: Path, log: Path) -> ForkedServer:
-        """A `tests.servers.Launcher`: fork ``opsflow ARGV[1:]`` from the warm interpreter."""
-        assert self.process.stdin is not None and self.process.stdout is not None
-        request = json.dumps({"argv": argv[1:], "env": env, "cwd": str(cwd), "log": str(log)})
-        try:
-            self.process.stdin.write(request + "\n")
-            self.process.stdin.flush()
-            reply = self.process.stdout.readline()
-        except BrokenPipeError:
-            reply = ""
-        if not reply:
-            code = self.process.wait(timeout=10)
-            pytest.fail(f"the zygote exited with {code} (its traceback is on stderr)")
-        return ForkedServer(int(reply))
-
-    def close(self) -> None:
-        assert self.process.stdin is not None and self.process.stdout is not None
-        with contextlib.suppress(BrokenPipeError):  # it may have died; wait() reports how
-            self.process.stdin.close()
-        self.process.wait(timeout=10)
-        self.process.stdout.close()
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-class ForkedServer:
-    """A server the zygote forked, as `tests.servers.run_server` handles one. It is the
-    zygote's child, reaped by the kernel, so it is watched by its pid and its exit code is
-    never known (``-1``)."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.returncode: int | None = None
-
-    def poll(self) -> int | None:
-        if self.returncode is None and not alive(self.pid):
-            self.returncode = -1
-        return self.returncode
-
-    def terminate(self) -> None:
-        self._signal(signal.SIGTERM)
-
-    def kill(self) -> None:
-        self._signal(signal.SIGKILL)
-
-    def _signal(self, number: int) -> None:
-        with contextlib.suppress(ProcessLookupError):  # gone already (a test killed it)
-            os.kill(self.pid, number)
-
-    def wait(self, timeout: float | None = None) -> int:
-        """Until the pid is gone (once the kernel has reaped it, its sockets are closed)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self.poll() is None:
-            if deadline is not None and time.monotonic() > deadline:
-                raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout or 0)
-            time.sleep(0.005)
-        return -1
 
 
 class CrashServer:
