@@ -186,7 +186,9 @@ async def stream_events(
                 if terminal:
                     yield sse(f"{evw.top}-{lnw.top}", "end", {"execution_id": execution_id})
                     return
-                if await request.is_disconnected():
+                # The server is stopping (it waits for every open request): the client's
+                # EventSource reconnects, from its Last-Event-ID, to whichever server answers.
+                if host.bus.stopping or await request.is_disconnected():
                     return
                 if not await sub.wait(15.0):
                     yield ": keep-alive\n\n"

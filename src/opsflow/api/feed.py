@@ -220,7 +220,9 @@ async def stream_changes(
                 if len(events) >= BATCH or len(changes) >= BATCH:
                     evw.floor, auw.floor = evw.top, auw.top  # far behind: no lookback
                     continue
-                if await request.is_disconnected():
+                # The server is stopping (it waits for every open request): the client's
+                # EventSource reconnects, from its Last-Event-ID, to whichever server answers.
+                if host.bus.stopping or await request.is_disconnected():
                     return
                 if not await sub.wait(keepalive):
                     try:

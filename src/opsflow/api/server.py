@@ -71,8 +71,8 @@ class _AnnouncingServer(uvicorn.Server):
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         # uvicorn waits for every open request before the lifespan's shutdown: the requests
-        # that wait for news (agents' claims, up to 30 s) must answer first, or stopping the
-        # server waits for them.
+        # that wait for news (agents' claims, up to 30 s; live streams, for ever) must answer
+        # or end first, or stopping the server waits for them.
         services = getattr(self.app.state, "services", None)
         host = services.extra.get("runtime") if services is not None else None
         if host is not None:

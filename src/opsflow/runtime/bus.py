@@ -122,8 +122,9 @@ class EventBus:
 
     def stop_waits(self) -> None:
         """The server begins to stop: wake every waiter, and `stopping` tells the requests that
-        wait for news (agents' claims) to answer now. uvicorn waits for every open request
-        before it stops, and a claim may wait 30 s (``MAX_WAIT_SECONDS``)."""
+        wait for news (agents' claims, live streams) to answer or end now. uvicorn waits for
+        every open request before it stops: a claim may wait 30 s (``MAX_WAIT_SECONDS``), a
+        live stream never ends by itself."""
         self.stopping = True
         self.wake_everyone()
 

@@ -5,8 +5,11 @@ ending when its caller's credentials do."""
 from __future__ import annotations
 
 import json
+import os
 import queue
+import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +18,7 @@ import httpx
 import pytest
 
 from tests.conftest import BACKENDS
-from tests.servers import clean_env, fresh_database, run_server
+from tests.servers import clean_env, fresh_database, run_server, warm_launch
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -241,3 +244,40 @@ def test_open_streams_never_hold_up_the_server(server: Server) -> None:
     finally:
         for feed in feeds:
             feed.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def own_db_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    yield from fresh_database(request, tmp_path_factory, "feedstop")
+
+
+def test_a_stopping_server_ends_its_live_streams_instead_of_waiting_for_them(
+    own_db_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """uvicorn waits for every open request before it stops, and a live stream never ends by
+    itself: a server asked to stop (SIGTERM) ends its streams, the lists' feed and a running
+    execution's events, and finishes; the browsers' EventSource reconnects."""
+    data_dir = tmp_path_factory.mktemp("feedstop-data")
+    env = {**clean_env(), "OPSFLOW_ADMIN_PASSWORD": PASSWORD}
+    with run_server(own_db_url, data_dir, env=env, launch=warm_launch) as running:
+        server = Server(running.url, running.token)
+        saved = server.call("PUT", "/workflows/feed-gated?publish=true", content=GATED, **YAML_BODY)
+        assert saved.status_code in (200, 201), saved.text
+        run = server.call("POST", "/workflows/feed-gated/runs", json={})
+        assert run.status_code == 201, run.text
+        lists = server.feed()
+        assert lists.status == 200
+        execution = Feed(f"{server.url}/api/v1/executions/{run.json()['id']}/events", server.auth)
+        assert execution.status == 200
+        execution.next("step", lambda d: d.get("step") == "ship-it")  # waits for its approval
+        os.kill(running.pid, signal.SIGTERM)
+        stopping_at = time.monotonic()
+        assert lists.ended() and execution.ended()
+        deadline = stopping_at + 10  # loose bound (CI load); it waited for ever before
+        while "Finished server process" not in running.log.read_text():
+            assert time.monotonic() < deadline, running.log.read_text()
+            time.sleep(0.05)  # the log is the only view of the server's end a test has
+        lists.close()
+        execution.close()
