@@ -48,8 +48,9 @@ def test_an_unplaced_step_fails_with_its_reason_after_its_placement_timeout_acro
     ) as first:
         api = Api(first.url, first.token)
         api.publish("unplaceable", UNPLACEABLE)
-        killed_run = api.run("unplaceable")
+        # Before the run is asked for: its due time is set while the request is answered.
         started = time.monotonic()
+        killed_run = api.run("unplaceable")
         assert _step(api, killed_run)["pending_reason"] == "no agent serves pool eu"
         os.kill(first.pid, signal.SIGKILL)  # the due time lives on in the database only
         api.client.close()
