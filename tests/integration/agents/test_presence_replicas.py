@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from opsflow.runtime.roster import online_window
 from tests.conftest import BACKENDS
-from tests.servers import RunningServer, run_server
+from tests.servers import RunningServer, run_server, warm_launch
 
 from .conftest import LEASE, Agents, Api, server_env
 
@@ -71,7 +71,9 @@ def test_every_replica_shows_an_agent_offline_once_it_leaves_or_is_killed(
             started = [
                 pool.submit(
                     stack.enter_context,
-                    run_server(agent_db, d, "--no-local-agent", env=server_env()),
+                    run_server(
+                        agent_db, d, "--no-local-agent", launch=warm_launch, env=server_env()
+                    ),
                 )
                 for d in dirs
             ]
