@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Generator, Iterator
@@ -125,15 +126,18 @@ class Zygote:
             text=True,
             env={k: v for k, v in os.environ.items() if not k.startswith("OPSFLOW_")},
         )
+        # One request and its reply at a time: tests start servers from several threads.
+        self._lock = threading.Lock()
 
     def launch(self, argv: list[str], env: dict[str, str], cwd: Path, log: Path) -> ForkedServer:
         """A `tests.servers.Launcher`: fork ``opsflow ARGV[1:]`` from the warm interpreter."""
         assert self.process.stdin is not None and self.process.stdout is not None
         request = json.dumps({"argv": argv[1:], "env": env, "cwd": str(cwd), "log": str(log)})
         try:
-            self.process.stdin.write(request + "\n")
-            self.process.stdin.flush()
-            reply = self.process.stdout.readline()
+            with self._lock:
+                self.process.stdin.write(request + "\n")
+                self.process.stdin.flush()
+                reply = self.process.stdout.readline()
         except BrokenPipeError:
             reply = ""
         if not reply:
@@ -192,6 +196,7 @@ class ForkedServer:
 
 
 _warm: Zygote | None = None
+_warm_lock = threading.Lock()
 
 
 def warm_launch(argv: list[str], env: dict[str, str], cwd: Path, log: Path) -> ServerProcess:
@@ -200,9 +205,11 @@ def warm_launch(argv: list[str], env: dict[str, str], cwd: Path, log: Path) -> S
     costs the server's start-up, not its imports (3-4 s against 27-34 s for the console script,
     measured at load 13). The server is its own process all the same."""
     global _warm
-    if _warm is None or _warm.process.poll() is not None:
-        _warm = Zygote()
-    return _warm.launch(argv, env, cwd, log)
+    with _warm_lock:
+        if _warm is None or _warm.process.poll() is not None:
+            _warm = Zygote()
+        zygote = _warm
+    return zygote.launch(argv, env, cwd, log)
 
 
 def end_warm_launcher() -> None:
