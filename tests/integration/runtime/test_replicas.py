@@ -20,7 +20,7 @@ import pytest
 
 from tests.conftest import BACKENDS, _pg_admin, _pg_url
 from tests.integration.api.test_live_feed import Feed
-from tests.servers import RunningServer, clean_env, run_server
+from tests.servers import RunningServer, clean_env, run_server, warm_launch
 
 pytestmark = [
     pytest.mark.timeout(120),
@@ -92,8 +92,11 @@ def test_replicas_share_live_events_and_work(blank_pg: str, tmp_path: Path) -> N
         # the migration lock, then finds it current.
         with ThreadPoolExecutor(2) as pool:
             starting = [
-                pool.submit(stack.enter_context, run_server(blank_pg, a_dir, "--no-local-agent")),
-                pool.submit(stack.enter_context, run_server(blank_pg, b_dir)),
+                pool.submit(
+                    stack.enter_context,
+                    run_server(blank_pg, a_dir, "--no-local-agent", launch=warm_launch),
+                ),
+                pool.submit(stack.enter_context, run_server(blank_pg, b_dir, launch=warm_launch)),
             ]
             a, b = (future.result() for future in starting)
         saved = call(a, "PUT", "/workflows/replicated?publish=true", content=FLOW, headers=YAML)
@@ -129,8 +132,8 @@ def publish(server: RunningServer) -> None:
 def test_an_api_replica_and_a_worker_replica_complete_a_run(pg_db: str, tmp_path: Path) -> None:
     api_dir, worker_dir = replica_dirs(tmp_path, "api", "worker")
     with (
-        run_server(pg_db, worker_dir, "--role", "worker") as worker,
-        run_server(pg_db, api_dir, "--role", "api") as api,
+        run_server(pg_db, worker_dir, "--role", "worker", launch=warm_launch) as worker,
+        run_server(pg_db, api_dir, "--role", "api", launch=warm_launch) as api,
     ):
         publish(api)
         execution_id = start_run(api)
@@ -147,7 +150,7 @@ def test_an_api_replica_alone_leaves_steps_pending_for_want_of_an_agent(
     pg_db: str, tmp_path: Path
 ) -> None:
     (api_dir,) = replica_dirs(tmp_path, "api")
-    with run_server(pg_db, api_dir, "--role", "api") as api:
+    with run_server(pg_db, api_dir, "--role", "api", launch=warm_launch) as api:
         publish(api)
         execution_id = start_run(api)
         deadline = time.monotonic() + 15
@@ -187,7 +190,7 @@ def test_runs_of_a_replica_killed_mid_step_finish_on_another(pg_db: str, tmp_pat
         "OPSFLOW_HEARTBEAT_SECONDS": "0.5",
     }
     try:
-        with run_server(pg_db, victim_dir, env=env) as victim:
+        with run_server(pg_db, victim_dir, env=env, launch=warm_launch) as victim:
             path = "/workflows/survives?publish=true"
             saved = call(victim, "PUT", path, content=flow, headers=YAML)
             assert saved.status_code == 201, saved.text
@@ -200,7 +203,7 @@ def test_runs_of_a_replica_killed_mid_step_finish_on_another(pg_db: str, tmp_pat
                     break
                 assert time.monotonic() < deadline, slow
                 time.sleep(0.05)  # the test's own view of the step
-            with run_server(pg_db, survivor_dir, env=env) as survivor:
+            with run_server(pg_db, survivor_dir, env=env, launch=warm_launch) as survivor:
                 os.kill(victim.pid, signal.SIGKILL)
                 killed = time.monotonic()
                 assert wait_status(survivor, execution_id, timeout=40) == "completed"
