@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
+from opsflow.steps.scope import _owner_prefix, own_cgroup_dir, reap_stale_cgroups
 from opsflow.store import jobs as jobs_store
 from opsflow.store.db import Database
 from opsflow.store.jobs import Job
@@ -162,6 +163,11 @@ class CrashServer:
         if self.pid is not None:
             self.kill()
 
+    @property
+    def work_root(self) -> Path:
+        """The local agent's work root, as it names its step cgroups (``Agent`` resolves it)."""
+        return (self.data_dir / "work").resolve()
+
     def jobs(self, execution_ids: list[str]) -> list[Job]:
         """Every job of these executions, read straight from the database."""
         db = Database(self.db_url)
@@ -202,3 +208,18 @@ def crash_server(
     yield make
     for server in made:
         server.stop()
+    # A server killed for good leaves its step cgroups (and what still runs in them) to the
+    # next start on its work root, which never comes: do what that start would do.
+    for server in made:
+        reap_stale_cgroups(server.work_root)
+    left = [name for server in made for name in step_cgroups(server.work_root)]
+    assert not left, f"the test's step cgroups outlived it: {left}"
+
+
+def step_cgroups(work_root: Path) -> list[str]:
+    """The step cgroups on this machine named after ``work_root`` (the agent's owner prefix)."""
+    parent = own_cgroup_dir()
+    if parent is None or not parent.is_dir():
+        return []
+    prefix = _owner_prefix(str(work_root))
+    return sorted(entry.name for entry in parent.iterdir() if entry.name.startswith(prefix))

@@ -5,13 +5,16 @@ a cancel, with each means of tracking this machine offers (a cgroup v2, a child 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import random
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from opsflow.status import JobStatus, StepType
+from opsflow.steps import scope as scope_module
 from opsflow.steps.base import CancelSignal, StepResult
 from opsflow.steps.process import run_process
 from opsflow.steps.scope import (
@@ -61,11 +64,32 @@ def body(loose: list[str], then: str) -> str:
     return f'setsid sleep {setsid} &\npython3 "$DAEMON_PY" {daemon}\necho ready\n{then}\n'
 
 
+PR_SET_CHILD_SUBREAPER, PR_GET_CHILD_SUBREAPER = 36, 37  # <linux/prctl.h>
+
+
+def stop_being_a_subreaper() -> None:
+    """Undo what ``available(Tracking.SUBREAPER)`` did to this (pytest's) process.
+
+    The flag outlives the test: orphans of every later test's processes (the step processes of
+    a crash test's killed server) would come back to pytest, which never waits for them, and
+    stay zombies for the rest of the session, still found by ``kill(pid, 0)``."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) == 0, ctypes.get_errno()
+    flag = ctypes.c_int(-1)
+    assert libc.prctl(PR_GET_CHILD_SUBREAPER, ctypes.byref(flag), 0, 0, 0) == 0
+    assert flag.value == 0, "pytest is still a child subreaper"
+    scope_module._subreaper = None  # the next ``available`` sets it again, when asked
+
+
 @pytest.fixture(params=[Tracking.CGROUP, Tracking.SUBREAPER], ids=["cgroup", "subreaper"])
-def tracking(request: pytest.FixtureRequest) -> Tracking:
+def tracking(request: pytest.FixtureRequest) -> Iterator[Tracking]:
     kind: Tracking = request.param
     assert available(kind), f"this machine should offer {kind.value} tracking"
-    return kind
+    try:
+        yield kind
+    finally:
+        if kind is Tracking.SUBREAPER:
+            stop_being_a_subreaper()
 
 
 @pytest.fixture
