@@ -19,8 +19,6 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    bindparam,
-    func,
     select,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -33,7 +31,7 @@ from opsflow.errors import InvalidInput
 from opsflow.status import LogLevel, LogStream
 from opsflow.store import jobs as jobs_store
 from opsflow.store.base import Base
-from opsflow.store.runs import BigId
+from opsflow.store.runs import BigId, count_id_range
 
 
 class LogLineRow(Base):
@@ -186,23 +184,10 @@ def _bulk_insert(session: Session, rows: list[_Row]) -> None:
         cursor.close()
 
 
-_COUNT_LINES = select(func.count()).where(
-    LINES.c.execution_id == bindparam("b_execution"),
-    LINES.c.id > bindparam("b_after"),
-    LINES.c.id <= bindparam("b_upto"),
-)
-
-
 def count_lines(session: Session, execution_id: str, after_id: int, upto_id: int) -> int:
     """How many lines of the execution have ids in ``(after_id, upto_id]`` (an index range
     count: no row is read)."""
-    return int(
-        session.connection()
-        .execute(
-            _COUNT_LINES, {"b_execution": execution_id, "b_after": after_id, "b_upto": upto_id}
-        )
-        .scalar_one()
-    )
+    return count_id_range(session, LINES, execution_id, after_id, upto_id)
 
 
 def query(

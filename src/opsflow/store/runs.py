@@ -20,6 +20,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    Select,
     String,
     Table,
     Text,
@@ -505,23 +506,29 @@ def events_after(
     return [dict(r._mapping) for r in rows]
 
 
-_COUNT_EVENTS = select(func.count()).where(
-    EV.c.execution_id == bindparam("b_execution"),
-    EV.c.id > bindparam("b_after"),
-    EV.c.id <= bindparam("b_upto"),
-)
+_ID_RANGE_COUNTS: dict[str, Select[int]] = {}
+
+
+def count_id_range(
+    session: Session, table: Table, execution_id: str, after_id: int, upto_id: int
+) -> int:
+    """How many rows of ``table`` (one with an ``execution_id`` and an ordering ``id``: events,
+    log lines) belong to the execution with ids in ``(after_id, upto_id]`` (an index range
+    count: no row is read). The statement is built once per table."""
+    statement = _ID_RANGE_COUNTS.get(table.name)
+    if statement is None:
+        statement = _ID_RANGE_COUNTS[table.name] = select(func.count()).where(
+            table.c.execution_id == bindparam("b_execution"),
+            table.c.id > bindparam("b_after"),
+            table.c.id <= bindparam("b_upto"),
+        )
+    params = {"b_execution": execution_id, "b_after": after_id, "b_upto": upto_id}
+    return int(session.connection().execute(statement, params).scalar_one())
 
 
 def count_events(session: Session, execution_id: str, after_id: int, upto_id: int) -> int:
-    """How many events of the execution have ids in ``(after_id, upto_id]`` (an index range
-    count: no row is read)."""
-    return int(
-        session.connection()
-        .execute(
-            _COUNT_EVENTS, {"b_execution": execution_id, "b_after": after_id, "b_upto": upto_id}
-        )
-        .scalar_one()
-    )
+    """How many events of the execution have ids in ``(after_id, upto_id]``."""
+    return count_id_range(session, EV, execution_id, after_id, upto_id)
 
 
 _UPSERT_TIMER = {
