@@ -7,6 +7,8 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +55,25 @@ def server(agent_db: str, tmp_path: Path) -> Iterator[RunningServer]:
         agent_db, data, "--no-local-agent", launch=warm_launch, env=server_env()
     ) as running:
         yield running
+
+
+def start_replicas(
+    stack: ExitStack, agent_db: str, tmp_path: Path, names: tuple[str, ...]
+) -> list[RunningServer]:
+    """Replicas on one database, started side by side (each a real server process with no
+    local agent, its data dir ``tmp_path / name``), stopped when ``stack`` closes."""
+    dirs = [tmp_path / name for name in names]
+    for d in dirs:
+        d.mkdir()
+    with ThreadPoolExecutor(len(dirs)) as pool:
+        started = [
+            pool.submit(
+                stack.enter_context,
+                run_server(agent_db, d, "--no-local-agent", launch=warm_launch, env=server_env()),
+            )
+            for d in dirs
+        ]
+        return [future.result() for future in started]
 
 
 class Api:

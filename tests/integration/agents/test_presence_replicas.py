@@ -10,7 +10,6 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -20,9 +19,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from opsflow.runtime.roster import online_window
 from tests.conftest import BACKENDS
-from tests.servers import RunningServer, run_server, warm_launch
+from tests.servers import RunningServer
 
-from .conftest import LEASE, Agents, Api, server_env
+from .conftest import LEASE, Agents, Api, start_replicas
 
 pytestmark = [
     pytest.mark.timeout(180),
@@ -64,20 +63,7 @@ def test_every_replica_shows_an_agent_offline_once_it_leaves_or_is_killed(
     agent_db: str, tmp_path: Path
 ) -> None:
     with ExitStack() as stack:
-        dirs = [tmp_path / "a", tmp_path / "b"]
-        for d in dirs:
-            d.mkdir()
-        with ThreadPoolExecutor(2) as pool:
-            started = [
-                pool.submit(
-                    stack.enter_context,
-                    run_server(
-                        agent_db, d, "--no-local-agent", launch=warm_launch, env=server_env()
-                    ),
-                )
-                for d in dirs
-            ]
-            a, b = (future.result() for future in started)
+        a, b = start_replicas(stack, agent_db, tmp_path, ("a", "b"))
         on_a, on_b = Api(a.url, a.token), Api(b.url, b.token)
         stack.callback(on_a.client.close)
         stack.callback(on_b.client.close)

@@ -17,9 +17,8 @@ import psycopg
 import pytest
 
 from tests.conftest import BACKENDS
-from tests.servers import run_server, warm_launch
 
-from .conftest import Agents, Api, server_env
+from .conftest import Agents, Api, start_replicas
 
 pytestmark = [
     pytest.mark.timeout(300),
@@ -46,20 +45,7 @@ def test_replicas_and_agents_run_200_executions_each_step_once_through_kills(
     agent_db: str, tmp_path: Path
 ) -> None:
     with ExitStack() as stack:
-        dirs = [tmp_path / "r1", tmp_path / "r2"]
-        for d in dirs:
-            d.mkdir()
-        with ThreadPoolExecutor(2) as pool:
-            started = [
-                pool.submit(
-                    stack.enter_context,
-                    run_server(
-                        agent_db, d, "--no-local-agent", launch=warm_launch, env=server_env()
-                    ),
-                )
-                for d in dirs
-            ]
-            r1, r2 = (future.result() for future in started)
+        r1, r2 = start_replicas(stack, agent_db, tmp_path, ("r1", "r2"))
         # No load balancer: each agent knows both replicas and moves on when one is gone.
         via_r1, via_r2 = Agents(r1, tmp_path / "agents"), Agents(r2, tmp_path / "agents")
         stack.callback(via_r1.close)
