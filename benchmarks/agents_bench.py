@@ -40,6 +40,8 @@ from typing import Any
 
 import httpx
 
+from opsflow.agent import leftovers
+
 
 def _opsflow() -> str:
     beside = Path(sys.executable).parent / "opsflow"
@@ -331,6 +333,8 @@ def requeue(api: Api, fleet: Fleet, kills: int) -> None:
         victim.send_signal(signal.SIGKILL)
         victim.wait()
         fleet.processes.remove(victim)
+        # What the victim's next start would do: its `sleep` lives on in its cgroup otherwise.
+        leftovers.reap((fleet.root / f"victim-{k}" / "jobs").resolve())
         while len(jobs_of(api.detail(execution_id))) == attempts:
             time.sleep(0.02)
         successor = jobs_of(api.detail(execution_id))[-1]
