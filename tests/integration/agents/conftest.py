@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from opsflow.agent import leftovers
 from tests.conftest import BACKENDS
 from tests.servers import (
     RunningServer,
@@ -204,6 +205,10 @@ class Agents:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        # What each agent's next start would do: the jobs of one killed with -9 (or SIGSTOPped
+        # past its lease) live on in their cgroups otherwise, after the test.
+        for name in self.processes:
+            leftovers.reap((self.root / name / "jobs").resolve())
 
 
 @pytest.fixture
