@@ -66,8 +66,14 @@ def _batch(first: int, count: int, text: str = "x") -> LogBatch:
     return LogBatch(job=REF, lines=lines)
 
 
-def _outbox(client: Recorder, spool: Spool) -> Outbox:
-    return Outbox(client, spool, probe_every=lambda: 0.01, running=lambda _: False)  # type: ignore[arg-type]
+def _outbox(client: Recorder, spool: Spool, give_up_after: float = DEFAULT_GIVE_UP_AFTER) -> Outbox:
+    return Outbox(
+        client,  # type: ignore[arg-type]
+        spool,
+        probe_every=lambda: 0.01,
+        running=lambda _: False,
+        give_up_after=give_up_after,
+    )
 
 
 async def _send(outbox: Outbox, client: Recorder, message: LogBatch | JobReport) -> None:
@@ -152,13 +158,7 @@ def test_a_report_failed_for_ever_is_given_up_after_the_bound_and_holds_no_other
 
     async def scenario() -> None:
         client, spool = Recorder(), Spool(tmp_path)
-        outbox = Outbox(
-            client,  # type: ignore[arg-type]
-            spool,
-            probe_every=lambda: 0.01,
-            running=lambda _: False,
-            give_up_after=0.5,
-        )
+        outbox = _outbox(client, spool, give_up_after=0.5)
         client.failing.add("job-1")
         report = JobReport(job=REF, status=JobStatus.COMPLETED)
         await outbox.send(Record("report", report, 3), lambda: client.report(report))
@@ -199,13 +199,7 @@ def test_a_server_down_for_longer_than_the_bound_still_gets_the_report(tmp_path:
 
     async def scenario() -> None:
         client, spool = Recorder(), Spool(tmp_path)
-        outbox = Outbox(
-            client,  # type: ignore[arg-type]
-            spool,
-            probe_every=lambda: 0.01,
-            running=lambda _: False,
-            give_up_after=0.2,
-        )
+        outbox = _outbox(client, spool, give_up_after=0.2)
         client.up = False
         report = JobReport(job=REF, status=JobStatus.COMPLETED)
         await outbox.send(Record("report", report, 1), lambda: client.report(report))
