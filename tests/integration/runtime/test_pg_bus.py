@@ -5,13 +5,12 @@ again."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from opsflow.runtime.pg_bus import PostgresBus
-from tests.conftest import BACKENDS, _pg_admin, _pg_url
+from tests.conftest import BACKENDS, _pg_admin, blank_pg_database
 
 pytestmark = [
     pytest.mark.timeout(60),
@@ -21,12 +20,8 @@ pytestmark = [
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    name = f"opsflow_bus_{uuid.uuid4().hex[:12]}"
-    with _pg_admin() as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield _pg_url(name)
-    with _pg_admin() as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with blank_pg_database("opsflow_bus") as url:
+        yield url
 
 
 @pytest.fixture

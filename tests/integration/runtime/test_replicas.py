@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import BACKENDS, _pg_admin, _pg_url
+from tests.conftest import BACKENDS, _pg_admin, _pg_url, blank_pg_database
 from tests.integration.api.test_live_feed import Feed
 from tests.servers import RunningServer, clean_env, run_server, warm_launch
 
@@ -36,12 +36,8 @@ YAML = {"Content-Type": "application/yaml"}
 @pytest.fixture
 def blank_pg() -> Iterator[str]:
     """An empty PostgreSQL database: the replicas migrate it themselves."""
-    name = f"opsflow_replicas_{uuid.uuid4().hex[:12]}"
-    with _pg_admin() as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield _pg_url(name)
-    with _pg_admin() as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with blank_pg_database("opsflow_replicas") as url:
+        yield url
 
 
 @pytest.fixture

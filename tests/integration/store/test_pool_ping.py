@@ -5,7 +5,6 @@ used a moment ago is handed out without a round trip of its own."""
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 
 import psycopg
@@ -15,7 +14,7 @@ from sqlalchemy.exc import OperationalError
 
 from opsflow.store import db as db_module
 from opsflow.store.db import Database
-from tests.conftest import BACKENDS, _pg_admin, _pg_url
+from tests.conftest import BACKENDS, blank_pg_database
 
 pytestmark = pytest.mark.skipif(
     "postgresql" not in BACKENDS, reason="the ping is PostgreSQL's: SQLite has no server"
@@ -25,12 +24,8 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """An empty PostgreSQL database (the ping needs no tables)."""
-    name = f"opsflow_ping_{uuid.uuid4().hex[:12]}"
-    with _pg_admin() as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield _pg_url(name)
-    with _pg_admin() as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with blank_pg_database("opsflow_ping") as url:
+        yield url
 
 
 def _backend_pid(database: Database) -> int:
