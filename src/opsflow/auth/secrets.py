@@ -106,7 +106,7 @@ class SecretBox:
     def _cipher(self, stored_id: str) -> AESGCM:
         """The AES-GCM cipher of one key. `cryptography` (8 MB of a shared library) is imported
         by the first value encrypted or decrypted, not at the server's start: a server without
-        secrets or connections never holds it (tests/unit/api/test_start_imports.py)."""
+        secrets or connections never holds it (tests/unit/test_server_imports.py)."""
         cipher = self._ciphers.get(stored_id)
         if cipher is None:
             from cryptography.hazmat.primitives.ciphers.aead import AESGCM

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     import httpx
 
 # httpx is imported by the first request, not by `opsflow` itself: `opsflow server` goes through
-# this package and need not hold it (tests/unit/api/test_start_imports.py).
+# this package and need not hold it (tests/unit/test_server_imports.py).
 
 DEFAULT_URL = "http://127.0.0.1:8321"
 API_PREFIX = "/api/v1"

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 # httpx (with its command line's rich and pygments, about 3 MB) is imported by the first http
 # step, in a worker thread, not when the agent loads its executors: an idle server does not
-# hold it (tests/unit/api/test_start_imports.py). The functions below import it locally.
+# hold it (tests/unit/test_server_imports.py). The functions below import it locally.
 
 DEFAULT_TIMEOUT = 60.0
 MAX_BODY_BYTES = 1024 * 1024

@@ -44,7 +44,7 @@ LOG_SCHEME = "opsflowlog"
 LOG_SERVICE = "opsflow log"
 # Apprise's logger (``apprise.logger.LOGGER_NAME``), named here so that nothing imports Apprise
 # before a notification is sent or a notify connection checked: it weighs about 20 MB, which an
-# idle server does not hold (tests/unit/api/test_start_imports.py).
+# idle server does not hold (tests/unit/test_server_imports.py).
 APPRISE_LOGGER = "apprise"
 
 log_channel = logging.getLogger("opsflow.notify")

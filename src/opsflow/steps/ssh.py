@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 # The modules below import AsyncSSH (about 30 MB): they are loaded by the first ssh step or
 # connection test, in a worker thread (`_plan`, `load_modules`), not when the agent loads its
-# executors, so an idle server does not hold them (tests/unit/api/test_start_imports.py).
+# executors, so an idle server does not hold them (tests/unit/test_server_imports.py).
 
 DEFAULT_PARALLEL = 10
 MAX_PARALLEL = 1000
