@@ -11,7 +11,16 @@ to the run's database (``pg_stat_activity``; only while they live, so a backend 
 mid-run is missed). On a loaded machine CPU per step is the robust figure; steps per second
 moves with the load.
 
+``--viewers N`` sets how many clients follow each run's live event stream (as browsers
+watching it do; the bench's own wait is one of them): 0 waits by polling the execution every
+second instead (no stream; its detail of every step is no cheap read either), 1 (the default) is server_bench's follower, more add followers
+that read the same stream. ``--py-spy PATH`` records the server with py-spy
+(``--gil``, raw collapsed stacks, 200 Hz) across the sized runs of each backend into
+``PATH-<backend>.txt`` and prints the samples' split by what they were doing (py-spy is not
+a project dependency: ``python -m venv /tmp/pyspy && /tmp/pyspy/bin/pip install py-spy``).
+
     python benchmarks/fan_out_cpu.py [--fanouts 100,500] [--rounds 2] [--backends sqlite,postgresql]
+        [--viewers 1] [--py-spy /tmp/profile]
 """
 
 from __future__ import annotations
@@ -19,14 +28,20 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import statistics
+import subprocess
 import sys
+import threading
 import time
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from server_bench import PG_ADMIN, fanout_yaml, pg_database, server, ts
+from server_bench import INT_MAX, PG_ADMIN, Server, fanout_yaml, pg_database, server, ts
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -59,44 +74,161 @@ def pg_cpu(database: str | None) -> float:
     return total
 
 
-def bench(label: str, db_url: str | None, sizes: list[int], rounds: int, concurrency: int) -> None:
+# What a sample was doing: the first category with a needle in any frame of its stack names it
+# (so a reconcile inside a report write counts as the reconcile).
+CATEGORIES = [
+    ("live stream", ("api/events.py",)),
+    ("process start", ("steps/process.py", "subprocess.py")),
+    ("executor", ("steps/",)),
+    ("reconcile", ("reconciler.py", "engine/")),
+    ("log batches", ("logsink.py", "_append_batches", "store/logs.py", "Agent._ship")),
+    ("claims", ("claim",)),
+    ("report writes", ("_write_all", "agent_jobs.py", "agent_service.py")),
+    ("run start, reads", ("api/executions.py",)),
+    ("local agent", ("agent/loop.py",)),
+    ("HTTP", ("httptools_impl", "starlette", "fastapi")),
+    ("event loop", ("asyncio/",)),
+]
+
+
+def classify(stack: str) -> str:
+    frames = stack.split(";")
+    for name, needles in CATEGORIES:
+        for frame in frames:
+            if any(n in frame for n in needles):
+                return name
+    return "other"
+
+
+def summarise(raw: Path) -> None:
+    """Print the samples of a py-spy raw file by category (``CATEGORIES``, outermost match
+    wins), and the 15 functions with the most samples of their own."""
+    by: Counter[str] = Counter()
+    own: Counter[str] = Counter()
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        by[classify(stack)] += int(count)
+        own[stack.rsplit(";", 1)[-1]] += int(count)
+    total = sum(by.values()) or 1
+    print(f"  py-spy {raw}: {total} samples holding the GIL")
+    for name, n in by.most_common():
+        print(f"    {name:<16} {100 * n / total:5.1f} %")
+    print("    own samples, top 15:")
+    for frame, n in own.most_common(15):
+        print(f"      {100 * n / total:5.1f} %  {frame}")
+
+
+@contextlib.contextmanager
+def py_spy(pid: int, out: Path | None) -> Iterator[None]:
+    """py-spy recording ``pid`` (``--gil``, raw) into ``out`` while the block runs (nothing
+    without ``out``), stopped with SIGINT; then its summary."""
+    if out is None:
+        yield
+        return
+    binary = os.environ.get("PY_SPY", "/tmp/pyspy/bin/py-spy")
+    argv = [binary, "record", "--gil", "--rate", "200", "--format", "raw"]
+    argv += ["--pid", str(pid), "-o", str(out)]
+    spy = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(60)
+    summarise(out)
+
+
+def poll(srv: Server, execution_id: str) -> dict[str, Any]:
+    """Wait for the run's end by reading the execution every second (no live stream)."""
+    while True:
+        detail: dict[str, Any] = srv.client.get(f"/api/v1/executions/{execution_id}").json()
+        if detail["status"] in ("completed", "failed", "cancelled"):
+            assert detail["status"] == "completed", detail.get("engine_log")
+            return detail
+        time.sleep(1.0)
+
+
+def follow(srv: Server, execution_id: str) -> None:
+    """A viewer: the run's live stream (events and log lines), read to its end."""
+    with srv.client.stream(
+        "GET",
+        f"/api/v1/executions/{execution_id}/events",
+        headers={"Last-Event-ID": f"0-{INT_MAX}"},
+    ) as r:
+        for line in r.iter_lines():
+            if line == "event: end":
+                return
+
+
+def run(srv: Server, workflow_id: str, viewers: int) -> dict[str, Any]:
+    """Run ``workflow_id`` to its end with ``viewers`` live-stream followers (0: polled)."""
+    execution_id = srv.start(workflow_id)
+    if viewers == 0:
+        return poll(srv, execution_id)
+    others = [threading.Thread(target=follow, args=(srv, execution_id)) for _ in range(viewers - 1)]
+    for t in others:
+        t.start()
+    detail = srv.wait(execution_id)
+    for t in others:
+        t.join()
+    return detail
+
+
+def bench(
+    label: str,
+    db_url: str | None,
+    sizes: list[int],
+    rounds: int,
+    concurrency: int,
+    viewers: int = 1,
+    spy: Path | None = None,
+) -> None:
     database = db_url.rsplit("/", 1)[1] if db_url else None
     with server(db_url, "asyncio", concurrency) as srv:
         pid = srv.process.pid
         for n in sizes:
             srv.publish(f"bench-fan-{n}", fanout_yaml(f"bench-fan-{n}", n))
         srv.publish("bench-fan-warm", fanout_yaml("bench-fan-warm", 100))
-        srv.run("bench-fan-warm")
-        print(f"{label} (load {os.getloadavg()[0]:.1f} at start)")
-        for n in sizes:
-            rows: list[tuple[float, float, float, float]] = []
-            for _ in range(rounds):
-                own0, kids0 = cpu(pid)
-                pg0 = pg_cpu(database)
-                started = time.monotonic()
-                detail = srv.run(f"bench-fan-{n}")
-                wall = time.monotonic() - started
-                own1, kids1 = cpu(pid)
-                pg1 = pg_cpu(database)
-                run_s = ts(detail["ended_at"]) - ts(detail["created_at"])
-                rows.append(
-                    (
-                        n / run_s,
-                        (own1 - own0) / n * 1000,
-                        (kids1 - kids0) / n * 1000,
-                        (pg1 - pg0) / n * 1000,
-                    )
+        run(srv, "bench-fan-warm", viewers)
+        print(f"{label}, {viewers} viewer(s) (load {os.getloadavg()[0]:.1f} at start)")
+        with py_spy(pid, spy):
+            figures(srv, pid, database, sizes, rounds, viewers)
+
+
+def figures(
+    srv: Server, pid: int, database: str | None, sizes: list[int], rounds: int, viewers: int
+) -> None:
+    """Run each fan-out ``rounds`` times, printing rate and CPU per step, then medians."""
+    for n in sizes:
+        rows: list[tuple[float, float, float, float]] = []
+        for _ in range(rounds):
+            own0, kids0 = cpu(pid)
+            pg0 = pg_cpu(database)
+            started = time.monotonic()
+            detail = run(srv, f"bench-fan-{n}", viewers)
+            wall = time.monotonic() - started
+            own1, kids1 = cpu(pid)
+            pg1 = pg_cpu(database)
+            run_s = ts(detail["ended_at"]) - ts(detail["created_at"])
+            rows.append(
+                (
+                    n / run_s,
+                    (own1 - own0) / n * 1000,
+                    (kids1 - kids0) / n * 1000,
+                    (pg1 - pg0) / n * 1000,
                 )
-                print(
-                    f"  fan-out {n:>5}: {n / run_s:6.1f} steps/s  server {rows[-1][1]:5.2f} ms/step"
-                    f"  steps {rows[-1][2]:5.2f}  postgres {rows[-1][3]:5.2f}"
-                    f"  (client wall {wall:.2f} s, load {os.getloadavg()[0]:.1f})"
-                )
-            med = [statistics.median(r[k] for r in rows) for k in range(4)]
-            print(
-                f"  fan-out {n:>5} median: {med[0]:6.1f} steps/s  server {med[1]:5.2f} ms/step"
-                f"  steps {med[2]:5.2f}  postgres {med[3]:5.2f}"
             )
+            print(
+                f"  fan-out {n:>5}: {n / run_s:6.1f} steps/s  server {rows[-1][1]:5.2f} ms/step"
+                f"  steps {rows[-1][2]:5.2f}  postgres {rows[-1][3]:5.2f}"
+                f"  (client wall {wall:.2f} s, load {os.getloadavg()[0]:.1f})"
+            )
+        med = [statistics.median(r[k] for r in rows) for k in range(4)]
+        print(
+            f"  fan-out {n:>5} median: {med[0]:6.1f} steps/s  server {med[1]:5.2f} ms/step"
+            f"  steps {med[2]:5.2f}  postgres {med[3]:5.2f}"
+        )
 
 
 def main() -> int:
@@ -105,14 +237,17 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--viewers", type=int, default=1)
+    parser.add_argument("--py-spy", type=Path, default=None, metavar="PATH")
     args = parser.parse_args()
     sizes = [int(s) for s in args.fanouts.split(",") if s]
     for backend in args.backends.split(","):
+        spy = args.py_spy and args.py_spy.with_name(f"{args.py_spy.name}-{backend}.txt")
         if backend == "sqlite":
-            bench("SQLite", None, sizes, args.rounds, args.concurrency)
+            bench("SQLite", None, sizes, args.rounds, args.concurrency, args.viewers, spy)
         else:
             with pg_database() as url:
-                bench("PostgreSQL", url, sizes, args.rounds, args.concurrency)
+                bench("PostgreSQL", url, sizes, args.rounds, args.concurrency, args.viewers, spy)
     return 0
 
 
