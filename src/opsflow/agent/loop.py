@@ -617,8 +617,11 @@ class Agent:
         back to back while the step prints faster than one batch per round trip."""
         while True:
             if not run.done() and not sink.full:
+                # `asyncio.timeout`, not `wait_for`: no task per wait (each running job
+                # waits here every FLUSH_INTERVAL).
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(nudge.wait(), FLUSH_INTERVAL)
+                    async with asyncio.timeout(FLUSH_INTERVAL):
+                        await nudge.wait()
             nudge.clear()
             if run.done():
                 return  # what is left goes with the final report, in order

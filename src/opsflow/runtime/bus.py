@@ -26,12 +26,20 @@ class _Waiter:
         self.event = asyncio.Event()
 
     def wake(self) -> None:
+        # Already set: the reader has yet to clear it, and clears it before it reads (see
+        # `wait`), so it will see this commit too; a burst of commits costs one hand-over
+        # to its loop, not one each (a wide fan-out commits hundreds of times a second).
+        if self.event.is_set():
+            return
         with contextlib.suppress(RuntimeError):  # a closed loop: the reader is gone
             self.loop.call_soon_threadsafe(self.event.set)
 
     async def wait(self, timeout: float) -> bool:
+        # `asyncio.timeout`, not `wait_for`: no task of its own per wait (every live stream,
+        # waiting claim and running job's cancel watcher waits here).
         try:
-            await asyncio.wait_for(self.event.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self.event.wait()
             return True
         except TimeoutError:
             return False
