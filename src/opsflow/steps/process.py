@@ -199,6 +199,8 @@ async def run_process(
     grace: float = DEFAULT_GRACE,
     force_grace: float = FORCE_GRACE,
     tracking: Tracking = Tracking.AUTO,
+    prepare: Callable[[], object] | None = None,
+    finish: Callable[[], object] | None = None,
 ) -> ProcessOutcome:
     """Run ``argv`` until it exits, times out or is cancelled; stream its output to ``log``.
 
@@ -206,10 +208,22 @@ async def run_process(
     ``ScopeUnavailable`` when ``tracking`` names a means this machine lacks. On return, no
     process the program started is left running, whatever happened: not in its group, and not
     one that left the group (``setsid``, a double-forking daemon), tracked by ``tracking``.
+
+    ``prepare`` and ``finish`` are the caller's blocking file work (a script file to write, an
+    output file to read and remove), run in the worker threads that open and close the scope
+    rather than on the event loop or in threads of their own (each hop costs the server CPU:
+    ``benchmarks/README.md``, "The script step's process start"). ``prepare`` runs before the
+    scope opens and may raise (nothing runs then); ``finish`` runs once whatever happened
+    (also when ``prepare`` or the start failed), after the program's processes are gone.
     """
     loop = asyncio.get_running_loop()
     _watch_children_with_pidfds()
-    scope = await asyncio.to_thread(open_scope, tracking, env.get(OWNER_ENV, ""))
+    try:
+        scope = await asyncio.to_thread(_open, tracking, env.get(OWNER_ENV, ""), prepare)
+    except BaseException:
+        if finish is not None:
+            await asyncio.to_thread(finish)
+        raise
     try:
         transport, protocol = await loop.subprocess_exec(
             lambda: _Protocol(log, loop),
@@ -222,13 +236,14 @@ async def run_process(
             start_new_session=True,
         )
     except BaseException:
-        await asyncio.to_thread(scope.close)
+        await asyncio.to_thread(_close, scope, finish)
         raise
     pgid = transport.get_pid()  # leader of its own new session, so its pid is the group id
     scope.started(pgid)
     stopped: Stop | None = None
     forced = False
     finished = False
+    closed = False
     try:
         cancel_wait = asyncio.ensure_future(cancel.wait())
         try:
@@ -248,7 +263,10 @@ async def run_process(
                 log.write(LogStream.SYSTEM, f"timed out{after}", LogLevel.ERROR)
             forced = await _stop(pgid, scope, protocol, log, cancel, grace, force_grace)
         else:
-            await _kill_leftovers(pgid, scope, log)
+            # The scope is emptied and closed (with ``finish``) in one hop, before the drain:
+            # once its processes are gone nothing is left to hold it.
+            closed = True
+            await _kill_leftovers(pgid, scope, log, finish)
         await _drain(protocol, transport, log)
         finished = True
     finally:
@@ -256,10 +274,10 @@ async def run_process(
             _signal_group(pgid, signal.SIGKILL)
             scope.kill_all()
         transport.close()
-        if finished:
-            await asyncio.to_thread(scope.close)
-        else:
-            scope.close()
+        if finished and not closed:
+            await asyncio.to_thread(_close, scope, finish)
+        elif not finished:
+            _close(scope, None if closed else finish)
     returncode = transport.get_returncode()
     assert returncode is not None
     return ProcessOutcome(returncode, stopped, forced)
@@ -315,11 +333,37 @@ async def _stop(
     return forced
 
 
-async def _kill_leftovers(pgid: int, scope: Scope, log: LogSink) -> None:
+def _open(
+    tracking: Tracking, owner: str, prepare: Callable[[], object] | None
+) -> Scope:  # blocking: a worker thread's
+    if prepare is not None:
+        prepare()
+    return open_scope(tracking, owner)
+
+
+def _close(scope: Scope, finish: Callable[[], object] | None) -> None:  # blocking
+    try:
+        scope.close()
+    finally:
+        if finish is not None:
+            finish()
+
+
+def _kill_close(scope: Scope, finish: Callable[[], object] | None) -> int:  # blocking
+    try:
+        return scope.kill_all()
+    finally:
+        _close(scope, finish)
+
+
+async def _kill_leftovers(
+    pgid: int, scope: Scope, log: LogSink, finish: Callable[[], object] | None
+) -> None:
     """SIGKILL whatever the main process left running: in its group (``cmd &`` without wait)
-    and anywhere else in its scope (``setsid cmd &``, daemons)."""
+    and anywhere else in its scope (``setsid cmd &``, daemons); then close the scope and run
+    ``finish``, in the same worker thread."""
     in_group = _group_exists(pgid) and _signal_group(pgid, signal.SIGKILL)
-    elsewhere = await asyncio.to_thread(scope.kill_all)
+    elsewhere = await asyncio.to_thread(_kill_close, scope, finish)
     if in_group or elsewhere:
         log.write(
             LogStream.SYSTEM, "stopped background processes the step left running", LogLevel.WARN

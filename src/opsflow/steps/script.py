@@ -15,12 +15,15 @@ Outputs: ``exit_code`` plus whatever the script writes to the file named by ``$O
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import shutil
 import signal
 import sys
 import tempfile
+import threading
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +50,6 @@ class _Program:
     argv: list[str]
     description: str
     cwd: Path
-    inline_file: Path | None
 
 
 class ScriptExecutor:
@@ -75,40 +77,120 @@ class ScriptExecutor:
         """Run the script; see the module docstring for fields and outputs."""
         if cancel.requested:
             return StepResult(JobStatus.CANCELLED, error="cancelled before start", retryable=False)
-        out_dir = Path(tempfile.mkdtemp(prefix="opsflow-output-"))
-        output_file = out_dir / "output"
-        output_file.touch()
-        program: _Program | None = None
+        files = _Files(_output_path())
         try:
+            config = StepConfig(spec.config)
+            env = _environment(spec, config, files.output)
+            program = _prepare(spec, config, env, files)
+        except StepConfigError as exc:
+            log.write(LogStream.SYSTEM, str(exc), LogLevel.ERROR)
+            return exc.result()
+        log.write(LogStream.SYSTEM, program.description)
+        try:
+            outcome = await run_process(
+                program.argv,
+                cwd=program.cwd,
+                env=env,
+                log=log,
+                cancel=cancel,
+                timeout=spec.timeout,
+                grace=self.grace if spec.grace is None else spec.grace,
+                force_grace=self.force_grace,
+                tracking=self.tracking,
+                prepare=files.write,
+                finish=files.collect,
+            )
+        except _NotWritten as exc:  # a full disk, a read-only work dir: may pass
+            log.write(LogStream.SYSTEM, str(exc), LogLevel.ERROR)
+            return StepResult(JobStatus.FAILED, error=str(exc))
+        except OSError as exc:
+            message = f"could not start {program.argv[0]}: {exc.strerror or exc}"
+            log.write(LogStream.SYSTEM, message, LogLevel.ERROR)
+            return StepResult(JobStatus.FAILED, error=message, retryable=False)
+        return _result(outcome, files, spec, log)
+
+
+class _NotWritten(OSError):
+    """A run's own file could not be written (the message says which and why)."""
+
+
+class _Files:
+    """A run's own files: the inline script (if any) and the output file. Written before the
+    scope opens and read and removed after it closed, in the worker threads of
+    `run_process` (blocking; never on the event loop)."""
+
+    def __init__(self, output: Path) -> None:
+        self.output = output
+        self.inline: Path | None = None
+        self.body = b""
+        self.outputs: dict[str, Any] = {}
+        self.error: OutputFileError | None = None
+        self._written: list[Path] = []  # what `write` made: only these are removed
+
+    def write(self) -> None:
+        files = [(self.output, b"", True)]
+        if self.inline is not None:
+            files.append((self.inline, self.body, False))
+        for path, data, exclusive in files:
             try:
-                config = StepConfig(spec.config)
-                env = _environment(spec, config, output_file)
-                program = _prepare(spec, config, env)
-            except StepConfigError as exc:
-                log.write(LogStream.SYSTEM, str(exc), LogLevel.ERROR)
-                return exc.result()
-            log.write(LogStream.SYSTEM, program.description)
-            try:
-                outcome = await run_process(
-                    program.argv,
-                    cwd=program.cwd,
-                    env=env,
-                    log=log,
-                    cancel=cancel,
-                    timeout=spec.timeout,
-                    grace=self.grace if spec.grace is None else spec.grace,
-                    force_grace=self.force_grace,
-                    tracking=self.tracking,
-                )
+                _create(path, data, exclusive=exclusive)
             except OSError as exc:
-                message = f"could not start {program.argv[0]}: {exc.strerror or exc}"
-                log.write(LogStream.SYSTEM, message, LogLevel.ERROR)
-                return StepResult(JobStatus.FAILED, error=message, retryable=False)
-            return _result(outcome, output_file, spec, log)
+                raise _NotWritten(f"could not write {path}: {exc.strerror or exc}") from exc
+            self._written.append(path)
+
+    def collect(self) -> None:
+        if self.output not in self._written:
+            return  # nothing ran
+        try:
+            self.outputs = read_outputs(self.output)
+        except OutputFileError as exc:
+            self.error = exc
         finally:
-            shutil.rmtree(out_dir, ignore_errors=True)
-            if program is not None and program.inline_file is not None:
-                program.inline_file.unlink(missing_ok=True)
+            for path in self._written:
+                path.unlink(missing_ok=True)
+
+
+def _create(path: Path, data: bytes, *, exclusive: bool) -> None:
+    """Write ``data`` to ``path`` in one open and write (a new file: mode 0600 for an output
+    file made fresh, else 0666 less the umask, as ``open`` gives)."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC)
+    fd = os.open(path, flags | os.O_CLOEXEC, 0o600 if exclusive else 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+
+
+_outputs_lock = threading.Lock()
+_outputs_dir: str | None = None
+
+
+def _output_path() -> Path:
+    """A fresh, unpredictable path for one run's output file, in a directory this process
+    made once (mode 0700, removed at exit): a directory made and removed per step cost about
+    a millisecond of the event loop's time on this machine (mkdir, rmtree on ext4)."""
+    global _outputs_dir
+    with _outputs_lock:
+        if _outputs_dir is None or not os.path.isdir(_outputs_dir):
+            _outputs_dir = tempfile.mkdtemp(prefix="opsflow-outputs-")
+            atexit.register(_remove_outputs_dir, _outputs_dir, os.getpid())
+        return Path(_outputs_dir) / f"output-{uuid.uuid4().hex}"
+
+
+def _remove_outputs_dir(path: str, maker: int) -> None:
+    if os.getpid() == maker:  # not in a forked child that exits through atexit
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _forget_outputs_dir() -> None:
+    """In a forked child: its own runs get a directory of their own."""
+    global _outputs_dir
+    _outputs_dir = None
+
+
+os.register_at_fork(after_in_child=_forget_outputs_dir)
 
 
 def _environment(spec: JobSpec, config: StepConfig, output_file: Path) -> dict[str, str]:
@@ -124,8 +206,9 @@ def _environment(spec: JobSpec, config: StepConfig, output_file: Path) -> dict[s
     return env
 
 
-def _prepare(spec: JobSpec, config: StepConfig, env: Mapping[str, str]) -> _Program:
-    """Decide what to execute, where, and how to describe it in the log (never env values)."""
+def _prepare(spec: JobSpec, config: StepConfig, env: Mapping[str, str], files: _Files) -> _Program:
+    """Decide what to execute, where, and how to describe it in the log (never env values);
+    an inline body goes to ``files`` (written later, off the event loop)."""
     shell = config.choice("shell", SHELLS, default="bash")
     root = spec.workdir.resolve()
     cwd = root
@@ -137,15 +220,14 @@ def _prepare(spec: JobSpec, config: StepConfig, env: Mapping[str, str]) -> _Prog
     if has_run == has_file:
         raise StepConfigError("run", "give exactly one of `run` (inline script) or `file`")
     interpreter = _interpreter(shell, env)
-    inline_file: Path | None = None
     if has_run:
         body = config.text("run", required=True)
         assert body is not None
         safe_step = re.sub(r"[^A-Za-z0-9_-]", "_", spec.step_id)
-        inline_file = root / f".opsflow-{safe_step}-{spec.attempt}{_SUFFIX[shell]}"
-        inline_file.write_text(body if body.endswith("\n") else body + "\n", encoding="utf-8")
+        files.inline = root / f".opsflow-{safe_step}-{spec.attempt}{_SUFFIX[shell]}"
+        files.body = (body if body.endswith("\n") else body + "\n").encode("utf-8")
         script, what = (
-            inline_file,
+            files.inline,
             f"inline {shell} script ({counted(len(body.splitlines()), 'line')})",
         )
     else:
@@ -158,7 +240,7 @@ def _prepare(spec: JobSpec, config: StepConfig, env: Mapping[str, str]) -> _Prog
     names = ", ".join(sorted(config.env_map("env"))) or "none"
     where = f"./{cwd.relative_to(root).as_posix()}" if cwd != root else "the workflow's files"
     description = f"running {what} in {where} ({' '.join(interpreter)}; step env: {names})"
-    return _Program([*interpreter, str(script)], description, cwd, inline_file)
+    return _Program([*interpreter, str(script)], description, cwd)
 
 
 def _interpreter(shell: str, env: Mapping[str, str]) -> list[str]:
@@ -196,7 +278,7 @@ def _inside(root: Path, relative: str, field: str) -> Path:
     return resolved
 
 
-def _result(outcome: ProcessOutcome, output_file: Path, spec: JobSpec, log: LogSink) -> StepResult:
+def _result(outcome: ProcessOutcome, files: _Files, spec: JobSpec, log: LogSink) -> StepResult:
     """Map how the process ended to a StepResult, reading outputs when it ran to its end."""
     if outcome.stopped is Stop.TIMEOUT:
         assert spec.timeout is not None
@@ -215,10 +297,9 @@ def _result(outcome: ProcessOutcome, output_file: Path, spec: JobSpec, log: LogS
     elif code != 0:
         error = f"exit code {code}"
     log.write(LogStream.SYSTEM, error or "exit code 0", LogLevel.ERROR if error else LogLevel.INFO)
-    outputs: dict[str, Any] = {}
-    try:
-        outputs = read_outputs(output_file)
-    except OutputFileError as exc:
+    outputs = dict(files.outputs)
+    if files.error is not None:
+        exc = files.error
         log.write(LogStream.SYSTEM, str(exc), LogLevel.ERROR)
         if error is None:
             return StepResult(

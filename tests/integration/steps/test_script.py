@@ -381,3 +381,48 @@ async def test_process_killed_by_a_signal_fails_naming_it(
     assert result.status is JobStatus.FAILED
     assert result.error == "killed by signal SIGKILL"
     assert result.outputs["exit_code"] == 137
+
+
+async def test_the_output_file_is_there_empty_at_the_start_and_gone_afterwards(
+    workdir: Path, sink: RecordingSink
+) -> None:
+    body = (
+        'test -f "$OPSFLOW_OUTPUT" && ! test -s "$OPSFLOW_OUTPUT"\n'
+        'echo "path=$OPSFLOW_OUTPUT" >> "$OPSFLOW_OUTPUT"'
+    )
+    result = await run(script(workdir, body, shell="sh"), sink)
+    assert result.status is JobStatus.COMPLETED, sink.lines
+    path = Path(result.outputs["path"])
+    assert not path.exists() and not path.is_relative_to(workdir.resolve())
+    assert path.parent.stat().st_mode & 0o777 == 0o700
+
+
+async def test_a_step_takes_two_worker_thread_hops_from_start_to_result(
+    workdir: Path, sink: RecordingSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its files written with the scope's opening and read and removed with its closing
+    (each hop costs the server CPU: benchmarks/README.md, "The script step's process start")."""
+    hops: list[str] = []
+    original = asyncio.to_thread
+
+    async def counted(func: object, /, *args: object, **kwargs: object) -> object:
+        hops.append(getattr(func, "__name__", repr(func)))
+        return await original(func, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(asyncio, "to_thread", counted)
+    result = await run(script(workdir, 'echo "v=1" >> "$OPSFLOW_OUTPUT"'), sink)
+    assert result.status is JobStatus.COMPLETED, sink.lines
+    assert result.outputs == {"v": "1", "exit_code": 0}
+    assert len(hops) == 2, hops
+
+
+async def test_an_inline_script_that_cannot_be_written_fails_the_step_saying_why(
+    workdir: Path, sink: RecordingSink
+) -> None:
+    (workdir / ".opsflow-step-1.sh").mkdir()  # where the body would go
+    result = await run(script(workdir, "echo never"), sink)
+    assert result.status is JobStatus.FAILED
+    assert result.error is not None and "could not write" in result.error, result.error
+    assert "Is a directory" in result.error
+    assert sink.text(LogStream.STDOUT) == []
+    assert os.listdir(workdir) == [".opsflow-step-1.sh"]
