@@ -158,8 +158,7 @@ class CgroupScope(Scope):
         # The shell moves itself into the cgroup, then becomes the program (same pid), so
         # every process the program starts is born inside.
         enter = 'echo $$ > "$1" || exit 125; shift; exec "$@"'
-        sh = shutil.which("sh") or "/bin/sh"
-        return [sh, "-c", enter, "sh", str(self.path / "cgroup.procs"), program, *argv[1:]]
+        return [_sh(), "-c", enter, "sh", str(self.path / "cgroup.procs"), program, *argv[1:]]
 
     def _pids(self) -> list[int]:
         try:
@@ -213,6 +212,18 @@ class CgroupScope(Scope):
         finally:
             if self._release is not None:
                 self._release()  # once: a second close releases nothing
+
+
+_wrapper_sh: str | None = None
+
+
+def _sh() -> str:
+    """The ``sh`` that enters a step's cgroup: this process's own PATH's, found once (a
+    search per step cost a stat per PATH entry)."""
+    global _wrapper_sh
+    if _wrapper_sh is None or not os.access(_wrapper_sh, os.X_OK):
+        _wrapper_sh = shutil.which("sh") or "/bin/sh"
+    return _wrapper_sh
 
 
 def _owner_prefix(owner: str) -> str:

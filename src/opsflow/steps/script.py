@@ -248,23 +248,41 @@ def _interpreter(shell: str, env: Mapping[str, str]) -> list[str]:
     path = env.get("PATH")
     if shell == "bash":
         return [
-            shutil.which("bash", path=path) or "bash",
+            _which("bash", path) or "bash",
             "--noprofile",
             "--norc",
             "-eo",
             "pipefail",
         ]
     if shell == "sh":
-        return [shutil.which("sh", path=path) or "sh", "-e"]
+        return [_which("sh", path) or "sh", "-e"]
     if shell == "python":
-        found = shutil.which("python3", path=path)
+        found = _which("python3", path)
         return [found or sys.executable, "-u"]  # -u: unbuffered, so lines stream as printed
-    found = shutil.which("node", path=path)
+    found = _which("node", path)
     if found is None:
         raise StepConfigError(
             "shell", "node is not installed on this agent (not on PATH); install Node.js"
         )
     return [found]
+
+
+_found: dict[tuple[str, str | None], str] = {}
+
+
+def _which(name: str, path: str | None) -> str | None:
+    """``shutil.which(name, path=path)``, remembered per PATH: a remembered program is checked
+    with one ``access`` call instead of a search through every PATH entry (a program that went
+    away is looked up again; one installed earlier on PATH later is not seen until then)."""
+    found = _found.get((name, path))
+    if found is not None and os.access(found, os.X_OK):
+        return found
+    found = shutil.which(name, path=path)
+    if found is not None:
+        if len(_found) >= 64:  # steps that set PATH each their own way: stay bounded
+            _found.clear()
+        _found[(name, path)] = found
+    return found
 
 
 def _inside(root: Path, relative: str, field: str) -> Path:
