@@ -496,7 +496,7 @@ class Agent:
             else:
                 log.warning("job %s is no longer ours: %s", job.job_id, exc.message)
             if workdir is not None:
-                await asyncio.to_thread(shutil.rmtree, workdir, ignore_errors=True)
+                await asyncio.to_thread(_remove, workdir)
             return
         except Exception as exc:  # an agent-side fault fails the attempt, visibly
             log.exception("job %s crashed in the agent", job.job_id)
@@ -547,7 +547,7 @@ class Agent:
         finally:
             if workdir is not None:
                 # Removing a big tree takes a while: never on the event loop.
-                await asyncio.to_thread(shutil.rmtree, workdir, ignore_errors=True)
+                await asyncio.to_thread(_remove, workdir)
 
     async def _hand_back(
         self, ref: JobRef, attempt: int, sink: BatchingLogSink, workdir: Path | None
@@ -571,7 +571,7 @@ class Agent:
             _say_given_up(ref.job_id, attempt, exc)
         finally:
             if workdir is not None:
-                await asyncio.to_thread(shutil.rmtree, workdir, ignore_errors=True)
+                await asyncio.to_thread(_remove, workdir)
 
     async def _inputs(
         self, ref: JobRef, workdir: Path, wanted: Mapping[str, Mapping[str, str]]
@@ -711,6 +711,15 @@ def _obey(cancel: CancelSignal, notice: CancelNotice) -> None:
 
 
 MAX_ARTIFACT_BYTES = 256 * 1024 * 1024
+
+
+def _remove(workdir: Path) -> None:
+    """Remove a job's directory (blocking): a plain ``rmdir`` when the job left it empty (an
+    inline script's usual end), the whole tree otherwise."""
+    try:
+        workdir.rmdir()
+    except OSError:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _read_artifacts(wanted: Mapping[str, Path]) -> tuple[dict[str, bytes], str | None]:
