@@ -147,19 +147,21 @@ def instrument() -> None:
 
     AgentService.claim = service_claim_stamped  # type: ignore[method-assign]
 
-    finish = AgentJobs.finish_jobs
+    # Reports (and log batches) are written by `AgentJobs.write`, one transaction for what
+    # arrived meanwhile (`finish_jobs` calls it too).
+    write = AgentJobs.write
 
-    def finish_stamped(self: AgentJobs, reports: list[Any]) -> Any:
+    def write_stamped(self: AgentJobs, reports: list[Any], batches: list[Any]) -> Any:
         began = time.time()
         try:
-            return finish(self, reports)
+            return write(self, reports, batches)
         finally:
             ended = time.time()
             for report in reports:
                 _stamps.append((report.job.job_id, "finish_tx>", began))
                 _stamps.append((report.job.job_id, "finish_tx<", ended))
 
-    AgentJobs.finish_jobs = finish_stamped  # type: ignore[method-assign]
+    AgentJobs.write = write_stamped  # type: ignore[method-assign]
 
     _wrap_sync(AgentJobs, "start_job", "start_tx", lambda self, ref: ref.job_id)
     _wrap_async(InProcessClient, "start", "start", lambda self, ref: ref.job_id)
