@@ -14,6 +14,7 @@ import contextlib
 import io
 import tarfile
 import tempfile
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -34,8 +35,9 @@ from opsflow.agent.protocol import (
 )
 from opsflow.api.problems import error_responses
 from opsflow.api.security import declare_schemes
-from opsflow.api.services import services_of
-from opsflow.auth.agent_tokens import AgentCredential, authenticate_agent
+from opsflow.api.services import Services, services_of
+from opsflow.auth.agent_tokens import AgentCredential, CheckedTokens, agent_secret, credential_of
+from opsflow.auth.tokens import hash_secret
 from opsflow.runtime.agent_service import AgentService
 from opsflow.store import agent_tokens as token_store
 from opsflow.store.base import utcnow
@@ -44,19 +46,55 @@ router = APIRouter(prefix="/agent", tags=["agent protocol"])
 TAR = "application/x-tar"
 
 
-def agent_token(request: Request, _schemes: None = Depends(declare_schemes)) -> AgentCredential:
+async def agent_token(
+    request: Request, _schemes: None = Depends(declare_schemes)
+) -> AgentCredential:
     """The calling agent's token, checked on every request: a revoked one is refused (401)
-    from its revocation on. The check is a lone read (no write lock on SQLite, no BEGIN and
-    COMMIT round trips on PostgreSQL); the token's last use is written at most once a
-    minute, in a transaction of its own."""
+    from its revocation on. A token found live is remembered (`CheckedTokens`) until the next
+    wake-up of the waiting claims, which every revocation sends to every replica, or for a few
+    seconds: most requests then neither take a worker thread nor check out a connection. The
+    lookup is a lone read (no write lock on SQLite, no BEGIN and COMMIT round trips on
+    PostgreSQL); the token's last use is written at most once a minute, in a transaction of
+    its own."""
     services = services_of(request)
+    secret_hash = hash_secret(agent_secret(request.headers.get("authorization")))
     now = utcnow()
+    runtime = services.extra.get("runtime")
+    if runtime is None:  # no runtime, no wake-ups to go by: look it up every time
+        credential, _ = await asyncio.to_thread(_look_up, services, secret_hash, now)
+        return credential
+    checked: CheckedTokens = services.extra.setdefault(CHECKED_KEY, CheckedTokens())
+    generation = runtime.bus.jobs_generation  # before the lookup (see `CheckedTokens`)
+    remembered = checked.get(secret_hash, generation, now)
+    if remembered is None:
+        credential, last_used = await asyncio.to_thread(_look_up, services, secret_hash, now)
+        checked.put(secret_hash, generation, credential, last_used)
+        return credential
+    if remembered.touch:
+        await asyncio.to_thread(_touch, services, remembered.token_id, now)
+    return remembered
+
+
+CHECKED_KEY = "agent_protocol.checked_tokens"
+
+
+def _look_up(
+    services: Services, secret_hash: str, now: datetime
+) -> tuple[AgentCredential, datetime | None]:
+    """The credential of the token ``secret_hash`` names and its last use as now recorded."""
     with services.db.read_lone() as session:
-        credential = authenticate_agent(session, request.headers.get("authorization"), now)
+        token = token_store.find_token(session, secret_hash)
+    credential = credential_of(token, now)
+    assert token is not None  # `credential_of` refused it otherwise
     if credential.touch:
-        with services.session() as session:
-            token_store.touch_token(session, credential.token_id, now)
-    return credential
+        _touch(services, credential.token_id, now)
+        return credential, now
+    return credential, token.last_used_at
+
+
+def _touch(services: Services, token_id: str, now: datetime) -> None:
+    with services.session() as session:
+        token_store.touch_token(session, token_id, now)
 
 
 agent_token.permission = "agent token"  # type: ignore[attr-defined]  # (no user permission)

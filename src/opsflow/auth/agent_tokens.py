@@ -9,11 +9,12 @@ every agent route, a claim already waiting on the server included.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
 from opsflow.auth.credentials import LAST_USED_PRECISION
-from opsflow.auth.tokens import AGENT_TOKEN_PREFIX, TOKEN_PREFIX, NewSecret, hash_secret, new_secret
+from opsflow.auth.tokens import AGENT_TOKEN_PREFIX, TOKEN_PREFIX, NewSecret, new_secret
 from opsflow.errors import Forbidden, Unauthorized
 from opsflow.store import agent_tokens as store
 from opsflow.store.agent_tokens import AgentToken
@@ -61,14 +62,10 @@ def issue_agent_token(
     return token, fresh.secret
 
 
-def authenticate_agent(
-    session: Session, authorization: str | None, now: datetime
-) -> AgentCredential:
-    """The agent an ``Authorization: Bearer opfa_...`` header stands for, or why not:
-    `Unauthorized` (401) for no, an unknown or a revoked token; `Forbidden` (403) for a
-    user's API token, which is the wrong kind. Only reads (one indexed lookup): an agent
-    sends several requests per job, so the check must take no write lock; ``touch`` on the
-    answer says when the token's last use is due to be recorded."""
+def agent_secret(authorization: str | None) -> str:
+    """The agent token's secret an ``Authorization: Bearer opfa_...`` header carries, or why
+    not: `Unauthorized` (401) for none or one that is not an agent token's, `Forbidden` (403)
+    for a user's API token, which is the wrong kind. Reads no database."""
     scheme, _, secret = (authorization or "").strip().partition(" ")
     secret = secret.strip()
     if scheme.lower() != "bearer" or not secret:
@@ -80,13 +77,75 @@ def authenticate_agent(
         )
     if not secret.startswith(AGENT_TOKEN_PREFIX):
         raise Unauthorized(f"invalid agent token: agent tokens start with {AGENT_TOKEN_PREFIX!r}")
-    token = store.find_token(session, hash_secret(secret))
+    return secret
+
+
+def credential_of(token: AgentToken | None, now: datetime) -> AgentCredential:
+    """The credential of ``token`` (found by the hash of the secret `agent_secret` read), or
+    `Unauthorized` (401) for none or a revoked one; ``touch`` on the answer says when the
+    token's last use is due to be recorded. The lookup only reads (one indexed lookup): an
+    agent sends several requests per job, so the check must take no write lock."""
     if token is None:
         raise Unauthorized("invalid agent token: no such token (it may have been deleted)")
     if token.revoked_at is not None:
         raise Unauthorized(f"agent token {token.id} was revoked at {token.revoked_at.isoformat()}")
     touch = token.last_used_at is None or now - token.last_used_at >= LAST_USED_PRECISION
     return AgentCredential(token_id=token.id, pool=token.pool, touch=touch)
+
+
+class CheckedTokens:
+    """Agent tokens this process found live, by their secret's hash, so that the agent's
+    next requests skip the lookup (a connection checkout and a worker thread each: a tenth
+    of the server's CPU in a fan-out, py-spy, benchmarks/README.md).
+
+    An entry holds while the ``generation`` it was checked under is current and for at most
+    `MAX_AGE_SECONDS`. The caller's generation is the event bus's ``jobs_generation``: every
+    revocation bumps it on every replica (the revocation wakes the waiting claims), as does a
+    reconnect of the cross-replica bus, so a revoked token is refused from the revocation's
+    wake-up on, as before. Read the generation *before* the lookup: a revocation committed
+    after the lookup then bumps it past the entry. `MAX_AGE_SECONDS` bounds what no wake-up
+    announces (a row changed by hand). Used from the event loop only (not thread-safe)."""
+
+    MAX_AGE_SECONDS = 5.0
+    MAX_ENTRIES = 1024
+
+    def __init__(self) -> None:
+        # secret hash -> (generation, checked at (monotonic), pool, token id, last use)
+        self._entries: dict[str, tuple[int, float, str, str, datetime | None]] = {}
+
+    def get(self, secret_hash: str, generation: int, now: datetime) -> AgentCredential | None:
+        """The credential checked earlier, or None when it must be looked up again. A hit
+        whose last use is due to be recorded says ``touch`` once (its later hits do not)."""
+        entry = self._entries.get(secret_hash)
+        if entry is None:
+            return None
+        checked_gen, checked_at, pool, token_id, last_used = entry
+        if checked_gen != generation or time.monotonic() - checked_at > self.MAX_AGE_SECONDS:
+            del self._entries[secret_hash]
+            return None
+        touch = last_used is None or now - last_used >= LAST_USED_PRECISION
+        if touch:
+            self._entries[secret_hash] = (checked_gen, checked_at, pool, token_id, now)
+        return AgentCredential(token_id=token_id, pool=pool, touch=touch)
+
+    def put(
+        self,
+        secret_hash: str,
+        generation: int,
+        credential: AgentCredential,
+        last_used: datetime | None,
+    ) -> None:
+        """Remember a live token's credential, looked up under ``generation``; ``last_used``:
+        its last use as recorded (the time of this one when the lookup recorded it)."""
+        if len(self._entries) >= self.MAX_ENTRIES:
+            self._entries.clear()
+        self._entries[secret_hash] = (
+            generation,
+            time.monotonic(),
+            credential.pool,
+            credential.token_id,
+            last_used,
+        )
 
 
 def ensure_live(session: Session, token_id: str) -> None:
