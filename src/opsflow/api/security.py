@@ -40,8 +40,9 @@ _bearer = _DeclaredBearer(scheme_name="token", description="An API token: `Beare
 _basic = _DeclaredBasic(scheme_name="password", description="User name and password.")
 
 
-def declare_schemes(_b: object = Depends(_bearer), _u: object = Depends(_basic)) -> None:
-    """Only here so OpenAPI lists both schemes on every protected route."""
+async def declare_schemes(_b: object = Depends(_bearer), _u: object = Depends(_basic)) -> None:
+    """Only here so OpenAPI lists both schemes on every protected route. Async: FastAPI runs
+    a plain ``def`` dependency in a worker thread, a thread hop per request for nothing."""
 
 
 def identify(services: Services, authorization: str | None, cookie: str | None) -> Principal:
