@@ -86,12 +86,15 @@ class Agent:
         version: str = "",
         hostname: str = "",
         spool: Spool | None = None,
-        start_on_claim: bool = False,
+        start_on_claim: bool = True,
         give_up_after: float = DEFAULT_GIVE_UP_AFTER,
     ) -> None:
         self.client = client
-        # Ask the claim to start the jobs it hands over (`ClaimRequest.start`): for an agent
-        # that has nothing to fail on between claim and run (the server's own).
+        # Ask the claim to start the jobs it hands over (`ClaimRequest.start`), saving each
+        # job the start's round trip and transaction. A claim whose answer is lost is sent
+        # again (same claim id) and answered with the same started jobs; an agent that dies
+        # before any answer loses the attempt when its lease runs out, as it would after a
+        # start. False: the jobs come dispatched and each gets its own `start`.
         self.start_on_claim = start_on_claim
         self.agent_id = agent_id or f"agent-{uuid.uuid4().hex[:12]}"
         self.pools = pools or []
@@ -288,10 +291,8 @@ class Agent:
             labels=self.labels,
             limit=free,
             wait=self.long_poll,
-            # An agent whose claims start their jobs cannot lose a claim's answer (it is the
-            # server's own): no id, and no look for an earlier try's jobs.
-            claim_id=None if self.start_on_claim else self._claim_id,
-            resent=self._claim_resent and not self.start_on_claim,
+            claim_id=self._claim_id,
+            resent=self._claim_resent,
             start=self.start_on_claim,
         )
         claim = asyncio.create_task(self.client.claim(request))

@@ -134,9 +134,10 @@ class ClaimRequest(_Message):
         description=(
             "The agent's random id for this claim, sent again unchanged when it retries a "
             "claim whose answer it did not get (reset, cut off, 5xx). If an earlier try "
-            "leased jobs that the agent has not started, the answer is those jobs again, "
-            "with the same lease token and epoch and a renewed lease, and nothing new is "
-            "leased. A new claim after an answer takes a new id."
+            "leased jobs that the agent has not started (or that the claim started, see "
+            "`start`), the answer is those jobs again, with the same lease token and epoch, "
+            "the same status and start time, and a renewed lease, and nothing new is leased "
+            "(no second attempt). A new claim after an answer takes a new id."
         ),
     )
     resent: bool = Field(
@@ -148,10 +149,16 @@ class ClaimRequest(_Message):
     )
     start: bool = Field(
         False,
-        description="Mark each job without a timeout running in the claim itself, so no "
-        "`start` follows. For an agent whose claim answers cannot be lost (the server's own, "
-        "in-process): a job the claim started is not answered again to a retried claim. A "
-        "job with a timeout is still started by `start`, which arms it.",
+        description="The agent accepts started jobs: each job without a timeout is leased "
+        "running by the claim itself (its start time and 'running' event in the claim's "
+        "commit; `ClaimedJob.started` true) and the agent sends no `start` for it, a round "
+        "trip and a transaction less before its process starts. A job with a timeout is "
+        "still leased dispatched and started by `start`, which arms the timeout. A retried "
+        "claim (`claim_id`, `resent`) is answered with the jobs it started too. An agent "
+        "that dies before it gets the answer loses the attempt as any lost agent does: its "
+        "lease runs out and the attempt counts as 'agent lost' against the step's retries. "
+        "Left false (agents before this field), jobs are leased dispatched and each waits "
+        "for its `start`, as before.",
     )
 
 
@@ -193,7 +200,9 @@ class ClaimedJob(_Message):
     started: bool = Field(
         False,
         description="Already running: the claim started it (`ClaimRequest.start`); the agent "
-        "sends no `start` for it.",
+        "sends no `start` for it (one sent anyway is answered as for a running job and "
+        "changes nothing). The job's start time is the claim's: it includes the agent's "
+        "work dir and files fetch.",
     )
     first_seq: Annotated[int, Field(ge=1, le=INT_MAX)] = Field(
         1,
@@ -213,7 +222,9 @@ class Claimed(_Message):
 
 
 class CancelNotice(_Message):
-    """The answer to a start or heartbeat: whether the server wants the job stopped."""
+    """The answer to a start or heartbeat: whether the server wants the job stopped. A start
+    of a job already running under the same lease (its claim started it, or the start is
+    sent again) is answered so too, and changes nothing but the lease's expiry."""
 
     requested: bool = Field(False, description="Stop the job (report it `cancelled`).")
     force: bool = Field(False, description="Stop at once (SIGKILL), not gracefully.")

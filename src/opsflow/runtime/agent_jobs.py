@@ -335,7 +335,10 @@ class AgentJobs:
         return found
 
     def start_job(self, ref: JobRef) -> CancelNotice:
-        """dispatched -> running: the agent has begun the work (idempotent)."""
+        """dispatched -> running: the agent has begun the work. Idempotent for the same
+        lease: the start of a job already running (its claim started it, e.g. an agent that
+        sends a start anyway, or a start sent again after its answer was lost) renews the
+        lease and answers its stop request, and writes no second start or event."""
 
         def work(tx: Transaction) -> CancelNotice:
             session = tx.session
@@ -345,13 +348,16 @@ class AgentJobs:
             if lease.timeout is not None:
                 # Lock order is always execution, then job; the reconcile below arms the timeout.
                 runs_store.lock_execution(session, lease.execution_id)
-            notice = jobs_store.start_job(
+            notice, first = jobs_store.start_job(
                 session,
                 lease.id,
                 ref.lease_token,
                 now=self.clock(),
                 lease_seconds=self.lease_seconds,
             )
+            if not first:
+                # Its first start wrote the event (and armed the timeout, if any).
+                return _notice(notice)
             started = events.Stamped(
                 lease.execution_id,
                 self.clock(),
@@ -455,10 +461,11 @@ class AgentJobs:
         if self.transactions.run(work):
             self._presence.pop(agent_id, None)
 
-    def hand_back(self, ref: JobRef) -> None:
+    def hand_back(self, ref: JobRef, *, unanswered: bool = False) -> None:
         """Queue a claimed job again (its agent is stopping: a job it had not started, or one
         still running when its ``--grace`` ran out, which it stopped), saying so in the engine
-        log."""
+        log. ``unanswered``: the server hands it back itself, its claim abandoned before the
+        answer went out (the agent never had it, even if the claim marked it running)."""
 
         def work(tx: Transaction) -> None:
             lease = self._lease(tx.session, ref)
@@ -467,11 +474,16 @@ class AgentJobs:
                 tx.changes.jobs_queued = True
                 # Said in the engine log, or the step's wait for an agent looks unexplained.
                 agent = f"agent {lease.agent_id}" if lease.agent_id else "its agent"
-                how = (
-                    f"attempt {lease.attempt} was stopped unfinished"
-                    if started
-                    else f"attempt {lease.attempt} had not started"
-                )
+                if unanswered:
+                    why = (
+                        f"by the server: the claim of {agent} was abandoned before its "
+                        f"answer (the agent went away or is stopping); attempt {lease.attempt} "
+                        "never reached it"
+                    )
+                elif started:
+                    why = f"by {agent} (draining; attempt {lease.attempt} was stopped unfinished)"
+                else:
+                    why = f"by {agent} (draining; attempt {lease.attempt} had not started)"
                 runs_store.add_engine_log(
                     tx.session,
                     [
@@ -479,8 +491,8 @@ class AgentJobs:
                             "execution_id": lease.execution_id,
                             "step_id": lease.step_id,
                             "at": self.clock(),
-                            "message": f"step {lease.step_id}: job handed back by {agent} "
-                            f"(draining; {how}); re-queued for another agent",
+                            "message": f"step {lease.step_id}: job handed back {why}; "
+                            "re-queued for another agent",
                         }
                     ],
                 )

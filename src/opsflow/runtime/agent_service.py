@@ -198,7 +198,7 @@ class AgentService:
     def _hand_back_each(self, refs: list[JobRef]) -> None:
         for ref in refs:
             with contextlib.suppress(StaleReport):
-                self.jobs.hand_back(ref)
+                self.jobs.hand_back(ref, unanswered=True)
 
     async def start(self, job: JobRef) -> CancelNotice:
         return await asyncio.to_thread(self.jobs.start_job, job)

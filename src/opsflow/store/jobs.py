@@ -245,7 +245,21 @@ _DISPATCH = update(JOBS).where(
     JOBS.c.id == bindparam("b_id"), JOBS.c.status == JobStatus.PENDING.value
 )
 _NOTICE = (JOBS.c.cancel_requested, JOBS.c.cancel_force, JOBS.c.cancel_as)
-_START = update(JOBS).where(_OWNED).values(status=JobStatus.RUNNING.value).returning(*_NOTICE)
+# A start of a job already running (a claim started it, or the start is sent again) keeps
+# its ``started_at``; any start clears ``claim_id``: the agent has the claim's answer.
+_START = (
+    update(JOBS)
+    .where(_OWNED)
+    .values(
+        status=JobStatus.RUNNING.value,
+        started_at=case(
+            (JOBS.c.status == JobStatus.RUNNING.value, JOBS.c.started_at),
+            else_=bindparam("b_now"),
+        ),
+        claim_id=None,
+    )
+    .returning(*_NOTICE, JOBS.c.started_at)
+)
 _HEARTBEAT = update(JOBS).where(_OWNED).returning(*_NOTICE)
 # Both return the job's last log seq too (the end does not change it): the report's own log
 # lines follow it without reading the row again (see ``bump_seq``'s ``previous``).
@@ -405,8 +419,11 @@ def claim_jobs(
 ) -> list[Job]:
     """Lease up to ``limit`` pending jobs of the given pools whose labels this agent has,
     marked with the agent's ``claim_id`` (see `claimed_again`). With ``start``, those
-    without a timeout are leased running (``started_at`` now): the start of a job with a
-    timeout arms it, and is left to `start_job`."""
+    without a timeout are leased running, ``started_at`` the claim's ``now`` (the same as
+    ``dispatched_at``: how `claimed_again` knows the claim started it). The start of a job
+    with a timeout arms the timeout, which locks the execution first (lock order: execution,
+    then job), and a claim holds job rows: it is left to `start_job`. Either way the job
+    keeps ``claim_id`` until the agent's own start (see `claimed_again`)."""
     claimed: list[Job] = []
     found = session.connection().execute(
         _PENDING, {"b_pools": pools, "b_limit": max(limit * 4, 16)}
@@ -442,8 +459,10 @@ _CLAIMED_AGAIN = (
     .where(
         JOBS.c.agent_id == bindparam("b_agent"),
         JOBS.c.claim_id == bindparam("b_claim"),
-        JOBS.c.status == JobStatus.DISPATCHED.value,
         JOBS.c.dispatched_at >= bindparam("b_since"),
+        # Dispatched, or running because the claim started it: the agent's own start clears
+        # ``claim_id`` (`start_job`), so a job the agent started is not among these.
+        JOBS.c.status.in_(IN_FLIGHT),
     )
     .order_by(JOBS.c.created_at)
     .with_for_update()
@@ -452,17 +471,21 @@ _RENEW = update(JOBS).where(
     JOBS.c.id == bindparam("b_id"),
     JOBS.c.lease_token == bindparam("b_token"),
     JOBS.c.lease_epoch == bindparam("b_epoch"),
-    JOBS.c.status == JobStatus.DISPATCHED.value,
+    JOBS.c.status.in_(IN_FLIGHT),
 )
 
 
 def claimed_again(
     session: Session, *, agent_id: str, claim_id: str, lease_seconds: float, now: float
 ) -> list[Job]:
-    """The jobs an earlier try of the same claim (``agent_id`` and ``claim_id``) leased and
-    the agent has not started: the answer it did not get. Each keeps its lease token and
-    epoch, and its lease is renewed (a compare-and-set on both: a job whose lease moved on
-    meanwhile is not handed out). Only within two lease times of the first claim: a claim
+    """The jobs an earlier try of the same claim (``agent_id`` and ``claim_id``) leased: the
+    answer the agent did not get. Those are the jobs the agent has not started (its start
+    clears ``claim_id``), and those the claim started itself (`claim_jobs` with ``start``):
+    an agent sends a claim again only when it never got its answer, so it has run none of
+    them. Each keeps its lease token and epoch,
+    its status and ``started_at`` (no second start, no second attempt), and its lease is
+    renewed (a compare-and-set on token and epoch: a job whose lease moved on meanwhile, or
+    that ended, is not handed out). Only within two lease times of the first claim: a claim
     whose answer never gets through (it fails the same way each time) must not keep its
     jobs leased for ever; past that the lease runs out as for any lost agent."""
     again: list[Job] = []
@@ -578,16 +601,26 @@ def hand_back(session: Session, job_id: str, token: str) -> bool:
     return bool(res.rowcount)
 
 
+class Started(NamedTuple):
+    """What `start_job` did: the job's stop request, and whether this start began it."""
+
+    notice: CancelNotice
+    first: bool  # False: it was running already (started by its claim, or a start resent)
+
+
 def start_job(
     session: Session, job_id: str, token: str, *, now: float, lease_seconds: float
-) -> CancelNotice:
-    """dispatched -> running (idempotent for running): the agent has begun the work."""
+) -> Started:
+    """dispatched -> running: the agent has begun the work. Idempotent for the same lease:
+    a job already running keeps its ``started_at`` (``first`` False, the lease renewed), so
+    an agent that sends ``start`` for a job its claim started, or sends it twice, changes
+    nothing else. A lease that is not the job's current one raises `StaleReport`."""
     row = (
         session.connection()
         .execute(
             _START,
             {
-                "started_at": now,
+                "b_now": now,
                 "lease_expires_at": now + lease_seconds,
                 "b_id": job_id,
                 "b_token": token,
@@ -597,7 +630,7 @@ def start_job(
     )
     if row is None:
         raise _refuse(session, job_id, token)
-    return CancelNotice.from_row(row)
+    return Started(CancelNotice.from_row(row), row.started_at == now)
 
 
 def heartbeat(

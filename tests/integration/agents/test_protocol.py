@@ -93,6 +93,56 @@ def test_a_waiting_claim_gets_a_job_the_moment_it_is_queued_and_stale_epochs_are
     agent.close()
 
 
+def test_a_claim_that_accepts_started_jobs_is_answered_again_with_them_and_a_start_is_harmless(
+    server: RunningServer, api: Api
+) -> None:
+    """An agent that says it accepts started jobs (``start``) gets them running, its start
+    time the claim's; the claim sent again after its answer was lost gets the same jobs, same
+    lease, still running; a ``start`` sent anyway (an older agent's habit) changes nothing.
+    An agent that does not say so (an older one) gets its jobs dispatched, as before."""
+    agent = httpx.Client(
+        base_url=f"{server.url}/api/v1/agent",
+        headers={"Authorization": f"Bearer {agent_token(server)}"},
+        timeout=60,
+    )
+    assert agent.post("/register", json={"agent_id": "newer", "concurrency": 1}).status_code == 200
+    api.publish("one", ONE_STEP)
+    execution_id = api.run("one")
+    claim = {"agent_id": "newer", "limit": 1, "wait": 20, "claim_id": "claim-0001", "start": True}
+    (job,) = agent.post("/claim", json=claim).json()["jobs"]
+    assert job["started"] is True
+    # The answer was lost: the same claim, sent again.
+    (again,) = agent.post("/claim", json={**claim, "resent": True}).json()["jobs"]
+    assert {k: again[k] for k in ("job_id", "lease_token", "epoch", "started")} == {
+        k: job[k] for k in ("job_id", "lease_token", "epoch", "started")
+    }
+    (attempt,) = api.execution(execution_id)["steps"][0]["jobs"]
+    assert attempt["status"] == "running"
+    assert attempt["started_at"] == attempt["dispatched_at"]
+    ref = {"job_id": job["job_id"], "lease_token": job["lease_token"], "epoch": job["epoch"]}
+    started = agent.post("/start", json=ref)
+    assert started.status_code == 200 and started.json()["requested"] is False
+    (after,) = api.execution(execution_id)["steps"][0]["jobs"]
+    assert (after["status"], after["started_at"]) == ("running", attempt["started_at"])
+    report = {"job": ref, "status": "completed", "outputs": {"exit_code": 0}, "exit_code": 0}
+    assert agent.post("/report", json=report).status_code == 204
+    api.wait_for(
+        "the run completes",
+        lambda: api.execution(execution_id)["status"] == "completed",
+        timeout=30,
+    )
+    (done,) = api.execution(execution_id)["steps"][0]["jobs"]  # one attempt, started once
+    assert (done["status"], done["started_at"]) == ("completed", attempt["started_at"])
+
+    older = api.run("one")
+    claim = {"agent_id": "newer", "limit": 1, "wait": 20, "claim_id": "claim-0002"}
+    (plain,) = agent.post("/claim", json=claim).json()["jobs"]
+    assert plain["started"] is False
+    (dispatched,) = api.execution(older)["steps"][0]["jobs"]
+    assert (dispatched["status"], dispatched["started_at"]) == ("dispatched", None)
+    agent.close()
+
+
 def test_an_empty_claim_answers_when_its_wait_runs_out(server: RunningServer) -> None:
     with httpx.Client(
         base_url=f"{server.url}/api/v1/agent",

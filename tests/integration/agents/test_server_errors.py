@@ -159,6 +159,9 @@ def test_a_claim_whose_answer_is_lost_is_answered_again_and_the_job_runs_at_once
     assert [(j["attempt"], j["status"], j["agent_id"]) for j in step["jobs"]] == [
         (1, "completed", agent_id)
     ], (step, agents.log("a"))
+    # Started by the lost claim itself (`ClaimRequest.start`), and answered again as such.
+    assert step["jobs"][0]["started_at"] == step["jobs"][0]["dispatched_at"], step
+    assert proxy.count("/agent/start", "Forward") == 0, proxy.seen
     assert took < LEASE, took
     assert "ran-once" in api.log_texts(execution_id)
 
@@ -166,7 +169,7 @@ def test_a_claim_whose_answer_is_lost_is_answered_again_and_the_job_runs_at_once
 RETRIED = """
 id: retried
 steps:
-  - {id: work, type: script, shell: sh, retries: 1, run: "echo working"}
+  - {id: work, type: script, shell: sh, retries: 1, run: "echo working"%s}
 """
 
 
@@ -177,7 +180,8 @@ def test_a_message_answered_5xx_for_ever_is_given_up_and_the_step_retried_as_age
     """The server fails one job's report (or start) for ever while it takes heartbeats: the
     agent retries it for ``--give-up-after`` seconds, then gives the job up — says so naming
     the job, attempt and last error, stops renewing its lease — so the attempt ends as
-    'agent lost' and the step is retried (on the same agent, which goes on claiming)."""
+    'agent lost' and the step is retried (on the same agent, which goes on claiming). A job
+    without a timeout is started by its claim: the start is the one of a job with a timeout."""
     failing = threading.Event()
     failing.set()
 
@@ -189,7 +193,7 @@ def test_a_message_answered_5xx_for_ever_is_given_up_and_the_step_retried_as_age
     proxy.policy = sick
     agents.start("a", "--concurrency", "1", "--give-up-after", "3", url=proxy.url)
     agent_id = agents.agent_id("a")
-    api.publish("retried", RETRIED)
+    api.publish("retried", RETRIED % (", timeout: 5m" if route == "start" else ""))
     execution_id = api.run("retried")
     api.wait_for("the agent gives the job up", lambda: "gave up job" in agents.log("a"), timeout=60)
     given_up = time.monotonic()
