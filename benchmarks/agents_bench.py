@@ -5,8 +5,12 @@ Starts a real ``opsflow server --no-local-agent`` (SQLite in a fresh data dir, o
 PostgreSQL database ``--db`` names) with leases of ``--lease`` seconds, and real ``opsflow
 agent`` processes on loopback. Times are the server's own records of each job:
 
-- dispatch: ``created_at`` (queued) → ``dispatched_at`` (claimed by a waiting agent) and →
-  ``started_at`` (the agent has its work dir and says it began), over the links of a chain
+- dispatch: ``created_at`` (queued) → ``dispatched_at`` (claimed by a waiting agent), →
+  ``started_at`` (the agent has its work dir and says it began; an agent whose claim starts
+  its jobs, `ClaimRequest.start`, has it from the claim, equal to ``dispatched_at``) and →
+  spawned: the ``at`` of the job's first log line, the line the script executor writes
+  just before it spawns the process (so the figure holds the agent's work dir, its start
+  and its executor's preparation whoever recorded ``started_at``), over the links of a chain
   of script steps (each job is queued the moment its predecessor's report is committed);
 - throughput: a fan-out of ``--fanout`` independent ``true`` steps, first job queued → last
   job ended, with 1, 2 and 4 agents of ``--concurrency`` slots each;
@@ -240,6 +244,14 @@ class Api:
         res.raise_for_status()
         return str(res.json()["id"])
 
+    def first_lines(self, execution_id: str) -> dict[str, float]:
+        """Job id -> the ``at`` of its first log line (seq 1), in epoch seconds."""
+        res = self.http.get(
+            f"/executions/{execution_id}/logs", params={"stream": "system", "limit": 10000}
+        )
+        res.raise_for_status()
+        return {line["job_id"]: _t(line["at"]) for line in res.json()["items"] if line["seq"] == 1}
+
     def detail(self, execution_id: str) -> dict[str, Any]:
         res = self.http.get(f"/executions/{execution_id}")
         res.raise_for_status()
@@ -262,23 +274,29 @@ def jobs_of(detail: dict[str, Any]) -> list[dict[str, Any]]:
     return [job for step in detail["steps"] for job in step["jobs"]]
 
 
-def dispatch(api: Api, fleet: Fleet, links: int) -> None:
+def dispatch(api: Api, fleet: Fleet, links: int, step_timeout: str | None) -> None:
     fleet.start("dispatch", 4)
     chain = "id: chain\nsteps:\n" + "\n".join(
         f"  - {{id: s{i}, type: script, shell: sh, run: 'true'"
         + (f", needs: [s{i - 1}]" if i else "")
+        + (f", timeout: {step_timeout}" if step_timeout else "")
         + "}"
         for i in range(links)
     )
     api.publish("chain", chain)
     api.finish(api.run("chain"))  # warm-up: the agent caches the files
-    jobs = jobs_of(api.finish(api.run("chain")))[1:]
+    execution_id = api.run("chain")
+    jobs = jobs_of(api.finish(execution_id))[1:]
+    first_line = api.first_lines(execution_id)
     claimed = [(_t(j["dispatched_at"]) - _t(j["created_at"])) * 1000 for j in jobs]
     started = [(_t(j["started_at"]) - _t(j["created_at"])) * 1000 for j in jobs]
+    spawned = [(first_line[j["id"]] - _t(j["created_at"])) * 1000 for j in jobs]
+    by_claim = sum(j["started_at"] == j["dispatched_at"] for j in jobs)
     print(
         f"dispatch over {len(jobs)} links: queued -> claimed p50 {_pct(claimed, 50):.1f} ms, "
         f"p99 {_pct(claimed, 99):.1f} ms; queued -> started p50 {_pct(started, 50):.1f} ms, "
-        f"p99 {_pct(started, 99):.1f} ms"
+        f"p99 {_pct(started, 99):.1f} ms ({by_claim} started by their claim); "
+        f"queued -> spawned p50 {_pct(spawned, 50):.1f} ms, p99 {_pct(spawned, 99):.1f} ms"
     )
     fleet.stop()
 
@@ -355,7 +373,19 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--quick", action="store_true", help="links 30, fan-out 100, 5 kills")
+    parser.add_argument(
+        "--only",
+        choices=["dispatch", "throughput", "requeue"],
+        action="append",
+        help="run only these parts (repeatable; default: all three)",
+    )
+    parser.add_argument(
+        "--step-timeout",
+        help="give the dispatch chain's steps this timeout (e.g. 1h): an agent's claim does "
+        "not start a job with a timeout, whose own start arms it",
+    )
     args = parser.parse_args()
+    parts = set(args.only or ["dispatch", "throughput", "requeue"])
     if args.quick:
         args.links, args.fanout, args.kills = 30, 100, 5
     with tempfile.TemporaryDirectory(prefix="opsflow-agents-bench-") as tmp:
@@ -365,9 +395,12 @@ def main() -> None:
             fleet = Fleet(root / "agents", url, api.agent_token(), args.lease)
             try:
                 print(f"backend: {'postgresql' if args.db else 'sqlite'}, lease {args.lease:g} s")
-                dispatch(api, fleet, args.links)
-                throughput(api, fleet, args.fanout, args.concurrency, args.db)
-                requeue(api, fleet, args.kills)
+                if "dispatch" in parts:
+                    dispatch(api, fleet, args.links, args.step_timeout)
+                if "throughput" in parts:
+                    throughput(api, fleet, args.fanout, args.concurrency, args.db)
+                if "requeue" in parts:
+                    requeue(api, fleet, args.kills)
             finally:
                 fleet.stop()
 
