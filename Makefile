@@ -55,8 +55,12 @@ packages:
 	  else echo "install Debian's$$missing (apt-get install$$missing) for the tests" >&2; exit 1; fi; fi
 
 # vitest first; pytest (with the browser tests in tests/e2e) last, so its summary ends the output.
+# src is byte-compiled first: the editable install leaves it uncompiled, and where
+# PYTHONDONTWRITEBYTECODE is set (these machines set it) every server, agent and CLI process the
+# suite starts would compile opsflow's modules again (0.3 s of CPU for the server's).
 test: lint typecheck web packages
 	cd web && npx vitest run
+	$(BIN)/python -m compileall -q src
 	$(BIN)/pytest -q --durations=25 $(PYTEST_ARGS)
 
 bench: setup
