@@ -1,5 +1,6 @@
 """Every example in ``examples/`` run to its intended end on the demo server (``opsflow
-server --demo``), on SQLite and PostgreSQL.
+server --demo``), on SQLite and PostgreSQL; the three long end-to-end runs (ansible, agents
+with pg_dump and the aws CLI, terraform in two regions) on SQLite only (`END_TO_END`).
 
 What this machine lacks is replaced by local stand-ins: one loopback HTTP server plays the
 CDN, the web site, Prometheus and the chat channels (the examples' URLs are pointed at it in
@@ -245,6 +246,14 @@ class Demo:
         return detail
 
 
+# The long examples run end to end on SQLite only, as the guide has end-to-end tests do: what
+# they store on the server goes through the same store calls as the short examples here, which
+# still run on PostgreSQL too, and each has its PostgreSQL variant where the store is the
+# subject (approvals: tests/integration/executions, agent jobs: tests/integration/agents,
+# terraform state: tests/integration/terraform, all on both backends).
+END_TO_END = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+
+
 @pytest.fixture(scope="module", params=BACKENDS)
 def db_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -412,6 +421,7 @@ def test_an_example_for_remote_pools_says_no_agent_serves_them(
     assert cancelled.returncode == 0, cancelled.stderr
 
 
+@END_TO_END
 @pytest.mark.timeout(300)
 def test_promote_release_goes_through_dev_and_test_then_two_approvals_to_production(
     demo: Demo, stand_in: StandIn
@@ -558,6 +568,7 @@ def s3() -> Iterator[Bucket]:
     httpd.server_close()
 
 
+@END_TO_END
 @pytest.mark.timeout(300)
 def test_nightly_db_backup_dumps_uploads_and_prunes_on_an_agent_of_pool_db_hosts(
     demo: Demo, s3: Bucket, tmp_path: Path
@@ -596,6 +607,7 @@ def test_nightly_db_backup_dumps_uploads_and_prunes_on_an_agent_of_pool_db_hosts
     assert _step(detail, "report-failure")["status"] == "skipped"
 
 
+@END_TO_END
 @pytest.mark.timeout(300)
 def test_multi_region_rollout_plans_asks_once_applies_both_regions_and_verifies(
     demo: Demo, stand_in: StandIn, tmp_path: Path
