@@ -12,12 +12,15 @@ mid-run is missed). On a loaded machine CPU per step is the robust figure; steps
 moves with the load.
 
 ``--viewers N`` sets how many clients follow each run's live event stream (as browsers
-watching it do; the bench's own wait is one of them): 0 waits by polling the execution every
-second instead (no stream; its detail of every step is no cheap read either), 1 (the default) is server_bench's follower, more add followers
-that read the same stream. ``--py-spy PATH`` records the server with py-spy
-(``--gil``, raw collapsed stacks, 200 Hz) across the sized runs of each backend into
-``PATH-<backend>.txt`` and prints the samples' split by what they were doing (py-spy is not
-a project dependency: ``python -m venv /tmp/pyspy && /tmp/pyspy/bin/pip install py-spy``).
+watching it do; the bench's own wait is one of them): 0 waits by listing the execution every
+second instead (no stream; its summary, not its detail of every step), 1 (the default) is
+server_bench's follower, more add followers that read the same stream.
+``--py-spy PATH`` records the server with py-spy (``--gil``, raw collapsed stacks, 200 Hz)
+across the sized runs of each backend into ``PATH-<backend>.txt`` and prints the samples'
+split by what they were doing (py-spy is not a project dependency: ``python -m venv
+/tmp/pyspy && /tmp/pyspy/bin/pip install py-spy``). On a loaded machine ``--gil`` samples
+count a thread that holds the GIL while the kernel has it off the CPU: shares lean towards
+what holds the GIL across system calls (process start).
 
     python benchmarks/fan_out_cpu.py [--fanouts 100,500] [--rounds 2] [--backends sqlite,postgresql]
         [--viewers 1] [--py-spy /tmp/profile]
@@ -80,7 +83,7 @@ CATEGORIES = [
     ("live stream", ("api/events.py",)),
     ("process start", ("steps/process.py", "subprocess.py")),
     ("executor", ("steps/",)),
-    ("reconcile", ("reconciler.py", "engine/")),
+    ("reconcile", ("reconciler.py", "opsflow/engine/")),
     ("log batches", ("logsink.py", "_append_batches", "store/logs.py", "Agent._ship")),
     ("claims", ("claim",)),
     ("report writes", ("_write_all", "agent_jobs.py", "agent_service.py")),
@@ -140,13 +143,18 @@ def py_spy(pid: int, out: Path | None) -> Iterator[None]:
 
 
 def poll(srv: Server, execution_id: str) -> dict[str, Any]:
-    """Wait for the run's end by reading the execution every second (no live stream)."""
+    """Wait for the run's end by listing it (its summary: one row) every second, no live
+    stream; then its detail, once (the detail of every step is no cheap read)."""
     while True:
-        detail: dict[str, Any] = srv.client.get(f"/api/v1/executions/{execution_id}").json()
-        if detail["status"] in ("completed", "failed", "cancelled"):
-            assert detail["status"] == "completed", detail.get("engine_log")
-            return detail
+        page = srv.client.get(
+            "/api/v1/executions", params={"id_prefix": execution_id, "limit": 1}
+        ).json()
+        if page["items"] and page["items"][0]["status"] in ("completed", "failed", "cancelled"):
+            break
         time.sleep(1.0)
+    detail: dict[str, Any] = srv.client.get(f"/api/v1/executions/{execution_id}").json()
+    assert detail["status"] == "completed", detail.get("engine_log")
+    return detail
 
 
 def follow(srv: Server, execution_id: str) -> None:
