@@ -446,8 +446,13 @@ class Agent:
         workdir: Path | None = None
         try:
             # Fetching files can take longer than a lease (a big bundle or plan, a slow link,
-            # a loaded machine): the lease is renewed meanwhile, as while the job runs.
-            keeper = asyncio.create_task(self._keep_lease(ref))
+            # a loaded machine): the lease is renewed meanwhile, as while the job runs. A job
+            # the claim started with nothing to fetch needs no keeper (a task per job).
+            keeper = (
+                asyncio.create_task(self._keep_lease(ref))
+                if job.bundle or job.inputs or not job.started
+                else None
+            )
             try:
                 workdir = await self._workdir(job)
                 inputs = await self._inputs(ref, workdir, job.inputs)
@@ -461,8 +466,9 @@ class Agent:
                     )
                 )
             finally:
-                keeper.cancel()
-                await asyncio.gather(keeper, return_exceptions=True)
+                if keeper is not None:
+                    keeper.cancel()
+                    await asyncio.gather(keeper, return_exceptions=True)
             _obey(cancel, notice)
             spec = JobSpec(
                 job_id=job.job_id,

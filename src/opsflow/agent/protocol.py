@@ -212,7 +212,10 @@ class ClaimedJob(_Message):
 
     @property
     def ref(self) -> JobRef:
-        return JobRef(job_id=self.job_id, lease_token=self.lease_token, epoch=self.epoch)
+        # Not validated again: the fields are this message's own, validated already.
+        return JobRef.model_construct(
+            job_id=self.job_id, lease_token=self.lease_token, epoch=self.epoch
+        )
 
 
 class Claimed(_Message):

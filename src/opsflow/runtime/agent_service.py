@@ -19,8 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 from opsflow.agent.client import Waiter
@@ -329,10 +328,6 @@ class InProcessClient:
         return await self.service.fetch_artifact(job, step_id, name)
 
     def watch_cancel(self, job_id: str) -> AbstractAsyncContextManager[Waiter]:
-        """In-process, a cancel wakes the job at once instead of at its next heartbeat."""
-        return self._watch(job_id)
-
-    @asynccontextmanager
-    async def _watch(self, job_id: str) -> AsyncIterator[Waiter]:
-        async with self.service.bus.watch_cancel(job_id) as sub:
-            yield sub
+        """In-process, a cancel wakes the job at once instead of at its next heartbeat (the
+        bus's subscription itself: every running job enters one)."""
+        return self.service.bus.watch_cancel(job_id)
