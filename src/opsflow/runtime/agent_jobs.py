@@ -666,6 +666,7 @@ class AgentJobs:
             error=error,
             retryable=report.retryable,
             exit_code=report.exit_code,
+            last_seq=report.lines[-1].seq if report.lines else None,
         )
         if report.lines:
             logs_store.append(
@@ -676,6 +677,7 @@ class AgentJobs:
                 step_id=lease.step_id,
                 lines=self._masked_lines(session, lease, report.lines),
                 previous=last_seq,
+                recorded=True,
             )
         self._maskers.pop(lease.id, None)
         ended.steps.add(lease.step_id)

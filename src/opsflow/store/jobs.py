@@ -263,24 +263,36 @@ _START = (
 _HEARTBEAT = update(JOBS).where(_OWNED).returning(*_NOTICE)
 # Both return the job's last log seq too (the end does not change it): the report's own log
 # lines follow it without reading the row again (see ``bump_seq``'s ``previous``).
-_FINISH = update(JOBS).where(_OWNED).returning(JOBS.c.status, JOBS.c.last_seq)
+_END = update(JOBS).where(_OWNED)
+_FINISH = _END.returning(JOBS.c.status, JOBS.c.last_seq)
 _TIMED_OUT = JOBS.c.cancel_as == JobStatus.TIMEOUT.value
 # A job the server stopped for its timeout ends as a timeout: with the server's reason
 # ("timed out after 2s") and retryable like a failure, whatever the agent called its stop.
-_FINISH_CANCELLED = (
-    update(JOBS)
-    .where(_OWNED)
-    .values(
-        status=case(
-            (JOBS.c.cancel_as.is_not(None), JOBS.c.cancel_as), else_=JobStatus.CANCELLED.value
-        ),
-        error=case((_TIMED_OUT, JOBS.c.error), else_=bindparam("b_error")),
-        retryable=case((_TIMED_OUT, True), else_=bindparam("b_retryable")),
-    )
-    .returning(JOBS.c.status, JOBS.c.last_seq)
+_END_CANCELLED = _END.values(
+    status=case((JOBS.c.cancel_as.is_not(None), JOBS.c.cancel_as), else_=JobStatus.CANCELLED.value),
+    error=case((_TIMED_OUT, JOBS.c.error), else_=bindparam("b_error")),
+    retryable=case((_TIMED_OUT, True), else_=bindparam("b_retryable")),
 )
+_FINISH_CANCELLED = _END_CANCELLED.returning(JOBS.c.status, JOBS.c.last_seq)
 _SEQ = select(JOBS.c.last_seq, JOBS.c.lease_token).where(JOBS.c.id == bindparam("b_id"))
 _SET_SEQ = update(JOBS).where(JOBS.c.id == bindparam("b_id"))
+# PostgreSQL: the end that also records its report's last log seq, in the same statement,
+# returning the seq stored before it. ``RETURNING`` gives the new row's values, so the old
+# one comes from a self-join on the row, locked as the update locks it (FOR NO KEY UPDATE):
+# a log batch committed meanwhile is waited for, and both then see its seq.
+_BEFORE = (
+    select(JOBS.c.id, JOBS.c.last_seq)
+    .where(JOBS.c.id == bindparam("b_id"))
+    .with_for_update(key_share=True)
+    .subquery("before")
+)
+_WITH_SEQ = {"last_seq": func.greatest(JOBS.c.last_seq, bindparam("b_seq", type_=Integer))}
+_FINISH_SEQ, _FINISH_CANCELLED_SEQ = (
+    end.where(JOBS.c.id == _BEFORE.c.id)
+    .values(_WITH_SEQ)
+    .returning(JOBS.c.status, _BEFORE.c.last_seq)
+    for end in (_END, _END_CANCELLED)
+)
 
 
 def attempts_of_execution(session: Session, execution_id: str) -> list[Job]:
@@ -669,13 +681,17 @@ def finish_job(
     retryable: bool = True,
     exit_code: int | None = None,
     artifacts: dict[str, str] | None = None,
+    last_seq: int | None = None,
 ) -> JobEnd:
     """The agent's final report; a stale lease or an already ended job is refused.
 
     One statement: a job the server asked to stop as TIMEOUT ends so even when its agent
     reports it cancelled (with the server's reason, retryable). Returns the status the job
-    ended with and its last stored log seq (the row is locked by then: the report's own lines
-    go in with ``bump_seq(previous=...)``, no second read).
+    ended with and its last stored log seq before this end (the row is locked by then: the
+    report's own lines go in with ``logs.append(previous=..., recorded=True)``, no second
+    read). ``last_seq``: the highest seq of the report's own log lines, recorded with the end
+    (the stored seq becomes the higher of the two): in the same statement on PostgreSQL, in a
+    second one on SQLite (which cannot return a value from before its update).
     """
     values: dict[str, Any] = {
         "ended_at": now,
@@ -688,15 +704,24 @@ def finish_job(
         "b_id": job_id,
         "b_token": token,
     }
+    connection = session.connection()
+    in_one = last_seq is not None and connection.dialect.name == "postgresql"
+    if in_one:
+        values["b_seq"] = last_seq
     if status == JobStatus.CANCELLED:
         cancelled = {k: v for k, v in values.items() if k not in ("error", "retryable")}
         cancelled |= {"b_error": error, "b_retryable": retryable}
-        row = session.connection().execute(_FINISH_CANCELLED, cancelled).first()
+        statement = _FINISH_CANCELLED_SEQ if in_one else _FINISH_CANCELLED
+        row = connection.execute(statement, cancelled).first()
     else:
-        row = session.connection().execute(_FINISH, {**values, "status": status.value}).first()
+        statement = _FINISH_SEQ if in_one else _FINISH
+        row = connection.execute(statement, {**values, "status": status.value}).first()
     if row is None:
         raise _refuse(session, job_id, token)
-    return JobEnd(JobStatus(row.status), int(row.last_seq))
+    previous = int(row.last_seq)
+    if last_seq is not None and not in_one and last_seq > previous:
+        connection.execute(_SET_SEQ, {"last_seq": last_seq, "b_id": job_id})
+    return JobEnd(JobStatus(row.status), previous)
 
 
 def request_cancel(

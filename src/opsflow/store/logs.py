@@ -107,6 +107,7 @@ def append(
     step_id: str,
     lines: Sequence[LogLine],
     previous: int | None = None,
+    recorded: bool = False,
 ) -> int:
     """Store a batch from the job's current lease holder; returns how many lines were stored.
 
@@ -115,7 +116,9 @@ def append(
     never as ORM objects: on PostgreSQL ``COPY``, or for a small batch one multi-row
     ``INSERT`` (one round trip where ``COPY`` takes two); on SQLite ``executemany`` of one
     prepared ``INSERT``. ``previous``: the job's last seq, when this transaction already
-    read it from the job's locked row after checking ``token`` (see `jobs_store.bump_seq`).
+    read it from the job's locked row after checking ``token`` (see `jobs_store.bump_seq`);
+    with ``recorded`` that statement also stored this batch's last seq (`jobs_store.finish_job`
+    with ``last_seq``), so none is written here.
     Raises ``InvalidInput`` for a batch over ``MAX_BATCH_LINES`` or ``MAX_BATCH_BYTES`` and
     ``StaleReport`` when ``token`` is not the job's lease.
     """
@@ -132,7 +135,9 @@ def append(
             f"lines: a log batch holds at most {MAX_BATCH_BYTES} bytes, this one {size}; "
             "send it in several batches"
         )
-    previous = jobs_store.bump_seq(session, job_id, token, lines[-1].seq, previous=previous)
+    if not recorded:
+        previous = jobs_store.bump_seq(session, job_id, token, lines[-1].seq, previous=previous)
+    assert previous is not None, "a recorded seq comes with the one before it"
     rows: list[_Row] = []
     append_row = rows.append
     expected = previous + 1

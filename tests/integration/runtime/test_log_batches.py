@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -151,3 +152,39 @@ def test_a_write_ends_before_the_report_of_a_job_whose_lines_wait_in_it() -> Non
         assert left == []
     finally:
         loop.close()
+
+
+def test_an_end_report_stores_its_lines_after_a_batch_committed_while_it_waited(
+    database: Database,
+) -> None:
+    """The end records its lines' last seq in the statement that ends the job (on
+    PostgreSQL): a batch of the same job still open when the report comes is waited for, and
+    the report then stores only the lines that batch did not (none twice), the seq left at
+    the report's last."""
+    runtime, execution_id, job = _runtime_with_job(database)
+    now = time.time()
+    ref = _ref(job)
+    batch = [LogLine(n, now, LogStream.STDOUT, f"line {n}") for n in range(1, 6)]
+    ending = [LogLine(n, now, LogStream.STDOUT, f"line {n}") for n in range(3, 8)]
+    with ThreadPoolExecutor(1) as pool:
+        with database.session() as open_batch:  # the batch's transaction, not yet committed
+            logs_store.append(
+                open_batch,
+                job_id=job.id,
+                token=ref.lease_token,
+                execution_id=execution_id,
+                step_id="work",
+                lines=batch,
+            )
+            report = pool.submit(
+                runtime.finish_job,
+                JobReport(job=ref, status=JobStatus.COMPLETED, exit_code=0, lines=ending),
+            )
+            time.sleep(0.3)
+            assert not report.done()  # waits for the batch's row lock (or SQLite's writer)
+        report.result(timeout=30)
+    with database.read() as s:
+        rows = logs_store.query(s, execution_id)
+        (stored,) = jobs_store.jobs_of_execution(s, execution_id)
+    assert [r["seq"] for r in rows] == [1, 2, 3, 4, 5, 6, 7]
+    assert stored.last_seq == 7 and stored.status == JobStatus.COMPLETED
