@@ -12,8 +12,10 @@ what went to the database:
 - SQLite: the statements SQLAlchemy sends (each a call through the driver), ``BEGIN
   IMMEDIATE`` and ``COMMIT`` included.
 
-It prints, per phase (claim, report), the round trips of a middle step by kind, and the
-wall-clock p50 / p90 of the phase over the chain's middle steps.
+It prints, per phase (claim, report), the round trips of a middle step by kind, the
+wall-clock p50 / p90 of the phase over the chain's middle steps and the p50 of the calling
+thread's CPU time in it (what the round trips cost in Python: SQLAlchemy, psycopg, the
+reconcile).
 
     .venv/bin/python benchmarks/round_trips.py                       # PostgreSQL, 40 steps
     .venv/bin/python benchmarks/round_trips.py --backend sqlite --lines 0
@@ -174,14 +176,19 @@ def run(backend: str, steps: int, lines: int) -> None:
             runtime.start_execution(
                 RunRequest(workflow_id=workflow.id, definition=canonical(workflow), params={})
             )
-            phases: dict[str, list[tuple[float, Counter[str]]]] = {"claim": [], "report": []}
+            phases: dict[str, list[tuple[float, float, Counter[str]]]] = {
+                "claim": [],
+                "report": [],
+            }
             for _ in range(steps):
                 TRIPS.take()
-                began = time.perf_counter()
+                began, cpu = time.perf_counter(), time.thread_time()
                 (job,) = runtime.claim(
                     agent_id="trips", pools=["default"], labels={}, limit=1, start=True
                 )
-                phases["claim"].append((time.perf_counter() - began, TRIPS.take()))
+                phases["claim"].append(
+                    (time.perf_counter() - began, time.thread_time() - cpu, TRIPS.take())
+                )
                 assert job.lease_token is not None
                 ref = JobRef(job_id=job.id, lease_token=job.lease_token, epoch=job.lease_epoch)
                 report = JobReport(
@@ -193,20 +200,23 @@ def run(backend: str, steps: int, lines: int) -> None:
                         for seq in range(1, lines + 1)
                     ],
                 )
-                began = time.perf_counter()
+                began, cpu = time.perf_counter(), time.thread_time()
                 runtime.finish_job(report)
-                phases["report"].append((time.perf_counter() - began, TRIPS.take()))
+                phases["report"].append(
+                    (time.perf_counter() - began, time.thread_time() - cpu, TRIPS.take())
+                )
         finally:
             db.dispose()
     print(f"{backend}, {steps}-step chain, {lines} log line(s) per report, the server's own agent")
     for phase, taken in phases.items():
         middle = taken[1:-1]  # the first and last steps also start or end the execution
-        times = sorted(t * 1000 for t, _ in middle)
-        kinds = middle[len(middle) // 2][1]
+        times = sorted(t * 1000 for t, _, _ in middle)
+        cpu = statistics.median(c * 1000 for _, c, _ in middle)
+        kinds = middle[len(middle) // 2][2]
         p90 = times[int(len(times) * 0.9)]
         print(
             f"  {phase:7} {sum(kinds.values()):2} round trips, p50 "
-            f"{statistics.median(times):.2f} ms, p90 {p90:.2f} ms: "
+            f"{statistics.median(times):.2f} ms, p90 {p90:.2f} ms, CPU p50 {cpu:.2f} ms: "
             + ", ".join(f"{k} x{n}" if n > 1 else k for k, n in kinds.items())
         )
 

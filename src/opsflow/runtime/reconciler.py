@@ -59,6 +59,7 @@ from opsflow.spec.template import evaluate_condition
 from opsflow.status import ExecutionStatus, JobPurpose, JobStatus, Outcome, StepStatus, StepType
 from opsflow.store import jobs as jobs_store
 from opsflow.store import runs as runs_store
+from opsflow.store import writes as writes_store
 from opsflow.store.jobs import Job
 from opsflow.store.runs import Execution, Step
 from opsflow.words import counted
@@ -142,6 +143,9 @@ class _Run:
         # Each step's status and open needs as read, before this reconcile changed them.
         self.read_status: dict[str, StepStatus] = {}
         self.read_needs: dict[str, int | None] = {}
+        # Step updates and new jobs not yet sent: they go with the engine log and events in
+        # one statement (`flush`), or before any statement that reads steps or jobs (`settle`).
+        self.pending = writes_store.Writes()
         if steps is None:
             self._read(
                 runs_store.list_step_states(session, execution.id),
@@ -161,6 +165,7 @@ class _Run:
         """Add these steps and their jobs to a partial run (``engine.advance`` asked)."""
         wanted = [sid for sid in step_ids if sid not in self.steps]
         if wanted:
+            self.settle()
             self._read(*jobs_store.steps_and_attempts(self.session, self.ex.id, wanted))
             nodes = shape_of(self.graph).nodes
             # A fanned-out step reset to work its list out again (a retry from a step
@@ -189,6 +194,7 @@ class _Run:
     def read_whole(self) -> None:
         """Read every step and job (what this transaction wrote included): ``decide`` needs
         the whole execution after all."""
+        self.settle()
         self.whole = True
         self.steps.clear()
         self.jobs.clear()
@@ -258,7 +264,7 @@ class _Run:
             )
         for sid, value in needs.items():
             if self.steps[sid].needs_open != value:
-                runs_store.update_step(self.session, self.ex.id, sid, needs_open=value)
+                self.pending.set_step(self.ex.id, sid, {"needs_open": value})
 
     def state(self) -> m.ExecutionState:
         attempts: dict[str, list[m.Attempt]] = {}
@@ -303,6 +309,7 @@ class _Run:
         """Every step with its outputs, read once, when a template first needs them (a
         partial run reads the steps it has not read for this only)."""
         if not self._outputs_loaded:
+            self.settle()
             outputs = runs_store.step_outputs(self.session, self.ex.id)
             for sid, step in self.steps.items():
                 if not step.outputs and outputs.get(sid):
@@ -344,13 +351,21 @@ class _Run:
         self.event(events.EngineNote(step, message))
 
     def set_step(self, step_id: str, **values: Any) -> None:
-        runs_store.update_step(self.session, self.ex.id, step_id, **values)
+        """Change a step, here and (with the next `settle` or `flush`) in the database."""
+        self.pending.set_step(self.ex.id, step_id, dict(values))
         if "status" in values:
             values["status"] = StepStatus(values["status"])
         self.steps[step_id] = dataclasses.replace(self.steps[step_id], **values)
 
+    def settle(self) -> None:
+        """Send the step updates and new jobs held so far: before a statement that reads (or
+        writes otherwise) steps or jobs, and before handing this run to code that may."""
+        writes_store.write(self.session, self.pending)
+
     def apply(self, action: m.Action) -> None:
         """Write one of the engine's actions (see ``engine.reducer`` for what each means)."""
+        if not isinstance(action, m.Log | m.SetStepStatus | m.StartJob):
+            self.settle()  # the hot path's actions hold their writes; the others settle
         match action:
             case m.Log():
                 self._on_log(action)
@@ -417,6 +432,7 @@ class _Run:
             StepStatus.APPROVED,
             StepStatus.REJECTED,
         ):
+            self.settle()
             close_gate(self, a.step, a.status, a.reason)
             step = self.steps[a.step]
         values: dict[str, Any] = {"status": a.status.value, "entered_at": self.now}
@@ -434,18 +450,21 @@ class _Run:
             last = self._last_job(a.step)
             if last is not None and step.type not in (StepType.CONDITION, StepType.APPROVAL):
                 known = self.ended.outputs.get(last.id)
-                values["outputs"] = (
-                    known if known is not None else jobs_store.job_outputs(self.session, last.id)
-                )
+                if known is None:
+                    self.settle()
+                    known = jobs_store.job_outputs(self.session, last.id)
+                values["outputs"] = known
                 values["error"] = last.error if a.status != StepStatus.SUCCEEDED else None
             elif a.status in (StepStatus.FAILED, StepStatus.REJECTED, StepStatus.SKIPPED):
                 values["error"] = a.reason or step.error
         self.set_step(a.step, **values)
         self.event(events.StepChanged(a.step, a.status, a.reason))
         if step.type == StepType.WORKFLOW and a.status == StepStatus.CANCELLED:
+            self.settle()
             cancel_child(self, a.step)
 
     def _gathered(self, step_id: str, status: StepStatus) -> dict[str, Any]:
+        self.settle()
         step = self.steps[step_id]
         if step.items is None:
             step = dataclasses.replace(
@@ -498,6 +517,7 @@ class _Run:
     def _item_names(self, step_id: str, item: int) -> dict[str, Any]:
         step = self.steps[step_id]
         if step.items is None:  # read once per reconcile, when its first job is rendered
+            self.settle()
             items = runs_store.step_items(self.session, self.ex.id, step_id) or []
             step = dataclasses.replace(step, items=items)
             self.steps[step_id] = step
@@ -560,7 +580,7 @@ class _Run:
                 spec={},
             )
             self.engine_log(f"step {a.step}: {exc.message}", a.step)
-        jobs_store.insert_job(self.session, values)
+        self.pending.jobs.append(values)
         self._note_job(jobs_store.Job.from_values(values))
         step = self.steps[a.step]
         if step.status != StepStatus.RUNNING:
@@ -649,9 +669,12 @@ class _Run:
         start_child(self, a.step, self.settings.chain_depth)
 
     def flush(self) -> None:
+        """Send every write held: step updates, new jobs, engine log lines and events (one
+        statement on PostgreSQL, see `writes_store`)."""
         self._release_held()
-        runs_store.add_engine_log(self.session, self.logs)
-        events.write(self.session, self.events)
+        self.pending.engine_log.extend(self.logs)
+        self.pending.events.extend(events.row(stamped) for stamped in self.events)
+        writes_store.write(self.session, self.pending)
         if self.events:
             self.changes.executions.add(self.ex.id)
         self.logs.clear()

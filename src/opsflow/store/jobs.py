@@ -161,6 +161,7 @@ _JOB_DEFAULTS: dict[str, Any] = {
     "ended_at": None,
     "agent_id": None,
     "lease_token": None,
+    "lease_epoch": 0,
     "lease_expires_at": None,
     "exit_code": None,
     "outputs": {},
@@ -203,8 +204,13 @@ class CancelNotice:
         return cls(bool(row.cancel_requested), bool(row.cancel_force) and not timed_out, timed_out)
 
 
+def with_defaults(values: dict[str, Any]) -> dict[str, Any]:
+    """A new job's row: ``values`` with the columns it leaves out at their defaults."""
+    return {**_JOB_DEFAULTS, **values}
+
+
 def insert_job(session: Session, values: dict[str, Any]) -> None:
-    session.connection().execute(_INSERT_JOB, {**_JOB_DEFAULTS, **values})
+    session.connection().execute(_INSERT_JOB, with_defaults(values))
 
 
 def jobs_of_execution(session: Session, execution_id: str) -> list[Job]:
