@@ -1,6 +1,11 @@
 """What the tests that start a real ``opsflow server`` share: a free port, the installed
 console script, an environment without the developer's ``OPSFLOW_*`` settings, waiting for
-health, and a fresh migrated database cloned from the session templates."""
+health, and a fresh migrated database cloned from the session templates.
+
+Servers are forked from one warm interpreter by default (`warm_launch`): each runs the console
+script's entry point as its own process, without paying for its imports again. A test of the
+real start path (imports, the script itself) passes ``launch=popen``, as
+tests/integration/api/test_server_start.py does."""
 
 from __future__ import annotations
 
@@ -230,7 +235,7 @@ def run_server(
     ready_when_printed: str | None = None,
     port: int | None = None,
     log: Path | None = None,
-    launch: Launcher = popen,
+    launch: Launcher = warm_launch,
 ) -> Iterator[RunningServer]:
     """``opsflow server --port P --data-dir D --db URL *args`` on a free port, healthy before
     it yields; stopped (SIGTERM, then SIGKILL after 15 s) when the block ends. ``env`` defaults
@@ -239,8 +244,10 @@ def run_server(
     Its stdout and stderr are appended to ``log`` (default ``D/server.log``). With
     ``ready_when_printed``, it yields as soon as the output holds that text, without asking
     ``/healthz`` first (for tests of what the server says when). ``port`` fixes the port (a
-    restarted server on the one its clients know); ``launch`` starts the process another way
-    (the crash tests fork it from a warm interpreter).
+    restarted server on the one its clients know). ``launch`` starts the process: by default
+    forked from the session's warm interpreter (`warm_launch`, the same entry point without the
+    seconds of imports); ``launch=popen`` runs the console script itself, for a test of the real
+    cold start; the crash tests pass their own zygote's.
     """
     port = port or free_port()
     log = log or data_dir / "server.log"

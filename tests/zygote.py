@@ -1,11 +1,11 @@
 """Starts ``opsflow server`` processes by forking one interpreter that has already imported it.
 
-The crash and agent tests start servers dozens of times per backend. On this 2-core machine
-most of a start is importing FastAPI, SQLAlchemy, Jinja2 and friends (seconds under load),
-which says nothing about what they test. This process imports them once; each request forks a
-child that runs the real console-script entry point (``opsflow.cli.main:app``) with the
-requested argv and environment, as its own process: the test kills it with SIGKILL like any
-other.
+The tests start servers dozens of times per backend (tests/servers.py's `run_server` forks
+them from here by default). On this 2-core machine most of a cold start is importing FastAPI,
+SQLAlchemy, Jinja2 and friends (seconds under load), which says nothing about what they test.
+This process imports them once; each request forks a child that runs the real console-script
+entry point (``opsflow.cli.main:app``) with the requested argv and environment, as its own
+process: the test kills it with SIGKILL like any other.
 
 Protocol: one JSON object per line on stdin,
 ``{"argv": [...], "env": {...}, "cwd": path, "log": path}``;

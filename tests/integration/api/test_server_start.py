@@ -11,14 +11,18 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.servers import clean_env, free_port, opsflow_executable, run_server
+from tests.servers import clean_env, free_port, opsflow_executable, popen, run_server
 
 pytestmark = pytest.mark.timeout(120)
 
 
 def test_listening_is_printed_once_the_server_answers(db_url: str, tmp_path: Path) -> None:
-    # the server's own words are the event waited for: no health check comes first
-    with run_server(db_url, tmp_path, ready_when_printed="opsflow listening on") as server:
+    # the server's own words are the event waited for: no health check comes first. The real
+    # console script, cold (launch=popen): the suite's one run_server start of `opsflow server`
+    # itself; the others fork it from a warm interpreter (tests/servers.py).
+    with run_server(
+        db_url, tmp_path, ready_when_printed="opsflow listening on", launch=popen
+    ) as server:
         health = httpx.get(f"{server.url}/healthz", timeout=5)
         assert health.status_code == 200
         ready = httpx.get(f"{server.url}/readyz", timeout=5)
