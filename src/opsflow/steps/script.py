@@ -15,14 +15,11 @@ Outputs: ``exit_code`` plus whatever the script writes to the file named by ``$O
 
 from __future__ import annotations
 
-import atexit
 import os
 import re
 import shutil
 import signal
 import sys
-import tempfile
-import threading
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -77,7 +74,7 @@ class ScriptExecutor:
         """Run the script; see the module docstring for fields and outputs."""
         if cancel.requested:
             return StepResult(JobStatus.CANCELLED, error="cancelled before start", retryable=False)
-        files = _Files(_output_path())
+        files = _Files(_output_path(spec.workdir))
         try:
             config = StepConfig(spec.config)
             env = _environment(spec, config, files.output)
@@ -163,34 +160,12 @@ def _create(path: Path, data: bytes, *, exclusive: bool) -> None:
         os.close(fd)
 
 
-_outputs_lock = threading.Lock()
-_outputs_dir: str | None = None
-
-
-def _output_path() -> Path:
-    """A fresh, unpredictable path for one run's output file, in a directory this process
-    made once (mode 0700, removed at exit): a directory made and removed per step cost about
-    a millisecond of the event loop's time on this machine (mkdir, rmtree on ext4)."""
-    global _outputs_dir
-    with _outputs_lock:
-        if _outputs_dir is None or not os.path.isdir(_outputs_dir):
-            _outputs_dir = tempfile.mkdtemp(prefix="opsflow-outputs-")
-            atexit.register(_remove_outputs_dir, _outputs_dir, os.getpid())
-        return Path(_outputs_dir) / f"output-{uuid.uuid4().hex}"
-
-
-def _remove_outputs_dir(path: str, maker: int) -> None:
-    if os.getpid() == maker:  # not in a forked child that exits through atexit
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def _forget_outputs_dir() -> None:
-    """In a forked child: its own runs get a directory of their own."""
-    global _outputs_dir
-    _outputs_dir = None
-
-
-os.register_at_fork(after_in_child=_forget_outputs_dir)
+def _output_path(workdir: Path) -> Path:
+    """A fresh path for one run's output file, beside the job's work dir (in the agent's work
+    root, whose start-up sweep removes what a killed agent left): a directory made and
+    removed per step cost about a millisecond of the event loop's time on this machine
+    (mkdir, rmtree on ext4), and one made per process outlived servers stopped by a signal."""
+    return workdir.parent / f".{workdir.name}-output-{uuid.uuid4().hex[:16]}"
 
 
 def _environment(spec: JobSpec, config: StepConfig, output_file: Path) -> dict[str, str]:
