@@ -15,6 +15,7 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from sqlalchemy.orm import Session
 
@@ -30,7 +31,7 @@ from opsflow.auth.agent_tokens import ensure_live
 from opsflow.auth.connections import ConnectionVault
 from opsflow.auth.masking import Masker
 from opsflow.auth.secrets import SecretVault
-from opsflow.errors import InvalidInput, NotFound, OpsflowError, StaleReport
+from opsflow.errors import InvalidInput, NotFound, OpsflowError, StaleReport, Unauthorized
 from opsflow.runtime import events
 from opsflow.runtime.connections import CONNECTION_KEY, named_connection
 from opsflow.runtime.reconciler import Ended, Reconciler
@@ -56,6 +57,37 @@ class Handed:
 
     secrets: dict[str, set[str]]
     connections: dict[str, set[str]]
+
+
+@dataclass(frozen=True, eq=False)
+class WaitingClaim:
+    """A claim of this process waiting for work (`AgentService.claim`), as a report's write
+    sees it: whom the jobs its reconcile queued may be leased to in its own transaction
+    (`AgentJobs.write_serving`). One object per wait: compared and hashed by identity."""
+
+    agent_id: str
+    pools: list[str]
+    labels: dict[str, str]
+    limit: int
+    start: bool = False
+    claim_id: str | None = None
+    token_id: str | None = None  # a remote agent's token (None in-process)
+
+
+class WaitingClaims(Protocol):
+    """The waiting claims of this process, as a write takes them (any thread)."""
+
+    def take(
+        self, pools: set[str], eligible: Callable[[WaitingClaim], bool]
+    ) -> WaitingClaim | None:
+        """The longest-waiting claim for one of ``pools`` that ``eligible`` accepts, no longer
+        waiting from now on: its answer is what the write leases to it (after the commit).
+        None when there is none."""
+        ...
+
+
+# What a write leased to each waiting claim it took (or why it leased nothing to it).
+Served = dict[WaitingClaim, list[Job] | OpsflowError]
 
 
 class AgentJobs:
@@ -182,24 +214,40 @@ class AgentJobs:
                 claim_id=claim_id,
                 start=start,
             )
-            started = [
-                events.Stamped(
-                    job.execution_id,
-                    self.clock(),
-                    events.JobChanged(job.step_id, job.attempt, job.id, JobStatus.RUNNING),
-                )
-                for job in jobs
-                if job.status == JobStatus.RUNNING
-            ]
-            if started:
-                events.write(session, started)
-                tx.changes.executions.update(event.execution_id for event in started)
             if self.vault is None and any(referenced(job.spec) for job in jobs):
-                raise InvalidInput("this server has no secret store, but the job refers to secrets")
-            handed = self._handed(session, {job.execution_id for job in jobs})
-            return [self._with_secrets(session, job, handed) for job in jobs]
+                raise InvalidInput(_NO_VAULT)
+            return self._hand_over(tx, jobs)
 
         claimed = self.transactions.run(work)
+        self._note_claimed(agent_id, claimed)
+        return claimed
+
+    def _hand_over(self, tx: Transaction, jobs: list[Job]) -> list[Job]:
+        """The claimed copies of ``jobs``, just leased in ``tx``: the start of those leased
+        running written as events, their secrets and connections filled in and recorded as
+        handed (`_with_secrets`)."""
+        session = tx.session
+        started = [
+            events.Stamped(
+                job.execution_id,
+                self.clock(),
+                events.JobChanged(job.step_id, job.attempt, job.id, JobStatus.RUNNING),
+            )
+            for job in jobs
+            if job.status == JobStatus.RUNNING
+        ]
+        if started:
+            events.write(session, started)
+            tx.changes.executions.update(event.execution_id for event in started)
+        if not jobs:
+            return []
+        handed = self._handed(session, {job.execution_id for job in jobs})
+        return [self._with_secrets(session, job, handed) for job in jobs]
+
+    def _note_claimed(self, agent_id: str, claimed: list[Job]) -> None:
+        """After the commit that leased ``claimed`` to ``agent_id``: remember each lease and
+        its masker, so its reports read neither the job row nor the record of handed
+        secrets."""
         if len(self._leased) > 4096:
             self._leased.clear()  # reports of the forgotten ones read their row instead
         for job in claimed:
@@ -220,7 +268,75 @@ class AgentJobs:
             # mask), so its reports need not read the record of handed secrets.
             values = job.spec.get(VALUES_KEY)
             self._remember(job.id, Masker(values) if values else None)
-        return claimed
+
+    def _serve_waiting(
+        self, tx: Transaction, waiting: WaitingClaims, taken: list[WaitingClaim]
+    ) -> Served:
+        """Lease the jobs ``tx``'s reconcile queued to this process's waiting claims, in
+        ``tx``, as each claim's own transaction would (`claim`): `jobs_store.claim_jobs` with
+        the claim's pools, labels, limit, claim id and start flag, its token checked live, its
+        secrets handed. Claims are taken longest-waiting first, only while a queued job is
+        left, only of an agent whose presence this process wrote less than
+        ``presence_every`` ago and which was not draining then (the claim's own rule: the
+        others are left to their own claim transaction, which writes their presence row;
+        writing it here would lock the agent's row after job rows, the reverse of a
+        heartbeat's order). ``taken`` keeps what an earlier try of ``tx`` took.
+
+        When every job ``tx`` queued was leased here, nobody else is woken for them (no
+        `jobs_queued` wake-up, no NOTIFY): the other waiting claims would each run a claim
+        transaction that finds nothing."""
+        queued = dict(tx.changes.queued_jobs)
+        served: Served = {}
+        if not queued:
+            return served
+        session = tx.session
+        now = self.clock()
+
+        def eligible(claim: WaitingClaim) -> bool:
+            last = self._presence.get(claim.agent_id)
+            return last is not None and now - last[0] < self.presence_every and not last[1]
+
+        left = set(queued)
+        for i in range(len(taken) + len(queued) + 1):
+            if not left:
+                break
+            if i < len(taken):
+                claim = taken[i]
+            else:
+                found = waiting.take({queued[job_id] for job_id in left}, eligible)
+                if found is None:
+                    break
+                taken.append(found)
+                claim = found
+            if claim.token_id is not None:
+                try:
+                    ensure_live(session, claim.token_id)
+                except Unauthorized as exc:
+                    served[claim] = exc
+                    continue
+            jobs = jobs_store.claim_jobs(
+                session,
+                agent_id=claim.agent_id,
+                pools=claim.pools,
+                labels=claim.labels,
+                limit=claim.limit,
+                lease_seconds=self.lease_seconds,
+                now=self.clock(),
+                claim_id=claim.claim_id,
+                start=claim.start,
+            )
+            if self.vault is None and any(referenced(job.spec) for job in jobs):
+                # Back to the queue in this transaction, as the claim's own would roll back.
+                for job in jobs:
+                    assert job.lease_token is not None
+                    jobs_store.hand_back(session, job.id, job.lease_token)
+                served[claim] = InvalidInput(_NO_VAULT)
+                continue
+            served[claim] = self._hand_over(tx, jobs)
+            left -= {job.id for job in jobs}
+        if not left:
+            tx.changes.jobs_queued = False
+        return served
 
     def _with_secrets(self, session: Session, job: Job, handed: Handed | None) -> Job:
         """The claimed copy of ``job``: its secrets substituted (and recorded as handed to it,
@@ -530,9 +646,26 @@ class AgentJobs:
     def write(
         self, reports: list[JobReport], batches: list[LogBatch]
     ) -> tuple[list[StaleReport | None], list[OpsflowError | None]]:
+        """Final reports and log batches, of any jobs, in one transaction (`write_serving`
+        with no waiting claims). Returns what refused each report and each batch."""
+        refused, refused_batches, _ = self.write_serving(reports, batches, None, [])
+        return refused, refused_batches
+
+    def write_serving(
+        self,
+        reports: list[JobReport],
+        batches: list[LogBatch],
+        waiting: WaitingClaims | None,
+        taken: list[WaitingClaim],
+    ) -> tuple[list[StaleReport | None], list[OpsflowError | None], Served]:
         """Final reports and log batches, of any jobs, in one transaction; each execution
-        reconciled once. Returns, in order, what refused each report and each batch (None:
-        stored).
+        reconciled once; and the jobs those reconciles queued leased to ``waiting`` claims
+        of this process in the same commit (`_serve_waiting`; ``taken`` collects every
+        claim taken, served or not, so the caller answers each even when this raises).
+        Returns, in order, what refused each report and each batch (None: stored), and what
+        each served claim was leased. A chain's next job is thus leased in its
+        predecessor's report transaction: no claim transaction between them, and the lease is
+        committed before the claim answers.
 
         Agents hand in whatever finished or printed while the previous write was going on,
         so under load one commit and one reconcile serve many jobs, and a lone job is still
@@ -549,7 +682,9 @@ class AgentJobs:
                     f"not {report.status.value}"
                 )
 
-        def work(tx: Transaction) -> tuple[list[StaleReport | None], list[OpsflowError | None]]:
+        def work(
+            tx: Transaction,
+        ) -> tuple[list[StaleReport | None], list[OpsflowError | None], Served]:
             session = tx.session
             results: list[StaleReport | None] = [None] * len(reports)
             found = self._leases_of(session, [(r.job, bool(r.artifacts)) for r in reports])
@@ -581,9 +716,17 @@ class AgentJobs:
                 self.reconciler.reconcile(
                     tx, execution_id, locked=execution, ended=ended[execution_id]
                 )
-            return results, self._append_batches(tx, batches)
+            stored = self._append_batches(tx, batches)
+            # After the reconciles (lock order: executions, then jobs; the claim skips
+            # locked job rows).
+            served = self._serve_waiting(tx, waiting, taken) if waiting is not None else {}
+            return results, stored, served
 
-        return self.transactions.run(work)
+        refused, refused_batches, served = self.transactions.run(work)
+        for claim, jobs in served.items():
+            if isinstance(jobs, list):
+                self._note_claimed(claim.agent_id, jobs)
+        return refused, refused_batches, served
 
     def _append_batches(
         self, tx: Transaction, batches: list[LogBatch]
@@ -689,6 +832,9 @@ class AgentJobs:
                 events.JobEnded(lease.step_id, lease.attempt, lease.id, ended_as, error),
             )
         )
+
+
+_NO_VAULT = "this server has no secret store, but the job refers to secrets"
 
 
 def _notice(notice: jobs_store.CancelNotice) -> CancelNotice:

@@ -7,7 +7,13 @@ event loop never waits on the database. Two things happen here rather than in a 
   job (woken within milliseconds, no polling) or the agent's wait runs out;
 - final reports and log batches are written together: whatever arrives while the previous
   write is going on goes into the next transaction, from any number of agents and jobs (a
-  fan-out's jobs each ship a batch and a report; one commit then serves many of them).
+  fan-out's jobs each ship a batch and a report; one commit then serves many of them);
+- a waiting claim is enlisted (`WaitingClaim`) while it sleeps, and a write whose reconciles
+  queued jobs leases them to the enlisted claims in its own transaction (`AgentJobs.write_serving`):
+  after its commit those claims answer with their jobs, without a claim transaction of their
+  own. A chain's link is then one transaction (the report, the reconcile, the next job queued
+  and leased), not two. Only this process's claims are served so; other replicas' claims
+  wake by the bus (PostgreSQL LISTEN) as before.
 
 ``InProcessClient`` is the server's own agent's `opsflow.agent.client.AgentClient`: the same
 messages, no network.
@@ -18,8 +24,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from pathlib import Path
 
 from opsflow.agent.client import Waiter
@@ -35,8 +44,8 @@ from opsflow.agent.protocol import (
     Registration,
 )
 from opsflow.errors import OpsflowError, StaleReport
-from opsflow.runtime.agent_jobs import AgentJobs
-from opsflow.runtime.bus import EventBus
+from opsflow.runtime.agent_jobs import AgentJobs, Served, WaitingClaim
+from opsflow.runtime.bus import EventBus, Subscription
 from opsflow.runtime.connections import CONNECTION_KEY
 from opsflow.runtime.roster import presence_round
 from opsflow.runtime.secrets import VALUES_KEY
@@ -69,6 +78,16 @@ def claimed(job: Job) -> ClaimedJob:
     )
 
 
+@dataclass(eq=False)
+class _Enlisted:
+    """A waiting claim and how to answer it (on the event loop)."""
+
+    claim: WaitingClaim
+    answer: asyncio.Future[list[Job]]  # what a write leased to it, set after its commit
+    wake: Callable[[], None]
+    abandoned: bool = False  # its caller gave up after a write took it
+
+
 class AgentService:
     """Agent protocol calls, async, over the runtime's `AgentJobs`."""
 
@@ -94,6 +113,11 @@ class AgentService:
         # agent id -> the bus's `jobs_generation` read before its last claim transaction
         # that leased fewer jobs than asked: the queue held nothing more for it then.
         self._drained: dict[str, int] = {}
+        # The claims waiting on the bus, longest-waiting first, which a write may take (from
+        # its thread: under the lock), and those a write took and has not answered yet.
+        self._waiting_lock = threading.Lock()
+        self._waiting: dict[WaitingClaim, _Enlisted] = {}
+        self._held: dict[WaitingClaim, _Enlisted] = {}
 
     async def register(
         self, registration: Registration, pools: list[str], *, token_id: str | None = None
@@ -139,7 +163,10 @@ class AgentService:
             # (Not a claim sent again: its first try's answer, lost, is what it asks for.)
             drained = self._drained.get(request.agent_id) == self.bus.jobs_generation
             if request.wait > 0 and drained and not request.resent:
-                await queued.wait(min(deadline - time.monotonic(), self.presence_round))
+                timeout = min(deadline - time.monotonic(), self.presence_round)
+                served = await self._wait(request, token_id, queued, timeout)
+                if served:
+                    return [claimed(job) for job in served]
             while True:
                 # A wake-up from before this attempt is answered by it: forget it.
                 queued.clear()
@@ -154,7 +181,106 @@ class AgentService:
                     return [claimed(job) for job in jobs]
                 # At most a presence round at a time: each round's claim transaction renews
                 # the agent's presence row (`AgentJobs.claim`).
-                await queued.wait(min(left, self.presence_round))
+                served = await self._wait(request, token_id, queued, min(left, self.presence_round))
+                if served:
+                    return [claimed(job) for job in served]
+
+    async def _wait(
+        self,
+        request: ClaimRequest,
+        token_id: str | None,
+        queued: Subscription,
+        timeout: float,
+    ) -> list[Job] | None:
+        """Wait on the bus up to ``timeout`` seconds, enlisted meanwhile so that a write may
+        lease jobs to this claim in its own transaction. Returns what a write leased (after
+        its commit), or None: woken by the bus, or timed out, the caller claims itself.
+
+        A write that took the claim answers it whatever happens: if the claim is cancelled
+        meanwhile (its agent stopping, its HTTP client gone) what was leased to it is handed
+        back, never left to expire as 'agent lost' (as `_claim_once` does)."""
+        end = time.monotonic() + timeout
+        loop = asyncio.get_running_loop()
+        while True:
+            enlisted = _Enlisted(
+                WaitingClaim(
+                    agent_id=request.agent_id,
+                    pools=request.pools,
+                    labels=request.labels,
+                    limit=request.limit,
+                    start=request.start,
+                    claim_id=request.claim_id,
+                    token_id=token_id,
+                ),
+                loop.create_future(),
+                queued.wake,
+            )
+            with self._waiting_lock:
+                self._waiting[enlisted.claim] = enlisted
+            try:
+                await queued.wait(max(0.0, end - time.monotonic()))
+                if self._withdraw(enlisted.claim):
+                    return None  # not taken: the bus woke it, or its time ran out
+                served = await asyncio.shield(enlisted.answer)
+            except asyncio.CancelledError:
+                self._abandon(enlisted)
+                raise
+            if served:
+                return served
+            # The write took it but found nothing for it (labels): wait on unless a job was
+            # queued since (`jobs_generation` moves with every wake-up of the bus).
+            drained = self._drained.get(request.agent_id) == self.bus.jobs_generation
+            if not drained or time.monotonic() >= end:
+                return None
+
+    def _withdraw(self, claim: WaitingClaim) -> bool:
+        """Stop offering ``claim`` to writes; False when a write has taken it."""
+        with self._waiting_lock:
+            return self._waiting.pop(claim, None) is not None
+
+    def _abandon(self, enlisted: _Enlisted) -> None:
+        """The claim's caller gave up: withdraw it, or (a write took it) hand back what the
+        write leased to it, now or when the write answers."""
+        if self._withdraw(enlisted.claim):
+            return
+        answer = enlisted.answer
+        if not answer.done():
+            enlisted.abandoned = True  # `_answer` hands its jobs back
+        elif not answer.cancelled() and answer.exception() is None:
+            self._hand_back_jobs(answer.result())
+
+    def take(
+        self, pools: set[str], eligible: Callable[[WaitingClaim], bool]
+    ) -> WaitingClaim | None:
+        """`WaitingClaims.take`, for a write (from its thread)."""
+        with self._waiting_lock:
+            for claim in self._waiting:
+                if pools.intersection(claim.pools) and eligible(claim):
+                    self._held[claim] = self._waiting.pop(claim)
+                    return claim
+        return None
+
+    def _answer(self, taken: list[WaitingClaim], served: Served, generation: int) -> None:
+        """After a write (committed, or rolled back: ``served`` empty), answer each claim it
+        took: with its jobs, with nothing (it waits on), or with why not (a revoked token);
+        those of a caller that gave up meanwhile are handed back."""
+        for claim in taken:
+            enlisted = self._held.pop(claim)
+            result = served.get(claim, [])
+            if isinstance(result, list):
+                if len(result) < claim.limit:
+                    self._drained[claim.agent_id] = generation
+                else:
+                    self._drained.pop(claim.agent_id, None)
+            if enlisted.abandoned:
+                if isinstance(result, list):
+                    self._hand_back_jobs(result)
+                continue
+            if isinstance(result, list):
+                enlisted.answer.set_result(result)
+            else:
+                enlisted.answer.set_exception(result)
+            enlisted.wake()
 
     async def until_stopping(self) -> None:
         """Return once the server begins to stop (`EventBus.stop_waits`)."""
@@ -188,7 +314,11 @@ class AgentService:
     def _hand_back_all(self, work: asyncio.Future[list[Job]]) -> None:
         if work.cancelled() or work.exception() is not None:
             return
-        refs = [claimed(job).ref for job in work.result()]
+        self._hand_back_jobs(work.result())
+
+    def _hand_back_jobs(self, jobs: list[Job]) -> None:
+        """Queue ``jobs`` again (in a thread): leased to a claim whose caller gave up."""
+        refs = [claimed(job).ref for job in jobs]
         if refs:
             task = asyncio.ensure_future(asyncio.to_thread(self._hand_back_each, refs))
             self._background.add(task)
@@ -244,11 +374,20 @@ class AgentService:
             group, self._writes = _one_write(self._writes)
             reports = [(item, done) for item, done in group if isinstance(item, JobReport)]
             batches = [(item, done) for item, done in group if isinstance(item, LogBatch)]
+            # The jobs the reports' reconciles queue are leased to this process's waiting
+            # claims in the same transaction (`take`); each claim it took is answered after.
+            taken: list[WaitingClaim] = []
+            generation = self.bus.jobs_generation
             try:
-                refused, refused_batches = await asyncio.to_thread(
-                    self.jobs.write, [r for r, _ in reports], [b for b, _ in batches]
+                refused, refused_batches, served = await asyncio.to_thread(
+                    self.jobs.write_serving,
+                    [r for r, _ in reports],
+                    [b for b, _ in batches],
+                    self,
+                    taken,
                 )
             except Exception as exc:
+                self._answer(taken, {}, generation)  # rolled back: nothing leased
                 # Its transaction rolled back: nothing of these was written. Said here with
                 # the traceback, since the caller may be a task nobody waits on.
                 what = [
@@ -261,6 +400,7 @@ class AgentService:
                     if not done.done():
                         done.set_exception(exc)
                 continue
+            self._answer(taken, served, generation)
             results: list[OpsflowError | None] = [*refused, *refused_batches]
             for (_, done), result in zip([*reports, *batches], results, strict=True):
                 if not done.done():

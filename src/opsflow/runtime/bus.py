@@ -88,8 +88,8 @@ class EventBus:
         """Executions that reached a terminal status: for waiters that want only the end."""
         self.executions_changed([f"{FINISHED}{eid}" for eid in execution_ids])
 
-    def watch_finished(self, execution_id: str) -> _Subscription:
-        return _Subscription(self, self._executions, f"{FINISHED}{execution_id}")
+    def watch_finished(self, execution_id: str) -> Subscription:
+        return Subscription(self, self._executions, f"{FINISHED}{execution_id}")
 
     def jobs_queued(self) -> None:
         with self._lock:
@@ -110,8 +110,8 @@ class EventBus:
         for w in targets:
             w.wake()
 
-    def watch_notifications(self) -> _Subscription:
-        return _Subscription(self, None, "", notifications=True)
+    def watch_notifications(self) -> Subscription:
+        return Subscription(self, None, "", notifications=True)
 
     def wake_everyone(self) -> None:
         """Wake every waiter of every kind: after wake-ups may have been lost (a reconnect),
@@ -143,14 +143,14 @@ class EventBus:
 
     # -- consumers ----------------------------------------------------------------------
 
-    def watch_execution(self, execution_id: str) -> _Subscription:
-        return _Subscription(self, self._executions, execution_id)
+    def watch_execution(self, execution_id: str) -> Subscription:
+        return Subscription(self, self._executions, execution_id)
 
-    def watch_jobs(self) -> _Subscription:
-        return _Subscription(self, None, "")
+    def watch_jobs(self) -> Subscription:
+        return Subscription(self, None, "")
 
-    def watch_cancel(self, job_id: str) -> _Subscription:
-        return _Subscription(self, self._cancel_listeners, job_id)
+    def watch_cancel(self, job_id: str) -> Subscription:
+        return Subscription(self, self._cancel_listeners, job_id)
 
     def viewers(self) -> int:
         """Live readers of executions (the SSE streams of this process)."""
@@ -169,7 +169,7 @@ class EventBus:
         self._planned_wake = 0.0
 
 
-class _Subscription:
+class Subscription:
     """``async with bus.watch_...() as sub: await sub.wait(timeout)``."""
 
     def __init__(
@@ -186,7 +186,7 @@ class _Subscription:
         self._key = key
         self._waiter: _Waiter | None = None
 
-    async def __aenter__(self) -> _Subscription:
+    async def __aenter__(self) -> Subscription:
         self._waiter = _Waiter()
         with self._bus._lock:
             if self._table is None:
@@ -211,6 +211,11 @@ class _Subscription:
         """True when woken, False on timeout."""
         assert self._waiter is not None
         return await self._waiter.wait(timeout)
+
+    def wake(self) -> None:
+        """Wake this subscriber (from its own loop; e.g. a write that answered its claim)."""
+        if self._waiter is not None:
+            self._waiter.event.set()
 
     def clear(self) -> None:
         """Forget wake-ups received so far."""

@@ -34,6 +34,9 @@ class Changes:
 
     executions: set[str] = field(default_factory=set)
     jobs_queued: bool = False
+    # job id -> pool of each job the reconcile queued in this transaction (a report's write
+    # leases them to this process's waiting claims in the same commit, `AgentJobs.write`).
+    queued_jobs: dict[str, str] = field(default_factory=dict)
     cancelled_jobs: set[str] = field(default_factory=set)
     earliest_timer: float | None = None  # the earliest timer this transaction set
     finished: set[str] = field(default_factory=set)  # executions that reached a terminal status
@@ -50,6 +53,7 @@ class Changes:
     def merge(self, other: Changes) -> None:
         self.executions |= other.executions
         self.jobs_queued |= other.jobs_queued
+        self.queued_jobs |= other.queued_jobs
         self.cancelled_jobs |= other.cancelled_jobs
         self.note_timer(other.earliest_timer)
         self.finished |= other.finished

@@ -568,6 +568,7 @@ class _Run:
                 "inputs": job_inputs(node.type, raw),
             }
             self.changes.jobs_queued = True
+            self.changes.queued_jobs[job_id] = pool
         except (TemplateError, ConnectionUnusable) as exc:
             # The attempt fails before any agent sees it; retrying cannot fix a template, nor
             # a connection that is missing or disabled.

@@ -1,13 +1,14 @@
 """How many SQL statements and transactions one step of a chain costs, so a regression shows.
 
-A step's path is its agent's claim, its start, and its end report, which also queues the next
-step's job in the same commit. The counts are printed (``pytest -s``) and held to a budget: a
-change that adds a round trip to every step fails here, and one that removes some should
-lower the budget.
+A step's path is its end report, which also queues the next step's job and leases it to the
+agent's waiting claim in the same commit, and (for a remote agent) its start. The counts are
+printed (``pytest -s``) and held to a budget: a change that adds a round trip to every step
+fails here, and one that removes some should lower the budget.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -17,7 +18,8 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
-from opsflow.agent.protocol import JobRef, JobReport, LogLine
+from opsflow.agent.protocol import ClaimRequest, JobRef, JobReport, LogLine
+from opsflow.runtime.agent_service import AgentService
 from opsflow.runtime.service import RunRequest, Runtime
 from opsflow.spec.loader import canonical, load_workflow
 from opsflow.status import ExecutionStatus, JobStatus, LogStream
@@ -33,25 +35,27 @@ CHAIN = "id: counted\nsteps:\n" + "\n".join(
 )
 
 # Per middle step of the chain (measured: see the printed counts); SQLite's count includes
-# its explicit BEGIN IMMEDIATE statements, one per transaction. A remote agent's step is a
-# claim, a start and a report. The agent names the job by id, token and epoch only; execution
-# and step come from the server's row, which the start and the report need not read again
-# when this process's claim handed that very lease out (the start's and the end's
-# compare-and-set on the lease token fence them). The server's own agent asks the claim to
-# start the job (`ClaimRequest.start`): no start transaction, so no BEGIN and job update of
-# its own. The report's reconcile reads the ended step, the step that needs it and their
-# jobs in one statement (``jobs.steps_and_attempts``). The end report carries one log line:
-# its seq is recorded by the end's own statement on PostgreSQL, by a second one on SQLite; the
-# line itself goes in through the driver (``logs._bulk_insert``), not counted here. On
-# PostgreSQL the reconcile's writes (2 step updates, the next job, engine log, events) are one
-# statement (``store.writes``); SQLite sends them one by one.
+# its explicit BEGIN IMMEDIATE statements, one per transaction. The agent's claim waits (it
+# claims again as soon as it took a job) and the report's write leases the next job to it in
+# the same transaction (`AgentService` enlists waiting claims, `AgentJobs.write_serving`): no
+# claim transaction. A remote agent's step is then that write and its start. The agent names
+# the job by id, token and epoch only; execution and step come from the server's row, which
+# the start and the report need not read again when this process handed that very lease out
+# (the start's and the end's compare-and-set on the lease token fence them). The server's own
+# agent asks the claim to start the job (`ClaimRequest.start`): no start transaction. The
+# report's reconcile reads the ended step, the step that needs it and their jobs in one
+# statement (``jobs.steps_and_attempts``). The end report carries one log line: its seq is
+# recorded by the end's own statement on PostgreSQL, by a second one on SQLite; the line
+# itself goes in through the driver (``logs._bulk_insert``), not counted here. On PostgreSQL
+# the reconcile's writes (2 step updates, the next job, engine log, events) are one statement
+# (``store.writes``); SQLite sends them one by one.
 STATEMENT_BUDGET = {
-    ("remote", "sqlite"): 16,
+    ("remote", "sqlite"): 15,
     ("remote", "postgresql"): 8,
-    ("local", "sqlite"): 14,
+    ("local", "sqlite"): 13,
     ("local", "postgresql"): 7,
 }
-TRANSACTION_BUDGET = {"remote": 3, "local": 2}
+TRANSACTION_BUDGET = {"remote": 2, "local": 1}
 
 
 class Tally:
@@ -95,35 +99,57 @@ def counting(db: Database) -> Iterator[Tally]:
         event.remove(db.engine, "begin", on_begin)
 
 
-@pytest.mark.parametrize("agent", ["remote", "local"])
-def test_a_chain_step_costs_a_bounded_number_of_statements(database: Database, agent: str) -> None:
-    start_on_claim = agent == "local"
+async def _chain_steps(database: Database, agent: str) -> tuple[str, list[Tally]]:
+    """Run the chain through `AgentService` as an agent does (a claim waiting while its job
+    runs); one tally per step, from its report to the next job in the agent's hands."""
+    local = agent == "local"
     runtime = Runtime(database)
+    service = AgentService(runtime.jobs, runtime.bus, lease_seconds=15.0, heartbeat_seconds=5.0)
     workflow = load_workflow(CHAIN)
     execution_id = runtime.start_execution(
         RunRequest(workflow_id=workflow.id, definition=canonical(workflow), params={})
     )
     per_step: list[Tally] = []
-    for _ in range(STEPS):
+    claim_ids = iter(f"claim-{i:04d}" for i in range(STEPS + 2))
+
+    def request() -> ClaimRequest:
+        return ClaimRequest(
+            agent_id="counter",
+            pools=["default"],
+            limit=4,
+            wait=10,
+            start=local,
+            claim_id=None if local else next(claim_ids),
+        )
+
+    (job,) = await service.claim(request())
+    if not local:
+        await service.start(job.ref)
+    for i in range(STEPS):
         with counting(database) as tally:
-            (job,) = runtime.claim(
-                agent_id="counter", pools=["default"], labels={}, limit=1, start=start_on_claim
-            )
-            assert job.lease_token is not None
-            ref = JobRef(job_id=job.id, lease_token=job.lease_token, epoch=job.lease_epoch)
-            if start_on_claim:
-                assert job.status == JobStatus.RUNNING
-            else:
-                runtime.start_job(ref)
-            runtime.finish_job(
+            waiting = asyncio.create_task(service.claim(request())) if i < STEPS - 1 else None
+            await asyncio.sleep(0)  # the claim waits (enlisted) before the report arrives
+            await service.report(
                 JobReport(
-                    job=ref,
+                    job=job.ref,
                     status=JobStatus.COMPLETED,
                     exit_code=0,
                     lines=[LogLine(1, time.time(), LogStream.STDOUT, "done")],
                 )
             )
+            if waiting is not None:
+                (job,) = await asyncio.wait_for(waiting, 10)
+                if local:
+                    assert job.started
+                else:
+                    await service.start(job.ref)
         per_step.append(tally)
+    return execution_id, per_step
+
+
+@pytest.mark.parametrize("agent", ["remote", "local"])
+def test_a_chain_step_costs_a_bounded_number_of_statements(database: Database, agent: str) -> None:
+    execution_id, per_step = asyncio.run(_chain_steps(database, agent))
     with database.read() as session:
         assert runs_store.get_execution(session, execution_id).status == ExecutionStatus.COMPLETED
 
