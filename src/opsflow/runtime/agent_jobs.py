@@ -2,8 +2,10 @@
 report the end.
 
 Each call is one transaction and a compare-and-set on the job's lease, so a report from an
-agent whose lease has gone is refused. After the claim an agent names a job by id, lease
-token and epoch only (`JobRef`); execution, step and attempt come from the job's row. The
+agent whose lease has gone is refused. The reports' write also leases the jobs its reconciles
+queued to the claims waiting in this process (`write_serving`), so a chain's next job is
+leased in its predecessor's report transaction. After the claim an agent names a job by id,
+lease token and epoch only (`JobRef`); execution, step and attempt come from the job's row. The
 local agent reaches these through `agent_service` in-process, remote agents through the API.
 Secrets are filled into the claimed copy of a job only, and everything an agent sends back is
 masked again here before it is stored.

@@ -265,7 +265,8 @@ class AgentService:
         took: with its jobs, with nothing (it waits on), or with why not (a revoked token);
         those of a caller that gave up meanwhile are handed back."""
         for claim in taken:
-            enlisted = self._held.pop(claim)
+            with self._waiting_lock:
+                enlisted = self._held.pop(claim)
             result = served.get(claim, [])
             if isinstance(result, list):
                 if len(result) < claim.limit:
