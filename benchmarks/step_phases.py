@@ -9,9 +9,14 @@ on its way out. Each link of each chain (a job and the one before it) is then cu
 phases, from the previous job's report to this job's report committed:
 
     report tx      the previous job's final report: lease check, end, reconcile, next job
-                   queued, commit (its ``finish_jobs`` transaction)
+                   queued, and (when the agent's claim waits in this process) the next job
+                   leased to it, commit (``AgentJobs.write_serving``, or ``write`` in builds
+                   before the write served waiting claims)
     wake -> claim  from that commit until the agent's waiting claim runs its transaction
-    claim tx       the claim transaction (lease the job, fill in secrets)
+                   (only for a job leased by a claim transaction of its own)
+    claim tx       the claim transaction (lease the job, fill in secrets), idem
+    commit -> claim answered   from the report's commit until the claim returns the job
+                   (the two above, or the write's answer to the claim it served)
     -> serve       the claim's answer until the job's task runs (event loop hops)
     workdir        a fresh work dir (copy of the version's files, or an empty dir)
     start          the start call: dispatched -> running committed, answer back
@@ -147,21 +152,29 @@ def instrument() -> None:
 
     AgentService.claim = service_claim_stamped  # type: ignore[method-assign]
 
-    # Reports (and log batches) are written by `AgentJobs.write`, one transaction for what
-    # arrived meanwhile (`finish_jobs` calls it too).
-    write = AgentJobs.write
+    # The reports' write (`AgentService` batches reports and log lines into one): its
+    # transaction ends the job, reconciles, queues the next job and (since the waiting claims
+    # are served by the write) leases it. Older builds have `write` only.
+    name = "write_serving" if hasattr(AgentJobs, "write_serving") else "write"
+    write = getattr(AgentJobs, name)
 
-    def write_stamped(self: AgentJobs, reports: list[Any], batches: list[Any]) -> Any:
+    def write_stamped(self: AgentJobs, reports: list[Any], *rest: Any) -> Any:
         began = time.time()
+        out = None
         try:
-            return write(self, reports, batches)
+            out = write(self, reports, *rest)
+            return out
         finally:
             ended = time.time()
             for report in reports:
                 _stamps.append((report.job.job_id, "finish_tx>", began))
                 _stamps.append((report.job.job_id, "finish_tx<", ended))
+            served = out[2] if out is not None and len(out) > 2 else {}
+            for jobs in served.values():
+                for job in jobs if isinstance(jobs, list) else []:
+                    _stamps.append((job.id, "leased_in_write", ended))
 
-    AgentJobs.write = write_stamped  # type: ignore[method-assign]
+    setattr(AgentJobs, name, write_stamped)
 
     _wrap_sync(AgentJobs, "start_job", "start_tx", lambda self, ref: ref.job_id)
     _wrap_async(InProcessClient, "start", "start", lambda self, ref: ref.job_id)
@@ -279,7 +292,8 @@ PHASES = [
     ("report tx", "finish_tx>", "finish_tx<", "prev"),
     ("wake -> claim", "finish_tx<", "claim_tx>", "mixed"),
     ("claim tx", "claim_tx>", "claim_tx<", "this"),
-    ("-> serve", "claim_tx<", "serve>", "this"),
+    ("commit -> claim answered", "finish_tx<", "claim_answered", "mixed"),
+    ("-> serve", "claim_answered", "serve>", "this"),
     ("workdir", "workdir>", "workdir<", "this"),
     ("start", "start>", "start<", "this"),
     ("  (start tx)", "start_tx>", "start_tx<", "this"),
@@ -315,6 +329,7 @@ def links(stamps: list[list[Any]], chains: list[list[str]]) -> list[dict[str, fl
                 if a in src_a and b in src_b:
                     row[name] = (src_b[b] - src_a[a]) * 1000
             row["link total"] = (at[this]["finish_tx<"] - at[prev]["finish_tx<"]) * 1000
+            row["leased in the report tx"] = float("leased_in_write" in at[this])
             if "popen<" in at[this]:
                 row["report -> spawn"] = (at[this]["popen<"] - at[prev]["finish_tx<"]) * 1000
             for phase in at[this]:
@@ -369,8 +384,16 @@ def bench(label: str, db_url: str | None, args: argparse.Namespace) -> None:
                     key=lambda job: job["started_at"],
                 )
                 chains.append([job["id"] for job in jobs])
-        rows = links(json.loads(trace.read_text()), chains)
-    print(f"\n{label}: {args.rounds} chains of {args.steps} steps, {len(rows)} links")
+        stamps = json.loads(trace.read_text())
+        rows = links(stamps, chains)
+        # Claim transactions that leased nothing (warm-up and idle waits included).
+        empty = sum(1 for _, phase, _ in stamps if phase == "empty_claim_tx>")
+    in_write = sum(1 for r in rows if r.get("leased in the report tx"))
+    print(
+        f"\n{label}: {args.rounds} chains of {args.steps} steps, {len(rows)} links, "
+        f"{in_write} of them leased in the previous job's report transaction, "
+        f"{empty} claim transactions that leased nothing"
+    )
     print(
         f"  chain {statistics.median(totals):.3f} s ({min(totals):.3f}-{max(totals):.3f}), "
         f"dependent start p50 {pct(gaps, 50):.1f} ms, p99 {pct(gaps, 99):.1f} ms"
