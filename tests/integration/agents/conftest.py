@@ -133,6 +133,16 @@ def agent_token(server: RunningServer, pool: str = "default", name: str = "") ->
     return secret
 
 
+def agent_client(server: RunningServer, secret: str | None = None) -> httpx.Client:
+    """An HTTP client of the agent protocol's routes (``/api/v1/agent``), speaking with
+    ``secret`` (a new agent token of the default pool when None)."""
+    return httpx.Client(
+        base_url=f"{server.url}/api/v1/agent",
+        headers={"Authorization": f"Bearer {secret or agent_token(server)}"},
+        timeout=60,
+    )
+
+
 def _pool_of(args: tuple[str, ...]) -> str:
     """The pool an agent's command line asks for (``default`` without ``--pool``)."""
     for flag, value in itertools.pairwise(args):

@@ -16,7 +16,7 @@ import httpx
 from opsflow.agent.loop import REFUSED
 from tests.servers import RunningServer, clean_env, opsflow_executable
 
-from .conftest import LEASE, Agents, Api
+from .conftest import LEASE, Agents, Api, agent_client
 
 SLEEPER = """
 id: sleeper
@@ -40,14 +40,6 @@ def _cli(server: RunningServer, *args: str, ok: bool = True) -> subprocess.Compl
 def _secret_of(created: str) -> str:
     (line,) = [x for x in created.splitlines() if x.startswith("token: ")]
     return line.removeprefix("token: ").strip()
-
-
-def _agent_client(server: RunningServer, secret: str) -> httpx.Client:
-    return httpx.Client(
-        base_url=f"{server.url}/api/v1/agent",
-        headers={"Authorization": f"Bearer {secret}"},
-        timeout=60,
-    )
 
 
 def _audit_actions(api: Api) -> list[tuple[str, str]]:
@@ -74,7 +66,7 @@ def test_an_agent_token_is_shown_once_listed_without_its_secret_and_bound_to_its
     assert secret not in json.dumps(listed) and "token" not in token
     assert ("agent_token.create", token["id"]) in _audit_actions(api)
 
-    with _agent_client(server, secret) as agent:
+    with agent_client(server, secret) as agent:
         other = agent.post("/register", json={"agent_id": "eu-1", "pools": ["us"]})
         assert other.status_code == 403, other.text
         detail = other.json()["detail"]
@@ -91,7 +83,7 @@ def test_an_agent_token_is_shown_once_listed_without_its_secret_and_bound_to_its
     assert used["last_used_at"] is not None, used
     # The kinds do not mix: a user's token is refused by the agent protocol, an agent token
     # by the rest of the API.
-    with _agent_client(server, server.token) as user:
+    with agent_client(server, server.token) as user:
         refused = user.post("/register", json={"agent_id": "u-1"})
         assert refused.status_code == 403 and "agent token" in refused.json()["detail"]
     elsewhere = httpx.get(
@@ -115,7 +107,7 @@ def test_a_revoked_token_is_refused_at_once_on_every_route_and_its_agents_job_is
         timeout=60,
     )
     # A second agent with the same token, its claim waiting on the server (nothing queued).
-    waiting = _agent_client(server, secret)
+    waiting = agent_client(server, secret)
     assert waiting.post("/register", json={"agent_id": "waiter"}).status_code == 200
     answer: dict[str, Any] = {}
 

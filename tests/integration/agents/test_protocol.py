@@ -10,13 +10,11 @@ import threading
 import time
 from typing import Any
 
-import httpx
-
 from opsflow.agent.protocol import LogLine
 from opsflow.status import LogStream
 from tests.servers import RunningServer
 
-from .conftest import Api, agent_token
+from .conftest import Api, agent_client
 
 ONE_STEP = """
 id: one
@@ -28,11 +26,7 @@ steps:
 def test_a_waiting_claim_gets_a_job_the_moment_it_is_queued_and_stale_epochs_are_refused(
     server: RunningServer, api: Api
 ) -> None:
-    agent = httpx.Client(
-        base_url=f"{server.url}/api/v1/agent",
-        headers={"Authorization": f"Bearer {agent_token(server)}"},
-        timeout=60,
-    )
+    agent = agent_client(server)
     registered = agent.post("/register", json={"agent_id": "test-agent-1", "concurrency": 1})
     assert registered.status_code == 200, registered.text
     assert registered.json()["lease_seconds"] == 2.0
@@ -100,11 +94,7 @@ def test_a_claim_that_accepts_started_jobs_is_answered_again_with_them_and_a_sta
     time the claim's; the claim sent again after its answer was lost gets the same jobs, same
     lease, still running; a ``start`` sent anyway (an older agent's habit) changes nothing.
     An agent that does not say so (an older one) gets its jobs dispatched, as before."""
-    agent = httpx.Client(
-        base_url=f"{server.url}/api/v1/agent",
-        headers={"Authorization": f"Bearer {agent_token(server)}"},
-        timeout=60,
-    )
+    agent = agent_client(server)
     assert agent.post("/register", json={"agent_id": "newer", "concurrency": 1}).status_code == 200
     api.publish("one", ONE_STEP)
     execution_id = api.run("one")
@@ -144,11 +134,7 @@ def test_a_claim_that_accepts_started_jobs_is_answered_again_with_them_and_a_sta
 
 
 def test_an_empty_claim_answers_when_its_wait_runs_out(server: RunningServer) -> None:
-    with httpx.Client(
-        base_url=f"{server.url}/api/v1/agent",
-        headers={"Authorization": f"Bearer {agent_token(server)}"},
-        timeout=60,
-    ) as agent:
+    with agent_client(server) as agent:
         began = time.monotonic()
         res = agent.post("/claim", json={"agent_id": "idle", "limit": 2, "wait": 1})
         assert res.status_code == 200 and res.json() == {"jobs": []}
@@ -158,11 +144,7 @@ def test_an_empty_claim_answers_when_its_wait_runs_out(server: RunningServer) ->
 def test_a_log_line_time_no_clock_can_show_is_refused_and_the_log_stays_readable(
     server: RunningServer, api: Api
 ) -> None:
-    agent = httpx.Client(
-        base_url=f"{server.url}/api/v1/agent",
-        headers={"Authorization": f"Bearer {agent_token(server)}"},
-        timeout=60,
-    )
+    agent = agent_client(server)
     assert agent.post("/register", json={"agent_id": "clock", "concurrency": 1}).status_code == 200
     api.publish("one", ONE_STEP)
     execution_id = api.run("one")
@@ -191,11 +173,7 @@ def test_a_stopping_server_answers_a_waiting_claim_at_once_and_does_not_wait_for
 ) -> None:
     """uvicorn waits for every open request before it stops: an agent's claim waiting (up to
     30 s) for a job must answer, with no job, as soon as the server begins to stop."""
-    agent = httpx.Client(
-        base_url=f"{server.url}/api/v1/agent",
-        headers={"Authorization": f"Bearer {agent_token(server)}"},
-        timeout=60,
-    )
+    agent = agent_client(server)
     registered = agent.post("/register", json={"agent_id": "test-agent-2", "concurrency": 1})
     assert registered.status_code == 200, registered.text
     answer: dict[str, Any] = {}
