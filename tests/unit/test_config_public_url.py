@@ -4,6 +4,7 @@ messages (the bind address is no such place when it is ``0.0.0.0`` or behind a p
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -51,3 +52,20 @@ def test_a_public_url_with_a_path_is_refused_saying_opsflow_is_served_at_its_hos
     assert f"OPSFLOW_PUBLIC_URL must have no path, got {value!r}" in message
     assert "served at the root of its host" in message
     assert "own host name or port" in message
+
+
+def test_the_banner_names_the_admin_files_only_where_this_server_wrote_them(
+    tmp_path: Path,
+) -> None:
+    """A replica whose database already had an admin (another replica made it) has no
+    admin-password or admin-token file in its data dir: the banner must not point there."""
+    settings = Settings.from_env({}, data_dir=tmp_path)
+    text = banner(settings)
+    assert str(tmp_path.resolve() / "admin-password") not in text
+    assert "the admin exists already" in text
+    assert "API token for the CLI: none in this data dir" in text
+    (tmp_path / "admin-password").write_text("pw\n")
+    (tmp_path / "admin-token").write_text("tok\n")
+    text = banner(settings)
+    assert f"log in as admin with the password in {tmp_path.resolve() / 'admin-password'}" in text
+    assert f"API token for the CLI: {tmp_path.resolve() / 'admin-token'}" in text

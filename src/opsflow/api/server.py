@@ -49,9 +49,24 @@ def banner(settings: Settings) -> str:
         )
     if settings.admin_password:
         lines.append("  log in as admin with the password from OPSFLOW_ADMIN_PASSWORD")
-    else:
+    elif (data / PASSWORD_FILE).exists():
         lines.append(f"  log in as admin with the password in {data / PASSWORD_FILE}")
-    lines.append(f"  API token for the CLI: {data / TOKEN_FILE} (found by itself on this machine)")
+    else:
+        # The admin was made by another server on this database (a replica), or this data dir
+        # was emptied since: the file is where that server wrote it, not here.
+        lines.append(
+            f"  log in as admin with the password its first server wrote ({PASSWORD_FILE} in "
+            "that server's data dir): the admin exists already"
+        )
+    if (data / TOKEN_FILE).exists():
+        lines.append(
+            f"  API token for the CLI: {data / TOKEN_FILE} (found by itself on this machine)"
+        )
+    else:
+        lines.append(
+            "  API token for the CLI: none in this data dir (the admin was made elsewhere): "
+            "make one with `opsflow tokens create` where a token is, and set OPSFLOW_TOKEN"
+        )
     return "\n".join(lines)
 
 
@@ -59,15 +74,16 @@ class _AnnouncingServer(uvicorn.Server):
     """uvicorn's server that prints the banner once it listens: after the lifespan (migrations,
     bootstrap, runtime) has started and the socket is bound, never before."""
 
-    def __init__(self, config: uvicorn.Config, announcement: str, app: FastAPI) -> None:
+    def __init__(self, config: uvicorn.Config, settings: Settings, app: FastAPI) -> None:
         super().__init__(config)
-        self.announcement = announcement
+        self.settings = settings
         self.app = app
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
         if not self.should_exit:
-            print(self.announcement, flush=True)
+            # Written now, after the lifespan's bootstrap: it names the files it wrote.
+            print(banner(self.settings), flush=True)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         # uvicorn waits for every open request before the lifespan's shutdown: the requests
@@ -97,4 +113,4 @@ def run_server(settings: Settings) -> None:
         app, host=settings.host, port=settings.port, log_level="info", loop=EVENT_LOOP, ws="none"
     )
     SERVER_LOG_FILTER.install()  # after uvicorn's own logging set-up, so its handlers too
-    _AnnouncingServer(config, banner(settings), app).run()
+    _AnnouncingServer(config, settings, app).run()
