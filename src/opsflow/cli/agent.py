@@ -68,9 +68,9 @@ def agent(
         ),
     ],
     pool: Annotated[
-        list[str] | None,
+        str | None,
         typer.Option(
-            "--pool", help="The pool to serve; it must be the token's [default: the token's]."
+            "--pool", help="The pool to serve, which must be the token's (by default the token's)."
         ),
     ] = None,
     label: Annotated[
@@ -133,7 +133,7 @@ def agent(
         runner = Agent(
             client,
             agent_id=agent_id,
-            pools=list(pool or []),
+            pools=[pool] if pool else [],
             labels=labels,
             concurrency=concurrency,
             work_root=root / "jobs",
@@ -155,7 +155,7 @@ def agent(
         logging.info(
             "agent %s serving %s with %s (%d at once) for %s",
             agent_id,
-            f"pool {', '.join(pool)}" if pool else "its token's pool",
+            f"pool {pool}" if pool else "its token's pool",
             f"labels {_shown(labels)}" if labels else "no labels",
             concurrency,
             ", ".join(servers),
