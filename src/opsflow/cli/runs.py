@@ -455,7 +455,8 @@ def trigger_line(body: dict[str, Any]) -> str:
 
 
 def print_detail(body: dict[str, Any]) -> None:
-    """An execution detail (the API's JSON) for people: a row per step, then a row per job."""
+    """An execution detail (the API's JSON) for people: a row per step, then a row per job
+    (with the agent that claimed it; ``-`` for a job no agent has claimed)."""
     stdout.print(
         Text(
             f"{body['id']}  {body['workflow_id']} "
@@ -471,7 +472,7 @@ def print_detail(body: dict[str, Any]) -> None:
     whole: list[tuple[str, str]] = []  # the errors the table cuts short, to print in full
     for s in body["steps"]:
         said = cell(s.get("pending_reason") or s.get("error") or fan_out_summary(s))
-        rows.append([cell(s["id"]), cell(s["status"]), cell(None), cell(None), said])
+        rows.append([cell(s["id"]), cell(s["status"]), cell(None), cell(None), cell(None), said])
         if short(said) != said:
             whole.append((s["id"], said))
         for j in _by_item(s["jobs"] or []):
@@ -480,6 +481,7 @@ def print_detail(body: dict[str, Any]) -> None:
                 [
                     _attempt_label(j),
                     cell(j["status"]),
+                    cell(j.get("agent_id")),
                     cell(_seconds(j.get("duration_ms"))),
                     cell(j.get("exit_code")),
                     error,
@@ -487,7 +489,7 @@ def print_detail(body: dict[str, Any]) -> None:
             )
             if short(error) != error:
                 whole.append((f"{s['id']} {_attempt_label(j).strip()}", error))
-    table(["STEP / JOB", "STATUS", "DURATION", "EXIT", "WAITING FOR / ERROR"], rows)
+    table(["STEP / JOB", "STATUS", "AGENT", "DURATION", "EXIT", "WAITING FOR / ERROR"], rows)
     if whole:
         stdout.print("in full:")
         for where, said in whole:
@@ -536,16 +538,38 @@ def logs(
         int | None,
         typer.Option(min=0, help="Only this item's lines (a step with for_each or matrix)."),
     ] = None,
+    attempt: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Only this attempt's lines (of each item, for a fanned-out step)."
+        ),
+    ] = None,
 ) -> None:
-    """Print an execution's log lines; with -f, go on with the lines that follow them."""
+    """Print an execution's log lines; with -f, go on with the lines that follow them.
+
+    Each line is prefixed with its step (``[build]``, ``[build#3]`` for item 3), and with its
+    attempt when the step (item) ran more than once: ``[build attempt 2]``."""
     client = client_for(ctx)
     execution_id = resolve_id(client, execution_id)
     # The status first: once it reads ended, every line of the run is committed, so the
     # backlog below is all of it; read after the backlog, lines could end the run unseen.
-    ended = True
-    if follow_logs:
-        detail = client.get(f"/executions/{execution_id}")
-        ended = ExecutionStatus(detail["status"]).terminal
+    detail = client.get(f"/executions/{execution_id}")
+    ended = not follow_logs or ExecutionStatus(detail["status"]).terminal
+    jobs = _JobsOf(client, execution_id, detail)
+    if attempt is not None and ExecutionStatus(detail["status"]).terminal:
+        numbers = jobs.attempts(step)
+        if attempt not in numbers:
+            where = f"step {step!r}" if step is not None else f"execution {execution_id}"
+            raise UsageError(
+                f"{where} has no attempt {attempt}; its attempts: "
+                + (", ".join(str(n) for n in sorted(numbers)) or "none")
+            )
+
+    def show(line: dict[str, Any]) -> None:
+        if attempt is not None and jobs.number(line) != attempt:
+            return
+        stdout.print(Text(f"[{jobs.where(line)}] ", style="dim").append(line["text"]), markup=False)
+
     after = 0
     while True:
         page = client.get(
@@ -559,7 +583,7 @@ def logs(
             },
         )
         for line in page["items"]:
-            stdout.print(Text(f"[{_where(line)}] ", style="dim").append(line["text"]), markup=False)
+            show(line)
         after = page["next_after"]
         if len(page["items"]) < 5000:
             break
@@ -575,12 +599,68 @@ def logs(
             and (stream is None or d.get("stream") == stream)
             and (item is None or d.get("item") == item)
         ):
-            stdout.print(Text(f"[{_where(d)}] ", style="dim").append(d["text"]), markup=False)
+            show(d)
 
 
 def _where(line: dict[str, Any]) -> str:
     """A log line's place: its step, and ``#N`` for item N of a fanned-out step."""
     return line["step"] if line.get("item") is None else f"{line['step']}#{line['item']}"
+
+
+class _JobsOf:
+    """An execution's jobs by id (from its detail), to name the attempt a log line (which
+    carries its ``job_id``) comes from; read again when a line names a job not seen yet."""
+
+    def __init__(self, client: ApiClient, execution_id: str, detail: dict[str, Any]) -> None:
+        self._client, self._execution_id = client, execution_id
+        self._asked: set[str] = set()
+        self._load(detail)
+
+    def _load(self, detail: dict[str, Any]) -> None:
+        self._jobs: dict[str, dict[str, Any]] = {}
+        self._runs: dict[tuple[str, int | None], int] = {}  # (step, item) -> its jobs
+        for s in detail["steps"]:
+            for j in s["jobs"] or []:
+                self._jobs[j["id"]] = {**j, "step": s["id"]}
+                key = (s["id"], j.get("item"))
+                self._runs[key] = self._runs.get(key, 0) + 1
+
+    def _job(self, line: dict[str, Any]) -> dict[str, Any] | None:
+        job_id = line.get("job_id")
+        if not job_id:
+            return None
+        if job_id not in self._jobs and job_id not in self._asked:
+            self._asked.add(job_id)  # a job of a retry started since: read the detail again
+            self._load(self._client.get(f"/executions/{self._execution_id}"))
+        return self._jobs.get(job_id)
+
+    def number(self, line: dict[str, Any]) -> int | None:
+        """The attempt of the line's job (an item's own attempt on a fanned-out step); None
+        for a cleanup job's line or a job not known."""
+        job = self._job(line)
+        if job is None or job.get("purpose", "run") != "run":
+            return None
+        return int(job.get("item_attempt") or job["attempt"])
+
+    def attempts(self, step: str | None) -> set[int]:
+        """The attempt numbers of ``step``'s jobs (of every step's, for None)."""
+        return {
+            int(j.get("item_attempt") or j["attempt"])
+            for j in self._jobs.values()
+            if (step is None or j["step"] == step) and j.get("purpose", "run") == "run"
+        }
+
+    def where(self, line: dict[str, Any]) -> str:
+        """``_where``, then the attempt when the step (item) has more than one job, as
+        ``executions show`` names its jobs: ``build attempt 2``, ``build#3 attempt 2``,
+        ``build cleanup``."""
+        place = _where(line)
+        job = self._job(line)
+        if job is None or self._runs.get((job["step"], job.get("item")), 0) < 2:
+            return place
+        if job.get("purpose", "run") != "run":
+            return f"{place} {job['purpose']}"
+        return f"{place} attempt {job.get('item_attempt') or job['attempt']}"
 
 
 def cancel(

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -387,6 +388,52 @@ def test_retry_and_skip_from_the_cli(server: Server) -> None:
     assert steps["after"]["status"] == "succeeded"
     refused = server.cli("skip", execution_id, "after")
     assert refused.returncode == 1 and "start a new run" in refused.stderr
+
+
+RETRIED = """\
+id: cli-retried
+steps:
+  - id: shaky
+    type: script
+    shell: sh
+    retries: 1
+    run: |
+      echo "try $OPSFLOW_ATTEMPT"
+      test "$OPSFLOW_ATTEMPT" -ge 2
+"""
+
+
+def test_show_names_each_attempts_agent_and_logs_name_the_attempts(server: Server) -> None:
+    """New-user trial: ``executions show`` names the agent of each attempt (the deployment
+    guide's check), and ``logs`` tells a retried step's attempts apart."""
+    _publish(server, RETRIED)
+    ran = server.cli("run", "cli-retried", "--follow")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    execution_id = execution_id_in(ran.stdout)
+    steps: list[dict[str, Any]] = server.get(f"/executions/{execution_id}")["steps"]  # type: ignore[assignment]
+    (jobs,) = [s["jobs"] for s in steps]
+    agents = [j["agent_id"] for j in jobs]
+    assert [j["attempt"] for j in jobs] == [1, 2] and all(agents), jobs
+
+    shown = server.cli("executions", "show", execution_id)
+    assert shown.returncode == 0, shown.stderr
+    (header,) = [line for line in shown.stdout.splitlines() if line.startswith("STEP / JOB")]
+    assert header.split()[3:6] == ["STATUS", "AGENT", "DURATION"], header
+    rows = [line.split()[:4] for line in shown.stdout.splitlines() if line.startswith("  attempt")]
+    assert rows == [["attempt", "1", "failed", agents[0]], ["attempt", "2", "completed", agents[1]]]
+
+    logs = server.cli("logs", execution_id)
+    assert logs.returncode == 0, logs.stderr
+    lines = logs.stdout.splitlines()
+    assert "[shaky attempt 1] try 1" in lines and "[shaky attempt 2] try 2" in lines, lines
+    assert all(line.startswith(("[shaky attempt 1] ", "[shaky attempt 2] ")) for line in lines)
+    second = server.cli("logs", execution_id, "--step", "shaky", "--attempt", "2")
+    assert second.returncode == 0, second.stderr
+    assert "[shaky attempt 2] try 2" in second.stdout.splitlines()
+    assert all(line.startswith("[shaky attempt 2] ") for line in second.stdout.splitlines())
+    third = server.cli("logs", execution_id, "--step", "shaky", "--attempt", "3")
+    assert third.returncode != 0
+    assert "step 'shaky' has no attempt 3; its attempts: 1, 2" in third.stdout + third.stderr
 
 
 ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d")
