@@ -7,7 +7,8 @@ Presence is the ``agents`` table, written when an agent registers and, at most e
 lease (5 s at most), when it claims or heartbeats; so every replica answers alike. An agent is
 online while it was seen within `online_window` (two leases and three renewals of an idle
 agent's waiting claim, which renews it every lease, 10 s at most: 30 s with the default 15 s
-lease) and did not leave since.
+lease) and did not leave since: an agent says it leaves as it stops, and revoking its agent
+token marks it left in the revocation's transaction (``revoked`` then says why).
 """
 
 from __future__ import annotations
@@ -27,12 +28,14 @@ from opsflow.auth.agent_tokens import issue_agent_token
 from opsflow.auth.credentials import Principal
 from opsflow.auth.permissions import Permission
 from opsflow.errors import InvalidInput
+from opsflow.runtime.host import RuntimeHost
 from opsflow.runtime.roster import online_window
 from opsflow.store import agent_tokens as token_store
 from opsflow.store import agents as store
 from opsflow.store import audit
 from opsflow.store.agent_tokens import AgentToken
 from opsflow.store.base import utcnow
+from opsflow.store.session import Session
 
 router = APIRouter(tags=["agents"])
 
@@ -48,7 +51,13 @@ class AgentOut(BaseModel):
     hostname: str = Field(description="Where it runs, as it said.")
     online: bool = Field(
         description="Seen within the online timeout (see last_seen) and not left since (an "
-        "agent whose drain ended tells the server it leaves: offline at once)."
+        "agent whose drain ended tells the server it leaves: offline at once) and its agent "
+        "token not revoked."
+    )
+    revoked: bool = Field(
+        description="The agent token it registered with was revoked: it is refused and "
+        'offline from the revocation on (its running jobs become "agent lost" when their '
+        "leases expire), until it registers with a live token."
     )
     draining: bool = Field(description="Gets no more jobs; its running jobs finish.")
     last_seen: str = Field(description="When it last registered or claimed (ISO 8601).")
@@ -61,14 +70,19 @@ class AgentOut(BaseModel):
     )
 
     @classmethod
-    def of(cls, agent: store.AgentRecord, now: float, timeout: float) -> AgentOut:
+    def of(
+        cls, agent: store.AgentRecord, now: float, timeout: float, revoked: set[str]
+    ) -> AgentOut:
+        """``revoked``: the ids of revoked agent tokens among those of the agents shown."""
+        token_revoked = agent.token_id is not None and agent.token_id in revoked
         return cls(
             id=agent.id,
             pools=agent.pools,
             labels=agent.labels,
             version=agent.version,
             hostname=agent.hostname,
-            online=agent.left_at is None and now - agent.last_seen <= timeout,
+            online=not token_revoked and agent.left_at is None and now - agent.last_seen <= timeout,
+            revoked=token_revoked,
             draining=agent.draining,
             last_seen=iso(agent.last_seen) or "",
             first_seen=iso(agent.first_seen) or "",
@@ -123,6 +137,14 @@ class AgentTokenCreated(AgentTokenOut):
     token: str = Field(description="The secret, opfa_...; shown only in this response.")
 
 
+def _out(
+    session: Session, agents: list[store.AgentRecord], now: float, timeout: float
+) -> list[AgentOut]:
+    """The agents as shown, each saying whether its agent token was revoked."""
+    revoked = token_store.revoked_among(session, {a.token_id for a in agents if a.token_id})
+    return [AgentOut.of(a, now, timeout, revoked) for a in agents]
+
+
 def online_timeout(request: Request) -> float:
     return online_window(services_of(request).settings.lease_seconds)
 
@@ -132,7 +154,7 @@ def list_agents(request: Request, _: Reader) -> list[AgentOut]:
     """Every agent seen, most recently seen first."""
     now, timeout = time.time(), online_timeout(request)
     with services_of(request).session() as session:
-        return [AgentOut.of(a, now, timeout) for a in store.list_agents(session)]
+        return _out(session, store.list_agents(session), now, timeout)
 
 
 @router.get(
@@ -185,7 +207,9 @@ def _revoke(request: Request, token_id: str, principal: Principal, via: str | No
             token_id,
             detail if via is None else {**detail, "agent": via},
         )
-    services.extra["runtime"].bus.jobs_queued()
+    host: RuntimeHost = services.extra["runtime"]
+    host.runtime.jobs.forget(token.agents)  # offline: no presence write is remembered for them
+    host.bus.jobs_queued()
     return token
 
 
@@ -196,9 +220,10 @@ def _revoke(request: Request, token_id: str, principal: Principal, via: str | No
 )
 def revoke_agent_token(request: Request, token_id: str, principal: Manager) -> AgentTokenOut:
     """Revoke an agent token at once: every agent request made with it is refused (401) from
-    now on, a waiting claim included; its agents' running jobs become "agent lost" when their
-    leases expire. Idempotent: revoking a revoked token answers 200 with its existing state
-    (the first ``revoked_at``) and writes no new audit entry."""
+    now on, a waiting claim included; its agents are offline (``revoked``) from now on, and
+    their running jobs become "agent lost" when their leases expire. Idempotent: revoking a
+    revoked token answers 200 with its existing state (the first ``revoked_at``) and writes no
+    new audit entry."""
     return AgentTokenOut.of(_revoke(request, token_id, principal, None))
 
 
@@ -224,14 +249,20 @@ def revoke_agent(request: Request, agent_id: str, principal: Manager) -> AgentTo
 def show_agent(request: Request, agent_id: str, _: Reader) -> AgentOut:
     """One agent."""
     with services_of(request).session() as session:
-        return AgentOut.of(store.get_agent(session, agent_id), time.time(), online_timeout(request))
+        (out,) = _out(
+            session, [store.get_agent(session, agent_id)], time.time(), online_timeout(request)
+        )
+        return out
 
 
 def _set_draining(request: Request, agent_id: str, principal: Principal, on: bool) -> AgentOut:
     with services_of(request).session() as session:
         store.set_draining(session, agent_id, on)
         audit.record(session, principal.name, "agent.drain" if on else "agent.undrain", agent_id)
-        return AgentOut.of(store.get_agent(session, agent_id), time.time(), online_timeout(request))
+        (out,) = _out(
+            session, [store.get_agent(session, agent_id)], time.time(), online_timeout(request)
+        )
+        return out
 
 
 @router.post(

@@ -34,7 +34,10 @@ AgentId = Annotated[
 
 
 def _state(agent: dict[str, Any]) -> str:
+    """online, offline, or revoked (its agent token was revoked: refused and offline); with
+    ", draining" when it gets no more jobs."""
     state = "online" if agent.get("online") else "offline"
+    state = "revoked" if agent.get("revoked") else state
     return f"{state}, draining" if agent.get("draining") else state
 
 

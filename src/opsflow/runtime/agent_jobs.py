@@ -134,10 +134,14 @@ class AgentJobs:
         token_id: str | None = None,
     ) -> None:
         """Write an agent's presence row as it registers (who it is, where it runs, the agent
-        token it used)."""
+        token it used). With ``token_id`` the same transaction checks the token is live: a
+        registration authenticated just before its token's revocation gets `Unauthorized`
+        rather than bringing the agent back online."""
         now = self.clock()
 
         def work(tx: Transaction) -> bool:
+            if token_id is not None:
+                ensure_live(tx.session, token_id)
             return agents_store.seen(
                 tx.session,
                 agent_id,
@@ -203,7 +207,8 @@ class AgentJobs:
                 if again:
                     # Handed (and recorded as handed) at the first try already.
                     return [self._with_secrets(session, job, None) for job in again]
-            if limit <= 0 or self._presence[agent_id][1]:
+            last = self._presence.get(agent_id)  # gone when its token was revoked meanwhile
+            if limit <= 0 or (last is not None and last[1]):
                 return []  # a draining agent gets no more jobs
             jobs = jobs_store.claim_jobs(
                 session,
@@ -577,6 +582,14 @@ class AgentJobs:
             return agents_store.leave(tx.session, agent_id, token_id=token_id, now=now)
 
         if self.transactions.run(work):
+            self._presence.pop(agent_id, None)
+
+    def forget(self, agent_ids: list[str]) -> None:
+        """Drop what this process remembers of these agents' presence (their agent token was
+        revoked: `agent_tokens.revoke_token` marked them left), so no report's write serves a
+        claim of theirs as a recently seen agent's; a claim with the revoked token is refused
+        before it writes presence (`ensure_live`)."""
+        for agent_id in agent_ids:
             self._presence.pop(agent_id, None)
 
     def hand_back(self, ref: JobRef, *, unanswered: bool = False) -> None:

@@ -126,7 +126,9 @@ def list_tokens(session: Session) -> list[AgentToken]:
 
 def revoke_token(session: Session, token_id: str, at: datetime) -> tuple[AgentToken, bool]:
     """Mark the token revoked, a compare-and-set on ``revoked_at IS NULL``: idempotent, the
-    first revocation time stays. Returns the token and whether this call revoked it (False
+    first revocation time stays. The agents registered with it are marked left in the same
+    write (offline at once on every replica, as their own leave does: `agents.leave`); their
+    running jobs keep their leases. Returns the token and whether this call revoked it (False
     when it was already revoked, so the caller audits only the first). `NotFound` for no such
     token."""
     # RETURNING, not rowcount: the drivers do not agree on a skipped row's rowcount.
@@ -136,6 +138,12 @@ def revoke_token(session: Session, token_id: str, at: datetime) -> tuple[AgentTo
         .values(revoked_at=at)
         .returning(AGENT_TOKENS.c.id)
     ).first()
+    if done is not None:
+        session.execute(
+            update(AGENTS)
+            .where(AGENTS.c.token_id == token_id, AGENTS.c.left_at.is_(None))
+            .values(left_at=at.timestamp())
+        )
     session.expire_all()  # the ORM row, if loaded, must show the new revoked_at
     return get_token(session, token_id), done is not None
 
@@ -149,6 +157,18 @@ def revoked_at(session: Session, token_id: str) -> datetime | None:
         raise NotFound(f"agent token {token_id!r} not found")
     value: datetime | None = found[0]
     return value
+
+
+def revoked_among(session: Session, token_ids: set[str]) -> set[str]:
+    """Which of ``token_ids`` are revoked (one statement; none for an empty set)."""
+    if not token_ids:
+        return set()
+    rows = session.execute(
+        select(AGENT_TOKENS.c.id).where(
+            AGENT_TOKENS.c.id.in_(sorted(token_ids)), AGENT_TOKENS.c.revoked_at.is_not(None)
+        )
+    )
+    return {str(r[0]) for r in rows}
 
 
 def touch_token(session: Session, token_id: str, at: datetime) -> None:

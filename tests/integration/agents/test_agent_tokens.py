@@ -9,11 +9,14 @@ import json
 import subprocess
 import threading
 import time
+from datetime import datetime
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from opsflow.agent.loop import REFUSED
+from opsflow.runtime.roster import online_window
 from tests.servers import RunningServer, clean_env, opsflow_executable
 
 from .conftest import LEASE, Agents, Api, agent_client
@@ -184,3 +187,58 @@ def test_revoking_a_revoked_agent_token_is_idempotent_and_audited_once(
     assert len(revokes) == 1
     missing = api.client.delete("/agents/tokens/atk_nosuch")
     assert missing.status_code == 404 and "atk_nosuch" in missing.json()["detail"]
+
+
+SLEEPER_EU = """
+id: sleeper-eu
+steps:
+  - {id: work, type: script, shell: sh, run: "echo started; sleep 30", agent: {pool: eu}}
+"""
+
+
+def _metric_online(server: RunningServer, pool: str) -> float:
+    """``opsflow_agents_online{pool=...}`` of one scrape (0 when the pool has no sample)."""
+    res = httpx.get(f"{server.url}/metrics", timeout=30)
+    assert res.status_code == 200, res.text
+    for family in text_string_to_metric_families(res.text):
+        for sample in family.samples:
+            if sample.name == "opsflow_agents_online" and sample.labels.get("pool") == pool:
+                return float(sample.value)
+    return 0.0
+
+
+def test_a_revoked_agent_is_offline_at_once_and_its_pool_says_no_agent_serves_it(
+    server: RunningServer, api: Api, agents: Agents
+) -> None:
+    """Revoking a running agent's token marks it left in the revocation's transaction: not
+    online (``revoked``) in the agents list, the CLI and /metrics before its online window
+    runs out, so a step of its pool queued then says no agent serves the pool; its running
+    job keeps its lease (lost only when the lease expires)."""
+    agents.start("eu", "--pool", "eu")
+    agent_id = agents.agent_id("eu")
+    api.publish("sleeper-eu", SLEEPER_EU)
+    running = api.run("sleeper-eu")
+    api.wait_for("the agent runs the job", lambda: "started" in api.log_texts(running), timeout=60)
+    before = api.client.get(f"/agents/{agent_id}").json()
+    assert before["online"] is True and before["revoked"] is False, before
+    # Online until at least then without the fix (its last_seen only grows meanwhile).
+    online_until = datetime.fromisoformat(before["last_seen"]).timestamp() + online_window(LEASE)
+
+    assert agent_id in _cli(server, "revoke", agent_id).stdout
+    (job,) = api.execution(running)["steps"][0]["jobs"]
+    (listed,) = [a for a in api.client.get("/agents").json() if a["id"] == agent_id]
+    assert listed["online"] is False and listed["revoked"] is True, listed
+    assert listed["running"] == [job["id"]] and job["status"] == "running", (listed, job)
+    assert "revoked" in _cli(server, "show", agent_id).stdout
+    assert _metric_online(server, "eu") == 0
+    queued = api.run("sleeper-eu")
+    assert api.execution(queued)["steps"][0]["pending_reason"] == "no agent serves pool eu"
+    assert time.time() < online_until, "too slow to tell a revoked agent from a stale one"
+
+    # Its running job is lost only when its lease expires, as before.
+    api.wait_for(
+        "the revoked agent's job is lost",
+        lambda: api.execution(running)["status"] == "failed",
+        timeout=LEASE + 20,
+    )
+    assert agents.processes["eu"].wait(timeout=30) != 0
