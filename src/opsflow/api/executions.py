@@ -109,16 +109,16 @@ class CancelBody(BaseModel):
 def _with_stored_presence(
     session: Session, agents: list[AgentPresence], now: float, lease_seconds: float
 ) -> list[AgentPresence]:
-    """This replica's own agent (with its slot count) plus the agents online in the
-    ``agents`` table, less the draining ones: together, the agents that may take a queued
-    job."""
+    """This replica's own agent plus the agents online in the ``agents`` table (each with the
+    slot count it registered), less the draining ones: together, the agents that may take a
+    queued job."""
     stored = agents_store.seen_since(session, now - online_window(lease_seconds))
-    draining = {agent_id for agent_id, _, _, drains in stored if drains}
+    draining = {agent.id for agent in stored if agent.draining}
     known = {a.agent_id for a in agents}
     extra = [
-        AgentPresence(agent_id, tuple(pools), labels)
-        for agent_id, pools, labels, drains in stored
-        if not drains and agent_id not in known
+        AgentPresence(agent.id, tuple(agent.pools), agent.labels, capacity=agent.concurrency)
+        for agent in stored
+        if not agent.draining and agent.id not in known
     ]
     return [a for a in agents if a.agent_id not in draining] + extra
 

@@ -111,9 +111,9 @@ class ServerMetrics(Collector):
         host = self.services.extra.get("runtime")
         # This replica's own agent counts from its start, before its registration commits.
         residents = host.runtime.roster.residents() if host is not None else []
-        stored = {agent_id for agent_id, _, _, _ in online}
+        stored = {agent.id for agent in online}
         per_pool: dict[str, int] = {}
-        for pools in [p for _, p, _, _ in online] + [
+        for pools in [agent.pools for agent in online] + [
             list(a.pools) for a in residents if a.agent_id not in stored
         ]:
             for pool in pools:

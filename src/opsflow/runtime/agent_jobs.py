@@ -132,11 +132,12 @@ class AgentJobs:
         version: str,
         hostname: str,
         token_id: str | None = None,
+        concurrency: int | None = None,
     ) -> None:
         """Write an agent's presence row as it registers (who it is, where it runs, the agent
-        token it used). With ``token_id`` the same transaction checks the token is live: a
-        registration authenticated just before its token's revocation gets `Unauthorized`
-        rather than bringing the agent back online."""
+        token it used, its job slots). With ``token_id`` the same transaction checks the token
+        is live: a registration authenticated just before its token's revocation gets
+        `Unauthorized` rather than bringing the agent back online."""
         now = self.clock()
 
         def work(tx: Transaction) -> bool:
@@ -151,6 +152,7 @@ class AgentJobs:
                 version=version,
                 hostname=hostname,
                 token_id=token_id,
+                concurrency=concurrency,
             )
 
         self._presence[agent_id] = (now, self.transactions.run(work))

@@ -132,6 +132,7 @@ class AgentService:
             version=registration.version,
             hostname=registration.hostname,
             token_id=token_id,
+            concurrency=registration.concurrency,
         )
         lost = 0
         if registration.restarted:

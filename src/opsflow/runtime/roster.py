@@ -2,9 +2,10 @@
 
 Presence is the database's (the ``agents`` table: `opsflow.store.agents`), so every replica
 answers alike: an agent is online while it was seen within `online_window` seconds and has
-not left since. Only the server's own local agent is also held here, in memory
-(`AgentRoster`), with its slot count, for as long as its server runs: the waiting reasons
-say "every slot busy" from it.
+not left since, with the job slots it registered (``agents.concurrency``). Only the
+server's own local agent is also held here, in memory (`AgentRoster`), with its slot count,
+for as long as its server runs (before its registration commits too). The waiting reasons
+say "every slot busy" from both.
 """
 
 from __future__ import annotations

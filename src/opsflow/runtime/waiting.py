@@ -35,7 +35,11 @@ def approvers_of(definition: Mapping[str, Any], step_id: str) -> list[str]:
 
 
 def queued_reason(job: Job, agents: Sequence[AgentPresence], busy: Mapping[str, int]) -> str | None:
-    """Why a pending job has no agent yet; ``busy`` counts in-flight jobs per agent id."""
+    """Why a pending job has no agent yet; ``busy`` counts in-flight jobs per agent id.
+
+    Every slot is busy when the agents serving the job hold as many in-flight jobs as their
+    capacities add up to (the local agent's from this process, a remote agent's as it
+    registered it)."""
     serving = [a for a in agents if a.serves(job.pool, job.labels)]
     if not serving:
         if job.labels and any(job.pool in a.pools for a in agents):
@@ -43,7 +47,7 @@ def queued_reason(job: Job, agents: Sequence[AgentPresence], busy: Mapping[str, 
             return f"no agent of pool {job.pool} has the labels {wanted}"
         return f"no agent serves pool {job.pool}"
     if any(a.capacity is None for a in serving):
-        return None  # a remote agent's slots are its own business: it claims when it can
+        return None  # an agent whose slots are not known yet (a row older than their storing)
     capacity = sum(a.capacity or 0 for a in serving)
     used = sum(busy.get(a.agent_id, 0) for a in serving)
     if used >= capacity:

@@ -9,9 +9,9 @@ counts are not stored: they are computed from ``jobs.agent_id``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Boolean, Float, String, Table, func, select, update
+from sqlalchemy import Boolean, Float, Integer, String, Table, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from opsflow.errors import NotFound
@@ -36,6 +36,9 @@ class AgentRow(Base):
     # When it said it was leaving (a drain ended, it exited): offline from then on, until it
     # registers or claims again (which clears it). None: it did not leave.
     left_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # The job slots it registered with (``Registration.concurrency``); None: not known (a row
+    # written before it was stored, until the agent registers again).
+    concurrency: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 AGENTS: Table = cast(Table, AgentRow.__table__)
@@ -68,9 +71,11 @@ def seen(
     version: str | None = None,
     hostname: str | None = None,
     token_id: str | None = None,
+    concurrency: int | None = None,
 ) -> bool:
     """Record that ``agent_id`` was there at ``now`` (and, at registration, its version,
-    hostname and the agent token it used); returns whether it is draining."""
+    hostname, the agent token it used and its job slots, ``concurrency``); returns whether it
+    is draining."""
     conn = session.connection()
     values: dict[str, Any] = {"pools": pools, "labels": labels, "last_seen": now, "left_at": None}
     if version is not None:
@@ -79,6 +84,8 @@ def seen(
         values["hostname"] = hostname
     if token_id is not None:
         values["token_id"] = token_id
+    if concurrency is not None:
+        values["concurrency"] = concurrency
     res = conn.execute(update(AGENTS).where(AGENTS.c.id == agent_id).values(**values))
     if not res.rowcount:
         # Two replicas may race to add the same new agent: the loser updates instead.
@@ -203,20 +210,31 @@ def get_agent(session: Session, agent_id: str) -> AgentRecord:
     return _records(session, rows)[0]
 
 
-def seen_since(session: Session, since: float) -> list[tuple[str, list[str], dict[str, str], bool]]:
-    """(id, pools, labels, draining) of every agent seen at or after ``since`` that has not
-    left since."""
+class OnlineAgent(NamedTuple):
+    """An agent online now, as `seen_since` reads it; ``concurrency``: its job slots as it
+    registered them (None: not known)."""
+
+    id: str
+    pools: list[str]
+    labels: dict[str, str]
+    draining: bool
+    concurrency: int | None
+
+
+def seen_since(session: Session, since: float) -> list[OnlineAgent]:
+    """Every agent seen at or after ``since`` that has not left since."""
     rows = session.connection().execute(
-        select(AGENTS.c.id, AGENTS.c.pools, AGENTS.c.labels, AGENTS.c.draining).where(
-            AGENTS.c.last_seen >= since, AGENTS.c.left_at.is_(None)
-        )
+        select(
+            AGENTS.c.id, AGENTS.c.pools, AGENTS.c.labels, AGENTS.c.draining, AGENTS.c.concurrency
+        ).where(AGENTS.c.last_seen >= since, AGENTS.c.left_at.is_(None))
     )
     return [
-        (
+        OnlineAgent(
             r.id,
             list(r.pools or []),
             {str(k): str(v) for k, v in (r.labels or {}).items()},
-            r.draining,
+            bool(r.draining),
+            r.concurrency,
         )
         for r in rows
     ]
