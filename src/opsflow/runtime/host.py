@@ -147,13 +147,16 @@ async def runtime_extension(services: Services) -> AsyncIterator[RuntimeHost]:
     """The server's runtime as an app extension: started after bootstrap, stopped first."""
     settings = services.settings
     data_dir = Path(settings.data_dir).resolve()
+    local_agent = settings.local_agent and settings.role.does_work
     host = RuntimeHost(
         services.db,
         work_dir=data_dir / "work",
-        local_agent=settings.local_agent and settings.role.does_work,
+        local_agent=local_agent,
         background=settings.role.does_work,
-        # This server's own: a restart declares lost only the attempts it held itself.
-        agent_id=await asyncio.to_thread(persistent_agent_id, data_dir),
+        # This server's own: a restart declares lost only the attempts it held itself. Kept
+        # only where a local agent runs: a server without one holds no attempt, and an
+        # agent-id file in its data dir would name an agent that never existed.
+        agent_id=await asyncio.to_thread(persistent_agent_id, data_dir) if local_agent else None,
         concurrency=settings.local_agent_concurrency,
         notify_channels=settings.notify_channels,
         lease_seconds=settings.lease_seconds,

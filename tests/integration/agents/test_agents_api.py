@@ -151,3 +151,24 @@ def test_an_agent_says_its_pool_and_labels_and_is_offline_at_once_after_a_clean_
         timeout=30,
     )
     assert "its token's pool with labels tier=web" in agents.log("plain").splitlines()[0]
+
+
+def test_only_a_server_that_runs_its_local_agent_keeps_an_agent_id(
+    agent_db: str, tmp_path: Path
+) -> None:
+    """New-user trial: a server with its local agent off (``--no-local-agent``, or an API-only
+    replica) wrote ``agent-id`` into its data dir all the same, naming an agent that never ran;
+    the one that runs its local agent keeps it and is listed under it."""
+    for name, args in (("no-agent", ("--no-local-agent",)), ("api", ("--role", "api"))):
+        data = tmp_path / name
+        data.mkdir()
+        with run_server(agent_db, data, *args, launch=warm_launch, env=server_env()) as running:
+            assert Api(running.url, running.token).client.get("/agents").json() == []
+        assert not (data / "agent-id").exists(), f"{name}: {sorted(p.name for p in data.iterdir())}"
+
+    data = tmp_path / "local"
+    data.mkdir()
+    with run_server(agent_db, data, launch=warm_launch, env=server_env()) as running:
+        agent_id = (data / "agent-id").read_text(encoding="utf-8").strip()
+        api = Api(running.url, running.token)
+        api.wait_for("the local agent is listed", lambda: agent_id in _agents(api), timeout=30)
