@@ -1,4 +1,4 @@
-// Every agent the server has seen: pools, labels, online or not, what it runs; for those who
+// Every agent the server has seen: pools, labels, online, offline or revoked, what it runs; for those who
 // may manage agents, drain and revoke, and the agent tokens remote agents register with. The
 // server's built-in agent is listed first.
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
@@ -26,13 +26,22 @@ export function isLocalAgent(a: Pick<Agent, "token_id">): boolean {
  * "revoked" (its token is already revoked: nothing to revoke), "revoke", or "unknown" while
  * the token list is loading. */
 export function agentRevokeState(
-  a: Pick<Agent, "token_id">,
+  a: Pick<Agent, "token_id" | "revoked">,
   tokens: Pick<AgentToken, "id" | "active">[] | undefined,
 ): "local" | "revoked" | "revoke" | "unknown" {
   if (isLocalAgent(a)) return "local";
+  if (a.revoked) return "revoked";
   if (!tokens) return "unknown";
   const token = tokens.find((t) => t.id === a.token_id);
   return token && !token.active ? "revoked" : "revoke";
+}
+
+/** An agent's state in the words of `opsflow agents list`: "revoked" when the agent token it
+ * registered with was revoked (it is refused, so offline too), else "online" or "offline".
+ * Draining is said beside it. */
+export function agentState(a: Pick<Agent, "online" | "revoked">): "online" | "offline" | "revoked" {
+  if (a.revoked) return "revoked";
+  return a.online ? "online" : "offline";
 }
 
 /** Built-in agents first, then online before offline, then most recently seen. */
@@ -138,11 +147,6 @@ export default function AgentsPage() {
                             Revoke
                           </button>
                         )}
-                        {agentRevokeState(a, tokens.data) === "revoked" && (
-                          <span className="badge tone-darkgray" title={`Its agent token ${a.token_id ?? ""} is revoked`}>
-                            <span aria-hidden="true">⊘</span> revoked
-                          </span>
-                        )}
                       </div>
                     </td>
                   )}
@@ -159,7 +163,12 @@ export default function AgentsPage() {
   );
 }
 
-function AgentState({ agent: a }: { agent: Agent }) {
+/** The State cell: revoked (with ", draining" when it was draining), draining (with ", offline"
+ * when it is), online or offline. */
+export function AgentState({ agent: a }: { agent: Agent }) {
+  if (agentState(a) === "revoked") {
+    return <RevokedBadge title={`Its agent token ${a.token_id ?? ""} is revoked: the server refuses it`} draining={a.draining} />;
+  }
   if (a.draining) {
     return (
       <span className="badge tone-yellow">
@@ -174,6 +183,16 @@ function AgentState({ agent: a }: { agent: Agent }) {
   ) : (
     <span className="badge tone-darkgray">
       <span aria-hidden="true">○</span> offline
+    </span>
+  );
+}
+
+/** A revoked agent token, or an agent that registered with one: the cancelled palette (dark
+ * gray, slashed circle), as UI.md gives a stopped thing; the word always shown. */
+function RevokedBadge({ title, draining = false }: { title?: string; draining?: boolean }) {
+  return (
+    <span className="badge tone-darkgray" title={title}>
+      <span aria-hidden="true">⊘</span> revoked{draining ? ", draining" : ""}
     </span>
   );
 }
@@ -284,7 +303,7 @@ function AgentTokens() {
                     {t.active ? (
                       <span className="badge tone-green"><span aria-hidden="true">✓</span> active</span>
                     ) : (
-                      <span className="badge tone-darkgray"><span aria-hidden="true">⊘</span> revoked</span>
+                      <RevokedBadge />
                     )}
                   </td>
                   <td data-label="Created" title={exactTime(t.created_at)}>
