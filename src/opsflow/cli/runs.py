@@ -138,6 +138,7 @@ def _watch(
     connection = ctx.find_root().obj
     status = "running"
     shown: dict[str, str] = {}
+    jobs = _JobsOf(client, execution_id)  # names a retried step's attempts, as `logs` does
     for event in follow(connection, execution_id):
         d = event.data
         if not show:
@@ -163,8 +164,9 @@ def _watch(
             _reason_news(client, execution_id, shown)
         elif event.kind == "log" and (step is None or d.get("step") == step):
             style = _LOG_STYLE.get((d.get("stream"), d.get("level")), "")
+            where = jobs.where(d, live=True)
             stdout.print(
-                Text(f"    [{_where(d)}] ", style="dim").append(d.get("text", ""), style=style)
+                Text(f"    [{where}] ", style="dim").append(d.get("text", ""), style=style)
             )
     detail = client.get(f"/executions/{execution_id}")
     return str(detail.get("status", status))
@@ -565,10 +567,11 @@ def logs(
                 + (", ".join(str(n) for n in sorted(numbers)) or "none")
             )
 
-    def show(line: dict[str, Any]) -> None:
+    def show(line: dict[str, Any], *, live: bool = False) -> None:
         if attempt is not None and jobs.number(line) != attempt:
             return
-        stdout.print(Text(f"[{jobs.where(line)}] ", style="dim").append(line["text"]), markup=False)
+        where = jobs.where(line, live=live)
+        stdout.print(Text(f"[{where}] ", style="dim").append(line["text"]), markup=False)
 
     after = 0
     while True:
@@ -599,7 +602,7 @@ def logs(
             and (stream is None or d.get("stream") == stream)
             and (item is None or d.get("item") == item)
         ):
-            show(d)
+            show(d, live=True)
 
 
 def _where(line: dict[str, Any]) -> str:
@@ -609,21 +612,29 @@ def _where(line: dict[str, Any]) -> str:
 
 class _JobsOf:
     """An execution's jobs by id (from its detail), to name the attempt a log line (which
-    carries its ``job_id``) comes from; read again when a line names a job not seen yet."""
+    carries its ``job_id``) comes from; read again when a line names a job not seen yet.
 
-    def __init__(self, client: ApiClient, execution_id: str, detail: dict[str, Any]) -> None:
+    Both ``logs`` and ``run --follow`` prefix their lines with `where`."""
+
+    def __init__(
+        self, client: ApiClient, execution_id: str, detail: dict[str, Any] | None = None
+    ) -> None:
+        """``detail``: the execution's, as read; None reads it at the first line with a job."""
         self._client, self._execution_id = client, execution_id
         self._asked: set[str] = set()
-        self._load(detail)
-
-    def _load(self, detail: dict[str, Any]) -> None:
         self._jobs: dict[str, dict[str, Any]] = {}
         self._runs: dict[tuple[str, int | None], int] = {}  # (step, item) -> its jobs
+        if detail is not None:
+            self._load(detail)
+
+    def _load(self, detail: dict[str, Any]) -> None:
+        self._jobs, self._runs = {}, {}
         for s in detail["steps"]:
-            for j in s["jobs"] or []:
-                self._jobs[j["id"]] = {**j, "step": s["id"]}
+            for j in s["jobs"] or []:  # oldest first
                 key = (s["id"], j.get("item"))
                 self._runs[key] = self._runs.get(key, 0) + 1
+                # "nth": the job's place among its step's (item's), 1 for the first.
+                self._jobs[j["id"]] = {**j, "step": s["id"], "nth": self._runs[key]}
 
     def _job(self, line: dict[str, Any]) -> dict[str, Any] | None:
         job_id = line.get("job_id")
@@ -650,13 +661,21 @@ class _JobsOf:
             if (step is None or j["step"] == step) and j.get("purpose", "run") == "run"
         }
 
-    def where(self, line: dict[str, Any]) -> str:
+    def where(self, line: dict[str, Any], *, live: bool = False) -> str:
         """``_where``, then the attempt when the step (item) has more than one job, as
         ``executions show`` names its jobs: ``build attempt 2``, ``build#3 attempt 2``,
-        ``build cleanup``."""
+        ``build cleanup``.
+
+        A ``live`` line (streamed as it is written) cannot know whether a retry will follow
+        its job, and when it is read the next attempt may or may not have begun: it counts
+        only the jobs up to its own. So a first attempt's live lines say ``[build]`` and a
+        retry's ``[build attempt 2]``, whatever the timing; a single-attempt step keeps
+        ``[build]`` either way."""
         place = _where(line)
         job = self._job(line)
-        if job is None or self._runs.get((job["step"], job.get("item")), 0) < 2:
+        if job is None:
+            return place
+        if (job["nth"] if live else self._runs[(job["step"], job.get("item"))]) < 2:
             return place
         if job.get("purpose", "run") != "run":
             return f"{place} {job['purpose']}"

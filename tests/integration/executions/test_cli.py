@@ -436,6 +436,22 @@ def test_show_names_each_attempts_agent_and_logs_name_the_attempts(server: Serve
     assert "step 'shaky' has no attempt 3; its attempts: 1, 2" in third.stdout + third.stderr
 
 
+def test_run_follow_names_a_retried_steps_attempt_as_logs_does(server: Server) -> None:
+    """New-user trial: ``run --follow`` printed a retry's live lines as ``[shaky]``, where
+    ``logs`` says ``[shaky attempt 2]``. Live, the first attempt cannot know a retry follows:
+    its lines keep ``[shaky]`` (as a single-attempt step's do), the retry's name the attempt."""
+    _publish(server, RETRIED)
+    ran = server.cli("run", "cli-retried", "--follow")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    logs = [line.strip() for line in ran.stdout.splitlines() if line.startswith("    [")]
+    first = [line for line in logs if line.startswith("[shaky] ")]
+    retry = [line for line in logs if line.startswith("[shaky attempt 2] ")]
+    # Every line names its attempt so, opsflow's own lines ("exit code 1") included.
+    assert logs == first + retry, ran.stdout
+    assert "[shaky] try 1" in first and "[shaky] exit code 1" in first, first
+    assert "[shaky attempt 2] try 2" in retry, retry
+
+
 ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d")
 
 
