@@ -29,6 +29,7 @@ from typing import Any, Protocol
 import httpx
 import pytest
 
+from opsflow.steps.scope import _owner_prefix, own_cgroup_dir
 from tests.conftest import _pg_admin, _pg_url
 
 
@@ -293,3 +294,12 @@ def fresh_database(
     yield _pg_url(name)
     with _pg_admin() as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def step_cgroups(work_root: Path) -> list[str]:
+    """The step cgroups on this machine named after ``work_root`` (the agent's owner prefix)."""
+    parent = own_cgroup_dir()
+    if parent is None or not parent.is_dir():
+        return []
+    prefix = _owner_prefix(str(work_root))
+    return sorted(entry.name for entry in parent.iterdir() if entry.name.startswith(prefix))

@@ -26,11 +26,11 @@ from typing import Any
 import httpx
 import pytest
 
-from opsflow.steps.scope import _owner_prefix, own_cgroup_dir, reap_stale_cgroups
+from opsflow.steps.scope import reap_stale_cgroups
 from opsflow.store import jobs as jobs_store
 from opsflow.store.db import Database
 from opsflow.store.jobs import Job
-from tests.servers import Zygote, alive, free_port, run_server
+from tests.servers import Zygote, alive, free_port, run_server, step_cgroups
 
 
 def epoch(iso: str | None) -> float | None:
@@ -214,12 +214,3 @@ def crash_server(
         reap_stale_cgroups(server.work_root)
     left = [name for server in made for name in step_cgroups(server.work_root)]
     assert not left, f"the test's step cgroups outlived it: {left}"
-
-
-def step_cgroups(work_root: Path) -> list[str]:
-    """The step cgroups on this machine named after ``work_root`` (the agent's owner prefix)."""
-    parent = own_cgroup_dir()
-    if parent is None or not parent.is_dir():
-        return []
-    prefix = _owner_prefix(str(work_root))
-    return sorted(entry.name for entry in parent.iterdir() if entry.name.startswith(prefix))

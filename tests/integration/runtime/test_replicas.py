@@ -18,9 +18,10 @@ from typing import Any
 import httpx
 import pytest
 
+from opsflow.steps.scope import reap_stale_cgroups
 from tests.conftest import BACKENDS, _pg_admin, _pg_url, blank_pg_database
 from tests.integration.api.test_live_feed import Feed
-from tests.servers import RunningServer, clean_env, run_server, warm_launch
+from tests.servers import RunningServer, clean_env, run_server, step_cgroups, warm_launch
 
 pytestmark = [
     pytest.mark.timeout(120),
@@ -212,3 +213,10 @@ def test_runs_of_a_replica_killed_mid_step_finish_on_another(pg_db: str, tmp_pat
     finally:
         with contextlib.suppress(ProcessLookupError, FileNotFoundError, ValueError):
             os.kill(int(pidfile.read_text()), signal.SIGKILL)  # the dead replica's orphan
+        # The killed replica's step cgroups would wait for a next start on its work root that
+        # never comes: do what that start does, and check that nothing of the test is left.
+        roots = [(d / "work").resolve() for d in (victim_dir, survivor_dir)]
+        for root in roots:
+            reap_stale_cgroups(root)
+        left = [name for root in roots for name in step_cgroups(root)]
+        assert not left, f"the test's step cgroups outlived it: {left}"
