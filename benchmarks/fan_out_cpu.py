@@ -9,7 +9,8 @@ each run: the server's own ``utime + stime`` (every thread), its reaped children
 ``cutime + cstime`` (the step processes), and the sum over the PostgreSQL backends connected
 to the run's database (``pg_stat_activity``; only while they live, so a backend that exits
 mid-run is missed). On a loaded machine CPU per step is the robust figure; steps per second
-moves with the load.
+moves with the load. The server's CPU is also split between its event loop's thread and its
+other threads (worker threads), user and system time apart (``/proc/<pid>/task``).
 
 ``--viewers N`` sets how many clients follow each run's live event stream (as browsers
 watching it do; the bench's own wait is one of them): 0 waits by listing the execution every
@@ -55,6 +56,24 @@ def cpu(pid: int) -> tuple[float, float]:
     # fields[0] is field 3 (state): utime is field 14, stime 15, cutime 16, cstime 17.
     utime, stime, cutime, cstime = (int(fields[i - 3]) for i in (14, 15, 16, 17))
     return (utime + stime) / TICK, (cutime + cstime) / TICK
+
+
+def thread_cpu(pid: int) -> dict[str, tuple[float, float]]:
+    """(user, system) CPU seconds of ``pid``'s threads now alive, in two groups: ``loop``, its
+    main thread (the event loop's: `opsflow server` runs uvicorn there), and ``threads``,
+    every other (worker threads: transactions, the scope's hops, file work; the migration
+    warmer). A thread that ended since is missed (the pool keeps its workers)."""
+    groups = {"loop": [0.0, 0.0], "threads": [0.0, 0.0]}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        except FileNotFoundError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        group = groups["loop" if tid == str(pid) else "threads"]
+        group[0] += int(fields[11]) / TICK  # utime, field 14
+        group[1] += int(fields[12]) / TICK  # stime, field 15
+    return {k: (v[0], v[1]) for k, v in groups.items()}
 
 
 def pg_cpu(database: str | None) -> float:
@@ -213,11 +232,13 @@ def figures(
         for _ in range(rounds):
             own0, kids0 = cpu(pid)
             pg0 = pg_cpu(database)
+            split0 = thread_cpu(pid)
             started = time.monotonic()
             detail = run(srv, f"bench-fan-{n}", viewers)
             wall = time.monotonic() - started
             own1, kids1 = cpu(pid)
             pg1 = pg_cpu(database)
+            split1 = thread_cpu(pid)
             run_s = ts(detail["ended_at"]) - ts(detail["created_at"])
             rows.append(
                 (
@@ -231,6 +252,14 @@ def figures(
                 f"  fan-out {n:>5}: {n / run_s:6.1f} steps/s  server {rows[-1][1]:5.2f} ms/step"
                 f"  steps {rows[-1][2]:5.2f}  postgres {rows[-1][3]:5.2f}"
                 f"  (client wall {wall:.2f} s, load {os.getloadavg()[0]:.1f})"
+            )
+            split = {
+                k: tuple((split1[k][i] - split0[k][i]) / n * 1000 for i in (0, 1)) for k in split1
+            }
+            print(
+                "      server split, ms/step user + system: "
+                f"event loop {split['loop'][0]:.2f} + {split['loop'][1]:.2f}, "
+                f"other threads {split['threads'][0]:.2f} + {split['threads'][1]:.2f}"
             )
         med = [statistics.median(r[k] for r in rows) for k in range(4)]
         print(
