@@ -69,3 +69,22 @@ def test_the_banner_names_the_admin_files_only_where_this_server_wrote_them(
     text = banner(settings)
     assert f"log in as admin with the password in {tmp_path.resolve() / 'admin-password'}" in text
     assert f"API token for the CLI: {tmp_path.resolve() / 'admin-token'}" in text
+
+
+def test_the_banner_says_how_the_cli_finds_the_admin_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI reads ``<OPSFLOW_DATA_DIR or ./data>/admin-token``: from another directory, or
+    with a data dir of another name, it needs OPSFLOW_DATA_DIR, and the banner says so."""
+    default = tmp_path / "data"
+    default.mkdir()
+    (default / "admin-token").write_text("tok\n")
+    monkeypatch.chdir(tmp_path)
+    text = banner(Settings.from_env({}, data_dir=Path("data")))
+    assert f"the CLI run in {tmp_path} reads it" in text
+    assert f"elsewhere set OPSFLOW_DATA_DIR={default.resolve()}" in text
+    custom = tmp_path / "state"
+    custom.mkdir()
+    (custom / "admin-token").write_text("tok\n")
+    text = banner(Settings.from_env({}, data_dir=custom))
+    assert f"the CLI reads it with OPSFLOW_DATA_DIR={custom.resolve()}" in text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
@@ -59,9 +60,13 @@ def banner(settings: Settings) -> str:
             "that server's data dir): the admin exists already"
         )
     if (data / TOKEN_FILE).exists():
-        lines.append(
-            f"  API token for the CLI: {data / TOKEN_FILE} (found by itself on this machine)"
-        )
+        # The CLI reads <OPSFLOW_DATA_DIR or ./data>/admin-token (`opsflow.cli.client`).
+        here = Path.cwd()
+        if data.resolve() == (here / "data").resolve():
+            how = f"the CLI run in {here} reads it; elsewhere set OPSFLOW_DATA_DIR={data.resolve()}"
+        else:
+            how = f"the CLI reads it with OPSFLOW_DATA_DIR={data.resolve()}"
+        lines.append(f"  API token for the CLI: {data / TOKEN_FILE} ({how})")
     else:
         lines.append(
             "  API token for the CLI: none in this data dir (the admin was made elsewhere): "
