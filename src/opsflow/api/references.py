@@ -1,15 +1,18 @@
 """What a saved definition names on the server that is not there (yet): warnings, not errors.
 
 A definition may name another workflow (a ``workflow`` trigger's ``workflow``, a ``workflow``
-step's ``workflow``), an opsflow secret (a hook trigger's ``secret``) or a connection (a
+step's ``workflow``), an opsflow secret (a hook trigger's ``secret``), a connection (a
 step's ``connection``, a run-end message's ``channel``: missing, disabled or of another
-type). Those live on the server, not in the file, and may well be applied after it, so
-saving is not refused; but the answer says which are missing and what happens meanwhile, so a
-typo is seen at ``apply``, not when a trigger silently never fires or a run fails at that step.
+type) or an agent pool (``agent.pool`` of the workflow or a step: no agent token is bound to
+it and no agent ever served it). Those live on the server, not in the file, and may well be
+applied after it, so saving is not refused; but the answer says which are missing and what
+happens meanwhile, so a typo is seen at ``apply``, not when a trigger silently never fires, a
+run fails at that step or a step waits for an agent that never comes.
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -19,6 +22,7 @@ from opsflow.runtime.connections import STEP_CONNECTION_TYPES
 from opsflow.spec.notifications import run_notifications
 from opsflow.spec.triggers import TriggerType
 from opsflow.status import StepType
+from opsflow.store import agent_tokens as agent_tokens_store
 from opsflow.store import connections as connections_store
 from opsflow.store import workflows as workflows_store
 from opsflow.store.session import Session
@@ -118,4 +122,33 @@ def missing_references(
                         "by then",
                     )
                 )
+    problems += _unknown_pools(session, definition)
+    return problems
+
+
+def _unknown_pools(session: Session, definition: Mapping[str, Any]) -> list[Problem]:
+    """A warning per ``agent.pool`` (the workflow's, each step's) that no agent can serve yet
+    (`agent_tokens.known_pools`): a typo there leaves every run's step pending."""
+    named = [("agent.pool", (definition.get("agent") or {}).get("pool"))] + [
+        (f"steps[{index}].agent.pool", (step.get("agent") or {}).get("pool"))
+        for index, step in enumerate(definition.get("steps") or [])
+    ]
+    pools = [(loc, str(pool)) for loc, pool in named if pool]
+    if not pools:
+        return []
+    known = agent_tokens_store.known_pools(session)
+    problems = []
+    for loc, pool in pools:
+        if pool in known:
+            continue
+        close = difflib.get_close_matches(pool, sorted(known), n=1, cutoff=0.5)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        problems.append(
+            Problem(
+                loc,
+                f"no agent token is bound to pool {pool} and no agent has served it{hint}: "
+                f"its steps wait until an agent of pool {pool} is online (opsflow agents "
+                f"tokens create --pool {pool})",
+            )
+        )
     return problems

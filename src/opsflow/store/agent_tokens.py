@@ -189,3 +189,16 @@ def token_of_agent(session: Session, agent_id: str) -> str | None:
     if found is None:
         raise NotFound(f"no agent or agent token {agent_id!r} (see `opsflow agents list`)")
     return None if found[0] is None else str(found[0])
+
+
+def known_pools(session: Session) -> set[str]:
+    """Every pool an agent can serve here: the local agents' ``default``, the pools of live
+    agent tokens, and those any agent registered with (``agents.pools``, JSON lists)."""
+    conn = session.connection()
+    tokens = conn.execute(
+        select(AGENT_TOKENS.c.pool).where(AGENT_TOKENS.c.revoked_at.is_(None)).distinct()
+    )
+    pools = {"default", *(str(row.pool) for row in tokens)}
+    for row in conn.execute(select(AGENTS.c.pools)):
+        pools.update(str(p) for p in row.pools or [])
+    return pools
