@@ -51,6 +51,7 @@ from opsflow.runtime.roster import presence_round
 from opsflow.runtime.secrets import VALUES_KEY
 from opsflow.status import JobStatus, StepType
 from opsflow.store.jobs import Job
+from opsflow.words import counted
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,16 @@ class AgentService:
         lost = 0
         if registration.restarted:
             lost = await asyncio.to_thread(self.jobs.declare_lost, registration.agent_id)
+        log.info(
+            "agent %s registered: pool %s%s, %s, version %s%s%s",
+            registration.agent_id,
+            ", ".join(pools),
+            "".join(f" {k}={v}" for k, v in sorted(registration.labels.items())),
+            counted(registration.concurrency, "slot"),
+            registration.version or "?",
+            f", on {registration.hostname}" if registration.hostname else "",
+            f"; {counted(lost, 'attempt')} of its previous process lost" if lost else "",
+        )
         return Registered(
             agent_id=registration.agent_id,
             pools=pools,

@@ -81,7 +81,13 @@ class Timers:
                 self.reconciler.reconcile(tx, eid)
                 return True
 
-            count += int(self.transactions.run(work))
+            if self.transactions.run(work):
+                count += 1
+                log.warning(
+                    "job %s of execution %s: agent lost (its lease expired without a report)",
+                    job_id,
+                    execution_id,
+                )
         return count
 
     def resume_leases(self, grace: float) -> int:

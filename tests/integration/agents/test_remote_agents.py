@@ -76,6 +76,12 @@ def test_a_killed_agents_job_is_retried_on_another_agent(
     )
     assert attempts[0]["status"] == "failed" and "agent lost" in str(attempts[0]["error"])
     assert attempts[1]["status"] == "completed"
+    # The server's own log says who came and what was lost, for operators.
+    log = server.log.read_text()
+    assert f"agent {first_id} registered: pool default, 4 slots" in log, log
+    assert f"agent {second_id} registered: pool default" in log, log
+    lost = f"job {attempts[0]['id']} of execution {execution_id}: agent lost"
+    assert lost in log, log
 
 
 def test_sigterm_drains_the_agent_and_it_exits_0(
