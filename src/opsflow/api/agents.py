@@ -65,6 +65,12 @@ class AgentOut(BaseModel):
     running: list[str] = Field(description="Ids of the jobs it holds now.")
     jobs_done: int = Field(description="Attempts it ran that completed.")
     jobs_failed: int = Field(description="Attempts it ran that failed or timed out.")
+    concurrency: int | None = Field(
+        description="Its job slots: how many jobs it runs at once, as it registered them "
+        "(`--concurrency` of `opsflow agent`, or of `opsflow server` for its local agent). "
+        "null: not known (an agent that has not registered since the server began to store "
+        "it)."
+    )
     token_id: str | None = Field(
         description="The agent token it registered with (none: a server's local agent)."
     )
@@ -89,6 +95,7 @@ class AgentOut(BaseModel):
             running=agent.running,
             jobs_done=agent.done,
             jobs_failed=agent.failed,
+            concurrency=agent.concurrency,
             token_id=agent.token_id,
         )
 

@@ -53,7 +53,18 @@ def list_agents(ctx: typer.Context, output: OutputOption = OutputFormat.TEXT) ->
         print_json(body)
         return
     table(
-        ["ID", "POOLS", "LABELS", "STATE", "RUNNING", "DONE", "FAILED", "VERSION", "LAST SEEN"],
+        [
+            "ID",
+            "POOLS",
+            "LABELS",
+            "STATE",
+            "RUNNING",
+            "CONCURRENCY",
+            "DONE",
+            "FAILED",
+            "VERSION",
+            "LAST SEEN",
+        ],
         [
             [
                 cell(a.get("id")),
@@ -61,6 +72,7 @@ def list_agents(ctx: typer.Context, output: OutputOption = OutputFormat.TEXT) ->
                 _labels(a),
                 _state(a),
                 str(len(a.get("running") or [])),
+                cell(a.get("concurrency")),
                 cell(a.get("jobs_done")),
                 cell(a.get("jobs_failed")),
                 cell(a.get("version")),
@@ -83,6 +95,7 @@ def _show(agent: dict[str, Any]) -> None:
             ["hostname", cell(agent.get("hostname"))],
             ["token", cell(agent.get("token_id"))],
             ["running", ", ".join(agent.get("running") or []) or "-"],
+            ["concurrency", cell(agent.get("concurrency"))],
             ["jobs done", cell(agent.get("jobs_done"))],
             ["jobs failed", cell(agent.get("jobs_failed"))],
             ["last seen", age(agent.get("last_seen"))],
@@ -93,7 +106,7 @@ def _show(agent: dict[str, Any]) -> None:
 
 @app.command()
 def show(ctx: typer.Context, agent_id: AgentId, output: OutputOption = OutputFormat.TEXT) -> None:
-    """One agent: pools, labels, state, running jobs, counts."""
+    """One agent: pools, labels, state, running jobs, job slots (concurrency), counts."""
     body = client_for(ctx).get(f"/agents/{agent_id}")
     if output is OutputFormat.JSON:
         print_json(body)

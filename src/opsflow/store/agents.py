@@ -59,6 +59,7 @@ class AgentRecord:
     running: list[str] = field(default_factory=list)  # ids of the jobs it holds
     done: int = 0
     failed: int = 0
+    concurrency: int | None = None  # the job slots it registered with; None: not known
 
 
 def seen(
@@ -188,6 +189,7 @@ def _records(session: Session, rows: list[Any]) -> list[AgentRecord]:
             done=counts.get((r.id, JobStatus.COMPLETED.value), 0),
             failed=counts.get((r.id, JobStatus.FAILED.value), 0)
             + counts.get((r.id, JobStatus.TIMEOUT.value), 0),
+            concurrency=r.concurrency,
         )
         for r in rows
     ]

@@ -48,11 +48,12 @@ def _run_to_end(api: Api) -> str:
 def test_agents_are_listed_counted_and_a_drained_one_gets_no_jobs(
     server: RunningServer, api: Api, agents: Agents
 ) -> None:
-    agents.start("first", "--label", "region=eu")
+    agents.start("first", "--label", "region=eu", "--concurrency", "3")
     first = agents.agent_id("first")
     api.wait_for("the agent is listed", lambda: first in _agents(api), timeout=30)
     listed = _agents(api)[first]
     assert listed["pools"] == ["default"] and listed["labels"] == {"region": "eu"}
+    assert listed["concurrency"] == 3  # the job slots it registered with
     assert listed["version"] == opsflow.__version__ and listed["online"] is True
     assert listed["draining"] is False and listed["running"] == []
 
@@ -67,12 +68,20 @@ def test_agents_are_listed_counted_and_a_drained_one_gets_no_jobs(
     assert "draining" in _cli(server, "drain", first)
     listing = _cli(server, "list")
     assert first in listing and second in listing and "online, draining" in listing, listing
+    header, *rows = listing.splitlines()
+    assert "CONCURRENCY" in header.split(), header
+    slots = header.split().index("CONCURRENCY")
+    # Its labels and state have no spaces but "online, draining": count from the right.
+    row = next(r for r in rows if r.startswith(first)).split()
+    assert row[slots - len(header.split())] == "3", listing
     time.sleep(1.5)  # a drain reaches an agent's claims within half a lease
     for _ in range(3):
         assert _run_to_end(api) == second
     assert _agents(api)[second]["jobs_done"] == 3
     assert api.client.get("/agents/nobody").status_code == 404
-    assert "region=eu" in _cli(server, "show", first)
+    shown_text = _cli(server, "show", first)
+    assert "region=eu" in shown_text, shown_text
+    assert any(line.split() == ["concurrency", "3"] for line in shown_text.splitlines()), shown_text
 
 
 ELSEWHERE = """
@@ -172,3 +181,5 @@ def test_only_a_server_that_runs_its_local_agent_keeps_an_agent_id(
         agent_id = (data / "agent-id").read_text(encoding="utf-8").strip()
         api = Api(running.url, running.token)
         api.wait_for("the local agent is listed", lambda: agent_id in _agents(api), timeout=30)
+        # Its job slots are the server's --concurrency (4 by default), as it registered them.
+        assert _agents(api)[agent_id]["concurrency"] == 4
