@@ -8,6 +8,7 @@ are ISO 8601 UTC strings (the store keeps epoch seconds).
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -110,17 +111,24 @@ def _with_stored_presence(
     session: Session, agents: list[AgentPresence], now: float, lease_seconds: float
 ) -> list[AgentPresence]:
     """This replica's own agent plus the agents online in the ``agents`` table (each with the
-    slot count it registered), less the draining ones: together, the agents that may take a
-    queued job."""
+    slot count it registered), the draining ones marked: the agents that may take a queued
+    job, and those that would but for their drain."""
     stored = agents_store.seen_since(session, now - online_window(lease_seconds))
     draining = {agent.id for agent in stored if agent.draining}
     known = {a.agent_id for a in agents}
     extra = [
-        AgentPresence(agent.id, tuple(agent.pools), agent.labels, capacity=agent.concurrency)
+        AgentPresence(
+            agent.id,
+            tuple(agent.pools),
+            agent.labels,
+            capacity=agent.concurrency,
+            draining=agent.draining,
+        )
         for agent in stored
-        if not agent.draining and agent.id not in known
+        if agent.id not in known
     ]
-    return [a for a in agents if a.agent_id not in draining] + extra
+    own = [replace(a, draining=True) if a.agent_id in draining else a for a in agents]
+    return own + extra
 
 
 def _detail(services: Services, execution_id: str) -> ExecutionDetail:

@@ -33,12 +33,14 @@ def online_window(lease_seconds: float) -> float:
 
 @dataclass(frozen=True)
 class AgentPresence:
-    """One agent as the roster knows it; ``capacity`` is its job slots when it said so."""
+    """One agent as the roster knows it; ``capacity`` is its job slots when it said so;
+    ``draining``: it takes no more jobs (its running ones finish)."""
 
     agent_id: str
     pools: tuple[str, ...]
     labels: Mapping[str, str] = field(default_factory=dict)
     capacity: int | None = None
+    draining: bool = False
 
     def serves(self, pool: str, labels: Mapping[str, object]) -> bool:
         """True when this agent takes jobs of ``pool`` that want ``labels``."""

@@ -37,14 +37,19 @@ def approvers_of(definition: Mapping[str, Any], step_id: str) -> list[str]:
 def queued_reason(job: Job, agents: Sequence[AgentPresence], busy: Mapping[str, int]) -> str | None:
     """Why a pending job has no agent yet; ``busy`` counts in-flight jobs per agent id.
 
-    Every slot is busy when the agents serving the job hold as many in-flight jobs as their
+    When every agent that would serve the job is draining, that is the reason (a drained pool
+    looks served otherwise); the other reasons count only the agents that take jobs. Every
+    slot is busy when the agents serving the job hold as many in-flight jobs as their
     capacities add up to (the local agent's from this process, a remote agent's as it
     registered it)."""
     serving = [a for a in agents if a.serves(job.pool, job.labels)]
+    if serving and all(a.draining for a in serving):
+        return f"every agent of {_where(job)} is draining ({len(serving)})"
+    taking = [a for a in agents if not a.draining]
+    serving = [a for a in serving if not a.draining]
     if not serving:
-        if job.labels and any(job.pool in a.pools for a in agents):
-            wanted = ", ".join(f"{k}={v}" for k, v in sorted(job.labels.items()))
-            return f"no agent of pool {job.pool} has the labels {wanted}"
+        if job.labels and any(job.pool in a.pools for a in taking):
+            return f"no agent of pool {job.pool} has the labels {_spelled(job.labels)}"
         return f"no agent serves pool {job.pool}"
     if any(a.capacity is None for a in serving):
         return None  # an agent whose slots are not known yet (a row older than their storing)
@@ -53,6 +58,18 @@ def queued_reason(job: Job, agents: Sequence[AgentPresence], busy: Mapping[str, 
     if used >= capacity:
         return f"waiting for a free slot on pool {job.pool} ({used}/{capacity} busy)"
     return None
+
+
+def _spelled(labels: Mapping[str, object]) -> str:
+    """``region=eu, tier=web``: labels as the reasons name them."""
+    return ", ".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
+def _where(job: Job) -> str:
+    """``pool eu`` or ``pool eu with the labels region=eu``: the agents a job wants."""
+    if job.labels:
+        return f"pool {job.pool} with the labels {_spelled(job.labels)}"
+    return f"pool {job.pool}"
 
 
 def pending_reasons(

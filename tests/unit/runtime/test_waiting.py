@@ -73,3 +73,27 @@ def test_the_online_window_outlasts_three_presence_rounds_and_two_leases() -> No
     assert online_window(15.0) == 30.0 and presence_round(15.0) == 10.0
     assert online_window(2.0) == 6.0 and presence_round(2.0) == 2.0
     assert online_window(60.0) == 120.0 and presence_round(60.0) == 10.0
+
+
+def test_every_serving_agent_draining_says_so_with_how_many() -> None:
+    eu = AgentPresence("eu-1", ("eu",), {"gpu": "1"}, capacity=2, draining=True)
+    eu2 = AgentPresence("eu-2", ("eu",), {}, capacity=2, draining=True)
+    assert queued_reason(job("eu"), [eu, eu2], {}) == "every agent of pool eu is draining (2)"
+    assert queued_reason(job("eu", {"gpu": "1"}), [eu, eu2], {}) == (
+        "every agent of pool eu with the labels gpu=1 is draining (1)"
+    )
+
+
+def test_a_draining_agent_counts_neither_as_serving_nor_as_busy() -> None:
+    drained = AgentPresence("eu-1", ("eu",), {"gpu": "1"}, capacity=1, draining=True)
+    live = AgentPresence("eu-2", ("eu",), {}, capacity=1)
+    # One that takes jobs remains: its slots alone count.
+    assert queued_reason(job("eu"), [drained, live], {"eu-1": 1, "eu-2": 1}) == (
+        "waiting for a free slot on pool eu (1/1 busy)"
+    )
+    assert queued_reason(job("eu"), [drained, live], {"eu-1": 1}) is None
+    # No agent of the pool has the labels among those taking jobs: the reasons as before.
+    assert queued_reason(job("eu", {"gpu": "2"}), [drained, live], {}) == (
+        "no agent of pool eu has the labels gpu=2"
+    )
+    assert queued_reason(job("eu", {"gpu": "2"}), [drained], {}) == "no agent serves pool eu"
