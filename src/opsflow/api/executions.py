@@ -8,7 +8,6 @@ are ISO 8601 UTC strings (the store keeps epoch seconds).
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -46,11 +45,9 @@ from opsflow.runtime import fan_out
 from opsflow.runtime.definitions import graph_of
 from opsflow.runtime.host import RuntimeHost
 from opsflow.runtime.launch import run_request
-from opsflow.runtime.roster import AgentPresence, online_window
-from opsflow.runtime.waiting import pending_reasons
+from opsflow.runtime.waiting import agents_for_queued, pending_reasons
 from opsflow.spec.triggers import RunTrigger
 from opsflow.status import ExecutionStatus, JobStatus, StepType
-from opsflow.store import agents as agents_store
 from opsflow.store import jobs as jobs_store
 from opsflow.store import logs as logs_store
 from opsflow.store import runs as runs_store
@@ -107,37 +104,13 @@ class CancelBody(BaseModel):
     reason: str = ""
 
 
-def _with_stored_presence(
-    session: Session, agents: list[AgentPresence], now: float, lease_seconds: float
-) -> list[AgentPresence]:
-    """This replica's own agent plus the agents online in the ``agents`` table (each with the
-    slot count it registered), the draining ones marked: the agents that may take a queued
-    job, and those that would but for their drain."""
-    stored = agents_store.seen_since(session, now - online_window(lease_seconds))
-    draining = {agent.id for agent in stored if agent.draining}
-    known = {a.agent_id for a in agents}
-    extra = [
-        AgentPresence(
-            agent.id,
-            tuple(agent.pools),
-            agent.labels,
-            capacity=agent.concurrency,
-            draining=agent.draining,
-        )
-        for agent in stored
-        if agent.id not in known
-    ]
-    own = [replace(a, draining=True) if a.agent_id in draining else a for a in agents]
-    return own + extra
-
-
 def _detail(services: Services, execution_id: str) -> ExecutionDetail:
     host: RuntimeHost | None = services.extra.get("runtime")
     now = time.time()
     agents = host.runtime.roster.residents() if host is not None else []
     with services.db.read() as session:
         ex = runs_store.get_execution(session, execution_id)
-        agents = _with_stored_presence(session, agents, now, services.settings.lease_seconds)
+        agents = agents_for_queued(session, agents, now, services.settings.lease_seconds)
         steps = runs_store.list_steps(session, execution_id)
         jobs = jobs_store.jobs_of_execution(session, execution_id)
         elog = runs_store.engine_log(session, execution_id)

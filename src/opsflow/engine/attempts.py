@@ -88,7 +88,7 @@ def job_in_flight(
         # either); the runtime's timer row wakes the execution at the due time.
         placed_by = attempt.created_at + node.placement_timeout
         if draft.now >= placed_by:
-            cancel(JobStatus.FAILED, False, unplaced(node))
+            cancel(JobStatus.FAILED, False, unplaced(node, attempt.unplaced_reason))
             return
         draft.wake(placed_by)
     timeout = step_timeout(node)

@@ -115,6 +115,10 @@ class Attempt:
     stopping_for_timeout: bool = False
     # Which item of a fanned-out step it runs (0-based, in the recorded list's order).
     item: int | None = None
+    # Why no agent took it, as the runtime judged the agents online once its placement time
+    # was up (its pending reason then: "waiting for a free slot on pool eu (1/1 busy)");
+    # None: not known, or not asked (its placement time is not up).
+    unplaced_reason: str | None = None
 
 
 @dataclass(frozen=True)

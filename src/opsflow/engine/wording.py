@@ -29,14 +29,18 @@ def format_duration(seconds: float) -> str:
     return "".join(parts)
 
 
-def unplaced(node: StepNode) -> str:
-    """Why a job that waited out its placement timeout failed:
-    ``no online agent in pool eu with labels region=eu took the job within 5m``."""
+def unplaced(node: StepNode, why: str | None = None) -> str:
+    """Why a job that waited out its placement timeout failed. With ``why``, the job's
+    pending reason at that moment: ``no agent took the job within 6s (placement timeout):
+    waiting for a free slot on pool eu (1/1 busy)``; without, where it waited: ``no online
+    agent in pool eu with labels region=eu took the job within 5m (placement timeout)``."""
+    assert node.placement_timeout is not None
+    wait = format_duration(node.placement_timeout)
+    if why:
+        return f"no agent took the job within {wait} (placement timeout): {why}"
     where = f"pool {node.pool}"
     if node.labels:
         where += " with labels " + ", ".join(f"{k}={v}" for k, v in node.labels)
-    assert node.placement_timeout is not None
-    wait = format_duration(node.placement_timeout)
     return f"no online agent in {where} took the job within {wait} (placement timeout)"
 
 

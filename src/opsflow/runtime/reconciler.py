@@ -52,8 +52,10 @@ from opsflow.runtime.context import (
     template_context,
 )
 from opsflow.runtime.definitions import graph_of
+from opsflow.runtime.roster import AgentPresence
 from opsflow.runtime.run_notify import queue_run_end
 from opsflow.runtime.transaction import Transaction
+from opsflow.runtime.waiting import queued_reason
 from opsflow.spec.fan_out import FanOutError
 from opsflow.spec.template import evaluate_condition
 from opsflow.status import ExecutionStatus, JobPurpose, JobStatus, Outcome, StepStatus, StepType
@@ -90,6 +92,10 @@ class RunSettings:
     chain_depth: int = DEFAULT_DEPTH_LIMIT
     # Attempts in a row a step's agent may be lost before the step fails.
     agent_lost_limit: int = m.DEFAULT_AGENT_LOST_LIMIT
+    # The agents a queued job is judged against at ``now`` (`waiting.agents_for_queued`):
+    # a job that waited out its placement timeout fails with its pending reason then. None:
+    # not known here (the reason names only where the job waited).
+    presence: Callable[[Session, float], list[AgentPresence]] | None = None
 
     def server_facts(self, session: Session) -> ServerFacts:
         names = self.secret_names
@@ -160,6 +166,9 @@ class _Run:
         # come before "fans out to 4 items".
         self.held: list[tuple[str, str | None]] = []
         self.changes = Changes()
+        # The agents online and their jobs in flight, read once, when a job's placement time
+        # is up (`unplaced_reason`).
+        self._queue_view: tuple[list[AgentPresence], dict[str, int]] | None = None
 
     def read(self, step_ids: Iterable[str]) -> None:
         """Add these steps and their jobs to a partial run (``engine.advance`` asked)."""
@@ -266,11 +275,42 @@ class _Run:
             if self.steps[sid].needs_open != value:
                 self.pending.set_step(self.ex.id, sid, {"needs_open": value})
 
+    def unplaced_reason(self, job: Job) -> str | None:
+        """Why no agent took ``job`` by the end of its placement timeout: its pending reason
+        now (`queued_reason`); None when it is not known (no presence here, or an agent with
+        a free slot serves it)."""
+        presence = self.settings.presence
+        if presence is None:
+            return None
+        if self._queue_view is None:
+            self._queue_view = (
+                presence(self.session, self.now),
+                jobs_store.in_flight_by_agent(self.session),
+            )
+        agents, busy = self._queue_view
+        return queued_reason(job, agents, busy)
+
+    def attempt_of(self, job: Job, limit: float | None) -> m.Attempt:
+        """The engine's view of ``job``, with the reason no agent took it once its
+        placement time (``limit``: its step's ``placement_timeout``) is up: what the engine
+        fails it with."""
+        attempt = fan_out.attempt_of(job)
+        if (
+            limit
+            and job.status == JobStatus.PENDING
+            and not job.cancel_requested
+            and self.now >= job.created_at + limit
+        ):
+            attempt = dataclasses.replace(attempt, unplaced_reason=self.unplaced_reason(job))
+        return attempt
+
     def state(self) -> m.ExecutionState:
         attempts: dict[str, list[m.Attempt]] = {}
+        nodes = shape_of(self.graph).nodes
         for (sid, _), job in sorted(self.jobs.items(), key=lambda kv: kv[0][1]):
             if job.purpose == JobPurpose.RUN:
-                attempts.setdefault(sid, []).append(fan_out.attempt_of(job))
+                limit = nodes[sid].placement_timeout
+                attempts.setdefault(sid, []).append(self.attempt_of(job, limit))
         for sid, done in self.done_items.items():
             merged = attempts.setdefault(sid, []) + done
             attempts[sid] = sorted(merged, key=lambda a: a.number)

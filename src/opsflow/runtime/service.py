@@ -31,6 +31,7 @@ from opsflow.runtime.reconciler import Reconciler, RunSettings
 from opsflow.runtime.roster import AgentRoster
 from opsflow.runtime.timers import Timers
 from opsflow.runtime.transaction import Transaction, Transactions
+from opsflow.runtime.waiting import agents_for_queued
 from opsflow.store.db import Database
 
 __all__ = ["RunRequest", "Runtime"]
@@ -72,6 +73,9 @@ class Runtime:
                 public_url=public_url,
                 chain_depth=chain_depth,
                 agent_lost_limit=agent_lost_limit,
+                presence=lambda session, now: agents_for_queued(
+                    session, self.roster.residents(), now, lease_seconds
+                ),
             ),
             clock,
         )

@@ -9,11 +9,15 @@ the step up (it runs, or an agent is about to take it).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from opsflow.runtime.roster import AgentPresence
+from sqlalchemy.orm import Session
+
+from opsflow.runtime.roster import AgentPresence, online_window
 from opsflow.status import JobStatus, StepStatus
+from opsflow.store import agents as agents_store
 from opsflow.store.jobs import Job
 from opsflow.store.runs import Execution, Step
 
@@ -32,6 +36,31 @@ def approvers_of(definition: Mapping[str, Any], step_id: str) -> list[str]:
         if raw.get("id") == step_id:
             return [str(a) for a in raw.get("approvers") or []]
     return []
+
+
+def agents_for_queued(
+    session: Session, residents: Sequence[AgentPresence], now: float, lease_seconds: float
+) -> list[AgentPresence]:
+    """This process's own agents (``residents``: its local agent, with its slot count) plus
+    the agents online in the ``agents`` table (each with the slot count it registered), the
+    draining ones marked: the agents that may take a queued job, and those that would but
+    for their drain. What `queued_reason` judges a job against."""
+    stored = agents_store.seen_since(session, now - online_window(lease_seconds))
+    draining = {agent.id for agent in stored if agent.draining}
+    known = {a.agent_id for a in residents}
+    extra = [
+        AgentPresence(
+            agent.id,
+            tuple(agent.pools),
+            agent.labels,
+            capacity=agent.concurrency,
+            draining=agent.draining,
+        )
+        for agent in stored
+        if agent.id not in known
+    ]
+    own = [replace(a, draining=True) if a.agent_id in draining else a for a in residents]
+    return own + extra
 
 
 def queued_reason(job: Job, agents: Sequence[AgentPresence], busy: Mapping[str, int]) -> str | None:

@@ -366,3 +366,20 @@ def test_the_wait_before_a_retry_is_rounded_as_people_say_it() -> None:
 )
 def test_durations_in_engine_words_are_rounded(seconds: float, said: str) -> None:
     assert format_duration(seconds) == said
+
+
+def test_a_placement_timeout_says_why_the_job_waited_when_the_runtime_knows() -> None:
+    placed = node("dump", pool="eu", labels=(("gpu", "1"),), placement_timeout=6.0)
+    sim = Sim(graph(placed))
+    sim.reconcile()
+    sim.advance(6)
+    # What the runtime hands in once the placement time is up: the job's pending reason.
+    sim._put_attempt("dump", unplaced_reason="waiting for a free slot on pool eu (1/1 busy)")
+    reason = (
+        "no agent took the job within 6s (placement timeout): "
+        "waiting for a free slot on pool eu (1/1 busy)"
+    )
+    assert CancelJob("dump", 1, JobStatus.FAILED, False, reason) in sim.reconcile()
+    sim.reconcile()
+    assert sim.status("dump") == StepStatus.FAILED
+    assert reason in _failed_reason(sim, "dump")
