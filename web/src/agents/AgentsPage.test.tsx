@@ -1,7 +1,7 @@
 import { render, screen } from "@testing-library/react";
 import { describe, expect, it } from "vitest";
 import type { Schemas } from "../api/client";
-import { AgentState, agentRevokeState, agentState } from "./AgentsPage";
+import { AgentState, agentRevokeState, agentState, runningText, runningTitle } from "./AgentsPage";
 
 const agent = (over: Partial<Schemas["AgentOut"]>): Schemas["AgentOut"] => ({
   id: "edge-1",
@@ -17,6 +17,7 @@ const agent = (over: Partial<Schemas["AgentOut"]>): Schemas["AgentOut"] => ({
   running: [],
   jobs_done: 0,
   jobs_failed: 0,
+  concurrency: 4,
   token_id: "atk_live",
   ...over,
 });
@@ -63,5 +64,18 @@ describe("an agent's state", () => {
       </>,
     );
     expect([...container.querySelectorAll(".badge")].map((b) => b.textContent)).toEqual(["● online", "○ offline", "⏸ draining, offline"]);
+  });
+});
+
+describe("an agent's running jobs", () => {
+  it("counts them against its job slots (its --concurrency) when it registered them", () => {
+    expect(runningText(agent({ running: ["j1"], concurrency: 4 }))).toBe("1 of 4");
+    expect(runningText(agent({ running: [], concurrency: 1 }))).toBe("0 of 1");
+    // An agent not registered since the server began to store its slots: the count alone.
+    expect(runningText(agent({ running: ["j1", "j2"], concurrency: null }))).toBe("2");
+    expect(runningTitle(agent({ running: ["j1"], concurrency: 4 }))).toBe(
+      "jobs in flight of its 4 job slots (--concurrency): j1",
+    );
+    expect(runningTitle(agent({ running: [], concurrency: null }))).toBe("jobs in flight (its job slots are not known)");
   });
 });

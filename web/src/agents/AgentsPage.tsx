@@ -44,6 +44,22 @@ export function agentState(a: Pick<Agent, "online" | "revoked">): "online" | "of
   return a.online ? "online" : "offline";
 }
 
+/** An agent's jobs in flight against its job slots (its `--concurrency`, the CLI's
+ * CONCURRENCY): "1 of 4", or "1" when its slots are not known. */
+export function runningText(a: Pick<Agent, "running" | "concurrency">): string {
+  const running = a.running.length;
+  return a.concurrency == null ? String(running) : `${running} of ${a.concurrency}`;
+}
+
+/** The Running cell's tooltip: what the count means, then the ids of the jobs it holds. */
+export function runningTitle(a: Pick<Agent, "running" | "concurrency">): string {
+  const slots =
+    a.concurrency == null
+      ? "jobs in flight (its job slots are not known)"
+      : `jobs in flight of its ${a.concurrency} job slots (--concurrency)`;
+  return a.running.length === 0 ? slots : `${slots}: ${a.running.join(", ")}`;
+}
+
 /** Built-in agents first, then online before offline, then most recently seen. */
 export function agentOrder(agents: Agent[]): Agent[] {
   const rank = (a: Agent) => (isLocalAgent(a) ? 0 : a.online ? 1 : 2);
@@ -125,8 +141,8 @@ export default function AgentsPage() {
                           </span>
                         ))}
                   </td>
-                  <td data-label="Running" title={a.running.join(", ")}>
-                    {a.running.length}
+                  <td data-label="Running" title={runningTitle(a)}>
+                    {runningText(a)}
                   </td>
                   <td data-label="Jobs done">
                     {a.jobs_done}

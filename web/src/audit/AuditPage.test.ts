@@ -39,7 +39,7 @@ describe("audit entries", () => {
 describe("agents and tokens", () => {
   const agent = (id: string, online: boolean, last: string, token: string | null): Schemas["AgentOut"] => ({
     id, online, last_seen: last, token_id: token, pools: [], labels: {}, version: "", hostname: "", draining: false,
-    first_seen: last, running: [], jobs_done: 0, jobs_failed: 0, revoked: false,
+    first_seen: last, running: [], jobs_done: 0, jobs_failed: 0, revoked: false, concurrency: null,
   });
 
   it("lists the built-in agent first, then online ones, newest seen first", () => {
