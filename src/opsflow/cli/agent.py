@@ -114,7 +114,7 @@ def agent(
     """Run jobs for an opsflow server: register, wait for work, run it, report."""
     import opsflow
     from opsflow.agent.http_client import HttpClient
-    from opsflow.agent.identity import persistent_agent_id
+    from opsflow.agent.identity import AgentDirInUse, lock_agent_dir, persistent_agent_id
     from opsflow.agent.loop import REFUSED, Agent
     from opsflow.agent.spool import Spool
 
@@ -126,6 +126,15 @@ def agent(
     for name in CHATTY_LOGGERS:  # per-request and per-SSH-session lines say nothing useful
         logging.getLogger(name).setLevel(logging.WARNING)
     root = work_dir.resolve()
+    # First, before the id is read and before the start-up sweep kills what a previous agent
+    # of this work dir left running: a live one's jobs are not leftovers.
+    try:
+        hold = lock_agent_dir(root)
+    except AgentDirInUse as exc:
+        raise CliError(
+            f"work dir {root} is in use by another agent ({exc.holder_text}); "
+            "give each agent its own --work-dir"
+        ) from None
     agent_id = persistent_agent_id(root, prefix="agent")
 
     async def serve() -> None:
@@ -172,6 +181,8 @@ def agent(
     except Unauthorized as exc:
         # One line, no traceback: the token was revoked (or is not an agent token).
         raise CliError(f"{REFUSED} ({exc.message})") from None
+    finally:
+        hold.release()
 
 
 def register(app: typer.Typer) -> None:

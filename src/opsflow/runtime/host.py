@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import opsflow
-from opsflow.agent.identity import persistent_agent_id
+from opsflow.agent.identity import AgentDirInUse, AgentDirLock, lock_agent_dir, persistent_agent_id
 from opsflow.agent.loop import Agent
 from opsflow.auth.connections import ConnectionVault
 from opsflow.auth.secrets import SecretVault
 from opsflow.engine.chains import DEFAULT_DEPTH_LIMIT
 from opsflow.engine.model import DEFAULT_AGENT_LOST_LIMIT
+from opsflow.errors import Conflict
 from opsflow.runtime.agent_service import AgentService, InProcessClient
 from opsflow.runtime.outbox import OutboxSender, stop_task
 from opsflow.runtime.pg_bus import bus_for
@@ -142,12 +143,41 @@ class RuntimeHost:
         await asyncio.to_thread(self.bus.stop)
 
 
+def _lock_data_dir(data_dir: Path) -> AgentDirLock:
+    """The local agent's hold on the data dir (see `lock_agent_dir`): its id file and its
+    work dir are this server's alone. Raises `Conflict` naming the data dir and the holder."""
+    try:
+        return lock_agent_dir(data_dir)
+    except AgentDirInUse as exc:
+        raise Conflict(
+            f"data dir {data_dir} is in use by another opsflow server ({exc.holder_text}), "
+            "whose local agent would share this one's id and kill its jobs; give each server "
+            "its own --data-dir, or run the others with --no-local-agent (or --role api)"
+        ) from None
+
+
 @asynccontextmanager
 async def runtime_extension(services: Services) -> AsyncIterator[RuntimeHost]:
     """The server's runtime as an app extension: started after bootstrap, stopped first."""
     settings = services.settings
     data_dir = Path(settings.data_dir).resolve()
     local_agent = settings.local_agent and settings.role.does_work
+    # Before the id is read and before the local agent sweeps <data-dir>/work: another
+    # server's running jobs are not a dead one's leftovers.
+    hold = await asyncio.to_thread(_lock_data_dir, data_dir) if local_agent else None
+    try:
+        async with _hosted(services, data_dir, local_agent) as host:
+            yield host
+    finally:
+        if hold is not None:
+            hold.release()
+
+
+@asynccontextmanager
+async def _hosted(
+    services: Services, data_dir: Path, local_agent: bool
+) -> AsyncIterator[RuntimeHost]:
+    settings = services.settings
     host = RuntimeHost(
         services.db,
         work_dir=data_dir / "work",
