@@ -88,8 +88,12 @@ class Agent:
         spool: Spool | None = None,
         start_on_claim: bool = True,
         give_up_after: float = DEFAULT_GIVE_UP_AFTER,
+        on_serving: Callable[[list[str]], None] | None = None,
     ) -> None:
         self.client = client
+        # Called once, with the pools the server granted, when it accepted the first
+        # registration: what the agent says about itself waits until the server agrees.
+        self.on_serving = on_serving
         # Ask the claim to start the jobs it hands over (`ClaimRequest.start`), saving each
         # job the start's round trip and transaction. A claim whose answer is lost is sent
         # again (same claim id) and answered with the same started jobs; an agent that dies
@@ -191,6 +195,8 @@ class Agent:
             await self.outbox.flush_before_start(self._stopped)
         if not await self._register(restarted=True):
             return
+        if self.on_serving is not None:
+            self.on_serving(self.pools)
         spooler = asyncio.create_task(self.outbox.run()) if self.outbox is not None else None
         try:
             while not self._stopping:
@@ -262,13 +268,7 @@ class Agent:
                 await self._pause(self._next_backoff())
                 continue
             self._backoff = 0.0
-            if registered.pools != self.pools:
-                # Left out on the command line: the pool of the agent's token.
-                log.info(
-                    "agent %s serves pool %s (its token's)",
-                    self.agent_id,
-                    ", ".join(registered.pools),
-                )
+            # Left out on the command line: the pool of the agent's token.
             self.pools = registered.pools
             if self.heartbeat_interval is None:
                 self.heartbeat_interval = registered.heartbeat_seconds

@@ -137,6 +137,19 @@ def agent(
         ) from None
     agent_id = persistent_agent_id(root, prefix="agent")
 
+    def serving(pools: list[str]) -> None:
+        """Said once the server accepted the registration, never before: a wrong pool or a
+        bad token ends the agent with an error instead."""
+        logging.info(
+            "agent %s serving pool %s%s with %s (%d at once) for %s",
+            agent_id,
+            ", ".join(pools),
+            "" if pool else " (its token's)",
+            f"labels {_shown(labels)}" if labels else "no labels",
+            concurrency,
+            ", ".join(servers),
+        )
+
     async def serve() -> None:
         client = HttpClient(servers, token)
         runner = Agent(
@@ -150,6 +163,7 @@ def agent(
             hostname=socket.gethostname(),
             spool=Spool(root / "spool", max_bytes=spool_max_mb * 1024 * 1024),
             give_up_after=give_up_after,
+            on_serving=serving,
         )
         loop = asyncio.get_running_loop()
         draining: list[asyncio.Task[None]] = []
@@ -161,14 +175,6 @@ def agent(
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, drain)
-        logging.info(
-            "agent %s serving %s with %s (%d at once) for %s",
-            agent_id,
-            f"pool {pool}" if pool else "its token's pool",
-            f"labels {_shown(labels)}" if labels else "no labels",
-            concurrency,
-            ", ".join(servers),
-        )
         try:
             await runner.run()
             if draining:

@@ -242,3 +242,24 @@ def test_a_revoked_agent_is_offline_at_once_and_its_pool_says_no_agent_serves_it
         timeout=LEASE + 20,
     )
     assert agents.processes["eu"].wait(timeout=30) != 0
+
+
+def test_an_agent_refused_at_registration_never_says_it_is_serving(
+    server: RunningServer, agents: Agents
+) -> None:
+    """New-user trial: ``agent ... serving pool us`` was logged before the server answered the
+    registration, then the agent exited with the server's refusal."""
+    wrong_pool = agents.start("wrong-pool", "--pool", "us", token=agents.token("eu"))
+    bad_token = agents.start("bad-token", token="opfa_not-a-token")
+    assert wrong_pool.wait(timeout=30) != 0
+    assert bad_token.wait(timeout=30) != 0
+    for name in ("wrong-pool", "bad-token"):
+        said = agents.log(name)
+        assert "error:" in said and "serving" not in said, said
+    # A registration the server accepts is announced, with the pool it granted.
+    agents.start("good", token=agents.token("eu"))
+    good = agents.agent_id("good")
+    deadline = time.monotonic() + 30
+    while f"agent {good} serving pool eu (its token's)" not in agents.log("good"):
+        assert time.monotonic() < deadline, agents.log("good")
+        time.sleep(0.05)
