@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 
 from tests.servers import RunningServer
 
@@ -133,3 +134,45 @@ def test_a_step_whose_agent_is_lost_three_times_in_a_row_fails(
     assert all("agent lost" in str(a["error"]) for a in attempts), attempts
     engine_log = str(api.execution(execution_id)["engine_log"])
     assert "agent lost 3 times in a row" in engine_log, engine_log
+
+
+JOB_ENV = """
+id: job-env
+steps:
+  - {id: show, type: script, shell: sh, run: "env | grep '^OPSFLOW_' | sort"}
+"""
+
+# The job variables docs/concepts/agents.md and docs/steps/script.md list, and no other.
+DOCUMENTED_JOB_VARIABLES = {
+    "OPSFLOW_EXECUTION_ID",
+    "OPSFLOW_STEP_ID",
+    "OPSFLOW_JOB_ID",
+    "OPSFLOW_ATTEMPT",
+    "OPSFLOW_WORK_ROOT",
+    "OPSFLOW_OUTPUT",
+}
+
+
+def test_a_job_sees_the_documented_opsflow_variables_and_none_of_the_agents_own(
+    server: RunningServer, api: Api, agents: Agents
+) -> None:
+    """New-user trial: a script saw ``OPSFLOW_WORK_ROOT``, which the agents page did not list
+    among the job's variables; the agent's own settings (its token here) stay out."""
+    agents.start("env")
+    api.publish("job-env", JOB_ENV)
+    execution_id = api.run("job-env")
+    api.wait_for(
+        "the run completes",
+        lambda: api.execution(execution_id)["status"] == "completed",
+        timeout=60,
+    )
+    seen = dict(
+        text.split("=", 1) for text in api.log_texts(execution_id) if text.startswith("OPSFLOW_")
+    )
+    assert set(seen) == DOCUMENTED_JOB_VARIABLES, seen
+    assert seen["OPSFLOW_WORK_ROOT"] == str((agents.root / "env" / "jobs").resolve())
+    assert seen["OPSFLOW_ATTEMPT"] == "1"
+    docs = Path(__file__).parents[3] / "docs"
+    for page in ("concepts/agents.md", "steps/script.md"):
+        text = (docs / page).read_text()
+        assert all(f"`{name}`" in text for name in DOCUMENTED_JOB_VARIABLES), page
