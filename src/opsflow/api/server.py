@@ -13,6 +13,7 @@ from opsflow.api.app import create_app
 from opsflow.auth.bootstrap import PASSWORD_FILE, TOKEN_FILE
 from opsflow.auth.logmask import SERVER_LOG_FILTER
 from opsflow.config import Settings
+from opsflow.runtime.host import lock_data_dir
 
 log = logging.getLogger("opsflow.server")
 
@@ -111,6 +112,11 @@ def run_server(settings: Settings) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if settings.local_agent and settings.role.does_work:
+        # The lifespan takes the data dir for the local agent (`runtime.host`); a dir another
+        # server holds is said here as one `error:` line (exit 1), not as a traceback of the
+        # lifespan's failure.
+        lock_data_dir(Path(settings.data_dir).resolve()).release()
     app = create_app(settings)
     # ws="none": opsflow serves no WebSocket (live updates are SSE), and uvicorn's default
     # would import the websockets package (about 2.5 MB an idle server holds for nothing).

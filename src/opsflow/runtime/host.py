@@ -143,7 +143,7 @@ class RuntimeHost:
         await asyncio.to_thread(self.bus.stop)
 
 
-def _lock_data_dir(data_dir: Path) -> AgentDirLock:
+def lock_data_dir(data_dir: Path) -> AgentDirLock:
     """The local agent's hold on the data dir (see `lock_agent_dir`): its id file and its
     work dir are this server's alone. Raises `Conflict` naming the data dir and the holder."""
     try:
@@ -164,7 +164,7 @@ async def runtime_extension(services: Services) -> AsyncIterator[RuntimeHost]:
     local_agent = settings.local_agent and settings.role.does_work
     # Before the id is read and before the local agent sweeps <data-dir>/work: another
     # server's running jobs are not a dead one's leftovers.
-    hold = await asyncio.to_thread(_lock_data_dir, data_dir) if local_agent else None
+    hold = await asyncio.to_thread(lock_data_dir, data_dir) if local_agent else None
     try:
         async with _hosted(services, data_dir, local_agent) as host:
             yield host
