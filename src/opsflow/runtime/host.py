@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -104,6 +105,7 @@ class RuntimeHost:
                 heartbeat_interval=heartbeat_interval,
                 stop_grace=stop_grace,
                 version=opsflow.__version__,
+                hostname=socket.gethostname(),
                 # Its files are read from this server's own database: the claim marks a job
                 # running at once, which saves each job the start's transaction.
                 start_on_claim=True,

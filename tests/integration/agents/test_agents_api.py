@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -185,3 +186,5 @@ def test_only_a_server_that_runs_its_local_agent_keeps_an_agent_id(
         api.wait_for("the local agent is listed", lambda: agent_id in _agents(api), timeout=30)
         # Its job slots are the server's --concurrency (4 by default), as it registered them.
         assert _agents(api)[agent_id]["concurrency"] == 4
+        # and its host is the server's (a remote agent's is its own), as a remote agent says
+        assert _agents(api)[agent_id]["hostname"] == socket.gethostname()
