@@ -139,6 +139,8 @@ def _watch(
     status = "running"
     shown: dict[str, str] = {}
     jobs = _JobsOf(client, execution_id)  # names a retried step's attempts, as `logs` does
+    # Steps whose wait for a retry was printed (its reason says how the attempt ended).
+    retry_waits: set[str] = set()
     for event in follow(connection, execution_id):
         d = event.data
         if not show:
@@ -159,7 +161,13 @@ def _watch(
                 line.append(f"  {d['reason']}", style="dim")
             stdout.print(line)
             if d.get("status") == StepStatus.WAITING:
+                retry_waits.add(str(d.get("step")))
                 _reason_news(client, execution_id, shown)
+        elif event.kind == "job" and d.get("status") == JobStatus.PENDING:
+            said = _retry_line(jobs, d)
+            if said is not None and d.get("step") not in retry_waits:
+                stdout.print(Text(f"    [{said[0]}] ", style="dim").append(said[1], style="yellow"))
+            retry_waits.discard(str(d.get("step")))
         elif event.kind == IDLE:
             _reason_news(client, execution_id, shown)
         elif event.kind == "log" and (step is None or d.get("step") == step):
@@ -170,6 +178,38 @@ def _watch(
             )
     detail = client.get(f"/executions/{execution_id}")
     return str(detail.get("status", status))
+
+
+_ENDED = {
+    JobStatus.FAILED: "failed",
+    JobStatus.TIMEOUT: "timed out",
+    JobStatus.CANCELLED: "was cancelled",
+}
+
+
+def _retry_line(jobs: _JobsOf, queued: dict[str, Any]) -> tuple[str, str] | None:
+    """For a ``job`` event that queues a retry (the attempt after one that ended unsuccessfully),
+    the place and text of the line that says so: ``("slow", "attempt 1 failed: agent lost: its
+    lease expired without a report; retrying (attempt 2)")``; None for a first attempt or a
+    cleanup job. An attempt that ends says nothing on the stream when its agent is lost (only
+    its retry is queued): how it ended is read from the execution's detail."""
+    if queued.get("purpose", "run") != "run":
+        return None
+    if queued.get("item") is None and queued.get("attempt") == 1:
+        return None  # a plain step's first attempt: nothing to read (an item's may retry)
+    job = jobs.job(queued)
+    before = jobs.before(queued)
+    if job is None or before is None or job.get("purpose", "run") != "run":
+        return None
+    ended = _ENDED.get(JobStatus(before["status"]))
+    if ended is None:
+        return None
+    number = before.get("item_attempt") or before["attempt"]
+    text = f"attempt {number} {ended}"
+    if before.get("error"):
+        text += f": {before['error']}"
+    text += f"; retrying (attempt {job.get('item_attempt') or job['attempt']})"
+    return _where(job), text
 
 
 def run(
@@ -636,7 +676,22 @@ class _JobsOf:
                 # "nth": the job's place among its step's (item's), 1 for the first.
                 self._jobs[j["id"]] = {**j, "step": s["id"], "nth": self._runs[key]}
 
-    def _job(self, line: dict[str, Any]) -> dict[str, Any] | None:
+    def before(self, line: dict[str, Any]) -> dict[str, Any] | None:
+        """The job before the line's (event's) one of its step (item): the attempt it
+        follows; None for a first job or a job not known."""
+        job = self.job(line)
+        if job is None or job["nth"] < 2:
+            return None
+        key = (job["step"], job.get("item"))
+        for other in self._jobs.values():
+            if (other["step"], other.get("item")) == key and other["nth"] == job["nth"] - 1:
+                return other
+        return None
+
+    def job(self, line: dict[str, Any]) -> dict[str, Any] | None:
+        """The line's (event's) job, by its ``job_id``, with its ``step`` and ``nth`` (its
+        place among its step's or item's jobs, 1 for the first); None without a job id or
+        for a job the execution does not have."""
         job_id = line.get("job_id")
         if not job_id:
             return None
@@ -648,7 +703,7 @@ class _JobsOf:
     def number(self, line: dict[str, Any]) -> int | None:
         """The attempt of the line's job (an item's own attempt on a fanned-out step); None
         for a cleanup job's line or a job not known."""
-        job = self._job(line)
+        job = self.job(line)
         if job is None or job.get("purpose", "run") != "run":
             return None
         return int(job.get("item_attempt") or job["attempt"])
@@ -672,7 +727,7 @@ class _JobsOf:
         retry's ``[build attempt 2]``, whatever the timing; a single-attempt step keeps
         ``[build]`` either way."""
         place = _where(line)
-        job = self._job(line)
+        job = self.job(line)
         if job is None:
             return place
         if (job["nth"] if live else self._runs[(job["step"], job.get("item"))]) < 2:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 from pathlib import Path
 
-from tests.servers import RunningServer
+from tests.servers import RunningServer, clean_env, opsflow_executable
 
 from .conftest import Agents, Api
 
@@ -52,24 +53,45 @@ def test_remote_agents_run_the_steps_of_their_own_pool(
 def test_a_killed_agents_job_is_retried_on_another_agent(
     server: RunningServer, api: Api, agents: Agents
 ) -> None:
+    """And ``run --follow`` says that the attempt failed, why, and that it is retried
+    (new-user trial: after a ``kill -9`` of the agent it went silent until the retry's lines)."""
     first = agents.start("first")
     first_id = agents.agent_id("first")
     api.publish("slow", SLOW)
-    execution_id = api.run("slow")
-    api.wait_for(
-        "the first agent runs the job",
-        lambda: "started" in api.log_texts(execution_id),
-        timeout=60,
+    env = {**clean_env(), "OPSFLOW_URL": server.url, "OPSFLOW_TOKEN": server.token}
+    follow = subprocess.Popen(
+        [opsflow_executable(), "run", "slow", "--follow"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
-    os.kill(first.pid, signal.SIGKILL)
-    first.wait()
-    agents.start("second")
-    second_id = agents.agent_id("second")
-    api.wait_for(
-        "the run completes on the second agent",
-        lambda: api.execution(execution_id)["status"] == "completed",
-        timeout=60,
+    try:
+        assert follow.stdout is not None
+        started = follow.stdout.readline()
+        execution_id = started.split()[2]  # started execution <id> of slow
+        api.wait_for(
+            "the first agent runs the job",
+            lambda: "started" in api.log_texts(execution_id),
+            timeout=60,
+        )
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait()
+        agents.start("second")
+        second_id = agents.agent_id("second")
+        followed, _ = follow.communicate(timeout=60)
+    finally:
+        if follow.poll() is None:
+            follow.kill()
+            follow.wait()
+    assert follow.returncode == 0, started + followed
+    said = (
+        "[work] attempt 1 failed: agent lost: its lease expired without a report; "
+        "retrying (attempt 2)"
     )
+    lines = [line.strip() for line in followed.splitlines()]
+    assert said in lines, followed
+    assert lines.index(said) < lines.index("[work attempt 2] started"), followed
     attempts = _attempts(api, execution_id, "work")
     assert [j["agent_id"] for j in attempts] == [first_id, second_id], (
         attempts,

@@ -452,6 +452,26 @@ def test_run_follow_names_a_retried_steps_attempt_as_logs_does(server: Server) -
     assert "[shaky attempt 2] try 2" in retry, retry
 
 
+def test_run_follow_says_when_an_attempt_failed_and_a_retry_follows(server: Server) -> None:
+    """New-user trial: when an attempt failed and the step was retried, ``run --follow`` said
+    nothing between the last line of one attempt and the first of the next (after a
+    ``kill -9`` of the agent, seconds of silence). A line names the attempt, how it ended
+    (its error) and the retry, before the retry's own lines."""
+    _publish(server, RETRIED)
+    ran = server.cli("run", "cli-retried", "--follow")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    lines = [line.strip() for line in ran.stdout.splitlines()]
+    said = "[shaky] attempt 1 failed: exit code 1; retrying (attempt 2)"
+    assert said in lines, ran.stdout
+    assert lines.index("[shaky] try 1") < lines.index(said) < lines.index("[shaky attempt 2] try 2")
+    assert lines.count(said) == 1, ran.stdout
+    # A retry that waits for its retry_delay: the step's waiting line says it, once.
+    _publish(server, RETRIED.replace("cli-retried", "cli-waits-to-retry") + "    retry_delay: 1s\n")
+    ran = server.cli("run", "cli-waits-to-retry", "--follow")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "retry 1 of 1 in 1s" in ran.stdout and "retrying (attempt" not in ran.stdout, ran.stdout
+
+
 ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d")
 
 

@@ -152,6 +152,12 @@ def test_follow_names_each_items_lines_and_show_counts_each_items_attempts(
         assert f"[each#{index}] item {value}" in lines, ran.stdout
     # Its two attempts: the retry named as `logs` names it (live, the first cannot know).
     assert lines.count("[each#3] item d") == 1 and "[each#3 attempt 2] item d" in lines
+    said = "[each#3] attempt 1 failed: exit code 1; retrying (attempt 2)"
+    assert (
+        lines.index("[each#3] item d")
+        < lines.index(said)
+        < lines.index("[each#3 attempt 2] item d")
+    ), ran.stdout
     assert not [line for line in lines if line.startswith("[each]")], ran.stdout
     assert "1 of 4 items failed (item 3: attempt 2 failed: exit code 1)" in ran.stdout
 
