@@ -13,6 +13,7 @@ from opsflow.cli.client import ApiClient, client_for
 from opsflow.cli.events import IDLE, follow
 from opsflow.cli.ids import execution_id as resolve_id
 from opsflow.cli.output import (
+    CliError,
     OutputFormat,
     OutputOption,
     UsageError,
@@ -602,7 +603,8 @@ def logs(
         numbers = jobs.attempts(step)
         if attempt not in numbers:
             where = f"step {step!r}" if step is not None else f"execution {execution_id}"
-            raise UsageError(
+            # Not found, as an unknown execution or item is (1), not a wrong call (2).
+            raise CliError(
                 f"{where} has no attempt {attempt}; its attempts: "
                 + (", ".join(str(n) for n in sorted(numbers)) or "none")
             )

@@ -432,8 +432,11 @@ def test_show_names_each_attempts_agent_and_logs_name_the_attempts(server: Serve
     assert "[shaky attempt 2] try 2" in second.stdout.splitlines()
     assert all(line.startswith("[shaky attempt 2] ") for line in second.stdout.splitlines())
     third = server.cli("logs", execution_id, "--step", "shaky", "--attempt", "3")
-    assert third.returncode != 0
+    # Exit 1, as the reference says and as an unknown execution or item exits.
+    assert third.returncode == 1, third.stderr
     assert "step 'shaky' has no attempt 3; its attempts: 1, 2" in third.stdout + third.stderr
+    unknown = server.cli("logs", "0" * 32)
+    assert unknown.returncode == 1, unknown.stderr
 
 
 def test_run_follow_names_a_retried_steps_attempt_as_logs_does(server: Server) -> None:
