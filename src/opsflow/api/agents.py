@@ -276,7 +276,8 @@ def _set_draining(request: Request, agent_id: str, principal: Principal, on: boo
     "/agents/{agent_id}/drain", response_model=AgentOut, responses=error_responses(401, 403, 404)
 )
 def drain_agent(request: Request, agent_id: str, principal: Manager) -> AgentOut:
-    """Give the agent no more jobs (within a few seconds); its running jobs finish."""
+    """Give the agent no more jobs, from the drain on (a claim it sent before included); its
+    running jobs finish."""
     return _set_draining(request, agent_id, principal, True)
 
 

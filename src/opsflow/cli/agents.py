@@ -121,7 +121,7 @@ def drain(
     undo: Annotated[bool, typer.Option("--undo", help="Let it claim jobs again.")] = False,
     output: OutputOption = OutputFormat.TEXT,
 ) -> None:
-    """Give an agent no more jobs (within a few seconds); its running jobs finish."""
+    """Give an agent no more jobs, from now on; its running jobs finish."""
     body = client_for(ctx).post(f"/agents/{agent_id}/{'undrain' if undo else 'drain'}")
     if output is OutputFormat.JSON:
         print_json(body)

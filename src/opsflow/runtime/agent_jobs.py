@@ -119,7 +119,9 @@ class AgentJobs:
         # end's compare-and-set on the lease token fences it, and a new claim has a new token).
         self._leased: dict[str, tuple[int, Lease]] = {}
         # agent id -> (when its presence row was last written, whether it was draining then).
-        # Claims write it at most every ``presence_every`` seconds; a drain takes effect by then.
+        # Claims write it at most every ``presence_every`` seconds. It only spares a draining
+        # agent's claims a claim statement: `jobs_store.claim_jobs` leases a draining agent
+        # nothing from the drain's commit on, whatever this says.
         self._presence: dict[str, tuple[float, bool]] = {}
         self.presence_every = min(5.0, lease_seconds / 2)
 
@@ -289,7 +291,8 @@ class AgentJobs:
         ``presence_every`` ago and which was not draining then (the claim's own rule: the
         others are left to their own claim transaction, which writes their presence row;
         writing it here would lock the agent's row after job rows, the reverse of a
-        heartbeat's order). ``taken`` keeps what an earlier try of ``tx`` took.
+        heartbeat's order). A drain since then is seen by `jobs_store.claim_jobs`, which
+        leases that agent nothing. ``taken`` keeps what an earlier try of ``tx`` took.
 
         When every job ``tx`` queued was leased here, nobody else is woken for them (no
         `jobs_queued` wake-up, no NOTIFY): the other waiting claims would each run a claim

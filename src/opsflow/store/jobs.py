@@ -28,9 +28,13 @@ from sqlalchemy import (
     UniqueConstraint,
     bindparam,
     case,
+    column,
+    exists,
     func,
     insert,
     select,
+    table,
+    true,
     update,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -237,11 +241,16 @@ _OWNED = (
     & (JOBS.c.lease_token == bindparam("b_token"))
     & JOBS.c.status.in_(IN_FLIGHT)
 )
+# The two columns of the agents table (``store.agents``, which imports this module) that a
+# claim reads: a draining agent is leased nothing from the drain's commit on, checked in the
+# claim's own statement (no statement more, no lock on the agent's row).
+_AGENTS = table("agents", column("id"), column("draining"))
 _PENDING = (
     select(JOBS)
     .where(
         JOBS.c.status == JobStatus.PENDING.value,
         JOBS.c.pool.in_(bindparam("b_pools", expanding=True)),
+        ~exists().where(_AGENTS.c.id == bindparam("b_agent"), _AGENTS.c.draining == true()),
     )
     .order_by(JOBS.c.created_at)
     .limit(bindparam("b_limit"))
@@ -436,15 +445,17 @@ def claim_jobs(
     start: bool = False,
 ) -> list[Job]:
     """Lease up to ``limit`` pending jobs of the given pools whose labels this agent has,
-    marked with the agent's ``claim_id`` (see `claimed_again`). With ``start``, those
-    without a timeout are leased running, ``started_at`` the claim's ``now`` (the same as
-    ``dispatched_at``: how `claimed_again` knows the claim started it). The start of a job
-    with a timeout arms the timeout, which locks the execution first (lock order: execution,
-    then job), and a claim holds job rows: it is left to `start_job`. Either way the job
-    keeps ``claim_id`` until the agent's own start (see `claimed_again`)."""
+    marked with the agent's ``claim_id`` (see `claimed_again`); none while the agent is
+    draining (as committed when the statement runs, whatever a caller noted of it before).
+    With ``start``, those without a timeout are leased running, ``started_at`` the claim's
+    ``now`` (the same as ``dispatched_at``: how `claimed_again` knows the claim started
+    it). The start of a job with a timeout arms the timeout, which locks the execution first
+    (lock order: execution, then job), and a claim holds job rows: it is left to
+    `start_job`. Either way the job keeps ``claim_id`` until the agent's own start (see
+    `claimed_again`)."""
     claimed: list[Job] = []
     found = session.connection().execute(
-        _PENDING, {"b_pools": pools, "b_limit": max(limit * 4, 16)}
+        _PENDING, {"b_pools": pools, "b_limit": max(limit * 4, 16), "b_agent": agent_id}
     )
     for row in found.all():
         if len(claimed) >= limit:

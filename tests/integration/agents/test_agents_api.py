@@ -13,7 +13,7 @@ import opsflow
 from tests.conftest import BACKENDS
 from tests.servers import RunningServer, clean_env, opsflow_executable, run_server, warm_launch
 
-from .conftest import Agents, Api, server_env
+from .conftest import LEASE, Agents, Api, server_env
 
 QUICK = """
 id: quick
@@ -75,7 +75,6 @@ def test_agents_are_listed_counted_and_a_drained_one_gets_no_jobs(
     # Its labels and state have no spaces but "online, draining": count from the right.
     row = next(r for r in rows if r.startswith(first)).split()
     assert row[slots - len(header.split())] == "3", listing
-    time.sleep(1.5)  # a drain reaches an agent's claims within half a lease
     for _ in range(3):
         assert _run_to_end(api) == second
     assert _agents(api)[second]["jobs_done"] == 3
@@ -83,6 +82,33 @@ def test_agents_are_listed_counted_and_a_drained_one_gets_no_jobs(
     shown_text = _cli(server, "show", first)
     assert "region=eu" in shown_text, shown_text
     assert any(line.split() == ["concurrency", "3"] for line in shown_text.splitlines()), shown_text
+
+
+def test_a_drained_agent_gets_no_job_from_the_drain_on(
+    server: RunningServer, api: Api, agents: Agents
+) -> None:
+    """New-user trial: a run started right after ``agents drain`` was still handed to the
+    agent (its claim, waiting since before the drain, and the server's note of its presence
+    said it was not draining for up to half a lease). From the drain's answer on, no job."""
+    agents.start("only")
+    only = agents.agent_id("only")
+    api.wait_for("the agent is listed", lambda: only in _agents(api), timeout=30)
+    api.publish("quick", QUICK)
+    assert _run_to_end(api) == only  # its next claim waits, its presence just written
+    assert "draining" in _cli(server, "drain", only)
+    execution_id = api.run("quick")
+    # Three of the agent's presence rounds (half a lease each): a claim after each.
+    until = time.monotonic() + 3 * LEASE / 2
+    while time.monotonic() < until:
+        (step,) = api.execution(execution_id)["steps"]
+        assert [j["agent_id"] for j in step["jobs"]] == [None], step
+        time.sleep(0.1)
+    assert "takes jobs again" in _cli(server, "drain", "--undo", only)
+    api.wait_for(
+        "the run completes once the agent is undrained",
+        lambda: api.execution(execution_id)["status"] == "completed",
+        timeout=30,
+    )
 
 
 ELSEWHERE = """
