@@ -291,9 +291,11 @@ def fresh_database(
     name = f"opsflow_{prefix}_{uuid.uuid4().hex[:12]}"
     with _pg_admin() as conn:
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_name}"')
-    yield _pg_url(name)
-    with _pg_admin() as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        yield _pg_url(name)
+    finally:  # `close()` raises GeneratorExit at the yield: the drop must still run
+        with _pg_admin() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def step_cgroups(work_root: Path) -> list[str]:
