@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing
+import os
 import re
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -185,12 +187,34 @@ def _refusal_or(fn: Callable[..., Submission], *args: Any) -> Submission | _Refu
         return _Refusal(type(exc), exc.message, exc.problems)
 
 
+# How often (seconds) the helper process looks whether the server that started it is alive.
+PARENT_CHECK = 1.0
+
+
+def _exit_with(parent: int) -> None:  # the helper process's initializer
+    """End this helper process once ``parent`` (the server) is gone. A server that exits
+    without shutting the pool down (``kill -9``, a forked test server's ``os._exit``) left
+    it blocked for ever on its task queue, whose write end it holds itself: 115 MB each."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="opsflow-parent-watch", daemon=True).start()
+
+
 def _helper() -> ProcessPoolExecutor:
     global _isolated
     with _isolated_lock:
         if _isolated is None:
             # spawn, never fork: the server has threads (and their locks) a fork would copy.
-            _isolated = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            _isolated = ProcessPoolExecutor(
+                1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_exit_with,
+                initargs=(os.getpid(),),
+            )
         return _isolated
 
 

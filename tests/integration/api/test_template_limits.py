@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -222,3 +223,45 @@ def test_a_chain_at_the_step_limit_validates_quickly_and_applies(
         assert applied.status_code in (200, 201), applied.text[:500]
         assert applied.json()["version"] == 1
     assert cpu_validate < 5.0, f"validating 5,000 steps cost {cpu_validate:.2f}s of server CPU"
+
+
+def _helpers_of(pid: int) -> list[int]:
+    """The definition helper processes (``multiprocessing`` spawn children) of ``pid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (entry / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if parent == pid and b"spawn_main" in command:
+            found.append(int(entry.name))
+    return found
+
+
+def test_the_definition_helper_ends_with_a_killed_server(db_url: str, tmp_path: Path) -> None:
+    """A server killed with ``kill -9`` (or ended without shutting its pool down) left its
+    helper process blocked for ever on the task queue, 115 MB each: it now ends by itself."""
+    data = tmp_path / "data"
+    data.mkdir()
+    with run_server(db_url, data) as running:
+        server = Server(running.url, running.token, running.pid)
+        with server.client() as client:
+            checked = client.post("/workflows/validate", content=chain(1_000), headers=YAML)
+            assert checked.status_code == 200, checked.text[:500]
+        helpers = _helpers_of(server.pid)
+        assert len(helpers) == 1, helpers
+        os.kill(server.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 15
+        while Path(f"/proc/{helpers[0]}").exists() and _state(helpers[0]) != "Z":
+            assert time.monotonic() < deadline, f"helper {helpers[0]} outlived its server"
+            time.sleep(0.1)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
