@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
 from opsflow.api.execution_models import iso
@@ -156,12 +156,42 @@ def online_timeout(request: Request) -> float:
     return online_window(services_of(request).settings.lease_seconds)
 
 
-@router.get("/agents", response_model=list[AgentOut], responses=error_responses(401, 403))
-def list_agents(request: Request, _: Reader) -> list[AgentOut]:
-    """Every agent seen, most recently seen first."""
+AgentState = Literal["online", "offline", "revoked", "draining"]
+
+
+def _in_state(agent: AgentOut, state: AgentState) -> bool:
+    """``online`` and ``offline`` by `AgentOut.online` (a draining agent is online or not),
+    ``revoked`` by its token, ``draining`` by its flag."""
+    match state:
+        case "online":
+            return agent.online
+        case "offline":
+            return not agent.online
+        case "revoked":
+            return agent.revoked
+        case "draining":
+            return agent.draining
+
+
+@router.get("/agents", response_model=list[AgentOut], responses=error_responses(401, 403, 422))
+def list_agents(
+    request: Request,
+    _: Reader,
+    pool: Annotated[str | None, Query(description="Only agents serving this pool.")] = None,
+    state: Annotated[
+        AgentState | None,
+        Query(description="Only agents in this state (online includes draining ones)."),
+    ] = None,
+) -> list[AgentOut]:
+    """Every agent seen (of ``pool``, in ``state``), most recently seen first."""
     now, timeout = time.time(), online_timeout(request)
     with services_of(request).session() as session:
-        return _out(session, store.list_agents(session), now, timeout)
+        agents = _out(session, store.list_agents(session), now, timeout)
+    return [
+        a
+        for a in agents
+        if (pool is None or pool in a.pools) and (state is None or _in_state(a, state))
+    ]
 
 
 @router.get(

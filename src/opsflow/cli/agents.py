@@ -3,10 +3,12 @@ agents the server has seen, and the pool-bound tokens they register with."""
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
 
+from opsflow.cli import ids
 from opsflow.cli.client import client_for
 from opsflow.cli.output import (
     OutputFormat,
@@ -29,7 +31,10 @@ tokens = typer.Typer(
 app.add_typer(tokens, name="tokens")
 
 AgentId = Annotated[
-    str, typer.Argument(help="The agent's id (see agents list).", show_default=False)
+    str,
+    typer.Argument(
+        help="The agent's id, or the start of it (see agents list).", show_default=False
+    ),
 ]
 
 
@@ -45,10 +50,28 @@ def _labels(agent: dict[str, Any]) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted((agent.get("labels") or {}).items())) or "-"
 
 
+class AgentState(StrEnum):
+    online = "online"
+    offline = "offline"
+    revoked = "revoked"
+    draining = "draining"
+
+
 @app.command("list")
-def list_agents(ctx: typer.Context, output: OutputOption = OutputFormat.TEXT) -> None:
-    """Every agent the server has seen, most recently seen first."""
-    body = client_for(ctx).get("/agents")
+def list_agents(
+    ctx: typer.Context,
+    pool: Annotated[
+        str | None, typer.Option("--pool", help="Only agents serving this pool.")
+    ] = None,
+    state: Annotated[
+        AgentState | None,
+        typer.Option("--state", help="Only agents in this state (online includes draining)."),
+    ] = None,
+    output: OutputOption = OutputFormat.TEXT,
+) -> None:
+    """Every agent the server has seen (of a pool, in a state), most recently seen first."""
+    params = {"pool": pool, "state": state.value if state else None}
+    body = client_for(ctx).get("/agents", params=params)
     if output is OutputFormat.JSON:
         print_json(body)
         return
@@ -107,7 +130,8 @@ def _show(agent: dict[str, Any]) -> None:
 @app.command()
 def show(ctx: typer.Context, agent_id: AgentId, output: OutputOption = OutputFormat.TEXT) -> None:
     """One agent: pools, labels, state, running jobs, job slots (concurrency), counts."""
-    body = client_for(ctx).get(f"/agents/{agent_id}")
+    client = client_for(ctx)
+    body = client.get(f"/agents/{ids.agent_id(client, agent_id)}")
     if output is OutputFormat.JSON:
         print_json(body)
         return
@@ -122,7 +146,9 @@ def drain(
     output: OutputOption = OutputFormat.TEXT,
 ) -> None:
     """Give an agent no more jobs, from now on; its running jobs finish."""
-    body = client_for(ctx).post(f"/agents/{agent_id}/{'undrain' if undo else 'drain'}")
+    client = client_for(ctx)
+    agent_id = ids.agent_id(client, agent_id)
+    body = client.post(f"/agents/{agent_id}/{'undrain' if undo else 'drain'}")
     if output is OutputFormat.JSON:
         print_json(body)
         return
@@ -151,7 +177,7 @@ def revoke(
     if target.startswith("atk_"):
         body = client.delete(f"/agents/tokens/{target}")
     else:
-        body = client.post(f"/agents/{target}/revoke")
+        body = client.post(f"/agents/{ids.agent_id(client, target)}/revoke")
     if output is OutputFormat.JSON:
         print_json(body)
         return

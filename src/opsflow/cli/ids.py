@@ -1,7 +1,8 @@
-"""Short execution ids: any unambiguous prefix of at least six characters, as git takes commits.
+"""Short ids: an execution's by any unambiguous prefix of at least six characters, as git
+takes commits; an agent's by any unambiguous prefix.
 
-The server resolves the prefix (``GET /executions?id_prefix=``), so the CLI never lists every
-execution to find one.
+The server resolves an execution's prefix (``GET /executions?id_prefix=``), so the CLI never
+lists every execution to find one; agents are few, and their list is read whole.
 """
 
 from __future__ import annotations
@@ -44,3 +45,23 @@ def execution_id(client: ApiClient, given: str) -> str:
             "give more characters"
         )
     return ids[0]
+
+
+def agent_id(client: ApiClient, given: str) -> str:
+    """The full id of the one agent whose id is ``given`` or starts with it (``agent-3f``:
+    agents list shows them; the list is short, so it is read whole).
+
+    Raises CliError when no agent or more than one matches (naming the ones that do)."""
+    ids = [str(a["id"]) for a in client.get("/agents")]
+    if given in ids:
+        return given
+    matches = [i for i in ids if i.startswith(given)]
+    if not matches:
+        raise CliError(f"no agent id starts with {given!r}: `opsflow agents list` shows them")
+    if len(matches) > 1:
+        shown = ", ".join(matches[:SHOWN_MATCHES])
+        more = f" and {len(matches) - SHOWN_MATCHES} more" if len(matches) > SHOWN_MATCHES else ""
+        raise CliError(
+            f"agent id {given!r} is ambiguous: it matches {shown}{more}; give more characters"
+        )
+    return matches[0]

@@ -79,8 +79,29 @@ def test_agents_are_listed_counted_and_a_drained_one_gets_no_jobs(
         assert _run_to_end(api) == second
     assert _agents(api)[second]["jobs_done"] == 3
     assert api.client.get("/agents/nobody").status_code == 404
-    shown_text = _cli(server, "show", first)
+
+    # Filters: by pool and by state (online includes the draining one); a bad state is a
+    # 422 naming the field; the CLI passes them on.
+    def ids_of(query: str) -> list[str]:
+        return [str(a["id"]) for a in api.client.get(f"/agents?{query}").json()]
+
+    assert ids_of("state=draining") == [first]
+    assert sorted(ids_of("state=online&pool=default")) == sorted([first, second])
+    assert ids_of("pool=eu") == [] and ids_of("state=revoked") == []
+    bad = api.client.get("/agents?state=asleep")
+    assert bad.status_code == 422 and "state" in bad.text, bad.text
+    only_draining = _cli(server, "list", "--state", "draining")
+    assert first in only_draining and second not in only_draining, only_draining
+    # An agent is named by the start of its id, as executions are.
+    shown_text = _cli(server, "show", first[: len(first) - 4])
     assert "region=eu" in shown_text, shown_text
+    assert first.startswith("agent-") and second.startswith("agent-"), (first, second)
+    for given, said in (("agent-", "is ambiguous: it matches"), ("zz", "no agent id starts with")):
+        argv = [opsflow_executable(), "--url", server.url, "--token", server.token]
+        done = subprocess.run(
+            [*argv, "agents", "show", given], env=clean_env(), capture_output=True, text=True
+        )
+        assert done.returncode == 1 and said in done.stderr, done.stderr
     assert any(line.split() == ["concurrency", "3"] for line in shown_text.splitlines()), shown_text
 
 
