@@ -100,6 +100,18 @@ class Api:
         execution_id: str = res.json()["id"]
         return execution_id
 
+    def run_until_started(self, workflow_id: str, yaml_text: str) -> str:
+        """Publish ``yaml_text``, run it, and wait until its job says ``started`` in its log
+        (an agent runs it); returns the execution id."""
+        self.publish(workflow_id, yaml_text)
+        execution_id = self.run(workflow_id)
+        self.wait_for(
+            "an agent runs the job",
+            lambda: "started" in self.log_texts(execution_id),
+            timeout=60,
+        )
+        return execution_id
+
     def execution(self, execution_id: str) -> dict[str, Any]:
         res = self.client.get(f"/executions/{execution_id}")
         assert res.status_code == 200, res.text

@@ -102,13 +102,7 @@ def test_a_revoked_token_is_refused_at_once_on_every_route_and_its_agents_job_is
     secret = agents.token()
     agents.start("revoked")
     agent_id = agents.agent_id("revoked")
-    api.publish("sleeper", SLEEPER)
-    execution_id = api.run("sleeper")
-    api.wait_for(
-        "the agent runs the job",
-        lambda: "started" in api.log_texts(execution_id),
-        timeout=60,
-    )
+    execution_id = api.run_until_started("sleeper", SLEEPER)
     # A second agent with the same token, its claim waiting on the server (nothing queued).
     waiting = agent_client(server, secret)
     assert waiting.post("/register", json={"agent_id": "waiter"}).status_code == 200

@@ -111,13 +111,7 @@ def test_sigterm_drains_the_agent_and_it_exits_0(
     server: RunningServer, api: Api, agents: Agents
 ) -> None:
     process = agents.start("draining")
-    api.publish("slow", SLOW)
-    execution_id = api.run("slow")
-    api.wait_for(
-        "the agent runs the job",
-        lambda: "started" in api.log_texts(execution_id),
-        timeout=60,
-    )
+    execution_id = api.run_until_started("slow", SLOW)
     process.terminate()
     assert process.wait(timeout=30) == 0, agents.log("draining")
     detail = api.execution(execution_id)

@@ -32,13 +32,7 @@ def test_a_second_agent_on_a_busy_work_dir_is_refused_and_kills_nothing(
 ) -> None:
     first = agents.start("a")
     first_id = agents.agent_id("a")
-    api.publish("slow", SLOW)
-    execution_id = api.run("slow")
-    api.wait_for(
-        "the first agent runs the job",
-        lambda: "started" in api.log_texts(execution_id),
-        timeout=60,
-    )
+    execution_id = api.run_until_started("slow", SLOW)
     work = (agents.root / "a").resolve()
     # The second agent's own log is agents/b/agent.log; its --work-dir is the first's.
     second = agents.start("b", "--work-dir", str(work))
@@ -67,13 +61,7 @@ def test_an_agent_restarted_after_kill_9_takes_its_work_dir_and_cleans_up(
 ) -> None:
     first = agents.start("a")
     agent_id = agents.agent_id("a")
-    api.publish("slow", SLOW)
-    execution_id = api.run("slow")
-    api.wait_for(
-        "the agent runs the job",
-        lambda: "started" in api.log_texts(execution_id),
-        timeout=60,
-    )
+    execution_id = api.run_until_started("slow", SLOW)
     os.kill(first.pid, signal.SIGKILL)
     first.wait()
     # Its job's shell lives on (its own process group); the restart kills it and retries.
