@@ -226,3 +226,6 @@ def test_admin_creates_an_agent_token_and_revokes_its_agent(
     page.get_by_role("dialog").get_by_role("button", name="Revoke agent-e2e-edge1").click()
     expect(page.get_by_text(re.compile("Revoked agent token edge-hosts"))).to_be_visible()
     assert register().status_code == 401
+    # Its row now says why it is offline: its agent token was revoked.
+    expect(row).to_contain_text("revoked")
+    shot(page, "oversee-agents-revoked")
