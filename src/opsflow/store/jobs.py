@@ -42,6 +42,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from opsflow.errors import NotFound, StaleReport
 from opsflow.status import JobStatus, StepStatus
 from opsflow.store.base import Base, JSONType
+from opsflow.store.direct import Direct, DirectByKeys
 from opsflow.store.runs import ST, Step
 
 IN_FLIGHT = (JobStatus.DISPATCHED.value, JobStatus.RUNNING.value)
@@ -139,7 +140,11 @@ class Job:
 
     @classmethod
     def from_row(cls, row: Any) -> Job:
-        m = dict(row._mapping)
+        return cls.from_mapping(dict(row._mapping))
+
+    @classmethod
+    def from_mapping(cls, m: dict[str, Any]) -> Job:
+        """The job of a row's values by column name (``m`` is changed)."""
         m["status"] = JobStatus(m["status"])
         m["labels"] = m["labels"] or {}
         m["spec"] = m["spec"] or {}
@@ -214,7 +219,8 @@ def with_defaults(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def insert_job(session: Session, values: dict[str, Any]) -> None:
-    session.connection().execute(_INSERT_JOB, with_defaults(values))
+    row = with_defaults(values)
+    _INSERTS_OF_JOBS[tuple(row)].run(session, row)
 
 
 def jobs_of_execution(session: Session, execution_id: str) -> list[Job]:
@@ -232,6 +238,7 @@ _LIGHT = [c for c in JOBS.c if c.name not in ("spec", "labels")]
 # The hot path's statements are built once (building one costs more than running it).
 # ``with_for_update(skip_locked=True)`` renders nothing on SQLite.
 _INSERT_JOB = insert(JOBS)
+_INSERTS_OF_JOBS = DirectByKeys(_INSERT_JOB)
 _ATTEMPTS = select(*[c for c in _LIGHT if c.name not in ("outputs", "artifacts")]).where(
     JOBS.c.execution_id == bindparam("b_execution")
 )
@@ -245,7 +252,7 @@ _OWNED = (
 # claim reads: a draining agent is leased nothing from the drain's commit on, checked in the
 # claim's own statement (no statement more, no lock on the agent's row).
 _AGENTS = table("agents", column("id"), column("draining"))
-_PENDING = (
+_PENDING = Direct(
     select(JOBS)
     .where(
         JOBS.c.status == JobStatus.PENDING.value,
@@ -256,9 +263,24 @@ _PENDING = (
     .limit(bindparam("b_limit"))
     .with_for_update(skip_locked=True)
 )
+_JOB_COLUMNS = tuple(c.name for c in JOBS.c)
 _DISPATCH = update(JOBS).where(
     JOBS.c.id == bindparam("b_id"), JOBS.c.status == JobStatus.PENDING.value
 )
+_LEASED = (
+    "status",
+    "agent_id",
+    "lease_token",
+    "lease_epoch",
+    "dispatched_at",
+    "lease_expires_at",
+    "claim_id",
+)
+# A claim's lease of one job: dispatched, or (``start``) running at once.
+_DISPATCHES = {
+    started: Direct(_DISPATCH, column_keys=(*_LEASED, "started_at") if started else _LEASED)
+    for started in (False, True)
+}
 _NOTICE = (JOBS.c.cancel_requested, JOBS.c.cancel_force, JOBS.c.cancel_as)
 # A start of a job already running (a claim started it, or the start is sent again) keeps
 # its ``started_at``; any start clears ``claim_id``: the agent has the claim's answer.
@@ -308,6 +330,19 @@ _FINISH_SEQ, _FINISH_CANCELLED_SEQ = (
     .returning(JOBS.c.status, _BEFORE.c.last_seq)
     for end in (_END, _END_CANCELLED)
 )
+# What an end sets from its parameters (a cancelled end sets the rest itself).
+_ENDED = ("ended_at", "outputs", "lease_expires_at", "artifacts", "exit_code")
+_ENDS = {
+    (cancelled, in_one): Direct(
+        statement, column_keys=_ENDED if cancelled else (*_ENDED, "status", "error", "retryable")
+    )
+    for (cancelled, in_one), statement in {
+        (False, False): _FINISH,
+        (True, False): _FINISH_CANCELLED,
+        (False, True): _FINISH_SEQ,
+        (True, True): _FINISH_CANCELLED_SEQ,
+    }.items()
+}
 
 
 def attempts_of_execution(session: Session, execution_id: str) -> list[Job]:
@@ -321,7 +356,7 @@ def attempts_of_execution(session: Session, execution_id: str) -> list[Job]:
 
 _STEP_COLUMNS = [c for c in ST.c if c.name not in ("outputs", "items")]
 _ATTEMPT_COLUMNS = [c for c in _LIGHT if c.name not in ("outputs", "artifacts")]
-_STEPS_AND_ATTEMPTS = (
+_STEPS_AND_ATTEMPTS = Direct(
     select(
         *[c.label(f"s_{c.name}") for c in _STEP_COLUMNS],
         *[c.label(f"j_{c.name}") for c in _ATTEMPT_COLUMNS],
@@ -369,17 +404,16 @@ def steps_and_attempts(
     (as ``attempts_of_execution``) except a fanned-out step's completed ones
     (``completed_items``), in one statement: what the reconcile of a job's end reads
     (the step, the steps that need it), however many steps the execution has."""
-    result = session.connection().execute(
-        _STEPS_AND_ATTEMPTS, {"b_execution": execution_id, "b_steps": sorted(step_ids)}
+    rows = _STEPS_AND_ATTEMPTS.all(
+        session, {"b_execution": execution_id, "b_steps": sorted(step_ids)}
     )
-    names = tuple(result.keys())
     split = len(_STEP_COLUMNS)
-    step_names = tuple(n[2:] for n in names[:split])
-    job_names = tuple(n[2:] for n in names[split:])
+    step_names = tuple(c.name for c in _STEP_COLUMNS)
+    job_names = tuple(c.name for c in _ATTEMPT_COLUMNS)
     sid_at, job_at = step_names.index("step_id"), split + job_names.index("id")
     steps: dict[str, Step] = {}
     jobs: list[Job] = []
-    for values in result:
+    for values in rows:
         sid = values[sid_at]
         if sid not in steps:
             m = dict(zip(step_names, values[:split], strict=True))
@@ -454,13 +488,13 @@ def claim_jobs(
     `start_job`. Either way the job keeps ``claim_id`` until the agent's own start (see
     `claimed_again`)."""
     claimed: list[Job] = []
-    found = session.connection().execute(
-        _PENDING, {"b_pools": pools, "b_limit": max(limit * 4, 16), "b_agent": agent_id}
+    found = _PENDING.all(
+        session, {"b_pools": pools, "b_limit": max(limit * 4, 16), "b_agent": agent_id}
     )
-    for row in found.all():
+    for row in found:
         if len(claimed) >= limit:
             break
-        job = Job.from_row(row)
+        job = Job.from_mapping(dict(zip(_JOB_COLUMNS, row, strict=True)))
         if not _labels_match(job.labels, labels):
             continue
         token = secrets.token_hex(16)
@@ -474,11 +508,11 @@ def claim_jobs(
             "claim_id": claim_id,
         }
         status = JobStatus.DISPATCHED
-        if start and job.timeout is None:
+        started = start and job.timeout is None
+        if started:
             status = JobStatus.RUNNING
             values |= {"status": status.value, "started_at": now}
-        res = session.connection().execute(_DISPATCH, {**values, "b_id": job.id})
-        if res.rowcount:
+        if _DISPATCHES[started].run(session, {**values, "b_id": job.id}):
             claimed.append(Job(**{**job.__dict__, **values, "status": status}))
     return claimed
 
@@ -725,20 +759,19 @@ def finish_job(
     in_one = last_seq is not None and connection.dialect.name == "postgresql"
     if in_one:
         values["b_seq"] = last_seq
-    if status == JobStatus.CANCELLED:
-        cancelled = {k: v for k, v in values.items() if k not in ("error", "retryable")}
-        cancelled |= {"b_error": error, "b_retryable": retryable}
-        statement = _FINISH_CANCELLED_SEQ if in_one else _FINISH_CANCELLED
-        row = connection.execute(statement, cancelled).first()
+    cancelled = status == JobStatus.CANCELLED
+    if cancelled:
+        values = {k: v for k, v in values.items() if k not in ("error", "retryable")}
+        values |= {"b_error": error, "b_retryable": retryable}
     else:
-        statement = _FINISH_SEQ if in_one else _FINISH
-        row = connection.execute(statement, {**values, "status": status.value}).first()
+        values["status"] = status.value
+    row = _ENDS[cancelled, in_one].first(session, values)
     if row is None:
         raise _refuse(session, job_id, token)
-    previous = int(row.last_seq)
+    ended_as, previous = JobStatus(row[0]), int(row[1])
     if last_seq is not None and not in_one and last_seq > previous:
         connection.execute(_SET_SEQ, {"last_seq": last_seq, "b_id": job_id})
-    return JobEnd(JobStatus(row.status), previous)
+    return JobEnd(ended_as, previous)
 
 
 def request_cancel(

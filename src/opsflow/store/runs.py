@@ -39,6 +39,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from opsflow.errors import NotFound
 from opsflow.status import ExecutionStatus, StepStatus
 from opsflow.store.base import Base, JSONType
+from opsflow.store.direct import Direct, DirectByKeys
 
 # Autoincrementing 64-bit ids: SQLite only autoincrements INTEGER PRIMARY KEY.
 BigId = BigInteger().with_variant(Integer, "sqlite")
@@ -194,7 +195,11 @@ class Execution:
     @classmethod
     def from_row(cls, row: Any, definition: dict[str, Any] | None = None) -> Execution:
         """The execution of ``row``; ``definition`` when the row was read without it."""
-        m = row._mapping
+        return cls.from_mapping(row._mapping, definition)
+
+    @classmethod
+    def from_mapping(cls, m: Any, definition: dict[str, Any] | None = None) -> Execution:
+        """The execution of a row's values by column name (`from_row`)."""
         return cls(
             id=m["id"],
             workflow_id=m["workflow_id"],
@@ -305,11 +310,12 @@ def insert_execution(
 # The lock reads the row without its definition: a pinned definition never changes, and
 # decoding a wide one (100 kB of JSON for 2,000 steps) on every job's end would cost more than
 # the rest of the reconcile. It is read once per execution and kept (``_definition``).
-_LOCK_EXECUTION = (
+_LOCK_EXECUTION = Direct(
     select(*[c for c in EX.c if c.name != "definition"])
     .where(EX.c.id == bindparam("b_id"))
     .with_for_update(key_share=True)
 )
+_LOCKED_COLUMNS = tuple(c.name for c in EX.c if c.name != "definition")
 _DEFINITION = select(EX.c.definition).where(EX.c.id == bindparam("b_id"))
 _GET_EXECUTION = select(EX).where(EX.c.id == bindparam("b_id"))
 _LIST_STEPS = (
@@ -339,8 +345,11 @@ _UPDATE_STEP = update(ST).where(
 )
 _UPDATE_EXECUTION = update(EX).where(EX.c.id == bindparam("b_id"))
 _DELETE_TIMER = delete(TM).where(TM.c.kind == bindparam("b_kind"), TM.c.key == bindparam("b_key"))
+_UPDATES_OF_STEP = DirectByKeys(_UPDATE_STEP)
 _INSERT_EVENT = insert(EV)
 _INSERT_ENGINE_LOG = insert(ELOG)
+_INSERTS_OF_EVENTS = DirectByKeys(_INSERT_EVENT)
+_INSERTS_OF_ENGINE_LOG = DirectByKeys(_INSERT_ENGINE_LOG)
 
 
 def lock_execution(session: Session, execution_id: str) -> Execution:
@@ -349,10 +358,11 @@ def lock_execution(session: Session, execution_id: str) -> Execution:
     The row lock makes the caller the only one changing this execution until it commits. On
     SQLite every write transaction already holds the database's single write lock.
     """
-    row = session.connection().execute(_LOCK_EXECUTION, {"b_id": execution_id}).first()
+    row = _LOCK_EXECUTION.first(session, {"b_id": execution_id})
     if row is None:
         raise NotFound(f"execution {execution_id!r} not found")
-    return Execution.from_row(row, _definition(session, execution_id, row.created_at))
+    m = dict(zip(_LOCKED_COLUMNS, row, strict=True))
+    return Execution.from_mapping(m, _definition(session, execution_id, m["created_at"]))
 
 
 _DEFINITIONS: OrderedDict[tuple[str, float], dict[str, Any]] = OrderedDict()
@@ -452,8 +462,8 @@ def step_outputs(session: Session, execution_id: str) -> dict[str, dict[str, Any
 
 
 def update_step(session: Session, execution_id: str, step_id: str, **values: Any) -> None:
-    session.connection().execute(
-        _UPDATE_STEP, {**values, "b_execution": execution_id, "b_step": step_id}
+    _UPDATES_OF_STEP[tuple(values)].run(
+        session, {**values, "b_execution": execution_id, "b_step": step_id}
     )
 
 
@@ -476,7 +486,7 @@ def cas_step_status(
 def add_engine_log(session: Session, entries: Iterable[dict[str, Any]]) -> None:
     rows = list(entries)
     if rows:
-        session.connection().execute(_INSERT_ENGINE_LOG, rows)
+        _run_many(_INSERTS_OF_ENGINE_LOG, session, rows)
 
 
 def engine_log(session: Session, execution_id: str) -> list[dict[str, Any]]:
@@ -489,9 +499,18 @@ def engine_log(session: Session, execution_id: str) -> list[dict[str, Any]]:
 
 
 def add_events(session: Session, events: Iterable[dict[str, Any]]) -> None:
-    rows = list(events)
+    rows = [{"data": {}, **row} for row in events]  # the column's default
     if rows:
-        session.connection().execute(_INSERT_EVENT, rows)
+        _run_many(_INSERTS_OF_EVENTS, session, rows)
+
+
+def _run_many(inserts: DirectByKeys, session: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert ``rows``: one driver call per run of rows setting the same columns."""
+    start = 0
+    for i in range(1, len(rows) + 1):
+        if i == len(rows) or rows[i].keys() != rows[start].keys():
+            inserts[tuple(rows[start])].run_many(session, rows[start:i])
+            start = i
 
 
 def events_after(

@@ -26,6 +26,7 @@ from sqlalchemy.sql.dml import Insert, Update
 
 from opsflow.store import jobs as jobs_store
 from opsflow.store import runs as runs_store
+from opsflow.store.direct import Direct
 from opsflow.store.jobs import JOBS
 from opsflow.store.runs import ELOG, EV, ST
 from opsflow.store.session import Session
@@ -83,7 +84,7 @@ def write(session: Session, writes: Writes) -> None:
         params[f"s{i}_b_execution"] = execution_id
         params[f"s{i}_b_step"] = step_id
         params.update({f"s{i}_{name}": value for name, value in values.items()})
-    connection.execute(_statement(shape), params)
+    _statement(shape).run(session, params)
     writes.clear()
 
 
@@ -103,13 +104,13 @@ _EVENT_COLUMNS = ("execution_id", "at", "kind", "data")
 
 
 @functools.lru_cache(maxsize=256)
-def _statement(shape: _Shape) -> Insert | Update:
+def _statement(shape: _Shape) -> Direct:
     """The one statement for writes of this shape: an ``UPDATE`` per step, a named
     parameter per value; the rows of each table as one JSON array parameter, turned into
-    rows by ``jsonb_to_recordset`` (in their order: the events' ids follow it). Built once
-    per shape, so SQLAlchemy finds its compiled form in its cache (a multi-row ``VALUES``
-    would be compiled again on every call) and psycopg prepares it after a few uses; a
-    shape does not depend on how many rows there are."""
+    rows by ``jsonb_to_recordset`` (in their order: the events' ids follow it). Built and
+    compiled once per shape (a multi-row ``VALUES`` would be compiled again on every call),
+    sent straight to the driver (`Direct`), which prepares it after a few uses; a shape does
+    not depend on how many rows there are."""
     steps, job_columns, logs, events = shape
     parts: list[Insert | Update] = [
         update(ST)
@@ -130,7 +131,7 @@ def _statement(shape: _Shape) -> Insert | Update:
     statement = parts.pop()
     if parts:
         statement = statement.add_cte(*(part.cte(f"w{i}") for i, part in enumerate(parts)))
-    return statement
+    return Direct(statement)
 
 
 def _insert_rows(table: Table, columns: tuple[str, ...], parameter: str) -> Insert:
