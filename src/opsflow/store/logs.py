@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     select,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -31,6 +32,7 @@ from opsflow.errors import InvalidInput
 from opsflow.status import LogLevel, LogStream
 from opsflow.store import jobs as jobs_store
 from opsflow.store.base import Base
+from opsflow.store.direct import Direct
 from opsflow.store.runs import BigId, count_id_range
 
 
@@ -195,6 +197,27 @@ def count_lines(session: Session, execution_id: str, after_id: int, upto_id: int
     return count_id_range(session, LINES, execution_id, after_id, upto_id)
 
 
+_LINES = select(
+    LINES.c.id,
+    LINES.c.job_id,
+    LINES.c.step_id,
+    jobs_store.JOBS.c.item,
+    LINES.c.seq,
+    LINES.c.at,
+    LINES.c.stream,
+    LINES.c.level,
+    LINES.c.text,
+).select_from(LINES.outerjoin(jobs_store.JOBS, jobs_store.JOBS.c.id == LINES.c.job_id))
+_LINE_NAMES = tuple(c.name for c in _LINES.selected_columns)
+_LINES_AFTER = Direct(
+    _LINES.where(
+        LINES.c.execution_id == bindparam("b_execution"), LINES.c.id > bindparam("b_after")
+    )
+    .order_by(LINES.c.id)
+    .limit(bindparam("b_limit"))
+)
+
+
 def query(
     session: Session,
     execution_id: str,
@@ -207,23 +230,15 @@ def query(
     limit: int = 1000,
 ) -> list[dict[str, Any]]:
     """Lines of an execution in order, each with the ``item`` its job runs (null but for a
-    fanned-out step's jobs); ``item`` keeps only the lines of that item's jobs."""
-    jobs = jobs_store.JOBS
-    stmt = (
-        select(
-            LINES.c.id,
-            LINES.c.job_id,
-            LINES.c.step_id,
-            jobs.c.item,
-            LINES.c.seq,
-            LINES.c.at,
-            LINES.c.stream,
-            LINES.c.level,
-            LINES.c.text,
+    fanned-out step's jobs); ``item`` keeps only the lines of that item's jobs. Unfiltered (a
+    live stream's read on every wake-up) it is one prebuilt statement."""
+    if not step and item is None and not stream and not text:
+        rows = _LINES_AFTER.all(
+            session, {"b_execution": execution_id, "b_after": after_id, "b_limit": limit}
         )
-        .select_from(LINES.outerjoin(jobs, jobs.c.id == LINES.c.job_id))
-        .where(LINES.c.execution_id == execution_id, LINES.c.id > after_id)
-    )
+        return [dict(zip(_LINE_NAMES, row, strict=True)) for row in rows]
+    stmt = _LINES.where(LINES.c.execution_id == execution_id, LINES.c.id > after_id)
+    jobs = jobs_store.JOBS
     if step:
         stmt = stmt.where(LINES.c.step_id == step)
     if item is not None:

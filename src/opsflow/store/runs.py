@@ -20,7 +20,6 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    Select,
     String,
     Table,
     Text,
@@ -395,16 +394,16 @@ def get_execution(session: Session, execution_id: str) -> Execution:
     return Execution.from_row(row)
 
 
-_EXECUTION_STATUS = select(EX.c.status).where(EX.c.id == bindparam("b_id"))
+_EXECUTION_STATUS = Direct(select(EX.c.status).where(EX.c.id == bindparam("b_id")))
 
 
 def execution_status(session: Session, execution_id: str) -> ExecutionStatus:
     """The execution's status alone (`get_execution` decodes its pinned definition too);
     raises `NotFound`."""
-    status = session.connection().execute(_EXECUTION_STATUS, {"b_id": execution_id}).scalar()
-    if status is None:
+    row = _EXECUTION_STATUS.first(session, {"b_id": execution_id})
+    if row is None:
         raise NotFound(f"execution {execution_id!r} not found")
-    return ExecutionStatus(status)
+    return ExecutionStatus(row[0])
 
 
 def update_execution(session: Session, execution_id: str, **values: Any) -> None:
@@ -516,16 +515,22 @@ def _run_many(inserts: DirectByKeys, session: Session, rows: list[dict[str, Any]
 def events_after(
     session: Session, execution_id: str, after_id: int, limit: int = 500
 ) -> list[dict[str, Any]]:
-    rows = session.connection().execute(
-        select(EV.c.id, EV.c.at, EV.c.kind, EV.c.data)
-        .where(EV.c.execution_id == execution_id, EV.c.id > after_id)
-        .order_by(EV.c.id)
-        .limit(limit)
+    """Up to ``limit`` events of the execution with ids above ``after_id``, in order (what a
+    live stream reads on every wake-up: one prebuilt statement)."""
+    rows = _EVENTS_AFTER.all(
+        session, {"b_execution": execution_id, "b_after": after_id, "b_limit": limit}
     )
-    return [dict(r._mapping) for r in rows]
+    return [dict(zip(_EVENT_NAMES, row, strict=True)) for row in rows]
 
 
-_ID_RANGE_COUNTS: dict[str, Select[int]] = {}
+_EVENT_NAMES = ("id", "at", "kind", "data")
+_EVENTS_AFTER = Direct(
+    select(*(EV.c[name] for name in _EVENT_NAMES))
+    .where(EV.c.execution_id == bindparam("b_execution"), EV.c.id > bindparam("b_after"))
+    .order_by(EV.c.id)
+    .limit(bindparam("b_limit"))
+)
+_ID_RANGE_COUNTS: dict[str, Direct] = {}
 
 
 def count_id_range(
@@ -536,13 +541,17 @@ def count_id_range(
     count: no row is read). The statement is built once per table."""
     statement = _ID_RANGE_COUNTS.get(table.name)
     if statement is None:
-        statement = _ID_RANGE_COUNTS[table.name] = select(func.count()).where(
-            table.c.execution_id == bindparam("b_execution"),
-            table.c.id > bindparam("b_after"),
-            table.c.id <= bindparam("b_upto"),
+        statement = _ID_RANGE_COUNTS[table.name] = Direct(
+            select(func.count()).where(
+                table.c.execution_id == bindparam("b_execution"),
+                table.c.id > bindparam("b_after"),
+                table.c.id <= bindparam("b_upto"),
+            )
         )
     params = {"b_execution": execution_id, "b_after": after_id, "b_upto": upto_id}
-    return int(session.connection().execute(statement, params).scalar_one())
+    row = statement.first(session, params)
+    assert row is not None
+    return int(row[0])
 
 
 def count_events(session: Session, execution_id: str, after_id: int, upto_id: int) -> int:
